@@ -1,0 +1,49 @@
+//! One runner per subcommand; `main` only parses and dispatches.
+
+pub mod snapshot;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+
+/// Exit code for "could not connect or could not see", as monitoring plugins use 2/3.
+pub const EXIT_CONNECT_FAILED: u8 = 2;
+
+pub async fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Some(Command::Snapshot(args)) => snapshot::run(args).await,
+        Some(Command::Demo(_)) | None => Err(Failure::usage(
+            "the dashboard is not available yet; use `pgtls snapshot`",
+        )),
+    };
+    match result {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("pgtls: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+/// An error that ends the program with one line on stderr.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    pub code: u8,
+}
+
+impl Failure {
+    pub fn connect(message: impl std::fmt::Display) -> Self {
+        Failure {
+            message: message.to_string(),
+            code: EXIT_CONNECT_FAILED,
+        }
+    }
+
+    pub fn usage(message: impl std::fmt::Display) -> Self {
+        Failure {
+            message: message.to_string(),
+            code: 1,
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! `pgtls snapshot`: one poll, printed, for scripts.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use super::Failure;
+use crate::cli::SnapshotArgs;
+use crate::collect::Collector;
+use crate::conn::params::{Environment, resolve};
+
+pub async fn run(args: SnapshotArgs) -> Result<ExitCode, Failure> {
+    let params = resolve(args.conn.conninfo.as_deref(), &Environment::from_process())
+        .map_err(Failure::connect)?;
+    let mut collector = Collector::connect(&params)
+        .await
+        .map_err(Failure::connect)?;
+    for warning in collector.warnings() {
+        eprintln!("pgtls: {warning}");
+    }
+    let snapshot = collector.poll().await.map_err(Failure::connect)?;
+    let mut out = std::io::stdout().lock();
+    crate::output::write(&snapshot, args.format, &mut out)
+        .and_then(|()| out.flush())
+        .map_err(|e| Failure::usage(format!("writing output: {e}")))?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,186 @@
+//! The collector: connect, run the privilege preflight once, then poll in one round trip.
+
+pub mod poller;
+pub mod rows;
+pub mod sql;
+
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::Statement;
+
+use crate::conn::connect::{Connected, connect};
+use crate::conn::error::ConnectError;
+use crate::conn::params::ConnParams;
+use crate::model::{
+    MonitorConnection, Privileges, SNAPSHOT_FORMAT_VERSION, ServerInfo, Snapshot, Verification,
+};
+
+/// What the preflight learned; fixed for the life of a connection.
+#[derive(Debug, Clone)]
+pub struct Preflight {
+    pub server: ServerInfo,
+    pub privileges: Privileges,
+    pub sslinfo_schema: Option<String>,
+    pub monitor_user: String,
+    pub monitor_database: String,
+    pub monitor_pid: i32,
+}
+
+/// A connected collector. Polls run as single autocommit statements, because pg_stat_activity
+/// is a per-transaction snapshot that would otherwise go stale.
+pub struct Collector {
+    connected: Connected,
+    preflight: Preflight,
+    statement: Statement,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CollectError {
+    Connect(ConnectError),
+    /// The connection broke or a query failed mid-poll.
+    Poll(String),
+}
+
+impl std::fmt::Display for CollectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CollectError::Connect(e) => write!(f, "{e}"),
+            CollectError::Poll(e) => write!(f, "poll failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for CollectError {}
+
+fn poll_error(e: tokio_postgres::Error) -> CollectError {
+    match e.as_db_error() {
+        Some(db) => CollectError::Poll(db.message().to_string()),
+        None if e.is_closed() => {
+            CollectError::Poll("connection to the server was lost".to_string())
+        }
+        None => CollectError::Poll(e.to_string()),
+    }
+}
+
+impl Collector {
+    pub async fn connect(params: &ConnParams) -> Result<Collector, CollectError> {
+        let connected = connect(params).await.map_err(CollectError::Connect)?;
+        let row = connected
+            .client
+            .query_one(sql::PREFLIGHT, &[])
+            .await
+            .map_err(poll_error)?;
+        let version_num: i32 = row.try_get("version_num").map_err(poll_error)?;
+        let preflight = Preflight {
+            server: ServerInfo {
+                host: connected.host.clone(),
+                port: connected.port,
+                version_num: u32::try_from(version_num).unwrap_or_default(),
+                version: row.try_get("version").map_err(poll_error)?,
+            },
+            privileges: Privileges {
+                superuser: row.try_get("superuser").map_err(poll_error)?,
+                read_all_stats: row.try_get("read_all_stats").map_err(poll_error)?,
+                read_all_settings: row.try_get("read_all_settings").map_err(poll_error)?,
+            },
+            sslinfo_schema: row.try_get("sslinfo_schema").map_err(poll_error)?,
+            monitor_user: row.try_get("monitor_user").map_err(poll_error)?,
+            monitor_database: row.try_get("monitor_database").map_err(poll_error)?,
+            monitor_pid: row.try_get("monitor_pid").map_err(poll_error)?,
+        };
+        let shape = sql::PollShape {
+            version_num: preflight.server.version_num,
+            sslinfo_schema: preflight.sslinfo_schema.clone(),
+        };
+        // Prepared once: each poll then costs one Bind/Execute round trip and no planning of the text.
+        let statement = connected
+            .client
+            .prepare(&sql::poll_statement(&shape))
+            .await
+            .map_err(poll_error)?;
+        Ok(Collector {
+            connected,
+            preflight,
+            statement,
+        })
+    }
+
+    pub fn preflight(&self) -> &Preflight {
+        &self.preflight
+    }
+
+    pub fn warnings(&self) -> &[String] {
+        &self.connected.warnings
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.connected.is_closed()
+    }
+
+    pub async fn poll(&mut self) -> Result<Snapshot, CollectError> {
+        let started = Instant::now();
+        let rows = self
+            .connected
+            .client
+            .query(&self.statement, &[])
+            .await
+            .map_err(poll_error)?;
+        let poll_ms = started.elapsed().as_secs_f64() * 1000.0;
+
+        let mut sessions = Vec::with_capacity(rows.len());
+        let mut meta = None;
+        for row in &rows {
+            let kind: i16 = row.try_get(sql::col::KIND).map_err(poll_error)?;
+            if kind == 0 {
+                meta = Some(row);
+            } else {
+                sessions.push(rows::session_from_row(row).map_err(poll_error)?);
+            }
+        }
+        let meta =
+            meta.ok_or_else(|| CollectError::Poll("the poll returned no meta row".to_string()))?;
+        let taken_at: DateTime<Utc> = meta.try_get(sql::col::SERVER_NOW).map_err(poll_error)?;
+        let names: Vec<String> = meta.try_get(sql::col::SETTING_NAMES).map_err(poll_error)?;
+        let values: Vec<String> = meta.try_get(sql::col::SETTING_VALUES).map_err(poll_error)?;
+        let rst: Option<String> = meta
+            .try_get(sql::col::REQUIRE_SECURE_TRANSPORT)
+            .map_err(poll_error)?;
+        let ssl_is_used: Option<bool> = meta.try_get(sql::col::SSL_IS_USED).map_err(poll_error)?;
+        sessions.sort_by_key(|s| s.pid);
+
+        let pre = &self.preflight;
+        let own_tls = sessions
+            .iter()
+            .find(|s| s.pid == pre.monitor_pid)
+            .and_then(|s| s.tls.clone());
+        let mut sources = vec!["pg_stat_ssl".to_string()];
+        if ssl_is_used.is_some() {
+            sources.push("sslinfo".to_string());
+        }
+        let verification = if own_tls.is_some() || ssl_is_used == Some(true) {
+            self.connected.verification_if_tls
+        } else {
+            Verification::NotTls
+        };
+        Ok(Snapshot {
+            format_version: SNAPSHOT_FORMAT_VERSION,
+            taken_at,
+            poll_ms,
+            server: pre.server.clone(),
+            monitor: MonitorConnection {
+                pid: pre.monitor_pid,
+                user: pre.monitor_user.clone(),
+                database: pre.monitor_database.clone(),
+                sslmode: self.connected.sslmode.to_string(),
+                verification,
+                tls: own_tls,
+                ssl_is_used,
+                sources,
+            },
+            privileges: pre.privileges,
+            settings: rows::settings_from(pre.server.version_num, &names, &values, rst),
+            sessions,
+        })
+    }
+}

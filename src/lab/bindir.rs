@@ -1,0 +1,121 @@
+//! Finding PostgreSQL server binaries (initdb, postgres) for the lab.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use color_eyre::eyre::{Result, bail, eyre};
+
+/// Environment variable naming the directory that holds `initdb` and `postgres`.
+pub const BINDIR_ENV: &str = "PGTLS_PG_BINDIR";
+
+/// Where the binaries came from, for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerBinaries {
+    pub dir: PathBuf,
+    pub found_by: &'static str,
+}
+
+impl ServerBinaries {
+    pub fn tool(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Major version from `postgres --version`, e.g. 15.
+    pub fn major_version(&self) -> Result<u32> {
+        let out = Command::new(self.tool("postgres"))
+            .arg("--version")
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        parse_major(&text).ok_or_else(|| eyre!("cannot read the version from {:?}", text.trim()))
+    }
+}
+
+/// Explicit directory, else `$PGTLS_PG_BINDIR`, else `pg_config --bindir`, else the highest
+/// `/usr/lib/postgresql/*/bin`.
+pub fn find(explicit: Option<&Path>) -> Result<ServerBinaries> {
+    if let Some(dir) = explicit {
+        return checked(dir.to_path_buf(), "--pg-bindir");
+    }
+    if let Some(dir) = std::env::var_os(BINDIR_ENV).filter(|d| !d.is_empty()) {
+        return checked(PathBuf::from(dir), BINDIR_ENV);
+    }
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if out.status.success() && has_server(&dir) {
+            return Ok(ServerBinaries {
+                dir,
+                found_by: "pg_config --bindir",
+            });
+        }
+    }
+    if let Some(dir) = highest_debian_bindir(Path::new("/usr/lib/postgresql")) {
+        return Ok(ServerBinaries {
+            dir,
+            found_by: "/usr/lib/postgresql/*/bin",
+        });
+    }
+    bail!(
+        "no PostgreSQL server binaries found (initdb, postgres): install them (Debian/Ubuntu: apt-get install postgresql) \
+         or point {BINDIR_ENV} or --pg-bindir at their directory"
+    )
+}
+
+fn checked(dir: PathBuf, found_by: &'static str) -> Result<ServerBinaries> {
+    if has_server(&dir) {
+        Ok(ServerBinaries { dir, found_by })
+    } else {
+        bail!(
+            "{} (from {found_by}) has no initdb and postgres binaries",
+            dir.display()
+        )
+    }
+}
+
+fn has_server(dir: &Path) -> bool {
+    dir.join("initdb").is_file() && dir.join("postgres").is_file()
+}
+
+fn highest_debian_bindir(root: &Path) -> Option<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(root)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let major = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            has_server(&bin).then_some((major, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, dir)| dir)
+}
+
+/// "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)" -> 15
+pub fn parse_major(version_output: &str) -> Option<u32> {
+    let word = version_output
+        .split_whitespace()
+        .find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()))?;
+    word.split(['.', 'b', 'r']).next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_major_versions() {
+        assert_eq!(
+            parse_major("postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"),
+            Some(15)
+        );
+        assert_eq!(parse_major("postgres (PostgreSQL) 18.4"), Some(18));
+        assert_eq!(parse_major("postgres (PostgreSQL) 17beta1"), Some(17));
+        assert_eq!(parse_major("nonsense"), None);
+    }
+
+    #[test]
+    fn explicit_dir_without_binaries_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = find(Some(dir.path())).unwrap_err().to_string();
+        assert!(err.contains("has no initdb and postgres"), "{err}");
+    }
+}

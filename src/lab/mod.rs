@@ -1,0 +1,316 @@
+//! A throwaway TLS-enabled PostgreSQL with client sessions of chosen kinds.
+//!
+//! `pgtls demo` and the integration tests share it. Everything lives in one temp dir that is
+//! removed on drop; the server is stopped on drop and also dies with the thread that started it.
+
+pub mod bindir;
+pub mod certs;
+pub mod server;
+pub mod sessions;
+
+use std::path::{Path, PathBuf};
+
+use color_eyre::eyre::{Result, WrapErr};
+use tokio_postgres::{Client, NoTls};
+
+use self::bindir::ServerBinaries;
+use self::certs::{CertSpec, Issued};
+use self::server::{Postmaster, RunAs};
+pub use self::sessions::{LabSession, SessionKind};
+
+/// The superuser the lab creates; reachable over the Unix socket without a password.
+pub const SUPERUSER: &str = "postgres";
+/// The role whose client certificate the lab issues; pg_hba lets it in with `cert` only.
+pub const CERT_USER: &str = "pgtls_cert";
+/// Password of every role the lab creates (a throwaway server on loopback).
+pub const LAB_PASSWORD: &str = "lab-secret";
+
+#[derive(Debug, Clone)]
+pub struct LabOptions {
+    /// Directory with initdb and postgres; found automatically when `None`.
+    pub bindir: Option<PathBuf>,
+    pub max_connections: u32,
+    /// Extra postgresql.conf lines, e.g. `("ssl_min_protocol_version", "TLSv1.3")`.
+    pub settings: Vec<(String, String)>,
+}
+
+impl Default for LabOptions {
+    fn default() -> Self {
+        LabOptions {
+            bindir: None,
+            max_connections: 100,
+            settings: Vec::new(),
+        }
+    }
+}
+
+/// Paths of the lab's certificates (all PEM; keys are unencrypted PKCS#8).
+#[derive(Debug, Clone)]
+pub struct LabCerts {
+    pub ca_cert: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+pub struct Lab {
+    // Field order matters on drop: stop the server before the directory goes.
+    postmaster: Option<Postmaster>,
+    pub binaries: ServerBinaries,
+    pub major_version: u32,
+    pub port: u16,
+    pub host: String,
+    pub socket_dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub log_file: PathBuf,
+    pub certs: LabCerts,
+    /// Whether `CREATE EXTENSION sslinfo` succeeded (contrib may be missing).
+    pub sslinfo: bool,
+    run_as: Option<RunAs>,
+    dir: tempfile::TempDir,
+}
+
+impl Lab {
+    /// initdb, certificates, configuration, start, sslinfo. Takes a few seconds.
+    pub async fn start(options: LabOptions) -> Result<Lab> {
+        let binaries = bindir::find(options.bindir.as_deref())?;
+        let major_version = binaries.major_version()?;
+        let run_as = server::run_as_account()?;
+        let dir = tempfile::Builder::new()
+            .prefix("pgtls-lab-")
+            .tempdir()
+            .wrap_err("creating the lab directory")?;
+        let root = dir.path().to_path_buf();
+        let socket_dir = root.join("sock");
+        let cert_dir = root.join("certs");
+        std::fs::create_dir_all(&socket_dir)?;
+        std::fs::create_dir_all(&cert_dir)?;
+        let certs = write_certs(&cert_dir)?;
+        let password_file = root.join("pwfile");
+        certs::write_private(&password_file, LAB_PASSWORD.as_bytes())?;
+
+        let data_dir = root.join("data");
+        if let Some(run_as) = &run_as {
+            server::chown_tree(&root, run_as)?;
+        }
+        let mut initdb = server::server_command(&binaries.tool("initdb"), run_as.as_ref());
+        initdb
+            .arg("-D")
+            .arg(&data_dir)
+            .args(["-U", SUPERUSER, "-E", "UTF8", "--locale=C", "--no-sync"])
+            .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
+            .arg(format!("--pwfile={}", password_file.display()));
+        server::run_tool(initdb, "initdb")?;
+
+        let port = server::free_port()?;
+        write_config(&data_dir, port, &socket_dir, &certs, &options)?;
+        write_hba(&data_dir)?;
+        if let Some(run_as) = &run_as {
+            server::chown_tree(&root, run_as)?;
+        }
+
+        let log_file = root.join("server.log");
+        let mut lab = Lab {
+            postmaster: None,
+            binaries,
+            major_version,
+            port,
+            host: "127.0.0.1".to_string(),
+            socket_dir,
+            data_dir,
+            log_file,
+            certs,
+            sslinfo: false,
+            run_as,
+            dir,
+        };
+        lab.start_server()?;
+        let admin = lab.admin().await?;
+        lab.sslinfo = admin
+            .batch_execute("CREATE EXTENSION IF NOT EXISTS sslinfo")
+            .await
+            .is_ok();
+        Ok(lab)
+    }
+
+    pub fn start_server(&mut self) -> Result<()> {
+        if self.postmaster.is_none() {
+            let pm = Postmaster::start(
+                &self.binaries.tool("postgres"),
+                &self.data_dir,
+                &self.log_file,
+                self.run_as.as_ref(),
+            )?;
+            self.postmaster = Some(pm);
+        }
+        Ok(())
+    }
+
+    /// Fast shutdown: every client is disconnected.
+    pub fn stop_server(&mut self) -> Result<()> {
+        if let Some(mut pm) = self.postmaster.take() {
+            pm.stop()?;
+        }
+        Ok(())
+    }
+
+    pub fn restart_server(&mut self) -> Result<()> {
+        self.stop_server()?;
+        self.start_server()
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.postmaster.is_some()
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A keyword/value connection string for `user` over TCP (no sslmode: callers add it).
+    pub fn conninfo(&self, user: &str) -> String {
+        format!(
+            "host={} port={} user={user} password={LAB_PASSWORD} dbname=postgres",
+            self.host, self.port
+        )
+    }
+
+    /// Superuser connection over the Unix socket (trust), for setting the lab up.
+    pub async fn admin(&self) -> Result<Client> {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host_path(&self.socket_dir)
+            .port(self.port)
+            .user(SUPERUSER)
+            .dbname("postgres")
+            .application_name("pgtls-lab-admin");
+        let (client, connection) = config
+            .connect(NoTls)
+            .await
+            .wrap_err("connecting to the lab server as its superuser")?;
+        tokio::spawn(connection);
+        Ok(client)
+    }
+
+    /// Create a login role with the lab password unless it exists.
+    pub async fn ensure_role(&self, name: &str) -> Result<()> {
+        let admin = self.admin().await?;
+        let exists = admin
+            .query_opt(
+                "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1",
+                &[&name],
+            )
+            .await?
+            .is_some();
+        if !exists {
+            let sql: String = admin
+                .query_one(
+                    "SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', $1::text, $2::text)",
+                    &[&name, &LAB_PASSWORD],
+                )
+                .await?
+                .get(0);
+            if let Err(e) = admin.batch_execute(&sql).await {
+                // Parallel callers may race to create the same role.
+                if e.code() != Some(&tokio_postgres::error::SqlState::DUPLICATE_OBJECT) {
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `ALTER SYSTEM SET name = value` and reload; the next poll sees it.
+    pub async fn set_config(&self, name: &str, value: &str) -> Result<()> {
+        let admin = self.admin().await?;
+        let sql: String = admin
+            .query_one(
+                "SELECT format('ALTER SYSTEM SET %I = %L', $1::text, $2::text)",
+                &[&name, &value],
+            )
+            .await?
+            .get(0);
+        admin.batch_execute(&sql).await?;
+        admin
+            .batch_execute("SELECT pg_catalog.pg_reload_conf()")
+            .await?;
+        Ok(())
+    }
+
+    /// Open a client session of the given kind as `user` with `application_name`; it stays open until dropped.
+    pub async fn open(
+        &self,
+        kind: SessionKind,
+        user: &str,
+        application_name: &str,
+    ) -> Result<LabSession> {
+        sessions::open(self, kind, user, application_name).await
+    }
+}
+
+fn write_certs(dir: &Path) -> Result<LabCerts> {
+    let ca = certs::issue(&CertSpec::ca("pgtls lab root CA"), None)?;
+    let server = certs::issue(
+        &CertSpec::server("localhost", &["localhost"], &["127.0.0.1", "::1"]),
+        Some(&ca),
+    )?;
+    let client = certs::issue(&CertSpec::client(CERT_USER), Some(&ca))?;
+    let paths = LabCerts {
+        ca_cert: dir.join("ca.crt"),
+        server_cert: dir.join("server.crt"),
+        server_key: dir.join("server.key"),
+        client_cert: dir.join("client.crt"),
+        client_key: dir.join("client.key"),
+    };
+    std::fs::write(&paths.ca_cert, ca.cert.to_pem()?)?;
+    certs::write_private(&dir.join("ca.key"), &ca.key.private_key_to_pem_pkcs8()?)?;
+    server.write_pem(&paths.server_cert, &paths.server_key)?;
+    client.write_pem(&paths.client_cert, &paths.client_key)?;
+    Ok(paths)
+}
+
+fn write_config(
+    data_dir: &Path,
+    port: u16,
+    socket_dir: &Path,
+    certs: &LabCerts,
+    options: &LabOptions,
+) -> Result<()> {
+    let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', "''"));
+    let mut conf = format!(
+        "\n# pgtls lab\nlisten_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = {}\n\
+         max_connections = {}\nssl = on\nssl_cert_file = {}\nssl_key_file = {}\nssl_ca_file = {}\n\
+         log_connections = on\nlog_line_prefix = '%m [%p] '\npassword_encryption = 'scram-sha-256'\n\
+         fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nshared_buffers = '32MB'\n",
+        quote(socket_dir),
+        options.max_connections,
+        quote(&certs.server_cert),
+        quote(&certs.server_key),
+        quote(&certs.ca_cert),
+    );
+    for (name, value) in &options.settings {
+        conf.push_str(&format!("{name} = '{}'\n", value.replace('\'', "''")));
+    }
+    let path = data_dir.join("postgresql.conf");
+    let mut text = std::fs::read_to_string(&path).wrap_err("reading postgresql.conf")?;
+    text.push_str(&conf);
+    std::fs::write(&path, text).wrap_err("writing postgresql.conf")
+}
+
+/// `cert` for the certificate user first, then TLS and non-TLS password rules, so every kind of client gets in.
+fn write_hba(data_dir: &Path) -> Result<()> {
+    let hba = format!(
+        "# pgtls lab\n\
+         local   all  all                       trust\n\
+         hostssl all  {CERT_USER}  127.0.0.1/32  cert\n\
+         hostssl all  all         127.0.0.1/32  scram-sha-256\n\
+         host    all  all         127.0.0.1/32  scram-sha-256\n"
+    );
+    std::fs::write(data_dir.join("pg_hba.conf"), hba).wrap_err("writing pg_hba.conf")
+}
+
+/// Make `certs` usable for tests that need other certificates (wrong CA, bundles).
+pub fn issue_ca(common_name: &str) -> Result<Issued> {
+    certs::issue(&CertSpec::ca(common_name), None)
+}

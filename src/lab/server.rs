@@ -1,0 +1,203 @@
+//! Running the lab's postmaster: as an unprivileged account when we are root, tied to our lifetime.
+
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use color_eyre::eyre::{Result, WrapErr, bail, eyre};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::{Gid, Pid, Uid, User};
+
+/// The account the server runs as. `None` means "as ourselves".
+#[derive(Debug, Clone)]
+pub struct RunAs {
+    pub name: String,
+    pub uid: Uid,
+    pub gid: Gid,
+}
+
+/// PostgreSQL refuses to run as root, and CI runs as root: pick an unprivileged account then.
+pub fn run_as_account() -> Result<Option<RunAs>> {
+    if !Uid::effective().is_root() {
+        return Ok(None);
+    }
+    let preferred = std::env::var("PGTLS_LAB_USER").ok();
+    let candidates = preferred
+        .iter()
+        .map(String::as_str)
+        .chain(["postgres", "nobody"]);
+    for name in candidates {
+        if let Ok(Some(user)) = User::from_name(name) {
+            return Ok(Some(RunAs {
+                name: user.name,
+                uid: user.uid,
+                gid: user.gid,
+            }));
+        }
+    }
+    bail!(
+        "running as root and no unprivileged account (postgres, nobody) exists to run the lab server as"
+    )
+}
+
+/// Give the whole tree to the server's account so it can use its data dir, sockets and key files.
+pub fn chown_tree(root: &Path, run_as: &RunAs) -> Result<()> {
+    nix::unistd::chown(root, Some(run_as.uid), Some(run_as.gid))
+        .wrap_err_with(|| format!("chown {} to {}", root.display(), run_as.name))?;
+    if root.is_dir() {
+        for entry in std::fs::read_dir(root)? {
+            chown_tree(&entry?.path(), run_as)?;
+        }
+    }
+    Ok(())
+}
+
+/// A command for one of the server binaries, with a clean environment and the right account.
+pub fn server_command(program: &Path, run_as: Option<&RunAs>) -> Command {
+    let mut cmd = Command::new(program);
+    // A developer's PGDATA/PGPORT/PGHOST must not leak into the lab's own server.
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("LC_ALL", "C")
+        .env("TZ", "UTC");
+    if let Some(lib) = std::env::var_os("LD_LIBRARY_PATH") {
+        cmd.env("LD_LIBRARY_PATH", lib);
+    }
+    if let Some(run_as) = run_as {
+        cmd.uid(run_as.uid.as_raw()).gid(run_as.gid.as_raw());
+    }
+    cmd
+}
+
+/// Run a server tool to completion, failing with its output.
+pub fn run_tool(mut cmd: Command, what: &str) -> Result<()> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .wrap_err_with(|| format!("cannot run {what}"))?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// A running postmaster that is stopped on drop and dies with the thread that started it.
+pub struct Postmaster {
+    child: Child,
+}
+
+impl Postmaster {
+    pub fn start(
+        postgres: &Path,
+        data_dir: &Path,
+        log: &Path,
+        run_as: Option<&RunAs>,
+    ) -> Result<Postmaster> {
+        let log_file = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .wrap_err_with(|| format!("opening {}", log.display()))?;
+        let mut cmd = server_command(postgres, run_as);
+        cmd.arg("-D")
+            .arg(data_dir)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file);
+        // SAFETY: only an async-signal-safe prctl runs between fork and exec. It runs after the
+        // uid switch (which clears the parent-death signal), so a crashed or killed test process
+        // takes its server down with it (SIGQUIT = immediate shutdown) instead of leaking it.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGQUIT).map_err(std::io::Error::from)
+            });
+        }
+        let child = cmd
+            .spawn()
+            .wrap_err_with(|| format!("cannot start {}", postgres.display()))?;
+        let mut postmaster = Postmaster { child };
+        postmaster.wait_ready(data_dir, log)?;
+        Ok(postmaster)
+    }
+
+    /// postmaster.pid's eighth line turns to "ready" once connections are accepted (PostgreSQL 10+).
+    fn wait_ready(&mut self, data_dir: &Path, log: &Path) -> Result<()> {
+        let pid_file = data_dir.join("postmaster.pid");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "the lab server exited during start-up ({status}): {}",
+                    log_tail(log)
+                );
+            }
+            let ready = std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|text| text.lines().nth(7).map(|l| l.trim() == "ready"))
+                .unwrap_or(false);
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the lab server did not become ready within 60 s: {}",
+                    log_tail(log)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Fast shutdown (SIGINT): disconnects clients, then exits; SIGKILL if it hangs.
+    pub fn stop(&mut self) -> Result<()> {
+        if self.child.try_wait()?.is_some() {
+            return Ok(());
+        }
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).map_err(|e| eyre!("pid: {e}"))?);
+        let _ = kill(pid, Signal::SIGINT);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for Postmaster {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// The last lines of the server log, for start-up errors.
+pub fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(5)..].join(" | ")
+}
+
+/// A free TCP port on 127.0.0.1 (bind port 0 and let the kernel choose).
+pub fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").wrap_err("finding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+pub fn socket_path(socket_dir: &Path, port: u16) -> PathBuf {
+    socket_dir.join(format!(".s.PGSQL.{port}"))
+}

@@ -1,0 +1,132 @@
+//! Client sessions of a chosen kind, held open against the lab server.
+
+use color_eyre::eyre::{Result, WrapErr};
+use native_tls::{Certificate, Identity, Protocol, TlsConnector};
+use postgres_native_tls::MakeTlsConnector;
+use tokio::task::JoinHandle;
+use tokio_postgres::config::SslMode;
+use tokio_postgres::{Client, NoTls};
+
+use super::{CERT_USER, LAB_PASSWORD, Lab};
+
+/// How a lab client connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SessionKind {
+    /// TLS with the client's defaults (TLS 1.3 against a modern server).
+    Tls13,
+    /// TLS capped at 1.2 on the client, as an old driver would.
+    Tls12,
+    /// TCP with sslmode=disable.
+    PlainTcp,
+    /// Unix-domain socket (never TLS).
+    UnixSocket,
+    /// TLS 1.3 authenticated by the lab's client certificate (user must be [`CERT_USER`]).
+    ClientCert,
+}
+
+impl SessionKind {
+    pub const ALL: [SessionKind; 5] = [
+        SessionKind::Tls13,
+        SessionKind::Tls12,
+        SessionKind::PlainTcp,
+        SessionKind::UnixSocket,
+        SessionKind::ClientCert,
+    ];
+}
+
+/// An open client session; dropping it closes the connection.
+pub struct LabSession {
+    pub client: Client,
+    pub pid: i32,
+    pub kind: SessionKind,
+    connection: JoinHandle<()>,
+}
+
+impl LabSession {
+    /// Run a statement, e.g. to move the session through active / idle in transaction states.
+    pub async fn execute(&self, sql: &str) -> Result<()> {
+        self.client
+            .batch_execute(sql)
+            .await
+            .wrap_err_with(|| format!("running {sql:?}"))
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+}
+
+impl Drop for LabSession {
+    fn drop(&mut self) {
+        self.connection.abort();
+    }
+}
+
+pub(super) async fn open(
+    lab: &Lab,
+    kind: SessionKind,
+    user: &str,
+    application_name: &str,
+) -> Result<LabSession> {
+    let user = if kind == SessionKind::ClientCert {
+        CERT_USER
+    } else {
+        user
+    };
+    lab.ensure_role(user).await?;
+    let mut config = tokio_postgres::Config::new();
+    config
+        .user(user)
+        .dbname("postgres")
+        .application_name(application_name)
+        .port(lab.port);
+    match kind {
+        SessionKind::UnixSocket => {
+            config.host_path(&lab.socket_dir);
+        }
+        _ => {
+            config.host(&lab.host).password(LAB_PASSWORD);
+        }
+    }
+    let what = || format!("opening a {kind:?} lab session as {user}");
+    let (client, connection) = match kind {
+        SessionKind::PlainTcp | SessionKind::UnixSocket => {
+            config.ssl_mode(SslMode::Disable);
+            let (client, conn) = config.connect(NoTls).await.wrap_err_with(what)?;
+            (client, tokio::spawn(async move { drop(conn.await) }))
+        }
+        SessionKind::Tls13 | SessionKind::Tls12 | SessionKind::ClientCert => {
+            config.ssl_mode(SslMode::Require);
+            let tls = tls_connector(lab, kind)?;
+            let (client, conn) = config.connect(tls).await.wrap_err_with(what)?;
+            (client, tokio::spawn(async move { drop(conn.await) }))
+        }
+    };
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await?
+        .get(0);
+    Ok(LabSession {
+        client,
+        pid,
+        kind,
+        connection,
+    })
+}
+
+fn tls_connector(lab: &Lab, kind: SessionKind) -> Result<MakeTlsConnector> {
+    let ca = Certificate::from_pem(&std::fs::read(&lab.certs.ca_cert)?)?;
+    let mut builder = TlsConnector::builder();
+    builder
+        .add_root_certificate(ca)
+        .disable_built_in_roots(true);
+    if kind == SessionKind::Tls12 {
+        builder.max_protocol_version(Some(Protocol::Tlsv12));
+    }
+    if kind == SessionKind::ClientCert {
+        let cert = std::fs::read(&lab.certs.client_cert)?;
+        let key = std::fs::read(&lab.certs.client_key)?;
+        builder.identity(Identity::from_pkcs8(&cert, &key)?);
+    }
+    Ok(MakeTlsConnector::new(builder.build()?))
+}

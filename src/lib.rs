@@ -1,0 +1,14 @@
+//! pgtls: see how every PostgreSQL client is connected (TLS 1.3, TLS 1.2, older, or not at all).
+//!
+//! Data flows one way: `collect` (poller) -> `model::Snapshot` -> `tui` state -> views.
+//! The binary is a thin shell over this library so that tests, the demo and benches share one code path.
+
+pub mod cli;
+pub mod cmd;
+pub mod collect;
+pub mod conn;
+pub mod fixtures;
+pub mod format;
+pub mod lab;
+pub mod model;
+pub mod output;

@@ -1,0 +1,345 @@
+//! Plain data that flows from the collector to the views and the headless outputs.
+//!
+//! Nothing here knows about databases or terminals, so analysis, rendering and tests can build
+//! these values directly. Everything serializes: `pgtls snapshot --format json` prints a
+//! [`Snapshot`] as is, and the README documents the fields. Changing a field name is a breaking change.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Version of the JSON document shape; bumped on any incompatible change.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+
+/// Everything one poll learned, stamped with the server's clock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub format_version: u32,
+    /// `now()` on the server when the poll ran; ages are measured from it so client clock skew does not matter.
+    pub taken_at: DateTime<Utc>,
+    /// Wall time of the poll's round trip, in milliseconds.
+    pub poll_ms: f64,
+    pub server: ServerInfo,
+    pub monitor: MonitorConnection,
+    pub privileges: Privileges,
+    /// Server TLS settings by GUC name, in a stable (alphabetical) order.
+    pub settings: BTreeMap<String, Setting>,
+    /// Client sessions (TCP and Unix socket) and sessions the monitor may not inspect, ordered by pid.
+    pub sessions: Vec<Session>,
+}
+
+impl Snapshot {
+    /// The monitor's own row, if the server reported it.
+    pub fn own_session(&self) -> Option<&Session> {
+        self.sessions.iter().find(|s| s.pid == self.monitor.pid)
+    }
+
+    pub fn setting(&self, name: &str) -> &Setting {
+        self.settings.get(name).unwrap_or(&Setting::ABSENT)
+    }
+
+    /// Session counts per transport class, in display order.
+    pub fn class_counts(&self) -> ClassCounts {
+        ClassCounts::of(&self.sessions)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    /// Host (or socket directory) and port the monitor reached.
+    pub host: String,
+    pub port: u16,
+    /// `server_version_num`, e.g. 150018.
+    pub version_num: u32,
+    /// `server_version`, e.g. "15.18 (Debian 15.18-0+deb12u1)".
+    pub version: String,
+}
+
+impl ServerInfo {
+    pub fn major(&self) -> u32 {
+        self.version_num / 10_000
+    }
+}
+
+/// How the monitor itself is connected: what it asked for and what the server reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorConnection {
+    pub pid: i32,
+    pub user: String,
+    pub database: String,
+    /// The sslmode the connection was made with (libpq spelling).
+    pub sslmode: String,
+    /// How far the client checked the server's certificate.
+    pub verification: Verification,
+    /// TLS as reported by `pg_stat_ssl` for `pg_backend_pid()`; `None` when not TLS.
+    pub tls: Option<TlsInfo>,
+    /// `ssl_is_used()` from the sslinfo extension; `None` when sslinfo is not installed in this database.
+    pub ssl_is_used: Option<bool>,
+    /// Which sources answered, e.g. `["pg_stat_ssl", "sslinfo"]`.
+    pub sources: Vec<String>,
+}
+
+/// What the client verified about the server's certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verification {
+    /// Not TLS at all.
+    NotTls,
+    /// TLS, but the certificate was not checked (sslmode require/prefer/allow without a root file).
+    None,
+    /// The chain was checked against trusted roots, the host name was not (verify-ca).
+    Chain,
+    /// Chain and host name were checked (verify-full).
+    ChainAndHost,
+}
+
+impl Verification {
+    pub fn label(self) -> &'static str {
+        match self {
+            Verification::NotTls => "not TLS",
+            Verification::None => "not verified",
+            Verification::Chain => "chain verified",
+            Verification::ChainAndHost => "chain + host verified",
+        }
+    }
+}
+
+/// What the monitor's role may see; decided once per connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Privileges {
+    pub superuser: bool,
+    /// Has the privileges of `pg_read_all_stats` (sees every session's TLS details).
+    pub read_all_stats: bool,
+    /// Has the privileges of `pg_read_all_settings` (sees ssl_min_protocol_version, ssl_ciphers, ...).
+    pub read_all_settings: bool,
+}
+
+/// A server setting as the monitor could read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", content = "value", rename_all = "snake_case")]
+pub enum Setting {
+    /// Read from `pg_settings` (or `current_setting`).
+    Set(String),
+    /// Exists in this server version but the role may not read it (needs pg_read_all_settings).
+    Hidden,
+    /// Does not exist on this server (version or distribution lacks it).
+    Absent,
+}
+
+impl Setting {
+    pub const ABSENT: Setting = Setting::Absent;
+
+    pub fn value(&self) -> Option<&str> {
+        match self {
+            Setting::Set(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// TLS details of one session, from `pg_stat_ssl`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsInfo {
+    /// OpenSSL protocol name: TLSv1, TLSv1.1, TLSv1.2, TLSv1.3.
+    pub version: String,
+    pub cipher: String,
+    pub bits: Option<i32>,
+    /// Client certificate subject (slash form, cut at 63 bytes by the server).
+    pub client_dn: Option<String>,
+    /// Client certificate serial number, in decimal.
+    pub client_serial: Option<String>,
+    pub issuer_dn: Option<String>,
+}
+
+/// GSSAPI details of one session, from `pg_stat_gssapi`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GssInfo {
+    pub authenticated: bool,
+    pub principal: Option<String>,
+    pub encrypted: bool,
+    /// PostgreSQL 16+ only.
+    pub credentials_delegated: Option<bool>,
+}
+
+/// How one session's bytes travel. The order is the display order of the summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnClass {
+    Tls13,
+    Tls12,
+    /// TLS 1.1, 1.0 or anything unrecognised below 1.2.
+    TlsOlder,
+    /// TCP without TLS or GSS encryption: readable on the wire.
+    PlainTcp,
+    /// GSSAPI-encrypted TCP.
+    Gss,
+    /// Unix-domain socket: never leaves the host, never TLS.
+    Local,
+    /// The monitor may not see this session's connection details (needs pg_read_all_stats).
+    Unknown,
+}
+
+impl ConnClass {
+    pub const ALL: [ConnClass; 7] = [
+        ConnClass::Tls13,
+        ConnClass::Tls12,
+        ConnClass::TlsOlder,
+        ConnClass::PlainTcp,
+        ConnClass::Gss,
+        ConnClass::Local,
+        ConnClass::Unknown,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ConnClass::Tls13 => "TLSv1.3",
+            ConnClass::Tls12 => "TLSv1.2",
+            ConnClass::TlsOlder => "older TLS",
+            ConnClass::PlainTcp => "no TLS (TCP)",
+            ConnClass::Gss => "GSS encrypted",
+            ConnClass::Local => "local socket",
+            ConnClass::Unknown => "unknown",
+        }
+    }
+
+    pub fn from_tls_version(version: &str) -> ConnClass {
+        match version {
+            "TLSv1.3" => ConnClass::Tls13,
+            "TLSv1.2" => ConnClass::Tls12,
+            _ => ConnClass::TlsOlder,
+        }
+    }
+
+    /// Would a server with `ssl_min_protocol_version=TLSv1.3` refuse this kind of connection?
+    pub fn below_tls13(self) -> bool {
+        matches!(self, ConnClass::Tls12 | ConnClass::TlsOlder)
+    }
+}
+
+/// One row of `pg_stat_activity` with its `pg_stat_ssl` and `pg_stat_gssapi` details.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub pid: i32,
+    pub class: ConnClass,
+    /// PostgreSQL 13+: the parallel group leader, if this is a parallel worker.
+    pub leader_pid: Option<i32>,
+    pub user: Option<String>,
+    pub database: Option<String>,
+    pub application_name: Option<String>,
+    /// Client IP address; `None` for Unix sockets and hidden sessions.
+    pub client_addr: Option<String>,
+    pub client_hostname: Option<String>,
+    /// -1 for Unix sockets; `None` when hidden.
+    pub client_port: Option<i32>,
+    pub backend_type: Option<String>,
+    pub state: Option<String>,
+    pub backend_start: Option<DateTime<Utc>>,
+    pub xact_start: Option<DateTime<Utc>>,
+    pub query_start: Option<DateTime<Utc>>,
+    pub state_change: Option<DateTime<Utc>>,
+    pub wait_event_type: Option<String>,
+    pub wait_event: Option<String>,
+    pub query: Option<String>,
+    /// PostgreSQL 14+.
+    pub query_id: Option<i64>,
+    pub tls: Option<TlsInfo>,
+    pub gss: Option<GssInfo>,
+}
+
+impl Session {
+    /// `addr:port`, `[local]` for Unix sockets, or `?` when hidden.
+    pub fn client_endpoint(&self) -> String {
+        match (&self.client_addr, self.client_port) {
+            (_, Some(-1)) => "[local]".to_string(),
+            (Some(addr), Some(port)) if addr.contains(':') => format!("[{addr}]:{port}"),
+            (Some(addr), Some(port)) => format!("{addr}:{port}"),
+            (Some(addr), None) => addr.clone(),
+            (None, _) => "?".to_string(),
+        }
+    }
+
+    /// Seconds since the backend started, measured on the server's clock.
+    pub fn age_secs(&self, now: DateTime<Utc>) -> Option<i64> {
+        self.backend_start.map(|s| (now - s).num_seconds().max(0))
+    }
+}
+
+/// Session counts by [`ConnClass`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ClassCounts {
+    pub tls13: usize,
+    pub tls12: usize,
+    pub tls_older: usize,
+    pub plain_tcp: usize,
+    pub gss: usize,
+    pub local: usize,
+    pub unknown: usize,
+}
+
+impl ClassCounts {
+    pub fn of(sessions: &[Session]) -> ClassCounts {
+        let mut counts = ClassCounts::default();
+        for s in sessions {
+            *counts.slot(s.class) += 1;
+        }
+        counts
+    }
+
+    fn slot(&mut self, class: ConnClass) -> &mut usize {
+        match class {
+            ConnClass::Tls13 => &mut self.tls13,
+            ConnClass::Tls12 => &mut self.tls12,
+            ConnClass::TlsOlder => &mut self.tls_older,
+            ConnClass::PlainTcp => &mut self.plain_tcp,
+            ConnClass::Gss => &mut self.gss,
+            ConnClass::Local => &mut self.local,
+            ConnClass::Unknown => &mut self.unknown,
+        }
+    }
+
+    pub fn get(&self, class: ConnClass) -> usize {
+        let mut copy = *self;
+        *copy.slot(class)
+    }
+
+    pub fn total(&self) -> usize {
+        ConnClass::ALL.iter().map(|c| self.get(*c)).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_versions_map_to_classes() {
+        assert_eq!(ConnClass::from_tls_version("TLSv1.3"), ConnClass::Tls13);
+        assert_eq!(ConnClass::from_tls_version("TLSv1.2"), ConnClass::Tls12);
+        assert_eq!(ConnClass::from_tls_version("TLSv1.1"), ConnClass::TlsOlder);
+        assert_eq!(ConnClass::from_tls_version("TLSv1"), ConnClass::TlsOlder);
+        assert!(ConnClass::Tls12.below_tls13());
+        assert!(!ConnClass::PlainTcp.below_tls13());
+    }
+
+    #[test]
+    fn setting_serializes_with_state_tag() {
+        let json = serde_json::to_string(&Setting::Set("on".into())).unwrap();
+        assert_eq!(json, r#"{"state":"set","value":"on"}"#);
+        assert_eq!(
+            serde_json::to_string(&Setting::Hidden).unwrap(),
+            r#"{"state":"hidden"}"#
+        );
+    }
+
+    #[test]
+    fn endpoint_formats_ipv6_and_sockets() {
+        let mut s = crate::fixtures::session(1, ConnClass::Tls13);
+        s.client_addr = Some("::1".into());
+        s.client_port = Some(5000);
+        assert_eq!(s.client_endpoint(), "[::1]:5000");
+        s.client_port = Some(-1);
+        s.client_addr = None;
+        assert_eq!(s.client_endpoint(), "[local]");
+    }
+}

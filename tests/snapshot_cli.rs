@@ -1,0 +1,156 @@
+//! `pgtls snapshot` as a user runs it, against the real lab.
+
+mod common;
+
+use pgtls::lab::{LAB_PASSWORD, SUPERUSER, SessionKind};
+use unicode_width::UnicodeWidthStr;
+
+#[tokio::test]
+async fn snapshot_prints_every_session_as_json_table_and_csv() {
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let sessions = [
+        lab.open(SessionKind::Tls13, "app13", "tls13-app")
+            .await
+            .unwrap(),
+        lab.open(
+            SessionKind::Tls12,
+            "app12",
+            "tls12-holdout-with-a-long-name",
+        )
+        .await
+        .unwrap(),
+        lab.open(SessionKind::PlainTcp, "plain", "plaintext")
+            .await
+            .unwrap(),
+        lab.open(SessionKind::UnixSocket, "local", "socket")
+            .await
+            .unwrap(),
+    ];
+    let conninfo = format!("{} sslmode=require", lab.conninfo(SUPERUSER));
+
+    let out = common::pgtls(&["snapshot", &conninfo, "--format", "json"], home.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["format_version"], 1);
+    let listed = json["sessions"].as_array().unwrap();
+    for s in &sessions {
+        let row = listed
+            .iter()
+            .find(|r| r["pid"] == s.pid)
+            .expect("every session is listed");
+        let class = match s.kind {
+            SessionKind::Tls13 => "tls13",
+            SessionKind::Tls12 => "tls12",
+            SessionKind::PlainTcp => "plain_tcp",
+            _ => "local",
+        };
+        assert_eq!(row["class"], class);
+    }
+    assert_eq!(json["monitor"]["tls"]["version"], "TLSv1.3");
+    assert_eq!(
+        json["settings"]["ssl"],
+        serde_json::json!({"state": "set", "value": "on"})
+    );
+
+    let out = common::pgtls(&["snapshot", &conninfo, "--format", "table"], home.path());
+    assert!(out.status.success());
+    let table = String::from_utf8(out.stdout).unwrap();
+    for line in table.lines() {
+        assert!(line.width() <= 100, "line wider than 100 columns: {line:?}");
+    }
+    for s in &sessions {
+        let line = table
+            .lines()
+            .find(|l| l.split_whitespace().take(2).any(|t| t == s.pid.to_string()))
+            .unwrap_or_else(|| panic!("pid {} in table:\n{table}", s.pid));
+        match s.kind {
+            SessionKind::Tls12 => {
+                assert!(line.starts_with('~') && line.contains("TLSv1.2"), "{line}")
+            }
+            SessionKind::PlainTcp => {
+                assert!(line.starts_with('!') && line.contains("no TLS"), "{line}")
+            }
+            SessionKind::UnixSocket => assert!(line.contains("[local]"), "{line}"),
+            _ => assert!(line.contains("TLSv1.3"), "{line}"),
+        }
+    }
+    assert!(
+        table.contains("tls12-holdout…"),
+        "long names are cut with a mark"
+    );
+    assert!(!table.contains(LAB_PASSWORD));
+
+    let out = common::pgtls(&["snapshot", &conninfo, "--format", "csv"], home.path());
+    assert!(out.status.success());
+    let mut reader = csv::Reader::from_reader(out.stdout.as_slice());
+    let header = reader.headers().unwrap().clone();
+    assert_eq!(&header[0], "pid");
+    assert_eq!(&header[1], "class");
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), json["sessions"].as_array().unwrap().len());
+    assert!(rows.iter().all(|r| r.len() == header.len()));
+    let tls12 = rows
+        .iter()
+        .find(|r| r[0] == sessions[1].pid.to_string())
+        .unwrap();
+    assert_eq!(&tls12[2], "TLSv1.2");
+}
+
+#[tokio::test]
+async fn a_connection_failure_is_one_line_and_exit_code_2() {
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let refused_port = pgtls::lab::server::free_port().unwrap();
+    let cases = [
+        (
+            format!("host=127.0.0.1 port={refused_port} user=x password=hunter2 sslmode=disable"),
+            "connection refused",
+        ),
+        (
+            format!(
+                "host=127.0.0.1 port={} user={SUPERUSER} password=wrong-hunter2 sslmode=require",
+                lab.port
+            ),
+            "password authentication failed",
+        ),
+        (
+            format!(
+                "{} sslmode=verify-full sslrootcert=/nonexistent/root.crt",
+                lab.conninfo(SUPERUSER)
+            ),
+            "does not exist",
+        ),
+        (
+            format!(
+                "{} sslmode=verify-full sslrootcert={}",
+                lab.conninfo(SUPERUSER),
+                lab.certs.server_cert.display()
+            ),
+            "not trusted",
+        ),
+        (
+            "host=no-such-host.invalid user=x sslmode=disable".to_string(),
+            "could not translate host name",
+        ),
+    ];
+    for (conninfo, expected) in cases {
+        let out = common::pgtls(&["snapshot", &conninfo], home.path());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{conninfo}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{conninfo}: expected {expected:?} in {stderr}"
+        );
+        assert!(
+            !stderr.contains("hunter2") && !stderr.contains(LAB_PASSWORD),
+            "no password in {stderr}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+}
