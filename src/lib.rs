@@ -3,6 +3,7 @@
 //! Data flows one way: `collect` (poller) -> `model::Snapshot` -> `tui` state -> views.
 //! The binary is a thin shell over this library so that tests, the demo and benches share one code path.
 
+pub mod analysis;
 pub mod cli;
 pub mod cmd;
 pub mod collect;
@@ -12,3 +13,5 @@ pub mod format;
 pub mod lab;
 pub mod model;
 pub mod output;
+pub mod tui;
+pub mod screenshot;

@@ -1,0 +1,326 @@
+//! Alert rules over one snapshot and the link state, and a log that remembers when each alert began.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{ConnClass, Session, Setting, Snapshot, Verification};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Critical,
+    Warning,
+    Info,
+}
+
+impl Severity {
+    /// Symbols that carry the meaning without colour (NO_COLOR).
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Severity::Critical => "✖",
+            Severity::Warning => "▲",
+            Severity::Info => "ℹ",
+        }
+    }
+}
+
+/// One condition that holds now. `key` is stable across polls so the log can track it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    pub key: String,
+    pub severity: Severity,
+    pub title: String,
+    pub detail: String,
+}
+
+/// The link to the server, as the alert rules need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkHealth {
+    Up,
+    Lost {
+        since: DateTime<Utc>,
+        error: String,
+        retry_at: DateTime<Utc>,
+    },
+}
+
+/// Every rule, evaluated against the latest snapshot (if any) and the link.
+pub fn evaluate(snapshot: Option<&Snapshot>, link: &LinkHealth) -> Vec<Alert> {
+    let mut alerts = Vec::new();
+    if let LinkHealth::Lost { since, error, retry_at } = link {
+        alerts.push(Alert {
+            key: "connection_lost".into(),
+            severity: Severity::Critical,
+            title: format!("Connection lost since {}", since.format("%H:%M:%S")),
+            detail: format!("{error}; retrying at {}", retry_at.format("%H:%M:%S")),
+        });
+    }
+    let Some(snap) = snapshot else {
+        return alerts;
+    };
+    settings_rules(snap, &mut alerts);
+    session_rules(snap, &mut alerts);
+    monitor_rules(snap, &mut alerts);
+    alerts.sort_by(|a, b| a.severity.cmp(&b.severity).then_with(|| a.key.cmp(&b.key)));
+    alerts
+}
+
+fn settings_rules(snap: &Snapshot, alerts: &mut Vec<Alert>) {
+    if snap.setting("ssl").value() == Some("off") {
+        alerts.push(Alert {
+            key: "ssl_off".into(),
+            severity: Severity::Critical,
+            title: "ssl is off".into(),
+            detail: "The server accepts no TLS connections at all; every TCP client is plain text.".into(),
+        });
+    }
+    if let Some(min @ ("TLSv1" | "TLSv1.1")) = snap.setting("ssl_min_protocol_version").value() {
+        alerts.push(Alert {
+            key: "min_protocol_weak".into(),
+            severity: Severity::Warning,
+            title: format!("ssl_min_protocol_version = {min}"),
+            detail: "TLS 1.0 and 1.1 are deprecated (RFC 8996); raise the minimum to TLSv1.2 or TLSv1.3.".into(),
+        });
+    }
+    let hidden: Vec<&str> = snap
+        .settings
+        .iter()
+        .filter(|(_, v)| **v == Setting::Hidden)
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if !hidden.is_empty() {
+        alerts.push(Alert {
+            key: "settings_hidden".into(),
+            severity: Severity::Info,
+            title: format!("{} TLS settings hidden", hidden.len()),
+            detail: format!(
+                "{} may not read {}; GRANT pg_read_all_settings TO {};",
+                snap.monitor.user,
+                hidden.join(", "),
+                snap.monitor.user
+            ),
+        });
+    }
+}
+
+/// "orders-api (3), billing (1)": who, most sessions first.
+pub fn who(sessions: &[&Session]) -> String {
+    let mut by_app: BTreeMap<String, usize> = BTreeMap::new();
+    for s in sessions {
+        let app = s.application_name.as_deref().filter(|a| !a.is_empty()).unwrap_or("(no application_name)");
+        let user = s.user.as_deref().unwrap_or("?");
+        *by_app.entry(format!("{app} as {user}")).or_default() += 1;
+    }
+    let mut list: Vec<(String, usize)> = by_app.into_iter().collect();
+    list.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    list.iter()
+        .map(|(who, n)| if *n > 1 { format!("{who} ({n})") } else { who.clone() })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn session_rules(snap: &Snapshot, alerts: &mut Vec<Alert>) {
+    let of = |class: ConnClass| -> Vec<&Session> { snap.sessions.iter().filter(|s| s.class == class).collect() };
+    let plain = of(ConnClass::PlainTcp);
+    if !plain.is_empty() {
+        alerts.push(Alert {
+            key: "plaintext_sessions".into(),
+            severity: Severity::Critical,
+            title: format!("{} plain-text TCP session{}", plain.len(), plural(plain.len())),
+            detail: who(&plain),
+        });
+    }
+    let older = of(ConnClass::TlsOlder);
+    if !older.is_empty() {
+        alerts.push(Alert {
+            key: "tls_older_sessions".into(),
+            severity: Severity::Critical,
+            title: format!("{} session{} on TLS 1.1 or older", older.len(), plural(older.len())),
+            detail: who(&older),
+        });
+    }
+    let tls12 = of(ConnClass::Tls12);
+    if !tls12.is_empty() {
+        alerts.push(Alert {
+            key: "tls12_sessions".into(),
+            severity: Severity::Warning,
+            title: format!("{} session{} on TLS 1.2", tls12.len(), plural(tls12.len())),
+            detail: format!("refused if ssl_min_protocol_version becomes TLSv1.3: {}", who(&tls12)),
+        });
+    }
+    let unknown = of(ConnClass::Unknown);
+    if !unknown.is_empty() {
+        alerts.push(Alert {
+            key: "sessions_hidden".into(),
+            severity: Severity::Warning,
+            title: format!("{} session{} unknown", unknown.len(), plural(unknown.len())),
+            detail: format!(
+                "{} may not see their TLS details; GRANT pg_read_all_stats TO {};",
+                snap.monitor.user, snap.monitor.user
+            ),
+        });
+    }
+}
+
+fn monitor_rules(snap: &Snapshot, alerts: &mut Vec<Alert>) {
+    let m = &snap.monitor;
+    let local = snap.server.host.starts_with('/');
+    match m.verification {
+        Verification::NotTls if !local => alerts.push(Alert {
+            key: "monitor_plaintext".into(),
+            severity: Severity::Warning,
+            title: "pgtls itself is connected without TLS".into(),
+            detail: format!("sslmode={}; use sslmode=verify-full with sslrootcert", m.sslmode),
+        }),
+        Verification::None => alerts.push(Alert {
+            key: "monitor_unverified".into(),
+            severity: Severity::Warning,
+            title: "pgtls does not verify the server certificate".into(),
+            detail: format!("sslmode={}; use sslmode=verify-full with sslrootcert", m.sslmode),
+        }),
+        _ => {}
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// An alert with its history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedAlert {
+    pub alert: Alert,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    /// Still holds at the latest evaluation.
+    pub active: bool,
+}
+
+/// Alerts over time: when each began, whether it still holds. New = began within [`AlertLog::NEW_FOR`].
+#[derive(Debug, Clone, Default)]
+pub struct AlertLog {
+    entries: Vec<LoggedAlert>,
+}
+
+impl AlertLog {
+    pub const NEW_FOR: chrono::Duration = chrono::Duration::seconds(60);
+
+    /// Record the alerts that hold at `now`; returns the keys that just began.
+    pub fn update(&mut self, current: Vec<Alert>, now: DateTime<Utc>) -> Vec<String> {
+        let mut began = Vec::new();
+        for entry in &mut self.entries {
+            entry.active = false;
+        }
+        for alert in current {
+            match self.entries.iter_mut().find(|e| e.alert.key == alert.key) {
+                Some(entry) => {
+                    entry.alert = alert;
+                    entry.last_seen = now;
+                    entry.active = true;
+                }
+                None => {
+                    began.push(alert.key.clone());
+                    self.entries.push(LoggedAlert {
+                        alert,
+                        first_seen: now,
+                        last_seen: now,
+                        active: true,
+                    });
+                }
+            }
+        }
+        // Cleared alerts leave the log so a recurrence counts as new.
+        self.entries.retain(|e| e.active);
+        self.entries
+            .sort_by(|a, b| a.alert.severity.cmp(&b.alert.severity).then(a.first_seen.cmp(&b.first_seen)));
+        began
+    }
+
+    pub fn active(&self) -> impl Iterator<Item = &LoggedAlert> {
+        self.entries.iter().filter(|e| e.active)
+    }
+
+    pub fn is_new(entry: &LoggedAlert, now: DateTime<Utc>) -> bool {
+        now - entry.first_seen < Self::NEW_FOR
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures;
+
+    fn keys(alerts: &[Alert]) -> Vec<&str> {
+        alerts.iter().map(|a| a.key.as_str()).collect()
+    }
+
+    #[test]
+    fn fixture_raises_plaintext_tls12_and_hidden_session_alerts() {
+        let snap = fixtures::snapshot();
+        let alerts = evaluate(Some(&snap), &LinkHealth::Up);
+        assert_eq!(keys(&alerts), vec!["plaintext_sessions", "sessions_hidden", "tls12_sessions"]);
+        let plain = &alerts[0];
+        assert_eq!(plain.severity, Severity::Critical);
+        assert_eq!(plain.title, "2 plain-text TCP sessions");
+        assert_eq!(plain.detail, "grafana as grafana, nightly-etl as etl");
+        assert!(alerts[2].detail.contains("billing-batch as billing (2), legacy-reports as reports"));
+    }
+
+    #[test]
+    fn server_and_monitor_rules() {
+        let mut snap = fixtures::snapshot();
+        snap.sessions.retain(|s| s.class == ConnClass::Tls13);
+        snap.settings.insert("ssl".into(), Setting::Set("off".into()));
+        snap.settings.insert("ssl_min_protocol_version".into(), Setting::Set("TLSv1".into()));
+        snap.settings.insert("ssl_ciphers".into(), Setting::Hidden);
+        snap.monitor.verification = Verification::None;
+        let alerts = evaluate(Some(&snap), &LinkHealth::Up);
+        assert_eq!(keys(&alerts), vec!["ssl_off", "min_protocol_weak", "monitor_unverified", "settings_hidden"]);
+        assert!(alerts[3].detail.contains("GRANT pg_read_all_settings TO pgtls"));
+        snap.monitor.verification = Verification::NotTls;
+        assert!(keys(&evaluate(Some(&snap), &LinkHealth::Up)).contains(&"monitor_plaintext"));
+    }
+
+    #[test]
+    fn lost_link_is_critical_even_without_data() {
+        let now = fixtures::now();
+        let link = LinkHealth::Lost {
+            since: now,
+            error: "connection refused".into(),
+            retry_at: now,
+        };
+        let alerts = evaluate(None, &link);
+        assert_eq!(keys(&alerts), vec!["connection_lost"]);
+        assert!(alerts[0].detail.starts_with("connection refused"));
+    }
+
+    #[test]
+    fn the_log_keeps_first_seen_and_marks_new() {
+        let mut log = AlertLog::default();
+        let snap = fixtures::snapshot();
+        let t0 = fixtures::now();
+        let began = log.update(evaluate(Some(&snap), &LinkHealth::Up), t0);
+        assert_eq!(began.len(), 3);
+        let t1 = t0 + chrono::Duration::seconds(90);
+        assert!(log.update(evaluate(Some(&snap), &LinkHealth::Up), t1).is_empty());
+        let first = log.active().next().unwrap();
+        assert_eq!(first.first_seen, t0);
+        assert_eq!(first.last_seen, t1);
+        assert!(!AlertLog::is_new(first, t1));
+        assert!(AlertLog::is_new(first, t0 + chrono::Duration::seconds(10)));
+        // Cleared, then back: new again.
+        log.update(Vec::new(), t1);
+        assert!(log.is_empty());
+        assert_eq!(log.update(evaluate(Some(&snap), &LinkHealth::Up), t1).len(), 3);
+    }
+}

@@ -1,0 +1,222 @@
+//! The one key table: dispatch, the footer hints and the help overlay all read it, so they cannot drift apart.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+/// Where a binding applies. Global bindings apply everywhere except while typing a filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Global,
+    /// The main screen with the sessions table.
+    Table,
+    /// The drill-down of one session.
+    Detail,
+    /// Typing a filter: printable keys are text, so only these bindings apply.
+    FilterInput,
+    Help,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    Quit,
+    Help,
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    Top,
+    Bottom,
+    SortNext,
+    SortPrev,
+    SortReverse,
+    StartFilter,
+    ClearFilter,
+    ApplyFilter,
+    DeleteChar,
+    ViewAll,
+    ViewNoTls,
+    ViewBelowTls13,
+    Open,
+    Back,
+    Pause,
+    Faster,
+    Slower,
+    Refresh,
+}
+
+/// A key as written in help and footer, and how to match it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    pub code: KeyCode,
+    pub modifiers: KeyModifiers,
+}
+
+const fn key(c: char) -> Key {
+    Key {
+        code: KeyCode::Char(c),
+        modifiers: KeyModifiers::NONE,
+    }
+}
+
+const fn special(code: KeyCode) -> Key {
+    Key {
+        code,
+        modifiers: KeyModifiers::NONE,
+    }
+}
+
+const fn ctrl(c: char) -> Key {
+    Key {
+        code: KeyCode::Char(c),
+        modifiers: KeyModifiers::CONTROL,
+    }
+}
+
+pub struct Binding {
+    pub keys: &'static [Key],
+    pub action: Action,
+    pub scopes: &'static [Scope],
+    /// How the keys are written in hints and help, e.g. "↑/k".
+    pub keys_label: &'static str,
+    /// Short footer hint; `None` keeps the binding out of the footer.
+    pub hint: Option<&'static str>,
+    pub help: &'static str,
+}
+
+use Scope::{Detail, FilterInput, Global, Help as HelpScope, Table};
+
+#[rustfmt::skip]
+pub const BINDINGS: &[Binding] = &[
+    Binding { keys: &[key('q')], action: Action::Quit, scopes: &[Global], keys_label: "q", hint: Some("quit"), help: "Quit" },
+    Binding { keys: &[ctrl('c')], action: Action::Quit, scopes: &[Global, FilterInput], keys_label: "Ctrl-C", hint: None, help: "Quit from anywhere, even while typing a filter" },
+    Binding { keys: &[key('?'), special(KeyCode::F(1))], action: Action::Help, scopes: &[Global], keys_label: "?", hint: Some("help"), help: "Show or hide this help" },
+    Binding { keys: &[special(KeyCode::Up), key('k')], action: Action::Up, scopes: &[Table, Detail], keys_label: "↑/k", hint: None, help: "Move up (scroll in the detail view)" },
+    Binding { keys: &[special(KeyCode::Down), key('j')], action: Action::Down, scopes: &[Table, Detail], keys_label: "↓/j", hint: Some("move"), help: "Move down (scroll in the detail view)" },
+    Binding { keys: &[special(KeyCode::PageUp), ctrl('b')], action: Action::PageUp, scopes: &[Table, Detail], keys_label: "PgUp", hint: None, help: "Page up" },
+    Binding { keys: &[special(KeyCode::PageDown), ctrl('f')], action: Action::PageDown, scopes: &[Table, Detail], keys_label: "PgDn", hint: None, help: "Page down" },
+    Binding { keys: &[special(KeyCode::Home), key('g')], action: Action::Top, scopes: &[Table, Detail], keys_label: "Home/g", hint: None, help: "First row" },
+    Binding { keys: &[special(KeyCode::End), key('G')], action: Action::Bottom, scopes: &[Table, Detail], keys_label: "End/G", hint: None, help: "Last row" },
+    Binding { keys: &[key('s'), key('>')], action: Action::SortNext, scopes: &[Table], keys_label: "s/>", hint: Some("sort"), help: "Sort by the next column" },
+    Binding { keys: &[key('S'), key('<')], action: Action::SortPrev, scopes: &[Table], keys_label: "S/<", hint: None, help: "Sort by the previous column" },
+    Binding { keys: &[key('i')], action: Action::SortReverse, scopes: &[Table], keys_label: "i", hint: Some("reverse"), help: "Reverse the sort order (▲ ascending, ▼ descending)" },
+    Binding { keys: &[key('/')], action: Action::StartFilter, scopes: &[Table], keys_label: "/", hint: Some("filter"), help: "Filter rows: text matched in every column, case-insensitive" },
+    Binding { keys: &[special(KeyCode::Esc)], action: Action::ClearFilter, scopes: &[FilterInput], keys_label: "Esc", hint: Some("clear"), help: "Clear the filter and stop typing" },
+    Binding { keys: &[special(KeyCode::Enter)], action: Action::ApplyFilter, scopes: &[FilterInput], keys_label: "Enter", hint: Some("keep"), help: "Keep the filter and go back to the table" },
+    Binding { keys: &[special(KeyCode::Backspace)], action: Action::DeleteChar, scopes: &[FilterInput], keys_label: "⌫", hint: None, help: "Delete the last character of the filter" },
+    Binding { keys: &[key('1')], action: Action::ViewAll, scopes: &[Table], keys_label: "1", hint: None, help: "Quick view: all sessions" },
+    Binding { keys: &[key('2')], action: Action::ViewNoTls, scopes: &[Table], keys_label: "2", hint: None, help: "Quick view: no TLS over TCP only" },
+    Binding { keys: &[key('3')], action: Action::ViewBelowTls13, scopes: &[Table], keys_label: "1/2/3", hint: Some("all/no TLS/<1.3"), help: "Quick view: TLS below 1.3 only" },
+    Binding { keys: &[special(KeyCode::Enter)], action: Action::Open, scopes: &[Table], keys_label: "Enter", hint: Some("details"), help: "Open the selected session" },
+    Binding { keys: &[special(KeyCode::Esc), special(KeyCode::Backspace)], action: Action::Back, scopes: &[Detail, HelpScope, Table], keys_label: "Esc", hint: Some("back"), help: "Back (in the table: clear the filter)" },
+    Binding { keys: &[key('p'), key(' ')], action: Action::Pause, scopes: &[Global], keys_label: "p", hint: Some("pause"), help: "Pause or resume refreshing" },
+    Binding { keys: &[key('+'), key('=')], action: Action::Slower, scopes: &[Global], keys_label: "+", hint: None, help: "Refresh less often (longer interval)" },
+    Binding { keys: &[key('-')], action: Action::Faster, scopes: &[Global], keys_label: "+/-", hint: Some("interval"), help: "Refresh more often (shorter interval)" },
+    Binding { keys: &[key('r')], action: Action::Refresh, scopes: &[Global], keys_label: "r", hint: Some("refresh"), help: "Refresh now (or reconnect now)" },
+];
+
+/// The action bound to `event` in `scope`. Scope bindings win over global ones; while typing a
+/// filter only the filter's own bindings (and quit) apply.
+pub fn lookup(scope: Scope, event: &KeyEvent) -> Option<Action> {
+    let matches = |b: &&Binding, s: Scope| {
+        b.scopes.contains(&s) && b.keys.iter().any(|k| k.code == event.code && modifiers_match(k, event))
+    };
+    BINDINGS
+        .iter()
+        .find(|b| matches(b, scope))
+        .or_else(|| {
+            (scope != Scope::FilterInput)
+                .then(|| BINDINGS.iter().find(|b| matches(b, Scope::Global)))
+                .flatten()
+        })
+        .map(|b| b.action)
+}
+
+/// Shift is part of the character for letters and symbols ('G', '?', '+'), so only Ctrl/Alt must match.
+fn modifiers_match(key: &Key, event: &KeyEvent) -> bool {
+    let relevant = KeyModifiers::CONTROL | KeyModifiers::ALT;
+    (event.modifiers & relevant) == (key.modifiers & relevant)
+}
+
+/// Footer hints for a scope: its own bindings first, then global ones.
+pub fn hints(scope: Scope) -> Vec<(&'static str, &'static str)> {
+    let own = BINDINGS.iter().filter(|b| b.scopes.contains(&scope));
+    let global = BINDINGS
+        .iter()
+        .filter(|b| scope != Scope::FilterInput && b.scopes.contains(&Scope::Global) && !b.scopes.contains(&scope));
+    own.chain(global)
+        .filter_map(|b| b.hint.map(|h| (b.keys_label, h)))
+        .collect()
+}
+
+/// Help lines grouped by scope, for the `?` overlay.
+pub fn help_sections() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
+    let section = |title: &'static str, scope: Scope| {
+        let rows = BINDINGS
+            .iter()
+            .filter(|b| b.scopes.contains(&scope))
+            .map(|b| (b.keys_label, b.help))
+            .collect();
+        (title, rows)
+    };
+    vec![
+        section("Everywhere", Scope::Global),
+        section("Sessions table", Scope::Table),
+        section("Filter input", Scope::FilterInput),
+        section("Session details", Scope::Detail),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCOPES: [Scope; 5] = [Scope::Global, Scope::Table, Scope::Detail, Scope::FilterInput, Scope::Help];
+
+    #[test]
+    fn no_key_is_bound_twice_in_a_scope() {
+        for scope in SCOPES {
+            let mut seen: Vec<(Key, Action)> = Vec::new();
+            for b in BINDINGS.iter().filter(|b| b.scopes.contains(&scope)) {
+                for k in b.keys {
+                    if let Some((_, other)) = seen.iter().find(|(s, _)| s == k) {
+                        panic!("{k:?} is bound to {other:?} and {:?} in {scope:?}", b.action);
+                    }
+                    seen.push((*k, b.action));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn scope_keys_do_not_shadow_global_ones_by_accident() {
+        // Only these deliberate overrides exist: none today. A scope key equal to a global key would hide it.
+        for b in BINDINGS.iter().filter(|b| !b.scopes.contains(&Scope::Global)) {
+            for g in BINDINGS.iter().filter(|g| g.scopes.contains(&Scope::Global)) {
+                for k in b.keys {
+                    let shared_scope = b.scopes.iter().any(|s| *s != Scope::FilterInput);
+                    assert!(!(shared_scope && g.keys.contains(k)), "{k:?} of {:?} shadows global {:?}", b.action, g.action);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lookup_respects_scopes() {
+        let ev = |c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE);
+        assert_eq!(lookup(Scope::Table, &ev('j')), Some(Action::Down));
+        assert_eq!(lookup(Scope::Table, &ev('q')), Some(Action::Quit));
+        assert_eq!(lookup(Scope::FilterInput, &ev('q')), None, "q is text while typing a filter");
+        assert_eq!(lookup(Scope::FilterInput, &KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)), Some(Action::Quit));
+        assert_eq!(lookup(Scope::Table, &KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)), Some(Action::Open));
+        assert_eq!(lookup(Scope::FilterInput, &KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)), Some(Action::ApplyFilter));
+        assert_eq!(lookup(Scope::Table, &KeyEvent::new(KeyCode::Char('G'), KeyModifiers::SHIFT)), Some(Action::Bottom));
+        assert_eq!(lookup(Scope::Detail, &ev('s')), None);
+    }
+
+    #[test]
+    fn every_action_is_documented_in_help() {
+        let sections = help_sections();
+        for b in BINDINGS {
+            assert!(sections.iter().any(|(_, rows)| rows.iter().any(|(_, h)| *h == b.help)), "{:?}", b.action);
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! The live dashboard: a poller task feeds snapshots to a state that never does I/O; views draw the state.
+
+pub mod columns;
+pub mod keymap;
+pub mod state;
