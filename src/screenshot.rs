@@ -52,10 +52,7 @@ const ANSI: [Rgb<u8>; 16] = [
     Rgb([0xee, 0xee, 0xec]), // White
 ];
 
-static REGULAR_TTF: &[u8] = include_bytes!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/assets/fonts/DejaVuSansMono.ttf"
-));
+static REGULAR_TTF: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/fonts/DejaVuSansMono.ttf"));
 static BOLD_TTF: &[u8] = include_bytes!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/assets/fonts/DejaVuSansMono-Bold.ttf"
@@ -365,11 +362,7 @@ fn draw_text(img: &mut RgbImage, r: PxRect, symbol: &str, paint: Paint) {
     } else {
         symbol
     };
-    let face = if paint.bold {
-        &fonts.bold
-    } else {
-        &fonts.regular
-    };
+    let face = if paint.bold { &fonts.bold } else { &fonts.regular };
     let scale = PxScale::from(FONT_PX);
     // Integer baseline and pen positions keep stems on whole pixels, so text is crisp.
     let baseline = r.y0 as f32 + face.as_scaled(scale).ascent().round();
@@ -413,14 +406,7 @@ fn draw_text(img: &mut RgbImage, r: PxRect, symbol: &str, paint: Paint) {
         let bounds = outlined.px_bounds();
         let (gx0, gy0) = (bounds.min.x as i32, bounds.min.y as i32);
         outlined.draw(|gx, gy, coverage| {
-            blend(
-                img,
-                r,
-                gx0 + gx as i32,
-                gy0 + gy as i32,
-                paint.fg,
-                coverage,
-            );
+            blend(img, r, gx0 + gx as i32, gy0 + gy as i32, paint.fg, coverage);
         });
     }
 }
@@ -757,16 +743,7 @@ fn draw_braille(img: &mut RgbImage, r: PxRect, c: char, fg: Rgb<u8>) {
     };
     let bits = c as u32 - 0x2800;
     // Unicode dot numbering: bit -> (column, row).
-    const DOTS: [(i32, i32); 8] = [
-        (0, 0),
-        (0, 1),
-        (0, 2),
-        (1, 0),
-        (1, 1),
-        (1, 2),
-        (0, 3),
-        (1, 3),
-    ];
+    const DOTS: [(i32, i32); 8] = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (0, 3), (1, 3)];
     for (bit, (col, row)) in DOTS.iter().enumerate() {
         if bits & (1 << bit) == 0 {
             continue;
@@ -817,11 +794,7 @@ mod tests {
     fn image_size_is_cells_times_cell_size() {
         for (w, h) in [(1, 1), (7, 3), (80, 24)] {
             let img = render_png(&buffer(w, h));
-            assert_eq!(
-                img.dimensions(),
-                (u32::from(w) * 9, u32::from(h) * 18),
-                "{w}x{h}"
-            );
+            assert_eq!(img.dimensions(), (u32::from(w) * 9, u32::from(h) * 18), "{w}x{h}");
         }
     }
 
@@ -1038,9 +1011,7 @@ mod tests {
     #[test]
     fn shade_is_a_blend() {
         let mut buf = buffer(1, 1);
-        let style = Style::default()
-            .fg(Color::Rgb(200, 0, 0))
-            .bg(Color::Rgb(0, 0, 0));
+        let style = Style::default().fg(Color::Rgb(200, 0, 0)).bg(Color::Rgb(0, 0, 0));
         buf.set_string(0, 0, "▒", style);
         let img = render_png(&buf);
         assert!(img.pixels().all(|p| *p == Rgb([100, 0, 0])));
@@ -1051,10 +1022,7 @@ mod tests {
         let mut buf = buffer(2, 1);
         buf.set_string(0, 0, "⣿⠀", Style::default());
         let img = render_png(&buf);
-        let lit = cell_pixels(&img, 0, 0)
-            .iter()
-            .filter(|p| **p == DEFAULT_FG)
-            .count();
+        let lit = cell_pixels(&img, 0, 0).iter().filter(|p| **p == DEFAULT_FG).count();
         assert_eq!(lit, 8 * 4);
         assert!(cell_pixels(&img, 1, 0).iter().all(|p| *p == DEFAULT_BG));
     }
@@ -1074,43 +1042,5 @@ mod tests {
     fn escape_sequences_are_not_drawn() {
         let link = "\x1b]8;;https://example.com\x1b\\ab\x1b]8;;\x07\x1b[1mc";
         assert_eq!(strip_escapes(link), "abc");
-    }
-}
-
-#[cfg(test)]
-mod scratch_preview {
-    use super::*;
-    use ratatui::layout::Rect;
-    use ratatui::style::Style;
-    #[test]
-    #[ignore]
-    fn write_preview() {
-        let mut buf = Buffer::empty(Rect::new(0, 0, 40, 12));
-        let s = Style::default();
-        buf.set_string(0, 0, "╭─ pgtls ──────────╮ ┏━━┳━━┓ ╔══╦══╗", s.fg(Color::Cyan));
-        buf.set_string(0, 1, "│ TLS 1.3  ▁▂▃▄▅▆▇█│ ┣━━╋━━┫ ╠══╬══╣", s);
-        buf.set_string(0, 2, "│ TLS 1.2  ▏▎▍▌▋▊▉█│ ┗━━┻━━┛ ╚══╩══╝", s.fg(Color::Yellow));
-        buf.set_string(0, 3, "│ none     ░░▒▒▓▓██│ ┌┄┄┬┈┈┐ ╱╲╳ ╌╎", s.fg(Color::Red));
-        buf.set_string(0, 4, "╰──────────────────╯ └──┴──┘ ▖▗▘▙▚▛▜▝▞▟", s);
-        buf.set_string(0, 5, "Bold text gjpqy ÀÉÎ é", s.add_modifier(Modifier::BOLD));
-        buf.set_string(0, 6, "Reversed", s.add_modifier(Modifier::REVERSED));
-        buf.set_string(10, 6, "Dim", s.add_modifier(Modifier::DIM));
-        buf.set_string(15, 6, "Under_line", s.add_modifier(Modifier::UNDERLINED));
-        buf.set_string(27, 6, "strike", s.add_modifier(Modifier::CROSSED_OUT));
-        buf.set_string(0, 7, "世界 wide | ⣿⡇⠛⢸ ⠁⠂ ▲▼ ✓ ✗ → ● …", s.fg(Color::LightGreen));
-        for i in 0..16u8 { buf.set_string(u16::from(i)*2, 8, "██", s.fg(Color::Indexed(i))); }
-        for i in 0..40u16 { buf.set_string(i, 9, " ", s.bg(Color::Indexed(16 + (i as u8)*5))); }
-        buf.set_string(0, 10, "e\u{301} a\u{308} combining; Hello, world! 0O 1lI", s);
-        buf.set_string(0, 11, "┼┼┼┼─┼─│├┤┬┴ ╞╡╥╨╪╫ ╒╕╘╛", s);
-        let img = render_png(&buf);
-        let img = image::imageops::resize(&img, img.width()*2, img.height()*2, image::imageops::FilterType::Nearest);
-        img.save("/tmp/shot.png").unwrap();
-        let mut b2 = Buffer::empty(Rect::new(0, 0, 24, 3));
-        b2.set_string(0, 0, "┼┼┼┼─┼─│├┤┬┴ ╞╡╥╨╪╫ ╒╕╘╛", s);
-        b2.set_string(0, 1, "┏━━┳━━┓ ╔══╦══╗ ╭─╮┍┑┎┒", s);
-        b2.set_string(0, 2, "┣━━╋━━┫ ╠══╬══╣ ╰─╯┕┙┖┚", s);
-        let img = render_png(&b2);
-        let img = image::imageops::resize(&img, img.width()*5, img.height()*5, image::imageops::FilterType::Nearest);
-        img.save("/tmp/shot2.png").unwrap();
     }
 }

@@ -49,14 +49,16 @@ impl Drop for PollerHandle {
     }
 }
 
-/// Start polling `params` every `interval`; events arrive on `events` until it is closed.
+/// Start polling every `interval`, beginning with `connected` if given (the start-up connection,
+/// already checked), reconnecting with `params` after failures. Events arrive on `events` until it is closed.
 pub fn spawn(
     params: ConnParams,
+    connected: Option<Collector>,
     interval: Duration,
     events: mpsc::Sender<PollerEvent>,
 ) -> PollerHandle {
     let (commands, rx) = mpsc::unbounded_channel();
-    let task = tokio::spawn(run(params, interval, events, rx));
+    let task = tokio::spawn(run(params, connected, interval, events, rx));
     PollerHandle { commands, task }
 }
 
@@ -67,6 +69,7 @@ struct Schedule {
 
 async fn run(
     params: ConnParams,
+    mut connected: Option<Collector>,
     interval: Duration,
     events: mpsc::Sender<PollerEvent>,
     mut commands: mpsc::UnboundedReceiver<PollerCommand>,
@@ -77,7 +80,11 @@ async fn run(
     };
     let mut backoff = MIN_BACKOFF;
     loop {
-        let error = match Collector::connect(&params).await {
+        let attempt = match connected.take() {
+            Some(collector) => Ok(collector),
+            None => Collector::connect(&params).await,
+        };
+        let error = match attempt {
             Ok(mut collector) => {
                 backoff = MIN_BACKOFF;
                 let warnings = collector.warnings().to_vec();

@@ -5,6 +5,7 @@
 
 pub mod bindir;
 pub mod certs;
+pub mod demo;
 pub mod server;
 pub mod sessions;
 
@@ -54,17 +55,24 @@ pub struct LabCerts {
     pub client_key: PathBuf,
 }
 
-pub struct Lab {
-    // Field order matters on drop: stop the server before the directory goes.
-    postmaster: Option<Postmaster>,
-    pub binaries: ServerBinaries,
-    pub major_version: u32,
+/// How to reach the lab server: cheap to clone, so client tasks can open sessions while the
+/// [`Lab`] itself (which owns the server) stays in one place.
+#[derive(Debug, Clone)]
+pub struct LabHandle {
     pub port: u16,
     pub host: String,
     pub socket_dir: PathBuf,
+    pub certs: LabCerts,
+}
+
+pub struct Lab {
+    // Field order matters on drop: stop the server before the directory goes.
+    postmaster: Option<Postmaster>,
+    handle: LabHandle,
+    pub binaries: ServerBinaries,
+    pub major_version: u32,
     pub data_dir: PathBuf,
     pub log_file: PathBuf,
-    pub certs: LabCerts,
     /// Whether `CREATE EXTENSION sslinfo` succeeded (contrib may be missing).
     pub sslinfo: bool,
     run_as: Option<RunAs>,
@@ -113,14 +121,16 @@ impl Lab {
         let log_file = root.join("server.log");
         let mut lab = Lab {
             postmaster: None,
+            handle: LabHandle {
+                port,
+                host: "127.0.0.1".to_string(),
+                socket_dir,
+                certs,
+            },
             binaries,
             major_version,
-            port,
-            host: "127.0.0.1".to_string(),
-            socket_dir,
             data_dir,
             log_file,
-            certs,
             sslinfo: false,
             run_as,
             dir,
@@ -168,6 +178,20 @@ impl Lab {
         self.dir.path()
     }
 
+    pub fn clone_for_clients(&self) -> LabHandle {
+        self.handle.clone()
+    }
+}
+
+impl std::ops::Deref for Lab {
+    type Target = LabHandle;
+
+    fn deref(&self) -> &LabHandle {
+        &self.handle
+    }
+}
+
+impl LabHandle {
     /// A keyword/value connection string for `user` over TCP (no sslmode: callers add it).
     pub fn conninfo(&self, user: &str) -> String {
         format!(

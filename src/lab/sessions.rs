@@ -7,7 +7,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, NoTls};
 
-use super::{CERT_USER, LAB_PASSWORD, Lab};
+use super::{CERT_USER, LAB_PASSWORD, LabHandle};
 
 /// How a lab client connects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -63,7 +63,7 @@ impl Drop for LabSession {
 }
 
 pub(super) async fn open(
-    lab: &Lab,
+    lab: &LabHandle,
     kind: SessionKind,
     user: &str,
     application_name: &str,
@@ -114,7 +114,7 @@ pub(super) async fn open(
     })
 }
 
-fn tls_connector(lab: &Lab, kind: SessionKind) -> Result<MakeTlsConnector> {
+fn tls_connector(lab: &LabHandle, kind: SessionKind) -> Result<MakeTlsConnector> {
     let ca = Certificate::from_pem(&std::fs::read(&lab.certs.ca_cert)?)?;
     let mut builder = TlsConnector::builder();
     builder

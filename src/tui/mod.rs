@@ -3,3 +3,4 @@
 pub mod columns;
 pub mod keymap;
 pub mod state;
+pub mod view;

@@ -1,6 +1,8 @@
 //! Shared helpers for tests against the real lab server.
 #![allow(dead_code)]
 
+pub mod tmux;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Output};

@@ -1,0 +1,86 @@
+//! The demo's cast: a realistic mix of clients on the lab server, and a little activity so states change.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use color_eyre::eyre::Result;
+use tokio::task::JoinHandle;
+
+use super::{Lab, LabHandle, LabSession, SessionKind};
+
+/// (kind, user, application_name, how many)
+pub const CAST: &[(SessionKind, &str, &str, usize)] = &[
+    (SessionKind::Tls13, "orders", "orders-api", 3),
+    (SessionKind::Tls13, "web", "storefront", 2),
+    (SessionKind::Tls13, "dba", "pgadmin", 1),
+    (SessionKind::ClientCert, "pgtls_cert", "cert-agent", 1),
+    (SessionKind::Tls12, "billing", "billing-batch", 2),
+    (SessionKind::Tls12, "reports", "legacy-reports", 1),
+    (SessionKind::Tls12, "crm", "crm-jdbc", 1),
+    (SessionKind::PlainTcp, "etl", "nightly-etl", 1),
+    (SessionKind::PlainTcp, "grafana", "grafana", 1),
+    (SessionKind::UnixSocket, "postgres", "psql", 1),
+    (SessionKind::UnixSocket, "backup", "pg_dump", 1),
+];
+
+/// The open sessions and the task that keeps them busy; dropping it closes them all.
+pub struct DemoClients {
+    pub sessions: Vec<Arc<LabSession>>,
+    activity: JoinHandle<()>,
+}
+
+impl Drop for DemoClients {
+    fn drop(&mut self) {
+        self.activity.abort();
+    }
+}
+
+pub async fn start(lab: &Lab) -> Result<DemoClients> {
+    let mut sessions = Vec::new();
+    for (kind, user, app, count) in CAST {
+        for _ in 0..*count {
+            sessions.push(Arc::new(lab.open(*kind, user, app).await?));
+        }
+    }
+    let activity = tokio::spawn(activity(sessions.clone(), lab.clone_for_clients()));
+    Ok(DemoClients { sessions, activity })
+}
+
+/// Every ~0.8 s one session runs a query or sits in an open transaction for a while, and now
+/// and then a short-lived TLS 1.2 "cron job" connects and leaves: the kind of client a single
+/// poll misses.
+async fn activity(sessions: Vec<Arc<LabSession>>, lab: LabHandle) {
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut tick: u64 = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        tick += 1;
+        // xorshift: deterministic, no extra dependency.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let session = Arc::clone(&sessions[(seed % sessions.len() as u64) as usize]);
+        let busy_ms = 500 + seed % 2500;
+        if seed % 3 == 0 {
+            tokio::spawn(async move {
+                if session.execute("BEGIN; SELECT count(*) FROM pg_catalog.pg_class").await.is_ok() {
+                    tokio::time::sleep(Duration::from_millis(busy_ms)).await;
+                    let _ = session.execute("COMMIT").await;
+                }
+            });
+        } else {
+            let sql = format!("SELECT pg_catalog.pg_sleep({:.1})", busy_ms as f64 / 1000.0);
+            tokio::spawn(async move {
+                let _ = session.execute(&sql).await;
+            });
+        }
+        if tick % 12 == 0 {
+            let lab = lab.clone();
+            tokio::spawn(async move {
+                if let Ok(job) = lab.open(SessionKind::Tls12, "reports", "cron-report").await {
+                    let _ = job.execute("SELECT pg_catalog.pg_sleep(1)").await;
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! The event loop: terminal input, poller events and signals in; state updates, effects and draws out.
+
+use std::io::stdout;
+use std::time::Duration;
+
+use chrono::Utc;
+use color_eyre::eyre::{Result, WrapErr};
+use crossterm::event::{
+    DisableMouseCapture, EnableMouseCapture, Event, EventStream, KeyEventKind, MouseButton, MouseEventKind,
+};
+use futures_util::StreamExt;
+use ratatui::DefaultTerminal;
+use ratatui::layout::{Position, Rect};
+use tokio::sync::mpsc;
+
+use super::state::{AppState, Effect, Input};
+use super::view;
+use crate::collect::Collector;
+use crate::collect::poller::{self, PollerEvent, PollerHandle};
+use crate::conn::params::ConnParams;
+
+/// Open the dashboard on an already connected collector (start-up errors were reported before
+/// the terminal was touched); returns when the user quits.
+pub async fn run(params: ConnParams, collector: Collector, interval: Duration, target: String) -> Result<()> {
+    view::theme::set_theme(view::theme::Theme::from_env());
+    let (events_tx, events_rx) = mpsc::channel(16);
+    let poller = poller::spawn(params, Some(collector), interval, events_tx);
+    let mut state = AppState::new(target, interval, Utc::now());
+
+    let mut terminal = ratatui::try_init().wrap_err("cannot open the terminal (is this an interactive terminal?)")?;
+    install_mouse_restoring_panic_hook();
+    let _ = crossterm::execute!(stdout(), EnableMouseCapture);
+    let result = event_loop(&mut terminal, &mut state, events_rx, &poller).await;
+    let _ = crossterm::execute!(stdout(), DisableMouseCapture);
+    ratatui::restore();
+    result
+}
+
+/// ratatui's hook restores raw mode and the alternate screen; mouse capture must be undone too,
+/// or the user's shell receives escape codes for every mouse move after a crash.
+fn install_mouse_restoring_panic_hook() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = crossterm::execute!(stdout(), DisableMouseCapture);
+        previous(info);
+    }));
+}
+
+async fn event_loop(
+    terminal: &mut DefaultTerminal,
+    state: &mut AppState,
+    mut poller_events: mpsc::Receiver<PollerEvent>,
+    poller: &PollerHandle,
+) -> Result<()> {
+    let mut input_events = EventStream::new();
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut dirty = true;
+    loop {
+        if dirty {
+            draw(terminal, state)?;
+            dirty = false;
+        }
+        let input = tokio::select! {
+            event = input_events.next() => match event {
+                Some(Ok(event)) => match to_input(event, terminal.size()?.into()) {
+                    Translated::Input(input) => input,
+                    Translated::Redraw => {
+                        dirty = true;
+                        continue;
+                    }
+                    Translated::Ignore => continue,
+                },
+                Some(Err(e)) => return Err(e).wrap_err("reading terminal input"),
+                // stdin closed: nobody is left to press q.
+                None => return Ok(()),
+            },
+            event = poller_events.recv() => match event {
+                Some(event) => Input::Poller { event, at: Utc::now() },
+                None => return Ok(()),
+            },
+            _ = sigterm.recv() => return Ok(()),
+        };
+        dirty = true;
+        for effect in state.handle(input) {
+            match effect {
+                Effect::Quit => return Ok(()),
+                Effect::Poller(cmd) => {
+                    let _ = poller.commands.send(cmd);
+                }
+            }
+        }
+    }
+}
+
+fn draw(terminal: &mut DefaultTerminal, state: &mut AppState) -> Result<()> {
+    let size = terminal.size()?;
+    state.set_page(view::table_page(Rect::new(0, 0, size.width, size.height)));
+    terminal.draw(|frame| view::draw(frame, state))?;
+    Ok(())
+}
+
+enum Translated {
+    Input(Input),
+    Redraw,
+    Ignore,
+}
+
+fn to_input(event: Event, area: Rect) -> Translated {
+    match event {
+        // Release and repeat events arrive on terminals with the kitty protocol; act on presses only.
+        Event::Key(key) if key.kind == KeyEventKind::Press => Translated::Input(Input::Key(key)),
+        Event::Resize(..) => Translated::Redraw,
+        Event::Mouse(mouse) => match mouse.kind {
+            MouseEventKind::ScrollUp => Translated::Input(Input::ScrollUp),
+            MouseEventKind::ScrollDown => Translated::Input(Input::ScrollDown),
+            MouseEventKind::Down(MouseButton::Left) => match view::table_rows_area(area) {
+                Some(rows) if rows.contains(Position::new(mouse.column, mouse.row)) => {
+                    Translated::Input(Input::ClickRow(usize::from(mouse.row - rows.y)))
+                }
+                _ => Translated::Ignore,
+            },
+            _ => Translated::Ignore,
+        },
+        _ => Translated::Ignore,
+    }
+}

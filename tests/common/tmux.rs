@@ -1,0 +1,113 @@
+//! Drive the real binary in tmux on a private socket: type keys, read the screen, collect the exit status.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+pub struct Tmux {
+    socket: String,
+    status_file: PathBuf,
+}
+
+impl Tmux {
+    /// Start `args` of the pgtls binary in a detached 120x36 pane, with HOME set and no PG* variables.
+    pub fn start(args: &[&str], home: &Path, width: u16, height: u16) -> Tmux {
+        let socket = format!(
+            "pgtls-test-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        let status_file = home.join(format!("{socket}.status"));
+        let quoted: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
+        let unset: String = std::env::vars()
+            .filter(|(k, _)| k.starts_with("PG"))
+            .map(|(k, _)| format!("-u {k} "))
+            .collect();
+        let script = format!(
+            "env {unset}HOME={} TERM=xterm-256color {} {}; echo $? > {}",
+            shell_quote(&home.display().to_string()),
+            shell_quote(env!("CARGO_BIN_EXE_pgtls")),
+            quoted.join(" "),
+            shell_quote(&status_file.display().to_string()),
+        );
+        let status = Command::new("tmux")
+            .args(["-L", &socket, "-f", "/dev/null", "new-session", "-d", "-x"])
+            .arg(width.to_string())
+            .arg("-y")
+            .arg(height.to_string())
+            .args(["sh", "-c", &script])
+            .status()
+            .expect("tmux runs (install tmux)");
+        assert!(status.success(), "tmux new-session failed");
+        Tmux { socket, status_file }
+    }
+
+    pub fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "capture-pane", "-p"])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Send tmux key names ("Enter", "Escape", "q", ...).
+    pub fn keys(&self, keys: &[&str]) {
+        let status = Command::new("tmux")
+            .args(["-L", &self.socket, "send-keys"])
+            .args(keys)
+            .status()
+            .expect("tmux send-keys");
+        assert!(status.success());
+    }
+
+    /// Literal text, e.g. a filter.
+    pub fn type_text(&self, text: &str) {
+        let status = Command::new("tmux")
+            .args(["-L", &self.socket, "send-keys", "-l", text])
+            .status()
+            .expect("tmux send-keys -l");
+        assert!(status.success());
+    }
+
+    /// Wait until the screen satisfies `pred`; panics with the last screen after `timeout`.
+    pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let screen = self.screen();
+            if pred(&screen) {
+                return screen;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}; screen:\n{screen}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The binary's exit status once it has ended.
+    pub fn exit_status(&self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(text) = std::fs::read_to_string(&self.status_file)
+                && let Ok(code) = text.trim().parse()
+            {
+                return Some(code);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").args(["-L", &self.socket, "kill-server"]).status();
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}

@@ -1,0 +1,92 @@
+//! The real binary in tmux against the real lab: what a user sees and types.
+
+mod common;
+
+use std::time::Duration;
+
+use common::tmux::Tmux;
+use pgtls::lab::{SUPERUSER, SessionKind};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_sort_filter_drill_down_and_quit_by_keystrokes() {
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let _sessions = [
+        lab.open(SessionKind::Tls13, "app13", "modern-app").await.unwrap(),
+        lab.open(SessionKind::Tls12, "app12", "holdout-app").await.unwrap(),
+        lab.open(SessionKind::PlainTcp, "plain", "plaintext-app").await.unwrap(),
+    ];
+    let conninfo = format!("{} sslmode=require", lab.conninfo(SUPERUSER));
+    let tmux = Tmux::start(&[&conninfo, "--interval", "0.5"], home.path(), 120, 36);
+
+    let screen = tmux.wait_for("all three kinds of rows", WAIT, |s| {
+        s.contains("modern-app") && s.contains("holdout-app") && s.contains("plaintext-app")
+    });
+    let line = |screen: &str, needle: &str| screen.lines().find(|l| l.contains(needle)).unwrap_or("").to_string();
+    assert!(line(&screen, "modern-app").contains("TLSv1.3"), "{screen}");
+    assert!(line(&screen, "holdout-app").contains("TLSv1.2"), "{screen}");
+    assert!(line(&screen, "plaintext-app").contains("no TLS"), "{screen}");
+    // Default sort: worst exposure first, so the plain-text row comes before the TLS 1.2 one.
+    let pos = |needle: &str| screen.find(needle).unwrap();
+    assert!(pos("plaintext-app") < pos("holdout-app") && pos("holdout-app") < pos("modern-app"));
+
+    // Sort by the next column (CIPHER), then reverse.
+    tmux.keys(&["s"]);
+    tmux.wait_for("CIPHER sorted ascending", WAIT, |s| s.contains("CIPHER▲") || s.contains("CIPHER ▲"));
+    tmux.keys(&["i"]);
+    tmux.wait_for("CIPHER sorted descending", WAIT, |s| s.contains("CIPHER▼") || s.contains("CIPHER ▼"));
+
+    // Filter to the holdout, then drill into it.
+    tmux.keys(&["/"]);
+    tmux.type_text("holdout");
+    let filtered = tmux.wait_for("the filter applied", WAIT, |s| s.contains("holdout-app") && !s.contains("plaintext-app"));
+    assert!(!filtered.contains("modern-app"), "{filtered}");
+    tmux.keys(&["Enter"]);
+    tmux.keys(&["Enter"]);
+    let detail = tmux.wait_for("the drill-down", WAIT, |s| s.contains("Would be refused"));
+    assert!(detail.contains("holdout-app") && detail.contains("TLSv1.2"), "{detail}");
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("back to the table", WAIT, |s| !s.contains("Would be refused") && s.contains("holdout-app"));
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("filter cleared", WAIT, |s| s.contains("plaintext-app") && s.contains("modern-app"));
+
+    tmux.keys(&["q"]);
+    assert_eq!(tmux.exit_status(WAIT), Some(0), "pgtls exits 0 on q");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restart_shows_the_disconnect_then_live_data_again() {
+    let mut lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let conninfo = format!("{} sslmode=require", lab.conninfo(SUPERUSER));
+    let tmux = Tmux::start(&[&conninfo, "--interval", "0.5"], home.path(), 120, 36);
+    tmux.wait_for("live data", WAIT, |s| s.contains("TLSv1.3") && !s.contains("DISCONNECTED"));
+
+    lab.stop_server().unwrap();
+    let screen = tmux.wait_for("the disconnect banner", WAIT, |s| s.contains("DISCONNECTED"));
+    assert!(screen.contains("TLSv1.3"), "the last data stays on screen:\n{screen}");
+
+    lab.start_server().unwrap();
+    tmux.keys(&["r"]);
+    tmux.wait_for("live data again", Duration::from_secs(30), |s| {
+        !s.contains("DISCONNECTED") && s.contains("TLSv1.3")
+    });
+    // Still responsive after the reconnect.
+    tmux.keys(&["?"]);
+    tmux.wait_for("help", WAIT, |s| s.contains("Sort by the next column"));
+    tmux.keys(&["q"]);
+    assert_eq!(tmux.exit_status(WAIT), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_too_small_terminal_shows_a_note_not_garbage() {
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let conninfo = format!("{} sslmode=require", lab.conninfo(SUPERUSER));
+    let tmux = Tmux::start(&[&conninfo], home.path(), 60, 15);
+    tmux.wait_for("the too-small note", WAIT, |s| s.to_lowercase().contains("too small"));
+    tmux.keys(&["q"]);
+    assert_eq!(tmux.exit_status(WAIT), Some(0));
+}
