@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use crate::model::{
-    ConnClass, MonitorConnection, Privileges, SNAPSHOT_FORMAT_VERSION, ServerInfo, Session,
-    Setting, Snapshot, TlsInfo, Verification,
+    ConnClass, MonitorConnection, Privileges, SNAPSHOT_FORMAT_VERSION, ServerInfo, Session, Setting, Snapshot, TlsInfo,
+    Verification,
 };
 
 /// The fixed "now" of every fixture.
@@ -46,8 +46,7 @@ pub fn session(pid: i32, class: ConnClass) -> Session {
         user: None,
         database: None,
         application_name: None,
-        client_addr: (visible && class != ConnClass::Local)
-            .then(|| format!("10.0.{}.{}", pid % 7, 10 + pid % 200)),
+        client_addr: (visible && class != ConnClass::Local).then(|| format!("10.0.{}.{}", pid % 7, 10 + pid % 200)),
         client_hostname: None,
         client_port: port,
         backend_type: visible.then(|| "client backend".to_string()),
@@ -235,10 +234,7 @@ pub fn snapshot() -> Snapshot {
             database: "postgres".to_string(),
             sslmode: "verify-full".to_string(),
             verification: Verification::ChainAndHost,
-            tls: sessions
-                .iter()
-                .find(|s| s.pid == 4101)
-                .and_then(|s| s.tls.clone()),
+            tls: sessions.iter().find(|s| s.pid == 4101).and_then(|s| s.tls.clone()),
             ssl_is_used: Some(true),
             sources: vec!["pg_stat_ssl".to_string(), "sslinfo".to_string()],
         },

@@ -37,9 +37,7 @@ pub fn truncate(text: &str, width: usize) -> String {
 
 /// A query or application name on one line: control characters and newlines become spaces.
 pub fn one_line(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 #[cfg(test)]

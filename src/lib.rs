@@ -13,5 +13,6 @@ pub mod format;
 pub mod lab;
 pub mod model;
 pub mod output;
-pub mod tui;
+pub mod probe;
 pub mod screenshot;
+pub mod tui;

@@ -39,11 +39,7 @@ async fn a_known_mix_of_sessions_appears_exactly() {
             .unwrap_or_else(|| panic!("session {app} missing"));
         assert_eq!(seen.user.as_deref(), Some(*user));
         assert_eq!(seen.application_name.as_deref(), Some(*app));
-        assert_eq!(
-            seen.state.as_deref(),
-            Some("idle"),
-            "idle sessions are listed"
-        );
+        assert_eq!(seen.state.as_deref(), Some("idle"), "idle sessions are listed");
         match session.kind {
             SessionKind::Tls13 | SessionKind::Tls12 => {
                 let expected = if session.kind == SessionKind::Tls13 {
@@ -90,10 +86,7 @@ async fn a_known_mix_of_sessions_appears_exactly() {
     // The monitor's own connection: TLS 1.3 from pg_stat_ssl and ssl_is_used() from sslinfo.
     assert!(lab.sslinfo, "the lab installs sslinfo");
     let own = &snap.monitor;
-    assert_eq!(
-        own.tls.as_ref().map(|t| t.version.as_str()),
-        Some("TLSv1.3")
-    );
+    assert_eq!(own.tls.as_ref().map(|t| t.version.as_str()), Some("TLSv1.3"));
     assert_eq!(own.ssl_is_used, Some(true));
     assert_eq!(own.sources, vec!["pg_stat_ssl", "sslinfo"]);
     assert_eq!(own.sslmode, "require");
@@ -110,10 +103,7 @@ async fn a_known_mix_of_sessions_appears_exactly() {
 async fn client_certificate_details_are_reported() {
     let lab = common::lab().await;
     let home = tempfile::tempdir().unwrap();
-    let cert = lab
-        .open(SessionKind::ClientCert, "ignored", "with-cert")
-        .await
-        .unwrap();
+    let cert = lab.open(SessionKind::ClientCert, "ignored", "with-cert").await.unwrap();
     let conninfo = format!(
         "{} sslmode=verify-full sslrootcert={}",
         lab.conninfo(SUPERUSER),
@@ -128,10 +118,7 @@ async fn client_certificate_details_are_reported() {
     let seen = snap.sessions.iter().find(|s| s.pid == cert.pid).unwrap();
     let tls = seen.tls.as_ref().unwrap();
     assert_eq!(tls.client_dn.as_deref(), Some("/O=pgtls lab/CN=pgtls_cert"));
-    assert_eq!(
-        tls.issuer_dn.as_deref(),
-        Some("/O=pgtls lab/CN=pgtls lab root CA")
-    );
+    assert_eq!(tls.issuer_dn.as_deref(), Some("/O=pgtls lab/CN=pgtls lab root CA"));
     assert!(
         tls.client_serial
             .as_deref()
@@ -144,12 +131,8 @@ async fn an_unprivileged_monitor_sees_unknown_sessions_and_hidden_settings_until
     let lab = common::lab().await;
     let home = tempfile::tempdir().unwrap();
     let others = [
-        lab.open(SessionKind::Tls12, "app12", "holdout")
-            .await
-            .unwrap(),
-        lab.open(SessionKind::PlainTcp, "plain", "plaintext")
-            .await
-            .unwrap(),
+        lab.open(SessionKind::Tls12, "app12", "holdout").await.unwrap(),
+        lab.open(SessionKind::PlainTcp, "plain", "plaintext").await.unwrap(),
     ];
     lab.ensure_role("monitor").await.unwrap();
     let conninfo = format!("{} sslmode=require", lab.conninfo("monitor"));
@@ -214,16 +197,10 @@ async fn a_reload_shows_on_the_next_poll() {
         .await
         .unwrap();
     assert_eq!(
-        collector
-            .poll()
-            .await
-            .unwrap()
-            .setting("ssl_min_protocol_version"),
+        collector.poll().await.unwrap().setting("ssl_min_protocol_version"),
         &Setting::Set("TLSv1.2".into())
     );
-    lab.set_config("ssl_min_protocol_version", "TLSv1.3")
-        .await
-        .unwrap();
+    lab.set_config("ssl_min_protocol_version", "TLSv1.3").await.unwrap();
     // The reload is signalled; give the postmaster a moment to apply it.
     let mut seen = None;
     for _ in 0..50 {

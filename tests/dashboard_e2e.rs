@@ -34,23 +34,33 @@ async fn sessions_sort_filter_drill_down_and_quit_by_keystrokes() {
 
     // Sort by the next column (CIPHER), then reverse.
     tmux.keys(&["s"]);
-    tmux.wait_for("CIPHER sorted ascending", WAIT, |s| s.contains("CIPHER▲") || s.contains("CIPHER ▲"));
+    tmux.wait_for("CIPHER sorted ascending", WAIT, |s| {
+        s.contains("CIPHER▲") || s.contains("CIPHER ▲")
+    });
     tmux.keys(&["i"]);
-    tmux.wait_for("CIPHER sorted descending", WAIT, |s| s.contains("CIPHER▼") || s.contains("CIPHER ▼"));
+    tmux.wait_for("CIPHER sorted descending", WAIT, |s| {
+        s.contains("CIPHER▼") || s.contains("CIPHER ▼")
+    });
 
     // Filter to the holdout, then drill into it.
     tmux.keys(&["/"]);
     tmux.type_text("holdout");
-    let filtered = tmux.wait_for("the filter applied", WAIT, |s| s.contains("holdout-app") && !s.contains("plaintext-app"));
+    let filtered = tmux.wait_for("the filter applied", WAIT, |s| {
+        s.contains("holdout-app") && !s.contains("plaintext-app")
+    });
     assert!(!filtered.contains("modern-app"), "{filtered}");
     tmux.keys(&["Enter"]);
     tmux.keys(&["Enter"]);
     let detail = tmux.wait_for("the drill-down", WAIT, |s| s.contains("Would be refused"));
     assert!(detail.contains("holdout-app") && detail.contains("TLSv1.2"), "{detail}");
     tmux.keys(&["Escape"]);
-    tmux.wait_for("back to the table", WAIT, |s| !s.contains("Would be refused") && s.contains("holdout-app"));
+    tmux.wait_for("back to the table", WAIT, |s| {
+        !s.contains("Would be refused") && s.contains("holdout-app")
+    });
     tmux.keys(&["Escape"]);
-    tmux.wait_for("filter cleared", WAIT, |s| s.contains("plaintext-app") && s.contains("modern-app"));
+    tmux.wait_for("filter cleared", WAIT, |s| {
+        s.contains("plaintext-app") && s.contains("modern-app")
+    });
 
     tmux.keys(&["q"]);
     assert_eq!(tmux.exit_status(WAIT), Some(0), "pgtls exits 0 on q");
@@ -62,7 +72,9 @@ async fn a_server_restart_shows_the_disconnect_then_live_data_again() {
     let home = tempfile::tempdir().unwrap();
     let conninfo = format!("{} sslmode=require", lab.conninfo(SUPERUSER));
     let tmux = Tmux::start(&[&conninfo, "--interval", "0.5"], home.path(), 120, 36);
-    tmux.wait_for("live data", WAIT, |s| s.contains("TLSv1.3") && !s.contains("DISCONNECTED"));
+    tmux.wait_for("live data", WAIT, |s| {
+        s.contains("TLSv1.3") && !s.contains("DISCONNECTED")
+    });
 
     lab.stop_server().unwrap();
     let screen = tmux.wait_for("the disconnect banner", WAIT, |s| s.contains("DISCONNECTED"));

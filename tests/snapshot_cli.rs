@@ -10,31 +10,17 @@ async fn snapshot_prints_every_session_as_json_table_and_csv() {
     let lab = common::lab().await;
     let home = tempfile::tempdir().unwrap();
     let sessions = [
-        lab.open(SessionKind::Tls13, "app13", "tls13-app")
+        lab.open(SessionKind::Tls13, "app13", "tls13-app").await.unwrap(),
+        lab.open(SessionKind::Tls12, "app12", "tls12-holdout-with-a-long-name")
             .await
             .unwrap(),
-        lab.open(
-            SessionKind::Tls12,
-            "app12",
-            "tls12-holdout-with-a-long-name",
-        )
-        .await
-        .unwrap(),
-        lab.open(SessionKind::PlainTcp, "plain", "plaintext")
-            .await
-            .unwrap(),
-        lab.open(SessionKind::UnixSocket, "local", "socket")
-            .await
-            .unwrap(),
+        lab.open(SessionKind::PlainTcp, "plain", "plaintext").await.unwrap(),
+        lab.open(SessionKind::UnixSocket, "local", "socket").await.unwrap(),
     ];
     let conninfo = format!("{} sslmode=require", lab.conninfo(SUPERUSER));
 
     let out = common::pgtls(&["snapshot", &conninfo, "--format", "json"], home.path());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["format_version"], 1);
     let listed = json["sessions"].as_array().unwrap();
@@ -79,10 +65,7 @@ async fn snapshot_prints_every_session_as_json_table_and_csv() {
             _ => assert!(line.contains("TLSv1.3"), "{line}"),
         }
     }
-    assert!(
-        table.contains("tls12-holdout…"),
-        "long names are cut with a mark"
-    );
+    assert!(table.contains("tls12-holdout…"), "long names are cut with a mark");
     assert!(!table.contains(LAB_PASSWORD));
 
     let out = common::pgtls(&["snapshot", &conninfo, "--format", "csv"], home.path());
@@ -94,10 +77,7 @@ async fn snapshot_prints_every_session_as_json_table_and_csv() {
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
     assert_eq!(rows.len(), json["sessions"].as_array().unwrap().len());
     assert!(rows.iter().all(|r| r.len() == header.len()));
-    let tls12 = rows
-        .iter()
-        .find(|r| r[0] == sessions[1].pid.to_string())
-        .unwrap();
+    let tls12 = rows.iter().find(|r| r[0] == sessions[1].pid.to_string()).unwrap();
     assert_eq!(&tls12[2], "TLSv1.2");
 }
 
@@ -106,7 +86,42 @@ async fn a_connection_failure_is_one_line_and_exit_code_2() {
     let lab = common::lab().await;
     let home = tempfile::tempdir().unwrap();
     let refused_port = pgtls::lab::server::free_port().unwrap();
+    // A server that accepts and then says nothing: only a whole-start-up timeout ends the wait.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    // A client key others may read: libpq refuses it, so do we.
+    let open_key = home.path().join("open.key");
+    std::fs::copy(&lab.certs.client_key, &open_key).unwrap();
+    std::fs::set_permissions(&open_key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let cases = [
+        (
+            format!("host=127.0.0.1 port={silent_port} user=x password=hunter2 connect_timeout=2 sslmode=require"),
+            "timeout expired",
+        ),
+        (
+            format!(
+                "{} sslmode=require sslcert={} sslkey={}",
+                lab.conninfo(pgtls::lab::CERT_USER),
+                lab.certs.client_cert.display(),
+                open_key.display()
+            ),
+            "group or world access",
+        ),
+        (
+            format!(
+                "{} sslmode=require sslcert={}/missing.crt sslkey={}",
+                lab.conninfo(pgtls::lab::CERT_USER),
+                home.path().display(),
+                open_key.display()
+            ),
+            "requires a valid client certificate",
+        ),
         (
             format!("host=127.0.0.1 port={refused_port} user=x password=hunter2 sslmode=disable"),
             "connection refused",

@@ -109,7 +109,11 @@ fn settings_rules(snap: &Snapshot, alerts: &mut Vec<Alert>) {
 pub fn who(sessions: &[&Session]) -> String {
     let mut by_app: BTreeMap<String, usize> = BTreeMap::new();
     for s in sessions {
-        let app = s.application_name.as_deref().filter(|a| !a.is_empty()).unwrap_or("(no application_name)");
+        let app = s
+            .application_name
+            .as_deref()
+            .filter(|a| !a.is_empty())
+            .unwrap_or("(no application_name)");
         let user = s.user.as_deref().unwrap_or("?");
         *by_app.entry(format!("{app} as {user}")).or_default() += 1;
     }
@@ -233,8 +237,12 @@ impl AlertLog {
         }
         // Cleared alerts leave the log so a recurrence counts as new.
         self.entries.retain(|e| e.active);
-        self.entries
-            .sort_by(|a, b| a.alert.severity.cmp(&b.alert.severity).then(a.first_seen.cmp(&b.first_seen)));
+        self.entries.sort_by(|a, b| {
+            a.alert
+                .severity
+                .cmp(&b.alert.severity)
+                .then(a.first_seen.cmp(&b.first_seen))
+        });
         began
     }
 
@@ -268,12 +276,19 @@ mod tests {
     fn fixture_raises_plaintext_tls12_and_hidden_session_alerts() {
         let snap = fixtures::snapshot();
         let alerts = evaluate(Some(&snap), &LinkHealth::Up);
-        assert_eq!(keys(&alerts), vec!["plaintext_sessions", "sessions_hidden", "tls12_sessions"]);
+        assert_eq!(
+            keys(&alerts),
+            vec!["plaintext_sessions", "sessions_hidden", "tls12_sessions"]
+        );
         let plain = &alerts[0];
         assert_eq!(plain.severity, Severity::Critical);
         assert_eq!(plain.title, "2 plain-text TCP sessions");
         assert_eq!(plain.detail, "grafana as grafana, nightly-etl as etl");
-        assert!(alerts[2].detail.contains("billing-batch as billing (2), legacy-reports as reports"));
+        assert!(
+            alerts[2]
+                .detail
+                .contains("billing-batch as billing (2), legacy-reports as reports")
+        );
     }
 
     #[test]
@@ -281,11 +296,15 @@ mod tests {
         let mut snap = fixtures::snapshot();
         snap.sessions.retain(|s| s.class == ConnClass::Tls13);
         snap.settings.insert("ssl".into(), Setting::Set("off".into()));
-        snap.settings.insert("ssl_min_protocol_version".into(), Setting::Set("TLSv1".into()));
+        snap.settings
+            .insert("ssl_min_protocol_version".into(), Setting::Set("TLSv1".into()));
         snap.settings.insert("ssl_ciphers".into(), Setting::Hidden);
         snap.monitor.verification = Verification::None;
         let alerts = evaluate(Some(&snap), &LinkHealth::Up);
-        assert_eq!(keys(&alerts), vec!["ssl_off", "min_protocol_weak", "monitor_unverified", "settings_hidden"]);
+        assert_eq!(
+            keys(&alerts),
+            vec!["ssl_off", "min_protocol_weak", "monitor_unverified", "settings_hidden"]
+        );
         assert!(alerts[3].detail.contains("GRANT pg_read_all_settings TO pgtls"));
         snap.monitor.verification = Verification::NotTls;
         assert!(keys(&evaluate(Some(&snap), &LinkHealth::Up)).contains(&"monitor_plaintext"));

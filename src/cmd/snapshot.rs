@@ -9,11 +9,8 @@ use crate::collect::Collector;
 use crate::conn::params::{Environment, resolve};
 
 pub async fn run(args: SnapshotArgs) -> Result<ExitCode, Failure> {
-    let params = resolve(args.conn.conninfo.as_deref(), &Environment::from_process())
-        .map_err(Failure::connect)?;
-    let mut collector = Collector::connect(&params)
-        .await
-        .map_err(Failure::connect)?;
+    let params = resolve(args.conn.conninfo.as_deref(), &Environment::from_process()).map_err(Failure::connect)?;
+    let mut collector = Collector::connect(&params).await.map_err(Failure::connect)?;
     for warning in collector.warnings() {
         eprintln!("pgtls: {warning}");
     }

@@ -12,9 +12,7 @@ use tokio_postgres::Statement;
 use crate::conn::connect::{Connected, connect};
 use crate::conn::error::ConnectError;
 use crate::conn::params::ConnParams;
-use crate::model::{
-    MonitorConnection, Privileges, SNAPSHOT_FORMAT_VERSION, ServerInfo, Snapshot, Verification,
-};
+use crate::model::{MonitorConnection, Privileges, SNAPSHOT_FORMAT_VERSION, ServerInfo, Snapshot, Verification};
 
 /// What the preflight learned; fixed for the life of a connection.
 #[derive(Debug, Clone)]
@@ -56,9 +54,7 @@ impl std::error::Error for CollectError {}
 fn poll_error(e: tokio_postgres::Error) -> CollectError {
     match e.as_db_error() {
         Some(db) => CollectError::Poll(db.message().to_string()),
-        None if e.is_closed() => {
-            CollectError::Poll("connection to the server was lost".to_string())
-        }
+        None if e.is_closed() => CollectError::Poll("connection to the server was lost".to_string()),
         None => CollectError::Poll(e.to_string()),
     }
 }
@@ -138,14 +134,11 @@ impl Collector {
                 sessions.push(rows::session_from_row(row).map_err(poll_error)?);
             }
         }
-        let meta =
-            meta.ok_or_else(|| CollectError::Poll("the poll returned no meta row".to_string()))?;
+        let meta = meta.ok_or_else(|| CollectError::Poll("the poll returned no meta row".to_string()))?;
         let taken_at: DateTime<Utc> = meta.try_get(sql::col::SERVER_NOW).map_err(poll_error)?;
         let names: Vec<String> = meta.try_get(sql::col::SETTING_NAMES).map_err(poll_error)?;
         let values: Vec<String> = meta.try_get(sql::col::SETTING_VALUES).map_err(poll_error)?;
-        let rst: Option<String> = meta
-            .try_get(sql::col::REQUIRE_SECURE_TRANSPORT)
-            .map_err(poll_error)?;
+        let rst: Option<String> = meta.try_get(sql::col::REQUIRE_SECURE_TRANSPORT).map_err(poll_error)?;
         let ssl_is_used: Option<bool> = meta.try_get(sql::col::SSL_IS_USED).map_err(poll_error)?;
         sessions.sort_by_key(|s| s.pid);
 

@@ -88,11 +88,7 @@ async fn run(
             Ok(mut collector) => {
                 backoff = MIN_BACKOFF;
                 let warnings = collector.warnings().to_vec();
-                if events
-                    .send(PollerEvent::Connected { warnings })
-                    .await
-                    .is_err()
-                {
+                if events.send(PollerEvent::Connected { warnings }).await.is_err() {
                     return;
                 }
                 match poll_loop(&mut collector, &mut schedule, &events, &mut commands).await {
@@ -145,11 +141,7 @@ async fn poll_loop(
         if !schedule.paused {
             match collector.poll().await {
                 Ok(snapshot) => {
-                    if events
-                        .send(PollerEvent::Snapshot(Box::new(snapshot)))
-                        .await
-                        .is_err()
-                    {
+                    if events.send(PollerEvent::Snapshot(Box::new(snapshot))).await.is_err() {
                         return None;
                     }
                 }

@@ -22,9 +22,7 @@ pub fn classify(
     match (client_port, ssl, gss_encrypted) {
         (None, _, _) => ConnClass::Unknown,
         (Some(-1), _, _) => ConnClass::Local,
-        (Some(_), Some(true), _) => {
-            tls_version.map_or(ConnClass::TlsOlder, ConnClass::from_tls_version)
-        }
+        (Some(_), Some(true), _) => tls_version.map_or(ConnClass::TlsOlder, ConnClass::from_tls_version),
         (Some(_), _, Some(true)) => ConnClass::Gss,
         (Some(_), Some(false), _) => ConnClass::PlainTcp,
         // A TCP row without a pg_stat_ssl row should not happen; do not guess "no TLS".
@@ -41,9 +39,7 @@ pub fn session_from_row(row: &Row) -> Result<Session, tokio_postgres::Error> {
     let tls = match (ssl, tls_version) {
         (Some(true), Some(version)) => Some(TlsInfo {
             version,
-            cipher: row
-                .try_get::<_, Option<String>>(col::CIPHER)?
-                .unwrap_or_default(),
+            cipher: row.try_get::<_, Option<String>>(col::CIPHER)?.unwrap_or_default(),
             bits: row.try_get(col::BITS)?,
             client_dn: row.try_get(col::CLIENT_DN)?,
             client_serial: row.try_get(col::CLIENT_SERIAL)?,
@@ -122,10 +118,7 @@ mod tests {
     #[test]
     fn classification_follows_the_facts() {
         assert_eq!(classify(None, None, None, None), ConnClass::Unknown);
-        assert_eq!(
-            classify(Some(-1), Some(false), None, Some(false)),
-            ConnClass::Local
-        );
+        assert_eq!(classify(Some(-1), Some(false), None, Some(false)), ConnClass::Local);
         assert_eq!(
             classify(Some(5000), Some(true), Some("TLSv1.3"), Some(false)),
             ConnClass::Tls13
@@ -138,10 +131,7 @@ mod tests {
             classify(Some(5000), Some(true), Some("TLSv1"), None),
             ConnClass::TlsOlder
         );
-        assert_eq!(
-            classify(Some(5000), Some(false), None, Some(true)),
-            ConnClass::Gss
-        );
+        assert_eq!(classify(Some(5000), Some(false), None, Some(true)), ConnClass::Gss);
         assert_eq!(
             classify(Some(5000), Some(false), None, Some(false)),
             ConnClass::PlainTcp

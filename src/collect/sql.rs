@@ -77,16 +77,8 @@ pub mod col {
 /// where TLS 1.2 holdouts live.
 pub fn poll_statement(shape: &PollShape) -> String {
     let v = shape.version_num;
-    let leader_pid = if v >= 130_000 {
-        "a.leader_pid"
-    } else {
-        "NULL::int4"
-    };
-    let query_id = if v >= 140_000 {
-        "a.query_id"
-    } else {
-        "NULL::int8"
-    };
+    let leader_pid = if v >= 130_000 { "a.leader_pid" } else { "NULL::int4" };
+    let query_id = if v >= 140_000 { "a.query_id" } else { "NULL::int8" };
     let delegated = if v >= 160_000 {
         "g.credentials_delegated"
     } else {
@@ -175,10 +167,7 @@ mod tests {
             sslinfo_schema: None,
         });
         assert!(old.contains("a.leader_pid"));
-        assert!(
-            old.contains("NULL::int8, s.ssl"),
-            "query_id must be NULL before 14"
-        );
+        assert!(old.contains("NULL::int8, s.ssl"), "query_id must be NULL before 14");
         assert!(!old.contains("credentials_delegated"));
         assert!(!old.contains("compression"));
         let new = poll_statement(&PollShape {
@@ -198,10 +187,7 @@ mod tests {
         });
         let (meta, sessions) = sql.split_once("UNION ALL").unwrap();
         let count = |part: &str| {
-            let select = part
-                .split(" FROM pg_catalog.pg_stat_activity")
-                .next()
-                .unwrap();
+            let select = part.split(" FROM pg_catalog.pg_stat_activity").next().unwrap();
             // Commas at nesting depth 0 separate columns.
             let mut depth = 0;
             select.chars().fold(1, |n, c| match c {

@@ -10,10 +10,13 @@ use tokio::task::JoinHandle;
 use tokio_postgres::config::SslMode as PgSslMode;
 use tokio_postgres::{Client, NoTls};
 
-use super::error::{ConnectError, describe};
+use super::error::{ConnectError, FailureKind, describe};
 use super::params::{ConnParams, HostTarget, RootCert, SslMode};
 use super::pgpass;
 use crate::model::Verification;
+
+/// libpq waits forever by default; a dashboard must not hang on a black-holed address.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A live connection and how it was made.
 pub struct Connected {
@@ -97,10 +100,7 @@ pub async fn connect(params: &ConnParams) -> Result<Connected, ConnectError> {
     Err(last_error.unwrap_or_else(|| ConnectError::new("no host to connect to")))
 }
 
-async fn connect_target(
-    params: &ConnParams,
-    target: &HostTarget,
-) -> Result<Connected, ConnectError> {
+async fn connect_target(params: &ConnParams, target: &HostTarget) -> Result<Connected, ConnectError> {
     let unix_socket = target.host.starts_with('/');
     let mut warnings = Vec::new();
     let password = match &params.password {
@@ -118,32 +118,39 @@ async fn connect_target(
         }
     };
     let verification = verification_for(params);
-    let mut tls: Option<MakeTlsConnector> = None;
     let mut last_error = None;
+    // libpq's connect_timeout bounds the whole start-up, not just the TCP connect: a server that
+    // accepts and then says nothing must not hang the dashboard.
+    let limit = params.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
     for attempt in attempts(params.sslmode, unix_socket) {
         let config = pg_config(params, target, password.as_deref(), *attempt);
-        let result = match attempt {
-            Attempt::Plain => match config.connect(NoTls).await {
-                Ok((client, conn)) => Ok((client, tokio::spawn(async move { drop(conn.await) }))),
-                Err(e) => Err(e),
-            },
-            Attempt::TlsIfOffered | Attempt::TlsRequired => {
-                if tls.is_none() {
-                    tls = Some(tls_connector(params, verification)?);
+        let tls = match attempt {
+            Attempt::Plain => None,
+            Attempt::TlsIfOffered | Attempt::TlsRequired => Some(tls_connector(params, verification)?),
+        };
+        let connecting = async {
+            let (client, conn_task) = match tls {
+                None => {
+                    let (client, conn) = config.connect(NoTls).await?;
+                    (client, tokio::spawn(async move { drop(conn.await) }))
                 }
-                let connector = tls
-                    .clone()
-                    .ok_or_else(|| ConnectError::new("TLS set-up failed"))?;
-                match config.connect(connector).await {
-                    Ok((client, conn)) => {
-                        Ok((client, tokio::spawn(async move { drop(conn.await) })))
-                    }
-                    Err(e) => Err(e),
+                Some(tls) => {
+                    let (client, conn) = config.connect(tls).await?;
+                    (client, tokio::spawn(async move { drop(conn.await) }))
                 }
-            }
+            };
+            Ok::<_, tokio_postgres::Error>((client, conn_task))
+        };
+        let result = match tokio::time::timeout(limit, connecting).await {
+            Ok(result) => Ok(result),
+            Err(_) => Err(ConnectError::new(format!(
+                "connection to {} failed: timeout expired after {} s (connect_timeout)",
+                super::error::endpoint(target),
+                limit.as_secs()
+            ))),
         };
         match result {
-            Ok((client, connection)) => {
+            Ok(Ok((client, connection))) => {
                 return Ok(Connected {
                     client,
                     host: target.host.clone(),
@@ -154,10 +161,32 @@ async fn connect_target(
                     connection,
                 });
             }
-            Err(e) => last_error = Some(describe(&e, params, target)),
+            Ok(Err(e)) => last_error = Some(describe(&e, params, target)),
+            Err(e) => last_error = Some(e),
         }
     }
-    Err(last_error.unwrap_or_else(|| ConnectError::new("no connection attempt was made")))
+    let mut error = last_error.unwrap_or_else(|| ConnectError::new("no connection attempt was made"));
+    if error.kind != FailureKind::Other {
+        error = explain_certificate(error, params, target).await;
+    }
+    if let Some(warning) = warnings.first() {
+        error = ConnectError::new(format!("{error} ({})", warning.trim_start_matches("WARNING: ")));
+    }
+    Err(error)
+}
+
+/// One more connection, without verification, to name the certificate in the error.
+async fn explain_certificate(error: ConnectError, params: &ConnParams, target: &HostTarget) -> ConnectError {
+    let (host, hostaddr, port) = (target.host.clone(), target.hostaddr, target.port);
+    let fetched = tokio::task::spawn_blocking(move || {
+        let addr = crate::probe::starttls::resolve(&host, hostaddr, port)?;
+        crate::probe::starttls::peer_chain(&host, addr, Duration::from_secs(5))
+    })
+    .await;
+    match fetched {
+        Ok(Ok(Some(chain))) if !chain.is_empty() => super::error::with_certificate(error, &chain[0], params, target),
+        _ => error,
+    }
 }
 
 fn pg_config(
@@ -188,22 +217,14 @@ fn pg_config(
     if let Some(password) = password {
         config.password(password);
     }
-    if let Some(timeout) = params.connect_timeout {
-        config.connect_timeout(timeout);
-    } else {
-        // libpq waits forever by default; a dashboard must not hang on a black-holed address.
-        config.connect_timeout(Duration::from_secs(30));
-    }
+    config.connect_timeout(params.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT));
     if let Some(options) = &params.options {
         config.options(options);
     }
     config
 }
 
-fn tls_connector(
-    params: &ConnParams,
-    verification: Verification,
-) -> Result<MakeTlsConnector, ConnectError> {
+fn tls_connector(params: &ConnParams, verification: Verification) -> Result<MakeTlsConnector, ConnectError> {
     let mut builder = TlsConnector::builder();
     match (&params.sslrootcert, verification) {
         (Some(RootCert::System), _) => {}
@@ -211,8 +232,7 @@ fn tls_connector(
             builder.danger_accept_invalid_certs(true);
         }
         (_, _) => {
-            let path =
-                root_file(params).ok_or_else(|| ConnectError::new("no root certificate file"))?;
+            let path = root_file(params).ok_or_else(|| ConnectError::new("no root certificate file"))?;
             for cert in read_roots(path)? {
                 builder.add_root_certificate(cert);
             }
@@ -249,12 +269,8 @@ fn read_roots(path: &Path) -> Result<Vec<Certificate>, ConnectError> {
             ConnectError::new(format!("could not read root certificate file \"{}\": {e}", path.display()))
         }
     })?;
-    let certs = Certificate::stack_from_pem(&pem).map_err(|e| {
-        ConnectError::new(format!(
-            "root certificate file \"{}\" is not PEM: {e}",
-            path.display()
-        ))
-    })?;
+    let certs = Certificate::stack_from_pem(&pem)
+        .map_err(|e| ConnectError::new(format!("root certificate file \"{}\" is not PEM: {e}", path.display())))?;
     if certs.is_empty() {
         return Err(ConnectError::new(format!(
             "root certificate file \"{}\" holds no certificate",
@@ -270,32 +286,49 @@ fn protocol(name: &str) -> Result<Protocol, ConnectError> {
         "TLSv1.1" => Ok(Protocol::Tlsv11),
         "TLSv1.2" => Ok(Protocol::Tlsv12),
         "TLSv1.3" => Ok(Protocol::Tlsv13),
-        other => Err(ConnectError::new(format!(
-            "invalid SSL protocol version \"{other}\""
-        ))),
+        other => Err(ConnectError::new(format!("invalid SSL protocol version \"{other}\""))),
     }
 }
 
 /// The client certificate and key, if configured; PKCS#1 and SEC1 keys are converted to PKCS#8 in memory.
+///
+/// As libpq: a certificate file that does not exist means "no client certificate" (the server
+/// decides whether that is enough); a key that is missing, or readable by group or others, is an error.
 fn client_identity(params: &ConnParams) -> Result<Option<Identity>, ConnectError> {
     let Some(cert_path) = &params.sslcert else {
         return Ok(None);
     };
+    let cert = match std::fs::read(cert_path) {
+        Ok(cert) => cert,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => {
+            return Err(ConnectError::new(format!(
+                "could not open certificate file \"{}\": {e}",
+                cert_path.display()
+            )));
+        }
+    };
+    // libpq's default key sits beside its default root file: ~/.postgresql/postgresql.key.
     let key_path = params
         .sslkey
         .clone()
-        .unwrap_or_else(|| cert_path.with_extension("key"));
-    let read = |path: &Path, what: &str| {
-        std::fs::read(path).map_err(|e| {
-            ConnectError::new(format!("could not read {what} \"{}\": {e}", path.display()))
-        })
-    };
-    let cert = read(cert_path, "certificate file")?;
-    let key_pem = read(&key_path, "private key file")?;
+        .unwrap_or_else(|| params.default_rootcert.with_file_name("postgresql.key"));
+    check_key_permissions(&key_path)?;
+    let key_pem = std::fs::read(&key_path).map_err(|e| {
+        ConnectError::new(format!(
+            "could not read private key file \"{}\": {e}",
+            key_path.display()
+        ))
+    })?;
     let key = match &params.sslpassword {
-        Some(pass) => {
-            openssl::pkey::PKey::private_key_from_pem_passphrase(&key_pem, pass.as_bytes())
-        }
+        Some(pass) => openssl::pkey::PKey::private_key_from_pem_passphrase(&key_pem, pass.as_bytes()),
         None => openssl::pkey::PKey::private_key_from_pem(&key_pem),
     }
     .map_err(|_| {
@@ -310,10 +343,7 @@ fn client_identity(params: &ConnParams) -> Result<Option<Identity>, ConnectError
             cert_path.display()
         ))
     })?;
-    let matches = x509
-        .public_key()
-        .map(|pk| pk.public_eq(&key))
-        .unwrap_or(false);
+    let matches = x509.public_key().map(|pk| pk.public_eq(&key)).unwrap_or(false);
     if !matches {
         return Err(ConnectError::new(format!(
             "private key \"{}\" does not match certificate \"{}\"",
@@ -332,6 +362,34 @@ fn client_identity(params: &ConnParams) -> Result<Option<Identity>, ConnectError
     })
 }
 
+/// libpq refuses a key others can read: 0600 or less if ours, 0640 or less if owned by root.
+fn check_key_permissions(path: &Path) -> Result<(), ConnectError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(|_| {
+        ConnectError::new(format!(
+            "certificate present, but not private key file \"{}\"",
+            path.display()
+        ))
+    })?;
+    if !meta.is_file() {
+        return Err(ConnectError::new(format!(
+            "private key file \"{}\" is not a regular file",
+            path.display()
+        )));
+    }
+    let euid = nix::unistd::Uid::effective().as_raw();
+    let mode = meta.mode();
+    let too_open = (meta.uid() == euid && mode & 0o077 != 0) || (meta.uid() == 0 && mode & 0o037 != 0);
+    if too_open {
+        return Err(ConnectError::new(format!(
+            "private key file \"{}\" has group or world access; file must have permissions u=rw (0600) or less \
+             if owned by the current user, or permissions u=rw,g=r (0640) or less if owned by root",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,18 +397,12 @@ mod tests {
     #[test]
     fn attempt_order_matches_libpq() {
         assert_eq!(attempts(SslMode::Disable, false), &[Attempt::Plain]);
-        assert_eq!(
-            attempts(SslMode::Allow, false),
-            &[Attempt::Plain, Attempt::TlsRequired]
-        );
+        assert_eq!(attempts(SslMode::Allow, false), &[Attempt::Plain, Attempt::TlsRequired]);
         assert_eq!(
             attempts(SslMode::Prefer, false),
             &[Attempt::TlsIfOffered, Attempt::Plain]
         );
-        assert_eq!(
-            attempts(SslMode::VerifyFull, false),
-            &[Attempt::TlsRequired]
-        );
+        assert_eq!(attempts(SslMode::VerifyFull, false), &[Attempt::TlsRequired]);
         assert_eq!(attempts(SslMode::VerifyFull, true), &[Attempt::Plain]);
     }
 }

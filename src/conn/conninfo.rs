@@ -174,8 +174,7 @@ pub(crate) fn quoted(text: &str) -> String {
 /// Renders a value so that [`parse`] reads it back unchanged: bare when that
 /// is unambiguous, otherwise single-quoted with `\` escapes.
 pub fn quote_value(value: &str) -> String {
-    let needs_quotes =
-        value.is_empty() || value.chars().any(|c| is_space(c) || c == '\'' || c == '\\');
+    let needs_quotes = value.is_empty() || value.chars().any(|c| is_space(c) || c == '\'' || c == '\\');
     if !needs_quotes {
         return value.to_string();
     }
@@ -213,16 +212,9 @@ pub fn parse(input: &str) -> Result<Vec<(String, String)>, ConnInfoError> {
 }
 
 /// Validates a keyword and applies libpq's `requiressl` translation.
-pub(crate) fn canonical_option(
-    keyword: &str,
-    value: String,
-) -> Result<(String, String), ConnInfoError> {
+pub(crate) fn canonical_option(keyword: &str, value: String) -> Result<(String, String), ConnInfoError> {
     if keyword == "requiressl" {
-        let mode = if value.starts_with('1') {
-            "require"
-        } else {
-            "prefer"
-        };
+        let mode = if value.starts_with('1') { "require" } else { "prefer" };
         return Ok(("sslmode".to_string(), mode.to_string()));
     }
     if option_spec(keyword).is_none() {
@@ -266,10 +258,7 @@ fn parse_keyword_value(input: &str) -> Result<Vec<(String, String)>, ConnInfoErr
                     "missing \"=\" after the value of {} in connection info string (quote values that contain spaces)",
                     quoted(secret_key)
                 ),
-                None => format!(
-                    "missing \"=\" after {} in connection info string",
-                    quoted(&keyword)
-                ),
+                None => format!("missing \"=\" after {} in connection info string", quoted(&keyword)),
             };
             return Err(ConnInfoError::Syntax(msg));
         }
@@ -321,16 +310,12 @@ fn parse_keyword_value(input: &str) -> Result<Vec<(String, String)>, ConnInfoErr
             }
         }
 
-        let pair = canonical_option(&keyword, value).map_err(|err| {
-            match (&after_unquoted_secret, err) {
-                (Some(secret_key), ConnInfoError::InvalidOption(_)) => {
-                    ConnInfoError::Syntax(format!(
-                        "invalid connection option after the value of {} (quote values that contain spaces)",
-                        quoted(secret_key)
-                    ))
-                }
-                (_, err) => err,
-            }
+        let pair = canonical_option(&keyword, value).map_err(|err| match (&after_unquoted_secret, err) {
+            (Some(secret_key), ConnInfoError::InvalidOption(_)) => ConnInfoError::Syntax(format!(
+                "invalid connection option after the value of {} (quote values that contain spaces)",
+                quoted(secret_key)
+            )),
+            (_, err) => err,
         })?;
         after_unquoted_secret = (!was_quoted && is_secret_key(&keyword)).then_some(keyword);
         pairs.push(pair);
@@ -395,12 +380,8 @@ fn uri_decode(raw: &str, part: Part<'_>) -> Result<String, ConnInfoError> {
         out.push(byte);
         i += 3;
     }
-    String::from_utf8(out).map_err(|_| {
-        ConnInfoError::Syntax(format!(
-            "percent-encoded value is not valid UTF-8: {}",
-            describe()
-        ))
-    })
+    String::from_utf8(out)
+        .map_err(|_| ConnInfoError::Syntax(format!("percent-encoded value is not valid UTF-8: {}", describe())))
 }
 
 fn byte_at(s: &str, i: usize) -> Option<u8> {
@@ -416,10 +397,7 @@ fn parse_uri(input: &str, prefix_len: usize) -> Result<Vec<(String, String)>, Co
 
     // libpq looks for '@' only up to the first '/', so a '/' in a password
     // must be percent-encoded.
-    if let Some(at) = rest
-        .find(['@', '/'])
-        .filter(|&i| byte_at(rest, i) == Some(b'@'))
-    {
+    if let Some(at) = rest.find(['@', '/']).filter(|&i| byte_at(rest, i) == Some(b'@')) {
         let userinfo = &rest[..at];
         let (user, password) = match userinfo.split_once(':') {
             Some((user, password)) => (user, Some(password)),
@@ -444,8 +422,7 @@ fn parse_uri(input: &str, prefix_len: usize) -> Result<Vec<(String, String)>, Co
             let open = p + 1;
             let Some(len) = rest[open..].find(']') else {
                 return Err(ConnInfoError::Syntax(
-                    "end of string reached when looking for matching \"]\" in IPv6 host address in URI"
-                        .to_string(),
+                    "end of string reached when looking for matching \"]\" in IPv6 host address in URI".to_string(),
                 ));
             };
             if len == 0 {
@@ -580,10 +557,7 @@ mod tests {
     use super::*;
 
     fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     fn err(input: &str) -> String {
@@ -600,10 +574,7 @@ mod tests {
 
     #[test]
     fn uri_host_only() {
-        assert_eq!(
-            parse("postgresql://localhost").unwrap(),
-            kv(&[("host", "localhost")])
-        );
+        assert_eq!(parse("postgresql://localhost").unwrap(), kv(&[("host", "localhost")]));
     }
 
     #[test]
@@ -634,19 +605,14 @@ mod tests {
     fn uri_user_password_at_host() {
         assert_eq!(
             parse("postgresql://user:secret@localhost").unwrap(),
-            kv(&[
-                ("user", "user"),
-                ("password", "secret"),
-                ("host", "localhost")
-            ])
+            kv(&[("user", "user"), ("password", "secret"), ("host", "localhost")])
         );
     }
 
     #[test]
     fn uri_with_query_parameters() {
         assert_eq!(
-            parse("postgresql://other@localhost/otherdb?connect_timeout=10&application_name=myapp")
-                .unwrap(),
+            parse("postgresql://other@localhost/otherdb?connect_timeout=10&application_name=myapp").unwrap(),
             kv(&[
                 ("user", "other"),
                 ("host", "localhost"),
@@ -660,10 +626,7 @@ mod tests {
     #[test]
     fn uri_multiple_hosts() {
         assert_eq!(
-            parse(
-                "postgresql://host1:123,host2:456/somedb?target_session_attrs=any&application_name=myapp"
-            )
-            .unwrap(),
+            parse("postgresql://host1:123,host2:456/somedb?target_session_attrs=any&application_name=myapp").unwrap(),
             kv(&[
                 ("host", "host1,host2"),
                 ("port", "123,456"),
@@ -721,8 +684,7 @@ mod tests {
     #[test]
     fn uri_percent_decoding_everywhere() {
         assert_eq!(
-            parse("postgres://us%40er:p%40ss%2Fw%3Ad@h%6Fst/my%20db?application_name=a%26b")
-                .unwrap(),
+            parse("postgres://us%40er:p%40ss%2Fw%3Ad@h%6Fst/my%20db?application_name=a%26b").unwrap(),
             kv(&[
                 ("user", "us@er"),
                 ("password", "p@ss/w:d"),
@@ -761,10 +723,7 @@ mod tests {
 
     #[test]
     fn uri_unknown_query_parameter() {
-        assert_eq!(
-            err("postgresql://h?foo=bar"),
-            "invalid URI query parameter: \"foo\""
-        );
+        assert_eq!(err("postgresql://h?foo=bar"), "invalid URI query parameter: \"foo\"");
     }
 
     #[test]
@@ -785,10 +744,7 @@ mod tests {
             err("postgresql://[::1"),
             "end of string reached when looking for matching \"]\" in IPv6 host address in URI"
         );
-        assert_eq!(
-            err("postgresql://[]/db"),
-            "IPv6 host address may not be empty in URI"
-        );
+        assert_eq!(err("postgresql://[]/db"), "IPv6 host address may not be empty in URI");
         assert_eq!(
             err("postgresql://[::1]x/db"),
             "unexpected character \"x\" at position 19 in URI (expected \":\" or \"/\")"
@@ -797,10 +753,7 @@ mod tests {
 
     #[test]
     fn uri_percent_errors() {
-        assert_eq!(
-            err("postgresql://h/db%zz"),
-            "invalid percent-encoded token: \"db%zz\""
-        );
+        assert_eq!(err("postgresql://h/db%zz"), "invalid percent-encoded token: \"db%zz\"");
         assert_eq!(
             err("postgresql://h/db%00"),
             "forbidden value %00 in percent-encoded value: \"db%00\""
@@ -880,12 +833,7 @@ mod tests {
     fn keyword_value_spaces_around_equals_and_empty_values() {
         assert_eq!(
             parse("  host = localhost\tport\n=\n5432 password='' user = ''  ").unwrap(),
-            kv(&[
-                ("host", "localhost"),
-                ("port", "5432"),
-                ("password", ""),
-                ("user", ""),
-            ])
+            kv(&[("host", "localhost"), ("port", "5432"), ("password", ""), ("user", ""),])
         );
     }
 
@@ -897,10 +845,7 @@ mod tests {
 
     #[test]
     fn keyword_value_repeated_keys_are_kept_in_order() {
-        assert_eq!(
-            parse("host=a host=b").unwrap(),
-            kv(&[("host", "a"), ("host", "b")])
-        );
+        assert_eq!(parse("host=a host=b").unwrap(), kv(&[("host", "a"), ("host", "b")]));
     }
 
     #[test]
@@ -913,10 +858,7 @@ mod tests {
 
     #[test]
     fn keyword_value_requiressl_translation() {
-        assert_eq!(
-            parse("requiressl=1").unwrap(),
-            kv(&[("sslmode", "require")])
-        );
+        assert_eq!(parse("requiressl=1").unwrap(), kv(&[("sslmode", "require")]));
         assert_eq!(parse("requiressl=0").unwrap(), kv(&[("sslmode", "prefer")]));
     }
 
@@ -982,10 +924,7 @@ mod tests {
 
     #[test]
     fn keyword_value_bare_word_is_an_error() {
-        assert_eq!(
-            err("mydb"),
-            "missing \"=\" after \"mydb\" in connection info string"
-        );
+        assert_eq!(err("mydb"), "missing \"=\" after \"mydb\" in connection info string");
         assert_eq!(
             err("host=a port"),
             "missing \"=\" after \"port\" in connection info string"
@@ -1033,14 +972,7 @@ mod tests {
 
     #[test]
     fn quote_value_round_trips() {
-        for value in [
-            "plain",
-            "",
-            "has space",
-            r"it's",
-            r"back\slash",
-            "tab\there",
-        ] {
+        for value in ["plain", "", "has space", r"it's", r"back\slash", "tab\there"] {
             let input = format!("dbname={}", quote_value(value));
             assert_eq!(parse(&input).unwrap(), kv(&[("dbname", value)]), "{input}");
         }

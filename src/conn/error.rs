@@ -10,12 +10,30 @@ use super::params::{ConnParams, HostTarget};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectError {
     message: String,
+    pub kind: FailureKind,
+}
+
+/// Failures whose message improves once we know the server's certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    CertificateUntrusted,
+    HostNameMismatch,
+    CertificateExpired,
+    Other,
 }
 
 impl ConnectError {
     pub fn new(message: impl Into<String>) -> Self {
         ConnectError {
             message: message.into(),
+            kind: FailureKind::Other,
+        }
+    }
+
+    fn of_kind(kind: FailureKind, message: impl Into<String>) -> Self {
+        ConnectError {
+            message: message.into(),
+            kind,
         }
     }
 
@@ -48,11 +66,7 @@ pub fn endpoint(target: &HostTarget) -> String {
 }
 
 /// Turn a tokio-postgres error into one line that says what went wrong and, where it helps, what to do.
-pub fn describe(
-    error: &tokio_postgres::Error,
-    params: &ConnParams,
-    target: &HostTarget,
-) -> ConnectError {
+pub fn describe(error: &tokio_postgres::Error, params: &ConnParams, target: &HostTarget) -> ConnectError {
     let at = endpoint(target);
     if let Some(db) = error.as_db_error() {
         let hint = match *db.code() {
@@ -64,18 +78,22 @@ pub fn describe(
     }
     let chain = cause_chain(error);
     let lower = chain.to_lowercase();
+    let kind = if lower.contains("hostname mismatch") {
+        FailureKind::HostNameMismatch
+    } else if lower.contains("certificate has expired") {
+        FailureKind::CertificateExpired
+    } else if lower.contains("certificate verify failed") {
+        FailureKind::CertificateUntrusted
+    } else {
+        FailureKind::Other
+    };
     let cause = if lower.contains("connection refused") {
-        "connection refused (is the server running and accepting TCP connections on that port?)"
-            .to_string()
-    } else if lower.contains("failed to lookup address")
-        || lower.contains("name or service not known")
-    {
+        "connection refused (is the server running and accepting TCP connections on that port?)".to_string()
+    } else if lower.contains("failed to lookup address") || lower.contains("name or service not known") {
         "could not translate host name to address (DNS lookup failed)".to_string()
     } else if lower.contains("timeout") || lower.contains("timed out") {
         "timeout expired while connecting".to_string()
-    } else if lower.contains("server does not support tls")
-        || lower.contains("server does not support ssl")
-    {
+    } else if lower.contains("server does not support tls") || lower.contains("server does not support ssl") {
         format!(
             "server does not support SSL, but SSL was required (sslmode={})",
             params.sslmode
@@ -93,13 +111,69 @@ pub fn describe(
             trust_source(params),
             openssl_reason(&chain)
         )
-    } else if lower.contains("no such file or directory") && target.host.starts_with('/') {
-        "no such socket (is the server running locally and accepting connections on that socket?)"
+    } else if lower.contains("password missing") {
+        "the server asked for a password but none was supplied (password=, PGPASSWORD or a matching .pgpass line)"
             .to_string()
+    } else if lower.contains("no such file or directory") && target.host.starts_with('/') {
+        "no such socket (is the server running locally and accepting connections on that socket?)".to_string()
     } else {
         chain
     };
-    ConnectError::new(format!("connection to {at} failed: {cause}"))
+    ConnectError::of_kind(kind, format!("connection to {at} failed: {cause}"))
+}
+
+/// Say which certificate failed and why, from the chain the server sent (fetched without verifying).
+pub fn with_certificate(
+    error: ConnectError,
+    leaf: &openssl::x509::X509,
+    params: &ConnParams,
+    target: &HostTarget,
+) -> ConnectError {
+    use crate::probe::starttls::{names, subject};
+    let at = endpoint(target);
+    let issuer = leaf
+        .issuer_name()
+        .entries()
+        .filter_map(|e| {
+            Some(format!(
+                "{}={}",
+                e.object().nid().short_name().ok()?,
+                e.data().to_string().ok()?
+            ))
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let message = match error.kind {
+        FailureKind::HostNameMismatch => {
+            let names = names(leaf);
+            let first = names.first().cloned().unwrap_or_default();
+            let others = match names.len() {
+                0 | 1 => String::new(),
+                n => format!(
+                    " (and {} other name{}: {})",
+                    n - 1,
+                    if n == 2 { "" } else { "s" },
+                    names[1..].join(", ")
+                ),
+            };
+            format!(
+                "connection to {at} failed: server certificate for \"{first}\"{others} does not match host name \"{}\"",
+                target.host
+            )
+        }
+        FailureKind::CertificateExpired => format!(
+            "connection to {at} failed: server certificate \"{}\" expired on {}",
+            subject(leaf),
+            leaf.not_after()
+        ),
+        FailureKind::CertificateUntrusted => format!(
+            "connection to {at} failed: server certificate \"{}\" issued by \"{issuer}\" is not trusted by {}",
+            subject(leaf),
+            trust_source(params)
+        ),
+        FailureKind::Other => return error,
+    };
+    ConnectError::of_kind(error.kind, message)
 }
 
 fn trust_source(params: &ConnParams) -> String {
@@ -143,9 +217,6 @@ mod tests {
     #[test]
     fn reason_is_taken_from_the_openssl_message() {
         let chain = "error performing TLS handshake: error:0A000086:SSL routines:tls_post_process_server_certificate:certificate verify failed:../ssl/statem/statem_clnt.c:1889: (self-signed certificate in certificate chain)";
-        assert_eq!(
-            openssl_reason(chain),
-            "self-signed certificate in certificate chain"
-        );
+        assert_eq!(openssl_reason(chain), "self-signed certificate in certificate chain");
     }
 }

@@ -68,9 +68,7 @@ impl FromStr for SslMode {
         SslMode::ALL
             .into_iter()
             .find(|mode| mode.as_str() == s)
-            .ok_or_else(|| {
-                ConnInfoError::InvalidValue(format!("invalid sslmode value: {}", quoted(s)))
-            })
+            .ok_or_else(|| ConnInfoError::InvalidValue(format!("invalid sslmode value: {}", quoted(s))))
     }
 }
 
@@ -245,13 +243,7 @@ impl ConnParams {
                 warning: None,
             };
         }
-        pgpass::lookup(
-            &self.passfile,
-            &target.host,
-            target.port,
-            &self.dbname,
-            &self.user,
-        )
+        pgpass::lookup(&self.passfile, &target.host, target.port, &self.dbname, &self.user)
     }
 
     /// Value of a keyword kept in [`ConnParams::extra`].
@@ -274,11 +266,7 @@ impl fmt::Debug for ConnParams {
             .extra
             .iter()
             .map(|(k, v)| {
-                let shown = if conninfo::is_secret_key(k) {
-                    MASK
-                } else {
-                    v.as_str()
-                };
+                let shown = if conninfo::is_secret_key(k) { MASK } else { v.as_str() };
                 (k.as_str(), shown)
             })
             .collect();
@@ -362,9 +350,7 @@ impl Environment {
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .filter(|(k, _)| k.starts_with("PG"))
             .collect();
-        let passwd = nix::unistd::User::from_uid(nix::unistd::geteuid())
-            .ok()
-            .flatten();
+        let passwd = nix::unistd::User::from_uid(nix::unistd::geteuid()).ok().flatten();
         // libpq (since PostgreSQL 16) prefers $HOME over the passwd entry.
         let home = std::env::var_os("HOME")
             .filter(|h| !h.is_empty())
@@ -387,11 +373,7 @@ impl Environment {
 
     /// An explicit context, mainly for tests and for callers that build their
     /// own. No system service directory is assumed.
-    pub fn new(
-        vars: HashMap<String, String>,
-        home: Option<PathBuf>,
-        os_user: impl Into<String>,
-    ) -> Self {
+    pub fn new(vars: HashMap<String, String>, home: Option<PathBuf>, os_user: impl Into<String>) -> Self {
         Environment {
             vars,
             home,
@@ -490,14 +472,7 @@ const ENUMERATED: &[(&str, &[&str])] = &[
     ("load_balance_hosts", &["disable", "random"]),
     (
         "target_session_attrs",
-        &[
-            "any",
-            "read-write",
-            "read-only",
-            "primary",
-            "standby",
-            "prefer-standby",
-        ],
+        &["any", "read-write", "read-only", "primary", "standby", "prefer-standby"],
     ),
     ("sslnegotiation", &["postgres", "direct"]),
 ];
@@ -524,9 +499,7 @@ fn tls_version(layers: &Layers<'_>, key: &str) -> Result<Option<usize>, ConnInfo
         .iter()
         .position(|v| v.eq_ignore_ascii_case(value))
         .map(Some)
-        .ok_or_else(|| {
-            ConnInfoError::InvalidValue(format!("invalid \"{key}\" value: {}", quoted(value)))
-        })
+        .ok_or_else(|| ConnInfoError::InvalidValue(format!("invalid \"{key}\" value: {}", quoted(value))))
 }
 
 /// libpq's `pqParseIntParam`: surrounding whitespace allowed, must fit in i32.
@@ -544,9 +517,10 @@ fn parse_port(value: &str) -> Result<u16, ConnInfoError> {
         return Ok(DEFAULT_PORT);
     }
     let port = parse_int(value, "port")?;
-    u16::try_from(port).ok().filter(|p| *p != 0).ok_or_else(|| {
-        ConnInfoError::InvalidValue(format!("invalid port number: {}", quoted(value)))
-    })
+    u16::try_from(port)
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| ConnInfoError::InvalidValue(format!("invalid port number: {}", quoted(value))))
 }
 
 fn parse_connect_timeout(value: &str) -> Result<Option<Duration>, ConnInfoError> {
@@ -596,10 +570,7 @@ fn build_targets(layers: &Layers<'_>, env: &Environment) -> Result<Vec<HostTarge
                     items.len()
                 )));
             }
-            let parsed = items
-                .into_iter()
-                .map(parse_port)
-                .collect::<Result<Vec<_>, _>>()?;
+            let parsed = items.into_iter().map(parse_port).collect::<Result<Vec<_>, _>>()?;
             if parsed.len() == 1 {
                 vec![parsed[0]; count]
             } else {
@@ -616,10 +587,7 @@ fn build_targets(layers: &Layers<'_>, env: &Environment) -> Result<Vec<HostTarge
                 None
             } else {
                 Some(addr_text.parse::<IpAddr>().map_err(|_| {
-                    ConnInfoError::InvalidValue(format!(
-                        "could not parse network address {}",
-                        quoted(addr_text)
-                    ))
+                    ConnInfoError::InvalidValue(format!("could not parse network address {}", quoted(addr_text)))
                 })?)
             };
             let host = if !host_text.is_empty() {
@@ -750,14 +718,9 @@ pub fn resolve(conninfo: Option<&str>, env: &Environment) -> Result<ConnParams, 
     }
 
     let pg_dir = env.home.as_ref().map(|h| h.join(".postgresql"));
-    let default_rootcert = pg_dir
-        .as_ref()
-        .map(|d| d.join("root.crt"))
-        .unwrap_or_default();
-    let (sslcert, sslcert_explicit) =
-        client_file(&layers, "sslcert", pg_dir.as_deref(), "postgresql.crt");
-    let (sslkey, sslkey_explicit) =
-        client_file(&layers, "sslkey", pg_dir.as_deref(), "postgresql.key");
+    let default_rootcert = pg_dir.as_ref().map(|d| d.join("root.crt")).unwrap_or_default();
+    let (sslcert, sslcert_explicit) = client_file(&layers, "sslcert", pg_dir.as_deref(), "postgresql.crt");
+    let (sslkey, sslkey_explicit) = client_file(&layers, "sslkey", pg_dir.as_deref(), "postgresql.key");
     if let Some(cert) = sslcert.as_ref().filter(|_| sslcert_explicit) {
         if !cert.exists() {
             // libpq silently sends no certificate in this case, which then
@@ -811,18 +774,11 @@ pub fn resolve(conninfo: Option<&str>, env: &Environment) -> Result<ConnParams, 
 
 /// An explicitly named client certificate or key, else libpq's default file
 /// in `~/.postgresql` if it exists. Returns the path and whether it was explicit.
-fn client_file(
-    layers: &Layers<'_>,
-    key: &str,
-    pg_dir: Option<&Path>,
-    default_name: &str,
-) -> (Option<PathBuf>, bool) {
+fn client_file(layers: &Layers<'_>, key: &str, pg_dir: Option<&Path>, default_name: &str) -> (Option<PathBuf>, bool) {
     if let Some(path) = layers.non_empty(key) {
         return (Some(PathBuf::from(path)), true);
     }
-    let default = pg_dir
-        .map(|d| d.join(default_name))
-        .filter(|path| path.is_file());
+    let default = pg_dir.map(|d| d.join(default_name)).filter(|path| path.is_file());
     (default, false)
 }
 
@@ -832,9 +788,7 @@ mod tests {
 
     fn env(vars: &[(&str, &str)]) -> Environment {
         let mut env = Environment::new(
-            vars.iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             None,
             "alice",
         );
@@ -878,10 +832,7 @@ mod tests {
             "verify_full".parse::<SslMode>().unwrap_err().to_string(),
             "invalid sslmode value: \"verify_full\""
         );
-        assert_eq!(
-            resolve_err("sslmode=x", &env(&[])),
-            "invalid sslmode value: \"x\""
-        );
+        assert_eq!(resolve_err("sslmode=x", &env(&[])), "invalid sslmode value: \"x\"");
     }
 
     #[test]
@@ -926,10 +877,7 @@ mod tests {
 
         let params = resolve(None, &env).unwrap();
         assert_eq!(params.passfile, home.path().join(".pgpass"));
-        assert_eq!(
-            params.default_rootcert,
-            home.path().join(".postgresql/root.crt")
-        );
+        assert_eq!(params.default_rootcert, home.path().join(".postgresql/root.crt"));
         // Default client files count only when they exist.
         assert_eq!(params.sslcert, None);
         assert_eq!(params.sslkey, None);
@@ -948,10 +896,7 @@ mod tests {
 
     #[test]
     fn explicit_client_files_are_marked_and_missing_cert_warns() {
-        let params = resolve_ok(
-            "sslcert=/nope/client.crt sslkey=/nope/client.key",
-            &env(&[]),
-        );
+        let params = resolve_ok("sslcert=/nope/client.crt sslkey=/nope/client.key", &env(&[]));
         assert_eq!(params.sslcert, Some(PathBuf::from("/nope/client.crt")));
         assert!(params.sslcert_explicit);
         assert_eq!(params.sslkey, Some(PathBuf::from("/nope/client.key")));
@@ -1004,10 +949,7 @@ mod tests {
         assert_eq!(params.application_name, "envapp");
         assert_eq!(params.sslmode, SslMode::VerifyCa);
         assert!(params.sslmode_explicit);
-        assert_eq!(
-            params.sslrootcert,
-            Some(RootCert::File(PathBuf::from("/etc/ca.crt")))
-        );
+        assert_eq!(params.sslrootcert, Some(RootCert::File(PathBuf::from("/etc/ca.crt"))));
         assert_eq!(params.sslcert, Some(PathBuf::from("/etc/c.crt")));
         assert_eq!(params.sslkey, Some(PathBuf::from("/etc/c.key")));
         assert_eq!(params.ssl_min_protocol_version.as_deref(), Some("TLSv1.2"));
@@ -1129,10 +1071,7 @@ mod tests {
             "postgresql://user:secret@host1:123,host2:456/somedb?target_session_attrs=any&application_name=myapp",
             &env(&[]),
         );
-        assert_eq!(
-            params.targets,
-            vec![target("host1", 123), target("host2", 456)]
-        );
+        assert_eq!(params.targets, vec![target("host1", 123), target("host2", 456)]);
         assert_eq!(params.user, "user");
         assert_eq!(params.password.as_deref(), Some("secret"));
         assert_eq!(params.dbname, "somedb");
@@ -1160,28 +1099,19 @@ mod tests {
     #[test]
     fn uri_partial_ports_use_the_default_for_missing_ones() {
         let params = resolve_ok("postgresql://a:1,b,c:3", &env(&[("PGPORT", "9999")]));
-        assert_eq!(
-            params.targets,
-            vec![target("a", 1), target("b", 5432), target("c", 3)]
-        );
+        assert_eq!(params.targets, vec![target("a", 1), target("b", 5432), target("c", 3)]);
     }
 
     #[test]
     fn multiple_hosts_one_port() {
         let params = resolve_ok("host=a,b,c port=1", &env(&[]));
-        assert_eq!(
-            params.targets,
-            vec![target("a", 1), target("b", 1), target("c", 1)]
-        );
+        assert_eq!(params.targets, vec![target("a", 1), target("b", 1), target("c", 1)]);
     }
 
     #[test]
     fn multiple_hosts_one_port_each() {
         let params = resolve_ok("host=a,b,c port=1,2,3", &env(&[]));
-        assert_eq!(
-            params.targets,
-            vec![target("a", 1), target("b", 2), target("c", 3)]
-        );
+        assert_eq!(params.targets, vec![target("a", 1), target("b", 2), target("c", 3)]);
     }
 
     #[test]
@@ -1229,10 +1159,7 @@ mod tests {
     fn hostaddr_alone_names_the_target() {
         let params = resolve_ok("hostaddr=192.0.2.7 port=6000", &env(&[]));
         assert_eq!(params.targets[0].host, "192.0.2.7");
-        assert_eq!(
-            params.targets[0].hostaddr,
-            Some("192.0.2.7".parse().unwrap())
-        );
+        assert_eq!(params.targets[0].hostaddr, Some("192.0.2.7".parse().unwrap()));
         assert!(!params.targets[0].is_unix_socket());
     }
 
@@ -1248,10 +1175,7 @@ mod tests {
             "invalid integer value \"abc\" for connection option \"port\""
         );
         assert_eq!(resolve_err("port=0", &env), "invalid port number: \"0\"");
-        assert_eq!(
-            resolve_err("port=70000", &env),
-            "invalid port number: \"70000\""
-        );
+        assert_eq!(resolve_err("port=70000", &env), "invalid port number: \"70000\"");
         assert_eq!(resolve_ok("port=' 5433 '", &env).targets[0].port, 5433);
     }
 
@@ -1304,11 +1228,7 @@ mod tests {
         assert!(params.warnings[0].contains("PGREQUIRESSL"));
 
         // PGSSLMODE takes precedence over PGREQUIRESSL.
-        let params = resolve(
-            None,
-            &env(&[("PGREQUIRESSL", "1"), ("PGSSLMODE", "disable")]),
-        )
-        .unwrap();
+        let params = resolve(None, &env(&[("PGREQUIRESSL", "1"), ("PGSSLMODE", "disable")])).unwrap();
         assert_eq!(params.sslmode, SslMode::Disable);
         assert!(params.warnings.is_empty());
     }
@@ -1389,18 +1309,12 @@ mod tests {
     #[test]
     fn application_name_fallbacks() {
         let env = env(&[]);
-        assert_eq!(
-            resolve_ok("fallback_application_name=fb", &env).application_name,
-            "fb"
-        );
+        assert_eq!(resolve_ok("fallback_application_name=fb", &env).application_name, "fb");
         assert_eq!(
             resolve_ok("application_name=main fallback_application_name=fb", &env).application_name,
             "main"
         );
-        assert_eq!(
-            resolve_ok("application_name=''", &env).application_name,
-            "pgtls"
-        );
+        assert_eq!(resolve_ok("application_name=''", &env).application_name, "pgtls");
     }
 
     #[test]
@@ -1410,10 +1324,7 @@ mod tests {
 
     #[test]
     fn extra_keywords_are_kept_and_validated() {
-        let params = resolve_ok(
-            "keepalives=1 channel_binding=require gssencmode=disable",
-            &env(&[]),
-        );
+        let params = resolve_ok("keepalives=1 channel_binding=require gssencmode=disable", &env(&[]));
         assert_eq!(
             params.extra,
             vec![
@@ -1462,8 +1373,7 @@ mod tests {
         assert!(shown.contains("password=****"), "{shown}");
         assert!(shown.contains("sslpassword=****"), "{shown}");
 
-        let reparsed: HashMap<String, String> =
-            conninfo::parse(&shown).unwrap().into_iter().collect();
+        let reparsed: HashMap<String, String> = conninfo::parse(&shown).unwrap().into_iter().collect();
         assert_eq!(reparsed["host"], "a,b");
         assert_eq!(reparsed["port"], "1,2");
         assert_eq!(reparsed["dbname"], "my db");
@@ -1502,11 +1412,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let passfile = dir.path().join("pgpass");
-        std::fs::write(
-            &passfile,
-            "localhost:5432:*:alice:from-file\nb:5432:*:*:b-pass\n",
-        )
-        .unwrap();
+        std::fs::write(&passfile, "localhost:5432:*:alice:from-file\nb:5432:*:*:b-pass\n").unwrap();
         std::fs::set_permissions(&passfile, std::fs::Permissions::from_mode(0o600)).unwrap();
         let env = env(&[("PGPASSFILE", passfile.to_str().unwrap())]);
 

@@ -151,13 +151,7 @@ pub fn match_line(line: &str, host: &str, port: u16, dbname: &str, user: &str) -
 }
 
 /// The password from the first matching line of a password file's content.
-pub fn find_password(
-    content: &str,
-    host: &str,
-    port: u16,
-    dbname: &str,
-    user: &str,
-) -> Option<String> {
+pub fn find_password(content: &str, host: &str, port: u16, dbname: &str, user: &str) -> Option<String> {
     // libpq gives up without a database or user name rather than letting
     // wildcards match an empty value.
     if dbname.is_empty() || user.is_empty() {
@@ -269,28 +263,19 @@ mod tests {
 
     #[test]
     fn empty_password_and_trailing_fields() {
-        assert_eq!(
-            match_line("h:5432:d:u:", "h", 5432, "d", "u"),
-            Some(String::new())
-        );
+        assert_eq!(match_line("h:5432:d:u:", "h", 5432, "d", "u"), Some(String::new()));
         // Text after an unescaped colon ending the password is ignored.
         assert_eq!(
             match_line("h:5432:d:u:pw:extra", "h", 5432, "d", "u"),
             Some("pw".into())
         );
-        assert_eq!(
-            match_line("h:5432:d:u:pw\r\n", "h", 5432, "d", "u"),
-            Some("pw".into())
-        );
+        assert_eq!(match_line("h:5432:d:u:pw\r\n", "h", 5432, "d", "u"), Some("pw".into()));
     }
 
     #[test]
     fn match_requires_every_field() {
         let line = "db:5432:sales:report:pw";
-        assert_eq!(
-            match_line(line, "db", 5432, "sales", "report"),
-            Some("pw".into())
-        );
+        assert_eq!(match_line(line, "db", 5432, "sales", "report"), Some("pw".into()));
         assert_eq!(match_line(line, "other", 5432, "sales", "report"), None);
         assert_eq!(match_line(line, "db", 5433, "sales", "report"), None);
         assert_eq!(match_line(line, "db", 5432, "hr", "report"), None);
@@ -343,14 +328,8 @@ db:5432:sales:report:never-reached
             find_password(content, "/var/run/postgresql", 5432, "d", "u"),
             Some("local".into())
         );
-        assert_eq!(
-            find_password(content, "/tmp", 5432, "d", "u"),
-            Some("local".into())
-        );
-        assert_eq!(
-            find_password(content, "", 5432, "d", "u"),
-            Some("local".into())
-        );
+        assert_eq!(find_password(content, "/tmp", 5432, "d", "u"), Some("local".into()));
+        assert_eq!(find_password(content, "", 5432, "d", "u"), Some("local".into()));
         assert_eq!(
             find_password(content, "localhost", 5432, "d", "u"),
             Some("local".into())
@@ -429,10 +408,7 @@ db:5432:sales:report:never-reached
         let dir = tempfile::tempdir().unwrap();
         let found = lookup(&dir.path().join("nope"), "db", 5432, "d", "u");
         assert_eq!(found, PgpassLookup::default());
-        assert_eq!(
-            lookup(Path::new(""), "db", 5432, "d", "u"),
-            PgpassLookup::default()
-        );
+        assert_eq!(lookup(Path::new(""), "db", 5432, "d", "u"), PgpassLookup::default());
     }
 
     #[test]

@@ -47,11 +47,7 @@ impl fmt::Display for ServiceError {
                 quoted_path(path),
                 line
             ),
-            ServiceError::InvalidOption {
-                path,
-                line,
-                keyword,
-            } => write!(
+            ServiceError::InvalidOption { path, line, keyword } => write!(
                 f,
                 "syntax error in service file {}, line {}: invalid connection option {}",
                 quoted_path(path),
@@ -64,12 +60,9 @@ impl fmt::Display for ServiceError {
                 quoted_path(path),
                 line
             ),
-            ServiceError::Io { path, message } => write!(
-                f,
-                "could not read service file {}: {}",
-                quoted_path(path),
-                message
-            ),
+            ServiceError::Io { path, message } => {
+                write!(f, "could not read service file {}: {}", quoted_path(path), message)
+            }
         }
     }
 }
@@ -88,11 +81,7 @@ fn quoted_path(path: &Path) -> String {
 ///
 /// libpq takes everything after the first `=` verbatim; this also tolerates
 /// spaces around the `=`, which libpq would reject as an unknown keyword.
-pub fn find_service(
-    content: &str,
-    service: &str,
-    path: &Path,
-) -> Result<Option<Vec<(String, String)>>, ServiceError> {
+pub fn find_service(content: &str, service: &str, path: &Path) -> Result<Option<Vec<(String, String)>>, ServiceError> {
     let mut in_section = false;
     let mut entries: Option<Vec<(String, String)>> = None;
 
@@ -109,9 +98,7 @@ pub fn find_service(
             }
             // libpq compares a prefix and then expects ']', ignoring anything
             // after the bracket.
-            in_section = header
-                .strip_prefix(service)
-                .is_some_and(|after| after.starts_with(']'));
+            in_section = header.strip_prefix(service).is_some_and(|after| after.starts_with(']'));
             if in_section {
                 entries = Some(Vec::new());
             }
@@ -135,18 +122,17 @@ pub fn find_service(
                 line: line_no,
             });
         }
-        let (keyword, value) =
-            conninfo::canonical_option(keyword, value.to_string()).map_err(|err| match err {
-                ConnInfoError::InvalidOption(keyword) => ServiceError::InvalidOption {
-                    path: path.to_path_buf(),
-                    line: line_no,
-                    keyword,
-                },
-                _ => ServiceError::Syntax {
-                    path: path.to_path_buf(),
-                    line: line_no,
-                },
-            })?;
+        let (keyword, value) = conninfo::canonical_option(keyword, value.to_string()).map_err(|err| match err {
+            ConnInfoError::InvalidOption(keyword) => ServiceError::InvalidOption {
+                path: path.to_path_buf(),
+                line: line_no,
+                keyword,
+            },
+            _ => ServiceError::Syntax {
+                path: path.to_path_buf(),
+                line: line_no,
+            },
+        })?;
         if let Some(entries) = entries.as_mut() {
             if !entries.iter().any(|(k, _)| *k == keyword) {
                 entries.push((keyword, value));
@@ -206,10 +192,7 @@ host=replica.example.com
 ";
 
     fn pairs(entries: &[(&str, &str)]) -> Vec<(String, String)> {
-        entries
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        entries.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -230,18 +213,12 @@ host=replica.example.com
     fn section_name_must_match_exactly_not_by_prefix() {
         let found = find_service(SAMPLE, "mydb-replica", Path::new("f.conf")).unwrap();
         assert_eq!(found, Some(pairs(&[("host", "replica.example.com")])));
-        assert_eq!(
-            find_service(SAMPLE, "my", Path::new("f.conf")).unwrap(),
-            None
-        );
+        assert_eq!(find_service(SAMPLE, "my", Path::new("f.conf")).unwrap(), None);
     }
 
     #[test]
     fn missing_section_is_none() {
-        assert_eq!(
-            find_service(SAMPLE, "absent", Path::new("f.conf")).unwrap(),
-            None
-        );
+        assert_eq!(find_service(SAMPLE, "absent", Path::new("f.conf")).unwrap(), None);
     }
 
     #[test]
@@ -352,13 +329,7 @@ host=replica.example.com
         let file = dir.path().join("pg_service.conf");
         std::fs::write(&file, "[a]\n\nbroken\n").unwrap();
         let err = lookup("a", std::slice::from_ref(&file)).unwrap_err();
-        assert_eq!(
-            err,
-            ServiceError::Syntax {
-                path: file,
-                line: 3
-            }
-        );
+        assert_eq!(err, ServiceError::Syntax { path: file, line: 3 });
     }
 
     #[test]

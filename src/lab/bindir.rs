@@ -22,9 +22,7 @@ impl ServerBinaries {
 
     /// Major version from `postgres --version`, e.g. 15.
     pub fn major_version(&self) -> Result<u32> {
-        let out = Command::new(self.tool("postgres"))
-            .arg("--version")
-            .output()?;
+        let out = Command::new(self.tool("postgres")).arg("--version").output()?;
         let text = String::from_utf8_lossy(&out.stdout);
         parse_major(&text).ok_or_else(|| eyre!("cannot read the version from {:?}", text.trim()))
     }

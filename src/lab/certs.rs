@@ -11,8 +11,7 @@ use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
 use openssl::rsa::Rsa;
 use openssl::x509::extension::{
-    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
-    SubjectKeyIdentifier,
+    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName, SubjectKeyIdentifier,
 };
 use openssl::x509::{X509, X509NameBuilder};
 
@@ -50,11 +49,7 @@ impl<'a> CertSpec<'a> {
         }
     }
 
-    pub fn server(
-        common_name: &'a str,
-        dns_names: &'a [&'a str],
-        ip_addresses: &'a [&'a str],
-    ) -> Self {
+    pub fn server(common_name: &'a str, dns_names: &'a [&'a str], ip_addresses: &'a [&'a str]) -> Self {
         CertSpec {
             dns_names,
             ip_addresses,
@@ -74,14 +69,10 @@ impl<'a> CertSpec<'a> {
 
 /// Issue a certificate, self-signed when `issuer` is `None`.
 pub fn issue(spec: &CertSpec<'_>, issuer: Option<&Issued>) -> Result<Issued> {
-    issue_inner(spec, issuer)
-        .wrap_err_with(|| format!("generating certificate {:?}", spec.common_name))
+    issue_inner(spec, issuer).wrap_err_with(|| format!("generating certificate {:?}", spec.common_name))
 }
 
-fn issue_inner(
-    spec: &CertSpec<'_>,
-    issuer: Option<&Issued>,
-) -> Result<Issued, openssl::error::ErrorStack> {
+fn issue_inner(spec: &CertSpec<'_>, issuer: Option<&Issued>) -> Result<Issued, openssl::error::ErrorStack> {
     let key = PKey::from_rsa(Rsa::generate(2048)?)?;
     let mut name = X509NameBuilder::new()?;
     name.append_entry_by_text("O", spec.organization)?;
@@ -103,13 +94,7 @@ fn issue_inner(
 
     if spec.is_ca {
         builder.append_extension(BasicConstraints::new().critical().ca().build()?)?;
-        builder.append_extension(
-            KeyUsage::new()
-                .critical()
-                .key_cert_sign()
-                .crl_sign()
-                .build()?,
-        )?;
+        builder.append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().build()?)?;
     } else {
         builder.append_extension(BasicConstraints::new().build()?)?;
         builder.append_extension(
@@ -143,9 +128,7 @@ fn issue_inner(
         for ip in spec.ip_addresses {
             san.ip(ip);
         }
-        builder.append_extension(
-            san.build(&builder.x509v3_context(issuer.map(|i| i.cert.as_ref()), None))?,
-        )?;
+        builder.append_extension(san.build(&builder.x509v3_context(issuer.map(|i| i.cert.as_ref()), None))?)?;
     }
     builder.sign(issuer.map_or(&key, |i| &i.key), MessageDigest::sha256())?;
     Ok(Issued {
@@ -164,8 +147,7 @@ fn days_from_now(days: i32) -> Result<Asn1Time, openssl::error::ErrorStack> {
 impl Issued {
     /// Write the certificate and its PKCS#8 key as PEM; the key file is made private (PostgreSQL insists).
     pub fn write_pem(&self, cert_path: &Path, key_path: &Path) -> Result<()> {
-        std::fs::write(cert_path, self.cert.to_pem()?)
-            .wrap_err_with(|| format!("writing {}", cert_path.display()))?;
+        std::fs::write(cert_path, self.cert.to_pem()?).wrap_err_with(|| format!("writing {}", cert_path.display()))?;
         write_private(key_path, &self.key.private_key_to_pem_pkcs8()?)
     }
 }

@@ -63,7 +63,11 @@ async fn activity(sessions: Vec<Arc<LabSession>>, lab: LabHandle) {
         let busy_ms = 500 + seed % 2500;
         if seed % 3 == 0 {
             tokio::spawn(async move {
-                if session.execute("BEGIN; SELECT count(*) FROM pg_catalog.pg_class").await.is_ok() {
+                if session
+                    .execute("BEGIN; SELECT count(*) FROM pg_catalog.pg_class")
+                    .await
+                    .is_ok()
+                {
                     tokio::time::sleep(Duration::from_millis(busy_ms)).await;
                     let _ = session.execute("COMMIT").await;
                 }

@@ -23,6 +23,8 @@ pub use self::sessions::{LabSession, SessionKind};
 pub const SUPERUSER: &str = "postgres";
 /// The role whose client certificate the lab issues; pg_hba lets it in with `cert` only.
 pub const CERT_USER: &str = "pgtls_cert";
+/// A role that pg_hba.conf admits only over TLS (`hostnossl ... reject`), as an enforced-TLS client would be.
+pub const TLS_ONLY_USER: &str = "pgtls_tlsonly";
 /// Password of every role the lab creates (a throwaway server on loopback).
 pub const LAB_PASSWORD: &str = "lab-secret";
 
@@ -221,10 +223,7 @@ impl LabHandle {
     pub async fn ensure_role(&self, name: &str) -> Result<()> {
         let admin = self.admin().await?;
         let exists = admin
-            .query_opt(
-                "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1",
-                &[&name],
-            )
+            .query_opt("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1", &[&name])
             .await?
             .is_some();
         if !exists {
@@ -256,19 +255,12 @@ impl LabHandle {
             .await?
             .get(0);
         admin.batch_execute(&sql).await?;
-        admin
-            .batch_execute("SELECT pg_catalog.pg_reload_conf()")
-            .await?;
+        admin.batch_execute("SELECT pg_catalog.pg_reload_conf()").await?;
         Ok(())
     }
 
     /// Open a client session of the given kind as `user` with `application_name`; it stays open until dropped.
-    pub async fn open(
-        &self,
-        kind: SessionKind,
-        user: &str,
-        application_name: &str,
-    ) -> Result<LabSession> {
+    pub async fn open(&self, kind: SessionKind, user: &str, application_name: &str) -> Result<LabSession> {
         sessions::open(self, kind, user, application_name).await
     }
 }
@@ -294,13 +286,7 @@ fn write_certs(dir: &Path) -> Result<LabCerts> {
     Ok(paths)
 }
 
-fn write_config(
-    data_dir: &Path,
-    port: u16,
-    socket_dir: &Path,
-    certs: &LabCerts,
-    options: &LabOptions,
-) -> Result<()> {
+fn write_config(data_dir: &Path, port: u16, socket_dir: &Path, certs: &LabCerts, options: &LabOptions) -> Result<()> {
     let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', "''"));
     let mut conf = format!(
         "\n# pgtls lab\nlisten_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = {}\n\
@@ -328,6 +314,7 @@ fn write_hba(data_dir: &Path) -> Result<()> {
         "# pgtls lab\n\
          local   all  all                       trust\n\
          hostssl all  {CERT_USER}  127.0.0.1/32  cert\n\
+         hostnossl all {TLS_ONLY_USER} 127.0.0.1/32 reject\n\
          hostssl all  all         127.0.0.1/32  scram-sha-256\n\
          host    all  all         127.0.0.1/32  scram-sha-256\n"
     );

@@ -24,10 +24,7 @@ pub fn run_as_account() -> Result<Option<RunAs>> {
         return Ok(None);
     }
     let preferred = std::env::var("PGTLS_LAB_USER").ok();
-    let candidates = preferred
-        .iter()
-        .map(String::as_str)
-        .chain(["postgres", "nobody"]);
+    let candidates = preferred.iter().map(String::as_str).chain(["postgres", "nobody"]);
     for name in candidates {
         if let Ok(Some(user)) = User::from_name(name) {
             return Ok(Some(RunAs {
@@ -37,9 +34,7 @@ pub fn run_as_account() -> Result<Option<RunAs>> {
             }));
         }
     }
-    bail!(
-        "running as root and no unprivileged account (postgres, nobody) exists to run the lab server as"
-    )
+    bail!("running as root and no unprivileged account (postgres, nobody) exists to run the lab server as")
 }
 
 /// Give the whole tree to the server's account so it can use its data dir, sockets and key files.
@@ -94,12 +89,7 @@ pub struct Postmaster {
 }
 
 impl Postmaster {
-    pub fn start(
-        postgres: &Path,
-        data_dir: &Path,
-        log: &Path,
-        run_as: Option<&RunAs>,
-    ) -> Result<Postmaster> {
+    pub fn start(postgres: &Path, data_dir: &Path, log: &Path, run_as: Option<&RunAs>) -> Result<Postmaster> {
         let log_file = File::options()
             .create(true)
             .append(true)
@@ -115,9 +105,7 @@ impl Postmaster {
         // uid switch (which clears the parent-death signal), so a crashed or killed test process
         // takes its server down with it (SIGQUIT = immediate shutdown) instead of leaking it.
         unsafe {
-            cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGQUIT).map_err(std::io::Error::from)
-            });
+            cmd.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGQUIT).map_err(std::io::Error::from));
         }
         let child = cmd
             .spawn()
@@ -133,10 +121,7 @@ impl Postmaster {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.try_wait()? {
-                bail!(
-                    "the lab server exited during start-up ({status}): {}",
-                    log_tail(log)
-                );
+                bail!("the lab server exited during start-up ({status}): {}", log_tail(log));
             }
             let ready = std::fs::read_to_string(&pid_file)
                 .ok()
@@ -146,10 +131,7 @@ impl Postmaster {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!(
-                    "the lab server did not become ready within 60 s: {}",
-                    log_tail(log)
-                );
+                bail!("the lab server did not become ready within 60 s: {}", log_tail(log));
             }
             std::thread::sleep(Duration::from_millis(20));
         }

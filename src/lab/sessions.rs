@@ -62,12 +62,7 @@ impl Drop for LabSession {
     }
 }
 
-pub(super) async fn open(
-    lab: &LabHandle,
-    kind: SessionKind,
-    user: &str,
-    application_name: &str,
-) -> Result<LabSession> {
+pub(super) async fn open(lab: &LabHandle, kind: SessionKind, user: &str, application_name: &str) -> Result<LabSession> {
     let user = if kind == SessionKind::ClientCert {
         CERT_USER
     } else {
@@ -102,10 +97,7 @@ pub(super) async fn open(
             (client, tokio::spawn(async move { drop(conn.await) }))
         }
     };
-    let pid: i32 = client
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await?
-        .get(0);
+    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
     Ok(LabSession {
         client,
         pid,
@@ -117,9 +109,7 @@ pub(super) async fn open(
 fn tls_connector(lab: &LabHandle, kind: SessionKind) -> Result<MakeTlsConnector> {
     let ca = Certificate::from_pem(&std::fs::read(&lab.certs.ca_cert)?)?;
     let mut builder = TlsConnector::builder();
-    builder
-        .add_root_certificate(ca)
-        .disable_built_in_roots(true);
+    builder.add_root_certificate(ca).disable_built_in_roots(true);
     if kind == SessionKind::Tls12 {
         builder.max_protocol_version(Some(Protocol::Tlsv12));
     }

@@ -51,20 +51,12 @@ pub fn write(snapshot: &Snapshot, out: &mut dyn Write) -> std::io::Result<()> {
             opt(&s.backend_type),
             opt(&s.state),
             s.backend_start.map(|t| t.to_rfc3339()).unwrap_or_default(),
-            s.age_secs(snapshot.taken_at)
-                .map(|a| a.to_string())
-                .unwrap_or_default(),
+            s.age_secs(snapshot.taken_at).map(|a| a.to_string()).unwrap_or_default(),
             tls_field(|t| t.client_dn.clone()),
             tls_field(|t| t.client_serial.clone()),
             tls_field(|t| t.issuer_dn.clone()),
-            s.gss
-                .as_ref()
-                .map(|g| g.encrypted.to_string())
-                .unwrap_or_default(),
-            s.gss
-                .as_ref()
-                .and_then(|g| g.principal.clone())
-                .unwrap_or_default(),
+            s.gss.as_ref().map(|g| g.encrypted.to_string()).unwrap_or_default(),
+            s.gss.as_ref().and_then(|g| g.principal.clone()).unwrap_or_default(),
             taken.clone(),
         ])?;
     }

@@ -33,17 +33,15 @@ pub fn write(snapshot: &Snapshot, out: &mut dyn Write) -> std::io::Result<()> {
     let server_line = vec![
         format!("{}:{}", server.host, server.port),
         format!("PostgreSQL {}", server.version),
-        format!(
-            "polled {}",
-            snapshot.taken_at.format("%Y-%m-%d %H:%M:%S UTC")
-        ),
+        format!("polled {}", snapshot.taken_at.format("%Y-%m-%d %H:%M:%S UTC")),
         format!("in {:.1} ms", snapshot.poll_ms),
     ];
     write_wrapped(out, "Server", &server_line)?;
     let m = &snapshot.monitor;
-    let tls = m.tls.as_ref().map_or("no TLS".to_string(), |t| {
-        format!("{} {}", t.version, t.cipher)
-    });
+    let tls = m
+        .tls
+        .as_ref()
+        .map_or("no TLS".to_string(), |t| format!("{} {}", t.version, t.cipher));
     let sslinfo = m.ssl_is_used.map_or(String::new(), |used| {
         format!("  ssl_is_used()={}", if used { "t" } else { "f" })
     });
@@ -79,10 +77,7 @@ pub fn write(snapshot: &Snapshot, out: &mut dyn Write) -> std::io::Result<()> {
     write_wrapped(out, "Sessions", &summary)?;
     writeln!(out)?;
 
-    let header: Vec<String> = COLUMNS
-        .iter()
-        .map(|(name, w)| format!("{name:<w$}"))
-        .collect();
+    let header: Vec<String> = COLUMNS.iter().map(|(name, w)| format!("{name:<w$}")).collect();
     writeln!(out, "  {}", header.join(" ").trim_end())?;
     for session in &snapshot.sessions {
         writeln!(out, "{}", row(session, snapshot))?;
@@ -140,10 +135,9 @@ pub fn marker(class: ConnClass) -> &'static str {
 /// Short transport label for narrow columns.
 pub fn short_label(session: &Session) -> String {
     match session.class {
-        ConnClass::Tls13 | ConnClass::Tls12 | ConnClass::TlsOlder => session
-            .tls
-            .as_ref()
-            .map_or("TLS?".to_string(), |t| t.version.clone()),
+        ConnClass::Tls13 | ConnClass::Tls12 | ConnClass::TlsOlder => {
+            session.tls.as_ref().map_or("TLS?".to_string(), |t| t.version.clone())
+        }
         ConnClass::PlainTcp => "no TLS".to_string(),
         ConnClass::Gss => "GSS".to_string(),
         ConnClass::Local => "local".to_string(),

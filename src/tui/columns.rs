@@ -97,7 +97,12 @@ impl Column {
             Column::State => opt(&s.state),
             Column::Tls => crate::output::table::short_label(s),
             Column::Cipher => s.tls.as_ref().map(|t| t.cipher.clone()).unwrap_or_default(),
-            Column::Bits => s.tls.as_ref().and_then(|t| t.bits).map(|b| b.to_string()).unwrap_or_default(),
+            Column::Bits => s
+                .tls
+                .as_ref()
+                .and_then(|t| t.bits)
+                .map(|b| b.to_string())
+                .unwrap_or_default(),
             Column::ClientDn => s.tls.as_ref().and_then(|t| t.client_dn.clone()).unwrap_or_default(),
         }
     }
@@ -173,7 +178,9 @@ mod tests {
     fn wide_terminals_show_everything_and_narrow_ones_keep_tls_facts() {
         assert_eq!(fitting(200).len(), Column::ALL.len());
         let narrow = fitting(80);
-        assert!(narrow.contains(&Column::Pid) && narrow.contains(&Column::Tls) && narrow.contains(&Column::Application));
+        assert!(
+            narrow.contains(&Column::Pid) && narrow.contains(&Column::Tls) && narrow.contains(&Column::Application)
+        );
         assert!(!narrow.contains(&Column::Bits));
         let used: u16 = 2 + narrow.iter().map(|c| c.width() + 1).sum::<u16>();
         assert!(used <= 80, "{used}");

@@ -169,7 +169,13 @@ pub fn help_sections() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)>
 mod tests {
     use super::*;
 
-    const SCOPES: [Scope; 5] = [Scope::Global, Scope::Table, Scope::Detail, Scope::FilterInput, Scope::Help];
+    const SCOPES: [Scope; 5] = [
+        Scope::Global,
+        Scope::Table,
+        Scope::Detail,
+        Scope::FilterInput,
+        Scope::Help,
+    ];
 
     #[test]
     fn no_key_is_bound_twice_in_a_scope() {
@@ -193,7 +199,12 @@ mod tests {
             for g in BINDINGS.iter().filter(|g| g.scopes.contains(&Scope::Global)) {
                 for k in b.keys {
                     let shared_scope = b.scopes.iter().any(|s| *s != Scope::FilterInput);
-                    assert!(!(shared_scope && g.keys.contains(k)), "{k:?} of {:?} shadows global {:?}", b.action, g.action);
+                    assert!(
+                        !(shared_scope && g.keys.contains(k)),
+                        "{k:?} of {:?} shadows global {:?}",
+                        b.action,
+                        g.action
+                    );
                 }
             }
         }
@@ -204,11 +215,30 @@ mod tests {
         let ev = |c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE);
         assert_eq!(lookup(Scope::Table, &ev('j')), Some(Action::Down));
         assert_eq!(lookup(Scope::Table, &ev('q')), Some(Action::Quit));
-        assert_eq!(lookup(Scope::FilterInput, &ev('q')), None, "q is text while typing a filter");
-        assert_eq!(lookup(Scope::FilterInput, &KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)), Some(Action::Quit));
-        assert_eq!(lookup(Scope::Table, &KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)), Some(Action::Open));
-        assert_eq!(lookup(Scope::FilterInput, &KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)), Some(Action::ApplyFilter));
-        assert_eq!(lookup(Scope::Table, &KeyEvent::new(KeyCode::Char('G'), KeyModifiers::SHIFT)), Some(Action::Bottom));
+        assert_eq!(
+            lookup(Scope::FilterInput, &ev('q')),
+            None,
+            "q is text while typing a filter"
+        );
+        assert_eq!(
+            lookup(
+                Scope::FilterInput,
+                &KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)
+            ),
+            Some(Action::Quit)
+        );
+        assert_eq!(
+            lookup(Scope::Table, &KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
+            Some(Action::Open)
+        );
+        assert_eq!(
+            lookup(Scope::FilterInput, &KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
+            Some(Action::ApplyFilter)
+        );
+        assert_eq!(
+            lookup(Scope::Table, &KeyEvent::new(KeyCode::Char('G'), KeyModifiers::SHIFT)),
+            Some(Action::Bottom)
+        );
         assert_eq!(lookup(Scope::Detail, &ev('s')), None);
     }
 
@@ -216,7 +246,11 @@ mod tests {
     fn every_action_is_documented_in_help() {
         let sections = help_sections();
         for b in BINDINGS {
-            assert!(sections.iter().any(|(_, rows)| rows.iter().any(|(_, h)| *h == b.help)), "{:?}", b.action);
+            assert!(
+                sections.iter().any(|(_, rows)| rows.iter().any(|(_, h)| *h == b.help)),
+                "{:?}",
+                b.action
+            );
         }
     }
 }

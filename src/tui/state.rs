@@ -31,7 +31,10 @@ pub enum Input {
     ScrollDown,
     /// A click on the n-th visible table row (0 = first row under the header).
     ClickRow(usize),
-    Poller { event: PollerEvent, at: DateTime<Utc> },
+    Poller {
+        event: PollerEvent,
+        at: DateTime<Utc>,
+    },
 }
 
 /// What the state asks the app loop to do.
@@ -250,7 +253,10 @@ impl AppState {
                 return vec![Effect::Poller(PollerCommand::SetPaused(self.paused))];
             }
             Action::Faster | Action::Slower => {
-                let pos = INTERVALS.iter().position(|i| *i >= self.interval).unwrap_or(INTERVALS.len() - 1);
+                let pos = INTERVALS
+                    .iter()
+                    .position(|i| *i >= self.interval)
+                    .unwrap_or(INTERVALS.len() - 1);
                 let next = if action == Action::Faster {
                     pos.saturating_sub(1)
                 } else {
@@ -374,10 +380,7 @@ impl AppState {
         }
         let index = index.min(self.rows.len() - 1);
         self.selected_pos = index;
-        self.selected_pid = self
-            .snapshot
-            .as_ref()
-            .map(|s| s.sessions[self.rows[index]].pid);
+        self.selected_pid = self.snapshot.as_ref().map(|s| s.sessions[self.rows[index]].pid);
         let page = self.page.max(1);
         if index < self.offset {
             self.offset = index;
@@ -499,7 +502,13 @@ mod tests {
             press(&mut st, KeyCode::Char('s'));
         }
         press(&mut st, KeyCode::Char('i'));
-        assert_eq!(st.sort, Sort { column: Column::Application, descending: false });
+        assert_eq!(
+            st.sort,
+            Sort {
+                column: Column::Application,
+                descending: false
+            }
+        );
         let apps: Vec<i32> = st
             .visible_sessions()
             .filter(|s| s.application_name.as_deref() == Some("orders-api"))
@@ -583,7 +592,11 @@ mod tests {
         });
         let detail = st.detail.as_ref().unwrap();
         assert_eq!(detail.ended_at, Some(next.taken_at));
-        assert_eq!(detail.session.application_name.as_deref(), Some("grafana"), "last values kept");
+        assert_eq!(
+            detail.session.application_name.as_deref(),
+            Some("grafana"),
+            "last values kept"
+        );
         press(&mut st, KeyCode::Esc);
         assert_eq!(st.scope(), Scope::Table);
         assert_eq!(st.selected_index(), Some(1), "table position kept");
@@ -592,7 +605,10 @@ mod tests {
     #[test]
     fn pause_interval_refresh_and_quit_become_effects() {
         let mut st = state_with(fixtures::snapshot());
-        assert_eq!(press(&mut st, KeyCode::Char('p')), vec![Effect::Poller(PollerCommand::SetPaused(true))]);
+        assert_eq!(
+            press(&mut st, KeyCode::Char('p')),
+            vec![Effect::Poller(PollerCommand::SetPaused(true))]
+        );
         assert!(st.paused);
         assert_eq!(
             press(&mut st, KeyCode::Char('+')),
@@ -602,7 +618,10 @@ mod tests {
             press(&mut st, KeyCode::Char('-')),
             vec![Effect::Poller(PollerCommand::SetInterval(Duration::from_secs(2)))]
         );
-        assert_eq!(press(&mut st, KeyCode::Char('r')), vec![Effect::Poller(PollerCommand::RefreshNow)]);
+        assert_eq!(
+            press(&mut st, KeyCode::Char('r')),
+            vec![Effect::Poller(PollerCommand::RefreshNow)]
+        );
         assert_eq!(press(&mut st, KeyCode::Char('q')), vec![Effect::Quit]);
     }
 

@@ -35,8 +35,5 @@ pub fn pgtls(args: &[&str], home: &Path) -> Output {
             cmd.env_remove(key);
         }
     }
-    cmd.env("HOME", home)
-        .args(args)
-        .output()
-        .expect("pgtls runs")
+    cmd.env("HOME", home).args(args).output().expect("pgtls runs")
 }

@@ -1,0 +1,114 @@
+//! PostgreSQL's STARTTLS: send SSLRequest, read exactly one byte ('S' or 'N'), then hand the socket to TLS.
+//!
+//! Exactly one byte: anything the server sent after it would be plaintext injected before the
+//! handshake (CVE-2021-23222), so nothing more is read and nothing is sent before the answer.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+use openssl::x509::X509;
+
+/// Length 8, request code 80877103.
+pub const SSL_REQUEST: [u8; 8] = [0x00, 0x00, 0x00, 0x08, 0x04, 0xD2, 0x16, 0x2F];
+
+#[derive(Debug)]
+pub enum Answer {
+    /// The server agreed ('S'); the stream is ready for a TLS handshake.
+    Tls(TcpStream),
+    /// The server does not do TLS ('N').
+    NoTls,
+}
+
+pub fn resolve(host: &str, hostaddr: Option<std::net::IpAddr>, port: u16) -> io::Result<SocketAddr> {
+    if let Some(ip) = hostaddr {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    (host, port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no address for {host}")))
+}
+
+pub fn request(addr: SocketAddr, timeout: Duration) -> io::Result<Answer> {
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.write_all(&SSL_REQUEST)?;
+    let mut answer = [0u8; 1];
+    stream.read_exact(&mut answer)?;
+    match answer[0] {
+        b'S' => Ok(Answer::Tls(stream)),
+        b'N' => Ok(Answer::NoTls),
+        other => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unexpected answer {other:#04x} to SSLRequest"),
+        )),
+    }
+}
+
+/// The chain the server sends, leaf first, without verifying it (for error messages and the probe).
+pub fn peer_chain(host: &str, addr: SocketAddr, timeout: Duration) -> io::Result<Option<Vec<X509>>> {
+    let Answer::Tls(stream) = request(addr, timeout)? else {
+        return Ok(None);
+    };
+    let mut builder = SslConnector::builder(SslMethod::tls_client()).map_err(io::Error::other)?;
+    builder.set_verify(SslVerifyMode::NONE);
+    let connector = builder.build();
+    let mut config = connector.configure().map_err(io::Error::other)?;
+    config.set_verify_hostname(false);
+    let sni = host.parse::<std::net::IpAddr>().is_err().then_some(host);
+    let mut tls = config
+        .connect(sni.unwrap_or(""), stream)
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    let chain = tls
+        .ssl()
+        .peer_cert_chain()
+        .map(|c| c.iter().map(|x| x.to_owned()).collect())
+        .unwrap_or_default();
+    // A clean close_notify keeps the server log free of "could not receive data" noise.
+    let _ = tls.shutdown();
+    Ok(Some(chain))
+}
+
+/// DNS names and IP addresses in a certificate's subjectAltName, then its CN if there are none.
+pub fn names(cert: &X509) -> Vec<String> {
+    let mut names: Vec<String> = cert
+        .subject_alt_names()
+        .map(|sans| {
+            sans.iter()
+                .filter_map(|n| {
+                    n.dnsname().map(str::to_string).or_else(|| {
+                        n.ipaddress().and_then(|ip| match ip.len() {
+                            4 => Some(std::net::IpAddr::from(<[u8; 4]>::try_from(ip).ok()?).to_string()),
+                            16 => Some(std::net::IpAddr::from(<[u8; 16]>::try_from(ip).ok()?).to_string()),
+                            _ => None,
+                        })
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if names.is_empty() {
+        names.extend(
+            cert.subject_name()
+                .entries_by_nid(openssl::nid::Nid::COMMONNAME)
+                .filter_map(|e| e.data().to_string().ok()),
+        );
+    }
+    names
+}
+
+/// "CN=x, O=y" for messages.
+pub fn subject(cert: &X509) -> String {
+    cert.subject_name()
+        .entries()
+        .filter_map(|e| {
+            let key = e.object().nid().short_name().ok()?;
+            let value = e.data().to_string().ok()?;
+            Some(format!("{key}={value}"))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
