@@ -24,6 +24,9 @@ pub struct Cli {
 pub enum Command {
     /// Poll once and print the result (table, JSON or CSV); exit 2 if the server cannot be reached.
     Snapshot(SnapshotArgs),
+    /// Read the server's certificate chain and the TLS versions and suites it accepts (like openssl s_client / sslyze).
+    /// Exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    Probe(ProbeArgs),
     /// Start a throwaway TLS-enabled PostgreSQL with a mix of clients and open the dashboard on it.
     Demo(DemoArgs),
 }
@@ -63,4 +66,22 @@ pub struct DemoArgs {
     /// Seconds between refreshes.
     #[arg(short = 'i', long, default_value_t = 1.0, value_name = "SECONDS")]
     pub interval: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProbeFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ProbeArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = ProbeFormat::Text)]
+    pub format: ProbeFormat,
+    /// Warn when a certificate expires within this many days.
+    #[arg(long, default_value_t = 30, value_name = "DAYS")]
+    pub warn_days: i64,
 }

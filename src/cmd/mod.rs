@@ -1,5 +1,8 @@
 //! One runner per subcommand; `main` only parses and dispatches.
 
+pub mod dashboard;
+pub mod demo;
+pub mod probe;
 pub mod snapshot;
 
 use std::process::ExitCode;
@@ -12,9 +15,9 @@ pub const EXIT_CONNECT_FAILED: u8 = 2;
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Some(Command::Snapshot(args)) => snapshot::run(args).await,
-        Some(Command::Demo(_)) | None => Err(Failure::usage(
-            "the dashboard is not available yet; use `pgtls snapshot`",
-        )),
+        Some(Command::Probe(args)) => probe::run(args).await,
+        Some(Command::Demo(args)) => demo::run(args).await,
+        None => dashboard::run(cli.dashboard).await,
     };
     match result {
         Ok(code) => code,

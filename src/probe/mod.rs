@@ -1,3 +1,268 @@
-//! Looking at the server's side of TLS with the openssl crate (native-tls exposes neither the chain nor the version).
+//! Looking at the server's side of TLS with the openssl crate (native-tls exposes neither the chain
+//! nor the version), as `openssl s_client -starttls postgres -showcerts` and sslyze do.
 
+pub mod certinfo;
+pub mod scan;
 pub mod starttls;
+pub mod verify;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use self::certinfo::CertInfo;
+use self::scan::{Attempt, CipherResult, Scanner, TlsVersion, VersionResult};
+use self::verify::{BundleEntry, Verdict};
+use crate::analysis::alerts::Severity;
+
+/// Where to probe and what to verify against.
+#[derive(Debug, Clone)]
+pub struct ProbeTarget {
+    pub host: String,
+    pub hostaddr: Option<std::net::IpAddr>,
+    pub port: u16,
+    /// The user's root bundle (sslrootcert or ~/.postgresql/root.crt), if any.
+    pub root_bundle: Option<PathBuf>,
+    pub timeout: Duration,
+    /// Certificates expiring within this many days are a warning.
+    pub warn_days: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    pub severity: Severity,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Negotiated {
+    pub version: String,
+    pub cipher: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeReport {
+    pub host: String,
+    pub address: String,
+    pub port: u16,
+    pub probed_at: DateTime<Utc>,
+    /// False when the server answered 'N' to SSLRequest (ssl=off).
+    pub accepts_tls: bool,
+    /// What a default modern client negotiates.
+    pub negotiated: Option<Negotiated>,
+    /// As the server sent it, leaf first.
+    pub chain: Vec<CertInfo>,
+    pub host_name_matches: Option<bool>,
+    pub root_bundle: Option<String>,
+    pub verify_bundle: Option<Verdict>,
+    pub bundle: Vec<BundleEntry>,
+    pub verify_system: Option<Verdict>,
+    pub versions: Vec<VersionResult>,
+    pub tls12_ciphers: Vec<CipherResult>,
+    /// TCP connections the probe opened; each failed handshake among them logs a line on the server.
+    pub connections: u32,
+    pub findings: Vec<Finding>,
+}
+
+impl ProbeReport {
+    pub fn worst(&self) -> Option<Severity> {
+        self.findings.iter().map(|f| f.severity).min()
+    }
+}
+
+/// Run the whole probe. Blocking: call it from `spawn_blocking`.
+pub fn run(target: &ProbeTarget) -> Result<ProbeReport, String> {
+    let addr = starttls::resolve(&target.host, target.hostaddr, target.port)
+        .map_err(|e| format!("cannot resolve {}: {e}", target.host))?;
+    let mut scanner = Scanner {
+        addr,
+        host: target.host.clone(),
+        timeout: target.timeout,
+        connections: 0,
+    };
+    let io = |e: std::io::Error| format!("probe of {}:{} failed: {e}", target.host, target.port);
+    let now = Utc::now();
+    let mut report = ProbeReport {
+        host: target.host.clone(),
+        address: addr.ip().to_string(),
+        port: target.port,
+        probed_at: now,
+        accepts_tls: false,
+        negotiated: None,
+        chain: Vec::new(),
+        host_name_matches: None,
+        root_bundle: target.root_bundle.as_ref().map(|p| p.display().to_string()),
+        verify_bundle: None,
+        bundle: Vec::new(),
+        verify_system: None,
+        versions: Vec::new(),
+        tls12_ciphers: Vec::new(),
+        connections: 0,
+        findings: Vec::new(),
+    };
+    let chain = match scanner.attempt(|_| Ok(())).map_err(io)? {
+        Attempt::NoTls => {
+            report.connections = scanner.connections;
+            report.findings.push(Finding {
+                severity: Severity::Critical,
+                message: "the server refuses TLS (answered 'N' to SSLRequest: ssl = off)".into(),
+            });
+            return Ok(report);
+        }
+        Attempt::Refused(reason) => {
+            report.accepts_tls = true;
+            report.connections = scanner.connections;
+            report.findings.push(Finding {
+                severity: Severity::Critical,
+                message: format!("no TLS handshake with default settings succeeded: {reason}"),
+            });
+            return Ok(report);
+        }
+        Attempt::Done(h) => {
+            report.accepts_tls = true;
+            report.negotiated = Some(Negotiated {
+                version: h.version,
+                cipher: h.cipher,
+            });
+            h.chain
+        }
+    };
+    report.chain = chain.iter().map(|c| certinfo::describe(c, now)).collect();
+    if let Some(leaf) = chain.first() {
+        report.host_name_matches = Some(verify::host_matches(&starttls::names(leaf), &target.host));
+    }
+    if let Some(path) = &target.root_bundle {
+        match verify::read_bundle(path) {
+            Ok(bundle) => {
+                let verdict = verify::bundle_store(&bundle)
+                    .map(|store| verify::verify(&chain, &store, format!("root file \"{}\"", path.display())))
+                    .map_err(|e| e.to_string())?;
+                report.bundle = verify::bundle_entries(&bundle, &chain, verdict.anchor.as_deref(), now);
+                report.verify_bundle = Some(verdict);
+            }
+            Err(e) => report.findings.push(Finding {
+                severity: Severity::Critical,
+                message: e,
+            }),
+        }
+    }
+    report.verify_system = verify::system_store()
+        .ok()
+        .map(|store| verify::verify(&chain, &store, "system store".into()));
+    report.versions = scan::versions(&mut scanner).map_err(io)?;
+    let tls12 = report
+        .versions
+        .iter()
+        .any(|v| v.version == TlsVersion::Tls12 && v.accepted);
+    if tls12 {
+        report.tls12_ciphers = scan::tls12_ciphers(&mut scanner).map_err(io)?;
+    }
+    report.connections = scanner.connections;
+    report.findings.extend(findings(&report, target.warn_days));
+    report.findings.sort_by_key(|f| f.severity);
+    Ok(report)
+}
+
+/// The policy: what in a report deserves a warning or is critical.
+pub fn findings(report: &ProbeReport, warn_days: i64) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let mut add = |severity, message: String| out.push(Finding { severity, message });
+    for cert in &report.chain {
+        if cert.days_left < 0 {
+            add(Severity::Critical, format!("certificate \"{}\" expired on {}", cert.subject, cert.not_after.format("%Y-%m-%d")));
+        } else if cert.days_left <= warn_days {
+            add(
+                Severity::Warning,
+                format!("certificate \"{}\" expires in {} days ({})", cert.subject, cert.days_left, cert.not_after.format("%Y-%m-%d")),
+            );
+        }
+    }
+    if let Some(v) = &report.verify_bundle
+        && !v.verified
+    {
+        add(
+            Severity::Critical,
+            format!("the chain does not verify against {}: {}", v.against, v.error.clone().unwrap_or_default()),
+        );
+    }
+    if report.host_name_matches == Some(false) {
+        add(Severity::Warning, format!("the certificate does not name \"{}\" (verify-full would fail)", report.host));
+    }
+    for entry in report.bundle.iter().filter(|e| e.pinned_from_chain) {
+        add(
+            Severity::Warning,
+            format!("the root file pins \"{}\", which the server sends: pinning breaks when it rotates", entry.subject),
+        );
+    }
+    let old: Vec<&str> = report
+        .versions
+        .iter()
+        .filter(|v| v.accepted && matches!(v.version, TlsVersion::Tls10 | TlsVersion::Tls11))
+        .map(|v| v.version.name())
+        .collect();
+    if !old.is_empty() {
+        add(Severity::Warning, format!("the server accepts {} (deprecated by RFC 8996)", old.join(" and ")));
+    }
+    let weak: Vec<String> = report
+        .tls12_ciphers
+        .iter()
+        .filter(|c| c.weak())
+        .map(|c| {
+            let why = match (c.forward_secret, c.aead) {
+                (false, false) => "no forward secrecy, not AEAD",
+                (false, true) => "no forward secrecy",
+                _ => "not AEAD",
+            };
+            format!("{} ({why})", c.name)
+        })
+        .collect();
+    if !weak.is_empty() {
+        add(Severity::Warning, format!("weak TLS 1.2 suites accepted: {}", weak.join(", ")));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_weak_suites_and_old_versions_become_findings() {
+        let now = Utc::now();
+        let ca = crate::lab::certs::issue(&crate::lab::certs::CertSpec::ca("Root"), None).unwrap();
+        let mut spec = crate::lab::certs::CertSpec::server("db", &["db"], &[]);
+        spec.not_after_days = 10;
+        let soon = crate::lab::certs::issue(&spec, Some(&ca)).unwrap();
+        let report = ProbeReport {
+            host: "db".into(),
+            address: "127.0.0.1".into(),
+            port: 5432,
+            probed_at: now,
+            accepts_tls: true,
+            negotiated: None,
+            chain: vec![certinfo::describe(&soon.cert, now)],
+            host_name_matches: Some(true),
+            root_bundle: None,
+            verify_bundle: None,
+            bundle: Vec::new(),
+            verify_system: None,
+            versions: vec![VersionResult {
+                version: TlsVersion::Tls11,
+                accepted: true,
+                reason: None,
+            }],
+            tls12_ciphers: vec![CipherResult::of("AES128-SHA"), CipherResult::of("ECDHE-RSA-AES128-GCM-SHA256")],
+            connections: 3,
+            findings: Vec::new(),
+        };
+        let f = findings(&report, 30);
+        let messages: Vec<&str> = f.iter().map(|f| f.message.as_str()).collect();
+        assert!(messages[0].contains("expires in 9 days") || messages[0].contains("expires in 10 days"), "{messages:?}");
+        assert!(messages.iter().any(|m| m.contains("accepts TLSv1.1")));
+        assert!(messages.iter().any(|m| m.contains("AES128-SHA (no forward secrecy, not AEAD)")));
+        assert!(!messages.iter().any(|m| m.contains("ECDHE-RSA-AES128-GCM")));
+        assert!(f.iter().all(|f| f.severity == Severity::Warning));
+    }
+}

@@ -11,6 +11,7 @@ use crossterm::event::{
 use futures_util::StreamExt;
 use ratatui::DefaultTerminal;
 use ratatui::layout::{Position, Rect};
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use super::state::{AppState, Effect, Input};
@@ -23,6 +24,7 @@ use crate::conn::params::ConnParams;
 /// the terminal was touched); returns when the user quits.
 pub async fn run(params: ConnParams, collector: Collector, interval: Duration, target: String) -> Result<()> {
     view::theme::set_theme(view::theme::Theme::from_env());
+    view::set_utc_offset(*chrono::Local::now().offset());
     let (events_tx, events_rx) = mpsc::channel(16);
     let poller = poller::spawn(params, Some(collector), interval, events_tx);
     let mut state = AppState::new(target, interval, Utc::now());
@@ -53,7 +55,10 @@ async fn event_loop(
     poller: &PollerHandle,
 ) -> Result<()> {
     let mut input_events = EventStream::new();
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // A closed terminal (SIGHUP) or `kill` (SIGTERM) ends the program like `q` does, so the demo
+    // still removes its server and temp dir.
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
     let mut dirty = true;
     loop {
         if dirty {
@@ -79,6 +84,7 @@ async fn event_loop(
                 None => return Ok(()),
             },
             _ = sigterm.recv() => return Ok(()),
+            _ = sighup.recv() => return Ok(()),
         };
         dirty = true;
         for effect in state.handle(input) {

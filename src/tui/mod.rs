@@ -4,3 +4,4 @@ pub mod columns;
 pub mod keymap;
 pub mod state;
 pub mod view;
+pub mod app;

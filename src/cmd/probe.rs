@@ -1,0 +1,58 @@
+//! `pgtls probe`: read the server's certificate chain and which TLS versions and suites it accepts.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::Failure;
+use crate::analysis::alerts::Severity;
+use crate::cli::{ProbeArgs, ProbeFormat};
+use crate::conn::params::{Environment, RootCert, resolve};
+use crate::probe::{ProbeTarget, run as probe};
+
+/// Monitoring-plugin exit codes, shared with `check`.
+pub fn exit_code(worst: Option<Severity>) -> ExitCode {
+    match worst {
+        None | Some(Severity::Info) => ExitCode::from(0),
+        Some(Severity::Warning) => ExitCode::from(1),
+        Some(Severity::Critical) => ExitCode::from(2),
+    }
+}
+
+pub const EXIT_UNKNOWN: u8 = 3;
+
+pub async fn run(args: ProbeArgs) -> Result<ExitCode, Failure> {
+    let unknown = |m: String| Failure { message: m, code: EXIT_UNKNOWN };
+    let params = resolve(args.conn.conninfo.as_deref(), &Environment::from_process()).map_err(|e| unknown(e.to_string()))?;
+    let target = params
+        .targets
+        .iter()
+        .find(|t| !t.is_unix_socket())
+        .ok_or_else(|| unknown("probe needs a TCP host (Unix sockets never use TLS)".into()))?;
+    let root_bundle = match &params.sslrootcert {
+        Some(RootCert::File(path)) => Some(path.clone()),
+        Some(RootCert::System) => None,
+        None => params.default_rootcert.exists().then(|| params.default_rootcert.clone()),
+    };
+    let target = ProbeTarget {
+        host: target.host.clone(),
+        hostaddr: target.hostaddr,
+        port: target.port,
+        root_bundle,
+        timeout: params.connect_timeout.unwrap_or(Duration::from_secs(10)),
+        warn_days: args.warn_days,
+    };
+    let report = tokio::task::spawn_blocking(move || probe(&target))
+        .await
+        .map_err(|e| unknown(e.to_string()))?
+        .map_err(unknown)?;
+    let mut out = std::io::stdout().lock();
+    let written = match args.format {
+        ProbeFormat::Text => crate::output::probe::write(&report, &mut out),
+        ProbeFormat::Json => serde_json::to_writer_pretty(&mut out, &report)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out)),
+    };
+    written.and_then(|()| out.flush()).map_err(|e| unknown(format!("writing output: {e}")))?;
+    Ok(exit_code(report.worst()))
+}

@@ -1,0 +1,91 @@
+//! `pgtls probe --format text`: the server's certificate chain, verification and accepted protocols.
+
+use std::io::Write;
+
+use crate::probe::ProbeReport;
+
+pub fn write(r: &ProbeReport, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "Probe       {}:{} ({})  {} connection{} (each failed handshake logs a line on the server)",
+        r.host,
+        r.port,
+        r.address,
+        r.connections,
+        if r.connections == 1 { "" } else { "s" }
+    )?;
+    if !r.accepts_tls {
+        writeln!(out, "TLS         refused: the server answered 'N' to SSLRequest (ssl = off)")?;
+    }
+    if let Some(n) = &r.negotiated {
+        writeln!(out, "Negotiated  {} {}", n.version, n.cipher)?;
+    }
+    if !r.chain.is_empty() {
+        writeln!(out, "Chain       as sent by the server, leaf first")?;
+    }
+    for (i, c) in r.chain.iter().enumerate() {
+        writeln!(out, "  {i} {}", c.subject)?;
+        writeln!(out, "      issuer     {}", c.issuer)?;
+        writeln!(out, "      serial     {}", c.serial)?;
+        if !c.sans.is_empty() {
+            writeln!(out, "      names      {}", c.sans.join(", "))?;
+        }
+        writeln!(out, "      key        {} {} bits, {}", c.key_type, c.key_bits, c.signature_algorithm)?;
+        writeln!(
+            out,
+            "      valid      {} to {} ({})",
+            c.not_before.format("%Y-%m-%d %H:%M:%S UTC"),
+            c.not_after.format("%Y-%m-%d %H:%M:%S UTC"),
+            if c.days_left < 0 { format!("expired {} days ago", -c.days_left) } else { format!("{} days left", c.days_left) }
+        )?;
+        writeln!(out, "      sha256     {}", c.sha256)?;
+    }
+    if let Some(m) = r.host_name_matches {
+        let verdict = if m { "matches the certificate" } else { "is NOT named by the certificate" };
+        writeln!(out, "Host name   {} {verdict}", r.host)?;
+    }
+    for v in r.verify_bundle.iter().chain(r.verify_system.iter()) {
+        let result = if v.verified {
+            format!("verified, anchored at \"{}\"", v.anchor.clone().unwrap_or_default())
+        } else {
+            format!("NOT verified ({})", v.error.clone().unwrap_or_default())
+        };
+        writeln!(out, "Verify      {}: {result}", v.against)?;
+    }
+    if !r.bundle.is_empty() {
+        writeln!(out, "Root file   {} certificate(s)", r.bundle.len())?;
+        for b in &r.bundle {
+            let role = match (b.anchors_server, b.pinned_from_chain, b.self_signed) {
+                (true, _, _) => "root: anchors the server's chain",
+                (_, true, _) => "PINNED: sent by the server itself",
+                (_, _, true) => "root",
+                _ => "not a root",
+            };
+            writeln!(out, "  - {} ({role})", b.subject)?;
+        }
+    }
+    if !r.versions.is_empty() {
+        let list: Vec<String> = r
+            .versions
+            .iter()
+            .map(|v| format!("{} {}", v.version.name(), if v.accepted { "accepted" } else { "refused" }))
+            .collect();
+        writeln!(out, "Protocols   {}", list.join(", "))?;
+    }
+    if !r.tls12_ciphers.is_empty() {
+        writeln!(out, "TLS 1.2     {} suite(s) accepted", r.tls12_ciphers.len())?;
+        for c in &r.tls12_ciphers {
+            let mark = if c.weak() { "  ▲ weak" } else { "" };
+            writeln!(out, "  {}{mark}", c.name)?;
+        }
+    }
+    if r.findings.is_empty() {
+        writeln!(out, "Findings    none")?;
+    } else {
+        writeln!(out, "Findings")?;
+        for f in &r.findings {
+            writeln!(out, "  {} {}", f.severity.symbol(), f.message)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,222 @@
+//! Handshakes with chosen protocol versions and cipher lists, counting every connection made.
+//!
+//! Every failed handshake leaves a line in the server log, so the scan makes as few as it can:
+//! one per protocol version, and for TLS 1.2 one per accepted cipher suite plus one.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use openssl::ssl::{SslConnector, SslConnectorBuilder, SslMethod, SslVerifyMode, SslVersion};
+use openssl::x509::X509;
+use serde::{Deserialize, Serialize};
+
+use super::starttls::{self, Answer};
+
+/// One completed handshake.
+#[derive(Debug, Clone)]
+pub struct Handshake {
+    pub version: String,
+    pub cipher: String,
+    pub chain: Vec<X509>,
+}
+
+pub enum Attempt {
+    Done(Handshake),
+    /// The server answered 'N' to SSLRequest.
+    NoTls,
+    /// The handshake failed (e.g. protocol version or no shared cipher).
+    Refused(String),
+}
+
+/// Talks to one endpoint and counts connections.
+pub struct Scanner {
+    pub addr: SocketAddr,
+    pub host: String,
+    pub timeout: Duration,
+    pub connections: u32,
+}
+
+impl Scanner {
+    pub fn attempt(&mut self, configure: impl FnOnce(&mut SslConnectorBuilder) -> Result<(), openssl::error::ErrorStack>) -> std::io::Result<Attempt> {
+        self.connections += 1;
+        let stream = match starttls::request(self.addr, self.timeout)? {
+            Answer::NoTls => return Ok(Attempt::NoTls),
+            Answer::Tls(stream) => stream,
+        };
+        let connector = (|| {
+            let mut builder = SslConnector::builder(SslMethod::tls_client())?;
+            builder.set_verify(SslVerifyMode::NONE);
+            configure(&mut builder)?;
+            Ok::<_, openssl::error::ErrorStack>(builder.build())
+        })()
+        .map_err(std::io::Error::other)?;
+        let mut config = connector.configure().map_err(std::io::Error::other)?;
+        config.set_verify_hostname(false);
+        let sni = self.host.parse::<std::net::IpAddr>().is_err() && !self.host.starts_with('/');
+        config.set_use_server_name_indication(sni);
+        match config.connect(&self.host, stream) {
+            Ok(mut tls) => {
+                let ssl = tls.ssl();
+                let handshake = Handshake {
+                    version: ssl.version_str().to_string(),
+                    cipher: ssl.current_cipher().map(|c| c.name().to_string()).unwrap_or_default(),
+                    chain: ssl
+                        .peer_cert_chain()
+                        .map(|c| c.iter().map(|x| x.to_owned()).collect())
+                        .unwrap_or_default(),
+                };
+                let _ = tls.shutdown();
+                Ok(Attempt::Done(handshake))
+            }
+            Err(e) => Ok(Attempt::Refused(short_reason(&e.to_string()))),
+        }
+    }
+}
+
+/// "error:0A00042E:SSL routines:...:tlsv1 alert protocol version:..." -> "tlsv1 alert protocol version"
+fn short_reason(error: &str) -> String {
+    error
+        .split(':')
+        .find(|part| part.contains("alert") || part.contains("no shared") || part.contains("no protocols") || part.contains("unsupported"))
+        .map(|p| p.trim().to_string())
+        .unwrap_or_else(|| error.lines().next().unwrap_or(error).to_string())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TlsVersion {
+    #[serde(rename = "TLSv1")]
+    Tls10,
+    #[serde(rename = "TLSv1.1")]
+    Tls11,
+    #[serde(rename = "TLSv1.2")]
+    Tls12,
+    #[serde(rename = "TLSv1.3")]
+    Tls13,
+}
+
+impl TlsVersion {
+    pub const ALL: [TlsVersion; 4] = [TlsVersion::Tls10, TlsVersion::Tls11, TlsVersion::Tls12, TlsVersion::Tls13];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsVersion::Tls10 => "TLSv1",
+            TlsVersion::Tls11 => "TLSv1.1",
+            TlsVersion::Tls12 => "TLSv1.2",
+            TlsVersion::Tls13 => "TLSv1.3",
+        }
+    }
+
+    fn ssl(self) -> SslVersion {
+        match self {
+            TlsVersion::Tls10 => SslVersion::TLS1,
+            TlsVersion::Tls11 => SslVersion::TLS1_1,
+            TlsVersion::Tls12 => SslVersion::TLS1_2,
+            TlsVersion::Tls13 => SslVersion::TLS1_3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionResult {
+    pub version: TlsVersion,
+    pub accepted: bool,
+    /// Why the server refused, when it did.
+    pub reason: Option<String>,
+}
+
+/// Try each version alone. Old versions need OpenSSL's security level 0 on our side or we would
+/// refuse them ourselves and report the server wrongly.
+pub fn versions(scanner: &mut Scanner) -> std::io::Result<Vec<VersionResult>> {
+    let mut results = Vec::new();
+    for version in TlsVersion::ALL {
+        let attempt = scanner.attempt(|b| {
+            b.set_min_proto_version(Some(version.ssl()))?;
+            b.set_max_proto_version(Some(version.ssl()))?;
+            if matches!(version, TlsVersion::Tls10 | TlsVersion::Tls11) {
+                b.set_security_level(0);
+                b.set_cipher_list("ALL:@SECLEVEL=0")?;
+            }
+            Ok(())
+        })?;
+        let (accepted, reason) = match attempt {
+            Attempt::Done(h) => (h.version == version.name(), None),
+            Attempt::Refused(reason) => (false, Some(reason)),
+            Attempt::NoTls => (false, Some("server does not accept TLS".into())),
+        };
+        results.push(VersionResult {
+            version,
+            accepted,
+            reason,
+        });
+    }
+    Ok(results)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CipherResult {
+    pub name: String,
+    pub forward_secret: bool,
+    pub aead: bool,
+}
+
+impl CipherResult {
+    pub fn of(name: &str) -> CipherResult {
+        CipherResult {
+            name: name.to_string(),
+            // ECDHE/DHE key exchange; TLS 1.3 names (TLS_*) always are.
+            forward_secret: name.starts_with("TLS_") || name.contains("ECDHE") || name.starts_with("DHE") || name.contains("-DHE-"),
+            aead: name.contains("GCM") || name.contains("CHACHA20") || name.contains("CCM"),
+        }
+    }
+
+    pub fn weak(&self) -> bool {
+        !self.forward_secret || !self.aead
+    }
+}
+
+/// TLS 1.2 suites the server accepts: offer everything we have, note what it picks, remove it,
+/// repeat until it refuses. Connections = accepted suites + 1.
+pub fn tls12_ciphers(scanner: &mut Scanner) -> std::io::Result<Vec<CipherResult>> {
+    const EVERYTHING: &str = "ALL:COMPLEMENTOFALL:@SECLEVEL=0";
+    let mut accepted: Vec<CipherResult> = Vec::new();
+    for _ in 0..64 {
+        let exclude: String = accepted.iter().map(|c| format!(":!{}", c.name)).collect();
+        let list = format!("{EVERYTHING}{exclude}");
+        let attempt = scanner.attempt(|b| {
+            b.set_min_proto_version(Some(SslVersion::TLS1_2))?;
+            b.set_max_proto_version(Some(SslVersion::TLS1_2))?;
+            b.set_security_level(0);
+            b.set_cipher_list(&list)
+        });
+        match attempt {
+            Ok(Attempt::Done(h)) if !h.cipher.is_empty() && !accepted.iter().any(|c| c.name == h.cipher) => {
+                accepted.push(CipherResult::of(&h.cipher));
+            }
+            // Refused, or our cipher list ran empty (set_cipher_list fails): all found.
+            _ => break,
+        }
+    }
+    Ok(accepted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cipher_policy_flags() {
+        let good = CipherResult::of("ECDHE-RSA-AES256-GCM-SHA384");
+        assert!(good.forward_secret && good.aead && !good.weak());
+        let no_fs = CipherResult::of("AES256-GCM-SHA384");
+        assert!(!no_fs.forward_secret && no_fs.weak());
+        let cbc = CipherResult::of("ECDHE-RSA-AES256-SHA384");
+        assert!(cbc.forward_secret && !cbc.aead && cbc.weak());
+        assert!(CipherResult::of("DHE-RSA-CHACHA20-POLY1305").forward_secret);
+    }
+
+    #[test]
+    fn reasons_are_shortened() {
+        let e = "error:0A00042E:SSL routines:ssl3_read_bytes:tlsv1 alert protocol version:../ssl/record/rec_layer_s3.c:1593:SSL alert number 70";
+        assert_eq!(short_reason(e), "tlsv1 alert protocol version");
+    }
+}
