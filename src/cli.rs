@@ -84,4 +84,7 @@ pub struct ProbeArgs {
     /// Warn when a certificate expires within this many days.
     #[arg(long, default_value_t = 30, value_name = "DAYS")]
     pub warn_days: i64,
+    /// List every accepted TLS 1.2 suite (one connection, and one server log line, per suite).
+    #[arg(long)]
+    pub full_cipher_scan: bool,
 }

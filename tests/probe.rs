@@ -12,10 +12,13 @@ use pgtls::lab::{Lab, LabOptions};
 use serde_json::Value;
 
 fn probe(lab_port: u16, rootcert: &Path, home: &Path) -> (Option<i32>, Value) {
-    let conninfo = format!("host=localhost hostaddr=127.0.0.1 port={lab_port} sslrootcert={}", rootcert.display());
+    let conninfo = format!(
+        "host=localhost hostaddr=127.0.0.1 port={lab_port} sslrootcert={}",
+        rootcert.display()
+    );
     let out = common::pgtls(&["probe", &conninfo, "--format", "json"], home);
-    let json = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let json =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     (out.status.code(), json)
 }
 
@@ -43,7 +46,10 @@ fn s_client_chain(port: u16) -> Vec<(String, String)> {
     child.wait().unwrap();
     let mut certs = Vec::new();
     for block in text.split("-----BEGIN CERTIFICATE-----").skip(1) {
-        let pem = format!("-----BEGIN CERTIFICATE-----{}-----END CERTIFICATE-----\n", block.split("-----END CERTIFICATE-----").next().unwrap());
+        let pem = format!(
+            "-----BEGIN CERTIFICATE-----{}-----END CERTIFICATE-----\n",
+            block.split("-----END CERTIFICATE-----").next().unwrap()
+        );
         let mut x509 = Command::new("openssl")
             .args(["x509", "-noout", "-fingerprint", "-sha256", "-enddate"])
             .stdin(Stdio::piped())
@@ -53,8 +59,17 @@ fn s_client_chain(port: u16) -> Vec<(String, String)> {
         x509.stdin.take().unwrap().write_all(pem.as_bytes()).unwrap();
         let out = x509.wait_with_output().unwrap();
         let info = String::from_utf8(out.stdout).unwrap();
-        let fp = info.lines().find_map(|l| l.split_once("Fingerprint=")).unwrap().1.to_string();
-        let end = info.lines().find_map(|l| l.strip_prefix("notAfter=")).unwrap().to_string();
+        let fp = info
+            .lines()
+            .find_map(|l| l.split_once("Fingerprint="))
+            .unwrap()
+            .1
+            .to_string();
+        let end = info
+            .lines()
+            .find_map(|l| l.strip_prefix("notAfter="))
+            .unwrap()
+            .to_string();
         certs.push((fp, end));
     }
     certs
@@ -68,7 +83,11 @@ async fn chain_expiry_and_fingerprint_match_openssl_s_client_and_connections_are
     let (code, report) = probe(lab.port, &lab.certs.ca_cert, home.path());
     std::thread::sleep(Duration::from_millis(300));
     let made = connections_logged(&lab) - before;
-    assert_eq!(report["connections"].as_u64(), Some(made as u64), "the probe reports every connection it makes");
+    assert_eq!(
+        report["connections"].as_u64(),
+        Some(made as u64),
+        "the probe reports every connection it makes"
+    );
     assert!(made <= 12, "few connections: {made}");
 
     let expected = s_client_chain(lab.port);
@@ -86,14 +105,25 @@ async fn chain_expiry_and_fingerprint_match_openssl_s_client_and_connections_are
     assert_eq!(report["host_name_matches"], true);
     assert_eq!(report["verify_bundle"]["verified"], true);
     assert_eq!(report["verify_bundle"]["anchor"], "O=pgtls lab, CN=pgtls lab root CA");
-    assert_eq!(report["verify_system"]["verified"], false, "the lab CA is not in the system store");
+    assert_eq!(
+        report["verify_system"]["verified"], false,
+        "the lab CA is not in the system store"
+    );
     let accepted: Vec<(&str, bool)> = report["versions"]
         .as_array()
         .unwrap()
         .iter()
         .map(|v| (v["version"].as_str().unwrap(), v["accepted"].as_bool().unwrap()))
         .collect();
-    assert_eq!(accepted, vec![("TLSv1", false), ("TLSv1.1", false), ("TLSv1.2", true), ("TLSv1.3", true)]);
+    assert_eq!(
+        accepted,
+        vec![
+            ("TLSv1", false),
+            ("TLSv1.1", false),
+            ("TLSv1.2", true),
+            ("TLSv1.3", true)
+        ]
+    );
     let suites = report["tls12_ciphers"].as_array().unwrap();
     assert!(suites.iter().any(|c| c["name"] == "ECDHE-RSA-AES256-GCM-SHA384"));
     // PostgreSQL's default ssl_ciphers (HIGH:MEDIUM:+3DES:!aNULL) admits suites without forward secrecy.
@@ -111,10 +141,19 @@ async fn accepted_versions_follow_ssl_min_protocol_version_and_ssl_off_is_refuse
     .await
     .unwrap();
     let (_, report) = probe(tls13.port, &tls13.certs.ca_cert, home.path());
-    let accepted: Vec<bool> = report["versions"].as_array().unwrap().iter().map(|v| v["accepted"].as_bool().unwrap()).collect();
+    let accepted: Vec<bool> = report["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["accepted"].as_bool().unwrap())
+        .collect();
     assert_eq!(accepted, vec![false, false, false, true]);
     assert!(report["tls12_ciphers"].as_array().unwrap().is_empty());
-    assert!(report["versions"][2]["reason"].as_str().unwrap().contains("alert"), "{}", report["versions"][2]);
+    assert!(
+        report["versions"][2]["reason"].as_str().unwrap().contains("alert"),
+        "{}",
+        report["versions"][2]
+    );
     drop(tls13);
 
     let off = Lab::start(LabOptions {
@@ -126,7 +165,12 @@ async fn accepted_versions_follow_ssl_min_protocol_version_and_ssl_off_is_refuse
     let (code, report) = probe(off.port, &off.certs.ca_cert, home.path());
     assert_eq!(report["accepts_tls"], false);
     assert_eq!(report["connections"], 1);
-    assert!(report["findings"][0]["message"].as_str().unwrap().contains("refuses TLS"));
+    assert!(
+        report["findings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("refuses TLS")
+    );
     assert_eq!(code, Some(2));
 }
 
@@ -140,28 +184,53 @@ async fn expired_and_unknown_ca_certificates_are_critical_and_a_three_root_bundl
     let (code, report) = probe(lab.port, &other_file, home.path());
     assert_eq!(code, Some(2));
     assert_eq!(report["verify_bundle"]["verified"], false);
-    assert!(report["findings"][0]["message"].as_str().unwrap().contains("does not verify"), "{}", report["findings"]);
+    assert!(
+        report["findings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not verify"),
+        "{}",
+        report["findings"]
+    );
 
     let bundle = home.path().join("bundle.crt");
     let third = pgtls::lab::issue_ca("Third Root CA").unwrap();
     let lab_ca = std::fs::read(&lab.certs.ca_cert).unwrap();
-    std::fs::write(&bundle, [other.cert.to_pem().unwrap(), third.cert.to_pem().unwrap(), lab_ca].concat()).unwrap();
+    std::fs::write(
+        &bundle,
+        [other.cert.to_pem().unwrap(), third.cert.to_pem().unwrap(), lab_ca].concat(),
+    )
+    .unwrap();
     let (_, report) = probe(lab.port, &bundle, home.path());
     assert_eq!(report["verify_bundle"]["verified"], true);
-    let anchors: Vec<bool> = report["bundle"].as_array().unwrap().iter().map(|b| b["anchors_server"].as_bool().unwrap()).collect();
+    let anchors: Vec<bool> = report["bundle"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["anchors_server"].as_bool().unwrap())
+        .collect();
     assert_eq!(anchors, vec![false, false, true]);
 
     // Re-issue the server certificate from the lab CA, already expired, and reload.
-    let ca_key = openssl::pkey::PKey::private_key_from_pem(&std::fs::read(lab.root().join("certs/ca.key")).unwrap()).unwrap();
+    let ca_key =
+        openssl::pkey::PKey::private_key_from_pem(&std::fs::read(lab.root().join("certs/ca.key")).unwrap()).unwrap();
     let ca_cert = openssl::x509::X509::from_pem(&std::fs::read(&lab.certs.ca_cert).unwrap()).unwrap();
-    let ca = pgtls::lab::certs::Issued { cert: ca_cert, key: ca_key };
+    let ca = pgtls::lab::certs::Issued {
+        cert: ca_cert,
+        key: ca_key,
+    };
     let mut spec = CertSpec::server("localhost", &["localhost"], &["127.0.0.1"]);
     spec.not_before_days = -30;
     spec.not_after_days = -1;
     let expired = issue(&spec, Some(&ca)).unwrap();
     std::fs::write(&lab.certs.server_cert, expired.cert.to_pem().unwrap()).unwrap();
     std::fs::write(&lab.certs.server_key, expired.key.private_key_to_pem_pkcs8().unwrap()).unwrap();
-    lab.admin().await.unwrap().batch_execute("SELECT pg_reload_conf()").await.unwrap();
+    lab.admin()
+        .await
+        .unwrap()
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let (code, report) = probe(lab.port, &lab.certs.ca_cert, home.path());
     assert_eq!(code, Some(2));
@@ -185,7 +254,10 @@ fn nothing_is_sent_after_sslrequest_before_the_answer_byte() {
         (request, early.map(|n| n > 0).unwrap_or(false))
     });
     let home = tempfile::tempdir().unwrap();
-    let out = common::pgtls(&["probe", &format!("host=127.0.0.1 port={port}"), "--format", "json"], home.path());
+    let out = common::pgtls(
+        &["probe", &format!("host=127.0.0.1 port={port}"), "--format", "json"],
+        home.path(),
+    );
     let (request, sent_early) = server.join().unwrap();
     assert_eq!(request, pgtls::probe::starttls::SSL_REQUEST);
     assert!(!sent_early, "the client must wait for the answer byte");

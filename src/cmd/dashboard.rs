@@ -32,6 +32,8 @@ pub fn interval(seconds: f64) -> Result<Duration, Failure> {
     if seconds.is_finite() && (0.1..=3600.0).contains(&seconds) {
         Ok(Duration::from_secs_f64(seconds))
     } else {
-        Err(Failure::usage(format!("--interval must be between 0.1 and 3600 seconds, not {seconds}")))
+        Err(Failure::usage(format!(
+            "--interval must be between 0.1 and 3600 seconds, not {seconds}"
+        )))
     }
 }

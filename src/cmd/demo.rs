@@ -19,7 +19,9 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
         bindir: args.pg_bindir,
         ..LabOptions::default()
     };
-    let lab = Lab::start(options).await.map_err(|e| Failure::usage(format!("demo: {e:#}")))?;
+    let lab = Lab::start(options)
+        .await
+        .map_err(|e| Failure::usage(format!("demo: {e:#}")))?;
     let setup = async {
         lab.ensure_role(MONITOR_ROLE).await?;
         lab.admin()

@@ -22,8 +22,12 @@ pub fn exit_code(worst: Option<Severity>) -> ExitCode {
 pub const EXIT_UNKNOWN: u8 = 3;
 
 pub async fn run(args: ProbeArgs) -> Result<ExitCode, Failure> {
-    let unknown = |m: String| Failure { message: m, code: EXIT_UNKNOWN };
-    let params = resolve(args.conn.conninfo.as_deref(), &Environment::from_process()).map_err(|e| unknown(e.to_string()))?;
+    let unknown = |m: String| Failure {
+        message: m,
+        code: EXIT_UNKNOWN,
+    };
+    let params =
+        resolve(args.conn.conninfo.as_deref(), &Environment::from_process()).map_err(|e| unknown(e.to_string()))?;
     let target = params
         .targets
         .iter()
@@ -32,7 +36,10 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode, Failure> {
     let root_bundle = match &params.sslrootcert {
         Some(RootCert::File(path)) => Some(path.clone()),
         Some(RootCert::System) => None,
-        None => params.default_rootcert.exists().then(|| params.default_rootcert.clone()),
+        None => params
+            .default_rootcert
+            .exists()
+            .then(|| params.default_rootcert.clone()),
     };
     let target = ProbeTarget {
         host: target.host.clone(),
@@ -41,6 +48,7 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode, Failure> {
         root_bundle,
         timeout: params.connect_timeout.unwrap_or(Duration::from_secs(10)),
         warn_days: args.warn_days,
+        full_cipher_scan: args.full_cipher_scan,
     };
     let report = tokio::task::spawn_blocking(move || probe(&target))
         .await
@@ -53,6 +61,8 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode, Failure> {
             .map_err(std::io::Error::from)
             .and_then(|()| writeln!(out)),
     };
-    written.and_then(|()| out.flush()).map_err(|e| unknown(format!("writing output: {e}")))?;
+    written
+        .and_then(|()| out.flush())
+        .map_err(|e| unknown(format!("writing output: {e}")))?;
     Ok(exit_code(report.worst()))
 }

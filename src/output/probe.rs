@@ -15,7 +15,10 @@ pub fn write(r: &ProbeReport, out: &mut dyn Write) -> std::io::Result<()> {
         if r.connections == 1 { "" } else { "s" }
     )?;
     if !r.accepts_tls {
-        writeln!(out, "TLS         refused: the server answered 'N' to SSLRequest (ssl = off)")?;
+        writeln!(
+            out,
+            "TLS         refused: the server answered 'N' to SSLRequest (ssl = off)"
+        )?;
     }
     if let Some(n) = &r.negotiated {
         writeln!(out, "Negotiated  {} {}", n.version, n.cipher)?;
@@ -30,18 +33,30 @@ pub fn write(r: &ProbeReport, out: &mut dyn Write) -> std::io::Result<()> {
         if !c.sans.is_empty() {
             writeln!(out, "      names      {}", c.sans.join(", "))?;
         }
-        writeln!(out, "      key        {} {} bits, {}", c.key_type, c.key_bits, c.signature_algorithm)?;
+        writeln!(
+            out,
+            "      key        {} {} bits, {}",
+            c.key_type, c.key_bits, c.signature_algorithm
+        )?;
         writeln!(
             out,
             "      valid      {} to {} ({})",
             c.not_before.format("%Y-%m-%d %H:%M:%S UTC"),
             c.not_after.format("%Y-%m-%d %H:%M:%S UTC"),
-            if c.days_left < 0 { format!("expired {} days ago", -c.days_left) } else { format!("{} days left", c.days_left) }
+            if c.days_left < 0 {
+                format!("expired {} days ago", -c.days_left)
+            } else {
+                format!("{} days left", c.days_left)
+            }
         )?;
         writeln!(out, "      sha256     {}", c.sha256)?;
     }
     if let Some(m) = r.host_name_matches {
-        let verdict = if m { "matches the certificate" } else { "is NOT named by the certificate" };
+        let verdict = if m {
+            "matches the certificate"
+        } else {
+            "is NOT named by the certificate"
+        };
         writeln!(out, "Host name   {} {verdict}", r.host)?;
     }
     for v in r.verify_bundle.iter().chain(r.verify_system.iter()) {
@@ -68,12 +83,23 @@ pub fn write(r: &ProbeReport, out: &mut dyn Write) -> std::io::Result<()> {
         let list: Vec<String> = r
             .versions
             .iter()
-            .map(|v| format!("{} {}", v.version.name(), if v.accepted { "accepted" } else { "refused" }))
+            .map(|v| {
+                format!(
+                    "{} {}",
+                    v.version.name(),
+                    if v.accepted { "accepted" } else { "refused" }
+                )
+            })
             .collect();
         writeln!(out, "Protocols   {}", list.join(", "))?;
     }
     if !r.tls12_ciphers.is_empty() {
-        writeln!(out, "TLS 1.2     {} suite(s) accepted", r.tls12_ciphers.len())?;
+        let what = if r.tls12_full_scan {
+            "every accepted suite"
+        } else {
+            "preferred suite, then one example of each weak kind accepted (--full-cipher-scan lists all)"
+        };
+        writeln!(out, "TLS 1.2     {what}")?;
         for c in &r.tls12_ciphers {
             let mark = if c.weak() { "  ▲ weak" } else { "" };
             writeln!(out, "  {}{mark}", c.name)?;

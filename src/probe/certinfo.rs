@@ -55,7 +55,11 @@ pub fn describe(cert: &X509, now: DateTime<Utc>) -> CertInfo {
         .ok()
         .and_then(|bn| bn.to_hex_str().ok().map(|s| s.to_string()))
         .unwrap_or_default();
-    let self_signed = cert.subject_name().try_cmp(cert.issuer_name()).map(|o| o.is_eq()).unwrap_or(false)
+    let self_signed = cert
+        .subject_name()
+        .try_cmp(cert.issuer_name())
+        .map(|o| o.is_eq())
+        .unwrap_or(false)
         && cert.public_key().and_then(|k| cert.verify(&k)).unwrap_or(false);
     CertInfo {
         subject: name(cert.subject_name()),
@@ -122,7 +126,11 @@ mod tests {
     #[test]
     fn describes_a_lab_server_certificate() {
         let ca = issue(&CertSpec::ca("Test Root"), None).unwrap();
-        let server = issue(&CertSpec::server("db.example", &["db.example"], &["127.0.0.1"]), Some(&ca)).unwrap();
+        let server = issue(
+            &CertSpec::server("db.example", &["db.example"], &["127.0.0.1"]),
+            Some(&ca),
+        )
+        .unwrap();
         let info = describe(&server.cert, Utc::now());
         assert_eq!(info.subject, "O=pgtls lab, CN=db.example");
         assert_eq!(info.issuer, "O=pgtls lab, CN=Test Root");

@@ -28,6 +28,8 @@ pub struct ProbeTarget {
     pub timeout: Duration,
     /// Certificates expiring within this many days are a warning.
     pub warn_days: i64,
+    /// List every accepted TLS 1.2 suite (one connection each) instead of one example per weak kind.
+    pub full_cipher_scan: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,7 +62,9 @@ pub struct ProbeReport {
     pub bundle: Vec<BundleEntry>,
     pub verify_system: Option<Verdict>,
     pub versions: Vec<VersionResult>,
+    /// The preferred TLS 1.2 suite and one example of each weak kind accepted, or every suite with a full scan.
     pub tls12_ciphers: Vec<CipherResult>,
+    pub tls12_full_scan: bool,
     /// TCP connections the probe opened; each failed handshake among them logs a line on the server.
     pub connections: u32,
     pub findings: Vec<Finding>,
@@ -99,6 +103,7 @@ pub fn run(target: &ProbeTarget) -> Result<ProbeReport, String> {
         verify_system: None,
         versions: Vec::new(),
         tls12_ciphers: Vec::new(),
+        tls12_full_scan: target.full_cipher_scan,
         connections: 0,
         findings: Vec::new(),
     };
@@ -157,7 +162,7 @@ pub fn run(target: &ProbeTarget) -> Result<ProbeReport, String> {
         .iter()
         .any(|v| v.version == TlsVersion::Tls12 && v.accepted);
     if tls12 {
-        report.tls12_ciphers = scan::tls12_ciphers(&mut scanner).map_err(io)?;
+        report.tls12_ciphers = scan::tls12_ciphers(&mut scanner, target.full_cipher_scan).map_err(io)?;
     }
     report.connections = scanner.connections;
     report.findings.extend(findings(&report, target.warn_days));
@@ -171,11 +176,23 @@ pub fn findings(report: &ProbeReport, warn_days: i64) -> Vec<Finding> {
     let mut add = |severity, message: String| out.push(Finding { severity, message });
     for cert in &report.chain {
         if cert.days_left < 0 {
-            add(Severity::Critical, format!("certificate \"{}\" expired on {}", cert.subject, cert.not_after.format("%Y-%m-%d")));
+            add(
+                Severity::Critical,
+                format!(
+                    "certificate \"{}\" expired on {}",
+                    cert.subject,
+                    cert.not_after.format("%Y-%m-%d")
+                ),
+            );
         } else if cert.days_left <= warn_days {
             add(
                 Severity::Warning,
-                format!("certificate \"{}\" expires in {} days ({})", cert.subject, cert.days_left, cert.not_after.format("%Y-%m-%d")),
+                format!(
+                    "certificate \"{}\" expires in {} days ({})",
+                    cert.subject,
+                    cert.days_left,
+                    cert.not_after.format("%Y-%m-%d")
+                ),
             );
         }
     }
@@ -184,16 +201,29 @@ pub fn findings(report: &ProbeReport, warn_days: i64) -> Vec<Finding> {
     {
         add(
             Severity::Critical,
-            format!("the chain does not verify against {}: {}", v.against, v.error.clone().unwrap_or_default()),
+            format!(
+                "the chain does not verify against {}: {}",
+                v.against,
+                v.error.clone().unwrap_or_default()
+            ),
         );
     }
     if report.host_name_matches == Some(false) {
-        add(Severity::Warning, format!("the certificate does not name \"{}\" (verify-full would fail)", report.host));
+        add(
+            Severity::Warning,
+            format!(
+                "the certificate does not name \"{}\" (verify-full would fail)",
+                report.host
+            ),
+        );
     }
     for entry in report.bundle.iter().filter(|e| e.pinned_from_chain) {
         add(
             Severity::Warning,
-            format!("the root file pins \"{}\", which the server sends: pinning breaks when it rotates", entry.subject),
+            format!(
+                "the root file pins \"{}\", which the server sends: pinning breaks when it rotates",
+                entry.subject
+            ),
         );
     }
     let old: Vec<&str> = report
@@ -203,7 +233,10 @@ pub fn findings(report: &ProbeReport, warn_days: i64) -> Vec<Finding> {
         .map(|v| v.version.name())
         .collect();
     if !old.is_empty() {
-        add(Severity::Warning, format!("the server accepts {} (deprecated by RFC 8996)", old.join(" and ")));
+        add(
+            Severity::Warning,
+            format!("the server accepts {} (deprecated by RFC 8996)", old.join(" and ")),
+        );
     }
     let weak: Vec<String> = report
         .tls12_ciphers
@@ -219,7 +252,10 @@ pub fn findings(report: &ProbeReport, warn_days: i64) -> Vec<Finding> {
         })
         .collect();
     if !weak.is_empty() {
-        add(Severity::Warning, format!("weak TLS 1.2 suites accepted: {}", weak.join(", ")));
+        add(
+            Severity::Warning,
+            format!("weak TLS 1.2 suites accepted: {}", weak.join(", ")),
+        );
     }
     out
 }
@@ -253,15 +289,26 @@ mod tests {
                 accepted: true,
                 reason: None,
             }],
-            tls12_ciphers: vec![CipherResult::of("AES128-SHA"), CipherResult::of("ECDHE-RSA-AES128-GCM-SHA256")],
+            tls12_ciphers: vec![
+                CipherResult::of("AES128-SHA"),
+                CipherResult::of("ECDHE-RSA-AES128-GCM-SHA256"),
+            ],
+            tls12_full_scan: false,
             connections: 3,
             findings: Vec::new(),
         };
         let f = findings(&report, 30);
         let messages: Vec<&str> = f.iter().map(|f| f.message.as_str()).collect();
-        assert!(messages[0].contains("expires in 9 days") || messages[0].contains("expires in 10 days"), "{messages:?}");
+        assert!(
+            messages[0].contains("expires in 9 days") || messages[0].contains("expires in 10 days"),
+            "{messages:?}"
+        );
         assert!(messages.iter().any(|m| m.contains("accepts TLSv1.1")));
-        assert!(messages.iter().any(|m| m.contains("AES128-SHA (no forward secrecy, not AEAD)")));
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.contains("AES128-SHA (no forward secrecy, not AEAD)"))
+        );
         assert!(!messages.iter().any(|m| m.contains("ECDHE-RSA-AES128-GCM")));
         assert!(f.iter().all(|f| f.severity == Severity::Warning));
     }

@@ -37,7 +37,10 @@ pub struct Scanner {
 }
 
 impl Scanner {
-    pub fn attempt(&mut self, configure: impl FnOnce(&mut SslConnectorBuilder) -> Result<(), openssl::error::ErrorStack>) -> std::io::Result<Attempt> {
+    pub fn attempt(
+        &mut self,
+        configure: impl FnOnce(&mut SslConnectorBuilder) -> Result<(), openssl::error::ErrorStack>,
+    ) -> std::io::Result<Attempt> {
         self.connections += 1;
         let stream = match starttls::request(self.addr, self.timeout)? {
             Answer::NoTls => return Ok(Attempt::NoTls),
@@ -77,7 +80,12 @@ impl Scanner {
 fn short_reason(error: &str) -> String {
     error
         .split(':')
-        .find(|part| part.contains("alert") || part.contains("no shared") || part.contains("no protocols") || part.contains("unsupported"))
+        .find(|part| {
+            part.contains("alert")
+                || part.contains("no shared")
+                || part.contains("no protocols")
+                || part.contains("unsupported")
+        })
         .map(|p| p.trim().to_string())
         .unwrap_or_else(|| error.lines().next().unwrap_or(error).to_string())
 }
@@ -95,7 +103,12 @@ pub enum TlsVersion {
 }
 
 impl TlsVersion {
-    pub const ALL: [TlsVersion; 4] = [TlsVersion::Tls10, TlsVersion::Tls11, TlsVersion::Tls12, TlsVersion::Tls13];
+    pub const ALL: [TlsVersion; 4] = [
+        TlsVersion::Tls10,
+        TlsVersion::Tls11,
+        TlsVersion::Tls12,
+        TlsVersion::Tls13,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -164,7 +177,10 @@ impl CipherResult {
         CipherResult {
             name: name.to_string(),
             // ECDHE/DHE key exchange; TLS 1.3 names (TLS_*) always are.
-            forward_secret: name.starts_with("TLS_") || name.contains("ECDHE") || name.starts_with("DHE") || name.contains("-DHE-"),
+            forward_secret: name.starts_with("TLS_")
+                || name.contains("ECDHE")
+                || name.starts_with("DHE")
+                || name.contains("-DHE-"),
             aead: name.contains("GCM") || name.contains("CHACHA20") || name.contains("CCM"),
         }
     }
@@ -174,26 +190,56 @@ impl CipherResult {
     }
 }
 
-/// TLS 1.2 suites the server accepts: offer everything we have, note what it picks, remove it,
-/// repeat until it refuses. Connections = accepted suites + 1.
-pub fn tls12_ciphers(scanner: &mut Scanner) -> std::io::Result<Vec<CipherResult>> {
+/// One handshake offering only `list` (TLS 1.2, our security level 0 so we never refuse first).
+fn pick_tls12(scanner: &mut Scanner, list: &str) -> std::io::Result<Option<CipherResult>> {
+    let attempt = scanner.attempt(|b| {
+        b.set_min_proto_version(Some(SslVersion::TLS1_2))?;
+        b.set_max_proto_version(Some(SslVersion::TLS1_2))?;
+        b.set_security_level(0);
+        b.set_cipher_list(list)
+    });
+    match attempt {
+        Ok(Attempt::Done(h)) if !h.cipher.is_empty() => Ok(Some(CipherResult::of(&h.cipher))),
+        Ok(_) => Ok(None),
+        // Our own cipher list can be empty on this OpenSSL build (e.g. no RC4): nothing to offer.
+        Err(e) if e.kind() == std::io::ErrorKind::Other => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Weak kinds of TLS 1.2 suite, each probed with one connection offering only that kind.
+pub const WEAK_CLASSES: [(&str, &str); 3] = [
+    ("no forward secrecy", "kRSA:@SECLEVEL=0"),
+    (
+        "not AEAD (CBC)",
+        "kECDHE:kDHE:!AESGCM:!CHACHA20:!AESCCM:!ARIAGCM:!3DES:!RC4:@SECLEVEL=0",
+    ),
+    ("3DES or RC4", "3DES:RC4:@SECLEVEL=0"),
+];
+
+/// TLS 1.2 suites: the server's preferred one and an example of each weak kind it accepts.
+/// `full` instead lists every accepted suite by elimination (one connection per suite, plus one).
+pub fn tls12_ciphers(scanner: &mut Scanner, full: bool) -> std::io::Result<Vec<CipherResult>> {
     const EVERYTHING: &str = "ALL:COMPLEMENTOFALL:@SECLEVEL=0";
     let mut accepted: Vec<CipherResult> = Vec::new();
-    for _ in 0..64 {
-        let exclude: String = accepted.iter().map(|c| format!(":!{}", c.name)).collect();
-        let list = format!("{EVERYTHING}{exclude}");
-        let attempt = scanner.attempt(|b| {
-            b.set_min_proto_version(Some(SslVersion::TLS1_2))?;
-            b.set_max_proto_version(Some(SslVersion::TLS1_2))?;
-            b.set_security_level(0);
-            b.set_cipher_list(&list)
-        });
-        match attempt {
-            Ok(Attempt::Done(h)) if !h.cipher.is_empty() && !accepted.iter().any(|c| c.name == h.cipher) => {
-                accepted.push(CipherResult::of(&h.cipher));
+    if full {
+        for _ in 0..128 {
+            let exclude: String = accepted.iter().map(|c| format!(":!{}", c.name)).collect();
+            match pick_tls12(scanner, &format!("{EVERYTHING}{exclude}"))? {
+                Some(c) if !accepted.iter().any(|a| a.name == c.name) => accepted.push(c),
+                _ => break,
             }
-            // Refused, or our cipher list ran empty (set_cipher_list fails): all found.
-            _ => break,
+        }
+        return Ok(accepted);
+    }
+    if let Some(preferred) = pick_tls12(scanner, EVERYTHING)? {
+        accepted.push(preferred);
+    }
+    for (_, list) in WEAK_CLASSES {
+        if let Some(c) = pick_tls12(scanner, list)?
+            && !accepted.iter().any(|a| a.name == c.name)
+        {
+            accepted.push(c);
         }
     }
     Ok(accepted)

@@ -40,7 +40,8 @@ pub fn verify(chain: &[X509], store: &X509Store, against: String) -> Verdict {
             let ok = c.verify_cert()?;
             let error = (!ok).then(|| c.error().error_string().to_string());
             let anchor = if ok {
-                c.chain().and_then(|ch| ch.iter().last().map(|root| name(root.subject_name())))
+                c.chain()
+                    .and_then(|ch| ch.iter().last().map(|root| name(root.subject_name())))
             } else {
                 None
             };
@@ -90,7 +91,9 @@ pub fn read_bundle(path: &Path) -> Result<Vec<X509>, String> {
 pub fn host_matches(names: &[String], host: &str) -> bool {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-        return names.iter().any(|n| n.parse::<std::net::IpAddr>().is_ok_and(|n| n == ip));
+        return names
+            .iter()
+            .any(|n| n.parse::<std::net::IpAddr>().is_ok_and(|n| n == ip));
     }
     names.iter().any(|n| {
         let n = n.to_ascii_lowercase();
@@ -115,10 +118,19 @@ pub struct BundleEntry {
     pub pinned_from_chain: bool,
 }
 
-pub fn bundle_entries(bundle: &[X509], server_chain: &[X509], anchor: Option<&str>, now: chrono::DateTime<chrono::Utc>) -> Vec<BundleEntry> {
+pub fn bundle_entries(
+    bundle: &[X509],
+    server_chain: &[X509],
+    anchor: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<BundleEntry> {
     let chain_fingerprints: Vec<Vec<u8>> = server_chain
         .iter()
-        .filter_map(|c| c.digest(openssl::hash::MessageDigest::sha256()).ok().map(|d| d.to_vec()))
+        .filter_map(|c| {
+            c.digest(openssl::hash::MessageDigest::sha256())
+                .ok()
+                .map(|d| d.to_vec())
+        })
         .collect();
     bundle
         .iter()
@@ -147,10 +159,17 @@ mod tests {
 
     #[test]
     fn host_names_match_like_libpq() {
-        let names = vec!["db.example.com".to_string(), "*.pg.example.com".to_string(), "10.0.0.5".to_string()];
+        let names = vec![
+            "db.example.com".to_string(),
+            "*.pg.example.com".to_string(),
+            "10.0.0.5".to_string(),
+        ];
         assert!(host_matches(&names, "DB.example.com"));
         assert!(host_matches(&names, "east.pg.example.com"));
-        assert!(!host_matches(&names, "a.b.pg.example.com"), "a wildcard covers one label");
+        assert!(
+            !host_matches(&names, "a.b.pg.example.com"),
+            "a wildcard covers one label"
+        );
         assert!(!host_matches(&names, "pg.example.com"));
         assert!(host_matches(&names, "10.0.0.5"));
         assert!(!host_matches(&names, "10.0.0.6"));
@@ -169,8 +188,16 @@ mod tests {
         let wrong = verify(&chain, &bundle_store(&[other.cert.clone()]).unwrap(), "other".into());
         assert!(!wrong.verified);
         assert!(wrong.error.unwrap().contains("local issuer"));
-        let entries = bundle_entries(&[other.cert, root.cert, leaf.cert.clone()], &chain, ok.anchor.as_deref(), chrono::Utc::now());
-        assert_eq!(entries.iter().map(|e| e.anchors_server).collect::<Vec<_>>(), vec![false, true, false]);
+        let entries = bundle_entries(
+            &[other.cert, root.cert, leaf.cert.clone()],
+            &chain,
+            ok.anchor.as_deref(),
+            chrono::Utc::now(),
+        );
+        assert_eq!(
+            entries.iter().map(|e| e.anchors_server).collect::<Vec<_>>(),
+            vec![false, true, false]
+        );
         assert!(entries[2].pinned_from_chain, "the leaf in the bundle is pinning");
     }
 }
