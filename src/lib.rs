@@ -7,6 +7,7 @@ pub mod analysis;
 pub mod cli;
 pub mod cmd;
 pub mod collect;
+pub mod config;
 pub mod conn;
 pub mod fixtures;
 pub mod format;

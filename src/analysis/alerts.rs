@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::config::{AlertsConfig, Mute};
 use crate::model::{ConnClass, Session, Setting, Snapshot, Verification};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -33,6 +34,8 @@ pub struct Alert {
     pub severity: Severity,
     pub title: String,
     pub detail: String,
+    /// How many things the rule counted (sessions, settings); thresholds compare against it.
+    pub count: u64,
 }
 
 /// The link to the server, as the alert rules need it.
@@ -46,14 +49,55 @@ pub enum LinkHealth {
     },
 }
 
-/// Every rule, evaluated against the latest snapshot (if any) and the link.
+/// Every rule's key; the configuration may set severity and threshold for each.
+pub const RULE_KEYS: [&str; 10] = [
+    "connection_lost",
+    "ssl_off",
+    "min_protocol_weak",
+    "settings_hidden",
+    "plaintext_sessions",
+    "tls_older_sessions",
+    "tls12_sessions",
+    "sessions_hidden",
+    "monitor_plaintext",
+    "monitor_unverified",
+];
+
+/// Every rule with the default configuration.
 pub fn evaluate(snapshot: Option<&Snapshot>, link: &LinkHealth) -> Vec<Alert> {
+    evaluate_with(snapshot, link, &AlertsConfig::default())
+}
+
+/// Every rule, evaluated against the latest snapshot (if any) and the link, then shaped by the
+/// configuration: muted applications and users are left out of session counts, a rule fires only
+/// above its threshold, and its severity may be changed or turned off.
+pub fn evaluate_with(snapshot: Option<&Snapshot>, link: &LinkHealth, config: &AlertsConfig) -> Vec<Alert> {
+    let mut alerts = evaluate_rules(snapshot, link, config);
+    alerts.retain_mut(|a| match config.rules.get(&a.key) {
+        Some(rule) => match rule.severity {
+            Some(sev) => match sev.severity() {
+                Some(severity) => {
+                    a.severity = severity;
+                    a.count > rule.threshold
+                }
+                None => false,
+            },
+            None => a.count > rule.threshold,
+        },
+        None => true,
+    });
+    alerts.sort_by(|a, b| a.severity.cmp(&b.severity).then_with(|| a.key.cmp(&b.key)));
+    alerts
+}
+
+fn evaluate_rules(snapshot: Option<&Snapshot>, link: &LinkHealth, config: &AlertsConfig) -> Vec<Alert> {
     let mut alerts = Vec::new();
     if let LinkHealth::Lost { since, error, retry_at } = link {
         alerts.push(Alert {
             key: "connection_lost".into(),
             severity: Severity::Critical,
             title: format!("Connection lost since {}", since.format("%H:%M:%S")),
+            count: 1,
             detail: format!("{error}; retrying at {}", retry_at.format("%H:%M:%S")),
         });
     }
@@ -61,9 +105,8 @@ pub fn evaluate(snapshot: Option<&Snapshot>, link: &LinkHealth) -> Vec<Alert> {
         return alerts;
     };
     settings_rules(snap, &mut alerts);
-    session_rules(snap, &mut alerts);
+    session_rules(snap, &config.mute, &mut alerts);
     monitor_rules(snap, &mut alerts);
-    alerts.sort_by(|a, b| a.severity.cmp(&b.severity).then_with(|| a.key.cmp(&b.key)));
     alerts
 }
 
@@ -73,6 +116,7 @@ fn settings_rules(snap: &Snapshot, alerts: &mut Vec<Alert>) {
             key: "ssl_off".into(),
             severity: Severity::Critical,
             title: "ssl is off".into(),
+            count: 1,
             detail: "The server accepts no TLS connections at all; every TCP client is plain text.".into(),
         });
     }
@@ -81,6 +125,7 @@ fn settings_rules(snap: &Snapshot, alerts: &mut Vec<Alert>) {
             key: "min_protocol_weak".into(),
             severity: Severity::Warning,
             title: format!("ssl_min_protocol_version = {min}"),
+            count: 1,
             detail: "TLS 1.0 and 1.1 are deprecated (RFC 8996); raise the minimum to TLSv1.2 or TLSv1.3.".into(),
         });
     }
@@ -95,6 +140,7 @@ fn settings_rules(snap: &Snapshot, alerts: &mut Vec<Alert>) {
             key: "settings_hidden".into(),
             severity: Severity::Info,
             title: format!("{} TLS settings hidden", hidden.len()),
+            count: hidden.len() as u64,
             detail: format!(
                 "{} may not read {}; GRANT pg_read_all_settings TO {};",
                 snap.monitor.user,
@@ -125,14 +171,21 @@ pub fn who(sessions: &[&Session]) -> String {
         .join(", ")
 }
 
-fn session_rules(snap: &Snapshot, alerts: &mut Vec<Alert>) {
-    let of = |class: ConnClass| -> Vec<&Session> { snap.sessions.iter().filter(|s| s.class == class).collect() };
+fn session_rules(snap: &Snapshot, mute: &Mute, alerts: &mut Vec<Alert>) {
+    let muted = |s: &Session| {
+        s.application_name.as_ref().is_some_and(|a| mute.applications.contains(a))
+            || s.user.as_ref().is_some_and(|u| mute.users.contains(u))
+    };
+    let of = |class: ConnClass| -> Vec<&Session> {
+        snap.sessions.iter().filter(|s| s.class == class && !muted(s)).collect()
+    };
     let plain = of(ConnClass::PlainTcp);
     if !plain.is_empty() {
         alerts.push(Alert {
             key: "plaintext_sessions".into(),
             severity: Severity::Critical,
             title: format!("{} plain-text TCP session{}", plain.len(), plural(plain.len())),
+            count: plain.len() as u64,
             detail: who(&plain),
         });
     }
@@ -142,6 +195,7 @@ fn session_rules(snap: &Snapshot, alerts: &mut Vec<Alert>) {
             key: "tls_older_sessions".into(),
             severity: Severity::Critical,
             title: format!("{} session{} on TLS 1.1 or older", older.len(), plural(older.len())),
+            count: older.len() as u64,
             detail: who(&older),
         });
     }
@@ -151,6 +205,7 @@ fn session_rules(snap: &Snapshot, alerts: &mut Vec<Alert>) {
             key: "tls12_sessions".into(),
             severity: Severity::Warning,
             title: format!("{} session{} on TLS 1.2", tls12.len(), plural(tls12.len())),
+            count: tls12.len() as u64,
             detail: format!("refused if ssl_min_protocol_version becomes TLSv1.3: {}", who(&tls12)),
         });
     }
@@ -160,6 +215,7 @@ fn session_rules(snap: &Snapshot, alerts: &mut Vec<Alert>) {
             key: "sessions_hidden".into(),
             severity: Severity::Warning,
             title: format!("{} session{} unknown", unknown.len(), plural(unknown.len())),
+            count: unknown.len() as u64,
             detail: format!(
                 "{} may not see their TLS details; GRANT pg_read_all_stats TO {};",
                 snap.monitor.user, snap.monitor.user
@@ -176,12 +232,14 @@ fn monitor_rules(snap: &Snapshot, alerts: &mut Vec<Alert>) {
             key: "monitor_plaintext".into(),
             severity: Severity::Warning,
             title: "pgtls itself is connected without TLS".into(),
+            count: 1,
             detail: format!("sslmode={}; use sslmode=verify-full with sslrootcert", m.sslmode),
         }),
         Verification::None => alerts.push(Alert {
             key: "monitor_unverified".into(),
             severity: Severity::Warning,
             title: "pgtls does not verify the server certificate".into(),
+            count: 1,
             detail: format!("sslmode={}; use sslmode=verify-full with sslrootcert", m.sslmode),
         }),
         _ => {}

@@ -1,5 +1,9 @@
 //! "What happens to this client if ssl_min_protocol_version is raised to TLSv1.3?"
 
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::ledger::{ClientKey, Ledger};
 use crate::model::{ConnClass, Session};
 
 /// One plain sentence for the drill-down view.
@@ -36,5 +40,289 @@ mod tests {
         assert!(min_tls13_sentence(&session(1, ConnClass::Tls13), "mon").starts_with("Unaffected"));
         assert!(min_tls13_sentence(&session(1, ConnClass::Local), "mon").starts_with("Unaffected"));
         assert!(min_tls13_sentence(&session(1, ConnClass::Unknown), "mon").contains("GRANT pg_read_all_stats TO mon"));
+    }
+}
+
+/// What the DBA considers changing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// ssl_min_protocol_version = TLSv1.3
+    #[value(name = "TLSv1.3", alias = "tls13")]
+    MinTls13,
+    /// TLS for every TCP client: hostssl-only pg_hba.conf, or require_secure_transport = on.
+    #[value(name = "tls-required")]
+    TlsRequired,
+}
+
+impl Target {
+    pub fn label(self) -> &'static str {
+        match self {
+            Target::MinTls13 => "ssl_min_protocol_version = TLSv1.3",
+            Target::TlsRequired => "TLS required for every TCP client",
+        }
+    }
+
+    /// Sessions of these classes would be refused.
+    pub fn refuses(self, class: ConnClass) -> bool {
+        match self {
+            Target::MinTls13 => class.below_tls13(),
+            // hostssl admits TLS only: GSS-encrypted TCP is refused as well.
+            Target::TlsRequired => matches!(class, ConnClass::PlainTcp | ConnClass::Gss),
+        }
+    }
+}
+
+/// One pg_hba.conf rule, as pg_hba_file_rules shows it (the file, not necessarily what is loaded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HbaRule {
+    pub line_number: i32,
+    pub kind: String,
+    pub databases: Vec<String>,
+    pub users: Vec<String>,
+    pub address: Option<String>,
+    pub auth_method: Option<String>,
+}
+
+impl HbaRule {
+    /// A rule that lets a TCP client in without TLS (`host`/`hostnossl`, not `reject`).
+    pub fn admits_plaintext(&self) -> bool {
+        matches!(self.kind.as_str(), "host" | "hostnossl") && self.auth_method.as_deref() != Some("reject")
+    }
+
+    fn covers(&self, key: &ClientKey) -> bool {
+        let any = |list: &[String], v: &str| v.is_empty() || list.iter().any(|x| x == "all" || x == v || x.starts_with('+') || x.starts_with('@'));
+        any(&self.users, &key.user) && any(&self.databases, &key.database)
+            || (self.databases.iter().any(|d| d == "sameuser" || d == "samerole") && any(&self.users, &key.user))
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "line {}: {} {} {} {} {}",
+            self.line_number,
+            self.kind,
+            self.databases.join(","),
+            self.users.join(","),
+            self.address.as_deref().unwrap_or(""),
+            self.auth_method.as_deref().unwrap_or("")
+        )
+        .trim_end()
+        .to_string()
+    }
+}
+
+/// Could a refused client quietly fall back to plain text instead of failing?
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Downgrade {
+    /// pg_hba.conf has rules that admit these clients without TLS.
+    Possible { rules: Vec<String> },
+    /// No rule admits plain text: they fail loudly, which is at least visible.
+    NotPossible,
+    /// pg_hba_file_rules could not be read.
+    Unknown { reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refused {
+    pub client: ClientKey,
+    pub label: String,
+    /// Sessions seen in a refused class, e.g. 12 on TLSv1.2.
+    pub sessions: u64,
+    pub seen_as: Vec<String>,
+    pub last_seen: DateTime<Utc>,
+    pub connected_now: u32,
+    pub downgrade: Downgrade,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Safe,
+    NotSafe,
+    NotEnoughEvidence,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub observed_secs: i64,
+    pub sessions: u64,
+    pub clients: usize,
+    pub log_source: bool,
+}
+
+impl Evidence {
+    /// "observed 3 h 12 min, 1,204 sessions, log source on"
+    pub fn sentence(&self) -> String {
+        let secs = self.observed_secs.max(0);
+        let window = match secs {
+            s if s < 60 => format!("{s} s"),
+            s if s < 3_600 => format!("{} min", s / 60),
+            s if s < 86_400 => format!("{} h {} min", s / 3_600, (s % 3_600) / 60),
+            s => format!("{} d {} h", s / 86_400, (s % 86_400) / 3_600),
+        };
+        format!(
+            "observed {window}, {} sessions from {} clients, log source {}",
+            thousands(self.sessions),
+            self.clients,
+            if self.log_source { "on" } else { "off (short-lived connections between polls are missed)" }
+        )
+    }
+}
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhatIf {
+    pub target: Target,
+    pub verdict: Verdict,
+    pub refused: Vec<Refused>,
+    /// Clients the monitor could not see (needs pg_read_all_stats): they might be refused too.
+    pub unknown: Vec<String>,
+    pub evidence: Evidence,
+    /// Why the verdict is what it is, in one sentence.
+    pub reason: String,
+}
+
+/// Answer "who breaks?" from everything the ledger has seen.
+pub fn evaluate(ledger: &Ledger, target: Target, hba: &Result<Vec<HbaRule>, String>, min_evidence: chrono::Duration) -> WhatIf {
+    let mut refused: Vec<Refused> = ledger
+        .records()
+        .filter_map(|r| {
+            let bad: Vec<(ConnClass, u64)> = r.classes.iter().filter(|(c, _)| target.refuses(**c)).map(|(c, n)| (*c, *n)).collect();
+            if bad.is_empty() {
+                return None;
+            }
+            let mut seen_as: Vec<String> = Vec::new();
+            for &(class, n) in &bad {
+                match class {
+                    ConnClass::Tls12 | ConnClass::TlsOlder => {
+                        for (v, count) in r.tls_versions.iter().filter(|(v, _)| ConnClass::from_tls_version(v) == class) {
+                            seen_as.push(format!("{count}× {v}"));
+                        }
+                    }
+                    other => seen_as.push(format!("{n}× {}", other.label())),
+                }
+            }
+            let downgrade = match (target, hba) {
+                // Only a TLS client that is refused can fall back to plain text.
+                (Target::TlsRequired, _) => Downgrade::NotPossible,
+                (Target::MinTls13, Err(reason)) => Downgrade::Unknown { reason: reason.clone() },
+                (Target::MinTls13, Ok(rules)) => {
+                    let open: Vec<String> = rules.iter().filter(|h| h.admits_plaintext() && h.covers(&r.key)).map(HbaRule::describe).collect();
+                    if open.is_empty() { Downgrade::NotPossible } else { Downgrade::Possible { rules: open } }
+                }
+            };
+            Some(Refused {
+                client: r.key.clone(),
+                label: r.key.label(),
+                sessions: bad.iter().map(|(_, n)| n).sum(),
+                seen_as,
+                last_seen: r.last_seen,
+                connected_now: r.connected_now,
+                downgrade,
+            })
+        })
+        .collect();
+    refused.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then_with(|| a.label.cmp(&b.label)));
+    let unknown: Vec<String> = ledger.records().filter(|r| r.count(ConnClass::Unknown) > 0).map(|r| r.key.label()).collect();
+    let evidence = Evidence {
+        observed_secs: ledger.observed().num_seconds(),
+        sessions: ledger.total_sessions(),
+        clients: ledger.len(),
+        log_source: ledger.log_source_seen,
+    };
+    let (verdict, reason) = if !refused.is_empty() {
+        (Verdict::NotSafe, format!("{} client(s) would be refused", refused.len()))
+    } else if !unknown.is_empty() {
+        (Verdict::NotEnoughEvidence, format!("{} client(s) could not be seen (grant pg_read_all_stats)", unknown.len()))
+    } else if ledger.observed() < min_evidence {
+        (
+            Verdict::NotEnoughEvidence,
+            format!("watched for less than the {} min asked for; nightly jobs may not have run", min_evidence.num_minutes()),
+        )
+    } else {
+        (Verdict::Safe, "no client seen would be refused".to_string())
+    };
+    WhatIf {
+        target,
+        verdict,
+        refused,
+        unknown,
+        evidence,
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod ledger_tests {
+    use super::*;
+    use crate::analysis::ledger::{KeyFields, Ledger};
+    use crate::fixtures;
+
+    fn ledger() -> Ledger {
+        let mut l = Ledger::new(KeyFields::from_names(&["user".into(), "database".into(), "application".into()]).unwrap());
+        l.observe_snapshot(&fixtures::snapshot(), false);
+        l
+    }
+
+    fn hba_with_host() -> Result<Vec<HbaRule>, String> {
+        Ok(vec![
+            HbaRule { line_number: 1, kind: "local".into(), databases: vec!["all".into()], users: vec!["all".into()], address: None, auth_method: Some("peer".into()) },
+            HbaRule { line_number: 2, kind: "hostssl".into(), databases: vec!["all".into()], users: vec!["all".into()], address: Some("0.0.0.0".into()), auth_method: Some("scram-sha-256".into()) },
+            HbaRule { line_number: 3, kind: "host".into(), databases: vec!["all".into()], users: vec!["all".into()], address: Some("0.0.0.0".into()), auth_method: Some("scram-sha-256".into()) },
+        ])
+    }
+
+    #[test]
+    fn names_exactly_the_tls12_clients_and_flags_the_downgrade() {
+        let w = evaluate(&ledger(), Target::MinTls13, &hba_with_host(), chrono::Duration::zero());
+        assert_eq!(w.verdict, Verdict::NotSafe);
+        let labels: Vec<&str> = w.refused.iter().map(|r| r.label.as_str()).collect();
+        assert_eq!(labels.len(), 2);
+        assert!(labels.contains(&"billing-batch (billing@shop)") && labels.contains(&"legacy-reports (reports@dwh)"), "{labels:?}");
+        let billing = w.refused.iter().find(|r| r.client.application == "billing-batch").unwrap();
+        assert_eq!(billing.sessions, 2);
+        assert_eq!(billing.seen_as, vec!["2× TLSv1.2"]);
+        assert!(matches!(&billing.downgrade, Downgrade::Possible { rules } if rules[0].starts_with("line 3: host all all")));
+        assert_eq!(w.unknown, vec!["audit-agent (audit@shop)"]);
+    }
+
+    #[test]
+    fn tls_required_names_the_plaintext_clients_and_hostssl_only_means_no_downgrade() {
+        let w = evaluate(&ledger(), Target::TlsRequired, &hba_with_host(), chrono::Duration::zero());
+        let mut labels: Vec<&str> = w.refused.iter().map(|r| r.label.as_str()).collect();
+        labels.sort();
+        assert_eq!(labels, vec!["grafana (grafana@postgres)", "nightly-etl (etl@dwh)"]);
+        let strict = Ok(hba_with_host().unwrap().into_iter().filter(|r| r.kind != "host").collect());
+        let w = evaluate(&ledger(), Target::MinTls13, &strict, chrono::Duration::zero());
+        assert!(w.refused.iter().all(|r| r.downgrade == Downgrade::NotPossible));
+        let w = evaluate(&ledger(), Target::MinTls13, &Err("permission denied for view pg_hba_file_rules".into()), chrono::Duration::zero());
+        assert!(w.refused.iter().all(|r| matches!(r.downgrade, Downgrade::Unknown { .. })));
+    }
+
+    #[test]
+    fn verdicts_need_evidence() {
+        let mut snap = fixtures::snapshot();
+        snap.sessions.retain(|s| s.class == ConnClass::Tls13 || s.class == ConnClass::Local);
+        let mut l = Ledger::new(KeyFields::default());
+        l.observe_snapshot(&snap, false);
+        let w = evaluate(&l, Target::MinTls13, &hba_with_host(), chrono::Duration::hours(1));
+        assert_eq!(w.verdict, Verdict::NotEnoughEvidence);
+        snap.taken_at += chrono::Duration::hours(2);
+        l.observe_snapshot(&snap, true);
+        let w = evaluate(&l, Target::MinTls13, &hba_with_host(), chrono::Duration::hours(1));
+        assert_eq!(w.verdict, Verdict::Safe);
+        assert!(w.evidence.sentence().starts_with("observed 2 h 0 min, 5 sessions from 5 clients, log source on"), "{}", w.evidence.sentence());
     }
 }

@@ -1,0 +1,532 @@
+//! The client ledger: every client identity seen, with the TLS it used, across polls, log lines and restarts.
+//!
+//! A single poll cannot answer "who breaks if I raise the minimum?": a nightly job that connects
+//! for two seconds never shows in it. The ledger keeps everything the poller and the connection
+//! log have seen. It is rebuilt by replaying an append-only JSON-lines journal, so a crash loses
+//! at most the last poll and a damaged line costs only that line.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{ConnClass, Session, Snapshot};
+
+/// Which fields identify a client. Pooled apps connect from many addresses: drop the address for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyFields {
+    pub user: bool,
+    pub database: bool,
+    pub application: bool,
+    pub address: bool,
+}
+
+impl Default for KeyFields {
+    fn default() -> Self {
+        KeyFields {
+            user: true,
+            database: true,
+            application: true,
+            address: true,
+        }
+    }
+}
+
+impl KeyFields {
+    /// From names like `["user", "database", "application"]`.
+    pub fn from_names(names: &[String]) -> Result<KeyFields, String> {
+        let mut k = KeyFields {
+            user: false,
+            database: false,
+            application: false,
+            address: false,
+        };
+        for n in names {
+            match n.as_str() {
+                "user" => k.user = true,
+                "database" => k.database = true,
+                "application" => k.application = true,
+                "address" => k.address = true,
+                other => return Err(format!("unknown ledger key field \"{other}\" (use user, database, application, address)")),
+            }
+        }
+        Ok(k)
+    }
+}
+
+/// A client identity. Fields left out of the key are empty.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ClientKey {
+    pub user: String,
+    pub database: String,
+    pub application: String,
+    pub address: String,
+}
+
+impl ClientKey {
+    pub fn new(fields: KeyFields, user: Option<&str>, database: Option<&str>, application: Option<&str>, address: Option<&str>) -> Self {
+        let pick = |on: bool, v: Option<&str>| if on { v.unwrap_or("").to_string() } else { String::new() };
+        ClientKey {
+            user: pick(fields.user, user),
+            database: pick(fields.database, database),
+            application: pick(fields.application, application),
+            address: pick(fields.address, address),
+        }
+    }
+
+    /// "billing-batch (billing@shop from 10.0.0.7)"
+    pub fn label(&self) -> String {
+        let app = if self.application.is_empty() { "(no application_name)" } else { &self.application };
+        let mut who = self.user.clone();
+        if !self.database.is_empty() {
+            who = format!("{who}@{}", self.database);
+        }
+        if !self.address.is_empty() {
+            who = format!("{who} from {}", self.address);
+        }
+        if who.is_empty() { app.to_string() } else { format!("{app} ({who})") }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Poll,
+    Log,
+}
+
+/// What the ledger knows about one client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRecord {
+    pub key: ClientKey,
+    /// Sessions per transport class.
+    pub classes: BTreeMap<ConnClass, u64>,
+    /// Sessions per TLS version (TLS sessions only).
+    pub tls_versions: BTreeMap<String, u64>,
+    pub ciphers: BTreeMap<String, u64>,
+    pub sessions: u64,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    /// Sessions connected at the latest poll.
+    pub connected_now: u32,
+    pub sources: BTreeSet<Source>,
+}
+
+impl ClientRecord {
+    /// The weakest way this client was seen connecting.
+    pub fn worst_class(&self) -> Option<ConnClass> {
+        self.classes
+            .keys()
+            .min_by_key(|c| crate::tui::columns::exposure_rank(**c))
+            .copied()
+    }
+
+    pub fn count(&self, class: ConnClass) -> u64 {
+        self.classes.get(&class).copied().unwrap_or(0)
+    }
+}
+
+/// One journal line: a session first seen, or a heartbeat that extends the observed window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Entry {
+    Session {
+        at: DateTime<Utc>,
+        key: ClientKey,
+        class: ConnClass,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tls_version: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cipher: Option<String>,
+        source: Source,
+    },
+    /// pgtls was watching at `at` (written at most once a minute, and on each start).
+    Watching { at: DateTime<Utc>, log_source: bool },
+}
+
+/// A session the ledger has counted: pid plus start time, because pids are reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct SessionId {
+    pid: i32,
+    start: Option<DateTime<Utc>>,
+}
+
+/// Log lines and polls see the same session at slightly different times.
+const SAME_SESSION_WITHIN: Duration = Duration::seconds(10);
+const HEARTBEAT_EVERY: Duration = Duration::seconds(60);
+
+#[derive(Debug, Clone, Default)]
+pub struct Ledger {
+    pub fields: KeyFields,
+    records: BTreeMap<ClientKey, ClientRecord>,
+    /// Sessions connected at the latest poll.
+    live: HashMap<SessionId, ClientKey>,
+    /// Sessions learned from the log, by pid, not yet seen in a poll: (authorized at, key).
+    from_log: HashMap<i32, DateTime<Utc>>,
+    /// First and last moment pgtls was watching, and whether a log source was on.
+    pub observed_from: Option<DateTime<Utc>>,
+    pub observed_to: Option<DateTime<Utc>>,
+    pub log_source_seen: bool,
+    last_heartbeat: Option<DateTime<Utc>>,
+    pub polls: u64,
+}
+
+impl Ledger {
+    pub fn new(fields: KeyFields) -> Ledger {
+        Ledger {
+            fields,
+            ..Ledger::default()
+        }
+    }
+
+    pub fn records(&self) -> impl Iterator<Item = &ClientRecord> {
+        self.records.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    pub fn total_sessions(&self) -> u64 {
+        self.records.values().map(|r| r.sessions).sum()
+    }
+
+    pub fn observed(&self) -> Duration {
+        match (self.observed_from, self.observed_to) {
+            (Some(from), Some(to)) => to - from,
+            _ => Duration::zero(),
+        }
+    }
+
+    fn key_of(&self, s: &Session) -> ClientKey {
+        ClientKey::new(
+            self.fields,
+            s.user.as_deref(),
+            s.database.as_deref(),
+            s.application_name.as_deref(),
+            s.client_addr.as_deref(),
+        )
+    }
+
+    /// Count sessions that are new since the last poll; returns journal entries to append.
+    pub fn observe_snapshot(&mut self, snap: &Snapshot, log_source: bool) -> Vec<Entry> {
+        let mut entries = Vec::new();
+        let at = snap.taken_at;
+        self.polls += 1;
+        entries.extend(self.watching(at, log_source));
+        let mut live = HashMap::new();
+        for s in &snap.sessions {
+            if s.pid == snap.monitor.pid {
+                continue;
+            }
+            let id = SessionId {
+                pid: s.pid,
+                start: s.backend_start,
+            };
+            let key = self.key_of(s);
+            if !self.live.contains_key(&id) {
+                let logged = self
+                    .from_log
+                    .get(&s.pid)
+                    .is_some_and(|t| s.backend_start.is_none_or(|b| (*t - b).abs() <= SAME_SESSION_WITHIN));
+                if logged {
+                    // Counted already from its log line: only note that polls see it too.
+                    self.from_log.remove(&s.pid);
+                    if let Some(r) = self.records.get_mut(&key) {
+                        r.sources.insert(Source::Poll);
+                    }
+                } else {
+                    let entry = Entry::Session {
+                        at,
+                        key: key.clone(),
+                        class: s.class,
+                        tls_version: s.tls.as_ref().map(|t| t.version.clone()),
+                        cipher: s.tls.as_ref().map(|t| t.cipher.clone()),
+                        source: Source::Poll,
+                    };
+                    self.apply(&entry);
+                    entries.push(entry);
+                }
+            }
+            if let Some(r) = self.records.get_mut(&key) {
+                r.last_seen = at;
+            }
+            live.insert(id, key);
+        }
+        for r in self.records.values_mut() {
+            r.connected_now = 0;
+        }
+        for key in live.values() {
+            if let Some(r) = self.records.get_mut(key) {
+                r.connected_now += 1;
+            }
+        }
+        self.live = live;
+        // Forget log sessions that no poll will ever match.
+        self.from_log.retain(|_, t| at - *t <= SAME_SESSION_WITHIN * 6);
+        entries
+    }
+
+    fn watching(&mut self, at: DateTime<Utc>, log_source: bool) -> Option<Entry> {
+        let due = self.last_heartbeat.is_none_or(|last| at - last >= HEARTBEAT_EVERY);
+        let entry = Entry::Watching { at, log_source };
+        self.apply(&entry);
+        due.then(|| {
+            self.last_heartbeat = Some(at);
+            entry
+        })
+    }
+
+    /// Fold one journal entry into the records (also used when replaying the journal).
+    pub fn apply(&mut self, entry: &Entry) {
+        match entry {
+            Entry::Watching { at, log_source } => {
+                self.observed_from = Some(self.observed_from.map_or(*at, |f| f.min(*at)));
+                self.observed_to = Some(self.observed_to.map_or(*at, |t| t.max(*at)));
+                self.log_source_seen |= *log_source;
+            }
+            Entry::Session {
+                at,
+                key,
+                class,
+                tls_version,
+                cipher,
+                source,
+            } => {
+                let r = self.records.entry(key.clone()).or_insert_with(|| ClientRecord {
+                    key: key.clone(),
+                    classes: BTreeMap::new(),
+                    tls_versions: BTreeMap::new(),
+                    ciphers: BTreeMap::new(),
+                    sessions: 0,
+                    first_seen: *at,
+                    last_seen: *at,
+                    connected_now: 0,
+                    sources: BTreeSet::new(),
+                });
+                *r.classes.entry(*class).or_default() += 1;
+                if let Some(v) = tls_version {
+                    *r.tls_versions.entry(v.clone()).or_default() += 1;
+                }
+                if let Some(c) = cipher {
+                    *r.ciphers.entry(c.clone()).or_default() += 1;
+                }
+                r.sessions += 1;
+                r.first_seen = r.first_seen.min(*at);
+                r.last_seen = r.last_seen.max(*at);
+                r.sources.insert(*source);
+                // A session seen in the log widens the evidence window too.
+                self.observed_from = Some(self.observed_from.map_or(*at, |f| f.min(*at)));
+                self.observed_to = Some(self.observed_to.map_or(*at, |t| t.max(*at)));
+            }
+        }
+    }
+}
+
+/// The append-only file behind a ledger.
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+}
+
+/// What loading found, for a message on start-up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    pub entries: usize,
+    /// Line numbers (1-based) that could not be read and were skipped.
+    pub skipped: Vec<usize>,
+}
+
+impl LoadReport {
+    pub fn message(&self, path: &Path) -> Option<String> {
+        if self.skipped.is_empty() {
+            return None;
+        }
+        let lines: Vec<String> = self.skipped.iter().take(5).map(|n| n.to_string()).collect();
+        Some(format!(
+            "ledger {}: skipped {} unreadable line(s) (line {}{}), kept {} entries",
+            path.display(),
+            self.skipped.len(),
+            lines.join(", "),
+            if self.skipped.len() > 5 { ", …" } else { "" },
+            self.entries
+        ))
+    }
+}
+
+impl Journal {
+    /// Open (creating) the journal and replay it into `ledger`.
+    pub fn open(path: &Path, ledger: &mut Ledger) -> Result<(Journal, LoadReport), String> {
+        let mut report = LoadReport::default();
+        match File::open(path) {
+            Ok(file) => {
+                for (i, line) in BufReader::new(file).split(b'\n').enumerate() {
+                    let line = line.map_err(|e| format!("reading ledger {}: {e}", path.display()))?;
+                    if line.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    match serde_json::from_slice::<Entry>(&line) {
+                        Ok(entry) => {
+                            ledger.apply(&entry);
+                            report.entries += 1;
+                        }
+                        Err(_) => report.skipped.push(i + 1),
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot read ledger {}: {e}", path.display())),
+        }
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("cannot open ledger {} for writing: {e}", path.display()))?;
+        // A crash mid-line leaves a fragment; start on a fresh line so the next entry stays readable.
+        if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) && !ends_with_newline(path) {
+            let _ = file.write_all(b"\n");
+        }
+        Ok((
+            Journal {
+                path: path.to_path_buf(),
+                file,
+            },
+            report,
+        ))
+    }
+
+    /// Append entries, one line each, and flush: a crash loses at most this batch.
+    pub fn append(&mut self, entries: &[Entry]) -> Result<(), String> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut buf = Vec::new();
+        for e in entries {
+            serde_json::to_writer(&mut buf, e).map_err(|e| e.to_string())?;
+            buf.push(b'\n');
+        }
+        self.file
+            .write_all(&buf)
+            .and_then(|()| self.file.flush())
+            .map_err(|e| format!("writing ledger {}: {e}", self.path.display()))
+    }
+}
+
+fn ends_with_newline(path: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = File::open(path) else { return true };
+    let mut last = [0u8; 1];
+    f.seek(SeekFrom::End(-1)).is_ok() && f.read_exact(&mut last).is_ok() && last[0] == b'\n'
+}
+
+/// CSV export: one row per client.
+pub fn write_csv(ledger: &Ledger, out: &mut dyn Write) -> std::io::Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record([
+        "user", "database", "application", "address", "worst", "sessions", "tls13", "tls12", "tls_older", "plain_tcp", "gss", "local",
+        "unknown", "ciphers", "first_seen", "last_seen", "connected_now", "sources",
+    ])?;
+    for r in ledger.records() {
+        let worst = r.worst_class().map(|c| c.label()).unwrap_or("");
+        let count = |c| r.count(c).to_string();
+        let ciphers: Vec<String> = r.ciphers.keys().cloned().collect();
+        let sources: Vec<&str> = r.sources.iter().map(|s| if *s == Source::Poll { "poll" } else { "log" }).collect();
+        w.write_record([
+            r.key.user.clone(),
+            r.key.database.clone(),
+            r.key.application.clone(),
+            r.key.address.clone(),
+            worst.to_string(),
+            r.sessions.to_string(),
+            count(ConnClass::Tls13),
+            count(ConnClass::Tls12),
+            count(ConnClass::TlsOlder),
+            count(ConnClass::PlainTcp),
+            count(ConnClass::Gss),
+            count(ConnClass::Local),
+            count(ConnClass::Unknown),
+            ciphers.join(" "),
+            r.first_seen.to_rfc3339(),
+            r.last_seen.to_rfc3339(),
+            r.connected_now.to_string(),
+            sources.join(" "),
+        ])?;
+    }
+    w.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures;
+
+    #[test]
+    fn sessions_are_counted_once_across_polls_and_connected_now_follows() {
+        let mut ledger = Ledger::new(KeyFields::default());
+        let snap = fixtures::snapshot();
+        let first = ledger.observe_snapshot(&snap, false);
+        // 11 sessions besides the monitor, plus one heartbeat.
+        assert_eq!(first.len(), 12);
+        let mut later = snap.clone();
+        later.taken_at += Duration::seconds(2);
+        assert!(ledger.observe_snapshot(&later, false).is_empty(), "no new sessions, no heartbeat yet");
+        let billing: Vec<&ClientRecord> = ledger.records().filter(|r| r.key.application == "billing-batch").collect();
+        // Two billing sessions come from different addresses in the fixture: two identities.
+        assert_eq!(billing.iter().map(|r| r.sessions).sum::<u64>(), 2);
+        assert!(billing.iter().all(|r| r.count(ConnClass::Tls12) == 1 && r.connected_now == 1));
+        later.sessions.retain(|s| s.application_name.as_deref() != Some("billing-batch"));
+        ledger.observe_snapshot(&later, false);
+        assert!(ledger.records().filter(|r| r.key.application == "billing-batch").all(|r| r.connected_now == 0));
+        assert_eq!(ledger.total_sessions(), 11);
+    }
+
+    #[test]
+    fn dropping_the_address_merges_pooled_connections() {
+        let mut ledger = Ledger::new(KeyFields::from_names(&["user".into(), "application".into()]).unwrap());
+        ledger.observe_snapshot(&fixtures::snapshot(), false);
+        let billing = ledger.records().find(|r| r.key.application == "billing-batch").unwrap();
+        assert_eq!((billing.sessions, billing.key.address.as_str()), (2, ""));
+        assert!(KeyFields::from_names(&["host".into()]).unwrap_err().contains("unknown ledger key field"));
+    }
+
+    #[test]
+    fn the_journal_replays_to_the_same_ledger_and_survives_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.jsonl");
+        let mut ledger = Ledger::new(KeyFields::default());
+        let (mut journal, report) = Journal::open(&path, &mut ledger).unwrap();
+        assert_eq!(report, LoadReport::default());
+        let entries = ledger.observe_snapshot(&fixtures::snapshot(), false);
+        journal.append(&entries).unwrap();
+        drop(journal);
+
+        let mut reloaded = Ledger::new(KeyFields::default());
+        Journal::open(&path, &mut reloaded).unwrap();
+        let strip = |l: &Ledger| l.records().map(|r| ClientRecord { connected_now: 0, ..r.clone() }).collect::<Vec<_>>();
+        assert_eq!(strip(&reloaded), strip(&ledger));
+        assert_eq!(reloaded.observed_from, ledger.observed_from);
+
+        // A crash mid-write and a scribbled line: both skipped, the rest kept, and appends go on.
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.insert_str(0, "not json at all\n");
+        text.push_str("{\"kind\":\"session\",\"at\":\"2026-11-");
+        std::fs::write(&path, text).unwrap();
+        let mut damaged = Ledger::new(KeyFields::default());
+        let (mut journal, report) = Journal::open(&path, &mut damaged).unwrap();
+        assert_eq!(report.skipped, vec![1, 14]);
+        assert_eq!(strip(&damaged), strip(&ledger));
+        assert!(report.message(&path).unwrap().contains("skipped 2 unreadable line(s) (line 1, 14), kept 12 entries"));
+        journal.append(&[Entry::Watching { at: fixtures::now(), log_source: true }]).unwrap();
+        let mut again = Ledger::new(KeyFields::default());
+        let (_, report) = Journal::open(&path, &mut again).unwrap();
+        assert_eq!(report.skipped.len(), 2, "the fragment stays one bad line; the new entry is readable");
+        assert!(again.log_source_seen);
+    }
+}

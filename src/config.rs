@@ -1,0 +1,283 @@
+//! The TOML configuration: alert rules, the ledger's client key and the what-if's evidence window.
+//!
+//! Looked up at `--config PATH`, else `$XDG_CONFIG_HOME/pgtls/config.toml`, else
+//! `~/.config/pgtls/config.toml`; without a file the documented defaults apply. Errors name the
+//! file, the line and the key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::alerts::Severity;
+
+/// An example with every default, printed by `pgtls config --example` and shown in the README.
+pub const EXAMPLE: &str = r#"# pgtls configuration (all keys optional; these are the defaults)
+
+[alerts]
+bell = false                 # ring the terminal bell when a new critical alert appears
+expiry_warn_days = 30        # probe: certificates expiring within this many days
+
+# One table per rule: severity = "critical" | "warning" | "info" | "off"; the rule fires when
+# its count is above `threshold`.
+[alerts.rules.plaintext_sessions]
+severity = "critical"
+threshold = 0
+
+[alerts.rules.tls12_sessions]
+severity = "warning"
+threshold = 0
+
+[alerts.mute]                # sessions of these applications or users never raise session alerts
+applications = []
+users = []
+
+[ledger]
+key = ["user", "database", "application", "address"]   # drop "address" for pooled apps
+
+[whatif]
+min_evidence = "24h"         # watch at least this long before calling a change safe
+"#;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub alerts: AlertsConfig,
+    pub ledger: LedgerConfig,
+    pub whatif: WhatIfConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    pub bell: bool,
+    pub expiry_warn_days: i64,
+    /// Overrides by rule key (the keys alerts carry: plaintext_sessions, tls12_sessions, ...).
+    pub rules: BTreeMap<String, RuleConfig>,
+    pub mute: Mute,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            bell: false,
+            expiry_warn_days: 30,
+            rules: BTreeMap::new(),
+            mute: Mute::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleSeverity {
+    Critical,
+    Warning,
+    Info,
+    Off,
+}
+
+impl RuleSeverity {
+    pub fn severity(self) -> Option<Severity> {
+        match self {
+            RuleSeverity::Critical => Some(Severity::Critical),
+            RuleSeverity::Warning => Some(Severity::Warning),
+            RuleSeverity::Info => Some(Severity::Info),
+            RuleSeverity::Off => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    pub severity: Option<RuleSeverity>,
+    /// The rule fires when its count is above this.
+    #[serde(default)]
+    pub threshold: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mute {
+    pub applications: Vec<String>,
+    pub users: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerConfig {
+    pub key: Vec<String>,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            key: ["user", "database", "application", "address"].iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WhatIfConfig {
+    /// e.g. "24h", "90m", "7d".
+    pub min_evidence: String,
+}
+
+impl Default for WhatIfConfig {
+    fn default() -> Self {
+        WhatIfConfig {
+            min_evidence: "24h".to_string(),
+        }
+    }
+}
+
+impl Config {
+    /// `explicit`, else the XDG location if it exists, else defaults. Returns the file used.
+    pub fn load(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>), String> {
+        let path = match explicit {
+            Some(p) => Some(p.to_path_buf()),
+            None => default_path().filter(|p| p.exists()),
+        };
+        let Some(path) = path else {
+            return Ok((Config::default(), None));
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("config {}: {e}", path.display()))?;
+        let config = Config::parse(&text, &path)?;
+        Ok((config, Some(path)))
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| describe_error(&e, text, path))?;
+        config.validate().map_err(|e| format!("config {}: {e}", path.display()))?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        crate::analysis::ledger::KeyFields::from_names(&self.ledger.key).map_err(|e| format!("key ledger.key: {e}"))?;
+        parse_duration(&self.whatif.min_evidence).map_err(|e| format!("key whatif.min_evidence: {e}"))?;
+        for name in self.alerts.rules.keys() {
+            if !crate::analysis::alerts::RULE_KEYS.contains(&name.as_str()) {
+                return Err(format!(
+                    "key alerts.rules.{name}: unknown rule (known: {})",
+                    crate::analysis::alerts::RULE_KEYS.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn min_evidence(&self) -> chrono::Duration {
+        parse_duration(&self.whatif.min_evidence).unwrap_or(chrono::Duration::hours(24))
+    }
+}
+
+pub fn default_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("pgtls").join("config.toml"))
+}
+
+/// "90s", "15m", "24h", "7d" (whole numbers).
+pub fn parse_duration(text: &str) -> Result<chrono::Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: i64 = number.parse().map_err(|_| format!("\"{text}\" is not a duration like 90s, 15m, 24h or 7d"))?;
+    match unit {
+        "s" | "" => Ok(chrono::Duration::seconds(n)),
+        "m" | "min" => Ok(chrono::Duration::minutes(n)),
+        "h" => Ok(chrono::Duration::hours(n)),
+        "d" => Ok(chrono::Duration::days(n)),
+        _ => Err(format!("\"{text}\" is not a duration like 90s, 15m, 24h or 7d")),
+    }
+}
+
+/// One line: file, line, key, and what is wrong.
+fn describe_error(e: &toml::de::Error, text: &str, path: &Path) -> String {
+    let message = e.message().trim().replace('\n', " ");
+    let Some(span) = e.span() else {
+        return format!("config {}: {message}", path.display());
+    };
+    let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("");
+    // The table is the nearest [header] above; the key is what stands before '=' on the line.
+    let table = text
+        .lines()
+        .take(line_no)
+        .filter_map(|l| {
+            let l = l.trim();
+            (l.starts_with('[') && !l.starts_with("[[")).then(|| l.trim_matches(|c| c == '[' || c == ']').trim().to_string())
+        })
+        .last();
+    let key = line.split_once('=').map(|(k, _)| k.trim().trim_matches('"').to_string());
+    let full_key = match (table, key) {
+        (Some(t), Some(k)) => format!("{t}.{k}"),
+        (None, Some(k)) => k,
+        (Some(t), None) => t,
+        (None, None) => String::new(),
+    };
+    if full_key.is_empty() {
+        format!("config {}: line {line_no}: {message}", path.display())
+    } else {
+        format!("config {}: line {line_no}, key {full_key}: {message}", path.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, Path::new("/etc/pgtls.toml"))
+    }
+
+    #[test]
+    fn the_example_is_the_default() {
+        let example = parse(EXAMPLE).unwrap();
+        let mut defaults = Config::default();
+        defaults.alerts.rules.insert(
+            "plaintext_sessions".into(),
+            RuleConfig {
+                severity: Some(RuleSeverity::Critical),
+                threshold: 0,
+            },
+        );
+        defaults.alerts.rules.insert(
+            "tls12_sessions".into(),
+            RuleConfig {
+                severity: Some(RuleSeverity::Warning),
+                threshold: 0,
+            },
+        );
+        assert_eq!(example, defaults);
+        assert_eq!(parse("").unwrap(), Config::default());
+        assert_eq!(Config::default().min_evidence(), chrono::Duration::hours(24));
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let e = parse("[alerts]\nbell = true\nexpiry_warn_days = \"soon\"\n").unwrap_err();
+        assert!(e.starts_with("config /etc/pgtls.toml: line 3, key alerts.expiry_warn_days:"), "{e}");
+        let e = parse("[alerts.rules.tls12_sessions]\nseverity = \"loud\"\n").unwrap_err();
+        assert!(e.contains("line 2, key alerts.rules.tls12_sessions.severity"), "{e}");
+        let e = parse("[ledger]\nkeys = [\"user\"]\n").unwrap_err();
+        assert!(e.contains("line 2, key ledger.keys") && e.contains("unknown field"), "{e}");
+        let e = parse("[alerts.rules.no_such_rule]\nthreshold = 1\n").unwrap_err();
+        assert!(e.contains("key alerts.rules.no_such_rule: unknown rule"), "{e}");
+        let e = parse("[whatif]\nmin_evidence = \"a while\"\n").unwrap_err();
+        assert!(e.contains("key whatif.min_evidence"), "{e}");
+        let e = parse("[ledger]\nkey = [\"user\", \"host\"]\n").unwrap_err();
+        assert!(e.contains("unknown ledger key field \"host\""), "{e}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s").unwrap(), chrono::Duration::seconds(90));
+        assert_eq!(parse_duration("15m").unwrap(), chrono::Duration::minutes(15));
+        assert_eq!(parse_duration("7d").unwrap(), chrono::Duration::days(7));
+        assert!(parse_duration("1.5h").is_err());
+    }
+}
