@@ -1,1 +1,222 @@
-//! Drawing the state. One file per screen region; views read the state and mutate nothing.
+//! Drawing the state. One file per screen region, each a free `render(frame, area, cx)`. Views read the state
+//! and mutate nothing; they never read the clock or do I/O, so the same state always draws the same screen.
+//!
+//! ```text
+//! 120x36 (width >= 100)
+//! ┌───────────────────────────────────────────────────────────────────────────────────────┐
+//! │ header.rs   pgtls  target  PostgreSQL 15.18       every 2s · updated 09:30:00 · 1.4 ms │ 2 rows
+//! │             monitor: TLSv1.3 … sslmode=verify-full ✓   (or the red DISCONNECTED banner) │
+//! ├─ Server TLS ───────────┬─ Protocols ────────────┬─ Alerts ──────────────────────────────┤
+//! │ posture.rs             │ summary.rs             │ alerts.rs (pane)                      │ band: 8..=12 rows,
+//! │ ssl, min/max protocol, │ count, share and bar   │ ✖ title          NEW since 09:30      │ 10 at 36 high
+//! │ ciphers, groups, ...   │ per class, top ciphers │   detail                              │
+//! ├─ Sessions 12 ──────────┴────────────────────────┴───────────────────────────────────────┤
+//! │ sessions.rs: marker + columns::fitting(width); only the visible page of rows is built   │ the rest
+//! ├─────────────────────────────────────────────────────────────────────────────────────────┤
+//! │ footer.rs   keymap::hints(scope), or the filter input                           PAUSED │ 1 row
+//! └─────────────────────────────────────────────────────────────────────────────────────────┘
+//!
+//! 80x24 (width < 100): Server TLS and Protocols share the band; the alerts pane becomes a
+//! 2-row strip (alerts.rs) between the band and the table.
+//!
+//! detail.rs replaces band + strip + table (the "body"); help.rs is a popup over everything;
+//! below 80x24 too_small.rs replaces everything.
+//! ```
+//!
+//! The layout depends on the terminal size only, never on the state: the app loop uses it too, to size the table
+//! page and to map mouse clicks to rows, and both must agree with what is drawn.
+
+mod alerts;
+mod detail;
+mod footer;
+mod header;
+mod help;
+mod posture;
+mod sessions;
+mod summary;
+pub mod text;
+pub mod theme;
+mod too_small;
+
+use std::sync::OnceLock;
+
+use chrono::{DateTime, FixedOffset, Offset as _, Utc};
+use ratatui::Frame;
+use ratatui::layout::Rect;
+
+use crate::model::Snapshot;
+use crate::tui::state::AppState;
+pub use theme::{Theme, set_theme};
+
+pub const MIN_WIDTH: u16 = 80;
+pub const MIN_HEIGHT: u16 = 24;
+/// From this width on, alerts get a pane of their own in the band instead of a strip.
+pub const WIDE: u16 = 100;
+
+/// Where the alerts go at this width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertsShape {
+    /// A bordered pane in the band, one or two lines per alert.
+    Pane,
+    /// Two unbordered rows between the band and the table: the most severe alert and a count of the rest.
+    Strip,
+}
+
+/// Where each region goes: a pure function of the terminal size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Areas {
+    pub header: Rect,
+    /// Server TLS settings.
+    pub posture: Rect,
+    /// Protocol counts and ciphers.
+    pub summary: Rect,
+    pub alerts: Rect,
+    pub alerts_shape: AlertsShape,
+    /// The sessions table, borders included.
+    pub table: Rect,
+    pub footer: Rect,
+    /// Everything between header and footer: the detail view takes it all.
+    pub body: Rect,
+}
+
+/// Rows of the band at this height: 8 at 24 rows, one more every 6 rows, at most 12. The table gets the rest,
+/// because on a busy server that is where the answers are.
+fn band_height(height: u16) -> u16 {
+    (8 + (height - MIN_HEIGHT) / 6).min(12)
+}
+
+/// `part` of `whole` columns, at most `cap`.
+fn share(whole: u16, num: u32, den: u32, cap: u16) -> u16 {
+    let cols = u32::from(whole) * num / den;
+    u16::try_from(cols).unwrap_or(cap).min(cap)
+}
+
+/// `None` when smaller than [`MIN_WIDTH`] x [`MIN_HEIGHT`].
+pub fn layout(area: Rect) -> Option<Areas> {
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        return None;
+    }
+    let Rect { x, y, width, height } = area;
+    let header = Rect::new(x, y, width, 2);
+    let footer = Rect::new(x, y + height - 1, width, 1);
+    let body = Rect::new(x, header.bottom(), width, footer.y - header.bottom());
+    let band = Rect::new(x, body.y, width, band_height(height));
+    let (posture, summary, alerts, alerts_shape, table_top) = if width >= WIDE {
+        // Server settings need ~40 columns to show common values (ssl_ciphers' default) whole, the protocol
+        // counts fewer; alerts take the rest because their titles are the longest text in the band.
+        let posture_w = share(width, 41, 120, 48);
+        let summary_w = share(width, 35, 120, 52);
+        let posture = Rect::new(x, band.y, posture_w, band.height);
+        let summary = Rect::new(posture.right(), band.y, summary_w, band.height);
+        let alerts = Rect::new(summary.right(), band.y, width - posture_w - summary_w, band.height);
+        (posture, summary, alerts, AlertsShape::Pane, band.bottom())
+    } else {
+        let posture_w = share(width, 41, 80, 48);
+        let posture = Rect::new(x, band.y, posture_w, band.height);
+        let summary = Rect::new(posture.right(), band.y, width - posture_w, band.height);
+        let alerts = Rect::new(x, band.bottom(), width, 2);
+        (posture, summary, alerts, AlertsShape::Strip, alerts.bottom())
+    };
+    let table = Rect::new(x, table_top, width, footer.y - table_top);
+    Some(Areas {
+        header,
+        posture,
+        summary,
+        alerts,
+        alerts_shape,
+        table,
+        footer,
+        body,
+    })
+}
+
+/// Rows of session data visible in the table (excluding borders and header row) for this terminal size.
+pub fn table_page(area: Rect) -> usize {
+    table_rows_area(area).map_or(0, |r| usize::from(r.height))
+}
+
+/// Where the table's data rows are drawn, for mapping mouse clicks to `Input::ClickRow(y - rect.y)`.
+pub fn table_rows_area(area: Rect) -> Option<Rect> {
+    let table = layout(area)?.table;
+    // Inside the border, below the header row.
+    Some(Rect::new(
+        table.x + 1,
+        table.y + 2,
+        table.width.saturating_sub(2),
+        table.height.saturating_sub(3),
+    ))
+}
+
+static UTC_OFFSET: OnceLock<FixedOffset> = OnceLock::new();
+
+/// The local time zone for clock times on screen, chosen once at start-up by the app (views never ask the
+/// system). Without it times show in UTC, which is also what the tests draw.
+pub fn set_utc_offset(offset: FixedOffset) {
+    // The first choice stands; a later call is a no-op like `set_theme`.
+    let _ = UTC_OFFSET.set(offset);
+}
+
+fn utc_offset() -> FixedOffset {
+    UTC_OFFSET.get().copied().unwrap_or_else(|| Utc.fix())
+}
+
+/// Draw the whole screen with the theme and time zone chosen at start-up.
+pub fn draw(frame: &mut Frame, state: &AppState) {
+    draw_with(frame, state, theme::current(), utc_offset());
+}
+
+/// Draw with an explicit theme and time zone: what tests and screenshots use, so they need no global setup.
+pub fn draw_with(frame: &mut Frame, state: &AppState, theme: &Theme, utc_offset: FixedOffset) {
+    let cx = Ctx {
+        state,
+        theme,
+        utc_offset,
+    };
+    let area = frame.area();
+    let Some(areas) = layout(area) else {
+        too_small::render(frame, area, &cx);
+        return;
+    };
+    header::render(frame, areas.header, &cx);
+    if state.detail.is_some() {
+        detail::render(frame, areas.body, &cx);
+    } else {
+        posture::render(frame, areas.posture, &cx);
+        summary::render(frame, areas.summary, &cx);
+        match areas.alerts_shape {
+            AlertsShape::Pane => alerts::render(frame, areas.alerts, &cx),
+            AlertsShape::Strip => alerts::render_strip(frame, areas.alerts, &cx),
+        }
+        sessions::render(frame, areas.table, &cx);
+    }
+    footer::render(frame, areas.footer, &cx);
+    if state.help {
+        help::render(frame, area, &cx);
+    }
+}
+
+/// What every region draws from: the state and the display choices made once at start-up.
+pub struct Ctx<'a> {
+    pub state: &'a AppState,
+    pub theme: &'a Theme,
+    pub utc_offset: FixedOffset,
+}
+
+impl Ctx<'_> {
+    pub fn snapshot(&self) -> Option<&Snapshot> {
+        self.state.snapshot.as_ref()
+    }
+
+    /// Wall-clock time of day, `09:30:00`.
+    pub fn clock(&self, t: DateTime<Utc>) -> String {
+        t.with_timezone(&self.utc_offset).format("%H:%M:%S").to_string()
+    }
+
+    /// Time of day to the minute, `09:30`.
+    pub fn clock_hm(&self, t: DateTime<Utc>) -> String {
+        t.with_timezone(&self.utc_offset).format("%H:%M").to_string()
+    }
+}
+
+/// Shown in every pane until data arrives.
+pub const WAITING: &str = "waiting for the first snapshot…";

@@ -1,0 +1,269 @@
+//! The drill-down of one session: the what-if answer on top (the question pgtls exists for), then every field,
+//! then the query. Fields and query scroll with `detail.scroll`; the answer stays in view.
+
+use chrono::{DateTime, Utc};
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Padding, Paragraph};
+
+use super::Ctx;
+use super::text::{field, fit, gap, width, wrap};
+use crate::analysis::whatif;
+use crate::model::{ConnClass, Session};
+
+const LABEL_COLS: usize = 13;
+/// From this inner width on, fields go in two columns.
+const TWO_COLUMNS: u16 = 96;
+
+pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
+    let Some(detail) = &cx.state.detail else {
+        return;
+    };
+    let t = cx.theme;
+    let s = &detail.session;
+    let mut title = vec![
+        Span::styled(format!(" Session {} ", s.pid), t.title),
+        Span::styled(
+            crate::format::one_line(s.application_name.as_deref().unwrap_or("")),
+            t.strong,
+        ),
+        Span::styled(" · ", t.dim),
+        Span::styled(s.class.label(), t.class(s.class)),
+        Span::raw(" "),
+    ];
+    if s.application_name.as_deref().unwrap_or("").is_empty() {
+        title.drain(1..3);
+    }
+    let block = Block::bordered()
+        .border_style(t.border)
+        .padding(Padding::horizontal(1))
+        .title(Line::from(title))
+        .title(Line::from(Span::styled(" Esc back ", t.dim)).right_aligned());
+    let inner = block.inner(area);
+    let cols = usize::from(inner.width);
+    let mut top = inner.y;
+    let bottom = inner.bottom();
+
+    let banner = detail.ended_at.map(|ended| {
+        let text = fit(
+            &format!(
+                " session ended (gone since {}) — showing its last values",
+                cx.clock(ended)
+            ),
+            cols,
+        );
+        let pad = " ".repeat(cols.saturating_sub(width(&text)));
+        Span::styled(format!("{text}{pad}"), t.ended)
+    });
+    if let Some(banner) = banner {
+        frame.render_widget(Paragraph::new(banner), Rect::new(inner.x, top, inner.width, 1));
+        top += 1;
+    }
+
+    // The what-if box: as tall as its sentence, but never more than half of what is left.
+    let monitor_user = cx
+        .snapshot()
+        .map_or("the monitor role", |snap| snap.monitor.user.as_str());
+    let sentence = whatif::min_tls13_sentence(s, monitor_user);
+    let wrapped = wrap(&sentence, cols.saturating_sub(4));
+    let left = bottom.saturating_sub(top);
+    let box_h = u16::try_from(wrapped.len() + 2)
+        .unwrap_or(u16::MAX)
+        .min((left / 2).max(3))
+        .min(left);
+    let style = match s.class {
+        ConnClass::Tls12 | ConnClass::TlsOlder => t.warning,
+        ConnClass::PlainTcp => t.critical,
+        ConnClass::Unknown => t.dim,
+        ConnClass::Tls13 | ConnClass::Gss | ConnClass::Local => t.ok,
+    };
+    let whatif_box = Block::bordered()
+        .border_style(style)
+        .title(Span::styled(" If ssl_min_protocol_version = TLSv1.3 ", style))
+        .padding(Padding::horizontal(1));
+    let lines: Vec<Line> = wrapped.into_iter().map(Line::from).collect();
+    frame.render_widget(
+        Paragraph::new(lines).block(whatif_box),
+        Rect::new(inner.x, top, inner.width, box_h),
+    );
+    top += box_h;
+
+    // The state lets scrolling run past the end; stop where the last line is at the bottom.
+    let body = Rect::new(inner.x, top, inner.width, bottom.saturating_sub(top));
+    let lines = body_lines(s, cx, inner.width);
+    let visible = usize::from(body.height);
+    let max_scroll = lines.len().saturating_sub(visible);
+    let scroll = usize::from(detail.scroll).min(max_scroll);
+    let block = if max_scroll > 0 {
+        let end = (scroll + visible).min(lines.len());
+        let position = format!(" ↑↓ scroll · lines {}–{} of {} ", scroll + 1, end, lines.len());
+        block.title_bottom(Line::from(Span::styled(position, t.dim)).right_aligned())
+    } else {
+        block
+    };
+    frame.render_widget(block, area);
+    let shown: Vec<Line> = lines.into_iter().skip(scroll).take(visible).collect();
+    frame.render_widget(Paragraph::new(shown), body);
+}
+
+/// A heading and its `label value` rows.
+#[derive(Clone)]
+struct Section {
+    heading: &'static str,
+    rows: Vec<(&'static str, Vec<Span<'static>>)>,
+}
+
+fn body_lines(s: &Session, cx: &Ctx, inner_width: u16) -> Vec<Line<'static>> {
+    let cols = usize::from(inner_width);
+    let sections = sections(s, cx);
+    let mut lines = Vec::new();
+    if inner_width >= TWO_COLUMNS {
+        let col = (cols - 3) / 2;
+        let render_all = |secs: &[Section]| -> Vec<Line<'static>> {
+            let mut out = Vec::new();
+            for (i, sec) in secs.iter().enumerate() {
+                if i > 0 {
+                    out.push(Line::default());
+                }
+                out.extend(section_lines(sec, cx, col));
+            }
+            out
+        };
+        // Who and how on the left, the TLS facts and times on the right: about the same height.
+        let pick = |idx: &[usize]| -> Vec<Section> { idx.iter().filter_map(|i| sections.get(*i).cloned()).collect() };
+        let left = render_all(&pick(&[0, 2]));
+        let right = render_all(&pick(&[1, 3, 4]));
+        for i in 0..left.len().max(right.len()) {
+            let mut spans = left.get(i).map(|l| l.spans.clone()).unwrap_or_default();
+            let used: usize = spans.iter().map(Span::width).sum();
+            spans.push(gap(col + 3 - used.min(col)));
+            spans.extend(right.get(i).map(|l| l.spans.clone()).unwrap_or_default());
+            lines.push(Line::from(spans));
+        }
+    } else {
+        for (i, sec) in sections.iter().enumerate() {
+            if i > 0 {
+                lines.push(Line::default());
+            }
+            lines.extend(section_lines(sec, cx, cols));
+        }
+    }
+    lines.push(Line::default());
+    lines.push(Line::from(Span::styled("Query", cx.theme.title)));
+    match s.query.as_deref() {
+        Some(q) if !q.trim().is_empty() => {
+            // Keep the query's own line breaks but no control characters: clients write this text.
+            let clean: Vec<String> = q.lines().map(crate::format::one_line).collect();
+            let wrapped = wrap(&clean.join("\n"), cols.saturating_sub(2));
+            lines.extend(wrapped.into_iter().map(|l| Line::from(format!("  {l}"))));
+        }
+        _ => lines.push(Line::from(Span::styled("  —", cx.theme.dim))),
+    }
+    lines
+}
+
+fn section_lines(sec: &Section, cx: &Ctx, cols: usize) -> Vec<Line<'static>> {
+    let t = cx.theme;
+    let room = cols.saturating_sub(LABEL_COLS + 3);
+    let mut out = vec![Line::from(Span::styled(sec.heading, t.title))];
+    for (label, value) in &sec.rows {
+        let value = super::text::clip(value.clone(), room);
+        let mut line = field(label, LABEL_COLS, t.dim, value);
+        line.spans.insert(0, Span::raw("  "));
+        out.push(line);
+    }
+    out
+}
+
+fn sections(s: &Session, cx: &Ctx) -> Vec<Section> {
+    let t = cx.theme;
+    let none = || vec![Span::styled("—", t.dim)];
+    let text = |v: &Option<String>| match v.as_deref() {
+        Some(v) if !v.is_empty() => vec![Span::styled(crate::format::one_line(v), t.strong)],
+        _ => none(),
+    };
+    let num = |v: Option<String>| v.map_or_else(none, |v| vec![Span::styled(crate::format::one_line(&v), t.strong)]);
+    let yes_no = |v: Option<bool>| num(v.map(|b| if b { "yes" } else { "no" }.to_string()));
+    let now = cx.snapshot().map_or(cx.state.now, |snap| snap.taken_at);
+    let time = |v: Option<DateTime<Utc>>| match v {
+        Some(at) => vec![
+            Span::styled(at.format("%Y-%m-%d %H:%M:%S").to_string(), t.strong),
+            Span::styled(format!("  {} ago", crate::format::age((now - at).num_seconds())), t.dim),
+        ],
+        None => none(),
+    };
+    let (marker, marker_style) = t.marker(s.class);
+    let transport = vec![
+        Span::styled(s.class.label(), t.class(s.class)),
+        Span::styled(
+            if marker == " " {
+                String::new()
+            } else {
+                format!("  {marker}")
+            },
+            marker_style,
+        ),
+    ];
+    let port = match s.client_port {
+        Some(-1) => vec![Span::styled("Unix socket", t.strong)],
+        other => num(other.map(|p| p.to_string())),
+    };
+    let tls = s.tls.as_ref();
+    let gss = s.gss.as_ref();
+    vec![
+        Section {
+            heading: "Client",
+            rows: vec![
+                ("transport", transport),
+                ("address", text(&s.client_addr)),
+                ("hostname", text(&s.client_hostname)),
+                ("port", port),
+            ],
+        },
+        Section {
+            heading: "TLS",
+            rows: vec![
+                ("version", num(tls.map(|t| t.version.clone()))),
+                ("cipher", num(tls.map(|t| t.cipher.clone()))),
+                ("bits", num(tls.and_then(|t| t.bits).map(|b| b.to_string()))),
+                ("client DN", text(&tls.and_then(|t| t.client_dn.clone()))),
+                ("client serial", text(&tls.and_then(|t| t.client_serial.clone()))),
+                ("issuer DN", text(&tls.and_then(|t| t.issuer_dn.clone()))),
+            ],
+        },
+        Section {
+            heading: "Session",
+            rows: vec![
+                ("pid", num(Some(s.pid.to_string()))),
+                ("leader pid", num(s.leader_pid.map(|p| p.to_string()))),
+                ("backend type", text(&s.backend_type)),
+                ("user", text(&s.user)),
+                ("database", text(&s.database)),
+                ("application", text(&s.application_name)),
+                ("state", text(&s.state)),
+                ("wait type", text(&s.wait_event_type)),
+                ("wait event", text(&s.wait_event)),
+                ("query id", num(s.query_id.map(|q| q.to_string()))),
+            ],
+        },
+        Section {
+            heading: "Times (UTC)",
+            rows: vec![
+                ("backend start", time(s.backend_start)),
+                ("xact start", time(s.xact_start)),
+                ("query start", time(s.query_start)),
+                ("state change", time(s.state_change)),
+            ],
+        },
+        Section {
+            heading: "GSSAPI",
+            rows: vec![
+                ("authenticated", yes_no(gss.map(|g| g.authenticated))),
+                ("principal", text(&gss.and_then(|g| g.principal.clone()))),
+                ("encrypted", yes_no(gss.map(|g| g.encrypted))),
+                ("delegated", yes_no(gss.and_then(|g| g.credentials_delegated))),
+            ],
+        },
+    ]
+}

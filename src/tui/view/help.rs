@@ -1,0 +1,179 @@
+//! The `?` popup: every binding from the key table, grouped by where it applies, and a legend of markers and
+//! colours. Bindings already listed in an earlier group are not repeated, so it fits on an 80x24 terminal.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Clear, Padding, Paragraph};
+
+use super::Ctx;
+use super::text::{cell, fit, gap, spans_width, width, wrap};
+use crate::analysis::alerts::Severity;
+use crate::model::ConnClass;
+use crate::tui::keymap;
+
+const MAX_WIDTH: u16 = 112;
+/// Two columns from this inner width on.
+const TWO_COLUMNS: usize = 70;
+
+pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
+    let t = cx.theme;
+    let popup_w = area.width.saturating_sub(2).min(MAX_WIDTH);
+    // Border and one column of padding on each side.
+    let cols = usize::from(popup_w.saturating_sub(4));
+    let columns = if cols >= TWO_COLUMNS { 2 } else { 1 };
+    let col_cols = (cols - 2 * (columns - 1)) / columns;
+    let room = usize::from(area.height.saturating_sub(2));
+
+    // Wrapped text reads better; when that does not fit, one line per binding, cut with `…`.
+    let legend = legend(cx, cols);
+    let height = |packed: &[Vec<Line<'static>>]| packed.iter().map(Vec::len).max().unwrap_or(0) + 1 + legend.len();
+    let mut packed = pack(&blocks(cx, col_cols, true), columns);
+    if height(&packed) > room {
+        packed = pack(&blocks(cx, col_cols, false), columns);
+    }
+    let content_h = u16::try_from(height(&packed)).unwrap_or(u16::MAX);
+    let popup_h = content_h.saturating_add(2).min(area.height);
+    let popup = Rect::new(
+        area.x + (area.width - popup_w) / 2,
+        area.y + (area.height - popup_h) / 2,
+        popup_w,
+        popup_h,
+    );
+    let block = Block::bordered()
+        .border_style(t.title)
+        .title(Span::styled(" Help ", t.title))
+        .title(Line::from(Span::styled(" Esc or ? closes ", t.dim)).right_aligned())
+        .padding(Padding::horizontal(1));
+    let inner = block.inner(popup);
+    frame.render_widget(Clear, popup);
+    frame.render_widget(block, popup);
+
+    let rows = packed.iter().map(Vec::len).max().unwrap_or(0);
+    let mut lines = Vec::new();
+    for row in 0..rows {
+        let mut spans = Vec::new();
+        for (c, column) in packed.iter().enumerate() {
+            let line = column.get(row).cloned().unwrap_or_default();
+            let used = spans_width(&line.spans);
+            spans.extend(line.spans);
+            if c + 1 < packed.len() {
+                spans.push(gap(col_cols.saturating_sub(used) + 2));
+            }
+        }
+        lines.push(Line::from(spans));
+    }
+    lines.push(Line::default());
+    lines.extend(legend);
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// Put each block into the shortest column so far, keeping the blocks' order within a column.
+fn pack(blocks: &[Vec<Line<'static>>], columns: usize) -> Vec<Vec<Line<'static>>> {
+    let mut packed: Vec<Vec<Line<'static>>> = vec![Vec::new(); columns];
+    for block in blocks {
+        if let Some(column) = packed.iter_mut().min_by_key(|c| c.len()) {
+            if !column.is_empty() {
+                column.push(Line::default());
+            }
+            column.extend(block.iter().cloned());
+        }
+    }
+    packed
+}
+
+fn blocks(cx: &Ctx, cols: usize, wrapped: bool) -> Vec<Vec<Line<'static>>> {
+    let t = cx.theme;
+    let sections = keymap::help_sections();
+    let key_cols = sections
+        .iter()
+        .flat_map(|(_, rows)| rows.iter().map(|(k, _)| width(k)))
+        .max()
+        .unwrap_or(0);
+    let text_cols = cols.saturating_sub(key_cols + 2);
+
+    let mut seen: Vec<(&str, &str)> = Vec::new();
+    let mut out = Vec::new();
+    for (title, rows) in sections {
+        let mut lines = vec![Line::from(Span::styled(title, t.title))];
+        let fresh: Vec<(&str, &str)> = rows.iter().copied().filter(|r| !seen.contains(r)).collect();
+        if fresh.is_empty() {
+            // Every key here was explained above: name them instead of repeating their text.
+            let keys: Vec<&str> = rows.iter().map(|(k, _)| *k).collect();
+            let text = format!("same keys as the table: {}", keys.join(" "));
+            for line in wrap(&text, cols.saturating_sub(2)) {
+                lines.push(Line::from(vec![Span::raw("  "), Span::styled(line, t.dim)]));
+            }
+        }
+        for (keys, help) in &fresh {
+            let text_lines = if wrapped {
+                wrap(help, text_cols)
+            } else {
+                vec![fit(help, text_cols)]
+            };
+            for (i, text) in text_lines.into_iter().enumerate() {
+                let key = if i == 0 {
+                    cell(keys, key_cols)
+                } else {
+                    " ".repeat(key_cols)
+                };
+                lines.push(Line::from(vec![
+                    Span::styled(key, t.key),
+                    Span::raw("  "),
+                    Span::raw(text),
+                ]));
+            }
+        }
+        seen.extend(fresh);
+        out.push(lines);
+    }
+    out
+}
+
+/// Markers, class colours and severity symbols, flowed across the full width under the key columns.
+fn legend(cx: &Ctx, cols: usize) -> Vec<Line<'static>> {
+    let t = cx.theme;
+    let mut markers = Vec::new();
+    for (class, text) in [
+        (ConnClass::PlainTcp, "no TLS over TCP"),
+        (ConnClass::Tls12, "TLS 1.2 or older"),
+        (ConnClass::Unknown, "unknown: needs pg_read_all_stats"),
+    ] {
+        let (marker, style) = t.marker(class);
+        markers.push(vec![Span::styled(marker, style), Span::raw(format!(" {text}"))]);
+    }
+    let classes = ConnClass::ALL
+        .iter()
+        .map(|c| vec![Span::styled(super::summary::short_label(*c), t.class(*c))])
+        .collect();
+    let severities = [
+        (Severity::Critical, "critical"),
+        (Severity::Warning, "warning"),
+        (Severity::Info, "info"),
+    ]
+    .into_iter()
+    .map(|(severity, name)| vec![Span::styled(format!("{} {name}", severity.symbol()), t.severity(severity))])
+    .collect();
+    let mut lines = vec![Line::from(Span::styled("Markers and colours", t.title))];
+    lines.extend(flow(markers, cols));
+    lines.extend(flow(classes, cols));
+    lines.extend(flow(severities, cols));
+    lines
+}
+
+/// Items left to right, two spaces apart, starting a new line when the next one would not fit.
+fn flow(items: Vec<Vec<Span<'static>>>, cols: usize) -> Vec<Line<'static>> {
+    let mut lines = Vec::new();
+    let mut line: Vec<Span<'static>> = vec![Span::raw("  ")];
+    for item in items {
+        let w = spans_width(&item);
+        if line.len() > 1 && spans_width(&line) + 2 + w > cols {
+            lines.push(Line::from(std::mem::replace(&mut line, vec![Span::raw("  ")])));
+        } else if line.len() > 1 {
+            line.push(Span::raw("  "));
+        }
+        line.extend(item);
+    }
+    lines.push(Line::from(line));
+    lines
+}
