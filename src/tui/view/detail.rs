@@ -22,19 +22,13 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
     };
     let t = cx.theme;
     let s = &detail.session;
-    let mut title = vec![
-        Span::styled(format!(" Session {} ", s.pid), t.title),
-        Span::styled(
-            crate::format::one_line(s.application_name.as_deref().unwrap_or("")),
-            t.strong,
-        ),
-        Span::styled(" · ", t.dim),
-        Span::styled(s.class.label(), t.class(s.class)),
-        Span::raw(" "),
-    ];
-    if s.application_name.as_deref().unwrap_or("").is_empty() {
-        title.drain(1..3);
+    let mut title = vec![Span::styled(format!(" Session {} ", s.pid), t.title)];
+    if let Some(app) = s.application_name.as_deref().filter(|a| !a.is_empty()) {
+        title.push(Span::styled(crate::format::one_line(app), t.strong));
+        title.push(Span::styled(" · ", t.dim));
     }
+    title.push(Span::styled(s.class.label(), t.class(s.class)));
+    title.push(Span::raw(" "));
     let block = Block::bordered()
         .border_style(t.border)
         .padding(Padding::horizontal(1))

@@ -30,41 +30,72 @@ pub fn interval(d: Duration) -> String {
     }
 }
 
+/// What is shown on the right of the identity line, from the fullest line to the barest.
+#[derive(Clone, Copy)]
+struct Fit {
+    /// `PostgreSQL 15.18` rather than `PG 15.18`.
+    long_version: bool,
+    interval: bool,
+    poll: bool,
+}
+
+const FITS: [Fit; 4] = [
+    Fit {
+        long_version: true,
+        interval: true,
+        poll: true,
+    },
+    Fit {
+        long_version: true,
+        interval: true,
+        poll: false,
+    },
+    Fit {
+        long_version: false,
+        interval: true,
+        poll: false,
+    },
+    Fit {
+        long_version: false,
+        interval: false,
+        poll: false,
+    },
+];
+
 fn identity_line(cx: &Ctx, cols: usize) -> Line<'static> {
     let t = cx.theme;
     let state = cx.state;
     let snap = cx.snapshot();
-
-    let interval = vec![
-        Span::styled("every ", t.dim),
-        Span::styled(interval(state.interval), t.strong),
-    ];
-    let updated = state
-        .updated_at
-        .map(|at| vec![Span::styled("updated ", t.dim), Span::styled(cx.clock(at), t.strong)]);
-    let poll = snap.map(|s| {
-        vec![
-            Span::styled("poll ", t.dim),
-            Span::styled(format!("{:.1} ms", s.poll_ms), t.strong),
-        ]
-    });
+    let target = one_line(&state.target);
     // "18.1 (Debian 18.1-1.pgdg13+2)": the build note is for bug reports, not for this line.
     let version = snap.map(|s| one_line(s.server.version.split_whitespace().next().unwrap_or_default()));
 
-    // From the fullest line to the barest; the first that fits without cutting the target wins.
-    let attempts: [(bool, &[&Option<Vec<Span<'static>>>]); 4] = [
-        (true, &[&Some(interval.clone()), &updated, &poll]),
-        (true, &[&Some(interval.clone()), &updated]),
-        (false, &[&Some(interval.clone()), &updated]),
-        (false, &[&updated]),
-    ];
-    let build = |long: bool, facts: &[&Option<Vec<Span<'static>>>]| {
+    let build = |fit: Fit, target: &str| {
+        let mut facts: Vec<Vec<Span<'static>>> = Vec::new();
+        if fit.interval {
+            facts.push(vec![
+                Span::styled("every ", t.dim),
+                Span::styled(interval(state.interval), t.strong),
+            ]);
+        }
+        if let Some(at) = state.updated_at {
+            facts.push(vec![
+                Span::styled("updated ", t.dim),
+                Span::styled(cx.clock(at), t.strong),
+            ]);
+        }
+        if let (true, Some(snap)) = (fit.poll, snap) {
+            facts.push(vec![
+                Span::styled("poll ", t.dim),
+                Span::styled(format!("{:.1} ms", snap.poll_ms), t.strong),
+            ]);
+        }
         let mut right: Vec<Span<'static>> = Vec::new();
-        for fact in facts.iter().filter_map(|f| f.as_ref()) {
+        for fact in facts {
             if !right.is_empty() {
                 right.push(Span::styled(" · ", t.dim));
             }
-            right.extend(fact.iter().cloned());
+            right.extend(fact);
         }
         if state.paused {
             right.push(Span::raw("  "));
@@ -74,28 +105,29 @@ fn identity_line(cx: &Ctx, cols: usize) -> Line<'static> {
         let mut left = vec![
             Span::styled(" pgtls", t.brand),
             Span::raw("  "),
-            Span::styled(one_line(&state.target), t.strong),
+            Span::styled(target.to_string(), t.strong),
         ];
         if let Some(version) = &version {
             left.push(Span::raw("  "));
-            left.push(Span::styled(if long { "PostgreSQL " } else { "PG " }, t.dim));
+            left.push(Span::styled(
+                if fit.long_version { "PostgreSQL " } else { "PG " },
+                t.dim,
+            ));
             left.push(Span::styled(version.clone(), t.strong));
         }
         (left, right)
     };
-    let fits =
-        |(left, right): &(Vec<Span<'static>>, Vec<Span<'static>>)| spans_width(left) + 2 + spans_width(right) <= cols;
-    let (left, right) = attempts
+    let width_of =
+        |(left, right): &(Vec<Span<'static>>, Vec<Span<'static>>)| spans_width(left) + 2 + spans_width(right);
+    let barest = FITS[FITS.len() - 1];
+    let (left, right) = FITS
         .iter()
-        .map(|(long, facts)| build(*long, facts))
-        .find(fits)
+        .map(|fit| build(*fit, &target))
+        .find(|line| width_of(line) <= cols)
         .unwrap_or_else(|| {
-            // Still too wide: cut the target, which the user typed and knows, rather than the version.
-            let (mut left, right) = build(false, &[&updated]);
-            let others: usize = spans_width(&left) - left[2].width();
-            let room = cols.saturating_sub(others + 2 + spans_width(&right));
-            left[2] = Span::styled(fit(&one_line(&state.target), room), t.strong);
-            (left, right)
+            // Still too wide: cut the target, which the user typed and knows, rather than the freshness.
+            let over = width_of(&build(barest, &target)).saturating_sub(cols);
+            build(barest, &fit(&target, width(&target).saturating_sub(over)))
         });
     split_line(left, right, cols)
 }

@@ -137,7 +137,7 @@ fn legend(cx: &Ctx, cols: usize) -> Vec<Line<'static>> {
     for (class, text) in [
         (ConnClass::PlainTcp, "no TLS over TCP"),
         (ConnClass::Tls12, "TLS 1.2 or older"),
-        (ConnClass::Unknown, "unknown: needs pg_read_all_stats"),
+        (ConnClass::Unknown, "unknown (pg_read_all_stats)"),
     ] {
         let (marker, style) = t.marker(class);
         markers.push(vec![Span::styled(marker, style), Span::raw(format!(" {text}"))]);
@@ -152,7 +152,12 @@ fn legend(cx: &Ctx, cols: usize) -> Vec<Line<'static>> {
         (Severity::Info, "info"),
     ]
     .into_iter()
-    .map(|(severity, name)| vec![Span::styled(format!("{} {name}", severity.symbol()), t.severity(severity))])
+    .map(|(severity, name)| {
+        vec![Span::styled(
+            format!("{} {name}", severity.symbol()),
+            t.severity(severity),
+        )]
+    })
     .collect();
     let mut lines = vec![Line::from(Span::styled("Markers and colours", t.title))];
     lines.extend(flow(markers, cols));

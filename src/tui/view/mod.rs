@@ -4,20 +4,28 @@
 //! ```text
 //! 120x36 (width >= 100)
 //! ┌───────────────────────────────────────────────────────────────────────────────────────┐
-//! │ header.rs   pgtls  target  PostgreSQL 15.18       every 2s · updated 09:30:00 · 1.4 ms │ 2 rows
+//! │ header.rs   pgtls  target  PostgreSQL 15.18  every 2s · updated 09:30:00 · poll 1.4 ms │ 2 rows
 //! │             monitor: TLSv1.3 … sslmode=verify-full ✓   (or the red DISCONNECTED banner) │
-//! ├─ Server TLS ───────────┬─ Protocols ────────────┬─ Alerts ──────────────────────────────┤
-//! │ posture.rs             │ summary.rs             │ alerts.rs (pane)                      │ band: 8..=12 rows,
-//! │ ssl, min/max protocol, │ count, share and bar   │ ✖ title          NEW since 09:30      │ 10 at 36 high
-//! │ ciphers, groups, ...   │ per class, top ciphers │   detail                              │
-//! ├─ Sessions 12 ──────────┴────────────────────────┴───────────────────────────────────────┤
-//! │ sessions.rs: marker + columns::fitting(width); only the visible page of rows is built   │ the rest
-//! ├─────────────────────────────────────────────────────────────────────────────────────────┤
-//! │ footer.rs   keymap::hints(scope), or the filter input                           PAUSED │ 1 row
-//! └─────────────────────────────────────────────────────────────────────────────────────────┘
+//! ├─ Server TLS ───────────┬─ Protocols ────────────┬─ Alerts ─────────────────────────────┤
+//! │ posture.rs             │ summary.rs             │ alerts.rs (pane)                     │ band: 8..=12 rows,
+//! │ ssl, min/max protocol, │ count, share and bar   │ ✖ title               NEW since 09:30│ 10 at 36 high
+//! │ ciphers, groups, ...   │ per class, top ciphers │   detail, then connection warnings   │
+//! ├─ Sessions 12 ──────────┴────────────────────────┴──────────────────────────────────────┤
+//! │ sessions.rs: marker + columns::fitting(width); only the visible page of rows is built  │ the rest
+//! ├────────────────────────────────────────────────────────────────────────────────────────┤
+//! │ footer.rs   /filter▏ while typing, then keymap::hints(scope)                    PAUSED │ 1 row
+//! └────────────────────────────────────────────────────────────────────────────────────────┘
 //!
-//! 80x24 (width < 100): Server TLS and Protocols share the band; the alerts pane becomes a
-//! 2-row strip (alerts.rs) between the band and the table.
+//! 80x24 (width < 100)
+//! ┌──────────────────────────────────────────────────────┐
+//! │ header (2 rows)                                      │
+//! ├─ Server TLS ─────────────┬─ Protocols ───────────────┤ band: 8 rows
+//! ├──────────────────────────┴───────────────────────────┤
+//! │ ✖ most severe alert           NEW since 09:30 +2 more│ alerts.rs (strip): 2 rows
+//! │   its detail                                         │
+//! ├─ Sessions ───────────────────────────────────────────┤ the rest
+//! │ footer                                               │
+//! └──────────────────────────────────────────────────────┘
 //!
 //! detail.rs replaces band + strip + table (the "body"); help.rs is a popup over everything;
 //! below 80x24 too_small.rs replaces everything.
@@ -34,7 +42,7 @@ mod help;
 mod posture;
 mod sessions;
 mod summary;
-pub mod text;
+mod text;
 pub mod theme;
 mod too_small;
 
@@ -196,7 +204,7 @@ pub fn draw_with(frame: &mut Frame, state: &AppState, theme: &Theme, utc_offset:
 }
 
 /// What every region draws from: the state and the display choices made once at start-up.
-pub struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     pub state: &'a AppState,
     pub theme: &'a Theme,
     pub utc_offset: FixedOffset,
@@ -219,4 +227,4 @@ impl Ctx<'_> {
 }
 
 /// Shown in every pane until data arrives.
-pub const WAITING: &str = "waiting for the first snapshot…";
+const WAITING: &str = "waiting for the first snapshot…";

@@ -29,13 +29,23 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
     }
     frame.render_widget(block, area);
 
-    let header = Row::new(std::iter::once(Cell::from("")).chain(columns.iter().map(|c| {
-        let mut title = c.title().to_string();
-        if state.sort.column == *c {
-            title.push_str(if state.sort.descending { " ▼" } else { " ▲" });
-        }
-        aligned(Line::from(title), *c)
-    })))
+    let header = Row::new(
+        std::iter::once(Cell::from("")).chain(columns.iter().zip(widths.iter().skip(1)).map(|(c, w)| {
+            let title = if state.sort.column == *c {
+                // The arrow must survive a narrow column; the space, then the title give way instead.
+                let arrow = if state.sort.descending { "▼" } else { "▲" };
+                let w = usize::from(*w);
+                match width(c.title()) {
+                    tw if tw + 2 <= w => format!("{} {arrow}", c.title()),
+                    tw if tw < w => format!("{}{arrow}", c.title()),
+                    _ => format!("{} {arrow}", fit(c.title(), w.saturating_sub(2))),
+                }
+            } else {
+                c.title().to_string()
+            };
+            aligned(Line::from(title), *c)
+        })),
+    )
     .style(t.table_header);
 
     let Some(snap) = cx.snapshot() else {
@@ -120,10 +130,7 @@ fn title(cx: &Ctx, columns: &[Column]) -> Line<'static> {
     }
     if !state.filter.is_empty() {
         spans.push(Span::styled(" · filter ", t.dim));
-        spans.push(Span::styled(
-            format!("\"{}\"", crate::format::one_line(&state.filter)),
-            t.input,
-        ));
+        spans.push(Span::styled(format!("\"{}\"", one_line(&state.filter)), t.input));
     }
     if state.quick_view != QuickView::All {
         spans.push(Span::styled(" · view ", t.dim));

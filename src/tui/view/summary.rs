@@ -7,7 +7,7 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Padding, Paragraph};
 
-use super::text::{cell, clip, fit, width};
+use super::text::{cell, clip, fit, spans_width, width};
 use super::{Ctx, WAITING};
 use crate::format::one_line;
 use crate::model::{ClassCounts, ConnClass, Snapshot};
@@ -106,8 +106,17 @@ impl<'a> Plan<'a> {
         match self.cipher_lines {
             0 => {}
             1 => {
+                // Whole cipher names only: a cut name reads as a different cipher. The rest are counted.
                 let mut spans = vec![Span::styled("ciphers ", t.dim)];
                 for (i, (name, n)) in self.ciphers.iter().enumerate() {
+                    let rest = self.ciphers.len() - i - 1;
+                    let more = if rest > 0 { width(&format!(" +{rest}")) } else { 0 };
+                    let sep = if i > 0 { 2 } else { 0 };
+                    let item = format!("{} {n}", one_line(name));
+                    if spans_width(&spans) + sep + width(&item) + more > cols {
+                        spans.push(Span::styled(format!(" +{}", rest + 1), t.dim));
+                        break;
+                    }
                     if i > 0 {
                         spans.push(Span::styled(", ", t.dim));
                     }

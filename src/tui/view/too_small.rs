@@ -21,6 +21,8 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
     // Centre vertically; on very small screens start at the top and let the text wrap.
     let height = u16::try_from(lines.len()).unwrap_or(u16::MAX).min(area.height);
     let y = area.y + (area.height - height) / 2;
-    let paragraph = Paragraph::new(lines).alignment(Alignment::Center).wrap(Wrap { trim: true });
+    let paragraph = Paragraph::new(lines)
+        .alignment(Alignment::Center)
+        .wrap(Wrap { trim: true });
     frame.render_widget(paragraph, Rect::new(area.x, y, area.width, area.height - (y - area.y)));
 }

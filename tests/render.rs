@@ -1,0 +1,499 @@
+//! Whole-screen render snapshots: fixture states driven through `AppState::handle`, drawn on a `TestBackend`.
+//!
+//! Accept changes with `INSTA_UPDATE=always cargo test --test render`, then read the `.snap` files: they are the
+//! screens a user sees. CI runs with `INSTA_UPDATE=no`.
+
+use std::time::{Duration, Instant};
+
+use chrono::{FixedOffset, Offset as _, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use pgtls::collect::CollectError;
+use pgtls::collect::poller::PollerEvent;
+use pgtls::conn::error::ConnectError;
+use pgtls::fixtures;
+use pgtls::model::{ConnClass, Setting, Snapshot, Verification};
+use pgtls::tui::state::{AppState, Input};
+use pgtls::tui::view::{self, Theme};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier};
+
+const TARGET: &str = "pgtls@db.example.internal:5432/postgres";
+const SIZES: [(u16, u16); 2] = [(120, 36), (80, 24)];
+
+fn new_state(w: u16, h: u16) -> AppState {
+    let mut state = AppState::new(TARGET.to_string(), Duration::from_secs(2), fixtures::now());
+    // As the app does: the page is known before any key moves the selection.
+    state.set_page(view::table_page(Rect::new(0, 0, w, h)));
+    state
+}
+
+fn feed(state: &mut AppState, snapshot: Snapshot) {
+    state.handle(Input::Poller {
+        event: PollerEvent::Snapshot(Box::new(snapshot)),
+        at: fixtures::now(),
+    });
+}
+
+fn connected(w: u16, h: u16) -> AppState {
+    let mut state = new_state(w, h);
+    feed(&mut state, fixtures::snapshot());
+    state
+}
+
+fn press(state: &mut AppState, code: KeyCode) {
+    state.handle(Input::Key(KeyEvent::new(code, KeyModifiers::NONE)));
+}
+
+fn type_text(state: &mut AppState, text: &str) {
+    for c in text.chars() {
+        press(state, KeyCode::Char(c));
+    }
+}
+
+fn draw(state: &mut AppState, w: u16, h: u16) -> Terminal<TestBackend> {
+    state.set_page(view::table_page(Rect::new(0, 0, w, h)));
+    let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("test terminal");
+    terminal.draw(|f| view::draw(f, state)).expect("draw");
+    terminal
+}
+
+fn draw_mono(state: &mut AppState, w: u16, h: u16) -> Terminal<TestBackend> {
+    state.set_page(view::table_page(Rect::new(0, 0, w, h)));
+    let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("test terminal");
+    terminal
+        .draw(|f| view::draw_with(f, state, &Theme::mono(), Utc.fix()))
+        .expect("draw");
+    terminal
+}
+
+fn lines(buffer: &Buffer) -> Vec<String> {
+    let area = buffer.area;
+    (area.top()..area.bottom())
+        .map(|y| {
+            (area.left()..area.right())
+                .map(|x| buffer[(x, y)].symbol())
+                .collect::<String>()
+        })
+        .collect()
+}
+
+/// The lines of the table's data rows, borders included.
+fn table_rows(terminal: &Terminal<TestBackend>) -> Vec<String> {
+    let buffer = terminal.backend().buffer();
+    let rows = view::table_rows_area(buffer.area).expect("fits");
+    lines(buffer)[usize::from(rows.y)..usize::from(rows.bottom())].to_vec()
+}
+
+fn screen(terminal: &Terminal<TestBackend>) -> String {
+    lines(terminal.backend().buffer()).join("\n")
+}
+
+/// Every state at both sizes, under one name per state.
+fn snapshot_both(name: &str, build: impl Fn(u16, u16) -> AppState) {
+    for (w, h) in SIZES {
+        let mut state = build(w, h);
+        let terminal = draw(&mut state, w, h);
+        insta::assert_snapshot!(format!("{name}_{w}x{h}"), terminal.backend());
+    }
+}
+
+fn lost(state: &mut AppState) {
+    let at = fixtures::now() + chrono::Duration::seconds(62);
+    state.handle(Input::Poller {
+        event: PollerEvent::Failed {
+            error: CollectError::Connect(ConnectError::new(
+                "connection to db.example.internal port 5432 failed: connection refused (is the server running and \
+                 accepting TCP connections on that port?)",
+            )),
+            at,
+            retry_in: Duration::from_secs(4),
+        },
+        at,
+    });
+}
+
+/// A PostgreSQL 18 server with weak and hidden settings, a TLS 1.1 client and an unverified monitor.
+fn weak_server() -> Snapshot {
+    let mut snap = fixtures::snapshot();
+    snap.server.version_num = 180_001;
+    snap.server.version = "18.1 (Debian 18.1-1.pgdg13+2)".to_string();
+    let set = |v: &str| Setting::Set(v.to_string());
+    snap.settings.insert("ssl_min_protocol_version".into(), set("TLSv1.1"));
+    snap.settings.insert("ssl_max_protocol_version".into(), set("TLSv1.2"));
+    snap.settings.insert("ssl_groups".into(), set("X25519:prime256v1"));
+    snap.settings.insert("ssl_tls13_ciphers".into(), Setting::Hidden);
+    snap.settings.insert("ssl_ciphers".into(), Setting::Hidden);
+    snap.settings.insert("require_secure_transport".into(), set("off"));
+    snap.monitor.sslmode = "require".to_string();
+    snap.monitor.verification = Verification::None;
+    let mut old = fixtures::session(4180, ConnClass::TlsOlder);
+    old.user = Some("erp".into());
+    old.database = Some("erp".into());
+    old.application_name = Some("erp-classic".into());
+    snap.sessions.push(old);
+    snap
+}
+
+// ---- snapshots ------------------------------------------------------------------------------------------------
+
+#[test]
+fn loading() {
+    snapshot_both("loading", new_state);
+}
+
+#[test]
+fn connected_view() {
+    snapshot_both("connected", connected);
+}
+
+#[test]
+fn disconnected() {
+    snapshot_both("disconnected", |w, h| {
+        let mut state = connected(w, h);
+        lost(&mut state);
+        state
+    });
+}
+
+#[test]
+fn disconnected_before_any_data() {
+    snapshot_both("disconnected_no_data", |w, h| {
+        let mut state = new_state(w, h);
+        lost(&mut state);
+        state
+    });
+}
+
+#[test]
+fn empty() {
+    snapshot_both("empty", |w, h| {
+        let mut state = new_state(w, h);
+        let mut snap = fixtures::snapshot();
+        snap.sessions.clear();
+        feed(&mut state, snap);
+        state
+    });
+}
+
+#[test]
+fn filtered() {
+    snapshot_both("filtered", |w, h| {
+        let mut state = connected(w, h);
+        press(&mut state, KeyCode::Char('/'));
+        type_text(&mut state, "bill");
+        state
+    });
+}
+
+#[test]
+fn filter_without_matches() {
+    snapshot_both("filtered_none", |w, h| {
+        let mut state = connected(w, h);
+        press(&mut state, KeyCode::Char('/'));
+        type_text(&mut state, "nobody");
+        press(&mut state, KeyCode::Enter);
+        state
+    });
+}
+
+#[test]
+fn sorted() {
+    snapshot_both("sorted_application_desc", |w, h| {
+        let mut state = connected(w, h);
+        // Back from TLS through STATE, AGE and CLIENT to APPLICATION, then reverse.
+        for _ in 0..4 {
+            press(&mut state, KeyCode::Char('S'));
+        }
+        press(&mut state, KeyCode::Char('i'));
+        state
+    });
+}
+
+#[test]
+fn the_sort_column_is_always_marked() {
+    for (w, h) in SIZES {
+        let mut state = connected(w, h);
+        let rows_y = usize::from(view::table_rows_area(Rect::new(0, 0, w, h)).expect("fits").y);
+        for _ in 0..pgtls::tui::columns::Column::ALL.len() {
+            press(&mut state, KeyCode::Char('s'));
+            let screen_lines = lines(draw(&mut state, w, h).backend().buffer());
+            let (title_line, header_row) = (&screen_lines[rows_y - 2], &screen_lines[rows_y - 1]);
+            let title = state.sort.column.title();
+            // In the header row, or named in the table's title when the column does not fit this width.
+            assert!(
+                header_row.contains('▲') || title_line.contains(&format!("sorted by {title} ▲")),
+                "{title} at {w}x{h}:\n{title_line}\n{header_row}"
+            );
+        }
+    }
+}
+
+#[test]
+fn quick_view_no_tls() {
+    snapshot_both("quick_view_no_tls", |w, h| {
+        let mut state = connected(w, h);
+        press(&mut state, KeyCode::Char('2'));
+        state
+    });
+}
+
+fn detail_of_tls12(w: u16, h: u16) -> AppState {
+    let mut state = connected(w, h);
+    press(&mut state, KeyCode::Down);
+    press(&mut state, KeyCode::Down);
+    press(&mut state, KeyCode::Enter);
+    state
+}
+
+#[test]
+fn detail() {
+    snapshot_both("detail_tls12", |w, h| {
+        let state = detail_of_tls12(w, h);
+        assert_eq!(state.detail.as_ref().map(|d| d.session.class), Some(ConnClass::Tls12));
+        state
+    });
+}
+
+#[test]
+fn detail_scrolled_to_the_end() {
+    snapshot_both("detail_scrolled", |w, h| {
+        let mut state = detail_of_tls12(w, h);
+        press(&mut state, KeyCode::End);
+        state
+    });
+}
+
+#[test]
+fn detail_of_an_ended_session() {
+    snapshot_both("detail_ended", |w, h| {
+        let mut state = detail_of_tls12(w, h);
+        let mut next = fixtures::snapshot();
+        next.taken_at += chrono::Duration::seconds(2);
+        next.sessions.retain(|s| s.pid != 4131);
+        feed(&mut state, next);
+        assert!(state.detail.as_ref().is_some_and(|d| d.ended_at.is_some()));
+        state
+    });
+}
+
+#[test]
+fn help() {
+    snapshot_both("help", |w, h| {
+        let mut state = connected(w, h);
+        press(&mut state, KeyCode::Char('?'));
+        state
+    });
+}
+
+#[test]
+fn paused_with_connection_warnings() {
+    snapshot_both("paused_warnings", |w, h| {
+        let mut state = new_state(w, h);
+        state.handle(Input::Poller {
+            event: PollerEvent::Connected {
+                warnings: vec![
+                    "WARNING: password file \"/home/dba/.pgpass\" has group or world access; permissions should be \
+                     u=rw (0600) or less"
+                        .to_string(),
+                ],
+            },
+            at: fixtures::now(),
+        });
+        feed(&mut state, fixtures::snapshot());
+        press(&mut state, KeyCode::Char('p'));
+        state
+    });
+}
+
+#[test]
+fn weak_server_settings() {
+    snapshot_both("weak_server", |w, h| {
+        let mut state = new_state(w, h);
+        feed(&mut state, weak_server());
+        state
+    });
+}
+
+#[test]
+fn too_small() {
+    let mut state = connected(60, 20);
+    let terminal = draw(&mut state, 60, 20);
+    insta::assert_snapshot!("too_small_60x20", terminal.backend());
+    assert!(screen(&terminal).contains("too small"));
+    assert!(screen(&terminal).contains("60x20"));
+}
+
+#[test]
+fn no_color() {
+    let mut state = connected(120, 36);
+    let terminal = draw_mono(&mut state, 120, 36);
+    insta::assert_snapshot!("connected_mono_120x36", terminal.backend());
+    let buffer = terminal.backend().buffer();
+    for cell in buffer.content() {
+        assert_eq!(
+            (cell.fg, cell.bg),
+            (Color::Reset, Color::Reset),
+            "a colour at {:?}",
+            cell.symbol()
+        );
+    }
+    // Without colour the selection still shows.
+    let rows = view::table_rows_area(buffer.area).expect("fits");
+    let selected = state.selected_index().expect("a selection") - state.offset;
+    let y = rows.y + u16::try_from(selected).expect("small");
+    assert!(buffer[(rows.x + 3, y)].modifier.contains(Modifier::REVERSED));
+}
+
+// ---- behaviour ------------------------------------------------------------------------------------------------
+
+#[test]
+fn the_table_shows_every_kind_of_transport() {
+    for (w, h) in SIZES {
+        let mut state = connected(w, h);
+        let text = screen(&draw(&mut state, w, h));
+        for needle in ["TLSv1.3", "TLSv1.2", "no TLS", "local", "unknown"] {
+            assert!(text.contains(needle), "{needle} missing at {w}x{h}:\n{text}");
+        }
+        // Markers read without colour: plain text `!`, TLS 1.2 `~`, unknown `?`.
+        let rows = table_rows(&draw(&mut state, w, h));
+        let marker_of = |needle: &str| rows.iter().find(|l| l.contains(needle)).and_then(|l| l.chars().nth(1));
+        assert_eq!(marker_of("grafana"), Some('!'));
+        assert_eq!(marker_of("legacy-reports"), Some('~'));
+        assert_eq!(marker_of("audit"), Some('?'));
+        assert_eq!(marker_of("orders-api"), Some(' '));
+    }
+}
+
+#[test]
+fn class_colours_follow_the_transport() {
+    let mut state = connected(120, 36);
+    let terminal = draw(&mut state, 120, 36);
+    let buffer = terminal.backend().buffer();
+    let text = lines(buffer);
+    let first_row = usize::from(view::table_rows_area(buffer.area).expect("fits").y);
+    let fg_of = |needle: &str, cell_text: &str| {
+        let y = first_row + text[first_row..].iter().position(|l| l.contains(needle)).expect("row");
+        let x = text[y].find(cell_text).expect("cell");
+        // `find` gives bytes; the border and marker before it are multi-byte, so count columns instead.
+        let col = text[y][..x].chars().count();
+        buffer[(u16::try_from(col).expect("narrow"), u16::try_from(y).expect("short"))].fg
+    };
+    assert_eq!(fg_of("orders-api", "TLSv1.3"), Color::Green);
+    assert_eq!(fg_of("legacy-reports", "TLSv1.2"), Color::Yellow);
+    assert_eq!(fg_of("grafana", "no TLS"), Color::LightRed);
+}
+
+#[test]
+fn client_controlled_text_cannot_reach_the_terminal_raw() {
+    // application_name, queries and DNs come from clients: escape sequences must not pass through.
+    let mut snap = fixtures::snapshot();
+    let evil = &mut snap.sessions[5];
+    evil.application_name = Some("evil\x1b]0;pwned\x07\nname".into());
+    evil.query = Some("SELECT 1;\x1b[2J\x1b[H -- clear screen\r\n\tFROM t".into());
+    if let Some(tls) = evil.tls.as_mut() {
+        tls.client_dn = Some("/CN=\x1b[31mred".into());
+    }
+    let pid = evil.pid;
+    for (w, h) in SIZES {
+        let mut state = new_state(w, h);
+        state.warnings.push("note with a bell\x07 and escape \x1b[5m".into());
+        feed(&mut state, snap.clone());
+        while state.selected_session().map(|s| s.pid) != Some(pid) {
+            press(&mut state, KeyCode::Down);
+        }
+        let table = screen(&draw(&mut state, w, h));
+        press(&mut state, KeyCode::Enter);
+        let detail = screen(&draw(&mut state, w, h));
+        for text in [table, detail] {
+            assert!(text.contains("evil"), "{text}");
+            assert!(
+                !text.chars().any(|c| c.is_control() && c != '\n'),
+                "control character drawn:\n{text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_password_of_the_lab_never_shows() {
+    // The target given to the state never holds a password; nothing else on screen may invent one either.
+    let mut state = connected(120, 36);
+    lost(&mut state);
+    press(&mut state, KeyCode::Char('?'));
+    let text = screen(&draw(&mut state, 120, 36));
+    assert!(!text.contains("lab-secret"));
+    assert!(!text.contains("password="));
+}
+
+#[test]
+fn layout_is_a_pure_function_of_the_size_and_matches_the_drawing() {
+    assert!(view::layout(Rect::new(0, 0, 79, 40)).is_none());
+    assert!(view::layout(Rect::new(0, 0, 200, 23)).is_none());
+    assert_eq!(view::table_page(Rect::new(0, 0, 60, 20)), 0);
+    for (w, h) in [(80, 24), (99, 30), (100, 24), (120, 36), (200, 60)] {
+        let area = Rect::new(0, 0, w, h);
+        let areas = view::layout(area).expect("fits");
+        for r in [
+            areas.header,
+            areas.posture,
+            areas.summary,
+            areas.alerts,
+            areas.table,
+            areas.footer,
+        ] {
+            assert!(area.contains(r.as_position()) && r.right() <= area.right() && r.bottom() <= area.bottom());
+        }
+        assert_eq!(areas.footer.bottom(), h);
+        assert_eq!(areas.table.bottom(), areas.footer.y);
+        assert!(view::table_page(area) >= 7, "{w}x{h}");
+
+        // The first data row sits where `table_rows_area` says, so clicks land on the row the user sees.
+        let mut state = new_state(w, h);
+        feed(&mut state, fixtures::generated(500));
+        press(&mut state, KeyCode::PageDown);
+        let terminal = draw(&mut state, w, h);
+        let rows = view::table_rows_area(area).expect("fits");
+        let screen_rows = lines(terminal.backend().buffer());
+        let first_pid = state.visible_sessions().nth(state.offset).expect("row").pid.to_string();
+        assert!(
+            screen_rows[usize::from(rows.y)].contains(&first_pid),
+            "{}",
+            screen_rows[usize::from(rows.y)]
+        );
+        let last = state.offset + usize::from(rows.height) - 1;
+        let last_pid = state.visible_sessions().nth(last).expect("row").pid.to_string();
+        assert!(screen_rows[usize::from(rows.bottom() - 1)].contains(&last_pid));
+    }
+}
+
+#[test]
+fn fifty_thousand_sessions_draw_fast() {
+    let mut state = new_state(120, 36);
+    feed(&mut state, fixtures::generated(50_000));
+    press(&mut state, KeyCode::End);
+    let started = Instant::now();
+    let mut terminal = draw(&mut state, 120, 36);
+    for _ in 0..9 {
+        terminal.draw(|f| view::draw(f, &state)).expect("draw");
+    }
+    let per_frame = started.elapsed() / 10;
+    let text = screen(&terminal);
+    assert!(text.contains("of 50000"), "{text}");
+    assert!(text.contains("50000 sessions"), "{text}");
+    // Generous for unoptimised test builds on a busy machine; building every row would take far longer.
+    assert!(per_frame < Duration::from_millis(250), "{per_frame:?} per frame");
+}
+
+#[test]
+fn times_follow_the_chosen_time_zone() {
+    let state = connected(120, 36);
+    let mut terminal = Terminal::new(TestBackend::new(120, 36)).expect("test terminal");
+    let berlin = FixedOffset::east_opt(3600).expect("valid offset");
+    terminal
+        .draw(|f| view::draw_with(f, &state, &Theme::color(), berlin))
+        .expect("draw");
+    assert!(screen(&terminal).contains("updated 10:30:00"));
+}
