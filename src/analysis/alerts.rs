@@ -92,13 +92,14 @@ pub fn evaluate_with(snapshot: Option<&Snapshot>, link: &LinkHealth, config: &Al
 
 fn evaluate_rules(snapshot: Option<&Snapshot>, link: &LinkHealth, config: &AlertsConfig) -> Vec<Alert> {
     let mut alerts = Vec::new();
-    if let LinkHealth::Lost { since, error, retry_at } = link {
+    if let LinkHealth::Lost { error, .. } = link {
         alerts.push(Alert {
             key: "connection_lost".into(),
             severity: Severity::Critical,
-            title: format!("Connection lost since {}", since.format("%H:%M:%S")),
+            // Clock times stay out of the text: the view shows when it began, in local time.
+            title: "Connection lost".to_string(),
             count: 1,
-            detail: format!("{error}; retrying at {}", retry_at.format("%H:%M:%S")),
+            detail: format!("{error}; retrying by itself (r retries now)"),
         });
     }
     let Some(snap) = snapshot else {

@@ -56,14 +56,14 @@ impl Column {
     pub fn width(self) -> u16 {
         match self {
             Column::Pid => 7,
-            Column::User => 10,
-            Column::Database => 9,
-            Column::Application => 16,
-            Column::Client => 19,
+            Column::User => 9,
+            Column::Database => 8,
+            Column::Application => 15,
+            Column::Client => 17,
             Column::Age => 6,
             Column::State => 10,
             Column::Tls => 8,
-            Column::Cipher => 22,
+            Column::Cipher => 27,
             Column::Bits => 4,
             Column::ClientDn => 18,
         }

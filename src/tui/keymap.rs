@@ -75,10 +75,11 @@ pub struct Binding {
     pub keys: &'static [Key],
     pub action: Action,
     pub scopes: &'static [Scope],
-    /// How the keys are written in hints and help, e.g. "↑/k".
+    /// How the keys are written in help, e.g. "↑/k".
     pub keys_label: &'static str,
-    /// Short footer hint; `None` keeps the binding out of the footer.
-    pub hint: Option<&'static str>,
+    /// Footer hint as (keys, text); one hint may stand for a group of bindings ("1/2/3").
+    /// `None` keeps the binding out of the footer.
+    pub hint: Option<(&'static str, &'static str)>,
     pub help: &'static str,
 }
 
@@ -86,31 +87,31 @@ use Scope::{Detail, FilterInput, Global, Help as HelpScope, Table};
 
 #[rustfmt::skip]
 pub const BINDINGS: &[Binding] = &[
-    Binding { keys: &[key('q')], action: Action::Quit, scopes: &[Global], keys_label: "q", hint: Some("quit"), help: "Quit" },
+    Binding { keys: &[key('q')], action: Action::Quit, scopes: &[Global], keys_label: "q", hint: Some(("q", "quit")), help: "Quit" },
     Binding { keys: &[ctrl('c')], action: Action::Quit, scopes: &[Global, FilterInput], keys_label: "Ctrl-C", hint: None, help: "Quit from anywhere, even while typing a filter" },
-    Binding { keys: &[key('?'), special(KeyCode::F(1))], action: Action::Help, scopes: &[Global], keys_label: "?", hint: Some("help"), help: "Show or hide this help" },
+    Binding { keys: &[key('?'), special(KeyCode::F(1))], action: Action::Help, scopes: &[Global], keys_label: "?", hint: Some(("?", "help")), help: "Show or hide this help" },
     Binding { keys: &[special(KeyCode::Up), key('k')], action: Action::Up, scopes: &[Table, Detail], keys_label: "↑/k", hint: None, help: "Move up (scroll in the detail view)" },
-    Binding { keys: &[special(KeyCode::Down), key('j')], action: Action::Down, scopes: &[Table, Detail], keys_label: "↓/j", hint: Some("move"), help: "Move down (scroll in the detail view)" },
+    Binding { keys: &[special(KeyCode::Down), key('j')], action: Action::Down, scopes: &[Table, Detail], keys_label: "↓/j", hint: Some(("↓/j", "move")), help: "Move down (scroll in the detail view)" },
     Binding { keys: &[special(KeyCode::PageUp), ctrl('b')], action: Action::PageUp, scopes: &[Table, Detail], keys_label: "PgUp", hint: None, help: "Page up" },
     Binding { keys: &[special(KeyCode::PageDown), ctrl('f')], action: Action::PageDown, scopes: &[Table, Detail], keys_label: "PgDn", hint: None, help: "Page down" },
     Binding { keys: &[special(KeyCode::Home), key('g')], action: Action::Top, scopes: &[Table, Detail], keys_label: "Home/g", hint: None, help: "First row" },
     Binding { keys: &[special(KeyCode::End), key('G')], action: Action::Bottom, scopes: &[Table, Detail], keys_label: "End/G", hint: None, help: "Last row" },
-    Binding { keys: &[key('s'), key('>')], action: Action::SortNext, scopes: &[Table], keys_label: "s/>", hint: Some("sort"), help: "Sort by the next column" },
+    Binding { keys: &[key('s'), key('>')], action: Action::SortNext, scopes: &[Table], keys_label: "s/>", hint: Some(("s/>", "sort")), help: "Sort by the next column" },
     Binding { keys: &[key('S'), key('<')], action: Action::SortPrev, scopes: &[Table], keys_label: "S/<", hint: None, help: "Sort by the previous column" },
-    Binding { keys: &[key('i')], action: Action::SortReverse, scopes: &[Table], keys_label: "i", hint: Some("reverse"), help: "Reverse the sort order (▲ ascending, ▼ descending)" },
-    Binding { keys: &[key('/')], action: Action::StartFilter, scopes: &[Table], keys_label: "/", hint: Some("filter"), help: "Filter rows: text matched in every column, case-insensitive" },
-    Binding { keys: &[special(KeyCode::Esc)], action: Action::ClearFilter, scopes: &[FilterInput], keys_label: "Esc", hint: Some("clear"), help: "Clear the filter and stop typing" },
-    Binding { keys: &[special(KeyCode::Enter)], action: Action::ApplyFilter, scopes: &[FilterInput], keys_label: "Enter", hint: Some("keep"), help: "Keep the filter and go back to the table" },
+    Binding { keys: &[key('i')], action: Action::SortReverse, scopes: &[Table], keys_label: "i", hint: Some(("i", "reverse")), help: "Reverse the sort order (▲ ascending, ▼ descending)" },
+    Binding { keys: &[key('/')], action: Action::StartFilter, scopes: &[Table], keys_label: "/", hint: Some(("/", "filter")), help: "Filter rows: text matched in every column, case-insensitive" },
+    Binding { keys: &[special(KeyCode::Esc)], action: Action::ClearFilter, scopes: &[FilterInput], keys_label: "Esc", hint: Some(("Esc", "clear")), help: "Clear the filter and stop typing" },
+    Binding { keys: &[special(KeyCode::Enter)], action: Action::ApplyFilter, scopes: &[FilterInput], keys_label: "Enter", hint: Some(("Enter", "keep")), help: "Keep the filter and go back to the table" },
     Binding { keys: &[special(KeyCode::Backspace)], action: Action::DeleteChar, scopes: &[FilterInput], keys_label: "⌫", hint: None, help: "Delete the last character of the filter" },
     Binding { keys: &[key('1')], action: Action::ViewAll, scopes: &[Table], keys_label: "1", hint: None, help: "Quick view: all sessions" },
     Binding { keys: &[key('2')], action: Action::ViewNoTls, scopes: &[Table], keys_label: "2", hint: None, help: "Quick view: no TLS over TCP only" },
-    Binding { keys: &[key('3')], action: Action::ViewBelowTls13, scopes: &[Table], keys_label: "1/2/3", hint: Some("all/no TLS/<1.3"), help: "Quick view: TLS below 1.3 only" },
-    Binding { keys: &[special(KeyCode::Enter)], action: Action::Open, scopes: &[Table], keys_label: "Enter", hint: Some("details"), help: "Open the selected session" },
-    Binding { keys: &[special(KeyCode::Esc), special(KeyCode::Backspace)], action: Action::Back, scopes: &[Detail, HelpScope, Table], keys_label: "Esc", hint: Some("back"), help: "Back (in the table: clear the filter)" },
-    Binding { keys: &[key('p'), key(' ')], action: Action::Pause, scopes: &[Global], keys_label: "p", hint: Some("pause"), help: "Pause or resume refreshing" },
+    Binding { keys: &[key('3')], action: Action::ViewBelowTls13, scopes: &[Table], keys_label: "3", hint: Some(("1/2/3", "all/no TLS/<1.3")), help: "Quick view: TLS below 1.3 only" },
+    Binding { keys: &[special(KeyCode::Enter)], action: Action::Open, scopes: &[Table], keys_label: "Enter", hint: Some(("Enter", "details")), help: "Open the selected session" },
+    Binding { keys: &[special(KeyCode::Esc), special(KeyCode::Backspace)], action: Action::Back, scopes: &[Detail, HelpScope, Table], keys_label: "Esc", hint: Some(("Esc", "back")), help: "Back (in the table: clear the filter)" },
+    Binding { keys: &[key('p'), key(' ')], action: Action::Pause, scopes: &[Global], keys_label: "p", hint: Some(("p", "pause")), help: "Pause or resume refreshing" },
     Binding { keys: &[key('+'), key('=')], action: Action::Slower, scopes: &[Global], keys_label: "+", hint: None, help: "Refresh less often (longer interval)" },
-    Binding { keys: &[key('-')], action: Action::Faster, scopes: &[Global], keys_label: "+/-", hint: Some("interval"), help: "Refresh more often (shorter interval)" },
-    Binding { keys: &[key('r')], action: Action::Refresh, scopes: &[Global], keys_label: "r", hint: Some("refresh"), help: "Refresh now (or reconnect now)" },
+    Binding { keys: &[key('-')], action: Action::Faster, scopes: &[Global], keys_label: "-", hint: Some(("+/-", "interval")), help: "Refresh more often (shorter interval)" },
+    Binding { keys: &[key('r')], action: Action::Refresh, scopes: &[Global], keys_label: "r", hint: Some(("r", "refresh")), help: "Refresh now (or reconnect now)" },
 ];
 
 /// The action bound to `event` in `scope`. Scope bindings win over global ones; while typing a
@@ -143,7 +144,7 @@ pub fn hints(scope: Scope) -> Vec<(&'static str, &'static str)> {
         .iter()
         .filter(|b| scope != Scope::FilterInput && b.scopes.contains(&Scope::Global) && !b.scopes.contains(&scope));
     own.chain(global)
-        .filter_map(|b| b.hint.map(|h| (b.keys_label, h)))
+        .filter_map(|b| b.hint)
         .collect()
 }
 
