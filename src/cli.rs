@@ -24,6 +24,9 @@ pub struct Cli {
 pub enum Command {
     /// Poll once and print the result (table, JSON or CSV); exit 2 if the server cannot be reached.
     Snapshot(SnapshotArgs),
+    /// Monitoring plugin: would anyone break if the target were applied? One summary line, perfdata,
+    /// exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (cannot connect or cannot see).
+    Check(CheckArgs),
     /// Read the server's certificate chain and the TLS versions and suites it accepts (like openssl s_client / sslyze).
     /// Exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
     Probe(ProbeArgs),
@@ -47,6 +50,23 @@ pub struct DashboardArgs {
     /// Seconds between refreshes.
     #[arg(short = 'i', long, default_value_t = 2.0, value_name = "SECONDS")]
     pub interval: f64,
+    #[command(flatten)]
+    pub history: HistoryArgs,
+}
+
+/// Where pgtls keeps and finds history: the client ledger, the connection log, the config.
+#[derive(Debug, Args, Clone, Default)]
+pub struct HistoryArgs {
+    /// Keep the client ledger in this file (JSON lines, append-only) and reload it on start.
+    #[arg(long, value_name = "PATH")]
+    pub ledger: Option<PathBuf>,
+    /// Read connection lines (log_connections=on) from this server log file, following rotation.
+    /// Without it pgtls reads the log through pg_read_file() when the role may.
+    #[arg(long, value_name = "PATH")]
+    pub server_log: Option<PathBuf>,
+    /// Configuration file (default: $XDG_CONFIG_HOME/pgtls/config.toml or ~/.config/pgtls/config.toml).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -87,4 +107,37 @@ pub struct ProbeArgs {
     /// List every accepted TLS 1.2 suite (one connection, and one server log line, per suite).
     #[arg(long)]
     pub full_cipher_scan: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// The change to assess.
+    #[arg(long, value_enum, default_value_t = crate::analysis::whatif::Target::MinTls13)]
+    pub target: crate::analysis::whatif::Target,
+    /// Keep polling (every second) for this long before answering, e.g. 30s, 5m.
+    #[arg(long, value_name = "DURATION")]
+    pub watch: Option<String>,
+    /// Below this much observed time the verdict is "not enough evidence" (WARNING).
+    #[arg(long, default_value = "0s", value_name = "DURATION")]
+    pub min_evidence: String,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = CheckFormat::Text)]
+    pub format: CheckFormat,
+    /// Read connection lines from this server log file (from its start).
+    #[arg(long, value_name = "PATH")]
+    pub server_log: Option<PathBuf>,
+    /// Add to and read from this client ledger file.
+    #[arg(long, value_name = "PATH")]
+    pub ledger: Option<PathBuf>,
+    /// Configuration file.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
 }

@@ -113,7 +113,10 @@ pub struct LedgerConfig {
 impl Default for LedgerConfig {
     fn default() -> Self {
         LedgerConfig {
-            key: ["user", "database", "application", "address"].iter().map(|s| s.to_string()).collect(),
+            key: ["user", "database", "application", "address"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         }
     }
 }
@@ -150,7 +153,9 @@ impl Config {
 
     pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
         let config: Config = toml::from_str(text).map_err(|e| describe_error(&e, text, path))?;
-        config.validate().map_err(|e| format!("config {}: {e}", path.display()))?;
+        config
+            .validate()
+            .map_err(|e| format!("config {}: {e}", path.display()))?;
         Ok(config)
     }
 
@@ -185,7 +190,9 @@ pub fn default_path() -> Option<PathBuf> {
 pub fn parse_duration(text: &str) -> Result<chrono::Duration, String> {
     let text = text.trim();
     let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let n: i64 = number.parse().map_err(|_| format!("\"{text}\" is not a duration like 90s, 15m, 24h or 7d"))?;
+    let n: i64 = number
+        .parse()
+        .map_err(|_| format!("\"{text}\" is not a duration like 90s, 15m, 24h or 7d"))?;
     match unit {
         "s" | "" => Ok(chrono::Duration::seconds(n)),
         "m" | "min" => Ok(chrono::Duration::minutes(n)),
@@ -209,10 +216,13 @@ fn describe_error(e: &toml::de::Error, text: &str, path: &Path) -> String {
         .take(line_no)
         .filter_map(|l| {
             let l = l.trim();
-            (l.starts_with('[') && !l.starts_with("[[")).then(|| l.trim_matches(|c| c == '[' || c == ']').trim().to_string())
+            (l.starts_with('[') && !l.starts_with("[["))
+                .then(|| l.trim_matches(|c| c == '[' || c == ']').trim().to_string())
         })
         .last();
-    let key = line.split_once('=').map(|(k, _)| k.trim().trim_matches('"').to_string());
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"').to_string());
     let full_key = match (table, key) {
         (Some(t), Some(k)) => format!("{t}.{k}"),
         (None, Some(k)) => k,
@@ -260,11 +270,17 @@ mod tests {
     #[test]
     fn errors_name_file_line_and_key() {
         let e = parse("[alerts]\nbell = true\nexpiry_warn_days = \"soon\"\n").unwrap_err();
-        assert!(e.starts_with("config /etc/pgtls.toml: line 3, key alerts.expiry_warn_days:"), "{e}");
+        assert!(
+            e.starts_with("config /etc/pgtls.toml: line 3, key alerts.expiry_warn_days:"),
+            "{e}"
+        );
         let e = parse("[alerts.rules.tls12_sessions]\nseverity = \"loud\"\n").unwrap_err();
         assert!(e.contains("line 2, key alerts.rules.tls12_sessions.severity"), "{e}");
         let e = parse("[ledger]\nkeys = [\"user\"]\n").unwrap_err();
-        assert!(e.contains("line 2, key ledger.keys") && e.contains("unknown field"), "{e}");
+        assert!(
+            e.contains("line 2, key ledger.keys") && e.contains("unknown field"),
+            "{e}"
+        );
         let e = parse("[alerts.rules.no_such_rule]\nthreshold = 1\n").unwrap_err();
         assert!(e.contains("key alerts.rules.no_such_rule: unknown rule"), "{e}");
         let e = parse("[whatif]\nmin_evidence = \"a while\"\n").unwrap_err();

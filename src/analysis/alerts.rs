@@ -174,7 +174,9 @@ pub fn who(sessions: &[&Session]) -> String {
 
 fn session_rules(snap: &Snapshot, mute: &Mute, alerts: &mut Vec<Alert>) {
     let muted = |s: &Session| {
-        s.application_name.as_ref().is_some_and(|a| mute.applications.contains(a))
+        s.application_name
+            .as_ref()
+            .is_some_and(|a| mute.applications.contains(a))
             || s.user.as_ref().is_some_and(|u| mute.users.contains(u))
     };
     let of = |class: ConnClass| -> Vec<&Session> {

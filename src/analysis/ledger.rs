@@ -50,7 +50,11 @@ impl KeyFields {
                 "database" => k.database = true,
                 "application" => k.application = true,
                 "address" => k.address = true,
-                other => return Err(format!("unknown ledger key field \"{other}\" (use user, database, application, address)")),
+                other => {
+                    return Err(format!(
+                        "unknown ledger key field \"{other}\" (use user, database, application, address)"
+                    ));
+                }
             }
         }
         Ok(k)
@@ -67,7 +71,13 @@ pub struct ClientKey {
 }
 
 impl ClientKey {
-    pub fn new(fields: KeyFields, user: Option<&str>, database: Option<&str>, application: Option<&str>, address: Option<&str>) -> Self {
+    pub fn new(
+        fields: KeyFields,
+        user: Option<&str>,
+        database: Option<&str>,
+        application: Option<&str>,
+        address: Option<&str>,
+    ) -> Self {
         let pick = |on: bool, v: Option<&str>| if on { v.unwrap_or("").to_string() } else { String::new() };
         ClientKey {
             user: pick(fields.user, user),
@@ -79,7 +89,11 @@ impl ClientKey {
 
     /// "billing-batch (billing@shop from 10.0.0.7)"
     pub fn label(&self) -> String {
-        let app = if self.application.is_empty() { "(no application_name)" } else { &self.application };
+        let app = if self.application.is_empty() {
+            "(no application_name)"
+        } else {
+            &self.application
+        };
         let mut who = self.user.clone();
         if !self.database.is_empty() {
             who = format!("{who}@{}", self.database);
@@ -87,7 +101,11 @@ impl ClientKey {
         if !self.address.is_empty() {
             who = format!("{who} from {}", self.address);
         }
-        if who.is_empty() { app.to_string() } else { format!("{app} ({who})") }
+        if who.is_empty() {
+            app.to_string()
+        } else {
+            format!("{app} ({who})")
+        }
     }
 }
 
@@ -274,6 +292,41 @@ impl Ledger {
         entries
     }
 
+    /// A connection from the log source; `None` when a poll already counted it.
+    pub fn observe_log(&mut self, ev: &crate::logsource::ConnectionEvent) -> Option<Entry> {
+        self.log_source_seen = true;
+        let polled = self
+            .live
+            .keys()
+            .any(|id| id.pid == ev.pid && id.start.is_none_or(|s| (s - ev.at).abs() <= SAME_SESSION_WITHIN));
+        if polled {
+            return None;
+        }
+        let class = match (&ev.tls, ev.local_socket, ev.gss_encrypted) {
+            (Some(t), _, _) => ConnClass::from_tls_version(&t.version),
+            (None, true, _) => ConnClass::Local,
+            (None, false, true) => ConnClass::Gss,
+            (None, false, false) => ConnClass::PlainTcp,
+        };
+        let entry = Entry::Session {
+            at: ev.at,
+            key: ClientKey::new(
+                self.fields,
+                Some(&ev.user),
+                Some(&ev.database),
+                ev.application_name.as_deref(),
+                ev.client_addr.as_deref(),
+            ),
+            class,
+            tls_version: ev.tls.as_ref().map(|t| t.version.clone()),
+            cipher: ev.tls.as_ref().map(|t| t.cipher.clone()),
+            source: Source::Log,
+        };
+        self.from_log.insert(ev.pid, ev.at);
+        self.apply(&entry);
+        Some(entry)
+    }
+
     fn watching(&mut self, at: DateTime<Utc>, log_source: bool) -> Option<Entry> {
         let due = self.last_heartbeat.is_none_or(|last| at - last >= HEARTBEAT_EVERY);
         let entry = Entry::Watching { at, log_source };
@@ -430,14 +483,34 @@ fn ends_with_newline(path: &Path) -> bool {
 pub fn write_csv(ledger: &Ledger, out: &mut dyn Write) -> std::io::Result<()> {
     let mut w = csv::Writer::from_writer(out);
     w.write_record([
-        "user", "database", "application", "address", "worst", "sessions", "tls13", "tls12", "tls_older", "plain_tcp", "gss", "local",
-        "unknown", "ciphers", "first_seen", "last_seen", "connected_now", "sources",
+        "user",
+        "database",
+        "application",
+        "address",
+        "worst",
+        "sessions",
+        "tls13",
+        "tls12",
+        "tls_older",
+        "plain_tcp",
+        "gss",
+        "local",
+        "unknown",
+        "ciphers",
+        "first_seen",
+        "last_seen",
+        "connected_now",
+        "sources",
     ])?;
     for r in ledger.records() {
         let worst = r.worst_class().map(|c| c.label()).unwrap_or("");
         let count = |c| r.count(c).to_string();
         let ciphers: Vec<String> = r.ciphers.keys().cloned().collect();
-        let sources: Vec<&str> = r.sources.iter().map(|s| if *s == Source::Poll { "poll" } else { "log" }).collect();
+        let sources: Vec<&str> = r
+            .sources
+            .iter()
+            .map(|s| if *s == Source::Poll { "poll" } else { "log" })
+            .collect();
         w.write_record([
             r.key.user.clone(),
             r.key.database.clone(),
@@ -476,14 +549,31 @@ mod tests {
         assert_eq!(first.len(), 12);
         let mut later = snap.clone();
         later.taken_at += Duration::seconds(2);
-        assert!(ledger.observe_snapshot(&later, false).is_empty(), "no new sessions, no heartbeat yet");
-        let billing: Vec<&ClientRecord> = ledger.records().filter(|r| r.key.application == "billing-batch").collect();
+        assert!(
+            ledger.observe_snapshot(&later, false).is_empty(),
+            "no new sessions, no heartbeat yet"
+        );
+        let billing: Vec<&ClientRecord> = ledger
+            .records()
+            .filter(|r| r.key.application == "billing-batch")
+            .collect();
         // Two billing sessions come from different addresses in the fixture: two identities.
         assert_eq!(billing.iter().map(|r| r.sessions).sum::<u64>(), 2);
-        assert!(billing.iter().all(|r| r.count(ConnClass::Tls12) == 1 && r.connected_now == 1));
-        later.sessions.retain(|s| s.application_name.as_deref() != Some("billing-batch"));
+        assert!(
+            billing
+                .iter()
+                .all(|r| r.count(ConnClass::Tls12) == 1 && r.connected_now == 1)
+        );
+        later
+            .sessions
+            .retain(|s| s.application_name.as_deref() != Some("billing-batch"));
         ledger.observe_snapshot(&later, false);
-        assert!(ledger.records().filter(|r| r.key.application == "billing-batch").all(|r| r.connected_now == 0));
+        assert!(
+            ledger
+                .records()
+                .filter(|r| r.key.application == "billing-batch")
+                .all(|r| r.connected_now == 0)
+        );
         assert_eq!(ledger.total_sessions(), 11);
     }
 
@@ -493,7 +583,11 @@ mod tests {
         ledger.observe_snapshot(&fixtures::snapshot(), false);
         let billing = ledger.records().find(|r| r.key.application == "billing-batch").unwrap();
         assert_eq!((billing.sessions, billing.key.address.as_str()), (2, ""));
-        assert!(KeyFields::from_names(&["host".into()]).unwrap_err().contains("unknown ledger key field"));
+        assert!(
+            KeyFields::from_names(&["host".into()])
+                .unwrap_err()
+                .contains("unknown ledger key field")
+        );
     }
 
     #[test]
@@ -509,7 +603,14 @@ mod tests {
 
         let mut reloaded = Ledger::new(KeyFields::default());
         Journal::open(&path, &mut reloaded).unwrap();
-        let strip = |l: &Ledger| l.records().map(|r| ClientRecord { connected_now: 0, ..r.clone() }).collect::<Vec<_>>();
+        let strip = |l: &Ledger| {
+            l.records()
+                .map(|r| ClientRecord {
+                    connected_now: 0,
+                    ..r.clone()
+                })
+                .collect::<Vec<_>>()
+        };
         assert_eq!(strip(&reloaded), strip(&ledger));
         assert_eq!(reloaded.observed_from, ledger.observed_from);
 
@@ -522,11 +623,25 @@ mod tests {
         let (mut journal, report) = Journal::open(&path, &mut damaged).unwrap();
         assert_eq!(report.skipped, vec![1, 14]);
         assert_eq!(strip(&damaged), strip(&ledger));
-        assert!(report.message(&path).unwrap().contains("skipped 2 unreadable line(s) (line 1, 14), kept 12 entries"));
-        journal.append(&[Entry::Watching { at: fixtures::now(), log_source: true }]).unwrap();
+        assert!(
+            report
+                .message(&path)
+                .unwrap()
+                .contains("skipped 2 unreadable line(s) (line 1, 14), kept 12 entries")
+        );
+        journal
+            .append(&[Entry::Watching {
+                at: fixtures::now(),
+                log_source: true,
+            }])
+            .unwrap();
         let mut again = Ledger::new(KeyFields::default());
         let (_, report) = Journal::open(&path, &mut again).unwrap();
-        assert_eq!(report.skipped.len(), 2, "the fragment stays one bad line; the new entry is readable");
+        assert_eq!(
+            report.skipped.len(),
+            2,
+            "the fragment stays one bad line; the new entry is readable"
+        );
         assert!(again.log_source_seen);
     }
 }

@@ -91,7 +91,12 @@ impl HbaRule {
     }
 
     fn covers(&self, key: &ClientKey) -> bool {
-        let any = |list: &[String], v: &str| v.is_empty() || list.iter().any(|x| x == "all" || x == v || x.starts_with('+') || x.starts_with('@'));
+        let any = |list: &[String], v: &str| {
+            v.is_empty()
+                || list
+                    .iter()
+                    .any(|x| x == "all" || x == v || x.starts_with('+') || x.starts_with('@'))
+        };
         any(&self.users, &key.user) && any(&self.databases, &key.database)
             || (self.databases.iter().any(|d| d == "sameuser" || d == "samerole") && any(&self.users, &key.user))
     }
@@ -165,7 +170,11 @@ impl Evidence {
             "observed {window}, {} sessions from {} clients, log source {}",
             thousands(self.sessions),
             self.clients,
-            if self.log_source { "on" } else { "off (short-lived connections between polls are missed)" }
+            if self.log_source {
+                "on"
+            } else {
+                "off (short-lived connections between polls are missed)"
+            }
         )
     }
 }
@@ -195,11 +204,21 @@ pub struct WhatIf {
 }
 
 /// Answer "who breaks?" from everything the ledger has seen.
-pub fn evaluate(ledger: &Ledger, target: Target, hba: &Result<Vec<HbaRule>, String>, min_evidence: chrono::Duration) -> WhatIf {
+pub fn evaluate(
+    ledger: &Ledger,
+    target: Target,
+    hba: &Result<Vec<HbaRule>, String>,
+    min_evidence: chrono::Duration,
+) -> WhatIf {
     let mut refused: Vec<Refused> = ledger
         .records()
         .filter_map(|r| {
-            let bad: Vec<(ConnClass, u64)> = r.classes.iter().filter(|(c, _)| target.refuses(**c)).map(|(c, n)| (*c, *n)).collect();
+            let bad: Vec<(ConnClass, u64)> = r
+                .classes
+                .iter()
+                .filter(|(c, _)| target.refuses(**c))
+                .map(|(c, n)| (*c, *n))
+                .collect();
             if bad.is_empty() {
                 return None;
             }
@@ -207,7 +226,11 @@ pub fn evaluate(ledger: &Ledger, target: Target, hba: &Result<Vec<HbaRule>, Stri
             for &(class, n) in &bad {
                 match class {
                     ConnClass::Tls12 | ConnClass::TlsOlder => {
-                        for (v, count) in r.tls_versions.iter().filter(|(v, _)| ConnClass::from_tls_version(v) == class) {
+                        for (v, count) in r
+                            .tls_versions
+                            .iter()
+                            .filter(|(v, _)| ConnClass::from_tls_version(v) == class)
+                        {
                             seen_as.push(format!("{count}× {v}"));
                         }
                     }
@@ -219,8 +242,16 @@ pub fn evaluate(ledger: &Ledger, target: Target, hba: &Result<Vec<HbaRule>, Stri
                 (Target::TlsRequired, _) => Downgrade::NotPossible,
                 (Target::MinTls13, Err(reason)) => Downgrade::Unknown { reason: reason.clone() },
                 (Target::MinTls13, Ok(rules)) => {
-                    let open: Vec<String> = rules.iter().filter(|h| h.admits_plaintext() && h.covers(&r.key)).map(HbaRule::describe).collect();
-                    if open.is_empty() { Downgrade::NotPossible } else { Downgrade::Possible { rules: open } }
+                    let open: Vec<String> = rules
+                        .iter()
+                        .filter(|h| h.admits_plaintext() && h.covers(&r.key))
+                        .map(HbaRule::describe)
+                        .collect();
+                    if open.is_empty() {
+                        Downgrade::NotPossible
+                    } else {
+                        Downgrade::Possible { rules: open }
+                    }
                 }
             };
             Some(Refused {
@@ -235,7 +266,11 @@ pub fn evaluate(ledger: &Ledger, target: Target, hba: &Result<Vec<HbaRule>, Stri
         })
         .collect();
     refused.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then_with(|| a.label.cmp(&b.label)));
-    let unknown: Vec<String> = ledger.records().filter(|r| r.count(ConnClass::Unknown) > 0).map(|r| r.key.label()).collect();
+    let unknown: Vec<String> = ledger
+        .records()
+        .filter(|r| r.count(ConnClass::Unknown) > 0)
+        .map(|r| r.key.label())
+        .collect();
     let evidence = Evidence {
         observed_secs: ledger.observed().num_seconds(),
         sessions: ledger.total_sessions(),
@@ -243,13 +278,25 @@ pub fn evaluate(ledger: &Ledger, target: Target, hba: &Result<Vec<HbaRule>, Stri
         log_source: ledger.log_source_seen,
     };
     let (verdict, reason) = if !refused.is_empty() {
-        (Verdict::NotSafe, format!("{} client(s) would be refused", refused.len()))
+        (
+            Verdict::NotSafe,
+            format!("{} client(s) would be refused", refused.len()),
+        )
     } else if !unknown.is_empty() {
-        (Verdict::NotEnoughEvidence, format!("{} client(s) could not be seen (grant pg_read_all_stats)", unknown.len()))
+        (
+            Verdict::NotEnoughEvidence,
+            format!(
+                "{} client(s) could not be seen (grant pg_read_all_stats)",
+                unknown.len()
+            ),
+        )
     } else if ledger.observed() < min_evidence {
         (
             Verdict::NotEnoughEvidence,
-            format!("watched for less than the {} min asked for; nightly jobs may not have run", min_evidence.num_minutes()),
+            format!(
+                "watched for less than the {} min asked for; nightly jobs may not have run",
+                min_evidence.num_minutes()
+            ),
         )
     } else {
         (Verdict::Safe, "no client seen would be refused".to_string())
@@ -271,16 +318,38 @@ mod ledger_tests {
     use crate::fixtures;
 
     fn ledger() -> Ledger {
-        let mut l = Ledger::new(KeyFields::from_names(&["user".into(), "database".into(), "application".into()]).unwrap());
+        let mut l =
+            Ledger::new(KeyFields::from_names(&["user".into(), "database".into(), "application".into()]).unwrap());
         l.observe_snapshot(&fixtures::snapshot(), false);
         l
     }
 
     fn hba_with_host() -> Result<Vec<HbaRule>, String> {
         Ok(vec![
-            HbaRule { line_number: 1, kind: "local".into(), databases: vec!["all".into()], users: vec!["all".into()], address: None, auth_method: Some("peer".into()) },
-            HbaRule { line_number: 2, kind: "hostssl".into(), databases: vec!["all".into()], users: vec!["all".into()], address: Some("0.0.0.0".into()), auth_method: Some("scram-sha-256".into()) },
-            HbaRule { line_number: 3, kind: "host".into(), databases: vec!["all".into()], users: vec!["all".into()], address: Some("0.0.0.0".into()), auth_method: Some("scram-sha-256".into()) },
+            HbaRule {
+                line_number: 1,
+                kind: "local".into(),
+                databases: vec!["all".into()],
+                users: vec!["all".into()],
+                address: None,
+                auth_method: Some("peer".into()),
+            },
+            HbaRule {
+                line_number: 2,
+                kind: "hostssl".into(),
+                databases: vec!["all".into()],
+                users: vec!["all".into()],
+                address: Some("0.0.0.0".into()),
+                auth_method: Some("scram-sha-256".into()),
+            },
+            HbaRule {
+                line_number: 3,
+                kind: "host".into(),
+                databases: vec!["all".into()],
+                users: vec!["all".into()],
+                address: Some("0.0.0.0".into()),
+                auth_method: Some("scram-sha-256".into()),
+            },
         ])
     }
 
@@ -290,31 +359,59 @@ mod ledger_tests {
         assert_eq!(w.verdict, Verdict::NotSafe);
         let labels: Vec<&str> = w.refused.iter().map(|r| r.label.as_str()).collect();
         assert_eq!(labels.len(), 2);
-        assert!(labels.contains(&"billing-batch (billing@shop)") && labels.contains(&"legacy-reports (reports@dwh)"), "{labels:?}");
-        let billing = w.refused.iter().find(|r| r.client.application == "billing-batch").unwrap();
+        assert!(
+            labels.contains(&"billing-batch (billing@shop)") && labels.contains(&"legacy-reports (reports@dwh)"),
+            "{labels:?}"
+        );
+        let billing = w
+            .refused
+            .iter()
+            .find(|r| r.client.application == "billing-batch")
+            .unwrap();
         assert_eq!(billing.sessions, 2);
         assert_eq!(billing.seen_as, vec!["2× TLSv1.2"]);
-        assert!(matches!(&billing.downgrade, Downgrade::Possible { rules } if rules[0].starts_with("line 3: host all all")));
+        assert!(
+            matches!(&billing.downgrade, Downgrade::Possible { rules } if rules[0].starts_with("line 3: host all all"))
+        );
         assert_eq!(w.unknown, vec!["audit-agent (audit@shop)"]);
     }
 
     #[test]
     fn tls_required_names_the_plaintext_clients_and_hostssl_only_means_no_downgrade() {
-        let w = evaluate(&ledger(), Target::TlsRequired, &hba_with_host(), chrono::Duration::zero());
+        let w = evaluate(
+            &ledger(),
+            Target::TlsRequired,
+            &hba_with_host(),
+            chrono::Duration::zero(),
+        );
         let mut labels: Vec<&str> = w.refused.iter().map(|r| r.label.as_str()).collect();
         labels.sort();
         assert_eq!(labels, vec!["grafana (grafana@postgres)", "nightly-etl (etl@dwh)"]);
-        let strict = Ok(hba_with_host().unwrap().into_iter().filter(|r| r.kind != "host").collect());
+        let strict = Ok(hba_with_host()
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.kind != "host")
+            .collect());
         let w = evaluate(&ledger(), Target::MinTls13, &strict, chrono::Duration::zero());
         assert!(w.refused.iter().all(|r| r.downgrade == Downgrade::NotPossible));
-        let w = evaluate(&ledger(), Target::MinTls13, &Err("permission denied for view pg_hba_file_rules".into()), chrono::Duration::zero());
-        assert!(w.refused.iter().all(|r| matches!(r.downgrade, Downgrade::Unknown { .. })));
+        let w = evaluate(
+            &ledger(),
+            Target::MinTls13,
+            &Err("permission denied for view pg_hba_file_rules".into()),
+            chrono::Duration::zero(),
+        );
+        assert!(
+            w.refused
+                .iter()
+                .all(|r| matches!(r.downgrade, Downgrade::Unknown { .. }))
+        );
     }
 
     #[test]
     fn verdicts_need_evidence() {
         let mut snap = fixtures::snapshot();
-        snap.sessions.retain(|s| s.class == ConnClass::Tls13 || s.class == ConnClass::Local);
+        snap.sessions
+            .retain(|s| s.class == ConnClass::Tls13 || s.class == ConnClass::Local);
         let mut l = Ledger::new(KeyFields::default());
         l.observe_snapshot(&snap, false);
         let w = evaluate(&l, Target::MinTls13, &hba_with_host(), chrono::Duration::hours(1));
@@ -323,6 +420,12 @@ mod ledger_tests {
         l.observe_snapshot(&snap, true);
         let w = evaluate(&l, Target::MinTls13, &hba_with_host(), chrono::Duration::hours(1));
         assert_eq!(w.verdict, Verdict::Safe);
-        assert!(w.evidence.sentence().starts_with("observed 2 h 0 min, 5 sessions from 5 clients, log source on"), "{}", w.evidence.sentence());
+        assert!(
+            w.evidence
+                .sentence()
+                .starts_with("observed 2 h 0 min, 5 sessions from 5 clients, log source on"),
+            "{}",
+            w.evidence.sentence()
+        );
     }
 }

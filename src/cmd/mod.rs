@@ -1,5 +1,6 @@
 //! One runner per subcommand; `main` only parses and dispatches.
 
+pub mod check;
 pub mod dashboard;
 pub mod demo;
 pub mod probe;
@@ -16,6 +17,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Some(Command::Snapshot(args)) => snapshot::run(args).await,
         Some(Command::Probe(args)) => probe::run(args).await,
+        Some(Command::Check(args)) => check::run(args).await,
         Some(Command::Demo(args)) => demo::run(args).await,
         None => dashboard::run(cli.dashboard).await,
     };

@@ -177,3 +177,41 @@ impl Collector {
         })
     }
 }
+
+impl Collector {
+    /// pg_hba.conf as the server reads it from disk (superuser only; 16+ adds columns we do not need).
+    /// An error is a reason to show the user, not a failure of the connection.
+    pub async fn hba_rules(&self) -> Result<Vec<crate::analysis::whatif::HbaRule>, String> {
+        let rows = self
+            .connected
+            .client
+            .query(
+                "SELECT line_number, type, database, user_name, address, auth_method \
+                   FROM pg_catalog.pg_hba_file_rules WHERE error IS NULL ORDER BY line_number",
+                &[],
+            )
+            .await
+            .map_err(|e| match e.as_db_error() {
+                Some(db) => format!("cannot read pg_hba_file_rules: {} (superuser only)", db.message()),
+                None => format!("cannot read pg_hba_file_rules: {e}"),
+            })?;
+        rows.iter()
+            .map(|r| {
+                Ok(crate::analysis::whatif::HbaRule {
+                    line_number: r.try_get("line_number")?,
+                    kind: r.try_get("type")?,
+                    databases: r.try_get::<_, Option<Vec<String>>>("database")?.unwrap_or_default(),
+                    users: r.try_get::<_, Option<Vec<String>>>("user_name")?.unwrap_or_default(),
+                    address: r.try_get("address")?,
+                    auth_method: r.try_get("auth_method")?,
+                })
+            })
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .map_err(|e| format!("reading pg_hba_file_rules: {e}"))
+    }
+
+    /// The client for source-specific reads (the SQL log reader) on the same connection.
+    pub fn client(&self) -> &tokio_postgres::Client {
+        &self.connected.client
+    }
+}

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use color_eyre::eyre::{Result, bail, eyre};
+use color_eyre::eyre::{Result, WrapErr, bail, eyre};
 
 /// Environment variable naming the directory that holds `initdb` and `postgres`.
 pub const BINDIR_ENV: &str = "PGTLS_PG_BINDIR";
@@ -22,7 +22,21 @@ impl ServerBinaries {
 
     /// Major version from `postgres --version`, e.g. 15.
     pub fn major_version(&self) -> Result<u32> {
-        let out = Command::new(self.tool("postgres")).arg("--version").output()?;
+        let postgres = self.tool("postgres");
+        let out = Command::new(&postgres)
+            .arg("--version")
+            .output()
+            .wrap_err_with(|| format!("cannot run {}", postgres.display()))?;
+        // Relocatable builds (the npm packages scripts/pg-matrix.sh installs) fail here, with nothing on stdout, when
+        // the library symlinks their install step creates are missing; show the loader's message instead.
+        if !out.status.success() {
+            bail!(
+                "{} --version failed ({}): {}",
+                postgres.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
         let text = String::from_utf8_lossy(&out.stdout);
         parse_major(&text).ok_or_else(|| eyre!("cannot read the version from {:?}", text.trim()))
     }
@@ -108,6 +122,20 @@ mod tests {
         assert_eq!(parse_major("postgres (PostgreSQL) 18.4"), Some(18));
         assert_eq!(parse_major("postgres (PostgreSQL) 17beta1"), Some(17));
         assert_eq!(parse_major("nonsense"), None);
+    }
+
+    #[test]
+    fn a_postgres_that_cannot_start_says_why() {
+        // A symlink to a program that fails, not a script written here: executing a file this process just wrote
+        // can fail with ETXTBSY while other tests fork.
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/bin/false", dir.path().join("postgres")).unwrap();
+        let binaries = ServerBinaries {
+            dir: dir.path().to_path_buf(),
+            found_by: "test",
+        };
+        let err = binaries.major_version().unwrap_err().to_string();
+        assert!(err.contains("--version failed (exit status: 1)"), "{err}");
     }
 
     #[test]

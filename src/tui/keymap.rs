@@ -143,9 +143,7 @@ pub fn hints(scope: Scope) -> Vec<(&'static str, &'static str)> {
     let global = BINDINGS
         .iter()
         .filter(|b| scope != Scope::FilterInput && b.scopes.contains(&Scope::Global) && !b.scopes.contains(&scope));
-    own.chain(global)
-        .filter_map(|b| b.hint)
-        .collect()
+    own.chain(global).filter_map(|b| b.hint).collect()
 }
 
 /// Help lines grouped by scope, for the `?` overlay.

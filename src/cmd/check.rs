@@ -1,0 +1,249 @@
+//! `pgtls check`: a monitoring plugin. One summary line first (as Nagios plugins print), perfdata,
+//! and exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (cannot connect or cannot see).
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::Failure;
+use crate::analysis::alerts::{Alert, LinkHealth, Severity, evaluate_with};
+use crate::analysis::ledger::{Journal, KeyFields, Ledger};
+use crate::analysis::whatif::{self, Verdict, WhatIf};
+use crate::cli::{CheckArgs, CheckFormat};
+use crate::collect::Collector;
+use crate::config::{Config, parse_duration};
+use crate::conn::params::{Environment, resolve};
+use crate::model::{ClassCounts, Snapshot};
+use crate::sources::LogSources;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Status {
+    Ok,
+    Warning,
+    Critical,
+    Unknown,
+}
+
+impl Status {
+    pub fn code(self) -> u8 {
+        match self {
+            Status::Ok => 0,
+            Status::Warning => 1,
+            Status::Critical => 2,
+            Status::Unknown => 3,
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            Status::Ok => "OK",
+            Status::Warning => "WARNING",
+            Status::Critical => "CRITICAL",
+            Status::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct CheckReport {
+    pub status: Status,
+    pub summary: String,
+    pub counts: ClassCounts,
+    pub alerts: Vec<Alert>,
+    pub whatif: WhatIf,
+    pub sources: Vec<String>,
+    pub perfdata: String,
+}
+
+fn unknown(message: impl std::fmt::Display) -> Failure {
+    Failure {
+        message: format!("PGTLS UNKNOWN - {message}"),
+        code: Status::Unknown.code(),
+    }
+}
+
+/// Monitoring systems read stdout: even UNKNOWN is reported there, as one line.
+pub async fn run(args: CheckArgs) -> Result<ExitCode, Failure> {
+    match run_checked(args).await {
+        Ok(code) => Ok(code),
+        Err(failure) => {
+            println!("{}", failure.message);
+            Ok(ExitCode::from(failure.code))
+        }
+    }
+}
+
+async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
+    let (config, _) = Config::load(args.config.as_deref()).map_err(unknown)?;
+    let watch = match &args.watch {
+        Some(w) => parse_duration(w).map_err(|e| unknown(format!("--watch: {e}")))?,
+        None => chrono::Duration::zero(),
+    };
+    let min_evidence = parse_duration(&args.min_evidence).map_err(|e| unknown(format!("--min-evidence: {e}")))?;
+    let params = resolve(args.conn.conninfo.as_deref(), &Environment::from_process()).map_err(unknown)?;
+    let mut collector = Collector::connect(&params)
+        .await
+        .map_err(|e| unknown(format!("cannot connect: {e}")))?;
+    let fields = KeyFields::from_names(&config.ledger.key).map_err(unknown)?;
+    let mut ledger = Ledger::new(fields);
+    let mut journal = match &args.ledger {
+        Some(path) => {
+            let (journal, report) = Journal::open(path, &mut ledger).map_err(unknown)?;
+            if let Some(message) = report.message(path) {
+                eprintln!("pgtls: {message}");
+            }
+            Some(journal)
+        }
+        None => None,
+    };
+    let mut logs = LogSources::open(&collector, args.server_log.as_deref(), true)
+        .await
+        .map_err(unknown)?;
+
+    let deadline = tokio::time::Instant::now() + watch.to_std().unwrap_or_default();
+    let mut snapshot: Snapshot;
+    loop {
+        snapshot = collector
+            .poll()
+            .await
+            .map_err(|e| unknown(format!("poll failed: {e}")))?;
+        let mut entries = ledger.observe_snapshot(&snapshot, logs.is_active());
+        for event in logs.poll(&collector).await {
+            entries.extend(ledger.observe_log(&event));
+        }
+        if let Some(journal) = &mut journal {
+            journal.append(&entries).map_err(unknown)?;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1).min(deadline - tokio::time::Instant::now())).await;
+    }
+    let hba = collector.hba_rules().await;
+    let alerts = evaluate_with(Some(&snapshot), &LinkHealth::Up, &config.alerts);
+    let whatif = whatif::evaluate(&ledger, args.target, &hba, min_evidence);
+    let report = assess(&snapshot, alerts, whatif, logs.describe());
+
+    let mut out = std::io::stdout().lock();
+    let written = match args.format {
+        CheckFormat::Text => write_text(&report, &mut out),
+        CheckFormat::Json => serde_json::to_writer_pretty(&mut out, &report)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out)),
+    };
+    written.and_then(|()| out.flush()).map_err(unknown)?;
+    Ok(ExitCode::from(report.status.code()))
+}
+
+/// Decide the status: unseen sessions make the answer UNKNOWN; refused clients or critical alerts
+/// are CRITICAL; warnings and thin evidence are WARNING.
+pub fn assess(snapshot: &Snapshot, alerts: Vec<Alert>, whatif: WhatIf, sources: Vec<String>) -> CheckReport {
+    let counts = snapshot.class_counts();
+    let worst = alerts.iter().map(|a| a.severity).min();
+    let (status, summary) = if counts.unknown > 0 {
+        (
+            Status::Unknown,
+            format!(
+                "cannot see {} session(s): GRANT pg_read_all_stats TO {}",
+                counts.unknown, snapshot.monitor.user
+            ),
+        )
+    } else if whatif.verdict == Verdict::NotSafe {
+        let who: Vec<&str> = whatif.refused.iter().take(5).map(|r| r.label.as_str()).collect();
+        (
+            Status::Critical,
+            format!(
+                "{} client(s) would be refused by {}: {}{}",
+                whatif.refused.len(),
+                whatif.target.label(),
+                who.join(", "),
+                if whatif.refused.len() > 5 { ", …" } else { "" }
+            ),
+        )
+    } else if worst == Some(Severity::Critical) {
+        (Status::Critical, first_title(&alerts, Severity::Critical))
+    } else if worst == Some(Severity::Warning) {
+        (Status::Warning, first_title(&alerts, Severity::Warning))
+    } else if whatif.verdict == Verdict::NotEnoughEvidence {
+        (Status::Warning, format!("not enough evidence: {}", whatif.reason))
+    } else {
+        (
+            Status::Ok,
+            format!(
+                "no client would be refused by {}; {}",
+                whatif.target.label(),
+                whatif.evidence.sentence()
+            ),
+        )
+    };
+    let perfdata = format!(
+        "tls13={} tls12={} tls_older={} plain_tcp={} gss={} local={} unknown={} refused_clients={} sessions_seen={} poll_time={:.1}ms",
+        counts.tls13,
+        counts.tls12,
+        counts.tls_older,
+        counts.plain_tcp,
+        counts.gss,
+        counts.local,
+        counts.unknown,
+        whatif.refused.len(),
+        whatif.evidence.sessions,
+        snapshot.poll_ms
+    );
+    CheckReport {
+        status,
+        summary,
+        counts,
+        alerts,
+        whatif,
+        sources,
+        perfdata,
+    }
+}
+
+fn first_title(alerts: &[Alert], severity: Severity) -> String {
+    let matching: Vec<&Alert> = alerts.iter().filter(|a| a.severity == severity).collect();
+    let mut text = matching.first().map(|a| a.title.clone()).unwrap_or_default();
+    if matching.len() > 1 {
+        text.push_str(&format!(" (+{} more)", matching.len() - 1));
+    }
+    text
+}
+
+fn write_text(r: &CheckReport, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(out, "PGTLS {} - {} | {}", r.status.word(), r.summary, r.perfdata)?;
+    for a in &r.alerts {
+        writeln!(out, "{} {}: {}", a.severity.symbol(), a.title, a.detail)?;
+    }
+    writeln!(
+        out,
+        "What-if {}: {:?} — {}",
+        r.whatif.target.label(),
+        r.whatif.verdict,
+        r.whatif.reason
+    )?;
+    for refused in &r.whatif.refused {
+        writeln!(
+            out,
+            "  refused: {} — seen {} , last {}{}",
+            refused.label,
+            refused.seen_as.join(", "),
+            refused.last_seen.format("%Y-%m-%d %H:%M:%S UTC"),
+            match &refused.downgrade {
+                whatif::Downgrade::Possible { rules } => format!(
+                    "; with sslmode=prefer/allow it may silently reconnect WITHOUT TLS ({})",
+                    rules.join("; ")
+                ),
+                whatif::Downgrade::Unknown { reason } => format!("; downgrade risk unknown: {reason}"),
+                whatif::Downgrade::NotPossible => String::new(),
+            }
+        )?;
+    }
+    writeln!(out, "Evidence: {}", r.whatif.evidence.sentence())?;
+    for s in &r.sources {
+        writeln!(out, "Source: {s}")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,321 @@
+//! Following a log file on this machine, through rotation.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use super::stream::Pipeline;
+use super::{ConnectionEvent, LogFormat, LogSource};
+
+/// How much of the file's start is remembered to notice it being truncated and refilled between polls.
+const HEAD_LEN: usize = 256;
+const READ_CHUNK: usize = 1 << 20;
+
+/// Follows one log file: reads only bytes added since the last call, keeps a partial last record for the
+/// next call, pairs received/authorized lines by pid, and survives rotation:
+///
+/// * the path now names a different file (rename-and-reopen rotation, `log_filename` without a time
+///   pattern, logrotate's `create`): the rest of the old handle is read first, then the new file from 0;
+/// * the file shrank, or its first bytes changed (`copytruncate`): it is read again from 0;
+/// * with [`LogFollower::open_current_logfiles`], the file is whichever `current_logfiles` names for the
+///   format, which the logging collector rewrites on every rotation.
+pub struct LogFollower {
+    target: Target,
+    path: PathBuf,
+    format: LogFormat,
+    from_start: bool,
+    file: File,
+    identity: (u64, u64),
+    offset: u64,
+    head: Vec<u8>,
+    pipeline: Pipeline,
+}
+
+enum Target {
+    Path,
+    CurrentLogfiles { data_dir: PathBuf },
+}
+
+impl LogFollower {
+    /// Follow `path`. With `from_start` false, only what is written after this call is read.
+    pub fn open(path: PathBuf, format: LogFormat, from_start: bool) -> io::Result<Self> {
+        Self::start(Target::Path, path, format, from_start)
+    }
+
+    /// Follow the file the logging collector currently writes for `format`, as named in
+    /// `data_dir/current_logfiles` (needs `logging_collector = on` and read access to the data directory).
+    pub fn open_current_logfiles(data_dir: PathBuf, format: LogFormat, from_start: bool) -> io::Result<Self> {
+        let path = current_logfile(&data_dir, &format)?;
+        Self::start(Target::CurrentLogfiles { data_dir }, path, format, from_start)
+    }
+
+    fn start(target: Target, path: PathBuf, format: LogFormat, from_start: bool) -> io::Result<Self> {
+        let file = File::open(&path)?;
+        let meta = file.metadata()?;
+        let mut follower = LogFollower {
+            target,
+            path,
+            pipeline: Pipeline::new(&format),
+            format,
+            from_start,
+            identity: (meta.dev(), meta.ino()),
+            offset: 0,
+            head: Vec::new(),
+            file,
+        };
+        if !from_start {
+            follower.offset = meta.len();
+            if meta.len() > 0 {
+                let mut last = [0u8; 1];
+                follower.file.read_exact_at(&mut last, meta.len() - 1)?;
+                if last[0] != b'\n' {
+                    // We are in the middle of a record being written; its remainder is not a record.
+                    follower.pipeline.resync();
+                }
+            }
+        }
+        follower.head = follower.read_head()?;
+        Ok(follower)
+    }
+
+    /// Read what was added since the last call and return the connections it completes.
+    pub fn poll(&mut self) -> io::Result<Vec<ConnectionEvent>> {
+        let mut events = Vec::new();
+        let wanted = match &self.target {
+            Target::Path => Some(self.path.clone()),
+            // While the collector rewrites the file we may read it half-written; try again next poll.
+            Target::CurrentLogfiles { data_dir } => current_logfile(data_dir, &self.format).ok(),
+        };
+        let now = wanted
+            .as_ref()
+            .and_then(|p| fs::metadata(p).ok().map(|m| (p.clone(), m)));
+        match now {
+            Some((path, meta)) if path != self.path || (meta.dev(), meta.ino()) != self.identity => {
+                // Rotated: finish the old file through the handle we hold, then start the new one at 0.
+                self.read_to_end(&mut events)?;
+                self.pipeline.end_of_file(&mut events);
+                match File::open(&path) {
+                    Ok(file) => {
+                        self.identity = (meta.dev(), meta.ino());
+                        self.file = file;
+                        self.path = path;
+                        self.offset = 0;
+                        self.head.clear();
+                        self.pipeline.restart();
+                    }
+                    // Gone again between stat and open: keep the old handle and retry next poll.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(events),
+                    Err(e) => return Err(e),
+                }
+            }
+            Some((_, meta)) if meta.len() < self.offset || !self.head_unchanged()? => {
+                // Truncated in place (copytruncate): whatever is in it now is new.
+                self.offset = 0;
+                self.head.clear();
+                self.pipeline.restart();
+            }
+            // Same file, or the path is missing mid-rotation: keep reading the handle we hold.
+            _ => {}
+        }
+        self.read_to_end(&mut events)?;
+        if self.head.len() < HEAD_LEN {
+            self.head = self.read_head()?;
+        }
+        Ok(events)
+    }
+
+    /// The file being read now (it changes on rotation when following `current_logfiles`).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn format(&self) -> &LogFormat {
+        &self.format
+    }
+
+    /// What this source is, for [`super::limitations`].
+    pub fn source(&self) -> LogSource {
+        LogSource::File {
+            path: self.path.clone(),
+            format: self.format.clone(),
+            from_start: self.from_start,
+        }
+    }
+
+    fn read_to_end(&mut self, events: &mut Vec<ConnectionEvent>) -> io::Result<()> {
+        self.file.seek(SeekFrom::Start(self.offset))?;
+        let mut buf = vec![0u8; READ_CHUNK];
+        loop {
+            let n = match self.file.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.offset += n as u64;
+            self.pipeline.feed(&buf[..n], events);
+        }
+    }
+
+    fn read_head(&self) -> io::Result<Vec<u8>> {
+        let mut head = vec![0u8; HEAD_LEN];
+        let n = self.file.read_at(&mut head, 0)?;
+        head.truncate(n);
+        Ok(head)
+    }
+
+    fn head_unchanged(&self) -> io::Result<bool> {
+        if self.head.is_empty() {
+            return Ok(true);
+        }
+        let mut now = vec![0u8; self.head.len()];
+        let n = self.file.read_at(&mut now, 0)?;
+        Ok(n == self.head.len() && now == self.head)
+    }
+}
+
+/// The file `current_logfiles` names for `format`, made absolute against the data directory.
+fn current_logfile(data_dir: &Path, format: &LogFormat) -> io::Result<PathBuf> {
+    let listing = fs::read_to_string(data_dir.join("current_logfiles"))?;
+    let key = format.current_logfiles_key();
+    listing
+        .lines()
+        .find_map(|line| line.strip_prefix(key)?.strip_prefix(' '))
+        .map(|name| data_dir.join(name))
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("current_logfiles lists no {key} file (is {key} in log_destination?)"),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn received(pid: i32) -> String {
+        format!("2026-11-27 17:42:50.000 UTC [{pid}] LOG:  connection received: host=10.0.0.{pid} port=5\n")
+    }
+
+    fn authorized(pid: i32) -> String {
+        format!(
+            "2026-11-27 17:42:50.001 UTC [{pid}] LOG:  connection authorized: user=u{pid} database=d \
+             SSL enabled (protocol=TLSv1.2, cipher=AES128-SHA, bits=128)\n"
+        )
+    }
+
+    fn append(path: &Path, text: &str) {
+        let mut file = File::options().create(true).append(true).open(path).unwrap();
+        file.write_all(text.as_bytes()).unwrap();
+    }
+
+    fn pids(events: &[ConnectionEvent]) -> Vec<i32> {
+        events.iter().map(|e| e.pid).collect()
+    }
+
+    fn stderr() -> LogFormat {
+        LogFormat::Stderr {
+            prefix: "%m [%p] ".into(),
+        }
+    }
+
+    #[test]
+    fn reads_only_new_bytes_and_keeps_partial_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pg.log");
+        append(&path, &(received(1) + &authorized(1)));
+        let mut from_end = LogFollower::open(path.clone(), stderr(), false).unwrap();
+        let mut from_start = LogFollower::open(path.clone(), stderr(), true).unwrap();
+        assert_eq!(pids(&from_start.poll().unwrap()), vec![1]);
+        assert!(from_end.poll().unwrap().is_empty());
+
+        let second = received(2) + &authorized(2);
+        let (head, tail) = second.split_at(second.len() - 10);
+        append(&path, head);
+        assert!(from_end.poll().unwrap().is_empty());
+        append(&path, tail);
+        let events = from_end.poll().unwrap();
+        assert_eq!(pids(&events), vec![2]);
+        assert_eq!(events[0].client_addr.as_deref(), Some("10.0.0.2"));
+        assert_eq!(pids(&from_start.poll().unwrap()), vec![2]);
+        assert!(from_start.poll().unwrap().is_empty());
+    }
+
+    #[test]
+    fn opening_mid_record_skips_the_torn_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pg.log");
+        let first = authorized(1);
+        append(&path, &(received(1) + &first[..20]));
+        let mut follower = LogFollower::open(path.clone(), stderr(), false).unwrap();
+        append(&path, &(first[20..].to_string() + &received(2) + &authorized(2)));
+        assert_eq!(pids(&follower.poll().unwrap()), vec![2]);
+    }
+
+    #[test]
+    fn rename_rotation_finishes_the_old_file_then_reads_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pg.log");
+        append(&path, &received(1));
+        let mut follower = LogFollower::open(path.clone(), stderr(), true).unwrap();
+        assert!(follower.poll().unwrap().is_empty());
+        // The writer still holds the renamed file and finishes its line there.
+        fs::rename(&path, dir.path().join("pg.log.1")).unwrap();
+        append(&dir.path().join("pg.log.1"), &(authorized(1) + &received(2)));
+        assert_eq!(
+            pids(&follower.poll().unwrap()),
+            vec![1],
+            "path missing: old handle read"
+        );
+        append(&dir.path().join("pg.log.1"), &authorized(2)[..30]);
+        append(&path, &(received(3) + &authorized(3)));
+        let events = follower.poll().unwrap();
+        // pid 2's line was cut short by rotation: parsed as far as it went, it is not a valid line.
+        assert_eq!(pids(&events), vec![3]);
+        assert!(follower.poll().unwrap().is_empty());
+    }
+
+    #[test]
+    fn truncation_restarts_from_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pg.log");
+        append(&path, &(received(1) + &authorized(1) + &received(2) + &authorized(2)));
+        let mut follower = LogFollower::open(path.clone(), stderr(), true).unwrap();
+        assert_eq!(pids(&follower.poll().unwrap()), vec![1, 2]);
+        File::options().write(true).open(&path).unwrap().set_len(0).unwrap();
+        append(&path, &(received(3) + &authorized(3)));
+        assert_eq!(pids(&follower.poll().unwrap()), vec![3]);
+        // Truncated and refilled past the old offset before the next poll: the changed head gives it away.
+        File::options().write(true).open(&path).unwrap().set_len(0).unwrap();
+        let mut refill = String::new();
+        for pid in 4..10 {
+            refill += &(received(pid) + &authorized(pid));
+        }
+        append(&path, &refill);
+        assert_eq!(pids(&follower.poll().unwrap()), (4..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn follows_current_logfiles() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path();
+        fs::create_dir(data.join("log")).unwrap();
+        fs::write(data.join("current_logfiles"), "stderr log/a.log\ncsvlog log/a.csv\n").unwrap();
+        append(&data.join("log/a.log"), &(received(1) + &authorized(1)));
+        let mut follower = LogFollower::open_current_logfiles(data.to_path_buf(), stderr(), false).unwrap();
+        assert_eq!(follower.path(), data.join("log/a.log"));
+        append(&data.join("log/a.log"), &(received(2) + &authorized(2)));
+        append(&data.join("log/b.log"), &(received(3) + &authorized(3)));
+        fs::write(data.join("current_logfiles"), "stderr log/b.log\ncsvlog log/b.csv\n").unwrap();
+        assert_eq!(pids(&follower.poll().unwrap()), vec![2, 3]);
+        assert_eq!(follower.path(), data.join("log/b.log"));
+        let err = LogFollower::open_current_logfiles(data.to_path_buf(), LogFormat::Json, false)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("jsonlog"), "{err}");
+    }
+}

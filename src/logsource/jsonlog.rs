@@ -1,0 +1,67 @@
+//! jsonlog (PostgreSQL 15+): one JSON object per line; newlines inside values are escaped, so a line is
+//! always a whole record. Keys with empty values are left out by the server.
+
+use serde::Deserialize;
+
+use super::LogLine;
+use super::message::parse_message;
+use super::timestamp::parse_pg_timestamp;
+
+#[derive(Deserialize)]
+struct Record {
+    timestamp: String,
+    pid: Option<i32>,
+    remote_host: Option<String>,
+    dbname: Option<String>,
+    error_severity: Option<String>,
+    message: Option<String>,
+}
+
+/// Parse one jsonlog line.
+pub fn parse_json_line(line: &str) -> Option<LogLine> {
+    if !line.contains("connection ") || !line.contains("\"LOG\"") {
+        return None;
+    }
+    let record: Record = serde_json::from_str(line.trim_end()).ok()?;
+    if record.error_severity.as_deref() != Some("LOG") {
+        return None;
+    }
+    let message = parse_message(record.message.as_deref()?)?;
+    Some(LogLine {
+        at: parse_pg_timestamp(&record.timestamp)?,
+        pid: record.pid,
+        remote_host: record.remote_host.filter(|h| !h.is_empty()),
+        database: record.dbname.filter(|d| !d.is_empty()),
+        message,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::message::ConnectionMessage;
+    use super::*;
+
+    #[test]
+    fn pg15_lines_as_logged() {
+        let line = parse_json_line(
+            r#"{"timestamp":"2026-11-27 17:42:50.077 UTC","pid":22543,"remote_host":"127.0.0.1","remote_port":47062,"session_id":"6b09c11a.580f","line_num":1,"ps":"","session_start":"2026-11-27 17:42:50 UTC","txid":0,"error_severity":"LOG","message":"connection received: host=127.0.0.1 port=47062","backend_type":"not initialized","query_id":0}"#,
+        )
+        .unwrap();
+        assert_eq!(line.pid, Some(22543));
+        assert_eq!(line.remote_host.as_deref(), Some("127.0.0.1"));
+        let line = parse_json_line(
+            r#"{"timestamp":"2026-11-27 17:42:50.084 UTC","user":"postgres","dbname":"postgres","pid":22543,"remote_host":"127.0.0.1","remote_port":47062,"session_id":"6b09c11a.580f","line_num":2,"ps":"authentication","session_start":"2026-11-27 17:42:50 UTC","vxid":"3/1","txid":0,"error_severity":"LOG","message":"connection authorized: user=postgres database=postgres application_name=tls13app SSL enabled (protocol=TLSv1.3, cipher=TLS_AES_256_GCM_SHA384, bits=256)","backend_type":"client backend","query_id":0}"#,
+        )
+        .unwrap();
+        assert!(matches!(line.message, ConnectionMessage::Authorized(_)));
+        assert_eq!(line.database.as_deref(), Some("postgres"));
+    }
+
+    #[test]
+    fn statements_and_garbage_are_skipped() {
+        let statement = r#"{"timestamp":"2026-11-27 17:42:57.923 UTC","pid":22576,"error_severity":"ERROR","message":"relation \"nosuch\" does not exist","statement":"select 'LOG', 'connection authorized: user=evil'\n"}"#;
+        assert_eq!(parse_json_line(statement), None);
+        assert_eq!(parse_json_line("{\"LOG\" connection "), None);
+        assert_eq!(parse_json_line(""), None);
+    }
+}

@@ -1,0 +1,285 @@
+//! Reading the server's log through SQL, for when pgtls does not run on the database host.
+
+use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
+
+use super::stream::Pipeline;
+use super::{ConnectionEvent, LogFormat, LogSource, detect_with_collector};
+
+const READ_CHUNK: i64 = 1 << 20;
+
+/// Reads the log file the logging collector is writing, through `pg_current_logfile(format)` and
+/// `pg_read_binary_file(path, offset, length)` (or `pg_read_file` when only that one may be executed),
+/// tracking the offset between calls and following the file name `pg_current_logfile` returns (rotation):
+/// the rest of the old file is read before the new one.
+///
+/// Needs `logging_collector = on` and a role that may run those functions: a superuser, or one granted
+/// EXECUTE on them (plus `pg_read_server_files` when `log_directory` is outside the data directory).
+pub struct SqlLogReader {
+    from_start: bool,
+    state: Option<State>,
+}
+
+struct State {
+    format: LogFormat,
+    file: String,
+    offset: i64,
+    reader: ReadFn,
+    pipeline: Pipeline,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ReadFn {
+    Binary,
+    Text,
+}
+
+impl SqlLogReader {
+    /// With `from_start` false, the first poll only finds the end of the current file.
+    pub fn new(from_start: bool) -> SqlLogReader {
+        SqlLogReader {
+            from_start,
+            state: None,
+        }
+    }
+
+    /// What this source is, for [`super::limitations`].
+    pub fn source(&self) -> LogSource {
+        LogSource::Sql {
+            file: self.state.as_ref().map(|s| s.file.clone()),
+            format: self.state.as_ref().map(|s| s.format.clone()),
+            from_start: self.from_start,
+        }
+    }
+
+    /// The file being read, as the server names it (relative to its data directory unless absolute).
+    pub fn file(&self) -> Option<&str> {
+        self.state.as_ref().map(|s| s.file.as_str())
+    }
+
+    /// Read what was added since the last call. Errors are one line, meant to be shown as they are.
+    pub async fn poll(&mut self, client: &Client) -> Result<Vec<ConnectionEvent>, String> {
+        let mut events = Vec::new();
+        let state = match self.state.as_mut() {
+            Some(state) => state,
+            None => {
+                let state = start(client, self.from_start).await?;
+                self.state.insert(state)
+            }
+        };
+        let current = current_logfile(client, &state.format).await?;
+        if current != state.file {
+            // Rotated: the old file is complete, so read its rest before starting the new one at 0.
+            match read_new(client, state, &mut events).await {
+                // Removed before we finished it (rotation with deletion): its rest is gone, carry on.
+                Ok(()) | Err(ReadError { gone: true, .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            state.pipeline.end_of_file(&mut events);
+            state.file = current;
+            state.offset = 0;
+            state.pipeline.restart();
+        }
+        read_new(client, state, &mut events).await?;
+        Ok(events)
+    }
+}
+
+async fn start(client: &Client, from_start: bool) -> Result<State, String> {
+    let row = client
+        .query_one(
+            "SELECT current_user::text, current_setting('logging_collector'), \
+             current_setting('log_destination'), current_setting('log_line_prefix')",
+            &[],
+        )
+        .await
+        .map_err(|e| unavailable("reading the logging settings", &e))?;
+    let (role, collector, destination, prefix): (String, String, String, String) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    if collector != "on" {
+        return Err(
+            "log source unavailable: logging_collector is off, so the server keeps no log file \
+                    that SQL can read (set logging_collector = on and restart)"
+                .to_string(),
+        );
+    }
+    let format = detect_with_collector(&destination, &prefix, &collector);
+    let file = current_logfile(client, &format).await.map_err(|e| {
+        if e.contains("permission denied") {
+            format!(
+                "log source unavailable: role \"{role}\" may not read server log files (needs superuser, or \
+                 EXECUTE on pg_current_logfile and pg_read_binary_file or pg_read_file): {}",
+                e.trim_start_matches("log source unavailable: ")
+            )
+        } else {
+            e
+        }
+    })?;
+    let reader = pick_reader(client, &file, &role).await?;
+    let mut state = State {
+        pipeline: Pipeline::new(&format),
+        format,
+        file,
+        offset: 0,
+        reader,
+    };
+    if !from_start {
+        skip_to_end(client, &mut state).await?;
+    }
+    Ok(state)
+}
+
+async fn current_logfile(client: &Client, format: &LogFormat) -> Result<String, String> {
+    let key = format.current_logfiles_key();
+    let row = client
+        .query_one("SELECT pg_catalog.pg_current_logfile($1)", &[&key])
+        .await
+        .map_err(|e| unavailable("asking pg_current_logfile", &e))?;
+    row.get::<_, Option<String>>(0).ok_or_else(|| {
+        format!("log source unavailable: pg_current_logfile('{key}') names no file (is {key} in log_destination?)")
+    })
+}
+
+/// Prefer the binary reader: pg_read_file checks the text's encoding and fails on a multibyte character
+/// cut by the chunk boundary or on a line logged in another database's encoding.
+async fn pick_reader(client: &Client, file: &str, role: &str) -> Result<ReadFn, String> {
+    let binary = client
+        .query_one("SELECT pg_catalog.pg_read_binary_file($1, 0, 0)", &[&file])
+        .await;
+    let Err(binary_err) = binary else {
+        return Ok(ReadFn::Binary);
+    };
+    if binary_err.code() != Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
+        return Err(unavailable("reading the log file", &binary_err));
+    }
+    match client
+        .query_one("SELECT pg_catalog.pg_read_file($1, 0, 0)", &[&file])
+        .await
+    {
+        Ok(_) => Ok(ReadFn::Text),
+        Err(e) => Err(format!(
+            "log source unavailable: role \"{role}\" may not read server log files (needs superuser, or EXECUTE \
+             on pg_read_binary_file or pg_read_file, plus pg_read_server_files when log_directory is outside \
+             the data directory): {}",
+            db_message(&e)
+        )),
+    }
+}
+
+/// Start at the end of the current file. pg_stat_file needs its own grant; without it, read through.
+async fn skip_to_end(client: &Client, state: &mut State) -> Result<(), String> {
+    let size = client
+        .query_one("SELECT (pg_catalog.pg_stat_file($1)).size", &[&state.file])
+        .await;
+    match size {
+        Ok(row) => {
+            let size: i64 = row.get(0);
+            state.offset = size;
+            if size > 0 {
+                let (last, _) = read_chunk(client, state, size - 1, 1).await?;
+                if last.last() != Some(&b'\n') {
+                    state.pipeline.resync();
+                }
+            }
+        }
+        Err(_) => {
+            let mut discard = Vec::new();
+            read_new(client, state, &mut discard).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A failed read; `gone` when the file no longer exists.
+struct ReadError {
+    gone: bool,
+    message: String,
+}
+
+impl ReadError {
+    fn from_db(error: &tokio_postgres::Error) -> ReadError {
+        ReadError {
+            gone: error.code() == Some(&SqlState::UNDEFINED_FILE),
+            message: unavailable("reading the log file", error),
+        }
+    }
+}
+
+impl From<ReadError> for String {
+    fn from(error: ReadError) -> String {
+        error.message
+    }
+}
+
+async fn read_new(client: &Client, state: &mut State, events: &mut Vec<ConnectionEvent>) -> Result<(), ReadError> {
+    loop {
+        let (bytes, consumed) = read_chunk(client, state, state.offset, READ_CHUNK).await?;
+        state.offset += consumed;
+        state.pipeline.feed(&bytes, events);
+        // The text reader may stop up to three bytes short of a full chunk without being at the end.
+        if consumed < READ_CHUNK - 3 {
+            return Ok(());
+        }
+    }
+}
+
+/// `(bytes, how far the offset moves)` for up to `length` bytes at `offset`.
+async fn read_chunk(client: &Client, state: &State, offset: i64, length: i64) -> Result<(Vec<u8>, i64), ReadError> {
+    match state.reader {
+        ReadFn::Binary => {
+            let row = client
+                .query_one(
+                    "SELECT pg_catalog.pg_read_binary_file($1, $2, $3)",
+                    &[&state.file, &offset, &length],
+                )
+                .await
+                .map_err(|e| ReadError::from_db(&e))?;
+            let bytes: Vec<u8> = row.get(0);
+            let consumed = bytes.len() as i64;
+            Ok((bytes, consumed))
+        }
+        ReadFn::Text => {
+            // A chunk may end inside a multibyte character, which pg_read_file rejects: shorten it by up
+            // to three bytes. The offset moves by the server-side byte count, which is the file's.
+            let mut last_err = None;
+            for cut in 0..4 {
+                let len = (length - cut).max(1);
+                match client
+                    .query_one(
+                        "SELECT t, pg_catalog.octet_length(t)::int8 FROM pg_catalog.pg_read_file($1, $2, $3) AS t",
+                        &[&state.file, &offset, &len],
+                    )
+                    .await
+                {
+                    Ok(row) => {
+                        let text: String = row.get(0);
+                        let consumed: i64 = row.get(1);
+                        return Ok((text.into_bytes(), consumed));
+                    }
+                    Err(e) if e.code() == Some(&SqlState::CHARACTER_NOT_IN_REPERTOIRE) => last_err = Some(e),
+                    Err(e) => return Err(ReadError::from_db(&e)),
+                }
+            }
+            Err(last_err.map_or_else(
+                || ReadError {
+                    gone: false,
+                    message: "log source unavailable: reading the log file failed".to_string(),
+                },
+                |e| ReadError::from_db(&e),
+            ))
+        }
+    }
+}
+
+fn unavailable(what: &str, error: &tokio_postgres::Error) -> String {
+    format!("log source unavailable: {what}: {}", db_message(error))
+}
+
+/// The server's own one-line message, without the driver's "db error: ERROR:" wrapping.
+fn db_message(error: &tokio_postgres::Error) -> String {
+    let text = match error.as_db_error() {
+        Some(db) => db.message().to_string(),
+        None => error.to_string(),
+    };
+    text.lines().next().unwrap_or_default().to_string()
+}

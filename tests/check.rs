@@ -1,0 +1,178 @@
+//! `pgtls check` against the real lab: each of its four exit codes, provoked, and the log source
+//! finding short-lived clients that no poll sees.
+
+mod common;
+
+use std::time::Duration;
+
+use pgtls::lab::{SUPERUSER, SessionKind};
+use serde_json::Value;
+
+fn verify_full(lab: &pgtls::lab::Lab, user: &str) -> String {
+    format!(
+        "{} sslmode=verify-full sslrootcert={}",
+        lab.conninfo(user)
+            .replace("host=127.0.0.1", "host=localhost hostaddr=127.0.0.1"),
+        lab.certs.ca_cert.display()
+    )
+}
+
+#[tokio::test]
+async fn ok_warning_critical_and_unknown_each_have_their_exit_code() {
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let _modern = lab.open(SessionKind::Tls13, "app13", "modern-app").await.unwrap();
+
+    let out = common::pgtls(&["check", &verify_full(&lab, SUPERUSER)], home.path());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.starts_with("PGTLS OK - no client would be refused by ssl_min_protocol_version = TLSv1.3"),
+        "{text}"
+    );
+    assert!(
+        text.lines().next().unwrap().contains("| tls13=2 tls12=0"),
+        "perfdata on the first line: {text}"
+    );
+
+    // Unverified monitor connection: a warning.
+    let unverified = format!("{} sslmode=require", lab.conninfo(SUPERUSER));
+    let out = common::pgtls(&["check", &unverified], home.path());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.starts_with("PGTLS WARNING - pgtls does not verify the server certificate"),
+        "{text}"
+    );
+
+    // A TLS 1.2 client: raising the minimum would refuse it.
+    let _holdout = lab.open(SessionKind::Tls12, "billing", "billing-batch").await.unwrap();
+    let out = common::pgtls(
+        &["check", &verify_full(&lab, SUPERUSER), "--format", "json"],
+        home.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["status"], "CRITICAL");
+    assert_eq!(json["whatif"]["verdict"], "not_safe");
+    assert_eq!(json["whatif"]["refused"][0]["client"]["application"], "billing-batch");
+    // pg_hba.conf has `host all all 127.0.0.1/32`: a prefer client could fall back to plain text.
+    assert_eq!(
+        json["whatif"]["refused"][0]["downgrade"]["state"], "possible",
+        "{}",
+        json["whatif"]
+    );
+
+    // A role that may not see other sessions cannot answer: UNKNOWN.
+    lab.ensure_role("watcher").await.unwrap();
+    let out = common::pgtls(&["check", &verify_full(&lab, "watcher")], home.path());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.starts_with("PGTLS UNKNOWN - cannot see"), "{text}");
+    assert!(text.contains("GRANT pg_read_all_stats TO watcher"));
+
+    // Cannot connect: UNKNOWN, on stdout, one line.
+    let port = pgtls::lab::server::free_port().unwrap();
+    let out = common::pgtls(
+        &["check", &format!("host=127.0.0.1 port={port} user=x sslmode=disable")],
+        home.path(),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(text.lines().count(), 1);
+    assert!(text.starts_with("PGTLS UNKNOWN - cannot connect"), "{text}");
+
+    // The tls-required target names the plain-text client instead.
+    let _plain = lab.open(SessionKind::PlainTcp, "etl", "nightly-etl").await.unwrap();
+    let out = common::pgtls(
+        &[
+            "check",
+            &verify_full(&lab, SUPERUSER),
+            "--target",
+            "tls-required",
+            "--format",
+            "json",
+        ],
+        home.path(),
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let refused: Vec<&str> = json["whatif"]["refused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["client"]["application"].as_str().unwrap())
+        .collect();
+    assert_eq!(refused, vec!["nightly-etl"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_lived_tls12_clients_between_polls_are_found_through_the_log() {
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let handle = lab.clone_for_clients();
+    // A cron-like client: connects over TLS 1.2 for a moment, every 300 ms, while check watches.
+    let churn = tokio::spawn(async move {
+        for _ in 0..10 {
+            if let Ok(s) = handle.open(SessionKind::Tls12, "reports", "cron-report").await {
+                drop(s);
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let ledger = home.path().join("ledger.jsonl");
+    let args = [
+        "check".to_string(),
+        verify_full(&lab, SUPERUSER),
+        "--watch".into(),
+        "4s".into(),
+        "--server-log".into(),
+        lab.log_file.display().to_string(),
+        "--ledger".into(),
+        ledger.display().to_string(),
+        "--format".into(),
+        "json".into(),
+    ];
+    let home_dir = home.path().to_path_buf();
+    // The check blocks for its watch window while the churn task keeps connecting.
+    let out = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        common::pgtls(&args, &home_dir)
+    })
+    .await
+    .unwrap();
+    churn.await.unwrap();
+    let json: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(out.status.code(), Some(2), "{json}");
+    let refused = json["whatif"]["refused"].as_array().unwrap();
+    let cron = refused
+        .iter()
+        .find(|r| r["client"]["application"] == "cron-report")
+        .expect("cron-report found");
+    assert!(cron["seen_as"][0].as_str().unwrap().ends_with("TLSv1.2"), "{cron}");
+    assert!(
+        cron["sessions"].as_u64().unwrap() >= 5,
+        "most short connections are counted: {cron}"
+    );
+    assert_eq!(json["whatif"]["evidence"]["log_source"], true);
+    assert!(
+        json["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s.as_str().unwrap().contains("log source: file"))
+    );
+
+    // The ledger file holds them too, and a second run (no watch) still names cron-report from it.
+    let out = common::pgtls(
+        &[
+            "check",
+            &verify_full(&lab, SUPERUSER),
+            "--ledger",
+            &ledger.display().to_string(),
+        ],
+        home.path(),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("cron-report"), "{text}");
+}
