@@ -67,6 +67,9 @@ pub struct HistoryArgs {
     /// Configuration file (default: $XDG_CONFIG_HOME/pgtls/config.toml or ~/.config/pgtls/config.toml).
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
+    /// Read the server log only from now on, instead of from its start.
+    #[arg(long)]
+    pub log_from_now: bool,
 }
 
 #[derive(Debug, Args, Clone)]

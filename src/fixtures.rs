@@ -275,3 +275,134 @@ pub fn generated(n: usize) -> Snapshot {
         .collect();
     snap
 }
+
+/// The ledger and what-if after one poll of [`snapshot`], with a pg_hba.conf that still has a `host` line.
+pub fn history() -> crate::collect::poller::History {
+    use crate::analysis::ledger::{KeyFields, Ledger};
+    use crate::analysis::whatif::{HbaRule, Target, evaluate};
+    let mut ledger = Ledger::new(
+        KeyFields::from_names(&["user".into(), "database".into(), "application".into()]).unwrap_or_default(),
+    );
+    ledger.observe_snapshot(&snapshot(), true);
+    let rule = |line, kind: &str| HbaRule {
+        line_number: line,
+        kind: kind.to_string(),
+        databases: vec!["all".into()],
+        users: vec!["all".into()],
+        address: Some("10.0.0.0/8".into()),
+        auth_method: Some("scram-sha-256".into()),
+    };
+    let hba = Ok(vec![rule(90, "hostssl"), rule(91, "host")]);
+    crate::collect::poller::History {
+        clients: ledger.records().cloned().collect(),
+        whatif: [Target::MinTls13, Target::TlsRequired]
+            .into_iter()
+            .map(|t| evaluate(&ledger, t, &hba, chrono::Duration::hours(24)))
+            .collect(),
+        sources: vec![
+            crate::sources::POLL_LIMITATION.to_string(),
+            "log source: file /var/log/postgresql/postgresql-15-main.log (stderr, prefix \"%m [%p] \"), from its start"
+                .to_string(),
+        ],
+        ledger_file: Some("/var/lib/pgtls/ledger.jsonl".to_string()),
+    }
+}
+
+/// A probe report as the lab server would give it, with fixed values so screens draw the same every time.
+pub fn probe_report() -> crate::probe::ProbeReport {
+    use crate::probe::certinfo::CertInfo;
+    use crate::probe::scan::{CipherResult, TlsVersion, VersionResult};
+    use crate::probe::verify::{BundleEntry, Verdict};
+    let cert = |subject: &str, issuer: &str, days: i64, ca: bool| CertInfo {
+        subject: subject.to_string(),
+        issuer: issuer.to_string(),
+        serial: "5A1F0C3E9B2D4471".to_string(),
+        sans: if ca {
+            vec![]
+        } else {
+            vec!["db.example.internal".to_string(), "10.0.0.5".to_string()]
+        },
+        key_type: "RSA".to_string(),
+        key_bits: 2048,
+        signature_algorithm: "sha256WithRSAEncryption".to_string(),
+        not_before: now() - Duration::days(300),
+        not_after: now() + Duration::days(days),
+        days_left: days,
+        sha256: "3B:9F:12:AA:07:5C:E1:44:90:2D:6B:C8:71:0E:FA:39:58:B2:1D:66:C0:83:4E:97:2A:F5:18:DC:63:0B:A4:7E"
+            .to_string(),
+        is_ca: ca,
+        self_signed: false,
+    };
+    let root = "O=Example, CN=Example Root CA";
+    let inter = "O=Example, CN=Example Issuing CA 2";
+    let mut report = crate::probe::ProbeReport {
+        host: "db.example.internal".to_string(),
+        address: "10.0.0.5".to_string(),
+        port: 5432,
+        probed_at: now(),
+        accepts_tls: true,
+        negotiated: Some(crate::probe::Negotiated {
+            version: "TLSv1.3".to_string(),
+            cipher: "TLS_AES_256_GCM_SHA384".to_string(),
+        }),
+        chain: vec![
+            cert("O=Example, CN=db.example.internal", inter, 21, false),
+            cert(inter, root, 800, true),
+        ],
+        host_name_matches: Some(true),
+        root_bundle: Some("/etc/pgtls/root-bundle.pem".to_string()),
+        verify_bundle: Some(Verdict {
+            against: "root file \"/etc/pgtls/root-bundle.pem\"".to_string(),
+            verified: true,
+            error: None,
+            anchor: Some(root.to_string()),
+        }),
+        bundle: vec![
+            BundleEntry {
+                subject: "O=Old, CN=Old Root CA".into(),
+                self_signed: true,
+                is_ca: true,
+                anchors_server: false,
+                pinned_from_chain: false,
+            },
+            BundleEntry {
+                subject: root.into(),
+                self_signed: true,
+                is_ca: true,
+                anchors_server: true,
+                pinned_from_chain: false,
+            },
+            BundleEntry {
+                subject: inter.into(),
+                self_signed: false,
+                is_ca: true,
+                anchors_server: false,
+                pinned_from_chain: true,
+            },
+        ],
+        verify_system: Some(Verdict {
+            against: "system store".to_string(),
+            verified: false,
+            error: Some("unable to get local issuer certificate".to_string()),
+            anchor: None,
+        }),
+        versions: TlsVersion::ALL
+            .iter()
+            .map(|v| VersionResult {
+                version: *v,
+                accepted: matches!(v, TlsVersion::Tls12 | TlsVersion::Tls13),
+                reason: None,
+            })
+            .collect(),
+        tls12_ciphers: vec![
+            CipherResult::of("ECDHE-RSA-AES256-GCM-SHA384"),
+            CipherResult::of("AES256-GCM-SHA384"),
+            CipherResult::of("ECDHE-RSA-AES256-SHA384"),
+        ],
+        tls12_full_scan: false,
+        connections: 10,
+        findings: Vec::new(),
+    };
+    report.findings = crate::probe::findings(&report, 30);
+    report
+}

@@ -497,3 +497,99 @@ fn times_follow_the_chosen_time_zone() {
         .expect("draw");
     assert!(screen(&terminal).contains("updated 10:30:00"));
 }
+
+fn with_history(w: u16, h: u16) -> AppState {
+    let mut state = connected(w, h);
+    state.handle(Input::Poller {
+        event: PollerEvent::History(Box::new(fixtures::history())),
+        at: fixtures::now(),
+    });
+    state
+}
+
+#[test]
+fn holdouts_screen() {
+    snapshot_both("holdouts", |w, h| {
+        let mut state = with_history(w, h);
+        press(&mut state, KeyCode::Char('h'));
+        state
+    });
+}
+
+#[test]
+fn whatif_screens_for_both_targets() {
+    snapshot_both("whatif_tls13", |w, h| {
+        let mut state = with_history(w, h);
+        press(&mut state, KeyCode::Char('w'));
+        state
+    });
+    snapshot_both("whatif_tls_required", |w, h| {
+        let mut state = with_history(w, h);
+        press(&mut state, KeyCode::Char('w'));
+        press(&mut state, KeyCode::Right);
+        state
+    });
+}
+
+#[test]
+fn certificates_screen_before_and_after_the_probe() {
+    snapshot_both("certificates_probing", |w, h| {
+        let mut state = with_history(w, h);
+        press(&mut state, KeyCode::Char('c'));
+        assert_eq!(
+            state.probe,
+            pgtls::tui::state::ProbeView::Running,
+            "opening the screen starts the probe"
+        );
+        state
+    });
+    snapshot_both("certificates", |w, h| {
+        let mut state = with_history(w, h);
+        press(&mut state, KeyCode::Char('c'));
+        state.handle(Input::Poller {
+            event: PollerEvent::Probe(Ok(Box::new(fixtures::probe_report()))),
+            at: fixtures::now(),
+        });
+        // Probe findings join the alerts: the leaf expires in 21 days, the bundle pins an intermediate.
+        assert!(
+            state
+                .alerts
+                .active()
+                .any(|a| a.alert.detail.contains("expires in 21 days"))
+        );
+        state
+    });
+}
+
+#[test]
+fn holdouts_filter_and_screen_keys() {
+    let mut state = with_history(120, 36);
+    press(&mut state, KeyCode::Tab);
+    assert_eq!(state.screen, pgtls::tui::state::Screen::Holdouts);
+    let history = state.history.as_ref().unwrap();
+    let worst: Vec<_> = state
+        .holdout_rows
+        .iter()
+        .map(|i| history.clients[*i].worst_class().unwrap())
+        .collect();
+    assert_eq!(
+        &worst[..4],
+        &[
+            ConnClass::PlainTcp,
+            ConnClass::PlainTcp,
+            ConnClass::Tls12,
+            ConnClass::Tls12
+        ],
+        "plain text first, then TLS 1.2 holdouts"
+    );
+    press(&mut state, KeyCode::Char('/'));
+    type_text(&mut state, "billing");
+    assert_eq!(state.holdout_rows.len(), 1);
+    press(&mut state, KeyCode::Esc);
+    press(&mut state, KeyCode::Esc);
+    assert_eq!(
+        state.screen,
+        pgtls::tui::state::Screen::Sessions,
+        "Esc goes back to the sessions"
+    );
+}

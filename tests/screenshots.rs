@@ -46,7 +46,9 @@ fn png(state: &AppState) -> Vec<u8> {
 }
 
 fn check(name: &str, bytes: Vec<u8>) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("screenshots").join(format!("{name}.png"));
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("screenshots")
+        .join(format!("{name}.png"));
     if std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, &bytes).unwrap();
@@ -72,7 +74,10 @@ fn detail_of_a_tls12_holdout() {
     press(&mut s, KeyCode::Down);
     press(&mut s, KeyCode::Down);
     press(&mut s, KeyCode::Enter);
-    assert_eq!(s.detail.as_ref().map(|d| d.session.class), Some(pgtls::model::ConnClass::Tls12));
+    assert_eq!(
+        s.detail.as_ref().map(|d| d.session.class),
+        Some(pgtls::model::ConnClass::Tls12)
+    );
     check("detail", png(&s));
 }
 

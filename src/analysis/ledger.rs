@@ -190,6 +190,8 @@ pub struct Ledger {
     pub log_source_seen: bool,
     last_heartbeat: Option<DateTime<Utc>>,
     pub polls: u64,
+    /// pgtls's own backend, which is not a client worth tracking.
+    monitor_pid: Option<i32>,
 }
 
 impl Ledger {
@@ -238,6 +240,7 @@ impl Ledger {
         let mut entries = Vec::new();
         let at = snap.taken_at;
         self.polls += 1;
+        self.monitor_pid = Some(snap.monitor.pid);
         entries.extend(self.watching(at, log_source));
         let mut live = HashMap::new();
         for s in &snap.sessions {
@@ -295,6 +298,9 @@ impl Ledger {
     /// A connection from the log source; `None` when a poll already counted it.
     pub fn observe_log(&mut self, ev: &crate::logsource::ConnectionEvent) -> Option<Entry> {
         self.log_source_seen = true;
+        if Some(ev.pid) == self.monitor_pid {
+            return None;
+        }
         let polled = self
             .live
             .keys()

@@ -4,28 +4,75 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::Failure;
-use crate::cli::DashboardArgs;
+use crate::analysis::ledger::{Journal, KeyFields, Ledger};
+use crate::cli::{DashboardArgs, HistoryArgs};
 use crate::collect::Collector;
-use crate::conn::params::{ConnParams, Environment, resolve};
+use crate::collect::poller::HistorySetup;
+use crate::config::Config;
+use crate::conn::params::{ConnParams, Environment, RootCert, resolve};
+use crate::probe::ProbeTarget;
 
 pub async fn run(args: DashboardArgs) -> Result<ExitCode, Failure> {
     let interval = interval(args.interval)?;
     let params = resolve(args.conn.conninfo.as_deref(), &Environment::from_process()).map_err(Failure::connect)?;
-    open(params, interval).await
+    open(params, interval, &args.history).await
 }
 
-/// Shared with the demo: connect once, then hand over to the dashboard.
-pub async fn open(params: ConnParams, interval: Duration) -> Result<ExitCode, Failure> {
+/// Shared with the demo: load config and ledger, connect once, then hand over to the dashboard.
+pub async fn open(params: ConnParams, interval: Duration, history: &HistoryArgs) -> Result<ExitCode, Failure> {
+    let (config, _) = Config::load(history.config.as_deref()).map_err(Failure::usage)?;
+    let fields = KeyFields::from_names(&config.ledger.key).map_err(Failure::usage)?;
+    let mut ledger = Ledger::new(fields);
+    let mut warnings = Vec::new();
+    let journal = match &history.ledger {
+        Some(path) => {
+            let (journal, report) = Journal::open(path, &mut ledger).map_err(Failure::usage)?;
+            warnings.extend(report.message(path));
+            Some(journal)
+        }
+        None => None,
+    };
     let collector = Collector::connect(&params).await.map_err(Failure::connect)?;
     let pre = collector.preflight();
     let target = format!(
         "{}@{}:{}/{}",
         pre.monitor_user, pre.server.host, pre.server.port, pre.monitor_database
     );
-    crate::tui::app::run(params, collector, interval, target)
+    let setup = HistorySetup {
+        ledger,
+        journal,
+        ledger_file: history.ledger.as_ref().map(|p| p.display().to_string()),
+        server_log: history.server_log.clone(),
+        log_from_start: !history.log_from_now,
+        min_evidence: config.min_evidence(),
+        probe: probe_target(&params, &config),
+    };
+    crate::tui::app::run(params, collector, interval, target, setup, config.alerts, warnings)
         .await
         .map_err(|e| Failure::usage(format!("{e:#}")))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The probe goes where the connection goes, and verifies against the same root file.
+pub fn probe_target(params: &ConnParams, config: &Config) -> Option<ProbeTarget> {
+    let target = params.targets.iter().find(|t| !t.is_unix_socket())?;
+    let root_bundle = match &params.sslrootcert {
+        Some(RootCert::File(path)) => Some(path.clone()),
+        Some(RootCert::System) => None,
+        None => params
+            .default_rootcert
+            .exists()
+            .then(|| params.default_rootcert.clone()),
+    };
+    Some(ProbeTarget {
+        host: target.host.clone(),
+        hostaddr: target.hostaddr,
+        port: target.port,
+        root_bundle,
+        timeout: params.connect_timeout.unwrap_or(Duration::from_secs(10)),
+        warn_days: config.alerts.expiry_warn_days,
+        full_cipher_scan: false,
+    })
 }
 
 pub fn interval(seconds: f64) -> Result<Duration, Failure> {

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 
 use super::Failure;
-use crate::cli::DemoArgs;
+use crate::cli::{DemoArgs, HistoryArgs};
 use crate::conn::conninfo::quote_value;
 use crate::conn::params::{Environment, resolve};
 use crate::lab::{LAB_PASSWORD, Lab, LabOptions, demo};
@@ -42,7 +42,15 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
     // The user's PG* variables and ~/.postgresql must not redirect the demo's own connection.
     let env = Environment::new(HashMap::new(), Some(lab.root().to_path_buf()), MONITOR_ROLE);
     let params = resolve(Some(&conninfo), &env).map_err(Failure::usage)?;
-    let result = super::dashboard::open(params, interval).await;
+    // The demo reads its server's log, so short-lived clients show up in Holdouts and What-if.
+    let history = HistoryArgs {
+        ledger: None,
+        server_log: Some(lab.log_file.clone()),
+        config: None,
+        // The lab's own set-up connections are not part of the story.
+        log_from_now: true,
+    };
+    let result = super::dashboard::open(params, interval, &history).await;
     drop(clients);
     drop(lab);
     result

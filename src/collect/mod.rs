@@ -192,7 +192,7 @@ impl Collector {
             )
             .await
             .map_err(|e| match e.as_db_error() {
-                Some(db) => format!("cannot read pg_hba_file_rules: {} (superuser only)", db.message()),
+                Some(_) => "pg_hba_file_rules is readable by superusers only".to_string(),
                 None => format!("cannot read pg_hba_file_rules: {e}"),
             })?;
         rows.iter()

@@ -34,7 +34,8 @@
 //!   "received" line needs `receipt`; without `receipt` client addresses come only from the line's own
 //!   metadata (csvlog, jsonlog, `%h`/`%r` in the prefix). The 18 line itself was seen only in a port of the
 //!   18 source, whose SSL/GSS branch was elided; it is assumed unchanged from 16-17 (not verified on a server).
-//! * Older than 12 (not a target): no `application_name`; before 11 no `bits`. Both parse, `bits` as `None`.
+//! * Older servers (not targets) print fewer parts: no `application_name`, and the oldest no `bits`. Such
+//!   lines still parse, `bits` as `None`.
 //!
 //! All of these are translated when `lc_messages` is not English; translated lines are not recognised.
 //!

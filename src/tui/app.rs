@@ -17,17 +17,28 @@ use tokio::sync::mpsc;
 use super::state::{AppState, Effect, Input};
 use super::view;
 use crate::collect::Collector;
-use crate::collect::poller::{self, PollerEvent, PollerHandle};
+use crate::collect::poller::{self, HistorySetup, PollerEvent, PollerHandle};
+use crate::config::AlertsConfig;
 use crate::conn::params::ConnParams;
 
 /// Open the dashboard on an already connected collector (start-up errors were reported before
 /// the terminal was touched); returns when the user quits.
-pub async fn run(params: ConnParams, collector: Collector, interval: Duration, target: String) -> Result<()> {
+pub async fn run(
+    params: ConnParams,
+    collector: Collector,
+    interval: Duration,
+    target: String,
+    history: HistorySetup,
+    alert_config: AlertsConfig,
+    warnings: Vec<String>,
+) -> Result<()> {
     view::theme::set_theme(view::theme::Theme::from_env());
     view::set_utc_offset(*chrono::Local::now().offset());
     let (events_tx, events_rx) = mpsc::channel(16);
-    let poller = poller::spawn(params, Some(collector), interval, events_tx);
+    let poller = poller::spawn(params, Some(collector), interval, history, events_tx);
     let mut state = AppState::new(target, interval, Utc::now());
+    state.alert_config = alert_config;
+    state.startup_warnings = warnings;
 
     let mut terminal = ratatui::try_init().wrap_err("cannot open the terminal (is this an interactive terminal?)")?;
     install_mouse_restoring_panic_hook();
@@ -92,6 +103,10 @@ async fn event_loop(
                 Effect::Quit => return Ok(()),
                 Effect::Poller(cmd) => {
                     let _ = poller.commands.send(cmd);
+                }
+                Effect::Bell => {
+                    use std::io::Write;
+                    let _ = stdout().write_all(b"\x07").and_then(|()| stdout().flush());
                 }
             }
         }

@@ -13,6 +13,12 @@ pub enum Scope {
     /// Typing a filter: printable keys are text, so only these bindings apply.
     FilterInput,
     Help,
+    /// The client ledger table.
+    Holdouts,
+    /// The what-if report.
+    WhatIf,
+    /// The certificate probe's report.
+    Certificates,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -41,6 +47,14 @@ pub enum Action {
     Faster,
     Slower,
     Refresh,
+    NextScreen,
+    PrevScreen,
+    ShowSessions,
+    ShowHoldouts,
+    ShowWhatIf,
+    ShowCertificates,
+    NextTarget,
+    Probe,
 }
 
 /// A key as written in help and footer, and how to match it.
@@ -83,23 +97,23 @@ pub struct Binding {
     pub help: &'static str,
 }
 
-use Scope::{Detail, FilterInput, Global, Help as HelpScope, Table};
+use Scope::{Certificates, Detail, FilterInput, Global, Help as HelpScope, Holdouts, Table, WhatIf};
 
 #[rustfmt::skip]
 pub const BINDINGS: &[Binding] = &[
     Binding { keys: &[key('q')], action: Action::Quit, scopes: &[Global], keys_label: "q", hint: Some(("q", "quit")), help: "Quit" },
     Binding { keys: &[ctrl('c')], action: Action::Quit, scopes: &[Global, FilterInput], keys_label: "Ctrl-C", hint: None, help: "Quit from anywhere, even while typing a filter" },
     Binding { keys: &[key('?'), special(KeyCode::F(1))], action: Action::Help, scopes: &[Global], keys_label: "?", hint: Some(("?", "help")), help: "Show or hide this help" },
-    Binding { keys: &[special(KeyCode::Up), key('k')], action: Action::Up, scopes: &[Table, Detail], keys_label: "↑/k", hint: None, help: "Move up (scroll in the detail view)" },
-    Binding { keys: &[special(KeyCode::Down), key('j')], action: Action::Down, scopes: &[Table, Detail], keys_label: "↓/j", hint: Some(("↓/j", "move")), help: "Move down (scroll in the detail view)" },
-    Binding { keys: &[special(KeyCode::PageUp), ctrl('b')], action: Action::PageUp, scopes: &[Table, Detail], keys_label: "PgUp", hint: None, help: "Page up" },
-    Binding { keys: &[special(KeyCode::PageDown), ctrl('f')], action: Action::PageDown, scopes: &[Table, Detail], keys_label: "PgDn", hint: None, help: "Page down" },
-    Binding { keys: &[special(KeyCode::Home), key('g')], action: Action::Top, scopes: &[Table, Detail], keys_label: "Home/g", hint: None, help: "First row" },
-    Binding { keys: &[special(KeyCode::End), key('G')], action: Action::Bottom, scopes: &[Table, Detail], keys_label: "End/G", hint: None, help: "Last row" },
+    Binding { keys: &[special(KeyCode::Up), key('k')], action: Action::Up, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates], keys_label: "↑/k", hint: None, help: "Move up (scroll in the detail view)" },
+    Binding { keys: &[special(KeyCode::Down), key('j')], action: Action::Down, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates], keys_label: "↓/j", hint: Some(("↓/j", "move")), help: "Move down (scroll in the detail view)" },
+    Binding { keys: &[special(KeyCode::PageUp), ctrl('b')], action: Action::PageUp, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates], keys_label: "PgUp", hint: None, help: "Page up" },
+    Binding { keys: &[special(KeyCode::PageDown), ctrl('f')], action: Action::PageDown, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates], keys_label: "PgDn", hint: None, help: "Page down" },
+    Binding { keys: &[special(KeyCode::Home), key('g')], action: Action::Top, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates], keys_label: "Home/g", hint: None, help: "First row" },
+    Binding { keys: &[special(KeyCode::End), key('G')], action: Action::Bottom, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates], keys_label: "End/G", hint: None, help: "Last row" },
     Binding { keys: &[key('s'), key('>')], action: Action::SortNext, scopes: &[Table], keys_label: "s/>", hint: Some(("s/>", "sort")), help: "Sort by the next column" },
     Binding { keys: &[key('S'), key('<')], action: Action::SortPrev, scopes: &[Table], keys_label: "S/<", hint: None, help: "Sort by the previous column" },
-    Binding { keys: &[key('i')], action: Action::SortReverse, scopes: &[Table], keys_label: "i", hint: Some(("i", "reverse")), help: "Reverse the sort order (▲ ascending, ▼ descending)" },
-    Binding { keys: &[key('/')], action: Action::StartFilter, scopes: &[Table], keys_label: "/", hint: Some(("/", "filter")), help: "Filter rows: text matched in every column, case-insensitive" },
+    Binding { keys: &[key('i')], action: Action::SortReverse, scopes: &[Table, Holdouts], keys_label: "i", hint: Some(("i", "reverse")), help: "Reverse the sort order (▲ ascending, ▼ descending)" },
+    Binding { keys: &[key('/')], action: Action::StartFilter, scopes: &[Table, Holdouts], keys_label: "/", hint: Some(("/", "filter")), help: "Filter rows: text matched in every column, case-insensitive" },
     Binding { keys: &[special(KeyCode::Esc)], action: Action::ClearFilter, scopes: &[FilterInput], keys_label: "Esc", hint: Some(("Esc", "clear")), help: "Clear the filter and stop typing" },
     Binding { keys: &[special(KeyCode::Enter)], action: Action::ApplyFilter, scopes: &[FilterInput], keys_label: "Enter", hint: Some(("Enter", "keep")), help: "Keep the filter and go back to the table" },
     Binding { keys: &[special(KeyCode::Backspace)], action: Action::DeleteChar, scopes: &[FilterInput], keys_label: "⌫", hint: None, help: "Delete the last character of the filter" },
@@ -107,10 +121,18 @@ pub const BINDINGS: &[Binding] = &[
     Binding { keys: &[key('2')], action: Action::ViewNoTls, scopes: &[Table], keys_label: "2", hint: None, help: "Quick view: no TLS over TCP only" },
     Binding { keys: &[key('3')], action: Action::ViewBelowTls13, scopes: &[Table], keys_label: "3", hint: Some(("1/2/3", "all/no TLS/<1.3")), help: "Quick view: TLS below 1.3 only" },
     Binding { keys: &[special(KeyCode::Enter)], action: Action::Open, scopes: &[Table], keys_label: "Enter", hint: Some(("Enter", "details")), help: "Open the selected session" },
-    Binding { keys: &[special(KeyCode::Esc), special(KeyCode::Backspace)], action: Action::Back, scopes: &[Detail, HelpScope, Table], keys_label: "Esc", hint: Some(("Esc", "back")), help: "Back (in the table: clear the filter)" },
+    Binding { keys: &[special(KeyCode::Esc), special(KeyCode::Backspace)], action: Action::Back, scopes: &[Detail, HelpScope, Table, Holdouts, WhatIf, Certificates], keys_label: "Esc", hint: Some(("Esc", "back")), help: "Back (in the table: clear the filter)" },
     Binding { keys: &[key('p'), key(' ')], action: Action::Pause, scopes: &[Global], keys_label: "p", hint: Some(("p", "pause")), help: "Pause or resume refreshing" },
     Binding { keys: &[key('+'), key('=')], action: Action::Slower, scopes: &[Global], keys_label: "+", hint: None, help: "Refresh less often (longer interval)" },
     Binding { keys: &[key('-')], action: Action::Faster, scopes: &[Global], keys_label: "-", hint: Some(("+/-", "interval")), help: "Refresh more often (shorter interval)" },
+    Binding { keys: &[special(KeyCode::Tab)], action: Action::NextScreen, scopes: &[Global], keys_label: "Tab", hint: Some(("Tab", "screens")), help: "Next screen: Sessions, Holdouts, What-if, Certificates" },
+    Binding { keys: &[special(KeyCode::BackTab)], action: Action::PrevScreen, scopes: &[Global], keys_label: "Shift-Tab", hint: None, help: "Previous screen" },
+    Binding { keys: &[key('t')], action: Action::ShowSessions, scopes: &[Global], keys_label: "t", hint: None, help: "Sessions table" },
+    Binding { keys: &[key('h')], action: Action::ShowHoldouts, scopes: &[Global], keys_label: "h", hint: None, help: "Holdouts: every client seen, with the TLS it used (the ledger)" },
+    Binding { keys: &[key('w')], action: Action::ShowWhatIf, scopes: &[Global], keys_label: "w", hint: None, help: "What-if: who breaks if the minimum is raised or TLS is required" },
+    Binding { keys: &[key('c')], action: Action::ShowCertificates, scopes: &[Global], keys_label: "c", hint: None, help: "Certificates: the server's chain, expiry and accepted TLS versions" },
+    Binding { keys: &[special(KeyCode::Left), special(KeyCode::Right), key('x')], action: Action::NextTarget, scopes: &[WhatIf], keys_label: "←/→", hint: Some(("←/→", "target")), help: "Switch the what-if target (TLSv1.3 minimum / TLS required)" },
+    Binding { keys: &[key('P')], action: Action::Probe, scopes: &[Certificates], keys_label: "P", hint: Some(("P", "probe again")), help: "Probe the server again (each probe opens about ten connections)" },
     Binding { keys: &[key('r')], action: Action::Refresh, scopes: &[Global], keys_label: "r", hint: Some(("r", "refresh")), help: "Refresh now (or reconnect now)" },
 ];
 
@@ -161,6 +183,9 @@ pub fn help_sections() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)>
         section("Sessions table", Scope::Table),
         section("Filter input", Scope::FilterInput),
         section("Session details", Scope::Detail),
+        section("Holdouts", Scope::Holdouts),
+        section("What-if", Scope::WhatIf),
+        section("Certificates", Scope::Certificates),
     ]
 }
 

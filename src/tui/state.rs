@@ -7,9 +7,12 @@ use crossterm::event::KeyEvent;
 
 use super::columns::Column;
 use super::keymap::{self, Action, Scope};
-use crate::analysis::alerts::{AlertLog, LinkHealth, evaluate};
-use crate::collect::poller::{PollerCommand, PollerEvent};
+use crate::analysis::alerts::{Alert, AlertLog, LinkHealth, Severity, evaluate_with};
+use crate::analysis::whatif::Target;
+use crate::collect::poller::{History, PollerCommand, PollerEvent};
+use crate::config::AlertsConfig;
 use crate::model::{ConnClass, Session, Snapshot};
+use crate::probe::ProbeReport;
 
 /// Refresh intervals offered by `+` and `-`.
 pub const INTERVALS: [Duration; 8] = [
@@ -42,6 +45,39 @@ pub enum Input {
 pub enum Effect {
     Quit,
     Poller(PollerCommand),
+    /// Ring the terminal bell: a new critical alert (when the configuration asks for it).
+    Bell,
+}
+
+/// The screens, in Tab order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    Sessions,
+    Holdouts,
+    WhatIf,
+    Certificates,
+}
+
+impl Screen {
+    pub const ALL: [Screen; 4] = [Screen::Sessions, Screen::Holdouts, Screen::WhatIf, Screen::Certificates];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Screen::Sessions => "Sessions",
+            Screen::Holdouts => "Holdouts",
+            Screen::WhatIf => "What-if",
+            Screen::Certificates => "Certificates",
+        }
+    }
+}
+
+/// The certificate probe, run on demand.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProbeView {
+    NotRun,
+    Running,
+    Done(Box<ProbeReport>),
+    Failed(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,7 +162,22 @@ pub struct AppState {
     pub detail: Option<Detail>,
     pub help: bool,
     pub alerts: AlertLog,
+    pub alert_config: AlertsConfig,
     pub warnings: Vec<String>,
+    /// Notes from start-up (a damaged ledger, an ignored .pgpass) that stay on screen.
+    pub startup_warnings: Vec<String>,
+    pub screen: Screen,
+    /// The ledger and what-if, from the poller.
+    pub history: Option<History>,
+    pub whatif_target: Target,
+    pub probe: ProbeView,
+    /// Holdouts table: indices into `history.clients`, filtered and sorted worst first.
+    pub holdout_rows: Vec<usize>,
+    pub holdout_selected: usize,
+    pub holdout_offset: usize,
+    pub holdout_sort_desc: bool,
+    /// Scroll position of the What-if and Certificates screens.
+    pub scroll: u16,
 }
 
 impl AppState {
@@ -154,7 +205,18 @@ impl AppState {
             detail: None,
             help: false,
             alerts: AlertLog::default(),
+            alert_config: AlertsConfig::default(),
             warnings: Vec::new(),
+            startup_warnings: Vec::new(),
+            screen: Screen::Sessions,
+            history: None,
+            whatif_target: Target::MinTls13,
+            probe: ProbeView::NotRun,
+            holdout_rows: Vec::new(),
+            holdout_selected: 0,
+            holdout_offset: 0,
+            holdout_sort_desc: false,
+            scroll: 0,
         }
     }
 
@@ -167,7 +229,12 @@ impl AppState {
         } else if self.detail.is_some() {
             Scope::Detail
         } else {
-            Scope::Table
+            match self.screen {
+                Screen::Sessions => Scope::Table,
+                Screen::Holdouts => Scope::Holdouts,
+                Screen::WhatIf => Scope::WhatIf,
+                Screen::Certificates => Scope::Certificates,
+            }
         }
     }
 
@@ -184,8 +251,7 @@ impl AppState {
             }
             Input::Poller { event, at } => {
                 self.now = at;
-                self.on_poller(event);
-                Vec::new()
+                self.on_poller(event)
             }
         }
     }
@@ -200,6 +266,7 @@ impl AppState {
                 {
                     self.filter.push(c);
                     self.rebuild_rows();
+                    self.rebuild_holdouts();
                 }
                 Vec::new()
             }
@@ -218,6 +285,10 @@ impl AppState {
             Action::Bottom => self.move_by(isize::MAX / 2),
             Action::SortNext => self.cycle_sort(1),
             Action::SortPrev => self.cycle_sort(-1),
+            Action::SortReverse if self.screen == Screen::Holdouts => {
+                self.holdout_sort_desc = !self.holdout_sort_desc;
+                self.rebuild_holdouts();
+            }
             Action::SortReverse => {
                 self.sort.descending = !self.sort.descending;
                 self.rebuild_rows();
@@ -227,11 +298,13 @@ impl AppState {
                 self.filter.clear();
                 self.filter_editing = false;
                 self.rebuild_rows();
+                self.rebuild_holdouts();
             }
             Action::ApplyFilter => self.filter_editing = false,
             Action::DeleteChar => {
                 self.filter.pop();
                 self.rebuild_rows();
+                self.rebuild_holdouts();
             }
             Action::ViewAll => self.set_quick_view(QuickView::All),
             Action::ViewNoTls => self.set_quick_view(QuickView::NoTls),
@@ -242,6 +315,12 @@ impl AppState {
                     self.help = false;
                 } else if self.detail.is_some() {
                     self.detail = None;
+                } else if self.screen != Screen::Sessions && !self.filter.is_empty() {
+                    self.filter.clear();
+                    self.rebuild_rows();
+                    self.rebuild_holdouts();
+                } else if self.screen != Screen::Sessions {
+                    self.screen = Screen::Sessions;
                 } else if !self.filter.is_empty() || self.quick_view != QuickView::All {
                     self.filter.clear();
                     self.quick_view = QuickView::All;
@@ -266,14 +345,50 @@ impl AppState {
                 return vec![Effect::Poller(PollerCommand::SetInterval(self.interval))];
             }
             Action::Refresh => return vec![Effect::Poller(PollerCommand::RefreshNow)],
+            Action::NextScreen | Action::PrevScreen => {
+                let n = Screen::ALL.len();
+                let pos = Screen::ALL.iter().position(|s| *s == self.screen).unwrap_or(0);
+                let next = if action == Action::NextScreen {
+                    (pos + 1) % n
+                } else {
+                    (pos + n - 1) % n
+                };
+                return self.show(Screen::ALL[next]);
+            }
+            Action::ShowSessions => return self.show(Screen::Sessions),
+            Action::ShowHoldouts => return self.show(Screen::Holdouts),
+            Action::ShowWhatIf => return self.show(Screen::WhatIf),
+            Action::ShowCertificates => return self.show(Screen::Certificates),
+            Action::NextTarget => {
+                self.whatif_target = match self.whatif_target {
+                    Target::MinTls13 => Target::TlsRequired,
+                    Target::TlsRequired => Target::MinTls13,
+                };
+                self.scroll = 0;
+            }
+            Action::Probe => {
+                self.probe = ProbeView::Running;
+                return vec![Effect::Poller(PollerCommand::Probe)];
+            }
         }
         Vec::new()
     }
 
-    fn on_poller(&mut self, event: PollerEvent) {
+    fn on_poller(&mut self, event: PollerEvent) -> Vec<Effect> {
         match event {
+            PollerEvent::History(history) => {
+                self.history = Some(*history);
+                self.rebuild_holdouts();
+                return Vec::new();
+            }
+            PollerEvent::Probe(result) => {
+                self.probe = match result {
+                    Ok(report) => ProbeView::Done(report),
+                    Err(e) => ProbeView::Failed(e),
+                };
+            }
             PollerEvent::Connected { warnings } => {
-                self.warnings = warnings;
+                self.warnings = self.startup_warnings.iter().cloned().chain(warnings).collect();
                 if self.snapshot.is_none() {
                     self.link = Link::Connecting;
                 }
@@ -306,7 +421,32 @@ impl AppState {
             },
             _ => LinkHealth::Up,
         };
-        self.alerts.update(evaluate(self.snapshot.as_ref(), &health), self.now);
+        let mut current = evaluate_with(self.snapshot.as_ref(), &health, &self.alert_config);
+        if let ProbeView::Done(report) = &self.probe {
+            current.extend(probe_alerts(report));
+        }
+        let began = self.alerts.update(current, self.now);
+        let critical_began = self
+            .alerts
+            .active()
+            .any(|e| e.alert.severity == Severity::Critical && began.contains(&e.alert.key));
+        if critical_began && self.alert_config.bell {
+            vec![Effect::Bell]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Switch screens; the certificate probe runs the first time its screen opens.
+    fn show(&mut self, screen: Screen) -> Vec<Effect> {
+        self.detail = None;
+        self.screen = screen;
+        self.scroll = 0;
+        if screen == Screen::Certificates && self.probe == ProbeView::NotRun {
+            self.probe = ProbeView::Running;
+            return vec![Effect::Poller(PollerCommand::Probe)];
+        }
+        Vec::new()
     }
 
     fn set_quick_view(&mut self, view: QuickView) {
@@ -319,6 +459,54 @@ impl AppState {
         let pos = Column::ALL.iter().position(|c| *c == self.sort.column).unwrap_or(0) as isize;
         self.sort.column = Column::ALL[((pos + step).rem_euclid(n)) as usize];
         self.rebuild_rows();
+    }
+
+    /// The ledger's clients in the Holdouts table: worst exposure first, then most recently seen;
+    /// the filter applies here too.
+    pub fn rebuild_holdouts(&mut self) {
+        let Some(history) = &self.history else {
+            self.holdout_rows.clear();
+            return;
+        };
+        let needle = self.filter.to_lowercase();
+        let mut rows: Vec<usize> = history
+            .clients
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| {
+                needle.is_empty()
+                    || [&c.key.user, &c.key.database, &c.key.application, &c.key.address]
+                        .iter()
+                        .any(|f| f.to_lowercase().contains(&needle))
+                    || c.tls_versions.keys().any(|v| v.to_lowercase().contains(&needle))
+                    || c.worst_class()
+                        .is_some_and(|w| w.label().to_lowercase().contains(&needle))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let rank = |i: &usize| {
+            let c = &history.clients[*i];
+            (
+                c.worst_class().map_or(u8::MAX, super::columns::exposure_rank),
+                std::cmp::Reverse(c.last_seen),
+            )
+        };
+        rows.sort_by_key(rank);
+        if self.holdout_sort_desc {
+            rows.reverse();
+        }
+        self.holdout_rows = rows;
+        self.holdout_selected = self.holdout_selected.min(self.holdout_rows.len().saturating_sub(1));
+        self.clamp_holdout_offset();
+    }
+
+    fn clamp_holdout_offset(&mut self) {
+        let page = self.page.max(1);
+        if self.holdout_selected < self.holdout_offset {
+            self.holdout_offset = self.holdout_selected;
+        } else if self.holdout_selected >= self.holdout_offset + page {
+            self.holdout_offset = self.holdout_selected + 1 - page;
+        }
     }
 
     /// Filter, quick view and sort applied to the latest snapshot; keeps the selection on its pid.
@@ -396,6 +584,20 @@ impl AppState {
             detail.scroll = scroll.clamp(0, 1000) as u16;
             return;
         }
+        match self.screen {
+            Screen::Sessions => {}
+            Screen::Holdouts => {
+                let last = self.holdout_rows.len().saturating_sub(1) as isize;
+                self.holdout_selected = (self.holdout_selected as isize).saturating_add(delta).clamp(0, last) as usize;
+                self.clamp_holdout_offset();
+                return;
+            }
+            Screen::WhatIf | Screen::Certificates => {
+                let scroll = i64::from(self.scroll) + delta.clamp(-1000, 1000) as i64;
+                self.scroll = scroll.clamp(0, 1000) as u16;
+                return;
+            }
+        }
         let current = self.selected_index().unwrap_or(0) as isize;
         let target = current.saturating_add(delta).max(0) as usize;
         self.select_index(target);
@@ -442,6 +644,22 @@ impl AppState {
         let total = self.snapshot.as_ref().map_or(0, |s| s.sessions.len());
         (self.rows.len(), total)
     }
+}
+
+/// Probe findings as alerts, so certificate and protocol problems sit with the others.
+pub fn probe_alerts(report: &ProbeReport) -> Vec<Alert> {
+    report
+        .findings
+        .iter()
+        .enumerate()
+        .map(|(i, f)| Alert {
+            key: format!("probe_{i}_{}", f.message.chars().take(24).collect::<String>()),
+            severity: f.severity,
+            title: f.message.split(':').next().unwrap_or(&f.message).to_string(),
+            detail: f.message.clone(),
+            count: 1,
+        })
+        .collect()
 }
 
 fn matches_filter(s: &Session, needle_lower: &str, now: DateTime<Utc>) -> bool {

@@ -35,16 +35,20 @@
 //! page and to map mouse clicks to rows, and both must agree with what is drawn.
 
 mod alerts;
+mod certificates;
 mod detail;
 mod footer;
 mod header;
 mod help;
+mod holdouts;
 mod posture;
 mod sessions;
 mod summary;
+mod tabs;
 mod text;
 pub mod theme;
 mod too_small;
+mod whatif;
 
 use std::sync::OnceLock;
 
@@ -53,7 +57,7 @@ use ratatui::Frame;
 use ratatui::layout::Rect;
 
 use crate::model::Snapshot;
-use crate::tui::state::AppState;
+use crate::tui::state::{AppState, Screen};
 pub use theme::{Theme, set_theme};
 
 pub const MIN_WIDTH: u16 = 80;
@@ -195,7 +199,12 @@ pub fn draw_with(frame: &mut Frame, state: &AppState, theme: &Theme, utc_offset:
             AlertsShape::Pane => alerts::render(frame, areas.alerts, &cx),
             AlertsShape::Strip => alerts::render_strip(frame, areas.alerts, &cx),
         }
-        sessions::render(frame, areas.table, &cx);
+        match state.screen {
+            Screen::Sessions => sessions::render(frame, areas.table, &cx),
+            Screen::Holdouts => holdouts::render(frame, areas.table, &cx),
+            Screen::WhatIf => whatif::render(frame, areas.table, &cx),
+            Screen::Certificates => certificates::render(frame, areas.table, &cx),
+        }
     }
     footer::render(frame, areas.footer, &cx);
     if state.help {

@@ -14,7 +14,9 @@ use crate::tui::state::QuickView;
 pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
     let t = cx.theme;
     let state = cx.state;
-    let block = Block::bordered().border_style(t.border);
+    let block = Block::bordered()
+        .border_style(t.border)
+        .title_bottom(super::tabs::line(cx));
     let inner = block.inner(area);
     let columns = columns::fitting(inner.width);
     let widths = widths(&columns, inner.width);
