@@ -27,6 +27,8 @@ pub enum Command {
     /// Monitoring plugin: would anyone break if the target were applied? One summary line, perfdata,
     /// exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (cannot connect or cannot see).
     Check(CheckArgs),
+    /// Export a ledger file (--ledger) as CSV or JSON: every client seen, with the TLS it used.
+    Ledger(LedgerArgs),
     /// Read the server's certificate chain and the TLS versions and suites it accepts (like openssl s_client / sslyze).
     /// Exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
     Probe(ProbeArgs),
@@ -143,4 +145,20 @@ pub struct CheckArgs {
     /// Configuration file.
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LedgerFormat {
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LedgerArgs {
+    /// The ledger file written by `pgtls --ledger PATH` or `pgtls check --ledger PATH`.
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = LedgerFormat::Csv)]
+    pub format: LedgerFormat,
 }

@@ -163,6 +163,32 @@ async fn short_lived_tls12_clients_between_polls_are_found_through_the_log() {
             .any(|s| s.as_str().unwrap().contains("log source: file"))
     );
 
+    // The ledger exports as CSV and JSON with the client in it.
+    let csv_out = common::pgtls(&["ledger", &ledger.display().to_string()], home.path());
+    let csv_text = String::from_utf8_lossy(&csv_out.stdout);
+    assert!(
+        csv_text.starts_with("user,database,application,address,worst,sessions"),
+        "{csv_text}"
+    );
+    assert!(
+        csv_text
+            .lines()
+            .any(|l| l.contains("cron-report") && l.contains("TLSv1.2")),
+        "{csv_text}"
+    );
+    let json_out = common::pgtls(
+        &["ledger", &ledger.display().to_string(), "--format", "json"],
+        home.path(),
+    );
+    let clients: Value = serde_json::from_slice(&json_out.stdout).unwrap();
+    assert!(
+        clients
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["key"]["application"] == "cron-report" && c["sources"].to_string().contains("log"))
+    );
+
     // The ledger file holds them too, and a second run (no watch) still names cron-report from it.
     let out = common::pgtls(
         &[

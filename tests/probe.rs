@@ -237,6 +237,20 @@ async fn expired_and_unknown_ca_certificates_are_critical_and_a_three_root_bundl
     assert!(report["chain"][0]["days_left"].as_i64().unwrap() < 0);
     let messages = report["findings"].to_string();
     assert!(messages.contains("expired on"), "{messages}");
+    // And a verifying connection names the expired certificate.
+    let conninfo = format!(
+        "{} sslmode=verify-full sslrootcert={}",
+        lab.conninfo(pgtls::lab::SUPERUSER)
+            .replace("host=127.0.0.1", "host=localhost hostaddr=127.0.0.1"),
+        lab.certs.ca_cert.display()
+    );
+    let out = common::pgtls(&["snapshot", &conninfo], home.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("server certificate \"O=pgtls lab, CN=localhost\" expired on"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod dashboard;
 pub mod demo;
+pub mod ledger;
 pub mod probe;
 pub mod snapshot;
 
@@ -18,6 +19,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Some(Command::Snapshot(args)) => snapshot::run(args).await,
         Some(Command::Probe(args)) => probe::run(args).await,
         Some(Command::Check(args)) => check::run(args).await,
+        Some(Command::Ledger(args)) => ledger::run(args),
         Some(Command::Demo(args)) => demo::run(args).await,
         None => dashboard::run(cli.dashboard).await,
     };

@@ -1,0 +1,34 @@
+//! `pgtls ledger PATH`: export a ledger file as CSV or JSON, one entry per client.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use super::Failure;
+use crate::analysis::ledger::{Journal, KeyFields, Ledger, write_csv};
+use crate::cli::{LedgerArgs, LedgerFormat};
+
+pub fn run(args: LedgerArgs) -> Result<ExitCode, Failure> {
+    if !args.path.exists() {
+        return Err(Failure::usage(format!("ledger {} does not exist", args.path.display())));
+    }
+    let mut ledger = Ledger::new(KeyFields::default());
+    // Opening appends nothing; it only replays (and would start a fresh line after a torn one).
+    let (_journal, report) = Journal::open(&args.path, &mut ledger).map_err(Failure::usage)?;
+    if let Some(message) = report.message(&args.path) {
+        eprintln!("pgtls: {message}");
+    }
+    let mut out = std::io::stdout().lock();
+    let written = match args.format {
+        LedgerFormat::Csv => write_csv(&ledger, &mut out),
+        LedgerFormat::Json => {
+            let clients: Vec<_> = ledger.records().collect();
+            serde_json::to_writer_pretty(&mut out, &clients)
+                .map_err(std::io::Error::from)
+                .and_then(|()| writeln!(out))
+        }
+    };
+    written
+        .and_then(|()| out.flush())
+        .map_err(|e| Failure::usage(format!("writing output: {e}")))?;
+    Ok(ExitCode::SUCCESS)
+}
