@@ -189,6 +189,60 @@ pub fn help_sections() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)>
     ]
 }
 
+/// How a key is written in docs: `↑`, `k`, `Ctrl-c`, `Shift-Tab`, `Space`.
+pub fn key_name(key: &Key) -> String {
+    let base = match key.code {
+        KeyCode::Up => "↑".to_string(),
+        KeyCode::Down => "↓".to_string(),
+        KeyCode::Left => "←".to_string(),
+        KeyCode::Right => "→".to_string(),
+        KeyCode::PageUp => "PgUp".to_string(),
+        KeyCode::PageDown => "PgDn".to_string(),
+        KeyCode::Home => "Home".to_string(),
+        KeyCode::End => "End".to_string(),
+        KeyCode::Enter => "Enter".to_string(),
+        KeyCode::Esc => "Esc".to_string(),
+        KeyCode::Tab => "Tab".to_string(),
+        KeyCode::BackTab => "Shift-Tab".to_string(),
+        KeyCode::Backspace => "Backspace".to_string(),
+        KeyCode::F(n) => format!("F{n}"),
+        KeyCode::Char(' ') => "Space".to_string(),
+        KeyCode::Char(c) => c.to_string(),
+        other => format!("{other:?}"),
+    };
+    if key.modifiers.contains(KeyModifiers::CONTROL) {
+        format!("Ctrl-{base}")
+    } else {
+        base
+    }
+}
+
+/// The README's key table, generated from [`BINDINGS`] so the two cannot drift apart.
+pub fn markdown_table() -> String {
+    let scope_name = |s: &Scope| match s {
+        Scope::Global => "everywhere",
+        Scope::Table => "sessions",
+        Scope::Detail => "details",
+        Scope::FilterInput => "typing a filter",
+        Scope::Help => "help",
+        Scope::Holdouts => "holdouts",
+        Scope::WhatIf => "what-if",
+        Scope::Certificates => "certificates",
+    };
+    let mut out = String::from("| keys | action | where |\n|---|---|---|\n");
+    for b in BINDINGS {
+        let keys: Vec<String> = b.keys.iter().map(|k| format!("`{}`", key_name(k))).collect();
+        let scopes: Vec<&str> = b.scopes.iter().map(scope_name).collect();
+        out.push_str(&format!(
+            "| {} | {} | {} |\n",
+            keys.join(" "),
+            b.help,
+            scopes.join(", ")
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,56 +333,3 @@ mod tests {
     }
 }
 
-/// How a key is written in docs: `↑`, `k`, `Ctrl-c`, `Shift-Tab`, `Space`.
-pub fn key_name(key: &Key) -> String {
-    let base = match key.code {
-        KeyCode::Up => "↑".to_string(),
-        KeyCode::Down => "↓".to_string(),
-        KeyCode::Left => "←".to_string(),
-        KeyCode::Right => "→".to_string(),
-        KeyCode::PageUp => "PgUp".to_string(),
-        KeyCode::PageDown => "PgDn".to_string(),
-        KeyCode::Home => "Home".to_string(),
-        KeyCode::End => "End".to_string(),
-        KeyCode::Enter => "Enter".to_string(),
-        KeyCode::Esc => "Esc".to_string(),
-        KeyCode::Tab => "Tab".to_string(),
-        KeyCode::BackTab => "Shift-Tab".to_string(),
-        KeyCode::Backspace => "Backspace".to_string(),
-        KeyCode::F(n) => format!("F{n}"),
-        KeyCode::Char(' ') => "Space".to_string(),
-        KeyCode::Char(c) => c.to_string(),
-        other => format!("{other:?}"),
-    };
-    if key.modifiers.contains(KeyModifiers::CONTROL) {
-        format!("Ctrl-{base}")
-    } else {
-        base
-    }
-}
-
-/// The README's key table, generated from [`BINDINGS`] so the two cannot drift apart.
-pub fn markdown_table() -> String {
-    let scope_name = |s: &Scope| match s {
-        Scope::Global => "everywhere",
-        Scope::Table => "sessions",
-        Scope::Detail => "details",
-        Scope::FilterInput => "typing a filter",
-        Scope::Help => "help",
-        Scope::Holdouts => "holdouts",
-        Scope::WhatIf => "what-if",
-        Scope::Certificates => "certificates",
-    };
-    let mut out = String::from("| keys | action | where |\n|---|---|---|\n");
-    for b in BINDINGS {
-        let keys: Vec<String> = b.keys.iter().map(|k| format!("`{}`", key_name(k))).collect();
-        let scopes: Vec<&str> = b.scopes.iter().map(scope_name).collect();
-        out.push_str(&format!(
-            "| {} | {} | {} |\n",
-            keys.join(" "),
-            b.help,
-            scopes.join(", ")
-        ));
-    }
-    out
-}
