@@ -15,13 +15,19 @@ pub const MONITOR_ROLE: &str = "pgtls_monitor";
 pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
     let interval = super::dashboard::interval(args.interval)?;
     eprintln!("pgtls demo: starting a throwaway PostgreSQL with TLS and a mix of clients…");
+    // Ctrl-C, a closed terminal or `kill` during start-up must still remove the server and its
+    // temp dir: with handlers installed the default "terminate at once" no longer applies, and
+    // the lab is dropped on the way out.
+    let interrupted = interrupted().map_err(|e| Failure::usage(format!("demo: {e}")))?;
+    tokio::pin!(interrupted);
     let options = LabOptions {
         bindir: args.pg_bindir,
         ..LabOptions::default()
     };
-    let lab = Lab::start(options)
-        .await
-        .map_err(|e| Failure::usage(format!("demo: {e:#}")))?;
+    let lab = tokio::select! {
+        lab = Lab::start(options) => lab.map_err(|e| Failure::usage(format!("demo: {e:#}")))?,
+        () = &mut interrupted => return Err(Failure::usage("demo: interrupted")),
+    };
     let setup = async {
         lab.ensure_role(MONITOR_ROLE).await?;
         lab.admin()
@@ -30,7 +36,10 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
             .await?;
         demo::start(&lab).await
     };
-    let clients = setup.await.map_err(|e| Failure::usage(format!("demo: {e:#}")))?;
+    let clients = tokio::select! {
+        clients = setup => clients.map_err(|e| Failure::usage(format!("demo: {e:#}")))?,
+        () = &mut interrupted => return Err(Failure::usage("demo: interrupted")),
+    };
     // verify-full against the lab's own CA, as a careful DBA would connect.
     let conninfo = format!(
         "host=localhost hostaddr=127.0.0.1 port={} user={MONITOR_ROLE} password={} dbname=postgres \
@@ -54,4 +63,19 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
     drop(clients);
     drop(lab);
     result
+}
+
+/// Resolves on SIGINT, SIGTERM or SIGHUP.
+fn interrupted() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+            _ = hup.recv() => {}
+        }
+    })
 }
