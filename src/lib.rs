@@ -3,6 +3,9 @@
 //! Data flows one way: `collect` (poller) -> `model::Snapshot` -> `tui` state -> views.
 //! The binary is a thin shell over this library so that tests, the demo and benches share one code path.
 
+// A failure a user can cause deserves a message, not a panic.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod analysis;
 pub mod cli;
 pub mod cmd;
