@@ -9,7 +9,7 @@ use crate::cli::{DashboardArgs, HistoryArgs};
 use crate::collect::Collector;
 use crate::collect::poller::HistorySetup;
 use crate::config::Config;
-use crate::conn::params::{ConnParams, Environment, RootCert, resolve};
+use crate::conn::params::{ConnParams, Environment, resolve};
 use crate::probe::ProbeTarget;
 
 pub async fn run(args: DashboardArgs) -> Result<ExitCode, Failure> {
@@ -45,34 +45,12 @@ pub async fn open(params: ConnParams, interval: Duration, history: &HistoryArgs)
         server_log: history.server_log.clone(),
         log_from_start: !history.log_from_now,
         min_evidence: config.min_evidence(),
-        probe: probe_target(&params, &config),
+        probe: ProbeTarget::from_params(&params, config.alerts.expiry_warn_days, false),
     };
     crate::tui::app::run(params, collector, interval, target, setup, config.alerts, warnings)
         .await
         .map_err(|e| Failure::usage(format!("{e:#}")))?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The probe goes where the connection goes, and verifies against the same root file.
-pub fn probe_target(params: &ConnParams, config: &Config) -> Option<ProbeTarget> {
-    let target = params.targets.iter().find(|t| !t.is_unix_socket())?;
-    let root_bundle = match &params.sslrootcert {
-        Some(RootCert::File(path)) => Some(path.clone()),
-        Some(RootCert::System) => None,
-        None => params
-            .default_rootcert
-            .exists()
-            .then(|| params.default_rootcert.clone()),
-    };
-    Some(ProbeTarget {
-        host: target.host.clone(),
-        hostaddr: target.hostaddr,
-        port: target.port,
-        root_bundle,
-        timeout: params.connect_timeout.unwrap_or(Duration::from_secs(10)),
-        warn_days: config.alerts.expiry_warn_days,
-        full_cipher_scan: false,
-    })
 }
 
 pub fn interval(seconds: f64) -> Result<Duration, Failure> {

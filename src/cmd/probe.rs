@@ -2,12 +2,11 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use super::Failure;
 use crate::analysis::alerts::Severity;
 use crate::cli::{ProbeArgs, ProbeFormat};
-use crate::conn::params::{Environment, RootCert, resolve};
+use crate::conn::params::{Environment, resolve};
 use crate::probe::{ProbeTarget, run as probe};
 
 /// Monitoring-plugin exit codes, shared with `check`.
@@ -28,28 +27,8 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode, Failure> {
     };
     let params =
         resolve(args.conn.conninfo.as_deref(), &Environment::from_process()).map_err(|e| unknown(e.to_string()))?;
-    let target = params
-        .targets
-        .iter()
-        .find(|t| !t.is_unix_socket())
+    let target = ProbeTarget::from_params(&params, args.warn_days, args.full_cipher_scan)
         .ok_or_else(|| unknown("probe needs a TCP host (Unix sockets never use TLS)".into()))?;
-    let root_bundle = match &params.sslrootcert {
-        Some(RootCert::File(path)) => Some(path.clone()),
-        Some(RootCert::System) => None,
-        None => params
-            .default_rootcert
-            .exists()
-            .then(|| params.default_rootcert.clone()),
-    };
-    let target = ProbeTarget {
-        host: target.host.clone(),
-        hostaddr: target.hostaddr,
-        port: target.port,
-        root_bundle,
-        timeout: params.connect_timeout.unwrap_or(Duration::from_secs(10)),
-        warn_days: args.warn_days,
-        full_cipher_scan: args.full_cipher_scan,
-    };
     let report = tokio::task::spawn_blocking(move || probe(&target))
         .await
         .map_err(|e| unknown(e.to_string()))?

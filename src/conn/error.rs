@@ -129,20 +129,11 @@ pub fn with_certificate(
     params: &ConnParams,
     target: &HostTarget,
 ) -> ConnectError {
-    use crate::probe::starttls::{names, subject};
+    use crate::probe::certinfo::name;
+    use crate::probe::starttls::names;
+    let subject = |c: &openssl::x509::X509| name(c.subject_name());
     let at = endpoint(target);
-    let issuer = leaf
-        .issuer_name()
-        .entries()
-        .filter_map(|e| {
-            Some(format!(
-                "{}={}",
-                e.object().nid().short_name().ok()?,
-                e.data().to_string().ok()?
-            ))
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
+    let issuer = name(leaf.issuer_name());
     let message = match error.kind {
         FailureKind::HostNameMismatch => {
             let names = names(leaf);

@@ -16,6 +16,7 @@ use self::certinfo::CertInfo;
 use self::scan::{Attempt, CipherResult, Scanner, TlsVersion, VersionResult};
 use self::verify::{BundleEntry, Verdict};
 use crate::analysis::alerts::Severity;
+use crate::conn::params::{ConnParams, RootCert};
 
 /// Where to probe and what to verify against.
 #[derive(Debug, Clone)]
@@ -30,6 +31,31 @@ pub struct ProbeTarget {
     pub warn_days: i64,
     /// List every accepted TLS 1.2 suite (one connection each) instead of one example per weak kind.
     pub full_cipher_scan: bool,
+}
+
+impl ProbeTarget {
+    /// The probe goes where the connection goes (the first TCP host) and verifies against the same
+    /// root file libpq would use; `None` when every host is a Unix socket (never TLS).
+    pub fn from_params(params: &ConnParams, warn_days: i64, full_cipher_scan: bool) -> Option<ProbeTarget> {
+        let target = params.targets.iter().find(|t| !t.is_unix_socket())?;
+        let root_bundle = match &params.sslrootcert {
+            Some(RootCert::File(path)) => Some(path.clone()),
+            Some(RootCert::System) => None,
+            None => params
+                .default_rootcert
+                .exists()
+                .then(|| params.default_rootcert.clone()),
+        };
+        Some(ProbeTarget {
+            host: target.host.clone(),
+            hostaddr: target.hostaddr,
+            port: target.port,
+            root_bundle,
+            timeout: params.connect_timeout.unwrap_or(Duration::from_secs(10)),
+            warn_days,
+            full_cipher_scan,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -99,16 +99,3 @@ pub fn names(cert: &X509) -> Vec<String> {
     }
     names
 }
-
-/// "CN=x, O=y" for messages.
-pub fn subject(cert: &X509) -> String {
-    cert.subject_name()
-        .entries()
-        .filter_map(|e| {
-            let key = e.object().nid().short_name().ok()?;
-            let value = e.data().to_string().ok()?;
-            Some(format!("{key}={value}"))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}

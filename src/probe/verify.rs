@@ -185,7 +185,11 @@ mod tests {
         let ok = verify(&chain, &store, "bundle".into());
         assert!(ok.verified, "{ok:?}");
         assert_eq!(ok.anchor.as_deref(), Some("O=pgtls lab, CN=Right Root"));
-        let wrong = verify(&chain, &bundle_store(std::slice::from_ref(&other.cert)).unwrap(), "other".into());
+        let wrong = verify(
+            &chain,
+            &bundle_store(std::slice::from_ref(&other.cert)).unwrap(),
+            "other".into(),
+        );
         assert!(!wrong.verified);
         assert!(wrong.error.unwrap().contains("local issuer"));
         let entries = bundle_entries(
