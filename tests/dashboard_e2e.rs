@@ -31,7 +31,11 @@ async fn sessions_sort_filter_drill_down_and_quit_by_keystrokes() {
     });
     // The table row, not the alerts pane, which names applications too.
     let line = |screen: &str, needle: &str| {
-        screen.lines().find(|l| l.contains(needle) && l.contains("127.0.0.1:")).unwrap_or("").to_string()
+        screen
+            .lines()
+            .find(|l| l.contains(needle) && l.contains("127.0.0.1:"))
+            .unwrap_or("")
+            .to_string()
     };
     assert!(line(&screen, "modern-app").contains("TLSv1.3"), "{screen}");
     assert!(line(&screen, "holdout-app").contains("TLSv1.2"), "{screen}");
