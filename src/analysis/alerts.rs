@@ -154,7 +154,8 @@ fn settings_rules(snap: &Snapshot, alerts: &mut Vec<Alert>) {
 
 /// "orders-api (3), billing (1)": who, most sessions first.
 pub fn who(sessions: &[&Session]) -> String {
-    let mut by_app: BTreeMap<String, usize> = BTreeMap::new();
+    // Counted by (application, user) without building a string per session; named once per pair.
+    let mut by_pair: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     for s in sessions {
         let app = s
             .application_name
@@ -162,9 +163,13 @@ pub fn who(sessions: &[&Session]) -> String {
             .filter(|a| !a.is_empty())
             .unwrap_or("(no application_name)");
         let user = s.user.as_deref().unwrap_or("?");
-        *by_app.entry(format!("{app} as {user}")).or_default() += 1;
+        *by_pair.entry((app, user)).or_default() += 1;
     }
-    let mut list: Vec<(String, usize)> = by_app.into_iter().collect();
+    let mut by_name: BTreeMap<String, usize> = BTreeMap::new();
+    for ((app, user), n) in by_pair {
+        *by_name.entry(format!("{app} as {user}")).or_default() += n;
+    }
+    let mut list: Vec<(String, usize)> = by_name.into_iter().collect();
     list.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     list.iter()
         .map(|(who, n)| if *n > 1 { format!("{who} ({n})") } else { who.clone() })

@@ -165,11 +165,13 @@ pub enum Entry {
     Watching { at: DateTime<Utc>, log_source: bool },
 }
 
-/// A session the ledger has counted: pid plus start time, because pids are reused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct SessionId {
-    pid: i32,
+/// A session connected at the latest poll, by pid. Pids are reused, so the start time tells sessions apart.
+#[derive(Debug, Clone)]
+struct Live {
     start: Option<DateTime<Utc>>,
+    key: ClientKey,
+    /// Where its client's record is in `Ledger::records`, once there is one.
+    record: Option<usize>,
 }
 
 /// Log lines and polls see the same session at slightly different times.
@@ -179,9 +181,12 @@ const HEARTBEAT_EVERY: Duration = Duration::seconds(60);
 #[derive(Debug, Clone, Default)]
 pub struct Ledger {
     pub fields: KeyFields,
-    records: BTreeMap<ClientKey, ClientRecord>,
-    /// Sessions connected at the latest poll.
-    live: HashMap<SessionId, ClientKey>,
+    /// Every client seen, in the order first seen; records are never removed, so positions are stable.
+    records: Vec<ClientRecord>,
+    /// Position in `records` by key, in key order.
+    index: BTreeMap<ClientKey, usize>,
+    /// Sessions connected at the latest poll, by pid.
+    live: HashMap<i32, Live>,
     /// Sessions learned from the log, by pid, not yet seen in a poll: (authorized at, key).
     from_log: HashMap<i32, DateTime<Utc>>,
     /// First and last moment pgtls was watching, and whether a log source was on.
@@ -202,8 +207,9 @@ impl Ledger {
         }
     }
 
+    /// Every client, in key order.
     pub fn records(&self) -> impl Iterator<Item = &ClientRecord> {
-        self.records.values()
+        self.index.values().map(|i| &self.records[*i])
     }
 
     pub fn len(&self) -> usize {
@@ -215,7 +221,7 @@ impl Ledger {
     }
 
     pub fn total_sessions(&self) -> u64 {
-        self.records.values().map(|r| r.sessions).sum()
+        self.records.iter().map(|r| r.sessions).sum()
     }
 
     pub fn observed(&self) -> Duration {
@@ -236,23 +242,34 @@ impl Ledger {
     }
 
     /// Count sessions that are new since the last poll; returns journal entries to append.
+    ///
+    /// Runs after every poll, so a session that was connected at the previous poll and still has the same identity
+    /// reuses its key instead of building a new one: in the steady state nothing is allocated per session.
     pub fn observe_snapshot(&mut self, snap: &Snapshot, log_source: bool) -> Vec<Entry> {
         let mut entries = Vec::new();
         let at = snap.taken_at;
         self.polls += 1;
         self.monitor_pid = Some(snap.monitor.pid);
         entries.extend(self.watching(at, log_source));
-        let mut live = HashMap::new();
+        for r in &mut self.records {
+            r.connected_now = 0;
+        }
+        let mut previous = std::mem::take(&mut self.live);
+        let mut live = HashMap::with_capacity(snap.sessions.len());
+        // Live sessions whose client has no record yet (their identity changed): counted once the loop is done,
+        // in case a later session of the same client creates the record.
+        let mut unrecorded: Vec<i32> = Vec::new();
         for s in &snap.sessions {
             if s.pid == snap.monitor.pid {
                 continue;
             }
-            let id = SessionId {
-                pid: s.pid,
-                start: s.backend_start,
+            let before = previous.remove(&s.pid).filter(|l| l.start == s.backend_start);
+            let was_live = before.is_some();
+            let (key, record) = match before {
+                Some(l) if self.same_client(&l.key, s) => (l.key, l.record),
+                _ => (self.key_of(s), None),
             };
-            let key = self.key_of(s);
-            if !self.live.contains_key(&id) {
+            if !was_live {
                 let logged = self
                     .from_log
                     .get(&s.pid)
@@ -260,8 +277,8 @@ impl Ledger {
                 if logged {
                     // Counted already from its log line: only note that polls see it too.
                     self.from_log.remove(&s.pid);
-                    if let Some(r) = self.records.get_mut(&key) {
-                        r.sources.insert(Source::Poll);
+                    if let Some(i) = self.index.get(&key) {
+                        self.records[*i].sources.insert(Source::Poll);
                     }
                 } else {
                     let entry = Entry::Session {
@@ -276,23 +293,46 @@ impl Ledger {
                     entries.push(entry);
                 }
             }
-            if let Some(r) = self.records.get_mut(&key) {
-                r.last_seen = at;
+            let record = record.or_else(|| self.index.get(&key).copied());
+            match record {
+                Some(i) => {
+                    let r = &mut self.records[i];
+                    r.last_seen = at;
+                    r.connected_now += 1;
+                }
+                None => unrecorded.push(s.pid),
             }
-            live.insert(id, key);
+            live.insert(
+                s.pid,
+                Live {
+                    start: s.backend_start,
+                    key,
+                    record,
+                },
+            );
         }
-        for r in self.records.values_mut() {
-            r.connected_now = 0;
-        }
-        for key in live.values() {
-            if let Some(r) = self.records.get_mut(key) {
-                r.connected_now += 1;
+        for pid in &unrecorded {
+            if let Some(l) = live.get_mut(pid) {
+                l.record = self.index.get(&l.key).copied();
+                if let Some(i) = l.record {
+                    self.records[i].connected_now += 1;
+                }
             }
         }
         self.live = live;
         // Forget log sessions that no poll will ever match.
         self.from_log.retain(|_, t| at - *t <= SAME_SESSION_WITHIN * 6);
         entries
+    }
+
+    /// Whether `key` is still the identity of `s` (an application may change its name mid-session).
+    fn same_client(&self, key: &ClientKey, s: &Session) -> bool {
+        let f = self.fields;
+        let same = |on: bool, have: &str, now: Option<&str>| have == if on { now.unwrap_or("") } else { "" };
+        same(f.user, &key.user, s.user.as_deref())
+            && same(f.database, &key.database, s.database.as_deref())
+            && same(f.application, &key.application, s.application_name.as_deref())
+            && same(f.address, &key.address, s.client_addr.as_deref())
     }
 
     /// A connection from the log source; `None` when a poll already counted it.
@@ -303,8 +343,8 @@ impl Ledger {
         }
         let polled = self
             .live
-            .keys()
-            .any(|id| id.pid == ev.pid && id.start.is_none_or(|s| (s - ev.at).abs() <= SAME_SESSION_WITHIN));
+            .get(&ev.pid)
+            .is_some_and(|l| l.start.is_none_or(|s| (s - ev.at).abs() <= SAME_SESSION_WITHIN));
         if polled {
             return None;
         }
@@ -359,17 +399,22 @@ impl Ledger {
                 cipher,
                 source,
             } => {
-                let r = self.records.entry(key.clone()).or_insert_with(|| ClientRecord {
-                    key: key.clone(),
-                    classes: BTreeMap::new(),
-                    tls_versions: BTreeMap::new(),
-                    ciphers: BTreeMap::new(),
-                    sessions: 0,
-                    first_seen: *at,
-                    last_seen: *at,
-                    connected_now: 0,
-                    sources: BTreeSet::new(),
+                let records = &mut self.records;
+                let i = *self.index.entry(key.clone()).or_insert_with(|| {
+                    records.push(ClientRecord {
+                        key: key.clone(),
+                        classes: BTreeMap::new(),
+                        tls_versions: BTreeMap::new(),
+                        ciphers: BTreeMap::new(),
+                        sessions: 0,
+                        first_seen: *at,
+                        last_seen: *at,
+                        connected_now: 0,
+                        sources: BTreeSet::new(),
+                    });
+                    records.len() - 1
                 });
+                let r = &mut records[i];
                 *r.classes.entry(*class).or_default() += 1;
                 if let Some(v) = tls_version {
                     *r.tls_versions.entry(v.clone()).or_default() += 1;
@@ -581,6 +626,37 @@ mod tests {
                 .all(|r| r.connected_now == 0)
         );
         assert_eq!(ledger.total_sessions(), 11);
+    }
+
+    #[test]
+    fn a_session_that_changes_its_application_name_is_not_counted_again() {
+        let mut ledger = Ledger::new(KeyFields::default());
+        let snap = fixtures::snapshot();
+        ledger.observe_snapshot(&snap, false);
+        let sessions = ledger.total_sessions();
+        let i = snap
+            .sessions
+            .iter()
+            .position(|s| s.pid != snap.monitor.pid && s.application_name.is_some())
+            .unwrap();
+        let key = ledger.key_of(&snap.sessions[i]);
+        let connected = |ledger: &Ledger| ledger.records().find(|r| r.key == key).unwrap().connected_now;
+        let before = connected(&ledger);
+        assert!(before >= 1);
+
+        let mut renamed = snap.clone();
+        renamed.taken_at += Duration::seconds(2);
+        renamed.sessions[i].application_name = Some("renamed-app".into());
+        assert!(ledger.observe_snapshot(&renamed, false).is_empty());
+        assert_eq!(ledger.total_sessions(), sessions, "same session, not a new one");
+        assert!(ledger.records().all(|r| r.key.application != "renamed-app"));
+        assert_eq!(connected(&ledger), before - 1, "the old identity lost the session");
+
+        let mut back = snap.clone();
+        back.taken_at += Duration::seconds(4);
+        assert!(ledger.observe_snapshot(&back, false).is_empty());
+        assert_eq!(ledger.total_sessions(), sessions);
+        assert_eq!(connected(&ledger), before, "back under its first name");
     }
 
     #[test]

@@ -16,7 +16,8 @@ use crate::model::Snapshot;
 use crate::probe::{ProbeReport, ProbeTarget};
 use crate::sources::LogSources;
 
-/// What pgtls has seen over time, as the views need it: sent after every poll.
+/// What pgtls has seen over time, as the views need it: sent after every poll while the dashboard asks for it
+/// ([`PollerCommand::SendHistory`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct History {
     pub clients: Vec<ClientRecord>,
@@ -61,6 +62,8 @@ struct Tracker {
     hba: Result<Vec<HbaRule>, String>,
     /// A journal write failure is shown once, then the journal is dropped.
     journal_error: Option<String>,
+    /// A poll has been folded into the ledger (before that there is no history to show).
+    polled: bool,
 }
 
 impl Tracker {
@@ -77,7 +80,9 @@ impl Tracker {
         }
     }
 
-    async fn on_snapshot(&mut self, collector: &Collector, snapshot: &Snapshot) -> History {
+    /// Fold a poll into the ledger, read the connection log, append to the journal.
+    async fn on_snapshot(&mut self, collector: &Collector, snapshot: &Snapshot) {
+        self.polled = true;
         let log_on = self.logs.as_ref().is_some_and(LogSources::is_active);
         let mut entries = self.setup.ledger.observe_snapshot(snapshot, log_on);
         if let Some(logs) = &mut self.logs {
@@ -91,10 +96,13 @@ impl Tracker {
             self.journal_error = Some(e);
             self.setup.journal = None;
         }
-        let whatif = [Target::MinTls13, Target::TlsRequired]
-            .into_iter()
-            .map(|t| whatif::evaluate(&self.setup.ledger, t, &self.hba, self.setup.min_evidence))
-            .collect();
+    }
+
+    /// The history as of the latest poll; `None` before the first one.
+    fn history(&self) -> Option<History> {
+        if !self.polled {
+            return None;
+        }
         let mut sources = self.logs.as_ref().map(LogSources::describe).unwrap_or_default();
         if let Err(e) = &self.hba {
             sources.push(format!(
@@ -104,12 +112,37 @@ impl Tracker {
         if let Some(e) = &self.journal_error {
             sources.push(format!("ledger not saved: {e}"));
         }
-        History {
-            clients: self.setup.ledger.records().cloned().collect(),
-            whatif,
+        Some(history_of(
+            &self.setup.ledger,
+            &self.hba,
+            self.setup.min_evidence,
             sources,
-            ledger_file: self.setup.ledger_file.clone(),
-        }
+            self.setup.ledger_file.clone(),
+        ))
+    }
+}
+
+/// What the poller sends after a successful poll: one event, so the dashboard updates and draws once.
+pub fn event_after_poll(snapshot: Box<Snapshot>, history: Option<Box<History>>) -> PollerEvent {
+    PollerEvent::Polled { snapshot, history }
+}
+
+/// The history as the views need it, from the ledger after a poll: no I/O, so benches measure the same code.
+pub fn history_of(
+    ledger: &Ledger,
+    hba: &Result<Vec<HbaRule>, String>,
+    min_evidence: chrono::Duration,
+    sources: Vec<String>,
+    ledger_file: Option<String>,
+) -> History {
+    History {
+        clients: ledger.records().cloned().collect(),
+        whatif: [Target::MinTls13, Target::TlsRequired]
+            .into_iter()
+            .map(|t| whatif::evaluate(ledger, t, hba, min_evidence))
+            .collect(),
+        sources,
+        ledger_file,
     }
 }
 
@@ -121,6 +154,12 @@ pub enum PollerEvent {
     },
     Snapshot(Box<Snapshot>),
     History(Box<History>),
+    /// A poll's snapshot with, while the dashboard asks for it ([`PollerCommand::SendHistory`]), the history:
+    /// the same as `Snapshot` then `History`, in one event.
+    Polled {
+        snapshot: Box<Snapshot>,
+        history: Option<Box<History>>,
+    },
     /// The certificate probe finished (or could not run).
     Probe(Result<Box<ProbeReport>, String>),
     /// Connecting or polling failed; the poller retries after `retry_in`.
@@ -139,6 +178,9 @@ pub enum PollerCommand {
     SetPaused(bool),
     /// Run the certificate probe (a handful of connections, each failed one logged by the server).
     Probe,
+    /// Whether to send the history (ledger clients and what-if) after every poll; when turned on it is also sent at
+    /// once. Only the Holdouts and What-if screens show it, and building it costs time in proportion to the ledger.
+    SendHistory(bool),
 }
 
 pub const MIN_BACKOFF: Duration = Duration::from_millis(500);
@@ -170,6 +212,7 @@ pub fn spawn(
         logs: None,
         hba: Err("not read yet".to_string()),
         journal_error: None,
+        polled: false,
     };
     let task = tokio::spawn(run(params, connected, interval, tracker, events, rx));
     PollerHandle { commands, task }
@@ -193,6 +236,8 @@ fn start_probe(target: Option<&ProbeTarget>, events: &mpsc::Sender<PollerEvent>)
 struct Schedule {
     interval: Duration,
     paused: bool,
+    /// Send the history after each poll.
+    history: bool,
 }
 
 async fn run(
@@ -206,6 +251,7 @@ async fn run(
     let mut schedule = Schedule {
         interval,
         paused: false,
+        history: false,
     };
     let mut backoff = MIN_BACKOFF;
     loop {
@@ -245,6 +291,11 @@ async fn run(
                     None => return,
                     Some(PollerCommand::RefreshNow) => break,
                     Some(PollerCommand::Probe) => start_probe(tracker.setup.probe.as_ref(), &events),
+                    Some(PollerCommand::SendHistory(on)) => {
+                        if send_history(&mut schedule, on, &tracker, &events).await.is_err() {
+                            return;
+                        }
+                    }
                     Some(other) => apply(&mut schedule, other),
                 },
             }
@@ -253,9 +304,27 @@ async fn run(
     }
 }
 
+/// Turn history sending on or off; when turned on, send what the ledger holds now.
+async fn send_history(
+    schedule: &mut Schedule,
+    on: bool,
+    tracker: &Tracker,
+    events: &mpsc::Sender<PollerEvent>,
+) -> Result<(), mpsc::error::SendError<PollerEvent>> {
+    let was_on = std::mem::replace(&mut schedule.history, on);
+    if on
+        && !was_on
+        && let Some(history) = tracker.history()
+    {
+        events.send(PollerEvent::History(Box::new(history))).await?;
+    }
+    Ok(())
+}
+
 fn apply(schedule: &mut Schedule, cmd: PollerCommand) {
     match cmd {
         PollerCommand::RefreshNow | PollerCommand::Probe => {}
+        PollerCommand::SendHistory(on) => schedule.history = on,
         PollerCommand::SetInterval(interval) => schedule.interval = interval,
         PollerCommand::SetPaused(paused) => schedule.paused = paused,
     }
@@ -273,11 +342,17 @@ async fn poll_loop(
         if !schedule.paused {
             match collector.poll().await {
                 Ok(snapshot) => {
-                    let history = tracker.on_snapshot(collector, &snapshot).await;
-                    if events.send(PollerEvent::Snapshot(Box::new(snapshot))).await.is_err() {
-                        return None;
-                    }
-                    if events.send(PollerEvent::History(Box::new(history))).await.is_err() {
+                    tracker.on_snapshot(collector, &snapshot).await;
+                    let history = if schedule.history {
+                        tracker.history().map(Box::new)
+                    } else {
+                        None
+                    };
+                    if events
+                        .send(event_after_poll(Box::new(snapshot), history))
+                        .await
+                        .is_err()
+                    {
                         return None;
                     }
                 }
@@ -292,6 +367,11 @@ async fn poll_loop(
                     None => return None,
                     Some(PollerCommand::RefreshNow) => break,
                     Some(PollerCommand::Probe) => start_probe(tracker.setup.probe.as_ref(), events),
+                    Some(PollerCommand::SendHistory(on)) => {
+                        if send_history(schedule, on, tracker, events).await.is_err() {
+                            return None;
+                        }
+                    }
                     Some(PollerCommand::SetPaused(false)) if schedule.paused => {
                         schedule.paused = false;
                         break;
@@ -300,5 +380,58 @@ async fn poll_loop(
                 },
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::conn::params::{Environment, resolve};
+    use crate::lab::{Lab, LabOptions, SUPERUSER};
+
+    async fn next(events: &mut mpsc::Receiver<PollerEvent>) -> PollerEvent {
+        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
+            Ok(Some(event)) => event,
+            other => panic!("no poller event: {other:?}"),
+        }
+    }
+
+    /// One event per poll; the history only while asked for, and at once when asked.
+    #[tokio::test]
+    async fn history_is_sent_only_while_asked_for() {
+        let lab = Lab::start(LabOptions::default()).await.expect("lab starts");
+        let home = tempfile::tempdir().expect("temp dir");
+        let env = Environment::new(HashMap::new(), Some(home.path().to_path_buf()), "tester");
+        let params = resolve(Some(&lab.conninfo(SUPERUSER)), &env).expect("conninfo resolves");
+        let (tx, mut events) = mpsc::channel(16);
+        // A long interval: after the first poll, polls run only on RefreshNow.
+        let poller = spawn(params, None, Duration::from_secs(3600), HistorySetup::none(), tx);
+        assert!(matches!(next(&mut events).await, PollerEvent::Connected { .. }));
+        assert!(matches!(
+            next(&mut events).await,
+            PollerEvent::Polled { history: None, .. }
+        ));
+
+        let send = |cmd| poller.commands.send(cmd).expect("poller runs");
+        send(PollerCommand::SendHistory(true));
+        match next(&mut events).await {
+            PollerEvent::History(history) => assert_eq!(history.whatif.len(), 2),
+            other => panic!("expected the history at once, got {other:?}"),
+        }
+        send(PollerCommand::RefreshNow);
+        match next(&mut events).await {
+            PollerEvent::Polled {
+                history: Some(history), ..
+            } => assert_eq!(history.whatif.len(), 2),
+            other => panic!("expected a poll with history, got {other:?}"),
+        }
+        send(PollerCommand::SendHistory(false));
+        send(PollerCommand::RefreshNow);
+        assert!(matches!(
+            next(&mut events).await,
+            PollerEvent::Polled { history: None, .. }
+        ));
     }
 }

@@ -68,7 +68,8 @@ pub mod col {
 }
 
 /// One statement, one round trip: a meta row (kind 0: server clock, TLS settings, the monitor's
-/// sslinfo answer) followed by one row per session (kind 1).
+/// sslinfo answer) followed by one row per session (kind 1). pg_settings is a function that builds every
+/// setting each time it is read, so the TLS settings come from a single scan of it.
 ///
 /// Sessions are `pg_stat_activity` LEFT JOIN `pg_stat_ssl`/`pg_stat_gssapi`: an INNER JOIN would
 /// silently drop every session the monitor may not inspect. Those rows have NULL backend_type
@@ -94,11 +95,12 @@ SELECT 0::int2 AS kind, NULL::int4, NULL::int4, NULL::text, NULL::text, NULL::te
        NULL::int4, NULL::text, NULL::text, NULL::timestamptz, NULL::timestamptz, NULL::timestamptz,
        NULL::timestamptz, NULL::text, NULL::text, NULL::text, NULL::int8, NULL::bool, NULL::text, NULL::text,
        NULL::int4, NULL::text, NULL::text, NULL::text, NULL::bool, NULL::text, NULL::bool, NULL::bool,
-       now() AS server_now,
-       ARRAY(SELECT name::text FROM pg_catalog.pg_settings WHERE name LIKE 'ssl%' ORDER BY name) AS setting_names,
-       ARRAY(SELECT setting FROM pg_catalog.pg_settings WHERE name LIKE 'ssl%' ORDER BY name) AS setting_values,
+       now() AS server_now, st.names AS setting_names, st.setting_values,
        current_setting('require_secure_transport', true) AS require_secure_transport,
        {ssl_is_used} AS ssl_is_used
+  FROM (SELECT COALESCE(array_agg(name::text ORDER BY name), '{{}}') AS names,
+               COALESCE(array_agg(setting ORDER BY name), '{{}}') AS setting_values
+          FROM pg_catalog.pg_settings WHERE name LIKE 'ssl%') st
 UNION ALL
 SELECT 1::int2, a.pid, {leader_pid}, a.datname::text, a.usename::text, a.application_name,
        host(a.client_addr), a.client_hostname, a.client_port, a.backend_type, a.state,

@@ -5,13 +5,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use crossterm::event::KeyEvent;
 
-use super::columns::Column;
+use super::columns::{Column, exposure_rank};
 use super::keymap::{self, Action, Scope};
 use crate::analysis::alerts::{Alert, AlertLog, LinkHealth, Severity, evaluate_with};
 use crate::analysis::whatif::Target;
 use crate::collect::poller::{History, PollerCommand, PollerEvent};
 use crate::config::AlertsConfig;
-use crate::model::{ConnClass, Session, Snapshot};
+use crate::model::{ClassCounts, ConnClass, Session, Snapshot};
 use crate::probe::ProbeReport;
 
 /// Refresh intervals offered by `+` and `-`.
@@ -178,6 +178,35 @@ pub struct AppState {
     pub holdout_sort_desc: bool,
     /// Scroll position of the What-if and Certificates screens.
     pub scroll: u16,
+    /// Counts over the latest snapshot, made once when it arrives rather than on every frame.
+    pub totals: Option<Totals>,
+}
+
+/// What the Protocols box counts over all sessions of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Totals {
+    pub classes: ClassCounts,
+    /// Ciphers by sessions using them, most used first, ties by name.
+    pub ciphers: Vec<(String, usize)>,
+}
+
+impl Totals {
+    pub fn of(snapshot: &Snapshot) -> Totals {
+        // A server negotiates a handful of ciphers: a short list searched in place beats hashing every session's.
+        let mut by_name: Vec<(&str, usize)> = Vec::new();
+        for tls in snapshot.sessions.iter().filter_map(|s| s.tls.as_ref()) {
+            match by_name.iter_mut().find(|(name, _)| *name == tls.cipher) {
+                Some((_, n)) => *n += 1,
+                None => by_name.push((&tls.cipher, 1)),
+            }
+        }
+        let mut ciphers: Vec<(String, usize)> = by_name.into_iter().map(|(c, n)| (c.to_string(), n)).collect();
+        ciphers.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        Totals {
+            classes: snapshot.class_counts(),
+            ciphers,
+        }
+    }
 }
 
 impl AppState {
@@ -217,6 +246,7 @@ impl AppState {
             holdout_offset: 0,
             holdout_sort_desc: false,
             scroll: 0,
+            totals: None,
         }
     }
 
@@ -274,6 +304,21 @@ impl AppState {
     }
 
     pub fn on_action(&mut self, action: Action) -> Vec<Effect> {
+        let wanted = self.wants_history();
+        let mut effects = self.act(action);
+        let wants = self.wants_history();
+        if wants != wanted {
+            effects.push(Effect::Poller(PollerCommand::SendHistory(wants)));
+        }
+        effects
+    }
+
+    /// Only the Holdouts and What-if screens show the history; the poller builds and sends it only for them.
+    pub fn wants_history(&self) -> bool {
+        matches!(self.screen, Screen::Holdouts | Screen::WhatIf)
+    }
+
+    fn act(&mut self, action: Action) -> Vec<Effect> {
         match action {
             Action::Quit => return vec![Effect::Quit],
             Action::Help => self.help = !self.help,
@@ -376,6 +421,13 @@ impl AppState {
 
     fn on_poller(&mut self, event: PollerEvent) -> Vec<Effect> {
         match event {
+            PollerEvent::Polled { snapshot, history } => {
+                let effects = self.on_poller(PollerEvent::Snapshot(snapshot));
+                if let Some(history) = history {
+                    self.on_poller(PollerEvent::History(history));
+                }
+                return effects;
+            }
             PollerEvent::History(history) => {
                 self.history = Some(*history);
                 self.rebuild_holdouts();
@@ -396,6 +448,7 @@ impl AppState {
             PollerEvent::Snapshot(snapshot) => {
                 self.link = Link::Up;
                 self.updated_at = Some(self.now);
+                self.totals = Some(Totals::of(&snapshot));
                 self.snapshot = Some(*snapshot);
                 self.rebuild_rows();
                 self.refresh_detail();
@@ -526,10 +579,17 @@ impl AppState {
             .collect();
         let sort = self.sort;
         // Stable: equal keys keep pid order, so rows do not jump between refreshes.
-        rows.sort_by(|a, b| {
-            let ord = sort.column.compare(&snap.sessions[*a], &snap.sessions[*b]);
-            if sort.descending { ord.reverse() } else { ord }
-        });
+        match (sort.column, sort.descending) {
+            // The default order, on every refresh: rank each row once instead of on every comparison.
+            (Column::Tls, false) => rows.sort_by_cached_key(|i| exposure_rank(snap.sessions[*i].class)),
+            (Column::Tls, true) => {
+                rows.sort_by_cached_key(|i| std::cmp::Reverse(exposure_rank(snap.sessions[*i].class)))
+            }
+            _ => rows.sort_by(|a, b| {
+                let ord = sort.column.compare(&snap.sessions[*a], &snap.sessions[*b]);
+                if sort.descending { ord.reverse() } else { ord }
+            }),
+        }
         self.rows = rows;
         match self.selected_pid.and_then(|pid| self.index_of(pid)) {
             Some(i) => self.select_index(i),
@@ -540,6 +600,12 @@ impl AppState {
 
     fn index_of(&self, pid: i32) -> Option<usize> {
         let snap = self.snapshot.as_ref()?;
+        // Pids are unique in a snapshot, and the selection is usually where it was: look there before searching.
+        if let Some(i) = self.rows.get(self.selected_pos)
+            && snap.sessions[*i].pid == pid
+        {
+            return Some(self.selected_pos);
+        }
         self.rows.iter().position(|i| snap.sessions[*i].pid == pid)
     }
 
@@ -857,6 +923,35 @@ mod tests {
         assert_eq!(st.selected_index(), Some(93));
         press(&mut st, KeyCode::Home);
         assert_eq!((st.selected_index(), st.offset), (Some(0), 0));
+    }
+
+    #[test]
+    fn the_history_is_asked_for_only_on_the_screens_that_show_it() {
+        let mut st = state_with(fixtures::snapshot());
+        let send = |on| vec![Effect::Poller(PollerCommand::SendHistory(on))];
+        assert_eq!(press(&mut st, KeyCode::Char('h')), send(true));
+        assert_eq!(press(&mut st, KeyCode::Char('w')), Vec::new(), "still a history screen");
+        assert_eq!(press(&mut st, KeyCode::Char('t')), send(false));
+        assert_eq!(press(&mut st, KeyCode::Tab), send(true));
+        assert_eq!(
+            press(&mut st, KeyCode::Esc),
+            send(false),
+            "Esc goes back to the sessions"
+        );
+        // A poll with history is a snapshot then the history, in one update.
+        st.handle(Input::Poller {
+            event: PollerEvent::Polled {
+                snapshot: Box::new(fixtures::snapshot()),
+                history: Some(Box::new(fixtures::history())),
+            },
+            at: fixtures::now(),
+        });
+        assert!(st.history.is_some());
+        assert_eq!(st.rows.len(), 12);
+        assert_eq!(
+            st.holdout_rows.len(),
+            st.history.as_ref().map_or(0, |h| h.clients.len())
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The "Protocols" box: sessions per transport class with a proportional bar, then the most used ciphers.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -10,7 +10,8 @@ use ratatui::widgets::{Block, Padding, Paragraph};
 use super::text::{cell, clip, fit, spans_width, width};
 use super::{Ctx, WAITING};
 use crate::format::one_line;
-use crate::model::{ClassCounts, ConnClass, Snapshot};
+use crate::model::{ClassCounts, ConnClass};
+use crate::tui::state::Totals;
 
 pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
     let t = cx.theme;
@@ -25,7 +26,11 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
         }
         Some(snap) => {
             title.push(Span::styled(format!("· {} sessions ", snap.sessions.len()), t.dim));
-            let plan = Plan::new(snap, height);
+            let totals = match &cx.state.totals {
+                Some(totals) => Cow::Borrowed(totals),
+                None => Cow::Owned(Totals::of(snap)),
+            };
+            let plan = Plan::new(&totals, height);
             if !plan.hidden_zero.is_empty() {
                 let labels: Vec<&str> = plan.hidden_zero.iter().map(|c| short_label(*c)).collect();
                 let note = fit(&format!("none: {}", labels.join(", ")), cols.saturating_sub(2));
@@ -44,17 +49,17 @@ struct Plan<'a> {
     counts: ClassCounts,
     classes: Vec<ConnClass>,
     hidden_zero: Vec<ConnClass>,
-    ciphers: Vec<(&'a str, usize)>,
+    ciphers: &'a [(String, usize)],
     /// Lines for the cipher section, heading included; 1 means a single summary line.
     cipher_lines: usize,
 }
 
 impl<'a> Plan<'a> {
-    fn new(snap: &'a Snapshot, height: usize) -> Plan<'a> {
-        let counts = snap.class_counts();
+    fn new(totals: &'a Totals, height: usize) -> Plan<'a> {
+        let counts = totals.classes;
         let (nonzero, zero): (Vec<ConnClass>, Vec<ConnClass>) =
             ConnClass::ALL.iter().partition(|c| counts.get(**c) > 0);
-        let ciphers = top_ciphers(snap);
+        let ciphers = totals.ciphers.as_slice();
         let wanted = if ciphers.is_empty() { 0 } else { 1 + ciphers.len() };
         let (classes, hidden_zero) = if nonzero.len() + zero.len() + wanted.min(3) <= height {
             (ConnClass::ALL.to_vec(), Vec::new())
@@ -146,17 +151,6 @@ impl<'a> Plan<'a> {
         }
         lines
     }
-}
-
-/// Ciphers by sessions using them, most used first, ties by name so the order is stable.
-fn top_ciphers(snap: &Snapshot) -> Vec<(&str, usize)> {
-    let mut by_name: HashMap<&str, usize> = HashMap::new();
-    for tls in snap.sessions.iter().filter_map(|s| s.tls.as_ref()) {
-        *by_name.entry(tls.cipher.as_str()).or_default() += 1;
-    }
-    let mut list: Vec<(&str, usize)> = by_name.into_iter().collect();
-    list.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    list
 }
 
 /// For the bottom border and the help legend, where space is short.
