@@ -11,7 +11,8 @@ pub mod cli;
 pub mod cmd;
 pub mod collect;
 pub mod config;
-pub mod conn;
+/// The connection layer lives in its own crate; `crate::conn::...` paths keep working.
+pub use pgtls_conn as conn;
 pub mod fixtures;
 pub mod format;
 pub mod lab;

@@ -104,10 +104,10 @@ fn lost(state: &mut AppState) {
     let at = fixtures::now() + chrono::Duration::seconds(62);
     state.handle(Input::Poller {
         event: PollerEvent::Failed {
-            error: CollectError::Connect(ConnectError::new(
-                "connection to db.example.internal port 5432 failed: connection refused (is the server running and \
-                 accepting TCP connections on that port?)",
-            )),
+            error: CollectError::Connect(ConnectError::Host {
+                endpoint: "server at \"db.example.internal\", port 5432".to_string(),
+                cause: pgtls::conn::Cause::Refused,
+            }),
             at,
             retry_in: Duration::from_secs(4),
         },

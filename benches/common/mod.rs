@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 
 use color_eyre::eyre::{Result, WrapErr};
 use futures_util::{StreamExt, stream};
-use native_tls::{Certificate, Protocol, TlsConnector};
-use postgres_native_tls::MakeTlsConnector;
+use openssl::ssl::{SslConnector, SslMethod, SslVersion};
+use postgres_openssl::MakeTlsConnector;
 use tokio::task::JoinHandle;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, NoTls};
@@ -81,14 +81,11 @@ pub async fn create_roles(lab: &LabHandle, roles: &[String], grant: Option<&str>
     Ok(())
 }
 
-fn connector(lab: &LabHandle, max: Option<Protocol>) -> Result<MakeTlsConnector> {
-    let ca = Certificate::from_pem(&std::fs::read(&lab.certs.ca_cert)?)?;
-    let mut builder = TlsConnector::builder();
-    builder
-        .add_root_certificate(ca)
-        .disable_built_in_roots(true)
-        .max_protocol_version(max);
-    Ok(MakeTlsConnector::new(builder.build()?))
+fn connector(lab: &LabHandle, max: Option<SslVersion>) -> Result<MakeTlsConnector> {
+    let mut builder = SslConnector::builder(SslMethod::tls_client())?;
+    builder.set_ca_file(&lab.certs.ca_cert)?;
+    builder.set_max_proto_version(max)?;
+    Ok(MakeTlsConnector::new(builder.build()))
 }
 
 /// Open `n` sessions in the [`kind_of`] mix, as [`user_of`] with [`app_of`]. With `in_transaction` each one is left
@@ -97,7 +94,7 @@ pub async fn open_sessions(lab: &LabHandle, n: usize, in_transaction: bool) -> R
     let users: Vec<String> = (0..n.min(8)).map(user_of).collect();
     create_roles(lab, &users, None).await?;
     let tls13 = connector(lab, None)?;
-    let tls12 = connector(lab, Some(Protocol::Tlsv12))?;
+    let tls12 = connector(lab, Some(SslVersion::TLS1_2))?;
     let opened: Vec<Result<Idle>> = stream::iter(0..n)
         .map(|i| {
             let (tls13, tls12) = (tls13.clone(), tls12.clone());

@@ -9,9 +9,9 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use tokio_postgres::Statement;
 
-use crate::conn::connect::{Connected, connect};
-use crate::conn::error::ConnectError;
-use crate::conn::params::ConnParams;
+use tokio::task::JoinHandle;
+
+use crate::conn::{ConnParams, ConnectError, ConnectReport, connect};
 use crate::model::{MonitorConnection, Privileges, SNAPSHOT_FORMAT_VERSION, ServerInfo, Snapshot, Verification};
 
 /// What the preflight learned; fixed for the life of a connection.
@@ -23,6 +23,35 @@ pub struct Preflight {
     pub monitor_user: String,
     pub monitor_database: String,
     pub monitor_pid: i32,
+}
+
+/// A connection whose I/O task runs on tokio; dropping it ends the task.
+pub struct Connected {
+    pub client: tokio_postgres::Client,
+    pub report: ConnectReport,
+    task: JoinHandle<Result<(), tokio_postgres::Error>>,
+}
+
+impl Connected {
+    pub async fn open(params: &ConnParams) -> Result<Connected, ConnectError> {
+        let connection = connect(params).await?;
+        Ok(Connected {
+            client: connection.client,
+            report: connection.report,
+            task: tokio::spawn(connection.task),
+        })
+    }
+
+    /// True once the server closed the connection or the socket failed.
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed() || self.task.is_finished()
+    }
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// A connected collector. Polls run as single autocommit statements, because pg_stat_activity
@@ -61,7 +90,7 @@ fn poll_error(e: tokio_postgres::Error) -> CollectError {
 
 impl Collector {
     pub async fn connect(params: &ConnParams) -> Result<Collector, CollectError> {
-        let connected = connect(params).await.map_err(CollectError::Connect)?;
+        let connected = Connected::open(params).await.map_err(CollectError::Connect)?;
         let row = connected
             .client
             .query_one(sql::PREFLIGHT, &[])
@@ -70,8 +99,8 @@ impl Collector {
         let version_num: i32 = row.try_get("version_num").map_err(poll_error)?;
         let preflight = Preflight {
             server: ServerInfo {
-                host: connected.host.clone(),
-                port: connected.port,
+                host: connected.report.host.clone(),
+                port: connected.report.port,
                 version_num: u32::try_from(version_num).unwrap_or_default(),
                 version: row.try_get("version").map_err(poll_error)?,
             },
@@ -107,7 +136,7 @@ impl Collector {
     }
 
     pub fn warnings(&self) -> &[String] {
-        &self.connected.warnings
+        &self.connected.report.warnings
     }
 
     pub fn is_closed(&self) -> bool {
@@ -152,7 +181,7 @@ impl Collector {
             sources.push("sslinfo".to_string());
         }
         let verification = if own_tls.is_some() || ssl_is_used == Some(true) {
-            self.connected.verification_if_tls
+            self.connected.report.verification_if_tls
         } else {
             Verification::NotTls
         };
@@ -165,7 +194,7 @@ impl Collector {
                 pid: pre.monitor_pid,
                 user: pre.monitor_user.clone(),
                 database: pre.monitor_database.clone(),
-                sslmode: self.connected.sslmode.to_string(),
+                sslmode: self.connected.report.sslmode.to_string(),
                 verification,
                 tls: own_tls,
                 ssl_is_used,

@@ -1,8 +1,8 @@
 //! Client sessions of a chosen kind, held open against the lab server.
 
 use color_eyre::eyre::{Result, WrapErr};
-use native_tls::{Certificate, Identity, Protocol, TlsConnector};
-use postgres_native_tls::MakeTlsConnector;
+use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslVersion};
+use postgres_openssl::MakeTlsConnector;
 use tokio::task::JoinHandle;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, NoTls};
@@ -107,16 +107,14 @@ pub(super) async fn open(lab: &LabHandle, kind: SessionKind, user: &str, applica
 }
 
 fn tls_connector(lab: &LabHandle, kind: SessionKind) -> Result<MakeTlsConnector> {
-    let ca = Certificate::from_pem(&std::fs::read(&lab.certs.ca_cert)?)?;
-    let mut builder = TlsConnector::builder();
-    builder.add_root_certificate(ca).disable_built_in_roots(true);
+    let mut builder = SslConnector::builder(SslMethod::tls_client())?;
+    builder.set_ca_file(&lab.certs.ca_cert)?;
     if kind == SessionKind::Tls12 {
-        builder.max_protocol_version(Some(Protocol::Tlsv12));
+        builder.set_max_proto_version(Some(SslVersion::TLS1_2))?;
     }
     if kind == SessionKind::ClientCert {
-        let cert = std::fs::read(&lab.certs.client_cert)?;
-        let key = std::fs::read(&lab.certs.client_key)?;
-        builder.identity(Identity::from_pkcs8(&cert, &key)?);
+        builder.set_certificate_chain_file(&lab.certs.client_cert)?;
+        builder.set_private_key_file(&lab.certs.client_key, SslFiletype::PEM)?;
     }
-    Ok(MakeTlsConnector::new(builder.build()?))
+    Ok(MakeTlsConnector::new(builder.build()))
 }

@@ -3,7 +3,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 use openssl::hash::MessageDigest;
 use openssl::pkey::Id;
-use openssl::x509::{X509, X509NameRef};
+use openssl::x509::X509;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,7 +65,7 @@ pub fn describe(cert: &X509, now: DateTime<Utc>) -> CertInfo {
         subject: name(cert.subject_name()),
         issuer: name(cert.issuer_name()),
         serial,
-        sans: super::starttls::names(cert)
+        sans: crate::conn::tls::certificate_names(cert)
             .into_iter()
             .filter(|_| cert.subject_alt_names().is_some())
             .collect(),
@@ -87,17 +87,7 @@ pub fn describe(cert: &X509, now: DateTime<Utc>) -> CertInfo {
     }
 }
 
-/// `CN=x, O=y` from an X.509 name.
-pub fn name(n: &X509NameRef) -> String {
-    n.entries()
-        .filter_map(|e| {
-            let key = e.object().nid().short_name().ok()?;
-            let value = e.data().to_string().ok()?;
-            Some(format!("{key}={value}"))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+pub use crate::conn::tls::x509_name as name;
 
 /// basicConstraints CA:TRUE, read from the text form because the crate exposes no accessor.
 fn is_ca(cert: &X509) -> bool {

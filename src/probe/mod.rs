@@ -162,7 +162,8 @@ pub fn run(target: &ProbeTarget) -> Result<ProbeReport, String> {
     };
     report.chain = chain.iter().map(|c| certinfo::describe(c, now)).collect();
     if let Some(leaf) = chain.first() {
-        report.host_name_matches = Some(verify::host_matches(&starttls::names(leaf), &target.host));
+        // libpq's own rules (SAN kinds, CN fallback, one-label wildcards), as verify-full applies them.
+        report.host_name_matches = Some(crate::conn::tls::verify_host(leaf, &target.host).is_ok());
     }
     if let Some(path) = &target.root_bundle {
         match verify::read_bundle(path) {

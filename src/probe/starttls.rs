@@ -10,8 +10,7 @@ use std::time::Duration;
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use openssl::x509::X509;
 
-/// Length 8, request code 80877103.
-pub const SSL_REQUEST: [u8; 8] = [0x00, 0x00, 0x00, 0x08, 0x04, 0xD2, 0x16, 0x2F];
+pub use crate::conn::tls::SSL_REQUEST;
 
 #[derive(Debug)]
 pub enum Answer {
@@ -70,32 +69,4 @@ pub fn peer_chain(host: &str, addr: SocketAddr, timeout: Duration) -> io::Result
     // A clean close_notify keeps the server log free of "could not receive data" noise.
     let _ = tls.shutdown();
     Ok(Some(chain))
-}
-
-/// DNS names and IP addresses in a certificate's subjectAltName, then its CN if there are none.
-pub fn names(cert: &X509) -> Vec<String> {
-    let mut names: Vec<String> = cert
-        .subject_alt_names()
-        .map(|sans| {
-            sans.iter()
-                .filter_map(|n| {
-                    n.dnsname().map(str::to_string).or_else(|| {
-                        n.ipaddress().and_then(|ip| match ip.len() {
-                            4 => Some(std::net::IpAddr::from(<[u8; 4]>::try_from(ip).ok()?).to_string()),
-                            16 => Some(std::net::IpAddr::from(<[u8; 16]>::try_from(ip).ok()?).to_string()),
-                            _ => None,
-                        })
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    if names.is_empty() {
-        names.extend(
-            cert.subject_name()
-                .entries_by_nid(openssl::nid::Nid::COMMONNAME)
-                .filter_map(|e| e.data().to_string().ok()),
-        );
-    }
-    names
 }

@@ -87,25 +87,6 @@ pub fn read_bundle(path: &Path) -> Result<Vec<X509>, String> {
     Ok(certs)
 }
 
-/// RFC 6125-style match: exact DNS name (case-insensitive), a left-most `*.` wildcard label, or an IP address.
-pub fn host_matches(names: &[String], host: &str) -> bool {
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-        return names
-            .iter()
-            .any(|n| n.parse::<std::net::IpAddr>().is_ok_and(|n| n == ip));
-    }
-    names.iter().any(|n| {
-        let n = n.to_ascii_lowercase();
-        match n.strip_prefix("*.") {
-            Some(suffix) => host
-                .split_once('.')
-                .is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
-            None => n == host,
-        }
-    })
-}
-
 /// One certificate of the user's root bundle and what it is to the server's chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BundleEntry {
@@ -159,20 +140,23 @@ mod tests {
 
     #[test]
     fn host_names_match_like_libpq() {
-        let names = vec![
-            "db.example.com".to_string(),
-            "*.pg.example.com".to_string(),
-            "10.0.0.5".to_string(),
-        ];
-        assert!(host_matches(&names, "DB.example.com"));
-        assert!(host_matches(&names, "east.pg.example.com"));
-        assert!(
-            !host_matches(&names, "a.b.pg.example.com"),
-            "a wildcard covers one label"
+        let ca = issue(&CertSpec::ca("Names CA"), None).unwrap();
+        let leaf = issue(
+            &CertSpec::server("db.example.com", &["db.example.com", "*.pg.example.com"], &["10.0.0.5"]),
+            Some(&ca),
+        )
+        .unwrap();
+        let matches = |host: &str| crate::conn::tls::verify_host(&leaf.cert, host).is_ok();
+        assert!(matches("DB.example.com"));
+        assert!(matches("east.pg.example.com"));
+        assert!(!matches("a.b.pg.example.com"), "a wildcard covers one label");
+        assert!(!matches("pg.example.com"));
+        assert!(matches("10.0.0.5"));
+        assert!(!matches("10.0.0.6"));
+        assert_eq!(
+            crate::conn::tls::verify_host(&leaf.cert, "10.0.0.6").unwrap_err(),
+            "server certificate for \"db.example.com\" (and 2 other names) does not match host name \"10.0.0.6\""
         );
-        assert!(!host_matches(&names, "pg.example.com"));
-        assert!(host_matches(&names, "10.0.0.5"));
-        assert!(!host_matches(&names, "10.0.0.6"));
     }
 
     #[test]

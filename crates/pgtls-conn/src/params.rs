@@ -14,9 +14,12 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::conn::conninfo::{self, ConnInfoError, quoted};
-use crate::conn::pgpass::{self, PgpassLookup};
-use crate::conn::service::{self, ServiceError};
+use crate::conninfo;
+use crate::error::{ConnInfoError, ServiceError};
+use crate::pgpass::{self, PgpassLookup};
+use crate::service;
+use crate::rules::{self, Rules};
+use crate::text::quoted;
 
 pub const DEFAULT_PORT: u16 = 5432;
 pub const DEFAULT_APPLICATION_NAME: &str = "pgtls";
@@ -97,9 +100,16 @@ pub struct HostTarget {
     /// When set, connect here without resolving `host`.
     pub hostaddr: Option<IpAddr>,
     pub port: u16,
+    /// `host` was given (not copied from `hostaddr`): only then is there a name to verify and send as SNI.
+    pub host_given: bool,
 }
 
 impl HostTarget {
+    /// The name TLS checks (verify-full) and sends (SNI): `host`, never an address copied from `hostaddr`.
+    pub fn tls_name(&self) -> &str {
+        if self.host_given { &self.host } else { "" }
+    }
+
     /// Whether this target is a Unix-domain socket rather than TCP.
     pub fn is_unix_socket(&self) -> bool {
         self.hostaddr.is_none() && (self.host.starts_with('/') || self.host.starts_with('@'))
@@ -150,6 +160,8 @@ pub struct ConnParams {
     pub extra: Vec<(String, String)>,
     /// Things the user should be told about but that do not stop a connection.
     pub warnings: Vec<String>,
+    /// Every other keyword's effect, typed (see [`crate::rules`]).
+    pub rules: Rules,
 }
 
 const MASK: &str = "****";
@@ -295,6 +307,7 @@ impl fmt::Debug for ConnParams {
             .field("service", &self.service)
             .field("extra", &extra)
             .field("warnings", &self.warnings)
+            .field("rules", &self.rules)
             .finish()
     }
 }
@@ -503,7 +516,7 @@ fn tls_version(layers: &Layers<'_>, key: &str) -> Result<Option<usize>, ConnInfo
 }
 
 /// libpq's `pqParseIntParam`: surrounding whitespace allowed, must fit in i32.
-fn parse_int(value: &str, key: &str) -> Result<i32, ConnInfoError> {
+pub(crate) fn parse_int(value: &str, key: &str) -> Result<i32, ConnInfoError> {
     value.trim().parse::<i32>().map_err(|_| {
         ConnInfoError::InvalidValue(format!(
             "invalid integer value {} for connection option \"{key}\"",
@@ -530,9 +543,6 @@ fn parse_connect_timeout(value: &str) -> Result<Option<Duration>, ConnInfoError>
     let seconds = parse_int(value, "connect_timeout")?;
     Ok(match seconds {
         ..=0 => None,
-        // libpq rounds 1 up to 2 because a one-second timeout can expire
-        // almost immediately given its whole-second clock.
-        1 => Some(Duration::from_secs(2)),
         n => Some(Duration::from_secs(u64::from(n.unsigned_abs()))),
     })
 }
@@ -601,6 +611,7 @@ fn build_targets(layers: &Layers<'_>, env: &Environment) -> Result<Vec<HostTarge
                 host,
                 hostaddr,
                 port: ports[i],
+                host_given: !host_text.is_empty(),
             })
         })
         .collect()
@@ -744,6 +755,8 @@ pub fn resolve(conninfo: Option<&str>, env: &Environment) -> Result<ConnParams, 
         }
     }
 
+    let rules = rules::rules(|key| layers.non_empty(key))?;
+
     Ok(ConnParams {
         targets,
         dbname,
@@ -769,6 +782,7 @@ pub fn resolve(conninfo: Option<&str>, env: &Environment) -> Result<ConnParams, 
         service: service_name,
         extra,
         warnings,
+        rules,
     })
 }
 
@@ -1282,7 +1296,7 @@ mod tests {
         let env = env(&[]);
         let timeout = |s: &str| resolve_ok(s, &env).connect_timeout;
         assert_eq!(timeout("connect_timeout=10"), Some(Duration::from_secs(10)));
-        assert_eq!(timeout("connect_timeout=1"), Some(Duration::from_secs(2)));
+        assert_eq!(timeout("connect_timeout=1"), Some(Duration::from_secs(1)));
         assert_eq!(timeout("connect_timeout=0"), None);
         assert_eq!(timeout("connect_timeout=-5"), None);
         assert_eq!(timeout("connect_timeout=''"), None);

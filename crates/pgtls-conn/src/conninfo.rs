@@ -6,9 +6,8 @@
 //! `fe-connect.c`. Where libpq would echo a password back in an error, the
 //! message is reworded instead: these errors end up on screens and in logs.
 
-use std::fmt;
-
-use crate::conn::service::ServiceError;
+pub use crate::error::ConnInfoError;
+use crate::text::quoted;
 
 /// One libpq connection keyword.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,69 +105,6 @@ pub fn is_known_key(keyword: &str) -> bool {
 /// Whether the value of `keyword` must never be shown.
 pub fn is_secret_key(keyword: &str) -> bool {
     option_spec(keyword).is_some_and(|o| o.secret)
-}
-
-/// Why a connection string (or the parameters derived from it) was rejected.
-///
-/// Every variant renders as a single line and never contains a password.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConnInfoError {
-    /// The string does not follow the keyword/value or URI grammar.
-    Syntax(String),
-    /// A keyword libpq does not know (keyword/value form or service file).
-    InvalidOption(String),
-    /// A query parameter libpq does not know (URI form).
-    InvalidUriParameter(String),
-    /// A keyword was recognised but its value was rejected.
-    InvalidValue(String),
-    /// The named service could not be loaded.
-    Service(ServiceError),
-}
-
-impl fmt::Display for ConnInfoError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConnInfoError::Syntax(msg) | ConnInfoError::InvalidValue(msg) => f.write_str(msg),
-            ConnInfoError::InvalidOption(key) => {
-                write!(f, "invalid connection option {}", quoted(key))
-            }
-            ConnInfoError::InvalidUriParameter(key) => {
-                write!(f, "invalid URI query parameter: {}", quoted(key))
-            }
-            ConnInfoError::Service(err) => err.fmt(f),
-        }
-    }
-}
-
-impl std::error::Error for ConnInfoError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ConnInfoError::Service(err) => Some(err),
-            _ => None,
-        }
-    }
-}
-
-impl From<ServiceError> for ConnInfoError {
-    fn from(err: ServiceError) -> Self {
-        ConnInfoError::Service(err)
-    }
-}
-
-/// Wraps user-supplied text in double quotes for an error message, escaping
-/// control characters so that the message always stays on one line.
-pub(crate) fn quoted(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// Renders a value so that [`parse`] reads it back unchanged: bare when that

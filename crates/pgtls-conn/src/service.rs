@@ -5,73 +5,11 @@
 //! the requested section are validated, so a file that works with `psql`
 //! works here even if some other section contains something odd.
 
-use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::conn::conninfo::{self, ConnInfoError, quoted};
-
-/// Why a service could not be loaded. Each variant renders as one line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServiceError {
-    /// No searched file has a `[service]` section.
-    NotFound { service: String },
-    /// A service file that was named explicitly (`PGSERVICEFILE`) is missing.
-    FileNotFound { path: PathBuf },
-    /// A line in the service's section is not `keyword=value`.
-    Syntax { path: PathBuf, line: usize },
-    /// A line in the service's section uses a keyword libpq does not know.
-    InvalidOption {
-        path: PathBuf,
-        line: usize,
-        keyword: String,
-    },
-    /// A service refers to another service, which libpq does not support.
-    Nested { path: PathBuf, line: usize },
-    /// The file exists but could not be read.
-    Io { path: PathBuf, message: String },
-}
-
-impl fmt::Display for ServiceError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ServiceError::NotFound { service } => {
-                write!(f, "definition of service {} not found", quoted(service))
-            }
-            ServiceError::FileNotFound { path } => {
-                write!(f, "service file {} not found", quoted_path(path))
-            }
-            ServiceError::Syntax { path, line } => write!(
-                f,
-                "syntax error in service file {}, line {}: expected keyword=value",
-                quoted_path(path),
-                line
-            ),
-            ServiceError::InvalidOption { path, line, keyword } => write!(
-                f,
-                "syntax error in service file {}, line {}: invalid connection option {}",
-                quoted_path(path),
-                line,
-                quoted(keyword)
-            ),
-            ServiceError::Nested { path, line } => write!(
-                f,
-                "nested service specifications not supported in service file {}, line {}",
-                quoted_path(path),
-                line
-            ),
-            ServiceError::Io { path, message } => {
-                write!(f, "could not read service file {}: {}", quoted_path(path), message)
-            }
-        }
-    }
-}
-
-impl std::error::Error for ServiceError {}
-
-fn quoted_path(path: &Path) -> String {
-    quoted(&path.display().to_string())
-}
+use crate::conninfo;
+pub use crate::error::{ConnInfoError, ServiceError};
 
 /// Finds the section `[service]` in the text of a service file.
 ///
