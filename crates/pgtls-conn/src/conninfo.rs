@@ -901,7 +901,7 @@ mod tests {
     fn errors_are_single_line_even_with_control_characters() {
         let msg = err("bad\u{7}key=1");
         assert!(!msg.contains('\u{7}'));
-        assert_eq!(msg, "invalid connection option \"bad\\u{7}key\"");
+        assert_eq!(msg, "invalid connection option \"bad\\x07key\"");
         let msg = err("postgresql://h?a\nb=1");
         assert!(!msg.contains('\n'), "{msg}");
     }

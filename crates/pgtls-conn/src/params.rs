@@ -611,7 +611,7 @@ fn build_targets(layers: &Layers<'_>, env: &Environment) -> Result<Vec<HostTarge
                 host,
                 hostaddr,
                 port: ports[i],
-                host_given: !host_text.is_empty(),
+                host_given: !host_text.is_empty() || hostaddr.is_none(),
             })
         })
         .collect()
@@ -826,6 +826,7 @@ mod tests {
             host: host.to_string(),
             hostaddr: None,
             port,
+            host_given: true,
         }
     }
 
@@ -953,7 +954,8 @@ mod tests {
             vec![HostTarget {
                 host: "envhost".into(),
                 hostaddr: Some("10.0.0.5".parse().unwrap()),
-                port: 6543
+                port: 6543,
+                host_given: true,
             }]
         );
         assert_eq!(params.dbname, "envdb");
@@ -1154,12 +1156,14 @@ mod tests {
                 HostTarget {
                     host: "a.example".into(),
                     hostaddr: Some("10.0.0.1".parse().unwrap()),
-                    port: 5432
+                    port: 5432,
+                    host_given: true,
                 },
                 HostTarget {
                     host: "b.example".into(),
                     hostaddr: Some("::1".parse().unwrap()),
-                    port: 5432
+                    port: 5432,
+                    host_given: true,
                 },
             ]
         );
@@ -1377,7 +1381,7 @@ mod tests {
     fn display_masked_hides_secrets_and_parses_back() {
         let params = resolve_ok(
             "host=a,b port=1,2 dbname='my db' user=u password=hunter2 sslpassword=keypass \
-             sslmode=verify-full sslrootcert=system connect_timeout=5 scram_client_key=c2VjcmV0",
+             sslmode=verify-full sslrootcert=system connect_timeout=5 oauth_client_secret=c2VjcmV0",
             &env(&[]),
         );
         let shown = params.display_masked();
