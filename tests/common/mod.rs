@@ -1,6 +1,7 @@
 //! Shared helpers for tests against the real lab server.
 #![allow(dead_code)]
 
+pub mod crl;
 pub mod tmux;
 
 use std::collections::HashMap;
