@@ -143,7 +143,10 @@ pub async fn connect(params: &ConnParams) -> Result<Connection, ConnectError> {
             }
         }
     }
-    Err(last.map_or_else(|| ConnectError::Setup("no host to connect to".to_string()), Failure::into_error))
+    Err(last.map_or_else(
+        || ConnectError::Setup("no host to connect to".to_string()),
+        Failure::into_error,
+    ))
 }
 
 /// Fisher-Yates with OpenSSL's generator: load_balance_hosts=random needs no other source of randomness.
@@ -169,7 +172,12 @@ fn endpoint(target: &HostTarget, addr: Option<SocketAddr>) -> String {
     }
     match addr {
         Some(a) if a.ip().to_string() != target.host => {
-            format!("server at \"{}\" ({}), port {}", escaped(&target.host), a.ip(), target.port)
+            format!(
+                "server at \"{}\" ({}), port {}",
+                escaped(&target.host),
+                a.ip(),
+                target.port
+            )
         }
         _ => format!("server at \"{}\", port {}", escaped(&target.host), target.port),
     }
@@ -226,7 +234,16 @@ async fn connect_host(
         let at = endpoint(target, addr);
         match connect_addr(params, setup, target, addr, password.as_deref(), limit).await {
             Ok(mut connection) => {
-                if let Err(cause) = session_attrs::check(&connection.client, wanted).await {
+                // The check's queries need the connection task running; drive both until the check ends.
+                let checked = {
+                    let check = tokio::time::timeout(limit, session_attrs::check(&connection.client, wanted));
+                    tokio::pin!(check);
+                    tokio::select! {
+                        result = &mut check => result.unwrap_or(Err(Cause::Timeout(limit.as_secs()))),
+                        _ = &mut connection.task => Err(Cause::Io("server closed the connection unexpectedly".to_string())),
+                    }
+                };
+                if let Err(cause) = checked {
                     return Err(Failure {
                         next: Next::Host,
                         cause,
@@ -285,7 +302,10 @@ async fn connect_addr(
             Err(_) => return Err((Next::Address, Cause::Timeout(limit.as_secs()))),
         }
     }
-    Err((Next::Stop, last.unwrap_or(Cause::Io("no connection attempt was made".to_string()))))
+    Err((
+        Next::Stop,
+        last.unwrap_or(Cause::Io("no connection attempt was made".to_string())),
+    ))
 }
 
 /// libpq reconnects in the next sslmode attempt after a TLS failure or a server error, never after
@@ -336,8 +356,12 @@ async fn attempt_once(
             (client, task, None)
         }
         Some(addr) => {
-            let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
-                .map_err(|e| (Next::Address, Cause::Io(escaped(&e.to_string()))))?;
+            let socket = if addr.is_ipv4() {
+                TcpSocket::new_v4()
+            } else {
+                TcpSocket::new_v6()
+            }
+            .map_err(|e| (Next::Address, Cause::Io(escaped(&e.to_string()))))?;
             let report = socket::apply_tcp_options(&socket, &params.rules).map_err(|c| (Next::Address, c))?;
             let stream: TcpStream = socket
                 .connect(addr)
@@ -439,7 +463,11 @@ fn failure_of(
             message: escaped(db.message()),
         };
         // 57P03 (the database system is starting up / in recovery): libpq tries the next host.
-        let next = if db.code().code() == "57P03" { Next::Host } else { Next::Stop };
+        let next = if db.code().code() == "57P03" {
+            Next::Host
+        } else {
+            Next::Stop
+        };
         return (next, cause);
     }
     let chain = cause_chain(error);
@@ -492,7 +520,10 @@ mod tests {
     fn attempt_order_matches_libpq() {
         assert_eq!(attempts(SslMode::Disable, false), &[Attempt::Plain]);
         assert_eq!(attempts(SslMode::Allow, false), &[Attempt::Plain, Attempt::TlsRequired]);
-        assert_eq!(attempts(SslMode::Prefer, false), &[Attempt::TlsIfOffered, Attempt::Plain]);
+        assert_eq!(
+            attempts(SslMode::Prefer, false),
+            &[Attempt::TlsIfOffered, Attempt::Plain]
+        );
         assert_eq!(attempts(SslMode::VerifyFull, false), &[Attempt::TlsRequired]);
         assert_eq!(attempts(SslMode::VerifyFull, true), &[Attempt::Plain]);
     }

@@ -52,7 +52,11 @@ pub enum ServiceError {
         quoted_path(.path),
         quoted(.keyword)
     )]
-    InvalidOption { path: PathBuf, line: usize, keyword: String },
+    InvalidOption {
+        path: PathBuf,
+        line: usize,
+        keyword: String,
+    },
     /// A service refers to another service, which libpq does not support.
     #[error("nested service specifications not supported in service file {}, line {line}", quoted_path(.path))]
     Nested { path: PathBuf, line: usize },

@@ -17,8 +17,8 @@ use tokio_postgres::tls::{ChannelBinding, TlsStream};
 use std::sync::atomic::Ordering;
 
 use crate::rules::{AuthMethod, ChannelBindingMode, RequireAuth, SslCertMode};
-use crate::tls_setup::CertFlags;
 use crate::tls::SSL_REQUEST;
+use crate::tls_setup::CertFlags;
 
 /// libpq refuses longer messages of the types that have no reason to be long (fe-protocol3.c).
 pub const MAX_SHORT_MESSAGE: usize = 30_000;
@@ -139,7 +139,11 @@ impl<S> Inspector<S> {
                 State::Opaque => return Ok(()),
                 State::Start | State::SslAnswer => {
                     // The one-byte answer to SSLRequest: 'S' hands the socket to TLS.
-                    self.state = if bytes[0] == b'S' { State::Opaque } else { State::Messages };
+                    self.state = if bytes[0] == b'S' {
+                        State::Opaque
+                    } else {
+                        State::Messages
+                    };
                     if self.state == State::Opaque {
                         return Ok(());
                     }
@@ -178,7 +182,11 @@ impl<S> Inspector<S> {
     fn start_message(&mut self) -> io::Result<()> {
         let kind = self.header[0];
         let announced = u32::from_be_bytes([self.header[1], self.header[2], self.header[3], self.header[4]]) as usize;
-        let limit = if may_be_long(kind) { MAX_LONG_MESSAGE } else { MAX_SHORT_MESSAGE };
+        let limit = if may_be_long(kind) {
+            MAX_LONG_MESSAGE
+        } else {
+            MAX_SHORT_MESSAGE
+        };
         if announced < 4 {
             return Err(self.refuse(Refusal::Protocol(format!(
                 "invalid message length {announced} from the server (message type {})",
@@ -237,13 +245,14 @@ impl<S> Inspector<S> {
                 }
                 if let Some(required) = &self.policy.require_auth {
                     if first_request && !required.allows_none() {
-                        return Err(Refusal::Auth(required.failure("server did not complete authentication")));
+                        return Err(Refusal::Auth(
+                            required.failure("server did not complete authentication"),
+                        ));
                     }
                 }
                 if require_cb && !observed.channel_bound {
                     return Err(Refusal::Auth(
-                        "channel binding required, but server authenticated client without channel binding"
-                            .to_string(),
+                        "channel binding required, but server authenticated client without channel binding".to_string(),
                     ));
                 }
                 Ok(())
@@ -262,8 +271,7 @@ impl<S> Inspector<S> {
                 if method != AuthMethod::ScramSha256 {
                     if require_cb {
                         return Err(Refusal::Auth(
-                            "channel binding required but not supported by server's authentication request"
-                                .to_string(),
+                            "channel binding required but not supported by server's authentication request".to_string(),
                         ));
                     }
                     return Ok(());
@@ -276,7 +284,9 @@ impl<S> Inspector<S> {
                 let plus = mechanisms.iter().any(|m| m == "SCRAM-SHA-256-PLUS");
                 observed.sasl_mechanisms = mechanisms;
                 if require_cb && !self.over_tls {
-                    return Err(Refusal::Auth("channel binding required, but SSL not in use".to_string()));
+                    return Err(Refusal::Auth(
+                        "channel binding required, but SSL not in use".to_string(),
+                    ));
                 }
                 if require_cb && !plus {
                     return Err(Refusal::Auth(
@@ -306,15 +316,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Inspector<S> {
         let before = buf.filled().len();
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                match this.scan(&buf.filled()[before..]) {
-                    Ok(()) => Poll::Ready(Ok(())),
-                    Err(e) => {
-                        buf.set_filled(before);
-                        Poll::Ready(Err(e))
-                    }
+            Poll::Ready(Ok(())) => match this.scan(&buf.filled()[before..]) {
+                Ok(()) => Poll::Ready(Ok(())),
+                Err(e) => {
+                    buf.set_filled(before);
+                    Poll::Ready(Err(e))
                 }
-            }
+            },
             other => other,
         }
     }
@@ -323,7 +331,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Inspector<S> {
 impl<S: AsyncWrite + Unpin> AsyncWrite for Inspector<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         if self.state == State::Start {
-            self.state = if buf.starts_with(&SSL_REQUEST) { State::SslAnswer } else { State::Messages };
+            self.state = if buf.starts_with(&SSL_REQUEST) {
+                State::SslAnswer
+            } else {
+                State::Messages
+            };
         }
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }

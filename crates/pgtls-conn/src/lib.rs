@@ -9,8 +9,8 @@
 //! says which). Errors are typed ([`ConnectError`], [`ConnInfoError`]), one line each, with outside text
 //! escaped and passwords never shown. The crate knows nothing of the dashboard.
 
-pub mod conninfo;
 pub mod connect;
+pub mod conninfo;
 pub mod error;
 mod files;
 pub mod inspect;

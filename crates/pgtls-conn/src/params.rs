@@ -17,8 +17,8 @@ use std::time::Duration;
 use crate::conninfo;
 use crate::error::{ConnInfoError, ServiceError};
 use crate::pgpass::{self, PgpassLookup};
-use crate::service;
 use crate::rules::{self, Rules};
+use crate::service;
 use crate::text::quoted;
 
 pub const DEFAULT_PORT: u16 = 5432;

@@ -91,9 +91,15 @@ impl RequireAuth {
                 parsed.negated = negated;
             } else if negated != parsed.negated {
                 let message = if negated {
-                    format!("negative require_auth method {} cannot be mixed with non-negative methods", quoted(item))
+                    format!(
+                        "negative require_auth method {} cannot be mixed with non-negative methods",
+                        quoted(item)
+                    )
                 } else {
-                    format!("require_auth method {} cannot be mixed with negative methods", quoted(item))
+                    format!(
+                        "require_auth method {} cannot be mixed with negative methods",
+                        quoted(item)
+                    )
                 };
                 return Err(ConnInfoError::InvalidValue(message));
             }
@@ -285,8 +291,16 @@ pub fn rules<'a>(value: impl Fn(&str) -> Option<&'a str>) -> Result<Rules, ConnI
     }
     for key in ["scram_client_key", "scram_server_key"] {
         if value(key).is_some() {
-            let keyword = if key == "scram_client_key" { "scram_client_key" } else { "scram_server_key" };
-            return Err(refuse(keyword, "****", "pgtls cannot authenticate with stored SCRAM keys"));
+            let keyword = if key == "scram_client_key" {
+                "scram_client_key"
+            } else {
+                "scram_server_key"
+            };
+            return Err(refuse(
+                keyword,
+                "****",
+                "pgtls cannot authenticate with stored SCRAM keys",
+            ));
         }
     }
     let sslsni = match value("sslsni") {
@@ -337,57 +351,216 @@ impl Treatment {
 
 /// Every keyword libpq 18 documents, with its treatment and a note. The README table is made from it.
 pub const KEYWORDS: &[(&str, Treatment, &str)] = &[
-    ("host", Treatment::Applied, "names, IP addresses, socket directories, lists; `@` abstract sockets refused by the OS"),
-    ("hostaddr", Treatment::Applied, "connects there; `host` is still the name checked by verify-full and sent as SNI"),
+    (
+        "host",
+        Treatment::Applied,
+        "names, IP addresses, socket directories, lists; `@` abstract sockets refused by the OS",
+    ),
+    (
+        "hostaddr",
+        Treatment::Applied,
+        "connects there; `host` is still the name checked by verify-full and sent as SNI",
+    ),
     ("port", Treatment::Applied, "one for all hosts or one per host"),
     ("dbname", Treatment::Applied, "defaults to the user name"),
     ("user", Treatment::Applied, "defaults to the OS user"),
     ("password", Treatment::Applied, "never shown: masked in every display"),
-    ("passfile", Treatment::Applied, "`.pgpass` rules, ignored (with libpq's warning) unless mode 0600"),
-    ("require_auth", Treatment::Applied, "checked on each authentication request before any answer, as libpq"),
-    ("channel_binding", Treatment::Applied, "SCRAM-SHA-256-PLUS over OpenSSL's tls-server-end-point; require refuses anything else"),
-    ("connect_timeout", Treatment::Applied, "per host and address, whole start-up; pgtls defaults to 30 s where libpq waits forever"),
-    ("client_encoding", Treatment::Partly, "UTF8 / auto applied; any other encoding refused (pgtls decodes text as UTF-8)"),
-    ("options", Treatment::Applied, "sent to the server; a bad setting fails as in psql"),
+    (
+        "passfile",
+        Treatment::Applied,
+        "`.pgpass` rules, ignored (with libpq's warning) unless mode 0600",
+    ),
+    (
+        "require_auth",
+        Treatment::Applied,
+        "checked on each authentication request before any answer, as libpq",
+    ),
+    (
+        "channel_binding",
+        Treatment::Applied,
+        "SCRAM-SHA-256-PLUS over OpenSSL's tls-server-end-point; require refuses anything else",
+    ),
+    (
+        "connect_timeout",
+        Treatment::Applied,
+        "per host and address, whole start-up; pgtls defaults to 30 s where libpq waits forever",
+    ),
+    (
+        "client_encoding",
+        Treatment::Partly,
+        "UTF8 / auto applied; any other encoding refused (pgtls decodes text as UTF-8)",
+    ),
+    (
+        "options",
+        Treatment::Applied,
+        "sent to the server; a bad setting fails as in psql",
+    ),
     ("application_name", Treatment::Applied, "default `pgtls`"),
-    ("fallback_application_name", Treatment::Applied, "used when application_name is unset"),
-    ("keepalives", Treatment::Applied, "SO_KEEPALIVE on TCP sockets (default on)"),
+    (
+        "fallback_application_name",
+        Treatment::Applied,
+        "used when application_name is unset",
+    ),
+    (
+        "keepalives",
+        Treatment::Applied,
+        "SO_KEEPALIVE on TCP sockets (default on)",
+    ),
     ("keepalives_idle", Treatment::Applied, "TCP_KEEPIDLE"),
     ("keepalives_interval", Treatment::Applied, "TCP_KEEPINTVL"),
     ("keepalives_count", Treatment::Applied, "TCP_KEEPCNT"),
-    ("tcp_user_timeout", Treatment::Applied, "TCP_USER_TIMEOUT (milliseconds)"),
-    ("replication", Treatment::Partly, "false/0/off/no applied; true and database refused: pgtls never opens a replication connection"),
-    ("gssencmode", Treatment::Partly, "disable and prefer applied (no GSSAPI credentials, so no GSS encryption); require refused"),
-    ("sslmode", Treatment::Applied, "all six modes with libpq's fallbacks; require becomes verify-ca when a root file exists"),
-    ("sslnegotiation", Treatment::Applied, "postgres and direct (ALPN `postgresql`)"),
-    ("sslcompression", Treatment::NoEffect, "libpq 18 accepts and ignores it: TLS compression is gone"),
-    ("sslcert", Treatment::Applied, "certificate chain file; a missing file means no certificate, as libpq"),
-    ("sslkey", Treatment::Applied, "PEM key (PKCS#8, PKCS#1, SEC1, encrypted with sslpassword); 0600/0640 rule"),
-    ("sslcertmode", Treatment::Applied, "disable never sends a certificate; require fails unless one was sent"),
+    (
+        "tcp_user_timeout",
+        Treatment::Applied,
+        "TCP_USER_TIMEOUT (milliseconds)",
+    ),
+    (
+        "replication",
+        Treatment::Partly,
+        "false/0/off/no applied; true and database refused: pgtls never opens a replication connection",
+    ),
+    (
+        "gssencmode",
+        Treatment::Partly,
+        "disable and prefer applied (no GSSAPI credentials, so no GSS encryption); require refused",
+    ),
+    (
+        "sslmode",
+        Treatment::Applied,
+        "all six modes with libpq's fallbacks; require becomes verify-ca when a root file exists",
+    ),
+    (
+        "sslnegotiation",
+        Treatment::Applied,
+        "postgres and direct (ALPN `postgresql`)",
+    ),
+    (
+        "sslcompression",
+        Treatment::NoEffect,
+        "libpq 18 accepts and ignores it: TLS compression is gone",
+    ),
+    (
+        "sslcert",
+        Treatment::Applied,
+        "certificate chain file; a missing file means no certificate, as libpq",
+    ),
+    (
+        "sslkey",
+        Treatment::Applied,
+        "PEM key (PKCS#8, PKCS#1, SEC1, encrypted with sslpassword); 0600/0640 rule",
+    ),
+    (
+        "sslcertmode",
+        Treatment::Applied,
+        "disable never sends a certificate; require fails unless one was sent",
+    ),
     ("sslpassword", Treatment::Applied, "decrypts the key; never shown"),
-    ("sslrootcert", Treatment::Applied, "file (every certificate in it trusted) or `system`"),
-    ("sslcrl", Treatment::Applied, "loaded with CRL_CHECK and CRL_CHECK_ALL when a root file is used; a missing file is ignored"),
+    (
+        "sslrootcert",
+        Treatment::Applied,
+        "file (every certificate in it trusted) or `system`",
+    ),
+    (
+        "sslcrl",
+        Treatment::Applied,
+        "loaded with CRL_CHECK and CRL_CHECK_ALL when a root file is used; a missing file is ignored",
+    ),
     ("sslcrldir", Treatment::Applied, "OpenSSL hashed directory, as sslcrl"),
-    ("sslsni", Treatment::Applied, "SNI with the host name unless it is an IP literal; 0 sends none"),
-    ("sslkeylogfile", Treatment::Applied, "TLS secrets appended in NSS key log format (for Wireshark)"),
-    ("requirepeer", Treatment::Applied, "Unix sockets: the server process's account, from SO_PEERCRED"),
-    ("ssl_min_protocol_version", Treatment::Applied, "default TLSv1.2, as libpq"),
-    ("ssl_max_protocol_version", Treatment::Applied, "TLSv1.3 can be the bound (OpenSSL)"),
-    ("min_protocol_version", Treatment::Partly, "3.0 applied; 3.2 and latest refused: pgtls speaks protocol 3.0"),
-    ("max_protocol_version", Treatment::Applied, "pgtls speaks 3.0, libpq 18's default"),
-    ("krbsrvname", Treatment::NoEffect, "only for GSSAPI authentication, which pgtls refuses with a clear error"),
+    (
+        "sslsni",
+        Treatment::Applied,
+        "SNI with the host name unless it is an IP literal; 0 sends none",
+    ),
+    (
+        "sslkeylogfile",
+        Treatment::Applied,
+        "TLS secrets appended in NSS key log format (for Wireshark)",
+    ),
+    (
+        "requirepeer",
+        Treatment::Applied,
+        "Unix sockets: the server process's account, from SO_PEERCRED",
+    ),
+    (
+        "ssl_min_protocol_version",
+        Treatment::Applied,
+        "default TLSv1.2, as libpq",
+    ),
+    (
+        "ssl_max_protocol_version",
+        Treatment::Applied,
+        "TLSv1.3 can be the bound (OpenSSL)",
+    ),
+    (
+        "min_protocol_version",
+        Treatment::Partly,
+        "3.0 applied; 3.2 and latest refused: pgtls speaks protocol 3.0",
+    ),
+    (
+        "max_protocol_version",
+        Treatment::Applied,
+        "pgtls speaks 3.0, libpq 18's default",
+    ),
+    (
+        "krbsrvname",
+        Treatment::NoEffect,
+        "only for GSSAPI authentication, which pgtls refuses with a clear error",
+    ),
     ("gsslib", Treatment::NoEffect, "only for GSSAPI, as krbsrvname"),
     ("gssdelegation", Treatment::NoEffect, "only for GSSAPI, as krbsrvname"),
-    ("scram_client_key", Treatment::Partly, "refused when set: pgtls cannot authenticate with stored SCRAM keys"),
-    ("scram_server_key", Treatment::Partly, "refused when set, as scram_client_key"),
-    ("service", Treatment::Applied, "PGSERVICEFILE or ~/.pg_service.conf, then PGSYSCONFDIR"),
-    ("target_session_attrs", Treatment::Applied, "all six values; each host checked as libpq, prefer-standby in two passes"),
-    ("load_balance_hosts", Treatment::Applied, "random shuffles hosts and their addresses"),
-    ("oauth_issuer", Treatment::NoEffect, "only when a server asks for OAUTHBEARER, which pgtls refuses with a clear error"),
+    (
+        "scram_client_key",
+        Treatment::Partly,
+        "refused when set: pgtls cannot authenticate with stored SCRAM keys",
+    ),
+    (
+        "scram_server_key",
+        Treatment::Partly,
+        "refused when set, as scram_client_key",
+    ),
+    (
+        "service",
+        Treatment::Applied,
+        "PGSERVICEFILE or ~/.pg_service.conf, then PGSYSCONFDIR",
+    ),
+    (
+        "target_session_attrs",
+        Treatment::Applied,
+        "all six values; each host checked as libpq, prefer-standby in two passes",
+    ),
+    (
+        "load_balance_hosts",
+        Treatment::Applied,
+        "random shuffles hosts and their addresses",
+    ),
+    (
+        "oauth_issuer",
+        Treatment::NoEffect,
+        "only when a server asks for OAUTHBEARER, which pgtls refuses with a clear error",
+    ),
     ("oauth_client_id", Treatment::NoEffect, "as oauth_issuer"),
-    ("oauth_client_secret", Treatment::NoEffect, "as oauth_issuer; never shown"),
+    (
+        "oauth_client_secret",
+        Treatment::NoEffect,
+        "as oauth_issuer; never shown",
+    ),
     ("oauth_scope", Treatment::NoEffect, "as oauth_issuer"),
 ];
+
+/// The README's keyword table, generated from [`KEYWORDS`] and the environment variables libpq reads.
+pub fn markdown_table() -> String {
+    let mut out = String::from("| keyword | variable | in pgtls | how |\n|---|---|---|---|\n");
+    for (keyword, treatment, note) in KEYWORDS {
+        let envvar = crate::conninfo::option_spec(keyword)
+            .and_then(|s| s.envvar)
+            .map_or_else(String::new, |v| format!("`{v}`"));
+        out.push_str(&format!(
+            "| `{keyword}` | {envvar} | {} | {note} |\n",
+            treatment.label()
+        ));
+    }
+    out
+}
 
 #[cfg(test)]
 mod tests {
@@ -403,7 +576,10 @@ mod tests {
             );
         }
         for (keyword, _, _) in KEYWORDS {
-            assert!(crate::conninfo::option_spec(keyword).is_some(), "{keyword} is not a libpq keyword");
+            assert!(
+                crate::conninfo::option_spec(keyword).is_some(),
+                "{keyword} is not a libpq keyword"
+            );
         }
     }
 
@@ -437,6 +613,13 @@ mod tests {
             assert!(err.starts_with(&format!("{keyword}=")), "{err}");
             assert!(!err.contains("c2VjcmV0"), "a key must never be shown: {err}");
         }
-        assert!(from(&[("gssencmode", "prefer"), ("client_encoding", "auto"), ("replication", "off")]).is_ok());
+        assert!(
+            from(&[
+                ("gssencmode", "prefer"),
+                ("client_encoding", "auto"),
+                ("replication", "off")
+            ])
+            .is_ok()
+        );
     }
 }

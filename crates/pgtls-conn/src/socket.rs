@@ -68,9 +68,10 @@ pub fn apply_tcp_options(socket: &TcpSocket, rules: &Rules) -> Result<SocketRepo
         .map_err(|e| Cause::Io(format!("setsockopt(TCP_NODELAY) failed: {}", escaped(&e.to_string()))))?;
     let keepalives = match rules.keepalives.as_deref() {
         None => true,
-        Some(v) => parse_int(v, "keepalives").map_err(|_| {
-            Cause::Io("keepalives parameter must be an integer".to_string())
-        })? != 0,
+        Some(v) => {
+            parse_int(v, "keepalives").map_err(|_| Cause::Io("keepalives parameter must be an integer".to_string()))?
+                != 0
+        }
     };
     if keepalives {
         setsockopt(socket, sockopt::KeepAlive, &true).map_err(|e| setsockopt_failed("SO_KEEPALIVE", e))?;

@@ -28,7 +28,11 @@ pub fn certificate_names(cert: &X509Ref) -> Vec<String> {
         .subject_alt_names()
         .map(|sans| {
             sans.iter()
-                .filter_map(|n| n.dnsname().map(str::to_string).or_else(|| n.ipaddress().and_then(ip_text)))
+                .filter_map(|n| {
+                    n.dnsname()
+                        .map(str::to_string)
+                        .or_else(|| n.ipaddress().and_then(ip_text))
+                })
                 .collect()
         })
         .unwrap_or_default();

@@ -240,8 +240,8 @@ impl TlsSetup {
 /// libpq: a CRL file or directory beside the root file, with CRL_CHECK | CRL_CHECK_ALL when it loads;
 /// when none is named, ~/.postgresql/root.crl; a file that does not load is silently ignored.
 fn load_crls(builder: &mut openssl::ssl::SslConnectorBuilder, params: &ConnParams) -> (bool, String) {
-    let default_crl = (!params.default_rootcert.as_os_str().is_empty())
-        .then(|| params.default_rootcert.with_file_name("root.crl"));
+    let default_crl =
+        (!params.default_rootcert.as_os_str().is_empty()).then(|| params.default_rootcert.with_file_name("root.crl"));
     let file: Option<PathBuf> = match (&params.rules.sslcrl, &params.rules.sslcrldir) {
         (None, None) => default_crl,
         (file, _) => file.clone(),
@@ -277,7 +277,12 @@ fn load_client_certificate(
     };
     match std::fs::metadata(cert_path) {
         Ok(_) => {}
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
             return Ok(());
         }
         Err(e) => {
@@ -302,7 +307,10 @@ fn load_client_certificate(
         .unwrap_or_else(|| params.default_rootcert.with_file_name("postgresql.key"));
     check_key_permissions(&key_path)?;
     let key_pem = crate::files::read_small(&key_path).map_err(|e| {
-        ConnectError::Setup(format!("could not read private key file {}: {e}", quoted_path(&key_path)))
+        ConnectError::Setup(format!(
+            "could not read private key file {}: {e}",
+            quoted_path(&key_path)
+        ))
     })?;
     let key = match &params.sslpassword {
         Some(pass) => PKey::private_key_from_pem_passphrase(&key_pem, pass.as_bytes()),
@@ -525,7 +533,9 @@ fn handshake_failure(c: &TlsCapture, error: &str) -> Cause {
     };
     let leaf = c.chain.first();
     let about = cert.as_ref().or(leaf);
-    let subject = about.map(|x| format!("\"{}\"", escaped(&x509_name(x.subject_name())))).unwrap_or_default();
+    let subject = about
+        .map(|x| format!("\"{}\"", escaped(&x509_name(x.subject_name()))))
+        .unwrap_or_default();
     match result.as_raw() {
         openssl_sys::X509_V_ERR_CERT_HAS_EXPIRED => Cause::Expired {
             subject,
@@ -553,8 +563,6 @@ fn openssl_reason(error: &str) -> String {
     error
         .split(':')
         .map(str::trim)
-        .find(|part| {
-            part.len() > 6 && part.contains(' ') && !part.contains(".c") && !part.starts_with("error")
-        })
+        .find(|part| part.len() > 6 && part.contains(' ') && !part.contains(".c") && !part.starts_with("error"))
         .map_or_else(|| error.to_string(), str::to_string)
 }
