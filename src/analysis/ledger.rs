@@ -38,6 +38,12 @@ impl Default for KeyFields {
 impl KeyFields {
     /// From names like `["user", "database", "application"]`.
     pub fn from_names(names: &[String]) -> Result<KeyFields, String> {
+        // With no field every client would be one record: the holdouts list and every what-if would be empty lies.
+        if names.is_empty() {
+            return Err(
+                "an empty key names no field; list at least one of user, database, application, address".into(),
+            );
+        }
         let mut k = KeyFields {
             user: false,
             database: false,
@@ -665,6 +671,7 @@ mod tests {
         ledger.observe_snapshot(&fixtures::snapshot(), false);
         let billing = ledger.records().find(|r| r.key.application == "billing-batch").unwrap();
         assert_eq!((billing.sessions, billing.key.address.as_str()), (2, ""));
+        assert!(KeyFields::from_names(&[]).unwrap_err().contains("empty key"));
         assert!(
             KeyFields::from_names(&["host".into()])
                 .unwrap_err()

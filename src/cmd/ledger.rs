@@ -15,7 +15,7 @@ pub fn run(args: LedgerArgs) -> Result<ExitCode, Failure> {
     // Opening appends nothing; it only replays (and would start a fresh line after a torn one).
     let (_journal, report) = Journal::open(&args.path, &mut ledger).map_err(Failure::usage)?;
     if let Some(message) = report.message(&args.path) {
-        eprintln!("pgtls: {message}");
+        super::warn(&message);
     }
     let mut out = std::io::stdout().lock();
     let written = match args.format {

@@ -12,7 +12,7 @@ pub async fn run(args: SnapshotArgs) -> Result<ExitCode, Failure> {
     let params = resolve(args.conn.conninfo.as_deref(), &Environment::from_process()).map_err(Failure::connect)?;
     let mut collector = Collector::connect(&params).await.map_err(Failure::connect)?;
     for warning in collector.warnings() {
-        eprintln!("pgtls: {warning}");
+        super::warn(warning);
     }
     let snapshot = collector.poll().await.map_err(Failure::connect)?;
     let mut out = std::io::stdout().lock();

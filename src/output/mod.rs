@@ -2,6 +2,7 @@
 
 pub mod csv;
 pub mod probe;
+pub mod safe;
 pub mod table;
 
 use std::io::Write;
