@@ -108,10 +108,7 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
     let deadline = tokio::time::Instant::now() + watch.to_std().unwrap_or_default();
     let mut snapshot: Snapshot;
     loop {
-        snapshot = collector
-            .poll()
-            .await
-            .map_err(unknown)?;
+        snapshot = collector.poll().await.map_err(unknown)?;
         let mut entries = ledger.observe_snapshot(&snapshot, logs.is_active());
         for event in logs.poll(&collector).await {
             entries.extend(ledger.observe_log(&event));

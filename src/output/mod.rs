@@ -16,13 +16,18 @@ pub enum Format {
     Csv,
 }
 
-pub fn write(snapshot: &Snapshot, format: Format, out: &mut dyn Write) -> std::io::Result<()> {
+pub fn write(
+    snapshot: &Snapshot,
+    format: Format,
+    csv_fields: csv::CsvFields,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     match format {
         Format::Table => table::write(snapshot, out),
         Format::Json => {
             serde_json::to_writer_pretty(&mut *out, snapshot)?;
             writeln!(out)
         }
-        Format::Csv => csv::write(snapshot, out),
+        Format::Csv => csv::write(snapshot, csv_fields, out),
     }
 }

@@ -71,7 +71,10 @@ fn write_report(r: &ProbeReport, out: &mut dyn Write) -> std::io::Result<()> {
     }
     for v in r.verify_bundle.iter().chain(r.verify_system.iter()) {
         let result = if v.verified {
-            format!("verified, anchored at \"{}\"", t(v.anchor.as_deref().unwrap_or_default()))
+            format!(
+                "verified, anchored at \"{}\"",
+                t(v.anchor.as_deref().unwrap_or_default())
+            )
         } else {
             format!("NOT verified ({})", t(v.error.as_deref().unwrap_or_default()))
         };

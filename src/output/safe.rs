@@ -60,10 +60,7 @@ pub fn terminal_block(text: &str) -> Cow<'_, str> {
 
 /// Render a text report into memory, then write it with [`terminal_block`]. Text renderers write through this,
 /// so no escape sequence reaches the terminal even from a field they forgot to escape.
-pub fn write_terminal(
-    out: &mut dyn Write,
-    render: impl FnOnce(&mut dyn Write) -> io::Result<()>,
-) -> io::Result<()> {
+pub fn write_terminal(out: &mut dyn Write, render: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
     let mut buf = Vec::new();
     render(&mut buf)?;
     let text = String::from_utf8_lossy(&buf);
@@ -126,7 +123,10 @@ mod tests {
 
     /// Every code point the outputs must neutralise: C0, DEL, C1, bidi controls, line separators.
     pub(crate) fn every_unsafe_char() -> Vec<char> {
-        let all: Vec<char> = (0u32..=0x206F).filter_map(char::from_u32).filter(|c| is_unsafe(*c)).collect();
+        let all: Vec<char> = (0u32..=0x206F)
+            .filter_map(char::from_u32)
+            .filter(|c| is_unsafe(*c))
+            .collect();
         assert_eq!(all.len(), 32 + 1 + 32 + 1 + 2 + 5 + 4 + 2);
         all
     }
@@ -141,7 +141,10 @@ mod tests {
                 ("csv", csv_field(&text)),
             ] {
                 assert!(!out.chars().any(is_unsafe), "{kind} let {:?} through: {out:?}", c);
-                assert!(out.starts_with('a') && out.ends_with('b') && out.len() > 3, "{kind}: {out:?}");
+                assert!(
+                    out.starts_with('a') && out.ends_with('b') && out.len() > 3,
+                    "{kind}: {out:?}"
+                );
             }
             let block = terminal_block(&text);
             assert_eq!(block.contains(c), c == '\n', "block: {:?}", c);
@@ -164,8 +167,21 @@ mod tests {
 
     #[test]
     fn csv_prefixes_formulas_but_not_numbers() {
-        for formula in ["=1+2", "+cmd", "-2+3", "@SUM(A1)", "\tx", "\rx", "-", "=HYPERLINK(\"http://x\")"] {
-            assert!(csv_field(formula).starts_with('\''), "{formula:?} -> {:?}", csv_field(formula));
+        for formula in [
+            "=1+2",
+            "+cmd",
+            "-2+3",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+            "-",
+            "=HYPERLINK(\"http://x\")",
+        ] {
+            assert!(
+                csv_field(formula).starts_with('\''),
+                "{formula:?} -> {:?}",
+                csv_field(formula)
+            );
         }
         assert_eq!(csv_field("\tx"), "'\\tx");
         for number in ["-1", "42", "+3", "-0.5", "2026-01-01"] {

@@ -3,8 +3,8 @@
 use std::io::Write;
 
 use crate::format::{age, truncate};
-use crate::output::safe::terminal;
 use crate::model::{ConnClass, Session, Setting, Snapshot};
+use crate::output::safe::terminal;
 
 /// Column widths; with the two-character marker and single spaces they add up to 100.
 const COLUMNS: [(&str, usize); 8] = [
@@ -45,10 +45,9 @@ fn write_report(snapshot: &Snapshot, out: &mut dyn Write) -> std::io::Result<()>
     ];
     write_wrapped(out, "Server", &server_line)?;
     let m = &snapshot.monitor;
-    let tls = m
-        .tls
-        .as_ref()
-        .map_or("no TLS".to_string(), |t| format!("{} {}", terminal(&t.version), terminal(&t.cipher)));
+    let tls = m.tls.as_ref().map_or("no TLS".to_string(), |t| {
+        format!("{} {}", terminal(&t.version), terminal(&t.cipher))
+    });
     let sslinfo = m.ssl_is_used.map_or(String::new(), |used| {
         format!("  ssl_is_used()={}", if used { "t" } else { "f" })
     });
@@ -145,9 +144,10 @@ pub fn marker(class: ConnClass) -> &'static str {
 /// Short transport label for narrow columns.
 pub fn short_label(session: &Session) -> String {
     match session.class {
-        ConnClass::Tls13 | ConnClass::Tls12 | ConnClass::TlsOlder => {
-            session.tls.as_ref().map_or("TLS?".to_string(), |t| terminal(&t.version).into_owned())
-        }
+        ConnClass::Tls13 | ConnClass::Tls12 | ConnClass::TlsOlder => session
+            .tls
+            .as_ref()
+            .map_or("TLS?".to_string(), |t| terminal(&t.version).into_owned()),
         ConnClass::PlainTcp => "no TLS".to_string(),
         ConnClass::Gss => "GSS".to_string(),
         ConnClass::Local => "local".to_string(),
@@ -165,7 +165,10 @@ fn row(s: &Session, snapshot: &Snapshot) -> String {
         terminal(&s.client_endpoint()).into_owned(),
         s.age_secs(snapshot.taken_at).map(age).unwrap_or_default(),
         short_label(s),
-        s.tls.as_ref().map(|t| terminal(&t.cipher).into_owned()).unwrap_or_default(),
+        s.tls
+            .as_ref()
+            .map(|t| terminal(&t.cipher).into_owned())
+            .unwrap_or_default(),
     ];
     let padded: Vec<String> = cells
         .iter()

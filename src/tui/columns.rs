@@ -2,8 +2,8 @@
 
 use std::cmp::Ordering;
 
-use crate::output::safe::terminal;
 use crate::model::{ConnClass, Session};
+use crate::output::safe::terminal;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Column {

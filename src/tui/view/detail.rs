@@ -181,7 +181,11 @@ fn sections(s: &Session, cx: &Ctx) -> Vec<Section> {
         Some(v) if !v.is_empty() => vec![Span::styled(crate::output::safe::terminal(v).into_owned(), t.strong)],
         _ => none(),
     };
-    let num = |v: Option<String>| v.map_or_else(none, |v| vec![Span::styled(crate::output::safe::terminal(&v).into_owned(), t.strong)]);
+    let num = |v: Option<String>| {
+        v.map_or_else(none, |v| {
+            vec![Span::styled(crate::output::safe::terminal(&v).into_owned(), t.strong)]
+        })
+    };
     let yes_no = |v: Option<bool>| num(v.map(|b| if b { "yes" } else { "no" }.to_string()));
     let now = cx.snapshot().map_or(cx.state.now, |snap| snap.taken_at);
     let time = |v: Option<DateTime<Utc>>| match v {

@@ -9,8 +9,8 @@ use ratatui::widgets::Paragraph;
 
 use super::Ctx;
 use super::text::{fit, spans_width, split_line, width};
-use crate::output::safe::terminal;
 use crate::model::{ConnClass, Verification};
+use crate::output::safe::terminal;
 use crate::tui::state::Link;
 
 pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
@@ -154,7 +154,11 @@ fn connection_line(cx: &Ctx, cols: usize) -> Line<'static> {
     match &m.tls {
         Some(tls) => {
             let class = ConnClass::from_tls_version(&tls.version);
-            pieces.push((9, false, vec![Span::styled(terminal(&tls.version).into_owned(), t.class(class))]));
+            pieces.push((
+                9,
+                false,
+                vec![Span::styled(terminal(&tls.version).into_owned(), t.class(class))],
+            ));
             pieces.push((2, true, vec![Span::styled(terminal(&tls.cipher).into_owned(), t.dim)]));
         }
         None if local => pieces.push((9, false, vec![Span::styled("local socket, no TLS", t.local)])),

@@ -9,8 +9,8 @@ use ratatui::widgets::{Block, Padding, Paragraph};
 
 use super::text::{cell, clip, fit, spans_width, width};
 use super::{Ctx, WAITING};
-use crate::output::safe::terminal;
 use crate::model::{ClassCounts, ConnClass};
+use crate::output::safe::terminal;
 use crate::tui::state::Totals;
 
 pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
