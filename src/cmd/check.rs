@@ -122,7 +122,9 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
         tokio::time::sleep(Duration::from_secs(1).min(deadline - tokio::time::Instant::now())).await;
     }
     let hba = collector.hba_rules().await;
-    let alerts = evaluate_with(Some(&snapshot), &LinkHealth::Up, &config.alerts);
+    let mut alerts = evaluate_with(Some(&snapshot), &LinkHealth::Up, &config.alerts);
+    alerts.extend(logs.forgery_alert(&config.alerts));
+    alerts.sort_by_key(|a| a.severity);
     let whatif = whatif::evaluate(&ledger, args.target, &hba, min_evidence);
     let report = assess(&snapshot, alerts, whatif, logs.describe());
 

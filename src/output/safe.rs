@@ -43,7 +43,7 @@ pub fn has_unsafe(text: &str) -> bool {
 
 /// A value for the terminal: one line, each unsafe character escaped.
 pub fn terminal(text: &str) -> Cow<'_, str> {
-    escape(text, |c| is_unsafe(c))
+    escape(text, is_unsafe)
 }
 
 /// A value inside the `pgtls check` summary line: as [`terminal`], and `|` (which starts the perfdata for
@@ -195,7 +195,8 @@ mod tests {
     #[test]
     fn write_terminal_escapes_what_a_renderer_forgot() {
         let mut out = Vec::new();
-        write_terminal(&mut out, |w| writeln!(w, "name {}", "\x1b]0;pwned\x07")).unwrap();
+        let name = "\x1b]0;pwned\x07";
+        write_terminal(&mut out, |w| writeln!(w, "name {name}")).unwrap();
         assert_eq!(out, b"name \\x1b]0;pwned\\x07\n");
     }
 }
