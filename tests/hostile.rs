@@ -480,6 +480,23 @@ async fn a_line_printed_by_a_crafted_role_name_is_refused_in_the_stderr_format()
         suspects.iter().any(|s| s.claim.contains("user=payroll")),
         "{suspects:#?}"
     );
+
+    // The same file through `pgtls check`: no payroll client in the what-if, and the format is called unverifiable.
+    let home = tempfile::tempdir().unwrap();
+    let conninfo = format!("{} sslmode=require", lab.conninfo(SUPERUSER));
+    let log = follower.path().display().to_string();
+    let out = common::pgtls(
+        &["check", &conninfo, "--server-log", &log, "--target", "tls-required"],
+        home.path(),
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !text.contains("payroll@prod"),
+        "the crafted line reached the what-if:\n{text}"
+    );
+    assert!(text.contains("stderr log: unverifiable format"), "{text}");
+    assert!(text.contains("forged-looking connection line"), "{text}");
+    drop(honest);
 }
 
 #[test]
