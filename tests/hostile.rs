@@ -200,7 +200,7 @@ fn fake_server(answer: Answer) -> (u16, std::thread::JoinHandle<()>) {
             }
             let is_ssl_request = first[4..8] == [0x04, 0xD2, 0x16, 0x2F];
             match (&answer, is_ssl_request) {
-                (Answer::ErrorInsteadOfSslAnswer, true) => {
+                (Answer::ErrorForSslRequest, true) => {
                     let _ = stream.write_all(&error_response());
                 }
                 (Answer::No, true) => {
@@ -230,7 +230,7 @@ fn fake_server(answer: Answer) -> (u16, std::thread::JoinHandle<()>) {
 }
 
 enum Answer {
-    ErrorInsteadOfSslAnswer,
+    ErrorForSslRequest,
     No,
     TlsThenError(openssl::ssl::SslAcceptor),
 }
@@ -290,7 +290,7 @@ fn a_hostile_error_response_is_escaped_before_and_after_the_tls_handshake() {
     let cases = [
         (
             "before TLS (instead of the SSLRequest answer)",
-            Answer::ErrorInsteadOfSslAnswer,
+            Answer::ErrorForSslRequest,
             "prefer",
         ),
         ("without TLS", Answer::No, "prefer"),
@@ -314,7 +314,7 @@ fn a_hostile_error_response_is_escaped_before_and_after_the_tls_handshake() {
 
         let (port, server) = fake_server(match when {
             w if w.starts_with("after") => Answer::TlsThenError(tls_acceptor(home.path())),
-            w if w.starts_with("before") => Answer::ErrorInsteadOfSslAnswer,
+            w if w.starts_with("before") => Answer::ErrorForSslRequest,
             _ => Answer::No,
         });
         let conninfo =
