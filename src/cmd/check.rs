@@ -263,3 +263,57 @@ fn write_lines(r: &CheckReport, out: &mut dyn Write) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// The class test for `check`: every unsafe character in every name keeps the summary one line with its
+/// perfdata after the only `|`, and reaches no line of the text.
+#[cfg(test)]
+mod class_tests {
+    use super::*;
+    use crate::output::safe::{every_unsafe_char, first_unsafe};
+
+    fn text_for(name: &str) -> Vec<u8> {
+        let mut snapshot = crate::fixtures::snapshot();
+        // Sessions nobody may see make the answer UNKNOWN; the refused clients' names are what is tested.
+        snapshot
+            .sessions
+            .retain(|s| s.class != crate::model::ConnClass::Unknown);
+        snapshot.monitor.user = name.to_string();
+        let mut whatif = crate::fixtures::history().whatif[0].clone();
+        for r in &mut whatif.refused {
+            r.label = format!("{name} | fake=1");
+            r.seen_as = vec![name.to_string()];
+        }
+        whatif.verdict = Verdict::NotSafe;
+        whatif.reason = name.to_string();
+        let alerts = vec![Alert {
+            key: "k".into(),
+            severity: Severity::Warning,
+            title: name.to_string(),
+            detail: name.to_string(),
+            count: 1,
+        }];
+        let report = assess(&snapshot, alerts, whatif, vec![name.to_string()]);
+        let mut out = Vec::new();
+        write_text(&report, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn every_unsafe_character_in_every_name() {
+        let lines = |b: &[u8]| b.split(|b| *b == b'\n').count();
+        let plain = lines(&text_for("ab"));
+        for c in every_unsafe_char() {
+            let out = text_for(&format!("a{c}b"));
+            assert_eq!(first_unsafe(&out), None, "{c:?}");
+            assert_eq!(lines(&out), plain, "{c:?}");
+            let text = String::from_utf8(out).unwrap();
+            let first = text.lines().next().unwrap();
+            assert!(first.starts_with("PGTLS CRITICAL - "), "{first}");
+            assert_eq!(first.matches('|').count(), 1, "{c:?}: {first}");
+            assert!(
+                first.split('|').nth(1).unwrap().trim_start().starts_with("tls13="),
+                "{first}"
+            );
+        }
+    }
+}

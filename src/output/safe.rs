@@ -117,19 +117,29 @@ fn escape(text: &str, unsafe_here: impl Fn(char) -> bool) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Every code point the outputs must neutralise: C0, DEL, C1, bidi controls, line separators. For the class
+/// tests of every output.
+#[cfg(test)]
+pub(crate) fn every_unsafe_char() -> Vec<char> {
+    let all: Vec<char> = (0u32..=0x206F)
+        .filter_map(char::from_u32)
+        .filter(|c| is_unsafe(*c))
+        .collect();
+    assert_eq!(all.len(), 32 + 1 + 32 + 1 + 2 + 5 + 4 + 2);
+    all
+}
+
+/// For class tests: the first unsafe character in `bytes` other than the line breaks a renderer writes itself.
+#[cfg(test)]
+pub(crate) fn first_unsafe(bytes: &[u8]) -> Option<char> {
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .find(|c| *c != '\n' && is_unsafe(*c))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Every code point the outputs must neutralise: C0, DEL, C1, bidi controls, line separators.
-    pub(crate) fn every_unsafe_char() -> Vec<char> {
-        let all: Vec<char> = (0u32..=0x206F)
-            .filter_map(char::from_u32)
-            .filter(|c| is_unsafe(*c))
-            .collect();
-        assert_eq!(all.len(), 32 + 1 + 32 + 1 + 2 + 5 + 4 + 2);
-        all
-    }
 
     #[test]
     fn every_unsafe_char_is_escaped_in_every_kind() {
