@@ -81,6 +81,9 @@ pub struct SnapshotArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// CSV: keep every field byte-exact (no leading ' on formula-shaped text, no escaped control characters).
+    #[arg(long)]
+    pub raw: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -161,4 +164,7 @@ pub struct LedgerArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = LedgerFormat::Csv)]
     pub format: LedgerFormat,
+    /// CSV: keep every field byte-exact (no leading ' on formula-shaped text, no escaped control characters).
+    #[arg(long)]
+    pub raw: bool,
 }

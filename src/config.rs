@@ -285,6 +285,8 @@ mod tests {
         assert!(e.contains("key alerts.rules.no_such_rule: unknown rule"), "{e}");
         let e = parse("[whatif]\nmin_evidence = \"a while\"\n").unwrap_err();
         assert!(e.contains("key whatif.min_evidence"), "{e}");
+        let e = parse("[ledger]\nkey = []\n").unwrap_err();
+        assert!(e.contains("key ledger.key: an empty key"), "{e}");
         let e = parse("[ledger]\nkey = [\"user\", \"host\"]\n").unwrap_err();
         assert!(e.contains("unknown ledger key field \"host\""), "{e}");
     }

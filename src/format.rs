@@ -35,11 +35,6 @@ pub fn truncate(text: &str, width: usize) -> String {
     out
 }
 
-/// A query or application name on one line: control characters and newlines become spaces.
-pub fn one_line(text: &str) -> String {
-    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,10 +55,5 @@ mod tests {
         assert_eq!(truncate("much-too-long", 8), "much-to…");
         assert_eq!(truncate("日本語テキスト", 7), "日本語…");
         assert_eq!(truncate("x", 0), "");
-    }
-
-    #[test]
-    fn one_line_flattens_newlines() {
-        assert_eq!(one_line("select 1\nfrom\tt"), "select 1 from t");
     }
 }

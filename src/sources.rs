@@ -6,15 +6,23 @@
 
 use std::path::Path;
 
+use crate::analysis::alerts::Alert;
 use crate::collect::Collector;
-use crate::logsource::{self, ConnectionEvent, LogFollower, LogFormat, SqlLogReader};
+use crate::config::AlertsConfig;
+use crate::logsource::{self, ConnectionEvent, LogFollower, LogFormat, SqlLogReader, SuspectLine};
 
 pub struct LogSources {
     file: Option<LogFollower>,
     sql: Option<SqlLogReader>,
     /// Why the log source is off or stopped, to show the user.
     off_reason: Option<String>,
+    /// The most recent lines refused as forged, oldest first, and how many there were in all.
+    suspects: Vec<SuspectLine>,
+    suspect_total: u64,
 }
+
+/// Refused lines kept to show; older ones are only counted.
+const KEEP_SUSPECTS: usize = 20;
 
 /// What polling alone misses.
 pub const POLL_LIMITATION: &str =
@@ -29,9 +37,8 @@ impl LogSources {
     ) -> Result<LogSources, String> {
         let Some(path) = server_log else {
             return Ok(LogSources {
-                file: None,
                 sql: Some(SqlLogReader::new(from_start)),
-                off_reason: None,
+                ..LogSources::none_yet()
             });
         };
         let format = file_format(collector, path).await;
@@ -39,18 +46,50 @@ impl LogSources {
             .map_err(|e| format!("--server-log {}: {e}", path.display()))?;
         Ok(LogSources {
             file: Some(follower),
+            ..LogSources::none_yet()
+        })
+    }
+
+    fn none_yet() -> LogSources {
+        LogSources {
+            file: None,
             sql: None,
             off_reason: None,
-        })
+            suspects: Vec::new(),
+            suspect_total: 0,
+        }
     }
 
     /// No log source at all.
     pub fn none(reason: &str) -> LogSources {
         LogSources {
-            file: None,
-            sql: None,
             off_reason: Some(reason.to_string()),
+            ..LogSources::none_yet()
         }
+    }
+
+    /// Lines refused as forged so far (the most recent ones) and how many in all.
+    pub fn suspects(&self) -> (&[SuspectLine], u64) {
+        (&self.suspects, self.suspect_total)
+    }
+
+    /// The alert for refused lines, if any (configurable as rule `log_lines_forged`).
+    pub fn forgery_alert(&self, config: &AlertsConfig) -> Option<Alert> {
+        let latest = self.suspects.last()?;
+        crate::analysis::alerts::forged_log_lines(self.suspect_total, latest, config)
+    }
+
+    fn collect_suspects(&mut self) {
+        let taken = [
+            self.file.as_mut().map(LogFollower::take_suspects),
+            self.sql.as_mut().map(SqlLogReader::take_suspects),
+        ];
+        for (lines, dropped) in taken.into_iter().flatten() {
+            self.suspect_total += lines.len() as u64 + dropped;
+            self.suspects.extend(lines);
+        }
+        let excess = self.suspects.len().saturating_sub(KEEP_SUSPECTS);
+        self.suspects.drain(..excess);
     }
 
     pub fn is_active(&self) -> bool {
@@ -59,6 +98,12 @@ impl LogSources {
 
     /// New connection events since the last call. A source that fails is switched off with its reason.
     pub async fn poll(&mut self, collector: &Collector) -> Vec<ConnectionEvent> {
+        let events = self.poll_sources(collector).await;
+        self.collect_suspects();
+        events
+    }
+
+    async fn poll_sources(&mut self, collector: &Collector) -> Vec<ConnectionEvent> {
         if let Some(file) = &mut self.file {
             match file.poll() {
                 Ok(events) => return events,
@@ -88,6 +133,13 @@ impl LogSources {
         }
         if let Some(sql) = &self.sql {
             lines.push(logsource::limitations(&sql.source()));
+        }
+        if let Some(latest) = self.suspects.last() {
+            lines.push(format!(
+                "ALERT: {} forged-looking connection line(s) refused, kept out of the ledger; latest: {}",
+                self.suspect_total,
+                latest.sentence()
+            ));
         }
         if let Some(reason) = &self.off_reason {
             lines.push(format!(

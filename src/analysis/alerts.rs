@@ -50,7 +50,7 @@ pub enum LinkHealth {
 }
 
 /// Every rule's key; the configuration may set severity and threshold for each.
-pub const RULE_KEYS: [&str; 10] = [
+pub const RULE_KEYS: [&str; 11] = [
     "connection_lost",
     "ssl_off",
     "min_protocol_weak",
@@ -61,6 +61,7 @@ pub const RULE_KEYS: [&str; 10] = [
     "sessions_hidden",
     "monitor_plaintext",
     "monitor_unverified",
+    "log_lines_forged",
 ];
 
 /// Every rule with the default configuration.
@@ -73,7 +74,14 @@ pub fn evaluate(snapshot: Option<&Snapshot>, link: &LinkHealth) -> Vec<Alert> {
 /// above its threshold, and its severity may be changed or turned off.
 pub fn evaluate_with(snapshot: Option<&Snapshot>, link: &LinkHealth, config: &AlertsConfig) -> Vec<Alert> {
     let mut alerts = evaluate_rules(snapshot, link, config);
-    alerts.retain_mut(|a| match config.rules.get(&a.key) {
+    alerts.retain_mut(|a| configure(a, config));
+    alerts.sort_by(|a, b| a.severity.cmp(&b.severity).then_with(|| a.key.cmp(&b.key)));
+    alerts
+}
+
+/// Apply the rule's configured severity and threshold; false when the alert should not be raised.
+pub fn configure(a: &mut Alert, config: &AlertsConfig) -> bool {
+    match config.rules.get(&a.key) {
         Some(rule) => match rule.severity {
             Some(sev) => match sev.severity() {
                 Some(severity) => {
@@ -85,9 +93,20 @@ pub fn evaluate_with(snapshot: Option<&Snapshot>, link: &LinkHealth, config: &Al
             None => a.count > rule.threshold,
         },
         None => true,
-    });
-    alerts.sort_by(|a, b| a.severity.cmp(&b.severity).then_with(|| a.key.cmp(&b.key)));
-    alerts
+    }
+}
+
+/// Connection lines in the server log that their own context contradicts: someone is writing lines that read
+/// like connections (`RAISE LOG`), or a name carries line breaks. None of them entered the ledger.
+pub fn forged_log_lines(count: u64, latest: &crate::logsource::SuspectLine, config: &AlertsConfig) -> Option<Alert> {
+    let mut alert = Alert {
+        key: "log_lines_forged".into(),
+        severity: Severity::Warning,
+        title: format!("{count} forged-looking connection line(s) in the server log"),
+        detail: format!("kept out of the ledger and the what-if; latest: {}", latest.sentence()),
+        count,
+    };
+    (count > 0 && configure(&mut alert, config)).then_some(alert)
 }
 
 fn evaluate_rules(snapshot: Option<&Snapshot>, link: &LinkHealth, config: &AlertsConfig) -> Vec<Alert> {

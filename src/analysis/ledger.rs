@@ -38,6 +38,12 @@ impl Default for KeyFields {
 impl KeyFields {
     /// From names like `["user", "database", "application"]`.
     pub fn from_names(names: &[String]) -> Result<KeyFields, String> {
+        // With no field every client would be one record: the holdouts list and every what-if would be empty lies.
+        if names.is_empty() {
+            return Err(
+                "an empty key names no field; list at least one of user, database, application, address".into(),
+            );
+        }
         let mut k = KeyFields {
             user: false,
             database: false,
@@ -467,34 +473,17 @@ impl LoadReport {
 
 impl Journal {
     /// Open (creating) the journal and replay it into `ledger`.
+    ///
+    /// The file names users, hosts and applications, so it is created readable by its owner only (0600), and an
+    /// existing one that others may read is tightened to that. A symlink at `path` is refused rather than
+    /// followed (O_NOFOLLOW): someone who can write the directory must not make pgtls append to, or chmod,
+    /// another file. Replay reads through the same descriptor that appends, so the file replayed is the file
+    /// written.
     pub fn open(path: &Path, ledger: &mut Ledger) -> Result<(Journal, LoadReport), String> {
-        let mut report = LoadReport::default();
-        match File::open(path) {
-            Ok(file) => {
-                for (i, line) in BufReader::new(file).split(b'\n').enumerate() {
-                    let line = line.map_err(|e| format!("reading ledger {}: {e}", path.display()))?;
-                    if line.iter().all(u8::is_ascii_whitespace) {
-                        continue;
-                    }
-                    match serde_json::from_slice::<Entry>(&line) {
-                        Ok(entry) => {
-                            ledger.apply(&entry);
-                            report.entries += 1;
-                        }
-                        Err(_) => report.skipped.push(i + 1),
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("cannot read ledger {}: {e}", path.display())),
-        }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| format!("cannot open ledger {} for writing: {e}", path.display()))?;
+        let mut file = open_for_append(path)?;
+        let report = replay(&mut file, path, ledger)?;
         // A crash mid-line leaves a fragment; start on a fresh line so the next entry stays readable.
-        if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) && !ends_with_newline(path) {
+        if !ends_with_newline(&mut file) {
             let _ = file.write_all(b"\n");
         }
         Ok((
@@ -504,6 +493,13 @@ impl Journal {
             },
             report,
         ))
+    }
+
+    /// Replay a journal without opening it for writing (`pgtls ledger PATH`): not a byte of it changes, a torn
+    /// last line included.
+    pub fn replay_read_only(path: &Path, ledger: &mut Ledger) -> Result<LoadReport, String> {
+        let mut file = File::open(path).map_err(|e| format!("cannot read ledger {}: {e}", path.display()))?;
+        replay(&mut file, path, ledger)
     }
 
     /// Append entries, one line each, and flush: a crash loses at most this batch.
@@ -523,67 +519,68 @@ impl Journal {
     }
 }
 
-fn ends_with_newline(path: &Path) -> bool {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut f) = File::open(path) else { return true };
-    let mut last = [0u8; 1];
-    f.seek(SeekFrom::End(-1)).is_ok() && f.read_exact(&mut last).is_ok() && last[0] == b'\n'
+fn open_for_append(path: &Path) -> Result<File, String> {
+    let cannot = |e: std::io::Error| format!("cannot open ledger {} for writing: {e}", path.display());
+    let mut options = OpenOptions::new();
+    options.read(true).append(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600).custom_flags(nix::libc::O_NOFOLLOW);
+        let file = options.open(path).map_err(|e| {
+            // O_NOFOLLOW on a symlink fails with ELOOP, which reads as "too many levels of symbolic links".
+            if e.raw_os_error() == Some(nix::libc::ELOOP) {
+                format!(
+                    "ledger {} is a symbolic link; refusing to follow it (give the real path)",
+                    path.display()
+                )
+            } else {
+                cannot(e)
+            }
+        })?;
+        let meta = file.metadata().map_err(cannot)?;
+        if !meta.is_file() {
+            return Err(format!("ledger {} is not a regular file", path.display()));
+        }
+        if meta.permissions().mode() & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(cannot)?;
+        }
+        Ok(file)
+    }
+    #[cfg(not(unix))]
+    {
+        options.open(path).map_err(cannot)
+    }
 }
 
-/// CSV export: one row per client.
-pub fn write_csv(ledger: &Ledger, out: &mut dyn Write) -> std::io::Result<()> {
-    let mut w = csv::Writer::from_writer(out);
-    w.write_record([
-        "user",
-        "database",
-        "application",
-        "address",
-        "worst",
-        "sessions",
-        "tls13",
-        "tls12",
-        "tls_older",
-        "plain_tcp",
-        "gss",
-        "local",
-        "unknown",
-        "ciphers",
-        "first_seen",
-        "last_seen",
-        "connected_now",
-        "sources",
-    ])?;
-    for r in ledger.records() {
-        let worst = r.worst_class().map(|c| c.label()).unwrap_or("");
-        let count = |c| r.count(c).to_string();
-        let ciphers: Vec<String> = r.ciphers.keys().cloned().collect();
-        let sources: Vec<&str> = r
-            .sources
-            .iter()
-            .map(|s| if *s == Source::Poll { "poll" } else { "log" })
-            .collect();
-        w.write_record([
-            r.key.user.clone(),
-            r.key.database.clone(),
-            r.key.application.clone(),
-            r.key.address.clone(),
-            worst.to_string(),
-            r.sessions.to_string(),
-            count(ConnClass::Tls13),
-            count(ConnClass::Tls12),
-            count(ConnClass::TlsOlder),
-            count(ConnClass::PlainTcp),
-            count(ConnClass::Gss),
-            count(ConnClass::Local),
-            count(ConnClass::Unknown),
-            ciphers.join(" "),
-            r.first_seen.to_rfc3339(),
-            r.last_seen.to_rfc3339(),
-            r.connected_now.to_string(),
-            sources.join(" "),
-        ])?;
+/// Apply every readable line of `file` (from its start) to `ledger`; unreadable lines are skipped and named.
+fn replay(file: &mut File, path: &Path, ledger: &mut Ledger) -> Result<LoadReport, String> {
+    let mut report = LoadReport::default();
+    for (i, line) in BufReader::new(file).split(b'\n').enumerate() {
+        let line = line.map_err(|e| format!("reading ledger {}: {e}", path.display()))?;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<Entry>(&line) {
+            Ok(entry) => {
+                ledger.apply(&entry);
+                report.entries += 1;
+            }
+            Err(_) => report.skipped.push(i + 1),
+        }
     }
-    w.flush()
+    Ok(report)
+}
+
+/// True for an empty file too: only a fragment after the last newline needs a fresh line.
+fn ends_with_newline(file: &mut File) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut last = [0u8; 1];
+    match file.seek(SeekFrom::End(-1)) {
+        Ok(_) => file.read_exact(&mut last).is_err() || last[0] == b'\n',
+        Err(_) => true,
+    }
 }
 
 #[cfg(test)]
@@ -665,11 +662,62 @@ mod tests {
         ledger.observe_snapshot(&fixtures::snapshot(), false);
         let billing = ledger.records().find(|r| r.key.application == "billing-batch").unwrap();
         assert_eq!((billing.sessions, billing.key.address.as_str()), (2, ""));
+        assert!(KeyFields::from_names(&[]).unwrap_err().contains("empty key"));
         assert!(
             KeyFields::from_names(&["host".into()])
                 .unwrap_err()
                 .contains("unknown ledger key field")
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_journal_is_private_and_never_follows_a_planted_symlink() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.jsonl");
+        let mut ledger = Ledger::new(KeyFields::default());
+        Journal::open(&path, &mut ledger).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "created {mode:o}");
+
+        // An existing ledger others may read is tightened.
+        let wide = dir.path().join("wide.jsonl");
+        std::fs::write(&wide, "").unwrap();
+        std::fs::set_permissions(&wide, std::fs::Permissions::from_mode(0o644)).unwrap();
+        Journal::open(&wide, &mut ledger).unwrap();
+        assert_eq!(std::fs::metadata(&wide).unwrap().permissions().mode() & 0o777, 0o600);
+
+        // A symlink planted at the path: refused, and its target keeps every byte and its mode.
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let link = dir.path().join("link.jsonl");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let err = Journal::open(&link, &mut ledger).err().unwrap();
+        assert!(err.contains("symbolic link"), "{err}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777, 0o644);
+    }
+
+    #[test]
+    fn a_read_only_replay_leaves_a_torn_file_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.jsonl");
+        let mut ledger = Ledger::new(KeyFields::default());
+        let (mut journal, _) = Journal::open(&path, &mut ledger).unwrap();
+        journal
+            .append(&ledger.observe_snapshot(&fixtures::snapshot(), false))
+            .unwrap();
+        drop(journal);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(b"{\"kind\":\"sess");
+        std::fs::write(&path, &bytes).unwrap();
+        let mut replayed = Ledger::new(KeyFields::default());
+        let report = Journal::replay_read_only(&path, &mut replayed).unwrap();
+        assert_eq!(report.skipped.len(), 1);
+        assert_eq!(replayed.records().count(), ledger.records().count());
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "not a byte changed");
     }
 
     #[test]

@@ -148,6 +148,17 @@ pub enum Verdict {
     NotEnoughEvidence,
 }
 
+impl Verdict {
+    /// The verdict in words, as the dashboard and `pgtls check` show it (never the Rust variant name).
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Safe => "safe",
+            Verdict::NotSafe => "not safe",
+            Verdict::NotEnoughEvidence => "not enough evidence",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Evidence {
     pub observed_secs: i64,

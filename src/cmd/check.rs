@@ -16,6 +16,7 @@ use crate::collect::Collector;
 use crate::config::{Config, parse_duration};
 use crate::conn::params::{Environment, resolve};
 use crate::model::{ClassCounts, Snapshot};
+use crate::output::safe;
 use crate::sources::LogSources;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -70,7 +71,8 @@ pub async fn run(args: CheckArgs) -> Result<ExitCode, Failure> {
     match run_checked(args).await {
         Ok(code) => Ok(code),
         Err(failure) => {
-            println!("{}", failure.message);
+            // The message may quote the server (an ErrorResponse, a certificate name): one safe line.
+            println!("{}", safe::nagios(&failure.message));
             Ok(ExitCode::from(failure.code))
         }
     }
@@ -93,7 +95,7 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
         Some(path) => {
             let (journal, report) = Journal::open(path, &mut ledger).map_err(unknown)?;
             if let Some(message) = report.message(path) {
-                eprintln!("pgtls: {message}");
+                super::warn(&message);
             }
             Some(journal)
         }
@@ -106,10 +108,7 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
     let deadline = tokio::time::Instant::now() + watch.to_std().unwrap_or_default();
     let mut snapshot: Snapshot;
     loop {
-        snapshot = collector
-            .poll()
-            .await
-            .map_err(|e| unknown(format!("poll failed: {e}")))?;
+        snapshot = collector.poll().await.map_err(unknown)?;
         let mut entries = ledger.observe_snapshot(&snapshot, logs.is_active());
         for event in logs.poll(&collector).await {
             entries.extend(ledger.observe_log(&event));
@@ -123,7 +122,9 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
         tokio::time::sleep(Duration::from_secs(1).min(deadline - tokio::time::Instant::now())).await;
     }
     let hba = collector.hba_rules().await;
-    let alerts = evaluate_with(Some(&snapshot), &LinkHealth::Up, &config.alerts);
+    let mut alerts = evaluate_with(Some(&snapshot), &LinkHealth::Up, &config.alerts);
+    alerts.extend(logs.forgery_alert(&config.alerts));
+    alerts.sort_by_key(|a| a.severity);
     let whatif = whatif::evaluate(&ledger, args.target, &hba, min_evidence);
     let report = assess(&snapshot, alerts, whatif, logs.describe());
 
@@ -212,38 +213,107 @@ fn first_title(alerts: &[Alert], severity: Severity) -> String {
     text
 }
 
+/// The summary names clients, roles and alerts that outside text shaped: [`safe::nagios`] keeps it one line with
+/// its perfdata after the only `|`. Detail lines quote names too: each through [`safe::terminal`], and the whole
+/// text through [`safe::write_terminal`].
 fn write_text(r: &CheckReport, out: &mut dyn Write) -> std::io::Result<()> {
-    writeln!(out, "PGTLS {} - {} | {}", r.status.word(), r.summary, r.perfdata)?;
+    safe::write_terminal(out, |out| write_lines(r, out))
+}
+
+fn write_lines(r: &CheckReport, out: &mut dyn Write) -> std::io::Result<()> {
+    use safe::terminal as t;
+    writeln!(
+        out,
+        "PGTLS {} - {} | {}",
+        r.status.word(),
+        safe::nagios(&r.summary),
+        r.perfdata
+    )?;
     for a in &r.alerts {
-        writeln!(out, "{} {}: {}", a.severity.symbol(), a.title, a.detail)?;
+        writeln!(out, "{} {}: {}", a.severity.symbol(), t(&a.title), t(&a.detail))?;
     }
     writeln!(
         out,
-        "What-if {}: {:?} — {}",
+        "What-if {}: {} — {}",
         r.whatif.target.label(),
-        r.whatif.verdict,
-        r.whatif.reason
+        r.whatif.verdict.label(),
+        t(&r.whatif.reason)
     )?;
     for refused in &r.whatif.refused {
+        let seen_as: Vec<_> = refused.seen_as.iter().map(|s| t(s)).collect();
         writeln!(
             out,
-            "  refused: {} — seen {} , last {}{}",
-            refused.label,
-            refused.seen_as.join(", "),
+            "  refused: {} — seen {}, last {}{}",
+            t(&refused.label),
+            seen_as.join(", "),
             refused.last_seen.format("%Y-%m-%d %H:%M:%S UTC"),
             match &refused.downgrade {
                 whatif::Downgrade::Possible { rules } => format!(
                     "; with sslmode=prefer/allow it may silently reconnect WITHOUT TLS ({})",
-                    rules.join("; ")
+                    rules.iter().map(|r| t(r)).collect::<Vec<_>>().join("; ")
                 ),
-                whatif::Downgrade::Unknown { reason } => format!("; downgrade risk unknown: {reason}"),
+                whatif::Downgrade::Unknown { reason } => format!("; downgrade risk unknown: {}", t(reason)),
                 whatif::Downgrade::NotPossible => String::new(),
             }
         )?;
     }
-    writeln!(out, "Evidence: {}", r.whatif.evidence.sentence())?;
+    writeln!(out, "Evidence: {}", t(&r.whatif.evidence.sentence()))?;
     for s in &r.sources {
-        writeln!(out, "Source: {s}")?;
+        writeln!(out, "Source: {}", t(s))?;
     }
     Ok(())
+}
+
+/// The class test for `check`: every unsafe character in every name keeps the summary one line with its
+/// perfdata after the only `|`, and reaches no line of the text.
+#[cfg(test)]
+mod class_tests {
+    use super::*;
+    use crate::output::safe::{every_unsafe_char, first_unsafe};
+
+    fn text_for(name: &str) -> Vec<u8> {
+        let mut snapshot = crate::fixtures::snapshot();
+        // Sessions nobody may see make the answer UNKNOWN; the refused clients' names are what is tested.
+        snapshot
+            .sessions
+            .retain(|s| s.class != crate::model::ConnClass::Unknown);
+        snapshot.monitor.user = name.to_string();
+        let mut whatif = crate::fixtures::history().whatif[0].clone();
+        for r in &mut whatif.refused {
+            r.label = format!("{name} | fake=1");
+            r.seen_as = vec![name.to_string()];
+        }
+        whatif.verdict = Verdict::NotSafe;
+        whatif.reason = name.to_string();
+        let alerts = vec![Alert {
+            key: "k".into(),
+            severity: Severity::Warning,
+            title: name.to_string(),
+            detail: name.to_string(),
+            count: 1,
+        }];
+        let report = assess(&snapshot, alerts, whatif, vec![name.to_string()]);
+        let mut out = Vec::new();
+        write_text(&report, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn every_unsafe_character_in_every_name() {
+        let lines = |b: &[u8]| b.split(|b| *b == b'\n').count();
+        let plain = lines(&text_for("ab"));
+        for c in every_unsafe_char() {
+            let out = text_for(&format!("a{c}b"));
+            assert_eq!(first_unsafe(&out), None, "{c:?}");
+            assert_eq!(lines(&out), plain, "{c:?}");
+            let text = String::from_utf8(out).unwrap();
+            let first = text.lines().next().unwrap();
+            assert!(first.starts_with("PGTLS CRITICAL - "), "{first}");
+            assert_eq!(first.matches('|').count(), 1, "{c:?}: {first}");
+            assert!(
+                first.split('|').nth(1).unwrap().trim_start().starts_with("tls13="),
+                "{first}"
+            );
+        }
+    }
 }

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use super::Failure;
-use crate::analysis::ledger::{Journal, KeyFields, Ledger, write_csv};
+use crate::analysis::ledger::{Journal, KeyFields, Ledger};
 use crate::cli::{LedgerArgs, LedgerFormat};
 
 pub fn run(args: LedgerArgs) -> Result<ExitCode, Failure> {
@@ -12,14 +12,18 @@ pub fn run(args: LedgerArgs) -> Result<ExitCode, Failure> {
         return Err(Failure::usage(format!("ledger {} does not exist", args.path.display())));
     }
     let mut ledger = Ledger::new(KeyFields::default());
-    // Opening appends nothing; it only replays (and would start a fresh line after a torn one).
-    let (_journal, report) = Journal::open(&args.path, &mut ledger).map_err(Failure::usage)?;
+    // An export reads: the file is opened read-only and stays byte for byte as it was, a torn last line included.
+    let report = Journal::replay_read_only(&args.path, &mut ledger).map_err(Failure::usage)?;
     if let Some(message) = report.message(&args.path) {
-        eprintln!("pgtls: {message}");
+        super::warn(&message);
     }
     let mut out = std::io::stdout().lock();
     let written = match args.format {
-        LedgerFormat::Csv => write_csv(&ledger, &mut out),
+        LedgerFormat::Csv => crate::output::csv::write_ledger(
+            &ledger,
+            crate::output::csv::CsvFields::from_raw_flag(args.raw),
+            &mut out,
+        ),
         LedgerFormat::Json => {
             let clients: Vec<_> = ledger.records().collect();
             serde_json::to_writer_pretty(&mut out, &clients)

@@ -26,10 +26,16 @@ pub async fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(failure) => {
-            eprintln!("pgtls: {}", failure.message);
+            warn(&failure.message);
             ExitCode::from(failure.code)
         }
     }
+}
+
+/// One line on stderr. Errors and warnings quote outside text (a server's ErrorResponse, certificate names, host
+/// names, file names), so every one goes through the terminal sanitiser here, at the edge, whatever produced it.
+pub fn warn(message: &str) {
+    eprintln!("pgtls: {}", crate::output::safe::terminal(message));
 }
 
 /// An error that ends the program with one line on stderr.

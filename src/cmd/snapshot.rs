@@ -12,12 +12,17 @@ pub async fn run(args: SnapshotArgs) -> Result<ExitCode, Failure> {
     let params = resolve(args.conn.conninfo.as_deref(), &Environment::from_process()).map_err(Failure::connect)?;
     let mut collector = Collector::connect(&params).await.map_err(Failure::connect)?;
     for warning in collector.warnings() {
-        eprintln!("pgtls: {warning}");
+        super::warn(warning);
     }
     let snapshot = collector.poll().await.map_err(Failure::connect)?;
     let mut out = std::io::stdout().lock();
-    crate::output::write(&snapshot, args.format, &mut out)
-        .and_then(|()| out.flush())
-        .map_err(|e| Failure::usage(format!("writing output: {e}")))?;
+    crate::output::write(
+        &snapshot,
+        args.format,
+        crate::output::csv::CsvFields::from_raw_flag(args.raw),
+        &mut out,
+    )
+    .and_then(|()| out.flush())
+    .map_err(|e| Failure::usage(format!("writing output: {e}")))?;
     Ok(ExitCode::SUCCESS)
 }

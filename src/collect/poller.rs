@@ -64,6 +64,8 @@ struct Tracker {
     journal_error: Option<String>,
     /// A poll has been folded into the ledger (before that there is no history to show).
     polled: bool,
+    /// Forged log lines already reported to the dashboard.
+    forged_reported: u64,
 }
 
 impl Tracker {
@@ -96,6 +98,19 @@ impl Tracker {
             self.journal_error = Some(e);
             self.setup.journal = None;
         }
+    }
+
+    /// News of more forged log lines since the last call, for the dashboard's alerts.
+    fn forged_news(&mut self) -> Option<PollerEvent> {
+        let (kept, total) = self.logs.as_ref()?.suspects();
+        let latest = kept.last()?;
+        (total > self.forged_reported).then(|| {
+            self.forged_reported = total;
+            PollerEvent::ForgedLogLines {
+                total,
+                latest: Box::new(latest.clone()),
+            }
+        })
     }
 
     /// The history as of the latest poll; `None` before the first one.
@@ -160,6 +175,12 @@ pub enum PollerEvent {
         snapshot: Box<Snapshot>,
         history: Option<Box<History>>,
     },
+    /// The connection log held lines that read like connections but were refused as forged (sent when the
+    /// count grows, before the poll's own event).
+    ForgedLogLines {
+        total: u64,
+        latest: Box<crate::logsource::SuspectLine>,
+    },
     /// The certificate probe finished (or could not run).
     Probe(Result<Box<ProbeReport>, String>),
     /// Connecting or polling failed; the poller retries after `retry_in`.
@@ -213,6 +234,7 @@ pub fn spawn(
         hba: Err("not read yet".to_string()),
         journal_error: None,
         polled: false,
+        forged_reported: 0,
     };
     let task = tokio::spawn(run(params, connected, interval, tracker, events, rx));
     PollerHandle { commands, task }
@@ -343,6 +365,11 @@ async fn poll_loop(
             match collector.poll().await {
                 Ok(snapshot) => {
                     tracker.on_snapshot(collector, &snapshot).await;
+                    if let Some(news) = tracker.forged_news()
+                        && events.send(news).await.is_err()
+                    {
+                        return None;
+                    }
                     let history = if schedule.history {
                         tracker.history().map(Box::new)
                     } else {

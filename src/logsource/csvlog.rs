@@ -7,14 +7,21 @@ use std::borrow::Cow;
 
 use super::LogLine;
 use super::message::parse_message;
+use super::provenance::{Record, structured_doubt};
 use super::timestamp::parse_pg_timestamp;
 
 const LOG_TIME: usize = 0;
+const USER_NAME: usize = 1;
 const DATABASE_NAME: usize = 2;
 const PROCESS_ID: usize = 3;
 const CONNECTION_FROM: usize = 4;
 const ERROR_SEVERITY: usize = 11;
 const MESSAGE: usize = 13;
+/// Also unchanged from 9.0 to 18, and read to check that a connection line comes from a start-up.
+const COMMAND_TAG: usize = 7;
+const CONTEXT: usize = 18;
+/// 13+; the last column read.
+const BACKEND_TYPE: usize = 23;
 
 /// Parse one complete csvlog record (embedded newlines included, trailing newline optional).
 pub fn parse_csv_record(record: &str) -> Option<LogLine> {
@@ -22,17 +29,30 @@ pub fn parse_csv_record(record: &str) -> Option<LogLine> {
     if !record.contains(",LOG,00000,\"") || !record.contains("connection ") {
         return None;
     }
-    let fields = split_fields(record.trim_end_matches(['\n', '\r']), MESSAGE + 1)?;
+    let fields = split_fields(record.trim_end_matches(['\n', '\r']), BACKEND_TYPE + 1)?;
     if fields.len() <= MESSAGE || fields[ERROR_SEVERITY] != "LOG" {
         return None;
     }
     let message = parse_message(&fields[MESSAGE])?;
     let at = parse_pg_timestamp(&fields[LOG_TIME])?;
+    let field = |i: usize| fields.get(i).map(|f| f.as_ref());
+    let doubt = structured_doubt(
+        &Record {
+            user: field(USER_NAME),
+            database: field(DATABASE_NAME),
+            command_tag: field(COMMAND_TAG),
+            context: field(CONTEXT),
+            backend_type: field(BACKEND_TYPE),
+        },
+        &message,
+    );
     Some(LogLine {
         at,
         pid: fields[PROCESS_ID].parse().ok(),
         remote_host: host_of_connection_from(&fields[CONNECTION_FROM]),
         database: Some(fields[DATABASE_NAME].to_string()).filter(|d| !d.is_empty()),
+        writer: Some(fields[USER_NAME].to_string()).filter(|u| !u.is_empty()),
+        doubt,
         message,
     })
 }

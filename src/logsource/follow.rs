@@ -105,7 +105,10 @@ impl LogFollower {
                         self.pipeline.restart();
                     }
                     // Gone again between stat and open: keep the old handle and retry next poll.
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(events),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        self.pipeline.settle(&mut events);
+                        return Ok(events);
+                    }
                     Err(e) => return Err(e),
                 }
             }
@@ -119,10 +122,17 @@ impl LogFollower {
             _ => {}
         }
         self.read_to_end(&mut events)?;
+        self.pipeline.settle(&mut events);
         if self.head.len() < HEAD_LEN {
             self.head = self.read_head()?;
         }
         Ok(events)
+    }
+
+    /// Lines that read like connections but were refused (see [`super::provenance`]) since the last call, and
+    /// how many more beyond those kept.
+    pub fn take_suspects(&mut self) -> (Vec<super::SuspectLine>, u64) {
+        self.pipeline.take_suspects()
     }
 
     /// The file being read now (it changes on rotation when following `current_logfiles`).
@@ -277,6 +287,11 @@ mod tests {
         // pid 2's line was cut short by rotation: parsed as far as it went, it is not a valid line.
         assert_eq!(pids(&events), vec![3]);
         assert!(follower.poll().unwrap().is_empty());
+        assert_eq!(
+            follower.take_suspects(),
+            (Vec::new(), 0),
+            "a torn line is not a forgery"
+        );
     }
 
     #[test]

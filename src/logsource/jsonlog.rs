@@ -5,6 +5,7 @@ use serde::Deserialize;
 
 use super::LogLine;
 use super::message::parse_message;
+use super::provenance::{Record as Metadata, structured_doubt};
 use super::timestamp::parse_pg_timestamp;
 
 #[derive(Deserialize)]
@@ -12,9 +13,14 @@ struct Record {
     timestamp: String,
     pid: Option<i32>,
     remote_host: Option<String>,
+    user: Option<String>,
     dbname: Option<String>,
     error_severity: Option<String>,
     message: Option<String>,
+    /// The command tag; `authentication` while a connection starts.
+    ps: Option<String>,
+    context: Option<String>,
+    backend_type: Option<String>,
 }
 
 /// Parse one jsonlog line.
@@ -27,11 +33,23 @@ pub fn parse_json_line(line: &str) -> Option<LogLine> {
         return None;
     }
     let message = parse_message(record.message.as_deref()?)?;
+    let doubt = structured_doubt(
+        &Metadata {
+            user: record.user.as_deref(),
+            database: record.dbname.as_deref(),
+            command_tag: record.ps.as_deref(),
+            context: record.context.as_deref(),
+            backend_type: record.backend_type.as_deref(),
+        },
+        &message,
+    );
     Some(LogLine {
         at: parse_pg_timestamp(&record.timestamp)?,
         pid: record.pid,
         remote_host: record.remote_host.filter(|h| !h.is_empty()),
         database: record.dbname.filter(|d| !d.is_empty()),
+        writer: record.user.filter(|u| !u.is_empty()),
+        doubt,
         message,
     })
 }

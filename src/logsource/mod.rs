@@ -56,6 +56,7 @@ mod csvlog;
 mod follow;
 mod jsonlog;
 mod message;
+pub mod provenance;
 mod sql;
 mod stderr;
 mod stream;
@@ -113,6 +114,38 @@ pub struct LogLine {
     /// The database from the line's own metadata (csvlog/jsonlog, prefix `%d`).
     pub database: Option<String>,
     pub message: ConnectionMessage,
+    /// The role that wrote the line, from its own metadata (prefix `%u`, csvlog `user_name`, jsonlog `user`), as
+    /// opposed to the user its message names.
+    pub writer: Option<String>,
+    /// Why the line's own metadata contradicts its message (see [`provenance`]); such a line is suspect.
+    pub doubt: Option<String>,
+}
+
+/// A line that reads like a connection but whose own context says it is not one: written by a running session
+/// (`RAISE LOG`), by another role, or right after a line broken by a name with a line break. It never enters the
+/// ledger or a what-if; it is shown as an alert, with the pid and role that wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuspectLine {
+    pub at: DateTime<Utc>,
+    /// The backend that wrote it, when the format says.
+    pub pid: Option<i32>,
+    /// The role that wrote it, when the format says (never the role the line claims).
+    pub writer: Option<String>,
+    /// What it claims, e.g. `connection authorized: user=payroll database=prod`.
+    pub claim: String,
+    pub reason: String,
+}
+
+impl SuspectLine {
+    /// One sentence for alerts and the sources list. Outside text in it is raw: outputs escape it.
+    pub fn sentence(&self) -> String {
+        let pid = self.pid.map_or("an unknown pid".to_string(), |p| format!("pid {p}"));
+        let role = self
+            .writer
+            .as_deref()
+            .map_or("an unknown role".to_string(), |r| format!("role \"{r}\""));
+        format!("{pid} as {role} wrote \"{}\" ({})", self.claim, self.reason)
+    }
 }
 
 /// How the log file is written.
@@ -180,6 +213,12 @@ pub enum LogSource {
     },
 }
 
+/// Why connection lines read from the stderr format are a hint, not evidence (see [`provenance`]).
+pub const STDERR_UNVERIFIABLE: &str = "stderr log: unverifiable format: lines are checked against the prefix's \
+    user, database and pid and refused when running code wrote them, but a failed login prints its user and database \
+    names raw, line breaks included, so a crafted name can print a whole fake line; use log_destination = jsonlog \
+    (PostgreSQL 15+) or csvlog, where these checks are exact";
+
 /// A plain statement of what a source can miss, for the UI.
 pub fn limitations(source: &LogSource) -> String {
     let (head, format, from_start) = match source {
@@ -223,6 +262,7 @@ pub fn limitations(source: &LogSource) -> String {
     misses.push("lines in another language than English (lc_messages)");
     parts.push(format!("misses {}", join_and(&misses)));
     if let Some(LogFormat::Stderr { prefix }) = format {
+        parts.push(STDERR_UNVERIFIABLE.to_string());
         let prefix = StderrPrefix::new(prefix);
         if !prefix.has_pid() {
             parts.push(

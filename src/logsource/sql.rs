@@ -81,7 +81,17 @@ impl SqlLogReader {
             state.pipeline.restart();
         }
         read_new(client, state, &mut events).await?;
+        state.pipeline.settle(&mut events);
         Ok(events)
+    }
+
+    /// Lines that read like connections but were refused (see [`super::provenance`]) since the last call, and
+    /// how many more beyond those kept.
+    pub fn take_suspects(&mut self) -> (Vec<super::SuspectLine>, u64) {
+        self.state
+            .as_mut()
+            .map(|s| s.pipeline.take_suspects())
+            .unwrap_or_default()
     }
 }
 

@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 
 use super::LogLine;
-use super::message::parse_message;
+use super::message::{ConnectionMessage, parse_message};
 use super::timestamp::{parse_epoch, parse_pg_timestamp};
 
 /// A compiled `log_line_prefix`.
@@ -110,6 +110,10 @@ struct Captures<'a> {
     user: Option<&'a str>,
     database: Option<&'a str>,
     host: Option<&'a str>,
+    /// The user and database the message names: a split of the prefix is tried only if its `%u`/`%d` agree, so
+    /// a name that contains the prefix's own separators still finds the reading that agrees, if there is one.
+    expect_user: Option<&'a str>,
+    expect_database: Option<&'a str>,
 }
 
 /// Parse one line of a stderr-format log written with `prefix`. Returns `None` for anything that is not a
@@ -123,19 +127,94 @@ pub fn parse_stderr_line(line: &str, prefix: &StderrPrefix) -> Option<LogLine> {
         let Some(message) = parse_message(&line[at + "LOG:  ".len()..]) else {
             continue;
         };
-        let mut caps = Captures::default();
+        let (expect_user, expect_database) = match &message {
+            ConnectionMessage::Authorized(a) => (Some(a.user.trim_matches(' ')), a.database.as_deref()),
+            ConnectionMessage::Received { .. } => (None, None),
+        };
+        let mut caps = Captures {
+            expect_user,
+            expect_database: expect_database.map(|d| d.trim_matches(' ')),
+            ..Captures::default()
+        };
+        let mut doubt = None;
         if !match_tokens(&prefix.tokens, &line[..at], &mut caps) {
-            continue;
+            // No reading of the prefix agrees with the message; if one matches at all, the line names one
+            // user or database in its prefix and another in its message: a running session wrote it.
+            caps = Captures::default();
+            if !match_tokens(&prefix.tokens, &line[..at], &mut caps) {
+                continue;
+            }
+            doubt = Some(format!(
+                "its log_line_prefix says role \"{}\" in database \"{}\", not the user and database it names",
+                caps.user.unwrap_or_default(),
+                caps.database.unwrap_or_default()
+            ));
         }
         return Some(LogLine {
             at: caps.at.unwrap_or_else(Utc::now),
             pid: caps.pid,
             remote_host: caps.host.map(str::to_string),
             database: caps.database.map(str::to_string),
+            writer: caps.user.map(str::to_string),
+            doubt,
             message,
         });
     }
     None
+}
+
+/// The pid of `line` if it is a `CONTEXT:` line written with `prefix` (`Some(None)` when the prefix has no
+/// `%p`). The server writes a message and its CONTEXT in one go, so a connection line followed by a CONTEXT
+/// line was written by running code (`RAISE LOG`), never by a start-up, which has no context.
+pub(crate) fn context_line_pid(line: &str, prefix: &StderrPrefix) -> Option<Option<i32>> {
+    let line = line.trim_end_matches(['\n', '\r']);
+    if line.starts_with('\t') {
+        return None;
+    }
+    line.match_indices("CONTEXT:  ").find_map(|(at, _)| {
+        let mut caps = Captures::default();
+        match_tokens(&prefix.tokens, &line[..at], &mut caps).then_some(caps.pid)
+    })
+}
+
+/// Severity labels the server writes after the prefix (untranslated).
+const SEVERITIES: [&str; 16] = [
+    "LOG:  ",
+    "ERROR:  ",
+    "FATAL:  ",
+    "PANIC:  ",
+    "WARNING:  ",
+    "NOTICE:  ",
+    "INFO:  ",
+    "DEBUG1:  ",
+    "DEBUG2:  ",
+    "DEBUG3:  ",
+    "DEBUG4:  ",
+    "DEBUG5:  ",
+    "DETAIL:  ",
+    "HINT:  ",
+    "CONTEXT:  ",
+    "STATEMENT:  ",
+];
+
+/// A line that starts like a log line but never reaches a severity: the server printed a name with a line
+/// break in it (`%u` or `%d` of a failed login are printed raw), and what follows the break is text that
+/// client chose, possibly a whole fake line with a fake prefix. A heuristic: it needs a prefix that starts with
+/// a time, as nearly all do.
+pub(crate) fn is_broken_line(line: &str, prefix: &StderrPrefix) -> bool {
+    let starts_with_time = matches!(prefix.tokens.first(), Some(Token::Escape { kind: 'm' | 't', .. }));
+    let line = line.trim_end_matches(['\n', '\r']);
+    starts_with_time && starts_with_clock(line.as_bytes()) && !SEVERITIES.iter().any(|s| line.contains(s))
+}
+
+/// `YYYY-MM-DD HH:MM:SS` at the start.
+fn starts_with_clock(bytes: &[u8]) -> bool {
+    const SHAPE: &[u8; 19] = b"0000-00-00 00:00:00";
+    bytes.len() >= SHAPE.len()
+        && SHAPE
+            .iter()
+            .zip(bytes)
+            .all(|(shape, b)| if *shape == b'0' { b.is_ascii_digit() } else { b == shape })
 }
 
 fn match_tokens<'a>(tokens: &[Token], text: &'a str, caps: &mut Captures<'a>) -> bool {
@@ -229,11 +308,12 @@ fn capture<'a>(kind: char, value: &'a str, caps: &mut Captures<'a>) -> bool {
         'a' => value.is_empty() || unknown,
         'u' => {
             caps.user = Some(value).filter(|v| !v.is_empty() && !unknown);
-            true
+            caps.expect_user.is_none_or(|expected| caps.user == Some(expected))
         }
         'd' => {
             caps.database = Some(value).filter(|v| !v.is_empty() && !unknown);
-            true
+            caps.expect_database
+                .is_none_or(|expected| caps.database == Some(expected))
         }
         'h' => {
             caps.host = Some(value).filter(|v| !v.is_empty());
@@ -256,7 +336,6 @@ fn capture<'a>(kind: char, value: &'a str, caps: &mut Captures<'a>) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::message::ConnectionMessage;
     use super::*;
 
     fn at(text: &str) -> DateTime<Utc> {
@@ -328,8 +407,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(line.pid, Some(24883));
-        // "%u@%d" is ambiguous when the user name has an "@"; the shortest user wins.
-        assert_eq!(line.database.as_deref(), Some("user@shop"));
+        // "%u@%d" is ambiguous when the user name has an "@"; the reading that agrees with the message wins.
+        assert_eq!(line.database.as_deref(), Some("shop"));
+        assert_eq!((line.writer.as_deref(), line.doubt), (Some("app@user"), None));
+        // A running session of another role writing the same text: the prefix names it.
+        let line = parse_stderr_line(
+            "2026-11-27 17:44:35.095 UTC [24890] mallory@postgres LOG:  connection authorized: user=payroll database=prod",
+            &prefix,
+        )
+        .unwrap();
+        assert_eq!(line.writer.as_deref(), Some("mallory"));
+        assert!(
+            line.doubt
+                .unwrap()
+                .contains("role \"mallory\" in database \"postgres\"")
+        );
     }
 
     #[test]

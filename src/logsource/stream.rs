@@ -10,8 +10,8 @@ use chrono::{DateTime, Duration, Utc};
 use super::csvlog::parse_csv_record;
 use super::jsonlog::parse_json_line;
 use super::message::ConnectionMessage;
-use super::stderr::{StderrPrefix, parse_stderr_line};
-use super::{ConnectionEvent, LogFormat, LogLine};
+use super::stderr::{StderrPrefix, context_line_pid, is_broken_line, parse_stderr_line};
+use super::{ConnectionEvent, LogFormat, LogLine, SuspectLine};
 
 /// A record longer than this without an end is not a log record; drop it and look for the next one.
 const MAX_PARTIAL: usize = 16 << 20;
@@ -21,11 +21,30 @@ const MAX_AUTH_WAIT_SECS: i64 = 600;
 /// (the default authentication_timeout is 60 s).
 const ORDER_PAIRING_WINDOW_SECS: i64 = 60;
 const MAX_ORDER_PENDING: usize = 1024;
+/// Reading that starts mid-file (or at a new file) may miss the `connection received` line of a login in
+/// flight; an unpaired stderr line this close to the start is given the benefit of the doubt.
+const START_GRACE_SECS: i64 = 10;
+/// After a line broken by a name with a line break, this many following lines are what that client chose.
+const TAINTED_LINES: u8 = 3;
+/// Suspect lines kept until taken (they are counted beyond that).
+const MAX_SUSPECTS: usize = 256;
 
 pub(crate) struct Pipeline {
     decoder: Decoder,
     splitter: Splitter,
+    checks: Checks,
+}
+
+/// What the pipeline knows between records to decide whether a connection line is genuine.
+#[derive(Default)]
+struct Checks {
     pairer: Pairer,
+    /// stderr: an accepted "authorized" line waits for the next record, which could be its CONTEXT line.
+    held: Option<ConnectionEvent>,
+    /// stderr: lines left that follow a broken line.
+    tainted: u8,
+    suspects: Vec<SuspectLine>,
+    dropped_suspects: u64,
 }
 
 enum Decoder {
@@ -44,7 +63,7 @@ impl Pipeline {
         Pipeline {
             splitter: Splitter::new(matches!(decoder, Decoder::Csv)),
             decoder,
-            pairer: Pairer::default(),
+            checks: Checks::default(),
         }
     }
 
@@ -52,9 +71,15 @@ impl Pipeline {
         let Pipeline {
             decoder,
             splitter,
-            pairer,
+            checks,
         } = self;
-        splitter.push(bytes, |record| handle(decoder, pairer, record, out));
+        splitter.push(bytes, |record| checks.handle(decoder, record, Record::Whole, out));
+    }
+
+    /// Everything available has been read: release a held line. The server writes a message and its CONTEXT
+    /// line together, so once a read has reached the end of what is there, no CONTEXT line is still to come.
+    pub(crate) fn settle(&mut self, out: &mut Vec<ConnectionEvent>) {
+        out.extend(self.checks.held.take());
     }
 
     /// The file is finished (rotated away): its unterminated last record, if any, is complete.
@@ -62,32 +87,122 @@ impl Pipeline {
         let Pipeline {
             decoder,
             splitter,
-            pairer,
+            checks,
         } = self;
-        splitter.flush(|record| handle(decoder, pairer, record, out));
+        splitter.flush(|record| checks.handle(decoder, record, Record::CutByEndOfFile, out));
+        self.settle(out);
     }
 
     /// Reading restarts at the beginning of a file: forget any partial record (pairing state stays).
     pub(crate) fn restart(&mut self) {
         self.splitter.clear();
+        self.checks.pairer.started = None;
     }
 
     /// Reading starts at an arbitrary offset: skip to where the next record begins.
     pub(crate) fn resync(&mut self) {
         self.splitter.clear();
         self.splitter.skipping = true;
+        self.checks.pairer.started = None;
+    }
+
+    /// Lines refused since the last call, and how many more were refused beyond what is kept.
+    pub(crate) fn take_suspects(&mut self) -> (Vec<SuspectLine>, u64) {
+        let dropped = std::mem::take(&mut self.checks.dropped_suspects);
+        (std::mem::take(&mut self.checks.suspects), dropped)
     }
 }
 
-fn handle(decoder: &Decoder, pairer: &mut Pairer, record: &[u8], out: &mut Vec<ConnectionEvent>) {
-    let text = String::from_utf8_lossy(record);
-    let line = match decoder {
-        Decoder::Stderr(prefix) => parse_stderr_line(&text, prefix),
-        Decoder::Csv => parse_csv_record(&text),
-        Decoder::Json => parse_json_line(&text),
-    };
-    if let Some(event) = line.and_then(|line| pairer.line(line)) {
-        out.push(event);
+/// How a record ended: at its newline, or cut short where a rotated file ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Record {
+    Whole,
+    CutByEndOfFile,
+}
+
+impl Checks {
+    fn handle(&mut self, decoder: &Decoder, record: &[u8], how: Record, out: &mut Vec<ConnectionEvent>) {
+        let text = String::from_utf8_lossy(record);
+        let stderr = match decoder {
+            Decoder::Stderr(prefix) => Some(prefix),
+            _ => None,
+        };
+        if let Some(prefix) = stderr {
+            if let Some(held) = self.held.take() {
+                match context_line_pid(&text, prefix) {
+                    Some(pid) if pid.is_none_or(|p| p == held.pid) => {
+                        self.suspect(suspect_from_event(
+                            held,
+                            "written by running code: a CONTEXT line (PL/pgSQL RAISE) follows it",
+                        ));
+                        return;
+                    }
+                    _ => out.push(held),
+                }
+            }
+            // A record cut short by rotation also lacks a severity; only a whole line is a broken one.
+            if how == Record::Whole && is_broken_line(&text, prefix) {
+                self.tainted = TAINTED_LINES;
+                return;
+            }
+        }
+        let tainted = stderr.is_some() && self.tainted > 0 && !text.starts_with('\t');
+        if tainted {
+            self.tainted -= 1;
+        }
+        let line = match decoder {
+            Decoder::Stderr(prefix) => parse_stderr_line(&text, prefix),
+            Decoder::Csv => parse_csv_record(&text),
+            Decoder::Json => parse_json_line(&text),
+        };
+        let Some(mut line) = line else { return };
+        if tainted && line.doubt.is_none() {
+            line.doubt = Some("it follows a log line broken by a user or database name with a line break".into());
+        }
+        match self.pairer.line(line, stderr.is_some()) {
+            Some(Ok(event)) if stderr.is_some() => self.held = Some(event),
+            Some(Ok(event)) => out.push(event),
+            Some(Err(suspect)) => self.suspect(suspect),
+            None => {}
+        }
+    }
+
+    fn suspect(&mut self, suspect: SuspectLine) {
+        if self.suspects.len() < MAX_SUSPECTS {
+            self.suspects.push(suspect);
+        } else {
+            self.dropped_suspects += 1;
+        }
+    }
+}
+
+fn claim_of(message: &ConnectionMessage) -> String {
+    match message {
+        ConnectionMessage::Received { host, .. } => format!("connection received: host={host}"),
+        ConnectionMessage::Authorized(a) => {
+            let mut claim = format!("connection authorized: user={}", a.user);
+            if let Some(db) = &a.database {
+                claim.push_str(&format!(" database={db}"));
+            }
+            if let Some(app) = &a.application_name {
+                claim.push_str(&format!(" application_name={app}"));
+            }
+            claim
+        }
+    }
+}
+
+fn suspect_from_event(event: ConnectionEvent, reason: &str) -> SuspectLine {
+    let mut claim = format!("connection authorized: user={} database={}", event.user, event.database);
+    if let Some(app) = &event.application_name {
+        claim.push_str(&format!(" application_name={app}"));
+    }
+    SuspectLine {
+        at: event.at,
+        pid: Some(event.pid).filter(|p| *p != 0),
+        writer: None,
+        claim,
+        reason: reason.to_string(),
     }
 }
 
@@ -207,11 +322,35 @@ struct Pairer {
     by_pid: HashMap<i32, Pending>,
     by_order: VecDeque<Pending>,
     latest: Option<DateTime<Utc>>,
+    /// Time of the first line since reading (re)started, for [`START_GRACE_SECS`].
+    started: Option<DateTime<Utc>>,
 }
 
 impl Pairer {
-    fn line(&mut self, line: LogLine) -> Option<ConnectionEvent> {
+    /// An event, a suspect line, or nothing (a received line waits for its authorized line).
+    /// `unstructured`: the stderr format, where only the pid's received line vouches for an authorized line.
+    fn line(&mut self, line: LogLine, unstructured: bool) -> Option<Result<ConnectionEvent, SuspectLine>> {
         self.latest = Some(self.latest.map_or(line.at, |latest| latest.max(line.at)));
+        let started = *self.started.get_or_insert(line.at);
+        let suspect = |line: &LogLine, reason: String| SuspectLine {
+            at: line.at,
+            pid: line.pid,
+            writer: line.writer.clone(),
+            claim: claim_of(&line.message),
+            reason,
+        };
+        if let Some(reason) = &line.doubt {
+            return Some(Err(suspect(&line, reason.clone())));
+        }
+        if let ConnectionMessage::Authorized(a) = &line.message {
+            let names = [Some(&a.user), a.database.as_ref(), a.application_name.as_ref()];
+            if names.into_iter().flatten().any(|n| crate::output::safe::has_unsafe(n)) {
+                return Some(Err(suspect(
+                    &line,
+                    "a name in it holds control characters (line breaks, escape sequences)".into(),
+                )));
+            }
+        }
         match line.message {
             ConnectionMessage::Received { host, .. } => {
                 let pending = Pending { at: line.at, host };
@@ -229,14 +368,24 @@ impl Pairer {
                 }
                 None
             }
-            ConnectionMessage::Authorized(authorized) => {
+            ConnectionMessage::Authorized(ref authorized) => {
                 let pending = match line.pid {
                     Some(pid) => self.by_pid.remove(&pid),
                     None => self.next_in_order(line.at),
                 };
+                // A start-up writes "received" before "authorized"; a running session that writes an
+                // "authorized" line has long used its pid's received line.
+                if unstructured && pending.is_none() && line.at - started > Duration::seconds(START_GRACE_SECS) {
+                    let reason = match line.pid {
+                        Some(pid) => format!("pid {pid} wrote no \"connection received\" line before it"),
+                        None => "no \"connection received\" line waits for it".to_string(),
+                    };
+                    return Some(Err(suspect(&line, reason)));
+                }
+                let authorized = authorized.clone();
                 let host = pending.map(|p| p.host).or(line.remote_host);
                 let local_socket = host.as_deref() == Some("[local]");
-                Some(ConnectionEvent {
+                Some(Ok(ConnectionEvent {
                     at: line.at,
                     pid: line.pid.unwrap_or(0),
                     user: authorized.user,
@@ -246,7 +395,7 @@ impl Pairer {
                     local_socket,
                     tls: authorized.tls,
                     gss_encrypted: authorized.gss_encrypted,
-                })
+                }))
             }
         }
     }
@@ -282,6 +431,7 @@ mod tests {
         for chunk in chunks {
             pipeline.feed(chunk, &mut out);
         }
+        pipeline.settle(&mut out);
         out
     }
 
@@ -351,6 +501,7 @@ mod tests {
         pipeline.feed(head.as_bytes(), &mut out);
         assert_eq!(out.len(), 1);
         pipeline.feed(tail.as_bytes(), &mut out);
+        pipeline.settle(&mut out);
         assert_eq!(out.len(), 2);
         assert_eq!(out[1].tls.as_ref().map(|t| t.version.as_str()), Some("TLSv1.2"));
     }
@@ -373,7 +524,8 @@ mod tests {
         // Start in the middle of the authorized line of pid 22547: that one is lost, the rest is read.
         let at = STDERR.find("user=bob").unwrap();
         pipeline.feed(&STDERR.as_bytes()[at..], &mut out);
-        assert_eq!(out.len(), 1);
+        pipeline.settle(&mut out);
+        assert_eq!(out.len(), 1, "unpaired, but within the grace after starting mid-file");
         assert_eq!(out[0].pid, 22545);
         // Without the received line the address is unknown.
         assert_eq!(out[0].client_addr, None);
@@ -397,11 +549,112 @@ mod tests {
             2026-01-01 00:05:00.000 UTC LOG:  connection received: host=10.0.0.2 port=2\n\
             2026-01-01 00:05:00.100 UTC LOG:  connection authorized: user=a database=b\n\
             2026-01-01 00:05:01.000 UTC LOG:  connection authorized: user=c database=d\n";
-        let events = run(&format, &[text.as_bytes()]);
-        assert_eq!(events.len(), 2);
+        let mut pipeline = Pipeline::new(&format);
+        let mut events = Vec::new();
+        pipeline.feed(text.as_bytes(), &mut events);
+        pipeline.settle(&mut events);
+        assert_eq!(events.len(), 1);
         assert_eq!(events[0].client_addr.as_deref(), Some("10.0.0.2"));
         assert_eq!(events[0].pid, 0);
-        assert_eq!(events[1].client_addr, None);
+        // Five minutes in, an authorized line with no received line left is no start-up.
+        let (suspects, _) = pipeline.take_suspects();
+        assert_eq!(suspects.len(), 1);
+        assert!(suspects[0].claim.contains("user=c"));
+    }
+
+    /// What PostgreSQL 15 wrote (prefix `%m [%p] %q%u@%d `) for a RAISE LOG in a DO block, and for a failed login
+    /// whose user name held a line break and a fake line.
+    const FORGED_STDERR: &str = "\
+2026-12-02 17:50:20.246 UTC [20690] [unknown]@[unknown] LOG:  connection received: host=127.0.0.1 port=38498
+2026-12-02 17:50:20.247 UTC [20690] mallory@postgres LOG:  connection authorized: user=mallory database=postgres application_name=psql
+2026-12-02 17:50:20.254 UTC [20690] mallory@postgres LOG:  connection authorized: user=payroll database=prod application_name=payroll-batch SSL enabled (protocol=TLSv1, cipher=AES256-SHA, bits=256)
+2026-12-02 17:50:20.254 UTC [20690] mallory@postgres CONTEXT:  PL/pgSQL function inline_code_block line 1 at RAISE
+2026-12-02 17:50:20.334 UTC [20694] [unknown]@[unknown] LOG:  connection received: host=127.0.0.1 port=38500
+2026-12-02 17:50:20.335 UTC [20694] x
+2026-12-02 17:50:20.335 UTC [20694] payroll@prod LOG:  connection authorized: user=payroll database=prod@postgres LOG:  connection authorized: user=x
+\t2026-12-02 17:50:20.335 UTC [20694] payroll@prod LOG:  connection authorized: user=payroll database=prod database=postgres application_name=psql
+";
+
+    #[test]
+    fn forged_stderr_lines_are_refused_and_named() {
+        let prefix = LogFormat::Stderr {
+            prefix: "%m [%p] %q%u@%d ".into(),
+        };
+        for size in [FORGED_STDERR.len(), 1, 7, 100] {
+            let mut pipeline = Pipeline::new(&prefix);
+            let mut events = Vec::new();
+            for chunk in FORGED_STDERR.as_bytes().chunks(size) {
+                pipeline.feed(chunk, &mut events);
+            }
+            pipeline.settle(&mut events);
+            let users: Vec<&str> = events.iter().map(|e| e.user.as_str()).collect();
+            assert_eq!(users, vec!["mallory"], "chunks of {size}");
+            let (suspects, _) = pipeline.take_suspects();
+            assert_eq!(suspects.len(), 2, "{suspects:#?}");
+            assert_eq!(suspects[0].pid, Some(20690));
+            assert_eq!(suspects[0].writer.as_deref(), Some("mallory"));
+            // Caught twice over: its prefix disagrees, and it follows a line broken inside the prefix.
+            assert_eq!(suspects[1].pid, Some(20694), "{}", suspects[1].reason);
+        }
+        // The heuristic alone: a line after a broken one is refused even when its prefix agrees.
+        let text = FORGED_STDERR.lines().skip(4).take(2).collect::<Vec<_>>().join("\n")
+            + "\n2026-12-02 17:50:20.335 UTC [20694] payroll@prod LOG:  connection authorized: user=payroll database=prod\n";
+        let mut pipeline = Pipeline::new(&prefix);
+        let mut events = Vec::new();
+        pipeline.feed(text.as_bytes(), &mut events);
+        pipeline.settle(&mut events);
+        let (suspects, _) = pipeline.take_suspects();
+        assert!(events.is_empty());
+        assert!(suspects[0].reason.contains("line break"), "{}", suspects[0].reason);
+        // With a prefix that names no user, the CONTEXT line that follows gives the RAISE away.
+        let plain: String = FORGED_STDERR
+            .lines()
+            .take(4)
+            .map(|l| {
+                l.replacen(" mallory@postgres", "", 1)
+                    .replacen(" [unknown]@[unknown]", "", 1)
+                    + "\n"
+            })
+            .collect();
+        let mut pipeline = Pipeline::new(&LogFormat::Stderr {
+            prefix: "%m [%p] ".into(),
+        });
+        let mut events = Vec::new();
+        pipeline.feed(plain.as_bytes(), &mut events);
+        pipeline.settle(&mut events);
+        let (suspects, _) = pipeline.take_suspects();
+        assert_eq!((events.len(), suspects.len()), (1, 1), "{plain}");
+        assert!(suspects[0].reason.contains("CONTEXT"), "{}", suspects[0].reason);
+        // Another role's RAISE LOG: its prefix names the writer even without the CONTEXT line.
+        let text = FORGED_STDERR.lines().take(3).collect::<Vec<_>>().join("\n") + "\n";
+        let mut pipeline = Pipeline::new(&prefix);
+        let mut events = Vec::new();
+        pipeline.feed(text.as_bytes(), &mut events);
+        pipeline.settle(&mut events);
+        let (suspects, _) = pipeline.take_suspects();
+        assert_eq!((events.len(), suspects.len()), (1, 1));
+        assert_eq!(suspects[0].writer.as_deref(), Some("mallory"));
+        assert!(
+            suspects[0]
+                .sentence()
+                .starts_with("pid 20690 as role \"mallory\" wrote \"connection authorized: user=payroll")
+        );
+    }
+
+    #[test]
+    fn structured_raise_log_lines_are_refused() {
+        let json = concat!(
+            r#"{"timestamp":"2026-12-02 17:50:20.254 UTC","user":"mallory","dbname":"postgres","pid":20690,"remote_host":"127.0.0.1","ps":"DO","error_severity":"LOG","message":"connection authorized: user=payroll database=prod application_name=payroll-batch SSL enabled (protocol=TLSv1, cipher=AES256-SHA, bits=256)","context":"PL/pgSQL function inline_code_block line 1 at RAISE","backend_type":"client backend"}"#,
+            "\n"
+        );
+        let mut pipeline = Pipeline::new(&LogFormat::Json);
+        let mut events = Vec::new();
+        pipeline.feed(json.as_bytes(), &mut events);
+        pipeline.settle(&mut events);
+        let (suspects, _) = pipeline.take_suspects();
+        assert!(events.is_empty());
+        assert_eq!(suspects[0].writer.as_deref(), Some("mallory"));
+        assert!(suspects[0].reason.contains("context"));
     }
 
     #[test]
@@ -409,7 +662,7 @@ mod tests {
         let text = concat!(
             r#"{"timestamp":"2026-11-27 17:42:50.077 UTC","pid":1,"remote_host":"127.0.0.1","remote_port":4,"error_severity":"LOG","message":"connection received: host=127.0.0.1 port=4"}"#,
             "\n",
-            r#"{"timestamp":"2026-11-27 17:42:50.084 UTC","user":"u","dbname":"d","pid":1,"remote_host":"127.0.0.1","error_severity":"LOG","message":"connection authorized: user=u database=d application_name=a SSL enabled (protocol=TLSv1.3, cipher=TLS_AES_128_GCM_SHA256, bits=128)"}"#,
+            r#"{"timestamp":"2026-11-27 17:42:50.084 UTC","user":"u","dbname":"d","pid":1,"remote_host":"127.0.0.1","ps":"authentication","error_severity":"LOG","message":"connection authorized: user=u database=d application_name=a SSL enabled (protocol=TLSv1.3, cipher=TLS_AES_128_GCM_SHA256, bits=128)","backend_type":"client backend"}"#,
             "\n"
         );
         let events = run(&LogFormat::Json, &[text.as_bytes()]);

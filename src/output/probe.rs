@@ -2,15 +2,22 @@
 
 use std::io::Write;
 
+use crate::output::safe::terminal as t;
 use crate::probe::ProbeReport;
 
+/// Certificate names, the host, verification errors and findings quote what the server sent: each goes through
+/// [`t`] (terminal), and the whole report through [`crate::output::safe::write_terminal`] as a backstop.
 pub fn write(r: &ProbeReport, out: &mut dyn Write) -> std::io::Result<()> {
+    crate::output::safe::write_terminal(out, |out| write_report(r, out))
+}
+
+fn write_report(r: &ProbeReport, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(
         out,
         "Probe       {}:{} ({})  {} connection{} (each failed handshake logs a line on the server)",
-        r.host,
+        t(&r.host),
         r.port,
-        r.address,
+        t(&r.address),
         r.connections,
         if r.connections == 1 { "" } else { "s" }
     )?;
@@ -21,22 +28,25 @@ pub fn write(r: &ProbeReport, out: &mut dyn Write) -> std::io::Result<()> {
         )?;
     }
     if let Some(n) = &r.negotiated {
-        writeln!(out, "Negotiated  {} {}", n.version, n.cipher)?;
+        writeln!(out, "Negotiated  {} {}", t(&n.version), t(&n.cipher))?;
     }
     if !r.chain.is_empty() {
         writeln!(out, "Chain       as sent by the server, leaf first")?;
     }
     for (i, c) in r.chain.iter().enumerate() {
-        writeln!(out, "  {i} {}", c.subject)?;
-        writeln!(out, "      issuer     {}", c.issuer)?;
-        writeln!(out, "      serial     {}", c.serial)?;
+        writeln!(out, "  {i} {}", t(&c.subject))?;
+        writeln!(out, "      issuer     {}", t(&c.issuer))?;
+        writeln!(out, "      serial     {}", t(&c.serial))?;
         if !c.sans.is_empty() {
-            writeln!(out, "      names      {}", c.sans.join(", "))?;
+            let names: Vec<_> = c.sans.iter().map(|n| t(n)).collect();
+            writeln!(out, "      names      {}", names.join(", "))?;
         }
         writeln!(
             out,
             "      key        {} {} bits, {}",
-            c.key_type, c.key_bits, c.signature_algorithm
+            t(&c.key_type),
+            c.key_bits,
+            t(&c.signature_algorithm)
         )?;
         writeln!(
             out,
@@ -49,7 +59,7 @@ pub fn write(r: &ProbeReport, out: &mut dyn Write) -> std::io::Result<()> {
                 format!("{} days left", c.days_left)
             }
         )?;
-        writeln!(out, "      sha256     {}", c.sha256)?;
+        writeln!(out, "      sha256     {}", t(&c.sha256))?;
     }
     if let Some(m) = r.host_name_matches {
         let verdict = if m {
@@ -57,15 +67,18 @@ pub fn write(r: &ProbeReport, out: &mut dyn Write) -> std::io::Result<()> {
         } else {
             "is NOT named by the certificate"
         };
-        writeln!(out, "Host name   {} {verdict}", r.host)?;
+        writeln!(out, "Host name   {} {verdict}", t(&r.host))?;
     }
     for v in r.verify_bundle.iter().chain(r.verify_system.iter()) {
         let result = if v.verified {
-            format!("verified, anchored at \"{}\"", v.anchor.clone().unwrap_or_default())
+            format!(
+                "verified, anchored at \"{}\"",
+                t(v.anchor.as_deref().unwrap_or_default())
+            )
         } else {
-            format!("NOT verified ({})", v.error.clone().unwrap_or_default())
+            format!("NOT verified ({})", t(v.error.as_deref().unwrap_or_default()))
         };
-        writeln!(out, "Verify      {}: {result}", v.against)?;
+        writeln!(out, "Verify      {}: {result}", t(&v.against))?;
     }
     if !r.bundle.is_empty() {
         writeln!(out, "Root file   {} certificate(s)", r.bundle.len())?;
@@ -76,7 +89,7 @@ pub fn write(r: &ProbeReport, out: &mut dyn Write) -> std::io::Result<()> {
                 (_, _, true) => "root",
                 _ => "not a root",
             };
-            writeln!(out, "  - {} ({role})", b.subject)?;
+            writeln!(out, "  - {} ({role})", t(&b.subject))?;
         }
     }
     if !r.versions.is_empty() {
@@ -102,7 +115,7 @@ pub fn write(r: &ProbeReport, out: &mut dyn Write) -> std::io::Result<()> {
         writeln!(out, "TLS 1.2     {what}")?;
         for c in &r.tls12_ciphers {
             let mark = if c.weak() { "  ▲ weak" } else { "" };
-            writeln!(out, "  {}{mark}", c.name)?;
+            writeln!(out, "  {}{mark}", t(&c.name))?;
         }
     }
     if r.findings.is_empty() {
@@ -110,7 +123,7 @@ pub fn write(r: &ProbeReport, out: &mut dyn Write) -> std::io::Result<()> {
     } else {
         writeln!(out, "Findings")?;
         for f in &r.findings {
-            writeln!(out, "  {} {}", f.severity.symbol(), f.message)?;
+            writeln!(out, "  {} {}", f.severity.symbol(), t(&f.message))?;
         }
     }
     Ok(())

@@ -2,8 +2,9 @@
 
 use std::io::Write;
 
-use crate::format::{age, one_line, truncate};
+use crate::format::{age, truncate};
 use crate::model::{ConnClass, Session, Setting, Snapshot};
+use crate::output::safe::terminal;
 
 /// Column widths; with the two-character marker and single spaces they add up to 100.
 const COLUMNS: [(&str, usize); 8] = [
@@ -28,25 +29,30 @@ const SHOWN_SETTINGS: [&str; 7] = [
     "require_secure_transport",
 ];
 
+/// Every value that came from the server or its clients goes through [`terminal`]; the whole report then
+/// passes through [`crate::output::safe::write_terminal`] as a backstop.
 pub fn write(snapshot: &Snapshot, out: &mut dyn Write) -> std::io::Result<()> {
+    crate::output::safe::write_terminal(out, |out| write_report(snapshot, out))
+}
+
+fn write_report(snapshot: &Snapshot, out: &mut dyn Write) -> std::io::Result<()> {
     let server = &snapshot.server;
     let server_line = vec![
-        format!("{}:{}", server.host, server.port),
-        format!("PostgreSQL {}", server.version),
+        format!("{}:{}", terminal(&server.host), server.port),
+        format!("PostgreSQL {}", terminal(&server.version)),
         format!("polled {}", snapshot.taken_at.format("%Y-%m-%d %H:%M:%S UTC")),
         format!("in {:.1} ms", snapshot.poll_ms),
     ];
     write_wrapped(out, "Server", &server_line)?;
     let m = &snapshot.monitor;
-    let tls = m
-        .tls
-        .as_ref()
-        .map_or("no TLS".to_string(), |t| format!("{} {}", t.version, t.cipher));
+    let tls = m.tls.as_ref().map_or("no TLS".to_string(), |t| {
+        format!("{} {}", terminal(&t.version), terminal(&t.cipher))
+    });
     let sslinfo = m.ssl_is_used.map_or(String::new(), |used| {
         format!("  ssl_is_used()={}", if used { "t" } else { "f" })
     });
     let monitor_line = vec![
-        format!("pid {} as {}", m.pid, m.user),
+        format!("pid {} as {}", m.pid, terminal(&m.user)),
         tls,
         format!("sslmode={}, {}{sslinfo}", m.sslmode, m.verification.label()),
     ];
@@ -60,7 +66,7 @@ pub fn write(snapshot: &Snapshot, out: &mut dyn Write) -> std::io::Result<()> {
         };
         let shown = match snapshot.setting(name) {
             Setting::Set(v) if v.is_empty() => "(none)".to_string(),
-            Setting::Set(v) => v.clone(),
+            Setting::Set(v) => terminal(v).into_owned(),
             Setting::Hidden => "hidden*".to_string(),
             Setting::Absent => continue,
         };
@@ -87,14 +93,17 @@ pub fn write(snapshot: &Snapshot, out: &mut dyn Write) -> std::io::Result<()> {
         writeln!(
             out,
             "\n* hidden: {} may not read this setting; GRANT pg_read_all_settings TO {};",
-            m.user, m.user
+            terminal(&m.user),
+            terminal(&m.user)
         )?;
     }
     if counts.unknown > 0 {
         writeln!(
             out,
             "? {} session(s) unknown: {} may not see their TLS details; GRANT pg_read_all_stats TO {};",
-            counts.unknown, m.user, m.user
+            counts.unknown,
+            terminal(&m.user),
+            terminal(&m.user)
         )?;
     }
     Ok(())
@@ -135,9 +144,10 @@ pub fn marker(class: ConnClass) -> &'static str {
 /// Short transport label for narrow columns.
 pub fn short_label(session: &Session) -> String {
     match session.class {
-        ConnClass::Tls13 | ConnClass::Tls12 | ConnClass::TlsOlder => {
-            session.tls.as_ref().map_or("TLS?".to_string(), |t| t.version.clone())
-        }
+        ConnClass::Tls13 | ConnClass::Tls12 | ConnClass::TlsOlder => session
+            .tls
+            .as_ref()
+            .map_or("TLS?".to_string(), |t| terminal(&t.version).into_owned()),
         ConnClass::PlainTcp => "no TLS".to_string(),
         ConnClass::Gss => "GSS".to_string(),
         ConnClass::Local => "local".to_string(),
@@ -146,16 +156,19 @@ pub fn short_label(session: &Session) -> String {
 }
 
 fn row(s: &Session, snapshot: &Snapshot) -> String {
-    let text = |v: &Option<String>| one_line(v.as_deref().unwrap_or(""));
+    let text = |v: &Option<String>| terminal(v.as_deref().unwrap_or("")).into_owned();
     let cells = [
         s.pid.to_string(),
         text(&s.user),
         text(&s.database),
         text(&s.application_name),
-        s.client_endpoint(),
+        terminal(&s.client_endpoint()).into_owned(),
         s.age_secs(snapshot.taken_at).map(age).unwrap_or_default(),
         short_label(s),
-        s.tls.as_ref().map(|t| t.cipher.clone()).unwrap_or_default(),
+        s.tls
+            .as_ref()
+            .map(|t| terminal(&t.cipher).into_owned())
+            .unwrap_or_default(),
     ];
     let padded: Vec<String> = cells
         .iter()

@@ -112,7 +112,14 @@ pub fn run(target: &ProbeTarget) -> Result<ProbeReport, String> {
         timeout: target.timeout,
         connections: 0,
     };
-    let io = |e: std::io::Error| format!("probe of {}:{} failed: {e}", target.host, target.port);
+    let io = |e: std::io::Error| {
+        format!(
+            "probe of {}:{} failed: {}",
+            target.host,
+            target.port,
+            io_in_words(&e, target.timeout)
+        )
+    };
     let now = Utc::now();
     let mut report = ProbeReport {
         host: target.host.clone(),
@@ -195,6 +202,21 @@ pub fn run(target: &ProbeTarget) -> Result<ProbeReport, String> {
     report.findings.extend(findings(&report, target.warn_days));
     report.findings.sort_by_key(|f| f.severity);
     Ok(report)
+}
+
+/// A socket error as a sentence. A read timeout surfaces as `WouldBlock` on Unix ("Resource temporarily
+/// unavailable (os error 11)"), which tells a user nothing about what happened.
+pub fn io_in_words(e: &std::io::Error, timeout: Duration) -> String {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => {
+            format!("the server did not answer within {} s", timeout.as_secs_f64())
+        }
+        ErrorKind::UnexpectedEof => "the server closed the connection without answering".to_string(),
+        ErrorKind::ConnectionRefused => "connection refused (is the server running, on this port?)".to_string(),
+        ErrorKind::ConnectionReset => "the server reset the connection".to_string(),
+        _ => e.to_string(),
+    }
 }
 
 /// The policy: what in a report deserves a warning or is critical.

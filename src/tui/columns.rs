@@ -2,8 +2,8 @@
 
 use std::cmp::Ordering;
 
-use crate::format::one_line;
 use crate::model::{ConnClass, Session};
+use crate::output::safe::terminal;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Column {
@@ -86,7 +86,7 @@ impl Column {
 
     /// The text shown in a cell.
     pub fn text(self, s: &Session, now: chrono::DateTime<chrono::Utc>) -> String {
-        let opt = |v: &Option<String>| one_line(v.as_deref().unwrap_or(""));
+        let opt = |v: &Option<String>| terminal(v.as_deref().unwrap_or("")).into_owned();
         match self {
             Column::Pid => s.pid.to_string(),
             Column::User => opt(&s.user),

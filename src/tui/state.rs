@@ -171,6 +171,8 @@ pub struct AppState {
     pub history: Option<History>,
     pub whatif_target: Target,
     pub probe: ProbeView,
+    /// Connection lines refused as forged in the server log: how many, and the latest.
+    pub forged_log_lines: Option<(u64, crate::logsource::SuspectLine)>,
     /// Holdouts table: indices into `history.clients`, filtered and sorted worst first.
     pub holdout_rows: Vec<usize>,
     pub holdout_selected: usize,
@@ -241,6 +243,7 @@ impl AppState {
             history: None,
             whatif_target: Target::MinTls13,
             probe: ProbeView::NotRun,
+            forged_log_lines: None,
             holdout_rows: Vec::new(),
             holdout_selected: 0,
             holdout_offset: 0,
@@ -433,6 +436,9 @@ impl AppState {
                 self.rebuild_holdouts();
                 return Vec::new();
             }
+            PollerEvent::ForgedLogLines { total, latest } => {
+                self.forged_log_lines = Some((total, *latest));
+            }
             PollerEvent::Probe(result) => {
                 self.probe = match result {
                     Ok(report) => ProbeView::Done(report),
@@ -477,6 +483,13 @@ impl AppState {
         let mut current = evaluate_with(self.snapshot.as_ref(), &health, &self.alert_config);
         if let ProbeView::Done(report) = &self.probe {
             current.extend(probe_alerts(report));
+        }
+        if let Some((total, latest)) = &self.forged_log_lines {
+            current.extend(crate::analysis::alerts::forged_log_lines(
+                *total,
+                latest,
+                &self.alert_config,
+            ));
         }
         let began = self.alerts.update(current, self.now);
         let critical_began = self

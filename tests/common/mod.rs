@@ -28,9 +28,11 @@ pub fn params(conninfo: &str, home: &Path) -> ConnParams {
     resolve(Some(conninfo), &clean_env(home)).expect("conninfo resolves")
 }
 
-/// Run the real binary with a clean PG* environment and HOME.
+/// Run the real binary with a clean PG* environment and HOME. `PGTLS_TEST_BIN` runs another build instead
+/// (e.g. an older commit's, to show a test fails there).
 pub fn pgtls(args: &[&str], home: &Path) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgtls"));
+    let bin = std::env::var_os("PGTLS_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_pgtls").into());
+    let mut cmd = Command::new(bin);
     for (key, _) in std::env::vars() {
         if key.starts_with("PG") {
             cmd.env_remove(key);

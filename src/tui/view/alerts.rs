@@ -32,15 +32,15 @@ fn entries(cx: &Ctx, cols: usize) -> Vec<Entry> {
         .map(|e| Entry {
             symbol: e.alert.severity.symbol(),
             style: t.severity(e.alert.severity),
-            title: crate::format::one_line(&e.alert.title),
-            detail: crate::format::one_line(&e.alert.detail),
+            title: crate::output::safe::terminal(&e.alert.title).into_owned(),
+            detail: crate::output::safe::terminal(&e.alert.detail).into_owned(),
             since: Some(e.first_seen),
             new: AlertLog::is_new(e, cx.state.now),
         })
         .collect();
     for warning in &cx.state.warnings {
         // libpq-style warnings are long sentences: the first line of them is the title, the rest the detail.
-        let text = crate::format::one_line(warning.trim_start_matches("WARNING: "));
+        let text = crate::output::safe::terminal(warning.trim_start_matches("WARNING: "));
         let mut lines = wrap(&text, cols.saturating_sub(2)).into_iter();
         let title = lines.next().unwrap_or_default();
         out.push(Entry {

@@ -24,7 +24,7 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
     let s = &detail.session;
     let mut title = vec![Span::styled(format!(" Session {} ", s.pid), t.title)];
     if let Some(app) = s.application_name.as_deref().filter(|a| !a.is_empty()) {
-        title.push(Span::styled(crate::format::one_line(app), t.strong));
+        title.push(Span::styled(crate::output::safe::terminal(app).into_owned(), t.strong));
         title.push(Span::styled(" · ", t.dim));
     }
     title.push(Span::styled(s.class.label(), t.class(s.class)));
@@ -148,7 +148,11 @@ fn body_lines(s: &Session, cx: &Ctx, inner_width: u16) -> Vec<Line<'static>> {
     match s.query.as_deref() {
         Some(q) if !q.trim().is_empty() => {
             // Keep the query's own line breaks but no control characters: clients write this text.
-            let clean: Vec<String> = q.lines().map(crate::format::one_line).collect();
+            // A tab is layout in a query, not content: spaces keep it readable where an escaped \t would not.
+            let clean: Vec<String> = q
+                .lines()
+                .map(|l| crate::output::safe::terminal(&l.replace('\t', "    ")).into_owned())
+                .collect();
             let wrapped = wrap(&clean.join("\n"), cols.saturating_sub(2));
             lines.extend(wrapped.into_iter().map(|l| Line::from(format!("  {l}"))));
         }
@@ -174,10 +178,14 @@ fn sections(s: &Session, cx: &Ctx) -> Vec<Section> {
     let t = cx.theme;
     let none = || vec![Span::styled("—", t.dim)];
     let text = |v: &Option<String>| match v.as_deref() {
-        Some(v) if !v.is_empty() => vec![Span::styled(crate::format::one_line(v), t.strong)],
+        Some(v) if !v.is_empty() => vec![Span::styled(crate::output::safe::terminal(v).into_owned(), t.strong)],
         _ => none(),
     };
-    let num = |v: Option<String>| v.map_or_else(none, |v| vec![Span::styled(crate::format::one_line(&v), t.strong)]);
+    let num = |v: Option<String>| {
+        v.map_or_else(none, |v| {
+            vec![Span::styled(crate::output::safe::terminal(&v).into_owned(), t.strong)]
+        })
+    };
     let yes_no = |v: Option<bool>| num(v.map(|b| if b { "yes" } else { "no" }.to_string()));
     let now = cx.snapshot().map_or(cx.state.now, |snap| snap.taken_at);
     let time = |v: Option<DateTime<Utc>>| match v {

@@ -9,8 +9,8 @@ use ratatui::widgets::Paragraph;
 
 use super::Ctx;
 use super::text::{fit, spans_width, split_line, width};
-use crate::format::one_line;
 use crate::model::{ConnClass, Verification};
+use crate::output::safe::terminal;
 use crate::tui::state::Link;
 
 pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
@@ -66,9 +66,9 @@ fn identity_line(cx: &Ctx, cols: usize) -> Line<'static> {
     let t = cx.theme;
     let state = cx.state;
     let snap = cx.snapshot();
-    let target = one_line(&state.target);
+    let target = terminal(&state.target).into_owned();
     // "18.1 (Debian 18.1-1.pgdg13+2)": the build note is for bug reports, not for this line.
-    let version = snap.map(|s| one_line(s.server.version.split_whitespace().next().unwrap_or_default()));
+    let version = snap.map(|s| terminal(s.server.version.split_whitespace().next().unwrap_or_default()).into_owned());
 
     let build = |fit: Fit, target: &str| {
         let mut facts: Vec<Vec<Span<'static>>> = Vec::new();
@@ -138,7 +138,7 @@ fn connection_line(cx: &Ctx, cols: usize) -> Line<'static> {
         let head = format!(" DISCONNECTED since {} — ", cx.clock(*since));
         let tail = format!(" — retrying at {} ", cx.clock(*retry_at));
         let room = cols.saturating_sub(width(&head) + width(&tail));
-        let text = format!("{head}{}{tail}", fit(&one_line(error), room));
+        let text = format!("{head}{}{tail}", fit(&terminal(error), room));
         let pad = cols.saturating_sub(width(&text));
         return Line::from(Span::styled(format!("{text}{}", " ".repeat(pad)), t.lost));
     }
@@ -154,8 +154,12 @@ fn connection_line(cx: &Ctx, cols: usize) -> Line<'static> {
     match &m.tls {
         Some(tls) => {
             let class = ConnClass::from_tls_version(&tls.version);
-            pieces.push((9, false, vec![Span::styled(one_line(&tls.version), t.class(class))]));
-            pieces.push((2, true, vec![Span::styled(one_line(&tls.cipher), t.dim)]));
+            pieces.push((
+                9,
+                false,
+                vec![Span::styled(terminal(&tls.version).into_owned(), t.class(class))],
+            ));
+            pieces.push((2, true, vec![Span::styled(terminal(&tls.cipher).into_owned(), t.dim)]));
         }
         None if local => pieces.push((9, false, vec![Span::styled("local socket, no TLS", t.local)])),
         None => pieces.push((9, false, vec![Span::styled("no TLS", t.critical)])),
@@ -176,7 +180,7 @@ fn connection_line(cx: &Ctx, cols: usize) -> Line<'static> {
         false,
         vec![
             Span::styled("sslmode=", t.dim),
-            Span::styled(one_line(&m.sslmode), t.strong),
+            Span::styled(terminal(&m.sslmode).into_owned(), t.strong),
             Span::styled(format!(" {mark} {}", m.verification.label()), style),
         ],
     ));

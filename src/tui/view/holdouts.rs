@@ -8,7 +8,7 @@ use ratatui::widgets::{Block, Cell, Paragraph, Row, Table};
 use super::Ctx;
 use super::text::fit;
 use crate::analysis::ledger::{ClientRecord, Source};
-use crate::format::one_line;
+use crate::output::safe::terminal;
 
 const HEADERS: [&str; 10] = [
     "APPLICATION",
@@ -60,7 +60,7 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
     ];
     if !state.filter.is_empty() {
         title.push(Span::styled(
-            format!(" · {} match \"{}\"", state.holdout_rows.len(), one_line(&state.filter)),
+            format!(" · {} match \"{}\"", state.holdout_rows.len(), terminal(&state.filter)),
             t.input,
         ));
     }
@@ -133,7 +133,7 @@ fn record_row(r: &ClientRecord, cx: &Ctx, cols: &[usize]) -> Row<'static> {
         .iter()
         .map(|s| if *s == Source::Poll { "poll" } else { "log" })
         .collect();
-    let text = |s: &str, w: u16| fit(&one_line(s), usize::from(w));
+    let text = |s: &str, w: u16| fit(&terminal(s), usize::from(w));
     let cells = vec![
         Cell::from(text(
             if r.key.application.is_empty() {

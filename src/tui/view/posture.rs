@@ -108,7 +108,7 @@ fn lines(snap: &Snapshot, cx: &Ctx, cols: usize, height: usize) -> Vec<Line<'sta
         .map(|row| {
             let value: Vec<Span<'static>> = match &row.setting {
                 Setting::Set(v) if v.is_empty() => vec![Span::styled(row.empty, t.dim)],
-                Setting::Set(v) => judged(&crate::format::one_line(v), row.verdict, room, cx),
+                Setting::Set(v) => judged(&crate::output::safe::terminal(v), row.verdict, room, cx),
                 Setting::Hidden => {
                     // The longest explanation that fits; the Alerts pane has the GRANT to run.
                     let text = [

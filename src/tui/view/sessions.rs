@@ -7,7 +7,7 @@ use ratatui::widgets::{Block, Cell, Paragraph, Row, Table};
 
 use super::text::{fit, width};
 use super::{Ctx, WAITING};
-use crate::format::one_line;
+use crate::output::safe::terminal;
 use crate::tui::columns::{self, Column};
 use crate::tui::state::QuickView;
 
@@ -74,7 +74,7 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
         let cells = std::iter::once(Cell::from(Span::styled(marker, marker_style))).chain(
             columns.iter().zip(widths.iter().skip(1)).map(|(c, w)| {
                 // Client-controlled text (DNs, names) must not smuggle control characters to the terminal.
-                let text = fit(&one_line(&c.text(session, now)), usize::from(*w));
+                let text = fit(&terminal(&c.text(session, now)), usize::from(*w));
                 let line = match c {
                     Column::Tls => Line::from(Span::styled(text, t.class(session.class))),
                     _ => Line::from(text),
@@ -132,7 +132,7 @@ fn title(cx: &Ctx, columns: &[Column]) -> Line<'static> {
     }
     if !state.filter.is_empty() {
         spans.push(Span::styled(" · filter ", t.dim));
-        spans.push(Span::styled(format!("\"{}\"", one_line(&state.filter)), t.input));
+        spans.push(Span::styled(format!("\"{}\"", terminal(&state.filter)), t.input));
     }
     if state.quick_view != QuickView::All {
         spans.push(Span::styled(" · view ", t.dim));

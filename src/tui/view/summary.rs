@@ -9,8 +9,8 @@ use ratatui::widgets::{Block, Padding, Paragraph};
 
 use super::text::{cell, clip, fit, spans_width, width};
 use super::{Ctx, WAITING};
-use crate::format::one_line;
 use crate::model::{ClassCounts, ConnClass};
+use crate::output::safe::terminal;
 use crate::tui::state::Totals;
 
 pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
@@ -117,7 +117,7 @@ impl<'a> Plan<'a> {
                     let rest = self.ciphers.len() - i - 1;
                     let more = if rest > 0 { width(&format!(" +{rest}")) } else { 0 };
                     let sep = if i > 0 { 2 } else { 0 };
-                    let item = format!("{} {n}", one_line(name));
+                    let item = format!("{} {n}", terminal(name));
                     if spans_width(&spans) + sep + width(&item) + more > cols {
                         spans.push(Span::styled(format!(" +{}", rest + 1), t.dim));
                         break;
@@ -125,7 +125,7 @@ impl<'a> Plan<'a> {
                     if i > 0 {
                         spans.push(Span::styled(", ", t.dim));
                     }
-                    spans.push(Span::styled(one_line(name), t.strong));
+                    spans.push(Span::styled(terminal(name).into_owned(), t.strong));
                     spans.push(Span::styled(format!(" {n}"), t.dim));
                 }
                 lines.push(Line::from(clip(spans, cols)));
@@ -143,7 +143,7 @@ impl<'a> Plan<'a> {
                 for (name, n) in self.ciphers.iter().take(shown) {
                     let spans = vec![
                         Span::styled(format!(" {n:>count_cols$} "), t.dim),
-                        Span::styled(one_line(name), t.strong),
+                        Span::styled(terminal(name).into_owned(), t.strong),
                     ];
                     lines.push(Line::from(clip(spans, cols)));
                 }

@@ -7,7 +7,7 @@ use ratatui::widgets::{Block, Paragraph, Wrap};
 
 use super::Ctx;
 use crate::analysis::whatif::{Downgrade, Target, Verdict};
-use crate::format::one_line;
+use crate::output::safe::terminal;
 
 pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
     let t = cx.theme;
@@ -70,7 +70,7 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
         };
         lines.push(Line::from(vec![
             Span::styled("  ✖ ", t.critical),
-            Span::styled(one_line(&r.label), t.strong),
+            Span::styled(terminal(&r.label).into_owned(), t.strong),
             Span::styled(
                 format!("  seen {}, last {}{now}", r.seen_as.join(", "), cx.clock(r.last_seen)),
                 t.dim,
@@ -98,13 +98,13 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
             t.warning,
         ));
         for u in &w.unknown {
-            lines.push(Line::styled(format!("  ? {}", one_line(u)), t.unknown));
+            lines.push(Line::styled(format!("  ? {}", terminal(u)), t.unknown));
         }
     }
     lines.push(Line::raw(""));
     lines.push(Line::styled(" Sources", t.title));
     for s in &history.sources {
-        lines.push(Line::styled(format!("  · {}", one_line(s)), t.dim));
+        lines.push(Line::styled(format!("  · {}", terminal(s)), t.dim));
     }
     if let Some(file) = &history.ledger_file {
         lines.push(Line::styled(format!("  · ledger kept in {file}"), t.dim));

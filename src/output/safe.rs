@@ -1,0 +1,212 @@
+//! The one place that makes outside text safe for each output.
+//!
+//! Nearly every string pgtls prints was written by someone else: role and database names (a quoted
+//! identifier may hold any byte), application_name, query text, client host names, certificate subjects and
+//! names, a server's error messages, server log lines. Printed raw, such text can move the cursor, retitle
+//! the window, rewrite earlier lines (CR, ESC sequences), ring the bell, reorder what is shown (bidi
+//! overrides), add lines to a one-line Nagios summary, or run as a formula in a spreadsheet.
+//!
+//! One function per output kind:
+//! * [`terminal`]: a value shown on a terminal (dashboard cells, text reports, stderr). One line; every
+//!   control character and bidi control is shown escaped (`\x1b`, `\n`, `\u{202e}`).
+//! * [`nagios`]: a value inside the summary line of `pgtls check`, which must stay one line with its
+//!   perfdata after the first `|`: as [`terminal`], plus `|` escaped.
+//! * [`csv_field`]: a CSV field for spreadsheets: formula-shaped fields are prefixed with `'` (OWASP "CSV
+//!   injection"), controls escaped as for the terminal. `--raw` skips it for scripts that need exact bytes.
+//!
+//! JSON needs nothing here: serde_json escapes every control character (`\u001b`) and stays exact.
+//!
+//! The text renderers also pass their whole output through [`write_terminal`], which escapes whatever
+//! control characters remain apart from the renderer's own line breaks. A field that a renderer forgot to
+//! pass through [`terminal`] can then at worst add a line break, never an escape sequence.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+/// Characters that must never reach a terminal (or a spreadsheet cell) as themselves: C0 controls, DEL, C1
+/// controls (all `char::is_control`), the bidi embedding, override and isolate controls and marks, which
+/// reorder what follows them on screen (CVE-2021-42574, "Trojan Source"), and the Unicode line and
+/// paragraph separators, which some terminals and viewers break lines at.
+pub fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}'
+        )
+}
+
+/// Whether `text` holds any character [`is_unsafe`] rejects; used to flag names that carry them.
+pub fn has_unsafe(text: &str) -> bool {
+    text.chars().any(is_unsafe)
+}
+
+/// A value for the terminal: one line, each unsafe character escaped.
+pub fn terminal(text: &str) -> Cow<'_, str> {
+    escape(text, is_unsafe)
+}
+
+/// A value inside the `pgtls check` summary line: as [`terminal`], and `|` (which starts the perfdata for
+/// Nagios, Icinga and friends) escaped too, so a name cannot end the summary or fake perfdata.
+pub fn nagios(text: &str) -> Cow<'_, str> {
+    escape(text, |c| c == '|' || is_unsafe(c))
+}
+
+/// A whole text rendered by pgtls itself: its own line breaks stay, every other unsafe character is escaped.
+/// A backstop behind [`terminal`], not a replacement: it cannot tell a value's line break from the report's.
+pub fn terminal_block(text: &str) -> Cow<'_, str> {
+    escape(text, |c| c != '\n' && is_unsafe(c))
+}
+
+/// Render a text report into memory, then write it with [`terminal_block`]. Text renderers write through this,
+/// so no escape sequence reaches the terminal even from a field they forgot to escape.
+pub fn write_terminal(out: &mut dyn Write, render: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
+    let mut buf = Vec::new();
+    render(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf);
+    out.write_all(terminal_block(&text).as_bytes())
+}
+
+/// Characters that make a spreadsheet read a cell as a formula when they start it (OWASP, "CSV Injection"):
+/// `=`, `+`, `-`, `@`, tab and carriage return.
+const FORMULA_START: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// A CSV field that a spreadsheet shows as text: a field starting with a formula character gets a leading
+/// `'` unless it is entirely a number (such as the `-1` port of a Unix socket); controls are escaped as for
+/// the terminal, so a CSV printed to a terminal is safe too. The csv writer quotes the result as needed.
+pub fn csv_field(text: &str) -> Cow<'_, str> {
+    let escaped = terminal(text);
+    let formula = text.starts_with(FORMULA_START) && !is_number(text);
+    if formula {
+        Cow::Owned(format!("'{escaped}"))
+    } else {
+        escaped
+    }
+}
+
+/// `-1`, `+3`, `42`, `-0.5`: a sign, digits, and at most one decimal point between digits.
+fn is_number(text: &str) -> bool {
+    let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
+    let (int, frac) = match digits.split_once('.') {
+        Some((int, frac)) => (int, Some(frac)),
+        None => (digits, None),
+    };
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    all_digits(int) && frac.is_none_or(all_digits)
+}
+
+fn escape(text: &str, unsafe_here: impl Fn(char) -> bool) -> Cow<'_, str> {
+    if !text.chars().any(&unsafe_here) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if !unsafe_here(c) {
+            out.push(c);
+            continue;
+        }
+        // Spellings a reader knows from C, Rust and PostgreSQL's own E'' strings.
+        let _ = match c {
+            '\n' => write!(out, "\\n"),
+            '\r' => write!(out, "\\r"),
+            '\t' => write!(out, "\\t"),
+            c if u32::from(c) < 0x80 => write!(out, "\\x{:02x}", u32::from(c)),
+            c => write!(out, "\\u{{{:x}}}", u32::from(c)),
+        };
+    }
+    Cow::Owned(out)
+}
+
+/// Every code point the outputs must neutralise: C0, DEL, C1, bidi controls, line separators. For the class
+/// tests of every output.
+#[cfg(test)]
+pub(crate) fn every_unsafe_char() -> Vec<char> {
+    let all: Vec<char> = (0u32..=0x206F)
+        .filter_map(char::from_u32)
+        .filter(|c| is_unsafe(*c))
+        .collect();
+    assert_eq!(all.len(), 32 + 1 + 32 + 1 + 2 + 5 + 4 + 2);
+    all
+}
+
+/// For class tests: the first unsafe character in `bytes` other than the line breaks a renderer writes itself.
+#[cfg(test)]
+pub(crate) fn first_unsafe(bytes: &[u8]) -> Option<char> {
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .find(|c| *c != '\n' && is_unsafe(*c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_unsafe_char_is_escaped_in_every_kind() {
+        for c in every_unsafe_char() {
+            let text = format!("a{c}b");
+            for (kind, out) in [
+                ("terminal", terminal(&text)),
+                ("nagios", nagios(&text)),
+                ("csv", csv_field(&text)),
+            ] {
+                assert!(!out.chars().any(is_unsafe), "{kind} let {:?} through: {out:?}", c);
+                assert!(
+                    out.starts_with('a') && out.ends_with('b') && out.len() > 3,
+                    "{kind}: {out:?}"
+                );
+            }
+            let block = terminal_block(&text);
+            assert_eq!(block.contains(c), c == '\n', "block: {:?}", c);
+        }
+    }
+
+    #[test]
+    fn escapes_read_as_in_c_and_rust() {
+        assert_eq!(terminal("x\x1b[31my"), "x\\x1b[31my");
+        assert_eq!(terminal("a\nb\rc\td\x07\x7f"), "a\\nb\\rc\\td\\x07\\x7f");
+        assert_eq!(terminal("\u{9b}31m \u{202e}evil"), "\\u{9b}31m \\u{202e}evil");
+        assert_eq!(terminal("plain é 日本"), "plain é 日本");
+        assert!(matches!(terminal("plain"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn nagios_keeps_one_line_and_its_perfdata_separator() {
+        assert_eq!(nagios("app | fake=1\nPGTLS OK"), "app \\x7c fake=1\\nPGTLS OK");
+    }
+
+    #[test]
+    fn csv_prefixes_formulas_but_not_numbers() {
+        for formula in [
+            "=1+2",
+            "+cmd",
+            "-2+3",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+            "-",
+            "=HYPERLINK(\"http://x\")",
+        ] {
+            assert!(
+                csv_field(formula).starts_with('\''),
+                "{formula:?} -> {:?}",
+                csv_field(formula)
+            );
+        }
+        assert_eq!(csv_field("\tx"), "'\\tx");
+        for number in ["-1", "42", "+3", "-0.5", "2026-01-01"] {
+            assert_eq!(csv_field(number), number);
+        }
+        assert_eq!(csv_field("-1e5"), "'-1e5");
+        assert_eq!(csv_field("/CN=a"), "/CN=a");
+        assert_eq!(csv_field(""), "");
+    }
+
+    #[test]
+    fn write_terminal_escapes_what_a_renderer_forgot() {
+        let mut out = Vec::new();
+        let name = "\x1b]0;pwned\x07";
+        write_terminal(&mut out, |w| writeln!(w, "name {name}")).unwrap();
+        assert_eq!(out, b"name \\x1b]0;pwned\\x07\n");
+    }
+}
