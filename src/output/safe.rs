@@ -21,20 +21,11 @@
 //! pass through [`terminal`] can then at worst add a line break, never an escape sequence.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::io::{self, Write};
 
-/// Characters that must never reach a terminal (or a spreadsheet cell) as themselves: C0 controls, DEL, C1
-/// controls (all `char::is_control`), the bidi embedding, override and isolate controls and marks, which
-/// reorder what follows them on screen (CVE-2021-42574, "Trojan Source"), and the Unicode line and
-/// paragraph separators, which some terminals and viewers break lines at.
-pub fn is_unsafe(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}'
-        )
-}
+/// Characters that must never reach a terminal (or a spreadsheet cell) as themselves; defined once, in the
+/// connection layer, whose errors quote outside text too.
+pub use crate::conn::text::is_unsafe_char as is_unsafe;
 
 /// Whether `text` holds any character [`is_unsafe`] rejects; used to flag names that carry them.
 pub fn has_unsafe(text: &str) -> bool {
@@ -96,29 +87,9 @@ fn is_number(text: &str) -> bool {
 }
 
 fn escape(text: &str, unsafe_here: impl Fn(char) -> bool) -> Cow<'_, str> {
-    if !text.chars().any(&unsafe_here) {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if !unsafe_here(c) {
-            out.push(c);
-            continue;
-        }
-        // Spellings a reader knows from C, Rust and PostgreSQL's own E'' strings.
-        let _ = match c {
-            '\n' => write!(out, "\\n"),
-            '\r' => write!(out, "\\r"),
-            '\t' => write!(out, "\\t"),
-            c if u32::from(c) < 0x80 => write!(out, "\\x{:02x}", u32::from(c)),
-            c => write!(out, "\\u{{{:x}}}", u32::from(c)),
-        };
-    }
-    Cow::Owned(out)
+    crate::conn::text::escape_with(text, unsafe_here)
 }
 
-/// Every code point the outputs must neutralise: C0, DEL, C1, bidi controls, line separators. For the class
-/// tests of every output.
 #[cfg(test)]
 pub(crate) fn every_unsafe_char() -> Vec<char> {
     let all: Vec<char> = (0u32..=0x206F)

@@ -247,6 +247,10 @@ fn parse_keyword_value(input: &str) -> Result<Vec<(String, String)>, ConnInfoErr
         }
 
         let pair = canonical_option(&keyword, value).map_err(|err| match (&after_unquoted_secret, err) {
+            // A misspelt keyword is named; any other word might be the rest of a password with a space.
+            (Some(_), ConnInfoError::InvalidOption(word)) if is_near_keyword(&word) => {
+                ConnInfoError::InvalidOption(word)
+            }
             (Some(secret_key), ConnInfoError::InvalidOption(_)) => ConnInfoError::Syntax(format!(
                 "invalid connection option after the value of {} (quote values that contain spaces)",
                 quoted(secret_key)
@@ -257,6 +261,26 @@ fn parse_keyword_value(input: &str) -> Result<Vec<(String, String)>, ConnInfoErr
         pairs.push(pair);
     }
     Ok(pairs)
+}
+
+/// Within two edits of a libpq keyword (`sslmdoe`, `hots`): a typo, not a fragment of a password.
+fn is_near_keyword(word: &str) -> bool {
+    OPTIONS.iter().any(|o| edit_distance(word, o.keyword) <= 2)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 fn uri_prefix_len(input: &str) -> Option<usize> {
@@ -856,6 +880,17 @@ mod tests {
             parse("sslmdoe=require").unwrap_err(),
             ConnInfoError::InvalidOption("sslmdoe".to_string())
         );
+    }
+
+    #[test]
+    fn a_misspelt_keyword_after_a_password_is_named() {
+        assert_eq!(
+            parse("password=hunter2 sslmdoe=require").unwrap_err().to_string(),
+            "invalid connection option \"sslmdoe\""
+        );
+        let err = parse("password=hunter2 zebra=1").unwrap_err().to_string();
+        assert!(err.contains("after the value of \"password\""), "{err}");
+        assert!(!err.contains("zebra"), "{err}");
     }
 
     #[test]

@@ -3,33 +3,47 @@
 //! Every string in a connection error came from a user, a file or a server. It must neither break the
 //! line nor drive the terminal, so controls and bidirectional overrides are shown as escapes.
 
-/// Whether `c` must not reach a terminal as it is: C0/C1 controls and the bidi formatting characters
-/// that can make text display in another order than it is stored (CVE-2021-42574, "Trojan Source").
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+/// Whether `c` must not reach a terminal (or a spreadsheet cell) as it is: C0 controls, DEL, C1 controls,
+/// the bidi embedding, override and isolate controls and marks, which reorder what follows them on screen
+/// (CVE-2021-42574, "Trojan Source"), and the Unicode line and paragraph separators. The one definition:
+/// pgtls's outputs use it too.
 pub fn is_unsafe_char(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
-            '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+            '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}'
         )
 }
 
-/// `text` with every unsafe character escaped (`\n`, `\x1b`, `\u{202e}`); safe text is unchanged.
-pub fn escaped(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
+/// `text` with each character `escape_here` picks shown as an escape (`\n`, `\x1b`, `\u{202e}`); text
+/// with none is borrowed unchanged.
+pub fn escape_with(text: &str, escape_here: impl Fn(char) -> bool) -> Cow<'_, str> {
+    if !text.chars().any(&escape_here) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        if !is_unsafe_char(c) {
+        if !escape_here(c) {
             out.push(c);
             continue;
         }
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x100 => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
-        }
+        let _ = match c {
+            '\n' => write!(out, "\\n"),
+            '\r' => write!(out, "\\r"),
+            '\t' => write!(out, "\\t"),
+            c if u32::from(c) < 0x80 => write!(out, "\\x{:02x}", u32::from(c)),
+            c => write!(out, "\\u{{{:x}}}", u32::from(c)),
+        };
     }
-    out
+    Cow::Owned(out)
+}
+
+/// `text` with every unsafe character escaped; safe text is unchanged.
+pub fn escaped(text: &str) -> String {
+    escape_with(text, is_unsafe_char).into_owned()
 }
 
 /// `text` in double quotes, escaped as [`escaped`] does, for an error message.
