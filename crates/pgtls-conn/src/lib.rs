@@ -10,6 +10,8 @@
 //! escaped and passwords never shown. The crate knows nothing of the dashboard.
 
 pub mod connect;
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod conninfo;
 pub mod error;
 mod files;
