@@ -9,9 +9,9 @@
 //! says which). Errors are typed ([`ConnectError`], [`ConnInfoError`]), one line each, with outside text
 //! escaped and passwords never shown. The crate knows nothing of the dashboard.
 
-pub mod connect;
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod connect;
 pub mod conninfo;
 pub mod error;
 mod files;
