@@ -72,6 +72,10 @@ pub struct HistoryArgs {
     /// Read the server log only from now on, instead of from its start.
     #[arg(long)]
     pub log_from_now: bool,
+    /// Seconds a poll may take before the data is marked stale, the query cancelled and the connection
+    /// remade (default: twice the interval, between 5 and 30).
+    #[arg(long, value_name = "SECONDS")]
+    pub poll_timeout: Option<f64>,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -32,7 +32,10 @@ pub async fn open(params: ConnParams, interval: Duration, history: &HistoryArgs)
         }
         None => None,
     };
-    let collector = Collector::connect(&params).await.map_err(Failure::connect)?;
+    let chosen_timeout = history.poll_timeout.map(poll_timeout).transpose()?;
+    let collector = Collector::connect_with(&params, crate::collect::poll_timeout(interval, chosen_timeout))
+        .await
+        .map_err(Failure::connect)?;
     let pre = collector.preflight();
     let target = format!(
         "{}@{}:{}/{}",
@@ -46,11 +49,22 @@ pub async fn open(params: ConnParams, interval: Duration, history: &HistoryArgs)
         log_from_start: !history.log_from_now,
         min_evidence: config.min_evidence(),
         probe: ProbeTarget::from_params(&params, config.alerts.expiry_warn_days, false),
+        poll_timeout: chosen_timeout,
     };
     crate::tui::app::run(params, collector, interval, target, setup, config.alerts, warnings)
         .await
         .map_err(|e| Failure::usage(format!("{e:#}")))?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn poll_timeout(seconds: f64) -> Result<Duration, Failure> {
+    if seconds.is_finite() && (1.0..=3600.0).contains(&seconds) {
+        Ok(Duration::from_secs_f64(seconds))
+    } else {
+        Err(Failure::usage(format!(
+            "--poll-timeout must be between 1 and 3600 seconds, not {seconds}"
+        )))
+    }
 }
 
 pub fn interval(seconds: f64) -> Result<Duration, Failure> {

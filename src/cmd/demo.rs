@@ -58,6 +58,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
         config: None,
         // The lab's own set-up connections are not part of the story.
         log_from_now: true,
+        poll_timeout: None,
     };
     let result = super::dashboard::open(params, interval, &history).await;
     drop(clients);

@@ -4,7 +4,7 @@ pub mod poller;
 pub mod rows;
 pub mod sql;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::Statement;
@@ -30,6 +30,8 @@ pub struct Connected {
     pub client: tokio_postgres::Client,
     pub report: ConnectReport,
     task: JoinHandle<Result<(), tokio_postgres::Error>>,
+    /// Given up (see [`Connected::cancel`]): closed from then on, whatever the aborted task has done yet.
+    abandoned: std::sync::atomic::AtomicBool,
 }
 
 impl Connected {
@@ -39,12 +41,24 @@ impl Connected {
             client: connection.client,
             report: connection.report,
             task: tokio::spawn(connection.task),
+            abandoned: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     /// True once the server closed the connection or the socket failed.
     pub fn is_closed(&self) -> bool {
-        self.client.is_closed() || self.task.is_finished()
+        self.client.is_closed() || self.task.is_finished() || self.abandoned.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Send a CancelRequest for whatever this session runs (in the background, bounded), then close the
+    /// connection: a backend that stopped answering is not waited for.
+    pub fn cancel(&self) {
+        let report = self.report.clone();
+        tokio::spawn(async move {
+            let _ = crate::conn::cancel(&report, Duration::from_secs(5)).await;
+        });
+        self.abandoned.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.task.abort();
     }
 }
 
@@ -60,6 +74,18 @@ pub struct Collector {
     connected: Connected,
     preflight: Preflight,
     statement: Statement,
+    /// How long a poll may take before it counts as stalled (see [`poll_timeout`]).
+    poll_timeout: Duration,
+}
+
+/// The shortest and longest a poll may take before pgtls gives up on it: a busy server deserves a few
+/// seconds, but a stalled one must not leave "updated 16:34:43" on screen for long.
+pub const MIN_POLL_TIMEOUT: Duration = Duration::from_secs(5);
+pub const MAX_POLL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// clamp(2 x interval, 5 s, 30 s), unless the user chose a value.
+pub fn poll_timeout(interval: Duration, chosen: Option<Duration>) -> Duration {
+    chosen.unwrap_or_else(|| (interval * 2).clamp(MIN_POLL_TIMEOUT, MAX_POLL_TIMEOUT))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +93,11 @@ pub enum CollectError {
     Connect(ConnectError),
     /// The connection broke or a query failed mid-poll.
     Poll(String),
+    /// The server did not answer in time: the query was cancelled and the connection dropped.
+    Stalled {
+        what: &'static str,
+        after: Duration,
+    },
 }
 
 impl std::fmt::Display for CollectError {
@@ -74,6 +105,11 @@ impl std::fmt::Display for CollectError {
         match self {
             CollectError::Connect(e) => write!(f, "{e}"),
             CollectError::Poll(e) => write!(f, "poll failed: {e}"),
+            CollectError::Stalled { what, after } => write!(
+                f,
+                "the server did not answer the {what} within {} s; cancelled, reconnecting",
+                after.as_secs()
+            ),
         }
     }
 }
@@ -90,7 +126,43 @@ fn poll_error(e: tokio_postgres::Error) -> CollectError {
 
 impl Collector {
     pub async fn connect(params: &ConnParams) -> Result<Collector, CollectError> {
+        Self::connect_with(params, MAX_POLL_TIMEOUT).await
+    }
+
+    /// Connect, then run the preflight and prepare the poll, each step bounded by `poll_timeout`; the
+    /// session's statement_timeout and lock_timeout make the server give up too, should the client not.
+    pub async fn connect_with(params: &ConnParams, poll_timeout: Duration) -> Result<Collector, CollectError> {
         let connected = Connected::open(params).await.map_err(CollectError::Connect)?;
+        let (preflight, statement) =
+            match tokio::time::timeout(poll_timeout, Self::start(&connected, poll_timeout)).await {
+                Ok(started) => started?,
+                Err(_) => {
+                    connected.cancel();
+                    return Err(CollectError::Stalled {
+                        what: "start-up queries",
+                        after: poll_timeout,
+                    });
+                }
+            };
+        Ok(Collector {
+            connected,
+            preflight,
+            statement,
+            poll_timeout,
+        })
+    }
+
+    async fn start(connected: &Connected, poll_timeout: Duration) -> Result<(Preflight, Statement), CollectError> {
+        let ms = poll_timeout.as_millis();
+        // lock_timeout below statement_timeout: a lock wait (VACUUM FULL on a catalog) fails with its own error.
+        connected
+            .client
+            .simple_query(&format!(
+                "SET statement_timeout = {ms}; SET lock_timeout = {}",
+                (ms / 2).max(1000)
+            ))
+            .await
+            .map_err(poll_error)?;
         let row = connected
             .client
             .query_one(sql::PREFLIGHT, &[])
@@ -124,11 +196,7 @@ impl Collector {
             .prepare(&sql::poll_statement(&shape))
             .await
             .map_err(poll_error)?;
-        Ok(Collector {
-            connected,
-            preflight,
-            statement,
-        })
+        Ok((preflight, statement))
     }
 
     pub fn preflight(&self) -> &Preflight {
@@ -143,7 +211,33 @@ impl Collector {
         self.connected.is_closed()
     }
 
+    /// Cancel whatever runs and close the connection; the collector is unusable afterwards.
+    pub fn abandon(&self) {
+        self.connected.cancel();
+    }
+
+    /// How long the next polls may take (the dashboard's interval changes it).
+    pub fn set_poll_timeout(&mut self, limit: Duration) {
+        self.poll_timeout = limit;
+    }
+
+    /// One poll, bounded by the poll timeout. On expiry the running query is cancelled and the collector must
+    /// be dropped (its connection is unusable): the caller reconnects, leaving at most this one backend behind.
     pub async fn poll(&mut self) -> Result<Snapshot, CollectError> {
+        let limit = self.poll_timeout;
+        match tokio::time::timeout(limit, self.poll_once()).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.connected.cancel();
+                Err(CollectError::Stalled {
+                    what: "poll",
+                    after: limit,
+                })
+            }
+        }
+    }
+
+    async fn poll_once(&mut self) -> Result<Snapshot, CollectError> {
         let started = Instant::now();
         let rows = self
             .connected

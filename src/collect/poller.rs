@@ -40,6 +40,8 @@ pub struct HistorySetup {
     pub min_evidence: chrono::Duration,
     /// Where the certificate probe connects; it runs only when asked (each probe leaves server log lines).
     pub probe: Option<ProbeTarget>,
+    /// The user's poll timeout; `None` follows the interval (see [`super::poll_timeout`]).
+    pub poll_timeout: Option<Duration>,
 }
 
 impl HistorySetup {
@@ -52,6 +54,7 @@ impl HistorySetup {
             log_from_start: true,
             min_evidence: chrono::Duration::hours(24),
             probe: None,
+            poll_timeout: None,
         }
     }
 }
@@ -277,9 +280,10 @@ async fn run(
     };
     let mut backoff = MIN_BACKOFF;
     loop {
+        let limit = super::poll_timeout(schedule.interval, tracker.setup.poll_timeout);
         let attempt = match connected.take() {
             Some(collector) => Ok(collector),
-            None => Collector::connect(&params).await,
+            None => Collector::connect_with(&params, limit).await,
         };
         let error = match attempt {
             Ok(mut collector) => {
@@ -362,7 +366,35 @@ async fn poll_loop(
 ) -> Option<CollectError> {
     loop {
         if !schedule.paused {
-            match collector.poll().await {
+            collector.set_poll_timeout(super::poll_timeout(schedule.interval, tracker.setup.poll_timeout));
+            // Commands still count while a poll is pending: `r` gives up on a slow poll and reconnects now.
+            let polled = {
+                let poll = collector.poll();
+                tokio::pin!(poll);
+                loop {
+                    tokio::select! {
+                        result = &mut poll => break Some(result),
+                        cmd = commands.recv() => match cmd {
+                            None => return None,
+                            Some(PollerCommand::RefreshNow) => break None,
+                            Some(PollerCommand::Probe) => start_probe(tracker.setup.probe.as_ref(), events),
+                            Some(PollerCommand::SendHistory(on)) => {
+                                if send_history(schedule, on, tracker, events).await.is_err() {
+                                    return None;
+                                }
+                            }
+                            Some(other) => apply(schedule, other),
+                        },
+                    }
+                }
+            };
+            let Some(polled) = polled else {
+                collector.abandon();
+                return Some(CollectError::Poll(
+                    "the pending poll was given up on request; reconnecting".to_string(),
+                ));
+            };
+            match polled {
                 Ok(snapshot) => {
                     tracker.on_snapshot(collector, &snapshot).await;
                     if let Some(news) = tracker.forged_news()

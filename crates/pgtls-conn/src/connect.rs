@@ -15,7 +15,7 @@ use tokio_postgres::tls::NoTls;
 use tokio_postgres::{Client, Config};
 
 use crate::error::{Cause, ConnectError};
-use crate::inspect::{AuthPolicy, Inspector, Layer, Observed, Refusal};
+use crate::inspect::{AuthPolicy, CancelKey, Inspector, Layer, Observed, Refusal};
 use crate::params::{ConnParams, HostTarget, SslMode};
 use crate::pgpass;
 use crate::rules::{ChannelBindingMode, TargetSessionAttrs};
@@ -52,6 +52,39 @@ pub struct ConnectReport {
     pub socket: Option<SocketReport>,
     /// Non-fatal notes, e.g. a .pgpass file ignored for its permissions.
     pub warnings: Vec<String>,
+    /// What [`cancel`] needs to stop this session's running query.
+    pub cancel_key: Option<CancelKey>,
+}
+
+/// Ask the server to cancel the query running on the session `report` describes, as libpq's PQcancel
+/// does: a CancelRequest on a new plaintext connection (the server takes it before any TLS), bounded by
+/// `limit`. The server never answers; success means only that the request was delivered.
+pub async fn cancel(report: &ConnectReport, limit: Duration) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let key = report
+        .cancel_key
+        .as_ref()
+        .ok_or_else(|| std::io::Error::other("the server sent no cancel key"))?;
+    let mut request = Vec::with_capacity(12 + key.secret.len());
+    let length = u32::try_from(12 + key.secret.len()).map_err(std::io::Error::other)?;
+    request.extend_from_slice(&length.to_be_bytes());
+    request.extend_from_slice(&80_877_102u32.to_be_bytes());
+    request.extend_from_slice(&key.pid.to_be_bytes());
+    request.extend_from_slice(&key.secret);
+    let send = async {
+        match report.addr {
+            Some(addr) => TcpStream::connect(addr).await?.write_all(&request).await,
+            None => {
+                UnixStream::connect(socket::unix_path(&report.host, report.port))
+                    .await?
+                    .write_all(&request)
+                    .await
+            }
+        }
+    };
+    tokio::time::timeout(limit, send)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "cancel request timed out"))?
 }
 
 /// A live connection: the client, the task the caller must drive, and the report.
@@ -407,6 +440,7 @@ async fn attempt_once(
             channel_bound: observed.channel_bound,
             socket: socket_report,
             warnings: Vec::new(),
+            cancel_key: observed.cancel_key.clone(),
         },
     })
 }

@@ -62,6 +62,24 @@ pub struct Observed {
     pub channel_bound: bool,
     /// Why the inspector stopped the connection, in libpq's words.
     pub refusal: Option<Refusal>,
+    /// BackendKeyData: what a CancelRequest for this session must carry.
+    pub cancel_key: Option<CancelKey>,
+}
+
+/// The backend's pid and secret, for a CancelRequest on a new connection. The secret is never shown.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CancelKey {
+    pub pid: i32,
+    pub secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for CancelKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CancelKey")
+            .field("pid", &self.pid)
+            .field("secret", &"****")
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,8 +112,8 @@ pub struct Inspector<S> {
     header: [u8; 5],
     header_len: usize,
     body_left: usize,
-    /// The body of an authentication request, kept until complete.
-    auth_body: Option<Vec<u8>>,
+    /// The body of an authentication request or of BackendKeyData, kept until complete.
+    body: Option<(u8, Vec<u8>)>,
     policy: Arc<AuthPolicy>,
     observed: SharedObserved,
 }
@@ -113,7 +131,7 @@ impl<S> Inspector<S> {
             header: [0; 5],
             header_len: 0,
             body_left: 0,
-            auth_body: None,
+            body: None,
             policy,
             observed,
         }
@@ -167,7 +185,7 @@ impl<S> Inspector<S> {
                 continue;
             }
             let take = self.body_left.min(bytes.len());
-            if let Some(body) = self.auth_body.as_mut() {
+            if let Some((_, body)) = self.body.as_mut() {
                 body.extend_from_slice(&bytes[..take]);
             }
             self.body_left -= take;
@@ -200,7 +218,7 @@ impl<S> Inspector<S> {
             ))));
         }
         self.body_left = announced - 4;
-        self.auth_body = (kind == b'R').then(Vec::new);
+        self.body = matches!(kind, b'R' | b'K').then(|| (kind, Vec::new()));
         if self.body_left == 0 {
             self.end_message()?;
         }
@@ -209,10 +227,21 @@ impl<S> Inspector<S> {
 
     fn end_message(&mut self) -> io::Result<()> {
         self.header_len = 0;
-        if let Some(body) = self.auth_body.take() {
-            if let Err(refusal) = self.on_auth_request(&body) {
-                return Err(self.refuse(refusal));
+        match self.body.take() {
+            Some((b'R', body)) => {
+                if let Err(refusal) = self.on_auth_request(&body) {
+                    return Err(self.refuse(refusal));
+                }
             }
+            Some((_, body)) if body.len() >= 8 => {
+                let pid = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+                let mut observed = self.observed.lock().unwrap_or_else(PoisonError::into_inner);
+                observed.cancel_key = Some(CancelKey {
+                    pid,
+                    secret: body[4..].to_vec(),
+                });
+            }
+            _ => {}
         }
         Ok(())
     }

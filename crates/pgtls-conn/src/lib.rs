@@ -28,7 +28,7 @@ mod tls_setup;
 
 use serde::{Deserialize, Serialize};
 
-pub use connect::{ConnectReport, Connection, ConnectionTask, connect};
+pub use connect::{ConnectReport, Connection, ConnectionTask, cancel, connect};
 pub use error::{Cause, ConnInfoError, ConnectError, ServiceError};
 pub use params::{ConnParams, Environment, resolve};
 

@@ -79,10 +79,16 @@ fn identity_line(cx: &Ctx, cols: usize) -> Line<'static> {
             ]);
         }
         if let Some(at) = state.updated_at {
-            facts.push(vec![
-                Span::styled("updated ", t.dim),
-                Span::styled(cx.clock(at), t.strong),
-            ]);
+            let mut fact = vec![Span::styled("updated ", t.dim), Span::styled(cx.clock(at), t.strong)];
+            // Data kept on screen after the link is lost says how old it is, so it is never taken for live.
+            if matches!(state.link, crate::tui::state::Link::Lost { .. }) {
+                let stale = (state.now - at).num_seconds().max(0);
+                fact.push(Span::styled(
+                    format!(" (stale {})", crate::format::age(stale)),
+                    t.warning,
+                ));
+            }
+            facts.push(fact);
         }
         if let (true, Some(snap)) = (fit.poll, snap) {
             facts.push(vec![

@@ -1,0 +1,107 @@
+//! A stalled poll is noticed: bounded in time, cancelled, and the connection given up, against the lab.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use pgtls::collect::{CollectError, Collector};
+use pgtls::lab::SUPERUSER;
+
+fn signal(pid: i32, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).expect("signal the backend");
+}
+
+/// The monitor's own backend stops answering (SIGSTOP): the poll ends after the poll timeout, not never; a new
+/// connection works meanwhile; once the backend runs again it sees the cancel and the closed socket and goes.
+#[tokio::test]
+async fn a_stopped_backend_ends_the_poll_at_the_timeout_and_leaves_only_itself_behind() {
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let params = common::params(
+        &format!("{} application_name=stall-test", lab.conninfo(SUPERUSER)),
+        home.path(),
+    );
+    let limit = Duration::from_secs(5);
+    let mut collector = Collector::connect_with(&params, limit).await.unwrap();
+    collector.poll().await.expect("a first poll works");
+    let stuck = collector.preflight().monitor_pid;
+
+    signal(stuck, nix::sys::signal::Signal::SIGSTOP);
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(Duration::from_secs(20), collector.poll())
+        .await
+        .expect("the poll is bounded");
+    let waited = started.elapsed();
+    match outcome {
+        Err(CollectError::Stalled { what: "poll", after }) => assert_eq!(after, limit),
+        other => panic!("expected a stalled poll, got {other:?}"),
+    }
+    assert!(waited >= limit, "not before the timeout: {waited:?}");
+    assert!(collector.is_closed(), "the stalled connection is given up");
+    assert!(
+        pgtls::collect::CollectError::Stalled {
+            what: "poll",
+            after: limit
+        }
+        .to_string()
+        .contains("did not answer the poll within 5 s"),
+    );
+
+    // Reconnecting works while the old backend is still stopped.
+    let mut fresh = Collector::connect_with(&params, limit).await.unwrap();
+    let snapshot = fresh.poll().await.unwrap();
+    let ours: Vec<i32> = snapshot
+        .sessions
+        .iter()
+        .filter(|s| s.application_name.as_deref() == Some("stall-test"))
+        .map(|s| s.pid)
+        .collect();
+    assert!(ours.contains(&stuck) && ours.len() == 2, "{ours:?}");
+
+    // Let it run: the cancel and the closed socket end it; only the fresh session remains.
+    signal(stuck, nix::sys::signal::Signal::SIGCONT);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let snapshot = fresh.poll().await.unwrap();
+        let left: Vec<i32> = snapshot
+            .sessions
+            .iter()
+            .filter(|s| s.application_name.as_deref() == Some("stall-test"))
+            .map(|s| s.pid)
+            .collect();
+        if left == vec![fresh.preflight().monitor_pid] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the stopped backend did not go: {left:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A lock on a catalog that pg_stat_activity joins (as VACUUM FULL takes): the session's lock_timeout ends the
+/// poll with the server's own error, well before the client-side timeout.
+#[tokio::test]
+async fn a_catalog_lock_ends_the_poll_with_lock_timeout() {
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let params = common::params(&lab.conninfo(SUPERUSER), home.path());
+    let limit = Duration::from_secs(6);
+    let mut collector = Collector::connect_with(&params, limit).await.unwrap();
+    collector.poll().await.unwrap();
+
+    let locker = lab.admin().await.unwrap();
+    locker
+        .batch_execute("BEGIN; LOCK TABLE pg_catalog.pg_database IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(Duration::from_secs(20), collector.poll())
+        .await
+        .expect("the poll is bounded");
+    let waited = started.elapsed();
+    locker.batch_execute("ROLLBACK").await.unwrap();
+    match outcome {
+        Err(CollectError::Poll(message)) => assert!(message.contains("lock timeout"), "{message}"),
+        other => panic!("expected the server's lock timeout, got {other:?}"),
+    }
+    assert!(waited < limit, "the server gave up first: {waited:?}");
+}
