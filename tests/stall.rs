@@ -105,3 +105,88 @@ async fn a_catalog_lock_ends_the_poll_with_lock_timeout() {
     }
     assert!(waited < limit, "the server gave up first: {waited:?}");
 }
+
+/// The start-up itself stalls (a lock on pg_authid, as VACUUM FULL takes, holds every login): the poller
+/// reports it after connect_timeout but keeps one attempt in flight, so the server holds one backend of
+/// ours, not one per retry; when the lock goes, that attempt connects.
+#[tokio::test]
+async fn a_stalled_login_holds_one_backend_not_one_per_retry() {
+    use pgtls::collect::poller::{HistorySetup, PollerEvent, spawn};
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let params = common::params(
+        &format!(
+            "{} connect_timeout=2 application_name=one-attempt",
+            lab.conninfo(SUPERUSER)
+        ),
+        home.path(),
+    );
+    let locker = lab.admin().await.unwrap();
+    locker
+        .batch_execute("BEGIN; LOCK TABLE pg_catalog.pg_authid IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let (tx, mut events) = tokio::sync::mpsc::channel(16);
+    let _poller = spawn(params, None, Duration::from_secs(1), HistorySetup::none(), tx);
+    let mut stalls = 0;
+    let until = Instant::now() + Duration::from_secs(12);
+    while Instant::now() < until {
+        match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
+            Ok(Some(PollerEvent::Failed { error, .. })) => {
+                assert!(
+                    matches!(
+                        error,
+                        CollectError::Stalled {
+                            what: "connection attempt",
+                            ..
+                        }
+                    ),
+                    "{error}"
+                );
+                stalls += 1;
+            }
+            Ok(Some(other)) => panic!("nothing can connect yet: {other:?}"),
+            _ => {}
+        }
+    }
+    assert!(stalls >= 3, "reported each time: {stalls}");
+    // Backends still in start-up (not yet in pg_stat_activity): the postmaster's children whose process title
+    // says they are authenticating.
+    let postmaster: i32 = std::fs::read_to_string(lab.root().join("data/postmaster.pid"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let waiting = starting_backends(postmaster);
+    assert_eq!(waiting, 1, "one attempt in flight, whatever the retries");
+    locker.batch_execute("ROLLBACK").await.unwrap();
+    let connected = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(PollerEvent::Connected { .. }) = events.recv().await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(connected.is_ok(), "the waiting attempt connects once the lock goes");
+}
+
+fn starting_backends(postmaster: i32) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit_once(") ")
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<i32>().ok());
+            let title = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            ppid == Some(postmaster) && String::from_utf8_lossy(&title).contains("authentication")
+        })
+        .count()
+}

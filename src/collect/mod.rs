@@ -105,6 +105,14 @@ impl std::fmt::Display for CollectError {
         match self {
             CollectError::Connect(e) => write!(f, "{e}"),
             CollectError::Poll(e) => write!(f, "poll failed: {e}"),
+            CollectError::Stalled {
+                what: "connection attempt",
+                after,
+            } => write!(
+                f,
+                "the server has not finished the connection start-up after {} s; still waiting (one attempt at a time)",
+                after.as_secs()
+            ),
             CollectError::Stalled { what, after } => write!(
                 f,
                 "the server did not answer the {what} within {} s; cancelled, reconnecting",

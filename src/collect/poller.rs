@@ -279,11 +279,12 @@ async fn run(
         history: false,
     };
     let mut backoff = MIN_BACKOFF;
+    let mut pending: Option<PendingConnect> = None;
     loop {
         let limit = super::poll_timeout(schedule.interval, tracker.setup.poll_timeout);
         let attempt = match connected.take() {
             Some(collector) => Ok(collector),
-            None => Collector::connect_with(&params, limit).await,
+            None => reconnect(&params, limit, &mut pending).await,
         };
         let error = match attempt {
             Ok(mut collector) => {
@@ -327,6 +328,46 @@ async fn run(
             }
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// A connection attempt in flight, aborted when the poller ends.
+struct PendingConnect(JoinHandle<Result<Collector, CollectError>>);
+
+impl Drop for PendingConnect {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One connection attempt at a time: a server that accepts but never finishes the start-up (a lock on
+/// pg_authid during VACUUM FULL) holds a backend for each attempt, so an attempt that outlives
+/// connect_timeout is reported and then waited for again, never doubled. Only its answer starts another.
+async fn reconnect(
+    params: &ConnParams,
+    poll_timeout: Duration,
+    pending: &mut Option<PendingConnect>,
+) -> Result<Collector, CollectError> {
+    let wait = params
+        .connect_timeout
+        .unwrap_or(crate::conn::connect::DEFAULT_CONNECT_TIMEOUT);
+    let attempt = pending.get_or_insert_with(|| {
+        let mut patient = params.clone();
+        // The poller bounds the wait; the attempt itself may take as long as the server needs.
+        patient.connect_timeout = Some(Duration::from_secs(24 * 3600));
+        PendingConnect(tokio::spawn(async move {
+            Collector::connect_with(&patient, poll_timeout).await
+        }))
+    });
+    match tokio::time::timeout(wait, &mut attempt.0).await {
+        Ok(joined) => {
+            *pending = None;
+            joined.unwrap_or_else(|e| Err(CollectError::Poll(format!("the connection task failed: {e}"))))
+        }
+        Err(_) => Err(CollectError::Stalled {
+            what: "connection attempt",
+            after: wait,
+        }),
     }
 }
 
