@@ -105,6 +105,50 @@ async fn a_server_restart_shows_the_disconnect_then_live_data_again() {
     assert_eq!(tmux.exit_status(WAIT), Some(0));
 }
 
+/// The monitor's backend stops answering: within the poll timeout the data is marked stale and the banner
+/// says why; the poller reconnects on a new backend and the dashboard is live again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_poll_is_shown_as_stale_then_recovers() {
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let conninfo = format!(
+        "{} sslmode=require application_name=pgtls-stall",
+        lab.conninfo(SUPERUSER)
+    );
+    let tmux = Tmux::start(
+        &[&conninfo, "--interval", "1", "--poll-timeout", "3"],
+        home.path(),
+        120,
+        36,
+    );
+    tmux.wait_for("live data", WAIT, |s| {
+        s.contains("TLSv1.3") && !s.contains("DISCONNECTED")
+    });
+    let monitor: i32 = lab
+        .admin()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgtls-stall'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let pid = nix::unistd::Pid::from_raw(monitor);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let screen = tmux.wait_for("the stall banner", WAIT, |s| {
+        s.contains("DISCONNECTED") && s.contains("stale")
+    });
+    assert!(screen.contains("did not answer the poll within 3 s"), "{screen}");
+    tmux.wait_for("live again on a new backend", WAIT, |s| {
+        !s.contains("DISCONNECTED") && s.contains("TLSv1.3")
+    });
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    tmux.keys(&["q"]);
+    assert_eq!(tmux.exit_status(WAIT), Some(0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_too_small_terminal_shows_a_note_not_garbage() {
     let lab = common::lab().await;
