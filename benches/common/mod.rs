@@ -88,6 +88,42 @@ fn connector(lab: &LabHandle, max: Option<SslVersion>) -> Result<MakeTlsConnecto
     Ok(MakeTlsConnector::new(builder.build()))
 }
 
+/// Open session `i` of the [`kind_of`] mix, as [`user_of`] with [`app_of`] (the roles must exist).
+pub async fn open_one(lab: &LabHandle, i: usize, tls13: MakeTlsConnector, tls12: MakeTlsConnector) -> Result<Idle> {
+    let kind = kind_of(i);
+    let mut config = tokio_postgres::Config::new();
+    config
+        .user(user_of(i))
+        .dbname("postgres")
+        .application_name(app_of(i))
+        .port(lab.port);
+    if kind == Kind::Unix {
+        config.host_path(&lab.socket_dir);
+    } else {
+        config.host(&lab.host).password(LAB_PASSWORD);
+    }
+    let what = || format!("opening session {i} ({kind:?})");
+    let (client, connection) = match kind {
+        Kind::PlainTcp | Kind::Unix => {
+            config.ssl_mode(SslMode::Disable);
+            let (client, conn) = config.connect(NoTls).await.wrap_err_with(what)?;
+            (client, tokio::spawn(async move { drop(conn.await) }))
+        }
+        Kind::Tls13 | Kind::Tls12 => {
+            config.ssl_mode(SslMode::Require);
+            let tls = if kind == Kind::Tls12 { tls12 } else { tls13 };
+            let (client, conn) = config.connect(tls).await.wrap_err_with(what)?;
+            (client, tokio::spawn(async move { drop(conn.await) }))
+        }
+    };
+    Ok(Idle { client, connection })
+}
+
+/// TLS connectors for [`open_one`]: (TLS 1.3, TLS 1.2 at most).
+pub fn connectors(lab: &LabHandle) -> Result<(MakeTlsConnector, MakeTlsConnector)> {
+    Ok((connector(lab, None)?, connector(lab, Some(SslVersion::TLS1_2))?))
+}
+
 /// Open `n` sessions in the [`kind_of`] mix, as [`user_of`] with [`app_of`]. With `in_transaction` each one is left
 /// `idle in transaction` (after `BEGIN; SELECT 1`): still idle, but listed by monitors that hide `idle` sessions.
 pub async fn open_sessions(lab: &LabHandle, n: usize, in_transaction: bool) -> Result<Vec<Idle>> {
@@ -99,36 +135,14 @@ pub async fn open_sessions(lab: &LabHandle, n: usize, in_transaction: bool) -> R
         .map(|i| {
             let (tls13, tls12) = (tls13.clone(), tls12.clone());
             async move {
-                let kind = kind_of(i);
-                let mut config = tokio_postgres::Config::new();
-                config
-                    .user(user_of(i))
-                    .dbname("postgres")
-                    .application_name(app_of(i))
-                    .port(lab.port);
-                if kind == Kind::Unix {
-                    config.host_path(&lab.socket_dir);
-                } else {
-                    config.host(&lab.host).password(LAB_PASSWORD);
-                }
-                let what = || format!("opening session {i} ({kind:?})");
-                let (client, connection) = match kind {
-                    Kind::PlainTcp | Kind::Unix => {
-                        config.ssl_mode(SslMode::Disable);
-                        let (client, conn) = config.connect(NoTls).await.wrap_err_with(what)?;
-                        (client, tokio::spawn(async move { drop(conn.await) }))
-                    }
-                    Kind::Tls13 | Kind::Tls12 => {
-                        config.ssl_mode(SslMode::Require);
-                        let tls = if kind == Kind::Tls12 { tls12 } else { tls13 };
-                        let (client, conn) = config.connect(tls).await.wrap_err_with(what)?;
-                        (client, tokio::spawn(async move { drop(conn.await) }))
-                    }
-                };
+                let idle = open_one(lab, i, tls13, tls12).await?;
                 if in_transaction {
-                    client.batch_execute("BEGIN; SELECT 1").await.wrap_err_with(what)?;
+                    idle.client
+                        .batch_execute("BEGIN; SELECT 1")
+                        .await
+                        .wrap_err_with(|| format!("session {i}"))?;
                 }
-                Ok(Idle { client, connection })
+                Ok(idle)
             }
         })
         .buffer_unordered(16)
