@@ -566,6 +566,51 @@ async fn the_same_outcome_as_psql_for_every_sslmode_root_host_and_password_sourc
     };
 
     cases.extend([
+        // ---- PGDATESTYLE, PGTZ, PGGEQO: start-up settings from the environment ----------------------------------------
+        env1("PGTZ=UTC", format!("{su} sslmode=require"), "PGTZ", "UTC", true),
+        env1(
+            "PGTZ=America/New_York",
+            format!("{su} sslmode=require"),
+            "PGTZ",
+            "America/New_York",
+            true,
+        ),
+        env1(
+            "PGTZ that does not exist",
+            format!("{su} sslmode=require"),
+            "PGTZ",
+            "Mars/Olympus",
+            false,
+        )
+        .says("TimeZone"),
+        env1(
+            "PGDATESTYLE=ISO, DMY",
+            format!("{su} sslmode=require"),
+            "PGDATESTYLE",
+            "ISO, DMY",
+            true,
+        ),
+        env1(
+            "PGDATESTYLE=bogus",
+            format!("{su} sslmode=require"),
+            "PGDATESTYLE",
+            "bogus",
+            false,
+        ),
+        env1(
+            "PGGEQO=default is not sent",
+            format!("{su} sslmode=require"),
+            "PGGEQO",
+            "default",
+            true,
+        ),
+        env1(
+            "PGGEQO=maybe",
+            format!("{su} sslmode=require"),
+            "PGGEQO",
+            "maybe",
+            false,
+        ),
         // ---- channel_binding (SCRAM-SHA-256-PLUS needs TLS and a SCRAM exchange) ------------------------------------
         case(
             "channel_binding=disable over TLS",

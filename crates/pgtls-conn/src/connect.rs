@@ -468,8 +468,21 @@ fn pg_config(params: &ConnParams, password: Option<&str>, attempt: Attempt) -> C
     if let Some(password) = password {
         config.password(password);
     }
-    if let Some(options) = &params.options {
-        config.options(options);
+    // tokio-postgres sends only user, database, application_name and options at start-up, so the settings
+    // libpq takes from PGDATESTYLE, PGTZ and PGGEQO travel as `-c` options, with the same effect.
+    let mut options = params.options.clone().unwrap_or_default();
+    for (setting, value) in &params.session_settings {
+        let escaped: String = value
+            .chars()
+            .flat_map(|c| match c {
+                ' ' | '\\' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        options.push_str(&format!(" -c {setting}={escaped}"));
+    }
+    if !options.trim().is_empty() {
+        config.options(options.trim());
     }
     config
 }

@@ -162,6 +162,9 @@ pub struct ConnParams {
     pub warnings: Vec<String>,
     /// Every other keyword's effect, typed (see [`crate::rules`]).
     pub rules: Rules,
+    /// Settings libpq sends from the environment at start-up (`PGDATESTYLE`, `PGTZ`, `PGGEQO`), as
+    /// (setting, value); "default" means not sent.
+    pub session_settings: Vec<(String, String)>,
 }
 
 const MASK: &str = "****";
@@ -308,6 +311,7 @@ impl fmt::Debug for ConnParams {
             .field("extra", &extra)
             .field("warnings", &self.warnings)
             .field("rules", &self.rules)
+            .field("session_settings", &self.session_settings)
             .finish()
     }
 }
@@ -756,6 +760,15 @@ pub fn resolve(conninfo: Option<&str>, env: &Environment) -> Result<ConnParams, 
     }
 
     let rules = rules::rules(|key| layers.non_empty(key))?;
+    // libpq's EnvironmentOptions: these variables become start-up settings unless they say "default".
+    let session_settings = [("PGDATESTYLE", "datestyle"), ("PGTZ", "timezone"), ("PGGEQO", "geqo")]
+        .into_iter()
+        .filter_map(|(var, setting)| {
+            env.var(var)
+                .filter(|v| !v.eq_ignore_ascii_case("default"))
+                .map(|v| (setting.to_string(), v.to_string()))
+        })
+        .collect();
 
     Ok(ConnParams {
         targets,
@@ -783,6 +796,7 @@ pub fn resolve(conninfo: Option<&str>, env: &Environment) -> Result<ConnParams, 
         extra,
         warnings,
         rules,
+        session_settings,
     })
 }
 

@@ -547,9 +547,19 @@ pub const KEYWORDS: &[(&str, Treatment, &str)] = &[
     ("oauth_scope", Treatment::NoEffect, "as oauth_issuer"),
 ];
 
+/// Variables libpq reads that name no keyword: each becomes a start-up setting (unless it says "default").
+pub const SESSION_VARIABLES: &[(&str, &str)] = &[
+    ("PGDATESTYLE", "sent as the datestyle setting"),
+    ("PGTZ", "sent as the timezone setting"),
+    ("PGGEQO", "sent as the geqo setting"),
+];
+
 /// The README's keyword table, generated from [`KEYWORDS`] and the environment variables libpq reads.
 pub fn markdown_table() -> String {
     let mut out = String::from("| keyword | variable | in pgtls | how |\n|---|---|---|---|\n");
+    for (var, how) in SESSION_VARIABLES {
+        out.push_str(&format!("| | `{var}` | applied | {how}, as libpq does |\n"));
+    }
     for (keyword, treatment, note) in KEYWORDS {
         let envvar = crate::conninfo::option_spec(keyword)
             .and_then(|s| s.envvar)
