@@ -134,26 +134,12 @@ async fn verify_full_on_an_address_the_certificate_does_not_name_says_so_as_psql
     let lab = common::lab().await;
     let home = tempfile::tempdir().unwrap();
     // Reissue the lab's server certificate with a DNS name only, as many real certificates are.
-    let ca_key =
-        openssl::pkey::PKey::private_key_from_pem(&std::fs::read(lab.root().join("certs/ca.key")).unwrap()).unwrap();
-    let ca_cert = openssl::x509::X509::from_pem(&std::fs::read(&lab.certs.ca_cert).unwrap()).unwrap();
-    let issuer = pgtls::lab::certs::Issued {
-        cert: ca_cert,
-        key: ca_key,
-    };
     let server = pgtls::lab::certs::issue(
         &pgtls::lab::certs::CertSpec::server("localhost", &["localhost"], &[]),
-        Some(&issuer),
+        Some(&lab.ca().unwrap()),
     )
     .unwrap();
-    server.write_pem(&lab.certs.server_cert, &lab.certs.server_key).unwrap();
-    lab.admin()
-        .await
-        .unwrap()
-        .batch_execute("SELECT pg_reload_conf()")
-        .await
-        .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    lab.use_server_certificate(&server).await.unwrap();
 
     let conninfo = format!(
         "host=127.0.0.1 port={} dbname=postgres user={SUPERUSER} password={LAB_PASSWORD} sslmode=verify-full sslrootcert={}",

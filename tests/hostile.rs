@@ -137,16 +137,7 @@ async fn a_hostile_certificate_is_escaped_in_the_probe_report() {
         Some(&ca),
     )
     .unwrap();
-    let certs = lab.clone_for_clients().certs;
-    std::fs::write(&certs.server_cert, server.cert.to_pem().unwrap()).unwrap();
-    std::fs::write(&certs.server_key, server.key.private_key_to_pem_pkcs8().unwrap()).unwrap();
-    lab.admin()
-        .await
-        .unwrap()
-        .batch_execute("SELECT pg_reload_conf()")
-        .await
-        .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    lab.use_server_certificate(&server).await.unwrap();
 
     let conninfo = format!("{} sslmode=require", lab.conninfo(SUPERUSER));
     let out = common::pgtls(&["probe", &conninfo], home.path());
@@ -174,7 +165,7 @@ async fn a_hostile_certificate_is_escaped_in_the_probe_report() {
             &format!(
                 "{} sslmode=verify-full sslrootcert={}",
                 lab.conninfo(SUPERUSER),
-                certs.ca_cert.display()
+                lab.certs.ca_cert.display()
             ),
         ],
         home.path(),

@@ -212,26 +212,12 @@ async fn expired_and_unknown_ca_certificates_are_critical_and_a_three_root_bundl
     assert_eq!(anchors, vec![false, false, true]);
 
     // Re-issue the server certificate from the lab CA, already expired, and reload.
-    let ca_key =
-        openssl::pkey::PKey::private_key_from_pem(&std::fs::read(lab.root().join("certs/ca.key")).unwrap()).unwrap();
-    let ca_cert = openssl::x509::X509::from_pem(&std::fs::read(&lab.certs.ca_cert).unwrap()).unwrap();
-    let ca = pgtls::lab::certs::Issued {
-        cert: ca_cert,
-        key: ca_key,
-    };
+    let ca = lab.ca().unwrap();
     let mut spec = CertSpec::server("localhost", &["localhost"], &["127.0.0.1"]);
     spec.not_before_days = -30;
     spec.not_after_days = -1;
     let expired = issue(&spec, Some(&ca)).unwrap();
-    std::fs::write(&lab.certs.server_cert, expired.cert.to_pem().unwrap()).unwrap();
-    std::fs::write(&lab.certs.server_key, expired.key.private_key_to_pem_pkcs8().unwrap()).unwrap();
-    lab.admin()
-        .await
-        .unwrap()
-        .batch_execute("SELECT pg_reload_conf()")
-        .await
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    lab.use_server_certificate(&expired).await.unwrap();
     let (code, report) = probe(lab.port, &lab.certs.ca_cert, home.path());
     assert_eq!(code, Some(2));
     assert!(report["chain"][0]["days_left"].as_i64().unwrap() < 0);

@@ -183,6 +183,25 @@ impl Lab {
     pub fn clone_for_clients(&self) -> LabHandle {
         self.handle.clone()
     }
+
+    /// The lab's CA with its key, to issue more certificates (a replacement server certificate, CRLs).
+    pub fn ca(&self) -> Result<Issued> {
+        let key = openssl::pkey::PKey::private_key_from_pem(&std::fs::read(self.root().join("certs/ca.key"))?)?;
+        let cert = openssl::x509::X509::from_pem(&std::fs::read(&self.certs.ca_cert)?)?;
+        Ok(Issued { cert, key })
+    }
+
+    /// Serve `server` from now on: write it over the server's certificate and key and reload the server.
+    pub async fn use_server_certificate(&self, server: &Issued) -> Result<()> {
+        server.write_pem(&self.certs.server_cert, &self.certs.server_key)?;
+        self.admin()
+            .await?
+            .batch_execute("SELECT pg_catalog.pg_reload_conf()")
+            .await?;
+        // The postmaster reloads on SIGHUP asynchronously; new connections see the new certificate shortly.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        Ok(())
+    }
 }
 
 impl std::ops::Deref for Lab {
