@@ -31,8 +31,6 @@ pub fn run(args: LedgerArgs) -> Result<ExitCode, Failure> {
                 .and_then(|()| writeln!(out))
         }
     };
-    written
-        .and_then(|()| out.flush())
-        .map_err(|e| Failure::usage(format!("writing output: {e}")))?;
+    super::written(written.and_then(|()| out.flush())).map_err(|e| Failure::usage(format!("writing output: {e}")))?;
     Ok(ExitCode::SUCCESS)
 }
