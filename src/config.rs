@@ -146,7 +146,7 @@ impl Config {
         let Some(path) = path else {
             return Ok((Config::default(), None));
         };
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("config {}: {e}", path.display()))?;
+        let text = crate::files::read_small_text(&path).map_err(|e| format!("config {}: {e}", path.display()))?;
         let config = Config::parse(&text, &path)?;
         Ok((config, Some(path)))
     }

@@ -55,6 +55,8 @@ pub async fn run(args: CheckArgs) -> Result<ExitCode, Failure> {
 
 async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
     let (config, _) = Config::load(args.config.as_deref()).map_err(unknown)?;
+    crate::files::check_growing("--ledger", args.ledger.as_deref()).map_err(unknown)?;
+    crate::files::check_growing("--server-log", args.server_log.as_deref()).map_err(unknown)?;
     let watch = match &args.watch {
         Some(w) => parse_duration(w).map_err(|e| unknown(format!("--watch: {e}")))?,
         None => chrono::Duration::zero(),
