@@ -154,3 +154,17 @@ fn the_demo_quits_on_sigint_once_the_dashboard_is_up() {
     assert_eq!(tmux.exit_status(Duration::from_secs(30)), Some(0));
     assert!(!tmux.alternate_screen(), "still in the alternate screen");
 }
+
+/// SIGQUIT during the demo's start-up is handled like SIGINT: the half-started server is removed and the demo
+/// says it was interrupted, instead of dumping core and leaving the server behind.
+#[test]
+fn sigquit_during_demo_start_up_is_an_interruption() {
+    let home = tempfile::tempdir().unwrap();
+    let tmux = Tmux::start(&["demo"], home.path(), 120, 36);
+    tmux.wait_for("the demo starting", Duration::from_secs(30), |s| {
+        s.contains("starting a throwaway PostgreSQL")
+    });
+    tmux.signal(nix::sys::signal::Signal::SIGQUIT);
+    assert_eq!(tmux.exit_status(Duration::from_secs(30)), Some(1));
+    tmux.wait_for("the interruption reported", WAIT, |s| s.contains("demo: interrupted"));
+}

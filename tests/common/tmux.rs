@@ -26,6 +26,8 @@ impl Tmux {
         let pid_file = home.join(format!("{socket}.pid"));
         let stty_file = home.join(format!("{socket}.stty"));
         let quoted: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
+        // As `common::pgtls`: PGTLS_TEST_BIN runs another build, e.g. to show a test fails on an older one.
+        let binary = std::env::var("PGTLS_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_pgtls").to_string());
         let unset: String = std::env::vars()
             .filter(|(k, _)| k.starts_with("PG"))
             .map(|(k, _)| format!("-u {k} "))
@@ -38,7 +40,7 @@ impl Tmux {
              stty -a > {}; sleep 600",
             shell_quote(&pid_file.display().to_string()),
             shell_quote(&home.display().to_string()),
-            shell_quote(env!("CARGO_BIN_EXE_pgtls")),
+            shell_quote(&binary),
             quoted.join(" "),
             shell_quote(&status_file.display().to_string()),
             shell_quote(&stty_file.display().to_string()),
