@@ -126,6 +126,11 @@ fn device_and_huge_input_files_are_refused_in_one_line() {
             "--server-log /dev/zero: not a regular file",
         ),
         (
+            vec!["snapshot", "host=127.0.0.1 port=1 sslmode=require sslcert=/dev/zero"],
+            2,
+            "could not read certificate file \"/dev/zero\": not a regular file",
+        ),
+        (
             vec![
                 "snapshot",
                 "host=127.0.0.1 port=1 sslmode=require sslrootcert=/dev/zero",

@@ -113,6 +113,15 @@ pub fn lookup(service: &str, files: &[PathBuf]) -> Result<Vec<(String, String)>,
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_device_is_refused_not_read_to_its_end() {
+        let err = lookup("x", &[PathBuf::from("/dev/zero")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "could not read service file \"/dev/zero\": not a regular file"
+        );
+    }
+
     const SAMPLE: &str = "\
 # comment at the top
 [other]
