@@ -146,7 +146,7 @@ impl Config {
         let Some(path) = path else {
             return Ok((Config::default(), None));
         };
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("config {}: {e}", path.display()))?;
+        let text = crate::files::read_small_text(&path).map_err(|e| format!("config {}: {e}", path.display()))?;
         let config = Config::parse(&text, &path)?;
         Ok((config, Some(path)))
     }
@@ -186,20 +186,34 @@ pub fn default_path() -> Option<PathBuf> {
     Some(base.join("pgtls").join("config.toml"))
 }
 
-/// "90s", "15m", "24h", "7d" (whole numbers).
+/// The longest duration accepted anywhere (`--watch`, `--min-evidence`, `whatif.min_evidence`): ten years is
+/// already absurd for watching a server, and a bound keeps every later sum (deadlines, ages) far from overflow.
+pub const MAX_DURATION_DAYS: i64 = 3650;
+
+/// "90s", "15m", "24h", "7d" (whole numbers), at most [`MAX_DURATION_DAYS`].
 pub fn parse_duration(text: &str) -> Result<chrono::Duration, String> {
     let text = text.trim();
     let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let n: i64 = number
-        .parse()
-        .map_err(|_| format!("\"{text}\" is not a duration like 90s, 15m, 24h or 7d"))?;
-    match unit {
-        "s" | "" => Ok(chrono::Duration::seconds(n)),
-        "m" | "min" => Ok(chrono::Duration::minutes(n)),
-        "h" => Ok(chrono::Duration::hours(n)),
-        "d" => Ok(chrono::Duration::days(n)),
-        _ => Err(format!("\"{text}\" is not a duration like 90s, 15m, 24h or 7d")),
+    let not_a_duration = || format!("\"{text}\" is not a duration like 90s, 15m, 24h or 7d");
+    let too_long = || format!("\"{text}\" is too long (at most {MAX_DURATION_DAYS}d)");
+    let seconds_per_unit: i64 = match unit {
+        "s" | "" => 1,
+        "m" | "min" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(not_a_duration()),
+    };
+    // All digits: a parse failure is either empty text or a number beyond i64, which is too long.
+    let n: i64 = match number.parse() {
+        Ok(n) => n,
+        Err(_) if number.is_empty() => return Err(not_a_duration()),
+        Err(_) => return Err(too_long()),
+    };
+    let seconds = n.checked_mul(seconds_per_unit).ok_or_else(too_long)?;
+    if seconds > MAX_DURATION_DAYS * 86_400 {
+        return Err(too_long());
     }
+    Ok(chrono::Duration::seconds(seconds))
 }
 
 /// One line: file, line, key, and what is wrong.
@@ -297,5 +311,24 @@ mod tests {
         assert_eq!(parse_duration("15m").unwrap(), chrono::Duration::minutes(15));
         assert_eq!(parse_duration("7d").unwrap(), chrono::Duration::days(7));
         assert!(parse_duration("1.5h").is_err());
+        assert_eq!(parse_duration("3650d").unwrap(), chrono::Duration::days(3650));
+    }
+
+    #[test]
+    fn overflowing_durations_are_errors_naming_the_value() {
+        for text in [
+            "99999999999999h",
+            "99999999999999999999999s",
+            "3651d",
+            "9223372036854775807m",
+        ] {
+            let e = parse_duration(text).unwrap_err();
+            assert!(e.contains(text) && e.contains("too long"), "{e}");
+        }
+        let e = parse("[whatif]\nmin_evidence = \"99999999999999h\"\n").unwrap_err();
+        assert!(
+            e.contains("key whatif.min_evidence") && e.contains("99999999999999h"),
+            "{e}"
+        );
     }
 }

@@ -65,6 +65,7 @@ pub fn session(pid: i32, class: ConnClass) -> Session {
         query_id: None,
         tls,
         gss: None,
+        undecoded: Vec::new(),
     }
 }
 

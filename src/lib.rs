@@ -13,6 +13,7 @@ pub mod collect;
 pub mod config;
 /// The connection layer lives in its own crate; `crate::conn::...` paths keep working.
 pub use pgtls_conn as conn;
+pub mod files;
 pub mod fixtures;
 pub mod format;
 pub mod lab;

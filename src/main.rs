@@ -5,9 +5,18 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = pgtls::cli::Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match pgtls::cli::Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap would exit 2 for every command; `check` and `probe` are plugins, for which 2 is CRITICAL.
+            // A closed stdout or stderr (`pgtls --help | head -1`) is no reason to panic: the print is best effort.
+            let _ = e.print();
+            return ExitCode::from(pgtls::cmd::exit::for_usage_error(&args, e.kind()));
+        }
+    };
     if let Err(e) = color_eyre::install() {
-        eprintln!("pgtls: {e}");
+        pgtls::cmd::warn(&e.to_string());
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -16,8 +25,8 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("pgtls: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
+            pgtls::cmd::warn(&format!("cannot start the async runtime: {e}"));
+            return ExitCode::from(pgtls::cmd::exit::ERROR);
         }
     };
     runtime.block_on(pgtls::cmd::run(cli))

@@ -223,6 +223,10 @@ pub struct Session {
     pub query_id: Option<i64>,
     pub tls: Option<TlsInfo>,
     pub gss: Option<GssInfo>,
+    /// Columns the server sent that could not be decoded (shown empty): the session is kept and marked rather
+    /// than dropped, and the other sessions are unaffected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub undecoded: Vec<String>,
 }
 
 impl Session {

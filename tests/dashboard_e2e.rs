@@ -159,3 +159,56 @@ async fn a_too_small_terminal_shows_a_note_not_garbage() {
     tmux.keys(&["q"]);
     assert_eq!(tmux.exit_status(WAIT), Some(0));
 }
+
+/// `kill -INT` and `kill -QUIT` end the dashboard like `q`: out of the alternate screen, echo and line editing
+/// back, exit 0. Their default actions would kill pgtls with the terminal left raw in the alternate screen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_and_sigquit_restore_the_terminal() {
+    use nix::sys::signal::Signal;
+    let lab = common::lab().await;
+    for signal in [Signal::SIGINT, Signal::SIGQUIT, Signal::SIGTERM] {
+        let home = tempfile::tempdir().unwrap();
+        let conninfo = format!("{} sslmode=require", lab.conninfo(SUPERUSER));
+        let tmux = Tmux::start(&[&conninfo, "--interval", "0.5"], home.path(), 120, 36);
+        tmux.wait_for("live data", WAIT, |s| s.contains("TLSv1.3"));
+        assert!(
+            tmux.alternate_screen(),
+            "{signal}: the dashboard runs in the alternate screen"
+        );
+        tmux.signal(signal);
+        assert_eq!(tmux.exit_status(WAIT), Some(0), "{signal}");
+        let modes = tmux.modes_after_exit(WAIT);
+        let words: Vec<&str> = modes.split_whitespace().collect();
+        assert!(
+            words.contains(&"echo") && words.contains(&"icanon"),
+            "{signal}: {modes}"
+        );
+        assert!(!tmux.alternate_screen(), "{signal}: still in the alternate screen");
+    }
+}
+
+/// The demo registers its own SIGINT handler for start-up (so its server is removed); once the dashboard is up,
+/// `kill -INT` must still end it, with the terminal restored.
+#[test]
+fn the_demo_quits_on_sigint_once_the_dashboard_is_up() {
+    let home = tempfile::tempdir().unwrap();
+    let tmux = Tmux::start(&["demo", "--interval", "0.5"], home.path(), 120, 36);
+    tmux.wait_for("the demo dashboard", Duration::from_secs(90), |s| s.contains("TLSv1.3"));
+    tmux.signal(nix::sys::signal::Signal::SIGINT);
+    assert_eq!(tmux.exit_status(Duration::from_secs(30)), Some(0));
+    assert!(!tmux.alternate_screen(), "still in the alternate screen");
+}
+
+/// SIGQUIT during the demo's start-up is handled like SIGINT: the half-started server is removed and the demo
+/// says it was interrupted, instead of dumping core and leaving the server behind.
+#[test]
+fn sigquit_during_demo_start_up_is_an_interruption() {
+    let home = tempfile::tempdir().unwrap();
+    let tmux = Tmux::start(&["demo"], home.path(), 120, 36);
+    tmux.wait_for("the demo starting", Duration::from_secs(30), |s| {
+        s.contains("starting a throwaway PostgreSQL")
+    });
+    tmux.signal(nix::sys::signal::Signal::SIGQUIT);
+    assert_eq!(tmux.exit_status(Duration::from_secs(30)), Some(1));
+    tmux.wait_for("the interruption reported", WAIT, |s| s.contains("demo: interrupted"));
+}

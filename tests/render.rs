@@ -593,3 +593,19 @@ fn holdouts_filter_and_screen_keys() {
         "Esc goes back to the sessions"
     );
 }
+
+/// A session kept despite a column pgtls could not decode says which, in its drill-down.
+#[test]
+fn detail_names_undecodable_columns() {
+    let mut state = new_state(120, 40);
+    let mut snapshot = fixtures::snapshot();
+    for s in &mut snapshot.sessions {
+        s.undecoded = vec!["backend_start".to_string()];
+        s.backend_start = None;
+    }
+    feed(&mut state, snapshot);
+    press(&mut state, KeyCode::Enter);
+    let terminal = draw_mono(&mut state, 120, 40);
+    let screen = lines(terminal.backend().buffer()).join("\n");
+    assert!(screen.contains("Could not decode: backend_start"), "{screen}");
+}

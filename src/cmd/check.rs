@@ -19,34 +19,7 @@ use crate::model::{ClassCounts, Snapshot};
 use crate::output::safe;
 use crate::sources::LogSources;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Status {
-    Ok,
-    Warning,
-    Critical,
-    Unknown,
-}
-
-impl Status {
-    pub fn code(self) -> u8 {
-        match self {
-            Status::Ok => 0,
-            Status::Warning => 1,
-            Status::Critical => 2,
-            Status::Unknown => 3,
-        }
-    }
-
-    fn word(self) -> &'static str {
-        match self {
-            Status::Ok => "OK",
-            Status::Warning => "WARNING",
-            Status::Critical => "CRITICAL",
-            Status::Unknown => "UNKNOWN",
-        }
-    }
-}
+pub use super::exit::Status;
 
 #[derive(Debug, Serialize)]
 pub struct CheckReport {
@@ -71,8 +44,10 @@ pub async fn run(args: CheckArgs) -> Result<ExitCode, Failure> {
     match run_checked(args).await {
         Ok(code) => Ok(code),
         Err(failure) => {
-            // The message may quote the server (an ErrorResponse, a certificate name): one safe line.
-            println!("{}", safe::nagios(&failure.message));
+            // The message may quote the server (an ErrorResponse, a certificate name): one safe line. A closed
+            // stdout leaves the exit status as the only answer, which is still the right one.
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{}", safe::nagios(&failure.message)).and_then(|()| out.flush());
             Ok(ExitCode::from(failure.code))
         }
     }
@@ -80,6 +55,8 @@ pub async fn run(args: CheckArgs) -> Result<ExitCode, Failure> {
 
 async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
     let (config, _) = Config::load(args.config.as_deref()).map_err(unknown)?;
+    crate::files::check_growing("--ledger", args.ledger.as_deref()).map_err(unknown)?;
+    crate::files::check_growing("--server-log", args.server_log.as_deref()).map_err(unknown)?;
     let watch = match &args.watch {
         Some(w) => parse_duration(w).map_err(|e| unknown(format!("--watch: {e}")))?,
         None => chrono::Duration::zero(),
@@ -135,7 +112,7 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
             .map_err(std::io::Error::from)
             .and_then(|()| writeln!(out)),
     };
-    written.and_then(|()| out.flush()).map_err(unknown)?;
+    super::written(written.and_then(|()| out.flush())).map_err(unknown)?;
     Ok(ExitCode::from(report.status.code()))
 }
 

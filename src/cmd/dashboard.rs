@@ -21,6 +21,8 @@ pub async fn run(args: DashboardArgs) -> Result<ExitCode, Failure> {
 /// Shared with the demo: load config and ledger, connect once, then hand over to the dashboard.
 pub async fn open(params: ConnParams, interval: Duration, history: &HistoryArgs) -> Result<ExitCode, Failure> {
     let (config, _) = Config::load(history.config.as_deref()).map_err(Failure::usage)?;
+    crate::files::check_growing("--ledger", history.ledger.as_deref()).map_err(Failure::usage)?;
+    crate::files::check_growing("--server-log", history.server_log.as_deref()).map_err(Failure::usage)?;
     let fields = KeyFields::from_names(&config.ledger.key).map_err(Failure::usage)?;
     let mut ledger = Ledger::new(fields);
     let mut warnings = Vec::new();

@@ -66,15 +66,17 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
     result
 }
 
-/// Resolves on SIGINT, SIGTERM or SIGHUP.
+/// Resolves on SIGINT, SIGQUIT, SIGTERM or SIGHUP (the same set that ends the dashboard).
 fn interrupted() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut hup = signal(SignalKind::hangup())?;
+    let mut quit = signal(SignalKind::quit())?;
     Ok(async move {
         tokio::select! {
             _ = int.recv() => {}
+            _ = quit.recv() => {}
             _ = term.recv() => {}
             _ = hup.recv() => {}
         }

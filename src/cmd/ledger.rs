@@ -11,6 +11,8 @@ pub fn run(args: LedgerArgs) -> Result<ExitCode, Failure> {
     if !args.path.exists() {
         return Err(Failure::usage(format!("ledger {} does not exist", args.path.display())));
     }
+    crate::files::regular_if_exists(&args.path)
+        .map_err(|e| Failure::usage(format!("ledger {}: {e}", args.path.display())))?;
     let mut ledger = Ledger::new(KeyFields::default());
     // An export reads: the file is opened read-only and stays byte for byte as it was, a torn last line included.
     let report = Journal::replay_read_only(&args.path, &mut ledger).map_err(Failure::usage)?;
@@ -31,8 +33,6 @@ pub fn run(args: LedgerArgs) -> Result<ExitCode, Failure> {
                 .and_then(|()| writeln!(out))
         }
     };
-    written
-        .and_then(|()| out.flush())
-        .map_err(|e| Failure::usage(format!("writing output: {e}")))?;
+    super::written(written.and_then(|()| out.flush())).map_err(|e| Failure::usage(format!("writing output: {e}")))?;
     Ok(ExitCode::SUCCESS)
 }

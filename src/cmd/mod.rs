@@ -3,6 +3,7 @@
 pub mod check;
 pub mod dashboard;
 pub mod demo;
+pub mod exit;
 pub mod ledger;
 pub mod probe;
 pub mod snapshot;
@@ -10,9 +11,6 @@ pub mod snapshot;
 use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
-
-/// Exit code for "could not connect or could not see", as monitoring plugins use 2/3.
-pub const EXIT_CONNECT_FAILED: u8 = 2;
 
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
@@ -35,7 +33,27 @@ pub async fn run(cli: Cli) -> ExitCode {
 /// One line on stderr. Errors and warnings quote outside text (a server's ErrorResponse, certificate names, host
 /// names, file names), so every one goes through the terminal sanitiser here, at the edge, whatever produced it.
 pub fn warn(message: &str) {
-    eprintln!("pgtls: {}", crate::output::safe::terminal(message));
+    use std::io::Write;
+    // A closed stderr must not turn a warning into a panic.
+    let _ = writeln!(std::io::stderr(), "pgtls: {}", crate::output::safe::terminal(message));
+}
+
+/// The reader of our output went away (`pgtls snapshot | head -1`): like grep and psql, stop writing and end
+/// quietly. Rust ignores SIGPIPE, so this arrives as an error from the write, possibly wrapped by the CSV writer.
+pub fn is_broken_pipe(e: &std::io::Error) -> bool {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        return true;
+    }
+    let inner = e.get_ref().and_then(|inner| inner.downcast_ref::<csv::Error>());
+    matches!(inner.map(csv::Error::kind), Some(csv::ErrorKind::Io(io)) if io.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// Output written, or not needed any more because its reader closed the pipe; any other write error is one.
+pub fn written(result: std::io::Result<()>) -> Result<(), std::io::Error> {
+    match result {
+        Err(e) if is_broken_pipe(&e) => Ok(()),
+        other => other,
+    }
 }
 
 /// An error that ends the program with one line on stderr.
@@ -49,14 +67,14 @@ impl Failure {
     pub fn connect(message: impl std::fmt::Display) -> Self {
         Failure {
             message: message.to_string(),
-            code: EXIT_CONNECT_FAILED,
+            code: exit::CONNECT_FAILED,
         }
     }
 
     pub fn usage(message: impl std::fmt::Display) -> Self {
         Failure {
             message: message.to_string(),
-            code: 1,
+            code: exit::ERROR,
         }
     }
 }

@@ -4,26 +4,25 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use super::Failure;
+use super::exit::Status;
 use crate::analysis::alerts::Severity;
 use crate::cli::{ProbeArgs, ProbeFormat};
 use crate::conn::params::{Environment, resolve};
 use crate::probe::{ProbeTarget, run as probe};
 
-/// Monitoring-plugin exit codes, shared with `check`.
-pub fn exit_code(worst: Option<Severity>) -> ExitCode {
+/// The plugin status of the worst finding.
+pub fn status(worst: Option<Severity>) -> Status {
     match worst {
-        None | Some(Severity::Info) => ExitCode::from(0),
-        Some(Severity::Warning) => ExitCode::from(1),
-        Some(Severity::Critical) => ExitCode::from(2),
+        None | Some(Severity::Info) => Status::Ok,
+        Some(Severity::Warning) => Status::Warning,
+        Some(Severity::Critical) => Status::Critical,
     }
 }
-
-pub const EXIT_UNKNOWN: u8 = 3;
 
 pub async fn run(args: ProbeArgs) -> Result<ExitCode, Failure> {
     let unknown = |m: String| Failure {
         message: m,
-        code: EXIT_UNKNOWN,
+        code: Status::Unknown.code(),
     };
     let params =
         resolve(args.conn.conninfo.as_deref(), &Environment::from_process()).map_err(|e| unknown(e.to_string()))?;
@@ -40,8 +39,6 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode, Failure> {
             .map_err(std::io::Error::from)
             .and_then(|()| writeln!(out)),
     };
-    written
-        .and_then(|()| out.flush())
-        .map_err(|e| unknown(format!("writing output: {e}")))?;
-    Ok(exit_code(report.worst()))
+    super::written(written.and_then(|()| out.flush())).map_err(|e| unknown(format!("writing output: {e}")))?;
+    Ok(status(report.worst()).exit())
 }

@@ -16,13 +16,13 @@ pub async fn run(args: SnapshotArgs) -> Result<ExitCode, Failure> {
     }
     let snapshot = collector.poll().await.map_err(Failure::connect)?;
     let mut out = std::io::stdout().lock();
-    crate::output::write(
+    let result = crate::output::write(
         &snapshot,
         args.format,
         crate::output::csv::CsvFields::from_raw_flag(args.raw),
         &mut out,
     )
-    .and_then(|()| out.flush())
-    .map_err(|e| Failure::usage(format!("writing output: {e}")))?;
+    .and_then(|()| out.flush());
+    super::written(result).map_err(|e| Failure::usage(format!("writing output: {e}")))?;
     Ok(ExitCode::SUCCESS)
 }

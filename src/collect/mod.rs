@@ -262,14 +262,15 @@ impl Collector {
             if kind == 0 {
                 meta = Some(row);
             } else {
-                sessions.push(rows::session_from_row(row).map_err(poll_error)?);
+                sessions.push(rows::session_from_row(row));
             }
         }
         let meta = meta.ok_or_else(|| CollectError::Poll("the poll returned no meta row".to_string()))?;
         let taken_at: DateTime<Utc> = meta.try_get(sql::col::SERVER_NOW).map_err(poll_error)?;
-        let names: Vec<String> = meta.try_get(sql::col::SETTING_NAMES).map_err(poll_error)?;
-        let values: Vec<String> = meta.try_get(sql::col::SETTING_VALUES).map_err(poll_error)?;
-        let rst: Option<String> = meta.try_get(sql::col::REQUIRE_SECURE_TRANSPORT).map_err(poll_error)?;
+        let names = rows::text_array(meta, sql::col::SETTING_NAMES).map_err(poll_error)?;
+        let values = rows::text_array(meta, sql::col::SETTING_VALUES).map_err(poll_error)?;
+        let rst: Option<rows::LossyText> = meta.try_get(sql::col::REQUIRE_SECURE_TRANSPORT).map_err(poll_error)?;
+        let rst = rst.map(|t| t.0);
         let ssl_is_used: Option<bool> = meta.try_get(sql::col::SSL_IS_USED).map_err(poll_error)?;
         sessions.sort_by_key(|s| s.pid);
 

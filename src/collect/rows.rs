@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use tokio_postgres::Row;
+use tokio_postgres::types::{FromSql, Type};
 
 use super::sql::{KNOWN_SETTINGS, REQUIRE_SECURE_TRANSPORT, col};
 use crate::model::{ConnClass, GssInfo, Session, Setting, TlsInfo};
@@ -30,55 +31,110 @@ pub fn classify(
     }
 }
 
-pub fn session_from_row(row: &Row) -> Result<Session, tokio_postgres::Error> {
-    let client_port: Option<i32> = row.try_get(col::CLIENT_PORT)?;
-    let ssl: Option<bool> = row.try_get(col::SSL)?;
-    let tls_version: Option<String> = row.try_get(col::TLS_VERSION)?;
-    let gss_encrypted: Option<bool> = row.try_get(col::GSS_ENCRYPTED)?;
+/// Text as the server sent it, decoded lossily. pg_stat_activity shows other databases' text in their own
+/// encoding (a LATIN1 or SQL_ASCII database's query holds bytes that are not UTF-8) and the server does not
+/// convert it: strict decoding failed the whole poll on one such row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LossyText(pub String);
+
+impl<'a> FromSql<'a> for LossyText {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(LossyText(String::from_utf8_lossy(raw).into_owned()))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        // Every type whose binary form is its text; citext and other extension types have no fixed oid.
+        matches!(
+            *ty,
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN
+        ) || ty.name() == "citext"
+    }
+}
+
+/// Reads one row's columns, carrying on past a column that cannot be decoded: its value is left empty and its
+/// name noted, so the session is still shown (marked) and the rest of the poll is unaffected.
+struct Columns<'r> {
+    row: &'r Row,
+    undecoded: Vec<String>,
+}
+
+impl<'r> Columns<'r> {
+    fn get<T: FromSql<'r>>(&mut self, idx: usize, name: &str) -> Option<T> {
+        match self.row.try_get::<_, Option<T>>(idx) {
+            Ok(value) => value,
+            Err(_) => {
+                self.undecoded.push(name.to_string());
+                None
+            }
+        }
+    }
+
+    fn text(&mut self, idx: usize, name: &str) -> Option<String> {
+        self.get::<LossyText>(idx, name).map(|t| t.0)
+    }
+}
+
+pub fn session_from_row(row: &Row) -> Session {
+    let mut c = Columns {
+        row,
+        undecoded: Vec::new(),
+    };
+    let client_port: Option<i32> = c.get(col::CLIENT_PORT, "client_port");
+    let ssl: Option<bool> = c.get(col::SSL, "ssl");
+    let tls_version = c.text(col::TLS_VERSION, "version");
+    let gss_encrypted: Option<bool> = c.get(col::GSS_ENCRYPTED, "gss_encrypted");
     let class = classify(client_port, ssl, tls_version.as_deref(), gss_encrypted);
     let tls = match (ssl, tls_version) {
         (Some(true), Some(version)) => Some(TlsInfo {
             version,
-            cipher: row.try_get::<_, Option<String>>(col::CIPHER)?.unwrap_or_default(),
-            bits: row.try_get(col::BITS)?,
-            client_dn: row.try_get(col::CLIENT_DN)?,
-            client_serial: row.try_get(col::CLIENT_SERIAL)?,
-            issuer_dn: row.try_get(col::ISSUER_DN)?,
+            cipher: c.text(col::CIPHER, "cipher").unwrap_or_default(),
+            bits: c.get(col::BITS, "bits"),
+            client_dn: c.text(col::CLIENT_DN, "client_dn"),
+            client_serial: c.text(col::CLIENT_SERIAL, "client_serial"),
+            issuer_dn: c.text(col::ISSUER_DN, "issuer_dn"),
         }),
         _ => None,
     };
-    let gss = match row.try_get::<_, Option<bool>>(col::GSS_AUTHENTICATED)? {
-        Some(authenticated) => Some(GssInfo {
+    let gss = c
+        .get::<bool>(col::GSS_AUTHENTICATED, "gss_authenticated")
+        .map(|authenticated| GssInfo {
             authenticated,
-            principal: row.try_get(col::GSS_PRINCIPAL)?,
+            principal: c.text(col::GSS_PRINCIPAL, "principal"),
             encrypted: gss_encrypted.unwrap_or(false),
-            credentials_delegated: row.try_get(col::GSS_DELEGATED)?,
-        }),
-        None => None,
-    };
-    Ok(Session {
-        pid: row.try_get::<_, Option<i32>>(col::PID)?.unwrap_or_default(),
+            credentials_delegated: c.get(col::GSS_DELEGATED, "credentials_delegated"),
+        });
+    let mut session = Session {
+        pid: c.get(col::PID, "pid").unwrap_or_default(),
         class,
-        leader_pid: row.try_get(col::LEADER_PID)?,
-        user: row.try_get(col::USENAME)?,
-        database: row.try_get(col::DATNAME)?,
-        application_name: row.try_get(col::APPLICATION_NAME)?,
-        client_addr: row.try_get(col::CLIENT_ADDR)?,
-        client_hostname: row.try_get(col::CLIENT_HOSTNAME)?,
+        leader_pid: c.get(col::LEADER_PID, "leader_pid"),
+        user: c.text(col::USENAME, "usename"),
+        database: c.text(col::DATNAME, "datname"),
+        application_name: c.text(col::APPLICATION_NAME, "application_name"),
+        client_addr: c.text(col::CLIENT_ADDR, "client_addr"),
+        client_hostname: c.text(col::CLIENT_HOSTNAME, "client_hostname"),
         client_port,
-        backend_type: row.try_get(col::BACKEND_TYPE)?,
-        state: row.try_get(col::STATE)?,
-        backend_start: row.try_get(col::BACKEND_START)?,
-        xact_start: row.try_get(col::XACT_START)?,
-        query_start: row.try_get(col::QUERY_START)?,
-        state_change: row.try_get(col::STATE_CHANGE)?,
-        wait_event_type: row.try_get(col::WAIT_EVENT_TYPE)?,
-        wait_event: row.try_get(col::WAIT_EVENT)?,
-        query: row.try_get(col::QUERY)?,
-        query_id: row.try_get(col::QUERY_ID)?,
+        backend_type: c.text(col::BACKEND_TYPE, "backend_type"),
+        state: c.text(col::STATE, "state"),
+        backend_start: c.get(col::BACKEND_START, "backend_start"),
+        xact_start: c.get(col::XACT_START, "xact_start"),
+        query_start: c.get(col::QUERY_START, "query_start"),
+        state_change: c.get(col::STATE_CHANGE, "state_change"),
+        wait_event_type: c.text(col::WAIT_EVENT_TYPE, "wait_event_type"),
+        wait_event: c.text(col::WAIT_EVENT, "wait_event"),
+        query: c.text(col::QUERY, "query"),
+        query_id: c.get(col::QUERY_ID, "query_id"),
         tls,
         gss,
-    })
+        undecoded: Vec::new(),
+    };
+    session.undecoded = c.undecoded;
+    session
+}
+
+/// Text columns of the meta row (setting names and values), lossily, for the same reason as sessions' text.
+pub fn text_array(row: &Row, idx: usize) -> Result<Vec<String>, tokio_postgres::Error> {
+    let values: Vec<LossyText> = row.try_get(idx)?;
+    Ok(values.into_iter().map(|t| t.0).collect())
 }
 
 /// Settings as the monitor sees them: a setting this version has but pg_settings did not
@@ -137,6 +193,14 @@ mod tests {
             ConnClass::PlainTcp
         );
         assert_eq!(classify(Some(5000), None, None, None), ConnClass::Unknown);
+    }
+
+    #[test]
+    fn text_is_decoded_lossily_whatever_its_bytes() {
+        let t = LossyText::from_sql(&Type::TEXT, b"SELECT 'caf\xe9'").unwrap();
+        assert_eq!(t.0, "SELECT 'caf\u{FFFD}'");
+        assert!(LossyText::accepts(&Type::NAME) && LossyText::accepts(&Type::VARCHAR));
+        assert!(!LossyText::accepts(&Type::INT4));
     }
 
     #[test]

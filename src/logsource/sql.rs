@@ -104,8 +104,14 @@ async fn start(client: &Client, from_start: bool) -> Result<State, String> {
         )
         .await
         .map_err(|e| unavailable("reading the logging settings", &e))?;
-    let (role, collector, destination, prefix): (String, String, String, String) =
-        (row.get(0), row.get(1), row.get(2), row.get(3));
+    // try_get throughout: a server (or a proxy in front of one) may send NULL or another type, which is a
+    // reason the log source is unavailable, never a panic.
+    let text = |idx: usize| -> Result<String, String> {
+        row.try_get::<_, crate::collect::rows::LossyText>(idx)
+            .map(|t| t.0)
+            .map_err(|e| unavailable("reading the logging settings", &e))
+    };
+    let (role, collector, destination, prefix) = (text(0)?, text(1)?, text(2)?, text(3)?);
     if collector != "on" {
         return Err(
             "log source unavailable: logging_collector is off, so the server keeps no log file \
@@ -145,7 +151,10 @@ async fn current_logfile(client: &Client, format: &LogFormat) -> Result<String, 
         .query_one("SELECT pg_catalog.pg_current_logfile($1)", &[&key])
         .await
         .map_err(|e| unavailable("asking pg_current_logfile", &e))?;
-    row.get::<_, Option<String>>(0).ok_or_else(|| {
+    let file: Option<String> = row
+        .try_get(0)
+        .map_err(|e| unavailable("asking pg_current_logfile", &e))?;
+    file.ok_or_else(|| {
         format!("log source unavailable: pg_current_logfile('{key}') names no file (is {key} in log_destination?)")
     })
 }
@@ -183,7 +192,7 @@ async fn skip_to_end(client: &Client, state: &mut State) -> Result<(), String> {
         .await;
     match size {
         Ok(row) => {
-            let size: i64 = row.get(0);
+            let size: i64 = row.try_get(0).map_err(|e| ReadError::from_db(&e).message)?;
             state.offset = size;
             if size > 0 {
                 let (last, _) = read_chunk(client, state, size - 1, 1).await?;
@@ -244,7 +253,7 @@ async fn read_chunk(client: &Client, state: &State, offset: i64, length: i64) ->
                 )
                 .await
                 .map_err(|e| ReadError::from_db(&e))?;
-            let bytes: Vec<u8> = row.get(0);
+            let bytes: Vec<u8> = row.try_get(0).map_err(|e| ReadError::from_db(&e))?;
             let consumed = bytes.len() as i64;
             Ok((bytes, consumed))
         }
@@ -262,8 +271,8 @@ async fn read_chunk(client: &Client, state: &State, offset: i64, length: i64) ->
                     .await
                 {
                     Ok(row) => {
-                        let text: String = row.get(0);
-                        let consumed: i64 = row.get(1);
+                        let text: String = row.try_get(0).map_err(|e| ReadError::from_db(&e))?;
+                        let consumed: i64 = row.try_get(1).map_err(|e| ReadError::from_db(&e))?;
                         return Ok((text.into_bytes(), consumed));
                     }
                     Err(e) if e.code() == Some(&SqlState::CHARACTER_NOT_IN_REPERTOIRE) => last_err = Some(e),

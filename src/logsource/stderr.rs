@@ -228,6 +228,11 @@ fn match_tokens<'a>(tokens: &[Token], text: &'a str, caps: &mut Captures<'a>) ->
         },
         Token::Escape { kind, padded } => {
             for end in candidate_ends(*kind, *padded, text, rest.first()) {
+                // Candidates are byte counts (e.g. %e's five characters); inside a multibyte character the
+                // line cannot match there, and slicing would panic. Found by the property tests.
+                if !text.is_char_boundary(end) {
+                    continue;
+                }
                 let saved = *caps;
                 if capture(*kind, &text[..end], caps) && match_tokens(rest, &text[end..], caps) {
                     return true;
@@ -491,5 +496,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(line.pid, Some(9));
+    }
+
+    /// A fixed-width escape (%e is five characters) over a multibyte character must not slice inside it.
+    #[test]
+    fn a_multibyte_character_where_a_fixed_width_escape_ends_is_no_match_not_a_panic() {
+        let prefix = StderrPrefix::new("%e ");
+        assert_eq!(
+            parse_stderr_line("ab\u{c449b} LOG:  connection received: host=x", &prefix),
+            None
+        );
+        let prefix = StderrPrefix::new("%%%h%e\u{a1}");
+        assert_eq!(parse_stderr_line("LOG:  connection received: host=", &prefix), None);
     }
 }

@@ -35,7 +35,7 @@ pub async fn run(
     view::theme::set_theme(view::theme::Theme::from_env());
     view::set_utc_offset(*chrono::Local::now().offset());
     let (events_tx, events_rx) = mpsc::channel(16);
-    let poller = poller::spawn(params, Some(collector), interval, history, events_tx);
+    let mut poller = poller::spawn(params, Some(collector), interval, history, events_tx);
     let mut state = AppState::new(target, interval, Utc::now());
     state.alert_config = alert_config;
     state.startup_warnings = warnings;
@@ -43,7 +43,7 @@ pub async fn run(
     let mut terminal = ratatui::try_init().wrap_err("cannot open the terminal (is this an interactive terminal?)")?;
     install_mouse_restoring_panic_hook();
     let _ = crossterm::execute!(stdout(), EnableMouseCapture);
-    let result = event_loop(&mut terminal, &mut state, events_rx, &poller).await;
+    let result = event_loop(&mut terminal, &mut state, events_rx, &mut poller).await;
     let _ = crossterm::execute!(stdout(), DisableMouseCapture);
     ratatui::restore();
     result
@@ -63,13 +63,13 @@ async fn event_loop(
     terminal: &mut DefaultTerminal,
     state: &mut AppState,
     mut poller_events: mpsc::Receiver<PollerEvent>,
-    poller: &PollerHandle,
+    poller: &mut PollerHandle,
 ) -> Result<()> {
     let mut input_events = EventStream::new();
-    // A closed terminal (SIGHUP) or `kill` (SIGTERM) ends the program like `q` does, so the demo
-    // still removes its server and temp dir.
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sighup = signal(SignalKind::hangup())?;
+    // A closed terminal (SIGHUP), `kill` (SIGTERM, SIGINT, SIGQUIT) end the program like `q` does: the terminal is
+    // restored (their default action would leave it in the alternate screen with echo off) and the demo still
+    // removes its server and temp dir. In raw mode Ctrl-C and Ctrl-\ arrive as keys, so these come from `kill`.
+    let mut quit_signals = QuitSignals::new()?;
     let mut dirty = true;
     loop {
         if dirty {
@@ -90,12 +90,8 @@ async fn event_loop(
                 // stdin closed: nobody is left to press q.
                 None => return Ok(()),
             },
-            event = poller_events.recv() => match event {
-                Some(event) => Input::Poller { event, at: Utc::now() },
-                None => return Ok(()),
-            },
-            _ = sigterm.recv() => return Ok(()),
-            _ = sighup.recv() => return Ok(()),
+            event = next_poller_event(&mut poller_events, &mut poller.task) => Input::Poller { event: event?, at: Utc::now() },
+            () = quit_signals.recv() => return Ok(()),
         };
         dirty = true;
         for effect in state.handle(input) {
@@ -110,6 +106,58 @@ async fn event_loop(
                 }
             }
         }
+    }
+}
+
+/// The signals that end the dashboard the way `q` does.
+struct QuitSignals([tokio::signal::unix::Signal; 4]);
+
+impl QuitSignals {
+    fn new() -> Result<Self> {
+        Ok(QuitSignals([
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::hangup())?,
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::quit())?,
+        ]))
+    }
+
+    async fn recv(&mut self) {
+        let [a, b, c, d] = &mut self.0;
+        tokio::select! {
+            _ = a.recv() => {}
+            _ = b.recv() => {}
+            _ = c.recv() => {}
+            _ = d.recv() => {}
+        }
+    }
+}
+
+/// The poller's next event. The poller only stops when nobody listens, which cannot happen while we do, so its
+/// channel closing means the task failed: report how (a panic's message included) instead of quitting as if the
+/// user had pressed `q`, so the dashboard ends with a non-zero status.
+async fn next_poller_event(
+    events: &mut mpsc::Receiver<PollerEvent>,
+    task: &mut tokio::task::JoinHandle<()>,
+) -> Result<PollerEvent> {
+    if let Some(event) = events.recv().await {
+        return Ok(event);
+    }
+    Err(match task.await {
+        Err(e) if e.is_panic() => {
+            color_eyre::eyre::eyre!("the poller task panicked: {}", panic_message(e.into_panic()))
+        }
+        Err(e) => color_eyre::eyre::eyre!("the poller task ended: {e}"),
+        Ok(()) => color_eyre::eyre::eyre!("the poller task ended unexpectedly"),
+    })
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(text) => *text,
+        Err(payload) => payload
+            .downcast_ref::<&str>()
+            .map_or_else(|| "(no message)".to_string(), |text| (*text).to_string()),
     }
 }
 
@@ -143,5 +191,29 @@ fn to_input(event: Event, area: Rect) -> Translated {
             _ => Translated::Ignore,
         },
         _ => Translated::Ignore,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_poller_is_an_error_with_its_message() {
+        let (tx, mut rx) = mpsc::channel::<PollerEvent>(1);
+        let mut task = tokio::spawn(async move {
+            let _keep_the_channel_open_until_the_panic = tx;
+            panic!("boom in the poller");
+        });
+        let error = next_poller_event(&mut rx, &mut task).await.unwrap_err();
+        assert_eq!(error.to_string(), "the poller task panicked: boom in the poller");
+    }
+
+    #[tokio::test]
+    async fn a_poller_that_just_stops_is_an_error_too() {
+        let (tx, mut rx) = mpsc::channel::<PollerEvent>(1);
+        let mut task = tokio::spawn(async move { drop(tx) });
+        let error = next_poller_event(&mut rx, &mut task).await.unwrap_err();
+        assert_eq!(error.to_string(), "the poller task ended unexpectedly");
     }
 }

@@ -14,7 +14,7 @@
 pub mod connect;
 pub mod conninfo;
 pub mod error;
-mod files;
+pub mod files;
 pub mod inspect;
 pub mod params;
 pub mod pgpass;

@@ -88,16 +88,18 @@ pub fn find_service(content: &str, service: &str, path: &Path) -> Result<Option<
 /// `~/.pg_service.conf`) followed by `$PGSYSCONFDIR/pg_service.conf`.
 pub fn lookup(service: &str, files: &[PathBuf]) -> Result<Vec<(String, String)>, ServiceError> {
     for path in files {
-        let content = match std::fs::read_to_string(path) {
-            Ok(content) => content,
+        match std::fs::metadata(path) {
             Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
-            Err(err) => {
-                return Err(ServiceError::Io {
-                    path: path.clone(),
-                    message: err.to_string(),
-                });
-            }
+            _ => {}
+        }
+        // Bounded and regular files only: PGSERVICEFILE=/dev/zero must not be read to the end.
+        let io_error = |message: String| ServiceError::Io {
+            path: path.clone(),
+            message,
         };
+        let bytes = crate::files::read_small(path).map_err(io_error)?;
+        let content =
+            String::from_utf8(bytes).map_err(|_| io_error("stream did not contain valid UTF-8".to_string()))?;
         if let Some(entries) = find_service(&content, service, path)? {
             return Ok(entries);
         }
@@ -110,6 +112,15 @@ pub fn lookup(service: &str, files: &[PathBuf]) -> Result<Vec<(String, String)>,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_device_is_refused_not_read_to_its_end() {
+        let err = lookup("x", &[PathBuf::from("/dev/zero")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "could not read service file \"/dev/zero\": not a regular file"
+        );
+    }
 
     const SAMPLE: &str = "\
 # comment at the top

@@ -143,6 +143,13 @@ impl TlsSetup {
             }
             _ => match root_file(params).filter(|p| p.exists()) {
                 Some(path) => {
+                    // OpenSSL reads the file to its end: refuse /dev/zero and the like first.
+                    crate::files::check_small(path).map_err(|e| {
+                        ConnectError::Setup(format!(
+                            "could not read root certificate file {}: {e}",
+                            quoted_path(path)
+                        ))
+                    })?;
                     builder.load_verify_locations(Some(path), None).map_err(|e| {
                         ConnectError::Setup(format!(
                             "could not read root certificate file {}: {}",
@@ -254,6 +261,13 @@ fn load_crls(builder: &mut openssl::ssl::SslConnectorBuilder, params: &ConnParam
     if file.is_none() && dir.is_none() {
         return (false, String::new());
     }
+    // A CRL file OpenSSL would read without end counts as one that does not load.
+    if file
+        .as_deref()
+        .is_some_and(|f| f.exists() && crate::files::check_small(f).is_err())
+    {
+        return (false, String::new());
+    }
     if builder.load_verify_locations(file.as_deref(), dir).is_err() {
         return (false, String::new());
     }
@@ -297,6 +311,12 @@ fn load_client_certificate(
             )));
         }
     }
+    crate::files::check_small(cert_path).map_err(|e| {
+        ConnectError::Setup(format!(
+            "could not read certificate file {}: {e}",
+            quoted_path(cert_path)
+        ))
+    })?;
     builder.set_certificate_chain_file(cert_path).map_err(|e| {
         ConnectError::Setup(format!(
             "could not read certificate file {}: {}",

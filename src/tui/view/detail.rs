@@ -143,6 +143,14 @@ fn body_lines(s: &Session, cx: &Ctx, inner_width: u16) -> Vec<Line<'static>> {
             lines.extend(section_lines(sec, cx, cols));
         }
     }
+    if !s.undecoded.is_empty() {
+        // The row was kept though the server sent these in a form pgtls cannot read: say so, not just "—".
+        lines.push(Line::default());
+        lines.push(Line::from(Span::styled(
+            format!("Could not decode: {}", s.undecoded.join(", ")),
+            cx.theme.warning,
+        )));
+    }
     lines.push(Line::default());
     lines.push(Line::from(Span::styled("Query", cx.theme.title)));
     match s.query.as_deref() {
