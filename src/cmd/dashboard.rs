@@ -46,6 +46,7 @@ pub async fn open(params: ConnParams, interval: Duration, history: &HistoryArgs)
         log_from_start: !history.log_from_now,
         min_evidence: config.min_evidence(),
         probe: ProbeTarget::from_params(&params, config.alerts.expiry_warn_days, false),
+        log_budget: None,
     };
     crate::tui::app::run(params, collector, interval, target, setup, config.alerts, warnings)
         .await
