@@ -395,4 +395,72 @@ mod tests {
             }
         ));
     }
+
+    /// A log far longer than one budget: the first snapshot goes out before any of it is read, the first history
+    /// holds only the first budget's clients, snapshots keep flowing, and the rest is caught up to the last line.
+    #[tokio::test]
+    async fn a_long_log_is_applied_in_budgets_while_snapshots_flow() {
+        let lab = Lab::start(LabOptions::default()).await.expect("lab starts");
+        let home = tempfile::tempdir().expect("temp dir");
+        let env = Environment::new(HashMap::new(), Some(home.path().to_path_buf()), "tester");
+        let params = resolve(Some(&lab.conninfo(SUPERUSER)), &env).expect("conninfo resolves");
+        let log = home.path().join("big.log");
+        const CLIENTS: usize = 2000;
+        let mut text = String::new();
+        for i in 0..CLIENTS {
+            let pid = 100_000 + i;
+            text += &format!(
+                "2026-11-27 17:42:50.000 UTC [{pid}] LOG:  connection received: host=10.9.{}.{} port=5\n\
+                 2026-11-27 17:42:50.001 UTC [{pid}] LOG:  connection authorized: user=bulk{i} database=d \
+                 SSL enabled (protocol=TLSv1.2, cipher=AES128-SHA, bits=128)\n",
+                i / 256,
+                i % 256
+            );
+        }
+        std::fs::write(&log, &text).expect("log written");
+        let setup = HistorySetup {
+            server_log: Some(log),
+            // About 60 connections per budget: the log takes more than 30 budgets.
+            log_budget: Some(16 << 10),
+            ..HistorySetup::none()
+        };
+        let (tx, mut events) = mpsc::channel(16);
+        let poller = spawn(params, None, Duration::from_millis(200), setup, tx);
+        poller
+            .commands
+            .send(PollerCommand::SendHistory(true))
+            .expect("poller runs");
+        let bulk = |h: &History| h.clients.iter().filter(|c| c.key.user.starts_with("bulk")).count();
+        let mut polls_before_history = 0;
+        let mut polls = 0;
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while seen.last() != Some(&CLIENTS) && Instant::now() < deadline {
+            match next(&mut events).await {
+                PollerEvent::Polled { .. } => {
+                    polls += 1;
+                    if seen.is_empty() {
+                        polls_before_history += 1;
+                    }
+                }
+                PollerEvent::History(h) => seen.push(bulk(&h)),
+                _ => {}
+            }
+        }
+        assert!(polls_before_history >= 1, "the snapshot goes out first");
+        let first = seen.first().copied().unwrap_or_default();
+        assert!(
+            first > 0 && first < CLIENTS / 10,
+            "first history after one budget: {seen:?}"
+        );
+        assert_eq!(seen.last(), Some(&CLIENTS), "caught up: {seen:?}");
+        assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+        // Snapshots keep coming once caught up.
+        let more = loop {
+            if let PollerEvent::Polled { .. } = next(&mut events).await {
+                break polls + 1;
+            }
+        };
+        assert!(more >= 2);
+    }
 }
