@@ -111,7 +111,7 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
         snapshot = collector.poll().await.map_err(unknown)?;
         let entries = ledger.observe_snapshot(&snapshot, logs.is_active());
         if let Some(journal) = &mut journal {
-            journal.append(&entries).map_err(unknown)?;
+            journal.append(&entries, &ledger).map_err(unknown)?;
         }
         // The log is read one budget at a time, each applied and journalled before the next is read, so a log
         // of millions of lines costs the memory of its distinct clients, not of its lines.
@@ -123,7 +123,7 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
                 .filter_map(|event| ledger.observe_log(event))
                 .collect();
             if let Some(journal) = &mut journal {
-                journal.append(&entries).map_err(unknown)?;
+                journal.append(&entries, &ledger).map_err(unknown)?;
             }
             if !logs.is_behind() {
                 break;

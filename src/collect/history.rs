@@ -198,7 +198,7 @@ impl Service {
 
     fn journal(&mut self, entries: &[crate::analysis::ledger::Entry]) {
         if let Some(journal) = &mut self.setup.journal
-            && let Err(e) = journal.append(entries)
+            && let Err(e) = journal.append(entries, &self.setup.ledger)
         {
             self.journal_error = Some(e);
             self.setup.journal = None;
