@@ -1152,4 +1152,31 @@ mod tests {
         Journal::open(&path, &mut Ledger::default()).unwrap();
         assert!(!dir.path().join("ledger.jsonl.tmp").exists());
     }
+
+    /// Log lines far from the latest poll can never be matched by a poll, so a log read from its start leaves
+    /// nothing behind per connection; lines near it are remembered so the next poll does not count them twice.
+    #[test]
+    fn old_log_lines_leave_no_per_pid_memory() {
+        let mut ledger = Ledger::new(KeyFields::default());
+        let snap = fixtures::snapshot();
+        ledger.observe_snapshot(&snap, true);
+        let event = |pid: i32, at: DateTime<Utc>| crate::logsource::ConnectionEvent {
+            at,
+            pid,
+            user: "u".into(),
+            database: "d".into(),
+            application_name: None,
+            client_addr: Some("10.0.0.1".into()),
+            local_socket: false,
+            tls: None,
+            gss_encrypted: false,
+        };
+        for pid in 100_000..150_000 {
+            assert!(ledger.observe_log(&event(pid, snap.taken_at - Duration::days(1))).is_some());
+        }
+        assert!(ledger.from_log.is_empty(), "{} pids remembered", ledger.from_log.len());
+        assert!(ledger.observe_log(&event(7, snap.taken_at)).is_some());
+        assert_eq!(ledger.from_log.len(), 1);
+        assert_eq!(ledger.records().find(|r| r.key.user == "u").unwrap().sessions, 50_001);
+    }
 }
