@@ -1172,7 +1172,11 @@ mod tests {
             gss_encrypted: false,
         };
         for pid in 100_000..150_000 {
-            assert!(ledger.observe_log(&event(pid, snap.taken_at - Duration::days(1))).is_some());
+            assert!(
+                ledger
+                    .observe_log(&event(pid, snap.taken_at - Duration::days(1)))
+                    .is_some()
+            );
         }
         assert!(ledger.from_log.is_empty(), "{} pids remembered", ledger.from_log.len());
         assert!(ledger.observe_log(&event(7, snap.taken_at)).is_some());
