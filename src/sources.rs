@@ -6,8 +6,9 @@
 
 use std::path::Path;
 
+use tokio_postgres::Client;
+
 use crate::analysis::alerts::Alert;
-use crate::collect::Collector;
 use crate::config::AlertsConfig;
 use crate::logsource::{self, ConnectionEvent, LogFollower, LogFormat, SqlLogReader, SuspectLine};
 
@@ -30,18 +31,14 @@ pub const POLL_LIMITATION: &str =
 
 impl LogSources {
     /// `server_log` names a file to follow; without it the SQL reader is tried on the first poll.
-    pub async fn open(
-        collector: &Collector,
-        server_log: Option<&Path>,
-        from_start: bool,
-    ) -> Result<LogSources, String> {
+    pub async fn open(client: &Client, server_log: Option<&Path>, from_start: bool) -> Result<LogSources, String> {
         let Some(path) = server_log else {
             return Ok(LogSources {
                 sql: Some(SqlLogReader::new(from_start)),
                 ..LogSources::none_yet()
             });
         };
-        let format = file_format(collector, path).await;
+        let format = file_format(client, path).await;
         let follower = LogFollower::open(path.to_path_buf(), format, from_start)
             .map_err(|e| format!("--server-log {}: {e}", path.display()))?;
         Ok(LogSources {
@@ -96,14 +93,30 @@ impl LogSources {
         self.file.is_some() || self.sql.is_some()
     }
 
-    /// New connection events since the last call. A source that fails is switched off with its reason.
-    pub async fn poll(&mut self, collector: &Collector) -> Vec<ConnectionEvent> {
-        let events = self.poll_sources(collector).await;
+    /// Read at most about `budget` bytes of log per poll.
+    pub fn set_budget(&mut self, budget: u64) {
+        if let Some(file) = &mut self.file {
+            file.set_budget(budget);
+        }
+        if let Some(sql) = &mut self.sql {
+            sql.set_budget(budget);
+        }
+    }
+
+    /// The last poll stopped at its budget: the log holds more than was read, and the next poll goes on.
+    pub fn is_behind(&self) -> bool {
+        self.file.as_ref().is_some_and(LogFollower::is_behind) || self.sql.as_ref().is_some_and(SqlLogReader::is_behind)
+    }
+
+    /// New connection events since the last call, from at most one budget of log. A source that fails is
+    /// switched off with its reason.
+    pub async fn poll(&mut self, client: &Client) -> Vec<ConnectionEvent> {
+        let events = self.poll_sources(client).await;
         self.collect_suspects();
         events
     }
 
-    async fn poll_sources(&mut self, collector: &Collector) -> Vec<ConnectionEvent> {
+    async fn poll_sources(&mut self, client: &Client) -> Vec<ConnectionEvent> {
         if let Some(file) = &mut self.file {
             match file.poll() {
                 Ok(events) => return events,
@@ -114,7 +127,7 @@ impl LogSources {
             }
         }
         if let Some(sql) = &mut self.sql {
-            match sql.poll(collector.client()).await {
+            match sql.poll(client).await {
                 Ok(events) => return events,
                 Err(e) => {
                     self.off_reason = Some(format!("log source off: {e}"));
@@ -151,13 +164,12 @@ impl LogSources {
 }
 
 /// The file's own extension decides csv/json; plain files use the server's log_line_prefix.
-async fn file_format(collector: &Collector, path: &Path) -> LogFormat {
+async fn file_format(client: &Client, path: &Path) -> LogFormat {
     match path.extension().and_then(|e| e.to_str()) {
         Some("csv") => LogFormat::Csv,
         Some("json") => LogFormat::Json,
         _ => {
-            let prefix = collector
-                .client()
+            let prefix = client
                 .query_one("SELECT current_setting('log_line_prefix')", &[])
                 .await
                 .ok()

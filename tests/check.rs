@@ -202,3 +202,93 @@ async fn short_lived_tls12_clients_between_polls_are_found_through_the_log() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("cron-report"), "{text}");
 }
+
+/// A ledger another pgtls is writing: `check` says so in one line and ends UNKNOWN (3), without touching it.
+#[tokio::test]
+async fn a_ledger_held_by_another_writer_is_unknown_in_one_line() {
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let path = home.path().join("ledger.jsonl");
+    let mut ledger = pgtls::analysis::ledger::Ledger::default();
+    let (held, _) = pgtls::analysis::ledger::Journal::open(&path, &mut ledger).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let out = common::pgtls(
+        &[
+            "check",
+            &verify_full(&lab, SUPERUSER),
+            "--ledger",
+            &path.display().to_string(),
+        ],
+        home.path(),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(
+        text.starts_with("PGTLS UNKNOWN - ledger") && text.contains("in use by another pgtls"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    drop(held);
+    let out = common::pgtls(
+        &[
+            "check",
+            &verify_full(&lab, SUPERUSER),
+            "--ledger",
+            &path.display().to_string(),
+        ],
+        home.path(),
+    );
+    assert_ne!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// A log longer than one read budget (about 10 MB, 40,000 connections of 400 clients): `check` applies it budget
+/// by budget and counts every connection, and its ledger file ends the size of the clients, not of the log.
+#[tokio::test]
+async fn check_reads_a_log_longer_than_its_budget_to_the_end() {
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let log = home.path().join("long.log");
+    let mut text = String::new();
+    for i in 0..40_000u32 {
+        let pid = 200_000 + i;
+        let client = i % 400;
+        text += &format!(
+            "2026-11-27 17:42:50.000 UTC [{pid}] LOG:  connection received: host=10.8.{}.{} port=5\n\
+             2026-11-27 17:42:50.001 UTC [{pid}] LOG:  connection authorized: user=longlog{client} database=d \
+             application_name=padding-padding-padding-padding-padding-padding-padding-padding \
+             SSL enabled (protocol=TLSv1.2, cipher=ECDHE-RSA-AES256-GCM-SHA384, bits=256)\n",
+            client / 256,
+            client % 256
+        );
+    }
+    assert!(text.len() > 9 << 20, "{} bytes", text.len());
+    std::fs::write(&log, &text).unwrap();
+    let ledger = home.path().join("ledger.jsonl");
+    let out = common::pgtls(
+        &[
+            "check",
+            &verify_full(&lab, SUPERUSER),
+            "--server-log",
+            &log.display().to_string(),
+            "--ledger",
+            &ledger.display().to_string(),
+            "--format",
+            "json",
+        ],
+        home.path(),
+    );
+    let json: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let refused = json["whatif"]["refused"].as_array().unwrap();
+    let from_log: Vec<&Value> = refused
+        .iter()
+        .filter(|r| r["client"]["user"].as_str().unwrap_or_default().starts_with("longlog"))
+        .collect();
+    assert_eq!(from_log.len(), 400, "every client of the log");
+    let sessions: u64 = from_log.iter().map(|r| r["sessions"].as_u64().unwrap()).sum();
+    assert_eq!(sessions, 40_000, "every connection of the log");
+    // Appended lines were compacted away on the way: nowhere near one line per connection.
+    let size = std::fs::metadata(&ledger).unwrap().len();
+    assert!(size < 2 << 20, "ledger of {size} bytes");
+}

@@ -237,6 +237,7 @@ proptest! {
                 tls_version: Some("TLSv1.2".into()),
                 cipher: None,
                 source: if *log { Source::Log } else { Source::Poll },
+                address: Some("10.0.0.1".into()),
             };
             text.push_str(&serde_json::to_string(&entry).unwrap());
             text.push('\n');

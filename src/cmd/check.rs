@@ -78,7 +78,7 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
         }
         None => None,
     };
-    let mut logs = LogSources::open(&collector, args.server_log.as_deref(), true)
+    let mut logs = LogSources::open(collector.client(), args.server_log.as_deref(), true)
         .await
         .map_err(unknown)?;
 
@@ -86,12 +86,25 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
     let mut snapshot: Snapshot;
     loop {
         snapshot = collector.poll().await.map_err(unknown)?;
-        let mut entries = ledger.observe_snapshot(&snapshot, logs.is_active());
-        for event in logs.poll(&collector).await {
-            entries.extend(ledger.observe_log(&event));
-        }
+        let entries = ledger.observe_snapshot(&snapshot, logs.is_active());
         if let Some(journal) = &mut journal {
-            journal.append(&entries).map_err(unknown)?;
+            journal.append(&entries, &ledger).map_err(unknown)?;
+        }
+        // The log is read one budget at a time, each applied and journalled before the next is read, so a log
+        // of millions of lines costs the memory of its distinct clients, not of its lines.
+        loop {
+            let entries: Vec<_> = logs
+                .poll(collector.client())
+                .await
+                .iter()
+                .filter_map(|event| ledger.observe_log(event))
+                .collect();
+            if let Some(journal) = &mut journal {
+                journal.append(&entries, &ledger).map_err(unknown)?;
+            }
+            if !logs.is_behind() {
+                break;
+            }
         }
         if tokio::time::Instant::now() >= deadline {
             break;

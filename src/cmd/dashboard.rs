@@ -52,6 +52,7 @@ pub async fn open(params: ConnParams, interval: Duration, history: &HistoryArgs)
         min_evidence: config.min_evidence(),
         probe: ProbeTarget::from_params(&params, config.alerts.expiry_warn_days, false),
         poll_timeout: chosen_timeout,
+        log_budget: None,
     };
     crate::tui::app::run(params, collector, interval, target, setup, config.alerts, warnings)
         .await

@@ -1,9 +1,11 @@
 //! The collector: connect, run the privilege preflight once, then poll in one round trip.
 
+pub mod history;
 pub mod poller;
 pub mod rows;
 pub mod sql;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -27,7 +29,8 @@ pub struct Preflight {
 
 /// A connection whose I/O task runs on tokio; dropping it ends the task.
 pub struct Connected {
-    pub client: tokio_postgres::Client,
+    /// Shared with the history service, which reads the server log through it (one backend, not two).
+    pub client: Arc<tokio_postgres::Client>,
     pub report: ConnectReport,
     task: JoinHandle<Result<(), tokio_postgres::Error>>,
     /// Given up (see [`Connected::cancel`]): closed from then on, whatever the aborted task has done yet.
@@ -38,7 +41,7 @@ impl Connected {
     pub async fn open(params: &ConnParams) -> Result<Connected, ConnectError> {
         let connection = connect(params).await?;
         Ok(Connected {
-            client: connection.client,
+            client: Arc::new(connection.client),
             report: connection.report,
             task: tokio::spawn(connection.task),
             abandoned: std::sync::atomic::AtomicBool::new(false),
@@ -345,5 +348,10 @@ impl Collector {
     /// The client for source-specific reads (the SQL log reader) on the same connection.
     pub fn client(&self) -> &tokio_postgres::Client {
         &self.connected.client
+    }
+
+    /// The client, for a task that outlives this borrow (the history service); it fails once this connection ends.
+    pub fn shared_client(&self) -> Arc<tokio_postgres::Client> {
+        Arc::clone(&self.connected.client)
     }
 }

@@ -1,5 +1,6 @@
-//! The poller task: owns the connection, polls on an interval, reconnects with backoff.
-//! It only sends events; the UI never waits on the network.
+//! The poller: a snapshot collector task and a history service task (see [`super::history`]), each watched.
+//! The collector owns the connection, polls on an interval and reconnects with backoff; it sends each snapshot to
+//! the dashboard first and to the history service second. It only sends events; the UI never waits on the network.
 
 use std::time::Duration;
 
@@ -8,161 +9,21 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::history::{self, HistoryInput};
+pub use super::history::{History, HistorySetup, history_of};
 use super::{CollectError, Collector};
-use crate::analysis::ledger::{ClientRecord, Journal, Ledger};
-use crate::analysis::whatif::{self, HbaRule, Target, WhatIf};
 use crate::conn::params::ConnParams;
 use crate::model::Snapshot;
 use crate::probe::{ProbeReport, ProbeTarget};
-use crate::sources::LogSources;
-
-/// What pgtls has seen over time, as the views need it: sent after every poll while the dashboard asks for it
-/// ([`PollerCommand::SendHistory`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct History {
-    pub clients: Vec<ClientRecord>,
-    /// One what-if per [`Target`], in `Target` order.
-    pub whatif: Vec<WhatIf>,
-    /// Which sources are on and what each can miss.
-    pub sources: Vec<String>,
-    /// Where the ledger is kept, if anywhere.
-    pub ledger_file: Option<String>,
-}
-
-/// The history side of the poller: the ledger, its journal, the connection log and the probe.
-pub struct HistorySetup {
-    pub ledger: Ledger,
-    pub journal: Option<Journal>,
-    pub ledger_file: Option<String>,
-    pub server_log: Option<std::path::PathBuf>,
-    /// Read the log from its start (history) or only what is written from now on.
-    pub log_from_start: bool,
-    pub min_evidence: chrono::Duration,
-    /// Where the certificate probe connects; it runs only when asked (each probe leaves server log lines).
-    pub probe: Option<ProbeTarget>,
-    /// The user's poll timeout; `None` follows the interval (see [`super::poll_timeout`]).
-    pub poll_timeout: Option<Duration>,
-}
-
-impl HistorySetup {
-    pub fn none() -> HistorySetup {
-        HistorySetup {
-            ledger: Ledger::default(),
-            journal: None,
-            ledger_file: None,
-            server_log: None,
-            log_from_start: true,
-            min_evidence: chrono::Duration::hours(24),
-            probe: None,
-            poll_timeout: None,
-        }
-    }
-}
-
-struct Tracker {
-    setup: HistorySetup,
-    logs: Option<LogSources>,
-    hba: Result<Vec<HbaRule>, String>,
-    /// A journal write failure is shown once, then the journal is dropped.
-    journal_error: Option<String>,
-    /// A poll has been folded into the ledger (before that there is no history to show).
-    polled: bool,
-    /// Forged log lines already reported to the dashboard.
-    forged_reported: u64,
-}
-
-impl Tracker {
-    async fn on_connect(&mut self, collector: &Collector) {
-        self.hba = collector.hba_rules().await;
-        // The file follower survives reconnects; the SQL reader starts over on the new connection.
-        if self.logs.is_none() || self.setup.server_log.is_none() {
-            self.logs = Some(
-                match LogSources::open(collector, self.setup.server_log.as_deref(), self.setup.log_from_start).await {
-                    Ok(logs) => logs,
-                    Err(e) => LogSources::none(&e),
-                },
-            );
-        }
-    }
-
-    /// Fold a poll into the ledger, read the connection log, append to the journal.
-    async fn on_snapshot(&mut self, collector: &Collector, snapshot: &Snapshot) {
-        self.polled = true;
-        let log_on = self.logs.as_ref().is_some_and(LogSources::is_active);
-        let mut entries = self.setup.ledger.observe_snapshot(snapshot, log_on);
-        if let Some(logs) = &mut self.logs {
-            for event in logs.poll(collector).await {
-                entries.extend(self.setup.ledger.observe_log(&event));
-            }
-        }
-        if let Some(journal) = &mut self.setup.journal
-            && let Err(e) = journal.append(&entries)
-        {
-            self.journal_error = Some(e);
-            self.setup.journal = None;
-        }
-    }
-
-    /// News of more forged log lines since the last call, for the dashboard's alerts.
-    fn forged_news(&mut self) -> Option<PollerEvent> {
-        let (kept, total) = self.logs.as_ref()?.suspects();
-        let latest = kept.last()?;
-        (total > self.forged_reported).then(|| {
-            self.forged_reported = total;
-            PollerEvent::ForgedLogLines {
-                total,
-                latest: Box::new(latest.clone()),
-            }
-        })
-    }
-
-    /// The history as of the latest poll; `None` before the first one.
-    fn history(&self) -> Option<History> {
-        if !self.polled {
-            return None;
-        }
-        let mut sources = self.logs.as_ref().map(LogSources::describe).unwrap_or_default();
-        if let Err(e) = &self.hba {
-            sources.push(format!(
-                "pg_hba.conf: {e}; the downgrade risk of prefer clients is unknown"
-            ));
-        }
-        if let Some(e) = &self.journal_error {
-            sources.push(format!("ledger not saved: {e}"));
-        }
-        Some(history_of(
-            &self.setup.ledger,
-            &self.hba,
-            self.setup.min_evidence,
-            sources,
-            self.setup.ledger_file.clone(),
-        ))
-    }
-}
 
 /// What the poller sends after a successful poll: one event, so the dashboard updates and draws once.
 pub fn event_after_poll(snapshot: Box<Snapshot>, history: Option<Box<History>>) -> PollerEvent {
     PollerEvent::Polled { snapshot, history }
 }
 
-/// The history as the views need it, from the ledger after a poll: no I/O, so benches measure the same code.
-pub fn history_of(
-    ledger: &Ledger,
-    hba: &Result<Vec<HbaRule>, String>,
-    min_evidence: chrono::Duration,
-    sources: Vec<String>,
-    ledger_file: Option<String>,
-) -> History {
-    History {
-        clients: ledger.records().cloned().collect(),
-        whatif: [Target::MinTls13, Target::TlsRequired]
-            .into_iter()
-            .map(|t| whatif::evaluate(ledger, t, hba, min_evidence))
-            .collect(),
-        sources,
-        ledger_file,
-    }
-}
+/// Snapshots queued for the history service at most; beyond that the collector waits for it (it reads one bounded
+/// budget of log per snapshot, so the wait is bounded too).
+const HISTORY_QUEUE: usize = 4;
 
 #[derive(Debug, Clone)]
 pub enum PollerEvent {
@@ -186,6 +47,11 @@ pub enum PollerEvent {
     },
     /// The certificate probe finished (or could not run).
     Probe(Result<Box<ProbeReport>, String>),
+    /// One of the poller's tasks stopped (a panic or an unexpected end): the dashboard must say so, not go blind.
+    TaskFailed {
+        task: &'static str,
+        error: String,
+    },
     /// Connecting or polling failed; the poller retries after `retry_in`.
     Failed {
         error: CollectError,
@@ -227,20 +93,75 @@ pub fn spawn(
     params: ConnParams,
     connected: Option<Collector>,
     interval: Duration,
-    history: HistorySetup,
+    mut setup: HistorySetup,
     events: mpsc::Sender<PollerEvent>,
 ) -> PollerHandle {
     let (commands, rx) = mpsc::unbounded_channel();
-    let tracker = Tracker {
-        setup: history,
-        logs: None,
-        hba: Err("not read yet".to_string()),
-        journal_error: None,
-        polled: false,
-        forged_reported: 0,
+    let (history_tx, history_rx) = mpsc::channel(HISTORY_QUEUE);
+    let probe = setup.probe.take();
+    let chosen_timeout = setup.poll_timeout;
+    let history = AbortOnDrop(tokio::spawn(history::run(setup, history_rx, events.clone())));
+    let collector = Links {
+        events: events.clone(),
+        history: history_tx,
+        probe,
+        chosen_timeout,
     };
-    let task = tokio::spawn(run(params, connected, interval, tracker, events, rx));
+    let collector = AbortOnDrop(tokio::spawn(run(params, connected, interval, collector, rx)));
+    let task = tokio::spawn(supervise(collector, history, events));
     PollerHandle { commands, task }
+}
+
+/// Task names, as [`PollerEvent::TaskFailed`] reports them.
+pub const COLLECTOR_TASK: &str = "snapshot collector";
+pub const HISTORY_TASK: &str = "history service";
+
+/// A task ended with its owner: the supervisor's children go when it is aborted.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Wait on both tasks; a panic or an early end of either is sent as [`PollerEvent::TaskFailed`], never lost.
+async fn supervise(mut collector: AbortOnDrop, mut history: AbortOnDrop, events: mpsc::Sender<PollerEvent>) {
+    let (task, ended) = tokio::select! {
+        ended = &mut collector.0 => (COLLECTOR_TASK, ended),
+        ended = &mut history.0 => (HISTORY_TASK, ended),
+    };
+    // Both end on their own only when the dashboard is gone, which closes `events`.
+    if events.is_closed() {
+        return;
+    }
+    let error = match ended {
+        Ok(()) => "it stopped unexpectedly".to_string(),
+        Err(e) if e.is_panic() => {
+            let payload = e.into_panic();
+            let text = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_string());
+            format!("it panicked: {text}")
+        }
+        Err(e) => format!("it was cancelled: {e}"),
+    };
+    let _ = events.send(PollerEvent::TaskFailed { task, error }).await;
+    // The other task goes on if it can: snapshots without history still beat a blind dashboard.
+    if task == HISTORY_TASK {
+        let _ = (&mut collector.0).await;
+    }
+}
+
+/// Where the collector sends what it learns.
+struct Links {
+    events: mpsc::Sender<PollerEvent>,
+    history: mpsc::Sender<HistoryInput>,
+    probe: Option<ProbeTarget>,
+    /// The user's poll timeout; `None` follows the interval.
+    chosen_timeout: Option<Duration>,
 }
 
 fn start_probe(target: Option<&ProbeTarget>, events: &mpsc::Sender<PollerEvent>) {
@@ -261,27 +182,23 @@ fn start_probe(target: Option<&ProbeTarget>, events: &mpsc::Sender<PollerEvent>)
 struct Schedule {
     interval: Duration,
     paused: bool,
-    /// Send the history after each poll.
-    history: bool,
 }
 
 async fn run(
     params: ConnParams,
     mut connected: Option<Collector>,
     interval: Duration,
-    mut tracker: Tracker,
-    events: mpsc::Sender<PollerEvent>,
+    links: Links,
     mut commands: mpsc::UnboundedReceiver<PollerCommand>,
 ) {
     let mut schedule = Schedule {
         interval,
         paused: false,
-        history: false,
     };
     let mut backoff = MIN_BACKOFF;
     let mut pending: Option<PendingConnect> = None;
     loop {
-        let limit = super::poll_timeout(schedule.interval, tracker.setup.poll_timeout);
+        let limit = super::poll_timeout(schedule.interval, links.chosen_timeout);
         let attempt = match connected.take() {
             Some(collector) => Ok(collector),
             None => reconnect(&params, limit, &mut pending).await,
@@ -290,11 +207,19 @@ async fn run(
             Ok(mut collector) => {
                 backoff = MIN_BACKOFF;
                 let warnings = collector.warnings().to_vec();
-                if events.send(PollerEvent::Connected { warnings }).await.is_err() {
+                if links.events.send(PollerEvent::Connected { warnings }).await.is_err() {
                     return;
                 }
-                tracker.on_connect(&collector).await;
-                match poll_loop(&mut collector, &mut schedule, &mut tracker, &events, &mut commands).await {
+                let hba = collector.hba_rules().await;
+                // A history service that is gone was reported by the supervisor; polls go on without it.
+                let _ = links
+                    .history
+                    .send(HistoryInput::Connected {
+                        client: collector.shared_client(),
+                        hba,
+                    })
+                    .await;
+                match poll_loop(&mut collector, &mut schedule, &links, &mut commands).await {
                     Some(error) => error,
                     None => return,
                 }
@@ -306,7 +231,7 @@ async fn run(
             at: Utc::now(),
             retry_in: backoff,
         };
-        if events.send(failed).await.is_err() {
+        if links.events.send(failed).await.is_err() {
             return;
         }
         // A refresh request cuts the wait short: the user asked to try now.
@@ -317,13 +242,7 @@ async fn run(
                 cmd = commands.recv() => match cmd {
                     None => return,
                     Some(PollerCommand::RefreshNow) => break,
-                    Some(PollerCommand::Probe) => start_probe(tracker.setup.probe.as_ref(), &events),
-                    Some(PollerCommand::SendHistory(on)) => {
-                        if send_history(&mut schedule, on, &tracker, &events).await.is_err() {
-                            return;
-                        }
-                    }
-                    Some(other) => apply(&mut schedule, other),
+                    Some(other) => apply(&mut schedule, other, &links).await,
                 },
             }
         }
@@ -371,27 +290,14 @@ async fn reconnect(
     }
 }
 
-/// Turn history sending on or off; when turned on, send what the ledger holds now.
-async fn send_history(
-    schedule: &mut Schedule,
-    on: bool,
-    tracker: &Tracker,
-    events: &mpsc::Sender<PollerEvent>,
-) -> Result<(), mpsc::error::SendError<PollerEvent>> {
-    let was_on = std::mem::replace(&mut schedule.history, on);
-    if on
-        && !was_on
-        && let Some(history) = tracker.history()
-    {
-        events.send(PollerEvent::History(Box::new(history))).await?;
-    }
-    Ok(())
-}
-
-fn apply(schedule: &mut Schedule, cmd: PollerCommand) {
+/// A command that does not change the flow of the loop it arrives in.
+async fn apply(schedule: &mut Schedule, cmd: PollerCommand, links: &Links) {
     match cmd {
-        PollerCommand::RefreshNow | PollerCommand::Probe => {}
-        PollerCommand::SendHistory(on) => schedule.history = on,
+        PollerCommand::RefreshNow => {}
+        PollerCommand::Probe => start_probe(links.probe.as_ref(), &links.events),
+        PollerCommand::SendHistory(on) => {
+            let _ = links.history.send(HistoryInput::SendHistory(on)).await;
+        }
         PollerCommand::SetInterval(interval) => schedule.interval = interval,
         PollerCommand::SetPaused(paused) => schedule.paused = paused,
     }
@@ -401,13 +307,12 @@ fn apply(schedule: &mut Schedule, cmd: PollerCommand) {
 async fn poll_loop(
     collector: &mut Collector,
     schedule: &mut Schedule,
-    tracker: &mut Tracker,
-    events: &mpsc::Sender<PollerEvent>,
+    links: &Links,
     commands: &mut mpsc::UnboundedReceiver<PollerCommand>,
 ) -> Option<CollectError> {
     loop {
         if !schedule.paused {
-            collector.set_poll_timeout(super::poll_timeout(schedule.interval, tracker.setup.poll_timeout));
+            collector.set_poll_timeout(super::poll_timeout(schedule.interval, links.chosen_timeout));
             // Commands still count while a poll is pending: `r` gives up on a slow poll and reconnects now.
             let polled = {
                 let poll = collector.poll();
@@ -418,13 +323,7 @@ async fn poll_loop(
                         cmd = commands.recv() => match cmd {
                             None => return None,
                             Some(PollerCommand::RefreshNow) => break None,
-                            Some(PollerCommand::Probe) => start_probe(tracker.setup.probe.as_ref(), events),
-                            Some(PollerCommand::SendHistory(on)) => {
-                                if send_history(schedule, on, tracker, events).await.is_err() {
-                                    return None;
-                                }
-                            }
-                            Some(other) => apply(schedule, other),
+                            Some(other) => apply(schedule, other, links).await,
                         },
                     }
                 }
@@ -437,24 +336,17 @@ async fn poll_loop(
             };
             match polled {
                 Ok(snapshot) => {
-                    tracker.on_snapshot(collector, &snapshot).await;
-                    if let Some(news) = tracker.forged_news()
-                        && events.send(news).await.is_err()
-                    {
-                        return None;
-                    }
-                    let history = if schedule.history {
-                        tracker.history().map(Box::new)
-                    } else {
-                        None
-                    };
-                    if events
-                        .send(event_after_poll(Box::new(snapshot), history))
+                    // The dashboard first: log reading never delays a frame.
+                    let for_history = Box::new(snapshot.clone());
+                    if links
+                        .events
+                        .send(event_after_poll(Box::new(snapshot), None))
                         .await
                         .is_err()
                     {
                         return None;
                     }
+                    let _ = links.history.send(HistoryInput::Snapshot(for_history)).await;
                 }
                 Err(error) => return Some(error),
             }
@@ -466,17 +358,11 @@ async fn poll_loop(
                 cmd = commands.recv() => match cmd {
                     None => return None,
                     Some(PollerCommand::RefreshNow) => break,
-                    Some(PollerCommand::Probe) => start_probe(tracker.setup.probe.as_ref(), events),
-                    Some(PollerCommand::SendHistory(on)) => {
-                        if send_history(schedule, on, tracker, events).await.is_err() {
-                            return None;
-                        }
-                    }
                     Some(PollerCommand::SetPaused(false)) if schedule.paused => {
                         schedule.paused = false;
                         break;
                     }
-                    Some(other) => apply(schedule, other),
+                    Some(other) => apply(schedule, other, links).await,
                 },
             }
         }
@@ -498,7 +384,8 @@ mod tests {
         }
     }
 
-    /// One event per poll; the history only while asked for, and at once when asked.
+    /// One snapshot event per poll, sent before the history service reads anything; the history only while asked
+    /// for, and at once when asked.
     #[tokio::test]
     async fn history_is_sent_only_while_asked_for() {
         let lab = Lab::start(LabOptions::default()).await.expect("lab starts");
@@ -521,11 +408,13 @@ mod tests {
             other => panic!("expected the history at once, got {other:?}"),
         }
         send(PollerCommand::RefreshNow);
+        assert!(matches!(
+            next(&mut events).await,
+            PollerEvent::Polled { history: None, .. }
+        ));
         match next(&mut events).await {
-            PollerEvent::Polled {
-                history: Some(history), ..
-            } => assert_eq!(history.whatif.len(), 2),
-            other => panic!("expected a poll with history, got {other:?}"),
+            PollerEvent::History(history) => assert_eq!(history.whatif.len(), 2),
+            other => panic!("expected the history after the poll, got {other:?}"),
         }
         send(PollerCommand::SendHistory(false));
         send(PollerCommand::RefreshNow);
@@ -533,5 +422,113 @@ mod tests {
             next(&mut events).await,
             PollerEvent::Polled { history: None, .. }
         ));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), events.recv())
+                .await
+                .is_err(),
+            "no history once turned off"
+        );
+    }
+
+    /// A panic in the history service is reported as an event; the snapshot collector goes on.
+    #[tokio::test]
+    async fn a_panicking_history_service_is_reported_and_snapshots_go_on() {
+        let (tx, mut events) = mpsc::channel(16);
+        let (history_tx, _history_rx) = mpsc::channel::<HistoryInput>(1);
+        let collector = AbortOnDrop(tokio::spawn(async move {
+            let _keep = history_tx;
+            std::future::pending::<()>().await;
+        }));
+        let history = AbortOnDrop(tokio::spawn(async { panic!("boom in the ledger") }));
+        let supervisor = tokio::spawn(supervise(collector, history, tx));
+        match next(&mut events).await {
+            PollerEvent::TaskFailed { task, error } => {
+                assert_eq!(task, HISTORY_TASK);
+                assert!(error.contains("boom in the ledger"), "{error}");
+            }
+            other => panic!("expected TaskFailed, got {other:?}"),
+        }
+        assert!(!supervisor.is_finished(), "the collector is still watched");
+        supervisor.abort();
+
+        let (tx, mut events) = mpsc::channel(16);
+        let collector = AbortOnDrop(tokio::spawn(async { panic!("boom in the poll") }));
+        let history = AbortOnDrop(tokio::spawn(std::future::pending::<()>()));
+        tokio::spawn(supervise(collector, history, tx));
+        assert!(matches!(
+            next(&mut events).await,
+            PollerEvent::TaskFailed {
+                task: COLLECTOR_TASK,
+                ..
+            }
+        ));
+    }
+
+    /// A log far longer than one budget: the first snapshot goes out before any of it is read, the first history
+    /// holds only the first budget's clients, snapshots keep flowing, and the rest is caught up to the last line.
+    #[tokio::test]
+    async fn a_long_log_is_applied_in_budgets_while_snapshots_flow() {
+        let lab = Lab::start(LabOptions::default()).await.expect("lab starts");
+        let home = tempfile::tempdir().expect("temp dir");
+        let env = Environment::new(HashMap::new(), Some(home.path().to_path_buf()), "tester");
+        let params = resolve(Some(&lab.conninfo(SUPERUSER)), &env).expect("conninfo resolves");
+        let log = home.path().join("big.log");
+        const CLIENTS: usize = 2000;
+        let mut text = String::new();
+        for i in 0..CLIENTS {
+            let pid = 100_000 + i;
+            text += &format!(
+                "2026-11-27 17:42:50.000 UTC [{pid}] LOG:  connection received: host=10.9.{}.{} port=5\n\
+                 2026-11-27 17:42:50.001 UTC [{pid}] LOG:  connection authorized: user=bulk{i} database=d \
+                 SSL enabled (protocol=TLSv1.2, cipher=AES128-SHA, bits=128)\n",
+                i / 256,
+                i % 256
+            );
+        }
+        std::fs::write(&log, &text).expect("log written");
+        let setup = HistorySetup {
+            server_log: Some(log),
+            // About 60 connections per budget: the log takes more than 30 budgets.
+            log_budget: Some(16 << 10),
+            ..HistorySetup::none()
+        };
+        let (tx, mut events) = mpsc::channel(16);
+        let poller = spawn(params, None, Duration::from_millis(200), setup, tx);
+        poller
+            .commands
+            .send(PollerCommand::SendHistory(true))
+            .expect("poller runs");
+        let bulk = |h: &History| h.clients.iter().filter(|c| c.key.user.starts_with("bulk")).count();
+        let mut polls_before_history = 0;
+        let mut polls = 0;
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while seen.last() != Some(&CLIENTS) && Instant::now() < deadline {
+            match next(&mut events).await {
+                PollerEvent::Polled { .. } => {
+                    polls += 1;
+                    if seen.is_empty() {
+                        polls_before_history += 1;
+                    }
+                }
+                PollerEvent::History(h) => seen.push(bulk(&h)),
+                _ => {}
+            }
+        }
+        assert!(polls_before_history >= 1, "the snapshot goes out first");
+        let first = seen.first().copied().unwrap_or_default();
+        assert!(
+            first > 0 && first < CLIENTS / 10,
+            "first history after one budget: {seen:?}"
+        );
+        assert_eq!(seen.last(), Some(&CLIENTS), "caught up: {seen:?}");
+        assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+        // Snapshots keep coming once caught up.
+        let more = loop {
+            if let PollerEvent::Polled { .. } = next(&mut events).await {
+                break polls + 1;
+            }
+        };
+        assert!(more >= 2);
     }
 }

@@ -11,6 +11,10 @@ use super::{ConnectionEvent, LogFormat, LogSource};
 /// How much of the file's start is remembered to notice it being truncated and refilled between polls.
 const HEAD_LEN: usize = 256;
 const READ_CHUNK: usize = 1 << 20;
+/// How much one poll reads at most. A log of millions of lines is then read over several polls, each applying
+/// what it read before the next chunk is read, so memory does not grow with the log's length and a poll is
+/// never held up for long by a backlog.
+pub const POLL_BUDGET: u64 = 8 << 20;
 
 /// Follows one log file: reads only bytes added since the last call, keeps a partial last record for the
 /// next call, pairs received/authorized lines by pid, and survives rotation:
@@ -30,6 +34,10 @@ pub struct LogFollower {
     offset: u64,
     head: Vec<u8>,
     pipeline: Pipeline,
+    /// Bytes read at most per poll.
+    budget: u64,
+    /// The last poll stopped at its budget before the end of the file: more is waiting.
+    behind: bool,
 }
 
 enum Target {
@@ -63,6 +71,8 @@ impl LogFollower {
             offset: 0,
             head: Vec::new(),
             file,
+            budget: POLL_BUDGET,
+            behind: false,
         };
         if !from_start {
             follower.offset = meta.len();
@@ -79,9 +89,21 @@ impl LogFollower {
         Ok(follower)
     }
 
-    /// Read what was added since the last call and return the connections it completes.
+    /// Read at most `budget` bytes per poll (at least one chunk's worth is read whatever the budget).
+    pub fn set_budget(&mut self, budget: u64) {
+        self.budget = budget.max(1);
+    }
+
+    /// The last poll stopped at its budget: the file holds more than was read.
+    pub fn is_behind(&self) -> bool {
+        self.behind
+    }
+
+    /// Read what was added since the last call, up to the budget, and return the connections it completes.
     pub fn poll(&mut self) -> io::Result<Vec<ConnectionEvent>> {
         let mut events = Vec::new();
+        let mut budget = self.budget;
+        self.behind = false;
         let wanted = match &self.target {
             Target::Path => Some(self.path.clone()),
             // While the collector rewrites the file we may read it half-written; try again next poll.
@@ -93,7 +115,12 @@ impl LogFollower {
         match now {
             Some((path, meta)) if path != self.path || (meta.dev(), meta.ino()) != self.identity => {
                 // Rotated: finish the old file through the handle we hold, then start the new one at 0.
-                self.read_to_end(&mut events)?;
+                if !self.read_some(&mut events, &mut budget)? {
+                    // The old file's rest takes more polls; the rotation is seen again next time.
+                    self.behind = true;
+                    self.pipeline.settle(&mut events);
+                    return Ok(events);
+                }
                 self.pipeline.end_of_file(&mut events);
                 match File::open(&path) {
                     Ok(file) => {
@@ -121,7 +148,7 @@ impl LogFollower {
             // Same file, or the path is missing mid-rotation: keep reading the handle we hold.
             _ => {}
         }
-        self.read_to_end(&mut events)?;
+        self.behind = !self.read_some(&mut events, &mut budget)?;
         self.pipeline.settle(&mut events);
         if self.head.len() < HEAD_LEN {
             self.head = self.read_head()?;
@@ -153,17 +180,23 @@ impl LogFollower {
         }
     }
 
-    fn read_to_end(&mut self, events: &mut Vec<ConnectionEvent>) -> io::Result<()> {
+    /// Read on from the offset until the end of the file (true) or until `budget` is spent (false).
+    fn read_some(&mut self, events: &mut Vec<ConnectionEvent>, budget: &mut u64) -> io::Result<bool> {
         self.file.seek(SeekFrom::Start(self.offset))?;
         let mut buf = vec![0u8; READ_CHUNK];
         loop {
-            let n = match self.file.read(&mut buf) {
-                Ok(0) => return Ok(()),
+            if *budget == 0 {
+                return Ok(false);
+            }
+            let want = usize::try_from(*budget).unwrap_or(READ_CHUNK).min(READ_CHUNK);
+            let n = match self.file.read(&mut buf[..want]) {
+                Ok(0) => return Ok(true),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
             self.offset += n as u64;
+            *budget = budget.saturating_sub(n as u64);
             self.pipeline.feed(&buf[..n], events);
         }
     }
@@ -312,6 +345,41 @@ mod tests {
         }
         append(&path, &refill);
         assert_eq!(pids(&follower.poll().unwrap()), (4..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_log_larger_than_the_budget_is_read_over_several_polls() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pg.log");
+        let text: String = (1..=200).map(|pid| received(pid) + &authorized(pid)).collect();
+        append(&path, &text);
+        let mut follower = LogFollower::open(path.clone(), stderr(), true).unwrap();
+        // About 5 connections' worth of bytes per poll.
+        follower.set_budget(1000);
+        let mut seen = Vec::new();
+        let mut polls = 0;
+        loop {
+            let events = follower.poll().unwrap();
+            assert!(events.len() <= 6, "one poll returned {} events", events.len());
+            seen.extend(pids(&events));
+            polls += 1;
+            if !follower.is_behind() {
+                break;
+            }
+        }
+        assert_eq!(seen, (1..=200).collect::<Vec<_>>(), "every connection, once, in order");
+        assert!(polls > 30, "read in {polls} polls");
+
+        // A rotation while behind: the old file is finished over polls before the new one is started.
+        append(&path, &(received(201) + &authorized(201)));
+        follower.set_budget(60);
+        fs::rename(&path, dir.path().join("pg.log.1")).unwrap();
+        append(&path, &(received(202) + &authorized(202)));
+        let mut seen = Vec::new();
+        for _ in 0..40 {
+            seen.extend(pids(&follower.poll().unwrap()));
+        }
+        assert_eq!(seen, vec![201, 202]);
     }
 
     #[test]

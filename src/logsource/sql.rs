@@ -7,6 +7,8 @@ use super::stream::Pipeline;
 use super::{ConnectionEvent, LogFormat, LogSource, detect_with_collector};
 
 const READ_CHUNK: i64 = 1 << 20;
+/// Chunks read at most per poll: a long log is caught up over several polls, each applied before the next.
+const POLL_CHUNKS: u32 = 8;
 
 /// Reads the log file the logging collector is writing, through `pg_current_logfile(format)` and
 /// `pg_read_binary_file(path, offset, length)` (or `pg_read_file` when only that one may be executed),
@@ -18,6 +20,11 @@ const READ_CHUNK: i64 = 1 << 20;
 pub struct SqlLogReader {
     from_start: bool,
     state: Option<State>,
+    /// Bytes per read, and reads at most per poll.
+    chunk_len: i64,
+    chunks_per_poll: u32,
+    /// The last poll stopped at its budget: the file holds more than was read.
+    behind: bool,
 }
 
 struct State {
@@ -40,7 +47,23 @@ impl SqlLogReader {
         SqlLogReader {
             from_start,
             state: None,
+            chunk_len: READ_CHUNK,
+            chunks_per_poll: POLL_CHUNKS,
+            behind: false,
         }
+    }
+
+    /// Read at most about `budget` bytes per poll (whole chunks, at least one; small budgets read small chunks).
+    pub fn set_budget(&mut self, budget: u64) {
+        self.chunk_len = i64::try_from(budget).unwrap_or(READ_CHUNK).clamp(16, READ_CHUNK);
+        self.chunks_per_poll = u32::try_from(budget / self.chunk_len.unsigned_abs())
+            .unwrap_or(u32::MAX)
+            .max(1);
+    }
+
+    /// The last poll stopped at its budget: the file holds more than was read.
+    pub fn is_behind(&self) -> bool {
+        self.behind
     }
 
     /// What this source is, for [`super::limitations`].
@@ -60,6 +83,8 @@ impl SqlLogReader {
     /// Read what was added since the last call. Errors are one line, meant to be shown as they are.
     pub async fn poll(&mut self, client: &Client) -> Result<Vec<ConnectionEvent>, String> {
         let mut events = Vec::new();
+        let mut chunks = self.chunks_per_poll;
+        self.behind = false;
         let state = match self.state.as_mut() {
             Some(state) => state,
             None => {
@@ -70,9 +95,15 @@ impl SqlLogReader {
         let current = current_logfile(client, &state.format).await?;
         if current != state.file {
             // Rotated: the old file is complete, so read its rest before starting the new one at 0.
-            match read_new(client, state, &mut events).await {
+            match read_new(client, state, &mut events, (self.chunk_len, &mut chunks)).await {
+                Ok(false) => {
+                    // The old file's rest takes more polls; the rotation is seen again next time.
+                    self.behind = true;
+                    state.pipeline.settle(&mut events);
+                    return Ok(events);
+                }
                 // Removed before we finished it (rotation with deletion): its rest is gone, carry on.
-                Ok(()) | Err(ReadError { gone: true, .. }) => {}
+                Ok(true) | Err(ReadError { gone: true, .. }) => {}
                 Err(e) => return Err(e.into()),
             }
             state.pipeline.end_of_file(&mut events);
@@ -80,7 +111,7 @@ impl SqlLogReader {
             state.offset = 0;
             state.pipeline.restart();
         }
-        read_new(client, state, &mut events).await?;
+        self.behind = !read_new(client, state, &mut events, (self.chunk_len, &mut chunks)).await?;
         state.pipeline.settle(&mut events);
         Ok(events)
     }
@@ -202,8 +233,14 @@ async fn skip_to_end(client: &Client, state: &mut State) -> Result<(), String> {
             }
         }
         Err(_) => {
-            let mut discard = Vec::new();
-            read_new(client, state, &mut discard).await?;
+            // Discarded chunk by chunk, so skipping a long file costs no memory.
+            loop {
+                let mut discard = Vec::new();
+                let mut one = 1;
+                if read_new(client, state, &mut discard, (READ_CHUNK, &mut one)).await? {
+                    break;
+                }
+            }
         }
     }
     Ok(())
@@ -230,14 +267,24 @@ impl From<ReadError> for String {
     }
 }
 
-async fn read_new(client: &Client, state: &mut State, events: &mut Vec<ConnectionEvent>) -> Result<(), ReadError> {
+/// Read on until the end of the file (true) or until `chunks` are spent (false).
+async fn read_new(
+    client: &Client,
+    state: &mut State,
+    events: &mut Vec<ConnectionEvent>,
+    (chunk_len, chunks): (i64, &mut u32),
+) -> Result<bool, ReadError> {
     loop {
-        let (bytes, consumed) = read_chunk(client, state, state.offset, READ_CHUNK).await?;
+        if *chunks == 0 {
+            return Ok(false);
+        }
+        *chunks -= 1;
+        let (bytes, consumed) = read_chunk(client, state, state.offset, chunk_len).await?;
         state.offset += consumed;
         state.pipeline.feed(&bytes, events);
         // The text reader may stop up to three bytes short of a full chunk without being at the end.
-        if consumed < READ_CHUNK - 3 {
-            return Ok(());
+        if consumed < chunk_len - 3 {
+            return Ok(true);
         }
     }
 }

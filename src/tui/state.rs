@@ -459,6 +459,21 @@ impl AppState {
                 self.rebuild_rows();
                 self.refresh_detail();
             }
+            PollerEvent::TaskFailed { task, error } => {
+                let message = format!("pgtls internal error: the {task} stopped ({error}); restart pgtls");
+                if task == crate::collect::poller::COLLECTOR_TASK {
+                    // A lost link, so the header never claims live data from a collector that is gone.
+                    self.link = Link::Lost {
+                        since: self.now,
+                        error: message,
+                        retry_at: self.now,
+                    };
+                } else {
+                    // Snapshots still flow; the warning stays, as the history no longer grows.
+                    self.startup_warnings.push(message.clone());
+                    self.warnings.push(message);
+                }
+            }
             PollerEvent::Failed { error, at, retry_in } => {
                 let since = match &self.link {
                     Link::Lost { since, .. } => *since,

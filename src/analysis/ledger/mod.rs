@@ -1,0 +1,1186 @@
+//! The client ledger: every client identity seen, with the TLS it used, across polls, log lines and restarts.
+//!
+//! A single poll cannot answer "who breaks if I raise the minimum?": a nightly job that connects
+//! for two seconds never shows in it. The ledger keeps everything the poller and the connection
+//! log have seen, as counts: its size follows the number of distinct clients (capped, see [`Caps`]), never the
+//! number of connections. Its file ([`file`]) is a compacted state plus the entries appended since, so a crash
+//! loses at most the last poll and a damaged line costs only that line.
+
+mod file;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use self::file::{FORMAT_VERSION, Journal, LoadReport};
+use crate::model::{ConnClass, Session, Setting, Snapshot};
+
+/// Which fields identify a client. Pooled apps connect from many addresses: drop the address for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyFields {
+    pub user: bool,
+    pub database: bool,
+    pub application: bool,
+    pub address: bool,
+}
+
+impl Default for KeyFields {
+    fn default() -> Self {
+        KeyFields {
+            user: true,
+            database: true,
+            application: true,
+            address: true,
+        }
+    }
+}
+
+impl KeyFields {
+    /// From names like `["user", "database", "application"]`.
+    pub fn from_names(names: &[String]) -> Result<KeyFields, String> {
+        // With no field every client would be one record: the holdouts list and every what-if would be empty lies.
+        if names.is_empty() {
+            return Err(
+                "an empty key names no field; list at least one of user, database, application, address".into(),
+            );
+        }
+        let mut k = KeyFields {
+            user: false,
+            database: false,
+            application: false,
+            address: false,
+        };
+        for n in names {
+            match n.as_str() {
+                "user" => k.user = true,
+                "database" => k.database = true,
+                "application" => k.application = true,
+                "address" => k.address = true,
+                other => {
+                    return Err(format!(
+                        "unknown ledger key field \"{other}\" (use user, database, application, address)"
+                    ));
+                }
+            }
+        }
+        Ok(k)
+    }
+}
+
+/// A client identity. Fields left out of the key are empty.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ClientKey {
+    pub user: String,
+    pub database: String,
+    pub application: String,
+    pub address: String,
+}
+
+impl ClientKey {
+    pub fn new(
+        fields: KeyFields,
+        user: Option<&str>,
+        database: Option<&str>,
+        application: Option<&str>,
+        address: Option<&str>,
+    ) -> Self {
+        let pick = |on: bool, v: Option<&str>| if on { v.unwrap_or("").to_string() } else { String::new() };
+        ClientKey {
+            user: pick(fields.user, user),
+            database: pick(fields.database, database),
+            application: pick(fields.application, application),
+            address: pick(fields.address, address),
+        }
+    }
+
+    /// "billing-batch (billing@shop from 10.0.0.7)"
+    pub fn label(&self) -> String {
+        let app = if self.application.is_empty() {
+            "(no application_name)"
+        } else {
+            &self.application
+        };
+        let mut who = self.user.clone();
+        if !self.database.is_empty() {
+            who = format!("{who}@{}", self.database);
+        }
+        if !self.address.is_empty() {
+            who = format!("{who} from {}", self.address);
+        }
+        if who.is_empty() {
+            app.to_string()
+        } else {
+            format!("{app} ({who})")
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Poll,
+    Log,
+}
+
+/// How much the ledger keeps at most, so that unbounded inputs (a scanner from many addresses, a forged log naming
+/// many users or ciphers) cost a bounded amount of memory and file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    /// Client identities; sessions of identities beyond it are counted in one "others" record.
+    pub identities: usize,
+    /// Client addresses kept per identity; more are only counted.
+    pub addresses: usize,
+    /// Recent sessions kept per identity (what a drill-down shows).
+    pub recent: usize,
+    /// (class, TLS version, cipher, source) rows per identity; rarer names beyond it are counted as `(other)`.
+    pub usage: usize,
+    /// Changes of the server's TLS settings kept (the latest ones).
+    pub settings_changes: usize,
+}
+
+impl Default for Caps {
+    fn default() -> Self {
+        Caps {
+            identities: 10_000,
+            addresses: 16,
+            recent: 8,
+            usage: 32,
+            settings_changes: 64,
+        }
+    }
+}
+
+/// The name counted in place of TLS versions and ciphers beyond [`Caps::usage`].
+pub const OTHER: &str = "(other)";
+
+/// Sessions of one (class, TLS version, cipher, source) for one client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub class: ConnClass,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cipher: Option<String>,
+    pub source: Source,
+    pub sessions: u64,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+}
+
+/// One session, as the drill-down lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecentSession {
+    pub at: DateTime<Utc>,
+    pub class: ConnClass,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cipher: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    pub source: Source,
+}
+
+/// What the ledger knows about one client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRecord {
+    pub key: ClientKey,
+    /// Sessions per transport class.
+    pub classes: BTreeMap<ConnClass, u64>,
+    /// Sessions per TLS version (TLS sessions only).
+    pub tls_versions: BTreeMap<String, u64>,
+    pub ciphers: BTreeMap<String, u64>,
+    pub sessions: u64,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    /// Sessions connected at the latest poll.
+    #[serde(default)]
+    pub connected_now: u32,
+    pub sources: BTreeSet<Source>,
+    /// Sessions per (class, TLS version, cipher, source), with first and last seen: what was used before and after
+    /// a settings change.
+    #[serde(default)]
+    pub usage: Vec<Usage>,
+    /// Client addresses seen (at most [`Caps::addresses`]), and how many sessions came from addresses not kept.
+    #[serde(default)]
+    pub addresses: BTreeSet<String>,
+    #[serde(default)]
+    pub addresses_not_kept: u64,
+    /// The latest sessions, oldest first (at most [`Caps::recent`]).
+    #[serde(default)]
+    pub recent: VecDeque<RecentSession>,
+}
+
+impl ClientRecord {
+    fn new(key: ClientKey, at: DateTime<Utc>) -> ClientRecord {
+        ClientRecord {
+            key,
+            classes: BTreeMap::new(),
+            tls_versions: BTreeMap::new(),
+            ciphers: BTreeMap::new(),
+            sessions: 0,
+            first_seen: at,
+            last_seen: at,
+            connected_now: 0,
+            sources: BTreeSet::new(),
+            usage: Vec::new(),
+            addresses: BTreeSet::new(),
+            addresses_not_kept: 0,
+            recent: VecDeque::new(),
+        }
+    }
+
+    /// The weakest way this client was seen connecting.
+    pub fn worst_class(&self) -> Option<ConnClass> {
+        self.classes
+            .keys()
+            .min_by_key(|c| crate::tui::columns::exposure_rank(**c))
+            .copied()
+    }
+
+    pub fn count(&self, class: ConnClass) -> u64 {
+        self.classes.get(&class).copied().unwrap_or(0)
+    }
+
+    /// Count one session. Names beyond the usage cap are counted as [`OTHER`], so a forged log cannot grow a record.
+    fn add_session(&mut self, s: &RecentSession, caps: &Caps) {
+        let row = self.usage.iter().position(|u| {
+            u.class == s.class && u.tls_version == s.tls_version && u.cipher == s.cipher && u.source == s.source
+        });
+        let row = match row {
+            Some(i) => i,
+            None => {
+                let full = self.usage.len() >= caps.usage;
+                let capped =
+                    |name: &Option<String>| name.as_ref().map(|n| if full { OTHER.to_string() } else { n.clone() });
+                let (tls_version, cipher) = (capped(&s.tls_version), capped(&s.cipher));
+                let same = |u: &Usage| {
+                    u.class == s.class && u.tls_version == tls_version && u.cipher == cipher && u.source == s.source
+                };
+                match self.usage.iter().position(same) {
+                    Some(i) => i,
+                    None => {
+                        self.usage.push(Usage {
+                            class: s.class,
+                            tls_version,
+                            cipher,
+                            source: s.source,
+                            sessions: 0,
+                            first_seen: s.at,
+                            last_seen: s.at,
+                        });
+                        self.usage.len() - 1
+                    }
+                }
+            }
+        };
+        let u = &mut self.usage[row];
+        u.sessions += 1;
+        u.first_seen = u.first_seen.min(s.at);
+        u.last_seen = u.last_seen.max(s.at);
+        *self.classes.entry(s.class).or_default() += 1;
+        if let Some(v) = &u.tls_version {
+            *self.tls_versions.entry(v.clone()).or_default() += 1;
+        }
+        if let Some(c) = &u.cipher {
+            *self.ciphers.entry(c.clone()).or_default() += 1;
+        }
+        self.sessions += 1;
+        self.first_seen = self.first_seen.min(s.at);
+        self.last_seen = self.last_seen.max(s.at);
+        self.sources.insert(s.source);
+        if let Some(address) = &s.address {
+            if self.addresses.len() < caps.addresses {
+                self.addresses.insert(address.clone());
+            } else if !self.addresses.contains(address) {
+                self.addresses_not_kept += 1;
+            }
+        }
+        let in_order = self.recent.back().is_none_or(|r| r.at <= s.at);
+        self.recent.push_back(s.clone());
+        if !in_order {
+            // Log lines read from a file's start arrive older than what polls saw.
+            self.recent.make_contiguous().sort_by_key(|r| r.at);
+        }
+        while self.recent.len() > caps.recent {
+            self.recent.pop_front();
+        }
+    }
+
+    /// Fold a compacted record of the same client in (a file written by an older pgtls, or the others record).
+    fn merge(&mut self, other: &ClientRecord, caps: &Caps) {
+        for u in &other.usage {
+            let same = self.usage.iter().position(|m| {
+                m.class == u.class && m.tls_version == u.tls_version && m.cipher == u.cipher && m.source == u.source
+            });
+            match same {
+                Some(i) => {
+                    let m = &mut self.usage[i];
+                    m.sessions += u.sessions;
+                    m.first_seen = m.first_seen.min(u.first_seen);
+                    m.last_seen = m.last_seen.max(u.last_seen);
+                }
+                // Room for the (other) rows per class and source beyond the cap; a file edited by hand to hold more
+                // rows loses the excess rows' detail, never their counts in the totals below.
+                None if self.usage.len() < caps.usage + 16 => self.usage.push(u.clone()),
+                None => {}
+            }
+        }
+        for (class, n) in &other.classes {
+            *self.classes.entry(*class).or_default() += n;
+        }
+        for (v, n) in &other.tls_versions {
+            *self.tls_versions.entry(v.clone()).or_default() += n;
+        }
+        for (c, n) in &other.ciphers {
+            *self.ciphers.entry(c.clone()).or_default() += n;
+        }
+        self.sessions += other.sessions;
+        self.first_seen = self.first_seen.min(other.first_seen);
+        self.last_seen = self.last_seen.max(other.last_seen);
+        self.sources.extend(other.sources.iter().copied());
+        for a in &other.addresses {
+            if self.addresses.len() < caps.addresses {
+                self.addresses.insert(a.clone());
+            } else if !self.addresses.contains(a) {
+                self.addresses_not_kept += 1;
+            }
+        }
+        self.addresses_not_kept += other.addresses_not_kept;
+        self.recent.extend(other.recent.iter().cloned());
+        self.recent.make_contiguous().sort_by_key(|r| r.at);
+        while self.recent.len() > caps.recent {
+            self.recent.pop_front();
+        }
+    }
+}
+
+/// The server's TLS settings as a poll saw them, from `at` on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingsSeen {
+    pub at: DateTime<Utc>,
+    pub settings: BTreeMap<String, Setting>,
+}
+
+/// One line of the ledger file. A file is a compacted state (`header`, `observed`, `settings`, `client`, `others`)
+/// followed by the entries appended since (`session`, `watching`, `settings`); a version-1 file has only the latter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Entry {
+    /// First line of a compacted file.
+    Header { format: u32 },
+    Session {
+        at: DateTime<Utc>,
+        key: ClientKey,
+        class: ConnClass,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tls_version: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cipher: Option<String>,
+        source: Source,
+        /// The client address even when the key leaves it out (pooled apps), for the record's address set.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        address: Option<String>,
+    },
+    /// pgtls was watching at `at` (written at most once a minute, and on each start).
+    Watching { at: DateTime<Utc>, log_source: bool },
+    /// The watched window, compacted.
+    Observed {
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        log_source: bool,
+    },
+    /// The server's TLS settings changed (or were first seen).
+    Settings(SettingsSeen),
+    /// One client, compacted.
+    Client(ClientRecord),
+    /// Sessions of clients beyond the identity cap, compacted.
+    Others(ClientRecord),
+}
+
+/// A session connected at the latest poll, by pid. Pids are reused, so the start time tells sessions apart.
+#[derive(Debug, Clone)]
+struct Live {
+    start: Option<DateTime<Utc>>,
+    key: ClientKey,
+    /// Where its client's record is in `Ledger::records`, once there is one.
+    record: Option<usize>,
+}
+
+/// Log lines and polls see the same session at slightly different times.
+const SAME_SESSION_WITHIN: Duration = Duration::seconds(10);
+const HEARTBEAT_EVERY: Duration = Duration::seconds(60);
+
+#[derive(Debug, Clone, Default)]
+pub struct Ledger {
+    pub fields: KeyFields,
+    pub caps: Caps,
+    /// Every client seen (up to the cap), in the order first seen; records are never removed, so positions are
+    /// stable.
+    records: Vec<ClientRecord>,
+    /// Position in `records` by key, in key order.
+    index: BTreeMap<ClientKey, usize>,
+    /// Sessions of identities beyond [`Caps::identities`], as one record.
+    others: Option<ClientRecord>,
+    /// The server's TLS settings as polled: the latest first seen and every change after it (capped).
+    settings: VecDeque<SettingsSeen>,
+    /// Sessions connected at the latest poll, by pid.
+    live: HashMap<i32, Live>,
+    /// Sessions learned from the log, by pid, not yet seen in a poll: (authorized at, key).
+    from_log: HashMap<i32, DateTime<Utc>>,
+    /// When the latest poll ran: log lines much older than it are never matched by a poll, so not remembered.
+    last_poll: Option<DateTime<Utc>>,
+    /// First and last moment pgtls was watching, and whether a log source was on.
+    pub observed_from: Option<DateTime<Utc>>,
+    pub observed_to: Option<DateTime<Utc>>,
+    pub log_source_seen: bool,
+    last_heartbeat: Option<DateTime<Utc>>,
+    pub polls: u64,
+    /// pgtls's own backend, which is not a client worth tracking.
+    monitor_pid: Option<i32>,
+}
+
+/// The label of the record that counts clients beyond the identity cap.
+pub const OTHERS_LABEL: &str = "(other clients, beyond the ledger's identity cap)";
+
+impl Ledger {
+    pub fn new(fields: KeyFields) -> Ledger {
+        Ledger {
+            fields,
+            ..Ledger::default()
+        }
+    }
+
+    /// Every client, in key order, then the others record if the identity cap was reached.
+    pub fn records(&self) -> impl Iterator<Item = &ClientRecord> {
+        self.index
+            .values()
+            .map(|i| &self.records[*i])
+            .chain(self.others.as_ref())
+    }
+
+    /// The record of sessions beyond the identity cap, if any.
+    pub fn others(&self) -> Option<&ClientRecord> {
+        self.others.as_ref()
+    }
+
+    /// The server's TLS settings as polled: when each state began, oldest first.
+    pub fn settings_history(&self) -> impl Iterator<Item = &SettingsSeen> {
+        self.settings.iter()
+    }
+
+    /// Identities with a record of their own.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    pub fn total_sessions(&self) -> u64 {
+        self.records().map(|r| r.sessions).sum()
+    }
+
+    pub fn observed(&self) -> Duration {
+        match (self.observed_from, self.observed_to) {
+            (Some(from), Some(to)) => to - from,
+            _ => Duration::zero(),
+        }
+    }
+
+    fn key_of(&self, s: &Session) -> ClientKey {
+        ClientKey::new(
+            self.fields,
+            s.user.as_deref(),
+            s.database.as_deref(),
+            s.application_name.as_deref(),
+            s.client_addr.as_deref(),
+        )
+    }
+
+    /// Count sessions that are new since the last poll; returns journal entries to append.
+    ///
+    /// Runs after every poll, so a session that was connected at the previous poll and still has the same identity
+    /// reuses its key instead of building a new one: in the steady state nothing is allocated per session.
+    pub fn observe_snapshot(&mut self, snap: &Snapshot, log_source: bool) -> Vec<Entry> {
+        let mut entries = Vec::new();
+        let at = snap.taken_at;
+        self.polls += 1;
+        self.last_poll = Some(at);
+        self.monitor_pid = Some(snap.monitor.pid);
+        entries.extend(self.watching(at, log_source));
+        if self.settings.back().is_none_or(|seen| seen.settings != snap.settings) {
+            let entry = Entry::Settings(SettingsSeen {
+                at,
+                settings: snap.settings.clone(),
+            });
+            self.apply(&entry);
+            entries.push(entry);
+        }
+        if let Some(others) = &mut self.others {
+            others.connected_now = 0;
+        }
+        for r in &mut self.records {
+            r.connected_now = 0;
+        }
+        let mut previous = std::mem::take(&mut self.live);
+        let mut live = HashMap::with_capacity(snap.sessions.len());
+        // Live sessions whose client has no record yet (their identity changed): counted once the loop is done,
+        // in case a later session of the same client creates the record.
+        let mut unrecorded: Vec<i32> = Vec::new();
+        for s in &snap.sessions {
+            if s.pid == snap.monitor.pid {
+                continue;
+            }
+            let before = previous.remove(&s.pid).filter(|l| l.start == s.backend_start);
+            let was_live = before.is_some();
+            let (key, record) = match before {
+                Some(l) if self.same_client(&l.key, s) => (l.key, l.record),
+                _ => (self.key_of(s), None),
+            };
+            if !was_live {
+                let logged = self
+                    .from_log
+                    .get(&s.pid)
+                    .is_some_and(|t| s.backend_start.is_none_or(|b| (*t - b).abs() <= SAME_SESSION_WITHIN));
+                if logged {
+                    // Counted already from its log line: only note that polls see it too.
+                    self.from_log.remove(&s.pid);
+                    if let Some(i) = self.index.get(&key) {
+                        self.records[*i].sources.insert(Source::Poll);
+                    }
+                } else {
+                    let entry = Entry::Session {
+                        at,
+                        key: key.clone(),
+                        class: s.class,
+                        tls_version: s.tls.as_ref().map(|t| t.version.clone()),
+                        cipher: s.tls.as_ref().map(|t| t.cipher.clone()),
+                        source: Source::Poll,
+                        address: s.client_addr.clone(),
+                    };
+                    self.apply(&entry);
+                    entries.push(entry);
+                }
+            }
+            let record = record.or_else(|| self.index.get(&key).copied());
+            match record {
+                Some(i) => {
+                    let r = &mut self.records[i];
+                    r.last_seen = at;
+                    r.connected_now += 1;
+                }
+                None => unrecorded.push(s.pid),
+            }
+            live.insert(
+                s.pid,
+                Live {
+                    start: s.backend_start,
+                    key,
+                    record,
+                },
+            );
+        }
+        for pid in &unrecorded {
+            if let Some(l) = live.get_mut(pid) {
+                l.record = self.index.get(&l.key).copied();
+                if let Some(i) = l.record {
+                    self.records[i].connected_now += 1;
+                }
+            }
+        }
+        self.live = live;
+        // Forget log sessions that no poll will ever match.
+        self.from_log.retain(|_, t| at - *t <= SAME_SESSION_WITHIN * 6);
+        entries
+    }
+
+    /// Whether `key` is still the identity of `s` (an application may change its name mid-session).
+    fn same_client(&self, key: &ClientKey, s: &Session) -> bool {
+        let f = self.fields;
+        let same = |on: bool, have: &str, now: Option<&str>| have == if on { now.unwrap_or("") } else { "" };
+        same(f.user, &key.user, s.user.as_deref())
+            && same(f.database, &key.database, s.database.as_deref())
+            && same(f.application, &key.application, s.application_name.as_deref())
+            && same(f.address, &key.address, s.client_addr.as_deref())
+    }
+
+    /// A connection from the log source; `None` when a poll already counted it.
+    pub fn observe_log(&mut self, ev: &crate::logsource::ConnectionEvent) -> Option<Entry> {
+        self.log_source_seen = true;
+        if Some(ev.pid) == self.monitor_pid {
+            return None;
+        }
+        let polled = self
+            .live
+            .get(&ev.pid)
+            .is_some_and(|l| l.start.is_none_or(|s| (s - ev.at).abs() <= SAME_SESSION_WITHIN));
+        if polled {
+            return None;
+        }
+        let class = match (&ev.tls, ev.local_socket, ev.gss_encrypted) {
+            (Some(t), _, _) => ConnClass::from_tls_version(&t.version),
+            (None, true, _) => ConnClass::Local,
+            (None, false, true) => ConnClass::Gss,
+            (None, false, false) => ConnClass::PlainTcp,
+        };
+        let entry = Entry::Session {
+            at: ev.at,
+            key: ClientKey::new(
+                self.fields,
+                Some(&ev.user),
+                Some(&ev.database),
+                ev.application_name.as_deref(),
+                ev.client_addr.as_deref(),
+            ),
+            class,
+            tls_version: ev.tls.as_ref().map(|t| t.version.clone()),
+            cipher: ev.tls.as_ref().map(|t| t.cipher.clone()),
+            source: Source::Log,
+            address: ev.client_addr.clone(),
+        };
+        // Only a line near the latest poll can be matched by the next one; remembering every pid of a long log
+        // read from its start would grow with the log.
+        if self
+            .last_poll
+            .is_none_or(|t| (ev.at - t).abs() <= SAME_SESSION_WITHIN * 6)
+        {
+            self.from_log.insert(ev.pid, ev.at);
+        }
+        self.apply(&entry);
+        Some(entry)
+    }
+
+    fn watching(&mut self, at: DateTime<Utc>, log_source: bool) -> Option<Entry> {
+        let due = self.last_heartbeat.is_none_or(|last| at - last >= HEARTBEAT_EVERY);
+        let entry = Entry::Watching { at, log_source };
+        self.apply(&entry);
+        due.then(|| {
+            self.last_heartbeat = Some(at);
+            entry
+        })
+    }
+
+    /// Fold one journal entry into the records (also used when replaying the journal).
+    pub fn apply(&mut self, entry: &Entry) {
+        match entry {
+            Entry::Header { .. } => {}
+            Entry::Watching { at, log_source } => {
+                self.observe_window(*at, *at);
+                self.log_source_seen |= *log_source;
+            }
+            Entry::Observed { from, to, log_source } => {
+                self.observe_window(*from, *to);
+                self.log_source_seen |= *log_source;
+            }
+            Entry::Settings(seen) => {
+                self.settings.push_back(seen.clone());
+                while self.settings.len() > self.caps.settings_changes.max(1) {
+                    self.settings.pop_front();
+                }
+            }
+            Entry::Session {
+                at,
+                key,
+                class,
+                tls_version,
+                cipher,
+                source,
+                address,
+            } => {
+                let session = RecentSession {
+                    at: *at,
+                    class: *class,
+                    tls_version: tls_version.clone(),
+                    cipher: cipher.clone(),
+                    address: address.clone(),
+                    source: *source,
+                };
+                let caps = self.caps;
+                self.record_for(key, *at).add_session(&session, &caps);
+                // A session seen in the log widens the evidence window too.
+                self.observe_window(*at, *at);
+            }
+            Entry::Client(record) => {
+                let caps = self.caps;
+                let mut loaded = record.clone();
+                loaded.connected_now = 0;
+                match self.index.get(&record.key) {
+                    Some(i) => self.records[*i].merge(&loaded, &caps),
+                    None if self.records.len() < caps.identities => {
+                        self.index.insert(loaded.key.clone(), self.records.len());
+                        self.records.push(loaded);
+                    }
+                    None => self.others_record(record.first_seen).merge(&loaded, &caps),
+                }
+            }
+            Entry::Others(record) => {
+                let caps = self.caps;
+                self.others_record(record.first_seen).merge(record, &caps);
+            }
+        }
+    }
+
+    fn observe_window(&mut self, from: DateTime<Utc>, to: DateTime<Utc>) {
+        self.observed_from = Some(self.observed_from.map_or(from, |f| f.min(from)));
+        self.observed_to = Some(self.observed_to.map_or(to, |t| t.max(to)));
+    }
+
+    /// The record that counts `key`: its own, a new one while under the identity cap, else the others record.
+    fn record_for(&mut self, key: &ClientKey, at: DateTime<Utc>) -> &mut ClientRecord {
+        if let Some(i) = self.index.get(key) {
+            return &mut self.records[*i];
+        }
+        if self.records.len() < self.caps.identities {
+            self.index.insert(key.clone(), self.records.len());
+            self.records.push(ClientRecord::new(key.clone(), at));
+            let last = self.records.len() - 1;
+            return &mut self.records[last];
+        }
+        self.others_record(at)
+    }
+
+    fn others_record(&mut self, at: DateTime<Utc>) -> &mut ClientRecord {
+        self.others.get_or_insert_with(|| {
+            let key = ClientKey {
+                user: String::new(),
+                database: String::new(),
+                application: OTHERS_LABEL.to_string(),
+                address: String::new(),
+            };
+            ClientRecord::new(key, at)
+        })
+    }
+
+    /// The compacted state, as the lines of a version-2 file (without its header).
+    pub fn compacted(&self) -> impl Iterator<Item = Entry> + '_ {
+        let observed = match (self.observed_from, self.observed_to) {
+            (Some(from), Some(to)) => Some(Entry::Observed {
+                from,
+                to,
+                log_source: self.log_source_seen,
+            }),
+            _ => None,
+        };
+        observed
+            .into_iter()
+            .chain(self.settings.iter().cloned().map(Entry::Settings))
+            .chain(self.records.iter().cloned().map(Entry::Client))
+            .chain(self.others.iter().cloned().map(Entry::Others))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures;
+
+    #[test]
+    fn sessions_are_counted_once_across_polls_and_connected_now_follows() {
+        let mut ledger = Ledger::new(KeyFields::default());
+        let snap = fixtures::snapshot();
+        let first = ledger.observe_snapshot(&snap, false);
+        // 11 sessions besides the monitor, plus one heartbeat and the server's settings as first seen.
+        assert_eq!(first.len(), 13);
+        let mut later = snap.clone();
+        later.taken_at += Duration::seconds(2);
+        assert!(
+            ledger.observe_snapshot(&later, false).is_empty(),
+            "no new sessions, no heartbeat yet"
+        );
+        let billing: Vec<&ClientRecord> = ledger
+            .records()
+            .filter(|r| r.key.application == "billing-batch")
+            .collect();
+        // Two billing sessions come from different addresses in the fixture: two identities.
+        assert_eq!(billing.iter().map(|r| r.sessions).sum::<u64>(), 2);
+        assert!(
+            billing
+                .iter()
+                .all(|r| r.count(ConnClass::Tls12) == 1 && r.connected_now == 1)
+        );
+        later
+            .sessions
+            .retain(|s| s.application_name.as_deref() != Some("billing-batch"));
+        ledger.observe_snapshot(&later, false);
+        assert!(
+            ledger
+                .records()
+                .filter(|r| r.key.application == "billing-batch")
+                .all(|r| r.connected_now == 0)
+        );
+        assert_eq!(ledger.total_sessions(), 11);
+    }
+
+    #[test]
+    fn a_session_that_changes_its_application_name_is_not_counted_again() {
+        let mut ledger = Ledger::new(KeyFields::default());
+        let snap = fixtures::snapshot();
+        ledger.observe_snapshot(&snap, false);
+        let sessions = ledger.total_sessions();
+        let i = snap
+            .sessions
+            .iter()
+            .position(|s| s.pid != snap.monitor.pid && s.application_name.is_some())
+            .unwrap();
+        let key = ledger.key_of(&snap.sessions[i]);
+        let connected = |ledger: &Ledger| ledger.records().find(|r| r.key == key).unwrap().connected_now;
+        let before = connected(&ledger);
+        assert!(before >= 1);
+
+        let mut renamed = snap.clone();
+        renamed.taken_at += Duration::seconds(2);
+        renamed.sessions[i].application_name = Some("renamed-app".into());
+        assert!(ledger.observe_snapshot(&renamed, false).is_empty());
+        assert_eq!(ledger.total_sessions(), sessions, "same session, not a new one");
+        assert!(ledger.records().all(|r| r.key.application != "renamed-app"));
+        assert_eq!(connected(&ledger), before - 1, "the old identity lost the session");
+
+        let mut back = snap.clone();
+        back.taken_at += Duration::seconds(4);
+        assert!(ledger.observe_snapshot(&back, false).is_empty());
+        assert_eq!(ledger.total_sessions(), sessions);
+        assert_eq!(connected(&ledger), before, "back under its first name");
+    }
+
+    #[test]
+    fn dropping_the_address_merges_pooled_connections() {
+        let mut ledger = Ledger::new(KeyFields::from_names(&["user".into(), "application".into()]).unwrap());
+        ledger.observe_snapshot(&fixtures::snapshot(), false);
+        let billing = ledger.records().find(|r| r.key.application == "billing-batch").unwrap();
+        assert_eq!((billing.sessions, billing.key.address.as_str()), (2, ""));
+        assert!(KeyFields::from_names(&[]).unwrap_err().contains("empty key"));
+        assert!(
+            KeyFields::from_names(&["host".into()])
+                .unwrap_err()
+                .contains("unknown ledger key field")
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_journal_is_private_and_never_follows_a_planted_symlink() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.jsonl");
+        let mut ledger = Ledger::new(KeyFields::default());
+        Journal::open(&path, &mut ledger).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "created {mode:o}");
+
+        // An existing ledger others may read is tightened.
+        let wide = dir.path().join("wide.jsonl");
+        std::fs::write(&wide, "").unwrap();
+        std::fs::set_permissions(&wide, std::fs::Permissions::from_mode(0o644)).unwrap();
+        Journal::open(&wide, &mut ledger).unwrap();
+        assert_eq!(std::fs::metadata(&wide).unwrap().permissions().mode() & 0o777, 0o600);
+
+        // A symlink planted at the path: refused, and its target keeps every byte and its mode.
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let link = dir.path().join("link.jsonl");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let err = Journal::open(&link, &mut ledger).err().unwrap();
+        assert!(err.contains("symbolic link"), "{err}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777, 0o644);
+    }
+
+    #[test]
+    fn a_read_only_replay_leaves_a_torn_file_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.jsonl");
+        let mut ledger = Ledger::new(KeyFields::default());
+        let (mut journal, _) = Journal::open(&path, &mut ledger).unwrap();
+        let entries = ledger.observe_snapshot(&fixtures::snapshot(), false);
+        journal.append(&entries, &ledger).unwrap();
+        drop(journal);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(b"{\"kind\":\"sess");
+        std::fs::write(&path, &bytes).unwrap();
+        let mut replayed = Ledger::new(KeyFields::default());
+        let report = Journal::replay_read_only(&path, &mut replayed).unwrap();
+        assert_eq!(report.skipped.len(), 1);
+        assert_eq!(replayed.records().count(), ledger.records().count());
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "not a byte changed");
+    }
+
+    fn strip(l: &Ledger) -> Vec<ClientRecord> {
+        l.records()
+            .map(|r| ClientRecord {
+                connected_now: 0,
+                ..r.clone()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_journal_replays_to_the_same_ledger_and_survives_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.jsonl");
+        let mut ledger = Ledger::new(KeyFields::default());
+        let (mut journal, report) = Journal::open(&path, &mut ledger).unwrap();
+        assert_eq!((report.entries, report.skipped.len()), (0, 0));
+        let entries = ledger.observe_snapshot(&fixtures::snapshot(), false);
+        journal.append(&entries, &ledger).unwrap();
+        drop(journal);
+
+        let mut reloaded = Ledger::new(KeyFields::default());
+        Journal::open(&path, &mut reloaded).unwrap();
+        assert_eq!(strip(&reloaded), strip(&ledger));
+        assert_eq!(reloaded.observed_from, ledger.observed_from);
+        assert_eq!(reloaded.settings_history().count(), 1);
+
+        // A crash mid-write and a scribbled line: both skipped, the rest kept, and the rewrite drops them.
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        let lines = text.lines().count();
+        text.insert_str(0, "not json at all\n");
+        text.push_str("{\"kind\":\"session\",\"at\":\"2026-11-");
+        std::fs::write(&path, text).unwrap();
+        let mut damaged = Ledger::new(KeyFields::default());
+        let (mut journal, report) = Journal::open(&path, &mut damaged).unwrap();
+        assert_eq!(report.skipped, vec![1, lines + 2]);
+        assert_eq!(strip(&damaged), strip(&ledger));
+        assert!(report.message(&path).unwrap().contains(&format!(
+            "skipped 2 unreadable line(s) (line 1, {}), kept {lines} entries",
+            lines + 2
+        )));
+        let watching = [Entry::Watching {
+            at: fixtures::now(),
+            log_source: true,
+        }];
+        damaged.apply(&watching[0]);
+        journal.append(&watching, &damaged).unwrap();
+        drop(journal);
+        let mut again = Ledger::new(KeyFields::default());
+        let (_, report) = Journal::open(&path, &mut again).unwrap();
+        assert!(report.skipped.is_empty(), "the rewrite left only readable lines");
+        assert!(again.log_source_seen);
+    }
+
+    /// A version-1 file (one line per session, no header) is read as it is and rewritten as version 2 with the
+    /// same clients.
+    #[test]
+    fn a_version_1_file_is_read_and_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.jsonl");
+        let v1 = concat!(
+            r#"{"kind":"watching","at":"2026-11-27T10:00:00Z","log_source":false}"#,
+            "\n",
+            r#"{"kind":"session","at":"2026-11-27T10:00:00Z","key":{"user":"app","database":"shop","application":"billing","address":"10.0.0.7"},"class":"tls12","tls_version":"TLSv1.2","cipher":"AES128-SHA","source":"poll"}"#,
+            "\n",
+            r#"{"kind":"session","at":"2026-11-27T11:00:00Z","key":{"user":"app","database":"shop","application":"billing","address":"10.0.0.7"},"class":"tls13","tls_version":"TLSv1.3","cipher":"TLS_AES_256_GCM_SHA384","source":"log"}"#,
+            "\n",
+            r#"{"kind":"session","at":"2026-11-27T11:30:00Z","key":{"user":"etl","database":"shop","application":"","address":""},"class":"plain_tcp","source":"log"}"#,
+            "\n",
+        );
+        std::fs::write(&path, v1).unwrap();
+        let mut ledger = Ledger::new(KeyFields::default());
+        let (journal, report) = Journal::open(&path, &mut ledger).unwrap();
+        assert_eq!((report.format, report.entries, report.skipped.len()), (1, 4, 0));
+        drop(journal);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with(r#"{"kind":"header","format":2}"#), "{text}");
+        let mut upgraded = Ledger::new(KeyFields::default());
+        let report = Journal::replay_read_only(&path, &mut upgraded).unwrap();
+        assert_eq!(report.format, 2);
+        assert_eq!(strip(&upgraded), strip(&ledger));
+        let billing = upgraded.records().find(|r| r.key.application == "billing").unwrap();
+        assert_eq!((billing.sessions, billing.count(ConnClass::Tls12)), (2, 1));
+        assert_eq!(billing.usage.len(), 2, "{:?}", billing.usage);
+        assert_eq!(billing.recent.len(), 2);
+        assert_eq!(upgraded.observed(), Duration::minutes(90));
+    }
+
+    /// Thousands of sessions of a few clients: the file stays the size of the clients, and no count is lost.
+    #[test]
+    fn compaction_keeps_the_file_the_size_of_the_clients() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.jsonl");
+        let mut ledger = Ledger::new(KeyFields::default());
+        let (mut journal, _) = Journal::open(&path, &mut ledger).unwrap();
+        let start = fixtures::now();
+        let mut largest = 0;
+        for i in 0..20_000i64 {
+            let entry = session(
+                start + Duration::seconds(i),
+                &format!("app{}", i % 3),
+                "10.0.0.1",
+                "TLSv1.2",
+            );
+            ledger.apply(&entry);
+            journal.append(&[entry], &ledger).unwrap();
+            largest = largest.max(std::fs::metadata(&path).unwrap().len());
+        }
+        // One line per session would be about 5 MB.
+        assert!(largest <= (1 << 20) + (16 << 10), "the file reached {largest} bytes");
+        assert_eq!(journal.len(), std::fs::metadata(&path).unwrap().len());
+        drop(journal);
+        let mut reloaded = Ledger::new(KeyFields::default());
+        Journal::open(&path, &mut reloaded).unwrap();
+        assert_eq!(reloaded.total_sessions(), 20_000);
+        assert_eq!(strip(&reloaded), strip(&ledger));
+        assert!(std::fs::metadata(&path).unwrap().len() < 16 << 10, "compacted on open");
+    }
+
+    fn session(at: DateTime<Utc>, app: &str, address: &str, version: &str) -> Entry {
+        Entry::Session {
+            at,
+            key: ClientKey {
+                user: "u".into(),
+                database: "d".into(),
+                application: app.into(),
+                address: address.into(),
+            },
+            class: ConnClass::from_tls_version(version),
+            tls_version: Some(version.into()),
+            cipher: Some(format!("cipher-of-{version}")),
+            source: Source::Log,
+            address: Some(address.into()),
+        }
+    }
+
+    /// A scanner (many addresses, many identities, made-up cipher names) cannot grow the ledger past its caps, and
+    /// what goes past them is still counted, so a what-if still sees it.
+    #[test]
+    fn caps_hold_against_a_scanner() {
+        let mut ledger = Ledger::new(KeyFields::default());
+        ledger.caps.identities = 100;
+        let at = fixtures::now();
+        for i in 0..50_000u32 {
+            let address = format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255);
+            ledger.apply(&session(at, "scan", &address, "TLSv1.2"));
+        }
+        assert_eq!(ledger.len(), 100);
+        let others = ledger.others().unwrap();
+        assert_eq!(others.sessions, 49_900);
+        assert_eq!(others.count(ConnClass::Tls12), 49_900);
+        assert_eq!(others.addresses.len(), ledger.caps.addresses);
+        assert_eq!(others.addresses_not_kept, 49_900 - ledger.caps.addresses as u64);
+        assert_eq!(others.recent.len(), ledger.caps.recent);
+        assert_eq!(ledger.total_sessions(), 50_000);
+        assert!(ledger.records().any(|r| r.key.application == OTHERS_LABEL));
+
+        // One identity without the address in its key, many addresses and invented cipher names.
+        let mut pooled = Ledger::new(KeyFields::from_names(&["user".into(), "application".into()]).unwrap());
+        for i in 0..5_000u32 {
+            let mut entry = session(
+                at + Duration::seconds(i.into()),
+                "pool",
+                &format!("10.1.{}.{}", i >> 8, i & 255),
+                "TLSv1.2",
+            );
+            if let Entry::Session { key, cipher, .. } = &mut entry {
+                key.address.clear();
+                *cipher = Some(format!("FORGED-{i}"));
+            }
+            pooled.apply(&entry);
+        }
+        let r = pooled.records().next().unwrap();
+        assert_eq!(r.sessions, 5_000);
+        assert_eq!(r.addresses.len(), pooled.caps.addresses);
+        assert!(r.usage.len() <= pooled.caps.usage + 1, "{} usage rows", r.usage.len());
+        assert!(r.ciphers.len() <= pooled.caps.usage + 1, "{} ciphers", r.ciphers.len());
+        assert_eq!(r.ciphers.get(OTHER).copied(), Some(5_000 - pooled.caps.usage as u64));
+        let times: Vec<_> = r.recent.iter().map(|s| s.at).collect();
+        assert_eq!(times.len(), pooled.caps.recent);
+        assert!(times.windows(2).all(|w| w[0] <= w[1]) && times.last() == Some(&(at + Duration::seconds(4_999))));
+    }
+
+    /// The settings history: one state per change, kept through a rewrite, with what clients used around it.
+    #[test]
+    fn settings_changes_are_kept_with_their_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.jsonl");
+        let mut ledger = Ledger::new(KeyFields::default());
+        let (mut journal, _) = Journal::open(&path, &mut ledger).unwrap();
+        let mut snap = fixtures::snapshot();
+        let entries = ledger.observe_snapshot(&snap, false);
+        journal.append(&entries, &ledger).unwrap();
+        snap.taken_at += Duration::seconds(2);
+        assert!(
+            ledger.observe_snapshot(&snap, false).is_empty(),
+            "unchanged settings write nothing"
+        );
+        snap.taken_at += Duration::seconds(2);
+        snap.settings
+            .insert("ssl_min_protocol_version".into(), Setting::Set("TLSv1.3".into()));
+        let entries = ledger.observe_snapshot(&snap, false);
+        assert!(entries.iter().any(|e| matches!(e, Entry::Settings(_))));
+        journal.append(&entries, &ledger).unwrap();
+        journal.compact(&ledger).unwrap();
+        drop(journal);
+        let mut reloaded = Ledger::new(KeyFields::default());
+        Journal::replay_read_only(&path, &mut reloaded).unwrap();
+        let history: Vec<_> = reloaded.settings_history().collect();
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[1].at, snap.taken_at);
+        assert_eq!(
+            history[1].settings.get("ssl_min_protocol_version"),
+            Some(&Setting::Set("TLSv1.3".into()))
+        );
+        // Every usage row says when it was last used, so before/after a change is a comparison of times.
+        assert!(
+            reloaded
+                .records()
+                .all(|r| r.usage.iter().all(|u| u.last_seen < history[1].at))
+        );
+    }
+
+    /// One writer at a time, through `PATH.lock`; a leftover temporary file from a crash mid-rewrite is harmless.
+    #[test]
+    fn a_second_writer_is_refused_in_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.jsonl");
+        let mut ledger = Ledger::new(KeyFields::default());
+        let (journal, _) = Journal::open(&path, &mut ledger).unwrap();
+        let err = Journal::open(&path, &mut Ledger::default()).err().unwrap();
+        assert!(
+            err.contains("in use by another pgtls") && err.contains("ledger.jsonl.lock"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'));
+        // Still locked after a rewrite (the lock is not on the renamed file).
+        let mut journal = journal;
+        journal.compact(&ledger).unwrap();
+        assert!(Journal::open(&path, &mut Ledger::default()).is_err());
+        drop(journal);
+        std::fs::write(dir.path().join("ledger.jsonl.tmp"), "half a rewrite").unwrap();
+        Journal::open(&path, &mut Ledger::default()).unwrap();
+        assert!(!dir.path().join("ledger.jsonl.tmp").exists());
+    }
+
+    /// Log lines far from the latest poll can never be matched by a poll, so a log read from its start leaves
+    /// nothing behind per connection; lines near it are remembered so the next poll does not count them twice.
+    #[test]
+    fn old_log_lines_leave_no_per_pid_memory() {
+        let mut ledger = Ledger::new(KeyFields::default());
+        let snap = fixtures::snapshot();
+        ledger.observe_snapshot(&snap, true);
+        let event = |pid: i32, at: DateTime<Utc>| crate::logsource::ConnectionEvent {
+            at,
+            pid,
+            user: "u".into(),
+            database: "d".into(),
+            application_name: None,
+            client_addr: Some("10.0.0.1".into()),
+            local_socket: false,
+            tls: None,
+            gss_encrypted: false,
+        };
+        for pid in 100_000..150_000 {
+            assert!(
+                ledger
+                    .observe_log(&event(pid, snap.taken_at - Duration::days(1)))
+                    .is_some()
+            );
+        }
+        assert!(ledger.from_log.is_empty(), "{} pids remembered", ledger.from_log.len());
+        assert!(ledger.observe_log(&event(7, snap.taken_at)).is_some());
+        assert_eq!(ledger.from_log.len(), 1);
+        assert_eq!(ledger.records().find(|r| r.key.user == "u").unwrap().sessions, 50_001);
+    }
+}

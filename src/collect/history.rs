@@ -1,0 +1,262 @@
+//! The history service: the ledger, its journal and the connection log, fed by the collector's snapshots over a
+//! channel. It runs as its own task so that reading a long log never holds up a snapshot: the collector sends each
+//! snapshot to the dashboard first and to this service second, and this service reads the log one bounded budget at
+//! a time, catching up across polls (and between them) while memory stays that of the distinct clients.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_postgres::Client;
+
+use super::poller::PollerEvent;
+use crate::analysis::ledger::{ClientRecord, Journal, Ledger};
+use crate::analysis::whatif::{self, HbaRule, Target, WhatIf};
+use crate::model::Snapshot;
+use crate::probe::ProbeTarget;
+use crate::sources::LogSources;
+
+/// What pgtls has seen over time, as the views need it: sent after every poll while the dashboard asks for it
+/// ([`super::poller::PollerCommand::SendHistory`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct History {
+    pub clients: Vec<ClientRecord>,
+    /// One what-if per [`Target`], in `Target` order.
+    pub whatif: Vec<WhatIf>,
+    /// Which sources are on and what each can miss.
+    pub sources: Vec<String>,
+    /// Where the ledger is kept, if anywhere.
+    pub ledger_file: Option<String>,
+}
+
+/// The history side: the ledger, its journal, the connection log and the probe target.
+pub struct HistorySetup {
+    pub ledger: Ledger,
+    pub journal: Option<Journal>,
+    pub ledger_file: Option<String>,
+    pub server_log: Option<std::path::PathBuf>,
+    /// Read the log from its start (history) or only what is written from now on.
+    pub log_from_start: bool,
+    pub min_evidence: chrono::Duration,
+    /// Where the certificate probe connects; it runs only when asked (each probe leaves server log lines).
+    pub probe: Option<ProbeTarget>,
+    /// Bytes of log read at most per step; `None` for the sources' own default.
+    pub log_budget: Option<u64>,
+    /// The user's poll timeout; `None` follows the interval (see [`super::poll_timeout`]).
+    pub poll_timeout: Option<std::time::Duration>,
+}
+
+impl HistorySetup {
+    pub fn none() -> HistorySetup {
+        HistorySetup {
+            ledger: Ledger::default(),
+            journal: None,
+            ledger_file: None,
+            server_log: None,
+            log_from_start: true,
+            min_evidence: chrono::Duration::hours(24),
+            probe: None,
+            log_budget: None,
+            poll_timeout: None,
+        }
+    }
+}
+
+/// What the collector tells the history service.
+pub enum HistoryInput {
+    /// A new connection: the client to read the log through, and pg_hba.conf as read on it.
+    Connected {
+        client: Arc<Client>,
+        hba: Result<Vec<HbaRule>, String>,
+    },
+    /// A poll's snapshot, already sent to the dashboard.
+    Snapshot(Box<Snapshot>),
+    /// Send the history after each snapshot (and at once when turned on).
+    SendHistory(bool),
+}
+
+/// The history as the views need it, from the ledger after a poll: no I/O, so benches measure the same code.
+pub fn history_of(
+    ledger: &Ledger,
+    hba: &Result<Vec<HbaRule>, String>,
+    min_evidence: chrono::Duration,
+    sources: Vec<String>,
+    ledger_file: Option<String>,
+) -> History {
+    History {
+        clients: ledger.records().cloned().collect(),
+        whatif: [Target::MinTls13, Target::TlsRequired]
+            .into_iter()
+            .map(|t| whatif::evaluate(ledger, t, hba, min_evidence))
+            .collect(),
+        sources,
+        ledger_file,
+    }
+}
+
+struct Service {
+    setup: HistorySetup,
+    client: Option<Arc<Client>>,
+    logs: Option<LogSources>,
+    hba: Result<Vec<HbaRule>, String>,
+    /// A journal write failure is shown once, then the journal is dropped.
+    journal_error: Option<String>,
+    /// A poll has been folded into the ledger (before that there is no history to show).
+    polled: bool,
+    /// Forged log lines already reported to the dashboard.
+    forged_reported: u64,
+    history_wanted: bool,
+    events: mpsc::Sender<PollerEvent>,
+}
+
+/// Fold snapshots and the connection log into the ledger until the collector hangs up or the dashboard is gone.
+pub async fn run(setup: HistorySetup, mut inputs: mpsc::Receiver<HistoryInput>, events: mpsc::Sender<PollerEvent>) {
+    let mut service = Service {
+        setup,
+        client: None,
+        logs: None,
+        hba: Err("not read yet".to_string()),
+        journal_error: None,
+        polled: false,
+        forged_reported: 0,
+        history_wanted: false,
+        events,
+    };
+    loop {
+        let behind = service.logs.as_ref().is_some_and(LogSources::is_behind) && service.client.is_some();
+        // Inputs first: a snapshot is never kept waiting by a backlog of log. While behind and idle, read on.
+        let input = tokio::select! {
+            biased;
+            input = inputs.recv() => match input {
+                Some(input) => input,
+                None => return,
+            },
+            () = std::future::ready(()), if behind => {
+                service.read_log().await;
+                if !service.logs.as_ref().is_some_and(LogSources::is_behind) && service.send_history().await.is_err() {
+                    return;
+                }
+                tokio::task::yield_now().await;
+                continue;
+            }
+        };
+        let sent = match input {
+            HistoryInput::Connected { client, hba } => {
+                service.on_connect(client, hba).await;
+                Ok(())
+            }
+            HistoryInput::Snapshot(snapshot) => service.on_snapshot(&snapshot).await,
+            HistoryInput::SendHistory(on) => {
+                let was_on = std::mem::replace(&mut service.history_wanted, on);
+                if on && !was_on {
+                    service.send_history().await
+                } else {
+                    Ok(())
+                }
+            }
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}
+
+impl Service {
+    async fn on_connect(&mut self, client: Arc<Client>, hba: Result<Vec<HbaRule>, String>) {
+        self.hba = hba;
+        // The file follower survives reconnects; the SQL reader starts over on the new connection.
+        if self.logs.is_none() || self.setup.server_log.is_none() {
+            let mut logs =
+                match LogSources::open(&client, self.setup.server_log.as_deref(), self.setup.log_from_start).await {
+                    Ok(logs) => logs,
+                    Err(e) => LogSources::none(&e),
+                };
+            if let Some(budget) = self.setup.log_budget {
+                logs.set_budget(budget);
+            }
+            self.logs = Some(logs);
+        }
+        self.client = Some(client);
+    }
+
+    /// Fold a poll into the ledger, read one budget of the connection log, append to the journal.
+    async fn on_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), ()> {
+        self.polled = true;
+        let log_on = self.logs.as_ref().is_some_and(LogSources::is_active);
+        let entries = self.setup.ledger.observe_snapshot(snapshot, log_on);
+        self.journal(&entries);
+        self.read_log().await;
+        self.send_history().await
+    }
+
+    /// One budget of the connection log, applied and journalled before anything more is read.
+    async fn read_log(&mut self) {
+        let (Some(logs), Some(client)) = (&mut self.logs, &self.client) else {
+            return;
+        };
+        let events = logs.poll(client).await;
+        let entries: Vec<_> = events.iter().filter_map(|e| self.setup.ledger.observe_log(e)).collect();
+        drop(events);
+        self.journal(&entries);
+    }
+
+    fn journal(&mut self, entries: &[crate::analysis::ledger::Entry]) {
+        if let Some(journal) = &mut self.setup.journal
+            && let Err(e) = journal.append(entries, &self.setup.ledger)
+        {
+            self.journal_error = Some(e);
+            self.setup.journal = None;
+        }
+    }
+
+    /// Forged-line news, then the history if the dashboard asks for it. `Err` once the dashboard is gone.
+    async fn send_history(&mut self) -> Result<(), ()> {
+        if let Some(news) = self.forged_news() {
+            self.events.send(news).await.map_err(drop)?;
+        }
+        if self.history_wanted
+            && let Some(history) = self.history()
+        {
+            self.events
+                .send(PollerEvent::History(Box::new(history)))
+                .await
+                .map_err(drop)?;
+        }
+        Ok(())
+    }
+
+    /// News of more forged log lines since the last call, for the dashboard's alerts.
+    fn forged_news(&mut self) -> Option<PollerEvent> {
+        let (kept, total) = self.logs.as_ref()?.suspects();
+        let latest = kept.last()?;
+        (total > self.forged_reported).then(|| {
+            self.forged_reported = total;
+            PollerEvent::ForgedLogLines {
+                total,
+                latest: Box::new(latest.clone()),
+            }
+        })
+    }
+
+    /// The history as of the latest poll; `None` before the first one.
+    fn history(&self) -> Option<History> {
+        if !self.polled {
+            return None;
+        }
+        let mut sources = self.logs.as_ref().map(LogSources::describe).unwrap_or_default();
+        if let Err(e) = &self.hba {
+            sources.push(format!(
+                "pg_hba.conf: {e}; the downgrade risk of prefer clients is unknown"
+            ));
+        }
+        if let Some(e) = &self.journal_error {
+            sources.push(format!("ledger not saved: {e}"));
+        }
+        Some(history_of(
+            &self.setup.ledger,
+            &self.hba,
+            self.setup.min_evidence,
+            sources,
+            self.setup.ledger_file.clone(),
+        ))
+    }
+}
