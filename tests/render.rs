@@ -221,7 +221,7 @@ fn the_sort_column_is_always_marked() {
             press(&mut state, KeyCode::Char('s'));
             let screen_lines = lines(draw(&mut state, w, h).backend().buffer());
             let (title_line, header_row) = (&screen_lines[rows_y - 2], &screen_lines[rows_y - 1]);
-            let title = state.sort.column.title();
+            let title = state.sessions.sort.column.title();
             // In the header row, or named in the table's title when the column does not fit this width.
             assert!(
                 header_row.contains('▲') || title_line.contains(&format!("sorted by {title} ▲")),
@@ -342,7 +342,7 @@ fn no_color() {
     }
     // Without colour the selection still shows.
     let rows = view::table_rows_area(buffer.area).expect("fits");
-    let selected = state.selected_index().expect("a selection") - state.offset;
+    let selected = state.selected_index().expect("a selection") - state.sessions.offset;
     let y = rows.y + u16::try_from(selected).expect("small");
     assert!(buffer[(rows.x + 3, y)].modifier.contains(Modifier::REVERSED));
 }
@@ -457,13 +457,18 @@ fn layout_is_a_pure_function_of_the_size_and_matches_the_drawing() {
         let terminal = draw(&mut state, w, h);
         let rows = view::table_rows_area(area).expect("fits");
         let screen_rows = lines(terminal.backend().buffer());
-        let first_pid = state.visible_sessions().nth(state.offset).expect("row").pid.to_string();
+        let first_pid = state
+            .visible_sessions()
+            .nth(state.sessions.offset)
+            .expect("row")
+            .pid
+            .to_string();
         assert!(
             screen_rows[usize::from(rows.y)].contains(&first_pid),
             "{}",
             screen_rows[usize::from(rows.y)]
         );
-        let last = state.offset + usize::from(rows.height) - 1;
+        let last = state.sessions.offset + usize::from(rows.height) - 1;
         let last_pid = state.visible_sessions().nth(last).expect("row").pid.to_string();
         assert!(screen_rows[usize::from(rows.bottom() - 1)].contains(&last_pid));
     }
@@ -537,7 +542,7 @@ fn certificates_screen_before_and_after_the_probe() {
         let mut state = with_history(w, h);
         press(&mut state, KeyCode::Char('c'));
         assert_eq!(
-            state.probe,
+            state.certificates.probe,
             pgtls::tui::state::ProbeView::Running,
             "opening the screen starts the probe"
         );
@@ -554,6 +559,7 @@ fn certificates_screen_before_and_after_the_probe() {
         assert!(
             state
                 .alerts
+                .log
                 .active()
                 .any(|a| a.alert.detail.contains("expires in 21 days"))
         );
@@ -568,7 +574,8 @@ fn holdouts_filter_and_screen_keys() {
     assert_eq!(state.screen, pgtls::tui::state::Screen::Holdouts);
     let history = state.history.as_ref().unwrap();
     let worst: Vec<_> = state
-        .holdout_rows
+        .holdouts
+        .rows
         .iter()
         .map(|i| history.clients[*i].worst_class().unwrap())
         .collect();
@@ -584,7 +591,7 @@ fn holdouts_filter_and_screen_keys() {
     );
     press(&mut state, KeyCode::Char('/'));
     type_text(&mut state, "billing");
-    assert_eq!(state.holdout_rows.len(), 1);
+    assert_eq!(state.holdouts.rows.len(), 1);
     press(&mut state, KeyCode::Esc);
     press(&mut state, KeyCode::Esc);
     assert_eq!(

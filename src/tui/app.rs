@@ -37,7 +37,7 @@ pub async fn run(
     let (events_tx, events_rx) = mpsc::channel(16);
     let poller = poller::spawn(params, Some(collector), interval, history, events_tx);
     let mut state = AppState::new(target, interval, Utc::now());
-    state.alert_config = alert_config;
+    state.alerts.config = alert_config;
     state.startup_warnings = warnings;
 
     let mut terminal = ratatui::try_init().wrap_err("cannot open the terminal (is this an interactive terminal?)")?;

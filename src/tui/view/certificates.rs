@@ -16,7 +16,7 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
         .border_style(t.border)
         .title(Span::styled(" Certificates ", t.title))
         .title_bottom(super::tabs::line(cx));
-    let lines = match &cx.state.probe {
+    let lines = match &cx.state.certificates.probe {
         ProbeView::NotRun => vec![Line::styled(
             "  Press P to probe the server: about ten connections, each failed handshake leaves a line in its log.",
             t.dim,
@@ -32,7 +32,7 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
         Paragraph::new(lines)
             .block(block)
             .wrap(Wrap { trim: false })
-            .scroll((cx.state.scroll, 0)),
+            .scroll((cx.state.certificates.scroll.offset(), 0)),
         area,
     );
 }

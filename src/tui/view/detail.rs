@@ -88,7 +88,7 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
     let lines = body_lines(s, cx, inner.width);
     let visible = usize::from(body.height);
     let max_scroll = lines.len().saturating_sub(visible);
-    let scroll = usize::from(detail.scroll).min(max_scroll);
+    let scroll = usize::from(detail.scroll.offset()).min(max_scroll);
     let block = if max_scroll > 0 {
         let end = (scroll + visible).min(lines.len());
         let position = format!(" ↑↓ scroll · lines {}–{} of {} ", scroll + 1, end, lines.len());

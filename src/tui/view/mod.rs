@@ -207,7 +207,7 @@ pub fn draw_with(frame: &mut Frame, state: &AppState, theme: &Theme, utc_offset:
         }
     }
     footer::render(frame, areas.footer, &cx);
-    if state.help {
+    if state.help.open {
         help::render(frame, area, &cx);
     }
 }

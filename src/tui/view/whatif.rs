@@ -20,7 +20,7 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
     let mut targets = vec![Span::styled(" Target  ", t.dim)];
     for target in [Target::MinTls13, Target::TlsRequired] {
         let label = format!(" {} ", target.label());
-        targets.push(if target == state.whatif_target {
+        targets.push(if target == state.whatif.target {
             Span::styled(format!("[{label}]"), t.title)
         } else {
             Span::styled(label, t.dim)
@@ -35,7 +35,7 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
         frame.render_widget(Paragraph::new(lines).block(block), area);
         return;
     };
-    let Some(w) = history.whatif.iter().find(|w| w.target == state.whatif_target) else {
+    let Some(w) = history.whatif.iter().find(|w| w.target == state.whatif.target) else {
         frame.render_widget(Paragraph::new(lines).block(block), area);
         return;
     };
@@ -118,7 +118,7 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
         Paragraph::new(lines)
             .block(block)
             .wrap(Wrap { trim: false })
-            .scroll((state.scroll, 0)),
+            .scroll((state.whatif.scroll.offset(), 0)),
         area,
     );
 }
