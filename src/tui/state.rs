@@ -5,6 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use crossterm::event::KeyEvent;
 
+use super::columns::Column;
 use super::components::alerts::{Alerts, Inputs as AlertInputs};
 use super::components::certificates::Certificates;
 use super::components::filter::FilterEditor;
@@ -40,8 +41,12 @@ pub enum Input {
     Key(KeyEvent),
     ScrollUp,
     ScrollDown,
-    /// A click on the n-th visible table row (0 = first row under the header).
+    /// A click on the n-th visible row of the table shown (0 = first row under the header).
     ClickRow(usize),
+    /// A click on a column header of the sessions table: sort by it (again: reverse).
+    ClickHeader(Column),
+    /// A click on a tab.
+    ClickTab(Screen),
     Poller {
         event: PollerEvent,
         at: DateTime<Utc>,
@@ -123,6 +128,15 @@ pub struct AppState {
     pub alerts: Alerts,
 }
 
+/// How far each pane on screen can scroll, measured by the views before a draw (`None`: not shown).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScrollLimits {
+    pub help: Option<u16>,
+    pub detail: Option<u16>,
+    pub whatif: Option<u16>,
+    pub certificates: Option<u16>,
+}
+
 /// What the Protocols box counts over all sessions of a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Totals {
@@ -199,11 +213,34 @@ impl AppState {
             Input::Key(key) => self.on_key(key),
             Input::ScrollUp => self.on_action(Action::Up),
             Input::ScrollDown => self.on_action(Action::Down),
+            // Clicks act on the screen shown only, never on one hidden behind it.
+            Input::ClickRow(_) | Input::ClickHeader(_) | Input::ClickTab(_)
+                if self.detail.is_some() || self.help.open =>
+            {
+                Vec::new()
+            }
             Input::ClickRow(n) => {
-                if self.detail.is_none() && !self.help.open {
-                    self.sessions.click_row(self.snapshot.as_ref(), n);
+                match self.screen {
+                    Screen::Sessions => self.sessions.click_row(self.snapshot.as_ref(), n),
+                    Screen::Holdouts => self.holdouts.click_row(n, self.sessions.page),
+                    Screen::WhatIf | Screen::Certificates => {}
                 }
                 Vec::new()
+            }
+            Input::ClickHeader(column) => {
+                if self.screen == Screen::Sessions {
+                    self.sessions.sort_by(column);
+                    self.rebuild_rows();
+                }
+                Vec::new()
+            }
+            Input::ClickTab(screen) => {
+                let wanted = self.wants_history();
+                let mut effects = self.show(screen);
+                if self.wants_history() != wanted {
+                    effects.push(Effect::Poller(PollerCommand::SendHistory(self.wants_history())));
+                }
+                effects
             }
             Input::Poller { event, at } => {
                 self.now = at;
@@ -242,6 +279,10 @@ impl AppState {
 
     /// Where a movement goes: the topmost pane that scrolls, else the current screen.
     fn move_by(&mut self, delta: isize) {
+        if self.help.open {
+            self.help.scroll.by(delta);
+            return;
+        }
         if let Some(detail) = &mut self.detail {
             detail.scroll.by(delta);
             return;
@@ -474,6 +515,22 @@ impl AppState {
     /// The sessions in table order.
     pub fn visible_sessions(&self) -> impl Iterator<Item = &Session> {
         self.sessions.visible(self.snapshot.as_ref())
+    }
+
+    /// The app calls this before drawing (see `view::prepare`): scroll offsets stay within the content.
+    pub fn set_scroll_limits(&mut self, limits: ScrollLimits) {
+        if let Some(max) = limits.help {
+            self.help.scroll.set_max(max);
+        }
+        if let (Some(max), Some(detail)) = (limits.detail, &mut self.detail) {
+            detail.scroll.set_max(max);
+        }
+        if let Some(max) = limits.whatif {
+            self.whatif.scroll.set_max(max);
+        }
+        if let Some(max) = limits.certificates {
+            self.certificates.scroll.set_max(max);
+        }
     }
 
     /// The app calls this with the table's visible height before drawing.

@@ -34,7 +34,7 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
         left.push(Span::styled(format!(" ({shown} {noun})   "), t.dim));
     }
 
-    let (essential, optional): (Vec<_>, Vec<_>) = keymap::hints(state.scope())
+    let (essential, optional): (Vec<_>, Vec<_>) = keymap::hints_when(state.scope(), state.paused)
         .into_iter()
         .partition(|(_, hint)| ESSENTIAL.contains(hint));
     // Help before quit reads naturally at the end of the line.

@@ -104,6 +104,20 @@ fn aligned(line: Line<'static>, column: Column) -> Cell<'static> {
 }
 
 /// Marker, then each column at its preferred width; the last column takes what is left over.
+/// The column whose header is drawn `x` columns into the table's inner width (marker cell and gaps excluded).
+pub fn column_at(inner_width: u16, x: u16) -> Option<Column> {
+    let columns = columns::fitting(inner_width);
+    let widths = widths(&columns, inner_width);
+    let mut start = 0u16;
+    for (i, w) in widths.iter().enumerate() {
+        if x >= start && x < start + w {
+            return i.checked_sub(1).and_then(|c| columns.get(c).copied());
+        }
+        start += w + 1;
+    }
+    None
+}
+
 fn widths(columns: &[Column], cols: u16) -> Vec<u16> {
     let mut widths: Vec<u16> = std::iter::once(1).chain(columns.iter().map(|c| c.width())).collect();
     let used: u16 = widths.iter().sum::<u16>() + u16::try_from(columns.len()).unwrap_or(u16::MAX);
