@@ -54,14 +54,14 @@ fn type_text(state: &mut AppState, text: &str) {
 }
 
 fn draw(state: &mut AppState, w: u16, h: u16) -> Terminal<TestBackend> {
-    state.set_page(view::table_page(Rect::new(0, 0, w, h)));
+    view::prepare(state, Rect::new(0, 0, w, h));
     let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("test terminal");
     terminal.draw(|f| view::draw(f, state)).expect("draw");
     terminal
 }
 
 fn draw_mono(state: &mut AppState, w: u16, h: u16) -> Terminal<TestBackend> {
-    state.set_page(view::table_page(Rect::new(0, 0, w, h)));
+    view::prepare(state, Rect::new(0, 0, w, h));
     let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("test terminal");
     terminal
         .draw(|f| view::draw_with(f, state, &Theme::mono(), Utc.fix()))
@@ -221,7 +221,7 @@ fn the_sort_column_is_always_marked() {
             press(&mut state, KeyCode::Char('s'));
             let screen_lines = lines(draw(&mut state, w, h).backend().buffer());
             let (title_line, header_row) = (&screen_lines[rows_y - 2], &screen_lines[rows_y - 1]);
-            let title = state.sort.column.title();
+            let title = state.sessions.sort.column.title();
             // In the header row, or named in the table's title when the column does not fit this width.
             assert!(
                 header_row.contains('▲') || title_line.contains(&format!("sorted by {title} ▲")),
@@ -342,7 +342,7 @@ fn no_color() {
     }
     // Without colour the selection still shows.
     let rows = view::table_rows_area(buffer.area).expect("fits");
-    let selected = state.selected_index().expect("a selection") - state.offset;
+    let selected = state.selected_index().expect("a selection") - state.sessions.offset;
     let y = rows.y + u16::try_from(selected).expect("small");
     assert!(buffer[(rows.x + 3, y)].modifier.contains(Modifier::REVERSED));
 }
@@ -457,13 +457,18 @@ fn layout_is_a_pure_function_of_the_size_and_matches_the_drawing() {
         let terminal = draw(&mut state, w, h);
         let rows = view::table_rows_area(area).expect("fits");
         let screen_rows = lines(terminal.backend().buffer());
-        let first_pid = state.visible_sessions().nth(state.offset).expect("row").pid.to_string();
+        let first_pid = state
+            .visible_sessions()
+            .nth(state.sessions.offset)
+            .expect("row")
+            .pid
+            .to_string();
         assert!(
             screen_rows[usize::from(rows.y)].contains(&first_pid),
             "{}",
             screen_rows[usize::from(rows.y)]
         );
-        let last = state.offset + usize::from(rows.height) - 1;
+        let last = state.sessions.offset + usize::from(rows.height) - 1;
         let last_pid = state.visible_sessions().nth(last).expect("row").pid.to_string();
         assert!(screen_rows[usize::from(rows.bottom() - 1)].contains(&last_pid));
     }
@@ -537,7 +542,7 @@ fn certificates_screen_before_and_after_the_probe() {
         let mut state = with_history(w, h);
         press(&mut state, KeyCode::Char('c'));
         assert_eq!(
-            state.probe,
+            state.certificates.probe,
             pgtls::tui::state::ProbeView::Running,
             "opening the screen starts the probe"
         );
@@ -554,6 +559,7 @@ fn certificates_screen_before_and_after_the_probe() {
         assert!(
             state
                 .alerts
+                .log
                 .active()
                 .any(|a| a.alert.detail.contains("expires in 21 days"))
         );
@@ -568,7 +574,8 @@ fn holdouts_filter_and_screen_keys() {
     assert_eq!(state.screen, pgtls::tui::state::Screen::Holdouts);
     let history = state.history.as_ref().unwrap();
     let worst: Vec<_> = state
-        .holdout_rows
+        .holdouts
+        .rows
         .iter()
         .map(|i| history.clients[*i].worst_class().unwrap())
         .collect();
@@ -584,7 +591,7 @@ fn holdouts_filter_and_screen_keys() {
     );
     press(&mut state, KeyCode::Char('/'));
     type_text(&mut state, "billing");
-    assert_eq!(state.holdout_rows.len(), 1);
+    assert_eq!(state.holdouts.rows.len(), 1);
     press(&mut state, KeyCode::Esc);
     press(&mut state, KeyCode::Esc);
     assert_eq!(
@@ -608,4 +615,193 @@ fn detail_names_undecodable_columns() {
     let terminal = draw_mono(&mut state, 120, 40);
     let screen = lines(terminal.backend().buffer()).join("\n");
     assert!(screen.contains("Could not decode: backend_start"), "{screen}");
+}
+
+// Issue 14, item 1: keys do what they say, at once.
+
+/// Draw, press End, draw, then k: the pane ends on its last line and k moves up from there, not from
+/// somewhere past the end.
+fn end_then_up(state: &mut AppState, w: u16, h: u16, offset: impl Fn(&AppState) -> (u16, Option<u16>)) -> String {
+    draw(state, w, h);
+    press(state, KeyCode::End);
+    let terminal = draw(state, w, h);
+    let (at_end, max) = offset(state);
+    assert_eq!(Some(at_end), max, "End stops at the last line ({w}x{h})");
+    press(state, KeyCode::Char('j'));
+    draw(state, w, h);
+    assert_eq!(offset(state).0, at_end, "j past the end does nothing ({w}x{h})");
+    press(state, KeyCode::Char('k'));
+    draw(state, w, h);
+    assert_eq!(offset(state).0, at_end.saturating_sub(1), "k moves at once ({w}x{h})");
+    screen(&terminal)
+}
+
+const WIDTHS: [(u16, u16); 3] = [(80, 24), (120, 36), (200, 50)];
+
+#[test]
+fn scrolling_stops_at_the_end_of_every_pane() {
+    for (w, h) in WIDTHS {
+        let mut state = with_history(w, h);
+        press(&mut state, KeyCode::Char('w'));
+        let shown = end_then_up(&mut state, w, h, |s| (s.whatif.scroll.offset(), s.whatif.scroll.max()));
+        assert!(
+            shown.contains("ledger"),
+            "the last line of What-if is on screen at {w}x{h}"
+        );
+
+        let mut state = detail_of_tls12(w, h);
+        let shown = end_then_up(&mut state, w, h, |s| {
+            let d = s.detail.as_ref().expect("detail open");
+            (d.scroll.offset(), d.scroll.max())
+        });
+        assert!(shown.contains("Query"), "the query is on screen at {w}x{h}");
+
+        let mut state = with_history(w, h);
+        press(&mut state, KeyCode::Char('c'));
+        state.handle(Input::Poller {
+            event: PollerEvent::Probe(Ok(Box::new(fixtures::probe_report()))),
+            at: fixtures::now(),
+        });
+        end_then_up(&mut state, w, h, |s| {
+            (s.certificates.scroll.offset(), s.certificates.scroll.max())
+        });
+    }
+}
+
+#[test]
+fn help_at_80x24_scrolls_to_its_last_line() {
+    let mut state = connected(80, 24);
+    press(&mut state, KeyCode::Char('?'));
+    let shown = end_then_up(&mut state, 80, 24, |s| (s.help.scroll.offset(), s.help.scroll.max()));
+    let last = shown
+        .lines()
+        .rev()
+        .find(|l| l.contains("lines "))
+        .expect("position on the border");
+    let of = last
+        .split(" of ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("total");
+    assert!(
+        last.contains(&format!("–{of} of {of}")),
+        "the last line is shown: {last}"
+    );
+    assert!(shown.contains("info"), "the legend's last line is on screen");
+}
+
+#[test]
+fn the_paused_footer_says_how_to_resume() {
+    let mut state = connected(200, 50);
+    press(&mut state, KeyCode::Char('p'));
+    let footer = screen(&draw(&mut state, 200, 50))
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert!(footer.contains("p resume") && footer.contains("PAUSED"), "{footer}");
+    press(&mut state, KeyCode::Char('p'));
+    let footer = screen(&draw(&mut state, 200, 50))
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert!(footer.contains("p pause") && !footer.contains("PAUSED"), "{footer}");
+}
+
+#[test]
+fn refresh_and_interval_keys_reach_the_poller_even_while_paused() {
+    use pgtls::collect::poller::PollerCommand;
+    use pgtls::tui::state::Effect;
+    let mut state = connected(120, 36);
+    press(&mut state, KeyCode::Char('p'));
+    let key = |c| Input::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+    assert_eq!(state.handle(key('r')), vec![Effect::Poller(PollerCommand::RefreshNow)]);
+    assert_eq!(
+        state.handle(key('-')),
+        vec![Effect::Poller(PollerCommand::SetInterval(Duration::from_secs(1)))]
+    );
+    let header = screen(&draw(&mut state, 120, 36));
+    assert!(header.contains("every 1s"), "the header shows the new interval at once");
+}
+
+#[test]
+fn a_second_probe_does_not_start_while_one_runs() {
+    use pgtls::collect::poller::PollerCommand;
+    use pgtls::tui::state::Effect;
+    let mut state = connected(120, 36);
+    let key = |c| Input::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+    assert_eq!(state.handle(key('c')), vec![Effect::Poller(PollerCommand::Probe)]);
+    assert_eq!(state.handle(key('P')), Vec::new(), "P while probing");
+    state.handle(Input::Poller {
+        event: PollerEvent::Probe(Err("refused".into())),
+        at: fixtures::now(),
+    });
+    assert_eq!(state.handle(key('P')), vec![Effect::Poller(PollerCommand::Probe)]);
+}
+
+#[test]
+fn typing_a_filter_ignores_ctrl_and_alt_chords() {
+    let mut state = connected(120, 36);
+    press(&mut state, KeyCode::Char('/'));
+    type_text(&mut state, "bill");
+    state.handle(Input::Key(KeyEvent::new(KeyCode::Char('w'), KeyModifiers::CONTROL)));
+    state.handle(Input::Key(KeyEvent::new(KeyCode::Char('x'), KeyModifiers::ALT)));
+    assert_eq!(state.filter.text, "bill");
+    let footer = screen(&draw(&mut state, 120, 36))
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert!(footer.contains("/bill▏"), "{footer}");
+}
+
+#[test]
+fn clicks_act_on_the_screen_shown_headers_sort_and_tabs_switch() {
+    use pgtls::tui::columns::Column;
+    use pgtls::tui::state::Screen;
+    for (w, h) in WIDTHS {
+        let mut state = with_history(w, h);
+        let area = Rect::new(0, 0, w, h);
+        draw(&mut state, w, h);
+        let selected = state.sessions.selected_pid;
+        // A click on the Holdouts table moves the Holdouts selection only.
+        press(&mut state, KeyCode::Char('h'));
+        draw(&mut state, w, h);
+        let rows = view::table_rows_area(area).expect("fits");
+        let click = view::click(area, &state, rows.x + 2, rows.y + 2).expect("a row");
+        state.handle(click);
+        assert_eq!(state.holdouts.selected, 2);
+        assert_eq!(
+            state.sessions.selected_pid, selected,
+            "the sessions table did not move ({w}x{h})"
+        );
+        // A click on the Sessions tab, found on the screen as drawn.
+        let terminal = draw(&mut state, w, h);
+        let tabs_y = view::layout(area).expect("fits").table.bottom() - 1;
+        let tabs_line = &lines(terminal.backend().buffer())[usize::from(tabs_y)];
+        let x = tabs_line
+            .find("Sessions")
+            .map(|b| tabs_line[..b].chars().count())
+            .expect("tab drawn");
+        let click = view::click(area, &state, x as u16, tabs_y).expect("a tab");
+        state.handle(click);
+        assert_eq!(state.screen, Screen::Sessions);
+        // A click on the PID header sorts by pid; again reverses.
+        let terminal = draw(&mut state, w, h);
+        let header_y = view::layout(area).expect("fits").table.y + 1;
+        let header = &lines(terminal.backend().buffer())[usize::from(header_y)];
+        let x = header
+            .find("PID")
+            .map(|b| header[..b].chars().count())
+            .expect("PID header") as u16;
+        state.handle(view::click(area, &state, x, header_y).expect("a header"));
+        assert_eq!(state.sessions.sort.column, Column::Pid, "{w}x{h}");
+        assert!(!state.sessions.sort.descending);
+        state.handle(view::click(area, &state, x + 1, header_y).expect("a header"));
+        assert!(state.sessions.sort.descending);
+        // With the detail open, clicks do nothing to the table under it.
+        press(&mut state, KeyCode::Enter);
+        assert!(view::click(area, &state, x, header_y).is_none());
+    }
 }

@@ -310,8 +310,10 @@ async fn poll_loop(
     links: &Links,
     commands: &mut mpsc::UnboundedReceiver<PollerCommand>,
 ) -> Option<CollectError> {
+    // `r` polls once even while paused.
+    let mut refresh = false;
     loop {
-        if !schedule.paused {
+        if !schedule.paused || std::mem::take(&mut refresh) {
             collector.set_poll_timeout(super::poll_timeout(schedule.interval, links.chosen_timeout));
             // Commands still count while a poll is pending: `r` gives up on a slow poll and reconnects now.
             let polled = {
@@ -357,7 +359,15 @@ async fn poll_loop(
                 _ = tokio::time::sleep_until(deadline), if !schedule.paused => break,
                 cmd = commands.recv() => match cmd {
                     None => return None,
-                    Some(PollerCommand::RefreshNow) => break,
+                    Some(PollerCommand::RefreshNow) => {
+                        refresh = true;
+                        break;
+                    }
+                    // A shorter interval applies now, not at the old deadline (up to 5 minutes away).
+                    Some(PollerCommand::SetInterval(interval)) if Instant::now() + interval < deadline => {
+                        schedule.interval = interval;
+                        break;
+                    }
                     Some(PollerCommand::SetPaused(false)) if schedule.paused => {
                         schedule.paused = false;
                         break;
@@ -530,5 +540,32 @@ mod tests {
             }
         };
         assert!(more >= 2);
+    }
+
+    /// A shorter interval applies at once, and `r` polls while paused (issue 14, item 1).
+    #[tokio::test]
+    async fn a_shorter_interval_and_a_refresh_while_paused_poll_at_once() {
+        let lab = Lab::start(LabOptions::default()).await.expect("lab starts");
+        let home = tempfile::tempdir().expect("temp dir");
+        let env = Environment::new(HashMap::new(), Some(home.path().to_path_buf()), "tester");
+        let params = resolve(Some(&lab.conninfo(SUPERUSER)), &env).expect("conninfo resolves");
+        let (tx, mut events) = mpsc::channel(16);
+        let poller = spawn(params, None, Duration::from_secs(3600), HistorySetup::none(), tx);
+        assert!(matches!(next(&mut events).await, PollerEvent::Connected { .. }));
+        assert!(matches!(next(&mut events).await, PollerEvent::Polled { .. }));
+        let send = |cmd| poller.commands.send(cmd).expect("poller runs");
+        // `next` waits 10 s at most: far less than the hour left of the old interval.
+        send(PollerCommand::SetInterval(Duration::from_millis(500)));
+        assert!(matches!(next(&mut events).await, PollerEvent::Polled { .. }));
+        send(PollerCommand::SetPaused(true));
+        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(2), events.recv()).await {}
+        send(PollerCommand::RefreshNow);
+        assert!(matches!(next(&mut events).await, PollerEvent::Polled { .. }));
+        assert!(
+            tokio::time::timeout(Duration::from_secs(2), events.recv())
+                .await
+                .is_err(),
+            "one poll, then paused again"
+        );
     }
 }

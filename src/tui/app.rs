@@ -10,7 +10,7 @@ use crossterm::event::{
 };
 use futures_util::StreamExt;
 use ratatui::DefaultTerminal;
-use ratatui::layout::{Position, Rect};
+use ratatui::layout::Rect;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
@@ -37,7 +37,7 @@ pub async fn run(
     let (events_tx, events_rx) = mpsc::channel(16);
     let mut poller = poller::spawn(params, Some(collector), interval, history, events_tx);
     let mut state = AppState::new(target, interval, Utc::now());
-    state.alert_config = alert_config;
+    state.alerts.config = alert_config;
     state.startup_warnings = warnings;
 
     let mut terminal = ratatui::try_init().wrap_err("cannot open the terminal (is this an interactive terminal?)")?;
@@ -78,7 +78,7 @@ async fn event_loop(
         }
         let input = tokio::select! {
             event = input_events.next() => match event {
-                Some(Ok(event)) => match to_input(event, terminal.size()?.into()) {
+                Some(Ok(event)) => match to_input(event, terminal.size()?.into(), state) {
                     Translated::Input(input) => input,
                     Translated::Redraw => {
                         dirty = true;
@@ -163,7 +163,7 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
 
 fn draw(terminal: &mut DefaultTerminal, state: &mut AppState) -> Result<()> {
     let size = terminal.size()?;
-    state.set_page(view::table_page(Rect::new(0, 0, size.width, size.height)));
+    view::prepare(state, Rect::new(0, 0, size.width, size.height));
     terminal.draw(|frame| view::draw(frame, state))?;
     Ok(())
 }
@@ -174,7 +174,7 @@ enum Translated {
     Ignore,
 }
 
-fn to_input(event: Event, area: Rect) -> Translated {
+fn to_input(event: Event, area: Rect, state: &AppState) -> Translated {
     match event {
         // Release and repeat events arrive on terminals with the kitty protocol; act on presses only.
         Event::Key(key) if key.kind == KeyEventKind::Press => Translated::Input(Input::Key(key)),
@@ -182,11 +182,9 @@ fn to_input(event: Event, area: Rect) -> Translated {
         Event::Mouse(mouse) => match mouse.kind {
             MouseEventKind::ScrollUp => Translated::Input(Input::ScrollUp),
             MouseEventKind::ScrollDown => Translated::Input(Input::ScrollDown),
-            MouseEventKind::Down(MouseButton::Left) => match view::table_rows_area(area) {
-                Some(rows) if rows.contains(Position::new(mouse.column, mouse.row)) => {
-                    Translated::Input(Input::ClickRow(usize::from(mouse.row - rows.y)))
-                }
-                _ => Translated::Ignore,
+            MouseEventKind::Down(MouseButton::Left) => match view::click(area, state, mouse.column, mouse.row) {
+                Some(input) => Translated::Input(input),
+                None => Translated::Ignore,
             },
             _ => Translated::Ignore,
         },

@@ -104,12 +104,12 @@ pub const BINDINGS: &[Binding] = &[
     Binding { keys: &[key('q')], action: Action::Quit, scopes: &[Global], keys_label: "q", hint: Some(("q", "quit")), help: "Quit" },
     Binding { keys: &[ctrl('c')], action: Action::Quit, scopes: &[Global, FilterInput], keys_label: "Ctrl-C", hint: None, help: "Quit from anywhere, even while typing a filter" },
     Binding { keys: &[key('?'), special(KeyCode::F(1))], action: Action::Help, scopes: &[Global], keys_label: "?", hint: Some(("?", "help")), help: "Show or hide this help" },
-    Binding { keys: &[special(KeyCode::Up), key('k')], action: Action::Up, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates], keys_label: "↑/k", hint: None, help: "Move up (scroll in the detail view)" },
-    Binding { keys: &[special(KeyCode::Down), key('j')], action: Action::Down, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates], keys_label: "↓/j", hint: Some(("↓/j", "move")), help: "Move down (scroll in the detail view)" },
-    Binding { keys: &[special(KeyCode::PageUp), ctrl('b')], action: Action::PageUp, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates], keys_label: "PgUp", hint: None, help: "Page up" },
-    Binding { keys: &[special(KeyCode::PageDown), ctrl('f')], action: Action::PageDown, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates], keys_label: "PgDn", hint: None, help: "Page down" },
-    Binding { keys: &[special(KeyCode::Home), key('g')], action: Action::Top, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates], keys_label: "Home/g", hint: None, help: "First row" },
-    Binding { keys: &[special(KeyCode::End), key('G')], action: Action::Bottom, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates], keys_label: "End/G", hint: None, help: "Last row" },
+    Binding { keys: &[special(KeyCode::Up), key('k')], action: Action::Up, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates, HelpScope], keys_label: "↑/k", hint: None, help: "Move up (scroll in the detail view)" },
+    Binding { keys: &[special(KeyCode::Down), key('j')], action: Action::Down, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates, HelpScope], keys_label: "↓/j", hint: Some(("↓/j", "move")), help: "Move down (scroll in the detail view)" },
+    Binding { keys: &[special(KeyCode::PageUp), ctrl('b')], action: Action::PageUp, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates, HelpScope], keys_label: "PgUp", hint: None, help: "Page up" },
+    Binding { keys: &[special(KeyCode::PageDown), ctrl('f')], action: Action::PageDown, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates, HelpScope], keys_label: "PgDn", hint: None, help: "Page down" },
+    Binding { keys: &[special(KeyCode::Home), key('g')], action: Action::Top, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates, HelpScope], keys_label: "Home/g", hint: None, help: "First row" },
+    Binding { keys: &[special(KeyCode::End), key('G')], action: Action::Bottom, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates, HelpScope], keys_label: "End/G", hint: None, help: "Last row" },
     Binding { keys: &[key('s'), key('>')], action: Action::SortNext, scopes: &[Table], keys_label: "s/>", hint: Some(("s/>", "sort")), help: "Sort by the next column" },
     Binding { keys: &[key('S'), key('<')], action: Action::SortPrev, scopes: &[Table], keys_label: "S/<", hint: None, help: "Sort by the previous column" },
     Binding { keys: &[key('i')], action: Action::SortReverse, scopes: &[Table, Holdouts], keys_label: "i", hint: Some(("i", "reverse")), help: "Reverse the sort order (▲ ascending, ▼ descending)" },
@@ -166,6 +166,18 @@ pub fn hints(scope: Scope) -> Vec<(&'static str, &'static str)> {
         .iter()
         .filter(|b| scope != Scope::FilterInput && b.scopes.contains(&Scope::Global) && !b.scopes.contains(&scope));
     own.chain(global).filter_map(|b| b.hint).collect()
+}
+
+/// The footer hints as they read now: while paused, `p` resumes.
+pub fn hints_when(scope: Scope, paused: bool) -> Vec<(&'static str, &'static str)> {
+    let mut hints = hints(scope);
+    if paused {
+        let pause = BINDINGS.iter().find(|b| b.action == Action::Pause).and_then(|b| b.hint);
+        for hint in hints.iter_mut().filter(|h| Some(**h) == pause) {
+            hint.1 = "resume";
+        }
+    }
+    hints
 }
 
 /// Help lines grouped by scope, for the `?` overlay.

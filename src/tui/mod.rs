@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod columns;
+pub mod components;
 pub mod keymap;
 pub mod state;
 pub mod view;

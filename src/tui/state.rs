@@ -5,14 +5,23 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use crossterm::event::KeyEvent;
 
-use super::columns::{Column, exposure_rank};
+use super::columns::Column;
+use super::components::alerts::{Alerts, Inputs as AlertInputs};
+use super::components::certificates::Certificates;
+use super::components::filter::FilterEditor;
+use super::components::help::Help;
+use super::components::holdouts::Holdouts;
+use super::components::sessions::SessionsTable;
+use super::components::whatif::WhatIfView;
 use super::keymap::{self, Action, Scope};
-use crate::analysis::alerts::{Alert, AlertLog, LinkHealth, Severity, evaluate_with};
-use crate::analysis::whatif::Target;
+use crate::analysis::alerts::LinkHealth;
 use crate::collect::poller::{History, PollerCommand, PollerEvent};
-use crate::config::AlertsConfig;
-use crate::model::{ClassCounts, ConnClass, Session, Snapshot};
-use crate::probe::ProbeReport;
+use crate::model::{ClassCounts, Session, Snapshot};
+
+pub use super::components::alerts::probe_alerts;
+pub use super::components::certificates::ProbeView;
+pub use super::components::detail::Detail;
+pub use super::components::sessions::{QuickView, Sort};
 
 /// Refresh intervals offered by `+` and `-`.
 pub const INTERVALS: [Duration; 8] = [
@@ -32,8 +41,12 @@ pub enum Input {
     Key(KeyEvent),
     ScrollUp,
     ScrollDown,
-    /// A click on the n-th visible table row (0 = first row under the header).
+    /// A click on the n-th visible row of the table shown (0 = first row under the header).
     ClickRow(usize),
+    /// A click on a column header of the sessions table: sort by it (again: reverse).
+    ClickHeader(Column),
+    /// A click on a tab.
+    ClickTab(Screen),
     Poller {
         event: PollerEvent,
         at: DateTime<Utc>,
@@ -71,15 +84,6 @@ impl Screen {
     }
 }
 
-/// The certificate probe, run on demand.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ProbeView {
-    NotRun,
-    Running,
-    Done(Box<ProbeReport>),
-    Failed(String),
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Link {
     /// Connected, waiting for the first snapshot.
@@ -90,47 +94,6 @@ pub enum Link {
         error: String,
         retry_at: DateTime<Utc>,
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QuickView {
-    All,
-    NoTls,
-    BelowTls13,
-}
-
-impl QuickView {
-    pub fn label(self) -> &'static str {
-        match self {
-            QuickView::All => "all",
-            QuickView::NoTls => "no TLS",
-            QuickView::BelowTls13 => "TLS < 1.3",
-        }
-    }
-
-    fn admits(self, class: ConnClass) -> bool {
-        match self {
-            QuickView::All => true,
-            QuickView::NoTls => class == ConnClass::PlainTcp,
-            QuickView::BelowTls13 => class.below_tls13(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sort {
-    pub column: Column,
-    pub descending: bool,
-}
-
-/// The drill-down of one session; keeps the last values when the session ends.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Detail {
-    pub pid: i32,
-    pub session: Session,
-    /// Server time of the first snapshot without this session.
-    pub ended_at: Option<DateTime<Utc>>,
-    pub scroll: u16,
 }
 
 #[derive(Debug, Clone)]
@@ -145,43 +108,33 @@ pub struct AppState {
     pub now: DateTime<Utc>,
     pub interval: Duration,
     pub paused: bool,
-    pub sort: Sort,
-    pub filter: String,
-    pub filter_editing: bool,
-    pub quick_view: QuickView,
-    /// Indices into `snapshot.sessions`, filtered and sorted: what the table shows.
-    pub rows: Vec<usize>,
-    /// Selection follows the pid across refreshes and re-sorts.
-    pub selected_pid: Option<i32>,
-    /// Where the selection was, for when its session disappears.
-    selected_pos: usize,
-    /// First visible row.
-    pub offset: usize,
-    /// Visible table rows, set by the app from the layout before drawing.
-    pub page: usize,
-    pub detail: Option<Detail>,
-    pub help: bool,
-    pub alerts: AlertLog,
-    pub alert_config: AlertsConfig,
     pub warnings: Vec<String>,
     /// Notes from start-up (a damaged ledger, an ignored .pgpass) that stay on screen.
     pub startup_warnings: Vec<String>,
     pub screen: Screen,
     /// The ledger and what-if, from the poller.
     pub history: Option<History>,
-    pub whatif_target: Target,
-    pub probe: ProbeView,
-    /// Connection lines refused as forged in the server log: how many, and the latest.
-    pub forged_log_lines: Option<(u64, crate::logsource::SuspectLine)>,
-    /// Holdouts table: indices into `history.clients`, filtered and sorted worst first.
-    pub holdout_rows: Vec<usize>,
-    pub holdout_selected: usize,
-    pub holdout_offset: usize,
-    pub holdout_sort_desc: bool,
-    /// Scroll position of the What-if and Certificates screens.
-    pub scroll: u16,
     /// Counts over the latest snapshot, made once when it arrives rather than on every frame.
     pub totals: Option<Totals>,
+    // One component per screen or pane; each owns its state and handles its keys.
+    pub filter: FilterEditor,
+    pub sessions: SessionsTable,
+    pub holdouts: Holdouts,
+    pub whatif: WhatIfView,
+    pub certificates: Certificates,
+    /// The drill-down of one session, over the screens.
+    pub detail: Option<Detail>,
+    pub help: Help,
+    pub alerts: Alerts,
+}
+
+/// How far each pane on screen can scroll, measured by the views before a draw (`None`: not shown).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScrollLimits {
+    pub help: Option<u16>,
+    pub detail: Option<u16>,
+    pub whatif: Option<u16>,
+    pub certificates: Option<u16>,
 }
 
 /// What the Protocols box counts over all sessions of a snapshot.
@@ -221,43 +174,27 @@ impl AppState {
             now,
             interval,
             paused: false,
-            sort: Sort {
-                column: Column::Tls,
-                descending: false,
-            },
-            filter: String::new(),
-            filter_editing: false,
-            quick_view: QuickView::All,
-            rows: Vec::new(),
-            selected_pid: None,
-            selected_pos: 0,
-            offset: 0,
-            page: 20,
-            detail: None,
-            help: false,
-            alerts: AlertLog::default(),
-            alert_config: AlertsConfig::default(),
             warnings: Vec::new(),
             startup_warnings: Vec::new(),
             screen: Screen::Sessions,
             history: None,
-            whatif_target: Target::MinTls13,
-            probe: ProbeView::NotRun,
-            forged_log_lines: None,
-            holdout_rows: Vec::new(),
-            holdout_selected: 0,
-            holdout_offset: 0,
-            holdout_sort_desc: false,
-            scroll: 0,
             totals: None,
+            filter: FilterEditor::default(),
+            sessions: SessionsTable::default(),
+            holdouts: Holdouts::default(),
+            whatif: WhatIfView::default(),
+            certificates: Certificates::default(),
+            detail: None,
+            help: Help::default(),
+            alerts: Alerts::default(),
         }
     }
 
     /// Which key bindings apply now.
     pub fn scope(&self) -> Scope {
-        if self.help {
+        if self.help.open {
             Scope::Help
-        } else if self.filter_editing {
+        } else if self.filter.editing {
             Scope::FilterInput
         } else if self.detail.is_some() {
             Scope::Detail
@@ -276,11 +213,34 @@ impl AppState {
             Input::Key(key) => self.on_key(key),
             Input::ScrollUp => self.on_action(Action::Up),
             Input::ScrollDown => self.on_action(Action::Down),
+            // Clicks act on the screen shown only, never on one hidden behind it.
+            Input::ClickRow(_) | Input::ClickHeader(_) | Input::ClickTab(_)
+                if self.detail.is_some() || self.help.open =>
+            {
+                Vec::new()
+            }
             Input::ClickRow(n) => {
-                if self.detail.is_none() && !self.help {
-                    self.select_index(self.offset + n);
+                match self.screen {
+                    Screen::Sessions => self.sessions.click_row(self.snapshot.as_ref(), n),
+                    Screen::Holdouts => self.holdouts.click_row(n, self.sessions.page),
+                    Screen::WhatIf | Screen::Certificates => {}
                 }
                 Vec::new()
+            }
+            Input::ClickHeader(column) => {
+                if self.screen == Screen::Sessions {
+                    self.sessions.sort_by(column);
+                    self.rebuild_rows();
+                }
+                Vec::new()
+            }
+            Input::ClickTab(screen) => {
+                let wanted = self.wants_history();
+                let mut effects = self.show(screen);
+                if self.wants_history() != wanted {
+                    effects.push(Effect::Poller(PollerCommand::SendHistory(self.wants_history())));
+                }
+                effects
             }
             Input::Poller { event, at } => {
                 self.now = at;
@@ -294,12 +254,8 @@ impl AppState {
         match keymap::lookup(scope, &key) {
             Some(action) => self.on_action(action),
             None => {
-                if scope == Scope::FilterInput
-                    && let crossterm::event::KeyCode::Char(c) = key.code
-                {
-                    self.filter.push(c);
-                    self.rebuild_rows();
-                    self.rebuild_holdouts();
+                if scope == Scope::FilterInput && self.filter.type_key(&key) {
+                    self.filter_changed();
                 }
                 Vec::new()
             }
@@ -321,60 +277,71 @@ impl AppState {
         matches!(self.screen, Screen::Holdouts | Screen::WhatIf)
     }
 
+    /// Where a movement goes: the topmost pane that scrolls, else the current screen.
+    fn move_by(&mut self, delta: isize) {
+        if self.help.open {
+            self.help.scroll.by(delta);
+            return;
+        }
+        if let Some(detail) = &mut self.detail {
+            detail.scroll.by(delta);
+            return;
+        }
+        match self.screen {
+            Screen::Sessions => self.sessions.move_by(self.snapshot.as_ref(), delta),
+            Screen::Holdouts => self.holdouts.move_by(delta, self.sessions.page),
+            Screen::WhatIf => self.whatif.scroll.by(delta),
+            Screen::Certificates => self.certificates.scroll.by(delta),
+        }
+    }
+
     fn act(&mut self, action: Action) -> Vec<Effect> {
+        let page = self.sessions.page.max(1) as isize;
         match action {
             Action::Quit => return vec![Effect::Quit],
-            Action::Help => self.help = !self.help,
+            Action::Help => self.help.toggle(),
             Action::Up => self.move_by(-1),
             Action::Down => self.move_by(1),
-            Action::PageUp => self.move_by(-(self.page.max(1) as isize)),
-            Action::PageDown => self.move_by(self.page.max(1) as isize),
+            Action::PageUp => self.move_by(-page),
+            Action::PageDown => self.move_by(page),
             Action::Top => self.move_by(isize::MIN / 2),
             Action::Bottom => self.move_by(isize::MAX / 2),
-            Action::SortNext => self.cycle_sort(1),
-            Action::SortPrev => self.cycle_sort(-1),
+            Action::SortNext => {
+                self.sessions.cycle_sort(1, &[]);
+                self.rebuild_rows();
+            }
+            Action::SortPrev => {
+                self.sessions.cycle_sort(-1, &[]);
+                self.rebuild_rows();
+            }
             Action::SortReverse if self.screen == Screen::Holdouts => {
-                self.holdout_sort_desc = !self.holdout_sort_desc;
+                self.holdouts.sort_desc = !self.holdouts.sort_desc;
                 self.rebuild_holdouts();
             }
             Action::SortReverse => {
-                self.sort.descending = !self.sort.descending;
+                self.sessions.reverse();
                 self.rebuild_rows();
             }
-            Action::StartFilter => self.filter_editing = true,
+            Action::StartFilter => self.filter.start(),
             Action::ClearFilter => {
                 self.filter.clear();
-                self.filter_editing = false;
-                self.rebuild_rows();
-                self.rebuild_holdouts();
+                self.filter_changed();
             }
-            Action::ApplyFilter => self.filter_editing = false,
+            Action::ApplyFilter => self.filter.apply(),
             Action::DeleteChar => {
-                self.filter.pop();
-                self.rebuild_rows();
-                self.rebuild_holdouts();
+                if self.filter.delete_char() {
+                    self.filter_changed();
+                }
             }
             Action::ViewAll => self.set_quick_view(QuickView::All),
             Action::ViewNoTls => self.set_quick_view(QuickView::NoTls),
             Action::ViewBelowTls13 => self.set_quick_view(QuickView::BelowTls13),
-            Action::Open => self.open_detail(),
-            Action::Back => {
-                if self.help {
-                    self.help = false;
-                } else if self.detail.is_some() {
-                    self.detail = None;
-                } else if self.screen != Screen::Sessions && !self.filter.is_empty() {
-                    self.filter.clear();
-                    self.rebuild_rows();
-                    self.rebuild_holdouts();
-                } else if self.screen != Screen::Sessions {
-                    self.screen = Screen::Sessions;
-                } else if !self.filter.is_empty() || self.quick_view != QuickView::All {
-                    self.filter.clear();
-                    self.quick_view = QuickView::All;
-                    self.rebuild_rows();
+            Action::Open => {
+                if let Some(session) = self.sessions.selected_session(self.snapshot.as_ref()) {
+                    self.detail = Some(Detail::open(session));
                 }
             }
+            Action::Back => self.back(),
             Action::Pause => {
                 self.paused = !self.paused;
                 return vec![Effect::Poller(PollerCommand::SetPaused(self.paused))];
@@ -407,19 +374,37 @@ impl AppState {
             Action::ShowHoldouts => return self.show(Screen::Holdouts),
             Action::ShowWhatIf => return self.show(Screen::WhatIf),
             Action::ShowCertificates => return self.show(Screen::Certificates),
-            Action::NextTarget => {
-                self.whatif_target = match self.whatif_target {
-                    Target::MinTls13 => Target::TlsRequired,
-                    Target::TlsRequired => Target::MinTls13,
-                };
-                self.scroll = 0;
-            }
+            Action::NextTarget => self.whatif.next_target(),
             Action::Probe => {
-                self.probe = ProbeView::Running;
-                return vec![Effect::Poller(PollerCommand::Probe)];
+                if self.certificates.request(false) {
+                    return vec![Effect::Poller(PollerCommand::Probe)];
+                }
             }
         }
         Vec::new()
+    }
+
+    /// Esc: close the topmost thing, else undo the narrowing, else go back to the sessions.
+    fn back(&mut self) {
+        if self.help.open {
+            self.help.close();
+        } else if self.detail.is_some() {
+            self.detail = None;
+        } else if self.screen != Screen::Sessions && !self.filter.is_empty() {
+            self.filter.clear();
+            self.filter_changed();
+        } else if self.screen != Screen::Sessions {
+            self.screen = Screen::Sessions;
+        } else if !self.filter.is_empty() || self.sessions.quick_view != QuickView::All {
+            self.filter.clear();
+            self.sessions.quick_view = QuickView::All;
+            self.rebuild_rows();
+        }
+    }
+
+    fn filter_changed(&mut self) {
+        self.rebuild_rows();
+        self.rebuild_holdouts();
     }
 
     fn on_poller(&mut self, event: PollerEvent) -> Vec<Effect> {
@@ -437,14 +422,9 @@ impl AppState {
                 return Vec::new();
             }
             PollerEvent::ForgedLogLines { total, latest } => {
-                self.forged_log_lines = Some((total, *latest));
+                self.alerts.forged_log_lines = Some((total, *latest));
             }
-            PollerEvent::Probe(result) => {
-                self.probe = match result {
-                    Ok(report) => ProbeView::Done(report),
-                    Err(e) => ProbeView::Failed(e),
-                };
-            }
+            PollerEvent::Probe(result) => self.certificates.finished(result),
             PollerEvent::Connected { warnings } => {
                 self.warnings = self.startup_warnings.iter().cloned().chain(warnings).collect();
                 if self.snapshot.is_none() {
@@ -457,7 +437,9 @@ impl AppState {
                 self.totals = Some(Totals::of(&snapshot));
                 self.snapshot = Some(*snapshot);
                 self.rebuild_rows();
-                self.refresh_detail();
+                if let (Some(detail), Some(snap)) = (&mut self.detail, &self.snapshot) {
+                    detail.refresh(snap);
+                }
             }
             PollerEvent::TaskFailed { task, error } => {
                 let message = format!("pgtls internal error: the {task} stopped ({error}); restart pgtls");
@@ -487,7 +469,7 @@ impl AppState {
                 };
             }
         }
-        let health = match &self.link {
+        let link = match &self.link {
             Link::Lost { since, error, retry_at } => LinkHealth::Lost {
                 since: *since,
                 error: error.clone(),
@@ -495,277 +477,94 @@ impl AppState {
             },
             _ => LinkHealth::Up,
         };
-        let mut current = evaluate_with(self.snapshot.as_ref(), &health, &self.alert_config);
-        if let ProbeView::Done(report) = &self.probe {
-            current.extend(probe_alerts(report));
-        }
-        if let Some((total, latest)) = &self.forged_log_lines {
-            current.extend(crate::analysis::alerts::forged_log_lines(
-                *total,
-                latest,
-                &self.alert_config,
-            ));
-        }
-        let began = self.alerts.update(current, self.now);
-        let critical_began = self
-            .alerts
-            .active()
-            .any(|e| e.alert.severity == Severity::Critical && began.contains(&e.alert.key));
-        if critical_began && self.alert_config.bell {
-            vec![Effect::Bell]
-        } else {
-            Vec::new()
-        }
+        let probe = match &self.certificates.probe {
+            ProbeView::Done(report) => Some(report.as_ref()),
+            _ => None,
+        };
+        let bell = self.alerts.update(AlertInputs {
+            snapshot: self.snapshot.as_ref(),
+            link,
+            probe,
+            now: self.now,
+        });
+        if bell { vec![Effect::Bell] } else { Vec::new() }
     }
 
     /// Switch screens; the certificate probe runs the first time its screen opens.
     fn show(&mut self, screen: Screen) -> Vec<Effect> {
         self.detail = None;
         self.screen = screen;
-        self.scroll = 0;
-        if screen == Screen::Certificates && self.probe == ProbeView::NotRun {
-            self.probe = ProbeView::Running;
+        self.whatif.scroll.reset();
+        self.certificates.scroll.reset();
+        if screen == Screen::Certificates && self.certificates.request(true) {
             return vec![Effect::Poller(PollerCommand::Probe)];
         }
         Vec::new()
     }
 
     fn set_quick_view(&mut self, view: QuickView) {
-        self.quick_view = view;
+        self.sessions.quick_view = view;
         self.rebuild_rows();
     }
 
-    fn cycle_sort(&mut self, step: isize) {
-        let n = Column::ALL.len() as isize;
-        let pos = Column::ALL.iter().position(|c| *c == self.sort.column).unwrap_or(0) as isize;
-        self.sort.column = Column::ALL[((pos + step).rem_euclid(n)) as usize];
-        self.rebuild_rows();
-    }
-
-    /// The ledger's clients in the Holdouts table: worst exposure first, then most recently seen;
-    /// the filter applies here too.
+    /// The ledger's clients in the Holdouts table, with the filter.
     pub fn rebuild_holdouts(&mut self) {
-        let Some(history) = &self.history else {
-            self.holdout_rows.clear();
-            return;
-        };
-        let needle = self.filter.to_lowercase();
-        let mut rows: Vec<usize> = history
-            .clients
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| {
-                needle.is_empty()
-                    || [&c.key.user, &c.key.database, &c.key.application, &c.key.address]
-                        .iter()
-                        .any(|f| f.to_lowercase().contains(&needle))
-                    || c.tls_versions.keys().any(|v| v.to_lowercase().contains(&needle))
-                    || c.worst_class()
-                        .is_some_and(|w| w.label().to_lowercase().contains(&needle))
-            })
-            .map(|(i, _)| i)
-            .collect();
-        let rank = |i: &usize| {
-            let c = &history.clients[*i];
-            (
-                c.worst_class().map_or(u8::MAX, super::columns::exposure_rank),
-                std::cmp::Reverse(c.last_seen),
-            )
-        };
-        rows.sort_by_key(rank);
-        if self.holdout_sort_desc {
-            rows.reverse();
-        }
-        self.holdout_rows = rows;
-        self.holdout_selected = self.holdout_selected.min(self.holdout_rows.len().saturating_sub(1));
-        self.clamp_holdout_offset();
-    }
-
-    fn clamp_holdout_offset(&mut self) {
-        let page = self.page.max(1);
-        if self.holdout_selected < self.holdout_offset {
-            self.holdout_offset = self.holdout_selected;
-        } else if self.holdout_selected >= self.holdout_offset + page {
-            self.holdout_offset = self.holdout_selected + 1 - page;
-        }
+        self.holdouts
+            .rebuild(self.history.as_ref(), &self.filter.text, self.sessions.page);
     }
 
     /// Filter, quick view and sort applied to the latest snapshot; keeps the selection on its pid.
     pub fn rebuild_rows(&mut self) {
-        let Some(snap) = &self.snapshot else {
-            self.rows.clear();
-            return;
-        };
-        let needle = self.filter.to_lowercase();
-        let mut rows: Vec<usize> = snap
-            .sessions
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| self.quick_view.admits(s.class))
-            .filter(|(_, s)| needle.is_empty() || matches_filter(s, &needle, snap.taken_at))
-            .map(|(i, _)| i)
-            .collect();
-        let sort = self.sort;
-        // Stable: equal keys keep pid order, so rows do not jump between refreshes.
-        match (sort.column, sort.descending) {
-            // The default order, on every refresh: rank each row once instead of on every comparison.
-            (Column::Tls, false) => rows.sort_by_cached_key(|i| exposure_rank(snap.sessions[*i].class)),
-            (Column::Tls, true) => {
-                rows.sort_by_cached_key(|i| std::cmp::Reverse(exposure_rank(snap.sessions[*i].class)))
-            }
-            _ => rows.sort_by(|a, b| {
-                let ord = sort.column.compare(&snap.sessions[*a], &snap.sessions[*b]);
-                if sort.descending { ord.reverse() } else { ord }
-            }),
-        }
-        self.rows = rows;
-        match self.selected_pid.and_then(|pid| self.index_of(pid)) {
-            Some(i) => self.select_index(i),
-            // The selected session went away or was filtered out: stay at the same height.
-            None => self.select_index(self.selected_pos),
-        }
-    }
-
-    fn index_of(&self, pid: i32) -> Option<usize> {
-        let snap = self.snapshot.as_ref()?;
-        // Pids are unique in a snapshot, and the selection is usually where it was: look there before searching.
-        if let Some(i) = self.rows.get(self.selected_pos)
-            && snap.sessions[*i].pid == pid
-        {
-            return Some(self.selected_pos);
-        }
-        self.rows.iter().position(|i| snap.sessions[*i].pid == pid)
+        self.sessions.rebuild(self.snapshot.as_ref(), &self.filter.text);
     }
 
     /// Position of the selection among the visible rows.
     pub fn selected_index(&self) -> Option<usize> {
-        self.selected_pid.and_then(|pid| self.index_of(pid))
+        self.sessions.selected_index(self.snapshot.as_ref())
     }
 
     pub fn selected_session(&self) -> Option<&Session> {
-        let snap = self.snapshot.as_ref()?;
-        let idx = self.selected_index()?;
-        Some(&snap.sessions[self.rows[idx]])
+        self.sessions.selected_session(self.snapshot.as_ref())
     }
 
     /// The sessions in table order.
     pub fn visible_sessions(&self) -> impl Iterator<Item = &Session> {
-        let sessions = self.snapshot.as_ref().map(|s| s.sessions.as_slice()).unwrap_or(&[]);
-        self.rows.iter().map(move |i| &sessions[*i])
+        self.sessions.visible(self.snapshot.as_ref())
     }
 
-    fn select_index(&mut self, index: usize) {
-        if self.rows.is_empty() {
-            self.selected_pid = None;
-            self.offset = 0;
-            return;
+    /// The app calls this before drawing (see `view::prepare`): scroll offsets stay within the content.
+    pub fn set_scroll_limits(&mut self, limits: ScrollLimits) {
+        if let Some(max) = limits.help {
+            self.help.scroll.set_max(max);
         }
-        let index = index.min(self.rows.len() - 1);
-        self.selected_pos = index;
-        self.selected_pid = self.snapshot.as_ref().map(|s| s.sessions[self.rows[index]].pid);
-        let page = self.page.max(1);
-        if index < self.offset {
-            self.offset = index;
-        } else if index >= self.offset + page {
-            self.offset = index + 1 - page;
+        if let (Some(max), Some(detail)) = (limits.detail, &mut self.detail) {
+            detail.scroll.set_max(max);
         }
-        self.offset = self.offset.min(self.rows.len().saturating_sub(page));
-    }
-
-    fn move_by(&mut self, delta: isize) {
-        if let Some(detail) = &mut self.detail {
-            let scroll = i64::from(detail.scroll) + delta.clamp(-1000, 1000) as i64;
-            detail.scroll = scroll.clamp(0, 1000) as u16;
-            return;
+        if let Some(max) = limits.whatif {
+            self.whatif.scroll.set_max(max);
         }
-        match self.screen {
-            Screen::Sessions => {}
-            Screen::Holdouts => {
-                let last = self.holdout_rows.len().saturating_sub(1) as isize;
-                self.holdout_selected = (self.holdout_selected as isize).saturating_add(delta).clamp(0, last) as usize;
-                self.clamp_holdout_offset();
-                return;
-            }
-            Screen::WhatIf | Screen::Certificates => {
-                let scroll = i64::from(self.scroll) + delta.clamp(-1000, 1000) as i64;
-                self.scroll = scroll.clamp(0, 1000) as u16;
-                return;
-            }
+        if let Some(max) = limits.certificates {
+            self.certificates.scroll.set_max(max);
         }
-        let current = self.selected_index().unwrap_or(0) as isize;
-        let target = current.saturating_add(delta).max(0) as usize;
-        self.select_index(target);
     }
 
     /// The app calls this with the table's visible height before drawing.
     pub fn set_page(&mut self, rows: usize) {
-        if rows != self.page {
-            self.page = rows;
-            if let Some(i) = self.selected_index() {
-                self.select_index(i);
-            }
-        }
-    }
-
-    fn open_detail(&mut self) {
-        if let Some(session) = self.selected_session() {
-            self.detail = Some(Detail {
-                pid: session.pid,
-                session: session.clone(),
-                ended_at: None,
-                scroll: 0,
-            });
-        }
-    }
-
-    fn refresh_detail(&mut self) {
-        let (Some(detail), Some(snap)) = (&mut self.detail, &self.snapshot) else {
-            return;
-        };
-        match snap.sessions.iter().find(|s| s.pid == detail.pid) {
-            Some(s) => {
-                detail.session = s.clone();
-                detail.ended_at = None;
-            }
-            None => {
-                detail.ended_at.get_or_insert(snap.taken_at);
-            }
-        }
+        self.sessions.set_page(self.snapshot.as_ref(), rows);
     }
 
     /// Matches among the rows after the quick view, for the "3 of 12" count.
     pub fn filter_counts(&self) -> (usize, usize) {
         let total = self.snapshot.as_ref().map_or(0, |s| s.sessions.len());
-        (self.rows.len(), total)
+        (self.sessions.rows.len(), total)
     }
-}
-
-/// Probe findings as alerts, so certificate and protocol problems sit with the others.
-pub fn probe_alerts(report: &ProbeReport) -> Vec<Alert> {
-    report
-        .findings
-        .iter()
-        .enumerate()
-        .map(|(i, f)| Alert {
-            key: format!("probe_{i}_{}", f.message.chars().take(24).collect::<String>()),
-            severity: f.severity,
-            title: f.message.split(':').next().unwrap_or(&f.message).to_string(),
-            detail: f.message.clone(),
-            count: 1,
-        })
-        .collect()
-}
-
-fn matches_filter(s: &Session, needle_lower: &str, now: DateTime<Utc>) -> bool {
-    Column::ALL
-        .iter()
-        .any(|c| c.text(s, now).to_lowercase().contains(needle_lower))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fixtures;
+    use crate::tui::columns::Column;
     use crossterm::event::{KeyCode, KeyModifiers};
 
     fn state_with(snapshot: Snapshot) -> AppState {
@@ -791,22 +590,22 @@ mod tests {
         let p = pids(&st);
         assert_eq!(&p[..2], &[4150, 4157], "plain text first, pid order within");
         assert_eq!(&p[2..5], &[4131, 4138, 4144], "then TLS 1.2");
-        assert_eq!(st.selected_pid, Some(4150));
+        assert_eq!(st.sessions.selected_pid, Some(4150));
     }
 
     #[test]
     fn sorting_cycles_columns_and_reverses() {
         let mut st = state_with(fixtures::snapshot());
         press(&mut st, KeyCode::Char('s'));
-        assert_eq!(st.sort.column, Column::Cipher);
+        assert_eq!(st.sessions.sort.column, Column::Cipher);
         for _ in 0..8 {
             press(&mut st, KeyCode::Char('S'));
         }
-        assert_eq!(st.sort.column, Column::Pid);
+        assert_eq!(st.sessions.sort.column, Column::Pid);
         let ascending = pids(&st);
         assert!(ascending.windows(2).all(|w| w[0] < w[1]));
         press(&mut st, KeyCode::Char('i'));
-        assert!(st.sort.descending);
+        assert!(st.sessions.sort.descending);
         let descending = pids(&st);
         assert_eq!(descending, ascending.iter().rev().copied().collect::<Vec<_>>());
         // Sorting by application keeps pid order among equal names (stable).
@@ -815,7 +614,7 @@ mod tests {
         }
         press(&mut st, KeyCode::Char('i'));
         assert_eq!(
-            st.sort,
+            st.sessions.sort,
             Sort {
                 column: Column::Application,
                 descending: false
@@ -834,10 +633,10 @@ mod tests {
         let mut st = state_with(fixtures::snapshot());
         press(&mut st, KeyCode::Down);
         press(&mut st, KeyCode::Down);
-        let chosen = st.selected_pid.unwrap();
+        let chosen = st.sessions.selected_pid.unwrap();
         assert_eq!(chosen, 4131);
         press(&mut st, KeyCode::Char('i'));
-        assert_eq!(st.selected_pid, Some(chosen), "reverse keeps the selection");
+        assert_eq!(st.sessions.selected_pid, Some(chosen), "reverse keeps the selection");
         assert_ne!(st.selected_index(), Some(2));
         // A refresh where another session disappears keeps the pid.
         let mut next = fixtures::snapshot();
@@ -846,7 +645,7 @@ mod tests {
             event: PollerEvent::Snapshot(Box::new(next)),
             at: fixtures::now(),
         });
-        assert_eq!(st.selected_pid, Some(chosen));
+        assert_eq!(st.sessions.selected_pid, Some(chosen));
     }
 
     #[test]
@@ -860,14 +659,14 @@ mod tests {
         assert_eq!(pids(&st), vec![4131, 4138]);
         assert_eq!(st.filter_counts(), (2, 12));
         press(&mut st, KeyCode::Char('q'));
-        assert_eq!(st.filter, "BILLq", "q is text while typing");
+        assert_eq!(st.filter.text, "BILLq", "q is text while typing");
         press(&mut st, KeyCode::Backspace);
         press(&mut st, KeyCode::Enter);
         assert_eq!(st.scope(), Scope::Table);
-        assert_eq!(st.filter, "BILL");
+        assert_eq!(st.filter.text, "BILL");
         press(&mut st, KeyCode::Esc);
-        assert!(st.filter.is_empty());
-        assert_eq!(st.rows.len(), 12);
+        assert!(st.filter.text.is_empty());
+        assert_eq!(st.sessions.rows.len(), 12);
         // Filtering by TLS version text works too.
         press(&mut st, KeyCode::Char('/'));
         for c in "no tls".chars() {
@@ -884,7 +683,7 @@ mod tests {
         press(&mut st, KeyCode::Char('3'));
         assert_eq!(pids(&st), vec![4131, 4138, 4144]);
         press(&mut st, KeyCode::Char('1'));
-        assert_eq!(st.rows.len(), 12);
+        assert_eq!(st.sessions.rows.len(), 12);
     }
 
     #[test]
@@ -943,14 +742,14 @@ mod tests {
         st.set_page(10);
         press(&mut st, KeyCode::PageDown);
         assert_eq!(st.selected_index(), Some(10));
-        assert_eq!(st.offset, 1);
+        assert_eq!(st.sessions.offset, 1);
         press(&mut st, KeyCode::End);
         assert_eq!(st.selected_index(), Some(99));
-        assert_eq!(st.offset, 90);
+        assert_eq!(st.sessions.offset, 90);
         st.handle(Input::ClickRow(3));
         assert_eq!(st.selected_index(), Some(93));
         press(&mut st, KeyCode::Home);
-        assert_eq!((st.selected_index(), st.offset), (Some(0), 0));
+        assert_eq!((st.selected_index(), st.sessions.offset), (Some(0), 0));
     }
 
     #[test]
@@ -975,9 +774,9 @@ mod tests {
             at: fixtures::now(),
         });
         assert!(st.history.is_some());
-        assert_eq!(st.rows.len(), 12);
+        assert_eq!(st.sessions.rows.len(), 12);
         assert_eq!(
-            st.holdout_rows.len(),
+            st.holdouts.rows.len(),
             st.history.as_ref().map_or(0, |h| h.clients.len())
         );
     }
@@ -997,7 +796,7 @@ mod tests {
             });
         }
         assert!(matches!(st.link, Link::Lost { since, .. } if since == t0));
-        assert!(st.alerts.active().any(|a| a.alert.key == "connection_lost"));
+        assert!(st.alerts.log.active().any(|a| a.alert.key == "connection_lost"));
         assert!(st.snapshot.is_some(), "last data stays on screen");
     }
 }

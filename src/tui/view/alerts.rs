@@ -28,6 +28,7 @@ fn entries(cx: &Ctx, cols: usize) -> Vec<Entry> {
     let mut out: Vec<Entry> = cx
         .state
         .alerts
+        .log
         .active()
         .map(|e| Entry {
             symbol: e.alert.severity.symbol(),
@@ -139,7 +140,7 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
     let inner = block.inner(area);
     let (cols, height) = (usize::from(inner.width), usize::from(inner.height));
     let entries = entries(cx, cols);
-    let alerts = cx.state.alerts.active().count();
+    let alerts = cx.state.alerts.log.active().count();
     let mut title = vec![Span::styled(" Alerts ", t.title)];
     if alerts > 0 {
         title.push(Span::styled(format!("{alerts} "), t.dim));

@@ -10,13 +10,32 @@ use super::Ctx;
 use crate::probe::ProbeReport;
 use crate::tui::state::ProbeView;
 
-pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
+fn block(cx: &Ctx) -> Block<'static> {
     let t = cx.theme;
-    let block = Block::bordered()
+    Block::bordered()
         .border_style(t.border)
         .title(Span::styled(" Certificates ", t.title))
-        .title_bottom(super::tabs::line(cx));
-    let lines = match &cx.state.probe {
+        .title_bottom(super::tabs::line(cx))
+}
+
+pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
+    frame.render_widget(
+        Paragraph::new(lines(cx))
+            .block(block(cx))
+            .wrap(Wrap { trim: false })
+            .scroll((cx.state.certificates.scroll.offset(), 0)),
+        area,
+    );
+}
+
+/// The largest useful scroll offset in `area`: the report's last line at the bottom.
+pub fn max_scroll(area: Rect, cx: &Ctx) -> u16 {
+    super::text::max_scroll(lines(cx), block(cx).inner(area))
+}
+
+fn lines(cx: &Ctx) -> Vec<Line<'static>> {
+    let t = cx.theme;
+    match &cx.state.certificates.probe {
         ProbeView::NotRun => vec![Line::styled(
             "  Press P to probe the server: about ten connections, each failed handshake leaves a line in its log.",
             t.dim,
@@ -27,14 +46,7 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
         )],
         ProbeView::Failed(e) => vec![Line::styled(format!("  probe failed: {e}"), t.critical)],
         ProbeView::Done(report) => report_lines(report, cx),
-    };
-    frame.render_widget(
-        Paragraph::new(lines)
-            .block(block)
-            .wrap(Wrap { trim: false })
-            .scroll((cx.state.scroll, 0)),
-        area,
-    );
+    }
 }
 
 fn report_lines(r: &ProbeReport, cx: &Ctx) -> Vec<Line<'static>> {

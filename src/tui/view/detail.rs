@@ -34,11 +34,64 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
         .padding(Padding::horizontal(1))
         .title(Line::from(title))
         .title(Line::from(Span::styled(" Esc back ", t.dim)).right_aligned());
-    let inner = block.inner(area);
+    let parts = parts(area, cx, detail);
+    let inner = parts.inner;
+    if let Some(banner) = parts.banner {
+        frame.render_widget(Paragraph::new(banner), Rect::new(inner.x, inner.y, inner.width, 1));
+    }
+    let style = match s.class {
+        ConnClass::Tls12 | ConnClass::TlsOlder => t.warning,
+        ConnClass::PlainTcp => t.critical,
+        ConnClass::Unknown => t.dim,
+        ConnClass::Tls13 | ConnClass::Gss | ConnClass::Local => t.ok,
+    };
+    let whatif_box = Block::bordered()
+        .border_style(style)
+        .title(Span::styled(" If ssl_min_protocol_version = TLSv1.3 ", style))
+        .padding(Padding::horizontal(1));
+    let lines: Vec<Line> = parts.sentence.into_iter().map(Line::from).collect();
+    frame.render_widget(Paragraph::new(lines).block(whatif_box), parts.whatif);
+
+    // The state's offset is clamped to the content before drawing; stop at the end here too, in case.
+    let body = parts.body;
+    let lines = body_lines(s, cx, inner.width);
+    let visible = usize::from(body.height);
+    let max_scroll = lines.len().saturating_sub(visible);
+    let scroll = usize::from(detail.scroll.offset()).min(max_scroll);
+    let block = if max_scroll > 0 {
+        let end = (scroll + visible).min(lines.len());
+        let position = format!(" ↑↓ scroll · lines {}–{} of {} ", scroll + 1, end, lines.len());
+        block.title_bottom(Line::from(Span::styled(position, t.dim)).right_aligned())
+    } else {
+        block
+    };
+    frame.render_widget(block, area);
+    let shown: Vec<Line> = lines.into_iter().skip(scroll).take(visible).collect();
+    frame.render_widget(Paragraph::new(shown), body);
+}
+
+fn outer_block(cx: &Ctx) -> Block<'static> {
+    Block::bordered()
+        .padding(Padding::horizontal(1))
+        .border_style(cx.theme.border)
+}
+
+/// Where the banner, the what-if box and the scrolling fields go.
+struct Parts {
+    inner: Rect,
+    banner: Option<Span<'static>>,
+    sentence: Vec<String>,
+    whatif: Rect,
+    body: Rect,
+}
+
+fn parts(area: Rect, cx: &Ctx, detail: &crate::tui::state::Detail) -> Parts {
+    let t = cx.theme;
+    let s = &detail.session;
+    let inner = outer_block(cx).inner(area);
     let cols = usize::from(inner.width);
     let mut top = inner.y;
     let bottom = inner.bottom();
-
     let banner = detail.ended_at.map(|ended| {
         let text = fit(
             &format!(
@@ -50,55 +103,38 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
         let pad = " ".repeat(cols.saturating_sub(width(&text)));
         Span::styled(format!("{text}{pad}"), t.ended)
     });
-    if let Some(banner) = banner {
-        frame.render_widget(Paragraph::new(banner), Rect::new(inner.x, top, inner.width, 1));
+    if banner.is_some() {
         top += 1;
     }
-
     // The what-if box: as tall as its sentence, but never more than half of what is left.
     let monitor_user = cx
         .snapshot()
         .map_or("the monitor role", |snap| snap.monitor.user.as_str());
-    let sentence = whatif::min_tls13_sentence(s, monitor_user);
-    let wrapped = wrap(&sentence, cols.saturating_sub(4));
+    let sentence = wrap(&whatif::min_tls13_sentence(s, monitor_user), cols.saturating_sub(4));
     let left = bottom.saturating_sub(top);
-    let box_h = u16::try_from(wrapped.len() + 2)
+    let box_h = u16::try_from(sentence.len() + 2)
         .unwrap_or(u16::MAX)
         .min((left / 2).max(3))
         .min(left);
-    let style = match s.class {
-        ConnClass::Tls12 | ConnClass::TlsOlder => t.warning,
-        ConnClass::PlainTcp => t.critical,
-        ConnClass::Unknown => t.dim,
-        ConnClass::Tls13 | ConnClass::Gss | ConnClass::Local => t.ok,
-    };
-    let whatif_box = Block::bordered()
-        .border_style(style)
-        .title(Span::styled(" If ssl_min_protocol_version = TLSv1.3 ", style))
-        .padding(Padding::horizontal(1));
-    let lines: Vec<Line> = wrapped.into_iter().map(Line::from).collect();
-    frame.render_widget(
-        Paragraph::new(lines).block(whatif_box),
-        Rect::new(inner.x, top, inner.width, box_h),
-    );
+    let whatif = Rect::new(inner.x, top, inner.width, box_h);
     top += box_h;
+    Parts {
+        inner,
+        banner,
+        sentence,
+        whatif,
+        body: Rect::new(inner.x, top, inner.width, bottom.saturating_sub(top)),
+    }
+}
 
-    // The state lets scrolling run past the end; stop where the last line is at the bottom.
-    let body = Rect::new(inner.x, top, inner.width, bottom.saturating_sub(top));
-    let lines = body_lines(s, cx, inner.width);
-    let visible = usize::from(body.height);
-    let max_scroll = lines.len().saturating_sub(visible);
-    let scroll = usize::from(detail.scroll).min(max_scroll);
-    let block = if max_scroll > 0 {
-        let end = (scroll + visible).min(lines.len());
-        let position = format!(" ↑↓ scroll · lines {}–{} of {} ", scroll + 1, end, lines.len());
-        block.title_bottom(Line::from(Span::styled(position, t.dim)).right_aligned())
-    } else {
-        block
+/// The largest useful scroll offset of the fields in `area`: the query's last line at the bottom.
+pub fn max_scroll(area: Rect, cx: &Ctx) -> u16 {
+    let Some(detail) = &cx.state.detail else {
+        return 0;
     };
-    frame.render_widget(block, area);
-    let shown: Vec<Line> = lines.into_iter().skip(scroll).take(visible).collect();
-    frame.render_widget(Paragraph::new(shown), body);
+    let parts = parts(area, cx, detail);
+    let lines = body_lines(&detail.session, cx, parts.inner.width).len();
+    u16::try_from(lines.saturating_sub(usize::from(parts.body.height))).unwrap_or(u16::MAX)
 }
 
 /// A heading and its `label value` rows.

@@ -24,9 +24,9 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
     }
 
     let mut left: Vec<Span<'static>> = vec![Span::raw(" ")];
-    if state.filter_editing {
+    if state.filter.editing {
         let (shown, _) = state.filter_counts();
-        let typed = fit(&crate::output::safe::terminal(&state.filter), cols / 2);
+        let typed = fit(&crate::output::safe::terminal(&state.filter.text), cols / 2);
         left.push(Span::styled("/", t.key));
         left.push(Span::styled(typed, t.input));
         left.push(Span::styled("▏", t.input));
@@ -34,7 +34,7 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
         left.push(Span::styled(format!(" ({shown} {noun})   "), t.dim));
     }
 
-    let (essential, optional): (Vec<_>, Vec<_>) = keymap::hints(state.scope())
+    let (essential, optional): (Vec<_>, Vec<_>) = keymap::hints_when(state.scope(), state.paused)
         .into_iter()
         .partition(|(_, hint)| ESSENTIAL.contains(hint));
     // Help before quit reads naturally at the end of the line.

@@ -18,6 +18,41 @@ const TWO_COLUMNS: usize = 70;
 
 pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
     let t = cx.theme;
+    let (popup, lines) = content(area, cx);
+    let mut block = block(cx);
+    let inner = block.inner(popup);
+    let visible = usize::from(inner.height);
+    let max_scroll = lines.len().saturating_sub(visible);
+    let scroll = usize::from(cx.state.help.scroll.offset()).min(max_scroll);
+    if max_scroll > 0 {
+        let end = (scroll + visible).min(lines.len());
+        let position = format!(" ↑↓ scroll · lines {}–{} of {} ", scroll + 1, end, lines.len());
+        block = block.title_bottom(Line::from(Span::styled(position, t.dim)).right_aligned());
+    }
+    frame.render_widget(Clear, popup);
+    frame.render_widget(block, popup);
+    let shown: Vec<Line> = lines.into_iter().skip(scroll).take(visible).collect();
+    frame.render_widget(Paragraph::new(shown), inner);
+}
+
+/// The largest useful scroll offset: the legend's last line at the bottom of the popup.
+pub fn max_scroll(area: Rect, cx: &Ctx) -> u16 {
+    let (popup, lines) = content(area, cx);
+    let visible = usize::from(block(cx).inner(popup).height);
+    u16::try_from(lines.len().saturating_sub(visible)).unwrap_or(u16::MAX)
+}
+
+fn block(cx: &Ctx) -> Block<'static> {
+    let t = cx.theme;
+    Block::bordered()
+        .border_style(t.title)
+        .title(Span::styled(" Help ", t.title))
+        .title(Line::from(Span::styled(" Esc or ? closes ", t.dim)).right_aligned())
+        .padding(Padding::horizontal(1))
+}
+
+/// Where the popup goes and every line it holds (more than fit when the terminal is short: it scrolls).
+fn content(area: Rect, cx: &Ctx) -> (Rect, Vec<Line<'static>>) {
     let popup_w = area.width.saturating_sub(2).min(MAX_WIDTH);
     // Border and one column of padding on each side.
     let cols = usize::from(popup_w.saturating_sub(4));
@@ -40,15 +75,6 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
         popup_w,
         popup_h,
     );
-    let block = Block::bordered()
-        .border_style(t.title)
-        .title(Span::styled(" Help ", t.title))
-        .title(Line::from(Span::styled(" Esc or ? closes ", t.dim)).right_aligned())
-        .padding(Padding::horizontal(1));
-    let inner = block.inner(popup);
-    frame.render_widget(Clear, popup);
-    frame.render_widget(block, popup);
-
     let rows = packed.iter().map(Vec::len).max().unwrap_or(0);
     let mut lines = Vec::new();
     for row in 0..rows {
@@ -65,7 +91,7 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
     }
     lines.push(Line::default());
     lines.extend(legend);
-    frame.render_widget(Paragraph::new(lines), inner);
+    (popup, lines)
 }
 
 /// Put each block into the shortest column so far, keeping the blocks' order within a column.

@@ -58,9 +58,13 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
         Span::styled(" Holdouts ", t.title),
         Span::styled(format!("{} clients", history.clients.len()), t.strong),
     ];
-    if !state.filter.is_empty() {
+    if !state.filter.text.is_empty() {
         title.push(Span::styled(
-            format!(" · {} match \"{}\"", state.holdout_rows.len(), terminal(&state.filter)),
+            format!(
+                " · {} match \"{}\"",
+                state.holdouts.rows.len(),
+                terminal(&state.filter.text)
+            ),
             t.input,
         ));
     }
@@ -78,14 +82,15 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
         .style(t.table_header);
     let page = usize::from(inner.height.saturating_sub(1));
     let rows: Vec<Row> = state
-        .holdout_rows
+        .holdouts
+        .rows
         .iter()
         .enumerate()
-        .skip(state.holdout_offset)
+        .skip(state.holdouts.offset)
         .take(page)
         .map(|(i, idx)| {
             let row = record_row(&history.clients[*idx], cx, &cols);
-            if i == state.holdout_selected {
+            if i == state.holdouts.selected {
                 row.style(t.selected)
             } else {
                 row

@@ -54,10 +54,10 @@ use std::sync::OnceLock;
 
 use chrono::{DateTime, FixedOffset, Offset as _, Utc};
 use ratatui::Frame;
-use ratatui::layout::Rect;
+use ratatui::layout::{Position, Rect};
 
 use crate::model::Snapshot;
-use crate::tui::state::{AppState, Screen};
+use crate::tui::state::{AppState, Input, Screen, ScrollLimits};
 pub use theme::{Theme, set_theme};
 
 pub const MIN_WIDTH: u16 = 80;
@@ -159,6 +159,60 @@ pub fn table_rows_area(area: Rect) -> Option<Rect> {
     ))
 }
 
+/// What the app does before each draw: tell the state how many table rows fit and how far the panes on screen
+/// can scroll, so that every key acts on what is shown (`End` shows the last line, `k` after it moves at once).
+pub fn prepare(state: &mut AppState, area: Rect) {
+    state.set_page(table_page(area));
+    let Some(areas) = layout(area) else {
+        return;
+    };
+    let limits = {
+        let cx = Ctx {
+            state,
+            theme: theme::current(),
+            utc_offset: utc_offset(),
+        };
+        let shown = |on: bool, max: &dyn Fn() -> u16| on.then(max);
+        ScrollLimits {
+            help: shown(state.help.open, &|| help::max_scroll(area, &cx)),
+            detail: shown(state.detail.is_some(), &|| detail::max_scroll(areas.body, &cx)),
+            whatif: shown(state.detail.is_none() && state.screen == Screen::WhatIf, &|| {
+                whatif::max_scroll(areas.table, &cx)
+            }),
+            certificates: shown(state.detail.is_none() && state.screen == Screen::Certificates, &|| {
+                certificates::max_scroll(areas.table, &cx)
+            }),
+        }
+    };
+    state.set_scroll_limits(limits);
+}
+
+/// What a left click at (`column`, `row`) means on the screen drawn for `state`: a row of the table shown, a
+/// column header of the sessions table (sort by it), or a tab. Popups take clicks away from what is under them.
+pub fn click(area: Rect, state: &AppState, column: u16, row: u16) -> Option<Input> {
+    let areas = layout(area)?;
+    if state.help.open || state.detail.is_some() {
+        return None;
+    }
+    let pos = Position::new(column, row);
+    let table = areas.table;
+    if !table.contains(pos) {
+        return None;
+    }
+    if row + 1 == table.bottom() {
+        return tabs::at(state.screen, column.saturating_sub(table.x + 1)).map(Input::ClickTab);
+    }
+    let rows = table_rows_area(area)?;
+    if rows.contains(pos) {
+        return Some(Input::ClickRow(usize::from(row - rows.y)));
+    }
+    if row == table.y + 1 && state.screen == Screen::Sessions && column > table.x {
+        let inner_width = table.width.saturating_sub(2);
+        return sessions::column_at(inner_width, column - table.x - 1).map(Input::ClickHeader);
+    }
+    None
+}
+
 static UTC_OFFSET: OnceLock<FixedOffset> = OnceLock::new();
 
 /// The local time zone for clock times on screen, chosen once at start-up by the app (views never ask the
@@ -207,7 +261,7 @@ pub fn draw_with(frame: &mut Frame, state: &AppState, theme: &Theme, utc_offset:
         }
     }
     footer::render(frame, areas.footer, &cx);
-    if state.help {
+    if state.help.open {
         help::render(frame, area, &cx);
     }
 }

@@ -21,21 +21,21 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
     let columns = columns::fitting(inner.width);
     let widths = widths(&columns, inner.width);
     let visible = usize::from(inner.height.saturating_sub(1));
-    let start = state.offset.min(state.rows.len());
-    let end = (start + visible).min(state.rows.len());
+    let start = state.sessions.offset.min(state.sessions.rows.len());
+    let end = (start + visible).min(state.sessions.rows.len());
 
     let mut block = block.title(title(cx, &columns));
-    if state.rows.len() > visible && visible > 0 && end > start {
-        let position = format!(" {}–{} of {} ", start + 1, end, state.rows.len());
+    if state.sessions.rows.len() > visible && visible > 0 && end > start {
+        let position = format!(" {}–{} of {} ", start + 1, end, state.sessions.rows.len());
         block = block.title(Line::from(Span::styled(position, t.dim)).right_aligned());
     }
     frame.render_widget(block, area);
 
     let header = Row::new(
         std::iter::once(Cell::from("")).chain(columns.iter().zip(widths.iter().skip(1)).map(|(c, w)| {
-            let title = if state.sort.column == *c {
+            let title = if state.sessions.sort.column == *c {
                 // The arrow must survive a narrow column; the space, then the title give way instead.
-                let arrow = if state.sort.descending { "▼" } else { "▲" };
+                let arrow = if state.sessions.sort.descending { "▼" } else { "▲" };
                 let w = usize::from(*w);
                 match width(c.title()) {
                     tw if tw + 2 <= w => format!("{} {arrow}", c.title()),
@@ -54,10 +54,10 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
         empty(frame, inner, header, &widths, cx, WAITING);
         return;
     };
-    if state.rows.is_empty() {
+    if state.sessions.rows.is_empty() {
         let message = if snap.sessions.is_empty() {
             "no client sessions"
-        } else if state.filter.is_empty() && state.quick_view == QuickView::All {
+        } else if state.filter.text.is_empty() && state.sessions.quick_view == QuickView::All {
             "no sessions"
         } else {
             "no sessions match — Esc shows all"
@@ -69,7 +69,7 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
     let now = snap.taken_at;
     let selected = state.selected_index();
     let rows = (start..end).map(|i| {
-        let session = &snap.sessions[state.rows[i]];
+        let session = &snap.sessions[state.sessions.rows[i]];
         let (marker, marker_style) = t.marker(session.class);
         let cells = std::iter::once(Cell::from(Span::styled(marker, marker_style))).chain(
             columns.iter().zip(widths.iter().skip(1)).map(|(c, w)| {
@@ -104,6 +104,20 @@ fn aligned(line: Line<'static>, column: Column) -> Cell<'static> {
 }
 
 /// Marker, then each column at its preferred width; the last column takes what is left over.
+/// The column whose header is drawn `x` columns into the table's inner width (marker cell and gaps excluded).
+pub fn column_at(inner_width: u16, x: u16) -> Option<Column> {
+    let columns = columns::fitting(inner_width);
+    let widths = widths(&columns, inner_width);
+    let mut start = 0u16;
+    for (i, w) in widths.iter().enumerate() {
+        if x >= start && x < start + w {
+            return i.checked_sub(1).and_then(|c| columns.get(c).copied());
+        }
+        start += w + 1;
+    }
+    None
+}
+
 fn widths(columns: &[Column], cols: u16) -> Vec<u16> {
     let mut widths: Vec<u16> = std::iter::once(1).chain(columns.iter().map(|c| c.width())).collect();
     let used: u16 = widths.iter().sum::<u16>() + u16::try_from(columns.len()).unwrap_or(u16::MAX);
@@ -122,7 +136,7 @@ fn title(cx: &Ctx, columns: &[Column]) -> Line<'static> {
     let Some(snap) = cx.snapshot() else {
         return Line::from(spans);
     };
-    let narrowed = !state.filter.is_empty() || state.quick_view != QuickView::All;
+    let narrowed = !state.filter.text.is_empty() || state.sessions.quick_view != QuickView::All;
     if narrowed {
         let (shown, total) = state.filter_counts();
         spans.push(Span::styled(format!("{shown}"), t.strong));
@@ -130,18 +144,18 @@ fn title(cx: &Ctx, columns: &[Column]) -> Line<'static> {
     } else {
         spans.push(Span::styled(snap.sessions.len().to_string(), t.strong));
     }
-    if !state.filter.is_empty() {
+    if !state.filter.text.is_empty() {
         spans.push(Span::styled(" · filter ", t.dim));
-        spans.push(Span::styled(format!("\"{}\"", terminal(&state.filter)), t.input));
+        spans.push(Span::styled(format!("\"{}\"", terminal(&state.filter.text)), t.input));
     }
-    if state.quick_view != QuickView::All {
+    if state.sessions.quick_view != QuickView::All {
         spans.push(Span::styled(" · view ", t.dim));
-        spans.push(Span::styled(state.quick_view.label(), t.input));
+        spans.push(Span::styled(state.sessions.quick_view.label(), t.input));
     }
-    if !columns.contains(&state.sort.column) {
-        let arrow = if state.sort.descending { "▼" } else { "▲" };
+    if !columns.contains(&state.sessions.sort.column) {
+        let arrow = if state.sessions.sort.descending { "▼" } else { "▲" };
         spans.push(Span::styled(
-            format!(" · sorted by {} {arrow}", state.sort.column.title()),
+            format!(" · sorted by {} {arrow}", state.sessions.sort.column.title()),
             t.dim,
         ));
     }

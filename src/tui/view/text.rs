@@ -121,6 +121,14 @@ pub fn field(label: &str, label_cols: usize, label_style: Style, value: Vec<Span
     Line::from(spans)
 }
 
+/// How far `lines`, wrapped to `inner`'s width, can scroll before blank space shows below the last line.
+pub fn max_scroll(lines: Vec<ratatui::text::Line<'static>>, inner: ratatui::layout::Rect) -> u16 {
+    let total = ratatui::widgets::Paragraph::new(lines)
+        .wrap(ratatui::widgets::Wrap { trim: false })
+        .line_count(inner.width);
+    u16::try_from(total.saturating_sub(usize::from(inner.height))).unwrap_or(u16::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,18 +9,50 @@ use super::Ctx;
 use crate::analysis::whatif::{Downgrade, Target, Verdict};
 use crate::output::safe::terminal;
 
-pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
+fn block(cx: &Ctx) -> Block<'static> {
     let t = cx.theme;
-    let state = cx.state;
-    let block = Block::bordered()
+    Block::bordered()
         .border_style(t.border)
         .title(Span::styled(" What-if ", t.title))
-        .title_bottom(super::tabs::line(cx));
+        .title_bottom(super::tabs::line(cx))
+}
+
+pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
+    let block = block(cx);
+    match content(cx) {
+        Content::Report(lines) => frame.render_widget(
+            Paragraph::new(lines)
+                .block(block)
+                .wrap(Wrap { trim: false })
+                .scroll((cx.state.whatif.scroll.offset(), 0)),
+            area,
+        ),
+        Content::Waiting(lines) => frame.render_widget(Paragraph::new(lines).block(block), area),
+    }
+}
+
+/// The largest useful scroll offset in `area`: the report's last line at the bottom.
+pub fn max_scroll(area: Rect, cx: &Ctx) -> u16 {
+    match content(cx) {
+        Content::Report(lines) => super::text::max_scroll(lines, block(cx).inner(area)),
+        Content::Waiting(_) => 0,
+    }
+}
+
+enum Content {
+    /// Not there yet: drawn as it is, without scrolling.
+    Waiting(Vec<Line<'static>>),
+    Report(Vec<Line<'static>>),
+}
+
+fn content(cx: &Ctx) -> Content {
+    let t = cx.theme;
+    let state = cx.state;
     let mut lines: Vec<Line> = Vec::new();
     let mut targets = vec![Span::styled(" Target  ", t.dim)];
     for target in [Target::MinTls13, Target::TlsRequired] {
         let label = format!(" {} ", target.label());
-        targets.push(if target == state.whatif_target {
+        targets.push(if target == state.whatif.target {
             Span::styled(format!("[{label}]"), t.title)
         } else {
             Span::styled(label, t.dim)
@@ -32,12 +64,10 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
     lines.push(Line::raw(""));
     let Some(history) = &state.history else {
         lines.push(Line::styled("  waiting for the first poll…", t.dim));
-        frame.render_widget(Paragraph::new(lines).block(block), area);
-        return;
+        return Content::Waiting(lines);
     };
-    let Some(w) = history.whatif.iter().find(|w| w.target == state.whatif_target) else {
-        frame.render_widget(Paragraph::new(lines).block(block), area);
-        return;
+    let Some(w) = history.whatif.iter().find(|w| w.target == state.whatif.target) else {
+        return Content::Waiting(lines);
     };
     let (verdict, style) = match w.verdict {
         Verdict::Safe => ("SAFE", t.ok),
@@ -114,11 +144,5 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
             t.dim,
         ));
     }
-    frame.render_widget(
-        Paragraph::new(lines)
-            .block(block)
-            .wrap(Wrap { trim: false })
-            .scroll((state.scroll, 0)),
-        area,
-    );
+    Content::Report(lines)
 }

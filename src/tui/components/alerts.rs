@@ -1,0 +1,87 @@
+//! Alerts: rules evaluated over the latest snapshot, the link's health, the probe and the server log, kept in a
+//! log that knows when each began. Asks for the bell when a new critical alert begins.
+
+use chrono::{DateTime, Utc};
+
+use crate::analysis::alerts::{Alert, AlertLog, LinkHealth, Severity, evaluate_with};
+use crate::config::AlertsConfig;
+use crate::logsource::SuspectLine;
+use crate::model::Snapshot;
+use crate::probe::ProbeReport;
+
+#[derive(Debug, Clone, Default)]
+pub struct Alerts {
+    pub log: AlertLog,
+    pub config: AlertsConfig,
+    /// Connection lines refused as forged in the server log: how many, and the latest.
+    pub forged_log_lines: Option<(u64, SuspectLine)>,
+}
+
+/// What the alert rules look at.
+pub struct Inputs<'a> {
+    pub snapshot: Option<&'a Snapshot>,
+    pub link: LinkHealth,
+    pub probe: Option<&'a ProbeReport>,
+    pub now: DateTime<Utc>,
+}
+
+impl Alerts {
+    /// Evaluate every rule; true when a critical alert began and the configuration wants the bell.
+    pub fn update(&mut self, inputs: Inputs) -> bool {
+        let mut current = evaluate_with(inputs.snapshot, &inputs.link, &self.config);
+        if let Some(report) = inputs.probe {
+            current.extend(probe_alerts(report));
+        }
+        if let Some((total, latest)) = &self.forged_log_lines {
+            current.extend(crate::analysis::alerts::forged_log_lines(*total, latest, &self.config));
+        }
+        let began = self.log.update(current, inputs.now);
+        let critical_began = self
+            .log
+            .active()
+            .any(|e| e.alert.severity == Severity::Critical && began.contains(&e.alert.key));
+        critical_began && self.config.bell
+    }
+}
+
+/// Probe findings as alerts, so certificate and protocol problems sit with the others.
+pub fn probe_alerts(report: &ProbeReport) -> Vec<Alert> {
+    report
+        .findings
+        .iter()
+        .enumerate()
+        .map(|(i, f)| Alert {
+            key: format!("probe_{i}_{}", f.message.chars().take(24).collect::<String>()),
+            severity: f.severity,
+            title: f.message.split(':').next().unwrap_or(&f.message).to_string(),
+            detail: f.message.clone(),
+            count: 1,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures;
+
+    #[test]
+    fn the_bell_rings_once_when_a_critical_alert_begins_and_only_if_asked() {
+        let snap = fixtures::snapshot();
+        let inputs = |snapshot| Inputs {
+            snapshot,
+            link: LinkHealth::Up,
+            probe: None,
+            now: fixtures::now(),
+        };
+        let mut quiet = Alerts::default();
+        quiet.config.bell = false;
+        assert!(!quiet.update(inputs(Some(&snap))));
+        let mut loud = Alerts::default();
+        loud.config.bell = true;
+        let rang = loud.update(inputs(Some(&snap)));
+        let critical = loud.log.active().any(|e| e.alert.severity == Severity::Critical);
+        assert_eq!(rang, critical, "the fixture's critical alerts ring the bell");
+        assert!(!loud.update(inputs(Some(&snap))), "not again while they hold");
+    }
+}
