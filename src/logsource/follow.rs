@@ -218,9 +218,12 @@ impl LogFollower {
     }
 }
 
-/// The file `current_logfiles` names for `format`, made absolute against the data directory.
+/// The file `current_logfiles` names for `format`, made absolute against the data directory. The listing is read
+/// with the small-file bounds: it is a few lines, and a data directory is no reason to trust a file's size or kind.
 fn current_logfile(data_dir: &Path, format: &LogFormat) -> io::Result<PathBuf> {
-    let listing = fs::read_to_string(data_dir.join("current_logfiles"))?;
+    let listing_path = data_dir.join("current_logfiles");
+    let listing = crate::files::read_small_text(&listing_path)
+        .map_err(|e| io::Error::other(format!("{}: {e}", listing_path.display())))?;
     let key = format.current_logfiles_key();
     listing
         .lines()
@@ -400,5 +403,26 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.to_string().contains("jsonlog"), "{err}");
+    }
+
+    /// A `current_logfiles` that is a FIFO (or a device, or huge) is refused at once: reading it whole would block
+    /// forever or fill memory, on open and on every poll while following.
+    #[test]
+    fn a_current_logfiles_that_is_no_small_regular_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path();
+        nix::unistd::mkfifo(&data.join("current_logfiles"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let err = LogFollower::open_current_logfiles(data.to_path_buf(), stderr(), false)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+
+        fs::remove_file(data.join("current_logfiles")).unwrap();
+        let big = File::create(data.join("current_logfiles")).unwrap();
+        big.set_len(crate::files::MAX_SMALL_FILE + 1).unwrap();
+        let err = LogFollower::open_current_logfiles(data.to_path_buf(), stderr(), false)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("larger than"), "{err}");
     }
 }

@@ -21,6 +21,12 @@ const MAX_AUTH_WAIT_SECS: i64 = 600;
 /// (the default authentication_timeout is 60 s).
 const ORDER_PAIRING_WINDOW_SECS: i64 = 60;
 const MAX_ORDER_PENDING: usize = 1024;
+/// Received lines waiting for their authorized line, by pid. A flood of failed logins (a scanner, a TLS 1.2 client
+/// refused thousands of times) within [`MAX_AUTH_WAIT_SECS`] must not grow memory with it: past this many the
+/// oldest quarter is forgotten. Their logins, if they do succeed later, are then unpaired (stderr: suspect).
+const MAX_PID_PENDING: usize = 65_536;
+/// The by-pid map is swept for expired entries when it reaches this size, then at twice what a sweep left.
+const FIRST_SWEEP_AT: usize = 4096;
 /// Reading that starts mid-file (or at a new file) may miss the `connection received` line of a login in
 /// flight; an unpaired stderr line this close to the start is given the benefit of the doubt.
 const START_GRACE_SECS: i64 = 10;
@@ -320,6 +326,8 @@ struct Pending {
 #[derive(Default)]
 struct Pairer {
     by_pid: HashMap<i32, Pending>,
+    /// Size at which [`Pairer::prune`] sweeps next; doubling keeps a busy map from being swept on every insert.
+    next_sweep: usize,
     by_order: VecDeque<Pending>,
     latest: Option<DateTime<Utc>>,
     /// Time of the first line since reading (re)started, for [`START_GRACE_SECS`].
@@ -409,15 +417,25 @@ impl Pairer {
         None
     }
 
-    /// Received lines of logins that failed never get their authorized line; forget them eventually.
+    /// Received lines of logins that failed never get their authorized line; forget them after the longest
+    /// authentication_timeout, and the oldest of them sooner when there are more than [`MAX_PID_PENDING`].
     fn prune(&mut self) {
-        if self.by_pid.len() < 4096 {
+        if self.by_pid.len() < self.next_sweep.max(FIRST_SWEEP_AT) {
             return;
         }
         if let Some(latest) = self.latest {
             let cutoff = latest - Duration::seconds(MAX_AUTH_WAIT_SECS);
             self.by_pid.retain(|_, p| p.at >= cutoff);
         }
+        if self.by_pid.len() > MAX_PID_PENDING {
+            let mut ages: Vec<(DateTime<Utc>, i32)> = self.by_pid.iter().map(|(pid, p)| (p.at, *pid)).collect();
+            let quarter = ages.len() / 4;
+            ages.select_nth_unstable(quarter);
+            for (_, pid) in &ages[..quarter] {
+                self.by_pid.remove(pid);
+            }
+        }
+        self.next_sweep = (self.by_pid.len() * 2).clamp(FIRST_SWEEP_AT, MAX_PID_PENDING + 1);
     }
 }
 
@@ -463,6 +481,39 @@ mod tests {
         assert!(!events[1].local_socket);
         assert_eq!(events[1].application_name.as_deref(), Some("tls12app"));
         assert_eq!(events[1].tls.as_ref().map(|t| t.bits), Some(Some(256)));
+    }
+
+    /// A flood of logins that never authenticate (all within the authentication timeout, so none expire by time)
+    /// is held to a count, and a login after it still pairs with its own received line.
+    #[test]
+    fn a_flood_of_unanswered_received_lines_stays_bounded() {
+        let mut pipeline = Pipeline::new(&lab_prefix());
+        let mut out = Vec::new();
+        let mut most = 0;
+        for chunk in 0..20 {
+            let mut text = String::new();
+            for i in 0..10_000 {
+                let pid = 100_000 + chunk * 10_000 + i;
+                text.push_str(&format!(
+                    "2026-11-27 17:42:50.{:03} UTC [{pid}] LOG:  connection received: host=10.9.{}.{} port=5\n",
+                    chunk,
+                    i / 256,
+                    i % 256
+                ));
+            }
+            pipeline.feed(text.as_bytes(), &mut out);
+            most = most.max(pipeline.checks.pairer.by_pid.len());
+        }
+        assert!(most <= MAX_PID_PENDING + 1, "{most} pending received lines");
+        pipeline.feed(
+            b"2026-11-27 17:42:51.000 UTC [7] LOG:  connection received: host=192.0.2.7 port=5\n\
+              2026-11-27 17:42:51.001 UTC [7] LOG:  connection authorized: user=app database=db\n\
+              2026-11-27 17:42:51.002 UTC [7] LOG:  statement: select 1\n",
+            &mut out,
+        );
+        pipeline.settle(&mut out);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert_eq!(out[0].client_addr.as_deref(), Some("192.0.2.7"));
     }
 
     #[test]

@@ -416,8 +416,8 @@ const HEARTBEAT_EVERY: Duration = Duration::seconds(60);
 pub struct Ledger {
     pub fields: KeyFields,
     pub caps: Caps,
-    /// Every client seen (up to the cap), in the order first seen; records are never removed, so positions are
-    /// stable.
+    /// Every client seen (up to the cap). A record's position changes owner only when the cap is reached and it
+    /// is given to a newer client (see [`Ledger::evict_for_newcomer`]); never while a live session points at it.
     records: Vec<ClientRecord>,
     /// Position in `records` by key, in key order.
     index: BTreeMap<ClientKey, usize>,
@@ -439,6 +439,13 @@ pub struct Ledger {
     pub polls: u64,
     /// pgtls's own backend, which is not a client worth tracking.
     monitor_pid: Option<i32>,
+    /// Records last seen at or after this moment may be pointed at by a live session (the poll before the
+    /// latest, or the latest if it is the first), so they are never given to a newcomer.
+    pinned_since: Option<DateTime<Utc>>,
+    /// Positions found evictable by the last scan, least recently seen last.
+    spare: Vec<usize>,
+    /// New identities still to send to the others record before scanning again, after a scan found none.
+    skip_scans: usize,
 }
 
 /// The label of the record that counts clients beyond the identity cap.
@@ -508,6 +515,7 @@ impl Ledger {
         let mut entries = Vec::new();
         let at = snap.taken_at;
         self.polls += 1;
+        self.pinned_since = Some(self.last_poll.unwrap_or(at).min(at));
         self.last_poll = Some(at);
         self.monitor_pid = Some(snap.monitor.pid);
         entries.extend(self.watching(at, log_source));
@@ -739,7 +747,69 @@ impl Ledger {
             let last = self.records.len() - 1;
             return &mut self.records[last];
         }
-        self.others_record(at)
+        match self.evict_for_newcomer() {
+            Some(i) => {
+                self.index.insert(key.clone(), i);
+                self.records[i] = ClientRecord::new(key.clone(), at);
+                &mut self.records[i]
+            }
+            None => self.others_record(at),
+        }
+    }
+
+    /// Whether a record may give its place to a newer client at the identity cap: it only ever used TLS 1.3 (nothing
+    /// a stricter floor would break, so its detail matters least), and no live session points at it. Holdouts and
+    /// plain-text clients keep their records: a flood of new identities must not push out the evidence the What-if
+    /// and Holdouts screens exist for.
+    fn evictable(&self, r: &ClientRecord) -> bool {
+        r.connected_now == 0
+            && r.classes.keys().all(|c| *c == ConnClass::Tls13)
+            && self.pinned_since.is_none_or(|p| r.last_seen < p)
+            && r.key.application != OTHERS_LABEL
+    }
+
+    /// A position for a new client at the identity cap: the least recently seen evictable record, folded into the
+    /// others record first so its sessions stay counted. Scans in batches, and after a fruitless scan waits for a
+    /// tenth of the cap of new identities before scanning again, so a flood costs little.
+    fn evict_for_newcomer(&mut self) -> Option<usize> {
+        if self.skip_scans > 0 {
+            self.skip_scans -= 1;
+            return None;
+        }
+        let found = loop {
+            match self.spare.pop() {
+                Some(i) if self.evictable(&self.records[i]) => break Some(i),
+                Some(_) => continue,
+                None => break None,
+            }
+        };
+        let i = match found {
+            Some(i) => i,
+            None => {
+                let mut spare: Vec<usize> = (0..self.records.len())
+                    .filter(|i| self.evictable(&self.records[*i]))
+                    .collect();
+                let batch = (self.caps.identities / 100).max(1);
+                if spare.len() > batch {
+                    spare.select_nth_unstable_by_key(batch, |i| self.records[*i].last_seen);
+                    spare.truncate(batch);
+                }
+                spare.sort_by_key(|i| std::cmp::Reverse(self.records[*i].last_seen));
+                self.spare = spare;
+                match self.spare.pop() {
+                    Some(i) => i,
+                    None => {
+                        self.skip_scans = self.caps.identities / 10;
+                        return None;
+                    }
+                }
+            }
+        };
+        let evicted = self.records[i].clone();
+        self.index.remove(&evicted.key);
+        let caps = self.caps;
+        self.others_record(evicted.first_seen).merge(&evicted, &caps);
+        Some(i)
     }
 
     fn others_record(&mut self, at: DateTime<Utc>) -> &mut ClientRecord {
@@ -1041,6 +1111,69 @@ mod tests {
             source: Source::Log,
             address: Some(address.into()),
         }
+    }
+
+    /// At the identity cap a holdout that shows up late still gets a record of its own: the least recently seen
+    /// TLS 1.3-only client gives up its place (its sessions move to the others record, still counted), while
+    /// holdouts never do.
+    #[test]
+    fn a_late_holdout_takes_the_place_of_an_old_tls13_client() {
+        let mut ledger = Ledger::new(KeyFields::default());
+        ledger.caps.identities = 100;
+        let at = fixtures::now();
+        for i in 0..50u32 {
+            ledger.apply(&session(at, &format!("old-tls13-{i}"), "10.0.0.1", "TLSv1.3"));
+        }
+        for i in 0..50u32 {
+            ledger.apply(&session(
+                at + Duration::seconds(10),
+                &format!("tls12-{i}"),
+                "10.0.0.2",
+                "TLSv1.2",
+            ));
+        }
+        assert_eq!(ledger.len(), 100);
+        let later = at + Duration::hours(1);
+        ledger.apply(&session(later, "late-holdout", "10.0.0.3", "TLSv1.2"));
+        assert_eq!(ledger.len(), 100);
+        assert!(ledger.records().any(|r| r.key.application == "late-holdout"));
+        assert_eq!(
+            ledger
+                .records()
+                .filter(|r| r.key.application.starts_with("tls12-"))
+                .count(),
+            50
+        );
+        assert_eq!(
+            ledger
+                .records()
+                .filter(|r| r.key.application.starts_with("old-tls13-"))
+                .count(),
+            49
+        );
+        assert_eq!(ledger.others().unwrap().count(ConnClass::Tls13), 1);
+        assert_eq!(ledger.total_sessions(), 101);
+
+        // Once only holdouts are left, newcomers are counted in the others record.
+        for i in 0..200u32 {
+            ledger.apply(&session(later, &format!("new-{i}"), "10.0.0.4", "TLSv1.2"));
+        }
+        assert_eq!(ledger.len(), 100);
+        assert_eq!(
+            ledger
+                .records()
+                .filter(|r| r.key.application.starts_with("tls12-"))
+                .count(),
+            50
+        );
+        assert_eq!(ledger.total_sessions(), 301);
+        let compacted: Vec<Entry> = ledger.compacted().collect();
+        let mut reread = Ledger::new(KeyFields::default());
+        reread.caps.identities = 100;
+        for e in &compacted {
+            reread.apply(e);
+        }
+        assert_eq!(reread.total_sessions(), 301);
     }
 
     /// A scanner (many addresses, many identities, made-up cipher names) cannot grow the ledger past its caps, and
