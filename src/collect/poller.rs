@@ -164,10 +164,15 @@ struct Links {
     chosen_timeout: Option<Duration>,
 }
 
-fn start_probe(target: Option<&ProbeTarget>, events: &mpsc::Sender<PollerEvent>) {
+/// Runs one probe at a time: a probe already under way is not doubled. The task is owned by the collector's
+/// schedule, so it ends with the collector instead of sending into a dashboard that has gone.
+fn start_probe(running: &mut Option<AbortOnDrop>, target: Option<&ProbeTarget>, events: &mpsc::Sender<PollerEvent>) {
+    if running.as_ref().is_some_and(|task| !task.0.is_finished()) {
+        return;
+    }
     let events = events.clone();
     let target = target.cloned();
-    tokio::spawn(async move {
+    *running = Some(AbortOnDrop(tokio::spawn(async move {
         let result = match target {
             None => Err("no TCP host to probe (Unix-socket connections never use TLS)".to_string()),
             Some(target) => match tokio::task::spawn_blocking(move || crate::probe::run(&target)).await {
@@ -176,12 +181,13 @@ fn start_probe(target: Option<&ProbeTarget>, events: &mpsc::Sender<PollerEvent>)
             },
         };
         let _ = events.send(PollerEvent::Probe(result)).await;
-    });
+    })));
 }
 
 struct Schedule {
     interval: Duration,
     paused: bool,
+    probe: Option<AbortOnDrop>,
 }
 
 async fn run(
@@ -194,6 +200,7 @@ async fn run(
     let mut schedule = Schedule {
         interval,
         paused: false,
+        probe: None,
     };
     let mut backoff = MIN_BACKOFF;
     let mut pending: Option<PendingConnect> = None;
@@ -294,7 +301,7 @@ async fn reconnect(
 async fn apply(schedule: &mut Schedule, cmd: PollerCommand, links: &Links) {
     match cmd {
         PollerCommand::RefreshNow => {}
-        PollerCommand::Probe => start_probe(links.probe.as_ref(), &links.events),
+        PollerCommand::Probe => start_probe(&mut schedule.probe, links.probe.as_ref(), &links.events),
         PollerCommand::SendHistory(on) => {
             let _ = links.history.send(HistoryInput::SendHistory(on)).await;
         }
@@ -567,5 +574,31 @@ mod tests {
                 .is_err(),
             "one poll, then paused again"
         );
+    }
+
+    /// `P` pressed twice while a probe runs starts one probe, not two (issue 14, item 1; the dashboard guards it
+    /// too, this holds for any caller).
+    #[tokio::test]
+    async fn a_probe_under_way_is_not_doubled() {
+        let lab = Lab::start(LabOptions::default()).await.expect("lab starts");
+        let home = tempfile::tempdir().expect("temp dir");
+        let env = Environment::new(HashMap::new(), Some(home.path().to_path_buf()), "tester");
+        let params = resolve(Some(&lab.conninfo(SUPERUSER)), &env).expect("conninfo resolves");
+        let (tx, mut events) = mpsc::channel(16);
+        let mut setup = HistorySetup::none();
+        setup.probe = ProbeTarget::from_params(&params, 30, false);
+        let poller = spawn(params, None, Duration::from_secs(3600), setup, tx);
+        assert!(matches!(next(&mut events).await, PollerEvent::Connected { .. }));
+        assert!(matches!(next(&mut events).await, PollerEvent::Polled { .. }));
+        poller.commands.send(PollerCommand::Probe).expect("poller runs");
+        poller.commands.send(PollerCommand::Probe).expect("poller runs");
+        let mut probes = 0;
+        while let Ok(Some(event)) = tokio::time::timeout(Duration::from_secs(8), events.recv()).await {
+            if let PollerEvent::Probe(result) = event {
+                assert!(result.is_ok(), "the lab answers a probe: {:?}", result.err());
+                probes += 1;
+            }
+        }
+        assert_eq!(probes, 1);
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use color_eyre::eyre::Result;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 use super::{Lab, LabHandle, LabSession, SessionKind};
 
@@ -48,12 +48,16 @@ pub async fn start(lab: &Lab) -> Result<DemoClients> {
 
 /// Every ~0.8 s one session runs a query or sits in an open transaction for a while, and now
 /// and then a short-lived TLS 1.2 "cron job" connects and leaves: the kind of client a single
-/// poll misses.
+/// poll misses. The jobs live in a [`JoinSet`] owned here, so aborting the activity aborts them
+/// too and none outlives the demo's server.
 async fn activity(sessions: Vec<Arc<LabSession>>, lab: LabHandle) {
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut tick: u64 = 0;
+    let mut jobs = JoinSet::new();
     loop {
         tokio::time::sleep(Duration::from_millis(800)).await;
+        // Finished jobs are reaped so the set stays small; a job that failed only made the demo quieter.
+        while jobs.try_join_next().is_some() {}
         tick += 1;
         // xorshift: deterministic, no extra dependency.
         seed ^= seed << 13;
@@ -62,7 +66,7 @@ async fn activity(sessions: Vec<Arc<LabSession>>, lab: LabHandle) {
         let session = Arc::clone(&sessions[(seed % sessions.len() as u64) as usize]);
         let busy_ms = 500 + seed % 2500;
         if seed % 3 == 0 {
-            tokio::spawn(async move {
+            jobs.spawn(async move {
                 if session
                     .execute("BEGIN; SELECT count(*) FROM pg_catalog.pg_class")
                     .await
@@ -74,13 +78,13 @@ async fn activity(sessions: Vec<Arc<LabSession>>, lab: LabHandle) {
             });
         } else {
             let sql = format!("SELECT pg_catalog.pg_sleep({:.1})", busy_ms as f64 / 1000.0);
-            tokio::spawn(async move {
+            jobs.spawn(async move {
                 let _ = session.execute(&sql).await;
             });
         }
         if tick % 12 == 0 {
             let lab = lab.clone();
-            tokio::spawn(async move {
+            jobs.spawn(async move {
                 if let Ok(job) = lab.open(SessionKind::Tls12, "reports", "cron-report").await {
                     let _ = job.execute("SELECT pg_catalog.pg_sleep(1)").await;
                 }
