@@ -79,6 +79,48 @@ async fn sessions_sort_filter_drill_down_and_quit_by_keystrokes() {
     assert_eq!(tmux.exit_status(WAIT), Some(0), "pgtls exits 0 on q");
 }
 
+/// The Holdouts screen from the ledger the dashboard keeps: filter to a TLS 1.2 client, open its drill-down with its
+/// version, cipher and sessions, and come back to the same row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holdouts_filter_and_drill_into_a_client_by_keystrokes() {
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let _sessions = [
+        lab.open(SessionKind::Tls13, "app13", "modern-app").await.unwrap(),
+        lab.open(SessionKind::Tls12, "app12", "holdout-app").await.unwrap(),
+    ];
+    let conninfo = format!("{} sslmode=require", lab.conninfo(SUPERUSER));
+    let tmux = Tmux::start(&[&conninfo, "--interval", "0.5"], home.path(), 120, 36);
+    tmux.wait_for("live data", WAIT, |s| row(s, "holdout-app"));
+
+    tmux.keys(&["h"]);
+    // A Holdouts row: the application with its "2×TLSv1.2" tally, which neither the sessions table nor the alerts
+    // pane writes.
+    let client_row = |s: &str, app: &str| s.lines().any(|l| l.contains(app) && l.contains("×TLSv1"));
+    tmux.wait_for("both clients in Holdouts", WAIT, |s| {
+        s.contains("SEEN AS") && client_row(s, "holdout-app") && client_row(s, "modern-app")
+    });
+    tmux.keys(&["/"]);
+    tmux.type_text("holdout");
+    tmux.wait_for("the filter applied", WAIT, |s| {
+        s.contains("/holdout") && client_row(s, "holdout-app") && !client_row(s, "modern-app")
+    });
+    tmux.keys(&["Enter"]);
+    tmux.keys(&["Enter"]);
+    let drill = tmux.wait_for("the client's drill-down", WAIT, |s| {
+        s.contains("Client holdout-app") && s.contains("How it connected")
+    });
+    assert!(drill.contains("TLSv1.2 ×"), "{drill}");
+    assert!(drill.contains("Latest sessions"), "{drill}");
+    assert!(drill.contains("poll"), "{drill}");
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("back to the Holdouts table", WAIT, |s| {
+        s.contains("SEEN AS") && client_row(s, "holdout-app") && !s.contains("How it connected")
+    });
+    tmux.keys(&["q"]);
+    assert_eq!(tmux.exit_status(WAIT), Some(0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_restart_shows_the_disconnect_then_live_data_again() {
     let mut lab = common::lab().await;

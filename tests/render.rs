@@ -805,3 +805,259 @@ fn clicks_act_on_the_screen_shown_headers_sort_and_tabs_switch() {
         assert!(view::click(area, &state, x, header_y).is_none());
     }
 }
+
+// Issue 14, item 3: every screen is a full citizen.
+
+fn holdouts(w: u16, h: u16) -> AppState {
+    let mut state = with_history(w, h);
+    press(&mut state, KeyCode::Char('h'));
+    state
+}
+
+fn selected_client(state: &AppState) -> Option<pgtls::analysis::ledger::ClientKey> {
+    state
+        .holdouts
+        .selected_record(state.history.as_ref())
+        .map(|r| r.key.clone())
+}
+
+#[test]
+fn holdouts_sort_by_each_column_and_reverse() {
+    use pgtls::tui::components::holdouts::HoldoutColumn;
+    let (w, h) = (120, 36);
+    let mut state = holdouts(w, h);
+    let header_y = view::layout(Rect::new(0, 0, w, h)).expect("fits").table.y + 1;
+    let header = |state: &mut AppState| lines(draw(state, w, h).backend().buffer())[usize::from(header_y)].clone();
+    assert!(
+        header(&mut state).contains("WORST ▲"),
+        "worst exposure first by default"
+    );
+    let order = |state: &AppState| state.holdouts.rows.clone();
+    // `s` from WORST reaches every column shown at 120 columns, then wraps around to WORST.
+    for _ in HoldoutColumn::ALL {
+        press(&mut state, KeyCode::Char('s'));
+        let column = state.holdouts.sort.column;
+        let shown = header(&mut state);
+        assert!(
+            shown.contains(&format!("{}▲", column.title())) || shown.contains(&format!("{} ▲", column.title())),
+            "{column:?}: {shown}"
+        );
+        let history = state.history.clone().expect("history");
+        let up = order(&state);
+        assert!(
+            up.windows(2)
+                .all(|p| column.compare(&history.clients[p[0]], &history.clients[p[1]]).is_le()),
+            "{column:?} ascending"
+        );
+        press(&mut state, KeyCode::Char('i'));
+        assert!(header(&mut state).contains('▼'), "{column:?} descending");
+        let down = order(&state);
+        assert!(
+            down.windows(2)
+                .all(|p| column.compare(&history.clients[p[0]], &history.clients[p[1]]).is_ge()),
+            "{column:?} descending"
+        );
+        if up
+            .windows(2)
+            .all(|p| column.compare(&history.clients[p[0]], &history.clients[p[1]]).is_ne())
+        {
+            assert_eq!(down, up.into_iter().rev().collect::<Vec<_>>(), "{column:?} reversed");
+        }
+        press(&mut state, KeyCode::Char('i'));
+    }
+    assert_eq!(state.holdouts.sort.column, HoldoutColumn::Worst, "s wrapped around");
+    press(&mut state, KeyCode::Char('S'));
+    assert_eq!(state.holdouts.sort.column, HoldoutColumn::Address, "S goes back");
+    // A snapshot of one sort: by sessions, most first.
+    snapshot_both("holdouts_sorted_sessions_desc", |w, h| {
+        let mut state = holdouts(w, h);
+        draw(&mut state, w, h);
+        while state.holdouts.sort.column != HoldoutColumn::Sessions {
+            press(&mut state, KeyCode::Char('s'));
+        }
+        press(&mut state, KeyCode::Char('i'));
+        state
+    });
+}
+
+#[test]
+fn holdouts_filter_narrows_the_table() {
+    snapshot_both("holdouts_filtered", |w, h| {
+        let mut state = holdouts(w, h);
+        press(&mut state, KeyCode::Char('/'));
+        type_text(&mut state, "tlsv1.2");
+        let footer = screen(&draw(&mut state, w, h))
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_string();
+        assert!(footer.contains("(2 matches)"), "the footer counts clients: {footer}");
+        press(&mut state, KeyCode::Enter);
+        assert_eq!(state.holdouts.rows.len(), 2, "billing-batch and legacy-reports");
+        state
+    });
+}
+
+#[test]
+fn holdouts_drill_down_shows_a_clients_sessions_versions_and_ciphers() {
+    snapshot_both("holdouts_client", |w, h| {
+        let mut state = holdouts(w, h);
+        press(&mut state, KeyCode::Char('/'));
+        type_text(&mut state, "billing");
+        press(&mut state, KeyCode::Enter);
+        press(&mut state, KeyCode::Enter);
+        assert!(state.holdouts.drill.is_some());
+        state
+    });
+    let (w, h) = (120, 36);
+    let mut state = holdouts(w, h);
+    press(&mut state, KeyCode::Down);
+    press(&mut state, KeyCode::Down);
+    let chosen = selected_client(&state);
+    assert_eq!(chosen.as_ref().map(|k| k.application.as_str()), Some("billing-batch"));
+    press(&mut state, KeyCode::Enter);
+    assert_eq!(state.scope(), pgtls::tui::keymap::Scope::Detail);
+    let shown = screen(&draw(&mut state, w, h));
+    for needle in [
+        "Client billing-batch",
+        "TLSv1.2 ×2",
+        "ECDHE-RSA-AES256-GCM-SHA384 ×2",
+        "How it connected",
+        "Latest sessions (2 kept",
+        "first seen",
+        "last seen",
+        "sources",
+        "poll",
+    ] {
+        assert!(shown.contains(needle), "{needle}:\n{shown}");
+    }
+    // Keys move the drill-down, not the table under it.
+    press(&mut state, KeyCode::End);
+    press(&mut state, KeyCode::Esc);
+    assert_eq!(
+        state.scope(),
+        pgtls::tui::keymap::Scope::Holdouts,
+        "Esc returns to the table"
+    );
+    assert_eq!(selected_client(&state), chosen, "with the same client selected");
+    assert!(screen(&draw(&mut state, w, h)).contains("SEEN AS"));
+}
+
+#[test]
+fn a_opens_every_alert_when_the_pane_cannot_hold_them() {
+    for (w, h) in SIZES {
+        let mut state = new_state(w, h);
+        state.handle(Input::Poller {
+            event: PollerEvent::Connected {
+                warnings: vec![
+                    "WARNING: password file \"/home/dba/.pgpass\" has group or world access".to_string(),
+                    "WARNING: sslrootcert holds an expired certificate".to_string(),
+                ],
+            },
+            at: fixtures::now(),
+        });
+        feed(&mut state, weak_server());
+        let before = screen(&draw(&mut state, w, h));
+        assert!(
+            before.contains("more"),
+            "the pane says some do not fit ({w}x{h}):\n{before}"
+        );
+        press(&mut state, KeyCode::Char('a'));
+        assert_eq!(state.scope(), pgtls::tui::keymap::Scope::Alerts);
+        let mut all = screen(&draw(&mut state, w, h));
+        insta::assert_snapshot!(format!("alerts_all_{w}x{h}"), all.clone());
+        // Scrolled to its end, every alert's title has been on screen.
+        press(&mut state, KeyCode::End);
+        all.push_str(&screen(&draw(&mut state, w, h)));
+        for entry in state.alerts.log.active() {
+            let title = &entry.alert.title;
+            assert!(all.contains(title.as_str()), "{title} ({w}x{h})");
+        }
+        assert!(all.contains(".pgpass"), "connection notes too");
+        press(&mut state, KeyCode::Esc);
+        assert!(state.alerts.full.is_none());
+        assert!(
+            screen(&draw(&mut state, w, h)).contains("Sessions"),
+            "back to the table"
+        );
+    }
+}
+
+#[test]
+fn hiding_the_top_panes_at_80x24_gives_the_table_their_rows() {
+    let (w, h) = (80, 24);
+    let mut state = connected(w, h);
+    draw(&mut state, w, h);
+    let before = state.sessions.page;
+    press(&mut state, KeyCode::Char('z'));
+    let terminal = draw(&mut state, w, h);
+    assert!(state.panes_hidden);
+    assert!(
+        state.sessions.page >= before + 9,
+        "{} rows, {before} before",
+        state.sessions.page
+    );
+    let shown = screen(&terminal);
+    assert!(!shown.contains("Server TLS") && !shown.contains("Protocols"), "{shown}");
+    let line = shown.lines().nth(2).unwrap_or_default();
+    assert!(
+        line.contains("no TLS 2") && line.contains("✖ 1") && line.contains("(a)"),
+        "the counts and the alerts stay in sight: {line}"
+    );
+    insta::assert_snapshot!("panes_hidden_80x24", terminal.backend());
+    // Every session fits now, and clicks land on the rows as drawn.
+    assert_eq!(table_rows_hidden(&terminal).len(), state.sessions.page);
+    let area = Rect::new(0, 0, w, h);
+    let rows = view::table_rows_area_with(area, view::Panes::Hidden).expect("fits");
+    state.handle(view::click(area, &state, rows.x + 2, rows.y + 4).expect("a row"));
+    assert_eq!(state.selected_index(), Some(4));
+    // The state remembers it across screens, until pressed again.
+    press(&mut state, KeyCode::Char('h'));
+    press(&mut state, KeyCode::Char('t'));
+    assert!(state.panes_hidden);
+    press(&mut state, KeyCode::Char('z'));
+    draw(&mut state, w, h);
+    assert_eq!(state.sessions.page, before);
+}
+
+fn table_rows_hidden(terminal: &Terminal<TestBackend>) -> Vec<String> {
+    let buffer = terminal.backend().buffer();
+    let rows = view::table_rows_area_with(buffer.area, view::Panes::Hidden).expect("fits");
+    lines(buffer)[usize::from(rows.y)..usize::from(rows.bottom())].to_vec()
+}
+
+#[test]
+fn help_lists_every_binding_of_the_key_table() {
+    let (w, h) = (80, 24);
+    let mut state = connected(w, h);
+    press(&mut state, KeyCode::Char('?'));
+    // Page through the popup to its end, keeping the text inside its border.
+    let mut text = String::new();
+    loop {
+        let terminal = draw(&mut state, w, h);
+        for line in lines(terminal.backend().buffer()) {
+            let inner: String = line.chars().skip(2).take(usize::from(w) - 4).collect();
+            text.push_str(&inner);
+            text.push('\n');
+        }
+        if Some(state.help.scroll.offset()) == state.help.scroll.max() {
+            break;
+        }
+        press(&mut state, KeyCode::PageDown);
+    }
+    let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let flowing = words(&text);
+    for b in pgtls::tui::keymap::BINDINGS {
+        let label = pgtls::tui::keymap::keys_label(b);
+        assert!(text.contains(&label), "{label} ({:?}) is not in help", b.action);
+        assert!(
+            flowing.contains(&words(b.help)),
+            "{:?}: \"{}\" is not in help",
+            b.action,
+            b.help
+        );
+    }
+    for key in ["F1", "Ctrl-b", "Ctrl-f", "Space", "=", "Backspace", "x", "a", "z"] {
+        assert!(text.contains(key), "{key}");
+    }
+}

@@ -87,3 +87,19 @@ fn help() {
     press(&mut s, KeyCode::Char('?'));
     check("help", png(&s));
 }
+
+#[test]
+fn holdouts_client_drill_down() {
+    let mut s = state();
+    s.handle(Input::Poller {
+        event: PollerEvent::History(Box::new(fixtures::history())),
+        at: fixtures::now(),
+    });
+    press(&mut s, KeyCode::Char('h'));
+    // Third row under the default worst-first sort: the TLS 1.2 batch job.
+    press(&mut s, KeyCode::Down);
+    press(&mut s, KeyCode::Down);
+    press(&mut s, KeyCode::Enter);
+    assert!(s.holdouts.drill.is_some());
+    check("holdouts_client", png(&s));
+}

@@ -126,6 +126,9 @@ pub struct AppState {
     pub detail: Option<Detail>,
     pub help: Help,
     pub alerts: Alerts,
+    /// `z`: the top panes (server TLS, protocols, alerts) are hidden so the table gets their rows; kept across
+    /// screens until pressed again.
+    pub panes_hidden: bool,
 }
 
 /// How far each pane on screen can scroll, measured by the views before a draw (`None`: not shown).
@@ -135,6 +138,10 @@ pub struct ScrollLimits {
     pub detail: Option<u16>,
     pub whatif: Option<u16>,
     pub certificates: Option<u16>,
+    /// The drill-down of a Holdouts client.
+    pub client: Option<u16>,
+    /// Every alert, full screen.
+    pub alerts: Option<u16>,
 }
 
 /// What the Protocols box counts over all sessions of a snapshot.
@@ -187,6 +194,7 @@ impl AppState {
             detail: None,
             help: Help::default(),
             alerts: Alerts::default(),
+            panes_hidden: false,
         }
     }
 
@@ -196,7 +204,9 @@ impl AppState {
             Scope::Help
         } else if self.filter.editing {
             Scope::FilterInput
-        } else if self.detail.is_some() {
+        } else if self.alerts.full.is_some() {
+            Scope::Alerts
+        } else if self.detail.is_some() || self.client_drill_open() {
             Scope::Detail
         } else {
             match self.screen {
@@ -214,15 +224,11 @@ impl AppState {
             Input::ScrollUp => self.on_action(Action::Up),
             Input::ScrollDown => self.on_action(Action::Down),
             // Clicks act on the screen shown only, never on one hidden behind it.
-            Input::ClickRow(_) | Input::ClickHeader(_) | Input::ClickTab(_)
-                if self.detail.is_some() || self.help.open =>
-            {
-                Vec::new()
-            }
+            Input::ClickRow(_) | Input::ClickHeader(_) | Input::ClickTab(_) if self.covered() => Vec::new(),
             Input::ClickRow(n) => {
                 match self.screen {
                     Screen::Sessions => self.sessions.click_row(self.snapshot.as_ref(), n),
-                    Screen::Holdouts => self.holdouts.click_row(n, self.sessions.page),
+                    Screen::Holdouts => self.holdouts.click_row(self.history.as_ref(), n, self.sessions.page),
                     Screen::WhatIf | Screen::Certificates => {}
                 }
                 Vec::new()
@@ -277,19 +283,39 @@ impl AppState {
         matches!(self.screen, Screen::Holdouts | Screen::WhatIf)
     }
 
+    /// The Holdouts client drill-down is on screen.
+    pub fn client_drill_open(&self) -> bool {
+        self.screen == Screen::Holdouts && self.holdouts.drill.is_some()
+    }
+
+    /// Something over the screen's table (help, a drill-down, every alert): clicks must not reach the table.
+    fn covered(&self) -> bool {
+        self.help.open || self.detail.is_some() || self.alerts.full.is_some() || self.client_drill_open()
+    }
+
     /// Where a movement goes: the topmost pane that scrolls, else the current screen.
     fn move_by(&mut self, delta: isize) {
         if self.help.open {
             self.help.scroll.by(delta);
             return;
         }
+        if let Some(scroll) = &mut self.alerts.full {
+            scroll.by(delta);
+            return;
+        }
         if let Some(detail) = &mut self.detail {
             detail.scroll.by(delta);
             return;
         }
+        if self.screen == Screen::Holdouts
+            && let Some(drill) = &mut self.holdouts.drill
+        {
+            drill.scroll.by(delta);
+            return;
+        }
         match self.screen {
             Screen::Sessions => self.sessions.move_by(self.snapshot.as_ref(), delta),
-            Screen::Holdouts => self.holdouts.move_by(delta, self.sessions.page),
+            Screen::Holdouts => self.holdouts.move_by(self.history.as_ref(), delta, self.sessions.page),
             Screen::WhatIf => self.whatif.scroll.by(delta),
             Screen::Certificates => self.certificates.scroll.by(delta),
         }
@@ -297,6 +323,13 @@ impl AppState {
 
     fn act(&mut self, action: Action) -> Vec<Effect> {
         let page = self.sessions.page.max(1) as isize;
+        if self.scope() == Scope::Holdouts
+            && self
+                .holdouts
+                .act(action, self.history.as_ref(), &self.filter.text, self.sessions.page)
+        {
+            return Vec::new();
+        }
         match action {
             Action::Quit => return vec![Effect::Quit],
             Action::Help => self.help.toggle(),
@@ -313,10 +346,6 @@ impl AppState {
             Action::SortPrev => {
                 self.sessions.cycle_sort(-1, &[]);
                 self.rebuild_rows();
-            }
-            Action::SortReverse if self.screen == Screen::Holdouts => {
-                self.holdouts.sort_desc = !self.holdouts.sort_desc;
-                self.rebuild_holdouts();
             }
             Action::SortReverse => {
                 self.sessions.reverse();
@@ -380,6 +409,8 @@ impl AppState {
                     return vec![Effect::Poller(PollerCommand::Probe)];
                 }
             }
+            Action::ShowAlerts => self.alerts.toggle_full(),
+            Action::TogglePanes => self.panes_hidden = !self.panes_hidden,
         }
         Vec::new()
     }
@@ -388,8 +419,13 @@ impl AppState {
     fn back(&mut self) {
         if self.help.open {
             self.help.close();
+        } else if self.alerts.full.is_some() {
+            self.alerts.full = None;
         } else if self.detail.is_some() {
             self.detail = None;
+        } else if self.client_drill_open() {
+            // The table comes back with the same client selected.
+            self.holdouts.drill = None;
         } else if self.screen != Screen::Sessions && !self.filter.is_empty() {
             self.filter.clear();
             self.filter_changed();
@@ -493,6 +529,8 @@ impl AppState {
     /// Switch screens; the certificate probe runs the first time its screen opens.
     fn show(&mut self, screen: Screen) -> Vec<Effect> {
         self.detail = None;
+        self.holdouts.drill = None;
+        self.alerts.full = None;
         self.screen = screen;
         self.whatif.scroll.reset();
         self.certificates.scroll.reset();
@@ -546,6 +584,12 @@ impl AppState {
         if let Some(max) = limits.certificates {
             self.certificates.scroll.set_max(max);
         }
+        if let (Some(max), Some(drill)) = (limits.client, &mut self.holdouts.drill) {
+            drill.scroll.set_max(max);
+        }
+        if let (Some(max), Some(scroll)) = (limits.alerts, &mut self.alerts.full) {
+            scroll.set_max(max);
+        }
     }
 
     /// The app calls this with the table's visible height before drawing.
@@ -553,8 +597,12 @@ impl AppState {
         self.sessions.set_page(self.snapshot.as_ref(), rows);
     }
 
-    /// Matches among the rows after the quick view, for the "3 of 12" count.
+    /// Matches among the rows of the table shown (after the quick view), for the "3 of 12" count.
     pub fn filter_counts(&self) -> (usize, usize) {
+        if self.screen == Screen::Holdouts {
+            let total = self.history.as_ref().map_or(0, |h| h.clients.len());
+            return (self.holdouts.rows.len(), total);
+        }
         let total = self.snapshot.as_ref().map_or(0, |s| s.sessions.len());
         (self.sessions.rows.len(), total)
     }

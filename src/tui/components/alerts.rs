@@ -1,8 +1,10 @@
 //! Alerts: rules evaluated over the latest snapshot, the link's health, the probe and the server log, kept in a
-//! log that knows when each began. Asks for the bell when a new critical alert begins.
+//! log that knows when each began. Asks for the bell when a new critical alert begins. `a` shows them all, full
+//! screen, when the pane has no room for every one.
 
 use chrono::{DateTime, Utc};
 
+use super::Scroll;
 use crate::analysis::alerts::{Alert, AlertLog, LinkHealth, Severity, evaluate_with};
 use crate::config::AlertsConfig;
 use crate::logsource::SuspectLine;
@@ -15,6 +17,8 @@ pub struct Alerts {
     pub config: AlertsConfig,
     /// Connection lines refused as forged in the server log: how many, and the latest.
     pub forged_log_lines: Option<(u64, SuspectLine)>,
+    /// Every alert full screen (`a`), and how far it is scrolled; `None` while the pane shows them.
+    pub full: Option<Scroll>,
 }
 
 /// What the alert rules look at.
@@ -26,6 +30,14 @@ pub struct Inputs<'a> {
 }
 
 impl Alerts {
+    /// `a`: open every alert full screen from its top, or close it.
+    pub fn toggle_full(&mut self) {
+        self.full = match self.full {
+            Some(_) => None,
+            None => Some(Scroll::default()),
+        };
+    }
+
     /// Evaluate every rule; true when a critical alert began and the configuration wants the bell.
     pub fn update(&mut self, inputs: Inputs) -> bool {
         let mut current = evaluate_with(inputs.snapshot, &inputs.link, &self.config);
@@ -83,5 +95,18 @@ mod tests {
         let critical = loud.log.active().any(|e| e.alert.severity == Severity::Critical);
         assert_eq!(rang, critical, "the fixture's critical alerts ring the bell");
         assert!(!loud.update(inputs(Some(&snap))), "not again while they hold");
+    }
+
+    #[test]
+    fn the_full_screen_opens_at_the_top_and_closes() {
+        let mut a = Alerts::default();
+        a.toggle_full();
+        let scroll = a.full.as_mut().expect("open");
+        scroll.set_max(5);
+        scroll.by(3);
+        a.toggle_full();
+        assert!(a.full.is_none());
+        a.toggle_full();
+        assert_eq!(a.full.map(|s| s.offset()), Some(0));
     }
 }

@@ -1,5 +1,6 @@
 //! Active alerts, most severe first, and the connection warnings (e.g. .pgpass ignored) as notes after them.
-//! A pane in the band on wide terminals, a two-row strip above the table on narrow ones.
+//! A pane in the band on wide terminals, a two-row strip above the table on narrow ones, a headline in the one row
+//! left when the panes are hidden, and every alert full screen (`a`) in place of the screen's body.
 
 use chrono::{DateTime, Utc};
 use ratatui::Frame;
@@ -14,6 +15,7 @@ use crate::analysis::alerts::{AlertLog, Severity};
 use crate::tui::state::Link;
 
 struct Entry {
+    severity: Severity,
     symbol: &'static str,
     style: Style,
     title: String,
@@ -31,6 +33,7 @@ fn entries(cx: &Ctx, cols: usize) -> Vec<Entry> {
         .log
         .active()
         .map(|e| Entry {
+            severity: e.alert.severity,
             symbol: e.alert.severity.symbol(),
             style: t.severity(e.alert.severity),
             title: crate::output::safe::terminal(&e.alert.title).into_owned(),
@@ -45,6 +48,7 @@ fn entries(cx: &Ctx, cols: usize) -> Vec<Entry> {
         let mut lines = wrap(&text, cols.saturating_sub(2)).into_iter();
         let title = lines.next().unwrap_or_default();
         out.push(Entry {
+            severity: Severity::Info,
             symbol: Severity::Info.symbol(),
             style: t.info,
             title,
@@ -177,7 +181,7 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
     }
     if shown < entries.len() {
         lines.push(Line::from(Span::styled(
-            format!("+{} more", entries.len() - shown),
+            fit(&format!("+{} more · a shows all", entries.len() - shown), cols),
             t.dim,
         )));
     }
@@ -197,7 +201,7 @@ pub fn render_strip(frame: &mut Frame, area: Rect, cx: &Ctx) {
         return;
     };
     let more = if entries.len() > 1 {
-        vec![Span::styled(format!("  +{} more", entries.len() - 1), cx.theme.dim)]
+        vec![Span::styled(format!("  +{} more (a)", entries.len() - 1), cx.theme.dim)]
     } else {
         Vec::new()
     };
@@ -211,4 +215,105 @@ pub fn render_strip(frame: &mut Frame, area: Rect, cx: &Ctx) {
         lines.push(detail);
     }
     frame.render_widget(Paragraph::new(lines), area);
+}
+
+/// The most severe alert's symbol and title, cut to `cols`, and how many more (`a` shows them).
+pub fn headline(cx: &Ctx, cols: usize) -> Vec<Span<'static>> {
+    let entries = entries(cx, cols);
+    let Some(first) = entries.first() else {
+        return quiet_line(cx, cols).spans;
+    };
+    let more = if entries.len() > 1 {
+        format!("  +{} more (a)", entries.len() - 1)
+    } else {
+        String::new()
+    };
+    let title = fit(&first.title, cols.saturating_sub(2 + width(&more)));
+    vec![
+        Span::styled(format!("{} {title}", first.symbol), first.style),
+        Span::styled(more, cx.theme.dim),
+    ]
+}
+
+/// `✖ 1  ▲ 2  ℹ 1 (a)`: alerts and notes by severity, for when the headline does not fit.
+pub fn counts(cx: &Ctx) -> Vec<Span<'static>> {
+    let entries = entries(cx, usize::MAX / 4);
+    if entries.is_empty() {
+        return quiet_line(cx, 40).spans;
+    }
+    let mut spans = Vec::new();
+    for severity in [Severity::Critical, Severity::Warning, Severity::Info] {
+        let n = entries.iter().filter(|e| e.severity == severity).count();
+        if n > 0 {
+            spans.push(Span::styled(
+                format!("{} {n}  ", severity.symbol()),
+                cx.theme.severity(severity),
+            ));
+        }
+    }
+    spans.push(Span::styled("(a)", cx.theme.dim));
+    spans
+}
+
+/// Every alert and note with its whole detail, wrapped: what `a` opens when the pane cannot hold them all.
+fn full_lines(cx: &Ctx, cols: usize) -> Vec<Line<'static>> {
+    let entries = entries(cx, cols);
+    if entries.is_empty() {
+        return vec![quiet_line(cx, cols)];
+    }
+    let form = common_stamp(&entries, cx, cols);
+    let mut lines = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        if i > 0 {
+            lines.push(Line::default());
+        }
+        lines.push(title_line(entry, cx, cols, Vec::new(), form));
+        for line in wrap(&entry.detail, cols.saturating_sub(2)) {
+            if !line.is_empty() {
+                lines.push(Line::from(vec![Span::raw("  "), Span::styled(line, cx.theme.dim)]));
+            }
+        }
+    }
+    lines
+}
+
+fn full_block(cx: &Ctx) -> Block<'static> {
+    let t = cx.theme;
+    let alerts = cx.state.alerts.log.active().count();
+    Block::bordered()
+        .border_style(t.border)
+        .padding(Padding::horizontal(1))
+        .title(Line::from(vec![
+            Span::styled(" All alerts ", t.title),
+            Span::styled(format!("{alerts} "), t.dim),
+        ]))
+        .title(Line::from(Span::styled(" Esc back ", t.dim)).right_aligned())
+}
+
+pub fn render_full(frame: &mut Frame, area: Rect, cx: &Ctx) {
+    let t = cx.theme;
+    let Some(scroll) = cx.state.alerts.full else {
+        return;
+    };
+    let mut block = full_block(cx);
+    let inner = block.inner(area);
+    let lines = full_lines(cx, usize::from(inner.width));
+    let visible = usize::from(inner.height);
+    let max_scroll = lines.len().saturating_sub(visible);
+    let offset = usize::from(scroll.offset()).min(max_scroll);
+    if max_scroll > 0 {
+        let end = (offset + visible).min(lines.len());
+        let position = format!(" ↑↓ scroll · lines {}–{} of {} ", offset + 1, end, lines.len());
+        block = block.title_bottom(Line::from(Span::styled(position, t.dim)).right_aligned());
+    }
+    frame.render_widget(block, area);
+    let shown: Vec<Line> = lines.into_iter().skip(offset).take(visible).collect();
+    frame.render_widget(Paragraph::new(shown), inner);
+}
+
+/// The largest useful scroll offset of the full list in `area`.
+pub fn max_scroll_full(area: Rect, cx: &Ctx) -> u16 {
+    let inner = full_block(cx).inner(area);
+    let lines = full_lines(cx, usize::from(inner.width)).len();
+    u16::try_from(lines.saturating_sub(usize::from(inner.height))).unwrap_or(u16::MAX)
 }

@@ -1,5 +1,6 @@
-//! The `?` popup: every binding from the key table, grouped by where it applies, and a legend of markers and
-//! colours. Bindings already listed in an earlier group are not repeated, so it fits on an 80x24 terminal.
+//! The `?` popup: every binding from the key table with every key it has, grouped by where it applies, and a
+//! legend of markers and colours. Bindings already listed in an earlier group are named, not repeated. Text is
+//! wrapped, never cut: the popup scrolls when it is taller than the terminal.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -7,14 +8,14 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Padding, Paragraph};
 
 use super::Ctx;
-use super::text::{cell, fit, gap, spans_width, width, wrap};
+use super::text::{cell, gap, spans_width, width, wrap};
 use crate::analysis::alerts::Severity;
 use crate::model::ConnClass;
 use crate::tui::keymap;
 
 const MAX_WIDTH: u16 = 112;
-/// Two columns from this inner width on.
-const TWO_COLUMNS: usize = 70;
+/// Two columns from this inner width on: narrower, a second column leaves too little room for the text.
+const TWO_COLUMNS: usize = 100;
 
 pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
     let t = cx.theme;
@@ -58,15 +59,10 @@ fn content(area: Rect, cx: &Ctx) -> (Rect, Vec<Line<'static>>) {
     let cols = usize::from(popup_w.saturating_sub(4));
     let columns = if cols >= TWO_COLUMNS { 2 } else { 1 };
     let col_cols = (cols - 2 * (columns - 1)) / columns;
-    let room = usize::from(area.height.saturating_sub(2));
 
-    // Wrapped text reads better; when that does not fit, one line per binding, cut with `…`.
     let legend = legend(cx, cols);
     let height = |packed: &[Vec<Line<'static>>]| packed.iter().map(Vec::len).max().unwrap_or(0) + 1 + legend.len();
-    let mut packed = pack(&blocks(cx, col_cols, true), columns);
-    if height(&packed) > room {
-        packed = pack(&blocks(cx, col_cols, false), columns);
-    }
+    let packed = pack(&blocks(cx, col_cols), columns);
     let content_h = u16::try_from(height(&packed)).unwrap_or(u16::MAX);
     let popup_h = content_h.saturating_add(2).min(area.height);
     let popup = Rect::new(
@@ -108,7 +104,7 @@ fn pack(blocks: &[Vec<Line<'static>>], columns: usize) -> Vec<Vec<Line<'static>>
     packed
 }
 
-fn blocks(cx: &Ctx, cols: usize, wrapped: bool) -> Vec<Vec<Line<'static>>> {
+fn blocks(cx: &Ctx, cols: usize) -> Vec<Vec<Line<'static>>> {
     let t = cx.theme;
     let sections = keymap::help_sections();
     let key_cols = sections
@@ -118,26 +114,13 @@ fn blocks(cx: &Ctx, cols: usize, wrapped: bool) -> Vec<Vec<Line<'static>>> {
         .unwrap_or(0);
     let text_cols = cols.saturating_sub(key_cols + 2);
 
-    let mut seen: Vec<(&str, &str)> = Vec::new();
+    let mut seen: Vec<(String, &str)> = Vec::new();
     let mut out = Vec::new();
     for (title, rows) in sections {
         let mut lines = vec![Line::from(Span::styled(title, t.title))];
-        let fresh: Vec<(&str, &str)> = rows.iter().copied().filter(|r| !seen.contains(r)).collect();
-        if fresh.is_empty() {
-            // Every key here was explained above: name them instead of repeating their text.
-            let keys: Vec<&str> = rows.iter().map(|(k, _)| *k).collect();
-            let text = format!("same keys as the table: {}", keys.join(" "));
-            for line in wrap(&text, cols.saturating_sub(2)) {
-                lines.push(Line::from(vec![Span::raw("  "), Span::styled(line, t.dim)]));
-            }
-        }
+        let fresh: Vec<(String, &str)> = rows.iter().filter(|r| !seen.contains(r)).cloned().collect();
         for (keys, help) in &fresh {
-            let text_lines = if wrapped {
-                wrap(help, text_cols)
-            } else {
-                vec![fit(help, text_cols)]
-            };
-            for (i, text) in text_lines.into_iter().enumerate() {
+            for (i, text) in wrap(help, text_cols).into_iter().enumerate() {
                 let key = if i == 0 {
                     cell(keys, key_cols)
                 } else {
@@ -148,6 +131,19 @@ fn blocks(cx: &Ctx, cols: usize, wrapped: bool) -> Vec<Vec<Line<'static>>> {
                     Span::raw("  "),
                     Span::raw(text),
                 ]));
+            }
+        }
+        // Keys explained in an earlier group: named, so every group says every key that works there.
+        let repeated: Vec<&str> = rows
+            .iter()
+            .filter(|r| !fresh.contains(r))
+            .map(|(k, _)| k.as_str())
+            .collect();
+        if !repeated.is_empty() {
+            let lead = if fresh.is_empty() { "as above:" } else { "and as above:" };
+            let text = format!("{lead} {}", repeated.join(", "));
+            for line in wrap(&text, cols.saturating_sub(2)) {
+                lines.push(Line::from(vec![Span::raw("  "), Span::styled(line, t.dim)]));
             }
         }
         seen.extend(fresh);

@@ -1,42 +1,68 @@
-//! The Holdouts screen: every client identity the ledger has seen, worst exposure first.
+//! The Holdouts screen: every client identity the ledger has seen, worst exposure first or sorted by any column
+//! (the sorted one marked ▲/▼); Enter opens client.rs.
 
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Rect};
+use ratatui::layout::{Alignment, Constraint, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table};
 
 use super::Ctx;
-use super::text::fit;
-use crate::analysis::ledger::{ClientRecord, Source};
+use super::text::{fit, width};
+use crate::analysis::ledger::ClientRecord;
 use crate::output::safe::terminal;
+use crate::tui::components::holdouts::{HoldoutColumn, seen_as, sources_label};
 
-const HEADERS: [&str; 10] = [
-    "APPLICATION",
-    "USER",
-    "DATABASE",
-    "ADDRESS",
-    "WORST",
-    "SEEN AS",
-    "SESS",
-    "NOW",
-    "LAST SEEN",
-    "SOURCES",
-];
-const WIDTHS: [u16; 10] = [16, 10, 9, 15, 12, 18, 5, 4, 9, 8];
+/// Cells per column: each fits its title and the sort arrow after it.
+fn column_width(column: HoldoutColumn) -> u16 {
+    match column {
+        HoldoutColumn::Application => 16,
+        HoldoutColumn::User => 10,
+        HoldoutColumn::Database => 9,
+        HoldoutColumn::Address => 15,
+        HoldoutColumn::Worst => 12,
+        HoldoutColumn::SeenAs => 17,
+        HoldoutColumn::Sessions => 5,
+        HoldoutColumn::Now => 4,
+        HoldoutColumn::LastSeen => 10,
+        HoldoutColumn::Sources => 8,
+    }
+}
+
 /// Dropped first on narrow terminals: address, sources, database.
-const NARROW_DROPS: [usize; 3] = [3, 9, 2];
+const NARROW_DROPS: [HoldoutColumn; 3] = [HoldoutColumn::Address, HoldoutColumn::Sources, HoldoutColumn::Database];
 
-/// Which columns fit in `width` (marker and spacing included).
-fn visible_columns(width: u16) -> Vec<usize> {
-    let mut cols: Vec<usize> = (0..HEADERS.len()).collect();
-    let need = |cols: &[usize]| 2 + cols.iter().map(|c| WIDTHS[*c] + 1).sum::<u16>();
+/// Which columns fit in `width` (marker and spacing included), in display order, with their widths.
+fn fitted(width: u16) -> Vec<(HoldoutColumn, u16)> {
+    let mut cols: Vec<(HoldoutColumn, u16)> = HoldoutColumn::ALL.iter().map(|c| (*c, column_width(*c))).collect();
+    let need = |cols: &[(HoldoutColumn, u16)]| 2 + cols.iter().map(|(_, w)| w + 1).sum::<u16>();
     for drop in NARROW_DROPS {
         if need(&cols) <= width {
             break;
         }
-        cols.retain(|c| *c != drop);
+        cols.retain(|(c, _)| *c != drop);
+    }
+    // Still too wide (80 columns): names and the seen-as list give up a few cells rather than ratatui squeezing
+    // every column alike.
+    for (column, min) in [
+        (HoldoutColumn::User, 8),
+        (HoldoutColumn::SeenAs, 14),
+        (HoldoutColumn::Application, 12),
+    ] {
+        let over = need(&cols).saturating_sub(width);
+        if let Some((_, w)) = cols.iter_mut().find(|(c, _)| *c == column) {
+            *w -= over.min(w.saturating_sub(min));
+        }
     }
     cols
+}
+
+/// The columns shown at this inner width, in display order: what `s` cycles through.
+pub fn visible_columns(width: u16) -> Vec<HoldoutColumn> {
+    fitted(width).into_iter().map(|(c, _)| c).collect()
+}
+
+fn numeric(column: HoldoutColumn) -> bool {
+    matches!(column, HoldoutColumn::Sessions | HoldoutColumn::Now)
 }
 
 pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
@@ -54,6 +80,7 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
         return;
     };
     let whatif = history.whatif.first();
+    let sort = state.holdouts.sort;
     let mut title = vec![
         Span::styled(" Holdouts ", t.title),
         Span::styled(format!("{} clients", history.clients.len()), t.strong),
@@ -68,6 +95,14 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
             t.input,
         ));
     }
+    let cols = fitted(block.inner(area).width);
+    if !cols.iter().any(|(c, _)| *c == sort.column) {
+        let arrow = if sort.descending { "▼" } else { "▲" };
+        title.push(Span::styled(
+            format!(" · sorted by {} {arrow}", sort.column.title()),
+            t.dim,
+        ));
+    }
     if let Some(w) = whatif {
         title.push(Span::styled(format!(" · {} ", w.evidence.sentence()), t.dim));
     }
@@ -77,9 +112,22 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
     if inner.height < 2 {
         return;
     }
-    let cols = visible_columns(inner.width);
-    let header = Row::new(std::iter::once(Cell::from(" ")).chain(cols.iter().map(|c| Cell::from(HEADERS[*c]))))
-        .style(t.table_header);
+    let header = Row::new(std::iter::once(Cell::from(" ")).chain(cols.iter().map(|(c, w)| {
+        let mut title = c.title().to_string();
+        if *c == sort.column {
+            title.push(if sort.descending { '▼' } else { '▲' });
+            if width(&title) < usize::from(*w) {
+                title.insert(c.title().len(), ' ');
+            }
+        }
+        let line = Line::from(title);
+        Cell::from(if numeric(*c) {
+            line.alignment(Alignment::Right)
+        } else {
+            line
+        })
+    })))
+    .style(t.table_header);
     let page = usize::from(inner.height.saturating_sub(1));
     let rows: Vec<Row> = state
         .holdouts
@@ -97,7 +145,7 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
             }
         })
         .collect();
-    let widths = std::iter::once(Constraint::Length(1)).chain(cols.iter().map(|c| Constraint::Length(WIDTHS[*c])));
+    let widths = std::iter::once(Constraint::Length(1)).chain(cols.iter().map(|(_, w)| Constraint::Length(*w)));
     if rows.is_empty() {
         let message = if history.clients.is_empty() {
             "no clients seen yet"
@@ -120,57 +168,38 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
     frame.render_widget(Table::new(rows, widths).header(header).column_spacing(1), inner);
 }
 
-fn record_row(r: &ClientRecord, cx: &Ctx, cols: &[usize]) -> Row<'static> {
+fn record_row(r: &ClientRecord, cx: &Ctx, cols: &[(HoldoutColumn, u16)]) -> Row<'static> {
     let t = cx.theme;
     let worst = r.worst_class();
     let (marker, marker_style) = worst.map_or((" ", t.dim), |w| t.marker(w));
-    let mut seen: Vec<String> = r.tls_versions.iter().map(|(v, n)| format!("{n}×{v}")).collect();
-    for (class, n) in &r.classes {
-        if !matches!(
-            class,
-            crate::model::ConnClass::Tls13 | crate::model::ConnClass::Tls12 | crate::model::ConnClass::TlsOlder
-        ) {
-            seen.push(format!("{n}×{}", class.label()));
-        }
-    }
-    let sources: Vec<&str> = r
-        .sources
-        .iter()
-        .map(|s| if *s == Source::Poll { "poll" } else { "log" })
-        .collect();
-    let text = |s: &str, w: u16| fit(&terminal(s), usize::from(w));
-    let cells = vec![
-        Cell::from(text(
-            if r.key.application.is_empty() {
+    let cell = |column: HoldoutColumn, w: u16| {
+        let w = usize::from(w);
+        // Client-controlled names must not smuggle control characters to the terminal.
+        let text = |s: &str| fit(&terminal(s), w);
+        match column {
+            HoldoutColumn::Application => Cell::from(text(if r.key.application.is_empty() {
                 "—"
             } else {
                 &r.key.application
-            },
-            WIDTHS[0],
-        )),
-        Cell::from(text(&r.key.user, WIDTHS[1])),
-        Cell::from(text(&r.key.database, WIDTHS[2])),
-        Cell::from(text(&r.key.address, WIDTHS[3])),
-        Cell::from(Span::styled(
-            text(worst.map_or("", |w| w.label()), WIDTHS[4]),
-            worst.map_or(t.dim, |w| t.class(w)),
-        )),
-        Cell::from(text(&seen.join(" "), WIDTHS[5])),
-        Cell::from(format!("{:>5}", r.sessions)),
-        Cell::from(Span::styled(
-            format!("{:>4}", r.connected_now),
-            if r.connected_now > 0 { t.strong } else { t.dim },
-        )),
-        Cell::from(cx.clock(r.last_seen)),
-        Cell::from(Span::styled(sources.join("+"), t.dim)),
-    ];
+            })),
+            HoldoutColumn::User => Cell::from(text(&r.key.user)),
+            HoldoutColumn::Database => Cell::from(text(&r.key.database)),
+            HoldoutColumn::Address => Cell::from(text(&r.key.address)),
+            HoldoutColumn::Worst => Cell::from(Span::styled(
+                text(worst.map_or("", |w| w.label())),
+                worst.map_or(t.dim, |w| t.class(w)),
+            )),
+            HoldoutColumn::SeenAs => Cell::from(text(&seen_as(r))),
+            HoldoutColumn::Sessions => Cell::from(format!("{:>w$}", r.sessions)),
+            HoldoutColumn::Now => Cell::from(Span::styled(
+                format!("{:>w$}", r.connected_now),
+                if r.connected_now > 0 { t.strong } else { t.dim },
+            )),
+            HoldoutColumn::LastSeen => Cell::from(cx.clock(r.last_seen)),
+            HoldoutColumn::Sources => Cell::from(Span::styled(sources_label(r), t.dim)),
+        }
+    };
     let mut row = vec![Cell::from(Span::styled(marker, marker_style))];
-    row.extend(
-        cells
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| cols.contains(i))
-            .map(|(_, c)| c),
-    );
+    row.extend(cols.iter().map(|(c, w)| cell(*c, *w)));
     Row::new(row)
 }

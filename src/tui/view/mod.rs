@@ -27,15 +27,21 @@
 //! │ footer                                               │
 //! └──────────────────────────────────────────────────────┘
 //!
-//! detail.rs replaces band + strip + table (the "body"); help.rs is a popup over everything;
-//! below 80x24 too_small.rs replaces everything.
+//! With the top panes hidden (`z`, any width): header, one line (collapsed.rs: counts per protocol and the most
+//! severe alert), then the table down to the footer.
+//!
+//! detail.rs (a session), client.rs (a Holdouts client) and alerts.rs's full list replace band + strip + table
+//! (the "body"); help.rs is a popup over everything; below 80x24 too_small.rs replaces everything.
 //! ```
 //!
-//! The layout depends on the terminal size only, never on the state: the app loop uses it too, to size the table
-//! page and to map mouse clicks to rows, and both must agree with what is drawn.
+//! The layout depends on the terminal size and on whether the top panes are hidden ([`Panes`]), nothing else:
+//! the app loop uses it too, to size the table page and to map mouse clicks to rows, and both must agree with
+//! what is drawn.
 
 mod alerts;
 mod certificates;
+mod client;
+mod collapsed;
 mod detail;
 mod footer;
 mod header;
@@ -72,6 +78,25 @@ pub enum AlertsShape {
     Pane,
     /// Two unbordered rows between the band and the table: the most severe alert and a count of the rest.
     Strip,
+    /// The panes are hidden: one row with the protocol counts and the most severe alert.
+    Line,
+}
+
+/// Whether the top panes (server TLS, protocols, alerts) are drawn; `z` hides them so the table gets the rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Panes {
+    Shown,
+    Hidden,
+}
+
+impl Panes {
+    pub fn of(state: &AppState) -> Panes {
+        if state.panes_hidden {
+            Panes::Hidden
+        } else {
+            Panes::Shown
+        }
+    }
 }
 
 /// Where each region goes: a pure function of the terminal size.
@@ -103,8 +128,13 @@ fn share(whole: u16, num: u32, den: u32, cap: u16) -> u16 {
     u16::try_from(cols).unwrap_or(cap).min(cap)
 }
 
-/// `None` when smaller than [`MIN_WIDTH`] x [`MIN_HEIGHT`].
+/// The layout with the top panes shown; `None` when smaller than [`MIN_WIDTH`] x [`MIN_HEIGHT`].
 pub fn layout(area: Rect) -> Option<Areas> {
+    layout_with(area, Panes::Shown)
+}
+
+/// `None` when smaller than [`MIN_WIDTH`] x [`MIN_HEIGHT`].
+pub fn layout_with(area: Rect, panes: Panes) -> Option<Areas> {
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
         return None;
     }
@@ -112,6 +142,21 @@ pub fn layout(area: Rect) -> Option<Areas> {
     let header = Rect::new(x, y, width, 2);
     let footer = Rect::new(x, y + height - 1, width, 1);
     let body = Rect::new(x, header.bottom(), width, footer.y - header.bottom());
+    if panes == Panes::Hidden {
+        let line = Rect::new(x, body.y, width, 1);
+        let empty = Rect::new(x, body.y, 0, 0);
+        let table = Rect::new(x, line.bottom(), width, footer.y - line.bottom());
+        return Some(Areas {
+            header,
+            posture: empty,
+            summary: empty,
+            alerts: line,
+            alerts_shape: AlertsShape::Line,
+            table,
+            footer,
+            body,
+        });
+    }
     let band = Rect::new(x, body.y, width, band_height(height));
     let (posture, summary, alerts, alerts_shape, table_top) = if width >= WIDE {
         // Server settings need ~40 columns to show common values (ssl_ciphers' default) whole, the protocol
@@ -142,14 +187,24 @@ pub fn layout(area: Rect) -> Option<Areas> {
     })
 }
 
-/// Rows of session data visible in the table (excluding borders and header row) for this terminal size.
+/// Rows of session data visible in the table (excluding borders and header row) for this terminal size, with the
+/// top panes shown.
 pub fn table_page(area: Rect) -> usize {
-    table_rows_area(area).map_or(0, |r| usize::from(r.height))
+    table_page_with(area, Panes::Shown)
+}
+
+pub fn table_page_with(area: Rect, panes: Panes) -> usize {
+    table_rows_area_with(area, panes).map_or(0, |r| usize::from(r.height))
+}
+
+/// Where the table's data rows are drawn with the top panes shown.
+pub fn table_rows_area(area: Rect) -> Option<Rect> {
+    table_rows_area_with(area, Panes::Shown)
 }
 
 /// Where the table's data rows are drawn, for mapping mouse clicks to `Input::ClickRow(y - rect.y)`.
-pub fn table_rows_area(area: Rect) -> Option<Rect> {
-    let table = layout(area)?.table;
+pub fn table_rows_area_with(area: Rect, panes: Panes) -> Option<Rect> {
+    let table = layout_with(area, panes)?.table;
     // Inside the border, below the header row.
     Some(Rect::new(
         table.x + 1,
@@ -162,10 +217,15 @@ pub fn table_rows_area(area: Rect) -> Option<Rect> {
 /// What the app does before each draw: tell the state how many table rows fit and how far the panes on screen
 /// can scroll, so that every key acts on what is shown (`End` shows the last line, `k` after it moves at once).
 pub fn prepare(state: &mut AppState, area: Rect) {
-    state.set_page(table_page(area));
-    let Some(areas) = layout(area) else {
+    let panes = Panes::of(state);
+    state.set_page(table_page_with(area, panes));
+    let Some(areas) = layout_with(area, panes) else {
         return;
     };
+    // `s` on Holdouts cycles through the columns the table shows at this width.
+    state
+        .holdouts
+        .set_shown(holdouts::visible_columns(areas.table.width.saturating_sub(2)));
     let limits = {
         let cx = Ctx {
             state,
@@ -173,14 +233,19 @@ pub fn prepare(state: &mut AppState, area: Rect) {
             utc_offset: utc_offset(),
         };
         let shown = |on: bool, max: &dyn Fn() -> u16| on.then(max);
+        let uncovered = state.detail.is_none() && state.alerts.full.is_none();
         ScrollLimits {
             help: shown(state.help.open, &|| help::max_scroll(area, &cx)),
             detail: shown(state.detail.is_some(), &|| detail::max_scroll(areas.body, &cx)),
-            whatif: shown(state.detail.is_none() && state.screen == Screen::WhatIf, &|| {
+            whatif: shown(uncovered && state.screen == Screen::WhatIf, &|| {
                 whatif::max_scroll(areas.table, &cx)
             }),
-            certificates: shown(state.detail.is_none() && state.screen == Screen::Certificates, &|| {
+            certificates: shown(uncovered && state.screen == Screen::Certificates, &|| {
                 certificates::max_scroll(areas.table, &cx)
+            }),
+            client: shown(state.client_drill_open(), &|| client::max_scroll(areas.body, &cx)),
+            alerts: shown(state.alerts.full.is_some(), &|| {
+                alerts::max_scroll_full(areas.body, &cx)
             }),
         }
     };
@@ -190,8 +255,9 @@ pub fn prepare(state: &mut AppState, area: Rect) {
 /// What a left click at (`column`, `row`) means on the screen drawn for `state`: a row of the table shown, a
 /// column header of the sessions table (sort by it), or a tab. Popups take clicks away from what is under them.
 pub fn click(area: Rect, state: &AppState, column: u16, row: u16) -> Option<Input> {
-    let areas = layout(area)?;
-    if state.help.open || state.detail.is_some() {
+    let panes = Panes::of(state);
+    let areas = layout_with(area, panes)?;
+    if state.help.open || state.detail.is_some() || state.alerts.full.is_some() || state.client_drill_open() {
         return None;
     }
     let pos = Position::new(column, row);
@@ -202,7 +268,7 @@ pub fn click(area: Rect, state: &AppState, column: u16, row: u16) -> Option<Inpu
     if row + 1 == table.bottom() {
         return tabs::at(state.screen, column.saturating_sub(table.x + 1)).map(Input::ClickTab);
     }
-    let rows = table_rows_area(area)?;
+    let rows = table_rows_area_with(area, panes)?;
     if rows.contains(pos) {
         return Some(Input::ClickRow(usize::from(row - rows.y)));
     }
@@ -239,19 +305,30 @@ pub fn draw_with(frame: &mut Frame, state: &AppState, theme: &Theme, utc_offset:
         utc_offset,
     };
     let area = frame.area();
-    let Some(areas) = layout(area) else {
+    let Some(areas) = layout_with(area, Panes::of(state)) else {
         too_small::render(frame, area, &cx);
         return;
     };
     header::render(frame, areas.header, &cx);
-    if state.detail.is_some() {
+    if state.alerts.full.is_some() {
+        alerts::render_full(frame, areas.body, &cx);
+    } else if state.detail.is_some() {
         detail::render(frame, areas.body, &cx);
+    } else if state.client_drill_open() {
+        client::render(frame, areas.body, &cx);
     } else {
-        posture::render(frame, areas.posture, &cx);
-        summary::render(frame, areas.summary, &cx);
         match areas.alerts_shape {
-            AlertsShape::Pane => alerts::render(frame, areas.alerts, &cx),
-            AlertsShape::Strip => alerts::render_strip(frame, areas.alerts, &cx),
+            AlertsShape::Pane => {
+                posture::render(frame, areas.posture, &cx);
+                summary::render(frame, areas.summary, &cx);
+                alerts::render(frame, areas.alerts, &cx);
+            }
+            AlertsShape::Strip => {
+                posture::render(frame, areas.posture, &cx);
+                summary::render(frame, areas.summary, &cx);
+                alerts::render_strip(frame, areas.alerts, &cx);
+            }
+            AlertsShape::Line => collapsed::render(frame, areas.alerts, &cx),
         }
         match state.screen {
             Screen::Sessions => sessions::render(frame, areas.table, &cx),
@@ -281,6 +358,13 @@ impl Ctx<'_> {
     /// Wall-clock time of day, `09:30:00`.
     pub fn clock(&self, t: DateTime<Utc>) -> String {
         t.with_timezone(&self.utc_offset).format("%H:%M:%S").to_string()
+    }
+
+    /// Date and time, `2026-03-14 09:30:00`: the ledger's times can be days apart.
+    pub fn date_time(&self, t: DateTime<Utc>) -> String {
+        t.with_timezone(&self.utc_offset)
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string()
     }
 
     /// Time of day to the minute, `09:30`.
