@@ -805,3 +805,38 @@ fn clicks_act_on_the_screen_shown_headers_sort_and_tabs_switch() {
         assert!(view::click(area, &state, x, header_y).is_none());
     }
 }
+
+/// pgtls's own connection is listed and marked, and counted nowhere: not in the Protocols box, the table's
+/// title or the alerts.
+#[test]
+fn the_own_connection_is_marked_and_not_counted() {
+    let mut state = new_state(120, 36);
+    let mut snap = fixtures::snapshot();
+    // A client named like the monitor, on plain TCP: counted and alerted on, unlike the monitor.
+    let mut impostor = fixtures::session(4190, ConnClass::PlainTcp);
+    impostor.user = Some("intruder".into());
+    impostor.application_name = Some("pgtls".into());
+    snap.sessions.push(impostor);
+    snap.mark_own(&[]);
+    feed(&mut state, snap);
+    let terminal = draw(&mut state, 120, 36);
+    let text = screen(&terminal);
+    assert!(text.contains("Protocols · 12 sessions"), "{text}");
+    assert!(text.contains("Sessions 12 "), "{text}");
+    assert!(text.contains("3 plain-text TCP sessions"), "{text}");
+    let rows = table_rows(&terminal);
+    let own = rows.iter().find(|r| r.contains("4101")).expect("own row listed");
+    assert!(own.contains("this pgtls"), "{own}");
+    let impostor = rows.iter().find(|r| r.contains("4190")).expect("impostor listed");
+    assert!(
+        impostor.contains("pgtls") && !impostor.contains("this pgtls"),
+        "{impostor}"
+    );
+    // The drill-down says so too.
+    state.sessions.selected_pid = Some(4101);
+    state.rebuild_rows();
+    press(&mut state, KeyCode::Enter);
+    let detail = screen(&draw(&mut state, 120, 36));
+    assert!(detail.contains("Session 4101 pgtls · this pgtls"), "{detail}");
+    assert!(detail.contains("pgtls's own connection"), "{detail}");
+}

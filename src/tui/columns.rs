@@ -91,7 +91,7 @@ impl Column {
             Column::Pid => s.pid.to_string(),
             Column::User => opt(&s.user),
             Column::Database => opt(&s.database),
-            Column::Application => opt(&s.application_name),
+            Column::Application => crate::output::table::application(s),
             Column::Client => s.client_endpoint(),
             Column::Age => s.age_secs(now).map(crate::format::age).unwrap_or_default(),
             Column::State => opt(&s.state),

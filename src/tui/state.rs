@@ -149,7 +149,7 @@ impl Totals {
     pub fn of(snapshot: &Snapshot) -> Totals {
         // A server negotiates a handful of ciphers: a short list searched in place beats hashing every session's.
         let mut by_name: Vec<(&str, usize)> = Vec::new();
-        for tls in snapshot.sessions.iter().filter_map(|s| s.tls.as_ref()) {
+        for tls in snapshot.clients().filter_map(|s| s.tls.as_ref()) {
             match by_name.iter_mut().find(|(name, _)| *name == tls.cipher) {
                 Some((_, n)) => *n += 1,
                 None => by_name.push((&tls.cipher, 1)),
@@ -553,10 +553,12 @@ impl AppState {
         self.sessions.set_page(self.snapshot.as_ref(), rows);
     }
 
-    /// Matches among the rows after the quick view, for the "3 of 12" count.
+    /// Client sessions among the rows after the quick view, for the "3 of 12" count; pgtls's own rows are
+    /// listed but not counted, as everywhere else.
     pub fn filter_counts(&self) -> (usize, usize) {
-        let total = self.snapshot.as_ref().map_or(0, |s| s.sessions.len());
-        (self.sessions.rows.len(), total)
+        let total = self.totals.as_ref().map_or(0, |t| t.classes.total());
+        let shown = self.visible_sessions().filter(|s| !s.monitor).count();
+        (shown, total)
     }
 }
 
@@ -657,7 +659,7 @@ mod tests {
             press(&mut st, KeyCode::Char(c));
         }
         assert_eq!(pids(&st), vec![4131, 4138]);
-        assert_eq!(st.filter_counts(), (2, 12));
+        assert_eq!(st.filter_counts(), (2, 11), "pgtls's own row is not counted");
         press(&mut st, KeyCode::Char('q'));
         assert_eq!(st.filter.text, "BILLq", "q is text while typing");
         press(&mut st, KeyCode::Backspace);

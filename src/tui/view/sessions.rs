@@ -77,6 +77,7 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
                 let text = fit(&terminal(&c.text(session, now)), usize::from(*w));
                 let line = match c {
                     Column::Tls => Line::from(Span::styled(text, t.class(session.class))),
+                    Column::Application if session.monitor => Line::from(Span::styled(text, t.dim)),
                     _ => Line::from(text),
                 };
                 aligned(line, *c)
@@ -133,16 +134,17 @@ fn title(cx: &Ctx, columns: &[Column]) -> Line<'static> {
     let t = cx.theme;
     let state = cx.state;
     let mut spans = vec![Span::styled(" Sessions ", t.title)];
-    let Some(snap) = cx.snapshot() else {
+    if cx.snapshot().is_none() {
         return Line::from(spans);
-    };
+    }
     let narrowed = !state.filter.text.is_empty() || state.sessions.quick_view != QuickView::All;
     if narrowed {
         let (shown, total) = state.filter_counts();
         spans.push(Span::styled(format!("{shown}"), t.strong));
         spans.push(Span::styled(format!(" of {total}"), t.dim));
     } else {
-        spans.push(Span::styled(snap.sessions.len().to_string(), t.strong));
+        let clients = state.totals.as_ref().map_or(0, |t| t.classes.total());
+        spans.push(Span::styled(clients.to_string(), t.strong));
     }
     if !state.filter.text.is_empty() {
         spans.push(Span::styled(" · filter ", t.dim));
