@@ -307,13 +307,14 @@ impl AppState {
             Action::Top => self.move_by(isize::MIN / 2),
             Action::Bottom => self.move_by(isize::MAX / 2),
             Action::SortNext => {
-                self.sessions.cycle_sort(1, &[]);
+                self.sessions.cycle_sort(1);
                 self.rebuild_rows();
             }
             Action::SortPrev => {
-                self.sessions.cycle_sort(-1, &[]);
+                self.sessions.cycle_sort(-1);
                 self.rebuild_rows();
             }
+            Action::ToggleQuery => self.sessions.toggle_query(),
             Action::SortReverse if self.screen == Screen::Holdouts => {
                 self.holdouts.sort_desc = !self.holdouts.sort_desc;
                 self.rebuild_holdouts();
