@@ -66,6 +66,7 @@ pub fn session(pid: i32, class: ConnClass) -> Session {
         tls,
         gss: None,
         undecoded: Vec::new(),
+        monitor: false,
     }
 }
 
@@ -219,7 +220,7 @@ pub fn snapshot() -> Snapshot {
         ),
     ];
     sessions.sort_by_key(|s| s.pid);
-    Snapshot {
+    let mut snap = Snapshot {
         format_version: SNAPSHOT_FORMAT_VERSION,
         taken_at: now(),
         poll_ms: 1.4,
@@ -246,7 +247,9 @@ pub fn snapshot() -> Snapshot {
         },
         settings: settings(),
         sessions,
-    }
+    };
+    snap.mark_own(&[]);
+    snap
 }
 
 /// `n` sessions with a spread of classes, users and applications, for benchmarks.

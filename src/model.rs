@@ -35,6 +35,21 @@ impl Snapshot {
         self.sessions.iter().find(|s| s.pid == self.monitor.pid)
     }
 
+    /// The sessions of clients: every row but pgtls's own connections (see [`Session::monitor`]).
+    pub fn clients(&self) -> impl Iterator<Item = &Session> {
+        self.sessions.iter().filter(|s| !s.monitor)
+    }
+
+    /// The one place that decides which rows are pgtls's own: the monitor's backend, and `helpers` (backends this
+    /// process opened for itself, such as the demo's set-up connections). By pid only: any client may call itself
+    /// "pgtls", and counting it is the point.
+    pub fn mark_own(&mut self, helpers: &[i32]) {
+        let monitor = self.monitor.pid;
+        for s in &mut self.sessions {
+            s.monitor = s.pid == monitor || helpers.contains(&s.pid);
+        }
+    }
+
     pub fn setting(&self, name: &str) -> &Setting {
         self.settings.get(name).unwrap_or(&Setting::ABSENT)
     }
@@ -227,6 +242,10 @@ pub struct Session {
     /// than dropped, and the other sessions are unaffected.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub undecoded: Vec<String>,
+    /// pgtls's own connection (the monitor's backend, or one the demo opened for itself): listed, but never
+    /// counted, alerted on or kept in the ledger. Set once by [`Snapshot::mark_own`] when the snapshot is built.
+    #[serde(default)]
+    pub monitor: bool,
 }
 
 impl Session {
@@ -260,9 +279,10 @@ pub struct ClassCounts {
 }
 
 impl ClassCounts {
+    /// Counts of client sessions; pgtls's own connections are skipped.
     pub fn of(sessions: &[Session]) -> ClassCounts {
         let mut counts = ClassCounts::default();
-        for s in sessions {
+        for s in sessions.iter().filter(|s| !s.monitor) {
             *counts.slot(s.class) += 1;
         }
         counts
@@ -312,6 +332,36 @@ mod tests {
             serde_json::to_string(&Setting::Hidden).unwrap(),
             r#"{"state":"hidden"}"#
         );
+    }
+
+    #[test]
+    fn own_connections_are_known_by_pid_and_not_counted() {
+        let mut snap = crate::fixtures::snapshot();
+        // A client that calls itself pgtls is still a client.
+        let impostor = snap.sessions.iter().position(|s| s.pid != snap.monitor.pid).unwrap();
+        snap.sessions[impostor].application_name = Some("pgtls".into());
+        let impostor_pid = snap.sessions[impostor].pid;
+        let before = snap.class_counts().total();
+        snap.mark_own(&[]);
+        let own: Vec<i32> = snap.sessions.iter().filter(|s| s.monitor).map(|s| s.pid).collect();
+        assert_eq!(own, vec![snap.monitor.pid]);
+        assert_eq!(snap.class_counts().total(), before);
+        assert_eq!(snap.class_counts().total(), snap.sessions.len() - 1);
+        assert!(snap.clients().any(|s| s.pid == impostor_pid));
+        snap.mark_own(&[impostor_pid]);
+        assert_eq!(
+            snap.clients().count(),
+            snap.sessions.len() - 2,
+            "a helper pid is own too"
+        );
+        let json = serde_json::to_value(&snap).unwrap();
+        let flagged = json["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["monitor"] == true)
+            .count();
+        assert_eq!(flagged, 2);
     }
 
     #[test]

@@ -31,8 +31,8 @@ async fn ok_warning_critical_and_unknown_each_have_their_exit_code() {
         "{text}"
     );
     assert!(
-        text.lines().next().unwrap().contains("| tls13=2 tls12=0"),
-        "perfdata on the first line: {text}"
+        text.lines().next().unwrap().contains("| tls13=1 tls12=0"),
+        "perfdata on the first line, pgtls's own connection not counted: {text}"
     );
 
     // Unverified monitor connection: a warning.
@@ -291,4 +291,70 @@ async fn check_reads_a_log_longer_than_its_budget_to_the_end() {
     // Appended lines were compacted away on the way: nowhere near one line per connection.
     let size = std::fs::metadata(&ledger).unwrap().len();
     assert!(size < 2 << 20, "ledger of {size} bytes");
+}
+
+/// pgtls's own connection is known by pid: with a client deliberately named "pgtls" (the monitor's own default
+/// application_name), `check`'s perfdata counts the client and not the monitor, and `snapshot --format json`
+/// agrees, flagging exactly one row `"monitor": true`.
+#[tokio::test]
+async fn a_client_named_pgtls_is_counted_and_the_monitor_is_not() {
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let impostor = lab.open(SessionKind::Tls13, "impostor", "pgtls").await.unwrap();
+    let _holdout = lab.open(SessionKind::Tls12, "billing", "billing-batch").await.unwrap();
+    let monitor = verify_full(&lab, SUPERUSER);
+
+    let out = common::pgtls(&["check", &monitor], home.path());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = text.lines().next().unwrap_or_default();
+    assert!(
+        first.contains(
+            "| tls13=1 tls12=1 tls_older=0 plain_tcp=0 gss=0 local=0 unknown=0 refused_clients=1 sessions_seen=2 "
+        ),
+        "{text}"
+    );
+    let out = common::pgtls(&["check", &monitor, "--format", "json"], home.path());
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["counts"]["tls13"], 1, "{report}");
+    assert_eq!(report["counts"]["tls12"], 1);
+    let refused: Vec<&str> = report["whatif"]["refused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["client"]["application"].as_str())
+        .collect();
+    assert_eq!(refused, ["billing-batch"]);
+
+    let out = common::pgtls(&["snapshot", &monitor, "--format", "json"], home.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let snap: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sessions = snap["sessions"].as_array().unwrap();
+    assert!(
+        sessions.iter().all(|s| s["monitor"].is_boolean()),
+        "every row says whether it is pgtls's own"
+    );
+    let own: Vec<&Value> = sessions.iter().filter(|s| s["monitor"] == true).collect();
+    assert_eq!(own.len(), 1, "{sessions:?}");
+    assert_eq!(own[0]["pid"], snap["monitor"]["pid"]);
+    assert_eq!(own[0]["application_name"], "pgtls");
+    let clients_named_pgtls: Vec<&Value> = sessions
+        .iter()
+        .filter(|s| s["application_name"] == "pgtls" && s["monitor"] == false)
+        .collect();
+    assert_eq!(clients_named_pgtls.len(), 1);
+    assert_eq!(clients_named_pgtls[0]["pid"], impostor.pid);
+    let tls13_clients = sessions
+        .iter()
+        .filter(|s| s["monitor"] == false && s["class"] == "tls13")
+        .count();
+    assert_eq!(tls13_clients, 1, "the same count as check's perfdata");
+
+    let out = common::pgtls(&["snapshot", &monitor], home.path());
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("2 total:  1 TLSv1.3  1 TLSv1.2"), "{table}");
+    let own_row = table
+        .lines()
+        .find(|l| l.contains("this pgtls"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(own_row.contains(&snap["monitor"]["user"].as_str().unwrap().to_string()));
 }

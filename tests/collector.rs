@@ -71,7 +71,11 @@ async fn a_known_mix_of_sessions_appears_exactly() {
         }
     }
     let counts = snap.class_counts();
-    // The monitor itself is one more TLS 1.3 session.
+    // The monitor's own TLS 1.3 session is listed (and marked) but not counted.
+    assert_eq!(
+        snap.own_session().map(|s| (s.class, s.monitor)),
+        Some((ConnClass::Tls13, true))
+    );
     assert_eq!(
         (
             counts.tls13,
@@ -80,7 +84,7 @@ async fn a_known_mix_of_sessions_appears_exactly() {
             counts.local,
             counts.unknown
         ),
-        (4, 2, 2, 1, 0)
+        (3, 2, 2, 1, 0)
     );
 
     // The monitor's own connection: TLS 1.3 from pg_stat_ssl and ssl_is_used() from sslinfo.
@@ -218,4 +222,57 @@ async fn a_reload_shows_on_the_next_poll() {
     }
     assert_eq!(seen, Some(Setting::Set("TLSv1.3".into())));
     let _ = LAB_PASSWORD;
+}
+
+/// Own connections are known by pid, never by name: a client that calls itself "pgtls" is a client, while the
+/// monitor's backend and the helpers a collector is told about (the demo's set-up sessions) are marked and counted
+/// nowhere.
+#[tokio::test]
+async fn own_connections_are_marked_by_pid_and_a_client_named_pgtls_is_counted() {
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let impostor = lab.open(SessionKind::Tls13, "impostor", "pgtls").await.unwrap();
+    let admin = lab.admin().await.unwrap();
+    let admin_pid: i32 = admin
+        .query_one("SELECT pg_catalog.pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let conninfo = format!("{} sslmode=require application_name=pgtls", lab.conninfo(SUPERUSER));
+    let mut collector = Collector::connect(&common::params(&conninfo, home.path()))
+        .await
+        .unwrap()
+        .with_helpers(Some(lab.own_pids()));
+    let snap = collector.poll().await.unwrap();
+    let own: Vec<i32> = snap.sessions.iter().filter(|s| s.monitor).map(|s| s.pid).collect();
+    let mut expected = vec![snap.monitor.pid, admin_pid];
+    expected.sort_unstable();
+    assert_eq!(own, expected);
+    let named_pgtls: Vec<_> = snap
+        .sessions
+        .iter()
+        .filter(|s| s.application_name.as_deref() == Some("pgtls"))
+        .map(|s| (s.pid, s.monitor))
+        .collect();
+    assert_eq!(named_pgtls.len(), 2, "{named_pgtls:?}");
+    assert!(named_pgtls.contains(&(impostor.pid, false)));
+    assert!(named_pgtls.contains(&(snap.monitor.pid, true)));
+    let counts = snap.class_counts();
+    assert_eq!(counts.total(), snap.sessions.len() - 2);
+    assert_eq!(counts.tls13, 1, "the impostor, not the monitor");
+    assert_eq!(counts.local, 0, "the admin session is the lab's own");
+
+    // A closed helper stays own while the server still lists it, and is forgotten once it is gone.
+    drop(admin);
+    for _ in 0..50 {
+        let snap = collector.poll().await.unwrap();
+        match snap.sessions.iter().find(|s| s.pid == admin_pid) {
+            Some(lingering) => assert!(lingering.monitor),
+            None => break,
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let snap = collector.poll().await.unwrap();
+    assert!(snap.sessions.iter().all(|s| s.pid != admin_pid));
+    assert_eq!(snap.class_counts().tls13, 1);
 }

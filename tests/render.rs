@@ -1057,7 +1057,160 @@ fn help_lists_every_binding_of_the_key_table() {
             b.help
         );
     }
-    for key in ["F1", "Ctrl-b", "Ctrl-f", "Space", "=", "Backspace", "x", "a", "z"] {
+    for key in ["F1", "Ctrl-b", "Ctrl-f", "Space", "=", "Backspace", "x", "a", "z", "v"] {
         assert!(text.contains(key), "{key}");
     }
+}
+
+/// The fixture with values as long as real ones get: a long application name and role, a long-running query.
+fn long_names() -> Snapshot {
+    let mut snap = fixtures::snapshot();
+    for s in &mut snap.sessions {
+        match s.pid {
+            4144 => {
+                s.application_name = Some("nightly-warehouse-export-to-s3-and-glacier".into());
+                s.user = Some("reporting_readonly_service".into());
+                s.state = Some("idle in transaction".into());
+                s.xact_start = Some(fixtures::now() - chrono::Duration::seconds(754));
+                s.query = Some("SELECT region, sum(amount)\n  FROM orders\n GROUP BY region".into());
+            }
+            4150 => {
+                s.query_start = Some(fixtures::now() - chrono::Duration::milliseconds(4_250));
+                s.query = Some("COPY staging.events FROM STDIN".into());
+            }
+            _ => {}
+        }
+    }
+    snap
+}
+
+fn header_row(state: &mut AppState, w: u16, h: u16) -> String {
+    let rows_y = usize::from(view::table_rows_area(Rect::new(0, 0, w, h)).expect("fits").y);
+    lines(draw(state, w, h).backend().buffer())[rows_y - 1].clone()
+}
+
+#[test]
+fn columns_use_the_room_there_is_at_80_120_and_200() {
+    const H: u16 = 36;
+    for w in [80, 120, 200] {
+        let mut state = new_state(w, H);
+        feed(&mut state, long_names());
+        let terminal = draw(&mut state, w, H);
+        insta::assert_snapshot!(format!("columns_{w}x{H}"), terminal.backend());
+        let text = screen(&terminal);
+        let header = header_row(&mut state, w, H);
+        assert!(
+            header.contains("QUERY"),
+            "the query column is on by default at {w}:\n{header}"
+        );
+        let rows = table_rows(&terminal);
+        if w == 200 {
+            for whole in [
+                "nightly-warehouse-export-to-s3-and-glacier",
+                "reporting_readonly_service",
+                "idle in transaction",
+                "ECDHE-RSA-AES256-GCM-SHA384",
+                "GRANT pg_read_all_stats TO pgtls;",
+            ] {
+                assert!(text.contains(whole), "{whole} is cut at 200:\n{text}");
+            }
+            assert!(header.contains("TIME+") && header.contains("DATABASE") && header.contains("CLIENT DN"));
+            // The query takes what is left, on one line.
+            assert!(text.contains("SELECT region,"), "{text}");
+            let export = rows.iter().find(|r| r.contains("4144")).expect("row");
+            assert!(export.contains("12m34s"), "TIME+ of the open transaction: {export}");
+            let copy = rows.iter().find(|r| r.contains("4150")).expect("row");
+            assert!(copy.contains("4.2s"), "TIME+ of the running query: {copy}");
+        }
+        // `v` hides the query columns and gives their room back; again shows them.
+        press(&mut state, KeyCode::Char('v'));
+        let hidden = header_row(&mut state, w, H);
+        assert!(!hidden.contains("QUERY") && !hidden.contains("TIME+"), "{hidden}");
+        if w == 120 {
+            assert!(hidden.contains("DATABASE"), "room for another column at 120: {hidden}");
+        }
+        press(&mut state, KeyCode::Char('v'));
+        assert!(header_row(&mut state, w, H).contains("QUERY"));
+    }
+}
+
+/// `s` and `S` go through the columns on screen only, and a sorted header is never cut to `DATAB… ▲`.
+#[test]
+fn sorting_cycles_through_visible_columns_and_keeps_the_header_whole() {
+    use pgtls::tui::columns::Column;
+    const H: u16 = 36;
+    for w in [80, 120, 200] {
+        for query in [true, false] {
+            let mut state = new_state(w, H);
+            feed(&mut state, long_names());
+            if !query {
+                press(&mut state, KeyCode::Char('v'));
+            }
+            let start = state.sessions.sort.column;
+            let mut seen = Vec::new();
+            for _ in 0..Column::ALL.len() {
+                let header = header_row(&mut state, w, H);
+                let sorted = state.sessions.sort.column;
+                assert!(
+                    header.contains(&format!("{} ▲", sorted.title())),
+                    "{sorted:?} at {w} (query {query}):\n{header}"
+                );
+                seen.push(sorted);
+                press(&mut state, KeyCode::Char('s'));
+                if state.sessions.sort.column == start {
+                    break;
+                }
+            }
+            assert_eq!(state.sessions.sort.column, start, "a full cycle comes back at {w}");
+            let header = header_row(&mut state, w, H);
+            for c in Column::ALL {
+                let on_screen = header.contains(c.title());
+                assert_eq!(seen.contains(&c), on_screen, "{c:?} at {w} (query {query}): {header}");
+            }
+            if !query {
+                assert!(!seen.contains(&Column::Query) && !seen.contains(&Column::Time));
+            }
+            if w == 80 {
+                assert!(!seen.contains(&Column::Database), "not shown at 80, so not sorted by");
+            }
+            // Backwards too: S from the first shown column wraps to the last shown.
+            press(&mut state, KeyCode::Char('S'));
+            assert_eq!(Some(&state.sessions.sort.column), seen.last(), "at {w}");
+        }
+    }
+}
+
+/// pgtls's own connection is listed and marked, and counted nowhere: not in the Protocols box, the table's
+/// title or the alerts.
+#[test]
+fn the_own_connection_is_marked_and_not_counted() {
+    let mut state = new_state(120, 36);
+    let mut snap = fixtures::snapshot();
+    // A client named like the monitor, on plain TCP: counted and alerted on, unlike the monitor.
+    let mut impostor = fixtures::session(4190, ConnClass::PlainTcp);
+    impostor.user = Some("intruder".into());
+    impostor.application_name = Some("pgtls".into());
+    snap.sessions.push(impostor);
+    snap.mark_own(&[]);
+    feed(&mut state, snap);
+    let terminal = draw(&mut state, 120, 36);
+    let text = screen(&terminal);
+    assert!(text.contains("Protocols · 12 sessions"), "{text}");
+    assert!(text.contains("Sessions 12 "), "{text}");
+    assert!(text.contains("3 plain-text TCP sessions"), "{text}");
+    let rows = table_rows(&terminal);
+    let own = rows.iter().find(|r| r.contains("4101")).expect("own row listed");
+    assert!(own.contains("this pgtls"), "{own}");
+    let impostor = rows.iter().find(|r| r.contains("4190")).expect("impostor listed");
+    assert!(
+        impostor.contains("pgtls") && !impostor.contains("this pgtls"),
+        "{impostor}"
+    );
+    // The drill-down says so too.
+    state.sessions.selected_pid = Some(4101);
+    state.rebuild_rows();
+    press(&mut state, KeyCode::Enter);
+    let detail = screen(&draw(&mut state, 120, 36));
+    assert!(detail.contains("Session 4101 pgtls · this pgtls"), "{detail}");
+    assert!(detail.contains("pgtls's own connection"), "{detail}");
 }

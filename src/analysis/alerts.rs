@@ -203,9 +203,7 @@ fn session_rules(snap: &Snapshot, mute: &Mute, alerts: &mut Vec<Alert>) {
             .is_some_and(|a| mute.applications.contains(a))
             || s.user.as_ref().is_some_and(|u| mute.users.contains(u))
     };
-    let of = |class: ConnClass| -> Vec<&Session> {
-        snap.sessions.iter().filter(|s| s.class == class && !muted(s)).collect()
-    };
+    let of = |class: ConnClass| -> Vec<&Session> { snap.clients().filter(|s| s.class == class && !muted(s)).collect() };
     let plain = of(ConnClass::PlainTcp);
     if !plain.is_empty() {
         alerts.push(Alert {

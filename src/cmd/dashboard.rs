@@ -7,6 +7,7 @@ use super::Failure;
 use crate::analysis::ledger::{Journal, KeyFields, Ledger};
 use crate::cli::{DashboardArgs, HistoryArgs};
 use crate::collect::Collector;
+use crate::collect::own::OwnPids;
 use crate::collect::poller::HistorySetup;
 use crate::config::Config;
 use crate::conn::params::{ConnParams, Environment, resolve};
@@ -15,11 +16,17 @@ use crate::probe::ProbeTarget;
 pub async fn run(args: DashboardArgs) -> Result<ExitCode, Failure> {
     let interval = interval(args.interval)?;
     let params = resolve(args.conn.conninfo.as_deref(), &Environment::from_process()).map_err(Failure::connect)?;
-    open(params, interval, &args.history).await
+    open(params, interval, &args.history, None).await
 }
 
-/// Shared with the demo: load config and ledger, connect once, then hand over to the dashboard.
-pub async fn open(params: ConnParams, interval: Duration, history: &HistoryArgs) -> Result<ExitCode, Failure> {
+/// Shared with the demo: load config and ledger, connect once, then hand over to the dashboard. `helpers` lists
+/// the demo's own backends, shown as pgtls's own like the monitor's.
+pub async fn open(
+    params: ConnParams,
+    interval: Duration,
+    history: &HistoryArgs,
+    helpers: Option<OwnPids>,
+) -> Result<ExitCode, Failure> {
     let (config, _) = Config::load(history.config.as_deref()).map_err(Failure::usage)?;
     crate::files::check_growing("--ledger", history.ledger.as_deref()).map_err(Failure::usage)?;
     crate::files::check_growing("--server-log", history.server_log.as_deref()).map_err(Failure::usage)?;
@@ -37,7 +44,8 @@ pub async fn open(params: ConnParams, interval: Duration, history: &HistoryArgs)
     let chosen_timeout = history.poll_timeout.map(poll_timeout).transpose()?;
     let collector = Collector::connect_with(&params, crate::collect::poll_timeout(interval, chosen_timeout))
         .await
-        .map_err(Failure::connect)?;
+        .map_err(Failure::connect)?
+        .with_helpers(helpers);
     let pre = collector.preflight();
     let target = format!(
         "{}@{}:{}/{}",

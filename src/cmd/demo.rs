@@ -60,7 +60,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
         log_from_now: true,
         poll_timeout: None,
     };
-    let result = super::dashboard::open(params, interval, &history).await;
+    let result = super::dashboard::open(params, interval, &history, Some(lab.own_pids())).await;
     drop(clients);
     drop(lab);
     result

@@ -1,6 +1,7 @@
 //! The collector: connect, run the privilege preflight once, then poll in one round trip.
 
 pub mod history;
+pub mod own;
 pub mod poller;
 pub mod rows;
 pub mod sql;
@@ -79,6 +80,8 @@ pub struct Collector {
     statement: Statement,
     /// How long a poll may take before it counts as stalled (see [`poll_timeout`]).
     poll_timeout: Duration,
+    /// Other backends of this process (the demo's), marked as own in every snapshot.
+    helpers: Option<own::OwnPids>,
 }
 
 /// The shortest and longest a poll may take before pgtls gives up on it: a busy server deserves a few
@@ -160,7 +163,18 @@ impl Collector {
             preflight,
             statement,
             poll_timeout,
+            helpers: None,
         })
+    }
+
+    /// Mark the backends `helpers` lists as pgtls's own too (see [`crate::model::Snapshot::mark_own`]).
+    pub fn with_helpers(mut self, helpers: Option<own::OwnPids>) -> Collector {
+        self.helpers = helpers;
+        self
+    }
+
+    pub fn helpers(&self) -> Option<&own::OwnPids> {
+        self.helpers.as_ref()
     }
 
     async fn start(connected: &Connected, poll_timeout: Duration) -> Result<(Preflight, Statement), CollectError> {
@@ -291,7 +305,10 @@ impl Collector {
         } else {
             Verification::NotTls
         };
-        Ok(Snapshot {
+        let helpers = self.helpers.as_ref().map_or_else(Vec::new, |own| {
+            own.current(|pid| sessions.binary_search_by_key(&pid, |s| s.pid).is_ok())
+        });
+        let mut snapshot = Snapshot {
             format_version: SNAPSHOT_FORMAT_VERSION,
             taken_at,
             poll_ms,
@@ -309,7 +326,9 @@ impl Collector {
             privileges: pre.privileges,
             settings: rows::settings_from(pre.server.version_num, &names, &values, rst),
             sessions,
-        })
+        };
+        snapshot.mark_own(&helpers);
+        Ok(snapshot)
     }
 }
 

@@ -204,11 +204,15 @@ async fn run(
     };
     let mut backoff = MIN_BACKOFF;
     let mut pending: Option<PendingConnect> = None;
+    // The start-up connection says which other backends are ours; every reconnection keeps marking them.
+    let helpers = connected.as_ref().and_then(|c| c.helpers().cloned());
     loop {
         let limit = super::poll_timeout(schedule.interval, links.chosen_timeout);
         let attempt = match connected.take() {
             Some(collector) => Ok(collector),
-            None => reconnect(&params, limit, &mut pending).await,
+            None => reconnect(&params, limit, &mut pending)
+                .await
+                .map(|c| c.with_helpers(helpers.clone())),
         };
         let error = match attempt {
             Ok(mut collector) => {

@@ -126,6 +126,7 @@ pub fn session_from_row(row: &Row) -> Session {
         tls,
         gss,
         undecoded: Vec::new(),
+        monitor: false,
     };
     session.undecoded = c.undecoded;
     session

@@ -11,8 +11,13 @@ pub mod sessions;
 
 use std::path::{Path, PathBuf};
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+
 use color_eyre::eyre::{Result, WrapErr};
 use tokio_postgres::{Client, NoTls};
+
+use crate::collect::own::OwnPids;
 
 use self::bindir::ServerBinaries;
 use self::certs::{CertSpec, Issued};
@@ -65,6 +70,11 @@ pub struct LabHandle {
     pub host: String,
     pub socket_dir: PathBuf,
     pub certs: LabCerts,
+    /// The superuser sessions open for setting the lab up, by pid: the demo's dashboard shows them as its own.
+    own: OwnPids,
+    /// Roles known to exist, so opening a client does not open an admin session each time (the demo's cron job
+    /// would otherwise bring one every few seconds).
+    roles: Arc<Mutex<HashSet<String>>>,
 }
 
 pub struct Lab {
@@ -128,6 +138,8 @@ impl Lab {
                 host: "127.0.0.1".to_string(),
                 socket_dir,
                 certs,
+                own: OwnPids::default(),
+                roles: Arc::default(),
             },
             binaries,
             major_version,
@@ -221,8 +233,14 @@ impl LabHandle {
         )
     }
 
-    /// Superuser connection over the Unix socket (trust), for setting the lab up.
-    pub async fn admin(&self) -> Result<Client> {
+    /// The lab's set-up sessions (see [`LabHandle::admin`]), for a collector to mark as its own.
+    pub fn own_pids(&self) -> OwnPids {
+        self.own.clone()
+    }
+
+    /// Superuser connection over the Unix socket (trust), for setting the lab up; registered as the lab's own
+    /// by pid while it is open.
+    pub async fn admin(&self) -> Result<AdminClient> {
         let mut config = tokio_postgres::Config::new();
         config
             .host_path(&self.socket_dir)
@@ -235,11 +253,25 @@ impl LabHandle {
             .await
             .wrap_err("connecting to the lab server as its superuser")?;
         tokio::spawn(connection);
-        Ok(client)
+        let pid: i32 = client
+            .query_one("SELECT pg_catalog.pg_backend_pid()", &[])
+            .await?
+            .get(0);
+        self.own.opened(pid);
+        Ok(AdminClient {
+            client,
+            pid,
+            own: self.own.clone(),
+        })
     }
 
     /// Create a login role with the lab password unless it exists.
     pub async fn ensure_role(&self, name: &str) -> Result<()> {
+        let known =
+            |roles: &Mutex<HashSet<String>>| roles.lock().unwrap_or_else(PoisonError::into_inner).contains(name);
+        if known(&self.roles) {
+            return Ok(());
+        }
         let admin = self.admin().await?;
         let exists = admin
             .query_opt("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1", &[&name])
@@ -260,6 +292,10 @@ impl LabHandle {
                 }
             }
         }
+        self.roles
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_string());
         Ok(())
     }
 
@@ -281,6 +317,27 @@ impl LabHandle {
     /// Open a client session of the given kind as `user` with `application_name`; it stays open until dropped.
     pub async fn open(&self, kind: SessionKind, user: &str, application_name: &str) -> Result<LabSession> {
         sessions::open(self, kind, user, application_name).await
+    }
+}
+
+/// A superuser session of the lab; the lab counts it as its own until it is dropped.
+pub struct AdminClient {
+    client: Client,
+    pid: i32,
+    own: OwnPids,
+}
+
+impl std::ops::Deref for AdminClient {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl Drop for AdminClient {
+    fn drop(&mut self) {
+        self.own.closed(self.pid);
     }
 }
 

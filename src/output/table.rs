@@ -74,6 +74,7 @@ fn write_report(snapshot: &Snapshot, out: &mut dyn Write) -> std::io::Result<()>
     }
     write_wrapped(out, "Settings", &settings)?;
     let counts = snapshot.class_counts();
+    // pgtls's own rows are listed below but counted nowhere.
     let mut summary = vec![format!("{} total:", counts.total())];
     summary.extend(
         ConnClass::ALL
@@ -155,13 +156,26 @@ pub fn short_label(session: &Session) -> String {
     }
 }
 
+/// What names a session's application in tables: pgtls's own rows say so, whatever their application_name, so
+/// a client that calls itself "pgtls" never reads like the monitor.
+pub fn application(s: &Session) -> String {
+    if s.monitor {
+        OWN_LABEL.to_string()
+    } else {
+        terminal(s.application_name.as_deref().unwrap_or("")).into_owned()
+    }
+}
+
+/// How pgtls's own connections are labelled wherever sessions are listed.
+pub const OWN_LABEL: &str = "this pgtls";
+
 fn row(s: &Session, snapshot: &Snapshot) -> String {
     let text = |v: &Option<String>| terminal(v.as_deref().unwrap_or("")).into_owned();
     let cells = [
         s.pid.to_string(),
         text(&s.user),
         text(&s.database),
-        text(&s.application_name),
+        application(s),
         terminal(&s.client_endpoint()).into_owned(),
         s.age_secs(snapshot.taken_at).map(age).unwrap_or_default(),
         short_label(s),

@@ -1,6 +1,10 @@
-//! The sessions table's columns: titles, widths, which to drop first on narrow terminals, and sort keys.
+//! The sessions table's columns: titles, how wide each may be, which to drop first on narrow terminals, sort keys,
+//! and the layout that turns content and terminal width into column widths.
 
 use std::cmp::Ordering;
+
+use chrono::{DateTime, Utc};
+use unicode_width::UnicodeWidthStr;
 
 use crate::model::{ConnClass, Session};
 use crate::output::safe::terminal;
@@ -18,11 +22,20 @@ pub enum Column {
     Cipher,
     Bits,
     ClientDn,
+    /// How long the current query (or open transaction) has run, as pg_activity's TIME+.
+    Time,
+    /// The query text; it takes whatever width is left.
+    Query,
 }
 
+/// The query gets at least this much room when shown, so toggling it always shows something.
+const QUERY_FLOOR: u16 = 12;
+/// Columns of this priority and above are the ones whose values should be whole; those below are extras.
+const KEEP_WHOLE: u8 = 5;
+
 impl Column {
-    /// Display order; also the order `s` cycles through.
-    pub const ALL: [Column; 11] = [
+    /// Display order; also the order `s` cycles through (among the columns shown).
+    pub const ALL: [Column; 13] = [
         Column::Pid,
         Column::User,
         Column::Database,
@@ -34,6 +47,8 @@ impl Column {
         Column::Cipher,
         Column::Bits,
         Column::ClientDn,
+        Column::Time,
+        Column::Query,
     ];
 
     pub fn title(self) -> &'static str {
@@ -49,11 +64,18 @@ impl Column {
             Column::Cipher => "CIPHER",
             Column::Bits => "BITS",
             Column::ClientDn => "CLIENT DN",
+            Column::Time => "TIME+",
+            Column::Query => "QUERY",
         }
     }
 
-    /// Preferred width in cells (the last column takes what is left).
-    pub fn width(self) -> u16 {
+    /// The query columns, which `v` shows and hides together.
+    pub fn is_query(self) -> bool {
+        matches!(self, Column::Time | Column::Query)
+    }
+
+    /// Width a column keeps when room is short: longer values are cut to it before columns are dropped.
+    fn base(self) -> u16 {
         match self {
             Column::Pid => 7,
             Column::User => 9,
@@ -66,6 +88,24 @@ impl Column {
             Column::Cipher => 27,
             Column::Bits => 4,
             Column::ClientDn => 18,
+            Column::Time => 7,
+            Column::Query => QUERY_FLOOR,
+        }
+    }
+
+    /// The most a column grows to fit its content, so one odd value cannot take the whole row. Names stop at
+    /// PostgreSQL's 63 bytes, client DNs at the server's 63-byte cut, states at "idle in transaction (aborted)".
+    fn cap(self) -> u16 {
+        match self {
+            Column::Pid => 7,
+            Column::User | Column::Database | Column::Application | Column::ClientDn => 64,
+            Column::Client => 47,
+            Column::Age | Column::Time => 8,
+            Column::State => 29,
+            Column::Tls => 8,
+            Column::Cipher => 40,
+            Column::Bits => 4,
+            Column::Query => u16::MAX,
         }
     }
 
@@ -76,22 +116,24 @@ impl Column {
             Column::Application | Column::User => 9,
             Column::Client => 8,
             Column::Cipher => 7,
+            Column::State => 6,
             Column::Age => 5,
             Column::Database => 4,
-            Column::State => 6,
-            Column::ClientDn => 3,
+            Column::ClientDn | Column::Time => 3,
             Column::Bits => 2,
+            // Never dropped by priority: room for it is set aside first (see `layout`).
+            Column::Query => 0,
         }
     }
 
     /// The text shown in a cell.
-    pub fn text(self, s: &Session, now: chrono::DateTime<chrono::Utc>) -> String {
+    pub fn text(self, s: &Session, now: DateTime<Utc>) -> String {
         let opt = |v: &Option<String>| terminal(v.as_deref().unwrap_or("")).into_owned();
         match self {
             Column::Pid => s.pid.to_string(),
             Column::User => opt(&s.user),
             Column::Database => opt(&s.database),
-            Column::Application => opt(&s.application_name),
+            Column::Application => crate::output::table::application(s),
             Column::Client => s.client_endpoint(),
             Column::Age => s.age_secs(now).map(crate::format::age).unwrap_or_default(),
             Column::State => opt(&s.state),
@@ -104,6 +146,22 @@ impl Column {
                 .map(|b| b.to_string())
                 .unwrap_or_default(),
             Column::ClientDn => s.tls.as_ref().and_then(|t| t.client_dn.clone()).unwrap_or_default(),
+            Column::Time => running_since(s)
+                .map(|start| time_plus((now - start).num_milliseconds()))
+                .unwrap_or_default(),
+            // One line: a query's newlines and indentation would otherwise be cut at its first line.
+            Column::Query => match s.state.as_deref() {
+                Some(_) => terminal(
+                    &s.query
+                        .as_deref()
+                        .unwrap_or("")
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                )
+                .into_owned(),
+                None => String::new(),
+            },
         }
     }
 
@@ -135,7 +193,32 @@ impl Column {
                 let dn = |s: &Session| s.tls.as_ref().and_then(|t| t.client_dn.clone());
                 dn(a).cmp(&dn(b))
             }
+            // Ascending time means the shortest-running first (latest start); sessions running nothing go last.
+            Column::Time => match (running_since(a), running_since(b)) {
+                (Some(x), Some(y)) => y.cmp(&x),
+                (x, y) => x.is_none().cmp(&y.is_none()),
+            },
+            Column::Query => text(&a.query, &b.query),
         }
+    }
+}
+
+/// Since when the session has been busy: its query while active, its transaction while idle in one.
+fn running_since(s: &Session) -> Option<DateTime<Utc>> {
+    match s.state.as_deref()? {
+        "active" => s.query_start,
+        state if state.starts_with("idle in transaction") => s.xact_start.or(s.state_change),
+        _ => None,
+    }
+}
+
+/// pg_activity's TIME+: tenths of a second while short, then the age format (`7m03s`, `3h12m`).
+fn time_plus(ms: i64) -> String {
+    let ms = ms.max(0);
+    if ms < 60_000 {
+        format!("{}.{}s", ms / 1000, (ms % 1000) / 100)
+    } else {
+        crate::format::age(ms / 1000)
     }
 }
 
@@ -152,38 +235,165 @@ pub fn exposure_rank(class: ConnClass) -> u8 {
     }
 }
 
-/// The columns that fit in `width`, in display order: drop the lowest priority until they fit.
-pub fn fitting(width: u16) -> Vec<Column> {
-    let mut cols: Vec<Column> = Column::ALL.to_vec();
-    // One cell for the marker, one space between columns.
-    let needed = |cols: &[Column]| 2 + cols.iter().map(|c| c.width() + 1).sum::<u16>();
-    while needed(&cols) > width && cols.len() > 2 {
-        if let Some(pos) = cols
+/// What the layout needs to know besides the terminal width.
+pub struct LayoutInput<'a> {
+    /// The rows on screen: widths follow what is shown, so 50,000 sessions cost no more than a page of them.
+    pub rows: &'a [&'a Session],
+    pub now: DateTime<Utc>,
+    /// The sorted column's title gets room for its arrow, so it never reads "DATAB… ▲".
+    pub sorted: Column,
+    pub show_query: bool,
+}
+
+/// The columns shown in a table `width` cells wide (marker cell and gaps included) and each one's width.
+///
+/// Each column wants the width of its widest value on screen (within its cap) and of its title. When all do not
+/// fit, columns first shrink to their base width, then drop by priority; the extras (bits, client DN, TIME+,
+/// database) also drop when that lets every other value show whole. Room then goes back to the columns, most
+/// important first, up to what they want. The query, when shown, keeps 12 cells and takes whatever is left at
+/// the end; without it the last column does.
+pub fn layout(width: u16, input: &LayoutInput) -> Vec<(Column, u16)> {
+    let title = |c: Column| {
+        let arrow = if c == input.sorted { 2 } else { 0 };
+        u16::try_from(c.title().width()).unwrap_or(u16::MAX) + arrow
+    };
+    let want = |c: Column| -> u16 {
+        if c == Column::Query {
+            return title(c).max(QUERY_FLOOR);
+        }
+        let content = input
+            .rows
+            .iter()
+            .map(|s| c.text(s, input.now).width())
+            .max()
+            .unwrap_or(0);
+        u16::try_from(content).unwrap_or(u16::MAX).min(c.cap()).max(title(c))
+    };
+    let mut cols: Vec<(Column, u16, u16)> = Column::ALL
+        .iter()
+        .filter(|c| input.show_query || !c.is_query())
+        .map(|c| {
+            let want = want(*c);
+            (*c, want.min(c.base()).max(title(*c)), want)
+        })
+        .collect();
+    // One cell for the marker, one space before each column.
+    let needed = |cols: &[(Column, u16, u16)]| 1 + cols.iter().map(|(_, floor, _)| floor + 1).sum::<u16>();
+    while needed(&cols) > width && cols.iter().filter(|(c, ..)| *c != Column::Query).count() > 2 {
+        let drop = cols
             .iter()
             .enumerate()
-            .min_by_key(|(i, c)| (c.priority(), std::cmp::Reverse(*i)))
-            .map(|(i, _)| i)
-        {
-            cols.remove(pos);
+            .filter(|(_, (c, ..))| *c != Column::Query)
+            .min_by_key(|(i, (c, ..))| (c.priority(), std::cmp::Reverse(*i)))
+            .map(|(i, _)| i);
+        match drop {
+            Some(i) => {
+                cols.remove(i);
+            }
+            None => break,
         }
     }
-    cols
+    // Extras give way to whole values: when dropping some of them (least important first) leaves room for every
+    // other column to show all it wants, they go; when it would not, they stay, as cutting happens anyway.
+    let short = |cols: &[(Column, u16, u16)]| {
+        cols.iter()
+            .filter(|(c, ..)| c.priority() >= KEEP_WHOLE)
+            .map(|(_, floor, want)| want.saturating_sub(*floor))
+            .sum::<u16>()
+    };
+    let mut extras: Vec<usize> = (0..cols.len())
+        .filter(|i| cols[*i].0.priority() < KEEP_WHOLE && cols[*i].0 != Column::Query)
+        .collect();
+    extras.sort_by_key(|i| (cols[*i].0.priority(), std::cmp::Reverse(*i)));
+    if short(&cols) > width.saturating_sub(needed(&cols)) {
+        for k in 1..=extras.len() {
+            let dropped = &extras[..k];
+            let rest: Vec<(Column, u16, u16)> = cols
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !dropped.contains(i))
+                .map(|(_, c)| *c)
+                .collect();
+            if short(&rest) <= width.saturating_sub(needed(&rest)) {
+                cols = rest;
+                break;
+            }
+        }
+    }
+    let mut left = width.saturating_sub(needed(&cols));
+    let mut by_priority: Vec<usize> = (0..cols.len()).collect();
+    by_priority.sort_by_key(|i| std::cmp::Reverse(cols[*i].0.priority()));
+    for i in by_priority {
+        let (_, floor, want) = &mut cols[i];
+        let more = want.saturating_sub(*floor).min(left);
+        *floor += more;
+        left -= more;
+    }
+    let rest = cols
+        .iter()
+        .position(|(c, ..)| *c == Column::Query)
+        .or(cols.len().checked_sub(1));
+    if let Some(i) = rest {
+        cols[i].1 += left;
+    }
+    cols.into_iter().map(|(c, w, _)| (c, w)).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn laid_out(width: u16, show_query: bool) -> Vec<(Column, u16)> {
+        let snap = crate::fixtures::snapshot();
+        let rows: Vec<&Session> = snap.sessions.iter().collect();
+        let input = LayoutInput {
+            rows: &rows,
+            now: snap.taken_at,
+            sorted: Column::Database,
+            show_query,
+        };
+        layout(width, &input)
+    }
+
     #[test]
     fn wide_terminals_show_everything_and_narrow_ones_keep_tls_facts() {
-        assert_eq!(fitting(200).len(), Column::ALL.len());
-        let narrow = fitting(80);
-        assert!(
-            narrow.contains(&Column::Pid) && narrow.contains(&Column::Tls) && narrow.contains(&Column::Application)
-        );
-        assert!(!narrow.contains(&Column::Bits));
-        let used: u16 = 2 + narrow.iter().map(|c| c.width() + 1).sum::<u16>();
-        assert!(used <= 80, "{used}");
+        for show_query in [false, true] {
+            let wide = laid_out(220, show_query);
+            assert_eq!(
+                wide.len(),
+                Column::ALL.iter().filter(|c| show_query || !c.is_query()).count()
+            );
+            for width in [80, 120, 200, 220] {
+                let cols = laid_out(width, show_query);
+                let used: u16 = 1 + cols.iter().map(|(_, w)| w + 1).sum::<u16>();
+                assert_eq!(used, width, "every cell is used at {width}");
+                for (c, w) in &cols {
+                    let room = c.title().len() as u16 + if *c == Column::Database { 2 } else { 0 };
+                    assert!(*w >= room, "{c:?} at {width}: {w} < {room}");
+                }
+                let shown: Vec<Column> = cols.iter().map(|(c, _)| *c).collect();
+                assert!(shown.contains(&Column::Pid) && shown.contains(&Column::Tls));
+                assert!(shown.contains(&Column::Application) && shown.contains(&Column::User));
+                assert_eq!(shown.contains(&Column::Query), show_query, "at {width}");
+            }
+        }
+        let narrow = laid_out(80, false);
+        assert!(!narrow.iter().any(|(c, _)| *c == Column::Bits));
+    }
+
+    #[test]
+    fn time_plus_reads_like_pg_activity() {
+        assert_eq!(time_plus(4_250), "4.2s");
+        assert_eq!(time_plus(423_000), "7m03s");
+        let mut s = crate::fixtures::session(1, ConnClass::Tls13);
+        let now = crate::fixtures::now();
+        s.state = Some("idle".into());
+        assert_eq!(Column::Time.text(&s, now), "");
+        s.state = Some("active".into());
+        s.query_start = Some(now - chrono::Duration::milliseconds(1_500));
+        assert_eq!(Column::Time.text(&s, now), "1.5s");
+        s.query = Some("SELECT\n    1,\n\t2".into());
+        assert_eq!(Column::Query.text(&s, now), "SELECT 1, 2");
     }
 
     #[test]

@@ -156,7 +156,7 @@ impl Totals {
     pub fn of(snapshot: &Snapshot) -> Totals {
         // A server negotiates a handful of ciphers: a short list searched in place beats hashing every session's.
         let mut by_name: Vec<(&str, usize)> = Vec::new();
-        for tls in snapshot.sessions.iter().filter_map(|s| s.tls.as_ref()) {
+        for tls in snapshot.clients().filter_map(|s| s.tls.as_ref()) {
             match by_name.iter_mut().find(|(name, _)| *name == tls.cipher) {
                 Some((_, n)) => *n += 1,
                 None => by_name.push((&tls.cipher, 1)),
@@ -340,13 +340,14 @@ impl AppState {
             Action::Top => self.move_by(isize::MIN / 2),
             Action::Bottom => self.move_by(isize::MAX / 2),
             Action::SortNext => {
-                self.sessions.cycle_sort(1, &[]);
+                self.sessions.cycle_sort(1);
                 self.rebuild_rows();
             }
             Action::SortPrev => {
-                self.sessions.cycle_sort(-1, &[]);
+                self.sessions.cycle_sort(-1);
                 self.rebuild_rows();
             }
+            Action::ToggleQuery => self.sessions.toggle_query(),
             Action::SortReverse => {
                 self.sessions.reverse();
                 self.rebuild_rows();
@@ -597,14 +598,16 @@ impl AppState {
         self.sessions.set_page(self.snapshot.as_ref(), rows);
     }
 
-    /// Matches among the rows of the table shown (after the quick view), for the "3 of 12" count.
+    /// Matches among the rows of the table shown (after the quick view), for the "3 of 12" count; pgtls's own
+    /// session rows are listed but not counted, as everywhere else.
     pub fn filter_counts(&self) -> (usize, usize) {
         if self.screen == Screen::Holdouts {
             let total = self.history.as_ref().map_or(0, |h| h.clients.len());
             return (self.holdouts.rows.len(), total);
         }
-        let total = self.snapshot.as_ref().map_or(0, |s| s.sessions.len());
-        (self.sessions.rows.len(), total)
+        let total = self.totals.as_ref().map_or(0, |t| t.classes.total());
+        let shown = self.visible_sessions().filter(|s| !s.monitor).count();
+        (shown, total)
     }
 }
 
@@ -705,7 +708,7 @@ mod tests {
             press(&mut st, KeyCode::Char(c));
         }
         assert_eq!(pids(&st), vec![4131, 4138]);
-        assert_eq!(st.filter_counts(), (2, 12));
+        assert_eq!(st.filter_counts(), (2, 11), "pgtls's own row is not counted");
         press(&mut st, KeyCode::Char('q'));
         assert_eq!(st.filter.text, "BILLq", "q is text while typing");
         press(&mut st, KeyCode::Backspace);

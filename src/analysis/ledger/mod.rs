@@ -437,8 +437,8 @@ pub struct Ledger {
     pub log_source_seen: bool,
     last_heartbeat: Option<DateTime<Utc>>,
     pub polls: u64,
-    /// pgtls's own backend, which is not a client worth tracking.
-    monitor_pid: Option<i32>,
+    /// pgtls's own backends as the latest poll marked them ([`Session::monitor`]): not clients, in polls or in the log.
+    own_pids: Vec<i32>,
     /// Records last seen at or after this moment may be pointed at by a live session (the poll before the
     /// latest, or the latest if it is the first), so they are never given to a newcomer.
     pinned_since: Option<DateTime<Utc>>,
@@ -517,7 +517,8 @@ impl Ledger {
         self.polls += 1;
         self.pinned_since = Some(self.last_poll.unwrap_or(at).min(at));
         self.last_poll = Some(at);
-        self.monitor_pid = Some(snap.monitor.pid);
+        self.own_pids.clear();
+        self.own_pids.push(snap.monitor.pid);
         entries.extend(self.watching(at, log_source));
         if self.settings.back().is_none_or(|seen| seen.settings != snap.settings) {
             let entry = Entry::Settings(SettingsSeen {
@@ -539,7 +540,8 @@ impl Ledger {
         // in case a later session of the same client creates the record.
         let mut unrecorded: Vec<i32> = Vec::new();
         for s in &snap.sessions {
-            if s.pid == snap.monitor.pid {
+            if s.monitor {
+                self.own_pids.push(s.pid);
                 continue;
             }
             let before = previous.remove(&s.pid).filter(|l| l.start == s.backend_start);
@@ -618,7 +620,7 @@ impl Ledger {
     /// A connection from the log source; `None` when a poll already counted it.
     pub fn observe_log(&mut self, ev: &crate::logsource::ConnectionEvent) -> Option<Entry> {
         self.log_source_seen = true;
-        if Some(ev.pid) == self.monitor_pid {
+        if self.own_pids.contains(&ev.pid) {
             return None;
         }
         let polled = self
@@ -1284,6 +1286,47 @@ mod tests {
         std::fs::write(dir.path().join("ledger.jsonl.tmp"), "half a rewrite").unwrap();
         Journal::open(&path, &mut Ledger::default()).unwrap();
         assert!(!dir.path().join("ledger.jsonl.tmp").exists());
+    }
+
+    /// Own connections are known by pid: a client that calls itself "pgtls" is a client, the monitor's backend and
+    /// the demo's helpers are not, in polls and in the log alike.
+    #[test]
+    fn own_connections_are_not_clients_in_polls_or_the_log() {
+        let mut ledger = Ledger::new(KeyFields::default());
+        let mut snap = fixtures::snapshot();
+        let mut impostor = fixtures::session(4300, ConnClass::Tls12);
+        impostor.user = Some("pgtls".into());
+        impostor.database = Some("postgres".into());
+        impostor.application_name = Some("pgtls".into());
+        let mut helper = fixtures::session(4301, ConnClass::Local);
+        helper.application_name = Some("pgtls-lab-admin".into());
+        snap.sessions.extend([impostor, helper]);
+        snap.mark_own(&[4301]);
+        ledger.observe_snapshot(&snap, true);
+        let counted = |ledger: &Ledger, app: &str| {
+            ledger
+                .records()
+                .filter(|r| r.key.application == app)
+                .map(|r| r.sessions)
+                .sum::<u64>()
+        };
+        assert_eq!(counted(&ledger, "pgtls"), 1, "the impostor only");
+        assert_eq!(counted(&ledger, "pgtls-lab-admin"), 0);
+        assert_eq!(ledger.total_sessions(), snap.class_counts().total() as u64);
+        let line = |pid: i32| crate::logsource::ConnectionEvent {
+            at: snap.taken_at,
+            pid,
+            user: "postgres".into(),
+            database: "postgres".into(),
+            application_name: Some("pgtls".into()),
+            client_addr: None,
+            local_socket: true,
+            tls: None,
+            gss_encrypted: false,
+        };
+        assert!(ledger.observe_log(&line(snap.monitor.pid)).is_none());
+        assert!(ledger.observe_log(&line(4301)).is_none());
+        assert!(ledger.observe_log(&line(4302)).is_some(), "another pgtls-named client");
     }
 
     /// Log lines far from the latest poll can never be matched by a poll, so a log read from its start leaves

@@ -51,6 +51,10 @@ pub struct SessionsTable {
     pub offset: usize,
     /// Visible table rows, set by the app from the layout before drawing.
     pub page: usize,
+    /// Whether the TIME+ and QUERY columns are shown (`v`).
+    pub show_query: bool,
+    /// The columns drawn at the current width, set by the app before drawing: `s` cycles through these only.
+    shown: Vec<Column>,
 }
 
 impl Default for SessionsTable {
@@ -66,6 +70,8 @@ impl Default for SessionsTable {
             selected_pos: 0,
             offset: 0,
             page: 20,
+            show_query: true,
+            shown: Vec::new(),
         }
     }
 }
@@ -178,9 +184,29 @@ impl SessionsTable {
         }
     }
 
-    /// `s`/`S`: the next or previous column among those shown at this width.
-    pub fn cycle_sort(&mut self, step: isize, shown: &[Column]) {
-        let columns: &[Column] = if shown.is_empty() { &Column::ALL } else { shown };
+    /// The app tells which columns the table draws at this width, before drawing.
+    pub fn set_shown(&mut self, columns: Vec<Column>) {
+        self.shown = columns;
+    }
+
+    /// `v`: show or hide the query columns.
+    pub fn toggle_query(&mut self) {
+        self.show_query = !self.show_query;
+    }
+
+    /// `s`/`S`: the next or previous column among those shown at this width (before the first draw: among the
+    /// columns that may be shown).
+    pub fn cycle_sort(&mut self, step: isize) {
+        let enabled: Vec<Column>;
+        let columns: &[Column] = if self.shown.is_empty() {
+            enabled = Column::ALL
+                .into_iter()
+                .filter(|c| self.show_query || !c.is_query())
+                .collect();
+            &enabled
+        } else {
+            &self.shown
+        };
         let n = columns.len() as isize;
         self.sort.column = match columns.iter().position(|c| *c == self.sort.column) {
             Some(pos) => columns[((pos as isize + step).rem_euclid(n)) as usize],
@@ -245,14 +271,32 @@ mod tests {
     fn sorting_cycles_through_the_shown_columns_only() {
         let snap = fixtures::snapshot();
         let mut t = table(&snap);
-        let shown = [Column::Tls, Column::Pid, Column::User];
-        t.cycle_sort(1, &shown);
+        t.set_shown(vec![Column::Tls, Column::Pid, Column::User]);
+        t.cycle_sort(1);
         assert_eq!(t.sort.column, Column::Pid);
-        t.cycle_sort(1, &shown);
-        t.cycle_sort(1, &shown);
+        t.cycle_sort(1);
+        t.cycle_sort(1);
         assert_eq!(t.sort.column, Column::Tls, "wraps around");
-        t.cycle_sort(-1, &shown);
+        t.cycle_sort(-1);
         assert_eq!(t.sort.column, Column::User);
+        // The terminal narrowed and the sort column went: the next press starts from the first shown.
+        t.set_shown(vec![Column::Pid, Column::Tls]);
+        t.cycle_sort(1);
+        assert_eq!(t.sort.column, Column::Pid);
+    }
+
+    #[test]
+    fn hidden_query_columns_are_skipped_before_the_first_draw() {
+        let snap = fixtures::snapshot();
+        let mut t = table(&snap);
+        t.toggle_query();
+        t.sort.column = Column::ClientDn;
+        t.cycle_sort(1);
+        assert_eq!(t.sort.column, Column::Pid, "TIME+ and QUERY are hidden");
+        t.toggle_query();
+        t.sort.column = Column::ClientDn;
+        t.cycle_sort(1);
+        assert_eq!(t.sort.column, Column::Time);
     }
 
     #[test]

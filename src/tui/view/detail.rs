@@ -27,6 +27,10 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
         title.push(Span::styled(crate::output::safe::terminal(app).into_owned(), t.strong));
         title.push(Span::styled(" · ", t.dim));
     }
+    if s.monitor {
+        title.push(Span::styled(crate::output::table::OWN_LABEL, t.input));
+        title.push(Span::styled(" · ", t.dim));
+    }
     title.push(Span::styled(s.class.label(), t.class(s.class)));
     title.push(Span::raw(" "));
     let block = Block::bordered()
@@ -110,7 +114,12 @@ fn parts(area: Rect, cx: &Ctx, detail: &crate::tui::state::Detail) -> Parts {
     let monitor_user = cx
         .snapshot()
         .map_or("the monitor role", |snap| snap.monitor.user.as_str());
-    let sentence = wrap(&whatif::min_tls13_sentence(s, monitor_user), cols.saturating_sub(4));
+    let mut sentence = whatif::min_tls13_sentence(s, monitor_user);
+    if s.monitor {
+        sentence
+            .push_str(" This is pgtls's own connection: listed, but not counted in the totals, alerts or Holdouts.");
+    }
+    let sentence = wrap(&sentence, cols.saturating_sub(4));
     let left = bottom.saturating_sub(top);
     let box_h = u16::try_from(sentence.len() + 2)
         .unwrap_or(u16::MAX)

@@ -11,7 +11,7 @@
 //! │ ssl, min/max protocol, │ count, share and bar   │ ✖ title               NEW since 09:30│ 10 at 36 high
 //! │ ciphers, groups, ...   │ per class, top ciphers │   detail, then connection warnings   │
 //! ├─ Sessions 12 ──────────┴────────────────────────┴──────────────────────────────────────┤
-//! │ sessions.rs: marker + columns::fitting(width); only the visible page of rows is built  │ the rest
+//! │ sessions.rs: marker + columns::layout(width, page); only the visible page is built     │ the rest
 //! ├────────────────────────────────────────────────────────────────────────────────────────┤
 //! │ footer.rs   /filter▏ while typing, then keymap::hints(scope)                    PAUSED │ 1 row
 //! └────────────────────────────────────────────────────────────────────────────────────────┘
@@ -218,14 +218,17 @@ pub fn table_rows_area_with(area: Rect, panes: Panes) -> Option<Rect> {
 /// can scroll, so that every key acts on what is shown (`End` shows the last line, `k` after it moves at once).
 pub fn prepare(state: &mut AppState, area: Rect) {
     let panes = Panes::of(state);
-    state.set_page(table_page_with(area, panes));
+    let page = table_page_with(area, panes);
+    state.set_page(page);
     let Some(areas) = layout_with(area, panes) else {
         return;
     };
-    // `s` on Holdouts cycles through the columns the table shows at this width.
+    // `s` on Holdouts and on Sessions cycles through the columns the table shows at this width.
     state
         .holdouts
         .set_shown(holdouts::visible_columns(areas.table.width.saturating_sub(2)));
+    let shown = sessions::column_layout(state, areas.table.width.saturating_sub(2), page);
+    state.sessions.set_shown(shown.into_iter().map(|(c, _)| c).collect());
     let limits = {
         let cx = Ctx {
             state,
@@ -274,7 +277,7 @@ pub fn click(area: Rect, state: &AppState, column: u16, row: u16) -> Option<Inpu
     }
     if row == table.y + 1 && state.screen == Screen::Sessions && column > table.x {
         let inner_width = table.width.saturating_sub(2);
-        return sessions::column_at(inner_width, column - table.x - 1).map(Input::ClickHeader);
+        return sessions::column_at(state, inner_width, table_page(area), column - table.x - 1).map(Input::ClickHeader);
     }
     None
 }

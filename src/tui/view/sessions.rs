@@ -7,9 +7,10 @@ use ratatui::widgets::{Block, Cell, Paragraph, Row, Table};
 
 use super::text::{fit, width};
 use super::{Ctx, WAITING};
+use crate::model::Session;
 use crate::output::safe::terminal;
-use crate::tui::columns::{self, Column};
-use crate::tui::state::QuickView;
+use crate::tui::columns::{self, Column, LayoutInput};
+use crate::tui::state::{AppState, QuickView};
 
 pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
     let t = cx.theme;
@@ -18,11 +19,13 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
         .border_style(t.border)
         .title_bottom(super::tabs::line(cx));
     let inner = block.inner(area);
-    let columns = columns::fitting(inner.width);
-    let widths = widths(&columns, inner.width);
     let visible = usize::from(inner.height.saturating_sub(1));
     let start = state.sessions.offset.min(state.sessions.rows.len());
     let end = (start + visible).min(state.sessions.rows.len());
+    let laid_out = column_layout(state, inner.width, visible);
+    let columns: Vec<Column> = laid_out.iter().map(|(c, _)| *c).collect();
+    // The marker cell first.
+    let widths: Vec<u16> = std::iter::once(1).chain(laid_out.iter().map(|(_, w)| *w)).collect();
 
     let mut block = block.title(title(cx, &columns));
     if state.sessions.rows.len() > visible && visible > 0 && end > start {
@@ -34,7 +37,7 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
     let header = Row::new(
         std::iter::once(Cell::from("")).chain(columns.iter().zip(widths.iter().skip(1)).map(|(c, w)| {
             let title = if state.sessions.sort.column == *c {
-                // The arrow must survive a narrow column; the space, then the title give way instead.
+                // The layout leaves room for the arrow; should a column ever be narrower, the arrow survives.
                 let arrow = if state.sessions.sort.descending { "▼" } else { "▲" };
                 let w = usize::from(*w);
                 match width(c.title()) {
@@ -77,6 +80,7 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
                 let text = fit(&terminal(&c.text(session, now)), usize::from(*w));
                 let line = match c {
                     Column::Tls => Line::from(Span::styled(text, t.class(session.class))),
+                    Column::Application if session.monitor => Line::from(Span::styled(text, t.dim)),
                     _ => Line::from(text),
                 };
                 aligned(line, *c)
@@ -98,33 +102,45 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
 /// Numbers read best right-aligned.
 fn aligned(line: Line<'static>, column: Column) -> Cell<'static> {
     match column {
-        Column::Pid | Column::Age | Column::Bits => Cell::from(line.alignment(Alignment::Right)),
+        Column::Pid | Column::Age | Column::Bits | Column::Time => Cell::from(line.alignment(Alignment::Right)),
         _ => Cell::from(line),
     }
 }
 
-/// Marker, then each column at its preferred width; the last column takes what is left over.
-/// The column whose header is drawn `x` columns into the table's inner width (marker cell and gaps excluded).
-pub fn column_at(inner_width: u16, x: u16) -> Option<Column> {
-    let columns = columns::fitting(inner_width);
-    let widths = widths(&columns, inner_width);
-    let mut start = 0u16;
-    for (i, w) in widths.iter().enumerate() {
+/// The columns and their widths for a table `inner_width` wide showing `page` rows from the state's offset: what
+/// is drawn, what `s` cycles through and where a header click lands all come from here.
+pub fn column_layout(state: &AppState, inner_width: u16, page: usize) -> Vec<(Column, u16)> {
+    let snap = state.snapshot.as_ref();
+    let table = &state.sessions;
+    let rows: Vec<&Session> = snap.map_or_else(Vec::new, |snap| {
+        table
+            .rows
+            .iter()
+            .skip(table.offset)
+            .take(page)
+            .filter_map(|i| snap.sessions.get(*i))
+            .collect()
+    });
+    let input = LayoutInput {
+        rows: &rows,
+        now: snap.map_or(state.now, |s| s.taken_at),
+        sorted: table.sort.column,
+        show_query: table.show_query,
+    };
+    columns::layout(inner_width, &input)
+}
+
+/// The column whose header is drawn `x` columns into the table's inner width.
+pub fn column_at(state: &AppState, inner_width: u16, page: usize, x: u16) -> Option<Column> {
+    // The marker cell and its gap come first.
+    let mut start = 2u16;
+    for (c, w) in column_layout(state, inner_width, page) {
         if x >= start && x < start + w {
-            return i.checked_sub(1).and_then(|c| columns.get(c).copied());
+            return Some(c);
         }
         start += w + 1;
     }
     None
-}
-
-fn widths(columns: &[Column], cols: u16) -> Vec<u16> {
-    let mut widths: Vec<u16> = std::iter::once(1).chain(columns.iter().map(|c| c.width())).collect();
-    let used: u16 = widths.iter().sum::<u16>() + u16::try_from(columns.len()).unwrap_or(u16::MAX);
-    if let Some(last) = widths.last_mut() {
-        *last += cols.saturating_sub(used);
-    }
-    widths
 }
 
 /// `Sessions 12`, or `Sessions 3 of 12 · filter "bill" · view TLS < 1.3`; names the sort when its column is
@@ -133,16 +149,17 @@ fn title(cx: &Ctx, columns: &[Column]) -> Line<'static> {
     let t = cx.theme;
     let state = cx.state;
     let mut spans = vec![Span::styled(" Sessions ", t.title)];
-    let Some(snap) = cx.snapshot() else {
+    if cx.snapshot().is_none() {
         return Line::from(spans);
-    };
+    }
     let narrowed = !state.filter.text.is_empty() || state.sessions.quick_view != QuickView::All;
     if narrowed {
         let (shown, total) = state.filter_counts();
         spans.push(Span::styled(format!("{shown}"), t.strong));
         spans.push(Span::styled(format!(" of {total}"), t.dim));
     } else {
-        spans.push(Span::styled(snap.sessions.len().to_string(), t.strong));
+        let clients = state.totals.as_ref().map_or(0, |t| t.classes.total());
+        spans.push(Span::styled(clients.to_string(), t.strong));
     }
     if !state.filter.text.is_empty() {
         spans.push(Span::styled(" · filter ", t.dim));

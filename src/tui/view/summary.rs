@@ -21,15 +21,15 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
     let (cols, height) = (usize::from(inner.width), usize::from(inner.height));
     let lines = match cx.snapshot() {
         None => vec![Line::from(Span::styled(fit(WAITING, cols), t.dim))],
-        Some(snap) if snap.sessions.is_empty() => {
+        Some(snap) if snap.clients().next().is_none() => {
             vec![Line::from(Span::styled(fit("no client sessions", cols), t.dim))]
         }
         Some(snap) => {
-            title.push(Span::styled(format!("· {} sessions ", snap.sessions.len()), t.dim));
             let totals = match &cx.state.totals {
                 Some(totals) => Cow::Borrowed(totals),
                 None => Cow::Owned(Totals::of(snap)),
             };
+            title.push(Span::styled(format!("· {} sessions ", totals.classes.total()), t.dim));
             let plan = Plan::new(&totals, height);
             if !plan.hidden_zero.is_empty() {
                 let labels: Vec<&str> = plan.hidden_zero.iter().map(|c| short_label(*c)).collect();
