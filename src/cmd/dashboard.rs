@@ -9,12 +9,12 @@ use crate::cli::{DashboardArgs, HistoryArgs};
 use crate::collect::Collector;
 use crate::collect::poller::HistorySetup;
 use crate::config::Config;
-use crate::conn::params::{ConnParams, Environment, resolve};
+use crate::conn::params::{ConnParams, Environment};
 use crate::probe::ProbeTarget;
 
 pub async fn run(args: DashboardArgs) -> Result<ExitCode, Failure> {
     let interval = interval(args.interval)?;
-    let params = resolve(args.conn.conninfo.as_deref(), &Environment::from_process()).map_err(Failure::connect)?;
+    let params = args.conn.resolve(&Environment::from_process()).map_err(Failure::connect)?;
     open(params, interval, &args.history).await
 }
 
