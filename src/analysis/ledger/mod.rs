@@ -231,6 +231,20 @@ impl ClientRecord {
         }
     }
 
+    /// Which sources saw this client, as the Holdouts screen and the CSV export write it: `poll`, `log`,
+    /// `poll+log`.
+    pub fn sources_label(&self) -> String {
+        let names: Vec<&str> = self
+            .sources
+            .iter()
+            .map(|s| match s {
+                Source::Poll => "poll",
+                Source::Log => "log",
+            })
+            .collect();
+        names.join("+")
+    }
+
     /// The weakest way this client was seen connecting.
     pub fn worst_class(&self) -> Option<ConnClass> {
         self.classes
