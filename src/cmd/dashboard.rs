@@ -14,12 +14,21 @@ use crate::probe::ProbeTarget;
 
 pub async fn run(args: DashboardArgs) -> Result<ExitCode, Failure> {
     let interval = interval(args.interval)?;
-    let params = args.conn.resolve(&Environment::from_process()).map_err(Failure::connect)?;
-    open(params, interval, &args.history).await
+    let params = args
+        .conn
+        .resolve(&Environment::from_process())
+        .map_err(Failure::connect)?;
+    open(params, interval, &args.history, None).await
 }
 
-/// Shared with the demo: load config and ledger, connect once, then hand over to the dashboard.
-pub async fn open(params: ConnParams, interval: Duration, history: &HistoryArgs) -> Result<ExitCode, Failure> {
+/// Shared with the demo: load config and ledger, connect once, then hand over to the dashboard. `place` is added
+/// to the header's target (the demo's socket directory, which the connection itself does not show).
+pub async fn open(
+    params: ConnParams,
+    interval: Duration,
+    history: &HistoryArgs,
+    place: Option<String>,
+) -> Result<ExitCode, Failure> {
     let (config, _) = Config::load(history.config.as_deref()).map_err(Failure::usage)?;
     crate::files::check_growing("--ledger", history.ledger.as_deref()).map_err(Failure::usage)?;
     crate::files::check_growing("--server-log", history.server_log.as_deref()).map_err(Failure::usage)?;
@@ -39,10 +48,13 @@ pub async fn open(params: ConnParams, interval: Duration, history: &HistoryArgs)
         .await
         .map_err(Failure::connect)?;
     let pre = collector.preflight();
-    let target = format!(
+    let mut target = format!(
         "{}@{}:{}/{}",
         pre.monitor_user, pre.server.host, pre.server.port, pre.monitor_database
     );
+    if let Some(place) = place {
+        target = format!("{target} · {place}");
+    }
     let setup = HistorySetup {
         ledger,
         journal,
