@@ -281,3 +281,105 @@ pub struct LedgerArgs {
     #[command(flatten)]
     pub help: HelpFlag,
 }
+
+/// The README's usage section, generated from the clap definition so every subcommand and flag is there (the
+/// `readme` test compares, `UPDATE_README=1` rewrites): a synopsis per command, then one table of flags each.
+pub fn usage_markdown() -> String {
+    use clap::CommandFactory;
+    let root = Cli::command();
+    let mut commands: Vec<(String, &clap::Command)> = vec![("pgtls".to_string(), &root)];
+    commands.extend(
+        root.get_subcommands()
+            .filter(|c| c.get_name() != "help")
+            .map(|c| (format!("pgtls {}", c.get_name()), c)),
+    );
+    let mut out = String::from("```sh\n");
+    for (name, cmd) in &commands {
+        let positionals: Vec<String> = cmd.get_positionals().map(synopsis_word).collect();
+        out.push_str(&format!("{name} [OPTIONS] {}\n", positionals.join(" ")).replace(" \n", "\n"));
+    }
+    out.push_str("```\n");
+    for (name, cmd) in &commands {
+        let about = cmd.get_about().map(|a| one_line(&a.to_string())).unwrap_or_default();
+        out.push_str(&format!(
+            "\n`{name}`: {about}\n\n| argument | meaning | default |\n|---|---|---|\n"
+        ));
+        for arg in cmd.get_arguments() {
+            if matches!(arg.get_id().as_str(), "help" | "version") {
+                continue;
+            }
+            let help = arg
+                .get_long_help()
+                .or_else(|| arg.get_help())
+                .map(|h| one_line(&h.to_string()))
+                .unwrap_or_default();
+            let default: Vec<String> = arg
+                .get_default_values()
+                .iter()
+                .map(|v| v.to_string_lossy().into_owned())
+                .collect();
+            let default = if arg.get_action().takes_values() && !default.is_empty() {
+                format!("`{}`", default.join(","))
+            } else {
+                String::new()
+            };
+            out.push_str(&format!(
+                "| {} | {} | {default} |\n",
+                flag_cell(arg),
+                help.replace('|', "\\|")
+            ));
+        }
+    }
+    out
+}
+
+/// `[CONNINFO]...` or `PATH` as a synopsis shows a positional argument.
+fn synopsis_word(arg: &clap::Arg) -> String {
+    let name = arg
+        .get_value_names()
+        .and_then(|names| names.first().map(|n| n.to_string()))
+        .unwrap_or_else(|| arg.get_id().to_string().to_uppercase());
+    let many = matches!(arg.get_action(), ArgAction::Append);
+    match (arg.is_required_set(), many) {
+        (true, false) => name,
+        (true, true) => format!("{name}..."),
+        (false, false) => format!("[{name}]"),
+        (false, true) => format!("[{name}]..."),
+    }
+}
+
+/// `` `-f`, `--format table|json|csv` `` for an option, `` `CONNINFO` `` for a positional.
+fn flag_cell(arg: &clap::Arg) -> String {
+    if arg.is_positional() {
+        return format!("`{}`", synopsis_word(arg));
+    }
+    let value = if arg.get_action().takes_values() {
+        let possible: Vec<String> = arg
+            .get_possible_values()
+            .iter()
+            .filter(|v| !v.is_hide_set())
+            .map(|v| v.get_name().to_string())
+            .collect();
+        if possible.is_empty() {
+            let names = arg.get_value_names().map(|n| n.join(" ")).unwrap_or_default();
+            format!(" {names}")
+        } else {
+            format!(" {}", possible.join("\\|"))
+        }
+    } else {
+        String::new()
+    };
+    let mut names = Vec::new();
+    if let Some(short) = arg.get_short() {
+        names.push(format!("`-{short}`"));
+    }
+    if let Some(long) = arg.get_long() {
+        names.push(format!("`--{long}{value}`"));
+    }
+    names.join(", ")
+}
+
+/// Help text as one table cell: its lines joined.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
