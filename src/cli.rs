@@ -2,47 +2,146 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand};
 
+use crate::conn::params::{ConnParams, Environment, PsqlOptions, resolve_psql};
 use crate::output::Format;
 
+// `-h` is the host, as in psql, so clap's own help flag is replaced by `--help`/`-?` (psql's pair) on every command.
 #[derive(Debug, Parser)]
 #[command(
     name = "pgtls",
     version,
     about = "Live view of how every PostgreSQL client is connected: TLS 1.3, TLS 1.2, older, or no encryption",
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    disable_help_flag = true
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
     #[command(flatten)]
     pub dashboard: DashboardArgs,
+    #[command(flatten)]
+    pub help: HelpFlag,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Poll once and print the result (table, JSON or CSV); exit 2 if the server cannot be reached.
+    #[command(disable_help_flag = true)]
     Snapshot(SnapshotArgs),
     /// Monitoring plugin: would anyone break if the target were applied? One summary line, perfdata,
     /// exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (cannot connect or cannot see).
+    #[command(disable_help_flag = true)]
     Check(CheckArgs),
     /// Export a ledger file (--ledger) as CSV or JSON: every client seen, with the TLS it used.
+    #[command(disable_help_flag = true)]
     Ledger(LedgerArgs),
     /// Read the server's certificate chain and the TLS versions and suites it accepts (like openssl s_client / sslyze).
     /// Exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    #[command(disable_help_flag = true)]
     Probe(ProbeArgs),
     /// Start a throwaway TLS-enabled PostgreSQL with a mix of clients and open the dashboard on it.
+    #[command(disable_help_flag = true)]
     Demo(DemoArgs),
+}
+
+impl Cli {
+    /// What clap cannot say: the psql flags need a single server. One line, for stderr.
+    pub fn check(&self) -> Result<(), String> {
+        let conn = match &self.command {
+            None => &self.dashboard.conn,
+            Some(Command::Snapshot(a)) => &a.conn,
+            Some(Command::Check(a)) => &a.conn,
+            Some(Command::Probe(a)) => &a.conn,
+            Some(Command::Ledger(_) | Command::Demo(_)) => return Ok(()),
+        };
+        conn.options().map(|_| ())
+    }
+}
+
+/// `--help` and psql's `-?`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct HelpFlag {
+    /// Print help (-h is the host, as in psql).
+    #[arg(short = '?', long = "help", action = ArgAction::Help)]
+    help: Option<bool>,
 }
 
 /// Where to connect, exactly as psql takes it.
 #[derive(Debug, Args, Clone, Default)]
 pub struct ConnArgs {
     /// libpq connection string or URI, e.g. "host=db port=5432 sslmode=verify-full" or
-    /// postgresql://monitor@db/postgres. PG* environment variables, .pgpass and service files apply.
+    /// postgresql://monitor@db/postgres, or a database name, as psql takes it. PG* environment variables,
+    /// .pgpass and service files apply. One server at a time.
     #[arg(value_name = "CONNINFO")]
-    pub conninfo: Option<String>,
+    pub conninfo: Vec<String>,
+    /// Server host name, address or socket directory (psql's -h; a host in CONNINFO wins, as in psql).
+    #[arg(short = 'h', long, value_name = "HOSTNAME")]
+    pub host: Option<String>,
+    /// Server port (psql's -p; a port in CONNINFO wins).
+    #[arg(short = 'p', long, value_name = "PORT")]
+    pub port: Option<String>,
+    /// User name to connect as (psql's -U; a user in CONNINFO wins).
+    #[arg(short = 'U', long, value_name = "USERNAME")]
+    pub username: Option<String>,
+    /// Database name, or a connection string or URI in place of CONNINFO (psql's -d).
+    #[arg(short = 'd', long, value_name = "DBNAME")]
+    pub dbname: Option<String>,
+}
+
+impl ConnArgs {
+    /// The psql options these arguments amount to, or why they do not name one server.
+    pub fn options(&self) -> Result<PsqlOptions, String> {
+        let flags: Vec<&str> = [
+            (self.host.is_some(), "-h"),
+            (self.port.is_some(), "-p"),
+            (self.username.is_some(), "-U"),
+            (self.dbname.is_some(), "-d"),
+        ]
+        .into_iter()
+        .filter_map(|(given, flag)| given.then_some(flag))
+        .collect();
+        let dbname = match (self.conninfo.as_slice(), &self.dbname) {
+            ([], dbname) => dbname.clone(),
+            ([one], None) => Some(one.clone()),
+            // psql would read the second word as the user name; for pgtls more words are more servers.
+            ([_], Some(_)) => {
+                return Err(
+                    "-d and a CONNINFO both say where to connect: give one (put the database in CONNINFO as dbname=)"
+                        .to_string(),
+                );
+            }
+            (several, _) if !flags.is_empty() => {
+                let verb = if flags.len() == 1 { "applies" } else { "apply" };
+                return Err(format!(
+                    "{} {verb} to one server, but {} connection strings name several: put host=, port=, user=, \
+                     dbname= in each instead",
+                    flags.join(" "),
+                    several.len()
+                ));
+            }
+            (several, _) => {
+                return Err(format!(
+                    "{} connection strings given: pgtls connects to one server at a time",
+                    several.len()
+                ));
+            }
+        };
+        Ok(PsqlOptions {
+            host: self.host.clone(),
+            port: self.port.clone(),
+            user: self.username.clone(),
+            dbname,
+        })
+    }
+
+    /// Resolve as psql would: the flags, then the connection string (which wins), the service file, PG*
+    /// variables and defaults.
+    pub fn resolve(&self, env: &Environment) -> Result<ConnParams, String> {
+        let options = self.options()?;
+        resolve_psql(&options, env).map_err(|e| e.to_string())
+    }
 }
 
 #[derive(Debug, Args, Clone)]
@@ -88,6 +187,8 @@ pub struct SnapshotArgs {
     /// CSV: keep every field byte-exact (no leading ' on formula-shaped text, no escaped control characters).
     #[arg(long)]
     pub raw: bool,
+    #[command(flatten)]
+    pub help: HelpFlag,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -98,6 +199,8 @@ pub struct DemoArgs {
     /// Seconds between refreshes.
     #[arg(short = 'i', long, default_value_t = 1.0, value_name = "SECONDS")]
     pub interval: f64,
+    #[command(flatten)]
+    pub help: HelpFlag,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -119,6 +222,8 @@ pub struct ProbeArgs {
     /// List every accepted TLS 1.2 suite (one connection, and one server log line, per suite).
     #[arg(long)]
     pub full_cipher_scan: bool,
+    #[command(flatten)]
+    pub help: HelpFlag,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -152,6 +257,8 @@ pub struct CheckArgs {
     /// Configuration file.
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub help: HelpFlag,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -171,4 +278,108 @@ pub struct LedgerArgs {
     /// CSV: keep every field byte-exact (no leading ' on formula-shaped text, no escaped control characters).
     #[arg(long)]
     pub raw: bool,
+    #[command(flatten)]
+    pub help: HelpFlag,
+}
+
+/// The README's usage section, generated from the clap definition so every subcommand and flag is there (the
+/// `readme` test compares, `UPDATE_README=1` rewrites): a synopsis per command, then one table of flags each.
+pub fn usage_markdown() -> String {
+    use clap::CommandFactory;
+    let root = Cli::command();
+    let mut commands: Vec<(String, &clap::Command)> = vec![("pgtls".to_string(), &root)];
+    commands.extend(
+        root.get_subcommands()
+            .filter(|c| c.get_name() != "help")
+            .map(|c| (format!("pgtls {}", c.get_name()), c)),
+    );
+    let mut out = String::from("```sh\n");
+    for (name, cmd) in &commands {
+        let positionals: Vec<String> = cmd.get_positionals().map(synopsis_word).collect();
+        out.push_str(&format!("{name} [OPTIONS] {}\n", positionals.join(" ")).replace(" \n", "\n"));
+    }
+    out.push_str("```\n");
+    for (name, cmd) in &commands {
+        let about = cmd.get_about().map(|a| one_line(&a.to_string())).unwrap_or_default();
+        out.push_str(&format!(
+            "\n`{name}`: {about}\n\n| argument | meaning | default |\n|---|---|---|\n"
+        ));
+        for arg in cmd.get_arguments() {
+            if matches!(arg.get_id().as_str(), "help" | "version") {
+                continue;
+            }
+            let help = arg
+                .get_long_help()
+                .or_else(|| arg.get_help())
+                .map(|h| one_line(&h.to_string()))
+                .unwrap_or_default();
+            let default: Vec<String> = arg
+                .get_default_values()
+                .iter()
+                .map(|v| v.to_string_lossy().into_owned())
+                .collect();
+            let default = if arg.get_action().takes_values() && !default.is_empty() {
+                format!("`{}`", default.join(","))
+            } else {
+                String::new()
+            };
+            out.push_str(&format!(
+                "| {} | {} | {default} |\n",
+                flag_cell(arg),
+                help.replace('|', "\\|")
+            ));
+        }
+    }
+    out
+}
+
+/// `[CONNINFO]...` or `PATH` as a synopsis shows a positional argument.
+fn synopsis_word(arg: &clap::Arg) -> String {
+    let name = arg
+        .get_value_names()
+        .and_then(|names| names.first().map(|n| n.to_string()))
+        .unwrap_or_else(|| arg.get_id().to_string().to_uppercase());
+    let many = matches!(arg.get_action(), ArgAction::Append);
+    match (arg.is_required_set(), many) {
+        (true, false) => name,
+        (true, true) => format!("{name}..."),
+        (false, false) => format!("[{name}]"),
+        (false, true) => format!("[{name}]..."),
+    }
+}
+
+/// `` `-f`, `--format table|json|csv` `` for an option, `` `CONNINFO` `` for a positional.
+fn flag_cell(arg: &clap::Arg) -> String {
+    if arg.is_positional() {
+        return format!("`{}`", synopsis_word(arg));
+    }
+    let value = if arg.get_action().takes_values() {
+        let possible: Vec<String> = arg
+            .get_possible_values()
+            .iter()
+            .filter(|v| !v.is_hide_set())
+            .map(|v| v.get_name().to_string())
+            .collect();
+        if possible.is_empty() {
+            let names = arg.get_value_names().map(|n| n.join(" ")).unwrap_or_default();
+            format!(" {names}")
+        } else {
+            format!(" {}", possible.join("\\|"))
+        }
+    } else {
+        String::new()
+    };
+    let mut names = Vec::new();
+    if let Some(short) = arg.get_short() {
+        names.push(format!("`-{short}`"));
+    }
+    if let Some(long) = arg.get_long() {
+        names.push(format!("`--{long}{value}`"));
+    }
+    names.join(", ")
+}
+
+/// Help text as one table cell: its lines joined.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

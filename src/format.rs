@@ -13,6 +13,12 @@ pub fn age(secs: i64) -> String {
     }
 }
 
+/// A timestamp as every headless output writes it (JSON, CSV, the snapshot table): RFC 3339 in UTC with `Z` and
+/// as many fractional digits as it has (0, 3, 6 or 9), which is exactly how the JSON (chrono's serde) spells it.
+pub fn timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
 /// Cut `text` to at most `width` terminal columns, marking the cut with `…`.
 pub fn truncate(text: &str, width: usize) -> String {
     if unicode_width::UnicodeWidthStr::width(text) <= width {
@@ -38,6 +44,18 @@ pub fn truncate(text: &str, width: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_spelled_as_the_json_spells_them() {
+        use chrono::TimeZone;
+        let base = chrono::Utc.with_ymd_and_hms(2026, 11, 27, 10, 0, 5).unwrap();
+        for nanos in [0, 120_000_000, 123_456_000, 123_456_789] {
+            let at = base + chrono::Duration::nanoseconds(nanos);
+            let json = serde_json::to_value(at).unwrap();
+            assert_eq!(json.as_str(), Some(timestamp(at).as_str()));
+        }
+        assert_eq!(timestamp(base), "2026-11-27T10:00:05Z");
+    }
 
     #[test]
     fn ages_are_compact() {

@@ -15,6 +15,13 @@ fn main() -> ExitCode {
             return ExitCode::from(pgtls::cmd::exit::for_usage_error(&args, e.kind()));
         }
     };
+    if let Err(message) = cli.check() {
+        pgtls::cmd::warn(&message);
+        return ExitCode::from(pgtls::cmd::exit::for_usage_error(
+            &args,
+            clap::error::ErrorKind::ArgumentConflict,
+        ));
+    }
     if let Err(e) = color_eyre::install() {
         pgtls::cmd::warn(&e.to_string());
     }

@@ -72,13 +72,79 @@ async fn snapshot_prints_every_session_as_json_table_and_csv() {
     assert!(out.status.success());
     let mut reader = csv::Reader::from_reader(out.stdout.as_slice());
     let header = reader.headers().unwrap().clone();
-    assert_eq!(&header[0], "pid");
-    assert_eq!(&header[1], "class");
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
     assert_eq!(rows.len(), json["sessions"].as_array().unwrap().len());
     assert!(rows.iter().all(|r| r.len() == header.len()));
-    let tls12 = rows.iter().find(|r| r[0] == sessions[1].pid.to_string()).unwrap();
-    assert_eq!(&tls12[2], "TLSv1.2");
+    let cell = |row: &csv::StringRecord, name: &str| {
+        let i = header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no CSV column {name}"));
+        row[i].to_string()
+    };
+    let tls12 = rows
+        .iter()
+        .find(|r| cell(r, "pid") == sessions[1].pid.to_string())
+        .unwrap();
+    assert_eq!(cell(tls12, "tls_version"), "TLSv1.2");
+    let pids: Vec<i32> = sessions.iter().map(|s| s.pid).collect();
+    csv_is_the_json_flattened(&json, &header, &rows, &pids);
+}
+
+/// The CSV's columns are the JSON session fields, `tls` and `gss` flattened, then `taken_at` and `age_seconds`. The
+/// two outputs come from two polls, so values are compared for the test's own sessions and the fields that stay put
+/// (src/output/csv.rs compares every field of one snapshot).
+fn csv_is_the_json_flattened(
+    json: &serde_json::Value,
+    header: &csv::StringRecord,
+    rows: &[csv::StringRecord],
+    pids: &[i32],
+) {
+    use pgtls::output::csv::{SESSION_COLUMNS, SNAPSHOT_COLUMNS, flatten};
+    let expected: Vec<&str> = SESSION_COLUMNS.iter().chain(SNAPSHOT_COLUMNS.iter()).copied().collect();
+    assert_eq!(header.iter().collect::<Vec<_>>(), expected);
+    const CHANGING: [&str; 8] = [
+        "state",
+        "query",
+        "query_id",
+        "state_change",
+        "xact_start",
+        "query_start",
+        "wait_event_type",
+        "wait_event",
+    ];
+    for pid in pids {
+        let session = json["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["pid"] == *pid)
+            .unwrap();
+        let row = rows.iter().find(|r| r[0] == pid.to_string()).unwrap();
+        for (key, value) in flatten(session) {
+            let Some(i) = header.iter().position(|h| h == key) else {
+                // A nested object that is null as a whole (`"tls": null`) has empty columns.
+                assert!(value.is_null(), "JSON field {key} has no CSV column");
+                assert!(header.iter().any(|h| h.starts_with(&format!("{key}_"))), "{key}");
+                continue;
+            };
+            if CHANGING.contains(&key.as_str()) {
+                continue;
+            }
+            let shown = match &value {
+                serde_json::Value::Null => String::new(),
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            assert_eq!(row[i], shown, "{key} of pid {pid}");
+        }
+        let start = header.iter().position(|h| h == "backend_start").unwrap();
+        assert_eq!(
+            row[start],
+            session["backend_start"].as_str().unwrap().to_string(),
+            "same timestamp format"
+        );
+    }
 }
 
 #[tokio::test]
@@ -168,4 +234,179 @@ async fn a_connection_failure_is_one_line_and_exit_code_2() {
         );
         assert!(out.stdout.is_empty());
     }
+}
+
+/// `psql` run as `pgtls` is run (same HOME, no PG* variables): who it connected as, and over what.
+fn psql_says(args: &[&str], home: &std::path::Path) -> String {
+    let mut cmd = std::process::Command::new("psql");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PG") {
+            cmd.env_remove(key);
+        }
+    }
+    let out = cmd
+        .env("HOME", home)
+        .args(["-X", "-A", "-t", "-c"])
+        .arg("SELECT current_user || ' ' || coalesce(host(inet_client_addr()), 'socket')")
+        .args(args)
+        .output()
+        .expect("psql runs (apt-get install postgresql-client)");
+    assert!(
+        out.status.success(),
+        "psql {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The same as `pgtls snapshot --format json`: the monitor's user and where it connected.
+fn pgtls_says(args: &[&str], home: &std::path::Path) -> String {
+    let mut all = vec!["snapshot", "--format", "json"];
+    all.extend_from_slice(args);
+    let out = common::pgtls(&all, home);
+    assert!(
+        out.status.success(),
+        "pgtls {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let over = if json["server"]["host"].as_str().unwrap().starts_with('/') {
+        "socket"
+    } else {
+        "127.0.0.1"
+    };
+    format!("{} {over}", json["monitor"]["user"].as_str().unwrap())
+}
+
+/// psql's -h -p -U -d, alone and with a connection string, give what psql gives: the connection string wins over
+/// the flags for what it names, the flags fill the rest.
+#[tokio::test]
+async fn psql_flags_connect_and_combine_with_a_conninfo_as_psql_does() {
+    let lab = common::lab().await;
+    lab.ensure_role("app13").await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let pgpass = home.path().join(".pgpass");
+    std::fs::write(&pgpass, format!("*:*:*:*:{LAB_PASSWORD}\n")).unwrap();
+    std::fs::set_permissions(&pgpass, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let port = lab.port.to_string();
+    let socket = lab.socket_dir.display().to_string();
+    let socket_conninfo = format!("host={socket} user={SUPERUSER} dbname=postgres");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["-h", "127.0.0.1", "-p", &port, "-U", "app13", "-d", "postgres"],
+            "app13 127.0.0.1",
+        ),
+        (
+            vec![
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--username",
+                "app13",
+                "postgres",
+            ],
+            "app13 127.0.0.1",
+        ),
+        // The connection string names the user: it wins over -U.
+        (
+            vec![
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "nobody",
+                "user=app13 dbname=postgres",
+            ],
+            "app13 127.0.0.1",
+        ),
+        // ... and the host: a socket, whatever -h says.
+        (
+            vec!["-h", "127.0.0.1", "-p", &port, "-U", "nobody", &socket_conninfo],
+            "postgres socket",
+        ),
+        // -d may be a connection string, with the same precedence.
+        (
+            vec!["-h", "127.0.0.1", "-p", &port, "-U", "nobody", "-d", &socket_conninfo],
+            "postgres socket",
+        ),
+        // A URI without host or user leaves -h and -U in force.
+        (
+            vec!["-h", "127.0.0.1", "-p", &port, "-U", "app13", "postgresql:///postgres"],
+            "app13 127.0.0.1",
+        ),
+    ];
+    for (args, expected) in cases {
+        assert_eq!(psql_says(&args, home.path()), expected, "psql {args:?}");
+        assert_eq!(pgtls_says(&args, home.path()), expected, "pgtls {args:?}");
+    }
+}
+
+#[test]
+fn the_psql_flags_need_one_server_and_help_is_dash_question_mark() {
+    let home = tempfile::tempdir().unwrap();
+    for (args, code, says) in [
+        (
+            vec!["snapshot", "-h", "db1", "host=a", "host=b"],
+            2,
+            "-h applies to one server, but 2 connection strings name several",
+        ),
+        (
+            vec!["-p", "5433", "-U", "x", "host=a", "host=b"],
+            2,
+            "-p -U apply to one server",
+        ),
+        (
+            vec!["check", "-h", "db1", "host=a", "host=b"],
+            3,
+            "-h applies to one server",
+        ),
+        (
+            vec!["probe", "-d", "x", "host=a", "host=b"],
+            3,
+            "-d applies to one server",
+        ),
+        (
+            vec!["snapshot", "host=a", "host=b"],
+            2,
+            "pgtls connects to one server at a time",
+        ),
+        (
+            vec!["snapshot", "-d", "shop", "host=a"],
+            2,
+            "-d and a CONNINFO both say where to connect",
+        ),
+    ] {
+        let out = common::pgtls(&args, home.path());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty());
+    }
+    for args in [
+        vec!["-?"],
+        vec!["snapshot", "-?"],
+        vec!["check", "-?"],
+        vec!["demo", "-?"],
+        vec!["--help"],
+    ] {
+        let out = common::pgtls(&args, home.path());
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(
+            help.contains("-?, --help") && help.contains("Usage: pgtls"),
+            "{args:?}: {help}"
+        );
+    }
+    let out = common::pgtls(&["snapshot", "--help"], home.path());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("-h, --host <HOSTNAME>") && help.contains("-U, --username <USERNAME>"),
+        "{help}"
+    );
+    // -h takes a value now: alone it is a usage error, not help.
+    let out = common::pgtls(&["snapshot", "-h"], home.path());
+    assert_eq!(out.status.code(), Some(2));
 }

@@ -14,7 +14,7 @@ use crate::analysis::whatif::{self, Verdict, WhatIf};
 use crate::cli::{CheckArgs, CheckFormat};
 use crate::collect::Collector;
 use crate::config::{Config, parse_duration};
-use crate::conn::params::{Environment, resolve};
+use crate::conn::params::Environment;
 use crate::model::{ClassCounts, Snapshot};
 use crate::output::safe;
 use crate::sources::LogSources;
@@ -62,7 +62,7 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
         None => chrono::Duration::zero(),
     };
     let min_evidence = parse_duration(&args.min_evidence).map_err(|e| unknown(format!("--min-evidence: {e}")))?;
-    let params = resolve(args.conn.conninfo.as_deref(), &Environment::from_process()).map_err(unknown)?;
+    let params = args.conn.resolve(&Environment::from_process()).map_err(unknown)?;
     let mut collector = Collector::connect(&params)
         .await
         .map_err(|e| unknown(format!("cannot connect: {e}")))?;

@@ -10,22 +10,27 @@ use crate::collect::Collector;
 use crate::collect::own::OwnPids;
 use crate::collect::poller::HistorySetup;
 use crate::config::Config;
-use crate::conn::params::{ConnParams, Environment, resolve};
+use crate::conn::params::{ConnParams, Environment};
 use crate::probe::ProbeTarget;
 
 pub async fn run(args: DashboardArgs) -> Result<ExitCode, Failure> {
     let interval = interval(args.interval)?;
-    let params = resolve(args.conn.conninfo.as_deref(), &Environment::from_process()).map_err(Failure::connect)?;
-    open(params, interval, &args.history, None).await
+    let params = args
+        .conn
+        .resolve(&Environment::from_process())
+        .map_err(Failure::connect)?;
+    open(params, interval, &args.history, None, None).await
 }
 
 /// Shared with the demo: load config and ledger, connect once, then hand over to the dashboard. `helpers` lists
-/// the demo's own backends, shown as pgtls's own like the monitor's.
+/// the demo's own backends, shown as pgtls's own like the monitor's; `place` is added to the header's target (the
+/// demo's socket directory, which the connection itself does not show).
 pub async fn open(
     params: ConnParams,
     interval: Duration,
     history: &HistoryArgs,
     helpers: Option<OwnPids>,
+    place: Option<String>,
 ) -> Result<ExitCode, Failure> {
     let (config, _) = Config::load(history.config.as_deref()).map_err(Failure::usage)?;
     crate::files::check_growing("--ledger", history.ledger.as_deref()).map_err(Failure::usage)?;
@@ -47,10 +52,13 @@ pub async fn open(
         .map_err(Failure::connect)?
         .with_helpers(helpers);
     let pre = collector.preflight();
-    let target = format!(
+    let mut target = format!(
         "{}@{}:{}/{}",
         pre.monitor_user, pre.server.host, pre.server.port, pre.monitor_database
     );
+    if let Some(place) = place {
+        target = format!("{target} · {place}");
+    }
     let setup = HistorySetup {
         ledger,
         journal,

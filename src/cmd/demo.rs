@@ -5,12 +5,10 @@ use std::process::ExitCode;
 
 use super::Failure;
 use crate::cli::{DemoArgs, HistoryArgs};
-use crate::conn::conninfo::quote_value;
 use crate::conn::params::{Environment, resolve};
-use crate::lab::{LAB_PASSWORD, Lab, LabOptions, demo};
+use crate::lab::{Lab, LabOptions, demo};
 
-/// The demo's monitoring role: a member of pg_monitor, as production monitoring should be.
-pub const MONITOR_ROLE: &str = "pgtls_monitor";
+pub use crate::lab::demo::MONITOR_ROLE;
 
 pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
     let interval = super::dashboard::interval(args.interval)?;
@@ -29,25 +27,19 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
         () = &mut interrupted => return Err(Failure::usage("demo: interrupted")),
     };
     let setup = async {
-        lab.ensure_role(MONITOR_ROLE).await?;
-        lab.admin()
-            .await?
-            .batch_execute(&format!("GRANT pg_monitor TO {MONITOR_ROLE}"))
-            .await?;
+        demo::grant_monitor(&lab).await?;
         demo::start(&lab).await
     };
     let clients = tokio::select! {
         clients = setup => clients.map_err(|e| Failure::usage(format!("demo: {e:#}")))?,
         () = &mut interrupted => return Err(Failure::usage("demo: interrupted")),
     };
-    // verify-full against the lab's own CA, as a careful DBA would connect.
-    let conninfo = format!(
-        "host=localhost hostaddr=127.0.0.1 port={} user={MONITOR_ROLE} password={} dbname=postgres \
-         sslmode=verify-full sslrootcert={} application_name=pgtls",
-        lab.port,
-        quote_value(LAB_PASSWORD),
-        quote_value(&lab.certs.ca_cert.display().to_string()),
-    );
+    let join = demo::JoinInfo::new(&lab);
+    // Shown before the dashboard takes the screen, so it is there again when the dashboard ends.
+    for line in join.lines() {
+        eprintln!("pgtls demo: {line}");
+    }
+    let conninfo = demo::monitor_conninfo(&lab);
     // The user's PG* variables and ~/.postgresql must not redirect the demo's own connection.
     let env = Environment::new(HashMap::new(), Some(lab.root().to_path_buf()), MONITOR_ROLE);
     let params = resolve(Some(&conninfo), &env).map_err(Failure::usage)?;
@@ -60,9 +52,15 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
         log_from_now: true,
         poll_timeout: None,
     };
-    let result = super::dashboard::open(params, interval, &history, Some(lab.own_pids())).await;
+    let place = format!("socket {}", join.socket_dir.display());
+    let result = super::dashboard::open(params, interval, &history, Some(lab.own_pids()), Some(place)).await;
     drop(clients);
     drop(lab);
+    eprintln!(
+        "pgtls demo: the server on port {} and {} are removed",
+        join.port,
+        join.socket_dir.display()
+    );
     result
 }
 

@@ -27,7 +27,17 @@ pub fn run(args: LedgerArgs) -> Result<ExitCode, Failure> {
             &mut out,
         ),
         LedgerFormat::Json => {
-            let clients: Vec<_> = ledger.records().collect();
+            // Offline nothing is connected "now": the field would always read 0, which looks like a fact.
+            let clients: Vec<serde_json::Value> = ledger
+                .records()
+                .map(|r| {
+                    let mut client = serde_json::to_value(r).unwrap_or_default();
+                    if let Some(fields) = client.as_object_mut() {
+                        fields.remove("connected_now");
+                    }
+                    client
+                })
+                .collect();
             serde_json::to_writer_pretty(&mut out, &clients)
                 .map_err(std::io::Error::from)
                 .and_then(|()| writeln!(out))

@@ -7,7 +7,7 @@ use super::Failure;
 use super::exit::Status;
 use crate::analysis::alerts::Severity;
 use crate::cli::{ProbeArgs, ProbeFormat};
-use crate::conn::params::{Environment, resolve};
+use crate::conn::params::Environment;
 use crate::probe::{ProbeTarget, run as probe};
 
 /// The plugin status of the worst finding.
@@ -24,8 +24,7 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode, Failure> {
         message: m,
         code: Status::Unknown.code(),
     };
-    let params =
-        resolve(args.conn.conninfo.as_deref(), &Environment::from_process()).map_err(|e| unknown(e.to_string()))?;
+    let params = args.conn.resolve(&Environment::from_process()).map_err(unknown)?;
     let target = ProbeTarget::from_params(&params, args.warn_days, args.full_cipher_scan)
         .ok_or_else(|| unknown("probe needs a TCP host (Unix sockets never use TLS)".into()))?;
     let report = tokio::task::spawn_blocking(move || probe(&target))

@@ -6,10 +6,13 @@ use std::process::ExitCode;
 use super::Failure;
 use crate::cli::SnapshotArgs;
 use crate::collect::Collector;
-use crate::conn::params::{Environment, resolve};
+use crate::conn::params::Environment;
 
 pub async fn run(args: SnapshotArgs) -> Result<ExitCode, Failure> {
-    let params = resolve(args.conn.conninfo.as_deref(), &Environment::from_process()).map_err(Failure::connect)?;
+    let params = args
+        .conn
+        .resolve(&Environment::from_process())
+        .map_err(Failure::connect)?;
     let mut collector = Collector::connect(&params).await.map_err(Failure::connect)?;
     for warning in collector.warnings() {
         super::warn(warning);

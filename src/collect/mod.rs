@@ -346,7 +346,10 @@ impl Collector {
             )
             .await
             .map_err(|e| match e.as_db_error() {
-                Some(_) => "pg_hba_file_rules is readable by superusers only".to_string(),
+                Some(_) => "pg_hba_file_rules is readable by superusers, or after GRANT SELECT ON \
+                            pg_catalog.pg_hba_file_rules and GRANT EXECUTE ON FUNCTION \
+                            pg_catalog.pg_hba_file_rules()"
+                    .to_string(),
                 None => format!("cannot read pg_hba_file_rules: {e}"),
             })?;
         rows.iter()

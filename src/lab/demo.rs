@@ -6,7 +6,96 @@ use std::time::Duration;
 use color_eyre::eyre::Result;
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::{Lab, LabHandle, LabSession, SessionKind};
+use super::{LAB_PASSWORD, Lab, LabHandle, LabSession, SUPERUSER, SessionKind};
+use crate::conn::conninfo::quote_value;
+
+/// The demo's monitoring role: a member of pg_monitor, as production monitoring should be, and allowed to read
+/// pg_hba.conf, so the What-if screen can name the `host` lines a `prefer` client would fall back through.
+pub const MONITOR_ROLE: &str = "pgtls_monitor";
+
+/// Create the monitor role with what the README's "What the monitor role needs" grants it.
+pub async fn grant_monitor(lab: &LabHandle) -> Result<()> {
+    lab.ensure_role(MONITOR_ROLE).await?;
+    lab.admin()
+        .await?
+        .batch_execute(&format!(
+            "GRANT pg_monitor TO {MONITOR_ROLE};
+             GRANT SELECT ON pg_catalog.pg_hba_file_rules TO {MONITOR_ROLE};
+             GRANT EXECUTE ON FUNCTION pg_catalog.pg_hba_file_rules() TO {MONITOR_ROLE};"
+        ))
+        .await?;
+    Ok(())
+}
+
+/// The monitor's connection string: verify-full against the lab's own CA, as a careful DBA would connect.
+pub fn monitor_conninfo(lab: &LabHandle) -> String {
+    tls_conninfo(lab, MONITOR_ROLE) + " application_name=pgtls"
+}
+
+/// TCP to the lab as `user`, verified against the lab's CA (host name and chain), with the lab password.
+fn tls_conninfo(lab: &LabHandle, user: &str) -> String {
+    format!(
+        "host=localhost hostaddr={} port={} user={user} password={} dbname=postgres sslmode=verify-full \
+         sslrootcert={}",
+        lab.host,
+        lab.port,
+        quote_value(LAB_PASSWORD),
+        quote_value(&lab.certs.ca_cert.display().to_string()),
+    )
+}
+
+/// Where the demo server is and how to join it with psql, printed when the demo starts and ends.
+#[derive(Debug, Clone)]
+pub struct JoinInfo {
+    pub port: u16,
+    pub socket_dir: std::path::PathBuf,
+    /// psql over TCP with TLS, verified (sslmode=verify-full, sslrootcert=the lab's CA), as the superuser.
+    pub psql_tls: String,
+    /// psql over the Unix socket (trust), as the superuser.
+    pub psql_socket: String,
+}
+
+impl JoinInfo {
+    pub fn new(lab: &LabHandle) -> JoinInfo {
+        let socket = lab.socket_dir.display().to_string();
+        JoinInfo {
+            port: lab.port,
+            socket_dir: lab.socket_dir.clone(),
+            psql_tls: format!("psql {}", shell_quote(&tls_conninfo(lab, SUPERUSER))),
+            psql_socket: format!(
+                "psql -h {} -p {} -U {SUPERUSER} postgres",
+                shell_quote(&socket),
+                lab.port
+            ),
+        }
+    }
+
+    /// The lines for the terminal, one fact each.
+    pub fn lines(&self) -> Vec<String> {
+        vec![
+            format!(
+                "demo server on 127.0.0.1 port {}, socket directory {}",
+                self.port,
+                self.socket_dir.display()
+            ),
+            format!("join it over TLS (verified): {}", self.psql_tls),
+            format!("or over its socket: {}", self.psql_socket),
+        ]
+    }
+}
+
+/// A word for sh: as it is when it is plainly safe, else in single quotes.
+pub fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | ':' | '=' | ',' | '@' | '+'));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
 
 /// (kind, user, application_name, how many)
 pub const CAST: &[(SessionKind, &str, &str, usize)] = &[

@@ -5,8 +5,8 @@
 use std::borrow::Cow;
 use std::io::Write;
 
-use crate::analysis::ledger::{Ledger, Source};
-use crate::model::{ConnClass, Snapshot, TlsInfo};
+use crate::analysis::ledger::Ledger;
+use crate::model::{ConnClass, Snapshot};
 use crate::output::safe;
 
 /// What a CSV field holds.
@@ -38,69 +38,93 @@ impl CsvFields {
     }
 }
 
-pub const HEADER: [&str; 21] = [
+/// The JSON session fields (`sessions[]` of `snapshot --format json`), in their JSON order, with `tls` and `gss`
+/// flattened to `tls_version`, `gss_encrypted`, ...; a test keeps this list equal to the JSON.
+pub const SESSION_COLUMNS: [&str; 31] = [
     "pid",
     "class",
-    "tls_version",
-    "cipher",
-    "bits",
+    "leader_pid",
     "user",
     "database",
     "application_name",
     "client_addr",
-    "client_port",
     "client_hostname",
+    "client_port",
     "backend_type",
     "state",
     "backend_start",
-    "age_seconds",
-    "client_dn",
-    "client_serial",
-    "issuer_dn",
-    "gss_encrypted",
+    "xact_start",
+    "query_start",
+    "state_change",
+    "wait_event_type",
+    "wait_event",
+    "query",
+    "query_id",
+    "tls_version",
+    "tls_cipher",
+    "tls_bits",
+    "tls_client_dn",
+    "tls_client_serial",
+    "tls_issuer_dn",
+    "gss_authenticated",
     "gss_principal",
-    "snapshot_time",
+    "gss_encrypted",
+    "gss_credentials_delegated",
+    "undecoded",
+    "monitor",
 ];
+
+/// After the session fields: the snapshot's `taken_at`, and the age measured from it, because a CSV row is read
+/// on its own (a spreadsheet has no top-level object to look `taken_at` up in).
+pub const SNAPSHOT_COLUMNS: [&str; 2] = ["taken_at", "age_seconds"];
+
+/// One JSON value as a CSV field: null is empty, arrays are space-separated, strings as they are (timestamps are
+/// already RFC 3339, exactly as in the JSON).
+fn plain(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(plain).collect::<Vec<_>>().join(" "),
+        other => other.to_string(),
+    }
+}
+
+/// A session's JSON object flattened one level: `{"tls": {"version": ..}}` becomes `tls_version`.
+pub fn flatten(value: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
+    let mut out = Vec::new();
+    if let Some(object) = value.as_object() {
+        for (key, value) in object {
+            match value.as_object() {
+                Some(inner) => out.extend(inner.iter().map(|(k, v)| (format!("{key}_{k}"), v.clone()))),
+                None => out.push((key.clone(), value.clone())),
+            }
+        }
+    }
+    out
+}
 
 pub fn write(snapshot: &Snapshot, fields: CsvFields, out: &mut dyn Write) -> std::io::Result<()> {
     let mut w = csv::Writer::from_writer(out);
-    w.write_record(HEADER)?;
-    let taken = snapshot.taken_at.to_rfc3339();
+    w.write_record(SESSION_COLUMNS.iter().chain(SNAPSHOT_COLUMNS.iter()))?;
+    let taken = crate::format::timestamp(snapshot.taken_at);
     for s in &snapshot.sessions {
-        let tls = s.tls.as_ref();
-        let tls_field = |f: fn(&TlsInfo) -> Option<String>| tls.and_then(f).unwrap_or_default();
-        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
-        fields.record(
-            &mut w,
-            &[
-                s.pid.to_string(),
-                serde_plain(&s.class),
-                tls_field(|t| Some(t.version.clone())),
-                tls_field(|t| Some(t.cipher.clone())),
-                tls_field(|t| t.bits.map(|b| b.to_string())),
-                opt(&s.user),
-                opt(&s.database),
-                opt(&s.application_name),
-                opt(&s.client_addr),
-                s.client_port.map(|p| p.to_string()).unwrap_or_default(),
-                opt(&s.client_hostname),
-                opt(&s.backend_type),
-                opt(&s.state),
-                s.backend_start.map(|t| t.to_rfc3339()).unwrap_or_default(),
-                s.age_secs(snapshot.taken_at).map(|a| a.to_string()).unwrap_or_default(),
-                tls_field(|t| t.client_dn.clone()),
-                tls_field(|t| t.client_serial.clone()),
-                tls_field(|t| t.issuer_dn.clone()),
-                s.gss.as_ref().map(|g| g.encrypted.to_string()).unwrap_or_default(),
-                s.gss.as_ref().and_then(|g| g.principal.clone()).unwrap_or_default(),
-                taken.clone(),
-            ],
-        )?;
+        let json = serde_json::to_value(s).map_err(std::io::Error::from)?;
+        let flat: std::collections::HashMap<String, serde_json::Value> = flatten(&json).into_iter().collect();
+        let mut row: Vec<String> = SESSION_COLUMNS
+            .iter()
+            .map(|column| flat.get(*column).map(plain).unwrap_or_default())
+            .collect();
+        row.push(taken.clone());
+        row.push(s.age_secs(snapshot.taken_at).map(|a| a.to_string()).unwrap_or_default());
+        fields.record(&mut w, &row)?;
     }
     w.flush()
 }
 
-pub const LEDGER_HEADER: [&str; 18] = [
+/// No `connected_now`: an export reads a file, offline, so nothing is connected "now" (the JSON export leaves it
+/// out too).
+pub const LEDGER_HEADER: [&str; 17] = [
     "user",
     "database",
     "application",
@@ -117,7 +141,6 @@ pub const LEDGER_HEADER: [&str; 18] = [
     "ciphers",
     "first_seen",
     "last_seen",
-    "connected_now",
     "sources",
 ];
 
@@ -129,11 +152,6 @@ pub fn write_ledger(ledger: &Ledger, fields: CsvFields, out: &mut dyn Write) -> 
         let worst = r.worst_class().map(|c| c.label()).unwrap_or("");
         let count = |c| r.count(c).to_string();
         let ciphers: Vec<String> = r.ciphers.keys().cloned().collect();
-        let sources: Vec<&str> = r
-            .sources
-            .iter()
-            .map(|s| if *s == Source::Poll { "poll" } else { "log" })
-            .collect();
         fields.record(
             &mut w,
             &[
@@ -151,20 +169,128 @@ pub fn write_ledger(ledger: &Ledger, fields: CsvFields, out: &mut dyn Write) -> 
                 count(ConnClass::Local),
                 count(ConnClass::Unknown),
                 ciphers.join(" "),
-                r.first_seen.to_rfc3339(),
-                r.last_seen.to_rfc3339(),
-                r.connected_now.to_string(),
-                sources.join(" "),
+                crate::format::timestamp(r.first_seen),
+                crate::format::timestamp(r.last_seen),
+                r.sources_label().to_string(),
             ],
         )?;
     }
     w.flush()
 }
 
-/// The serde name of a unit enum variant (`tls13`, `plain_tcp`, ...), so CSV and JSON agree.
-fn serde_plain<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::GssInfo;
+
+    /// Every field set, so every JSON field appears (none is null or skipped).
+    fn full_snapshot() -> Snapshot {
+        let mut snap = crate::fixtures::snapshot();
+        let at = snap.taken_at - chrono::Duration::microseconds(1_234_567);
+        for s in &mut snap.sessions {
+            s.leader_pid = Some(s.pid - 1);
+            s.client_hostname = Some("client.example".into());
+            s.backend_start = Some(at);
+            s.xact_start = Some(at);
+            s.query_start = Some(at);
+            s.state_change = Some(at);
+            s.wait_event_type = Some("Client".into());
+            s.wait_event = Some("ClientRead".into());
+            s.query_id = Some(-42);
+            s.gss = Some(GssInfo {
+                authenticated: true,
+                principal: Some("app@EXAMPLE".into()),
+                encrypted: false,
+                credentials_delegated: Some(false),
+            });
+            s.undecoded = vec!["client_addr".into(), "query".into()];
+            if let Some(tls) = &mut s.tls {
+                tls.client_dn = Some("/CN=app".into());
+                tls.client_serial = Some("4660".into());
+                tls.issuer_dn = Some("/CN=ca".into());
+            }
+        }
+        snap
+    }
+
+    #[test]
+    fn the_columns_are_the_json_session_fields_flattened() {
+        let snap = full_snapshot();
+        let session = snap.sessions.iter().find(|s| s.tls.is_some()).unwrap();
+        let mut from_json: Vec<String> = flatten(&serde_json::to_value(session).unwrap())
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        from_json.sort();
+        let mut columns: Vec<String> = SESSION_COLUMNS.iter().map(|c| c.to_string()).collect();
+        columns.sort();
+        assert_eq!(
+            columns, from_json,
+            "a session field was added or renamed: update SESSION_COLUMNS and the README"
+        );
+    }
+
+    #[test]
+    fn every_value_is_the_json_value_with_the_same_timestamps() {
+        let snap = full_snapshot();
+        let mut out = Vec::new();
+        write(&snap, CsvFields::Raw, &mut out).unwrap();
+        let mut reader = csv::Reader::from_reader(out.as_slice());
+        let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_string).collect();
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        let json = serde_json::to_value(&snap).unwrap();
+        assert_eq!(rows.len(), snap.sessions.len());
+        for (session, row) in json["sessions"].as_array().unwrap().iter().zip(&rows) {
+            for (key, value) in flatten(session) {
+                match header.iter().position(|h| *h == key) {
+                    Some(i) => assert_eq!(row[i], plain(&value), "{key}"),
+                    // `"tls": null` as a whole: its flattened columns are empty.
+                    None => {
+                        assert!(value.is_null(), "{key}");
+                        let prefix = format!("{key}_");
+                        let mut cells = header.iter().zip(row.iter()).filter(|(h, _)| h.starts_with(&prefix));
+                        assert!(cells.clone().count() > 0 && cells.all(|(_, c)| c.is_empty()), "{key}");
+                    }
+                }
+            }
+            let taken = header.iter().position(|h| h == "taken_at").unwrap();
+            assert_eq!(Some(&row[taken]), json["taken_at"].as_str());
+            let age = header.iter().position(|h| h == "age_seconds").unwrap();
+            assert_eq!(&row[age], "1");
+        }
+        let undecoded = header.iter().position(|h| h == "undecoded").unwrap();
+        assert_eq!(&rows[0][undecoded], "client_addr query");
+    }
+
+    #[test]
+    fn the_ledger_export_says_poll_plus_log_and_nothing_about_now() {
+        use crate::analysis::ledger::{ClientKey, Entry, Source};
+        let mut ledger = Ledger::default();
+        let at = crate::fixtures::snapshot().taken_at;
+        for source in [Source::Log, Source::Poll] {
+            ledger.apply(&Entry::Session {
+                at,
+                key: ClientKey {
+                    user: "reports".into(),
+                    database: "dwh".into(),
+                    application: "cron-report".into(),
+                    address: "10.0.2.9".into(),
+                },
+                class: ConnClass::Tls12,
+                tls_version: Some("TLSv1.2".into()),
+                cipher: Some("ECDHE-RSA-AES256-GCM-SHA384".into()),
+                source,
+                address: Some("10.0.2.9".into()),
+            });
+        }
+        let mut out = Vec::new();
+        write_ledger(&ledger, CsvFields::Spreadsheet, &mut out).unwrap();
+        let mut reader = csv::Reader::from_reader(out.as_slice());
+        let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_string).collect();
+        assert!(!header.iter().any(|h| h == "connected_now"), "{header:?}");
+        let row = reader.records().next().unwrap().unwrap();
+        let cell = |name: &str| row[header.iter().position(|h| h == name).unwrap()].to_string();
+        assert_eq!(cell("sources"), "poll+log");
+        assert_eq!(cell("first_seen"), crate::format::timestamp(at));
+    }
 }

@@ -40,7 +40,7 @@ fn write_report(snapshot: &Snapshot, out: &mut dyn Write) -> std::io::Result<()>
     let server_line = vec![
         format!("{}:{}", terminal(&server.host), server.port),
         format!("PostgreSQL {}", terminal(&server.version)),
-        format!("polled {}", snapshot.taken_at.format("%Y-%m-%d %H:%M:%S UTC")),
+        format!("polled {}", crate::format::timestamp(snapshot.taken_at)),
         format!("in {:.1} ms", snapshot.poll_ms),
     ];
     write_wrapped(out, "Server", &server_line)?;

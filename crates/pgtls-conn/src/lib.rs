@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 pub use connect::{ConnectReport, Connection, ConnectionTask, cancel, connect};
 pub use error::{Cause, ConnInfoError, ConnectError, ServiceError};
-pub use params::{ConnParams, Environment, resolve};
+pub use params::{ConnParams, Environment, PsqlOptions, resolve, resolve_psql};
 
 /// What the client verified about the server's certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -621,14 +621,67 @@ fn build_targets(layers: &Layers<'_>, env: &Environment) -> Result<Vec<HostTarge
         .collect()
 }
 
+/// psql's connection options: `-h`, `-p`, `-U`, and the database slot that `-d` or psql's first non-option
+/// argument fills.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PsqlOptions {
+    pub host: Option<String>,
+    pub port: Option<String>,
+    pub user: Option<String>,
+    /// A database name, or a whole connection string or URI (libpq expands it).
+    pub dbname: Option<String>,
+}
+
+/// libpq's `recognized_connection_string`: a database name with `=` in it or a URI prefix is expanded as a
+/// connection string.
+pub fn is_connection_string(value: &str) -> bool {
+    conninfo::is_uri(value) || value.contains('=')
+}
+
+/// The keyword/value pairs psql hands to `PQconnectdbParams` with `expand_dbname`, later pairs winning.
+///
+/// psql puts host, port and user *before* dbname, so a connection string in the database slot overrides the
+/// flags, even with an empty value (`user=` brings back the default user); flags fill only what it leaves
+/// unsaid. Empty flags are ignored, as libpq ignores empty array entries.
+pub fn psql_pairs(options: &PsqlOptions) -> Result<Vec<(String, String)>, ConnInfoError> {
+    let given = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+    let mut pairs: Vec<(String, String)> = [
+        ("host", given(&options.host)),
+        ("port", given(&options.port)),
+        ("user", given(&options.user)),
+    ]
+    .into_iter()
+    .filter_map(|(key, value)| Some((key.to_string(), value?)))
+    .collect();
+    if let Some(dbname) = given(&options.dbname) {
+        if is_connection_string(&dbname) {
+            pairs.extend(conninfo::parse(&dbname)?);
+        } else {
+            pairs.push(("dbname".to_string(), dbname));
+        }
+    }
+    Ok(pairs)
+}
+
+/// Resolves psql-style options (see [`psql_pairs`]) as [`resolve`] does a connection string.
+pub fn resolve_psql(options: &PsqlOptions, env: &Environment) -> Result<ConnParams, ConnInfoError> {
+    resolve_pairs(psql_pairs(options)?, env)
+}
+
 /// Resolves an optional connection string (keyword/value or URI) against the
 /// service file, the environment and the defaults.
 pub fn resolve(conninfo: Option<&str>, env: &Environment) -> Result<ConnParams, ConnInfoError> {
-    let mut explicit = HashMap::new();
-    if let Some(input) = conninfo {
-        // Later occurrences override earlier ones, as in libpq.
-        explicit.extend(conninfo::parse(input)?);
-    }
+    let pairs = match conninfo {
+        Some(input) => conninfo::parse(input)?,
+        None => Vec::new(),
+    };
+    resolve_pairs(pairs, env)
+}
+
+/// Resolves explicit keyword/value pairs (later ones override earlier ones, as in libpq) against the service
+/// file, the environment and the defaults.
+pub fn resolve_pairs(pairs: Vec<(String, String)>, env: &Environment) -> Result<ConnParams, ConnInfoError> {
+    let explicit: HashMap<String, String> = pairs.into_iter().collect();
 
     let service_name = explicit
         .get("service")
@@ -842,6 +895,59 @@ mod tests {
             port,
             host_given: true,
         }
+    }
+
+    fn psql(host: Option<&str>, port: Option<&str>, user: Option<&str>, dbname: Option<&str>) -> ConnParams {
+        let options = PsqlOptions {
+            host: host.map(str::to_string),
+            port: port.map(str::to_string),
+            user: user.map(str::to_string),
+            dbname: dbname.map(str::to_string),
+        };
+        resolve_psql(&options, &env(&[("PGUSER", "envuser")])).unwrap()
+    }
+
+    /// What psql 15 did with the same arguments (checked by hand with `psql -h … -c 'select current_user, …'`,
+    /// and against the lab in tests/snapshot_cli.rs).
+    #[test]
+    fn psql_flags_fill_what_the_connection_string_leaves_unsaid() {
+        let p = psql(Some("127.0.0.1"), Some("6000"), Some("bob"), Some("shop"));
+        assert_eq!((p.targets[0].host.as_str(), p.targets[0].port), ("127.0.0.1", 6000));
+        assert_eq!((p.user.as_str(), p.dbname.as_str()), ("bob", "shop"));
+        // `psql -h 127.0.0.1 -U bob "host=/sock2 user=alice dbname=shop"`: the string wins.
+        let p = psql(
+            Some("127.0.0.1"),
+            None,
+            Some("bob"),
+            Some("host=/sock2 user=alice dbname=shop"),
+        );
+        assert_eq!((p.targets[0].host.as_str(), p.user.as_str()), ("/sock2", "alice"));
+        // A URI that names no host or user leaves the flags in force.
+        let p = psql(
+            Some("db.example"),
+            Some("6000"),
+            Some("bob"),
+            Some("postgresql:///shop"),
+        );
+        assert_eq!(
+            (
+                p.targets[0].host.as_str(),
+                p.targets[0].port,
+                p.user.as_str(),
+                p.dbname.as_str()
+            ),
+            ("db.example", 6000, "bob", "shop")
+        );
+        let p = psql(None, None, Some("bob"), Some("postgresql://alice@db.example/shop"));
+        assert_eq!(p.user, "alice");
+        // An empty value in the string still overrides the flag, and then libpq's default applies: the OS user,
+        // not PGUSER (psql 15 with PGUSER=bob -U carol "... user=" connects as the OS user).
+        let p = psql(None, None, Some("bob"), Some("dbname=shop user="));
+        assert_eq!(p.user, "alice");
+        // Empty flags are ignored; no flags at all is the environment.
+        let p = psql(Some(""), None, None, None);
+        assert_eq!((p.targets[0].host.as_str(), p.user.as_str()), ("/sock", "envuser"));
+        assert!(is_connection_string("postgres://x") && is_connection_string("a=b") && !is_connection_string("shop"));
     }
 
     #[test]

@@ -231,6 +231,20 @@ impl ClientRecord {
         }
     }
 
+    /// Which sources saw this client, as the Holdouts screen and the CSV export write it: `poll`, `log`,
+    /// `poll+log`.
+    pub fn sources_label(&self) -> &'static str {
+        match (
+            self.sources.contains(&Source::Poll),
+            self.sources.contains(&Source::Log),
+        ) {
+            (true, true) => "poll+log",
+            (false, true) => "log",
+            (true, false) => "poll",
+            (false, false) => "",
+        }
+    }
+
     /// The weakest way this client was seen connecting.
     pub fn worst_class(&self) -> Option<ConnClass> {
         self.classes

@@ -4,7 +4,7 @@
 use std::cmp::Ordering;
 
 use super::Scroll;
-use crate::analysis::ledger::{ClientKey, ClientRecord, Source};
+use crate::analysis::ledger::{ClientKey, ClientRecord};
 use crate::collect::poller::History;
 use crate::model::ConnClass;
 use crate::tui::columns::exposure_rank;
@@ -66,7 +66,7 @@ impl HoldoutColumn {
             HoldoutColumn::Sessions => a.sessions.cmp(&b.sessions),
             HoldoutColumn::Now => a.connected_now.cmp(&b.connected_now),
             HoldoutColumn::LastSeen => a.last_seen.cmp(&b.last_seen),
-            HoldoutColumn::Sources => sources_label(a).cmp(sources_label(b)),
+            HoldoutColumn::Sources => a.sources_label().cmp(b.sources_label()),
         }
     }
 }
@@ -87,16 +87,6 @@ pub fn seen_as(r: &ClientRecord) -> String {
     seen.join(" ")
 }
 
-/// `poll`, `log` or `poll+log`, as the ledger's CSV writes it.
-pub fn sources_label(r: &ClientRecord) -> &'static str {
-    match (r.sources.contains(&Source::Poll), r.sources.contains(&Source::Log)) {
-        (true, true) => "poll+log",
-        (false, true) => "log",
-        (true, false) => "poll",
-        (false, false) => "",
-    }
-}
-
 fn matches_filter(r: &ClientRecord, needle_lower: &str) -> bool {
     let key = &r.key;
     [&key.user, &key.database, &key.application, &key.address]
@@ -106,7 +96,7 @@ fn matches_filter(r: &ClientRecord, needle_lower: &str) -> bool {
             .is_some_and(|w| w.label().to_lowercase().contains(needle_lower))
         || seen_as(r).to_lowercase().contains(needle_lower)
         || r.ciphers.keys().any(|c| c.to_lowercase().contains(needle_lower))
-        || sources_label(r).contains(needle_lower)
+        || r.sources_label().contains(needle_lower)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,7 +13,6 @@ use super::text::{cell, clip, field, wrap};
 use crate::analysis::ledger::{ClientRecord, Source};
 use crate::model::ConnClass;
 use crate::output::safe::terminal;
-use crate::tui::components::holdouts::sources_label;
 
 const LABEL_COLS: usize = 12;
 /// How a time is written in the tables: the time of day when it is today, else the date too.
@@ -154,7 +153,7 @@ fn lines(r: &ClientRecord, cx: &Ctx, cols: usize) -> Vec<Line<'static>> {
     ));
     out.push(row("first seen", ago(r.first_seen)));
     out.push(row("last seen", ago(r.last_seen)));
-    out.push(row("sources", strong(sources_label(r).to_string())));
+    out.push(row("sources", strong(r.sources_label().to_string())));
     out.push(row("TLS versions", counts(&r.tls_versions)));
     out.push(row("ciphers", counts(&r.ciphers)));
     let mut addresses: Vec<String> = r.addresses.iter().map(|a| terminal(a).into_owned()).collect();

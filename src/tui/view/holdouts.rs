@@ -10,7 +10,7 @@ use super::Ctx;
 use super::text::{fit, width};
 use crate::analysis::ledger::ClientRecord;
 use crate::output::safe::terminal;
-use crate::tui::components::holdouts::{HoldoutColumn, seen_as, sources_label};
+use crate::tui::components::holdouts::{HoldoutColumn, seen_as};
 
 /// Cells per column: each fits its title and the sort arrow after it.
 fn column_width(column: HoldoutColumn) -> u16 {
@@ -196,7 +196,7 @@ fn record_row(r: &ClientRecord, cx: &Ctx, cols: &[(HoldoutColumn, u16)]) -> Row<
                 if r.connected_now > 0 { t.strong } else { t.dim },
             )),
             HoldoutColumn::LastSeen => Cell::from(cx.clock(r.last_seen)),
-            HoldoutColumn::Sources => Cell::from(Span::styled(sources_label(r), t.dim)),
+            HoldoutColumn::Sources => Cell::from(Span::styled(r.sources_label(), t.dim)),
         }
     };
     let mut row = vec![Cell::from(Span::styled(marker, marker_style))];
