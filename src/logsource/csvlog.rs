@@ -30,7 +30,7 @@ pub fn parse_csv_record(record: &str) -> Option<LogLine> {
     // Cheap rejection first: connection lines are LOGs (00000, or 08P01 for a failed handshake, or an errno's
     // class 08 code), pg_hba.conf refusals FATALs with 28000.
     if !(record.contains(",LOG,") || record.contains(",FATAL,28000,\""))
-        || !(record.contains("connection") || record.contains("parameter \"\""))
+        || !(record.contains("connection") || record.contains("pg_hba.conf") || record.contains("parameter \"\""))
     {
         return None;
     }

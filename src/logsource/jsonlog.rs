@@ -28,7 +28,7 @@ struct Record {
 
 /// Parse one jsonlog line.
 pub fn parse_json_line(line: &str) -> Option<LogLine> {
-    if !(line.contains("connection") || line.contains("parameter \\\""))
+    if !(line.contains("connection") || line.contains("pg_hba.conf") || line.contains("parameter \\\""))
         || !(line.contains("\"LOG\"") || line.contains("\"FATAL\""))
     {
         return None;
