@@ -309,6 +309,8 @@ pub fn history() -> crate::collect::poller::History {
                 .to_string(),
         ],
         ledger_file: Some("/var/lib/pgtls/ledger.jsonl".to_string()),
+        refused: ledger.refused(),
+        logged_settings: Vec::new(),
     }
 }
 

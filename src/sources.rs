@@ -10,7 +10,7 @@ use tokio_postgres::Client;
 
 use crate::analysis::alerts::Alert;
 use crate::config::AlertsConfig;
-use crate::logsource::{self, ConnectionEvent, LogFollower, LogFormat, SqlLogReader, SuspectLine};
+use crate::logsource::{self, ConnectionEvent, LogFollower, LogFormat, LogNews, SqlLogReader, SuspectLine};
 
 pub struct LogSources {
     file: Option<LogFollower>,
@@ -114,6 +114,18 @@ impl LogSources {
         let events = self.poll_sources(client).await;
         self.collect_suspects();
         events
+    }
+
+    /// Refused attempts and setting changes read since the last call (bounded by what one poll reads).
+    pub fn take_news(&mut self) -> LogNews {
+        let mut news = LogNews::default();
+        if let Some(file) = &mut self.file {
+            news.extend(file.take_news());
+        }
+        if let Some(sql) = &mut self.sql {
+            news.extend(sql.take_news());
+        }
+        news
     }
 
     async fn poll_sources(&mut self, client: &Client) -> Vec<ConnectionEvent> {

@@ -7,7 +7,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 use pgtls::analysis::ledger::{ClientKey, Entry, Journal, KeyFields, Ledger, Source};
 use pgtls::logsource::{
-    Authorized, ConnectionMessage, StderrPrefix, TlsSeen, parse_csv_record, parse_json_line, parse_message,
+    Authorized, ConnectionMessage, HbaRefusal, StderrPrefix, TlsSeen, parse_csv_record, parse_json_line, parse_message,
     parse_stderr_line,
 };
 use pgtls::model::ConnClass;
@@ -29,6 +29,18 @@ fn log_like() -> impl Strategy<Value = String> {
         Just(" SSL enabled (protocol=TLSv1.3, cipher=TLS_AES_256_GCM_SHA384, bits=256)".to_string()),
         Just(" GSS (authenticated=yes, encrypted=yes, principal=a@B)".to_string()),
         Just(" port=".to_string()),
+        Just("could not accept SSL connection: ".to_string()),
+        Just("no pg_hba.conf entry for host \"".to_string()),
+        Just("pg_hba.conf rejects replication connection for host \"".to_string()),
+        Just("\", user \"".to_string()),
+        Just("\", database \"".to_string()),
+        Just("\", no encryption".to_string()),
+        Just("FATAL:  ".to_string()),
+        Just(",FATAL,28000,\"".to_string()),
+        Just("HINT:  ".to_string()),
+        Just("connection authenticated: identity=\"".to_string()),
+        Just("\" method=cert (/etc/pg_hba.conf:".to_string()),
+        Just("parameter \"ssl_min_protocol_version\" changed to \"".to_string()),
         Just("{\"timestamp\":".to_string()),
         Just("\"message\":".to_string()),
         Just("\"error_severity\":".to_string()),
@@ -117,6 +129,51 @@ fn print(a: &Authorized) -> String {
         ));
     }
     m
+}
+
+/// A pg_hba.conf refusal; names as the server prints them (raw, inside quotes), without the separators the
+/// message puts between them.
+fn hba_refusal() -> impl Strategy<Value = HbaRefusal> {
+    // A name of spaces only prints as nothing in the prefix's %u/%d, which then cannot agree with the message.
+    let quoted = "[a-zA-Z0-9_.@=()',-][a-zA-Z0-9_.@ =()',-]{0,15}";
+    (
+        any::<bool>(),
+        any::<bool>(),
+        "[0-9a-f.:]{1,20}",
+        quoted,
+        quoted,
+        prop_oneof![
+            Just("no encryption"),
+            Just("SSL encryption"),
+            Just("GSS encryption"),
+            Just("SSL off"),
+            Just("SSL on")
+        ],
+    )
+        .prop_map(|(rejected, replication, host, user, database, encryption)| HbaRefusal {
+            rejected,
+            replication,
+            host,
+            user,
+            database: (!replication).then_some(database),
+            encryption: encryption.to_string(),
+        })
+}
+
+fn print_hba(h: &HbaRefusal) -> String {
+    let opening = match (h.rejected, h.replication) {
+        (false, false) => "no pg_hba.conf entry for host",
+        (true, false) => "pg_hba.conf rejects connection for host",
+        (false, true) => "no pg_hba.conf entry for replication connection from host",
+        (true, true) => "pg_hba.conf rejects replication connection for host",
+    };
+    match &h.database {
+        Some(db) => format!(
+            "{opening} \"{}\", user \"{}\", database \"{db}\", {}",
+            h.host, h.user, h.encryption
+        ),
+        None => format!("{opening} \"{}\", user \"{}\", {}", h.host, h.user, h.encryption),
+    }
 }
 
 fn at() -> impl Strategy<Value = DateTime<Utc>> {
@@ -211,6 +268,66 @@ proptest! {
     }
 
     #[test]
+    fn refusals_read_back_as_printed_in_every_format(h in hba_refusal(), reason in "[ -~]{1,40}", at in at(), pid in 1..i32::MAX) {
+        let refused = ConnectionMessage::HbaRefused(h.clone());
+        prop_assert_eq!(parse_message(&print_hba(&h)), Some(refused.clone()));
+        let failed = ConnectionMessage::HandshakeFailed { reason: reason.clone() };
+        let failed_text = format!("could not accept SSL connection: {reason}");
+        prop_assert_eq!(parse_message(&failed_text), Some(failed.clone()));
+
+        let prefix = StderrPrefix::new("%m [%p] %q%u@%d ");
+        let db = h.database.clone().unwrap_or_else(|| "[unknown]".into());
+        let line = format!("{} [{pid}] {}@{db} FATAL:  {}\n", pg_time(at), h.user, print_hba(&h));
+        let parsed = parse_stderr_line(&line, &prefix).ok_or_else(|| TestCaseError::fail(format!("not read: {line:?}")))?;
+        prop_assert_eq!((parsed.at, parsed.pid, parsed.doubt), (at, Some(pid), None));
+        prop_assert_eq!(parsed.message, refused.clone());
+        let line = format!("{} [{pid}] [unknown]@[unknown] LOG:  {failed_text}\n", pg_time(at));
+        let parsed = parse_stderr_line(&line, &prefix).ok_or_else(|| TestCaseError::fail(format!("not read: {line:?}")))?;
+        prop_assert_eq!(parsed.message, failed.clone());
+        // The same text under the other severity is not it.
+        let wrong = format!("{} [{pid}] [unknown]@[unknown] FATAL:  {failed_text}\n", pg_time(at));
+        prop_assert!(parse_stderr_line(&wrong, &prefix).is_none());
+
+        let record = format!(
+            "{time},{user},{db},{pid},\"10.0.0.1:5000\",s,2,\"authentication\",{time},3/1,0,FATAL,28000,{message},,,,,,,,,\"\",\"{kind}\",,0\n",
+            time = pg_time(at),
+            user = csv_quoted(&h.user),
+            db = csv_quoted(h.database.as_deref().unwrap_or("")),
+            message = csv_quoted(&print_hba(&h)),
+            kind = if h.replication { "walsender" } else { "client backend" },
+        );
+        let parsed = parse_csv_record(&record).ok_or_else(|| TestCaseError::fail(format!("not read: {record:?}")))?;
+        prop_assert_eq!((parsed.remote_port, parsed.doubt), (Some(5000), None));
+        prop_assert_eq!(parsed.message, refused.clone());
+        let record = format!(
+            "{time},,,{pid},\"10.0.0.1:5000\",s,2,\"\",{time},,0,LOG,08P01,{message},,\"hint\",,,,,,,\"\",\"not initialized\",,0\n",
+            time = pg_time(at),
+            message = csv_quoted(&failed_text),
+        );
+        let parsed = parse_csv_record(&record).ok_or_else(|| TestCaseError::fail(format!("not read: {record:?}")))?;
+        prop_assert_eq!((parsed.hint.as_deref(), parsed.doubt), (Some("hint"), None));
+        prop_assert_eq!(parsed.message, failed.clone());
+
+        let line = serde_json::json!({
+            "timestamp": pg_time(at), "user": h.user, "dbname": h.database.clone().unwrap_or_default(), "pid": pid,
+            "remote_host": "10.0.0.1", "remote_port": 5000, "ps": "authentication", "error_severity": "FATAL",
+            "message": print_hba(&h), "backend_type": if h.replication { "walsender" } else { "client backend" },
+        })
+        .to_string();
+        let parsed = parse_json_line(&line).ok_or_else(|| TestCaseError::fail(format!("not read: {line}")))?;
+        prop_assert_eq!(parsed.doubt, None);
+        prop_assert_eq!(parsed.message, refused);
+        let line = serde_json::json!({
+            "timestamp": pg_time(at), "pid": pid, "remote_host": "10.0.0.1", "remote_port": 5000, "ps": "",
+            "error_severity": "LOG", "message": failed_text, "hint": "h", "backend_type": "not initialized",
+        })
+        .to_string();
+        let parsed = parse_json_line(&line).ok_or_else(|| TestCaseError::fail(format!("not read: {line}")))?;
+        prop_assert_eq!((parsed.hint.as_deref(), parsed.doubt), (Some("h"), None));
+        prop_assert_eq!(parsed.message, failed);
+    }
+
+    #[test]
     fn ledger_files_of_any_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger.jsonl");
@@ -238,6 +355,8 @@ proptest! {
                 cipher: None,
                 source: if *log { Source::Log } else { Source::Poll },
                 address: Some("10.0.0.1".into()),
+                replication: false,
+                hba_line: None,
             };
             text.push_str(&serde_json::to_string(&entry).unwrap());
             text.push('\n');

@@ -12,7 +12,7 @@ use super::poller::PollerEvent;
 use crate::analysis::ledger::{ClientRecord, Journal, Ledger};
 use crate::analysis::whatif::{self, HbaRule, Target, WhatIf};
 use crate::model::Snapshot;
-use crate::probe::ProbeTarget;
+use crate::probe::{ProbeConnection, ProbeTarget};
 use crate::sources::LogSources;
 
 /// What pgtls has seen over time, as the views need it: sent after every poll while the dashboard asks for it
@@ -26,6 +26,11 @@ pub struct History {
     pub sources: Vec<String>,
     /// Where the ledger is kept, if anywhere.
     pub ledger_file: Option<String>,
+    /// Addresses refused before authorization (failed TLS handshakes, pg_hba.conf), most recent first, each with
+    /// the identities seen from it; pgtls's own probe connections are left out.
+    pub refused: Vec<crate::analysis::ledger::RefusedView>,
+    /// TLS setting changes the postmaster logged on reload, oldest first (see [`crate::analysis::ledger::floor_since`]).
+    pub logged_settings: Vec<crate::logsource::SettingChange>,
 }
 
 /// The history side: the ledger, its journal, the connection log and the probe target.
@@ -61,6 +66,16 @@ impl HistorySetup {
     }
 }
 
+/// Probe connections noted but not yet read by the history service: a probe makes a few dozen.
+pub const PROBE_QUEUE: usize = 1024;
+/// Probe connections remembered, and for how long: a log line about one is read within a poll or two of it, or,
+/// reading a backlog, within the time it takes to catch up.
+const PROBE_KEEP: usize = 4096;
+const PROBE_KEEP_FOR: chrono::Duration = chrono::Duration::hours(6);
+/// A refused attempt matches a probe connection with the same address and port within this much of it (the
+/// server's clock and this machine's may differ a little; a port is not reused that fast on one address).
+const PROBE_MATCH_WITHIN: chrono::Duration = chrono::Duration::minutes(5);
+
 /// What the collector tells the history service.
 pub enum HistoryInput {
     /// A new connection: the client to read the log through, and pg_hba.conf as read on it.
@@ -90,6 +105,8 @@ pub fn history_of(
             .collect(),
         sources,
         ledger_file,
+        refused: ledger.refused(),
+        logged_settings: ledger.logged_settings().cloned().collect(),
     }
 }
 
@@ -104,12 +121,22 @@ struct Service {
     polled: bool,
     /// Forged log lines already reported to the dashboard.
     forged_reported: u64,
+    /// pgtls's own probe connections (local address, port, time), noted before each handshake.
+    probe_rx: mpsc::Receiver<ProbeConnection>,
+    probe_connections: std::collections::VecDeque<ProbeConnection>,
+    /// Log lines about the probe's own failed handshakes, not counted as refusals.
+    probe_lines_ignored: u64,
     history_wanted: bool,
     events: mpsc::Sender<PollerEvent>,
 }
 
 /// Fold snapshots and the connection log into the ledger until the collector hangs up or the dashboard is gone.
-pub async fn run(setup: HistorySetup, mut inputs: mpsc::Receiver<HistoryInput>, events: mpsc::Sender<PollerEvent>) {
+pub async fn run(
+    setup: HistorySetup,
+    mut inputs: mpsc::Receiver<HistoryInput>,
+    probe_rx: mpsc::Receiver<ProbeConnection>,
+    events: mpsc::Sender<PollerEvent>,
+) {
     let mut service = Service {
         setup,
         client: None,
@@ -118,6 +145,9 @@ pub async fn run(setup: HistorySetup, mut inputs: mpsc::Receiver<HistoryInput>, 
         journal_error: None,
         polled: false,
         forged_reported: 0,
+        probe_rx,
+        probe_connections: std::collections::VecDeque::new(),
+        probe_lines_ignored: 0,
         history_wanted: false,
         events,
     };
@@ -194,8 +224,27 @@ impl Service {
             return;
         };
         let events = logs.poll(client).await;
-        let entries: Vec<_> = events.iter().filter_map(|e| self.setup.ledger.observe_log(e)).collect();
+        let news = logs.take_news();
+        let mut entries: Vec<_> = events.iter().filter_map(|e| self.setup.ledger.observe_log(e)).collect();
         drop(events);
+        // The probe notes each connection before its handshake, so every note about a line just read is queued.
+        while let Ok(connection) = self.probe_rx.try_recv() {
+            if self.probe_connections.len() >= PROBE_KEEP {
+                self.probe_connections.pop_front();
+            }
+            self.probe_connections.push_back(connection);
+        }
+        let (probe, refused) = split_probe_lines(news.refused, &self.probe_connections);
+        self.probe_lines_ignored += probe as u64;
+        entries.extend(refused.iter().filter_map(|r| self.setup.ledger.observe_refused(r)));
+        entries.extend(
+            news.changes
+                .iter()
+                .filter_map(|c| self.setup.ledger.observe_setting_change(c)),
+        );
+        if let Some(latest) = self.probe_connections.back().map(|c| c.at) {
+            self.probe_connections.retain(|c| latest - c.at <= PROBE_KEEP_FOR);
+        }
         self.journal(&entries);
     }
 
@@ -243,6 +292,15 @@ impl Service {
             return None;
         }
         let mut sources = self.logs.as_ref().map(LogSources::describe).unwrap_or_default();
+        if let Some(gap) = self
+            .setup
+            .ledger
+            .settings_history()
+            .last()
+            .and_then(|seen| log_connections_gap(&seen.settings))
+        {
+            sources.push(gap);
+        }
         if let Err(e) = &self.hba {
             sources.push(format!(
                 "pg_hba.conf: {e}; the downgrade risk of prefer clients is unknown"
@@ -250,6 +308,12 @@ impl Service {
         }
         if let Some(e) = &self.journal_error {
             sources.push(format!("ledger not saved: {e}"));
+        }
+        if self.probe_lines_ignored > 0 {
+            sources.push(format!(
+                "{} failed handshake(s) in the log were pgtls's own probe, not counted as refusals",
+                self.probe_lines_ignored
+            ));
         }
         Some(history_of(
             &self.setup.ledger,
@@ -259,4 +323,45 @@ impl Service {
             self.setup.ledger_file.clone(),
         ))
     }
+}
+
+/// `(how many were the probe's, the others)`: a refused attempt from the address and port of one of pgtls's own probe
+/// connections, near its time, is the probe's.
+pub fn split_probe_lines(
+    refused: Vec<crate::logsource::RefusedAttempt>,
+    probe: &std::collections::VecDeque<ProbeConnection>,
+) -> (usize, Vec<crate::logsource::RefusedAttempt>) {
+    let before = refused.len();
+    let kept: Vec<_> = refused
+        .into_iter()
+        .filter(|r| {
+            !probe.iter().any(|p| {
+                r.client_port == Some(p.port)
+                    && r.client_addr.as_deref() == Some(p.address.as_str())
+                    && (r.at - p.at).abs() <= PROBE_MATCH_WITHIN
+            })
+        })
+        .collect();
+    (before - kept.len(), kept)
+}
+
+/// What is invisible when `log_connections` is off (or, on 18, lacks `receipt`/`authorization`); `None` when
+/// the setting is on or unknown.
+pub fn log_connections_gap(settings: &std::collections::BTreeMap<String, crate::model::Setting>) -> Option<String> {
+    let value = settings.get("log_connections")?.value()?.trim().to_ascii_lowercase();
+    let aspects: Vec<&str> = value.split(',').map(str::trim).collect();
+    let on = |a: &str| {
+        aspects
+            .iter()
+            .any(|x| *x == a || matches!(*x, "on" | "true" | "yes" | "1" | "all"))
+    };
+    if on("receipt") && on("authorization") {
+        return None;
+    }
+    Some(
+        "log_connections is off (on 18: lacks receipt or authorization): refused attempts (failed TLS handshakes, \
+         pg_hba.conf refusals) and sessions shorter than a poll are invisible; set log_connections = on \
+         (ALTER SYSTEM SET log_connections = on; SELECT pg_reload_conf(); new sessions only)"
+            .to_string(),
+    )
 }

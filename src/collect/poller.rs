@@ -98,13 +98,15 @@ pub fn spawn(
 ) -> PollerHandle {
     let (commands, rx) = mpsc::unbounded_channel();
     let (history_tx, history_rx) = mpsc::channel(HISTORY_QUEUE);
+    let (probe_tx, probe_rx) = mpsc::channel(history::PROBE_QUEUE);
     let probe = setup.probe.take();
     let chosen_timeout = setup.poll_timeout;
-    let history = AbortOnDrop(tokio::spawn(history::run(setup, history_rx, events.clone())));
+    let history = AbortOnDrop(tokio::spawn(history::run(setup, history_rx, probe_rx, events.clone())));
     let collector = Links {
         events: events.clone(),
         history: history_tx,
         probe,
+        probe_connections: probe_tx,
         chosen_timeout,
     };
     let collector = AbortOnDrop(tokio::spawn(run(params, connected, interval, collector, rx)));
@@ -160,25 +162,30 @@ struct Links {
     events: mpsc::Sender<PollerEvent>,
     history: mpsc::Sender<HistoryInput>,
     probe: Option<ProbeTarget>,
+    /// Where the probe notes each connection it opens, for the history service (see [`history::PROBE_QUEUE`]).
+    probe_connections: mpsc::Sender<crate::probe::ProbeConnection>,
     /// The user's poll timeout; `None` follows the interval.
     chosen_timeout: Option<Duration>,
 }
 
 /// Runs one probe at a time: a probe already under way is not doubled. The task is owned by the collector's
 /// schedule, so it ends with the collector instead of sending into a dashboard that has gone.
-fn start_probe(running: &mut Option<AbortOnDrop>, target: Option<&ProbeTarget>, events: &mpsc::Sender<PollerEvent>) {
+fn start_probe(running: &mut Option<AbortOnDrop>, links: &Links) {
     if running.as_ref().is_some_and(|task| !task.0.is_finished()) {
         return;
     }
-    let events = events.clone();
-    let target = target.cloned();
+    let events = links.events.clone();
+    let target = links.probe.clone();
+    let report_to = links.probe_connections.clone();
     *running = Some(AbortOnDrop(tokio::spawn(async move {
         let result = match target {
             None => Err("no TCP host to probe (Unix-socket connections never use TLS)".to_string()),
-            Some(target) => match tokio::task::spawn_blocking(move || crate::probe::run(&target)).await {
-                Ok(result) => result.map(Box::new),
-                Err(e) => Err(format!("probe failed: {e}")),
-            },
+            Some(target) => {
+                match tokio::task::spawn_blocking(move || crate::probe::run_reporting(&target, Some(report_to))).await {
+                    Ok(result) => result.map(Box::new),
+                    Err(e) => Err(format!("probe failed: {e}")),
+                }
+            }
         };
         let _ = events.send(PollerEvent::Probe(result)).await;
     })));
@@ -305,7 +312,7 @@ async fn reconnect(
 async fn apply(schedule: &mut Schedule, cmd: PollerCommand, links: &Links) {
     match cmd {
         PollerCommand::RefreshNow => {}
-        PollerCommand::Probe => start_probe(&mut schedule.probe, links.probe.as_ref(), &links.events),
+        PollerCommand::Probe => start_probe(&mut schedule.probe, links),
         PollerCommand::SendHistory(on) => {
             let _ = links.history.send(HistoryInput::SendHistory(on)).await;
         }

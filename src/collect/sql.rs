@@ -136,6 +136,8 @@ const fn setting(name: &'static str, since: u32, until: u32, protected: bool) ->
 }
 
 pub const KNOWN_SETTINGS: &[KnownSetting] = &[
+    // Not TLS, but without it refusals and short sessions never reach the log.
+    setting("log_connections", 0, u32::MAX, false),
     setting("ssl", 0, u32::MAX, false),
     setting("ssl_ca_file", 0, u32::MAX, false),
     setting("ssl_cert_file", 0, u32::MAX, false),

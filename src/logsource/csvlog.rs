@@ -17,6 +17,8 @@ const PROCESS_ID: usize = 3;
 const CONNECTION_FROM: usize = 4;
 const ERROR_SEVERITY: usize = 11;
 const MESSAGE: usize = 13;
+const DETAIL: usize = 14;
+const HINT: usize = 15;
 /// Also unchanged from 9.0 to 18, and read to check that a connection line comes from a start-up.
 const COMMAND_TAG: usize = 7;
 const CONTEXT: usize = 18;
@@ -25,15 +27,21 @@ const BACKEND_TYPE: usize = 23;
 
 /// Parse one complete csvlog record (embedded newlines included, trailing newline optional).
 pub fn parse_csv_record(record: &str) -> Option<LogLine> {
-    // Cheap rejection first: every connection line is a LOG with SQLSTATE 00000.
-    if !record.contains(",LOG,00000,\"") || !record.contains("connection ") {
+    // Cheap rejection first: connection lines are LOGs (00000, or 08P01 for a failed handshake, or an errno's
+    // class 08 code), pg_hba.conf refusals FATALs with 28000.
+    if !(record.contains(",LOG,") || record.contains(",FATAL,28000,\""))
+        || !(record.contains("connection") || record.contains("pg_hba.conf") || record.contains("parameter \"\""))
+    {
         return None;
     }
     let fields = split_fields(record.trim_end_matches(['\n', '\r']), BACKEND_TYPE + 1)?;
-    if fields.len() <= MESSAGE || fields[ERROR_SEVERITY] != "LOG" {
+    if fields.len() <= MESSAGE {
         return None;
     }
     let message = parse_message(&fields[MESSAGE])?;
+    if fields[ERROR_SEVERITY] != message.severity() {
+        return None;
+    }
     let at = parse_pg_timestamp(&fields[LOG_TIME])?;
     let field = |i: usize| fields.get(i).map(|f| f.as_ref());
     let doubt = structured_doubt(
@@ -46,10 +54,14 @@ pub fn parse_csv_record(record: &str) -> Option<LogLine> {
         },
         &message,
     );
+    let text = |i: usize| field(i).filter(|f| !f.is_empty()).map(str::to_string);
     Some(LogLine {
         at,
         pid: fields[PROCESS_ID].parse().ok(),
         remote_host: host_of_connection_from(&fields[CONNECTION_FROM]),
+        remote_port: port_of_connection_from(&fields[CONNECTION_FROM]),
+        hint: text(HINT),
+        detail: text(DETAIL),
         database: Some(fields[DATABASE_NAME].to_string()).filter(|d| !d.is_empty()),
         writer: Some(fields[USER_NAME].to_string()).filter(|u| !u.is_empty()),
         doubt,
@@ -67,6 +79,10 @@ fn host_of_connection_from(value: &str) -> Option<String> {
         _ => value,
     };
     Some(host.to_string())
+}
+
+fn port_of_connection_from(value: &str) -> Option<u16> {
+    value.rsplit_once(':').and_then(|(_, port)| port.parse().ok())
 }
 
 /// The first `limit` fields of a CSV record, unquoted. `None` if a quoted field is left open.

@@ -162,6 +162,11 @@ impl LogFollower {
         self.pipeline.take_suspects()
     }
 
+    /// Refused attempts and setting changes read since the last call.
+    pub fn take_news(&mut self) -> super::LogNews {
+        self.pipeline.take_news()
+    }
+
     /// The file being read now (it changes on rotation when following `current_logfiles`).
     pub fn path(&self) -> &Path {
         &self.path

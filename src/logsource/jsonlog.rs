@@ -13,6 +13,7 @@ struct Record {
     timestamp: String,
     pid: Option<i32>,
     remote_host: Option<String>,
+    remote_port: Option<u16>,
     user: Option<String>,
     dbname: Option<String>,
     error_severity: Option<String>,
@@ -21,18 +22,22 @@ struct Record {
     ps: Option<String>,
     context: Option<String>,
     backend_type: Option<String>,
+    hint: Option<String>,
+    detail: Option<String>,
 }
 
 /// Parse one jsonlog line.
 pub fn parse_json_line(line: &str) -> Option<LogLine> {
-    if !line.contains("connection ") || !line.contains("\"LOG\"") {
+    if !(line.contains("connection") || line.contains("pg_hba.conf") || line.contains("parameter \\\""))
+        || !(line.contains("\"LOG\"") || line.contains("\"FATAL\""))
+    {
         return None;
     }
     let record: Record = serde_json::from_str(line.trim_end()).ok()?;
-    if record.error_severity.as_deref() != Some("LOG") {
+    let message = parse_message(record.message.as_deref()?)?;
+    if record.error_severity.as_deref() != Some(message.severity()) {
         return None;
     }
-    let message = parse_message(record.message.as_deref()?)?;
     let doubt = structured_doubt(
         &Metadata {
             user: record.user.as_deref(),
@@ -47,6 +52,9 @@ pub fn parse_json_line(line: &str) -> Option<LogLine> {
         at: parse_pg_timestamp(&record.timestamp)?,
         pid: record.pid,
         remote_host: record.remote_host.filter(|h| !h.is_empty()),
+        remote_port: record.remote_port,
+        hint: record.hint.filter(|h| !h.is_empty()),
+        detail: record.detail.filter(|d| !d.is_empty()),
         database: record.dbname.filter(|d| !d.is_empty()),
         writer: record.user.filter(|u| !u.is_empty()),
         doubt,

@@ -14,6 +14,32 @@
 //!
 //! `application_name=` is left out when the client sent none. Replication connections never say
 //! `database=`, even logical ones (`replication=database`).
+//!
+//! Attempts that never reach authorization, and the settings reload (seen on 13.23, 15.18 and 18.4; the
+//! wordings are the same in `src/backend/libpq/be-secure-openssl.c` and `auth.c` of 13..18):
+//!
+//! ```text
+//! LOG:    could not accept SSL connection: REASON        REASON from OpenSSL ("unsupported protocol", "no shared
+//!                                                         cipher", "wrong version number", "no protocols available",
+//!                                                         "tlsv1 alert protocol version", ...), "EOF detected", or
+//!                                                         an errno text; HINT "This may indicate that the client
+//!                                                         does not support any SSL protocol version between A and B."
+//!                                                         for protocol-version reasons (SQLSTATE 08P01)
+//! FATAL:  no pg_hba.conf entry for host "H", user "U", database "D", ENC
+//! FATAL:  pg_hba.conf rejects connection for host "H", user "U", database "D", ENC
+//! FATAL:  no pg_hba.conf entry for replication connection from host "H", user "U", ENC
+//! FATAL:  pg_hba.conf rejects replication connection for host "H", user "U", ENC
+//!   ENC, 13:    SSL on | SSL off           (and "GSS encryption" with GSS)
+//!   ENC, 14-18: no encryption | SSL encryption | GSS encryption
+//! LOG:    connection authenticated: identity="I" method=M (FILE:N)      14-17, only for methods with an identity
+//! LOG:    connection authenticated: user="U" method=M (FILE:N)          18 (also trust)
+//! LOG:    parameter "N" changed to "V"                                   postmaster, on reload
+//! LOG:    parameter "N" removed from configuration file, reset to default
+//! ```
+//!
+//! The user and database of a pg_hba refusal are printed raw inside the quotes, so a name holding `", user "`
+//! splits ambiguously; the parser splits at the last separator and the format's own fields (or the prefix's
+//! `%u`/`%d`) then have to agree.
 
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +55,55 @@ pub enum ConnectionMessage {
         port: Option<u16>,
     },
     Authorized(Authorized),
+    /// `could not accept SSL connection: REASON`: the TLS handshake failed, before any user is known.
+    HandshakeFailed {
+        reason: String,
+    },
+    /// A FATAL refusal by pg_hba.conf (no matching line, or a `reject` line).
+    HbaRefused(HbaRefusal),
+    /// `connection authenticated: identity="I" method=M (FILE:N)` (14+): the pg_hba.conf line that let it in.
+    Authenticated {
+        identity: String,
+        method: String,
+        hba_file: String,
+        hba_line: Option<u32>,
+    },
+    /// `parameter "N" changed to "V"` (`value` is `None` for "removed from configuration file, reset to default").
+    ParameterChanged {
+        name: String,
+        value: Option<String>,
+    },
+}
+
+impl ConnectionMessage {
+    /// The severity the server writes this message with; a message under another severity is not it.
+    pub fn severity(&self) -> &'static str {
+        match self {
+            ConnectionMessage::HbaRefused(_) => "FATAL",
+            _ => "LOG",
+        }
+    }
+}
+
+/// The parts of a pg_hba.conf refusal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HbaRefusal {
+    /// A `reject` line matched (as opposed to no line at all).
+    pub rejected: bool,
+    pub replication: bool,
+    pub host: String,
+    pub user: String,
+    /// Absent for replication connections.
+    pub database: Option<String>,
+    /// `no encryption`, `SSL encryption`, `GSS encryption` (14+), `SSL off`, `SSL on` (13).
+    pub encryption: String,
+}
+
+impl HbaRefusal {
+    /// The client came without encryption.
+    pub fn plain(&self) -> bool {
+        matches!(self.encryption.as_str(), "no encryption" | "SSL off")
+    }
 }
 
 /// The parts of a `connection authorized` message.
@@ -47,6 +122,19 @@ pub struct Authorized {
 const RECEIVED: &str = "connection received: host=";
 const AUTHORIZED: &str = "connection authorized: ";
 const REPLICATION_AUTHORIZED: &str = "replication connection authorized: ";
+const HANDSHAKE_FAILED: &str = "could not accept SSL connection: ";
+const AUTHENTICATED: &str = "connection authenticated: ";
+/// (opening, rejected by a `reject` line, replication).
+const HBA_OPENINGS: [(&str, bool, bool); 4] = [
+    ("no pg_hba.conf entry for host \"", false, false),
+    ("pg_hba.conf rejects connection for host \"", true, false),
+    (
+        "no pg_hba.conf entry for replication connection from host \"",
+        false,
+        true,
+    ),
+    ("pg_hba.conf rejects replication connection for host \"", true, true),
+];
 
 /// Parse a message that starts right after `LOG:  ` (or is csvlog's/jsonlog's `message` field).
 pub fn parse_message(message: &str) -> Option<ConnectionMessage> {
@@ -70,7 +158,83 @@ pub fn parse_message(message: &str) -> Option<ConnectionMessage> {
     if let Some(rest) = message.strip_prefix(REPLICATION_AUTHORIZED) {
         return parse_authorized(rest, true).map(ConnectionMessage::Authorized);
     }
-    None
+    if let Some(reason) = message.strip_prefix(HANDSHAKE_FAILED) {
+        return Some(ConnectionMessage::HandshakeFailed {
+            reason: reason.to_string(),
+        });
+    }
+    if let Some(rest) = message.strip_prefix(AUTHENTICATED) {
+        return parse_authenticated(rest);
+    }
+    if let Some(rest) = message.strip_prefix("parameter \"") {
+        return parse_parameter(rest);
+    }
+    HBA_OPENINGS.iter().find_map(|(opening, rejected, replication)| {
+        let rest = message.strip_prefix(opening)?;
+        parse_hba(rest, *rejected, *replication).map(ConnectionMessage::HbaRefused)
+    })
+}
+
+/// `H", user "U", database "D", ENC` (or without the database for replication).
+fn parse_hba(rest: &str, rejected: bool, replication: bool) -> Option<HbaRefusal> {
+    let (names, encryption) = rest.rsplit_once("\", ")?;
+    if encryption.contains('"') {
+        return None;
+    }
+    // The host is the server's own rendering of the address (or a resolved name): it holds no quote.
+    let (host, names) = names.split_once("\", user \"")?;
+    let (user, database) = if replication {
+        (names, None)
+    } else {
+        let (user, database) = names.rsplit_once("\", database \"")?;
+        (user, Some(database.to_string()))
+    };
+    Some(HbaRefusal {
+        rejected,
+        replication,
+        host: host.to_string(),
+        user: user.to_string(),
+        database,
+        encryption: encryption.to_string(),
+    })
+}
+
+/// `identity="I" method=M (FILE:N)`; 18 writes `user="U"` instead of `identity=`. The identity is the client's
+/// (a certificate's DN, a Kerberos principal) and may hold anything, so the fixed tail is read from the right.
+fn parse_authenticated(rest: &str) -> Option<ConnectionMessage> {
+    let rest = rest
+        .strip_prefix("identity=\"")
+        .or_else(|| rest.strip_prefix("user=\""))?;
+    let (identity, tail) = rest.rsplit_once("\" method=")?;
+    let (method, location) = tail.split_once(' ')?;
+    let location = location.strip_prefix('(')?.strip_suffix(')')?;
+    let (hba_file, hba_line) = match location.rsplit_once(':') {
+        Some((file, line)) => (file, line.parse().ok()),
+        None => (location, None),
+    };
+    Some(ConnectionMessage::Authenticated {
+        identity: identity.to_string(),
+        method: method.to_string(),
+        hba_file: hba_file.to_string(),
+        hba_line,
+    })
+}
+
+/// `N" changed to "V"` or `N" removed from configuration file, reset to default`.
+fn parse_parameter(rest: &str) -> Option<ConnectionMessage> {
+    if let Some(name) = rest.strip_suffix("\" removed from configuration file, reset to default") {
+        return (!name.contains('"')).then(|| ConnectionMessage::ParameterChanged {
+            name: name.to_string(),
+            value: None,
+        });
+    }
+    let (name, value) = rest.split_once("\" changed to \"")?;
+    let value = value.strip_suffix('"')?;
+    // Setting names are identifiers; a quote in one means this is some other message.
+    (!name.contains('"')).then(|| ConnectionMessage::ParameterChanged {
+        name: name.to_string(),
+        value: Some(value.to_string()),
+    })
 }
 
 fn parse_authorized(body: &str, replication: bool) -> Option<Authorized> {
@@ -289,6 +453,108 @@ mod tests {
         assert_eq!(
             a.application_name.as_deref(),
             Some("x SSL enabled (protocol=TLSv1, cipher=NULL, bits=0)")
+        );
+    }
+
+    #[test]
+    fn failed_handshakes_every_reason() {
+        for reason in [
+            "unsupported protocol",
+            "no shared cipher",
+            "wrong version number",
+            "no protocols available",
+            "tlsv1 alert protocol version",
+            "EOF detected",
+            "Connection reset by peer",
+            "version too low",
+        ] {
+            assert_eq!(
+                parse_message(&format!("could not accept SSL connection: {reason}")),
+                Some(ConnectionMessage::HandshakeFailed { reason: reason.into() })
+            );
+        }
+    }
+
+    fn hba(message: &str) -> HbaRefusal {
+        match parse_message(message) {
+            Some(ConnectionMessage::HbaRefused(h)) => h,
+            other => panic!("{message:?} parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn hba_refusals_13_and_18_as_logged() {
+        let h =
+            hba(r#"pg_hba.conf rejects connection for host "127.0.0.1", user "tlsonly", database "postgres", SSL off"#);
+        assert_eq!(
+            h,
+            HbaRefusal {
+                rejected: true,
+                replication: false,
+                host: "127.0.0.1".into(),
+                user: "tlsonly".into(),
+                database: Some("postgres".into()),
+                encryption: "SSL off".into(),
+            }
+        );
+        assert!(h.plain());
+        let h = hba(r#"no pg_hba.conf entry for host "10.0.1.141", user "app", database "shop", no encryption"#);
+        assert!(!h.rejected && h.plain());
+        let h = hba(
+            r#"no pg_hba.conf entry for replication connection from host "127.0.0.1", user "postgres", no encryption"#,
+        );
+        assert!(h.replication && h.database.is_none());
+        let h = hba(r#"pg_hba.conf rejects replication connection for host "::1", user "rep", SSL encryption"#);
+        assert!(h.rejected && h.replication && !h.plain());
+        // Names are printed raw: quotes and separators inside them still leave the last separators.
+        let h = hba(r#"no pg_hba.conf entry for host "1.2.3.4", user "a", b", database "d"x", no encryption"#);
+        assert_eq!((h.user.as_str(), h.database.as_deref()), ("a\", b", Some("d\"x")));
+        assert_eq!(
+            parse_message(r#"no pg_hba.conf entry for host "1.2.3.4", user "a""#),
+            None
+        );
+    }
+
+    #[test]
+    fn authenticated_14_and_18() {
+        assert_eq!(
+            parse_message(
+                r#"connection authenticated: identity="CN=alice, O=x" method=cert (/etc/pg (1)/pg_hba.conf:12)"#
+            ),
+            Some(ConnectionMessage::Authenticated {
+                identity: "CN=alice, O=x".into(),
+                method: "cert".into(),
+                hba_file: "/etc/pg (1)/pg_hba.conf".into(),
+                hba_line: Some(12),
+            })
+        );
+        let Some(ConnectionMessage::Authenticated { identity, hba_line, .. }) = parse_message(
+            r#"connection authenticated: user="postgres" method=trust (/tmp/i15exp/pg18/data/pg_hba.conf:3)"#,
+        ) else {
+            panic!("18's wording")
+        };
+        assert_eq!((identity.as_str(), hba_line), ("postgres", Some(3)));
+    }
+
+    #[test]
+    fn parameter_changes() {
+        assert_eq!(
+            parse_message(r#"parameter "ssl_min_protocol_version" changed to "TLSv1.3""#),
+            Some(ConnectionMessage::ParameterChanged {
+                name: "ssl_min_protocol_version".into(),
+                value: Some("TLSv1.3".into())
+            })
+        );
+        assert_eq!(
+            parse_message(r#"parameter "ssl_min_protocol_version" removed from configuration file, reset to default"#),
+            Some(ConnectionMessage::ParameterChanged {
+                name: "ssl_min_protocol_version".into(),
+                value: None
+            })
+        );
+        assert_eq!(
+            parse_message(r#"parameter "ssl" cannot be changed without restarting the server"#),
+            None
         );
     }
 

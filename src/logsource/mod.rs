@@ -70,7 +70,7 @@ use serde::{Deserialize, Serialize};
 pub use self::csvlog::parse_csv_record;
 pub use self::follow::LogFollower;
 pub use self::jsonlog::parse_json_line;
-pub use self::message::{Authorized, ConnectionMessage, parse_message};
+pub use self::message::{Authorized, ConnectionMessage, HbaRefusal, parse_message};
 pub use self::sql::SqlLogReader;
 pub use self::stderr::{StderrPrefix, parse_stderr_line};
 pub use self::timestamp::parse_pg_timestamp;
@@ -101,6 +101,92 @@ pub struct ConnectionEvent {
     pub local_socket: bool,
     pub tls: Option<TlsSeen>,
     pub gss_encrypted: bool,
+    /// A walsender (`replication connection authorized`): a standby or a logical subscriber.
+    #[serde(default)]
+    pub replication: bool,
+    /// The pg_hba.conf line that let it in, from the pid's `connection authenticated` line (14+, and only for
+    /// methods that establish an identity before 18).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hba_line: Option<u32>,
+}
+
+/// Why an attempt was turned away before authorization.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "by", rename_all = "snake_case")]
+pub enum Refusal {
+    /// `could not accept SSL connection: REASON`.
+    Handshake { reason: String },
+    /// A FATAL from pg_hba.conf, which names user and database.
+    Hba(HbaRefusal),
+}
+
+impl Refusal {
+    /// A short reason for lists: the OpenSSL reason, or which pg_hba.conf rule and the encryption.
+    pub fn reason(&self) -> String {
+        match self {
+            Refusal::Handshake { reason } => format!("TLS handshake: {reason}"),
+            Refusal::Hba(h) => format!(
+                "pg_hba.conf {}, {}",
+                if h.rejected { "reject line" } else { "no matching line" },
+                h.encryption
+            ),
+        }
+    }
+}
+
+/// One connection attempt refused before authorization, joined to its `connection received` line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedAttempt {
+    pub at: DateTime<Utc>,
+    /// 0 when the stderr prefix has no `%p`.
+    pub pid: i32,
+    /// From the pid's `connection received` line (or the line's own metadata); `None` when unknown.
+    pub client_addr: Option<String>,
+    pub client_port: Option<u16>,
+    pub local_socket: bool,
+    pub refusal: Refusal,
+    /// The server's HINT (for protocol versions: the range it accepts) and DETAIL, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// A setting the postmaster reports as changed on reload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingChange {
+    pub at: DateTime<Utc>,
+    pub name: String,
+    /// `None` when the setting was removed from the file and reset to its default.
+    pub value: Option<String>,
+}
+
+/// What the log says besides connections: refused attempts and setting changes, since the last take.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogNews {
+    pub refused: Vec<RefusedAttempt>,
+    pub changes: Vec<SettingChange>,
+    /// Items beyond [`MAX_NEWS`] between two takes, only counted.
+    pub dropped: u64,
+}
+
+/// Refusals and changes kept between two takes; the readers take after every bounded read, so only a flood
+/// within one read (a scanner) reaches it.
+pub const MAX_NEWS: usize = 65_536;
+
+impl LogNews {
+    pub fn is_empty(&self) -> bool {
+        self.refused.is_empty() && self.changes.is_empty() && self.dropped == 0
+    }
+
+    pub fn extend(&mut self, other: LogNews) {
+        let room = MAX_NEWS.saturating_sub(self.refused.len());
+        self.dropped += other.dropped + other.refused.len().saturating_sub(room) as u64;
+        self.refused.extend(other.refused.into_iter().take(room));
+        let room = MAX_NEWS.saturating_sub(self.changes.len());
+        self.dropped += other.changes.len().saturating_sub(room) as u64;
+        self.changes.extend(other.changes.into_iter().take(room));
+    }
 }
 
 /// One connection line, as the format-specific parsers return it.
@@ -111,6 +197,8 @@ pub struct LogLine {
     /// The client host from the line's own metadata (csvlog `connection_from` without its port, jsonlog
     /// `remote_host`, prefix `%h`/`%r`), `[local]` for a Unix socket.
     pub remote_host: Option<String>,
+    /// The client port from the line's own metadata (csvlog `connection_from`, jsonlog `remote_port`, prefix `%r`).
+    pub remote_port: Option<u16>,
     /// The database from the line's own metadata (csvlog/jsonlog, prefix `%d`).
     pub database: Option<String>,
     pub message: ConnectionMessage,
@@ -119,6 +207,9 @@ pub struct LogLine {
     pub writer: Option<String>,
     /// Why the line's own metadata contradicts its message (see [`provenance`]); such a line is suspect.
     pub doubt: Option<String>,
+    /// csvlog/jsonlog's `hint` and `detail` fields (stderr writes them as lines of their own; see `stream`).
+    pub hint: Option<String>,
+    pub detail: Option<String>,
 }
 
 /// A line that reads like a connection but whose own context says it is not one: written by a running session
@@ -380,6 +471,8 @@ mod tests {
                 bits: Some(256),
             }),
             gss_encrypted: false,
+            replication: false,
+            hba_line: Some(3),
         };
         let json = serde_json::to_string(&event).unwrap();
         assert_eq!(serde_json::from_str::<ConnectionEvent>(&json).unwrap(), event);

@@ -10,6 +10,13 @@
 //! | real `connection received` | empty | empty | empty | `not initialized` |
 //! | real `connection authorized` | the user and database it names | `authentication` | empty | `client backend` / `walsender` |
 //! | `RAISE LOG` in a DO block | the role that ran it | `DO` (or `SELECT`, ...) | `PL/pgSQL function inline_code_block line 1 at RAISE` | `client backend` |
+//! | real `could not accept SSL connection` (13, 15, 18) | empty | empty | empty | `not initialized` |
+//! | real pg_hba.conf refusal (FATAL) | the user and database it names (database empty for replication) | `authentication` | empty | `client backend` / `walsender` |
+//! | real `connection authenticated` (14+) | the session's user | `authentication` | empty | `client backend` / `walsender` |
+//! | real `parameter "..." changed to` | empty | empty | empty | `postmaster` |
+//!
+//! A FATAL cannot be written by `RAISE` (its levels stop at EXCEPTION, an ERROR), so a forged pg_hba refusal needs
+//! C code; the checks are the same all the same.
 //!
 //! The stderr format has only what `log_line_prefix` prints and is checked in `stream` (prefix user and database,
 //! the pid's `connection received` line, a following CONTEXT line). It cannot be made forgery-proof: the user and
@@ -39,7 +46,7 @@ pub fn structured_doubt(record: &Record, message: &ConnectionMessage) -> Option<
         return Some(format!("written from running code, context \"{context}\""));
     }
     match message {
-        ConnectionMessage::Received { .. } => {
+        ConnectionMessage::Received { .. } | ConnectionMessage::HandshakeFailed { .. } => {
             // Nothing is known about the client yet when the server writes this line.
             if let Some(user) = present(record.user) {
                 return Some(format!(
@@ -48,6 +55,13 @@ pub fn structured_doubt(record: &Record, message: &ConnectionMessage) -> Option<
             }
             if let Some(tag) = present(record.command_tag) {
                 return Some(format!("written while running \"{tag}\", not at a connection's start"));
+            }
+            // A backend is typed once it has a user; a handshake fails before that (seen on 13, 15 and 18).
+            if matches!(message, ConnectionMessage::HandshakeFailed { .. })
+                && let Some(kind) = present(record.backend_type)
+                && kind != "not initialized"
+            {
+                return Some(format!("written by a \"{kind}\" process, before any start-up"));
             }
             None
         }
@@ -70,13 +84,56 @@ pub fn structured_doubt(record: &Record, message: &ConnectionMessage) -> Option<
                     record.database.unwrap_or_default()
                 ));
             }
-            if let Some(kind) = present(record.backend_type)
-                && !matches!(kind, "client backend" | "walsender")
+            client_backend(record)
+        }
+        ConnectionMessage::HbaRefused(h) => {
+            if present(record.command_tag) != Some("authentication") {
+                let tag = present(record.command_tag).unwrap_or("nothing");
+                return Some(format!("written while running \"{tag}\", not during authentication"));
+            }
+            if record.user != Some(h.user.as_str()) {
+                return Some(format!(
+                    "written by role \"{}\", not by the user it names",
+                    record.user.unwrap_or_default()
+                ));
+            }
+            if let Some(claimed) = &h.database
+                && record.database != Some(claimed.as_str())
             {
-                return Some(format!("written by a \"{kind}\" process, not a client backend"));
+                return Some(format!(
+                    "written in database \"{}\", not the one it names",
+                    record.database.unwrap_or_default()
+                ));
+            }
+            client_backend(record)
+        }
+        ConnectionMessage::Authenticated { .. } => {
+            if present(record.command_tag) != Some("authentication") {
+                let tag = present(record.command_tag).unwrap_or("nothing");
+                return Some(format!("written while running \"{tag}\", not during authentication"));
+            }
+            client_backend(record)
+        }
+        ConnectionMessage::ParameterChanged { .. } => {
+            if let Some(user) = present(record.user) {
+                return Some(format!("written by a session of role \"{user}\", not the postmaster"));
+            }
+            if let Some(kind) = present(record.backend_type)
+                && kind != "postmaster"
+            {
+                return Some(format!("written by a \"{kind}\" process, not the postmaster"));
             }
             None
         }
+    }
+}
+
+fn client_backend(record: &Record) -> Option<String> {
+    match record.backend_type.filter(|v| !v.is_empty()) {
+        Some(kind) if !matches!(kind, "client backend" | "walsender") => {
+            Some(format!("written by a \"{kind}\" process, not a client backend"))
+        }
+        _ => None,
     }
 }
 

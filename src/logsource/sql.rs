@@ -124,6 +124,11 @@ impl SqlLogReader {
             .map(|s| s.pipeline.take_suspects())
             .unwrap_or_default()
     }
+
+    /// Refused attempts and setting changes read since the last call.
+    pub fn take_news(&mut self) -> super::LogNews {
+        self.state.as_mut().map(|s| s.pipeline.take_news()).unwrap_or_default()
+    }
 }
 
 async fn start(client: &Client, from_start: bool) -> Result<State, String> {

@@ -16,6 +16,8 @@ use super::timestamp::{parse_epoch, parse_pg_timestamp};
 pub struct StderrPrefix {
     source: String,
     tokens: Vec<Token>,
+    /// Where `%q` stood: processes without a client (the postmaster) print only the tokens before it.
+    before_q: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +34,7 @@ impl StderrPrefix {
         let chars: Vec<char> = prefix.chars().collect();
         let mut tokens = Vec::new();
         let mut literal = String::new();
+        let mut before_q = None;
         let mut i = 0;
         while i < chars.len() {
             let c = chars[i];
@@ -61,7 +64,14 @@ impl StderrPrefix {
             i += 1;
             match kind {
                 '%' => literal.push('%'),
-                // %q ends the prefix only for processes without a client; connection lines always have one.
+                // %q ends the prefix only for processes without a client; connection lines always have one, the
+                // postmaster's reload lines never do.
+                'q' if before_q.is_none() => {
+                    if !literal.is_empty() {
+                        tokens.push(Token::Literal(std::mem::take(&mut literal)));
+                    }
+                    before_q = Some(tokens.len());
+                }
                 'q' => {}
                 k if KNOWN_ESCAPES.contains(k) => {
                     if !literal.is_empty() {
@@ -78,6 +88,7 @@ impl StderrPrefix {
         StderrPrefix {
             source: prefix.to_string(),
             tokens,
+            before_q,
         }
     }
 
@@ -107,6 +118,7 @@ struct Captures<'a> {
     at: Option<DateTime<Utc>>,
     at_has_millis: bool,
     pid: Option<i32>,
+    port: Option<u16>,
     user: Option<&'a str>,
     database: Option<&'a str>,
     host: Option<&'a str>,
@@ -116,51 +128,118 @@ struct Captures<'a> {
     expect_database: Option<&'a str>,
 }
 
-/// Parse one line of a stderr-format log written with `prefix`. Returns `None` for anything that is not a
-/// `connection received` / `connection authorized` line (most lines are rejected by one substring scan).
+/// Parse one line of a stderr-format log written with `prefix`. Returns `None` for anything that is not one of
+/// the messages of [`parse_message`] under its own severity (most lines are rejected by a few substring scans).
 pub fn parse_stderr_line(line: &str, prefix: &StderrPrefix) -> Option<LogLine> {
     let line = line.trim_end_matches(['\n', '\r']);
-    if line.starts_with('\t') || !line.contains(" connection ") {
+    if line.starts_with('\t')
+        || !(line.contains(" connection") || line.contains("pg_hba.conf") || line.contains("parameter \""))
+    {
         return None;
     }
-    for (at, _) in line.match_indices("LOG:  ") {
-        let Some(message) = parse_message(&line[at + "LOG:  ".len()..]) else {
+    let starts = line
+        .match_indices("LOG:  ")
+        .chain(line.match_indices("FATAL:  "))
+        .map(|(at, severity)| (at, severity.trim_end().trim_end_matches(':')));
+    for (at, severity) in starts {
+        let Some(message) = parse_message(&line[at + severity.len() + 3..]) else {
             continue;
         };
-        let (expect_user, expect_database) = match &message {
-            ConnectionMessage::Authorized(a) => (Some(a.user.trim_matches(' ')), a.database.as_deref()),
-            ConnectionMessage::Received { .. } => (None, None),
-        };
-        let mut caps = Captures {
-            expect_user,
-            expect_database: expect_database.map(|d| d.trim_matches(' ')),
-            ..Captures::default()
-        };
-        let mut doubt = None;
-        if !match_tokens(&prefix.tokens, &line[..at], &mut caps) {
-            // No reading of the prefix agrees with the message; if one matches at all, the line names one
-            // user or database in its prefix and another in its message: a running session wrote it.
-            caps = Captures::default();
-            if !match_tokens(&prefix.tokens, &line[..at], &mut caps) {
-                continue;
-            }
-            doubt = Some(format!(
-                "its log_line_prefix says role \"{}\" in database \"{}\", not the user and database it names",
-                caps.user.unwrap_or_default(),
-                caps.database.unwrap_or_default()
-            ));
+        if message.severity() != severity {
+            continue;
         }
-        return Some(LogLine {
-            at: caps.at.unwrap_or_else(Utc::now),
-            pid: caps.pid,
-            remote_host: caps.host.map(str::to_string),
-            database: caps.database.map(str::to_string),
-            writer: caps.user.map(str::to_string),
-            doubt,
-            message,
-        });
+        if let Some(parsed) = read_prefix(&line[..at], prefix, message) {
+            return Some(parsed);
+        }
     }
     None
+}
+
+fn read_prefix(head: &str, prefix: &StderrPrefix, message: ConnectionMessage) -> Option<LogLine> {
+    let (expect_user, expect_database) = match &message {
+        ConnectionMessage::Authorized(a) => (Some(a.user.trim_matches(' ')), a.database.as_deref()),
+        ConnectionMessage::HbaRefused(h) => (Some(h.user.trim_matches(' ')), h.database.as_deref()),
+        _ => (None, None),
+    };
+    let mut caps = Captures {
+        expect_user,
+        expect_database: expect_database.map(|d| d.trim_matches(' ')),
+        ..Captures::default()
+    };
+    let mut doubt = None;
+    let postmaster_form = prefix
+        .before_q
+        .filter(|_| matches!(message, ConnectionMessage::ParameterChanged { .. }));
+    if let Some(q) = postmaster_form {
+        if !match_tokens(&prefix.tokens[..q], head, &mut caps) {
+            caps = Captures::default();
+            if !match_tokens(&prefix.tokens, head, &mut caps) {
+                return None;
+            }
+            doubt = Some("its log_line_prefix goes on past %q, so a session wrote it, not the postmaster".to_string());
+        }
+    } else if !match_tokens(&prefix.tokens, head, &mut caps) {
+        // No reading of the prefix agrees with the message; if one matches at all, the line names one
+        // user or database in its prefix and another in its message: a running session wrote it.
+        caps = Captures::default();
+        if !match_tokens(&prefix.tokens, head, &mut caps) {
+            return None;
+        }
+        doubt = Some(format!(
+            "its log_line_prefix says role \"{}\" in database \"{}\", not the user and database it names",
+            caps.user.unwrap_or_default(),
+            caps.database.unwrap_or_default()
+        ));
+    }
+    // Nothing knows the user yet when a handshake fails, and the postmaster has none.
+    if doubt.is_none()
+        && matches!(
+            message,
+            ConnectionMessage::HandshakeFailed { .. } | ConnectionMessage::ParameterChanged { .. }
+        )
+        && let Some(user) = caps.user
+    {
+        doubt = Some(format!(
+            "its log_line_prefix names role \"{user}\", which no such line has"
+        ));
+    }
+    Some(LogLine {
+        at: caps.at.unwrap_or_else(Utc::now),
+        pid: caps.pid,
+        remote_host: caps.host.map(str::to_string),
+        remote_port: caps.port,
+        database: caps.database.map(str::to_string),
+        writer: caps.user.map(str::to_string),
+        doubt,
+        message,
+        hint: None,
+        detail: None,
+    })
+}
+
+/// What a `DETAIL:` or `HINT:` line adds to the message before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Annotation {
+    Detail,
+    Hint,
+}
+
+/// `(pid, kind, text)` if `line` is a `DETAIL:` or `HINT:` line written with `prefix` (pid `None` when the prefix
+/// has no `%p`). The server writes them right after their message, with the same prefix.
+pub(crate) fn annotation_line<'a>(line: &'a str, prefix: &StderrPrefix) -> Option<(Option<i32>, Annotation, &'a str)> {
+    let line = line.trim_end_matches(['\n', '\r']);
+    if line.starts_with('\t') {
+        return None;
+    }
+    [("DETAIL:  ", Annotation::Detail), ("HINT:  ", Annotation::Hint)]
+        .into_iter()
+        .find_map(|(label, kind)| {
+            line.match_indices(label).find_map(|(at, _)| {
+                let mut caps = Captures::default();
+                match_tokens(&prefix.tokens, &line[..at], &mut caps)
+                    .then(|| (caps.pid, kind, &line[at + label.len()..]))
+            })
+        })
 }
 
 /// The pid of `line` if it is a `CONTEXT:` line written with `prefix` (`Some(None)` when the prefix has no
@@ -327,7 +406,10 @@ fn capture<'a>(kind: char, value: &'a str, caps: &mut Captures<'a>) -> bool {
         'r' => {
             // "host(port)" for TCP, "[local]" for a Unix socket.
             let host = match value.strip_suffix(')').and_then(|v| v.rsplit_once('(')) {
-                Some((host, _port)) => host,
+                Some((host, port)) => {
+                    caps.port = port.parse().ok();
+                    host
+                }
                 None => value,
             };
             if caps.host.is_none() {

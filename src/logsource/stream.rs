@@ -10,8 +10,8 @@ use chrono::{DateTime, Duration, Utc};
 use super::csvlog::parse_csv_record;
 use super::jsonlog::parse_json_line;
 use super::message::ConnectionMessage;
-use super::stderr::{StderrPrefix, context_line_pid, is_broken_line, parse_stderr_line};
-use super::{ConnectionEvent, LogFormat, LogLine, SuspectLine};
+use super::stderr::{Annotation, StderrPrefix, annotation_line, context_line_pid, is_broken_line, parse_stderr_line};
+use super::{ConnectionEvent, LogFormat, LogLine, LogNews, Refusal, RefusedAttempt, SettingChange, SuspectLine};
 
 /// A record longer than this without an end is not a log record; drop it and look for the next one.
 const MAX_PARTIAL: usize = 16 << 20;
@@ -34,6 +34,13 @@ const START_GRACE_SECS: i64 = 10;
 const TAINTED_LINES: u8 = 3;
 /// Suspect lines kept until taken (they are counted beyond that).
 const MAX_SUSPECTS: usize = 256;
+/// HINT and DETAIL texts are the server's, but cut all the same: a line is no place for a novel.
+const MAX_ANNOTATION: usize = 512;
+
+/// Settings whose reload lines are kept: the TLS floor and ceiling, TLS itself, and what makes refusals visible.
+fn setting_of_interest(name: &str) -> bool {
+    name.starts_with("ssl") || name == "log_connections"
+}
 
 pub(crate) struct Pipeline {
     decoder: Decoder,
@@ -45,12 +52,57 @@ pub(crate) struct Pipeline {
 #[derive(Default)]
 struct Checks {
     pairer: Pairer,
-    /// stderr: an accepted "authorized" line waits for the next record, which could be its CONTEXT line.
-    held: Option<ConnectionEvent>,
+    /// stderr: an accepted line waits for the next record, which could be its CONTEXT line (or, for a refusal,
+    /// its DETAIL and HINT lines).
+    held: Option<Held>,
     /// stderr: lines left that follow a broken line.
     tainted: u8,
     suspects: Vec<SuspectLine>,
     dropped_suspects: u64,
+    news: LogNews,
+}
+
+/// What a line turned into.
+enum Found {
+    Connection(ConnectionEvent),
+    Refused(RefusedAttempt),
+    /// The pid that wrote it, for the CONTEXT check.
+    Change(SettingChange, Option<i32>),
+}
+
+type Held = Found;
+
+impl Found {
+    fn pid(&self) -> Option<i32> {
+        match self {
+            Found::Connection(e) => Some(e.pid).filter(|p| *p != 0),
+            Found::Refused(r) => Some(r.pid).filter(|p| *p != 0),
+            Found::Change(_, pid) => *pid,
+        }
+    }
+
+    fn into_suspect(self, reason: &str) -> SuspectLine {
+        match self {
+            Found::Connection(event) => suspect_from_event(event, reason),
+            Found::Refused(r) => SuspectLine {
+                at: r.at,
+                pid: Some(r.pid).filter(|p| *p != 0),
+                writer: None,
+                claim: match &r.refusal {
+                    Refusal::Handshake { reason } => format!("could not accept SSL connection: {reason}"),
+                    Refusal::Hba(h) => format!("pg_hba.conf refusal for user \"{}\"", h.user),
+                },
+                reason: reason.to_string(),
+            },
+            Found::Change(c, pid) => SuspectLine {
+                at: c.at,
+                pid,
+                writer: None,
+                claim: format!("parameter \"{}\" changed", c.name),
+                reason: reason.to_string(),
+            },
+        }
+    }
 }
 
 enum Decoder {
@@ -85,7 +137,14 @@ impl Pipeline {
     /// Everything available has been read: release a held line. The server writes a message and its CONTEXT
     /// line together, so once a read has reached the end of what is there, no CONTEXT line is still to come.
     pub(crate) fn settle(&mut self, out: &mut Vec<ConnectionEvent>) {
-        out.extend(self.checks.held.take());
+        if let Some(held) = self.checks.held.take() {
+            self.checks.emit(held, out);
+        }
+    }
+
+    /// Refused attempts and setting changes since the last call.
+    pub(crate) fn take_news(&mut self) -> LogNews {
+        std::mem::take(&mut self.checks.news)
     }
 
     /// The file is finished (rotated away): its unterminated last record, if any, is complete.
@@ -134,16 +193,29 @@ impl Checks {
             _ => None,
         };
         if let Some(prefix) = stderr {
-            if let Some(held) = self.held.take() {
+            if let Some(mut held) = self.held.take() {
+                if let Some((pid, kind, text)) = annotation_line(&text, prefix)
+                    && pid.is_none_or(|p| Some(p) == held.pid())
+                {
+                    if let Found::Refused(r) = &mut held {
+                        let text: String = text.chars().take(MAX_ANNOTATION).collect();
+                        match kind {
+                            Annotation::Hint => r.hint = Some(text),
+                            Annotation::Detail => r.detail = Some(text),
+                        }
+                    }
+                    // RAISE ... USING HINT writes its HINT before its CONTEXT: keep waiting.
+                    self.held = Some(held);
+                    return;
+                }
                 match context_line_pid(&text, prefix) {
-                    Some(pid) if pid.is_none_or(|p| p == held.pid) => {
-                        self.suspect(suspect_from_event(
-                            held,
-                            "written by running code: a CONTEXT line (PL/pgSQL RAISE) follows it",
-                        ));
+                    Some(pid) if pid.is_none_or(|p| Some(p) == held.pid() || held.pid().is_none()) => {
+                        self.suspect(
+                            held.into_suspect("written by running code: a CONTEXT line (PL/pgSQL RAISE) follows it"),
+                        );
                         return;
                     }
-                    _ => out.push(held),
+                    _ => self.emit(held, out),
                 }
             }
             // A record cut short by rotation also lacks a severity; only a whole line is a broken one.
@@ -166,11 +238,29 @@ impl Checks {
             line.doubt = Some("it follows a log line broken by a user or database name with a line break".into());
         }
         match self.pairer.line(line, stderr.is_some()) {
-            Some(Ok(event)) if stderr.is_some() => self.held = Some(event),
-            Some(Ok(event)) => out.push(event),
+            Some(Ok(found)) if stderr.is_some() => self.held = Some(found),
+            Some(Ok(found)) => self.emit(found, out),
             Some(Err(suspect)) => self.suspect(suspect),
             None => {}
         }
+    }
+
+    fn emit(&mut self, found: Found, out: &mut Vec<ConnectionEvent>) {
+        let news = match found {
+            Found::Connection(event) => {
+                out.push(event);
+                return;
+            }
+            Found::Refused(r) => LogNews {
+                refused: vec![r],
+                ..LogNews::default()
+            },
+            Found::Change(c, _) => LogNews {
+                changes: vec![c],
+                ..LogNews::default()
+            },
+        };
+        self.news.extend(news);
     }
 
     fn suspect(&mut self, suspect: SuspectLine) {
@@ -194,6 +284,22 @@ fn claim_of(message: &ConnectionMessage) -> String {
                 claim.push_str(&format!(" application_name={app}"));
             }
             claim
+        }
+        ConnectionMessage::HandshakeFailed { reason } => format!("could not accept SSL connection: {reason}"),
+        ConnectionMessage::HbaRefused(h) => format!(
+            "pg_hba.conf refusal for host \"{}\", user \"{}\", database \"{}\"",
+            h.host,
+            h.user,
+            h.database.as_deref().unwrap_or_default()
+        ),
+        ConnectionMessage::Authenticated { identity, .. } => {
+            format!("connection authenticated: identity=\"{identity}\"")
+        }
+        ConnectionMessage::ParameterChanged { name, value } => {
+            format!(
+                "parameter \"{name}\" changed to \"{}\"",
+                value.as_deref().unwrap_or_default()
+            )
         }
     }
 }
@@ -321,6 +427,9 @@ fn looks_like_date(bytes: &[u8]) -> bool {
 struct Pending {
     at: DateTime<Utc>,
     host: String,
+    port: Option<u16>,
+    /// From the pid's `connection authenticated` line, which comes between received and authorized.
+    hba_line: Option<u32>,
 }
 
 #[derive(Default)]
@@ -337,7 +446,7 @@ struct Pairer {
 impl Pairer {
     /// An event, a suspect line, or nothing (a received line waits for its authorized line).
     /// `unstructured`: the stderr format, where only the pid's received line vouches for an authorized line.
-    fn line(&mut self, line: LogLine, unstructured: bool) -> Option<Result<ConnectionEvent, SuspectLine>> {
+    fn line(&mut self, line: LogLine, unstructured: bool) -> Option<Result<Found, SuspectLine>> {
         self.latest = Some(self.latest.map_or(line.at, |latest| latest.max(line.at)));
         let started = *self.started.get_or_insert(line.at);
         let suspect = |line: &LogLine, reason: String| SuspectLine {
@@ -350,18 +459,35 @@ impl Pairer {
         if let Some(reason) = &line.doubt {
             return Some(Err(suspect(&line, reason.clone())));
         }
-        if let ConnectionMessage::Authorized(a) = &line.message {
-            let names = [Some(&a.user), a.database.as_ref(), a.application_name.as_ref()];
-            if names.into_iter().flatten().any(|n| crate::output::safe::has_unsafe(n)) {
-                return Some(Err(suspect(
-                    &line,
-                    "a name in it holds control characters (line breaks, escape sequences)".into(),
-                )));
-            }
+        let names = match &line.message {
+            ConnectionMessage::Authorized(a) => vec![Some(&a.user), a.database.as_ref(), a.application_name.as_ref()],
+            ConnectionMessage::HbaRefused(h) => vec![Some(&h.user), h.database.as_ref(), Some(&h.host)],
+            _ => Vec::new(),
+        };
+        if names.into_iter().flatten().any(|n| crate::output::safe::has_unsafe(n)) {
+            return Some(Err(suspect(
+                &line,
+                "a name in it holds control characters (line breaks, escape sequences)".into(),
+            )));
         }
+        // A start-up writes "received" before anything else; a running session that writes a start-up line has
+        // long used its pid's received line.
+        let unvouched = |pending: &Option<Pending>, line: &LogLine| {
+            (unstructured && pending.is_none() && line.at - started > Duration::seconds(START_GRACE_SECS)).then(|| {
+                match line.pid {
+                    Some(pid) => format!("pid {pid} wrote no \"connection received\" line before it"),
+                    None => "no \"connection received\" line waits for it".to_string(),
+                }
+            })
+        };
         match line.message {
-            ConnectionMessage::Received { host, .. } => {
-                let pending = Pending { at: line.at, host };
+            ConnectionMessage::Received { host, port } => {
+                let pending = Pending {
+                    at: line.at,
+                    host,
+                    port,
+                    hba_line: None,
+                };
                 match line.pid {
                     Some(pid) => {
                         self.by_pid.insert(pid, pending);
@@ -376,24 +502,61 @@ impl Pairer {
                 }
                 None
             }
-            ConnectionMessage::Authorized(ref authorized) => {
-                let pending = match line.pid {
-                    Some(pid) => self.by_pid.remove(&pid),
-                    None => self.next_in_order(line.at),
+            ConnectionMessage::Authenticated { hba_line, .. } => {
+                // Only noted on the pid's pending start-up; without a pid there is nothing to tie it to.
+                if let Some(pending) = line.pid.and_then(|pid| self.by_pid.get_mut(&pid)) {
+                    pending.hba_line = hba_line;
+                }
+                None
+            }
+            ConnectionMessage::ParameterChanged { name, value } => {
+                let pid = line.pid;
+                setting_of_interest(&name).then_some(Ok(Found::Change(
+                    SettingChange {
+                        at: line.at,
+                        name,
+                        value,
+                    },
+                    pid,
+                )))
+            }
+            ConnectionMessage::HandshakeFailed { .. } | ConnectionMessage::HbaRefused(_) => {
+                let pending = self.take_pending(&line);
+                if let Some(reason) = unvouched(&pending, &line) {
+                    return Some(Err(suspect(&line, reason)));
+                }
+                let (host, port) = match pending {
+                    Some(p) => (Some(p.host), p.port),
+                    None => (line.remote_host.clone(), line.remote_port),
                 };
-                // A start-up writes "received" before "authorized"; a running session that writes an
-                // "authorized" line has long used its pid's received line.
-                if unstructured && pending.is_none() && line.at - started > Duration::seconds(START_GRACE_SECS) {
-                    let reason = match line.pid {
-                        Some(pid) => format!("pid {pid} wrote no \"connection received\" line before it"),
-                        None => "no \"connection received\" line waits for it".to_string(),
-                    };
+                let local_socket = host.as_deref() == Some("[local]");
+                let refusal = match line.message {
+                    ConnectionMessage::HbaRefused(h) => Refusal::Hba(h),
+                    ConnectionMessage::HandshakeFailed { reason } => Refusal::Handshake { reason },
+                    _ => return None,
+                };
+                let cut = |t: Option<String>| t.map(|t| t.chars().take(MAX_ANNOTATION).collect());
+                Some(Ok(Found::Refused(RefusedAttempt {
+                    at: line.at,
+                    pid: line.pid.unwrap_or(0),
+                    client_addr: host.filter(|_| !local_socket),
+                    client_port: port.filter(|_| !local_socket),
+                    local_socket,
+                    refusal,
+                    hint: cut(line.hint),
+                    detail: cut(line.detail),
+                })))
+            }
+            ConnectionMessage::Authorized(ref authorized) => {
+                let pending = self.take_pending(&line);
+                if let Some(reason) = unvouched(&pending, &line) {
                     return Some(Err(suspect(&line, reason)));
                 }
                 let authorized = authorized.clone();
+                let hba_line = pending.as_ref().and_then(|p| p.hba_line);
                 let host = pending.map(|p| p.host).or(line.remote_host);
                 let local_socket = host.as_deref() == Some("[local]");
-                Some(Ok(ConnectionEvent {
+                Some(Ok(Found::Connection(ConnectionEvent {
                     at: line.at,
                     pid: line.pid.unwrap_or(0),
                     user: authorized.user,
@@ -403,8 +566,18 @@ impl Pairer {
                     local_socket,
                     tls: authorized.tls,
                     gss_encrypted: authorized.gss_encrypted,
-                }))
+                    replication: authorized.replication,
+                    hba_line,
+                })))
             }
+        }
+    }
+
+    /// The pid's `connection received` line (or, without pids, the oldest recent one).
+    fn take_pending(&mut self, line: &LogLine) -> Option<Pending> {
+        match line.pid {
+            Some(pid) => self.by_pid.remove(&pid),
+            None => self.next_in_order(line.at),
         }
     }
 
@@ -720,5 +893,140 @@ mod tests {
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].client_addr.as_deref(), Some("127.0.0.1"));
         assert_eq!(events[0].tls.as_ref().and_then(|t| t.bits), Some(128));
+    }
+
+    /// What PostgreSQL 13.23 and 18.4 wrote (prefix `%m [%p] %q%u@%d `) after ALTER SYSTEM SET
+    /// ssl_min_protocol_version = 'TLSv1.3' and a reload: a TLS 1.2 client refused, a plain client refused by a
+    /// `hostnossl ... reject` line, a replication attempt with no pg_hba.conf line, and (18) an authenticated line.
+    const REFUSALS_STDERR: &str = "\
+2026-12-03 06:02:26.561 UTC [29092] LOG:  parameter \"ssl_min_protocol_version\" changed to \"TLSv1.3\"
+2026-12-03 06:02:27.679 UTC [29145] [unknown]@[unknown] LOG:  connection received: host=127.0.0.1 port=40296
+2026-12-03 06:02:27.684 UTC [29145] [unknown]@[unknown] LOG:  could not accept SSL connection: unsupported protocol
+2026-12-03 06:02:27.684 UTC [29145] [unknown]@[unknown] HINT:  This may indicate that the client does not support any SSL protocol version between TLSv1.3 and TLSv1.3.
+2026-12-03 06:02:27.786 UTC [29150] [unknown]@[unknown] LOG:  connection received: host=127.0.0.1 port=40302
+2026-12-03 06:02:27.787 UTC [29150] postgres@postgres LOG:  connection authenticated: user=\"postgres\" method=trust (/tmp/i15exp/pg18/data/pg_hba.conf:3)
+2026-12-03 06:02:27.787 UTC [29150] postgres@postgres LOG:  connection authorized: user=postgres database=postgres application_name=psql
+2026-12-03 06:02:27.913 UTC [29158] [unknown]@[unknown] LOG:  connection received: host=127.0.0.1 port=40316
+2026-12-03 06:02:27.914 UTC [29158] tlsonly@postgres FATAL:  pg_hba.conf rejects connection for host \"127.0.0.1\", user \"tlsonly\", database \"postgres\", no encryption
+2026-12-03 06:02:20.923 UTC [28907] [unknown]@[unknown] LOG:  connection received: host=127.0.0.1 port=37562
+2026-12-03 06:02:20.924 UTC [28907] postgres@[unknown] FATAL:  no pg_hba.conf entry for replication connection from host \"127.0.0.1\", user \"postgres\", SSL off
+";
+
+    fn run_news(format: &LogFormat, text: &str, chunk: usize) -> (Vec<ConnectionEvent>, LogNews, Vec<SuspectLine>) {
+        let mut pipeline = Pipeline::new(format);
+        let mut events = Vec::new();
+        for c in text.as_bytes().chunks(chunk) {
+            pipeline.feed(c, &mut events);
+        }
+        pipeline.settle(&mut events);
+        (events, pipeline.take_news(), pipeline.take_suspects().0)
+    }
+
+    #[test]
+    fn stderr_refusals_join_their_received_lines_and_keep_their_hints() {
+        let format = LogFormat::Stderr {
+            prefix: "%m [%p] %q%u@%d ".into(),
+        };
+        for chunk in [REFUSALS_STDERR.len(), 1, 13] {
+            let (events, news, suspects) = run_news(&format, REFUSALS_STDERR, chunk);
+            assert!(suspects.is_empty(), "{suspects:#?}");
+            assert_eq!(events.len(), 1);
+            assert_eq!(events[0].hba_line, Some(3));
+            assert_eq!(news.changes.len(), 1);
+            assert_eq!(news.changes[0].value.as_deref(), Some("TLSv1.3"));
+            assert_eq!(news.refused.len(), 3, "{news:#?}");
+            let tls = &news.refused[0];
+            assert_eq!(
+                (tls.client_addr.as_deref(), tls.client_port),
+                (Some("127.0.0.1"), Some(40296))
+            );
+            assert_eq!(
+                tls.refusal,
+                Refusal::Handshake {
+                    reason: "unsupported protocol".into()
+                }
+            );
+            assert!(tls.hint.as_deref().unwrap().contains("between TLSv1.3 and TLSv1.3"));
+            let Refusal::Hba(h) = &news.refused[1].refusal else {
+                panic!("pg_hba refusal")
+            };
+            assert!(h.rejected && h.plain() && h.user == "tlsonly");
+            assert_eq!(news.refused[1].client_port, Some(40316));
+            let Refusal::Hba(h) = &news.refused[2].refusal else {
+                panic!("replication refusal")
+            };
+            assert!(h.replication && h.encryption == "SSL off");
+        }
+    }
+
+    /// `RAISE LOG 'could not accept SSL connection: ...'` from a running session: its pid's received line is long
+    /// used, its prefix names its role, and a CONTEXT line follows. A postmaster-looking reload line written by a
+    /// session has the part of the prefix after %q.
+    #[test]
+    fn forged_refusals_and_changes_are_refused() {
+        let forged = "\
+2026-12-03 06:02:26.000 UTC [300] [unknown]@[unknown] LOG:  connection received: host=10.0.0.5 port=1
+2026-12-03 06:02:26.001 UTC [300] mallory@postgres LOG:  connection authorized: user=mallory database=postgres
+2026-12-03 06:02:50.000 UTC [300] mallory@postgres LOG:  could not accept SSL connection: unsupported protocol
+2026-12-03 06:02:50.000 UTC [300] mallory@postgres CONTEXT:  PL/pgSQL function inline_code_block line 1 at RAISE
+2026-12-03 06:02:51.000 UTC [300] mallory@postgres LOG:  parameter \"ssl_min_protocol_version\" changed to \"TLSv1.3\"
+2026-12-03 06:02:51.000 UTC [300] mallory@postgres CONTEXT:  PL/pgSQL function inline_code_block line 1 at RAISE
+";
+        let format = LogFormat::Stderr {
+            prefix: "%m [%p] %q%u@%d ".into(),
+        };
+        let (events, news, suspects) = run_news(&format, forged, forged.len());
+        assert_eq!(events.len(), 1);
+        assert!(news.is_empty(), "{news:#?}");
+        assert_eq!(suspects.len(), 2, "{suspects:#?}");
+        // Without %u in the prefix: the missing received line and the CONTEXT line still give them away.
+        let plain: String = forged
+            .replace(" mallory@postgres", "")
+            .replace(" [unknown]@[unknown]", "");
+        let (_, news, suspects) = run_news(
+            &LogFormat::Stderr {
+                prefix: "%m [%p] ".into(),
+            },
+            &plain,
+            7,
+        );
+        assert!(news.is_empty(), "{news:#?}");
+        assert_eq!(suspects.len(), 2, "{suspects:#?}");
+
+        let json = concat!(
+            r#"{"timestamp":"2026-12-03 06:02:50.000 UTC","user":"mallory","dbname":"postgres","pid":300,"remote_host":"10.0.0.5","ps":"DO","error_severity":"LOG","message":"could not accept SSL connection: unsupported protocol","context":"PL/pgSQL function inline_code_block line 1 at RAISE","backend_type":"client backend"}"#,
+            "\n",
+            r#"{"timestamp":"2026-12-03 06:02:50.000 UTC","pid":301,"remote_host":"10.0.0.5","ps":"","error_severity":"LOG","message":"could not accept SSL connection: unsupported protocol","backend_type":"client backend"}"#,
+            "\n",
+            r#"{"timestamp":"2026-12-03 06:02:51.000 UTC","user":"mallory","pid":300,"error_severity":"LOG","message":"parameter \"ssl_min_protocol_version\" changed to \"TLSv1.3\"","backend_type":"client backend"}"#,
+            "\n"
+        );
+        let (_, news, suspects) = run_news(&LogFormat::Json, json, json.len());
+        assert!(news.is_empty(), "{news:#?}");
+        assert_eq!(suspects.len(), 3);
+    }
+
+    #[test]
+    fn csv_and_json_refusals_as_pg18_wrote_them() {
+        let csv = "2026-12-03 06:02:27.684 UTC,,,29145,\"127.0.0.1:40296\",6b1105f3.71d9,2,\"\",2026-12-03 06:02:27 UTC,,0,LOG,08P01,\"could not accept SSL connection: unsupported protocol\",,\"This may indicate that the client does not support any SSL protocol version between TLSv1.3 and TLSv1.3.\",,,,,,,\"\",\"not initialized\",,0\n\
+            2026-12-03 06:02:26.561 UTC,,,29092,,6b1105f2.71a4,6,,2026-12-03 06:02:26 UTC,,0,LOG,00000,\"parameter \"\"ssl_min_protocol_version\"\" changed to \"\"TLSv1.3\"\"\",,,,,,,,,\"\",\"postmaster\",,0\n\
+            2026-12-03 06:02:27.914 UTC,\"tlsonly\",\"postgres\",29158,\"127.0.0.1:40316\",6b1105f3.71e6,2,\"authentication\",2026-12-03 06:02:27 UTC,2/1,0,FATAL,28000,\"pg_hba.conf rejects connection for host \"\"127.0.0.1\"\", user \"\"tlsonly\"\", database \"\"postgres\"\", no encryption\",,,,,,,,,\"\",\"client backend\",,0\n";
+        let (_, news, suspects) = run_news(&LogFormat::Csv, csv, 5);
+        assert!(suspects.is_empty(), "{suspects:#?}");
+        assert_eq!((news.refused.len(), news.changes.len()), (2, 1));
+        assert_eq!(news.refused[0].client_port, Some(40296));
+        assert!(news.refused[0].hint.is_some());
+        let json = concat!(
+            r#"{"timestamp":"2026-12-03 06:02:27.684 UTC","pid":29145,"remote_host":"127.0.0.1","remote_port":40296,"session_id":"6b1105f3.71d9","line_num":2,"ps":"","session_start":"2026-12-03 06:02:27 UTC","txid":0,"error_severity":"LOG","state_code":"08P01","message":"could not accept SSL connection: unsupported protocol","hint":"This may indicate that the client does not support any SSL protocol version between TLSv1.3 and TLSv1.3.","backend_type":"not initialized","query_id":0}"#,
+            "\n",
+            r#"{"timestamp":"2026-12-03 06:02:26.561 UTC","pid":29092,"session_id":"6b1105f2.71a4","line_num":6,"session_start":"2026-12-03 06:02:26 UTC","txid":0,"error_severity":"LOG","message":"parameter \"ssl_min_protocol_version\" changed to \"TLSv1.3\"","backend_type":"postmaster","query_id":0}"#,
+            "\n",
+            r#"{"timestamp":"2026-12-03 06:02:28.043 UTC","user":"postgres","dbname":"","pid":29165,"remote_host":"127.0.0.1","remote_port":40318,"session_id":"6b1105f4.71ed","line_num":2,"ps":"authentication","session_start":"2026-12-03 06:02:28 UTC","vxid":"126/1","txid":0,"error_severity":"FATAL","state_code":"28000","message":"no pg_hba.conf entry for replication connection from host \"127.0.0.1\", user \"postgres\", no encryption","backend_type":"walsender","query_id":0}"#,
+            "\n"
+        );
+        let (_, news, suspects) = run_news(&LogFormat::Json, json, json.len());
+        assert!(suspects.is_empty(), "{suspects:#?}");
+        assert_eq!((news.refused.len(), news.changes.len()), (2, 1));
+        assert!(matches!(&news.refused[1].refusal, Refusal::Hba(h) if h.replication));
     }
 }

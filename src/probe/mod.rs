@@ -58,6 +58,15 @@ impl ProbeTarget {
     }
 }
 
+/// One TCP connection the probe opened, as the server sees its client: the probe's local address and port.
+/// The server logs a failed handshake of each; pgtls must not count those as refused clients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeConnection {
+    pub address: String,
+    pub port: u16,
+    pub at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
     pub severity: Severity,
@@ -104,6 +113,14 @@ impl ProbeReport {
 
 /// Run the whole probe. Blocking: call it from `spawn_blocking`.
 pub fn run(target: &ProbeTarget) -> Result<ProbeReport, String> {
+    run_reporting(target, None)
+}
+
+/// [`run`], telling `report_to` of each connection before its handshake.
+pub fn run_reporting(
+    target: &ProbeTarget,
+    report_to: Option<tokio::sync::mpsc::Sender<ProbeConnection>>,
+) -> Result<ProbeReport, String> {
     let addr = starttls::resolve(&target.host, target.hostaddr, target.port)
         .map_err(|e| format!("cannot resolve {}: {e}", target.host))?;
     let mut scanner = Scanner {
@@ -111,6 +128,7 @@ pub fn run(target: &ProbeTarget) -> Result<ProbeReport, String> {
         host: target.host.clone(),
         timeout: target.timeout,
         connections: 0,
+        report_to,
     };
     let io = |e: std::io::Error| {
         format!(

@@ -34,6 +34,9 @@ pub struct Scanner {
     pub host: String,
     pub timeout: Duration,
     pub connections: u32,
+    /// Told of each connection before its handshake, so the history service can tell the server's log lines
+    /// about the probe's failed handshakes from real clients' before it reads them.
+    pub report_to: Option<tokio::sync::mpsc::Sender<super::ProbeConnection>>,
 }
 
 impl Scanner {
@@ -42,7 +45,16 @@ impl Scanner {
         configure: impl FnOnce(&mut SslConnectorBuilder) -> Result<(), openssl::error::ErrorStack>,
     ) -> std::io::Result<Attempt> {
         self.connections += 1;
-        let stream = match starttls::request(self.addr, self.timeout)? {
+        let stream = std::net::TcpStream::connect_timeout(&self.addr, self.timeout)?;
+        if let (Some(to), Ok(local)) = (&self.report_to, stream.local_addr()) {
+            // Never blocks the probe: a full queue (the history service gone or far behind) loses the note.
+            let _ = to.try_send(super::ProbeConnection {
+                address: local.ip().to_string(),
+                port: local.port(),
+                at: chrono::Utc::now(),
+            });
+        }
+        let stream = match starttls::request_on(stream, self.timeout)? {
             Answer::NoTls => return Ok(Attempt::NoTls),
             Answer::Tls(stream) => stream,
         };

@@ -31,7 +31,11 @@ pub fn resolve(host: &str, hostaddr: Option<std::net::IpAddr>, port: u16) -> io:
 }
 
 pub fn request(addr: SocketAddr, timeout: Duration) -> io::Result<Answer> {
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    request_on(TcpStream::connect_timeout(&addr, timeout)?, timeout)
+}
+
+/// SSLRequest on a stream already connected (so the caller could note its local address first).
+pub fn request_on(mut stream: TcpStream, timeout: Duration) -> io::Result<Answer> {
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     stream.write_all(&SSL_REQUEST)?;

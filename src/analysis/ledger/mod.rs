@@ -7,6 +7,7 @@
 //! loses at most the last poll and a damaged line costs only that line.
 
 mod file;
+mod refused;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -14,6 +15,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use self::file::{FORMAT_VERSION, Journal, LoadReport};
+pub use self::refused::{FloorSince, RefusedRecord, RefusedView, SinceSource, floor_since};
 use crate::model::{ConnClass, Session, Setting, Snapshot};
 
 /// Which fields identify a client. Pooled apps connect from many addresses: drop the address for them.
@@ -135,8 +137,10 @@ pub struct Caps {
     pub recent: usize,
     /// (class, TLS version, cipher, source) rows per identity; rarer names beyond it are counted as `(other)`.
     pub usage: usize,
-    /// Changes of the server's TLS settings kept (the latest ones).
+    /// Changes of the server's TLS settings kept (the latest ones), from polls and from the log each.
     pub settings_changes: usize,
+    /// Addresses with refused attempts kept; attempts from more addresses are counted in one record.
+    pub refused_addresses: usize,
 }
 
 impl Default for Caps {
@@ -147,6 +151,7 @@ impl Default for Caps {
             recent: 8,
             usage: 32,
             settings_changes: 64,
+            refused_addresses: 4096,
         }
     }
 }
@@ -210,6 +215,19 @@ pub struct ClientRecord {
     /// The latest sessions, oldest first (at most [`Caps::recent`]).
     #[serde(default)]
     pub recent: VecDeque<RecentSession>,
+    /// Sessions that were walsenders (standbys, logical subscribers): raising the floor can break HA.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub replication: u64,
+    /// pg_hba.conf lines that let this client in (14+ log, `connection authenticated`), at most [`MAX_HBA_LINES`].
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub hba_lines: BTreeSet<u32>,
+}
+
+/// pg_hba.conf line numbers kept per client: a client matches one or two lines; more is a forged log.
+pub const MAX_HBA_LINES: usize = 8;
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl ClientRecord {
@@ -228,6 +246,17 @@ impl ClientRecord {
             addresses: BTreeSet::new(),
             addresses_not_kept: 0,
             recent: VecDeque::new(),
+            replication: 0,
+            hba_lines: BTreeSet::new(),
+        }
+    }
+
+    fn note_extras(&mut self, replication: bool, hba_line: Option<u32>) {
+        self.replication += u64::from(replication);
+        if let Some(line) = hba_line
+            && (self.hba_lines.len() < MAX_HBA_LINES || self.hba_lines.contains(&line))
+        {
+            self.hba_lines.insert(line);
         }
     }
 
@@ -362,6 +391,10 @@ impl ClientRecord {
             }
         }
         self.addresses_not_kept += other.addresses_not_kept;
+        self.replication += other.replication;
+        for line in &other.hba_lines {
+            self.note_extras(false, Some(*line));
+        }
         self.recent.extend(other.recent.iter().cloned());
         self.recent.make_contiguous().sort_by_key(|r| r.at);
         while self.recent.len() > caps.recent {
@@ -396,7 +429,19 @@ pub enum Entry {
         /// The client address even when the key leaves it out (pooled apps), for the record's address set.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         address: Option<String>,
+        /// A walsender.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        replication: bool,
+        /// The pg_hba.conf line that let it in, when the log said.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hba_line: Option<u32>,
     },
+    /// An attempt refused before authorization (failed TLS handshake, pg_hba.conf), from the log.
+    Refused(crate::logsource::RefusedAttempt),
+    /// Refused attempts from one address, compacted.
+    RefusedAddress(RefusedRecord),
+    /// A setting change the postmaster logged on reload.
+    LogSetting(crate::logsource::SettingChange),
     /// pgtls was watching at `at` (written at most once a minute, and on each start).
     Watching { at: DateTime<Utc>, log_source: bool },
     /// The watched window, compacted.
@@ -441,6 +486,11 @@ pub struct Ledger {
     settings: VecDeque<SettingsSeen>,
     /// Sessions connected at the latest poll, by pid.
     live: HashMap<i32, Live>,
+    /// Refused attempts by address (capped), and those from addresses beyond the cap.
+    refused: BTreeMap<String, RefusedRecord>,
+    refused_others: Option<RefusedRecord>,
+    /// Setting changes read in the log, oldest first (capped like `settings`).
+    logged_settings: VecDeque<crate::logsource::SettingChange>,
     /// Sessions learned from the log, by pid, not yet seen in a poll: (authorized at, key).
     from_log: HashMap<i32, DateTime<Utc>>,
     /// When the latest poll ran: log lines much older than it are never matched by a poll, so not remembered.
@@ -584,6 +634,8 @@ impl Ledger {
                         cipher: s.tls.as_ref().map(|t| t.cipher.clone()),
                         source: Source::Poll,
                         address: s.client_addr.clone(),
+                        replication: s.backend_type.as_deref() == Some("walsender"),
+                        hba_line: None,
                     };
                     self.apply(&entry);
                     entries.push(entry);
@@ -664,6 +716,8 @@ impl Ledger {
             cipher: ev.tls.as_ref().map(|t| t.cipher.clone()),
             source: Source::Log,
             address: ev.client_addr.clone(),
+            replication: ev.replication,
+            hba_line: ev.hba_line,
         };
         // Only a line near the latest poll can be matched by the next one; remembering every pid of a long log
         // read from its start would grow with the log.
@@ -713,6 +767,8 @@ impl Ledger {
                 cipher,
                 source,
                 address,
+                replication,
+                hba_line,
             } => {
                 let session = RecentSession {
                     at: *at,
@@ -723,7 +779,9 @@ impl Ledger {
                     source: *source,
                 };
                 let caps = self.caps;
-                self.record_for(key, *at).add_session(&session, &caps);
+                let record = self.record_for(key, *at);
+                record.add_session(&session, &caps);
+                record.note_extras(*replication, *hba_line);
                 // A session seen in the log widens the evidence window too.
                 self.observe_window(*at, *at);
             }
@@ -743,6 +801,14 @@ impl Ledger {
             Entry::Others(record) => {
                 let caps = self.caps;
                 self.others_record(record.first_seen).merge(record, &caps);
+            }
+            Entry::Refused(attempt) => self.apply_refused(attempt),
+            Entry::RefusedAddress(record) => self.apply_refused_record(record),
+            Entry::LogSetting(change) => {
+                self.logged_settings.push_back(change.clone());
+                while self.logged_settings.len() > self.caps.settings_changes.max(1) {
+                    self.logged_settings.pop_front();
+                }
             }
         }
     }
@@ -853,8 +919,11 @@ impl Ledger {
         observed
             .into_iter()
             .chain(self.settings.iter().cloned().map(Entry::Settings))
+            .chain(self.logged_settings.iter().cloned().map(Entry::LogSetting))
             .chain(self.records.iter().cloned().map(Entry::Client))
             .chain(self.others.iter().cloned().map(Entry::Others))
+            .chain(self.refused.values().cloned().map(Entry::RefusedAddress))
+            .chain(self.refused_others.iter().cloned().map(Entry::RefusedAddress))
     }
 }
 
@@ -1126,6 +1195,8 @@ mod tests {
             cipher: Some(format!("cipher-of-{version}")),
             source: Source::Log,
             address: Some(address.into()),
+            replication: false,
+            hba_line: None,
         }
     }
 
@@ -1360,6 +1431,8 @@ mod tests {
             local_socket: false,
             tls: None,
             gss_encrypted: false,
+            replication: false,
+            hba_line: None,
         };
         for pid in 100_000..150_000 {
             assert!(

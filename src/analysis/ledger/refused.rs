@@ -1,0 +1,472 @@
+//! Attempts the server turned away before authorization, by address, and when a setting took effect.
+//!
+//! A failed TLS handshake is logged before the client says who it is: the log has only its address (from the pid's
+//! `connection received` line). The ledger counts refusals per address and, when asked, names the identities it has
+//! seen connect from that address before; several identities from one address (a NAT, an app server running many
+//! clients) are all named, and the view says the attribution is ambiguous. A pg_hba.conf refusal names user and
+//! database, which narrow the candidates.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{ClientKey, Entry, Ledger};
+use crate::logsource::{Refusal, RefusedAttempt, SettingChange};
+use crate::model::Setting;
+
+/// The address refused attempts are counted under when the log did not say (no `connection received` line).
+pub const UNKNOWN_ADDRESS: &str = "(unknown address)";
+/// The record that counts refusals from addresses beyond [`super::Caps::refused_addresses`].
+pub const OTHER_ADDRESSES: &str = "(other addresses, beyond the ledger's cap)";
+/// Distinct reasons and user@database names kept per address; more are counted under `(other)`.
+const MAX_REASONS: usize = 16;
+const MAX_NAMED: usize = 16;
+/// Identities named per refused address in a view; more are counted.
+const MAX_CANDIDATES: usize = 8;
+
+/// Refused attempts from one client address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedRecord {
+    pub address: String,
+    pub attempts: u64,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    /// Attempts per reason ([`Refusal::reason`]).
+    pub reasons: BTreeMap<String, u64>,
+    /// The latest attempt's reason and server HINT (for a protocol version, the range the server accepts).
+    pub last_reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_hint: Option<String>,
+    /// Failed TLS handshakes among the attempts.
+    #[serde(default)]
+    pub handshakes: u64,
+    /// pg_hba.conf refusals of clients that came without encryption (`hostssl` only, or `hostnossl ... reject`).
+    #[serde(default)]
+    pub plain: u64,
+    /// Replication connections among the pg_hba.conf refusals.
+    #[serde(default)]
+    pub replication: u64,
+    /// `user@database` named by pg_hba.conf refusals (a handshake failure names nobody).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub named: BTreeSet<String>,
+}
+
+impl RefusedRecord {
+    fn new(address: &str, at: DateTime<Utc>) -> RefusedRecord {
+        RefusedRecord {
+            address: address.to_string(),
+            attempts: 0,
+            first_seen: at,
+            last_seen: at,
+            reasons: BTreeMap::new(),
+            last_reason: String::new(),
+            last_hint: None,
+            handshakes: 0,
+            plain: 0,
+            replication: 0,
+            named: BTreeSet::new(),
+        }
+    }
+
+    fn add(&mut self, attempt: &RefusedAttempt) {
+        let reason = attempt.refusal.reason();
+        count_capped(&mut self.reasons, &reason, 1, MAX_REASONS);
+        self.attempts += 1;
+        self.first_seen = self.first_seen.min(attempt.at);
+        if attempt.at >= self.last_seen || self.attempts == 1 {
+            self.last_seen = attempt.at;
+            self.last_reason = reason;
+            self.last_hint = attempt.hint.clone();
+        }
+        match &attempt.refusal {
+            Refusal::Handshake { .. } => self.handshakes += 1,
+            Refusal::Hba(h) => {
+                self.plain += u64::from(h.plain());
+                self.replication += u64::from(h.replication);
+                let name = format!("{}@{}", h.user, h.database.as_deref().unwrap_or("[replication]"));
+                if self.named.len() < MAX_NAMED || self.named.contains(&name) {
+                    self.named.insert(name);
+                }
+            }
+        }
+    }
+
+    fn merge(&mut self, other: &RefusedRecord) {
+        for (reason, n) in &other.reasons {
+            count_capped(&mut self.reasons, reason, *n, MAX_REASONS);
+        }
+        if other.last_seen >= self.last_seen || self.attempts == 0 {
+            self.last_reason = other.last_reason.clone();
+            self.last_hint = other.last_hint.clone();
+        }
+        self.first_seen = self.first_seen.min(other.first_seen);
+        self.last_seen = self.last_seen.max(other.last_seen);
+        self.attempts += other.attempts;
+        self.handshakes += other.handshakes;
+        self.plain += other.plain;
+        self.replication += other.replication;
+        for name in &other.named {
+            if self.named.len() < MAX_NAMED {
+                self.named.insert(name.clone());
+            }
+        }
+    }
+}
+
+fn count_capped(map: &mut BTreeMap<String, u64>, name: &str, n: u64, cap: usize) {
+    let name = if map.len() < cap || map.contains_key(name) {
+        name
+    } else {
+        super::OTHER
+    };
+    *map.entry(name.to_string()).or_default() += n;
+}
+
+/// A refused address with the identities the ledger has seen connect from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedView {
+    pub record: RefusedRecord,
+    /// Identities seen from this address (narrowed to the users a pg_hba.conf refusal named, when any match), at
+    /// most a handful.
+    pub identities: Vec<ClientKey>,
+    /// Candidates beyond those listed.
+    pub more_identities: usize,
+    /// More than one identity fits: the refusal may be any of them.
+    pub ambiguous: bool,
+}
+
+/// How pgtls knows since when a setting holds its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinceSource {
+    /// The postmaster's `parameter "..." changed to "..."` line: the moment of the reload.
+    Log,
+    /// Two of pgtls's own polls saw the old and the new value: the change happened between them.
+    Polls,
+    /// `pg_conf_load_time()`: the last reload of any setting, so the change happened then or before.
+    ReloadBound,
+    /// The user said so (`--since`).
+    User,
+}
+
+/// Since when a floor is in force, and how that is known.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FloorSince {
+    pub at: DateTime<Utc>,
+    pub how: SinceSource,
+    /// The latest moment the old value was still seen (polls only): the change lies in `(not_before, at]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<DateTime<Utc>>,
+    /// One sentence on how sure this is.
+    pub note: String,
+}
+
+/// Since when `name` has been `value` (e.g. `ssl_min_protocol_version` = `TLSv1.3`), and how pgtls knows: the
+/// postmaster's log line, else the settings pgtls's polls journalled, else `pg_conf_load_time()` (only a bound,
+/// since any reload moves it), else the user's `--since`. `current` is the value as read now (`None` when hidden
+/// from pgtls's role); a known different value means the floor is not in force and the answer is `None`.
+pub fn floor_since(
+    ledger: &Ledger,
+    name: &str,
+    value: &str,
+    current: Option<&str>,
+    conf_load_time: Option<DateTime<Utc>>,
+    user: Option<DateTime<Utc>>,
+) -> Option<FloorSince> {
+    if current.is_some_and(|c| !c.eq_ignore_ascii_case(value)) {
+        return None;
+    }
+    let same = |v: Option<&str>| v.is_some_and(|v| v.eq_ignore_ascii_case(value));
+    // The latest logged change of this setting decides, if it is the value asked about.
+    if let Some(change) = ledger.logged_settings.iter().rev().find(|c| c.name == name)
+        && same(change.value.as_deref())
+    {
+        return Some(FloorSince {
+            at: change.at,
+            how: SinceSource::Log,
+            not_before: None,
+            note: format!("the server logged the reload that set {name} to {value}"),
+        });
+    }
+    // Walk the polled states back from the latest while they hold the value; the state before is the old one.
+    let states: Vec<_> = ledger.settings_history().collect();
+    let holds = |i: usize| same(states[i].settings.get(name).and_then(Setting::value));
+    if let Some(last) = states.len().checked_sub(1)
+        && holds(last)
+    {
+        let mut first = last;
+        while first > 0 && holds(first - 1) {
+            first -= 1;
+        }
+        if first > 0 {
+            return Some(FloorSince {
+                at: states[first].at,
+                how: SinceSource::Polls,
+                not_before: Some(states[first - 1].at),
+                note: format!(
+                    "pgtls's polls saw {name} change to {value} between {} and {}",
+                    states[first - 1].at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    states[first].at.format("%Y-%m-%d %H:%M:%S UTC")
+                ),
+            });
+        }
+    }
+    if let Some(at) = conf_load_time
+        && (current.is_some() || states.last().is_some_and(|_| holds(states.len() - 1)))
+    {
+        return Some(FloorSince {
+            at,
+            how: SinceSource::ReloadBound,
+            not_before: None,
+            note: "only a bound: pg_conf_load_time() is the last reload of any setting, so the change happened then \
+                   or earlier"
+                .to_string(),
+        });
+    }
+    user.map(|at| FloorSince {
+        at,
+        how: SinceSource::User,
+        not_before: None,
+        note: "as given with --since".to_string(),
+    })
+}
+
+impl Ledger {
+    /// A refused attempt from the log; `None` for one pgtls does not count (a Unix socket never does TLS).
+    pub fn observe_refused(&mut self, attempt: &RefusedAttempt) -> Option<Entry> {
+        self.log_source_seen = true;
+        let entry = Entry::Refused(attempt.clone());
+        self.apply(&entry);
+        Some(entry)
+    }
+
+    /// A setting change logged by the postmaster.
+    pub fn observe_setting_change(&mut self, change: &SettingChange) -> Option<Entry> {
+        if self.logged_settings.iter().any(|c| c == change) {
+            return None;
+        }
+        let entry = Entry::LogSetting(change.clone());
+        self.apply(&entry);
+        Some(entry)
+    }
+
+    /// Setting changes read in the log, oldest first.
+    pub fn logged_settings(&self) -> impl Iterator<Item = &SettingChange> {
+        self.logged_settings.iter()
+    }
+
+    pub(super) fn apply_refused(&mut self, attempt: &RefusedAttempt) {
+        let address = match (&attempt.client_addr, attempt.local_socket) {
+            (_, true) => "[local]",
+            (Some(a), false) => a.as_str(),
+            (None, false) => UNKNOWN_ADDRESS,
+        };
+        self.refused_record_for(address, attempt.at).add(attempt);
+    }
+
+    pub(super) fn apply_refused_record(&mut self, record: &RefusedRecord) {
+        self.refused_record_for(&record.address, record.first_seen)
+            .merge(record);
+    }
+
+    fn refused_record_for(&mut self, address: &str, at: DateTime<Utc>) -> &mut RefusedRecord {
+        let room = self.refused.len() < self.caps.refused_addresses.max(1);
+        if address != OTHER_ADDRESSES && (room || self.refused.contains_key(address)) {
+            return self
+                .refused
+                .entry(address.to_string())
+                .or_insert_with(|| RefusedRecord::new(address, at));
+        }
+        self.refused_others
+            .get_or_insert_with(|| RefusedRecord::new(OTHER_ADDRESSES, at))
+    }
+
+    /// Refused addresses, most recent first, each with the identities seen from it.
+    pub fn refused(&self) -> Vec<RefusedView> {
+        let mut by_address: HashMap<&str, Vec<&ClientKey>> = HashMap::new();
+        for r in self.records() {
+            let addresses = r
+                .addresses
+                .iter()
+                .map(String::as_str)
+                .chain(Some(r.key.address.as_str()));
+            for a in addresses.filter(|a| !a.is_empty()) {
+                let keys = by_address.entry(a).or_default();
+                if keys.last() != Some(&&r.key) {
+                    keys.push(&r.key);
+                }
+            }
+        }
+        let mut views: Vec<RefusedView> = self
+            .refused
+            .values()
+            .chain(self.refused_others.as_ref())
+            .map(|record| {
+                let seen = by_address.get(record.address.as_str()).cloned().unwrap_or_default();
+                let users: BTreeSet<&str> = record.named.iter().filter_map(|n| n.split('@').next()).collect();
+                let named: Vec<&ClientKey> = seen
+                    .iter()
+                    .copied()
+                    .filter(|k| users.contains(k.user.as_str()))
+                    .collect();
+                let candidates = if named.is_empty() { seen } else { named };
+                RefusedView {
+                    record: record.clone(),
+                    identities: candidates.iter().take(MAX_CANDIDATES).map(|k| (*k).clone()).collect(),
+                    more_identities: candidates.len().saturating_sub(MAX_CANDIDATES),
+                    ambiguous: candidates.len() > 1,
+                }
+            })
+            .collect();
+        views.sort_by_key(|v| std::cmp::Reverse(v.record.last_seen));
+        views
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::ledger::KeyFields;
+    use crate::logsource::HbaRefusal;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn handshake(addr: &str, when: &str) -> RefusedAttempt {
+        RefusedAttempt {
+            at: at(when),
+            pid: 7,
+            client_addr: Some(addr.into()),
+            client_port: Some(5000),
+            local_socket: false,
+            refusal: Refusal::Handshake {
+                reason: "unsupported protocol".into(),
+            },
+            hint: Some("This may indicate that the client does not support any SSL protocol version between TLSv1.3 and TLSv1.3.".into()),
+            detail: None,
+        }
+    }
+
+    fn session(ledger: &mut Ledger, user: &str, addr: &str) {
+        ledger.apply(&Entry::Session {
+            at: at("2026-12-01T10:00:00Z"),
+            key: ClientKey::new(KeyFields::default(), Some(user), Some("shop"), Some("app"), Some(addr)),
+            class: crate::model::ConnClass::Tls12,
+            tls_version: Some("TLSv1.2".into()),
+            cipher: None,
+            source: super::super::Source::Poll,
+            address: Some(addr.into()),
+            replication: false,
+            hba_line: None,
+        });
+    }
+
+    #[test]
+    fn refusals_are_counted_by_address_and_attributed() {
+        let mut ledger = Ledger::new(KeyFields::default());
+        session(&mut ledger, "billing", "10.0.0.7");
+        session(&mut ledger, "alice", "10.0.0.8");
+        session(&mut ledger, "bob", "10.0.0.8");
+        for when in ["2026-12-02T10:00:00Z", "2026-12-02T11:00:00Z"] {
+            ledger.observe_refused(&handshake("10.0.0.7", when));
+        }
+        ledger.observe_refused(&handshake("10.0.0.8", "2026-12-02T09:00:00Z"));
+        ledger.observe_refused(&handshake("10.9.9.9", "2026-12-02T08:00:00Z"));
+        let views = ledger.refused();
+        assert_eq!(views.len(), 3);
+        let one = &views[0];
+        assert_eq!((one.record.address.as_str(), one.record.attempts), ("10.0.0.7", 2));
+        assert_eq!(one.record.first_seen, at("2026-12-02T10:00:00Z"));
+        assert_eq!(one.record.last_seen, at("2026-12-02T11:00:00Z"));
+        assert_eq!(one.identities.len(), 1);
+        assert!(!one.ambiguous);
+        assert_eq!(one.record.reasons.get("TLS handshake: unsupported protocol"), Some(&2));
+        assert!(one.record.last_hint.as_deref().unwrap().contains("TLSv1.3"));
+        assert!(views[1].ambiguous, "two users came from 10.0.0.8");
+        assert_eq!(views[1].identities.len(), 2);
+        assert!(views[2].identities.is_empty());
+
+        // A pg_hba refusal names its user, which narrows the candidates.
+        ledger.observe_refused(&RefusedAttempt {
+            refusal: Refusal::Hba(HbaRefusal {
+                rejected: true,
+                replication: false,
+                host: "10.0.0.8".into(),
+                user: "bob".into(),
+                database: Some("shop".into()),
+                encryption: "no encryption".into(),
+            }),
+            ..handshake("10.0.0.8", "2026-12-02T12:00:00Z")
+        });
+        let view = ledger
+            .refused()
+            .into_iter()
+            .find(|v| v.record.address == "10.0.0.8")
+            .unwrap();
+        assert_eq!(view.identities.len(), 1);
+        assert_eq!(view.identities[0].user, "bob");
+        assert_eq!((view.record.plain, view.record.handshakes), (1, 1));
+    }
+
+    #[test]
+    fn refused_addresses_are_capped_and_compact_round_trips() {
+        let mut ledger = Ledger::new(KeyFields::default());
+        ledger.caps.refused_addresses = 3;
+        for i in 0..10 {
+            ledger.observe_refused(&handshake(&format!("10.1.0.{i}"), "2026-12-02T10:00:00Z"));
+        }
+        let views = ledger.refused();
+        assert_eq!(views.len(), 4);
+        let others = views.iter().find(|v| v.record.address == OTHER_ADDRESSES).unwrap();
+        assert_eq!(others.record.attempts, 7);
+        let mut again = Ledger::new(KeyFields::default());
+        again.caps.refused_addresses = 3;
+        for e in ledger.compacted() {
+            again.apply(&e);
+        }
+        assert_eq!(again.refused(), views);
+    }
+
+    #[test]
+    fn since_prefers_the_log_then_polls_then_reload_then_user() {
+        let mut ledger = Ledger::new(KeyFields::default());
+        let load = Some(at("2026-12-02T09:00:00Z"));
+        let user = Some(at("2026-12-01T00:00:00Z"));
+        let name = "ssl_min_protocol_version";
+        assert_eq!(
+            floor_since(&ledger, name, "TLSv1.3", None, None, user).unwrap().how,
+            SinceSource::User
+        );
+        assert_eq!(floor_since(&ledger, name, "TLSv1.3", None, None, None), None);
+        assert_eq!(
+            floor_since(&ledger, name, "TLSv1.3", Some("TLSv1.3"), load, user)
+                .unwrap()
+                .how,
+            SinceSource::ReloadBound
+        );
+        assert_eq!(floor_since(&ledger, name, "TLSv1.3", Some("TLSv1.2"), load, user), None);
+        let polled = |value: &str, when: &str| {
+            Entry::Settings(super::super::SettingsSeen {
+                at: at(when),
+                settings: [(name.to_string(), Setting::Set(value.into()))].into_iter().collect(),
+            })
+        };
+        ledger.apply(&polled("TLSv1.2", "2026-12-02T08:00:00Z"));
+        ledger.apply(&polled("TLSv1.3", "2026-12-02T10:00:00Z"));
+        let since = floor_since(&ledger, name, "TLSv1.3", Some("TLSv1.3"), load, user).unwrap();
+        assert_eq!((since.how, since.at), (SinceSource::Polls, at("2026-12-02T10:00:00Z")));
+        assert_eq!(since.not_before, Some(at("2026-12-02T08:00:00Z")));
+        ledger.observe_setting_change(&SettingChange {
+            at: at("2026-12-02T09:30:00Z"),
+            name: name.into(),
+            value: Some("TLSv1.3".into()),
+        });
+        let since = floor_since(&ledger, name, "TLSv1.3", None, load, user).unwrap();
+        assert_eq!((since.how, since.at), (SinceSource::Log, at("2026-12-02T09:30:00Z")));
+        // Reading the same log again adds nothing.
+        let first = ledger.logged_settings().next().unwrap().clone();
+        assert!(ledger.observe_setting_change(&first).is_none());
+    }
+}
