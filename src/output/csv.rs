@@ -281,6 +281,8 @@ mod tests {
                 cipher: Some("ECDHE-RSA-AES256-GCM-SHA384".into()),
                 source,
                 address: Some("10.0.2.9".into()),
+                replication: false,
+                hba_line: None,
             });
         }
         let mut out = Vec::new();

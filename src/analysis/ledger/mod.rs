@@ -1408,6 +1408,8 @@ mod tests {
             local_socket: true,
             tls: None,
             gss_encrypted: false,
+            replication: false,
+            hba_line: None,
         };
         assert!(ledger.observe_log(&line(snap.monitor.pid)).is_none());
         assert!(ledger.observe_log(&line(4301)).is_none());
