@@ -128,7 +128,7 @@ pub fn quote_value(value: &str) -> String {
 
 /// Whether `input` uses the URI form rather than keyword/value pairs.
 pub fn is_uri(input: &str) -> bool {
-    uri_prefix_len(input.trim()).is_some()
+    uri_prefix_len(input.trim_matches(is_space)).is_some()
 }
 
 /// Parses a connection string into `(keyword, value)` pairs in the order they
@@ -139,8 +139,10 @@ pub fn is_uri(input: &str) -> bool {
 /// `sslmode=require`.
 pub fn parse(input: &str) -> Result<Vec<(String, String)>, ConnInfoError> {
     // Pasted strings routinely carry a trailing newline; libpq would choke on
-    // it in the URI form, which helps nobody.
-    let input = input.trim();
+    // it in the URI form, which helps nobody. Only libpq's own spaces are
+    // trimmed: `str::trim` would also eat Unicode spaces (U+2000, U+3000)
+    // that end an unquoted value, changing it (found by the 100,000-case run).
+    let input = input.trim_matches(is_space);
     match uri_prefix_len(input) {
         Some(prefix) => parse_uri(input, prefix),
         None => parse_keyword_value(input),
@@ -522,6 +524,24 @@ mod tests {
 
     fn err(input: &str) -> String {
         parse(input).unwrap_err().to_string()
+    }
+
+    /// Only C `isspace` separates or is trimmed, as in libpq: every other Unicode white space belongs to the value,
+    /// at either end of it, quoted or not.
+    #[test]
+    fn unicode_spaces_are_part_of_values() {
+        let others = ('\u{80}'..='\u{10FFFF}').filter(|c| c.is_whitespace());
+        for c in others.chain(['\u{1c}', '\u{1d}', '\u{1e}', '\u{1f}']) {
+            for value in [format!("{c}x"), format!("x{c}"), c.to_string()] {
+                let input = format!("application_name={}", quote_value(&value));
+                assert_eq!(
+                    parse(&input).unwrap(),
+                    kv(&[("application_name", &value)]),
+                    "U+{:04X}",
+                    c as u32
+                );
+            }
+        }
     }
 
     // --- URI examples from the libpq documentation (34.1.1.2) ---
