@@ -806,6 +806,32 @@ fn clicks_act_on_the_screen_shown_headers_sort_and_tabs_switch() {
     }
 }
 
+/// Holdouts headers sort too, by the column drawn under the click, at every width.
+#[test]
+fn a_click_on_a_holdouts_header_sorts_by_it() {
+    use pgtls::tui::components::holdouts::HoldoutColumn;
+    for (w, h) in WIDTHS {
+        let mut state = with_history(w, h);
+        let area = Rect::new(0, 0, w, h);
+        press(&mut state, KeyCode::Char('h'));
+        let terminal = draw(&mut state, w, h);
+        let header_y = view::layout(area).expect("fits").table.y + 1;
+        let header = &lines(terminal.backend().buffer())[usize::from(header_y)];
+        let x = header
+            .find("USER")
+            .map(|b| header[..b].chars().count())
+            .expect("USER header") as u16;
+        state.handle(view::click(area, &state, x, header_y).expect("a header"));
+        assert_eq!(state.holdouts.sort.column, HoldoutColumn::User, "{w}x{h}");
+        assert!(!state.holdouts.sort.descending);
+        state.handle(view::click(area, &state, x + 2, header_y).expect("a header"));
+        assert!(state.holdouts.sort.descending, "{w}x{h}");
+        let terminal = draw(&mut state, w, h);
+        let header = &lines(terminal.backend().buffer())[usize::from(header_y)];
+        assert!(header.contains("USER ▼"), "{header}");
+    }
+}
+
 // Issue 14, item 3: every screen is a full citizen.
 
 fn holdouts(w: u16, h: u16) -> AppState {

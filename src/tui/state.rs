@@ -10,7 +10,7 @@ use super::components::alerts::{Alerts, Inputs as AlertInputs};
 use super::components::certificates::Certificates;
 use super::components::filter::FilterEditor;
 use super::components::help::Help;
-use super::components::holdouts::Holdouts;
+use super::components::holdouts::{HoldoutColumn, Holdouts};
 use super::components::sessions::SessionsTable;
 use super::components::whatif::WhatIfView;
 use super::keymap::{self, Action, Scope};
@@ -45,6 +45,8 @@ pub enum Input {
     ClickRow(usize),
     /// A click on a column header of the sessions table: sort by it (again: reverse).
     ClickHeader(Column),
+    /// The same on the Holdouts table.
+    ClickHoldoutHeader(HoldoutColumn),
     /// A click on a tab.
     ClickTab(Screen),
     Poller {
@@ -224,7 +226,11 @@ impl AppState {
             Input::ScrollUp => self.on_action(Action::Up),
             Input::ScrollDown => self.on_action(Action::Down),
             // Clicks act on the screen shown only, never on one hidden behind it.
-            Input::ClickRow(_) | Input::ClickHeader(_) | Input::ClickTab(_) if self.covered() => Vec::new(),
+            Input::ClickRow(_) | Input::ClickHeader(_) | Input::ClickHoldoutHeader(_) | Input::ClickTab(_)
+                if self.covered() =>
+            {
+                Vec::new()
+            }
             Input::ClickRow(n) => {
                 match self.screen {
                     Screen::Sessions => self.sessions.click_row(self.snapshot.as_ref(), n),
@@ -237,6 +243,13 @@ impl AppState {
                 if self.screen == Screen::Sessions {
                     self.sessions.sort_by(column);
                     self.rebuild_rows();
+                }
+                Vec::new()
+            }
+            Input::ClickHoldoutHeader(column) => {
+                if self.screen == Screen::Holdouts {
+                    self.holdouts.sort_by(column);
+                    self.rebuild_holdouts();
                 }
                 Vec::new()
             }

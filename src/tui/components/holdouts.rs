@@ -183,6 +183,18 @@ impl Holdouts {
         self.shown = columns;
     }
 
+    /// A click on a header: sort by that column, or reverse when it is the sort column already.
+    pub fn sort_by(&mut self, column: HoldoutColumn) {
+        if self.sort.column == column {
+            self.sort.descending = !self.sort.descending;
+        } else {
+            self.sort = HoldoutSort {
+                column,
+                descending: false,
+            };
+        }
+    }
+
     fn cycle_sort(&mut self, step: isize) {
         let columns: &[HoldoutColumn] = if self.shown.is_empty() {
             &HoldoutColumn::ALL

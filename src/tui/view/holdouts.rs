@@ -61,6 +61,19 @@ pub fn visible_columns(width: u16) -> Vec<HoldoutColumn> {
     fitted(width).into_iter().map(|(c, _)| c).collect()
 }
 
+/// The column whose header covers `x` (from the inner left edge), laid out as [`render`] lays it out.
+pub fn column_at(inner_width: u16, x: u16) -> Option<HoldoutColumn> {
+    // The marker cell and its gap come first.
+    let mut start = 2u16;
+    for (c, w) in fitted(inner_width) {
+        if x >= start && x < start + w {
+            return Some(c);
+        }
+        start += w + 1;
+    }
+    None
+}
+
 fn numeric(column: HoldoutColumn) -> bool {
     matches!(column, HoldoutColumn::Sessions | HoldoutColumn::Now)
 }

@@ -275,9 +275,14 @@ pub fn click(area: Rect, state: &AppState, column: u16, row: u16) -> Option<Inpu
     if rows.contains(pos) {
         return Some(Input::ClickRow(usize::from(row - rows.y)));
     }
-    if row == table.y + 1 && state.screen == Screen::Sessions && column > table.x {
+    if row == table.y + 1 && column > table.x {
         let inner_width = table.width.saturating_sub(2);
-        return sessions::column_at(state, inner_width, table_page(area), column - table.x - 1).map(Input::ClickHeader);
+        let x = column - table.x - 1;
+        return match state.screen {
+            Screen::Sessions => sessions::column_at(state, inner_width, table_page(area), x).map(Input::ClickHeader),
+            Screen::Holdouts => holdouts::column_at(inner_width, x).map(Input::ClickHoldoutHeader),
+            Screen::WhatIf | Screen::Certificates => None,
+        };
     }
     None
 }
