@@ -522,6 +522,7 @@ impl AppState {
             snapshot: self.snapshot.as_ref(),
             link,
             probe,
+            after: self.history.as_ref().map_or(&[], |h| h.after.as_slice()),
             now: self.now,
         });
         if bell { vec![Effect::Bell] } else { Vec::new() }
