@@ -150,6 +150,14 @@ pub fn took_effect(target: Target) -> &'static str {
     }
 }
 
+/// The same, inside a sentence: "since TLSv1.3 took effect".
+pub fn since_phrase(target: Target) -> &'static str {
+    match target {
+        Target::MinTls13 => "since TLSv1.3 took effect",
+        Target::TlsRequired => "since TLS became required",
+    }
+}
+
 /// How `since` is known, in a few words.
 pub fn since_source_label(how: SinceSource) -> &'static str {
     match how {
@@ -391,7 +399,6 @@ fn report(target: Target, since: FloorSince, inputs: &Inputs) -> AfterChange {
 /// One alert per list, each with the fix in words, plus one for replication and one for an unlogged server.
 pub fn alerts(report: &AfterChange) -> Vec<Alert> {
     let mut out = Vec::new();
-    let what = took_effect(report.target).to_lowercase();
     let names = |labels: Vec<String>| {
         let more = labels.len().saturating_sub(3);
         let mut text = labels.into_iter().take(3).collect::<Vec<_>>().join(", ");
@@ -425,7 +432,7 @@ pub fn alerts(report: &AfterChange) -> Vec<Alert> {
         out.push(Alert {
             key: "after_refused".into(),
             severity: Severity::Critical,
-            title: format!("{} address(es) refused {what}", report.refused.len()),
+            title: format!("{} address(es) refused since the change", report.refused.len()),
             detail: format!("{who}: {fix}"),
             count: report.refused.len() as u64,
         });
@@ -443,7 +450,7 @@ pub fn alerts(report: &AfterChange) -> Vec<Alert> {
         out.push(Alert {
             key: "after_downgraded".into(),
             severity: Severity::Critical,
-            title: format!("{} client(s) fell back to plain text {what}", report.downgraded.len()),
+            title: format!("{} client(s) fell back to plain text", report.downgraded.len()),
             detail: format!(
                 "{}: {remove}, or set sslmode=require for these clients",
                 names(report.downgraded.iter().map(|d| d.label.clone()).collect())
@@ -455,10 +462,7 @@ pub fn alerts(report: &AfterChange) -> Vec<Alert> {
         out.push(Alert {
             key: "after_lingering".into(),
             severity: Severity::Warning,
-            title: format!(
-                "{} session(s) from before the change still on the old way",
-                report.lingering.len()
-            ),
+            title: format!("{} session(s) linger from before the change", report.lingering.len()),
             detail: format!(
                 "{}: they fail on their next reconnect; upgrade them, then restart them at a quiet time",
                 names(
@@ -478,7 +482,7 @@ pub fn alerts(report: &AfterChange) -> Vec<Alert> {
         out.push(Alert {
             key: "after_replication".into(),
             severity: if broken { Severity::Critical } else { Severity::Warning },
-            title: format!("{replication} replication connection(s) affected {what}"),
+            title: format!("{replication} replication connection(s) affected by the change"),
             detail: "a standby or logical subscriber is refused, downgraded or lingering: high availability is at \
                      stake; set its primary_conninfo (or the subscription's connection) to sslmode=require with TLS \
                      1.3"

@@ -261,7 +261,7 @@ fn after_summary(a: &AfterChange) -> String {
     };
     format!(
         "{} ({}, {}): {} address(es) refused, {} client(s) fell back to plain text since {}; {} session(s) lingering{replication}",
-        after::took_effect(a.target).to_lowercase(),
+        after::since_phrase(a.target),
         a.since.format("%Y-%m-%d %H:%M:%S UTC"),
         after::since_source_label(a.since_source),
         a.refused.len(),
