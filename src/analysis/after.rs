@@ -326,16 +326,21 @@ fn report(target: Target, since: FloorSince, inputs: &Inputs) -> AfterChange {
             if first < after_from || last < from {
                 return None;
             }
+            // The client's TLS sessions came in through a `hostssl` line too: name only the lines that admit plain
+            // text, unless pg_hba_file_rules cannot say which those are.
             let hba_lines = r
                 .hba_lines
                 .iter()
-                .map(|n| {
-                    inputs
+                .filter_map(|n| {
+                    let rule = inputs
                         .hba
                         .as_ref()
                         .ok()
-                        .and_then(|rules| rules.iter().find(|h| i64::from(h.line_number) == i64::from(*n)))
-                        .map_or_else(|| format!("line {n}"), HbaRule::describe)
+                        .and_then(|rules| rules.iter().find(|h| i64::from(h.line_number) == i64::from(*n)));
+                    match rule {
+                        Some(rule) => rule.admits_plaintext().then(|| rule.describe()),
+                        None => Some(format!("line {n}")),
+                    }
                 })
                 .collect();
             Some(Downgraded {

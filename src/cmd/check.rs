@@ -103,12 +103,17 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
         // The log is read one budget at a time, each applied and journalled before the next is read, so a log
         // of millions of lines costs the memory of its distinct clients, not of its lines.
         loop {
-            let entries: Vec<_> = logs
+            let mut entries: Vec<_> = logs
                 .poll(collector.client())
                 .await
                 .iter()
                 .filter_map(|event| ledger.observe_log(event))
                 .collect();
+            // Refused attempts and reloads, as the dashboard's history service takes them (check runs no probe, so
+            // no failed handshake in the log is its own).
+            let news = logs.take_news();
+            entries.extend(news.refused.iter().filter_map(|r| ledger.observe_refused(r)));
+            entries.extend(news.changes.iter().filter_map(|c| ledger.observe_setting_change(c)));
             if let Some(journal) = &mut journal {
                 journal.append(&entries, &ledger).map_err(unknown)?;
             }
