@@ -365,7 +365,7 @@ fn report(target: Target, since: FloorSince, inputs: &Inputs) -> AfterChange {
             })
         })
         .collect();
-    downgraded.sort_by(|a, b| b.plain_after.last_seen.cmp(&a.plain_after.last_seen));
+    downgraded.sort_by_key(|d| std::cmp::Reverse(d.plain_after.last_seen));
 
     let mut lingering: Vec<Lingering> = inputs
         .snapshot
