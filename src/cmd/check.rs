@@ -444,9 +444,29 @@ mod class_tests {
             detail: name.to_string(),
             count: 1,
         }];
-        let standing = Standing::NotInForce {
-            reason: name.to_string(),
-        };
+        // After the change too: every name the after-change lines quote.
+        let mut after = crate::fixtures::history_after().after[0]
+            .report()
+            .cloned()
+            .unwrap_or_else(|| panic!("the fixture's TLSv1.3 is in force"));
+        after.since_note = name.to_string();
+        for r in &mut after.refused {
+            r.address = name.to_string();
+            r.labels = vec![name.to_string(), name.to_string()];
+            r.reason = name.to_string();
+        }
+        for d in &mut after.downgraded {
+            d.label = name.to_string();
+            d.tls_before.tls_version = Some(name.to_string());
+            d.hba_lines = vec![name.to_string()];
+        }
+        for l in &mut after.lingering {
+            l.user = Some(name.to_string());
+            l.application = Some(name.to_string());
+            l.tls_version = Some(name.to_string());
+        }
+        after.log_connections_off = Some(name.to_string());
+        let standing = Standing::InForce(Box::new(after));
         let report = assess(&snapshot, alerts, whatif, standing, vec![name.to_string()]);
         let mut out = Vec::new();
         write_text(&report, &mut out).unwrap();
