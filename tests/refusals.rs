@@ -2,6 +2,8 @@
 //! back to plain text, and when the change happened; pgtls's own probe, which fails handshakes on purpose, is not
 //! counted.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use pgtls::analysis::ledger::{KeyFields, Ledger, SinceSource, floor_since};
@@ -266,6 +268,46 @@ async fn raising_the_floor_shows_refused_downgraded_and_the_change_time() {
             .is_some_and(|p| p.contains(&format!("refused={}", refused.len())) && p.contains("downgraded=")),
         "{json:#}"
     );
+
+    // The dashboard shows the same three lists on its What-if screen, reading the log from its start.
+    let conninfo = format!("{} sslmode=require", lab.conninfo(pgtls::lab::SUPERUSER));
+    let log = lab.log_file.display().to_string();
+    let tmux = common::tmux::Tmux::start(
+        &[&conninfo, "--interval", "0.5", "--server-log", &log],
+        home.path(),
+        160,
+        50,
+    );
+    tmux.wait_for("the dashboard", Duration::from_secs(30), |s| {
+        s.contains("What-if") || s.contains("Sessions")
+    });
+    tmux.keys(&["w"]);
+    let screen = tmux.wait_for("the after-change report", Duration::from_secs(60), |s| {
+        s.contains("Since TLSv1.3 took effect")
+            && s.contains("Refused (")
+            && s.contains("Fell back to plain text (")
+            && s.contains("Lingering (")
+    });
+    assert!(screen.contains("(from the server log)"), "{screen}");
+    // Each list's own line: its mark, then the name (the refused address's candidates name them too).
+    let line = |mark: &str, name: &str| {
+        screen
+            .lines()
+            .find(|l| l.trim_start_matches('│').trim_start().starts_with(mark) && l.contains(name))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(line("✖ 127.0.0.1", "").contains("attempt(s)"), "{screen}");
+    assert!(
+        line("✖", &format!("{APP} ({USER}@")).contains("plain text since"),
+        "{screen}"
+    );
+    assert!(
+        line("▲ pid", "lingering (legacy@").contains("TLSv1.2 since"),
+        "{screen}"
+    );
+    tmux.keys(&["q"]);
+    assert_eq!(tmux.exit_status(Duration::from_secs(20)), Some(0));
 
     // TLS required: pg_hba.conf goes hostssl-only, and a plain-text client is turned away.
     let hba_path = lab.data_dir.join("pg_hba.conf");
