@@ -539,11 +539,11 @@ fn whatif_screens_for_both_targets() {
 /// An hour after TLSv1.3 took effect: the What-if screen reports what followed, and the alerts say what to do.
 fn after_the_change(w: u16, h: u16) -> AppState {
     let mut state = new_state(w, h);
+    feed(&mut state, fixtures::snapshot_after());
     state.handle(Input::Poller {
         event: PollerEvent::History(Box::new(fixtures::history_after())),
         at: fixtures::now(),
     });
-    feed(&mut state, fixtures::snapshot_after());
     state
 }
 
