@@ -322,8 +322,9 @@ fn write_lines(r: &CheckReport, out: &mut dyn Write) -> std::io::Result<()> {
         let seen_as: Vec<_> = refused.seen_as.iter().map(|s| t(s)).collect();
         writeln!(
             out,
-            "  refused: {} — seen {}, last {}{}",
+            "  refused: {}{} — seen {}, last {}{}",
             t(&refused.label),
+            if refused.replication { " [replication]" } else { "" },
             seen_as.join(", "),
             refused.last_seen.format("%Y-%m-%d %H:%M:%S UTC"),
             match &refused.downgrade {

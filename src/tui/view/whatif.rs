@@ -128,6 +128,12 @@ fn content(cx: &Ctx) -> Content {
                 t.dim,
             ),
         ]));
+        if r.replication {
+            lines.push(Line::styled(
+                "      ⚠ replication connection: a standby or subscriber would stop streaming (HA at stake)",
+                t.critical,
+            ));
+        }
         match &r.downgrade {
             Downgrade::Possible { rules } => lines.push(Line::from(vec![
                 Span::styled("      ▲ may silently downgrade: ", t.warning),
