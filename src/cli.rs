@@ -175,6 +175,10 @@ pub struct HistoryArgs {
     /// remade (default: twice the interval, between 5 and 30).
     #[arg(long, value_name = "SECONDS")]
     pub poll_timeout: Option<f64>,
+    /// When the change took effect (RFC 3339, or "YYYY-MM-DD HH:MM[:SS]" in UTC), for the after-change view
+    /// when neither the server log, pgtls's own polls nor pg_conf_load_time() can tell.
+    #[arg(long, value_name = "TIME", value_parser = crate::config::parse_since)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -248,6 +252,13 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = CheckFormat::Text)]
     pub format: CheckFormat,
+    /// Once the target is in force: when it took effect (RFC 3339, or "YYYY-MM-DD HH:MM[:SS]" in UTC), used
+    /// when neither the server log, the ledger's polls nor pg_conf_load_time() can tell.
+    #[arg(long, value_name = "TIME", value_parser = crate::config::parse_since)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Once the target is in force: refused and downgraded clients count if seen within this long, e.g. 24h, 7d.
+    #[arg(long, default_value = "24h", value_name = "DURATION")]
+    pub window: String,
     /// Read connection lines from this server log file (from its start).
     #[arg(long, value_name = "PATH")]
     pub server_log: Option<PathBuf>,

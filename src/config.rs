@@ -216,6 +216,26 @@ pub fn parse_duration(text: &str) -> Result<chrono::Duration, String> {
     Ok(chrono::Duration::seconds(seconds))
 }
 
+/// `--since`: RFC 3339 (`2026-12-02T10:00:00+01:00`) or `YYYY-MM-DD HH:MM[:SS]`, the latter in UTC, as the server's
+/// log and pgtls's own times are shown, so that a time copied from either means the same instant.
+pub fn parse_since(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    let text = text.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    let bare = text.strip_suffix("UTC").unwrap_or(text).trim();
+    [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+    ]
+    .iter()
+    .find_map(|f| chrono::NaiveDateTime::parse_from_str(bare, f).ok())
+    .map(|t| t.and_utc())
+    .ok_or_else(|| format!("\"{text}\" is not a time like 2026-12-02T10:00:00Z or \"2026-12-02 10:00\" (UTC)"))
+}
+
 /// One line: file, line, key, and what is wrong.
 fn describe_error(e: &toml::de::Error, text: &str, path: &Path) -> String {
     let message = e.message().trim().replace('\n', " ");

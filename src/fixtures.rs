@@ -246,6 +246,7 @@ pub fn snapshot() -> Snapshot {
             read_all_settings: true,
         },
         settings: settings(),
+        conf_load_time: None,
         sessions,
     };
     snap.mark_own(&[]);
@@ -311,7 +312,101 @@ pub fn history() -> crate::collect::poller::History {
         ledger_file: Some("/var/lib/pgtls/ledger.jsonl".to_string()),
         refused: ledger.refused(),
         logged_settings: Vec::new(),
+        after: Vec::new(),
     }
+}
+
+/// The hba rules of [`history`]: a `hostssl` line and a `host` line that still admits plain text.
+fn hba_with_host() -> Result<Vec<crate::analysis::whatif::HbaRule>, String> {
+    let rule = |line, kind: &str| crate::analysis::whatif::HbaRule {
+        line_number: line,
+        kind: kind.to_string(),
+        databases: vec!["all".into()],
+        users: vec!["all".into()],
+        address: Some("10.0.0.0/8".into()),
+        auth_method: Some("scram-sha-256".into()),
+    };
+    Ok(vec![rule(90, "hostssl"), rule(91, "host")])
+}
+
+/// The poll after TLSv1.3 took effect (an hour before [`now`]): a standby still streams over TLS 1.2.
+pub fn snapshot_after() -> Snapshot {
+    let mut snap = snapshot();
+    snap.settings
+        .insert("ssl_min_protocol_version".into(), Setting::Set("TLSv1.3".into()));
+    snap.settings
+        .insert("log_connections".into(), Setting::Set("on".into()));
+    snap.conf_load_time = Some(now() - Duration::hours(1));
+    let mut standby = named(
+        session(4160, ConnClass::Tls12),
+        "replicator",
+        "",
+        "standby-b",
+        "active",
+        "",
+    );
+    standby.database = None;
+    standby.backend_type = Some("walsender".into());
+    snap.sessions.push(standby);
+    snap.sessions.sort_by_key(|s| s.pid);
+    snap.mark_own(&[]);
+    snap
+}
+
+/// The history an hour after ssl_min_protocol_version went to TLSv1.3: billing-batch's address refused three times,
+/// legacy-reports back in plain text through pg_hba.conf line 91, TLS 1.2 sessions (and a standby) lingering.
+pub fn history_after() -> crate::collect::poller::History {
+    use crate::analysis::ledger::{ClientKey, Entry, KeyFields, Ledger, Source};
+    use crate::logsource::{Refusal, RefusedAttempt, SettingChange};
+    let fields = KeyFields::from_names(&["user".into(), "database".into(), "application".into()]).unwrap_or_default();
+    let mut ledger = Ledger::new(fields);
+    let mut before = snapshot();
+    before.taken_at = now() - Duration::hours(2);
+    ledger.observe_snapshot(&before, true);
+    ledger.observe_setting_change(&SettingChange {
+        at: now() - Duration::hours(1),
+        name: "ssl_min_protocol_version".into(),
+        value: Some("TLSv1.3".into()),
+    });
+    let handshake = |addr: &str, minutes: i64| RefusedAttempt {
+        at: now() - Duration::minutes(minutes),
+        pid: 5000,
+        client_addr: Some(addr.into()),
+        client_port: Some(50412),
+        local_socket: false,
+        refusal: Refusal::Handshake {
+            reason: "unsupported protocol".into(),
+        },
+        hint: Some(
+            "This may indicate that the client does not support any SSL protocol version between TLSv1.3 and TLSv1.3."
+                .into(),
+        ),
+        detail: None,
+    };
+    for minutes in [40, 25, 10] {
+        ledger.observe_refused(&handshake("10.0.1.141", minutes));
+    }
+    ledger.observe_refused(&handshake("10.0.6.77", 30));
+    ledger.apply(&Entry::Session {
+        at: now() - Duration::minutes(25),
+        key: ClientKey::new(fields, Some("reports"), Some("dwh"), Some("legacy-reports"), None),
+        class: ConnClass::PlainTcp,
+        tls_version: None,
+        cipher: None,
+        source: Source::Log,
+        address: Some("10.0.0.154".into()),
+        replication: false,
+        hba_line: Some(91),
+    });
+    let snap = snapshot_after();
+    ledger.observe_snapshot(&snap, true);
+    let hba = hba_with_host();
+    let mut history = history();
+    history.clients = ledger.records().cloned().collect();
+    history.refused = ledger.refused();
+    history.logged_settings = ledger.logged_settings().cloned().collect();
+    history.after = crate::collect::history::after_of(&ledger, &snap, &hba, None);
+    history
 }
 
 /// A probe report as the lab server would give it, with fixed values so screens draw the same every time.

@@ -25,6 +25,10 @@ pub struct Snapshot {
     pub privileges: Privileges,
     /// Server TLS settings by GUC name, in a stable (alphabetical) order.
     pub settings: BTreeMap<String, Setting>,
+    /// `pg_conf_load_time()`: the last reload of the configuration (any setting, or pg_hba.conf). Only a bound on
+    /// when a given setting changed; see [`crate::analysis::ledger::floor_since`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conf_load_time: Option<DateTime<Utc>>,
     /// Client sessions (TCP and Unix socket) and sessions the monitor may not inspect, ordered by pid.
     pub sessions: Vec<Session>,
 }

@@ -2,6 +2,8 @@
 //! back to plain text, and when the change happened; pgtls's own probe, which fails handshakes on purpose, is not
 //! counted.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use pgtls::analysis::ledger::{KeyFields, Ledger, SinceSource, floor_since};
@@ -205,4 +207,190 @@ async fn raising_the_floor_shows_refused_downgraded_and_the_change_time() {
         .expect("lingering session alive");
     assert_eq!(row.get::<_, String>(0), "TLSv1.2");
     assert!(row.get::<_, chrono::DateTime<chrono::Utc>>(1) < since.at);
+
+    // `pgtls check` tells the same story headless, from the log and a ledger file.
+    let home = tempfile::tempdir().expect("home");
+    let ledger_file = home.path().join("ledger.jsonl");
+    let check = |target: &str| {
+        let out = check_json(&lab, home.path(), &ledger_file, target);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+        (out.status.code(), json)
+    };
+    let (code, json) = check("TLSv1.3");
+    let after = &json["after_change"];
+    assert_eq!(json["target_in_force"], "yes", "{json:#}");
+    assert_eq!(after["since_source"], "log", "{after:#}");
+    assert_eq!(after["since"], serde_json::to_value(since.at).unwrap());
+    let refused = after["refused"].as_array().expect("refused list");
+    let local = refused
+        .iter()
+        .find(|r| r["address"] == "127.0.0.1")
+        .unwrap_or_else(|| panic!("127.0.0.1 refused: {after:#}"));
+    assert!(local["attempts"].as_u64().unwrap() >= 2, "{local:#}");
+    assert!(
+        local["identities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["user"] == USER && k["application"] == APP),
+        "{local:#}"
+    );
+    assert_eq!(local["ambiguous"], true);
+    let downgraded = after["downgraded"].as_array().expect("downgraded list");
+    let legacy = downgraded
+        .iter()
+        .find(|d| d["client"]["application"] == APP)
+        .unwrap_or_else(|| panic!("{APP} downgraded: {after:#}"));
+    assert_eq!(legacy["tls_before"]["tls_version"], "TLSv1.2");
+    assert_eq!(legacy["plain_after"]["class"], "plain_tcp");
+    // PostgreSQL 14+ logs which pg_hba.conf line let it in: the lab's `host all all 127.0.0.1/32` line.
+    assert!(
+        legacy["hba_lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l.as_str().is_some_and(|l| l.contains(": host all all"))),
+        "{legacy:#}"
+    );
+    let lingering = after["lingering"].as_array().expect("lingering list");
+    assert!(
+        lingering
+            .iter()
+            .any(|l| l["application"] == "lingering" && l["tls_version"] == "TLSv1.2"),
+        "{after:#}"
+    );
+    assert_eq!(code, Some(2), "refused and downgraded clients are CRITICAL: {json:#}");
+    assert_eq!(json["status"], "CRITICAL");
+    assert!(
+        json["perfdata"]
+            .as_str()
+            .is_some_and(|p| p.contains(&format!("refused={}", refused.len())) && p.contains("downgraded=")),
+        "{json:#}"
+    );
+
+    // The dashboard shows the same three lists on its What-if screen, reading the log from its start.
+    let conninfo = format!("{} sslmode=require", lab.conninfo(pgtls::lab::SUPERUSER));
+    let log = lab.log_file.display().to_string();
+    let tmux = common::tmux::Tmux::start(
+        &[&conninfo, "--interval", "0.5", "--server-log", &log],
+        home.path(),
+        160,
+        50,
+    );
+    tmux.wait_for("the dashboard", Duration::from_secs(30), |s| {
+        s.contains("What-if") || s.contains("Sessions")
+    });
+    tmux.keys(&["w"]);
+    let screen = tmux.wait_for("the after-change report", Duration::from_secs(60), |s| {
+        s.contains("Since TLSv1.3 took effect")
+            && s.contains("Refused (")
+            && s.contains("Fell back to plain text (")
+            && s.contains("Lingering (")
+    });
+    assert!(screen.contains("(from the server log)"), "{screen}");
+    // Each list's own line: its mark, then the name (the refused address's candidates name them too).
+    let line = |mark: &str, name: &str| {
+        screen
+            .lines()
+            .find(|l| l.trim_start_matches('│').trim_start().starts_with(mark) && l.contains(name))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(line("✖ 127.0.0.1", "").contains("attempt(s)"), "{screen}");
+    assert!(
+        line("✖", &format!("{APP} ({USER}@")).contains("plain text since"),
+        "{screen}"
+    );
+    assert!(
+        line("▲ pid", "lingering (legacy@").contains("TLSv1.2 since"),
+        "{screen}"
+    );
+    tmux.keys(&["q"]);
+    assert_eq!(tmux.exit_status(Duration::from_secs(20)), Some(0));
+
+    // TLS required: pg_hba.conf goes hostssl-only, and a plain-text client is turned away.
+    let hba_path = lab.data_dir.join("pg_hba.conf");
+    let hba = std::fs::read_to_string(&hba_path).expect("pg_hba.conf");
+    let strict: String = hba
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("host "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(strict, hba, "the lab has a `host` line to remove");
+    std::fs::write(&hba_path, strict).expect("pg_hba.conf written");
+    lab.admin()
+        .await
+        .expect("admin")
+        .batch_execute("SELECT pg_catalog.pg_reload_conf()")
+        .await
+        .expect("reloaded");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let plain = psql_plain(&lab);
+        if !plain.status.success() {
+            assert!(
+                String::from_utf8_lossy(&plain.stderr).contains("no encryption"),
+                "{}",
+                String::from_utf8_lossy(&plain.stderr)
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "pg_hba.conf never turned plain text away");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The refusal reaches the log before check reads it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (code, json) = loop {
+        let (code, json) = check("tls-required");
+        let plain_refused = json["after_change"]["refused"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["address"] == "127.0.0.1"));
+        if plain_refused || Instant::now() >= deadline {
+            break (code, json);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let after = &json["after_change"];
+    assert_eq!(json["target_in_force"], "yes", "{json:#}");
+    assert_eq!(after["since_source"], "reload_bound", "{after:#}");
+    let local = after["refused"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["address"] == "127.0.0.1"))
+        .unwrap_or_else(|| panic!("the plain client is refused: {after:#}"));
+    assert!(local["reason"].as_str().unwrap().contains("no encryption"), "{local:#}");
+    assert_eq!(code, Some(2), "{json:#}");
+}
+
+fn check_json(lab: &Lab, home: &std::path::Path, ledger: &std::path::Path, target: &str) -> std::process::Output {
+    let conninfo = format!(
+        "{} sslmode=verify-full sslrootcert={}",
+        lab.conninfo(pgtls::lab::SUPERUSER)
+            .replace("host=127.0.0.1", "host=localhost hostaddr=127.0.0.1"),
+        lab.certs.ca_cert.display()
+    );
+    let bin = std::env::var_os("PGTLS_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_pgtls").into());
+    let mut cmd = std::process::Command::new(bin);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PG") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("HOME", home)
+        .args(["check", &conninfo, "--target", target, "--format", "json"])
+        .arg("--server-log")
+        .arg(&lab.log_file)
+        .arg("--ledger")
+        .arg(ledger)
+        .output()
+        .expect("pgtls runs")
+}
+
+/// A client that never tries TLS.
+fn psql_plain(lab: &Lab) -> std::process::Output {
+    let conninfo = format!("{} sslmode=disable application_name=plain-app", lab.conninfo(USER));
+    std::process::Command::new("psql")
+        .args([conninfo.as_str(), "-XAtc", "SELECT 1"])
+        .output()
+        .expect("psql runs")
 }

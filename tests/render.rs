@@ -536,6 +536,53 @@ fn whatif_screens_for_both_targets() {
     });
 }
 
+/// An hour after TLSv1.3 took effect: the What-if screen reports what followed, and the alerts say what to do.
+fn after_the_change(w: u16, h: u16) -> AppState {
+    let mut state = new_state(w, h);
+    feed(&mut state, fixtures::snapshot_after());
+    state.handle(Input::Poller {
+        event: PollerEvent::History(Box::new(fixtures::history_after())),
+        at: fixtures::now(),
+    });
+    state
+}
+
+#[test]
+fn whatif_becomes_the_after_change_report_once_in_force() {
+    snapshot_both("after_tls13", |w, h| {
+        let mut state = after_the_change(w, h);
+        press(&mut state, KeyCode::Char('w'));
+        state
+    });
+    let mut state = after_the_change(120, 36);
+    press(&mut state, KeyCode::Char('w'));
+    let text = screen(&draw(&mut state, 120, 36));
+    assert!(text.contains("Since TLSv1.3 took effect"), "{text}");
+    for key in [
+        "after_refused",
+        "after_downgraded",
+        "after_lingering",
+        "after_replication",
+    ] {
+        assert!(
+            state.alerts.log.active().any(|a| a.alert.key == key),
+            "{key} alert raised"
+        );
+    }
+    let downgrade = state
+        .alerts
+        .log
+        .active()
+        .find(|a| a.alert.key == "after_downgraded")
+        .expect("downgrade alert");
+    assert!(downgrade.alert.detail.contains("line 91"), "{}", downgrade.alert.detail);
+    // TLS required is not in force (pg_hba.conf line 91 is `host`): its what-if stays.
+    press(&mut state, KeyCode::Right);
+    let text = screen(&draw(&mut state, 120, 36));
+    assert!(text.contains("Verdict"), "{text}");
+    assert!(!text.contains("Since TLS became required"), "{text}");
+}
+
 #[test]
 fn certificates_screen_before_and_after_the_probe() {
     snapshot_both("certificates_probing", |w, h| {

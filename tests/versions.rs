@@ -335,7 +335,7 @@ async fn settings_known_for_this_version(lab: &Lab, major: u32) {
     let version_num = u32::try_from(version_num).expect("positive");
     let on_server: BTreeSet<String> = admin
         .query(
-            "SELECT name::text FROM pg_catalog.pg_settings WHERE name LIKE 'ssl%'",
+            "SELECT name::text FROM pg_catalog.pg_settings WHERE name LIKE 'ssl%' OR name = 'log_connections'",
             &[],
         )
         .await

@@ -50,7 +50,7 @@ pub enum LinkHealth {
 }
 
 /// Every rule's key; the configuration may set severity and threshold for each.
-pub const RULE_KEYS: [&str; 11] = [
+pub const RULE_KEYS: [&str; 16] = [
     "connection_lost",
     "ssl_off",
     "min_protocol_weak",
@@ -62,6 +62,11 @@ pub const RULE_KEYS: [&str; 11] = [
     "monitor_plaintext",
     "monitor_unverified",
     "log_lines_forged",
+    "after_refused",
+    "after_downgraded",
+    "after_lingering",
+    "after_replication",
+    "after_log_connections_off",
 ];
 
 /// Every rule with the default configuration.

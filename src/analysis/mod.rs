@@ -1,5 +1,6 @@
-//! Pure functions over snapshots: alert rules and the what-if for ssl_min_protocol_version.
+//! Pure functions over snapshots: alert rules, the what-if for ssl_min_protocol_version and what happened after it.
 
+pub mod after;
 pub mod alerts;
 pub mod ledger;
 pub mod whatif;

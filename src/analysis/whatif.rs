@@ -138,6 +138,9 @@ pub struct Refused {
     pub last_seen: DateTime<Utc>,
     pub connected_now: u32,
     pub downgrade: Downgrade,
+    /// A standby or logical subscriber: refusing it breaks replication, not just an application.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replication: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -273,6 +276,7 @@ pub fn evaluate(
                 last_seen: r.last_seen,
                 connected_now: r.connected_now,
                 downgrade,
+                replication: r.replication > 0,
             })
         })
         .collect();
@@ -416,6 +420,16 @@ mod ledger_tests {
                 .iter()
                 .all(|r| matches!(r.downgrade, Downgrade::Unknown { .. }))
         );
+    }
+
+    #[test]
+    fn a_standby_on_tls12_is_singled_out() {
+        let mut l = Ledger::new(KeyFields::default());
+        l.observe_snapshot(&fixtures::snapshot_after(), false);
+        let w = evaluate(&l, Target::MinTls13, &hba_with_host(), chrono::Duration::zero());
+        let standby = w.refused.iter().find(|r| r.client.application == "standby-b").unwrap();
+        assert!(standby.replication);
+        assert!(w.refused.iter().filter(|r| r.replication).count() == 1);
     }
 
     #[test]

@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::Failure;
-use crate::analysis::alerts::{Alert, LinkHealth, Severity, evaluate_with};
+use crate::analysis::after::{self, AfterChange, Standing};
+use crate::analysis::alerts::{Alert, LinkHealth, Severity, configure, evaluate_with};
 use crate::analysis::ledger::{Journal, KeyFields, Ledger};
 use crate::analysis::whatif::{self, Verdict, WhatIf};
 use crate::cli::{CheckArgs, CheckFormat};
@@ -28,6 +29,14 @@ pub struct CheckReport {
     pub counts: ClassCounts,
     pub alerts: Vec<Alert>,
     pub whatif: WhatIf,
+    /// Whether the target is in force: `yes`, `no` or `cannot tell` (then the what-if decides the status).
+    pub target_in_force: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_in_force_reason: Option<String>,
+    /// Once the target is in force: who was refused, fell back to plain text, or lingers since it took effect. It
+    /// replaces the what-if in the status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after_change: Option<AfterChange>,
     pub sources: Vec<String>,
     pub perfdata: String,
 }
@@ -62,6 +71,7 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
         None => chrono::Duration::zero(),
     };
     let min_evidence = parse_duration(&args.min_evidence).map_err(|e| unknown(format!("--min-evidence: {e}")))?;
+    let window = parse_duration(&args.window).map_err(|e| unknown(format!("--window: {e}")))?;
     let params = args.conn.resolve(&Environment::from_process()).map_err(unknown)?;
     let mut collector = Collector::connect(&params)
         .await
@@ -93,12 +103,17 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
         // The log is read one budget at a time, each applied and journalled before the next is read, so a log
         // of millions of lines costs the memory of its distinct clients, not of its lines.
         loop {
-            let entries: Vec<_> = logs
+            let mut entries: Vec<_> = logs
                 .poll(collector.client())
                 .await
                 .iter()
                 .filter_map(|event| ledger.observe_log(event))
                 .collect();
+            // Refused attempts and reloads, as the dashboard's history service takes them (check runs no probe, so
+            // no failed handshake in the log is its own).
+            let news = logs.take_news();
+            entries.extend(news.refused.iter().filter_map(|r| ledger.observe_refused(r)));
+            entries.extend(news.changes.iter().filter_map(|c| ledger.observe_setting_change(c)));
             if let Some(journal) = &mut journal {
                 journal.append(&entries, &ledger).map_err(unknown)?;
             }
@@ -114,9 +129,26 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
     let hba = collector.hba_rules().await;
     let mut alerts = evaluate_with(Some(&snapshot), &LinkHealth::Up, &config.alerts);
     alerts.extend(logs.forgery_alert(&config.alerts));
-    alerts.sort_by_key(|a| a.severity);
     let whatif = whatif::evaluate(&ledger, args.target, &hba, min_evidence);
-    let report = assess(&snapshot, alerts, whatif, logs.describe());
+    let standing = after::evaluate(
+        args.target,
+        &after::Inputs {
+            ledger: &ledger,
+            snapshot: &snapshot,
+            hba: &hba,
+            user_since: args.since,
+            window_from: Some(snapshot.taken_at - window),
+        },
+    );
+    if let Some(report) = standing.report() {
+        alerts.extend(
+            after::alerts(report)
+                .into_iter()
+                .filter_map(|mut a| configure(&mut a, &config.alerts).then_some(a)),
+        );
+    }
+    alerts.sort_by_key(|a| a.severity);
+    let report = assess(&snapshot, alerts, whatif, standing, logs.describe());
 
     let mut out = std::io::stdout().lock();
     let written = match args.format {
@@ -131,9 +163,20 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
 
 /// Decide the status: unseen sessions make the answer UNKNOWN; refused clients or critical alerts
 /// are CRITICAL; warnings and thin evidence are WARNING.
-pub fn assess(snapshot: &Snapshot, alerts: Vec<Alert>, whatif: WhatIf, sources: Vec<String>) -> CheckReport {
+pub fn assess(
+    snapshot: &Snapshot,
+    alerts: Vec<Alert>,
+    whatif: WhatIf,
+    standing: Standing,
+    sources: Vec<String>,
+) -> CheckReport {
     let counts = snapshot.class_counts();
     let worst = alerts.iter().map(|a| a.severity).min();
+    let (target_in_force, target_in_force_reason, after_change) = match standing {
+        Standing::InForce(report) => ("yes", None, Some(*report)),
+        Standing::NotInForce { reason } => ("no", Some(reason), None),
+        Standing::CannotTell { reason } => ("cannot tell", Some(reason), None),
+    };
     let (status, summary) = if counts.unknown > 0 {
         (
             Status::Unknown,
@@ -142,6 +185,19 @@ pub fn assess(snapshot: &Snapshot, alerts: Vec<Alert>, whatif: WhatIf, sources: 
                 counts.unknown, snapshot.monitor.user
             ),
         )
+    } else if let Some(a) = &after_change {
+        // The verdict after the change, unless an alert of its own is worse.
+        let verdict = a.severity();
+        let status = match [verdict, worst].into_iter().flatten().min() {
+            Some(Severity::Critical) => Status::Critical,
+            Some(Severity::Warning) => Status::Warning,
+            _ => Status::Ok,
+        };
+        let summary = match (verdict, worst) {
+            (v, Some(w)) if w < Severity::Info && v.is_none_or(|v| w < v) => first_title(&alerts, w),
+            _ => after_summary(a),
+        };
+        (status, summary)
     } else if whatif.verdict == Verdict::NotSafe {
         let who: Vec<&str> = whatif.refused.iter().take(5).map(|r| r.label.as_str()).collect();
         (
@@ -170,8 +226,12 @@ pub fn assess(snapshot: &Snapshot, alerts: Vec<Alert>, whatif: WhatIf, sources: 
             ),
         )
     };
+    let (refused, downgraded, lingering) = after_change
+        .as_ref()
+        .map_or((0, 0, 0), |a| (a.refused.len(), a.downgraded.len(), a.lingering.len()));
     let perfdata = format!(
-        "tls13={} tls12={} tls_older={} plain_tcp={} gss={} local={} unknown={} refused_clients={} sessions_seen={} poll_time={:.1}ms",
+        "tls13={} tls12={} tls_older={} plain_tcp={} gss={} local={} unknown={} refused_clients={} sessions_seen={} \
+         refused={refused} downgraded={downgraded} lingering={lingering} poll_time={:.1}ms",
         counts.tls13,
         counts.tls12,
         counts.tls_older,
@@ -189,9 +249,31 @@ pub fn assess(snapshot: &Snapshot, alerts: Vec<Alert>, whatif: WhatIf, sources: 
         counts,
         alerts,
         whatif,
+        target_in_force,
+        target_in_force_reason,
+        after_change,
         sources,
         perfdata,
     }
+}
+
+/// "since TLSv1.3 took effect (2026-12-02 10:00:00 UTC, from the server log): 1 refused, 1 fell back to plain text
+/// within 24 h; 2 lingering"
+fn after_summary(a: &AfterChange) -> String {
+    let replication = match a.replication() {
+        0 => String::new(),
+        n => format!(" ({n} replication)"),
+    };
+    format!(
+        "{} ({}, {}): {} address(es) refused, {} client(s) fell back to plain text since {}; {} session(s) lingering{replication}",
+        after::since_phrase(a.target),
+        a.since.format("%Y-%m-%d %H:%M:%S UTC"),
+        after::since_source_label(a.since_source),
+        a.refused.len(),
+        a.downgraded.len(),
+        a.counted_from.format("%Y-%m-%d %H:%M:%S UTC"),
+        a.lingering.len()
+    )
 }
 
 fn first_title(alerts: &[Alert], severity: Severity) -> String {
@@ -222,6 +304,13 @@ fn write_lines(r: &CheckReport, out: &mut dyn Write) -> std::io::Result<()> {
     for a in &r.alerts {
         writeln!(out, "{} {}: {}", a.severity.symbol(), t(&a.title), t(&a.detail))?;
     }
+    if let Some(a) = &r.after_change {
+        write_after(a, out)?;
+    } else if let Some(reason) = &r.target_in_force_reason
+        && r.target_in_force == "cannot tell"
+    {
+        writeln!(out, "In force: cannot tell — {}; the what-if below stands", t(reason))?;
+    }
     writeln!(
         out,
         "What-if {}: {} — {}",
@@ -233,8 +322,9 @@ fn write_lines(r: &CheckReport, out: &mut dyn Write) -> std::io::Result<()> {
         let seen_as: Vec<_> = refused.seen_as.iter().map(|s| t(s)).collect();
         writeln!(
             out,
-            "  refused: {} — seen {}, last {}{}",
+            "  refused: {}{} — seen {}, last {}{}",
             t(&refused.label),
+            if refused.replication { " [replication]" } else { "" },
             seen_as.join(", "),
             refused.last_seen.format("%Y-%m-%d %H:%M:%S UTC"),
             match &refused.downgrade {
@@ -250,6 +340,79 @@ fn write_lines(r: &CheckReport, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "Evidence: {}", t(&r.whatif.evidence.sentence()))?;
     for s in &r.sources {
         writeln!(out, "Source: {}", t(s))?;
+    }
+    Ok(())
+}
+
+fn write_after(a: &AfterChange, out: &mut dyn Write) -> std::io::Result<()> {
+    use safe::terminal as t;
+    let repl = |on: bool| if on { " [replication]" } else { "" };
+    writeln!(
+        out,
+        "{} {} ({}: {})",
+        after::took_effect(a.target),
+        a.since.format("%Y-%m-%d %H:%M:%S UTC"),
+        after::since_source_label(a.since_source),
+        t(&a.since_note)
+    )?;
+    if let Some(gap) = &a.log_connections_off {
+        writeln!(out, "  ▲ {}", t(gap))?;
+    }
+    for f in &a.refused {
+        let who = if f.labels.is_empty() {
+            "no client seen from this address".to_string()
+        } else {
+            let names: Vec<_> = f.labels.iter().map(|l| t(l).into_owned()).collect();
+            format!(
+                "{}{}",
+                if f.ambiguous { "one of " } else { "likely " },
+                names.join(", ")
+            )
+        };
+        writeln!(
+            out,
+            "  refused: {} — {} attempt(s), last {}, {}; {}{}",
+            t(&f.address),
+            f.attempts,
+            f.last_seen.format("%Y-%m-%d %H:%M:%S UTC"),
+            t(&f.reason),
+            who,
+            repl(f.replication)
+        )?;
+    }
+    for d in &a.downgraded {
+        writeln!(
+            out,
+            "  downgraded: {} — {} last {}, plain text since {}{}{}",
+            t(&d.label),
+            t(d.tls_before.tls_version.as_deref().unwrap_or("TLS")),
+            d.tls_before.last_seen.format("%Y-%m-%d %H:%M:%S UTC"),
+            d.plain_after.first_seen.format("%Y-%m-%d %H:%M:%S UTC"),
+            if d.hba_lines.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " via pg_hba.conf {}",
+                    d.hba_lines
+                        .iter()
+                        .map(|l| t(l).into_owned())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            },
+            repl(d.replication)
+        )?;
+    }
+    for l in &a.lingering {
+        writeln!(
+            out,
+            "  lingering: pid {} {} — {} since {}{}",
+            l.pid,
+            t(&l.label()),
+            t(l.how()),
+            l.backend_start.format("%Y-%m-%d %H:%M:%S UTC"),
+            repl(l.replication)
+        )?;
     }
     Ok(())
 }
@@ -282,7 +445,30 @@ mod class_tests {
             detail: name.to_string(),
             count: 1,
         }];
-        let report = assess(&snapshot, alerts, whatif, vec![name.to_string()]);
+        // After the change too: every name the after-change lines quote.
+        let mut after = crate::fixtures::history_after().after[0]
+            .report()
+            .cloned()
+            .unwrap_or_else(|| panic!("the fixture's TLSv1.3 is in force"));
+        after.since_note = name.to_string();
+        for r in &mut after.refused {
+            r.address = name.to_string();
+            r.labels = vec![name.to_string(), name.to_string()];
+            r.reason = name.to_string();
+        }
+        for d in &mut after.downgraded {
+            d.label = name.to_string();
+            d.tls_before.tls_version = Some(name.to_string());
+            d.hba_lines = vec![name.to_string()];
+        }
+        for l in &mut after.lingering {
+            l.user = Some(name.to_string());
+            l.application = Some(name.to_string());
+            l.tls_version = Some(name.to_string());
+        }
+        after.log_connections_off = Some(name.to_string());
+        let standing = Standing::InForce(Box::new(after));
+        let report = assess(&snapshot, alerts, whatif, standing, vec![name.to_string()]);
         let mut out = Vec::new();
         write_text(&report, &mut out).unwrap();
         out

@@ -69,6 +69,7 @@ pub async fn open(
         probe: ProbeTarget::from_params(&params, config.alerts.expiry_warn_days, false),
         poll_timeout: chosen_timeout,
         log_budget: None,
+        since: history.since,
     };
     crate::tui::app::run(params, collector, interval, target, setup, config.alerts, warnings)
         .await

@@ -51,6 +51,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
         // The lab's own set-up connections are not part of the story.
         log_from_now: true,
         poll_timeout: None,
+        since: None,
     };
     let place = format!("socket {}", join.socket_dir.display());
     let result = super::dashboard::open(params, interval, &history, Some(lab.own_pids()), Some(place)).await;

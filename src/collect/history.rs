@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
 use super::poller::PollerEvent;
+use crate::analysis::after::{self, Standing};
 use crate::analysis::ledger::{ClientRecord, Journal, Ledger};
 use crate::analysis::whatif::{self, HbaRule, Target, WhatIf};
 use crate::model::Snapshot;
@@ -31,6 +32,9 @@ pub struct History {
     pub refused: Vec<crate::analysis::ledger::RefusedView>,
     /// TLS setting changes the postmaster logged on reload, oldest first (see [`crate::analysis::ledger::floor_since`]).
     pub logged_settings: Vec<crate::logsource::SettingChange>,
+    /// Whether each [`Target`] is in force, in `Target` order, and if so the after-change report (refused,
+    /// downgraded, lingering); empty before the first poll.
+    pub after: Vec<Standing>,
 }
 
 /// The history side: the ledger, its journal, the connection log and the probe target.
@@ -48,6 +52,8 @@ pub struct HistorySetup {
     pub log_budget: Option<u64>,
     /// The user's poll timeout; `None` follows the interval (see [`super::poll_timeout`]).
     pub poll_timeout: Option<std::time::Duration>,
+    /// `--since`: when the change took effect, if nothing else can tell.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl HistorySetup {
@@ -62,6 +68,7 @@ impl HistorySetup {
             probe: None,
             log_budget: None,
             poll_timeout: None,
+            since: None,
         }
     }
 }
@@ -107,7 +114,29 @@ pub fn history_of(
         ledger_file,
         refused: ledger.refused(),
         logged_settings: ledger.logged_settings().cloned().collect(),
+        after: Vec::new(),
     }
+}
+
+/// Whether each target is in force and what followed, from the ledger and the latest poll: no I/O. The dashboard
+/// has no window: it shows everything since the change.
+pub fn after_of(
+    ledger: &Ledger,
+    snapshot: &Snapshot,
+    hba: &Result<Vec<HbaRule>, String>,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+) -> Vec<Standing> {
+    let inputs = after::Inputs {
+        ledger,
+        snapshot,
+        hba,
+        user_since: since,
+        window_from: None,
+    };
+    [Target::MinTls13, Target::TlsRequired]
+        .into_iter()
+        .map(|t| after::evaluate(t, &inputs))
+        .collect()
 }
 
 struct Service {
@@ -117,8 +146,8 @@ struct Service {
     hba: Result<Vec<HbaRule>, String>,
     /// A journal write failure is shown once, then the journal is dropped.
     journal_error: Option<String>,
-    /// A poll has been folded into the ledger (before that there is no history to show).
-    polled: bool,
+    /// The latest poll, folded into the ledger (before it there is no history to show).
+    latest: Option<Box<Snapshot>>,
     /// Forged log lines already reported to the dashboard.
     forged_reported: u64,
     /// pgtls's own probe connections (local address, port, time), noted before each handshake.
@@ -143,7 +172,7 @@ pub async fn run(
         logs: None,
         hba: Err("not read yet".to_string()),
         journal_error: None,
-        polled: false,
+        latest: None,
         forged_reported: 0,
         probe_rx,
         probe_connections: std::collections::VecDeque::new(),
@@ -174,7 +203,7 @@ pub async fn run(
                 service.on_connect(client, hba).await;
                 Ok(())
             }
-            HistoryInput::Snapshot(snapshot) => service.on_snapshot(&snapshot).await,
+            HistoryInput::Snapshot(snapshot) => service.on_snapshot(snapshot).await,
             HistoryInput::SendHistory(on) => {
                 let was_on = std::mem::replace(&mut service.history_wanted, on);
                 if on && !was_on {
@@ -209,10 +238,10 @@ impl Service {
     }
 
     /// Fold a poll into the ledger, read one budget of the connection log, append to the journal.
-    async fn on_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), ()> {
-        self.polled = true;
+    async fn on_snapshot(&mut self, snapshot: Box<Snapshot>) -> Result<(), ()> {
         let log_on = self.logs.as_ref().is_some_and(LogSources::is_active);
-        let entries = self.setup.ledger.observe_snapshot(snapshot, log_on);
+        let entries = self.setup.ledger.observe_snapshot(&snapshot, log_on);
+        self.latest = Some(snapshot);
         self.journal(&entries);
         self.read_log().await;
         self.send_history().await
@@ -288,9 +317,7 @@ impl Service {
 
     /// The history as of the latest poll; `None` before the first one.
     fn history(&self) -> Option<History> {
-        if !self.polled {
-            return None;
-        }
+        let latest = self.latest.as_deref()?;
         let mut sources = self.logs.as_ref().map(LogSources::describe).unwrap_or_default();
         if let Some(gap) = self
             .setup
@@ -315,13 +342,15 @@ impl Service {
                 self.probe_lines_ignored
             ));
         }
-        Some(history_of(
+        let mut history = history_of(
             &self.setup.ledger,
             &self.hba,
             self.setup.min_evidence,
             sources,
             self.setup.ledger_file.clone(),
-        ))
+        );
+        history.after = after_of(&self.setup.ledger, latest, &self.hba, self.setup.since);
+        Some(history)
     }
 }
 

@@ -289,6 +289,7 @@ impl Collector {
         let rst: Option<rows::LossyText> = meta.try_get(sql::col::REQUIRE_SECURE_TRANSPORT).map_err(poll_error)?;
         let rst = rst.map(|t| t.0);
         let ssl_is_used: Option<bool> = meta.try_get(sql::col::SSL_IS_USED).map_err(poll_error)?;
+        let conf_load_time: Option<DateTime<Utc>> = meta.try_get(sql::col::CONF_LOAD_TIME).map_err(poll_error)?;
         sessions.sort_by_key(|s| s.pid);
 
         let pre = &self.preflight;
@@ -325,6 +326,7 @@ impl Collector {
             },
             privileges: pre.privileges,
             settings: rows::settings_from(pre.server.version_num, &names, &values, rst),
+            conf_load_time,
             sessions,
         };
         snapshot.mark_own(&helpers);

@@ -65,6 +65,7 @@ pub mod col {
     pub const SETTING_VALUES: usize = 32;
     pub const REQUIRE_SECURE_TRANSPORT: usize = 33;
     pub const SSL_IS_USED: usize = 34;
+    pub const CONF_LOAD_TIME: usize = 35;
 }
 
 /// One statement, one round trip: a meta row (kind 0: server clock, TLS settings, the monitor's
@@ -97,17 +98,18 @@ SELECT 0::int2 AS kind, NULL::int4, NULL::int4, NULL::text, NULL::text, NULL::te
        NULL::int4, NULL::text, NULL::text, NULL::text, NULL::bool, NULL::text, NULL::bool, NULL::bool,
        now() AS server_now, st.names AS setting_names, st.setting_values,
        current_setting('require_secure_transport', true) AS require_secure_transport,
-       {ssl_is_used} AS ssl_is_used
+       {ssl_is_used} AS ssl_is_used,
+       pg_catalog.pg_conf_load_time() AS conf_load_time
   FROM (SELECT COALESCE(array_agg(name::text ORDER BY name), '{{}}') AS names,
                COALESCE(array_agg(setting ORDER BY name), '{{}}') AS setting_values
-          FROM pg_catalog.pg_settings WHERE name LIKE 'ssl%') st
+          FROM pg_catalog.pg_settings WHERE name LIKE 'ssl%' OR name = 'log_connections') st
 UNION ALL
 SELECT 1::int2, a.pid, {leader_pid}, a.datname::text, a.usename::text, a.application_name,
        host(a.client_addr), a.client_hostname, a.client_port, a.backend_type, a.state,
        a.backend_start, a.xact_start, a.query_start, a.state_change, a.wait_event_type, a.wait_event,
        a.query, {query_id}, s.ssl, s.version, s.cipher, s.bits, s.client_dn, s.client_serial::text,
        s.issuer_dn, g.gss_authenticated, g.principal, g.encrypted, {delegated},
-       NULL::timestamptz, NULL::text[], NULL::text[], NULL::text, NULL::bool
+       NULL::timestamptz, NULL::text[], NULL::text[], NULL::text, NULL::bool, NULL::timestamptz
   FROM pg_catalog.pg_stat_activity a
   LEFT JOIN pg_catalog.pg_stat_ssl s ON s.pid = a.pid
   LEFT JOIN pg_catalog.pg_stat_gssapi g ON g.pid = a.pid
@@ -208,6 +210,6 @@ mod tests {
             })
         };
         assert_eq!(count(meta), count(sessions));
-        assert_eq!(count(meta), col::SSL_IS_USED + 1);
+        assert_eq!(count(meta), col::CONF_LOAD_TIME + 1);
     }
 }

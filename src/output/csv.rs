@@ -187,6 +187,7 @@ mod tests {
     fn full_snapshot() -> Snapshot {
         let mut snap = crate::fixtures::snapshot();
         let at = snap.taken_at - chrono::Duration::microseconds(1_234_567);
+        snap.conf_load_time = Some(at);
         for s in &mut snap.sessions {
             s.leader_pid = Some(s.pid - 1);
             s.client_hostname = Some("client.example".into());

@@ -460,16 +460,18 @@ impl AppState {
     fn on_poller(&mut self, event: PollerEvent) -> Vec<Effect> {
         match event {
             PollerEvent::Polled { snapshot, history } => {
-                let effects = self.on_poller(PollerEvent::Snapshot(snapshot));
+                let mut effects = self.on_poller(PollerEvent::Snapshot(snapshot));
                 if let Some(history) = history {
-                    self.on_poller(PollerEvent::History(history));
+                    effects.extend(self.on_poller(PollerEvent::History(history)));
+                    effects.dedup();
                 }
                 return effects;
             }
             PollerEvent::History(history) => {
                 self.history = Some(*history);
                 self.rebuild_holdouts();
-                return Vec::new();
+                // Once a target is in force, its refused, downgraded and lingering clients are alerts: evaluated
+                // with this history, not a poll later.
             }
             PollerEvent::ForgedLogLines { total, latest } => {
                 self.alerts.forged_log_lines = Some((total, *latest));
@@ -535,6 +537,7 @@ impl AppState {
             snapshot: self.snapshot.as_ref(),
             link,
             probe,
+            after: self.history.as_ref().map_or(&[], |h| h.after.as_slice()),
             now: self.now,
         });
         if bell { vec![Effect::Bell] } else { Vec::new() }

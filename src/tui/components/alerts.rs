@@ -26,6 +26,9 @@ pub struct Inputs<'a> {
     pub snapshot: Option<&'a Snapshot>,
     pub link: LinkHealth,
     pub probe: Option<&'a ProbeReport>,
+    /// Each target's standing from the latest history: once one is in force, its refused, downgraded and lingering
+    /// clients are alerts too.
+    pub after: &'a [crate::analysis::after::Standing],
     pub now: DateTime<Utc>,
 }
 
@@ -43,6 +46,13 @@ impl Alerts {
         let mut current = evaluate_with(inputs.snapshot, &inputs.link, &self.config);
         if let Some(report) = inputs.probe {
             current.extend(probe_alerts(report));
+        }
+        for report in inputs.after.iter().filter_map(crate::analysis::after::Standing::report) {
+            current.extend(
+                crate::analysis::after::alerts(report)
+                    .into_iter()
+                    .filter_map(|mut a| crate::analysis::alerts::configure(&mut a, &self.config).then_some(a)),
+            );
         }
         if let Some((total, latest)) = &self.forged_log_lines {
             current.extend(crate::analysis::alerts::forged_log_lines(*total, latest, &self.config));
@@ -81,6 +91,7 @@ mod tests {
     fn the_bell_rings_once_when_a_critical_alert_begins_and_only_if_asked() {
         let snap = fixtures::snapshot();
         let inputs = |snapshot| Inputs {
+            after: &[],
             snapshot,
             link: LinkHealth::Up,
             probe: None,

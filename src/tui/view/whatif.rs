@@ -1,4 +1,5 @@
-//! The What-if screen: who would be refused by the chosen change, with the evidence behind it.
+//! The What-if screen: who would be refused by the chosen change, with the evidence behind it; once the change is in
+//! force, who was refused, who fell back to plain text and who lingers since it took effect.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -6,6 +7,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Wrap};
 
 use super::Ctx;
+use crate::analysis::after::{AfterChange, Standing, since_source_label, took_effect};
+use crate::analysis::alerts::Severity;
 use crate::analysis::whatif::{Downgrade, Target, Verdict};
 use crate::output::safe::terminal;
 
@@ -66,6 +69,25 @@ fn content(cx: &Ctx) -> Content {
         lines.push(Line::styled("  waiting for the first poll…", t.dim));
         return Content::Waiting(lines);
     };
+    let standing = [Target::MinTls13, Target::TlsRequired]
+        .iter()
+        .position(|t| *t == state.whatif.target)
+        .and_then(|i| history.after.get(i));
+    match standing {
+        Some(Standing::InForce(report)) => {
+            lines.extend(after_lines(cx, report));
+            lines.extend(source_lines(cx));
+            return Content::Report(lines);
+        }
+        Some(Standing::CannotTell { reason }) => {
+            lines.push(Line::from(vec![
+                Span::styled(" In force? ", t.dim),
+                Span::styled("cannot tell", t.warning),
+                Span::raw(format!(" — {}; showing the what-if", terminal(reason))),
+            ]));
+        }
+        Some(Standing::NotInForce { .. }) | None => {}
+    }
     let Some(w) = history.whatif.iter().find(|w| w.target == state.whatif.target) else {
         return Content::Waiting(lines);
     };
@@ -106,6 +128,12 @@ fn content(cx: &Ctx) -> Content {
                 t.dim,
             ),
         ]));
+        if r.replication {
+            lines.push(Line::styled(
+                "      ⚠ replication connection: a standby or subscriber would stop streaming (HA at stake)",
+                t.critical,
+            ));
+        }
         match &r.downgrade {
             Downgrade::Possible { rules } => lines.push(Line::from(vec![
                 Span::styled("      ▲ may silently downgrade: ", t.warning),
@@ -131,6 +159,16 @@ fn content(cx: &Ctx) -> Content {
             lines.push(Line::styled(format!("  ? {}", terminal(u)), t.unknown));
         }
     }
+    lines.extend(source_lines(cx));
+    Content::Report(lines)
+}
+
+fn source_lines(cx: &Ctx) -> Vec<Line<'static>> {
+    let t = cx.theme;
+    let mut lines = Vec::new();
+    let Some(history) = &cx.state.history else {
+        return lines;
+    };
     lines.push(Line::raw(""));
     lines.push(Line::styled(" Sources", t.title));
     for s in &history.sources {
@@ -144,5 +182,162 @@ fn content(cx: &Ctx) -> Content {
             t.dim,
         ));
     }
-    Content::Report(lines)
+    lines
+}
+
+/// "Since TLSv1.3 took effect": refused, fell back to plain text, lingering, each with what to do.
+fn after_lines(cx: &Ctx, r: &AfterChange) -> Vec<Line<'static>> {
+    let t = cx.theme;
+    let mut lines = vec![Line::from(vec![
+        Span::styled(format!(" {} ", took_effect(r.target)), t.title),
+        Span::styled(cx.date_time(r.since), t.strong),
+        Span::styled(format!(" ({})", since_source_label(r.since_source)), t.dim),
+    ])];
+    let (word, style) = match r.severity() {
+        Some(Severity::Critical) => ("CLIENTS BROKEN", t.critical),
+        Some(_) => ("OLD SESSIONS LINGER", t.warning),
+        None => ("CLEAN", t.ok),
+    };
+    lines.push(Line::from(vec![
+        Span::styled(" Verdict ", t.dim),
+        Span::styled(word, style),
+        Span::styled(
+            format!(
+                " — {} refused, {} fell back to plain text, {} lingering",
+                r.refused.len(),
+                r.downgraded.len(),
+                r.lingering.len()
+            ),
+            t.strong,
+        ),
+    ]));
+    let replication = r.replication();
+    if replication > 0 {
+        lines.push(Line::styled(
+            format!(" ⚠ {replication} replication connection(s) among them: a standby or subscriber is at stake (HA)"),
+            t.critical,
+        ));
+    }
+    if let Some(gap) = &r.log_connections_off {
+        lines.push(Line::styled(format!(" ▲ {}", terminal(gap)), t.warning));
+    }
+    let repl = |on: bool| if on { "  [replication]" } else { "" };
+
+    lines.push(Line::raw(""));
+    if r.refused.is_empty() {
+        lines.push(Line::styled("  Nobody refused since the change.", t.ok));
+    } else {
+        lines.push(Line::styled(
+            format!(" Refused ({}) — the log names only the address", r.refused.len()),
+            t.title,
+        ));
+    }
+    for f in &r.refused {
+        lines.push(Line::from(vec![
+            Span::styled("  ✖ ", t.critical),
+            Span::styled(terminal(&f.address).into_owned(), t.strong),
+            Span::styled(
+                format!(
+                    "  {} attempt(s), last {} — {}{}",
+                    f.attempts,
+                    cx.date_time(f.last_seen),
+                    terminal(&f.reason),
+                    repl(f.replication)
+                ),
+                t.dim,
+            ),
+        ]));
+        let who = match f.labels.as_slice() {
+            [] => "no client seen from this address yet".to_string(),
+            [one] => format!("likely {}", terminal(one)),
+            many => format!(
+                "one of {}{} (ambiguous: several clients share this address)",
+                many.iter()
+                    .map(|l| terminal(l).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if f.more_identities > 0 {
+                    format!(" and {} more", f.more_identities)
+                } else {
+                    String::new()
+                }
+            ),
+        };
+        lines.push(Line::styled(format!("      {who}"), t.dim));
+    }
+
+    lines.push(Line::raw(""));
+    if r.downgraded.is_empty() {
+        lines.push(Line::styled("  Nobody fell back to plain text.", t.ok));
+    } else {
+        lines.push(Line::styled(
+            format!(
+                " Fell back to plain text ({}) — TLS before, none after",
+                r.downgraded.len()
+            ),
+            t.title,
+        ));
+    }
+    for d in &r.downgraded {
+        lines.push(Line::from(vec![
+            Span::styled("  ✖ ", t.critical),
+            Span::styled(terminal(&d.label).into_owned(), t.strong),
+            Span::styled(
+                format!(
+                    "  {} last {}, plain text since {}{}",
+                    terminal(d.tls_before.tls_version.as_deref().unwrap_or("TLS")),
+                    cx.date_time(d.tls_before.last_seen),
+                    cx.date_time(d.plain_after.first_seen),
+                    repl(d.replication)
+                ),
+                t.dim,
+            ),
+        ]));
+        let via = if d.hba_lines.is_empty() {
+            "remove the `host` lines".to_string()
+        } else {
+            format!(
+                "remove pg_hba.conf {}",
+                d.hba_lines
+                    .iter()
+                    .map(|l| terminal(l).into_owned())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        };
+        lines.push(Line::from(vec![
+            Span::styled("      fix: ", t.warning),
+            Span::raw(format!("{via}, or set sslmode=require for this client")),
+        ]));
+    }
+
+    lines.push(Line::raw(""));
+    if r.lingering.is_empty() {
+        lines.push(Line::styled("  No session from before the change lingers.", t.ok));
+    } else {
+        lines.push(Line::styled(
+            format!(
+                " Lingering ({}) — connected before the change; they fail on their next reconnect",
+                r.lingering.len()
+            ),
+            t.title,
+        ));
+    }
+    for l in &r.lingering {
+        lines.push(Line::from(vec![
+            Span::styled("  ▲ ", t.warning),
+            Span::styled(format!("pid {} ", l.pid), t.dim),
+            Span::styled(terminal(&l.label()).into_owned(), t.strong),
+            Span::styled(
+                format!(
+                    "  {} since {}{}",
+                    terminal(l.how()),
+                    cx.date_time(l.backend_start),
+                    repl(l.replication)
+                ),
+                t.dim,
+            ),
+        ]));
+    }
+    lines
 }

@@ -1,0 +1,745 @@
+//! After the change: once a target holds (ssl_min_protocol_version = TLSv1.3, or TLS for every TCP client), who was
+//! refused, who fell back to plain text, and who still lingers on the old way from before it.
+//!
+//! Pure: the ledger, the latest snapshot and pg_hba.conf in, a report out. The dashboard's What-if screen, its alerts
+//! and `pgtls check` all read the same report.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::alerts::{Alert, Severity};
+use super::ledger::{ClientKey, FloorSince, Ledger, SinceSource, floor_since};
+use super::whatif::{HbaRule, Target};
+use crate::model::{ConnClass, Setting, Snapshot};
+
+/// What the report is computed from.
+pub struct Inputs<'a> {
+    pub ledger: &'a Ledger,
+    pub snapshot: &'a Snapshot,
+    pub hba: &'a Result<Vec<HbaRule>, String>,
+    /// `--since`: used only when neither the log, the polls nor `pg_conf_load_time()` say when.
+    pub user_since: Option<DateTime<Utc>>,
+    /// Refused and downgraded clients count only when last seen at or after this (`--window`), besides `since`.
+    pub window_from: Option<DateTime<Utc>>,
+}
+
+/// Whether the target holds on the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Standing {
+    InForce(Box<AfterChange>),
+    NotInForce {
+        reason: String,
+    },
+    /// The setting is hidden (or pg_hba.conf unreadable) and nothing else tells: the what-if still applies.
+    CannotTell {
+        reason: String,
+    },
+}
+
+impl Standing {
+    pub fn report(&self) -> Option<&AfterChange> {
+        match self {
+            Standing::InForce(report) => Some(report),
+            _ => None,
+        }
+    }
+}
+
+/// The after-change report for one target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AfterChange {
+    pub target: Target,
+    pub since: DateTime<Utc>,
+    pub since_source: SinceSource,
+    /// How sure `since` is, in one sentence (a reload bound is only a bound).
+    pub since_note: String,
+    /// Refused and downgraded clients counted from here: the later of `since` and the window's start.
+    pub counted_from: DateTime<Utc>,
+    pub refused: Vec<RefusedClient>,
+    pub downgraded: Vec<Downgraded>,
+    pub lingering: Vec<Lingering>,
+    /// Set when log_connections is off: refusals and short sessions never reach the log, so the lists miss them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_connections_off: Option<String>,
+}
+
+/// Attempts from one address turned away by the target, with the identities seen from that address before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedClient {
+    pub address: String,
+    /// Likely identities (seen connecting from this address; narrowed by the users pg_hba.conf refusals named).
+    pub identities: Vec<ClientKey>,
+    pub labels: Vec<String>,
+    pub more_identities: usize,
+    /// More than one identity fits the address.
+    pub ambiguous: bool,
+    /// Refused attempts of the target's kind (failed handshakes, or plain-text pg_hba.conf refusals) from this
+    /// address, since the ledger first saw one.
+    pub attempts: u64,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    /// A standby or logical subscriber among them: high availability is at stake.
+    pub replication: bool,
+}
+
+/// A sighting of one way of connecting: the sessions and when they were first and last seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sighting {
+    pub class: ConnClass,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_version: Option<String>,
+    pub sessions: u64,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+}
+
+/// A client that used TLS before the change and connects without it after: with sslmode=prefer (libpq's default)
+/// a refused handshake is retried in plain text wherever pg_hba.conf still has a `host` line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Downgraded {
+    pub client: ClientKey,
+    pub label: String,
+    pub tls_before: Sighting,
+    pub plain_after: Sighting,
+    /// The pg_hba.conf lines that let it in (the server's `connection authenticated` lines, 14+), described from
+    /// pg_hba_file_rules when readable.
+    pub hba_lines: Vec<String>,
+    pub replication: bool,
+}
+
+/// A session still connected the old way, established before the change: it fails on its next reconnect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lingering {
+    pub pid: i32,
+    pub user: Option<String>,
+    pub database: Option<String>,
+    pub application: Option<String>,
+    pub address: Option<String>,
+    pub class: ConnClass,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_version: Option<String>,
+    pub backend_start: DateTime<Utc>,
+    pub replication: bool,
+}
+
+impl Lingering {
+    pub fn label(&self) -> String {
+        ClientKey {
+            user: self.user.clone().unwrap_or_default(),
+            database: self.database.clone().unwrap_or_default(),
+            application: self.application.clone().unwrap_or_default(),
+            address: self.address.clone().unwrap_or_default(),
+        }
+        .label()
+    }
+
+    pub fn how(&self) -> &str {
+        self.tls_version.as_deref().unwrap_or(self.class.label())
+    }
+}
+
+/// The headline of the after-change screen and of check: "Since TLSv1.3 took effect".
+pub fn took_effect(target: Target) -> &'static str {
+    match target {
+        Target::MinTls13 => "Since TLSv1.3 took effect",
+        Target::TlsRequired => "Since TLS became required",
+    }
+}
+
+/// The same, inside a sentence: "since TLSv1.3 took effect".
+pub fn since_phrase(target: Target) -> &'static str {
+    match target {
+        Target::MinTls13 => "since TLSv1.3 took effect",
+        Target::TlsRequired => "since TLS became required",
+    }
+}
+
+/// How `since` is known, in a few words.
+pub fn since_source_label(how: SinceSource) -> &'static str {
+    match how {
+        SinceSource::Log => "from the server log",
+        SinceSource::Polls => "seen by pgtls's polls",
+        SinceSource::ReloadBound => "at or before: last configuration reload",
+        SinceSource::User => "as given with --since",
+    }
+}
+
+impl AfterChange {
+    /// CRITICAL when anyone was refused or fell back to plain text, WARNING when only old sessions linger.
+    pub fn severity(&self) -> Option<Severity> {
+        if !self.refused.is_empty() || !self.downgraded.is_empty() {
+            Some(Severity::Critical)
+        } else if !self.lingering.is_empty() {
+            Some(Severity::Warning)
+        } else {
+            None
+        }
+    }
+
+    pub fn replication(&self) -> usize {
+        self.refused.iter().filter(|r| r.replication).count()
+            + self.downgraded.iter().filter(|d| d.replication).count()
+            + self.lingering.iter().filter(|l| l.replication).count()
+    }
+}
+
+/// Does the target hold, and if so since when and with what consequences?
+pub fn evaluate(target: Target, inputs: &Inputs) -> Standing {
+    let since = match since(target, inputs) {
+        Ok(since) => since,
+        Err(standing) => return standing,
+    };
+    Standing::InForce(Box::new(report(target, since, inputs)))
+}
+
+fn since(target: Target, inputs: &Inputs) -> Result<FloorSince, Standing> {
+    let snap = inputs.snapshot;
+    let load = snap.conf_load_time;
+    match target {
+        Target::MinTls13 => {
+            let name = "ssl_min_protocol_version";
+            let current = snap.setting(name).value();
+            if let Some(v) = current
+                && !v.eq_ignore_ascii_case("TLSv1.3")
+            {
+                return Err(Standing::NotInForce {
+                    reason: format!("ssl_min_protocol_version is {v}"),
+                });
+            }
+            floor_since(inputs.ledger, name, "TLSv1.3", current, load, inputs.user_since).ok_or_else(|| {
+                Standing::CannotTell {
+                    reason: match current {
+                        None => "ssl_min_protocol_version is hidden from pgtls's role (GRANT pg_read_all_settings), \
+                                 and neither the server log nor --since says it was raised"
+                            .to_string(),
+                        Some(_) => "TLSv1.3 is in force but pgtls cannot tell since when: give --since".to_string(),
+                    },
+                }
+            })
+        }
+        Target::TlsRequired => {
+            let rst = "require_secure_transport";
+            if let Setting::Set(v) = snap.setting(rst)
+                && v.eq_ignore_ascii_case("on")
+            {
+                return floor_since(inputs.ledger, rst, "on", Some(v), load, inputs.user_since).ok_or_else(|| {
+                    Standing::CannotTell {
+                        reason: "require_secure_transport is on but pgtls cannot tell since when: give --since"
+                            .to_string(),
+                    }
+                });
+            }
+            match inputs.hba {
+                Ok(rules) => {
+                    let open: Vec<String> = rules
+                        .iter()
+                        .filter(|r| r.admits_plaintext())
+                        .map(HbaRule::describe)
+                        .collect();
+                    if !open.is_empty() {
+                        return Err(Standing::NotInForce {
+                            reason: format!("pg_hba.conf admits plain text ({})", open.join("; ")),
+                        });
+                    }
+                    // pg_hba.conf has no setting history: it is reloaded with the configuration, so the last reload
+                    // bounds when its current rules took effect.
+                    let bound = load.map(|at| FloorSince {
+                        at,
+                        how: SinceSource::ReloadBound,
+                        not_before: None,
+                        note:
+                            "only a bound: pg_conf_load_time() is the last configuration reload, so the hostssl-only \
+                               pg_hba.conf took effect then or earlier"
+                                .to_string(),
+                    });
+                    bound
+                        .or_else(|| user_since(inputs))
+                        .ok_or_else(|| Standing::CannotTell {
+                            reason: "pg_hba.conf admits no plain text, but pgtls cannot tell since when: give --since"
+                                .to_string(),
+                        })
+                }
+                Err(reason) => user_since(inputs).ok_or_else(|| Standing::CannotTell {
+                    reason: format!("pgtls cannot read pg_hba.conf ({reason}) and --since was not given"),
+                }),
+            }
+        }
+    }
+}
+
+fn user_since(inputs: &Inputs) -> Option<FloorSince> {
+    inputs.user_since.map(|at| FloorSince {
+        at,
+        how: SinceSource::User,
+        not_before: None,
+        note: "as given with --since".to_string(),
+    })
+}
+
+fn report(target: Target, since: FloorSince, inputs: &Inputs) -> AfterChange {
+    let ledger = inputs.ledger;
+    let from = inputs.window_from.map_or(since.at, |w| w.max(since.at));
+    let replicating = |key: &ClientKey| ledger.records().any(|r| &r.key == key && r.replication > 0);
+    let refused: Vec<RefusedClient> = ledger
+        .refused()
+        .into_iter()
+        .filter_map(|v| {
+            let r = &v.record;
+            let attempts = match target {
+                Target::MinTls13 => r.handshakes,
+                Target::TlsRequired => r.plain,
+            };
+            (attempts > 0 && r.last_seen >= from).then(|| RefusedClient {
+                labels: v.identities.iter().map(ClientKey::label).collect(),
+                replication: r.replication > 0 || v.identities.iter().any(replicating),
+                address: r.address.clone(),
+                more_identities: v.more_identities,
+                ambiguous: v.ambiguous,
+                attempts,
+                first_seen: r.first_seen,
+                last_seen: r.last_seen,
+                reason: r.last_reason.clone(),
+                hint: r.last_hint.clone(),
+                identities: v.identities,
+            })
+        })
+        .collect();
+
+    // With polls only, the change lies after `not_before`: a plain session from then on already counts as after.
+    let after_from = since.not_before.unwrap_or(since.at);
+    let mut downgraded: Vec<Downgraded> = ledger
+        .records()
+        .filter_map(|r| {
+            let tls_before = r
+                .usage
+                .iter()
+                .filter(|u| u.tls_version.is_some() && u.first_seen < since.at)
+                .max_by_key(|u| u.last_seen)?;
+            let plain: Vec<_> = r.usage.iter().filter(|u| u.class == ConnClass::PlainTcp).collect();
+            let first = plain.iter().map(|u| u.first_seen).min()?;
+            let last = plain.iter().map(|u| u.last_seen).max()?;
+            // Plain text before the change too: a client that mixes, not one the change pushed off TLS.
+            if first < after_from || last < from {
+                return None;
+            }
+            // The client's TLS sessions came in through a `hostssl` line too: name only the lines that admit plain
+            // text, unless pg_hba_file_rules cannot say which those are.
+            let hba_lines = r
+                .hba_lines
+                .iter()
+                .filter_map(|n| {
+                    let rule = inputs
+                        .hba
+                        .as_ref()
+                        .ok()
+                        .and_then(|rules| rules.iter().find(|h| i64::from(h.line_number) == i64::from(*n)));
+                    match rule {
+                        Some(rule) => rule.admits_plaintext().then(|| rule.describe()),
+                        None => Some(format!("line {n}")),
+                    }
+                })
+                .collect();
+            Some(Downgraded {
+                client: r.key.clone(),
+                label: r.key.label(),
+                tls_before: Sighting {
+                    class: tls_before.class,
+                    tls_version: tls_before.tls_version.clone(),
+                    sessions: tls_before.sessions,
+                    first_seen: tls_before.first_seen,
+                    last_seen: tls_before.last_seen,
+                },
+                plain_after: Sighting {
+                    class: ConnClass::PlainTcp,
+                    tls_version: None,
+                    sessions: plain.iter().map(|u| u.sessions).sum(),
+                    first_seen: first,
+                    last_seen: last,
+                },
+                hba_lines,
+                replication: r.replication > 0,
+            })
+        })
+        .collect();
+    downgraded.sort_by_key(|d| std::cmp::Reverse(d.plain_after.last_seen));
+
+    let mut lingering: Vec<Lingering> = inputs
+        .snapshot
+        .clients()
+        .filter(|s| target.refuses(s.class))
+        .filter_map(|s| {
+            let start = s.backend_start.filter(|b| *b < since.at)?;
+            Some(Lingering {
+                pid: s.pid,
+                user: s.user.clone(),
+                database: s.database.clone(),
+                application: s.application_name.clone(),
+                address: s.client_addr.clone(),
+                class: s.class,
+                tls_version: s.tls.as_ref().map(|t| t.version.clone()),
+                backend_start: start,
+                replication: s.backend_type.as_deref() == Some("walsender"),
+            })
+        })
+        .collect();
+    lingering.sort_by_key(|l| (l.backend_start, l.pid));
+
+    AfterChange {
+        target,
+        since: since.at,
+        since_source: since.how,
+        since_note: since.note,
+        counted_from: from,
+        refused,
+        downgraded,
+        lingering,
+        log_connections_off: crate::collect::history::log_connections_gap(&inputs.snapshot.settings),
+    }
+}
+
+/// One alert per list, each with the fix in words, plus one for replication and one for an unlogged server.
+pub fn alerts(report: &AfterChange) -> Vec<Alert> {
+    let mut out = Vec::new();
+    let names = |labels: Vec<String>| {
+        let more = labels.len().saturating_sub(3);
+        let mut text = labels.into_iter().take(3).collect::<Vec<_>>().join(", ");
+        if more > 0 {
+            text.push_str(&format!(" (+{more} more)"));
+        }
+        text
+    };
+    if !report.refused.is_empty() {
+        let who = names(
+            report
+                .refused
+                .iter()
+                .map(|r| match r.labels.as_slice() {
+                    [] => r.address.clone(),
+                    [one] => format!("{} ({one})", r.address),
+                    [first, ..] => format!("{} (maybe {first}, ambiguous)", r.address),
+                })
+                .collect(),
+        );
+        let fix = match report.target {
+            Target::MinTls13 => {
+                "upgrade these clients to TLS 1.3 (OpenSSL 1.1.1 or later, a current driver), or set \
+                 ssl_min_protocol_version back to TLSv1.2 until they can"
+            }
+            Target::TlsRequired => {
+                "set sslmode=require (or verify-full) for these clients, or give them a `host` line again until \
+                 they can"
+            }
+        };
+        out.push(Alert {
+            key: "after_refused".into(),
+            severity: Severity::Critical,
+            title: format!("{} address(es) refused since the change", report.refused.len()),
+            detail: format!("{who}: {fix}"),
+            count: report.refused.len() as u64,
+        });
+    }
+    if !report.downgraded.is_empty() {
+        let lines: Vec<String> = report.downgraded.iter().flat_map(|d| d.hba_lines.clone()).collect();
+        let remove = if lines.is_empty() {
+            "remove the `host` lines".to_string()
+        } else {
+            format!(
+                "remove the `host` lines of pg_hba.conf that let them in ({})",
+                lines.join("; ")
+            )
+        };
+        out.push(Alert {
+            key: "after_downgraded".into(),
+            severity: Severity::Critical,
+            title: format!("{} client(s) fell back to plain text", report.downgraded.len()),
+            detail: format!(
+                "{}: {remove}, or set sslmode=require for these clients",
+                names(report.downgraded.iter().map(|d| d.label.clone()).collect())
+            ),
+            count: report.downgraded.len() as u64,
+        });
+    }
+    if !report.lingering.is_empty() {
+        out.push(Alert {
+            key: "after_lingering".into(),
+            severity: Severity::Warning,
+            title: format!("{} session(s) linger from before the change", report.lingering.len()),
+            detail: format!(
+                "{}: they fail on their next reconnect; upgrade them, then restart them at a quiet time",
+                names(
+                    report
+                        .lingering
+                        .iter()
+                        .map(|l| format!("pid {} {} ({})", l.pid, l.label(), l.how()))
+                        .collect()
+                )
+            ),
+            count: report.lingering.len() as u64,
+        });
+    }
+    let replication = report.replication();
+    if replication > 0 {
+        let broken = report.refused.iter().any(|r| r.replication) || report.downgraded.iter().any(|d| d.replication);
+        out.push(Alert {
+            key: "after_replication".into(),
+            severity: if broken { Severity::Critical } else { Severity::Warning },
+            title: format!("{replication} replication connection(s) affected by the change"),
+            detail: "a standby or logical subscriber is refused, downgraded or lingering: high availability is at \
+                     stake; set its primary_conninfo (or the subscription's connection) to sslmode=require with TLS \
+                     1.3"
+            .to_string(),
+            count: replication as u64,
+        });
+    }
+    if let Some(gap) = &report.log_connections_off {
+        out.push(Alert {
+            key: "after_log_connections_off".into(),
+            severity: Severity::Warning,
+            title: "refusals are invisible: log_connections is off".into(),
+            detail: gap.clone(),
+            count: 1,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::ledger::{Entry, KeyFields, SettingsSeen, Source};
+    use crate::fixtures;
+    use crate::logsource::{HbaRefusal, Refusal, RefusedAttempt, SettingChange};
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn session(ledger: &mut Ledger, when: &str, app: &str, class: ConnClass, hba_line: Option<u32>) {
+        ledger.apply(&Entry::Session {
+            at: at(when),
+            key: ClientKey::new(
+                KeyFields::default(),
+                Some("legacy"),
+                Some("shop"),
+                Some(app),
+                Some("10.0.0.7"),
+            ),
+            class,
+            tls_version: (class == ConnClass::Tls12).then(|| "TLSv1.2".to_string()),
+            cipher: None,
+            source: Source::Log,
+            address: Some("10.0.0.7".into()),
+            replication: false,
+            hba_line,
+        });
+    }
+
+    fn refused(ledger: &mut Ledger, when: &str, refusal: Refusal) {
+        ledger.observe_refused(&RefusedAttempt {
+            at: at(when),
+            pid: 9,
+            client_addr: Some("10.0.0.7".into()),
+            client_port: Some(5000),
+            local_socket: false,
+            refusal,
+            hint: None,
+            detail: None,
+        });
+    }
+
+    /// The lab story on paper: legacy-app on TLS 1.2, the reload at 10:00, then a refused handshake and the same
+    /// client back in plain text; `old` has been connected since before.
+    fn story() -> (Ledger, Snapshot) {
+        let mut ledger = Ledger::new(KeyFields::default());
+        session(
+            &mut ledger,
+            "2026-12-02T09:00:00Z",
+            "legacy-app",
+            ConnClass::Tls12,
+            None,
+        );
+        session(&mut ledger, "2026-12-02T09:05:00Z", "old", ConnClass::Tls12, None);
+        ledger.observe_setting_change(&SettingChange {
+            at: at("2026-12-02T10:00:00Z"),
+            name: "ssl_min_protocol_version".into(),
+            value: Some("TLSv1.3".into()),
+        });
+        refused(
+            &mut ledger,
+            "2026-12-02T10:05:00Z",
+            Refusal::Handshake {
+                reason: "unsupported protocol".into(),
+            },
+        );
+        session(
+            &mut ledger,
+            "2026-12-02T10:05:01Z",
+            "legacy-app",
+            ConnClass::PlainTcp,
+            Some(3),
+        );
+        let mut snap = fixtures::snapshot();
+        snap.settings
+            .insert("ssl_min_protocol_version".into(), Setting::Set("TLSv1.3".into()));
+        snap.settings
+            .insert("log_connections".into(), Setting::Set("on".into()));
+        for s in &mut snap.sessions {
+            s.backend_start = Some(at("2026-12-02T09:05:00Z"));
+        }
+        (ledger, snap)
+    }
+
+    fn hba() -> Result<Vec<HbaRule>, String> {
+        Ok(vec![HbaRule {
+            line_number: 3,
+            kind: "host".into(),
+            databases: vec!["all".into()],
+            users: vec!["all".into()],
+            address: Some("0.0.0.0".into()),
+            auth_method: Some("scram-sha-256".into()),
+        }])
+    }
+
+    fn inputs<'a>(ledger: &'a Ledger, snap: &'a Snapshot, hba: &'a Result<Vec<HbaRule>, String>) -> Inputs<'a> {
+        Inputs {
+            ledger,
+            snapshot: snap,
+            hba,
+            user_since: None,
+            window_from: None,
+        }
+    }
+
+    #[test]
+    fn refused_downgraded_and_lingering_after_tls13() {
+        let (ledger, snap) = story();
+        let hba = hba();
+        let standing = evaluate(Target::MinTls13, &inputs(&ledger, &snap, &hba));
+        let r = standing.report().expect("in force");
+        assert_eq!(
+            (r.since, r.since_source),
+            (at("2026-12-02T10:00:00Z"), SinceSource::Log)
+        );
+        assert_eq!(r.refused.len(), 1);
+        assert_eq!(r.refused[0].address, "10.0.0.7");
+        assert_eq!(r.refused[0].attempts, 1);
+        assert!(r.refused[0].ambiguous, "two identities from 10.0.0.7");
+        assert_eq!(r.downgraded.len(), 1);
+        let d = &r.downgraded[0];
+        assert_eq!(d.client.application, "legacy-app");
+        assert_eq!(d.tls_before.tls_version.as_deref(), Some("TLSv1.2"));
+        assert_eq!(d.plain_after.first_seen, at("2026-12-02T10:05:01Z"));
+        assert_eq!(d.hba_lines, vec!["line 3: host all all 0.0.0.0 scram-sha-256"]);
+        // The fixture's TLS 1.2 sessions all started before the change.
+        assert!(
+            r.lingering
+                .iter()
+                .all(|l| l.class == ConnClass::Tls12 || l.class == ConnClass::TlsOlder)
+        );
+        assert!(!r.lingering.is_empty());
+        assert_eq!(r.severity(), Some(Severity::Critical));
+        assert_eq!(r.log_connections_off, None);
+        let alerts = alerts(r);
+        let downgrade = alerts.iter().find(|a| a.key == "after_downgraded").unwrap();
+        assert!(downgrade.detail.contains("line 3: host"), "{}", downgrade.detail);
+        assert!(downgrade.detail.contains("sslmode=require"));
+        assert!(alerts.iter().any(|a| a.key == "after_refused"));
+        assert!(
+            alerts
+                .iter()
+                .any(|a| a.key == "after_lingering" && a.severity == Severity::Warning)
+        );
+    }
+
+    #[test]
+    fn the_window_drops_old_refusals_and_downgrades_but_not_lingering() {
+        let (ledger, snap) = story();
+        let hba = hba();
+        let mut i = inputs(&ledger, &snap, &hba);
+        i.window_from = Some(at("2026-12-02T11:00:00Z"));
+        let r = evaluate(Target::MinTls13, &i).report().cloned().unwrap();
+        assert!(r.refused.is_empty() && r.downgraded.is_empty());
+        assert!(!r.lingering.is_empty());
+        assert_eq!(r.severity(), Some(Severity::Warning));
+    }
+
+    #[test]
+    fn not_in_force_or_cannot_tell() {
+        let (ledger, mut snap) = story();
+        let hba = hba();
+        snap.settings
+            .insert("ssl_min_protocol_version".into(), Setting::Set("TLSv1.2".into()));
+        assert!(matches!(
+            evaluate(Target::MinTls13, &inputs(&ledger, &snap, &hba)),
+            Standing::NotInForce { .. }
+        ));
+        // Hidden, no log line, no --since: cannot tell.
+        snap.settings.insert("ssl_min_protocol_version".into(), Setting::Hidden);
+        let empty = Ledger::new(KeyFields::default());
+        assert!(matches!(
+            evaluate(Target::MinTls13, &inputs(&empty, &snap, &hba)),
+            Standing::CannotTell { .. }
+        ));
+        let mut i = inputs(&empty, &snap, &hba);
+        i.user_since = Some(at("2026-12-02T10:00:00Z"));
+        let r = evaluate(Target::MinTls13, &i);
+        assert_eq!(r.report().unwrap().since_source, SinceSource::User);
+        // TLS required: a `host` line means not in force; an unreadable pg_hba.conf without --since, cannot tell.
+        assert!(matches!(
+            evaluate(Target::TlsRequired, &inputs(&ledger, &snap, &hba)),
+            Standing::NotInForce { .. }
+        ));
+        let unreadable = Err("permission denied".to_string());
+        assert!(matches!(
+            evaluate(Target::TlsRequired, &inputs(&ledger, &snap, &unreadable)),
+            Standing::CannotTell { .. }
+        ));
+    }
+
+    #[test]
+    fn tls_required_counts_plain_refusals_from_the_reload_bound() {
+        let mut ledger = Ledger::new(KeyFields::default());
+        session(&mut ledger, "2026-12-02T09:00:00Z", "etl", ConnClass::PlainTcp, None);
+        refused(
+            &mut ledger,
+            "2026-12-02T10:05:00Z",
+            Refusal::Hba(HbaRefusal {
+                rejected: false,
+                replication: false,
+                host: "10.0.0.7".into(),
+                user: "legacy".into(),
+                database: Some("shop".into()),
+                encryption: "no encryption".into(),
+            }),
+        );
+        // A failed handshake is not the tls-required kind of refusal.
+        refused(
+            &mut ledger,
+            "2026-12-02T10:06:00Z",
+            Refusal::Handshake {
+                reason: "unsupported protocol".into(),
+            },
+        );
+        ledger.apply(&Entry::Settings(SettingsSeen {
+            at: at("2026-12-02T08:00:00Z"),
+            settings: Default::default(),
+        }));
+        let mut snap = fixtures::snapshot();
+        snap.conf_load_time = Some(at("2026-12-02T10:00:00Z"));
+        let strict = Ok(vec![HbaRule {
+            kind: "hostssl".into(),
+            ..hba().unwrap()[0].clone()
+        }]);
+        let r = evaluate(Target::TlsRequired, &inputs(&ledger, &snap, &strict));
+        let r = r.report().unwrap();
+        assert_eq!(r.since_source, SinceSource::ReloadBound);
+        assert_eq!(r.refused.len(), 1);
+        assert_eq!(r.refused[0].attempts, 1);
+        assert_eq!(r.refused[0].labels, vec!["etl (legacy@shop from 10.0.0.7)"]);
+        assert!(r.downgraded.is_empty());
+    }
+}
