@@ -151,6 +151,9 @@ pub struct DashboardArgs {
     /// Seconds between refreshes.
     #[arg(short = 'i', long, default_value_t = 2.0, value_name = "SECONDS")]
     pub interval: f64,
+    /// Never terminate or cancel a session: K and C only say they are off (also `read_only = true` in the config).
+    #[arg(long)]
+    pub read_only: bool,
     #[command(flatten)]
     pub history: HistoryArgs,
 }

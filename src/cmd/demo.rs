@@ -53,7 +53,12 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
         poll_timeout: None,
     };
     let place = format!("socket {}", join.socket_dir.display());
-    let result = super::dashboard::open(params, interval, &history, Some(lab.own_pids()), Some(place)).await;
+    let front = super::dashboard::Front {
+        helpers: Some(lab.own_pids()),
+        place: Some(place),
+        read_only: false,
+    };
+    let result = super::dashboard::open(params, interval, &history, front).await;
     drop(clients);
     drop(lab);
     eprintln!(
