@@ -1226,7 +1226,14 @@ fn terminate_confirmation_names_the_session_and_the_answer_is_safe() {
     }
     press(&mut state, KeyCode::Char('K'));
     let shown = screen(&draw(&mut state, w, h));
-    for needle in ["Terminate session 4131?", "billing", "billing-batch", "10.0.1.", "y yes", "any other key no"] {
+    for needle in [
+        "Terminate session 4131?",
+        "billing",
+        "billing-batch",
+        "10.0.1.",
+        "y yes",
+        "any other key no",
+    ] {
         assert!(shown.contains(needle), "{needle} missing:\n{shown}");
     }
     press(&mut state, KeyCode::Char('y'));
@@ -1258,5 +1265,8 @@ fn terminate_confirmation_names_the_session_and_the_answer_is_safe() {
     press(&mut state, KeyCode::Char('C'));
     let shown = screen(&draw(&mut state, w, h));
     assert!(!shown.contains("Cancel the query of session"), "{shown}");
-    assert!(shown.lines().last().unwrap_or_default().contains("read-only"), "{shown}");
+    assert!(
+        shown.lines().last().unwrap_or_default().contains("read-only"),
+        "{shown}"
+    );
 }

@@ -116,9 +116,7 @@ pub struct Binding {
     pub help: &'static str,
 }
 
-use Scope::{
-    Alerts, Certificates, Confirm, Detail, FilterInput, Global, Help as HelpScope, Holdouts, Table, WhatIf,
-};
+use Scope::{Alerts, Certificates, Confirm, Detail, FilterInput, Global, Help as HelpScope, Holdouts, Table, WhatIf};
 
 #[rustfmt::skip]
 pub const BINDINGS: &[Binding] = &[

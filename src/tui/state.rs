@@ -674,9 +674,9 @@ impl AppState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collect::act::SignalKind;
     use crate::fixtures;
     use crate::tui::columns::Column;
-    use crate::collect::act::SignalKind;
     use crossterm::event::{KeyCode, KeyModifiers};
 
     fn state_with(snapshot: Snapshot) -> AppState {
@@ -916,7 +916,10 @@ mod tests {
         press(st, KeyCode::Home);
         while st.sessions.selected_pid != Some(pid) {
             press(st, KeyCode::Down);
-            assert!(st.selected_index().is_some_and(|i| i < 20), "pid {pid} not in the table");
+            assert!(
+                st.selected_index().is_some_and(|i| i < 20),
+                "pid {pid} not in the table"
+            );
         }
     }
 
@@ -938,13 +941,13 @@ mod tests {
     fn k_then_y_terminates_the_selected_session_by_pid_and_start_time() {
         let mut st = state_with(fixtures::snapshot());
         select_pid(&mut st, 4131);
-        assert!(press(&mut st, KeyCode::Char('K')).is_empty(), "nothing is sent before the answer");
+        assert!(
+            press(&mut st, KeyCode::Char('K')).is_empty(),
+            "nothing is sent before the answer"
+        );
         let confirm = st.confirm.as_ref().unwrap();
         assert_eq!(st.scope(), Scope::Confirm);
-        assert_eq!(
-            (confirm.target.pid, confirm.target.user.as_str()),
-            (4131, "billing")
-        );
+        assert_eq!((confirm.target.pid, confirm.target.user.as_str()), (4131, "billing"));
         assert_eq!(
             press(&mut st, KeyCode::Char('y')),
             vec![Effect::Poller(signal(SignalKind::Terminate, 4131))]
@@ -959,9 +962,7 @@ mod tests {
                     pid: 4131,
                     backend_start: fixtures::now(),
                 },
-                outcome: crate::collect::act::SignalOutcome::Refused(
-                    "permission denied to terminate process".into(),
-                ),
+                outcome: crate::collect::act::SignalOutcome::Refused("permission denied to terminate process".into()),
             },
             at: fixtures::now(),
         });
@@ -985,11 +986,20 @@ mod tests {
 
     #[test]
     fn any_key_but_y_answers_no() {
-        for key in [KeyCode::Char('n'), KeyCode::Esc, KeyCode::Enter, KeyCode::Char('q'), KeyCode::Char('Y')] {
+        for key in [
+            KeyCode::Char('n'),
+            KeyCode::Esc,
+            KeyCode::Enter,
+            KeyCode::Char('q'),
+            KeyCode::Char('Y'),
+        ] {
             let mut st = state_with(fixtures::snapshot());
             press(&mut st, KeyCode::Char('K'));
             assert!(st.confirm.is_some());
-            assert!(press(&mut st, key).is_empty(), "{key:?} sends nothing and does not quit");
+            assert!(
+                press(&mut st, key).is_empty(),
+                "{key:?} sends nothing and does not quit"
+            );
             assert!(st.confirm.is_none(), "{key:?}");
             assert!(st.status.as_ref().unwrap().text.contains("nothing done"));
             assert_eq!(st.scope(), Scope::Table);
