@@ -36,7 +36,9 @@ async fn raising_the_minimum_refuses_tls12_downgrades_prefer_and_leaves_open_ses
         tx,
     );
 
-    demo::raise_after(lab.clone_for_clients(), Duration::from_millis(100))
+    demo::raise_after(&lab, Duration::from_millis(100))
+        .await
+        .unwrap()
         .await
         .unwrap()
         .expect("the minimum is raised");

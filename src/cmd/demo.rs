@@ -54,13 +54,19 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
         poll_timeout: None,
     };
     let mut place = format!("socket {}", join.socket_dir.display());
-    // The change runs on its own task while the dashboard watches; the header says when, so the refusals that
-    // follow are not a surprise.
-    let raise = raise_after.map(|after| {
-        let at = chrono::Local::now() + chrono::Duration::from_std(after).unwrap_or_default();
-        place = format!("{place} · TLSv1.3 minimum from {}", at.format("%H:%M:%S"));
-        demo::raise_after(lab.clone_for_clients(), after)
-    });
+    // The change runs on its own task while the dashboard watches; the header says when (before the long socket
+    // path, which is cut first), so the refusals that follow are not a surprise.
+    let raise = match raise_after {
+        Some(after) => {
+            let at = chrono::Local::now() + chrono::Duration::from_std(after).unwrap_or_default();
+            place = format!("TLSv1.3 minimum from {} · {place}", at.format("%H:%M:%S"));
+            let task = demo::raise_after(&lab, after)
+                .await
+                .map_err(|e| Failure::usage(format!("demo: {e:#}")))?;
+            Some(task)
+        }
+        None => None,
+    };
     let front = super::dashboard::Front {
         helpers: Some(lab.own_pids()),
         place: Some(place),

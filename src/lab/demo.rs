@@ -143,15 +143,27 @@ pub async fn start(lab: &Lab) -> Result<DemoClients> {
 /// lab's admin connection. The TLS 1.2 sessions open stay (lingering), new TLS 1.2 handshakes are refused, and the
 /// sslmode=prefer client comes back without TLS.
 pub async fn raise_minimum(lab: &LabHandle) -> Result<()> {
-    lab.set_config("ssl_min_protocol_version", "TLSv1.3").await
+    set_minimum(&lab.admin().await?).await
 }
 
-/// [`raise_minimum`] after `after`; the task's result says whether it happened.
-pub fn raise_after(lab: LabHandle, after: Duration) -> JoinHandle<Result<()>> {
-    tokio::spawn(async move {
+/// [`raise_minimum`] after `after`; the task's result says whether it happened. The admin connection is opened
+/// now, not then: a connection opened while the dashboard reads the log would show up in it as a client, while
+/// one open from before is known as the lab's own by pid.
+pub async fn raise_after(lab: &LabHandle, after: Duration) -> Result<JoinHandle<Result<()>>> {
+    let admin = lab.admin().await?;
+    Ok(tokio::spawn(async move {
         tokio::time::sleep(after).await;
-        raise_minimum(&lab).await
-    })
+        set_minimum(&admin).await
+    }))
+}
+
+async fn set_minimum(admin: &super::AdminClient) -> Result<()> {
+    // Two statements: ALTER SYSTEM refuses to run in the implicit transaction of a multi-statement query.
+    admin
+        .batch_execute("ALTER SYSTEM SET ssl_min_protocol_version = 'TLSv1.3'")
+        .await?;
+    admin.batch_execute("SELECT pg_catalog.pg_reload_conf()").await?;
+    Ok(())
 }
 
 /// Every ~0.8 s one session runs a query or sits in an open transaction for a while, and now
