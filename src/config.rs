@@ -335,4 +335,11 @@ mod tests {
             "{e}"
         );
     }
+
+    #[test]
+    fn read_only_is_off_unless_the_file_says_so() {
+        assert!(!parse("").unwrap().read_only);
+        assert!(parse("read_only = true\n").unwrap().read_only);
+        assert!(parse("read_only = \"yes\"\n").is_err(), "a boolean, not a word");
+    }
 }
