@@ -75,12 +75,15 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
     let result = super::dashboard::open(params, interval, &history, front).await;
     if let Some(raise) = raise {
         // Said after the dashboard has given the terminal back.
-        if !raise.is_finished() {
-            raise.abort();
-        } else if let Ok(Err(e)) = raise.await {
-            eprintln!("pgtls demo: could not raise ssl_min_protocol_version: {e:#}");
+        if raise.is_finished() {
+            match raise.await {
+                Ok(Ok(())) => eprintln!("pgtls demo: ssl_min_protocol_version was raised to TLSv1.3"),
+                Ok(Err(e)) => eprintln!("pgtls demo: could not raise ssl_min_protocol_version: {e:#}"),
+                Err(e) => eprintln!("pgtls demo: the task raising ssl_min_protocol_version failed: {e}"),
+            }
         } else {
-            eprintln!("pgtls demo: ssl_min_protocol_version was raised to TLSv1.3");
+            raise.abort();
+            eprintln!("pgtls demo: quit before --raise-after was due; the minimum was not raised");
         }
     }
     drop(clients);
