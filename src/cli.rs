@@ -151,6 +151,9 @@ pub struct DashboardArgs {
     /// Seconds between refreshes.
     #[arg(short = 'i', long, default_value_t = 2.0, value_name = "SECONDS")]
     pub interval: f64,
+    /// Never terminate or cancel a session: K and C only say they are off (also `read_only = true` in the config).
+    #[arg(long)]
+    pub read_only: bool,
     #[command(flatten)]
     pub history: HistoryArgs,
 }
@@ -203,6 +206,11 @@ pub struct DemoArgs {
     /// Seconds between refreshes.
     #[arg(short = 'i', long, default_value_t = 1.0, value_name = "SECONDS")]
     pub interval: f64,
+    /// Raise ssl_min_protocol_version to TLSv1.3 on the demo server after this many seconds (ALTER SYSTEM and a
+    /// reload): the TLS 1.2 jobs are then refused, the sslmode=prefer one falls back to plain text, and the TLS 1.2
+    /// sessions already open linger.
+    #[arg(long, value_name = "SECONDS")]
+    pub raise_after: Option<f64>,
     #[command(flatten)]
     pub help: HelpFlag,
 }

@@ -14,6 +14,8 @@ use crate::analysis::alerts::Severity;
 /// An example with every default, printed by `pgtls config --example` and shown in the README.
 pub const EXAMPLE: &str = r#"# pgtls configuration (all keys optional; these are the defaults)
 
+read_only = false            # true: K and C (terminate, cancel a session) are off, as with --read-only
+
 [alerts]
 bell = false                 # ring the terminal bell when a new critical alert appears
 expiry_warn_days = 30        # probe: certificates expiring within this many days
@@ -42,6 +44,8 @@ min_evidence = "24h"         # watch at least this long before calling a change 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// The dashboard never signals a backend (`K`, `C`), as with `--read-only`.
+    pub read_only: bool,
     pub alerts: AlertsConfig,
     pub ledger: LedgerConfig,
     pub whatif: WhatIfConfig,
@@ -350,5 +354,12 @@ mod tests {
             e.contains("key whatif.min_evidence") && e.contains("99999999999999h"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn read_only_is_off_unless_the_file_says_so() {
+        assert!(!parse("").unwrap().read_only);
+        assert!(parse("read_only = true\n").unwrap().read_only);
+        assert!(parse("read_only = \"yes\"\n").is_err(), "a boolean, not a word");
     }
 }

@@ -41,7 +41,7 @@ async fn a_known_mix_of_sessions_appears_exactly() {
         assert_eq!(seen.application_name.as_deref(), Some(*app));
         assert_eq!(seen.state.as_deref(), Some("idle"), "idle sessions are listed");
         match session.kind {
-            SessionKind::Tls13 | SessionKind::Tls12 => {
+            SessionKind::Tls13 | SessionKind::Tls12 | SessionKind::Tls12Prefer => {
                 let expected = if session.kind == SessionKind::Tls13 {
                     "TLSv1.3"
                 } else {

@@ -1287,3 +1287,59 @@ fn the_own_connection_is_marked_and_not_counted() {
     assert!(detail.contains("Session 4101 pgtls · this pgtls"), "{detail}");
     assert!(detail.contains("pgtls's own connection"), "{detail}");
 }
+
+/// `K` on a session: the popup names pid, user, application and address; a hostile server message in the
+/// answer reaches the footer escaped.
+#[test]
+fn terminate_confirmation_names_the_session_and_the_answer_is_safe() {
+    let (w, h) = (120, 36);
+    let mut state = connected(w, h);
+    while state.selected_session().map(|s| s.pid) != Some(4131) {
+        press(&mut state, KeyCode::Down);
+    }
+    press(&mut state, KeyCode::Char('K'));
+    let shown = screen(&draw(&mut state, w, h));
+    for needle in [
+        "Terminate session 4131?",
+        "billing",
+        "billing-batch",
+        "10.0.1.",
+        "y yes",
+        "any other key no",
+    ] {
+        assert!(shown.contains(needle), "{needle} missing:\n{shown}");
+    }
+    press(&mut state, KeyCode::Char('y'));
+    let request = match state.confirm {
+        None => pgtls::collect::act::SignalRequest {
+            kind: pgtls::collect::act::SignalKind::Terminate,
+            pid: 4131,
+            backend_start: fixtures::now(),
+        },
+        Some(_) => panic!("y closes the popup"),
+    };
+    state.handle(Input::Poller {
+        event: PollerEvent::Signalled {
+            request,
+            outcome: pgtls::collect::act::SignalOutcome::Refused(
+                "permission denied to terminate process\x1b[2J\x07".into(),
+            ),
+        },
+        at: fixtures::now(),
+    });
+    let shown = screen(&draw(&mut state, w, h));
+    let footer = shown.lines().last().unwrap_or_default();
+    assert!(footer.contains("refused to terminate: permission denied"), "{footer}");
+    assert!(!shown.contains('\x1b') && !shown.contains('\x07'), "{footer}");
+
+    // Read-only: the key says so and opens nothing.
+    let mut state = connected(w, h);
+    state.read_only = true;
+    press(&mut state, KeyCode::Char('C'));
+    let shown = screen(&draw(&mut state, w, h));
+    assert!(!shown.contains("Cancel the query of session"), "{shown}");
+    assert!(
+        shown.lines().last().unwrap_or_default().contains("read-only"),
+        "{shown}"
+    );
+}

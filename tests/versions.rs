@@ -211,13 +211,13 @@ fn sessions_are_classified_exactly(snap: &Snapshot, open: &[(pgtls::lab::LabSess
         assert_eq!(seen.state.as_deref(), Some("idle"), "{app}");
         let expected = match session.kind {
             SessionKind::Tls13 | SessionKind::ClientCert => ConnClass::Tls13,
-            SessionKind::Tls12 => ConnClass::Tls12,
+            SessionKind::Tls12 | SessionKind::Tls12Prefer => ConnClass::Tls12,
             SessionKind::PlainTcp => ConnClass::PlainTcp,
             SessionKind::UnixSocket => ConnClass::Local,
         };
         assert_eq!(seen.class, expected, "{app}");
         match session.kind {
-            SessionKind::Tls13 | SessionKind::Tls12 | SessionKind::ClientCert => {
+            SessionKind::Tls13 | SessionKind::Tls12 | SessionKind::Tls12Prefer | SessionKind::ClientCert => {
                 let tls = seen.tls.as_ref().unwrap_or_else(|| panic!("{app}: TLS details"));
                 let version = if expected == ConnClass::Tls13 {
                     "TLSv1.3"

@@ -19,20 +19,38 @@ pub async fn run(args: DashboardArgs) -> Result<ExitCode, Failure> {
         .conn
         .resolve(&Environment::from_process())
         .map_err(Failure::connect)?;
-    open(params, interval, &args.history, None, None).await
+    let front = Front {
+        read_only: args.read_only,
+        ..Front::default()
+    };
+    open(params, interval, &args.history, front).await
 }
 
-/// Shared with the demo: load config and ledger, connect once, then hand over to the dashboard. `helpers` lists
-/// the demo's own backends, shown as pgtls's own like the monitor's; `place` is added to the header's target (the
-/// demo's socket directory, which the connection itself does not show).
+/// What the front-end (the dashboard command or the demo) adds to the configuration.
+#[derive(Default)]
+pub struct Front {
+    /// The demo's own backends, shown as pgtls's own like the monitor's.
+    pub helpers: Option<OwnPids>,
+    /// Added to the header's target (the demo's socket directory, which the connection itself does not show).
+    pub place: Option<String>,
+    /// `--read-only`: on top of the config's `read_only`, never instead of it.
+    pub read_only: bool,
+}
+
+/// Shared with the demo: load config and ledger, connect once, then hand over to the dashboard.
 pub async fn open(
     params: ConnParams,
     interval: Duration,
     history: &HistoryArgs,
-    helpers: Option<OwnPids>,
-    place: Option<String>,
+    front: Front,
 ) -> Result<ExitCode, Failure> {
-    let (config, _) = Config::load(history.config.as_deref()).map_err(Failure::usage)?;
+    let Front {
+        helpers,
+        place,
+        read_only,
+    } = front;
+    let (mut config, _) = Config::load(history.config.as_deref()).map_err(Failure::usage)?;
+    config.read_only |= read_only;
     crate::files::check_growing("--ledger", history.ledger.as_deref()).map_err(Failure::usage)?;
     crate::files::check_growing("--server-log", history.server_log.as_deref()).map_err(Failure::usage)?;
     let fields = KeyFields::from_names(&config.ledger.key).map_err(Failure::usage)?;
@@ -71,7 +89,7 @@ pub async fn open(
         log_budget: None,
         since: history.since,
     };
-    crate::tui::app::run(params, collector, interval, target, setup, config.alerts, warnings)
+    crate::tui::app::run(params, collector, interval, target, setup, config, warnings)
         .await
         .map_err(|e| Failure::usage(format!("{e:#}")))?;
     Ok(ExitCode::SUCCESS)

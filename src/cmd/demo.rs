@@ -12,6 +12,7 @@ pub use crate::lab::demo::MONITOR_ROLE;
 
 pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
     let interval = super::dashboard::interval(args.interval)?;
+    let raise_after = args.raise_after.map(raise_after).transpose()?;
     eprintln!("pgtls demo: starting a throwaway PostgreSQL with TLS and a mix of clients…");
     // Ctrl-C, a closed terminal or `kill` during start-up must still remove the server and its
     // temp dir: with handlers installed the default "terminate at once" no longer applies, and
@@ -53,8 +54,39 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
         poll_timeout: None,
         since: None,
     };
-    let place = format!("socket {}", join.socket_dir.display());
-    let result = super::dashboard::open(params, interval, &history, Some(lab.own_pids()), Some(place)).await;
+    let mut place = format!("socket {}", join.socket_dir.display());
+    // The change runs on its own task while the dashboard watches; the header says when (before the long socket
+    // path, which is cut first), so the refusals that follow are not a surprise.
+    let raise = match raise_after {
+        Some(after) => {
+            let at = chrono::Local::now() + chrono::Duration::from_std(after).unwrap_or_default();
+            place = format!("TLSv1.3 minimum from {} · {place}", at.format("%H:%M:%S"));
+            let task = demo::raise_after(&lab, after)
+                .await
+                .map_err(|e| Failure::usage(format!("demo: {e:#}")))?;
+            Some(task)
+        }
+        None => None,
+    };
+    let front = super::dashboard::Front {
+        helpers: Some(lab.own_pids()),
+        place: Some(place),
+        read_only: false,
+    };
+    let result = super::dashboard::open(params, interval, &history, front).await;
+    if let Some(raise) = raise {
+        // Said after the dashboard has given the terminal back.
+        if raise.is_finished() {
+            match raise.await {
+                Ok(Ok(())) => eprintln!("pgtls demo: ssl_min_protocol_version was raised to TLSv1.3"),
+                Ok(Err(e)) => eprintln!("pgtls demo: could not raise ssl_min_protocol_version: {e:#}"),
+                Err(e) => eprintln!("pgtls demo: the task raising ssl_min_protocol_version failed: {e}"),
+            }
+        } else {
+            raise.abort();
+            eprintln!("pgtls demo: quit before --raise-after was due; the minimum was not raised");
+        }
+    }
     drop(clients);
     drop(lab);
     eprintln!(
@@ -63,6 +95,16 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
         join.socket_dir.display()
     );
     result
+}
+
+fn raise_after(seconds: f64) -> Result<std::time::Duration, Failure> {
+    if seconds.is_finite() && (0.0..=86_400.0).contains(&seconds) {
+        Ok(std::time::Duration::from_secs_f64(seconds))
+    } else {
+        Err(Failure::usage(format!(
+            "--raise-after must be between 0 and 86400 seconds, not {seconds}"
+        )))
+    }
 }
 
 /// Resolves on SIGINT, SIGQUIT, SIGTERM or SIGHUP (the same set that ends the dashboard).

@@ -1,5 +1,6 @@
 //! The collector: connect, run the privilege preflight once, then poll in one round trip.
 
+pub mod act;
 pub mod history;
 pub mod own;
 pub mod poller;

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::act::{SignalOutcome, SignalRequest};
 use super::history::{self, HistoryInput};
 pub use super::history::{History, HistorySetup, history_of};
 use super::{CollectError, Collector};
@@ -52,6 +53,11 @@ pub enum PollerEvent {
         task: &'static str,
         error: String,
     },
+    /// What became of a [`PollerCommand::Signal`].
+    Signalled {
+        request: SignalRequest,
+        outcome: SignalOutcome,
+    },
     /// Connecting or polling failed; the poller retries after `retry_in`.
     Failed {
         error: CollectError,
@@ -71,6 +77,9 @@ pub enum PollerCommand {
     /// Whether to send the history (ledger clients and what-if) after every poll; when turned on it is also sent at
     /// once. Only the Holdouts and What-if screens show it, and building it costs time in proportion to the ledger.
     SendHistory(bool),
+    /// Cancel or terminate one backend (only if it still has the start time shown); answered by
+    /// [`PollerEvent::Signalled`].
+    Signal(SignalRequest),
 }
 
 pub const MIN_BACKOFF: Duration = Duration::from_millis(500);
@@ -195,6 +204,8 @@ struct Schedule {
     interval: Duration,
     paused: bool,
     probe: Option<AbortOnDrop>,
+    /// Signals under way; each is bounded by the poll timeout, and they end with the collector.
+    signals: Vec<AbortOnDrop>,
 }
 
 async fn run(
@@ -208,6 +219,7 @@ async fn run(
         interval,
         paused: false,
         probe: None,
+        signals: Vec::new(),
     };
     let mut backoff = MIN_BACKOFF;
     let mut pending: Option<PendingConnect> = None;
@@ -260,7 +272,7 @@ async fn run(
                 cmd = commands.recv() => match cmd {
                     None => return,
                     Some(PollerCommand::RefreshNow) => break,
-                    Some(other) => apply(&mut schedule, other, &links).await,
+                    Some(other) => apply(&mut schedule, other, &links, None).await,
                 },
             }
         }
@@ -308,9 +320,16 @@ async fn reconnect(
     }
 }
 
-/// A command that does not change the flow of the loop it arrives in.
-async fn apply(schedule: &mut Schedule, cmd: PollerCommand, links: &Links) {
+/// A command that does not change the flow of the loop it arrives in. `client` is the collector's connection,
+/// `None` while there is none.
+async fn apply(
+    schedule: &mut Schedule,
+    cmd: PollerCommand,
+    links: &Links,
+    client: Option<&std::sync::Arc<tokio_postgres::Client>>,
+) {
     match cmd {
+        PollerCommand::Signal(request) => start_signal(schedule, request, links, client).await,
         PollerCommand::RefreshNow => {}
         PollerCommand::Probe => start_probe(&mut schedule.probe, links),
         PollerCommand::SendHistory(on) => {
@@ -319,6 +338,28 @@ async fn apply(schedule: &mut Schedule, cmd: PollerCommand, links: &Links) {
         PollerCommand::SetInterval(interval) => schedule.interval = interval,
         PollerCommand::SetPaused(paused) => schedule.paused = paused,
     }
+}
+
+/// Signal a backend on its own task, so a slow answer never holds up polls or keys; the result comes back as
+/// an event.
+async fn start_signal(
+    schedule: &mut Schedule,
+    request: SignalRequest,
+    links: &Links,
+    client: Option<&std::sync::Arc<tokio_postgres::Client>>,
+) {
+    let Some(client) = client.cloned() else {
+        let outcome = SignalOutcome::Failed("not connected to the server; try again once reconnected".to_string());
+        let _ = links.events.send(PollerEvent::Signalled { request, outcome }).await;
+        return;
+    };
+    schedule.signals.retain(|task| !task.0.is_finished());
+    let limit = super::poll_timeout(schedule.interval, links.chosen_timeout);
+    let events = links.events.clone();
+    schedule.signals.push(AbortOnDrop(tokio::spawn(async move {
+        let outcome = super::act::signal(&client, request, limit).await;
+        let _ = events.send(PollerEvent::Signalled { request, outcome }).await;
+    })));
 }
 
 /// Poll until the connection fails (returns the error) or the receiver is gone (returns None).
@@ -330,6 +371,8 @@ async fn poll_loop(
 ) -> Option<CollectError> {
     // `r` polls once even while paused.
     let mut refresh = false;
+    // Signals run on the same connection, next to the poll (tokio-postgres pipelines them).
+    let client = collector.shared_client();
     loop {
         if !schedule.paused || std::mem::take(&mut refresh) {
             collector.set_poll_timeout(super::poll_timeout(schedule.interval, links.chosen_timeout));
@@ -343,7 +386,7 @@ async fn poll_loop(
                         cmd = commands.recv() => match cmd {
                             None => return None,
                             Some(PollerCommand::RefreshNow) => break None,
-                            Some(other) => apply(schedule, other, links).await,
+                            Some(other) => apply(schedule, other, links, Some(&client)).await,
                         },
                     }
                 }
@@ -390,7 +433,7 @@ async fn poll_loop(
                         schedule.paused = false;
                         break;
                     }
-                    Some(other) => apply(schedule, other, links).await,
+                    Some(other) => apply(schedule, other, links, Some(&client)).await,
                 },
             }
         }

@@ -10,7 +10,8 @@ use super::{LAB_PASSWORD, Lab, LabHandle, LabSession, SUPERUSER, SessionKind};
 use crate::conn::conninfo::quote_value;
 
 /// The demo's monitoring role: a member of pg_monitor, as production monitoring should be, and allowed to read
-/// pg_hba.conf, so the What-if screen can name the `host` lines a `prefer` client would fall back through.
+/// pg_hba.conf, so the What-if screen can name the `host` lines a `prefer` client would fall back through; and a
+/// member of pg_signal_backend, so `K` and `C` work on the demo's clients (never on its superuser sessions).
 pub const MONITOR_ROLE: &str = "pgtls_monitor";
 
 /// Create the monitor role with what the README's "What the monitor role needs" grants it.
@@ -20,6 +21,7 @@ pub async fn grant_monitor(lab: &LabHandle) -> Result<()> {
         .await?
         .batch_execute(&format!(
             "GRANT pg_monitor TO {MONITOR_ROLE};
+             GRANT pg_signal_backend TO {MONITOR_ROLE};
              GRANT SELECT ON pg_catalog.pg_hba_file_rules TO {MONITOR_ROLE};
              GRANT EXECUTE ON FUNCTION pg_catalog.pg_hba_file_rules() TO {MONITOR_ROLE};"
         ))
@@ -106,6 +108,8 @@ pub const CAST: &[(SessionKind, &str, &str, usize)] = &[
     (SessionKind::Tls12, "billing", "billing-batch", 2),
     (SessionKind::Tls12, "reports", "legacy-reports", 1),
     (SessionKind::Tls12, "crm", "crm-jdbc", 1),
+    // sslmode=prefer, libpq's default: once the minimum is raised, its next connection goes without TLS.
+    (SessionKind::Tls12Prefer, "invoicing", "invoice-sync", 1),
     (SessionKind::PlainTcp, "etl", "nightly-etl", 1),
     (SessionKind::PlainTcp, "grafana", "grafana", 1),
     (SessionKind::UnixSocket, "postgres", "psql", 1),
@@ -133,6 +137,33 @@ pub async fn start(lab: &Lab) -> Result<DemoClients> {
     }
     let activity = tokio::spawn(activity(sessions.clone(), lab.clone_for_clients()));
     Ok(DemoClients { sessions, activity })
+}
+
+/// The change the demo shows: `ALTER SYSTEM SET ssl_min_protocol_version = 'TLSv1.3'` and a reload, through the
+/// lab's admin connection. The TLS 1.2 sessions open stay (lingering), new TLS 1.2 handshakes are refused, and the
+/// sslmode=prefer client comes back without TLS.
+pub async fn raise_minimum(lab: &LabHandle) -> Result<()> {
+    set_minimum(&lab.admin().await?).await
+}
+
+/// [`raise_minimum`] after `after`; the task's result says whether it happened. The admin connection is opened
+/// now, not then: a connection opened while the dashboard reads the log would show up in it as a client, while
+/// one open from before is known as the lab's own by pid.
+pub async fn raise_after(lab: &LabHandle, after: Duration) -> Result<JoinHandle<Result<()>>> {
+    let admin = lab.admin().await?;
+    Ok(tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        set_minimum(&admin).await
+    }))
+}
+
+async fn set_minimum(admin: &super::AdminClient) -> Result<()> {
+    // Two statements: ALTER SYSTEM refuses to run in the implicit transaction of a multi-statement query.
+    admin
+        .batch_execute("ALTER SYSTEM SET ssl_min_protocol_version = 'TLSv1.3'")
+        .await?;
+    admin.batch_execute("SELECT pg_catalog.pg_reload_conf()").await?;
+    Ok(())
 }
 
 /// Every ~0.8 s one session runs a query or sits in an open transaction for a while, and now
@@ -171,10 +202,17 @@ async fn activity(sessions: Vec<Arc<LabSession>>, lab: LabHandle) {
                 let _ = session.execute(&sql).await;
             });
         }
-        if tick % 12 == 0 {
+        // Two jobs: one that requires TLS (refused once the minimum is raised) and one on sslmode=prefer, the same
+        // client as the cast's invoice-sync (it falls back to plain text then).
+        let job = match tick % 12 {
+            0 => Some((SessionKind::Tls12, "reports", "cron-report")),
+            6 => Some((SessionKind::Tls12Prefer, "invoicing", "invoice-sync")),
+            _ => None,
+        };
+        if let Some((kind, user, app)) = job {
             let lab = lab.clone();
             jobs.spawn(async move {
-                if let Ok(job) = lab.open(SessionKind::Tls12, "reports", "cron-report").await {
+                if let Ok(job) = lab.open(kind, user, app).await {
                     let _ = job.execute("SELECT pg_catalog.pg_sleep(1)").await;
                 }
             });

@@ -22,15 +22,19 @@ pub enum SessionKind {
     UnixSocket,
     /// TLS 1.3 authenticated by the lab's client certificate (user must be [`CERT_USER`]).
     ClientCert,
+    /// TLS capped at 1.2 with libpq's default sslmode=prefer: when the handshake fails (the server's minimum was
+    /// raised) it connects again without TLS, as libpq does, where pg_hba.conf has a `host` line.
+    Tls12Prefer,
 }
 
 impl SessionKind {
-    pub const ALL: [SessionKind; 5] = [
+    pub const ALL: [SessionKind; 6] = [
         SessionKind::Tls13,
         SessionKind::Tls12,
         SessionKind::PlainTcp,
         SessionKind::UnixSocket,
         SessionKind::ClientCert,
+        SessionKind::Tls12Prefer,
     ];
 }
 
@@ -96,6 +100,18 @@ pub(super) async fn open(lab: &LabHandle, kind: SessionKind, user: &str, applica
             let (client, conn) = config.connect(tls).await.wrap_err_with(what)?;
             (client, tokio::spawn(async move { drop(conn.await) }))
         }
+        SessionKind::Tls12Prefer => {
+            config.ssl_mode(SslMode::Require);
+            match config.connect(tls_connector(lab, kind)?).await {
+                Ok((client, conn)) => (client, tokio::spawn(async move { drop(conn.await) })),
+                Err(_) => {
+                    // libpq's prefer: any failure with TLS is retried once without it.
+                    config.ssl_mode(SslMode::Disable);
+                    let (client, conn) = config.connect(NoTls).await.wrap_err_with(what)?;
+                    (client, tokio::spawn(async move { drop(conn.await) }))
+                }
+            }
+        }
     };
     let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
     Ok(LabSession {
@@ -109,7 +125,7 @@ pub(super) async fn open(lab: &LabHandle, kind: SessionKind, user: &str, applica
 fn tls_connector(lab: &LabHandle, kind: SessionKind) -> Result<MakeTlsConnector> {
     let mut builder = SslConnector::builder(SslMethod::tls_client())?;
     builder.set_ca_file(&lab.certs.ca_cert)?;
-    if kind == SessionKind::Tls12 {
+    if matches!(kind, SessionKind::Tls12 | SessionKind::Tls12Prefer) {
         builder.set_max_proto_version(Some(SslVersion::TLS1_2))?;
     }
     if kind == SessionKind::ClientCert {

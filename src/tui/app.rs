@@ -18,7 +18,7 @@ use super::state::{AppState, Effect, Input};
 use super::view;
 use crate::collect::Collector;
 use crate::collect::poller::{self, HistorySetup, PollerEvent, PollerHandle};
-use crate::config::AlertsConfig;
+use crate::config::Config;
 use crate::conn::params::ConnParams;
 
 /// Open the dashboard on an already connected collector (start-up errors were reported before
@@ -29,7 +29,7 @@ pub async fn run(
     interval: Duration,
     target: String,
     history: HistorySetup,
-    alert_config: AlertsConfig,
+    config: Config,
     warnings: Vec<String>,
 ) -> Result<()> {
     view::theme::set_theme(view::theme::Theme::from_env());
@@ -37,7 +37,8 @@ pub async fn run(
     let (events_tx, events_rx) = mpsc::channel(16);
     let mut poller = poller::spawn(params, Some(collector), interval, history, events_tx);
     let mut state = AppState::new(target, interval, Utc::now());
-    state.alerts.config = alert_config;
+    state.alerts.config = config.alerts;
+    state.read_only = config.read_only;
     state.startup_warnings = warnings;
 
     let mut terminal = ratatui::try_init().wrap_err("cannot open the terminal (is this an interactive terminal?)")?;

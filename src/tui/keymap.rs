@@ -21,6 +21,16 @@ pub enum Scope {
     Certificates,
     /// Every alert, full screen.
     Alerts,
+    /// The popup asking to confirm a cancel or terminate: `y` confirms, any other key cancels.
+    Confirm,
+}
+
+impl Scope {
+    /// Scopes where keys mean something of their own, so global bindings (other than the ones listed for the scope)
+    /// do not apply: typing a filter, answering a confirmation.
+    pub fn is_modal(self) -> bool {
+        matches!(self, Scope::FilterInput | Scope::Confirm)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,6 +70,12 @@ pub enum Action {
     Probe,
     ShowAlerts,
     TogglePanes,
+    /// `K`: terminate the selected session (after a confirmation).
+    Terminate,
+    /// `C`: cancel the selected session's query (after a confirmation).
+    CancelQuery,
+    /// `y` in the confirmation popup.
+    Confirm,
 }
 
 /// A key as written in help and footer, and how to match it.
@@ -100,12 +116,12 @@ pub struct Binding {
     pub help: &'static str,
 }
 
-use Scope::{Alerts, Certificates, Detail, FilterInput, Global, Help as HelpScope, Holdouts, Table, WhatIf};
+use Scope::{Alerts, Certificates, Confirm, Detail, FilterInput, Global, Help as HelpScope, Holdouts, Table, WhatIf};
 
 #[rustfmt::skip]
 pub const BINDINGS: &[Binding] = &[
     Binding { keys: &[key('q')], action: Action::Quit, scopes: &[Global], hint: Some(("q", "quit")), help: "Quit" },
-    Binding { keys: &[ctrl('c')], action: Action::Quit, scopes: &[Global, FilterInput], hint: None, help: "Quit from anywhere, even while typing a filter" },
+    Binding { keys: &[ctrl('c')], action: Action::Quit, scopes: &[Global, FilterInput, Confirm], hint: None, help: "Quit from anywhere, even while typing a filter" },
     Binding { keys: &[key('?'), special(KeyCode::F(1))], action: Action::Help, scopes: &[Global], hint: Some(("?", "help")), help: "Show or hide this help" },
     Binding { keys: &[special(KeyCode::Up), key('k')], action: Action::Up, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates, Alerts, HelpScope], hint: None, help: "Move up (scroll in the detail view)" },
     Binding { keys: &[special(KeyCode::Down), key('j')], action: Action::Down, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates, Alerts, HelpScope], hint: Some(("↓/j", "move")), help: "Move down (scroll in the detail view)" },
@@ -139,6 +155,9 @@ pub const BINDINGS: &[Binding] = &[
     Binding { keys: &[key('P')], action: Action::Probe, scopes: &[Certificates], hint: Some(("P", "probe again")), help: "Probe the server again (each probe opens about ten connections)" },
     Binding { keys: &[key('a')], action: Action::ShowAlerts, scopes: &[Global], hint: None, help: "Every alert, full screen (the pane shows \"+N more\" when some do not fit); again or Esc: back" },
     Binding { keys: &[key('z')], action: Action::TogglePanes, scopes: &[Global], hint: Some(("z", "panes")), help: "Hide or show the top panes (server TLS, protocols, alerts): the table gets their rows" },
+    Binding { keys: &[key('K')], action: Action::Terminate, scopes: &[Table, Detail], hint: Some(("K/C", "terminate/cancel")), help: "Terminate the selected session (pg_terminate_backend), after a confirmation; not with --read-only" },
+    Binding { keys: &[key('C')], action: Action::CancelQuery, scopes: &[Table, Detail], hint: None, help: "Cancel the selected session's query (pg_cancel_backend), after a confirmation; not with --read-only" },
+    Binding { keys: &[key('y')], action: Action::Confirm, scopes: &[Confirm], hint: Some(("y", "yes · any other key: no")), help: "Confirm: send the signal (any other key cancels)" },
     Binding { keys: &[key('r')], action: Action::Refresh, scopes: &[Global], hint: Some(("r", "refresh")), help: "Refresh now (or reconnect now)" },
 ];
 
@@ -152,7 +171,7 @@ pub fn lookup(scope: Scope, event: &KeyEvent) -> Option<Action> {
         .iter()
         .find(|b| matches(b, scope))
         .or_else(|| {
-            (scope != Scope::FilterInput)
+            (!scope.is_modal())
                 .then(|| BINDINGS.iter().find(|b| matches(b, Scope::Global)))
                 .flatten()
         })
@@ -170,7 +189,7 @@ pub fn hints(scope: Scope) -> Vec<(&'static str, &'static str)> {
     let own = BINDINGS.iter().filter(|b| b.scopes.contains(&scope));
     let global = BINDINGS
         .iter()
-        .filter(|b| scope != Scope::FilterInput && b.scopes.contains(&Scope::Global) && !b.scopes.contains(&scope));
+        .filter(|b| !scope.is_modal() && b.scopes.contains(&Scope::Global) && !b.scopes.contains(&scope));
     own.chain(global).filter_map(|b| b.hint).collect()
 }
 
@@ -206,6 +225,7 @@ pub fn help_sections() -> Vec<(&'static str, Vec<(String, &'static str)>)> {
         section("What-if", Scope::WhatIf),
         section("Certificates", Scope::Certificates),
         section("All alerts", Scope::Alerts),
+        section("Confirming a terminate or cancel", Scope::Confirm),
         section("This help", Scope::Help),
     ]
 }
@@ -255,6 +275,7 @@ pub fn markdown_table() -> String {
         Scope::WhatIf => "what-if",
         Scope::Certificates => "certificates",
         Scope::Alerts => "all alerts",
+        Scope::Confirm => "confirming",
     };
     let mut out = String::from("| keys | action | where |\n|---|---|---|\n");
     for b in BINDINGS {
@@ -274,7 +295,7 @@ pub fn markdown_table() -> String {
 mod tests {
     use super::*;
 
-    const SCOPES: [Scope; 9] = [
+    const SCOPES: [Scope; 10] = [
         Scope::Global,
         Scope::Table,
         Scope::Detail,
@@ -284,6 +305,7 @@ mod tests {
         Scope::WhatIf,
         Scope::Certificates,
         Scope::Alerts,
+        Scope::Confirm,
     ];
 
     #[test]
@@ -307,7 +329,7 @@ mod tests {
         for b in BINDINGS.iter().filter(|b| !b.scopes.contains(&Scope::Global)) {
             for g in BINDINGS.iter().filter(|g| g.scopes.contains(&Scope::Global)) {
                 for k in b.keys {
-                    let shared_scope = b.scopes.iter().any(|s| *s != Scope::FilterInput);
+                    let shared_scope = b.scopes.iter().any(|s| !s.is_modal());
                     assert!(
                         !(shared_scope && g.keys.contains(k)),
                         "{k:?} of {:?} shadows global {:?}",

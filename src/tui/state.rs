@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use crossterm::event::KeyEvent;
 
 use super::columns::Column;
+use super::components::act::{self, Confirm, SignalTarget, Status};
 use super::components::alerts::{Alerts, Inputs as AlertInputs};
 use super::components::certificates::Certificates;
 use super::components::filter::FilterEditor;
@@ -15,6 +16,7 @@ use super::components::sessions::SessionsTable;
 use super::components::whatif::WhatIfView;
 use super::keymap::{self, Action, Scope};
 use crate::analysis::alerts::LinkHealth;
+use crate::collect::act::SignalKind;
 use crate::collect::poller::{History, PollerCommand, PollerEvent};
 use crate::model::{ClassCounts, Session, Snapshot};
 
@@ -131,6 +133,12 @@ pub struct AppState {
     /// `z`: the top panes (server TLS, protocols, alerts) are hidden so the table gets their rows; kept across
     /// screens until pressed again.
     pub panes_hidden: bool,
+    /// `--read-only` or `read_only = true`: `K` and `C` only say they are off.
+    pub read_only: bool,
+    /// The confirmation asked for by `K` or `C`, over everything until answered.
+    pub confirm: Option<Confirm>,
+    /// The last word on an action (refusals included), in the footer until the next key.
+    pub status: Option<Status>,
 }
 
 /// How far each pane on screen can scroll, measured by the views before a draw (`None`: not shown).
@@ -197,12 +205,17 @@ impl AppState {
             help: Help::default(),
             alerts: Alerts::default(),
             panes_hidden: false,
+            read_only: false,
+            confirm: None,
+            status: None,
         }
     }
 
     /// Which key bindings apply now.
     pub fn scope(&self) -> Scope {
-        if self.help.open {
+        if self.confirm.is_some() {
+            Scope::Confirm
+        } else if self.help.open {
             Scope::Help
         } else if self.filter.editing {
             Scope::FilterInput
@@ -223,6 +236,8 @@ impl AppState {
     pub fn handle(&mut self, input: Input) -> Vec<Effect> {
         match input {
             Input::Key(key) => self.on_key(key),
+            // The confirmation waits for a key; the wheel moves nothing behind it.
+            Input::ScrollUp | Input::ScrollDown if self.confirm.is_some() => Vec::new(),
             Input::ScrollUp => self.on_action(Action::Up),
             Input::ScrollDown => self.on_action(Action::Down),
             // Clicks act on the screen shown only, never on one hidden behind it.
@@ -270,8 +285,17 @@ impl AppState {
 
     fn on_key(&mut self, key: KeyEvent) -> Vec<Effect> {
         let scope = self.scope();
+        // A word on the last action stays until the user does something else.
+        self.status = None;
         match keymap::lookup(scope, &key) {
             Some(action) => self.on_action(action),
+            // Anything but `y` answers no: a stray key must never terminate a session.
+            None if scope == Scope::Confirm => {
+                if let Some(confirm) = self.confirm.take() {
+                    self.status = Some(Status::ok(format!("pid {}: nothing done", confirm.request.pid)));
+                }
+                Vec::new()
+            }
             None => {
                 if scope == Scope::FilterInput && self.filter.type_key(&key) {
                     self.filter_changed();
@@ -303,7 +327,11 @@ impl AppState {
 
     /// Something over the screen's table (help, a drill-down, every alert): clicks must not reach the table.
     fn covered(&self) -> bool {
-        self.help.open || self.detail.is_some() || self.alerts.full.is_some() || self.client_drill_open()
+        self.confirm.is_some()
+            || self.help.open
+            || self.detail.is_some()
+            || self.alerts.full.is_some()
+            || self.client_drill_open()
     }
 
     /// Where a movement goes: the topmost pane that scrolls, else the current screen.
@@ -425,8 +453,36 @@ impl AppState {
             }
             Action::ShowAlerts => self.alerts.toggle_full(),
             Action::TogglePanes => self.panes_hidden = !self.panes_hidden,
+            Action::Terminate => self.ask_signal(SignalKind::Terminate, self.signal_target()),
+            Action::CancelQuery => self.ask_signal(SignalKind::Cancel, self.signal_target()),
+            Action::Confirm => {
+                if let Some(confirm) = self.confirm.take() {
+                    self.status = Some(act::under_way(&confirm.request));
+                    return vec![Effect::Poller(PollerCommand::Signal(confirm.request))];
+                }
+            }
         }
         Vec::new()
+    }
+
+    /// The session `K` and `C` act on: the one in the detail view, else the table's selection. A Holdouts client
+    /// is not one session, so there is none there.
+    fn signal_target(&self) -> Option<SignalTarget> {
+        match &self.detail {
+            Some(detail) if detail.ended_at.is_none() => Some(SignalTarget::of(&detail.session)),
+            Some(_) => None,
+            None if self.screen == Screen::Sessions => self.selected_session().map(SignalTarget::of),
+            None => None,
+        }
+    }
+
+    /// Ask to confirm `kind` on `target`, or say why not. Any list of sessions (the lingering ones too) calls this
+    /// with its own selection.
+    pub fn ask_signal(&mut self, kind: SignalKind, target: Option<SignalTarget>) {
+        match act::ask(kind, target, self.read_only) {
+            Ok(confirm) => self.confirm = Some(confirm),
+            Err(status) => self.status = Some(status),
+        }
     }
 
     /// Esc: close the topmost thing, else undo the narrowing, else go back to the sessions.
@@ -477,6 +533,10 @@ impl AppState {
                 self.alerts.forged_log_lines = Some((total, *latest));
             }
             PollerEvent::Probe(result) => self.certificates.finished(result),
+            PollerEvent::Signalled { request, outcome } => {
+                self.status = Some(act::outcome(&request, &outcome));
+                return Vec::new();
+            }
             PollerEvent::Connected { warnings } => {
                 self.warnings = self.startup_warnings.iter().cloned().chain(warnings).collect();
                 if self.snapshot.is_none() {
@@ -630,6 +690,7 @@ impl AppState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collect::act::SignalKind;
     use crate::fixtures;
     use crate::tui::columns::Column;
     use crossterm::event::{KeyCode, KeyModifiers};
@@ -865,5 +926,126 @@ mod tests {
         assert!(matches!(st.link, Link::Lost { since, .. } if since == t0));
         assert!(st.alerts.log.active().any(|a| a.alert.key == "connection_lost"));
         assert!(st.snapshot.is_some(), "last data stays on screen");
+    }
+
+    fn select_pid(st: &mut AppState, pid: i32) {
+        press(st, KeyCode::Home);
+        while st.sessions.selected_pid != Some(pid) {
+            press(st, KeyCode::Down);
+            assert!(
+                st.selected_index().is_some_and(|i| i < 20),
+                "pid {pid} not in the table"
+            );
+        }
+    }
+
+    fn signal(kind: SignalKind, pid: i32) -> PollerCommand {
+        let start = fixtures::snapshot()
+            .sessions
+            .iter()
+            .find(|s| s.pid == pid)
+            .and_then(|s| s.backend_start)
+            .unwrap();
+        PollerCommand::Signal(crate::collect::act::SignalRequest {
+            kind,
+            pid,
+            backend_start: start,
+        })
+    }
+
+    #[test]
+    fn k_then_y_terminates_the_selected_session_by_pid_and_start_time() {
+        let mut st = state_with(fixtures::snapshot());
+        select_pid(&mut st, 4131);
+        assert!(
+            press(&mut st, KeyCode::Char('K')).is_empty(),
+            "nothing is sent before the answer"
+        );
+        let confirm = st.confirm.as_ref().unwrap();
+        assert_eq!(st.scope(), Scope::Confirm);
+        assert_eq!((confirm.target.pid, confirm.target.user.as_str()), (4131, "billing"));
+        assert_eq!(
+            press(&mut st, KeyCode::Char('y')),
+            vec![Effect::Poller(signal(SignalKind::Terminate, 4131))]
+        );
+        assert!(st.confirm.is_none());
+        assert!(st.status.as_ref().unwrap().text.contains("terminating pid 4131"));
+        // The answer comes back as an event and is said in the footer.
+        st.handle(Input::Poller {
+            event: PollerEvent::Signalled {
+                request: crate::collect::act::SignalRequest {
+                    kind: SignalKind::Terminate,
+                    pid: 4131,
+                    backend_start: fixtures::now(),
+                },
+                outcome: crate::collect::act::SignalOutcome::Refused("permission denied to terminate process".into()),
+            },
+            at: fixtures::now(),
+        });
+        let status = st.status.as_ref().unwrap();
+        assert!(status.failed && status.text.contains("permission denied"), "{status:?}");
+    }
+
+    #[test]
+    fn c_in_the_detail_view_cancels_that_session() {
+        let mut st = state_with(fixtures::snapshot());
+        select_pid(&mut st, 4157);
+        press(&mut st, KeyCode::Enter);
+        assert_eq!(st.scope(), Scope::Detail);
+        press(&mut st, KeyCode::Char('C'));
+        assert_eq!(
+            press(&mut st, KeyCode::Char('y')),
+            vec![Effect::Poller(signal(SignalKind::Cancel, 4157))]
+        );
+        assert_eq!(st.scope(), Scope::Detail, "the detail view stays");
+    }
+
+    #[test]
+    fn any_key_but_y_answers_no() {
+        for key in [
+            KeyCode::Char('n'),
+            KeyCode::Esc,
+            KeyCode::Enter,
+            KeyCode::Char('q'),
+            KeyCode::Char('Y'),
+        ] {
+            let mut st = state_with(fixtures::snapshot());
+            press(&mut st, KeyCode::Char('K'));
+            assert!(st.confirm.is_some());
+            assert!(
+                press(&mut st, key).is_empty(),
+                "{key:?} sends nothing and does not quit"
+            );
+            assert!(st.confirm.is_none(), "{key:?}");
+            assert!(st.status.as_ref().unwrap().text.contains("nothing done"));
+            assert_eq!(st.scope(), Scope::Table);
+        }
+    }
+
+    #[test]
+    fn pgtls_never_signals_its_own_connection() {
+        let mut st = state_with(fixtures::snapshot());
+        select_pid(&mut st, 4101);
+        assert!(st.selected_session().unwrap().monitor);
+        for key in ['K', 'C'] {
+            assert!(press(&mut st, KeyCode::Char(key)).is_empty());
+            assert!(st.confirm.is_none());
+            assert!(st.status.as_ref().unwrap().text.contains("pgtls's own connection"));
+        }
+    }
+
+    #[test]
+    fn read_only_refuses_with_a_message() {
+        let mut st = state_with(fixtures::snapshot());
+        st.read_only = true;
+        for key in ['K', 'C'] {
+            assert!(press(&mut st, KeyCode::Char(key)).is_empty());
+            assert!(st.confirm.is_none());
+            let status = st.status.as_ref().unwrap();
+            assert!(status.failed && status.text.contains("read-only"), "{status:?}");
+        }
+        // The message goes with the next key.
+        press(&mut st, KeyCode::Down);
+        assert!(st.status.is_none());
     }
 }

@@ -2,6 +2,7 @@
 //! [`crate::tui::state::AppState`] owns one of each and routes inputs and poller events to them; the views in
 //! `tui::view` draw them. Components never do I/O and never read the clock.
 
+pub mod act;
 pub mod alerts;
 pub mod certificates;
 pub mod detail;

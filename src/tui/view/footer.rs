@@ -34,6 +34,14 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
         left.push(Span::styled(format!(" ({shown} {noun})   "), t.dim));
     }
 
+    if let Some(status) = &state.status {
+        // Before the hints, which give way: the answer to what the user just did matters most.
+        let style = if status.failed { t.critical } else { t.ok };
+        let text = fit(&crate::output::safe::terminal(&status.text), cols.saturating_sub(12));
+        left.push(Span::styled(text, style));
+        left.push(Span::raw("   "));
+    }
+
     let (essential, optional): (Vec<_>, Vec<_>) = keymap::hints_when(state.scope(), state.paused)
         .into_iter()
         .partition(|(_, hint)| ESSENTIAL.contains(hint));

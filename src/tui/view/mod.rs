@@ -42,6 +42,7 @@ mod alerts;
 mod certificates;
 mod client;
 mod collapsed;
+mod confirm;
 mod detail;
 mod footer;
 mod header;
@@ -348,6 +349,9 @@ pub fn draw_with(frame: &mut Frame, state: &AppState, theme: &Theme, utc_offset:
     footer::render(frame, areas.footer, &cx);
     if state.help.open {
         help::render(frame, area, &cx);
+    }
+    if let Some(question) = &state.confirm {
+        confirm::render(frame, area, &cx, question);
     }
 }
 
