@@ -346,8 +346,6 @@ async fn settings_known_for_this_version(lab: &Lab, major: u32) {
     let expected: BTreeSet<String> = KNOWN_SETTINGS
         .iter()
         .filter(|k| (k.since..k.until).contains(&version_num))
-        // log_connections is read too (refusals are invisible without it), but it is no ssl% setting.
-        .filter(|k| k.name.starts_with("ssl"))
         .map(|k| k.name.to_string())
         // Hidden from ordinary roles and not a TLS property worth showing; pgtls does not report it.
         .chain(std::iter::once("ssl_passphrase_command".to_string()))
