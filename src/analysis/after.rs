@@ -397,7 +397,7 @@ fn report(target: Target, since: FloorSince, inputs: &Inputs) -> AfterChange {
         refused,
         downgraded,
         lingering,
-        log_connections_off: crate::collect::history::log_connections_gap(&inputs.snapshot.settings),
+        log_connections_off: log_connections_gap(&inputs.snapshot.settings),
     }
 }
 
@@ -505,6 +505,27 @@ pub fn alerts(report: &AfterChange) -> Vec<Alert> {
         });
     }
     out
+}
+
+/// What is invisible when `log_connections` is off (or, on 18, lacks `receipt`/`authorization`); `None` when
+/// the setting is on or unknown.
+pub fn log_connections_gap(settings: &std::collections::BTreeMap<String, crate::model::Setting>) -> Option<String> {
+    let value = settings.get("log_connections")?.value()?.trim().to_ascii_lowercase();
+    let aspects: Vec<&str> = value.split(',').map(str::trim).collect();
+    let on = |a: &str| {
+        aspects
+            .iter()
+            .any(|x| *x == a || matches!(*x, "on" | "true" | "yes" | "1" | "all"))
+    };
+    if on("receipt") && on("authorization") {
+        return None;
+    }
+    Some(
+        "log_connections is off (on 18: lacks receipt or authorization): refused attempts (failed TLS handshakes, \
+         pg_hba.conf refusals) and sessions shorter than a poll are invisible; set log_connections = on \
+         (ALTER SYSTEM SET log_connections = on; SELECT pg_reload_conf(); new sessions only)"
+            .to_string(),
+    )
 }
 
 #[cfg(test)]

@@ -324,7 +324,7 @@ impl Service {
             .ledger
             .settings_history()
             .last()
-            .and_then(|seen| log_connections_gap(&seen.settings))
+            .and_then(|seen| crate::analysis::after::log_connections_gap(&seen.settings))
         {
             sources.push(gap);
         }
@@ -372,25 +372,4 @@ pub fn split_probe_lines(
         })
         .collect();
     (before - kept.len(), kept)
-}
-
-/// What is invisible when `log_connections` is off (or, on 18, lacks `receipt`/`authorization`); `None` when
-/// the setting is on or unknown.
-pub fn log_connections_gap(settings: &std::collections::BTreeMap<String, crate::model::Setting>) -> Option<String> {
-    let value = settings.get("log_connections")?.value()?.trim().to_ascii_lowercase();
-    let aspects: Vec<&str> = value.split(',').map(str::trim).collect();
-    let on = |a: &str| {
-        aspects
-            .iter()
-            .any(|x| *x == a || matches!(*x, "on" | "true" | "yes" | "1" | "all"))
-    };
-    if on("receipt") && on("authorization") {
-        return None;
-    }
-    Some(
-        "log_connections is off (on 18: lacks receipt or authorization): refused attempts (failed TLS handshakes, \
-         pg_hba.conf refusals) and sessions shorter than a poll are invisible; set log_connections = on \
-         (ALTER SYSTEM SET log_connections = on; SELECT pg_reload_conf(); new sessions only)"
-            .to_string(),
-    )
 }
