@@ -267,11 +267,11 @@ fn after_summary(a: &AfterChange) -> String {
     format!(
         "{} ({}, {}): {} address(es) refused, {} client(s) fell back to plain text since {}; {} session(s) lingering{replication}",
         after::since_phrase(a.target),
-        a.since.format("%Y-%m-%d %H:%M:%S UTC"),
+        crate::format::timestamp(a.since),
         after::since_source_label(a.since_source),
         a.refused.len(),
         a.downgraded.len(),
-        a.counted_from.format("%Y-%m-%d %H:%M:%S UTC"),
+        crate::format::timestamp(a.counted_from),
         a.lingering.len()
     )
 }
@@ -326,7 +326,7 @@ fn write_lines(r: &CheckReport, out: &mut dyn Write) -> std::io::Result<()> {
             t(&refused.label),
             if refused.replication { " [replication]" } else { "" },
             seen_as.join(", "),
-            refused.last_seen.format("%Y-%m-%d %H:%M:%S UTC"),
+            crate::format::timestamp(refused.last_seen),
             match &refused.downgrade {
                 whatif::Downgrade::Possible { rules } => format!(
                     "; with sslmode=prefer/allow it may silently reconnect WITHOUT TLS ({})",
@@ -351,7 +351,7 @@ fn write_after(a: &AfterChange, out: &mut dyn Write) -> std::io::Result<()> {
         out,
         "{} {} ({}: {})",
         after::took_effect(a.target),
-        a.since.format("%Y-%m-%d %H:%M:%S UTC"),
+        crate::format::timestamp(a.since),
         after::since_source_label(a.since_source),
         t(&a.since_note)
     )?;
@@ -374,7 +374,7 @@ fn write_after(a: &AfterChange, out: &mut dyn Write) -> std::io::Result<()> {
             "  refused: {} — {} attempt(s), last {}, {}; {}{}",
             t(&f.address),
             f.attempts,
-            f.last_seen.format("%Y-%m-%d %H:%M:%S UTC"),
+            crate::format::timestamp(f.last_seen),
             t(&f.reason),
             who,
             repl(f.replication)
@@ -386,8 +386,8 @@ fn write_after(a: &AfterChange, out: &mut dyn Write) -> std::io::Result<()> {
             "  downgraded: {} — {} last {}, plain text since {}{}{}",
             t(&d.label),
             t(d.tls_before.tls_version.as_deref().unwrap_or("TLS")),
-            d.tls_before.last_seen.format("%Y-%m-%d %H:%M:%S UTC"),
-            d.plain_after.first_seen.format("%Y-%m-%d %H:%M:%S UTC"),
+            crate::format::timestamp(d.tls_before.last_seen),
+            crate::format::timestamp(d.plain_after.first_seen),
             if d.hba_lines.is_empty() {
                 String::new()
             } else {
@@ -410,7 +410,7 @@ fn write_after(a: &AfterChange, out: &mut dyn Write) -> std::io::Result<()> {
             l.pid,
             t(&l.label()),
             t(l.how()),
-            l.backend_start.format("%Y-%m-%d %H:%M:%S UTC"),
+            crate::format::timestamp(l.backend_start),
             repl(l.replication)
         )?;
     }

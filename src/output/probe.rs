@@ -51,8 +51,8 @@ fn write_report(r: &ProbeReport, out: &mut dyn Write) -> std::io::Result<()> {
         writeln!(
             out,
             "      valid      {} to {} ({})",
-            c.not_before.format("%Y-%m-%d %H:%M:%S UTC"),
-            c.not_after.format("%Y-%m-%d %H:%M:%S UTC"),
+            crate::format::timestamp(c.not_before),
+            crate::format::timestamp(c.not_after),
             if c.days_left < 0 {
                 format!("expired {} days ago", -c.days_left)
             } else {
