@@ -39,6 +39,15 @@ key = ["user", "database", "application", "address"]   # drop "address" for pool
 
 [whatif]
 min_evidence = "24h"         # watch at least this long before calling a change safe
+
+# Servers to watch (none by default; a --targets file holds the same tables):
+# [[target]]
+# name = "orders-primary"                        # default host:port/dbname
+# conninfo = "service=orders"                    # anything psql accepts
+# server_log = "/var/log/postgresql/orders.log"
+# pgbouncer = ["host=pool port=6432 dbname=pgbouncer"]
+# bundles = ["/etc/ssl/certs/app-roots.pem"]
+# ledger = "/var/lib/pgtls/orders.ledger"
 "#;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -49,6 +58,9 @@ pub struct Config {
     pub alerts: AlertsConfig,
     pub ledger: LedgerConfig,
     pub whatif: WhatIfConfig,
+    /// Servers to watch, each with its own options (the same `[[target]]` tables a `--targets` file holds).
+    #[serde(rename = "target")]
+    pub targets: Vec<crate::targets::TargetEntry>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -164,6 +176,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
+        crate::targets::validate(&self.targets)?;
         crate::analysis::ledger::KeyFields::from_names(&self.ledger.key).map_err(|e| format!("key ledger.key: {e}"))?;
         parse_duration(&self.whatif.min_evidence).map_err(|e| format!("key whatif.min_evidence: {e}"))?;
         for name in self.alerts.rules.keys() {
@@ -241,7 +254,7 @@ pub fn parse_since(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> 
 }
 
 /// One line: file, line, key, and what is wrong.
-fn describe_error(e: &toml::de::Error, text: &str, path: &Path) -> String {
+pub(crate) fn describe_error(e: &toml::de::Error, text: &str, path: &Path) -> String {
     let message = e.message().trim().replace('\n', " ");
     let Some(span) = e.span() else {
         return format!("config {}: {message}", path.display());
@@ -254,7 +267,7 @@ fn describe_error(e: &toml::de::Error, text: &str, path: &Path) -> String {
         .take(line_no)
         .filter_map(|l| {
             let l = l.trim();
-            (l.starts_with('[') && !l.starts_with("[["))
+            l.starts_with('[')
                 .then(|| l.trim_matches(|c| c == '[' || c == ']').trim().to_string())
         })
         .last();
@@ -352,6 +365,18 @@ mod tests {
         let e = parse("[whatif]\nmin_evidence = \"99999999999999h\"\n").unwrap_err();
         assert!(
             e.contains("key whatif.min_evidence") && e.contains("99999999999999h"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn target_tables_share_the_targets_file_schema() {
+        let config = parse("read_only = true\n[[target]]\nname = \"a\"\nconninfo = \"host=a\"\n").unwrap();
+        assert_eq!(config.targets.len(), 1);
+        assert_eq!(config.targets[0].conninfo, "host=a");
+        let e = parse("[[target]]\nconninfo = \"host=a\"\nlog = 1\n").unwrap_err();
+        assert!(
+            e.contains("line 3, key target.log") && e.contains("unknown field"),
             "{e}"
         );
     }

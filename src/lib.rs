@@ -23,4 +23,5 @@ pub mod output;
 pub mod probe;
 pub mod screenshot;
 pub mod sources;
+pub mod targets;
 pub mod tui;

@@ -1,0 +1,201 @@
+//! The one `[[target]]` schema: a server pgtls watches, with every per-server option. A targets file
+//! (`--targets FILE`) and the config file's `[[target]]` tables are read by the same type, so an option added for
+//! one server (a pooler, a log, a bundle) is at once valid in both places.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::conn::params::ConnParams;
+
+/// One server and everything pgtls needs to watch it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetEntry {
+    /// The `target` label in metrics and the row in the Servers screen; default `host:port/dbname`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Anything psql accepts: a connection string, a URI, `service=NAME`.
+    pub conninfo: String,
+    /// The server's log file (connection lines, refused handshakes), followed through rotation.
+    #[serde(default)]
+    pub server_log: Option<PathBuf>,
+    /// Connection strings of the admin consoles (`dbname=pgbouncer`) of poolers in front of this server.
+    #[serde(default)]
+    pub pgbouncer: Vec<String>,
+    /// Root bundles (PEM) that clients of this server ship, checked against the chain it presents.
+    #[serde(default)]
+    pub bundles: Vec<PathBuf>,
+    /// This server's client ledger file.
+    #[serde(default)]
+    pub ledger: Option<PathBuf>,
+}
+
+/// The file read by `--targets`: only `[[target]]` tables.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetsFile {
+    #[serde(default)]
+    target: Vec<TargetEntry>,
+}
+
+/// Longest accepted target name: it becomes a label value and part of a file name.
+pub const MAX_NAME_CHARS: usize = 128;
+
+/// Read a targets file; errors name the file, line and key, as the config's do.
+pub fn load_file(path: &Path) -> Result<Vec<TargetEntry>, String> {
+    let text = crate::files::read_small_text(path).map_err(|e| format!("targets {}: {e}", path.display()))?;
+    parse_file(&text, path)
+}
+
+pub fn parse_file(text: &str, path: &Path) -> Result<Vec<TargetEntry>, String> {
+    let file: TargetsFile = toml::from_str(text)
+        .map_err(|e| crate::config::describe_error(&e, text, path).replacen("config ", "targets ", 1))?;
+    validate(&file.target).map_err(|e| format!("targets {}: {e}", path.display()))?;
+    Ok(file.target)
+}
+
+/// Every entry names a server; explicit names are printable, bounded and unique.
+pub fn validate(entries: &[TargetEntry]) -> Result<(), String> {
+    let mut seen = BTreeSet::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let which = match &entry.name {
+            Some(name) => format!("target {}", crate::conn::text::quoted(name)),
+            None => format!("target #{}", i + 1),
+        };
+        if entry.conninfo.trim().is_empty() {
+            return Err(format!("{which}: conninfo is empty"));
+        }
+        if let Some(name) = &entry.name {
+            if name.trim().is_empty() {
+                return Err(format!("{which}: name is empty"));
+            }
+            // A name becomes a label value and a screen cell: no control or bidi characters to escape there.
+            if name.chars().any(crate::conn::text::is_unsafe_char) {
+                return Err(format!("{which}: name has control or bidi characters"));
+            }
+            if name.chars().count() > MAX_NAME_CHARS {
+                return Err(format!("{which}: name is longer than {MAX_NAME_CHARS} characters"));
+            }
+            if !seen.insert(name.as_str()) {
+                return Err(format!("{which}: name used twice"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The name a target gets when its entry gives none: `host:port/dbname`, as the dashboard's header says it.
+pub fn default_name(params: &ConnParams) -> String {
+    let (host, port) = params
+        .targets
+        .first()
+        .map(|t| (t.host.clone(), t.port))
+        .unwrap_or_else(|| (String::new(), 5432));
+    format!("{host}:{port}/{}", params.dbname)
+}
+
+/// A file name for per-target state (ledger, journal) under a state directory. Only `[A-Za-z0-9._-]` survive, so a
+/// name can neither leave the directory nor collide with a hidden file; a hash of the whole name keeps two names
+/// that clean to the same text (`a/b`, `a_b`) apart.
+pub fn file_stem(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{cleaned}-{:016x}", fnv1a(name.as_bytes()))
+}
+
+/// FNV-1a: stable across releases and platforms (std's hashers are not), which a file name must be.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Vec<TargetEntry>, String> {
+        parse_file(text, Path::new("/etc/pgtls/targets.toml"))
+    }
+
+    #[test]
+    fn the_issue_example_parses() {
+        let targets = parse(
+            r#"
+[[target]]
+name = "orders-primary"
+conninfo = "service=orders"
+server_log = "/var/log/postgresql/orders.log"
+pgbouncer = ["host=pool dbname=pgbouncer"]
+bundles = ["/etc/ssl/app-roots.pem"]
+
+[[target]]
+conninfo = "host=replica"
+"#,
+        )
+        .unwrap();
+        assert_eq!(targets.len(), 2);
+        assert_eq!(targets[0].name.as_deref(), Some("orders-primary"));
+        assert_eq!(targets[0].pgbouncer, vec!["host=pool dbname=pgbouncer".to_string()]);
+        assert_eq!(targets[0].bundles, vec![PathBuf::from("/etc/ssl/app-roots.pem")]);
+        assert_eq!(targets[1].name, None);
+        assert!(parse("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_target() {
+        let e = parse("[[target]]\nname = \"a\"\nconninfo = \"\"\n").unwrap_err();
+        assert_eq!(e, "targets /etc/pgtls/targets.toml: target \"a\": conninfo is empty");
+        let e = parse("[[target]]\nconninfo = \"x\"\nname = \"a\"\n[[target]]\nconninfo = \"y\"\nname = \"a\"\n")
+            .unwrap_err();
+        assert!(e.ends_with("target \"a\": name used twice"), "{e}");
+        let e = parse("[[target]]\nconninfo = \"x\"\nname = \"a\\u001b[2J\"\n").unwrap_err();
+        assert!(e.contains("control or bidi characters") && !e.contains('\u{1b}'), "{e}");
+        let e = parse("[[target]]\nconninfo = \"x\"\nlog = \"/x\"\n").unwrap_err();
+        assert!(
+            e.starts_with("targets /etc/pgtls/targets.toml: line 3") && e.contains("unknown field"),
+            "{e}"
+        );
+        let e = parse("[[target]]\nname = \"b\"\n").unwrap_err();
+        assert!(e.contains("conninfo"), "{e}");
+        let e = parse("[[server]]\nconninfo = \"x\"\n").unwrap_err();
+        assert!(e.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn file_stems_stay_in_the_directory_and_apart() {
+        for hostile in [
+            "../../etc/passwd",
+            "/abs",
+            ".hidden",
+            "a/b",
+            "a_b",
+            "naïve",
+            "",
+            "x\u{0}y",
+            "CON",
+        ] {
+            let stem = file_stem(hostile);
+            assert!(
+                stem.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_')),
+                "{hostile:?} -> {stem}"
+            );
+            assert!(!stem.starts_with('.'), "{stem}");
+        }
+        assert_ne!(file_stem("a/b"), file_stem("a_b"));
+        assert_eq!(file_stem("orders-primary"), file_stem("orders-primary"));
+        assert!(file_stem(&"x".repeat(10_000)).len() < 100);
+    }
+}
