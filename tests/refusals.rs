@@ -44,7 +44,7 @@ async fn raising_the_floor_shows_refused_downgraded_and_the_change_time() {
     // Before: the client connects with TLS 1.2, and one session stays open across the change (lingering).
     let before = lab.open(SessionKind::Tls12, USER, APP).await.expect("TLS 1.2 before");
     drop(before);
-    let lingering = lab
+    let lingering_session = lab
         .open(SessionKind::Tls12, USER, "lingering")
         .await
         .expect("lingering");
@@ -197,7 +197,7 @@ async fn raising_the_floor_shows_refused_downgraded_and_the_change_time() {
     assert!(plain_after.first_seen >= since.at);
 
     // The lingering session is still on TLS 1.2, started before the change.
-    let row = lingering
+    let row = lingering_session
         .client
         .query_one(
             "SELECT version, backend_start FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE pid = pg_backend_pid()",
@@ -302,9 +302,24 @@ async fn raising_the_floor_shows_refused_downgraded_and_the_change_time() {
         line("✖", &format!("{APP} ({USER}@")).contains("plain text since"),
         "{screen}"
     );
+    // The only lingering session is the selected one (▶), and K acts on it from this list.
     assert!(
-        line("▲ pid", "lingering (legacy@").contains("TLSv1.2 since"),
+        line("▶ ▲ pid", "lingering (legacy@").contains("TLSv1.2 since"),
         "{screen}"
+    );
+    tmux.keys(&["K"]);
+    let popup = tmux.wait_for("the confirmation", Duration::from_secs(20), |s| {
+        s.contains(&format!("Terminate session {}?", lingering_session.pid))
+    });
+    assert!(popup.contains("lingering") && popup.contains(USER), "{popup}");
+    tmux.keys(&["y"]);
+    tmux.wait_for("terminated, and gone from the list", Duration::from_secs(30), |s| {
+        s.contains(&format!("pid {} terminated", lingering_session.pid))
+            && s.contains("No session from before the change lingers")
+    });
+    assert!(
+        lingering_session.execute("SELECT 1").await.is_err(),
+        "the lingering session is gone"
     );
     tmux.keys(&["q"]);
     assert_eq!(tmux.exit_status(Duration::from_secs(20)), Some(0));

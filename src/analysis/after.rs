@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::alerts::{Alert, Severity};
-use super::ledger::{ClientKey, FloorSince, Ledger, SinceSource, floor_since};
+use super::ledger::{ClientKey, FloorSince, Ledger, RefusalKind, SinceSource, floor_since};
 use super::whatif::{HbaRule, Target};
 use crate::model::{ConnClass, Setting, Snapshot};
 
@@ -75,7 +75,7 @@ pub struct RefusedClient {
     /// More than one identity fits the address.
     pub ambiguous: bool,
     /// Refused attempts of the target's kind (failed handshakes, or plain-text pg_hba.conf refusals) from this
-    /// address, since the ledger first saw one.
+    /// address since `counted_from`, counted by the hour for the last week (see [`crate::analysis::ledger::HourCount`]).
     pub attempts: u64,
     pub first_seen: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
@@ -289,10 +289,11 @@ fn report(target: Target, since: FloorSince, inputs: &Inputs) -> AfterChange {
         .into_iter()
         .filter_map(|v| {
             let r = &v.record;
-            let attempts = match target {
-                Target::MinTls13 => r.handshakes,
-                Target::TlsRequired => r.plain,
+            let kind = match target {
+                Target::MinTls13 => RefusalKind::Handshake,
+                Target::TlsRequired => RefusalKind::Plain,
             };
+            let attempts = r.attempts_since(kind, from);
             (attempts > 0 && r.last_seen >= from).then(|| RefusedClient {
                 labels: v.identities.iter().map(ClientKey::label).collect(),
                 replication: r.replication > 0 || v.identities.iter().any(replicating),
@@ -686,6 +687,43 @@ mod tests {
         assert!(r.refused.is_empty() && r.downgraded.is_empty());
         assert!(!r.lingering.is_empty());
         assert_eq!(r.severity(), Some(Severity::Warning));
+    }
+
+    #[test]
+    fn refused_attempts_count_from_the_change_and_within_the_window() {
+        let (mut ledger, snap) = story();
+        let handshake = || Refusal::Handshake {
+            reason: "unsupported protocol".into(),
+        };
+        // Before the change (a TLS 1.0 client was already refused), in the hour of the change, and later ones.
+        for when in [
+            "2026-12-02T09:30:00Z",
+            "2026-12-02T09:59:59Z",
+            "2026-12-02T10:40:00Z",
+            "2026-12-02T12:10:00Z",
+            "2026-12-02T12:20:00Z",
+        ] {
+            refused(&mut ledger, when, handshake());
+        }
+        let hba = hba();
+        let r = evaluate(Target::MinTls13, &inputs(&ledger, &snap, &hba))
+            .report()
+            .cloned()
+            .unwrap();
+        assert_eq!(
+            r.refused[0].attempts, 4,
+            "10:05 (the story's), 10:40, 12:10, 12:20: not the two before 10:00"
+        );
+        let mut i = inputs(&ledger, &snap, &hba);
+        i.window_from = Some(at("2026-12-02T12:15:00Z"));
+        let r = evaluate(Target::MinTls13, &i).report().cloned().unwrap();
+        assert_eq!(
+            r.refused[0].attempts, 2,
+            "12:10 shares the hour with 12:20, so the hour counts whole"
+        );
+        i.window_from = Some(at("2026-12-02T12:30:00Z"));
+        let r = evaluate(Target::MinTls13, &i).report().cloned().unwrap();
+        assert!(r.refused.is_empty(), "nothing after 12:30");
     }
 
     #[test]

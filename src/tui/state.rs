@@ -15,6 +15,7 @@ use super::components::holdouts::{HoldoutColumn, Holdouts};
 use super::components::sessions::SessionsTable;
 use super::components::whatif::WhatIfView;
 use super::keymap::{self, Action, Scope};
+use crate::analysis::after::{Lingering, Standing};
 use crate::analysis::alerts::LinkHealth;
 use crate::collect::act::SignalKind;
 use crate::collect::poller::{History, PollerCommand, PollerEvent};
@@ -147,6 +148,8 @@ pub struct ScrollLimits {
     pub help: Option<u16>,
     pub detail: Option<u16>,
     pub whatif: Option<u16>,
+    /// The What-if's selected lingering row (its first wrapped line) and the report's visible height.
+    pub whatif_pick: Option<(u16, u16)>,
     pub certificates: Option<u16>,
     /// The drill-down of a Holdouts client.
     pub client: Option<u16>,
@@ -371,6 +374,13 @@ impl AppState {
         {
             return Vec::new();
         }
+        if self.scope() == Scope::WhatIf && matches!(action, Action::Up | Action::Down) {
+            let mut view = self.whatif;
+            if view.move_pick(self.lingering(), if action == Action::Up { -1 } else { 1 }) {
+                self.whatif = view;
+                return Vec::new();
+            }
+        }
         match action {
             Action::Quit => return vec![Effect::Quit],
             Action::Help => self.help.toggle(),
@@ -408,7 +418,12 @@ impl AppState {
             Action::ViewNoTls => self.set_quick_view(QuickView::NoTls),
             Action::ViewBelowTls13 => self.set_quick_view(QuickView::BelowTls13),
             Action::Open => {
-                if let Some(session) = self.sessions.selected_session(self.snapshot.as_ref()) {
+                let session = if self.screen == Screen::WhatIf {
+                    self.lingering_session()
+                } else {
+                    self.sessions.selected_session(self.snapshot.as_ref())
+                };
+                if let Some(session) = session {
                     self.detail = Some(Detail::open(session));
                 }
             }
@@ -472,8 +487,30 @@ impl AppState {
             Some(detail) if detail.ended_at.is_none() => Some(SignalTarget::of(&detail.session)),
             Some(_) => None,
             None if self.screen == Screen::Sessions => self.selected_session().map(SignalTarget::of),
+            None if self.screen == Screen::WhatIf => self.lingering_session().map(SignalTarget::of),
             None => None,
         }
+    }
+
+    /// The lingering sessions of the after-change report shown on the What-if screen; empty before the change is
+    /// in force.
+    pub fn lingering(&self) -> &[Lingering] {
+        let target = self.whatif.target;
+        self.history
+            .as_ref()
+            .and_then(|h| h.after.iter().filter_map(Standing::report).find(|r| r.target == target))
+            .map_or(&[], |r| r.lingering.as_slice())
+    }
+
+    /// The snapshot's session behind the selected lingering entry: the same pid and start time, so a reused pid
+    /// is never taken for it.
+    fn lingering_session(&self) -> Option<&Session> {
+        let picked = self.whatif.selected(self.lingering())?;
+        self.snapshot
+            .as_ref()?
+            .sessions
+            .iter()
+            .find(|s| s.pid == picked.pid && s.backend_start == Some(picked.backend_start))
     }
 
     /// Ask to confirm `kind` on `target`, or say why not. Any list of sessions (the lingering ones too) calls this
@@ -657,6 +694,10 @@ impl AppState {
         }
         if let Some(max) = limits.whatif {
             self.whatif.scroll.set_max(max);
+        }
+        if let Some((row, height)) = limits.whatif_pick.filter(|_| self.whatif.reveal) {
+            self.whatif.scroll.reveal(row, height);
+            self.whatif.reveal = false;
         }
         if let Some(max) = limits.certificates {
             self.certificates.scroll.set_max(max);
@@ -1047,5 +1088,54 @@ mod tests {
         // The message goes with the next key.
         press(&mut st, KeyCode::Down);
         assert!(st.status.is_none());
+    }
+
+    #[test]
+    fn the_lingering_list_picks_opens_and_signals_by_pid_and_start_time() {
+        let mut st = state_with(fixtures::snapshot_after());
+        st.handle(Input::Poller {
+            event: PollerEvent::History(Box::new(fixtures::history_after())),
+            at: fixtures::now(),
+        });
+        press(&mut st, KeyCode::Char('w'));
+        assert_eq!(st.scope(), Scope::WhatIf);
+        let lingering: Vec<(i32, DateTime<Utc>)> = st.lingering().iter().map(|l| (l.pid, l.backend_start)).collect();
+        assert!(lingering.len() >= 2, "{lingering:?}");
+        assert_eq!(st.whatif.selected(st.lingering()).map(|l| l.pid), Some(lingering[0].0));
+        press(&mut st, KeyCode::Down);
+        let (pid, start) = lingering[1];
+        assert_eq!(st.whatif.selected(st.lingering()).map(|l| l.pid), Some(pid));
+        assert!(st.whatif.reveal, "the next draw scrolls the pick into view");
+
+        press(&mut st, KeyCode::Char('K'));
+        let confirm = st.confirm.as_ref().expect("asks first");
+        assert_eq!((confirm.target.pid, confirm.target.backend_start), (pid, Some(start)));
+        assert_eq!(
+            press(&mut st, KeyCode::Char('y')),
+            vec![Effect::Poller(PollerCommand::Signal(
+                crate::collect::act::SignalRequest {
+                    kind: SignalKind::Terminate,
+                    pid,
+                    backend_start: start,
+                }
+            ))]
+        );
+
+        press(&mut st, KeyCode::Enter);
+        assert_eq!(
+            st.detail.as_ref().map(|d| d.session.pid),
+            Some(pid),
+            "Enter opens the picked session"
+        );
+        press(&mut st, KeyCode::Esc);
+
+        st.read_only = true;
+        press(&mut st, KeyCode::Char('C'));
+        assert!(st.confirm.is_none());
+        assert!(
+            st.status
+                .as_ref()
+                .is_some_and(|s| s.failed && s.text.contains("read-only"))
+        );
     }
 }

@@ -24,6 +24,31 @@ const MAX_REASONS: usize = 16;
 const MAX_NAMED: usize = 16;
 /// Identities named per refused address in a view; more are counted.
 const MAX_CANDIDATES: usize = 8;
+/// Hours of attempts kept per address for counting within a window (`check --window`): a week. The worst case,
+/// every one of [`super::Caps::refused_addresses`] addresses refused every hour for a week, is 4096 x 168 x 24
+/// bytes, about 16 MB; older attempts count only in the totals.
+pub const HOURS_KEPT: usize = 168;
+
+/// Attempts from one address within one clock hour, by kind, and the seconds into the hour of the first and the
+/// last, so a window that starts inside the hour counts only what lies after its start (unless attempts on both
+/// sides share the hour; then the hour counts whole, which can only over-count by that hour's attempts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HourCount {
+    /// Seconds since the epoch / 3600.
+    pub hour: i64,
+    pub handshakes: u32,
+    pub plain: u32,
+    pub first_sec: u16,
+    pub last_sec: u16,
+}
+
+/// Which refusals a count is about: failed TLS handshakes (a raised minimum) or plain-text clients turned away by
+/// pg_hba.conf (TLS required).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    Handshake,
+    Plain,
+}
 
 /// Refused attempts from one client address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +75,9 @@ pub struct RefusedRecord {
     /// `user@database` named by pg_hba.conf refusals (a handshake failure names nobody).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub named: BTreeSet<String>,
+    /// Attempts by clock hour, oldest first, at most [`HOURS_KEPT`] hours.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hours: Vec<HourCount>,
 }
 
 impl RefusedRecord {
@@ -66,6 +94,52 @@ impl RefusedRecord {
             plain: 0,
             replication: 0,
             named: BTreeSet::new(),
+            hours: Vec::new(),
+        }
+    }
+
+    /// Attempts of `kind` at or after `from`, as far as the kept hours reach (see [`HourCount`]).
+    pub fn attempts_since(&self, kind: RefusalKind, from: DateTime<Utc>) -> u64 {
+        let from_hour = from.timestamp().div_euclid(3600);
+        let from_sec = from.timestamp().rem_euclid(3600);
+        self.hours
+            .iter()
+            .filter(|h| h.hour > from_hour || (h.hour == from_hour && i64::from(h.last_sec) >= from_sec))
+            .map(|h| {
+                u64::from(match kind {
+                    RefusalKind::Handshake => h.handshakes,
+                    RefusalKind::Plain => h.plain,
+                })
+            })
+            .sum()
+    }
+
+    fn count_hour(&mut self, at: DateTime<Utc>, handshakes: u32, plain: u32) {
+        let hour = at.timestamp().div_euclid(3600);
+        let sec = u16::try_from(at.timestamp().rem_euclid(3600)).unwrap_or(0);
+        match self.hours.binary_search_by_key(&hour, |h| h.hour) {
+            Ok(i) => {
+                let h = &mut self.hours[i];
+                h.handshakes = h.handshakes.saturating_add(handshakes);
+                h.plain = h.plain.saturating_add(plain);
+                h.first_sec = h.first_sec.min(sec);
+                h.last_sec = h.last_sec.max(sec);
+            }
+            Err(i) => {
+                self.hours.insert(
+                    i,
+                    HourCount {
+                        hour,
+                        handshakes,
+                        plain,
+                        first_sec: sec,
+                        last_sec: sec,
+                    },
+                );
+                if self.hours.len() > HOURS_KEPT {
+                    self.hours.remove(0);
+                }
+            }
         }
     }
 
@@ -80,9 +154,15 @@ impl RefusedRecord {
             self.last_hint = attempt.hint.clone();
         }
         match &attempt.refusal {
-            Refusal::Handshake { .. } => self.handshakes += 1,
+            Refusal::Handshake { .. } => {
+                self.handshakes += 1;
+                self.count_hour(attempt.at, 1, 0);
+            }
             Refusal::Hba(h) => {
                 self.plain += u64::from(h.plain());
+                if h.plain() {
+                    self.count_hour(attempt.at, 0, 1);
+                }
                 self.replication += u64::from(h.replication);
                 let name = format!("{}@{}", h.user, h.database.as_deref().unwrap_or("[replication]"));
                 if self.named.len() < MAX_NAMED || self.named.contains(&name) {
@@ -111,7 +191,15 @@ impl RefusedRecord {
                 self.named.insert(name.clone());
             }
         }
+        for h in &other.hours {
+            self.count_hour(hour_start(h.hour, h.first_sec), h.handshakes, h.plain);
+            self.count_hour(hour_start(h.hour, h.last_sec), 0, 0);
+        }
     }
+}
+
+fn hour_start(hour: i64, sec: u16) -> DateTime<Utc> {
+    DateTime::from_timestamp(hour.saturating_mul(3600).saturating_add(i64::from(sec)), 0).unwrap_or_default()
 }
 
 fn count_capped(map: &mut BTreeMap<String, u64>, name: &str, n: u64, cap: usize) {
@@ -206,8 +294,8 @@ pub fn floor_since(
                 not_before: Some(states[first - 1].at),
                 note: format!(
                     "pgtls's polls saw {name} change to {value} between {} and {}",
-                    states[first - 1].at.format("%Y-%m-%d %H:%M:%S UTC"),
-                    states[first].at.format("%Y-%m-%d %H:%M:%S UTC")
+                    crate::format::timestamp(states[first - 1].at),
+                    crate::format::timestamp(states[first].at)
                 ),
             });
         }
@@ -347,6 +435,48 @@ mod tests {
             hint: Some("This may indicate that the client does not support any SSL protocol version between TLSv1.3 and TLSv1.3.".into()),
             detail: None,
         }
+    }
+
+    #[test]
+    fn hours_are_kept_for_a_week_and_count_from_a_moment() {
+        let mut r = RefusedRecord::new("10.0.0.7", at("2026-12-01T00:00:00Z"));
+        let start = at("2026-12-01T00:10:00Z");
+        for h in 0..(HOURS_KEPT as i64 + 10) {
+            let mut attempt = handshake("10.0.0.7", "2026-12-01T00:00:00Z");
+            attempt.at = start + chrono::Duration::hours(h);
+            r.add(&attempt);
+            attempt.at += chrono::Duration::minutes(30);
+            r.add(&attempt);
+        }
+        assert_eq!(r.hours.len(), HOURS_KEPT, "bounded");
+        assert_eq!(r.handshakes, 2 * (HOURS_KEPT as u64 + 10), "the totals keep everything");
+        let last = start + chrono::Duration::hours(HOURS_KEPT as i64 + 9);
+        assert_eq!(r.attempts_since(RefusalKind::Handshake, last), 2);
+        assert_eq!(
+            r.attempts_since(RefusalKind::Handshake, last + chrono::Duration::minutes(25)),
+            2,
+            "same hour"
+        );
+        assert_eq!(
+            r.attempts_since(RefusalKind::Handshake, last + chrono::Duration::minutes(41)),
+            0
+        );
+        assert_eq!(r.attempts_since(RefusalKind::Plain, start), 0, "no plain-text refusal");
+        assert_eq!(
+            r.attempts_since(RefusalKind::Handshake, start),
+            2 * HOURS_KEPT as u64,
+            "only what the kept week holds"
+        );
+        let json = serde_json::to_string(&r).unwrap();
+        let back: RefusedRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, r, "the ledger file keeps the hours");
+        let mut older = RefusedRecord::new("10.0.0.7", start);
+        older.merge(&r);
+        assert_eq!(
+            older.attempts_since(RefusalKind::Handshake, last),
+            2,
+            "a merge keeps the hours"
+        );
     }
 
     fn session(ledger: &mut Ledger, user: &str, addr: &str) {

@@ -30,6 +30,18 @@ impl Scroll {
         self.offset = 0;
     }
 
+    /// Bring the wrapped line `row` into a pane `height` lines tall, moving as little as possible.
+    pub fn reveal(&mut self, row: u16, height: u16) {
+        if row < self.offset {
+            self.offset = row;
+        } else if height > 0 && row >= self.offset.saturating_add(height) {
+            self.offset = row.saturating_sub(height - 1);
+        }
+        if let Some(max) = self.max {
+            self.offset = self.offset.min(max);
+        }
+    }
+
     /// The view drew the content: `max` is the offset that shows its last line at the bottom.
     pub fn set_max(&mut self, max: u16) {
         self.max = Some(max);
@@ -54,5 +66,19 @@ mod tests {
         assert_eq!(s.offset(), 6, "and k moves at once");
         s.by(isize::MIN / 2);
         assert_eq!(s.offset(), 0);
+    }
+
+    #[test]
+    fn reveal_moves_only_as_far_as_needed() {
+        let mut s = Scroll::default();
+        s.set_max(40);
+        s.reveal(5, 10);
+        assert_eq!(s.offset(), 0, "already in view");
+        s.reveal(12, 10);
+        assert_eq!(s.offset(), 3, "the row becomes the pane's last line");
+        s.reveal(1, 10);
+        assert_eq!(s.offset(), 1, "the row becomes the pane's first line");
+        s.reveal(60, 10);
+        assert_eq!(s.offset(), 40, "never past the content's end");
     }
 }

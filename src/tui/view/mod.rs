@@ -244,6 +244,9 @@ pub fn prepare(state: &mut AppState, area: Rect) {
             whatif: shown(uncovered && state.screen == Screen::WhatIf, &|| {
                 whatif::max_scroll(areas.table, &cx)
             }),
+            whatif_pick: (uncovered && state.screen == Screen::WhatIf)
+                .then(|| whatif::pick_row(areas.table, &cx))
+                .flatten(),
             certificates: shown(uncovered && state.screen == Screen::Certificates, &|| {
                 certificates::max_scroll(areas.table, &cx)
             }),

@@ -23,7 +23,7 @@ fn block(cx: &Ctx) -> Block<'static> {
 pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
     let block = block(cx);
     match content(cx) {
-        Content::Report(lines) => frame.render_widget(
+        Content::Report(lines, _) => frame.render_widget(
             Paragraph::new(lines)
                 .block(block)
                 .wrap(Wrap { trim: false })
@@ -37,15 +37,28 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
 /// The largest useful scroll offset in `area`: the report's last line at the bottom.
 pub fn max_scroll(area: Rect, cx: &Ctx) -> u16 {
     match content(cx) {
-        Content::Report(lines) => super::text::max_scroll(lines, block(cx).inner(area)),
+        Content::Report(lines, _) => super::text::max_scroll(lines, block(cx).inner(area)),
         Content::Waiting(_) => 0,
     }
+}
+
+/// Where the selected lingering session is drawn in `area`: its first wrapped row in the report and the pane's
+/// height, so the state can scroll it into view after ↑/↓.
+pub fn pick_row(area: Rect, cx: &Ctx) -> Option<(u16, u16)> {
+    let Content::Report(mut lines, Some(at)) = content(cx) else {
+        return None;
+    };
+    let inner = block(cx).inner(area);
+    lines.truncate(at);
+    let above = Paragraph::new(lines).wrap(Wrap { trim: false }).line_count(inner.width);
+    Some((u16::try_from(above).unwrap_or(u16::MAX), inner.height))
 }
 
 enum Content {
     /// Not there yet: drawn as it is, without scrolling.
     Waiting(Vec<Line<'static>>),
-    Report(Vec<Line<'static>>),
+    /// The report, and which of its lines is the selected lingering session.
+    Report(Vec<Line<'static>>, Option<usize>),
 }
 
 fn content(cx: &Ctx) -> Content {
@@ -75,9 +88,11 @@ fn content(cx: &Ctx) -> Content {
         .and_then(|i| history.after.get(i));
     match standing {
         Some(Standing::InForce(report)) => {
-            lines.extend(after_lines(cx, report));
+            let (after, picked) = after_lines(cx, report);
+            let picked = picked.map(|i| i + lines.len());
+            lines.extend(after);
             lines.extend(source_lines(cx));
-            return Content::Report(lines);
+            return Content::Report(lines, picked);
         }
         Some(Standing::CannotTell { reason }) => {
             lines.push(Line::from(vec![
@@ -160,7 +175,7 @@ fn content(cx: &Ctx) -> Content {
         }
     }
     lines.extend(source_lines(cx));
-    Content::Report(lines)
+    Content::Report(lines, None)
 }
 
 fn source_lines(cx: &Ctx) -> Vec<Line<'static>> {
@@ -185,8 +200,9 @@ fn source_lines(cx: &Ctx) -> Vec<Line<'static>> {
     lines
 }
 
-/// "Since TLSv1.3 took effect": refused, fell back to plain text, lingering, each with what to do.
-fn after_lines(cx: &Ctx, r: &AfterChange) -> Vec<Line<'static>> {
+/// "Since TLSv1.3 took effect": refused, fell back to plain text, lingering, each with what to do; and the index of
+/// the selected lingering session's line.
+fn after_lines(cx: &Ctx, r: &AfterChange) -> (Vec<Line<'static>>, Option<usize>) {
     let t = cx.theme;
     let mut lines = vec![Line::from(vec![
         Span::styled(format!(" {} ", took_effect(r.target)), t.title),
@@ -322,10 +338,22 @@ fn after_lines(cx: &Ctx, r: &AfterChange) -> Vec<Line<'static>> {
             ),
             t.title,
         ));
+        lines.push(Line::styled(
+            "  ↑/↓ pick one · Enter details · K terminate · C cancel its query",
+            t.key,
+        ));
     }
-    for l in &r.lingering {
+    let selected = cx.state.whatif.selected_index(&r.lingering);
+    let mut picked = None;
+    for (i, l) in r.lingering.iter().enumerate() {
+        let marker = if Some(i) == selected {
+            picked = Some(lines.len());
+            Span::styled("▶ ▲ ", t.selected)
+        } else {
+            Span::styled("  ▲ ", t.warning)
+        };
         lines.push(Line::from(vec![
-            Span::styled("  ▲ ", t.warning),
+            marker,
             Span::styled(format!("pid {} ", l.pid), t.dim),
             Span::styled(terminal(&l.label()).into_owned(), t.strong),
             Span::styled(
@@ -339,5 +367,5 @@ fn after_lines(cx: &Ctx, r: &AfterChange) -> Vec<Line<'static>> {
             ),
         ]));
     }
-    lines
+    (lines, picked)
 }
