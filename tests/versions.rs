@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use common::{BindirError, VersionBinaries};
 use pgtls::collect::Collector;
 use pgtls::collect::sql::KNOWN_SETTINGS;
-use pgtls::lab::{CERT_USER, Lab, LabOptions, SUPERUSER, SessionKind};
+use pgtls::lab::{CERT_USER, Lab, LabOptions, SUPERUSER, SessionKind, TLS_ONLY_USER};
+use pgtls::logsource::{LogFollower, LogFormat, LogNews, Refusal};
 use pgtls::model::{ConnClass, Setting, Snapshot, Verification};
 
 const VERSIONS: std::ops::RangeInclusive<u32> = 13..=18;
@@ -145,6 +146,7 @@ async fn check_version(bin: &VersionBinaries) -> String {
     privileged_settings(&snap, major);
     settings_known_for_this_version(&lab, major).await;
     privileges(&lab, major, &sessions, home.path()).await;
+    refusals_as_this_version_words_them(&lab, major).await;
 
     format!(
         "{} from {} ({}), sslinfo {}",
@@ -153,6 +155,66 @@ async fn check_version(bin: &VersionBinaries) -> String {
         bin.found_by,
         if lab.sslinfo { "yes" } else { "no" }
     )
+}
+
+/// The log lines issue 15 reads, as this version writes them: a plain-text client turned away by pg_hba.conf
+/// (`SSL off` on 13, `no encryption` from 14), a failed TLS 1.2 handshake after the floor is raised, and the
+/// postmaster's `parameter "ssl_min_protocol_version" changed to "TLSv1.3"` on reload.
+async fn refusals_as_this_version_words_them(lab: &Lab, major: u32) {
+    let format = LogFormat::Stderr {
+        prefix: "%m [%p] ".into(),
+    };
+    let mut follower = LogFollower::open(lab.log_file.clone(), format, false).expect("log opens");
+    assert!(
+        lab.open(SessionKind::PlainTcp, TLS_ONLY_USER, "plain-refused")
+            .await
+            .is_err(),
+        "PostgreSQL {major}: hostnossl ... reject turns a plain client away"
+    );
+    lab.set_config("ssl_min_protocol_version", "TLSv1.3")
+        .await
+        .expect("raised");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lab.open(SessionKind::Tls12, SUPERUSER, "tls12-refused").await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "PostgreSQL {major}: the floor never took effect"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut news = LogNews::default();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        follower.poll().expect("log poll");
+        news.extend(follower.take_news());
+        let plain = news.refused.iter().any(|r| {
+            matches!(&r.refusal, Refusal::Hba(h) if h.plain() && h.rejected && h.user == TLS_ONLY_USER)
+                && r.client_addr.as_deref() == Some("127.0.0.1")
+        });
+        let handshake = news.refused.iter().any(|r| {
+            matches!(&r.refusal, Refusal::Handshake { reason } if !reason.is_empty())
+                && r.client_addr.as_deref() == Some("127.0.0.1")
+                && r.client_port.is_some()
+        });
+        let change = news
+            .changes
+            .iter()
+            .any(|c| c.name == "ssl_min_protocol_version" && c.value.as_deref() == Some("TLSv1.3"));
+        if plain && handshake && change {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "PostgreSQL {major}: refusals not all read from the log (plain {plain}, handshake {handshake}, \
+             change {change}): {news:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (suspects, _) = follower.take_suspects();
+    assert!(
+        suspects.is_empty(),
+        "PostgreSQL {major}: unparsed connection lines: {suspects:?}"
+    );
 }
 
 async fn open_one_of_each(lab: &Lab) -> Vec<(pgtls::lab::LabSession, &'static str)> {
