@@ -44,6 +44,10 @@ pub enum Command {
     /// Start a throwaway TLS-enabled PostgreSQL with a mix of clients and open the dashboard on it.
     #[command(disable_help_flag = true)]
     Demo(DemoArgs),
+    /// Watch many servers for weeks and export what pgtls sees as Prometheus metrics (/metrics), with a JSON API.
+    /// Reloads the targets on SIGHUP, stops on SIGTERM.
+    #[command(disable_help_flag = true)]
+    Serve(ServeArgs),
 }
 
 impl Cli {
@@ -54,6 +58,7 @@ impl Cli {
             Some(Command::Snapshot(a)) => &a.conn,
             Some(Command::Check(a)) => &a.conn,
             Some(Command::Probe(a)) => &a.conn,
+            Some(Command::Serve(a)) => return a.check(),
             Some(Command::Ledger(_) | Command::Demo(_)) => return Ok(()),
         };
         conn.options().map(|_| ())
@@ -278,6 +283,62 @@ pub struct CheckArgs {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub help: HelpFlag,
+}
+
+/// Where `serve` listens unless told: loopback, outside the 9100-9999 range of Prometheus's default port
+/// allocations (9187 is postgres_exporter's), at 19187 to be remembered beside it.
+pub const SERVE_LISTEN: &str = "127.0.0.1:19187";
+
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// One target per connection string (anything psql accepts); -h/-p/-U/-d only with a single target.
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Address and port of the HTTP endpoints (/metrics, /healthz, /api/v1/targets).
+    #[arg(long, default_value = SERVE_LISTEN, value_name = "ADDR:PORT")]
+    pub listen: String,
+    /// Seconds between polls of each target.
+    #[arg(short = 'i', long, default_value_t = 15.0, value_name = "SECONDS")]
+    pub interval: f64,
+    /// TOML file of `[[target]]` tables (name, conninfo, server_log, pgbouncer, bundles, ledger); re-read on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub targets: Option<PathBuf>,
+    /// Keep each target's client ledger here (`<name>.ledger`, the name made safe for a file name) unless its entry
+    /// names a ledger file.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// TLS and basic authentication for the endpoints, in Prometheus exporter-toolkit's web config format (YAML).
+    #[arg(long, value_name = "FILE")]
+    pub web_config: Option<PathBuf>,
+    /// Seconds between certificate probes of each target (each opens about ten connections).
+    #[arg(long, default_value_t = 3600.0, value_name = "SECONDS")]
+    pub probe_interval: f64,
+    /// Export one `pgtls_client` series per ledger client, up to this many over all targets (0: none).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub client_series: usize,
+    /// Configuration file (alert rules, ledger key, evidence window; its `[[target]]` tables are targets too).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub help: HelpFlag,
+}
+
+impl ServeArgs {
+    /// psql's flags describe one server: with several targets they would be ambiguous.
+    pub fn check(&self) -> Result<(), String> {
+        let flags = self.conn.host.is_some()
+            || self.conn.port.is_some()
+            || self.conn.username.is_some()
+            || self.conn.dbname.is_some();
+        if flags && (self.conn.conninfo.len() > 1 || self.targets.is_some()) {
+            return Err(
+                "-h, -p, -U and -d apply to a single target: put host=, port=, user=, dbname= in each \
+                        connection string or targets file entry instead"
+                    .to_string(),
+            );
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -22,6 +22,7 @@ pub mod model;
 pub mod output;
 pub mod probe;
 pub mod screenshot;
+pub mod serve;
 pub mod sources;
 pub mod targets;
 pub mod tui;

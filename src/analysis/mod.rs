@@ -2,5 +2,6 @@
 
 pub mod after;
 pub mod alerts;
+pub mod fleet;
 pub mod ledger;
 pub mod whatif;

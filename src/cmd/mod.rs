@@ -6,6 +6,7 @@ pub mod demo;
 pub mod exit;
 pub mod ledger;
 pub mod probe;
+pub mod serve;
 pub mod snapshot;
 
 use std::process::ExitCode;
@@ -19,6 +20,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Some(Command::Check(args)) => check::run(args).await,
         Some(Command::Ledger(args)) => ledger::run(args),
         Some(Command::Demo(args)) => demo::run(args).await,
+        Some(Command::Serve(args)) => serve::run(args).await,
         None => dashboard::run(cli.dashboard).await,
     };
     match result {

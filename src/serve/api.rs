@@ -1,0 +1,55 @@
+//! The JSON API for tooling: `/api/v1/targets` (one row per target, as the Servers screen shows them) and
+//! `/api/v1/targets/{name}/ledger` (a target's clients). Both name users, hosts and applications, so they answer
+//! only on a loopback listener or behind basic authentication (see [`super::http::AppState::api_allowed`]).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::http::AppState;
+use crate::analysis::fleet::{ServerRow, row};
+
+const REFUSED: &str = "the JSON API names users, hosts and applications: it answers on a loopback --listen address, \
+                       or with basic_auth_users in --web-config\n";
+
+pub async fn targets(State(state): State<AppState>) -> Response {
+    if !state.api_allowed {
+        return (StatusCode::FORBIDDEN, REFUSED).into_response();
+    }
+    let rows: Vec<ServerRow> = state
+        .fleet
+        .states()
+        .iter()
+        .map(|shared| {
+            let s = shared.lock();
+            row(
+                &s.name,
+                s.up,
+                s.last_error.as_deref(),
+                s.snapshot.as_deref(),
+                s.history.as_deref(),
+                s.probe.as_deref(),
+            )
+        })
+        .collect();
+    Json(rows).into_response()
+}
+
+pub async fn ledger(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+    if !state.api_allowed {
+        return (StatusCode::FORBIDDEN, REFUSED).into_response();
+    }
+    let Some(shared) = state.fleet.state(&name) else {
+        return (StatusCode::NOT_FOUND, "no such target\n").into_response();
+    };
+    let s = shared.lock();
+    match &s.history {
+        Some(history) => Json(&history.clients).into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no ledger yet: the target has not been polled\n",
+        )
+            .into_response(),
+    }
+}

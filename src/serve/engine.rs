@@ -1,0 +1,249 @@
+//! One watched server: the same poller the dashboard runs (collector + history service), with its own connection,
+//! ledger, log source and probe schedule, and a task that keeps the latest of everything it reports for the
+//! endpoints to read. Targets never wait on each other: each has its own tasks, and a scrape only reads memory.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::analysis::ledger::{Journal, KeyFields, Ledger};
+use crate::collect::poller::{self, History, HistorySetup, PollerCommand, PollerEvent};
+use crate::conn::params::{ConnParams, Environment, resolve};
+use crate::model::Snapshot;
+use crate::probe::{ProbeReport, ProbeTarget};
+use crate::targets::{TargetEntry, default_name, file_stem};
+
+/// What every target's engine shares.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub interval: Duration,
+    pub poll_timeout: Option<Duration>,
+    /// Where ledgers go when a target names none: `<dir>/<file stem of the name>.ledger`.
+    pub state_dir: Option<PathBuf>,
+    pub key_fields: KeyFields,
+    pub min_evidence: chrono::Duration,
+    pub expiry_warn_days: i64,
+    /// How often the certificate probe runs (it opens about ten connections, each failed one logged).
+    pub probe_every: Duration,
+}
+
+/// The latest of what one target reported; read by `/metrics` and the JSON API.
+#[derive(Debug, Clone, Default)]
+pub struct TargetState {
+    pub name: String,
+    /// The connection string with the password masked.
+    pub conninfo: String,
+    pub up: bool,
+    /// Why the last connect or poll failed (server text: escape before showing).
+    pub last_error: Option<String>,
+    pub last_error_at: Option<DateTime<Utc>>,
+    pub last_poll: Option<DateTime<Utc>>,
+    pub snapshot: Option<Box<Snapshot>>,
+    pub history: Option<Box<History>>,
+    pub probe: Option<Box<ProbeReport>>,
+    pub probe_error: Option<String>,
+    pub polls: u64,
+    pub failures: u64,
+    pub ledger_file: Option<PathBuf>,
+}
+
+/// Shared with the endpoints. A poisoned lock (a panic while updating) still holds the last good data.
+#[derive(Debug, Clone, Default)]
+pub struct SharedState(Arc<Mutex<TargetState>>);
+
+impl From<TargetState> for SharedState {
+    fn from(state: TargetState) -> Self {
+        SharedState(Arc::new(Mutex::new(state)))
+    }
+}
+
+impl SharedState {
+    pub fn lock(&self) -> MutexGuard<'_, TargetState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A running target. Dropping it stops its tasks.
+pub struct Engine {
+    pub entry: TargetEntry,
+    pub name: String,
+    pub state: SharedState,
+    /// The task that applies the poller's events to `state`; it owns the poller. Checked by the fleet.
+    pub task: JoinHandle<()>,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The name a target goes by: its entry's, else `host:port/dbname` from its resolved connection string.
+pub fn name_of(entry: &TargetEntry, params: &ConnParams) -> String {
+    entry.name.clone().unwrap_or_else(|| default_name(params))
+}
+
+pub fn resolve_entry(entry: &TargetEntry, env: &Environment) -> Result<ConnParams, String> {
+    resolve(Some(&entry.conninfo), env).map_err(|e| e.to_string())
+}
+
+/// Start watching one target; fails only on what the user must fix (a ledger file that cannot be opened).
+pub fn start(entry: TargetEntry, params: ConnParams, name: String, options: &EngineOptions) -> Result<Engine, String> {
+    let mut ledger = Ledger::new(options.key_fields);
+    let ledger_file = entry.ledger.clone().or_else(|| {
+        options
+            .state_dir
+            .as_ref()
+            .map(|d| d.join(format!("{}.ledger", file_stem(&name))))
+    });
+    let mut notes = Vec::new();
+    let journal = match &ledger_file {
+        Some(path) => {
+            let (journal, report) = Journal::open(path, &mut ledger)
+                .map_err(|e| format!("target {}: {e}", crate::conn::text::quoted(&name)))?;
+            notes.extend(report.message(path));
+            Some(journal)
+        }
+        None => None,
+    };
+    for note in notes {
+        eprintln!(
+            "pgtls serve: target {}: {}",
+            crate::conn::text::quoted(&name),
+            crate::conn::text::escaped(&note)
+        );
+    }
+    let setup = HistorySetup {
+        ledger,
+        journal,
+        ledger_file: ledger_file.as_ref().map(|p| p.display().to_string()),
+        server_log: entry.server_log.clone(),
+        log_from_start: true,
+        min_evidence: options.min_evidence,
+        probe: ProbeTarget::from_params(&params, options.expiry_warn_days, false),
+        log_budget: None,
+        poll_timeout: options.poll_timeout,
+        since: None,
+    };
+    let state = SharedState::default();
+    {
+        let mut s = state.lock();
+        s.name = name.clone();
+        s.conninfo = params.display_masked();
+        s.ledger_file = ledger_file;
+    }
+    let (events_tx, events) = mpsc::channel(16);
+    let handle = poller::spawn(params, None, options.interval, setup, events_tx);
+    let _ = handle.commands.send(PollerCommand::SendHistory(true));
+    let task = tokio::spawn(apply_events(
+        handle,
+        events,
+        state.clone(),
+        options.probe_every,
+        name.clone(),
+    ));
+    Ok(Engine {
+        entry,
+        name,
+        state,
+        task,
+    })
+}
+
+/// Keep `state` up to date with the poller's events, and ask for a probe now and then. Owns the poller, so it
+/// stops with this task.
+async fn apply_events(
+    handle: poller::PollerHandle,
+    mut events: mpsc::Receiver<PollerEvent>,
+    state: SharedState,
+    probe_every: Duration,
+    name: String,
+) {
+    // The first probe waits for the first polls, so a dead server is not probed before it is reported.
+    let mut probe_timer = tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(3), probe_every);
+    probe_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                let Some(event) = event else { return };
+                apply(&state, event, &name);
+            }
+            _ = probe_timer.tick() => {
+                let _ = handle.commands.send(PollerCommand::Probe);
+            }
+        }
+    }
+}
+
+fn apply(state: &SharedState, event: PollerEvent, name: &str) {
+    let mut s = state.lock();
+    match event {
+        PollerEvent::Connected { warnings } => {
+            for w in warnings {
+                eprintln!(
+                    "pgtls serve: target {}: {}",
+                    crate::conn::text::quoted(name),
+                    crate::conn::text::escaped(&w)
+                );
+            }
+        }
+        PollerEvent::Snapshot(snapshot) => take_snapshot(&mut s, snapshot),
+        PollerEvent::History(history) => s.history = Some(history),
+        PollerEvent::Polled { snapshot, history } => {
+            take_snapshot(&mut s, snapshot);
+            if let Some(history) = history {
+                s.history = Some(history);
+            }
+        }
+        PollerEvent::ForgedLogLines { total, .. } => {
+            eprintln!(
+                "pgtls serve: target {}: {total} forged connection line(s) in the server log refused",
+                crate::conn::text::quoted(name)
+            );
+        }
+        PollerEvent::Probe(Ok(report)) => {
+            s.probe = Some(report);
+            s.probe_error = None;
+        }
+        PollerEvent::Probe(Err(e)) => s.probe_error = Some(e),
+        PollerEvent::TaskFailed { task, error } => {
+            eprintln!(
+                "pgtls serve: target {}: the {task} stopped: {}",
+                crate::conn::text::quoted(name),
+                crate::conn::text::escaped(&error)
+            );
+            s.last_error = Some(format!("the {task} stopped: {error}"));
+            s.last_error_at = Some(Utc::now());
+        }
+        PollerEvent::Signalled { .. } => {}
+        PollerEvent::Failed { error, at, .. } => {
+            let text = error.to_string();
+            // Said once per outage, not on every retry.
+            if s.up || s.last_error.as_deref() != Some(text.as_str()) {
+                eprintln!(
+                    "pgtls serve: target {}: {}",
+                    crate::conn::text::quoted(name),
+                    crate::conn::text::escaped(&text)
+                );
+            }
+            s.up = false;
+            s.failures += 1;
+            s.last_error = Some(text);
+            s.last_error_at = Some(at);
+        }
+    }
+}
+
+fn take_snapshot(s: &mut TargetState, snapshot: Box<Snapshot>) {
+    if !s.up && s.polls > 0 {
+        eprintln!("pgtls serve: target {}: back up", crate::conn::text::quoted(&s.name));
+    }
+    s.up = true;
+    s.polls += 1;
+    s.last_poll = Some(snapshot.taken_at);
+    s.snapshot = Some(snapshot);
+}
