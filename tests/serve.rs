@@ -303,3 +303,138 @@ fn bad_arguments_are_one_line_errors() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+/// A tool from the distribution the test needs, or one line naming the package.
+fn tool(name: &str, package: &str) -> std::path::PathBuf {
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file());
+    match found {
+        Some(path) => path,
+        None => panic!("{name} not found: install the `{package}` package (apt-get install {package})"),
+    }
+}
+
+#[test]
+fn the_alerting_rules_pass_promtool() {
+    let promtool = tool("promtool", "prometheus");
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/prometheus/rules.yml");
+    let out = Command::new(promtool)
+        .args(["check", "rules", rules])
+        .output()
+        .expect("promtool runs");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("SUCCESS"), "{said}");
+}
+
+/// A real Prometheus scrapes `serve`, and a PromQL sum through its HTTP API equals what pg_stat_ssl says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_serve_and_sums_the_sessions() {
+    let prometheus = tool("prometheus", "prometheus");
+    let lab = Lab::start(LabOptions::default()).await.expect("lab");
+    let mut open = Vec::new();
+    for kind in [
+        SessionKind::Tls13,
+        SessionKind::Tls12,
+        SessionKind::Tls12,
+        SessionKind::PlainTcp,
+    ] {
+        open.push(lab.open(kind, SUPERUSER, "scraped").await.expect("session"));
+    }
+    let home = tempfile::tempdir().expect("home");
+    let conninfo = format!("{} application_name={MONITOR_APP}", lab.conninfo(SUPERUSER));
+    let serve = Serve::start(&[&conninfo, "--interval", "1"], home.path());
+
+    let prom_port = pgtls::lab::server::free_port().expect("port");
+    let config = home.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: pgtls\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/assets/prometheus/rules.yml"),
+            serve.port
+        ),
+    )
+    .expect("config");
+    let data = home.path().join("tsdb");
+    let mut prom = Command::new(prometheus)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", data.display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus starts");
+    let _guard = KillOnDrop(&mut prom);
+
+    let want = truth(&lab).await;
+    let want_total: f64 = want.values().sum();
+    let want_tls12 = want.get("tls|TLSv1.2").copied().unwrap_or(0.0);
+    assert_eq!(want_tls12, 2.0, "{want:?}");
+    let query = |q: &str| {
+        let path = format!("/api/v1/query?query={}", url_encode(q));
+        http_get(prom_port, &path, None)
+            .and_then(|(status, body)| (status == 200).then_some(body))
+            .and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok())
+            .and_then(|v| {
+                v["data"]["result"][0]["value"][1]
+                    .as_str()
+                    .and_then(|s| s.parse::<f64>().ok())
+            })
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let total = query("sum(pgtls_sessions)");
+        let tls12 = query(r#"sum(pgtls_sessions{transport="tls",version="TLSv1.2"})"#);
+        if total == Some(want_total) && tls12 == Some(want_tls12) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never had the sums: total {total:?} (want {want_total}), TLS 1.2 {tls12:?}; pg_stat_ssl {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The rules loaded and evaluate: the plain-text session makes its alert pending or firing.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let alerts = http_get(prom_port, "/api/v1/alerts", None)
+            .map(|r| r.1)
+            .unwrap_or_default();
+        if alerts.contains("PgtlsPlainTextSessions") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the plain-text alert never became pending: {alerts}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    drop(open);
+}
+
+struct KillOnDrop<'a>(&'a mut Child);
+
+impl Drop for KillOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -4,7 +4,7 @@
 //! Bounded: at most [`MAX_CONNECTIONS`] connections at once, a TLS handshake and a request's headers must arrive
 //! within [`HANDSHAKE_TIMEOUT`], and every answer is built from memory (a scrape never waits on a server).
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,6 +30,9 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Successful logins remembered, so a scrape every few seconds does not pay bcrypt's cost each time.
 const AUTH_CACHE: usize = 64;
 
+/// (user, SHA-256 of hash and password) of logins that verified.
+type AuthCache = HashSet<(String, [u8; 32])>;
+
 #[derive(Clone)]
 pub struct AppState {
     pub fleet: Arc<Fleet>,
@@ -37,7 +40,7 @@ pub struct AppState {
     /// The JSON API names users, hosts and applications: only on loopback, unless logins are required.
     pub api_allowed: bool,
     pub client_series: usize,
-    auth_cache: Arc<Mutex<HashMap<(String, [u8; 32]), ()>>>,
+    auth_cache: Arc<Mutex<AuthCache>>,
 }
 
 impl AppState {
@@ -109,7 +112,7 @@ fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
     let digest: [u8; 32] = openssl::sha::sha256(format!("{hash}\0{password}").as_bytes());
     let key = (user, digest);
     let mut cache = state.auth_cache.lock().unwrap_or_else(|e| e.into_inner());
-    if cache.contains_key(&key) {
+    if cache.contains(&key) {
         return true;
     }
     let ok = bcrypt::verify(&password, hash).unwrap_or(false);
@@ -117,7 +120,7 @@ fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
         if cache.len() >= AUTH_CACHE {
             cache.clear();
         }
-        cache.insert(key, ());
+        cache.insert(key);
     }
     ok
 }

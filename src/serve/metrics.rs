@@ -472,6 +472,46 @@ mod tests {
         );
     }
 
+    /// Names of the samples `render` writes (counters with their `_total`).
+    fn exported() -> std::collections::BTreeSet<String> {
+        render(&[state("a")], 10)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(['{', ' ']).next().map(str::to_string))
+            .collect()
+    }
+
+    fn used_in(text: &str) -> std::collections::BTreeSet<String> {
+        let mut used = std::collections::BTreeSet::new();
+        let mut rest = text;
+        while let Some(at) = rest.find("pgtls_") {
+            let tail = &rest[at..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            used.insert(tail[..end].to_string());
+            rest = &tail[end..];
+        }
+        used
+    }
+
+    #[test]
+    fn the_grafana_dashboard_and_the_rules_use_only_exported_metrics() {
+        let exported = exported();
+        let dashboard = include_str!("../../assets/grafana/pgtls-fleet.json");
+        let rules = include_str!("../../assets/prometheus/rules.yml");
+        for (file, text) in [("dashboard", dashboard), ("rules", rules)] {
+            let used = used_in(text);
+            assert!(used.len() >= 5, "{file} uses {used:?}");
+            let unknown: Vec<_> = used.difference(&exported).collect();
+            assert!(
+                unknown.is_empty(),
+                "{file} uses metrics pgtls does not export: {unknown:?} (exported: {exported:?})"
+            );
+        }
+    }
+
     #[test]
     fn a_target_that_is_down_says_so_and_nothing_else_stale() {
         let down = SharedState::from(TargetState {
