@@ -438,3 +438,103 @@ fn url_encode(text: &str) -> String {
         })
         .collect()
 }
+
+/// The web config as exporter-toolkit reads it: HTTPS with the given certificate, logins checked against bcrypt,
+/// and the JSON API refused on a non-loopback listener without logins.
+#[test]
+fn web_config_serves_https_with_basic_auth() {
+    use base64::Engine as _;
+    use pgtls::lab::certs::{CertSpec, issue};
+    let home = tempfile::tempdir().expect("home");
+    let ca = issue(&CertSpec::ca("serve test CA"), None).expect("ca");
+    let cert = issue(
+        &CertSpec::server("localhost", &["localhost"], &["127.0.0.1"]),
+        Some(&ca),
+    )
+    .expect("cert");
+    cert.write_pem(&home.path().join("web.crt"), &home.path().join("web.key"))
+        .expect("pem");
+    let hash = bcrypt::hash("s3cret", 4).expect("bcrypt");
+    let web = home.path().join("web.yml");
+    std::fs::write(
+        &web,
+        format!("tls_server_config:\n  cert_file: web.crt\n  key_file: web.key\nbasic_auth_users:\n  prom: '{hash}'\n"),
+    )
+    .expect("web config");
+    let web_arg = web.display().to_string();
+    // A target that never answers: the endpoints must work regardless.
+    let serve = Serve::start(
+        &["--web-config", &web_arg, "host=127.0.0.1 port=1 connect_timeout=1"],
+        home.path(),
+    );
+    let mut connector = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls()).expect("connector");
+    connector.cert_store_mut().add_cert(ca.cert.clone()).expect("ca");
+    let connector = connector.build();
+    let get = |path: &str, auth: Option<&str>| -> Option<(u16, String)> {
+        let tcp = TcpStream::connect(("127.0.0.1", serve.port)).ok()?;
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        let mut tls = connector.connect("localhost", tcp).ok()?;
+        let auth = auth
+            .map(|a| {
+                format!(
+                    "Authorization: Basic {}\r\n",
+                    base64::engine::general_purpose::STANDARD.encode(a)
+                )
+            })
+            .unwrap_or_default();
+        write!(
+            tls,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut response = Vec::new();
+        let _ = tls.read_to_end(&mut response);
+        let response = String::from_utf8_lossy(&response).into_owned();
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        Some((head.split_whitespace().nth(1)?.parse().ok()?, body.to_string()))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get("/healthz", Some("prom:s3cret")).is_none() {
+        assert!(Instant::now() < deadline, "serve never answered over TLS");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(get("/metrics", None).map(|r| r.0), Some(401));
+    assert_eq!(get("/metrics", Some("prom:wrong")).map(|r| r.0), Some(401));
+    assert_eq!(get("/metrics", Some("mallory:s3cret")).map(|r| r.0), Some(401));
+    let (status, body) = get("/metrics", Some("prom:s3cret")).expect("metrics");
+    assert_eq!(status, 200);
+    assert!(body.contains("pgtls_up{target=\"127.0.0.1:1/"), "{body}");
+    assert_eq!(get("/api/v1/targets", Some("prom:s3cret")).map(|r| r.0), Some(200));
+    // Plain HTTP on the TLS port gets nothing useful.
+    assert!(serve.get("/metrics").is_none_or(|(status, _)| status != 200));
+}
+
+#[test]
+fn the_json_api_is_refused_on_a_public_listener_without_logins() {
+    let home = tempfile::tempdir().expect("home");
+    let port = pgtls::lab::server::free_port().expect("port");
+    let listen = format!("0.0.0.0:{port}");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgtls"));
+    let child = cmd
+        .env("HOME", home.path())
+        .args(["serve", "--listen", &listen, "host=127.0.0.1 port=1 connect_timeout=1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve starts");
+    let serve = Serve { child, port };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while serve.get("/healthz").is_none() {
+        assert!(Instant::now() < deadline, "serve never answered");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, body) = serve.get("/api/v1/targets").expect("answer");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("basic_auth_users"), "{body}");
+    assert_eq!(
+        serve.get("/metrics").map(|r| r.0),
+        Some(200),
+        "metrics carry no names: served"
+    );
+}
