@@ -14,7 +14,7 @@ use crate::analysis::ledger::KeyFields;
 use crate::cli::ServeArgs;
 use crate::config::Config;
 use crate::conn::params::Environment;
-use crate::serve::engine::{self, EngineOptions};
+use crate::collect::engine::{self, EngineOptions};
 use crate::serve::fleet::{Fleet, Planned};
 use crate::serve::http::{self, AppState};
 use crate::serve::webconfig::WebConfig;

@@ -3,7 +3,7 @@
 
 use std::sync::Mutex;
 
-use super::engine::{self, Engine, EngineOptions, SharedState};
+use crate::collect::engine::{self, Engine, EngineOptions, SharedState};
 use crate::conn::params::ConnParams;
 use crate::targets::TargetEntry;
 

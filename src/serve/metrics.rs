@@ -11,9 +11,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use super::engine::SharedState;
+use crate::collect::engine::SharedState;
 #[cfg(test)]
-use super::engine::TargetState;
+use crate::collect::engine::TargetState;
 use crate::analysis::after::Standing;
 use crate::analysis::whatif::Target;
 use crate::collect::sql::KNOWN_SETTINGS;

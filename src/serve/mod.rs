@@ -1,9 +1,8 @@
-//! `pgtls serve`: the per-target engine of the dashboard (collector + history service), run for many servers at
-//! once, exported for Prometheus. See [`engine`] for one target, [`fleet`] for the set, [`http`] and [`metrics`]
+//! `pgtls serve`: the per-target engine ([`crate::collect::engine`], which the dashboard's Servers screen runs too),
+//! run for many servers at once and exported for Prometheus. See [`fleet`] for the set, [`http`] and [`metrics`]
 //! for what is served.
 
 pub mod api;
-pub mod engine;
 pub mod fleet;
 pub mod http;
 pub mod metrics;

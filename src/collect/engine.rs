@@ -1,6 +1,6 @@
-//! One watched server: the same poller the dashboard runs (collector + history service), with its own connection,
-//! ledger, log source and probe schedule, and a task that keeps the latest of everything it reports for the
-//! endpoints to read. Targets never wait on each other: each has its own tasks, and a scrape only reads memory.
+//! One watched server, for `serve` and the dashboard's Servers screen alike: the poller (collector + history
+//! service) with its own connection, ledger, log source and probe schedule, and a task that keeps the latest of
+//! everything it reports. Targets never wait on each other: each has its own tasks, and readers only read memory.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -74,6 +74,25 @@ pub struct Engine {
     pub state: SharedState,
     /// The task that applies the poller's events to `state`; it owns the poller. Checked by the fleet.
     pub task: JoinHandle<()>,
+    /// Commands for the poller (refresh, probe, signal), from a dashboard opened on this target.
+    pub commands: mpsc::UnboundedSender<PollerCommand>,
+    subscriber: Subscriber,
+}
+
+/// Where the poller's events also go while a dashboard is open on the target.
+type Subscriber = Arc<Mutex<Option<mpsc::Sender<PollerEvent>>>>;
+
+impl Engine {
+    /// Every event from now on, as the single-server dashboard receives them, until [`Engine::unsubscribe`].
+    pub fn subscribe(&self) -> mpsc::Receiver<PollerEvent> {
+        let (tx, rx) = mpsc::channel(64);
+        *self.subscriber.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        rx
+    }
+
+    pub fn unsubscribe(&self) {
+        *self.subscriber.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
 }
 
 impl Drop for Engine {
@@ -139,10 +158,13 @@ pub fn start(entry: TargetEntry, params: ConnParams, name: String, options: &Eng
     let (events_tx, events) = mpsc::channel(16);
     let handle = poller::spawn(params, None, options.interval, setup, events_tx);
     let _ = handle.commands.send(PollerCommand::SendHistory(true));
+    let commands = handle.commands.clone();
+    let subscriber = Subscriber::default();
     let task = tokio::spawn(apply_events(
         handle,
         events,
         state.clone(),
+        Arc::clone(&subscriber),
         options.probe_every,
         name.clone(),
     ));
@@ -151,6 +173,8 @@ pub fn start(entry: TargetEntry, params: ConnParams, name: String, options: &Eng
         name,
         state,
         task,
+        commands,
+        subscriber,
     })
 }
 
@@ -160,6 +184,7 @@ async fn apply_events(
     handle: poller::PollerHandle,
     mut events: mpsc::Receiver<PollerEvent>,
     state: SharedState,
+    subscriber: Subscriber,
     probe_every: Duration,
     name: String,
 ) {
@@ -170,6 +195,12 @@ async fn apply_events(
         tokio::select! {
             event = events.recv() => {
                 let Some(event) = event else { return };
+                let open = subscriber.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                if let Some(dashboard) = open {
+                    // The dashboard drains its channel between draws; a full one means it is gone or stuck, and
+                    // the next poll brings a fresh snapshot anyway.
+                    let _ = dashboard.try_send(event.clone());
+                }
                 apply(&state, event, &name);
             }
             _ = probe_timer.tick() => {
