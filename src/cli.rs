@@ -54,6 +54,7 @@ impl Cli {
     /// What clap cannot say: the psql flags need a single server. One line, for stderr.
     pub fn check(&self) -> Result<(), String> {
         let conn = match &self.command {
+            None if self.dashboard.is_fleet() => return single_target_flags(&self.dashboard.conn, true),
             None => &self.dashboard.conn,
             Some(Command::Snapshot(a)) => &a.conn,
             Some(Command::Check(a)) => &a.conn,
@@ -78,7 +79,7 @@ pub struct HelpFlag {
 pub struct ConnArgs {
     /// libpq connection string or URI, e.g. "host=db port=5432 sslmode=verify-full" or
     /// postgresql://monitor@db/postgres, or a database name, as psql takes it. PG* environment variables,
-    /// .pgpass and service files apply. One server at a time.
+    /// .pgpass and service files apply. Several (dashboard, serve): one server each.
     #[arg(value_name = "CONNINFO")]
     pub conninfo: Vec<String>,
     /// Server host name, address or socket directory (psql's -h; a host in CONNINFO wins, as in psql).
@@ -159,8 +160,18 @@ pub struct DashboardArgs {
     /// Never terminate or cancel a session: K and C only say they are off (also `read_only = true` in the config).
     #[arg(long)]
     pub read_only: bool,
+    /// TOML file of `[[target]]` tables: open the Servers screen over all of them (as with several CONNINFOs).
+    #[arg(long, value_name = "FILE")]
+    pub targets: Option<PathBuf>,
     #[command(flatten)]
     pub history: HistoryArgs,
+}
+
+impl DashboardArgs {
+    /// Several servers: more than one connection string, or a targets file.
+    pub fn is_fleet(&self) -> bool {
+        self.conn.conninfo.len() > 1 || self.targets.is_some()
+    }
 }
 
 /// Where pgtls keeps and finds history: the client ledger, the connection log, the config.
@@ -324,21 +335,22 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    /// psql's flags describe one server: with several targets they would be ambiguous.
     pub fn check(&self) -> Result<(), String> {
-        let flags = self.conn.host.is_some()
-            || self.conn.port.is_some()
-            || self.conn.username.is_some()
-            || self.conn.dbname.is_some();
-        if flags && (self.conn.conninfo.len() > 1 || self.targets.is_some()) {
-            return Err(
-                "-h, -p, -U and -d apply to a single target: put host=, port=, user=, dbname= in each \
-                        connection string or targets file entry instead"
-                    .to_string(),
-            );
-        }
-        Ok(())
+        single_target_flags(&self.conn, self.conn.conninfo.len() > 1 || self.targets.is_some())
     }
+}
+
+/// psql's flags describe one server: with several targets they would be ambiguous.
+fn single_target_flags(conn: &ConnArgs, several: bool) -> Result<(), String> {
+    let flags = conn.host.is_some() || conn.port.is_some() || conn.username.is_some() || conn.dbname.is_some();
+    if flags && several {
+        return Err(
+            "-h, -p, -U and -d apply to a single target: put host=, port=, user=, dbname= in each \
+                    connection string or targets file entry instead"
+                .to_string(),
+        );
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -15,6 +15,9 @@ use crate::probe::ProbeTarget;
 
 pub async fn run(args: DashboardArgs) -> Result<ExitCode, Failure> {
     let interval = interval(args.interval)?;
+    if args.is_fleet() {
+        return run_fleet(args, interval).await;
+    }
     let params = args
         .conn
         .resolve(&Environment::from_process())
@@ -90,6 +93,33 @@ pub async fn open(
         since: history.since,
     };
     crate::tui::app::run(params, collector, interval, target, setup, config, warnings)
+        .await
+        .map_err(|e| Failure::usage(format!("{e:#}")))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Several servers: plan them as `serve` does (a bad connection string or file is an error before the terminal is
+/// touched; a server that does not answer is only shown as down), start one engine each, open the Servers screen.
+async fn run_fleet(args: DashboardArgs, interval: Duration) -> Result<ExitCode, Failure> {
+    let (mut config, _) = Config::load(args.history.config.as_deref()).map_err(Failure::usage)?;
+    config.read_only |= args.read_only;
+    let plan = super::serve::plan(&args.conn, args.targets.as_deref(), &config).map_err(Failure::usage)?;
+    let options = crate::collect::engine::EngineOptions {
+        interval,
+        poll_timeout: args.history.poll_timeout.map(poll_timeout).transpose()?,
+        state_dir: None,
+        key_fields: KeyFields::from_names(&config.ledger.key).map_err(Failure::usage)?,
+        min_evidence: config.min_evidence(),
+        expiry_warn_days: config.alerts.expiry_warn_days,
+        probe_every: Duration::from_secs(3600),
+        log_to_stderr: false,
+    };
+    let fleet = std::sync::Arc::new(crate::collect::fleet::Fleet::new(options));
+    let (_, errors) = fleet.apply(plan);
+    if let Some(first) = errors.first() {
+        return Err(Failure::usage(first));
+    }
+    crate::tui::app::run_fleet(fleet, interval, config)
         .await
         .map_err(|e| Failure::usage(format!("{e:#}")))?;
     Ok(ExitCode::SUCCESS)

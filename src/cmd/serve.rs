@@ -11,11 +11,11 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::Failure;
 use crate::analysis::ledger::KeyFields;
-use crate::cli::ServeArgs;
+use crate::cli::{ConnArgs, ServeArgs};
+use crate::collect::engine::{self, EngineOptions};
+use crate::collect::fleet::{Fleet, Planned};
 use crate::config::Config;
 use crate::conn::params::Environment;
-use crate::collect::engine::{self, EngineOptions};
-use crate::serve::fleet::{Fleet, Planned};
 use crate::serve::http::{self, AppState};
 use crate::serve::webconfig::WebConfig;
 use crate::targets::{self, TargetEntry};
@@ -38,7 +38,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, Failure> {
         None => WebConfig::default(),
     };
     let tls = http::acceptor(&web).map_err(Failure::usage)?;
-    let plan = plan(&args, &config).map_err(Failure::usage)?;
+    let plan = plan(&args.conn, args.targets.as_deref(), &config).map_err(Failure::usage)?;
     let options = EngineOptions {
         interval,
         poll_timeout: None,
@@ -47,6 +47,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, Failure> {
         min_evidence: config.min_evidence(),
         expiry_warn_days: config.alerts.expiry_warn_days,
         probe_every,
+        log_to_stderr: true,
     };
     if let Some(dir) = &options.state_dir {
         std::fs::create_dir_all(dir).map_err(|e| Failure::usage(format!("--state-dir {}: {e}", dir.display())))?;
@@ -113,7 +114,8 @@ async fn supervise(args: &ServeArgs, fleet: &Fleet) -> Result<ExitCode, Failure>
 /// running as they were), as a daemon's reload should.
 fn reload(args: &ServeArgs, fleet: &Fleet) {
     log("SIGHUP: reloading the targets");
-    let planned = Config::load(args.config.as_deref()).and_then(|(config, _)| plan(args, &config));
+    let planned =
+        Config::load(args.config.as_deref()).and_then(|(config, _)| plan(&args.conn, args.targets.as_deref(), &config));
     match planned {
         Ok(plan) => {
             let (notes, errors) = fleet.apply(plan);
@@ -128,27 +130,27 @@ fn reload(args: &ServeArgs, fleet: &Fleet) {
     }
 }
 
-/// Every target, resolved and named, in order: the arguments', the targets file's, the config's.
-pub fn plan(args: &ServeArgs, config: &Config) -> Result<Vec<Planned>, String> {
+/// Every target, resolved and named, in order: the arguments', the targets file's, the config's. Shared by `serve`
+/// and the dashboard over several servers.
+pub fn plan(conn: &ConnArgs, targets_file: Option<&std::path::Path>, config: &Config) -> Result<Vec<Planned>, String> {
     let env = Environment::from_process();
     let mut planned = Vec::new();
-    let from_file = match &args.targets {
+    let from_file = match targets_file {
         Some(path) => targets::load_file(path)?,
         None => Vec::new(),
     };
-    if args.conn.conninfo.len() <= 1 && from_file.is_empty() && config.targets.is_empty() {
+    if conn.conninfo.len() <= 1 && from_file.is_empty() && config.targets.is_empty() {
         // One server: exactly as the dashboard resolves it, psql's flags included.
-        let params = args.conn.resolve(&env)?;
+        let params = conn.resolve(&env)?;
         let entry = TargetEntry {
-            conninfo: args.conn.conninfo.first().cloned().unwrap_or_default(),
+            conninfo: conn.conninfo.first().cloned().unwrap_or_default(),
             ..TargetEntry::default()
         };
         let name = engine::name_of(&entry, &params);
         planned.push(Planned { entry, params, name });
         return Ok(planned);
     }
-    let entries = args
-        .conn
+    let entries = conn
         .conninfo
         .iter()
         .map(|conninfo| TargetEntry {

@@ -29,6 +29,8 @@ pub struct EngineOptions {
     pub expiry_warn_days: i64,
     /// How often the certificate probe runs (it opens about ten connections, each failed one logged).
     pub probe_every: Duration,
+    /// Say what happens to each target on stderr (`serve`, a daemon); a dashboard shows it on screen instead.
+    pub log_to_stderr: bool,
 }
 
 /// The latest of what one target reported; read by `/metrics` and the JSON API.
@@ -129,12 +131,12 @@ pub fn start(entry: TargetEntry, params: ConnParams, name: String, options: &Eng
         }
         None => None,
     };
+    let log = Log {
+        on: options.log_to_stderr,
+        name: name.clone(),
+    };
     for note in notes {
-        eprintln!(
-            "pgtls serve: target {}: {}",
-            crate::conn::text::quoted(&name),
-            crate::conn::text::escaped(&note)
-        );
+        log.say(&note);
     }
     let setup = HistorySetup {
         ledger,
@@ -166,7 +168,7 @@ pub fn start(entry: TargetEntry, params: ConnParams, name: String, options: &Eng
         state.clone(),
         Arc::clone(&subscriber),
         options.probe_every,
-        name.clone(),
+        log,
     ));
     Ok(Engine {
         entry,
@@ -186,7 +188,7 @@ async fn apply_events(
     state: SharedState,
     subscriber: Subscriber,
     probe_every: Duration,
-    name: String,
+    log: Log,
 ) {
     // The first probe waits for the first polls, so a dead server is not probed before it is reported.
     let mut probe_timer = tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(3), probe_every);
@@ -201,7 +203,7 @@ async fn apply_events(
                     // the next poll brings a fresh snapshot anyway.
                     let _ = dashboard.try_send(event.clone());
                 }
-                apply(&state, event, &name);
+                apply(&state, event, &log);
             }
             _ = probe_timer.tick() => {
                 let _ = handle.commands.send(PollerCommand::Probe);
@@ -210,31 +212,24 @@ async fn apply_events(
     }
 }
 
-fn apply(state: &SharedState, event: PollerEvent, name: &str) {
+fn apply(state: &SharedState, event: PollerEvent, log: &Log) {
     let mut s = state.lock();
     match event {
         PollerEvent::Connected { warnings } => {
             for w in warnings {
-                eprintln!(
-                    "pgtls serve: target {}: {}",
-                    crate::conn::text::quoted(name),
-                    crate::conn::text::escaped(&w)
-                );
+                log.say(&w);
             }
         }
-        PollerEvent::Snapshot(snapshot) => take_snapshot(&mut s, snapshot),
+        PollerEvent::Snapshot(snapshot) => take_snapshot(&mut s, snapshot, log),
         PollerEvent::History(history) => s.history = Some(history),
         PollerEvent::Polled { snapshot, history } => {
-            take_snapshot(&mut s, snapshot);
+            take_snapshot(&mut s, snapshot, log);
             if let Some(history) = history {
                 s.history = Some(history);
             }
         }
         PollerEvent::ForgedLogLines { total, .. } => {
-            eprintln!(
-                "pgtls serve: target {}: {total} forged connection line(s) in the server log refused",
-                crate::conn::text::quoted(name)
-            );
+            log.say(&format!("{total} forged connection line(s) in the server log refused"));
         }
         PollerEvent::Probe(Ok(report)) => {
             s.probe = Some(report);
@@ -242,11 +237,7 @@ fn apply(state: &SharedState, event: PollerEvent, name: &str) {
         }
         PollerEvent::Probe(Err(e)) => s.probe_error = Some(e),
         PollerEvent::TaskFailed { task, error } => {
-            eprintln!(
-                "pgtls serve: target {}: the {task} stopped: {}",
-                crate::conn::text::quoted(name),
-                crate::conn::text::escaped(&error)
-            );
+            log.say(&format!("the {task} stopped: {error}"));
             s.last_error = Some(format!("the {task} stopped: {error}"));
             s.last_error_at = Some(Utc::now());
         }
@@ -255,11 +246,7 @@ fn apply(state: &SharedState, event: PollerEvent, name: &str) {
             let text = error.to_string();
             // Said once per outage, not on every retry.
             if s.up || s.last_error.as_deref() != Some(text.as_str()) {
-                eprintln!(
-                    "pgtls serve: target {}: {}",
-                    crate::conn::text::quoted(name),
-                    crate::conn::text::escaped(&text)
-                );
+                log.say(&text);
             }
             s.up = false;
             s.failures += 1;
@@ -269,12 +256,33 @@ fn apply(state: &SharedState, event: PollerEvent, name: &str) {
     }
 }
 
-fn take_snapshot(s: &mut TargetState, snapshot: Box<Snapshot>) {
+fn take_snapshot(s: &mut TargetState, snapshot: Box<Snapshot>, log: &Log) {
     if !s.up && s.polls > 0 {
-        eprintln!("pgtls serve: target {}: back up", crate::conn::text::quoted(&s.name));
+        log.say("back up");
     }
     s.up = true;
     s.polls += 1;
     s.last_poll = Some(snapshot.taken_at);
     s.snapshot = Some(snapshot);
+}
+
+/// What happens to a target, one line each on stderr when `on` (a daemon's log); the text is from outside
+/// (server messages), so it is made safe for a terminal.
+struct Log {
+    on: bool,
+    name: String,
+}
+
+impl Log {
+    fn say(&self, text: &str) {
+        if self.on {
+            use std::io::Write;
+            let line = format!("target {}: {text}", crate::conn::text::quoted(&self.name));
+            let _ = writeln!(
+                std::io::stderr(),
+                "pgtls: serve: {}",
+                crate::output::safe::terminal(&line)
+            );
+        }
+    }
 }

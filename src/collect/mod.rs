@@ -2,6 +2,7 @@
 
 pub mod act;
 pub mod engine;
+pub mod fleet;
 pub mod history;
 pub mod own;
 pub mod poller;

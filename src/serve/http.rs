@@ -22,8 +22,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::api;
-use super::fleet::Fleet;
 use super::webconfig::WebConfig;
+use crate::collect::fleet::Fleet;
 
 pub const MAX_CONNECTIONS: usize = 64;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -11,11 +11,11 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::analysis::after::Standing;
+use crate::analysis::whatif::Target;
 use crate::collect::engine::SharedState;
 #[cfg(test)]
 use crate::collect::engine::TargetState;
-use crate::analysis::after::Standing;
-use crate::analysis::whatif::Target;
 use crate::collect::sql::KNOWN_SETTINGS;
 use crate::model::{ConnClass, Setting};
 

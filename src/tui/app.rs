@@ -14,9 +14,13 @@ use ratatui::layout::Rect;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
+use super::components::servers::Servers;
+use super::keymap::{self, Action, Scope};
 use super::state::{AppState, Effect, Input};
 use super::view;
+use crate::analysis::fleet::ServerRow;
 use crate::collect::Collector;
+use crate::collect::fleet::Fleet;
 use crate::collect::poller::{self, HistorySetup, PollerEvent, PollerHandle};
 use crate::config::Config;
 use crate::conn::params::ConnParams;
@@ -101,13 +105,175 @@ async fn event_loop(
                 Effect::Poller(cmd) => {
                     let _ = poller.commands.send(cmd);
                 }
-                Effect::Bell => {
-                    use std::io::Write;
-                    let _ = stdout().write_all(b"\x07").and_then(|()| stdout().flush());
+                Effect::Bell => bell(),
+                // Only a dashboard opened from the Servers screen leaves; this one has nowhere to go.
+                Effect::Leave => {}
+            }
+        }
+    }
+}
+
+fn bell() {
+    use std::io::Write;
+    let _ = stdout().write_all(b"\x07").and_then(|()| stdout().flush());
+}
+
+/// The dashboard over several servers: the Servers screen first; Enter opens one server's dashboard (the same
+/// screens as with one server), Esc comes back. Every target keeps being polled by its engine meanwhile.
+pub async fn run_fleet(fleet: std::sync::Arc<Fleet>, interval: Duration, config: Config) -> Result<()> {
+    view::theme::set_theme(view::theme::Theme::from_env());
+    view::set_utc_offset(*chrono::Local::now().offset());
+    let mut terminal = ratatui::try_init().wrap_err("cannot open the terminal (is this an interactive terminal?)")?;
+    install_mouse_restoring_panic_hook();
+    let _ = crossterm::execute!(stdout(), EnableMouseCapture);
+    let result = fleet_loop(&mut terminal, &fleet, interval, &config).await;
+    let _ = crossterm::execute!(stdout(), DisableMouseCapture);
+    ratatui::restore();
+    result
+}
+
+/// One server's dashboard, opened from the Servers screen.
+struct Opened {
+    name: String,
+    state: AppState,
+    events: mpsc::Receiver<PollerEvent>,
+    commands: mpsc::UnboundedSender<crate::collect::poller::PollerCommand>,
+}
+
+/// How often the Servers screen reads the targets' latest state.
+const SERVERS_REFRESH: Duration = Duration::from_millis(500);
+
+async fn fleet_loop(terminal: &mut DefaultTerminal, fleet: &Fleet, interval: Duration, config: &Config) -> Result<()> {
+    use crate::collect::poller::PollerCommand;
+    let mut input_events = EventStream::new();
+    let mut quit_signals = QuitSignals::new()?;
+    let mut servers = Servers::default();
+    let mut opened: Option<Opened> = None;
+    let mut tick = tokio::time::interval(SERVERS_REFRESH);
+    loop {
+        match &mut opened {
+            Some(o) => draw(terminal, &mut o.state)?,
+            None => {
+                servers.set_rows(fleet_rows(fleet));
+                servers.page = view::servers::page(terminal.size()?.into());
+                terminal.draw(|frame| view::servers::draw(frame, &servers, view::theme::current()))?;
+            }
+        }
+        let input = tokio::select! {
+            event = input_events.next() => match event {
+                Some(Ok(event)) => match &opened {
+                    Some(o) => match to_input(event, terminal.size()?.into(), &o.state) {
+                        Translated::Input(input) => input,
+                        _ => continue,
+                    },
+                    None => {
+                        if let Event::Key(key) = event && key.kind == KeyEventKind::Press {
+                            match keymap::lookup(Scope::Servers, &key) {
+                                Some(Action::Quit) => return Ok(()),
+                                Some(Action::Open) => opened = open(fleet, &servers, interval, config),
+                                Some(Action::Refresh) => fleet.broadcast(PollerCommand::RefreshNow),
+                                Some(action) => servers_action(&mut servers, action),
+                                None => {}
+                            }
+                        }
+                        continue;
+                    }
+                },
+                Some(Err(e)) => return Err(e).wrap_err("reading terminal input"),
+                None => return Ok(()),
+            },
+            Some(event) = async {
+                match &mut opened {
+                    Some(o) => o.events.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => Input::Poller { event, at: Utc::now() },
+            _ = tick.tick(), if opened.is_none() => continue,
+            () = quit_signals.recv() => return Ok(()),
+        };
+        let Some(o) = &mut opened else { continue };
+        for effect in o.state.handle(input) {
+            match effect {
+                Effect::Quit => return Ok(()),
+                // The Servers screen needs every target's history all the time: the engine keeps sending it.
+                Effect::Poller(PollerCommand::SendHistory(_)) => {}
+                Effect::Poller(cmd) => {
+                    let _ = o.commands.send(cmd);
+                }
+                Effect::Bell => bell(),
+                Effect::Leave => {
+                    fleet.unsubscribe(&o.name);
+                    // Pausing or a new interval was for this dashboard; the fleet goes on as it was.
+                    let _ = o.commands.send(PollerCommand::SetPaused(false));
+                    let _ = o.commands.send(PollerCommand::SetInterval(interval));
+                    opened = None;
+                    break;
                 }
             }
         }
     }
+}
+
+fn fleet_rows(fleet: &Fleet) -> Vec<ServerRow> {
+    fleet
+        .states()
+        .iter()
+        .map(|shared| {
+            let s = shared.lock();
+            crate::analysis::fleet::row(
+                &s.name,
+                s.up,
+                s.last_error.as_deref(),
+                s.snapshot.as_deref(),
+                s.history.as_deref(),
+                s.probe.as_deref(),
+            )
+        })
+        .collect()
+}
+
+fn servers_action(servers: &mut Servers, action: Action) {
+    let page = servers.page.max(1) as isize;
+    match action {
+        Action::Up => servers.move_by(-1),
+        Action::Down => servers.move_by(1),
+        Action::PageUp => servers.move_by(-page),
+        Action::PageDown => servers.move_by(page),
+        Action::Top => servers.move_by(isize::MIN / 2),
+        Action::Bottom => servers.move_by(isize::MAX / 2),
+        Action::SortNext => servers.cycle_sort(1),
+        Action::SortPrev => servers.cycle_sort(-1),
+        Action::SortReverse => servers.reverse(),
+        _ => {}
+    }
+}
+
+/// Enter on the Servers screen: that server's dashboard, showing at once what its engine already has.
+fn open(fleet: &Fleet, servers: &Servers, interval: Duration, config: &Config) -> Option<Opened> {
+    let name = servers.selected_row()?.name.clone();
+    let (events, commands) = fleet.subscribe(&name)?;
+    let mut state = AppState::new(name.clone(), interval, Utc::now());
+    state.alerts.config = config.alerts.clone();
+    state.read_only = config.read_only;
+    state.from_servers = true;
+    if let Some(shared) = fleet.state(&name) {
+        let (snapshot, history) = {
+            let s = shared.lock();
+            (s.snapshot.clone(), s.history.clone())
+        };
+        if let Some(snapshot) = snapshot {
+            state.handle(Input::Poller {
+                event: PollerEvent::Polled { snapshot, history },
+                at: Utc::now(),
+            });
+        }
+    }
+    Some(Opened {
+        name,
+        state,
+        events,
+        commands,
+    })
 }
 
 /// The signals that end the dashboard the way `q` does.

@@ -23,6 +23,8 @@ pub enum Scope {
     Alerts,
     /// The popup asking to confirm a cancel or terminate: `y` confirms, any other key cancels.
     Confirm,
+    /// The Servers screen of a dashboard over several servers.
+    Servers,
 }
 
 impl Scope {
@@ -116,22 +118,24 @@ pub struct Binding {
     pub help: &'static str,
 }
 
-use Scope::{Alerts, Certificates, Confirm, Detail, FilterInput, Global, Help as HelpScope, Holdouts, Table, WhatIf};
+use Scope::{
+    Alerts, Certificates, Confirm, Detail, FilterInput, Global, Help as HelpScope, Holdouts, Servers, Table, WhatIf,
+};
 
 #[rustfmt::skip]
 pub const BINDINGS: &[Binding] = &[
     Binding { keys: &[key('q')], action: Action::Quit, scopes: &[Global], hint: Some(("q", "quit")), help: "Quit" },
     Binding { keys: &[ctrl('c')], action: Action::Quit, scopes: &[Global, FilterInput, Confirm], hint: None, help: "Quit from anywhere, even while typing a filter" },
     Binding { keys: &[key('?'), special(KeyCode::F(1))], action: Action::Help, scopes: &[Global], hint: Some(("?", "help")), help: "Show or hide this help" },
-    Binding { keys: &[special(KeyCode::Up), key('k')], action: Action::Up, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates, Alerts, HelpScope], hint: None, help: "Move up (scroll in reports; on What-if after the change, pick a lingering session)" },
-    Binding { keys: &[special(KeyCode::Down), key('j')], action: Action::Down, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates, Alerts, HelpScope], hint: Some(("↓/j", "move")), help: "Move down (scroll in reports; on What-if after the change, pick a lingering session)" },
-    Binding { keys: &[special(KeyCode::PageUp), ctrl('b')], action: Action::PageUp, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates, Alerts, HelpScope], hint: None, help: "Page up" },
-    Binding { keys: &[special(KeyCode::PageDown), ctrl('f')], action: Action::PageDown, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates, Alerts, HelpScope], hint: None, help: "Page down" },
-    Binding { keys: &[special(KeyCode::Home), key('g')], action: Action::Top, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates, Alerts, HelpScope], hint: None, help: "First row" },
-    Binding { keys: &[special(KeyCode::End), key('G')], action: Action::Bottom, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates, Alerts, HelpScope], hint: None, help: "Last row" },
-    Binding { keys: &[key('s'), key('>')], action: Action::SortNext, scopes: &[Table, Holdouts], hint: Some(("s/>", "sort")), help: "Sort by the next column" },
-    Binding { keys: &[key('S'), key('<')], action: Action::SortPrev, scopes: &[Table, Holdouts], hint: None, help: "Sort by the previous column" },
-    Binding { keys: &[key('i')], action: Action::SortReverse, scopes: &[Table, Holdouts], hint: Some(("i", "reverse")), help: "Reverse the sort order (▲ ascending, ▼ descending)" },
+    Binding { keys: &[special(KeyCode::Up), key('k')], action: Action::Up, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates, Alerts, HelpScope, Servers], hint: None, help: "Move up (scroll in reports; on What-if after the change, pick a lingering session)" },
+    Binding { keys: &[special(KeyCode::Down), key('j')], action: Action::Down, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates, Alerts, HelpScope, Servers], hint: Some(("↓/j", "move")), help: "Move down (scroll in reports; on What-if after the change, pick a lingering session)" },
+    Binding { keys: &[special(KeyCode::PageUp), ctrl('b')], action: Action::PageUp, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates, Alerts, HelpScope, Servers], hint: None, help: "Page up" },
+    Binding { keys: &[special(KeyCode::PageDown), ctrl('f')], action: Action::PageDown, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates, Alerts, HelpScope, Servers], hint: None, help: "Page down" },
+    Binding { keys: &[special(KeyCode::Home), key('g')], action: Action::Top, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates, Alerts, HelpScope, Servers], hint: None, help: "First row" },
+    Binding { keys: &[special(KeyCode::End), key('G')], action: Action::Bottom, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates, Alerts, HelpScope, Servers], hint: None, help: "Last row" },
+    Binding { keys: &[key('s'), key('>')], action: Action::SortNext, scopes: &[Table, Holdouts, Servers], hint: Some(("s/>", "sort")), help: "Sort by the next column" },
+    Binding { keys: &[key('S'), key('<')], action: Action::SortPrev, scopes: &[Table, Holdouts, Servers], hint: None, help: "Sort by the previous column" },
+    Binding { keys: &[key('i')], action: Action::SortReverse, scopes: &[Table, Holdouts, Servers], hint: Some(("i", "reverse")), help: "Reverse the sort order (▲ ascending, ▼ descending)" },
     Binding { keys: &[key('v')], action: Action::ToggleQuery, scopes: &[Table], hint: Some(("v", "query")), help: "Show or hide the TIME+ and QUERY columns (the query takes the width left)" },
     Binding { keys: &[key('/')], action: Action::StartFilter, scopes: &[Table, Holdouts], hint: Some(("/", "filter")), help: "Filter rows: text matched in every column, case-insensitive" },
     Binding { keys: &[special(KeyCode::Esc)], action: Action::ClearFilter, scopes: &[FilterInput], hint: Some(("Esc", "clear")), help: "Clear the filter and stop typing" },
@@ -140,7 +144,7 @@ pub const BINDINGS: &[Binding] = &[
     Binding { keys: &[key('1')], action: Action::ViewAll, scopes: &[Table], hint: None, help: "Quick view: all sessions" },
     Binding { keys: &[key('2')], action: Action::ViewNoTls, scopes: &[Table], hint: None, help: "Quick view: no TLS over TCP only" },
     Binding { keys: &[key('3')], action: Action::ViewBelowTls13, scopes: &[Table], hint: Some(("1/2/3", "all/no TLS/<1.3")), help: "Quick view: TLS below 1.3 only" },
-    Binding { keys: &[special(KeyCode::Enter)], action: Action::Open, scopes: &[Table, Holdouts, WhatIf], hint: Some(("Enter", "details")), help: "Open the selected row: the session; on Holdouts every session, version and cipher of the client; on What-if after the change, the selected lingering session" },
+    Binding { keys: &[special(KeyCode::Enter)], action: Action::Open, scopes: &[Table, Holdouts, WhatIf, Servers], hint: Some(("Enter", "details")), help: "Open the selected row: the session; on Holdouts every session, version and cipher of the client; on What-if after the change, the selected lingering session; on Servers that server's dashboard (Esc comes back)" },
     Binding { keys: &[special(KeyCode::Esc), special(KeyCode::Backspace)], action: Action::Back, scopes: &[Detail, HelpScope, Table, Holdouts, WhatIf, Certificates, Alerts], hint: Some(("Esc", "back")), help: "Back (in the table: clear the filter)" },
     Binding { keys: &[key('p'), key(' ')], action: Action::Pause, scopes: &[Global], hint: Some(("p", "pause")), help: "Pause or resume refreshing" },
     Binding { keys: &[key('+'), key('=')], action: Action::Slower, scopes: &[Global], hint: None, help: "Refresh less often (longer interval)" },
@@ -193,6 +197,15 @@ pub fn hints(scope: Scope) -> Vec<(&'static str, &'static str)> {
     own.chain(global).filter_map(|b| b.hint).collect()
 }
 
+/// The Servers screen's footer: its own bindings and the few global ones that work there.
+pub fn servers_hints() -> Vec<(&'static str, &'static str)> {
+    BINDINGS
+        .iter()
+        .filter(|b| b.scopes.contains(&Scope::Servers) || matches!(b.action, Action::Refresh | Action::Quit))
+        .filter_map(|b| b.hint)
+        .collect()
+}
+
 /// The footer hints as they read now: while paused, `p` resumes.
 pub fn hints_when(scope: Scope, paused: bool) -> Vec<(&'static str, &'static str)> {
     let mut hints = hints(scope);
@@ -226,6 +239,7 @@ pub fn help_sections() -> Vec<(&'static str, Vec<(String, &'static str)>)> {
         section("Certificates", Scope::Certificates),
         section("All alerts", Scope::Alerts),
         section("Confirming a terminate or cancel", Scope::Confirm),
+        section("Servers (several servers)", Scope::Servers),
         section("This help", Scope::Help),
     ]
 }
@@ -276,6 +290,7 @@ pub fn markdown_table() -> String {
         Scope::Certificates => "certificates",
         Scope::Alerts => "all alerts",
         Scope::Confirm => "confirming",
+        Scope::Servers => "servers",
     };
     let mut out = String::from("| keys | action | where |\n|---|---|---|\n");
     for b in BINDINGS {
@@ -295,7 +310,7 @@ pub fn markdown_table() -> String {
 mod tests {
     use super::*;
 
-    const SCOPES: [Scope; 10] = [
+    const SCOPES: [Scope; 11] = [
         Scope::Global,
         Scope::Table,
         Scope::Detail,
@@ -306,6 +321,7 @@ mod tests {
         Scope::Certificates,
         Scope::Alerts,
         Scope::Confirm,
+        Scope::Servers,
     ];
 
     #[test]

@@ -65,6 +65,8 @@ pub enum Effect {
     Poller(PollerCommand),
     /// Ring the terminal bell: a new critical alert (when the configuration asks for it).
     Bell,
+    /// Back to the Servers screen: Esc with nothing left to close, in a dashboard opened from it.
+    Leave,
 }
 
 /// The screens, in Tab order.
@@ -136,6 +138,8 @@ pub struct AppState {
     pub panes_hidden: bool,
     /// `--read-only` or `read_only = true`: `K` and `C` only say they are off.
     pub read_only: bool,
+    /// Opened from the Servers screen: Esc with nothing left to close goes back there.
+    pub from_servers: bool,
     /// The confirmation asked for by `K` or `C`, over everything until answered.
     pub confirm: Option<Confirm>,
     /// The last word on an action (refusals included), in the footer until the next key.
@@ -209,6 +213,7 @@ impl AppState {
             alerts: Alerts::default(),
             panes_hidden: false,
             read_only: false,
+            from_servers: false,
             confirm: None,
             status: None,
         }
@@ -427,7 +432,7 @@ impl AppState {
                     self.detail = Some(Detail::open(session));
                 }
             }
-            Action::Back => self.back(),
+            Action::Back => return self.back(),
             Action::Pause => {
                 self.paused = !self.paused;
                 return vec![Effect::Poller(PollerCommand::SetPaused(self.paused))];
@@ -522,8 +527,9 @@ impl AppState {
         }
     }
 
-    /// Esc: close the topmost thing, else undo the narrowing, else go back to the sessions.
-    fn back(&mut self) {
+    /// Esc: close the topmost thing, else undo the narrowing, else go back to the sessions, else (opened from the
+    /// Servers screen) back there.
+    fn back(&mut self) -> Vec<Effect> {
         if self.help.open {
             self.help.close();
         } else if self.alerts.full.is_some() {
@@ -542,7 +548,10 @@ impl AppState {
             self.filter.clear();
             self.sessions.quick_view = QuickView::All;
             self.rebuild_rows();
+        } else if self.from_servers {
+            return vec![Effect::Leave];
         }
+        Vec::new()
     }
 
     fn filter_changed(&mut self) {

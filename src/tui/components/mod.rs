@@ -10,6 +10,7 @@ pub mod filter;
 pub mod help;
 pub mod holdouts;
 pub mod scroll;
+pub mod servers;
 pub mod sessions;
 pub mod whatif;
 

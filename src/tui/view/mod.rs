@@ -49,6 +49,7 @@ mod header;
 mod help;
 mod holdouts;
 mod posture;
+pub mod servers;
 mod sessions;
 mod summary;
 mod tabs;

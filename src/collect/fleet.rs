@@ -1,4 +1,4 @@
-//! The targets `serve` watches: one [`Engine`] each, started, replaced and stopped as the targets file changes,
+//! The servers watched by `serve` or a dashboard over several servers: one [`Engine`] each, started, replaced and stopped as the targets file changes,
 //! and restarted (with a line on stderr) if one's task ever ends.
 
 use std::sync::Mutex;
@@ -38,6 +38,32 @@ impl Fleet {
 
     pub fn state(&self, name: &str) -> Option<SharedState> {
         self.engines().iter().find(|e| e.name == name).map(|e| e.state.clone())
+    }
+
+    /// A dashboard opens on `name`: its events from now on, and where its commands go.
+    pub fn subscribe(
+        &self,
+        name: &str,
+    ) -> Option<(
+        tokio::sync::mpsc::Receiver<crate::collect::poller::PollerEvent>,
+        tokio::sync::mpsc::UnboundedSender<crate::collect::poller::PollerCommand>,
+    )> {
+        let engines = self.engines();
+        let engine = engines.iter().find(|e| e.name == name)?;
+        Some((engine.subscribe(), engine.commands.clone()))
+    }
+
+    pub fn unsubscribe(&self, name: &str) {
+        if let Some(engine) = self.engines().iter().find(|e| e.name == name) {
+            engine.unsubscribe();
+        }
+    }
+
+    /// Send `command` to every target's poller (`r`: refresh all).
+    pub fn broadcast(&self, command: crate::collect::poller::PollerCommand) {
+        for engine in self.engines().iter() {
+            let _ = engine.commands.send(command);
+        }
     }
 
     pub fn names(&self) -> Vec<String> {
