@@ -190,7 +190,9 @@ mod tests {
     fn sorting_keeps_the_selection_on_its_server() {
         let mut s = Servers::default();
         s.set_rows(rows());
-        let names = |s: &Servers| s.rows.iter().map(|r| r.name.as_str()).collect::<Vec<_>>();
+        fn names(s: &Servers) -> Vec<&str> {
+            s.rows.iter().map(|r| r.name.as_str()).collect()
+        }
         assert_eq!(names(&s), ["a-primary", "b-replica", "c-down"]);
         assert_eq!(s.selected.as_deref(), Some("a-primary"));
         s.move_by(1);
