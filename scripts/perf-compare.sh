@@ -5,6 +5,7 @@
 #   bash scripts/perf-compare.sh              # N = 200 and 2000, 30 s per monitor
 #   bash scripts/perf-compare.sh 200          # one size
 #   DURATION=60 MONITORS="psql pgtls" bash scripts/perf-compare.sh 200
+#   FLOOR=seed MONITORS="psql pgtls" bash scripts/perf-compare.sh     # psql runs the seed's pg_stat_ssl query instead
 #   PGTLS_BIN=/path/to/other/pgtls MONITORS=pgtls bash scripts/perf-compare.sh 200   # another build, e.g. before a change
 #
 # The lab (benches/perf_lab.rs) runs PostgreSQL with pg_stat_statements loaded and max_connections = N + 100, and
@@ -78,6 +79,13 @@ pga_version=""
 [ -x "$VENV/bin/pg_activity" ] && pga_version=$("$VENV/bin/pg_activity" --version 2>/dev/null | awk '{print $2}')
 
 # The floor: the session columns pgtls fetches, pg_stat_activity joined to pg_stat_ssl and pg_stat_gssapi.
+# FLOOR=seed runs instead the query a DBA would type (the first version of this project's, with the TLS columns).
+if [ "${FLOOR:-full}" = seed ]; then
+  cat >"$work/floor.sql" <<'SQL'
+SELECT a.datname, a.usename, a.application_name, a.client_addr, a.backend_type, s.ssl, s.version, s.cipher, s.bits
+  FROM pg_stat_ssl s JOIN pg_stat_activity a ON s.pid = a.pid ORDER BY s.ssl \watch 1
+SQL
+else
 cat >"$work/floor.sql" <<'SQL'
 SELECT a.pid, a.leader_pid, a.datname, a.usename, a.application_name, host(a.client_addr), a.client_hostname,
        a.client_port, a.backend_type, a.state, a.backend_start, a.xact_start, a.query_start, a.state_change,
@@ -88,6 +96,7 @@ SELECT a.pid, a.leader_pid, a.datname, a.usename, a.application_name, host(a.cli
   LEFT JOIN pg_catalog.pg_stat_gssapi g ON g.pid = a.pid
  WHERE a.client_port IS NOT NULL \watch 1
 SQL
+fi
 
 admin() {
   psql -h "$LAB_SOCKET_DIR" -p "$LAB_PORT" -U postgres -d postgres -XAtq -F ' ' -c "$1"
