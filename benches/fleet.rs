@@ -123,7 +123,9 @@ fn scrape_up(port: u16) -> usize {
     let _ = write!(stream, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     let mut text = String::new();
     let _ = stream.read_to_string(&mut text);
-    text.lines().filter(|l| l.starts_with("pgtls_up{") && l.ends_with(" 1")).count()
+    text.lines()
+        .filter(|l| l.starts_with("pgtls_up{") && l.ends_with(" 1"))
+        .count()
 }
 
 /// utime + stime of the process (all its threads, exited ones included), in seconds.
@@ -134,7 +136,10 @@ fn cpu_seconds(pid: u32) -> Result<f64> {
     let fields: Vec<&str> = after.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
     // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as f64;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
     Ok((ticks(11) + ticks(12)) / hz)
 }
 

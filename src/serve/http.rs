@@ -164,10 +164,18 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // Connection tasks are owned here: reaped as they end (a panic is said, not lost) and aborted on shutdown.
+    let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
             _ = &mut shutdown => return,
+            Some(ended) = connections.join_next() => {
+                if let Err(e) = ended && e.is_panic() {
+                    crate::cmd::warn("serve: an HTTP connection's task panicked");
+                }
+                continue;
+            }
             accepted = listener.accept() => accepted,
         };
         let Ok((stream, _peer)) = accepted else {
@@ -181,7 +189,7 @@ pub async fn serve(
         };
         let app = app.clone();
         let tls = tls.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let _slot = slot;
             let service = TowerToHyperService::new(app);
             let mut http = hyper::server::conn::http1::Builder::new();

@@ -150,15 +150,19 @@ async fn fleet_loop(terminal: &mut DefaultTerminal, fleet: &Fleet, interval: Dur
     let mut servers = Servers::default();
     let mut opened: Option<Opened> = None;
     let mut tick = tokio::time::interval(SERVERS_REFRESH);
+    let mut dirty = true;
     loop {
-        match &mut opened {
-            Some(o) => draw(terminal, &mut o.state)?,
-            None => {
-                servers.set_rows(fleet_rows(fleet));
-                servers.page = view::servers::page(terminal.size()?.into());
-                terminal.draw(|frame| view::servers::draw(frame, &servers, view::theme::current()))?;
+        if dirty {
+            match &mut opened {
+                Some(o) => draw(terminal, &mut o.state)?,
+                None => {
+                    servers.set_rows(fleet_rows(fleet));
+                    servers.page = view::servers::page(terminal.size()?.into());
+                    terminal.draw(|frame| view::servers::draw(frame, &servers, view::theme::current()))?;
+                }
             }
         }
+        dirty = true;
         let input = tokio::select! {
             event = input_events.next() => match event {
                 Some(Ok(event)) => match &opened {
@@ -188,7 +192,12 @@ async fn fleet_loop(terminal: &mut DefaultTerminal, fleet: &Fleet, interval: Dur
                     None => std::future::pending().await,
                 }
             } => Input::Poller { event, at: Utc::now() },
-            _ = tick.tick(), if opened.is_none() => continue,
+            _ = tick.tick() => {
+                // A target whose engine ended is restarted; an open dashboard redraws on its own events only.
+                let _ = fleet.check_tasks().await;
+                dirty = opened.is_none();
+                continue;
+            }
             () = quit_signals.recv() => return Ok(()),
         };
         let Some(o) = &mut opened else { continue };
