@@ -234,6 +234,10 @@ pub struct ProbeArgs {
     /// List every accepted TLS 1.2 suite (one connection, and one server log line, per suite).
     #[arg(long)]
     pub full_cipher_scan: bool,
+    /// A root bundle (PEM) your clients use as sslrootcert: would verify-full and verify-ca succeed with exactly
+    /// this file, and which of its roots anchors the chain the server sends. Repeatable; exit 2 when one fails
+    #[arg(long = "bundle", value_name = "FILE")]
+    pub bundles: Vec<PathBuf>,
     #[command(flatten)]
     pub help: HelpFlag,
 }

@@ -458,6 +458,7 @@ pub fn probe_report() -> crate::probe::ProbeReport {
             error: None,
             anchor: Some(root.to_string()),
         }),
+        bundles: Vec::new(),
         bundle: vec![
             BundleEntry {
                 subject: "O=Old, CN=Old Root CA".into(),
