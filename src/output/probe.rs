@@ -149,8 +149,17 @@ fn write_bundles(r: &ProbeReport, out: &mut dyn Write) -> std::io::Result<()> {
                 .map(|a| format!("   anchored at \"{}\"", t(a)))
                 .unwrap_or_default()
         )?;
+        if !b.path_taken.is_empty() {
+            let steps: Vec<String> = b
+                .path_taken
+                .iter()
+                .map(|s| format!("\"{}\" ({})", t(&s.subject), t(&s.from)))
+                .collect();
+            writeln!(out, "  path       {}", steps.join(" -> "))?;
+        }
         for root in &b.roots {
-            let mut marks = vec![if root.anchors { "anchors" } else { "does not anchor" }];
+            // "anchors": this certificate alone, with what the server sends, is enough.
+            let mut marks = vec![if root.anchors { "anchors alone" } else { "does not anchor alone" }];
             if root.expired {
                 marks.push("EXPIRED");
             }

@@ -31,10 +31,23 @@ pub struct BundleVerdict {
     /// The root the path ends at, when there is one.
     pub anchor: Option<String>,
     pub anchor_sha256: Option<String>,
+    /// The path OpenSSL built, leaf to root, each step marked with where it came from: a bundle that holds the
+    /// cross-signed copy of an intermediate verifies through its own copy, not the one the server sends.
+    #[serde(default)]
+    pub path_taken: Vec<PathStep>,
     /// Why verify-ca or verify-full would fail, in words; empty when both succeed.
     pub explanation: Vec<String>,
     /// The file could not be read or loaded (then nothing else is known).
     pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathStep {
+    pub subject: String,
+    pub issuer: String,
+    pub sha256: String,
+    /// `server` (sent in the handshake) or `bundle`.
+    pub from: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +149,7 @@ pub fn check(host: &str, port: u16, path: &Path, chain: &[X509], now: DateTime<U
         roots: Vec::new(),
         anchor: None,
         anchor_sha256: None,
+        path_taken: Vec::new(),
         explanation: Vec::new(),
         error: None,
     };
@@ -156,12 +170,24 @@ pub fn check(host: &str, port: u16, path: &Path, chain: &[X509], now: DateTime<U
     let decided = judge.judge(chain);
     verdict.verifies_ca = decided.verify_ca();
     verdict.verifies = decided.verify_full();
-    if let Ok(path) = &decided.chain
-        && let Some(root) = path.last()
-    {
-        let info = certinfo::describe(root, now);
-        verdict.anchor = Some(info.subject);
-        verdict.anchor_sha256 = Some(info.sha256);
+    if let Ok(path) = &decided.chain {
+        let sent: Vec<String> = chain.iter().map(|c| certinfo::describe(c, now).sha256).collect();
+        verdict.path_taken = path
+            .iter()
+            .map(|c| {
+                let info = certinfo::describe(c, now);
+                PathStep {
+                    from: if sent.contains(&info.sha256) { "server" } else { "bundle" }.to_string(),
+                    subject: info.subject,
+                    issuer: info.issuer,
+                    sha256: info.sha256,
+                }
+            })
+            .collect();
+        if let Some(root) = verdict.path_taken.last() {
+            verdict.anchor = Some(root.subject.clone());
+            verdict.anchor_sha256 = Some(root.sha256.clone());
+        }
     }
     verdict.roots = certs
         .iter()
@@ -191,7 +217,7 @@ pub fn explain(decided: &ChainVerdict, chain: &[X509], bundle: &[X509], now: Dat
     if decided.chain.is_ok()
         && let Err(host) = &decided.host
     {
-        out.push(format!("verify-full fails: {host} (verify-ca succeeds)"));
+        out.push(format!("{host} (verify-ca succeeds)"));
     }
     out
 }
@@ -244,7 +270,7 @@ fn explain_chain(failure: &ChainFailure, chain: &[X509], bundle: &[X509], now: D
                 format!("the server sends {} issued by {}", quoted(&top.subject), quoted(&top.issuer))
             };
             let mut text = format!(
-                "{what}; this bundle has {}, so no path (verify-ca and verify-full fail: {})",
+                "{what}; this bundle has {}, so no path (OpenSSL: {})",
                 holds(),
                 failure.reason
             );
@@ -262,7 +288,7 @@ fn explain_chain(failure: &ChainFailure, chain: &[X509], bundle: &[X509], now: D
         }
         codes::CERT_HAS_EXPIRED => match about {
             Some(c) => format!(
-                "{} expired on {} (verify-ca and verify-full fail)",
+                "{} expired on {}",
                 quoted(&c.subject),
                 c.not_after.format("%Y-%m-%d")
             ),
@@ -270,7 +296,7 @@ fn explain_chain(failure: &ChainFailure, chain: &[X509], bundle: &[X509], now: D
         },
         codes::CERT_NOT_YET_VALID => match about {
             Some(c) => format!(
-                "{} is not valid before {} (verify-ca and verify-full fail)",
+                "{} is not valid before {}",
                 quoted(&c.subject),
                 c.not_before.format("%Y-%m-%d")
             ),
@@ -278,12 +304,12 @@ fn explain_chain(failure: &ChainFailure, chain: &[X509], bundle: &[X509], now: D
         },
         _ => match about {
             Some(c) => format!(
-                "{} (at {}, depth {}; verify-ca and verify-full fail)",
+                "{} (at {}, depth {})",
                 failure.reason,
                 quoted(&c.subject),
                 failure.depth
             ),
-            None => format!("{} (verify-ca and verify-full fail)", failure.reason),
+            None => failure.reason.clone(),
         },
     }
 }

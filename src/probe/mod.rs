@@ -178,6 +178,7 @@ pub fn run_reporting(
                 roots: Vec::new(),
                 anchor: None,
                 anchor_sha256: None,
+                path_taken: Vec::new(),
                 explanation: vec![why.to_string()],
                 error: None,
             })
