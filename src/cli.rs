@@ -159,6 +159,11 @@ pub struct DashboardArgs {
     /// Never terminate or cancel a session: K and C only say they are off (also `read_only = true` in the config).
     #[arg(long)]
     pub read_only: bool,
+    /// A root bundle (PEM) your clients use as sslrootcert, judged on the Certificates screen against the chain
+    /// the server sends (verify-full, verify-ca, which root anchors). Repeatable; added to the `bundles` of the
+    /// config's `[[target]]` when it has exactly one.
+    #[arg(long = "bundle", value_name = "FILE")]
+    pub bundles: Vec<PathBuf>,
     #[command(flatten)]
     pub history: HistoryArgs,
 }

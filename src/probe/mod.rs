@@ -3,6 +3,7 @@
 
 pub mod bundles;
 pub mod certinfo;
+pub mod on_disk;
 pub mod scan;
 pub mod starttls;
 pub mod verify;
@@ -103,6 +104,9 @@ pub struct ProbeReport {
     /// One verdict per bundle given with `--bundle` (or in the config), in the order given.
     #[serde(default)]
     pub bundles: Vec<BundleVerdict>,
+    /// The dashboard's comparison of `ssl_cert_file` on disk with the chain presented (needs the SQL connection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_disk: Option<on_disk::OnDisk>,
     pub verify_system: Option<Verdict>,
     pub versions: Vec<VersionResult>,
     /// The preferred TLS 1.2 suite and one example of each weak kind accepted, or every suite with a full scan.
@@ -160,6 +164,7 @@ pub fn run_reporting(
         verify_bundle: None,
         bundle: Vec::new(),
         bundles: Vec::new(),
+        on_disk: None,
         verify_system: None,
         versions: Vec::new(),
         tls12_ciphers: Vec::new(),
@@ -397,6 +402,7 @@ mod tests {
             verify_bundle: None,
             bundle: Vec::new(),
             bundles: Vec::new(),
+            on_disk: None,
             verify_system: None,
             versions: vec![VersionResult {
                 version: TlsVersion::Tls11,
