@@ -189,3 +189,133 @@ async fn hostile_bundle_files_are_one_line_errors() {
         assert!(stderr.contains(expected) && stderr.contains("bundle"), "{stderr}");
     }
 }
+
+/// Probe through the dashboard's poller (which also reads `ssl_cert_file` over SQL) and wait for the report.
+async fn poller_probe(
+    poller: &pgtls::collect::poller::PollerHandle,
+    events: &mut tokio::sync::mpsc::Receiver<pgtls::collect::poller::PollerEvent>,
+) -> pgtls::probe::ProbeReport {
+    use pgtls::collect::poller::{PollerCommand, PollerEvent};
+    poller.commands.send(PollerCommand::Probe).expect("poller runs");
+    loop {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(60), events.recv())
+            .await
+            .expect("a probe within a minute")
+            .expect("poller runs");
+        if let PollerEvent::Probe(result) = event {
+            return *result.expect("the lab answers a probe");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_installed_without_reload_is_reported() {
+    use pgtls::collect::poller::{HistorySetup, spawn};
+    use pgtls::probe::ProbeTarget;
+    use pgtls::probe::on_disk::OnDiskVerdict;
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let start = |user: &str| {
+        let params = common::params(&lab.conninfo(user), home.path());
+        let (tx, events) = tokio::sync::mpsc::channel(64);
+        let mut setup = HistorySetup::none();
+        setup.probe = ProbeTarget::from_params(&params, 30, false);
+        (spawn(params, None, std::time::Duration::from_secs(3600), setup, tx), events)
+    };
+    let (poller, mut events) = start(SUPERUSER);
+    let report = poller_probe(&poller, &mut events).await;
+    assert_eq!(
+        report.on_disk.as_ref().map(|d| &d.verdict),
+        Some(&OnDiskVerdict::Same),
+        "{:?}",
+        report.on_disk
+    );
+
+    // An operator replaces the certificate file and forgets pg_reload_conf().
+    let ca = lab.ca().unwrap();
+    let renewed = issue(
+        &CertSpec::server("localhost", &["localhost"], &["127.0.0.1", "::1"]),
+        Some(&ca),
+    )
+    .unwrap();
+    lab.install_server_chain(&renewed, &[]).unwrap();
+    let report = poller_probe(&poller, &mut events).await;
+    let on_disk = report.on_disk.clone().expect("compared");
+    assert!(
+        matches!(on_disk.verdict, OnDiskVerdict::Differs { leaf_differs: true, .. }),
+        "{on_disk:?}"
+    );
+    assert!(on_disk.summary().starts_with("new certificate installed, server not reloaded"));
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.message.contains("server not reloaded"))
+    );
+
+    // After the reload the server presents the file's certificate.
+    lab.admin()
+        .await
+        .unwrap()
+        .batch_execute("SELECT pg_catalog.pg_reload_conf()")
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let report = poller_probe(&poller, &mut events).await;
+    assert_eq!(report.on_disk.map(|d| d.verdict), Some(OnDiskVerdict::Same));
+    let renewed_fp = pgtls::probe::certinfo::describe(&renewed.cert, chrono::Utc::now()).sha256;
+    assert_eq!(report.chain[0].sha256, renewed_fp);
+
+    // A role that may not read the file is told so, and nothing is guessed.
+    lab.ensure_role("pgtls_plain_monitor").await.unwrap();
+    let (poller, mut events) = start("pgtls_plain_monitor");
+    let report = poller_probe(&poller, &mut events).await;
+    match report.on_disk.map(|d| d.verdict) {
+        Some(OnDiskVerdict::NotCompared { reason }) => assert!(reason.contains("permission denied"), "{reason}"),
+        other => panic!("expected not compared, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_judges_bundles_from_the_flag_and_the_config() {
+    use common::tmux::Tmux;
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let p = pki();
+    lab.use_server_chain(&p.leaf, std::slice::from_ref(&p.int_old))
+        .await
+        .unwrap();
+    let old = write_bundle(home.path(), "old.pem", &[&p.old.cert]);
+    let new = write_bundle(home.path(), "new.pem", &[&p.new.cert]);
+    let conninfo = format!("{} sslmode=require", lab.conninfo(SUPERUSER));
+    let config = home.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[target]]\nconninfo = \"host=127.0.0.1\"\nbundles = [\"{}\"]\n",
+            old.display()
+        ),
+    )
+    .unwrap();
+    let new_arg = new.display().to_string();
+    let config_arg = config.display().to_string();
+    let tmux = Tmux::start(
+        &[&conninfo, "--interval", "0.5", "--config", &config_arg, "--bundle", &new_arg],
+        home.path(),
+        160,
+        60,
+    );
+    tmux.wait_for("the dashboard", std::time::Duration::from_secs(30), |s| s.contains("Sessions"));
+    tmux.keys(&["c"]);
+    tmux.keys(&["z"]);
+    let screen = tmux.wait_for("the bundle verdicts", std::time::Duration::from_secs(60), |s| {
+        s.contains("new.pem  verify-full ✗  verify-ca ✗") && s.contains("Bundles")
+    });
+    assert!(screen.contains("issued by O=pgtls lab, CN=Rotation Old Root"), "{screen}");
+    tmux.keys(&["End"]);
+    let screen = tmux.wait_for("the config's bundle", std::time::Duration::from_secs(30), |s| {
+        s.contains("old.pem  verify-full ✓  verify-ca ✓")
+    });
+    assert!(screen.contains("anchors alone"), "{screen}");
+    tmux.keys(&["q"]);
+}
