@@ -246,6 +246,7 @@ pub struct ProbeArgs {
     pub full_cipher_scan: bool,
     /// A root bundle (PEM) your clients use as sslrootcert: would verify-full and verify-ca succeed with exactly
     /// this file, and which of its roots anchors the chain the server sends. Repeatable; exit 2 when one fails
+    /// verify-full
     #[arg(long = "bundle", value_name = "FILE")]
     pub bundles: Vec<PathBuf>,
     #[command(flatten)]

@@ -514,8 +514,9 @@ pub fn probe_report() -> crate::probe::ProbeReport {
             verdict: crate::probe::on_disk::OnDiskVerdict::Differs {
                 leaf_differs: true,
                 disk_subject: "O=Example, CN=db.example.internal".to_string(),
-                disk_sha256: "9C:41:0B:77:E2:5D:18:A3:6F:C0:92:4E:D1:3B:88:07:5A:E6:21:9F:4C:B0:73:D5:18:6E:A2:39:C4:0F:85:1B"
-                    .to_string(),
+                disk_sha256:
+                    "9C:41:0B:77:E2:5D:18:A3:6F:C0:92:4E:D1:3B:88:07:5A:E6:21:9F:4C:B0:73:D5:18:6E:A2:39:C4:0F:85:1B"
+                        .to_string(),
                 disk_not_after: now() + Duration::days(397),
             },
         },
@@ -528,11 +529,7 @@ pub fn probe_report() -> crate::probe::ProbeReport {
 fn fixture_bundles(root: &str, inter: &str) -> Vec<crate::probe::bundles::BundleVerdict> {
     use crate::probe::bundles::{BundleRoot, BundleVerdict, PathStep};
     let g2 = "O=Example, CN=Example Root G2";
-    let fp = |c: char| {
-        std::iter::repeat_n(format!("{c}{c}"), 32)
-            .collect::<Vec<_>>()
-            .join(":")
-    };
+    let fp = |c: char| std::iter::repeat_n(format!("{c}{c}"), 32).collect::<Vec<_>>().join(":");
     let step = |subject: &str, issuer: &str, sha: char, from: &str| PathStep {
         subject: subject.to_string(),
         issuer: issuer.to_string(),

@@ -89,7 +89,11 @@ pub struct RootPresence {
 
 /// For each of the three: in `bundle` (by name and key, as OpenSSL matches an anchor), expired at `now`, and in the
 /// system store when one is given.
-pub fn check_azure(bundle: &[X509], now: DateTime<Utc>, system: Option<&X509Store>) -> Result<Vec<RootPresence>, String> {
+pub fn check_azure(
+    bundle: &[X509],
+    now: DateTime<Utc>,
+    system: Option<&X509Store>,
+) -> Result<Vec<RootPresence>, String> {
     AZURE
         .iter()
         .map(|root| {
@@ -172,7 +176,10 @@ mod tests {
         let bundle = crate::probe::bundles::parse_bundle(azure_bundle().unwrap().as_bytes()).unwrap();
         assert_eq!(bundle.len(), 3);
         let all = check_azure(&bundle, Utc::now(), None).unwrap();
-        assert!(all.iter().all(|r| r.state == "present" && r.other_certificate.is_none()));
+        assert!(
+            all.iter()
+                .all(|r| r.state == "present" && r.other_certificate.is_none())
+        );
         let two = check_azure(&bundle[1..], Utc::now(), None).unwrap();
         assert_eq!(
             two.iter().map(|r| r.state).collect::<Vec<_>>(),

@@ -49,7 +49,11 @@ fn azure_writes_the_three_published_roots_with_a_comment_naming_each() {
         );
     }
     let stdout = common::pgtls(&["bundle", "--azure"], home.path());
-    assert_eq!(String::from_utf8_lossy(&stdout.stdout), text, "stdout and -o write the same bundle");
+    assert_eq!(
+        String::from_utf8_lossy(&stdout.stdout),
+        text,
+        "stdout and -o write the same bundle"
+    );
 
     let ok = common::pgtls(&["bundle", "--check", &file.display().to_string()], home.path());
     assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stdout));
@@ -60,10 +64,21 @@ fn azure_writes_the_three_published_roots_with_a_comment_naming_each() {
     let missing = common::pgtls(&["bundle", "--check", &g2.display().to_string()], home.path());
     let shown = String::from_utf8_lossy(&missing.stdout);
     assert_eq!(missing.status.code(), Some(2), "{shown}");
-    assert!(shown.contains("DigiCert Global Root CA") && shown.contains("MISSING"), "{shown}");
-    let json = common::pgtls(&["bundle", "--check", &g2.display().to_string(), "-f", "json"], home.path());
+    assert!(
+        shown.contains("DigiCert Global Root CA") && shown.contains("MISSING"),
+        "{shown}"
+    );
+    let json = common::pgtls(
+        &["bundle", "--check", &g2.display().to_string(), "-f", "json"],
+        home.path(),
+    );
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    let states: Vec<&str> = v["roots"].as_array().unwrap().iter().map(|r| r["state"].as_str().unwrap()).collect();
+    let states: Vec<&str> = v["roots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["state"].as_str().unwrap())
+        .collect();
     assert_eq!(states, ["missing", "present", "missing"]);
 
     let unreadable = common::pgtls(&["bundle", "--check", "/dev/zero"], home.path());

@@ -596,12 +596,18 @@ fn certificates_screen_shows_bundle_verdicts() {
     });
     press(&mut state, KeyCode::Char('z'));
     let top = screen(&draw(&mut state, w, h));
-    assert!(top.contains("cross-signed: also certified by O=Example, CN=Example Root G2"), "{top}");
+    assert!(
+        top.contains("cross-signed: also certified by O=Example, CN=Example Root G2"),
+        "{top}"
+    );
     assert!(top.contains("new certificate installed, server not reloaded"), "{top}");
     press(&mut state, KeyCode::End);
     let terminal = draw(&mut state, w, h);
     let text = screen(&terminal);
-    assert!(text.contains("/etc/app/new-root.pem  verify-full ✗  verify-ca ✗"), "{text}");
+    assert!(
+        text.contains("/etc/app/new-root.pem  verify-full ✗  verify-ca ✗"),
+        "{text}"
+    );
     assert!(text.contains("anchors alone"), "{text}");
     insta::assert_snapshot!("certificates_bundles_120x36", terminal.backend());
 }

@@ -57,18 +57,23 @@ fn psql_connects(conninfo: &str, bundle: &Path, mode: &str, home: &Path) -> (boo
         .env("HOME", home)
         .env("PGCONNECT_TIMEOUT", "10")
         .env("PGPASSWORD", LAB_PASSWORD)
-        .arg(format!(
-            "{conninfo} sslmode={mode} sslrootcert={}",
-            bundle.display()
-        ))
+        .arg(format!("{conninfo} sslmode={mode} sslrootcert={}", bundle.display()))
         .args(["-X", "-A", "-t", "-c", "select 1"])
         .output()
         .expect("psql runs");
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).trim().to_string())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    )
 }
 
 fn probe(conninfo: &str, bundles: &[PathBuf], home: &Path) -> (Option<i32>, Value) {
-    let mut args = vec!["probe".to_string(), conninfo.to_string(), "--format".into(), "json".into()];
+    let mut args = vec![
+        "probe".to_string(),
+        conninfo.to_string(),
+        "--format".into(),
+        "json".into(),
+    ];
     for b in bundles {
         args.push("--bundle".into());
         args.push(b.display().to_string());
@@ -86,10 +91,13 @@ async fn bundle_verdicts_equal_psql_for_both_chains_every_bundle_and_both_sslmod
     let home = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let p = pki();
-    let bundles = vec![
+    let bundles = [
         ("old only", write_bundle(dir.path(), "old.pem", &[&p.old.cert])),
         ("new only", write_bundle(dir.path(), "new.pem", &[&p.new.cert])),
-        ("both", write_bundle(dir.path(), "both.pem", &[&p.old.cert, &p.new.cert])),
+        (
+            "both",
+            write_bundle(dir.path(), "both.pem", &[&p.old.cert, &p.new.cert]),
+        ),
         (
             "new root + its intermediate",
             write_bundle(dir.path(), "new-int.pem", &[&p.new.cert, &p.int_new]),
@@ -98,13 +106,19 @@ async fn bundle_verdicts_equal_psql_for_both_chains_every_bundle_and_both_sslmod
     let paths: Vec<PathBuf> = bundles.iter().map(|(_, p)| p.clone()).collect();
     let port = lab.clone_for_clients().port;
     let hosts = [
-        ("matching host", format!("host=127.0.0.1 port={port} user={SUPERUSER} dbname=postgres")),
+        (
+            "matching host",
+            format!("host=127.0.0.1 port={port} user={SUPERUSER} dbname=postgres"),
+        ),
         (
             "host-name mismatch",
             format!("host=wrong.example hostaddr=127.0.0.1 port={port} user={SUPERUSER} dbname=postgres"),
         ),
     ];
-    let chains = [("leaf+intermediate(old)", &p.int_old), ("leaf+intermediate(new)", &p.int_new)];
+    let chains = [
+        ("leaf+intermediate(old)", &p.int_old),
+        ("leaf+intermediate(new)", &p.int_new),
+    ];
     let mut compared = 0;
     let mut outcomes = Vec::new();
     for (chain_name, intermediate) in chains {
@@ -130,12 +144,18 @@ async fn bundle_verdicts_equal_psql_for_both_chains_every_bundle_and_both_sslmod
                         let why = verdict["explanation"].to_string();
                         assert!(!why.is_empty() && why != "[]", "a failure is explained: {verdict:#}");
                     }
-                    outcomes.push(format!("{chain_name} | {host_name} | {bundle_name} | {mode} | {psql_ok}"));
+                    outcomes.push(format!(
+                        "{chain_name} | {host_name} | {bundle_name} | {mode} | {psql_ok}"
+                    ));
                     compared += 1;
                 }
                 any_fails |= !verdict["verifies"].as_bool().unwrap_or(false);
             }
-            assert_eq!(code == Some(2), any_fails, "exit 2 exactly when a bundle fails: {code:?}");
+            assert_eq!(
+                code == Some(2),
+                any_fails,
+                "exit 2 exactly when a bundle fails: {code:?}"
+            );
             if chain_name.ends_with("(old)") && *host_name == "matching host" {
                 let new_only = &verdicts[1];
                 let why = new_only["explanation"][0].as_str().unwrap();
@@ -152,7 +172,11 @@ async fn bundle_verdicts_equal_psql_for_both_chains_every_bundle_and_both_sslmod
             }
             if *host_name == "host-name mismatch" {
                 // verify-ca and verify-full differ here: the bundle that verifies the chain still fails verify-full.
-                assert!(verdicts.iter().any(|v| v["verifies_ca"] == true && v["verifies"] == false));
+                assert!(
+                    verdicts
+                        .iter()
+                        .any(|v| v["verifies_ca"] == true && v["verifies"] == false)
+                );
             }
         }
     }
@@ -173,7 +197,11 @@ async fn hostile_bundle_files_are_one_line_errors() {
     let garbage = dir.path().join("garbage.pem");
     std::fs::write(&garbage, b"\x00\x01 not a certificate \xff").unwrap();
     let key_only = dir.path().join("key.pem");
-    std::fs::write(&key_only, b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
+    std::fs::write(
+        &key_only,
+        b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
     let huge = dir.path().join("huge.pem");
     std::fs::File::create(&huge).unwrap().set_len(64 * 1024 * 1024).unwrap();
     for (path, expected) in [
@@ -182,7 +210,10 @@ async fn hostile_bundle_files_are_one_line_errors() {
         (&huge, "larger than 4 MiB"),
         (&PathBuf::from("/dev/zero"), "not a regular file"),
     ] {
-        let out = common::pgtls(&["probe", &conninfo, "--bundle", &path.display().to_string()], home.path());
+        let out = common::pgtls(
+            &["probe", &conninfo, "--bundle", &path.display().to_string()],
+            home.path(),
+        );
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "{stderr}");
         assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
@@ -220,7 +251,10 @@ async fn a_certificate_installed_without_reload_is_reported() {
         let (tx, events) = tokio::sync::mpsc::channel(64);
         let mut setup = HistorySetup::none();
         setup.probe = ProbeTarget::from_params(&params, 30, false);
-        (spawn(params, None, std::time::Duration::from_secs(3600), setup, tx), events)
+        (
+            spawn(params, None, std::time::Duration::from_secs(3600), setup, tx),
+            events,
+        )
     };
     let (poller, mut events) = start(SUPERUSER);
     let report = poller_probe(&poller, &mut events).await;
@@ -245,7 +279,11 @@ async fn a_certificate_installed_without_reload_is_reported() {
         matches!(on_disk.verdict, OnDiskVerdict::Differs { leaf_differs: true, .. }),
         "{on_disk:?}"
     );
-    assert!(on_disk.summary().starts_with("new certificate installed, server not reloaded"));
+    assert!(
+        on_disk
+            .summary()
+            .starts_with("new certificate installed, server not reloaded")
+    );
     assert!(
         report
             .findings
@@ -300,18 +338,31 @@ async fn the_dashboard_judges_bundles_from_the_flag_and_the_config() {
     let new_arg = new.display().to_string();
     let config_arg = config.display().to_string();
     let tmux = Tmux::start(
-        &[&conninfo, "--interval", "0.5", "--config", &config_arg, "--bundle", &new_arg],
+        &[
+            &conninfo,
+            "--interval",
+            "0.5",
+            "--config",
+            &config_arg,
+            "--bundle",
+            &new_arg,
+        ],
         home.path(),
         160,
         60,
     );
-    tmux.wait_for("the dashboard", std::time::Duration::from_secs(30), |s| s.contains("Sessions"));
+    tmux.wait_for("the dashboard", std::time::Duration::from_secs(30), |s| {
+        s.contains("Sessions")
+    });
     tmux.keys(&["c"]);
     tmux.keys(&["z"]);
     let screen = tmux.wait_for("the bundle verdicts", std::time::Duration::from_secs(60), |s| {
         s.contains("new.pem  verify-full ✗  verify-ca ✗") && s.contains("Bundles")
     });
-    assert!(screen.contains("issued by O=pgtls lab, CN=Rotation Old Root"), "{screen}");
+    assert!(
+        screen.contains("issued by O=pgtls lab, CN=Rotation Old Root"),
+        "{screen}"
+    );
     tmux.keys(&["End"]);
     let screen = tmux.wait_for("the config's bundle", std::time::Duration::from_secs(30), |s| {
         s.contains("old.pem  verify-full ✓  verify-ca ✓")

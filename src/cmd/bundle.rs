@@ -19,8 +19,9 @@ pub fn run(args: BundleArgs) -> Result<ExitCode, Failure> {
 fn write_azure(output: Option<&std::path::Path>) -> Result<ExitCode, Failure> {
     let pem = azure_bundle().map_err(Failure::usage)?;
     match output {
-        Some(path) => std::fs::write(path, &pem)
-            .map_err(|e| Failure::usage(format!("cannot write {}: {e}", path.display())))?,
+        Some(path) => {
+            std::fs::write(path, &pem).map_err(|e| Failure::usage(format!("cannot write {}: {e}", path.display())))?
+        }
         None => {
             let mut out = std::io::stdout().lock();
             super::written(out.write_all(pem.as_bytes()).and_then(|()| out.flush()))
@@ -84,7 +85,10 @@ fn write_text(
         };
         let mut notes = Vec::new();
         if let Some(other) = &r.other_certificate {
-            notes.push(format!("as another certificate with its name and key, SHA-256 {}", t(other)));
+            notes.push(format!(
+                "as another certificate with its name and key, SHA-256 {}",
+                t(other)
+            ));
         }
         if r.in_system_store == Some(false) {
             notes.push("not in this system's trust store (no matter: the bundle is what clients use)".to_string());

@@ -159,7 +159,11 @@ fn write_bundles(r: &ProbeReport, out: &mut dyn Write) -> std::io::Result<()> {
         }
         for root in &b.roots {
             // "anchors": this certificate alone, with what the server sends, is enough.
-            let mut marks = vec![if root.anchors { "anchors alone" } else { "does not anchor alone" }];
+            let mut marks = vec![if root.anchors {
+                "anchors alone"
+            } else {
+                "does not anchor alone"
+            }];
             if root.expired {
                 marks.push("EXPIRED");
             }

@@ -135,7 +135,8 @@ pub fn judge_for(host: &str, port: u16, path: &Path) -> Result<Judge, String> {
         format!(
             "bundle {}: {}",
             quoted(&path.display().to_string()),
-            e.to_string().trim_start_matches("could not read root certificate file ")
+            e.to_string()
+                .trim_start_matches("could not read root certificate file ")
         )
     })
 }
@@ -177,7 +178,12 @@ pub fn check(host: &str, port: u16, path: &Path, chain: &[X509], now: DateTime<U
             .map(|c| {
                 let info = certinfo::describe(c, now);
                 PathStep {
-                    from: if sent.contains(&info.sha256) { "server" } else { "bundle" }.to_string(),
+                    from: if sent.contains(&info.sha256) {
+                        "server"
+                    } else {
+                        "bundle"
+                    }
+                    .to_string(),
                     subject: info.subject,
                     issuer: info.issuer,
                     sha256: info.sha256,
@@ -267,7 +273,11 @@ fn explain_chain(failure: &ChainFailure, chain: &[X509], bundle: &[X509], now: D
                     quoted(&top.issuer)
                 )
             } else {
-                format!("the server sends {} issued by {}", quoted(&top.subject), quoted(&top.issuer))
+                format!(
+                    "the server sends {} issued by {}",
+                    quoted(&top.subject),
+                    quoted(&top.issuer)
+                )
             };
             let mut text = format!(
                 "{what}; this bundle has {}, so no path (OpenSSL: {})",
@@ -287,11 +297,7 @@ fn explain_chain(failure: &ChainFailure, chain: &[X509], bundle: &[X509], now: D
             text
         }
         codes::CERT_HAS_EXPIRED => match about {
-            Some(c) => format!(
-                "{} expired on {}",
-                quoted(&c.subject),
-                c.not_after.format("%Y-%m-%d")
-            ),
+            Some(c) => format!("{} expired on {}", quoted(&c.subject), c.not_after.format("%Y-%m-%d")),
             None => format!("a certificate expired: {}", failure.reason),
         },
         codes::CERT_NOT_YET_VALID => match about {
@@ -352,7 +358,11 @@ mod tests {
             parse_bundle(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap_err(),
             "holds no certificate, only \"PRIVATE KEY\""
         );
-        assert!(parse_bundle(&[0xff, 0xfe, 0x00]).unwrap_err().starts_with("not PEM text"));
+        assert!(
+            parse_bundle(&[0xff, 0xfe, 0x00])
+                .unwrap_err()
+                .starts_with("not PEM text")
+        );
         assert_eq!(
             parse_bundle(b"junk\n-----BEGIN CERTIFICATE-----\nAAAA\n").unwrap_err(),
             "the block that starts on line 2 never ends"

@@ -46,8 +46,7 @@ pub fn compare(path: &str, disk: &[u8], presented: &[CertInfo], now: DateTime<Ut
         },
         Ok(certs) => {
             let disk: Vec<CertInfo> = certs.iter().map(|c| certinfo::describe(c, now)).collect();
-            let same = disk.len() <= presented.len()
-                && disk.iter().zip(presented).all(|(d, p)| d.sha256 == p.sha256);
+            let same = disk.len() <= presented.len() && disk.iter().zip(presented).all(|(d, p)| d.sha256 == p.sha256);
             match (same, disk.first()) {
                 (true, _) => OnDiskVerdict::Same,
                 (false, Some(leaf)) => OnDiskVerdict::Differs {
@@ -118,13 +117,30 @@ mod tests {
         let old = issue(&CertSpec::server("db", &["db"], &[]), Some(&ca)).unwrap();
         let new = issue(&CertSpec::server("db", &["db"], &[]), Some(&ca)).unwrap();
         let presented = vec![certinfo::describe(&old.cert, now), certinfo::describe(&ca.cert, now)];
-        let pem = |certs: &[&openssl::x509::X509]| -> Vec<u8> { certs.iter().flat_map(|c| c.to_pem().unwrap()).collect() };
-        assert_eq!(compare("server.crt", &pem(&[&old.cert]), &presented, now).verdict, OnDiskVerdict::Same);
+        let pem =
+            |certs: &[&openssl::x509::X509]| -> Vec<u8> { certs.iter().flat_map(|c| c.to_pem().unwrap()).collect() };
+        assert_eq!(
+            compare("server.crt", &pem(&[&old.cert]), &presented, now).verdict,
+            OnDiskVerdict::Same
+        );
         let differs = compare("server.crt", &pem(&[&new.cert]), &presented, now);
-        assert!(matches!(differs.verdict, OnDiskVerdict::Differs { leaf_differs: true, .. }));
-        assert!(differs.summary().starts_with("new certificate installed, server not reloaded"));
+        assert!(matches!(
+            differs.verdict,
+            OnDiskVerdict::Differs { leaf_differs: true, .. }
+        ));
+        assert!(
+            differs
+                .summary()
+                .starts_with("new certificate installed, server not reloaded")
+        );
         let other_chain = compare("server.crt", &pem(&[&old.cert, &old.cert]), &presented, now);
-        assert!(matches!(other_chain.verdict, OnDiskVerdict::Differs { leaf_differs: false, .. }));
+        assert!(matches!(
+            other_chain.verdict,
+            OnDiskVerdict::Differs {
+                leaf_differs: false,
+                ..
+            }
+        ));
         assert!(matches!(
             compare("server.crt", b"garbage", &presented, now).verdict,
             OnDiskVerdict::NotCompared { .. }

@@ -226,7 +226,13 @@ mod tests {
         PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap()
     }
 
-    fn cert(cn: &str, key: &PKey<Private>, issuer: Option<(&X509, &PKey<Private>)>, ca: bool, eku_server: bool) -> X509 {
+    fn cert(
+        cn: &str,
+        key: &PKey<Private>,
+        issuer: Option<(&X509, &PKey<Private>)>,
+        ca: bool,
+        eku_server: bool,
+    ) -> X509 {
         let mut name = X509NameBuilder::new().unwrap();
         name.append_entry_by_text("CN", cn).unwrap();
         let name = name.build();
@@ -235,13 +241,16 @@ mod tests {
         let serial = BigNum::from_u32(rand_serial()).unwrap().to_asn1_integer().unwrap();
         b.set_serial_number(&serial).unwrap();
         b.set_subject_name(&name).unwrap();
-        b.set_issuer_name(issuer.map_or(&name, |(c, _)| c.subject_name())).unwrap();
+        b.set_issuer_name(issuer.map_or(&name, |(c, _)| c.subject_name()))
+            .unwrap();
         b.set_pubkey(key).unwrap();
         b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
         b.set_not_after(&Asn1Time::days_from_now(30).unwrap()).unwrap();
         if ca {
-            b.append_extension(BasicConstraints::new().critical().ca().build().unwrap()).unwrap();
-            b.append_extension(KeyUsage::new().key_cert_sign().build().unwrap()).unwrap();
+            b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
+                .unwrap();
+            b.append_extension(KeyUsage::new().key_cert_sign().build().unwrap())
+                .unwrap();
         } else {
             let mut eku = ExtendedKeyUsage::new();
             if eku_server {
@@ -310,7 +319,11 @@ mod tests {
         let wrong_host = Judge::new(&params_for(dir.path(), &[&old], "other.example")).unwrap();
         let v = wrong_host.judge(&sent_old);
         assert!(v.verify_ca() && !v.verify_full());
-        assert!(v.host.unwrap_err().contains("does not match host name \"other.example\""));
+        assert!(
+            v.host
+                .unwrap_err()
+                .contains("does not match host name \"other.example\"")
+        );
     }
 
     #[test]
