@@ -350,6 +350,20 @@ mod tests {
     use crate::lab::certs::{CertSpec, issue};
 
     #[test]
+    fn the_fleet_reads_chain_fingerprints_and_each_bundles_anchor() {
+        let report = crate::fixtures::probe_report();
+        let presented = presented_chain(&report);
+        assert_eq!(presented.chain_sha256.len(), report.chain.len());
+        assert_eq!(presented.expects_root.as_deref(), Some("O=Example, CN=Example Root CA"));
+        let anchors: Vec<&str> = presented.anchored_by.iter().map(|(_, root, _)| root.as_str()).collect();
+        assert_eq!(
+            anchors,
+            vec!["O=Example, CN=Example Root CA", "O=Example, CN=Example Root G2"],
+            "the failing bundle anchors nothing"
+        );
+    }
+
+    #[test]
     fn hostile_bundles_are_one_line_errors() {
         let root = issue(&CertSpec::ca("Bundle Root"), None).unwrap();
         let pem = String::from_utf8(root.cert.to_pem().unwrap()).unwrap();
