@@ -172,6 +172,28 @@ mod tests {
     }
 
     #[test]
+    fn a_root_absent_from_the_system_store_is_said_not_held_against_the_bundle() {
+        let bundle = crate::probe::bundles::parse_bundle(azure_bundle().unwrap().as_bytes()).unwrap();
+        let empty = X509StoreBuilder::new().unwrap().build();
+        let checked = check_azure(&bundle, Utc::now(), Some(&empty)).unwrap();
+        assert!(
+            checked
+                .iter()
+                .all(|r| r.state == "present" && r.in_system_store == Some(false))
+        );
+        let holding_g2 = {
+            let mut b = X509StoreBuilder::new().unwrap();
+            b.add_cert(bundle[1].clone()).unwrap();
+            b.build()
+        };
+        let checked = check_azure(&bundle, Utc::now(), Some(&holding_g2)).unwrap();
+        assert_eq!(
+            checked.iter().map(|r| r.in_system_store).collect::<Vec<_>>(),
+            vec![Some(false), Some(true), Some(false)]
+        );
+    }
+
+    #[test]
     fn check_names_what_is_missing() {
         let bundle = crate::probe::bundles::parse_bundle(azure_bundle().unwrap().as_bytes()).unwrap();
         assert_eq!(bundle.len(), 3);

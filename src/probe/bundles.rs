@@ -364,6 +364,19 @@ mod tests {
     }
 
     #[test]
+    fn a_bundle_path_with_quotes_and_spaces_reaches_the_judge_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = issue(&CertSpec::ca("Quoted Root"), None).unwrap();
+        let leaf = issue(&CertSpec::server("db", &["db"], &[]), Some(&root)).unwrap();
+        let path = dir.path().join("it's a \\ bundle.pem");
+        std::fs::write(&path, root.cert.to_pem().unwrap()).unwrap();
+        let verdict = check("db", 5432, &path, &[leaf.cert], Utc::now());
+        assert_eq!(verdict.error, None);
+        assert!(verdict.verifies && verdict.verifies_ca, "{verdict:?}");
+        assert_eq!(verdict.anchor.as_deref(), Some("O=pgtls lab, CN=Quoted Root"));
+    }
+
+    #[test]
     fn hostile_bundles_are_one_line_errors() {
         let root = issue(&CertSpec::ca("Bundle Root"), None).unwrap();
         let pem = String::from_utf8(root.cert.to_pem().unwrap()).unwrap();
