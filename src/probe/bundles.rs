@@ -74,7 +74,8 @@ pub fn parse_bundle(bytes: &[u8]) -> Result<Vec<X509>, String> {
         "not PEM text (a DER certificate needs `openssl x509 -inform der -out FILE.pem` first)".to_string()
     })?;
     let mut certs = Vec::new();
-    let mut other_blocks: Vec<String> = Vec::new();
+    // Kinds, not every block: a hostile file may hold thousands, and the error must stay one short line.
+    let mut other_blocks: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     let mut lines = text.lines().enumerate();
     while let Some((number, line)) = lines.next() {
         let Some(label) = line
@@ -98,8 +99,11 @@ pub fn parse_bundle(bytes: &[u8]) -> Result<Vec<X509>, String> {
         if !closed {
             return Err(format!("the block that starts on line {} never ends", number + 1));
         }
-        if label != "CERTIFICATE" && label != "TRUSTED CERTIFICATE" {
-            other_blocks.push(quoted(label));
+        // OpenSSL's X509 reader takes these two; anything else (keys, CRLs, TRUSTED CERTIFICATE) is not listed.
+        if label != "CERTIFICATE" && label != "X509 CERTIFICATE" {
+            if other_blocks.len() < 4 {
+                other_blocks.insert(quoted(&label.chars().take(40).collect::<String>()));
+            }
             continue;
         }
         if certs.len() == MAX_BUNDLE_CERTS {
@@ -113,7 +117,8 @@ pub fn parse_bundle(bytes: &[u8]) -> Result<Vec<X509>, String> {
         return Err(if other_blocks.is_empty() {
             "holds no PEM certificate".to_string()
         } else {
-            format!("holds no certificate, only {}", other_blocks.join(", "))
+            let kinds: Vec<String> = other_blocks.into_iter().collect();
+            format!("holds no certificate, only {}", kinds.join(", "))
         });
     }
     Ok(certs)
