@@ -1,10 +1,11 @@
 //! Not a criterion benchmark: what `pgtls serve` costs per target. For each N it serves N targets (a targets file
-//! pointing at one lab server under N names) at a 5 s interval for a minute and reports the CPU seconds the serve
-//! process used (user + system, every thread, from /proc/PID/stat) and its peak RSS (VmHWM), then the per-target
-//! cost and a straight-line extrapolation to 500 targets from the first and last N.
+//! pointing at one lab server under N names) at a 5 s interval: start-up (connections, the first certificate probes)
+//! for WARMUP s, then the steady state for SECONDS s. It reports the CPU seconds the serve process used in each part
+//! (user + system, every thread, from /proc/PID/stat), its RSS at the end (VmRSS) and its peak (VmHWM), then the
+//! per-target cost and a straight-line extrapolation to 500 targets from the first and last N.
 //!
-//! `cargo build --release && cargo bench --bench fleet -- run SECONDS N...` (e.g. `run 60 10 50 100`; PGTLS_BIN
-//! overrides target/release/pgtls). Without `run` (as `cargo bench` does) it does nothing.
+//! `cargo build --release && cargo bench --bench fleet -- run SECONDS N...` (e.g. `run 60 10 50 100`; WARMUP
+//! defaults to 30; PGTLS_BIN overrides target/release/pgtls). Without `run` (as `cargo bench` does) it does nothing.
 
 mod common;
 
@@ -36,9 +37,9 @@ fn main() -> Result<()> {
 
 struct Measured {
     targets: usize,
-    cpu_seconds: f64,
-    peak_rss_kb: u64,
-    wall: f64,
+    /// Steady state, per minute.
+    cpu_per_minute: f64,
+    rss_kb: u64,
 }
 
 async fn run(seconds: u64, sizes: &[usize]) -> Result<()> {
@@ -64,6 +65,7 @@ async fn run(seconds: u64, sizes: &[usize]) -> Result<()> {
         }
         std::fs::write(&targets, text)?;
         let port = pgtls::lab::server::free_port()?;
+        let warmup: u64 = std::env::var("WARMUP").ok().and_then(|w| w.parse().ok()).unwrap_or(30);
         let started = Instant::now();
         let mut child = Command::new(&bin)
             .args(["serve", "--interval", "5", "--listen", &format!("127.0.0.1:{port}")])
@@ -74,40 +76,45 @@ async fn run(seconds: u64, sizes: &[usize]) -> Result<()> {
             .stderr(Stdio::null())
             .spawn()
             .wrap_err_with(|| format!("cannot run {bin} (cargo build --release first)"))?;
-        tokio::time::sleep(Duration::from_secs(seconds)).await;
         let pid = child.id();
+        tokio::time::sleep(Duration::from_secs(warmup)).await;
+        let cpu_warm = cpu_seconds(pid)?;
+        let steady_from = Instant::now();
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
         let up = scrape_up(port);
-        let cpu_seconds = cpu_seconds(pid)?;
-        let peak_rss_kb = peak_rss_kb(pid)?;
-        let wall = started.elapsed().as_secs_f64();
+        let cpu_end = cpu_seconds(pid)?;
+        let steady = steady_from.elapsed().as_secs_f64();
+        let (rss_kb, peak_rss_kb) = (status_kb(pid, "VmRSS:")?, status_kb(pid, "VmHWM:")?);
         let _ = child.kill();
         let _ = child.wait();
+        let cpu_per_minute = (cpu_end - cpu_warm) * 60.0 / steady;
         println!(
-            "fleet: {n} targets, {wall:.0} s: {cpu_seconds:.2} s CPU ({:.2} s per minute), peak RSS {:.1} MB, {up} of {n} up",
-            cpu_seconds * 60.0 / wall,
-            peak_rss_kb as f64 / 1024.0
+            "fleet: {n} targets: start-up {cpu_warm:.2} s CPU in {warmup} s; steady {:.2} s CPU per minute over {steady:.0} s; \
+             RSS {:.1} MB (peak {:.1} MB); {up} of {n} up; {:.0} s in all",
+            cpu_per_minute,
+            rss_kb as f64 / 1024.0,
+            peak_rss_kb as f64 / 1024.0,
+            started.elapsed().as_secs_f64()
         );
         results.push(Measured {
             targets: n,
-            cpu_seconds,
-            peak_rss_kb,
-            wall,
+            cpu_per_minute,
+            rss_kb,
         });
     }
     if let (Some(first), Some(last)) = (results.first(), results.last())
         && last.targets > first.targets
     {
-        let per_minute = |m: &Measured| m.cpu_seconds * 60.0 / m.wall;
         let dn = (last.targets - first.targets) as f64;
-        let cpu_slope = (per_minute(last) - per_minute(first)) / dn;
-        let rss_slope = (last.peak_rss_kb as f64 - first.peak_rss_kb as f64) / dn;
+        let cpu_slope = (last.cpu_per_minute - first.cpu_per_minute) / dn;
+        let rss_slope = (last.rss_kb as f64 - first.rss_kb as f64) / dn;
         let at = |slope: f64, base: f64, n: usize| base + slope * (n as f64 - first.targets as f64);
         println!(
             "fleet: per target {:.3} s CPU per minute and {:.0} kB RSS; 500 targets (extrapolated): {:.1} s CPU per minute, {:.0} MB",
             cpu_slope,
             rss_slope,
-            at(cpu_slope, per_minute(first), 500),
-            at(rss_slope, first.peak_rss_kb as f64, 500) / 1024.0
+            at(cpu_slope, first.cpu_per_minute, 500),
+            at(rss_slope, first.rss_kb as f64, 500) / 1024.0
         );
     }
     Ok(())
@@ -143,11 +150,11 @@ fn cpu_seconds(pid: u32) -> Result<f64> {
     Ok((ticks(11) + ticks(12)) / hz)
 }
 
-fn peak_rss_kb(pid: u32) -> Result<u64> {
+fn status_kb(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     Ok(status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0))
 }

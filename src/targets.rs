@@ -114,6 +114,11 @@ pub fn file_stem(name: &str) -> String {
     format!("{cleaned}-{:016x}", fnv1a(name.as_bytes()))
 }
 
+/// A hash of a target's name that is the same in every run and release (file names, probe schedules).
+pub fn stable_hash(name: &str) -> u64 {
+    fnv1a(name.as_bytes())
+}
+
 /// FNV-1a: stable across releases and platforms (std's hashers are not), which a file name must be.
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {

@@ -141,9 +141,10 @@ async fn serve_exports_what_pg_stat_ssl_says_for_two_servers() {
     let targets = home.path().join("targets.toml");
     let entry = |name: &str, lab: &Lab| {
         format!(
-            "[[target]]\nname = \"{name}\"\nconninfo = \"{} application_name={MONITOR_APP}\"\nserver_log = \"{}\"\n\n",
+            "[[target]]\nname = \"{name}\"\nconninfo = \"{} application_name={MONITOR_APP}\"\nserver_log = \"{}\"\nbundles = [\"{}\"]\n\n",
             lab.conninfo(SUPERUSER),
-            lab.log_file.display()
+            lab.log_file.display(),
+            lab.certs.ca_cert.display()
         )
     };
     std::fs::write(
@@ -154,7 +155,16 @@ async fn serve_exports_what_pg_stat_ssl_says_for_two_servers() {
     let targets_arg = targets.display().to_string();
     let state_arg = state.path().display().to_string();
     let mut serve = Serve::start(
-        &["--targets", &targets_arg, "--interval", "1", "--state-dir", &state_arg],
+        &[
+            "--targets",
+            &targets_arg,
+            "--interval",
+            "1",
+            "--state-dir",
+            &state_arg,
+            "--probe-interval",
+            "5",
+        ],
         home.path(),
     );
 
@@ -184,6 +194,25 @@ async fn serve_exports_what_pg_stat_ssl_says_for_two_servers() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert!(last.contains("# EOF"));
+    // Each target's probe: its chain, and its bundle (the lab's CA) judged as a verify-full client would.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = serve.get("/metrics").map(|r| r.1).unwrap_or_default();
+        let verdicts = samples(&text, "pgtls_bundle_verifies");
+        let full = verdicts
+            .iter()
+            .filter(|(labels, v)| {
+                labels.contains("target=\"orders-primary\"") && labels.contains("verify-full") && **v == 1.0
+            })
+            .count();
+        if full == 1
+            && text.contains("pgtls_certificate_not_after_timestamp_seconds{target=\"orders-replica\",depth=\"0\"")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no probe results:\n{text}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     assert!(
         last.contains("pgtls_server_setting_info{target=\"orders-primary\",name=\"ssl\",value=\"on\"} 1"),
         "{last}"

@@ -72,6 +72,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
         helpers: Some(lab.own_pids()),
         place: Some(place),
         read_only: false,
+        bundles: Vec::new(),
     };
     let result = super::dashboard::open(params, interval, &history, front).await;
     if let Some(raise) = raise {

@@ -168,6 +168,10 @@ pub fn plan(conn: &ConnArgs, targets_file: Option<&std::path::Path>, config: &Co
             )
         })?;
         let name = engine::name_of(&entry, &params);
+        for bundle in &entry.bundles {
+            crate::probe::bundles::read_bundle(bundle)
+                .map_err(|e| format!("target {}: {e}", crate::conn::text::quoted(&name)))?;
+        }
         if !names.insert(name.clone()) {
             return Err(format!(
                 "two targets are named {}: give each a name in the targets file",

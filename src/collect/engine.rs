@@ -145,7 +145,11 @@ pub fn start(entry: TargetEntry, params: ConnParams, name: String, options: &Eng
         server_log: entry.server_log.clone(),
         log_from_start: true,
         min_evidence: options.min_evidence,
-        probe: ProbeTarget::from_params(&params, options.expiry_warn_days, false),
+        probe: ProbeTarget::from_params(&params, options.expiry_warn_days, false).map(|mut t| {
+            // Each target's own client bundles, judged against the chain it presents on every probe.
+            t.bundles = entry.bundles.clone();
+            t
+        }),
         log_budget: None,
         poll_timeout: options.poll_timeout,
         since: None,
@@ -190,8 +194,16 @@ async fn apply_events(
     probe_every: Duration,
     log: Log,
 ) {
-    // The first probe waits for the first polls, so a dead server is not probed before it is reported.
-    let mut probe_timer = tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(3), probe_every);
+    // The first probe waits for the first polls, so a dead server is not probed before it is reported; and targets
+    // started together spread their first probes over up to a minute (each is about ten TLS handshakes), so a
+    // fleet's start is not one burst of CPU, memory and server log lines.
+    let spread = probe_every.min(Duration::from_secs(60)).as_millis().max(1);
+    let jitter =
+        Duration::from_millis(u64::try_from(u128::from(crate::targets::stable_hash(&log.name)) % spread).unwrap_or(0));
+    let mut probe_timer = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(3) + jitter,
+        probe_every,
+    );
     probe_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

@@ -85,6 +85,13 @@ struct CertInfoLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BundleLabels {
+    target: String,
+    bundle: String,
+    sslmode: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     target: String,
     reason: String,
@@ -151,6 +158,7 @@ pub fn render(states: &[SharedState], client_cap: usize) -> Result<String, std::
     let clients = Family::<VersionLabels, Gauge>::default();
     let not_after = Family::<CertLabels, Gauge>::default();
     let cert_info = Family::<CertInfoLabels, Gauge>::default();
+    let bundles = Family::<BundleLabels, Gauge>::default();
     let refused = Family::<ReasonLabels, Counter>::default();
     let poll = Family::<TargetLabel, FloatGauge>::default();
     let last_poll = Family::<TargetLabel, Gauge>::default();
@@ -283,6 +291,17 @@ pub fn render(states: &[SharedState], client_cap: usize) -> Result<String, std::
             }
         }
         if let Some(probe) = &s.probe {
+            for verdict in &probe.bundles {
+                for (sslmode, ok) in [("verify-full", verdict.verifies), ("verify-ca", verdict.verifies_ca)] {
+                    bundles
+                        .get_or_create(&BundleLabels {
+                            target: target.clone(),
+                            bundle: label(&verdict.path),
+                            sslmode: sslmode.to_string(),
+                        })
+                        .set(i64::from(ok));
+                }
+            }
             for (depth, cert) in probe.chain.iter().enumerate() {
                 let subject = label(&cert.subject);
                 not_after
@@ -339,6 +358,11 @@ pub fn render(states: &[SharedState], client_cap: usize) -> Result<String, std::
         "pgtls_certificate_info",
         "Each certificate the server presents: subject, issuer and SHA-256 fingerprint; 1 per certificate",
         cert_info,
+    );
+    registry.register(
+        "pgtls_bundle_verifies",
+        "Whether a client with this root bundle as sslrootcert would connect (1) or not (0), by sslmode",
+        bundles,
     );
     registry.register(
         "pgtls_connections_refused",
