@@ -180,6 +180,12 @@ struct Links {
 /// Runs one probe at a time: a probe already under way is not doubled. The task is owned by the collector's
 /// schedule, so it ends with the collector instead of sending into a dashboard that has gone.
 /// With the collector's connection at hand, the certificate file on disk is compared with the chain presented.
+/// Certificate probes running at once in this process. A probe is about ten TLS handshakes on a blocking thread;
+/// a fleet's probes all at once would mean a thread and a malloc arena each and a burst of CPU (measured with
+/// `benches/fleet.rs`), where taking turns costs only wall time. With one server it changes nothing.
+const PROBES_AT_ONCE: usize = 2;
+static PROBE_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(PROBES_AT_ONCE);
+
 fn start_probe(
     running: &mut Option<AbortOnDrop>,
     links: &Links,
@@ -196,6 +202,8 @@ fn start_probe(
         let mut result = match target {
             None => Err("no TCP host to probe (Unix-socket connections never use TLS)".to_string()),
             Some(target) => {
+                // A blocking thread each; with many servers at once they take turns (see PROBES_AT_ONCE).
+                let _slot = PROBE_SLOTS.acquire().await;
                 match tokio::task::spawn_blocking(move || crate::probe::run_reporting(&target, Some(report_to))).await {
                     Ok(result) => result.map(Box::new),
                     Err(e) => Err(format!("probe failed: {e}")),
