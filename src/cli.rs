@@ -53,6 +53,39 @@ pub enum Command {
     /// Reloads the targets on SIGHUP, stops on SIGTERM.
     #[command(disable_help_flag = true)]
     Serve(ServeArgs),
+    /// Print the man page (roff), generated from this command line's definition.
+    #[command(disable_help_flag = true)]
+    Man(HelpOnly),
+    /// Print shell completions for bash, zsh, fish, elvish or powershell.
+    #[command(disable_help_flag = true)]
+    Completions(CompletionsArgs),
+    /// Print the configuration file with every default (`--example`).
+    #[command(disable_help_flag = true)]
+    Config(ConfigArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct HelpOnly {
+    #[command(flatten)]
+    pub help: HelpFlag,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct CompletionsArgs {
+    /// The shell to write completions for.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+    #[command(flatten)]
+    pub help: HelpFlag,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ConfigArgs {
+    /// Print the documented default configuration (every key, with its default and what it does).
+    #[arg(long, required = true)]
+    pub example: bool,
+    #[command(flatten)]
+    pub help: HelpFlag,
 }
 
 impl Cli {
@@ -65,7 +98,14 @@ impl Cli {
             Some(Command::Check(a)) => &a.conn,
             Some(Command::Probe(a)) => &a.conn,
             Some(Command::Serve(a)) => return a.check(),
-            Some(Command::Ledger(_) | Command::Demo(_) | Command::Bundle(_)) => return Ok(()),
+            Some(
+                Command::Ledger(_)
+                | Command::Demo(_)
+                | Command::Bundle(_)
+                | Command::Man(_)
+                | Command::Completions(_)
+                | Command::Config(_),
+            ) => return Ok(()),
         };
         conn.options().map(|_| ())
     }

@@ -4,6 +4,7 @@ pub mod bundle;
 pub mod check;
 pub mod dashboard;
 pub mod demo;
+pub mod docs;
 pub mod exit;
 pub mod ledger;
 pub mod probe;
@@ -23,6 +24,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Some(Command::Bundle(args)) => bundle::run(args),
         Some(Command::Demo(args)) => demo::run(args).await,
         Some(Command::Serve(args)) => serve::run(args).await,
+        Some(Command::Man(_)) => docs::man(),
+        Some(Command::Completions(args)) => docs::completions(args.shell),
+        Some(Command::Config(_)) => docs::config_example(),
         None => dashboard::run(cli.dashboard).await,
     };
     match result {
