@@ -1,8 +1,9 @@
 //! pgtls against every PostgreSQL major version it supports (13 to 18), each in its own lab server.
 //!
-//! Binaries come from `scripts/pg-matrix.sh` (13, 14, 16, 17, 18 from the npm registry; 15 is Debian's); see
-//! `common::version_bindir` for where each is looked up. A version without binaries is skipped with a note, except
-//! under `CI=true`, where it fails the test: CI must prove every version. `PGTLS_VERSIONS=13,18` runs a subset.
+//! Binaries come from the installed PostgreSQL where it is that version (Debian's 15 here) and otherwise from
+//! `pgtls::provision`'s pinned builds, fetched into pgtls's cache on first use; see `common::version_bindir`. A
+//! version without binaries (offline, or no build for this platform) is skipped with a note, except under
+//! `CI=true`, where it fails the test: CI must prove every version. `PGTLS_VERSIONS=13,18` runs a subset.
 
 mod common;
 
@@ -120,7 +121,7 @@ async fn every_supported_postgresql_version() {
     assert!(failed.is_empty(), "PostgreSQL {} failed (see above)", list(&failed));
     assert!(
         !in_ci || skipped.is_empty(),
-        "CI=true: every version must run, but PostgreSQL {} has no binaries (run scripts/pg-matrix.sh)",
+        "CI=true: every version must run, but PostgreSQL {} has no binaries (see above)",
         list(&skipped_majors)
     );
     assert!(!ran.is_empty() || selected.is_some(), "no PostgreSQL version could run");

@@ -21,6 +21,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
     tokio::pin!(interrupted);
     let options = LabOptions {
         bindir: args.pg_bindir,
+        offline: args.offline,
         ..LabOptions::default()
     };
     let lab = tokio::select! {
