@@ -26,7 +26,10 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
     };
     let lab = tokio::select! {
         lab = Lab::start(options) => lab.map_err(|e| Failure::usage(format!("demo: {e:#}")))?,
-        () = &mut interrupted => return Err(Failure::usage("demo: interrupted")),
+        () = &mut interrupted => {
+            crate::provision::download::cancel();
+            return Err(Failure::usage("demo: interrupted"));
+        }
     };
     let setup = async {
         demo::grant_monitor(&lab).await?;

@@ -6,6 +6,7 @@
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
@@ -20,6 +21,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Whole-download bound: 23 MB in 30 minutes is 13 kB/s.
 const TOTAL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+static CANCELLED: AtomicBool = AtomicBool::new(false);
+
+/// Stop a download in progress (the demo was interrupted): it ends with an error at its next read, so the process
+/// does not wait for the rest of the file on its way out.
+pub fn cancel() {
+    CANCELLED.store(true, Ordering::Relaxed);
+}
 
 /// Download `pin` into `dest` and check its SHA-512. Returns the number of bytes. Errors are one line, without
 /// the package name (the caller adds it).
@@ -56,6 +65,10 @@ pub fn fetch(pin: &Pin, dest: &Path) -> Result<u64, String> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut got: u64 = 0;
     loop {
+        if CANCELLED.load(Ordering::Relaxed) {
+            bar.abandon();
+            return Err("interrupted".to_string());
+        }
         let n = match body.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
