@@ -152,8 +152,10 @@ fn server_account(data_dir: &Path) -> String {
 #[tokio::test]
 async fn the_same_outcome_as_psql_for_every_sslmode_root_host_and_password_source() {
     let Some(psql) = psql() else {
-        common::fail("psql is not installed: install the postgresql-client package (Debian/Ubuntu: apt-get install \
-                      postgresql-client), or run scripts/test, which installs what the tests need");
+        common::fail(
+            "psql is not installed: install the postgresql-client package (Debian/Ubuntu: apt-get install \
+                      postgresql-client), or run scripts/test, which installs what the tests need",
+        );
     };
     let lab = common::lab().await;
     lab.ensure_role(TLS_ONLY_USER).await.unwrap();
@@ -1210,7 +1212,9 @@ async fn the_same_outcome_as_libpq_18_for_its_new_keywords() {
             panic!("no psql on libpq 18 (set PGTLS_PSQL18, or let the tests fetch PostgreSQL 18): {why}")
         }
         Err(why) => {
-            eprintln!("psql_parity: SKIPPED the libpq 18 table: {why} (set PGTLS_PSQL18, or let the tests fetch PostgreSQL 18)");
+            eprintln!(
+                "psql_parity: SKIPPED the libpq 18 table: {why} (set PGTLS_PSQL18, or let the tests fetch PostgreSQL 18)"
+            );
             return;
         }
     };

@@ -92,10 +92,12 @@ pub fn installed(explicit: Option<&Path>) -> Result<Option<ServerBinaries>> {
             }));
         }
     }
-    Ok(highest_debian_bindir(Path::new("/usr/lib/postgresql")).map(|dir| ServerBinaries {
-        dir,
-        found_by: "/usr/lib/postgresql/*/bin",
-    }))
+    Ok(
+        highest_debian_bindir(Path::new("/usr/lib/postgresql")).map(|dir| ServerBinaries {
+            dir,
+            found_by: "/usr/lib/postgresql/*/bin",
+        }),
+    )
 }
 
 fn checked(dir: PathBuf, found_by: &'static str) -> Result<ServerBinaries> {

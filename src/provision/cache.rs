@@ -79,7 +79,12 @@ pub fn blocked_ancestor(path: &Path, uid: u32, gid: u32) -> Option<String> {
             mode & 0o001 != 0
         };
         if !searchable {
-            return Some(format!("{} (mode {:o}, uid {})", cur.display(), mode & 0o7777, meta.uid()));
+            return Some(format!(
+                "{} (mode {:o}, uid {})",
+                cur.display(),
+                mode & 0o7777,
+                meta.uid()
+            ));
         }
     }
     None
@@ -106,7 +111,10 @@ mod tests {
         assert_eq!(blocked_ancestor(&inner, uid, gid), None);
         std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
         let blocked = blocked_ancestor(&inner, uid, gid).unwrap();
-        assert!(blocked.starts_with(&format!("{} (mode 700", closed.display())), "{blocked}");
+        assert!(
+            blocked.starts_with(&format!("{} (mode 700", closed.display())),
+            "{blocked}"
+        );
         std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
 }

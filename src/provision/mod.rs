@@ -118,8 +118,7 @@ impl Provisioner {
             // An incomplete or damaged earlier install: the rename needs the name free.
             std::fs::remove_dir_all(dir).map_err(|e| format!("cannot remove {}: {e}", dir.display()))?;
         }
-        std::fs::rename(&package, dir)
-            .map_err(|e| format!("cannot move it into {}: {e}", dir.display()))?;
+        std::fs::rename(&package, dir).map_err(|e| format!("cannot move it into {}: {e}", dir.display()))?;
         eprintln!(
             "pgtls: {} verified (SHA-512) and unpacked into {} ({:.1} MB in {:.1} s)",
             pin.package(),
@@ -149,8 +148,7 @@ fn lock(path: &Path) -> Result<Flock<std::fs::File>, String> {
         .write(true)
         .open(path)
         .map_err(|e| format!("cannot open the lock {}: {e}", path.display()))?;
-    Flock::lock(file, FlockArg::LockExclusive)
-        .map_err(|(_, e)| format!("cannot lock {}: {e}", path.display()))
+    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| format!("cannot lock {}: {e}", path.display()))
 }
 
 /// Staging dirs of installs that were killed: whoever holds the lock owns staging, so any found now are stale.
@@ -211,7 +209,11 @@ mod tests {
             "no pinned PostgreSQL 12 build for linux-x64"
         );
         p.platform = None;
-        assert!(p.server_bindir(18).unwrap_err().starts_with("no pinned PostgreSQL build for "));
+        assert!(
+            p.server_bindir(18)
+                .unwrap_err()
+                .starts_with("no pinned PostgreSQL build for ")
+        );
     }
 
     #[test]

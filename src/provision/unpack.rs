@@ -67,7 +67,11 @@ pub fn restore_symlinks(package: &Path) -> Result<usize, String> {
 /// A relative path of plain names only: nothing absolute, no `..`, so a link cannot be placed or point outside.
 fn inside(path: &str) -> Result<PathBuf, String> {
     let p = Path::new(path);
-    if path.is_empty() || !p.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
+    if path.is_empty()
+        || !p
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    {
         return Err(format!("link path {path:?} leaves the package"));
     }
     Ok(p.components().filter(|c| matches!(c, Component::Normal(_))).collect())
