@@ -102,9 +102,7 @@ pub fn open_permissions(root: &Path) -> Result<(), String> {
         return Ok(());
     }
     let mode = meta.permissions().mode();
-    let new = if meta.is_dir() {
-        0o755
-    } else if mode & 0o100 != 0 {
+    let new = if meta.is_dir() || mode & 0o100 != 0 {
         0o755
     } else {
         0o644
