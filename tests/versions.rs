@@ -20,7 +20,8 @@ use pgtls::lab::{CERT_USER, Lab, LabOptions, SUPERUSER, SessionKind, TLS_ONLY_US
 use pgtls::logsource::{LogFollower, LogFormat, LogNews, Refusal};
 use pgtls::model::{ConnClass, Setting, Snapshot, Verification};
 
-const VERSIONS: std::ops::RangeInclusive<u32> = 13..=18;
+/// The matrix is the provisioner's: the majors it has pinned builds of.
+const VERSIONS: std::ops::RangeInclusive<u32> = pgtls::provision::pinned::MAJORS;
 /// Labs started at once: each is a postmaster plus a handful of backends, and the machine has 2 cores.
 const PARALLEL: usize = 2;
 const PER_VERSION_TIMEOUT: Duration = Duration::from_secs(180);
