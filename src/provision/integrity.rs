@@ -24,6 +24,11 @@ impl Hasher {
         self.0.update(bytes);
     }
 
+    /// The bytes seen as an integrity string, `sha512-<base64>`.
+    pub fn integrity(self) -> String {
+        format!("sha512-{}", STANDARD.encode(self.0.finalize().as_slice()))
+    }
+
     /// Ok when the bytes seen match `integrity`; otherwise both digests, in the integrity string's form.
     pub fn check(self, integrity: &str) -> Result<(), String> {
         let expected = parse(integrity)?;

