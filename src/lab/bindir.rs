@@ -29,8 +29,8 @@ impl ServerBinaries {
             .arg("--version")
             .output()
             .wrap_err_with(|| format!("cannot run {}", postgres.display()))?;
-        // Relocatable builds (the @embedded-postgres packages crate::provision fetches) fail here, with nothing on stdout, when
-        // the library symlinks their install step creates are missing; show the loader's message instead.
+        // Relocatable builds (the @embedded-postgres packages crate::provision fetches) fail here, with nothing on
+        // stdout, when the library symlinks their install step creates are missing; show the loader's message instead.
         if !out.status.success() {
             bail!(
                 "{} --version failed ({}): {}",
