@@ -66,8 +66,8 @@ pub fn find(explicit: Option<&Path>, offline: bool) -> Result<ServerBinaries> {
              without --offline to fetch it"
         ),
         Err(e) => bail!(
-            "{NOT_INSTALLED}: {e}; install PostgreSQL (Debian/Ubuntu: apt-get install postgresql) or point {BINDIR_ENV} \
-             or --pg-bindir at the directory holding initdb and postgres"
+            "{NOT_INSTALLED}: {e}; install PostgreSQL (Debian/Ubuntu: apt-get install postgresql) or point \
+             {BINDIR_ENV} or --pg-bindir at the directory holding initdb and postgres"
         ),
     }
 }

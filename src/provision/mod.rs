@@ -302,8 +302,11 @@ mod tests {
     fn a_tarball_with_the_wrong_hash_is_not_installed() {
         let work = tempfile::tempdir().unwrap();
         let (tgz, good) = local_package(work.path());
+        // The SHA-512 of "abc".
+        const ABC: &str =
+            "sha512-3a81oZNherrMQXNJriBBMRLm+k6JqX6iCp7u5ktV05ohkpkqJ0/BqDa6PCOj/uu9RU1EI2Q86A4qmslPpUyknw==";
         let pin = Box::leak(Box::new(Pin {
-            integrity: "sha512-3a81oZNherrMQXNJriBBMRLm+k6JqX6iCp7u5ktV05ohkpkqJ0/BqDa6PCOj/uu9RU1EI2Q86A4qmslPpUyknw==",
+            integrity: ABC,
             ..*good
         }));
         let p = provisioner(&work.path().join("cache"), false);
