@@ -72,6 +72,7 @@ pub fn draw(frame: &mut Frame, servers: &Servers, theme: &Theme) {
         Cell::from(title)
     }))
     .style(t.table_header);
+    let usual_root = usual_root(&servers.rows);
     let inner_rows = usize::from(body.height.saturating_sub(3));
     let selected = servers.selected_index();
     let start = selected.map_or(0, |i| i.saturating_sub(inner_rows.saturating_sub(1)));
@@ -82,7 +83,7 @@ pub fn draw(frame: &mut Frame, servers: &Servers, theme: &Theme) {
         .skip(start)
         .take(inner_rows)
         .map(|(i, r)| {
-            let row = Row::new(cells(r, t));
+            let row = Row::new(cells(r, t, usual_root.as_deref()));
             if Some(i) == selected {
                 row.style(t.selected)
             } else {
@@ -103,7 +104,23 @@ pub fn draw(frame: &mut Frame, servers: &Servers, theme: &Theme) {
     frame.render_widget(Paragraph::new(Line::from(hints)), footer);
 }
 
-fn cells(r: &ServerRow, t: &Theme) -> Vec<Cell<'static>> {
+/// The root most servers' chains name; a server on another one (a replica on a newer root than its primary, in the
+/// middle of a rotation) is marked. `None` when they all agree or none is known.
+fn usual_root(rows: &[ServerRow]) -> Option<String> {
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for root in rows.iter().filter_map(|r| r.chain_root.as_deref()) {
+        *counts.entry(root).or_default() += 1;
+    }
+    if counts.len() < 2 {
+        return None;
+    }
+    counts
+        .into_iter()
+        .max_by_key(|(_, n)| *n)
+        .map(|(root, _)| root.to_string())
+}
+
+fn cells(r: &ServerRow, t: &Theme, usual_root: Option<&str>) -> Vec<Cell<'static>> {
     let count = |n: usize, bad: ratatui::style::Style| {
         if n == 0 {
             Cell::from(Span::styled("0", t.dim))
@@ -138,10 +155,51 @@ fn cells(r: &ServerRow, t: &Theme) -> Vec<Cell<'static>> {
             None => Cell::from(Span::styled("…", t.dim)),
         },
         days,
-        Cell::from(match (&r.chain_root, &r.error) {
-            (Some(root), _) => fit(&terminal(root), 60),
-            (None, Some(e)) if !r.up => fit(&terminal(e), 60),
-            _ => "–".to_string(),
-        }),
+        match (&r.chain_root, &r.error) {
+            (Some(root), _) if usual_root.is_some_and(|u| u != root) => {
+                Cell::from(Span::styled(format!("≠ {}", fit(&terminal(root), 58)), t.warning))
+            }
+            (Some(root), _) => Cell::from(fit(&terminal(root), 60)),
+            (None, Some(e)) if !r.up => Cell::from(Span::styled(fit(&terminal(e), 60), t.critical)),
+            _ => Cell::from("–"),
+        },
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::fleet::row;
+
+    fn with_root(name: &str, root: Option<&str>) -> ServerRow {
+        let mut r = row(name, true, None, None, None, None);
+        r.chain_root = root.map(str::to_string);
+        r
+    }
+
+    #[test]
+    fn a_server_on_another_root_stands_out() {
+        let rows = vec![
+            with_root("primary", Some("CN=Old Root")),
+            with_root("replica-a", Some("CN=Old Root")),
+            with_root("replica-b", Some("CN=New Root")),
+            with_root("down", None),
+        ];
+        assert_eq!(usual_root(&rows).as_deref(), Some("CN=Old Root"));
+        assert_eq!(usual_root(&rows[..2]), None, "all agree: nothing to mark");
+        let backend = ratatui::backend::TestBackend::new(140, 12);
+        let mut terminal = ratatui::Terminal::new(backend).unwrap();
+        let mut servers = Servers::default();
+        servers.set_rows(rows);
+        terminal.draw(|f| draw(f, &servers, &Theme::color())).unwrap();
+        let screen: String = terminal
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .map(|c| c.symbol())
+            .collect();
+        assert!(screen.contains("≠ CN=New Root"), "{screen}");
+        assert!(!screen.contains("≠ CN=Old Root"));
+    }
 }
