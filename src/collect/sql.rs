@@ -72,20 +72,19 @@ pub mod col {
 /// sslinfo answer) followed by one row per session (kind 1). pg_settings is a function that builds every
 /// setting each time it is read, so the TLS settings come from a single scan of it.
 ///
-/// Sessions are `pg_stat_activity` LEFT JOIN `pg_stat_ssl`/`pg_stat_gssapi`: an INNER JOIN would
-/// silently drop every session the monitor may not inspect. Those rows have NULL backend_type
-/// and client_port; of them we keep the ones with a database and a role (client backends),
-/// not background processes. Idle sessions are kept on purpose: idle pooled connections are
-/// where TLS 1.2 holdouts live.
+/// Sessions come from **one** call of `pg_stat_get_activity(NULL)`, the function behind `pg_stat_activity`,
+/// `pg_stat_ssl` and `pg_stat_gssapi` alike: joining the three views would run it three times, each copying every
+/// backend's entry out of shared memory, which made pgtls cost the server more per poll than a hand-written
+/// `pg_stat_ssl JOIN pg_stat_activity` (measured with scripts/perf-compare.sh). User names come from
+/// `pg_get_userbyid` (the view joins pg_authid, which only superusers may read), database names from pg_database.
+/// Sessions the monitor may not inspect keep their row with NULL details (the function's own rule, as in the
+/// views); of those we keep the ones with a database and a role (client backends), not background processes. Idle
+/// sessions are kept on purpose: idle pooled connections are where TLS 1.2 holdouts live.
 pub fn poll_statement(shape: &PollShape) -> String {
     let v = shape.version_num;
     let leader_pid = if v >= 130_000 { "a.leader_pid" } else { "NULL::int4" };
     let query_id = if v >= 140_000 { "a.query_id" } else { "NULL::int8" };
-    let delegated = if v >= 160_000 {
-        "g.credentials_delegated"
-    } else {
-        "NULL::bool"
-    };
+    let delegated = if v >= 160_000 { "a.gss_delegation" } else { "NULL::bool" };
     let ssl_is_used = match &shape.sslinfo_schema {
         Some(schema) => format!("{schema}.ssl_is_used()"),
         None => "NULL::bool".to_string(),
@@ -104,15 +103,17 @@ SELECT 0::int2 AS kind, NULL::int4, NULL::int4, NULL::text, NULL::text, NULL::te
                COALESCE(array_agg(setting ORDER BY name), '{{}}') AS setting_values
           FROM pg_catalog.pg_settings WHERE name LIKE 'ssl%' OR name = 'log_connections') st
 UNION ALL
-SELECT 1::int2, a.pid, {leader_pid}, a.datname::text, a.usename::text, a.application_name,
+SELECT 1::int2, a.pid, {leader_pid}, d.datname::text,
+       CASE WHEN a.usesysid IS NOT NULL THEN pg_catalog.pg_get_userbyid(a.usesysid)::text END, a.application_name,
        host(a.client_addr), a.client_hostname, a.client_port, a.backend_type, a.state,
        a.backend_start, a.xact_start, a.query_start, a.state_change, a.wait_event_type, a.wait_event,
-       a.query, {query_id}, s.ssl, s.version, s.cipher, s.bits, s.client_dn, s.client_serial::text,
-       s.issuer_dn, g.gss_authenticated, g.principal, g.encrypted, {delegated},
+       a.query, {query_id},
+       CASE WHEN a.client_port IS NOT NULL THEN a.ssl END, a.sslversion, a.sslcipher, a.sslbits, a.ssl_client_dn,
+       a.ssl_client_serial::text, a.ssl_issuer_dn,
+       CASE WHEN a.client_port IS NOT NULL THEN a.gss_auth END, a.gss_princ, a.gss_enc, {delegated},
        NULL::timestamptz, NULL::text[], NULL::text[], NULL::text, NULL::bool, NULL::timestamptz
-  FROM pg_catalog.pg_stat_activity a
-  LEFT JOIN pg_catalog.pg_stat_ssl s ON s.pid = a.pid
-  LEFT JOIN pg_catalog.pg_stat_gssapi g ON g.pid = a.pid
+  FROM pg_catalog.pg_stat_get_activity(NULL) a
+  LEFT JOIN pg_catalog.pg_database d ON d.oid = a.datid
  WHERE a.client_port IS NOT NULL
     OR (a.backend_type IS NULL AND a.datid IS NOT NULL AND a.usesysid IS NOT NULL)"
     )
@@ -173,15 +174,20 @@ mod tests {
             sslinfo_schema: None,
         });
         assert!(old.contains("a.leader_pid"));
-        assert!(old.contains("NULL::int8, s.ssl"), "query_id must be NULL before 14");
-        assert!(!old.contains("credentials_delegated"));
+        assert!(old.contains("a.query, NULL::int8,"), "query_id must be NULL before 14");
+        assert!(!old.contains("gss_delegation"));
         assert!(!old.contains("compression"));
         let new = poll_statement(&PollShape {
             version_num: 180_001,
             sslinfo_schema: Some("public".into()),
         });
         assert!(new.contains("a.query_id"));
-        assert!(new.contains("g.credentials_delegated"));
+        assert!(new.contains("a.gss_delegation"));
+        assert_eq!(
+            new.matches("pg_stat_get_activity").count(),
+            1,
+            "one read of the backends' entries"
+        );
         assert!(new.contains("public.ssl_is_used()"));
     }
 
@@ -193,7 +199,7 @@ mod tests {
         });
         let (meta, sessions) = sql.split_once("UNION ALL").unwrap();
         let count = |part: &str| {
-            let select = part.split(" FROM pg_catalog.pg_stat_activity").next().unwrap();
+            let select = part.split(" FROM pg_catalog.pg_stat_get_activity").next().unwrap();
             // Commas at nesting depth 0 separate columns.
             let mut depth = 0;
             select.chars().fold(1, |n, c| match c {
