@@ -67,6 +67,7 @@ pub fn session(pid: i32, class: ConnClass) -> Session {
         gss: None,
         undecoded: Vec::new(),
         monitor: false,
+        pooler: None,
     }
 }
 
@@ -248,6 +249,7 @@ pub fn snapshot() -> Snapshot {
         settings: settings(),
         conf_load_time: None,
         sessions,
+        poolers: Vec::new(),
     };
     snap.mark_own(&[]);
     snap

@@ -3,4 +3,5 @@
 pub mod after;
 pub mod alerts;
 pub mod ledger;
+pub mod pooler;
 pub mod whatif;

@@ -73,9 +73,11 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
     let min_evidence = parse_duration(&args.min_evidence).map_err(|e| unknown(format!("--min-evidence: {e}")))?;
     let window = parse_duration(&args.window).map_err(|e| unknown(format!("--window: {e}")))?;
     let params = args.conn.resolve(&Environment::from_process()).map_err(unknown)?;
+    let poolers = args.poolers.resolve(&Environment::from_process()).map_err(unknown)?;
     let mut collector = Collector::connect(&params)
         .await
-        .map_err(|e| unknown(format!("cannot connect: {e}")))?;
+        .map_err(|e| unknown(format!("cannot connect: {e}")))?
+        .with_poolers(poolers);
     let fields = KeyFields::from_names(&config.ledger.key).map_err(unknown)?;
     let mut ledger = Ledger::new(fields);
     let mut journal = match &args.ledger {

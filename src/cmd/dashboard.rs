@@ -19,8 +19,14 @@ pub async fn run(args: DashboardArgs) -> Result<ExitCode, Failure> {
         .conn
         .resolve(&Environment::from_process())
         .map_err(Failure::connect)?;
+    let poolers = args
+        .history
+        .poolers
+        .resolve(&Environment::from_process())
+        .map_err(Failure::usage)?;
     let front = Front {
         read_only: args.read_only,
+        poolers,
         ..Front::default()
     };
     open(params, interval, &args.history, front).await
@@ -35,6 +41,8 @@ pub struct Front {
     pub place: Option<String>,
     /// `--read-only`: on top of the config's `read_only`, never instead of it.
     pub read_only: bool,
+    /// PgBouncer admin consoles in front of the server (`--pgbouncer`), resolved by the front-end.
+    pub poolers: crate::collect::pooler::Poolers,
 }
 
 /// Shared with the demo: load config and ledger, connect once, then hand over to the dashboard.
@@ -48,6 +56,7 @@ pub async fn open(
         helpers,
         place,
         read_only,
+        poolers,
     } = front;
     let (mut config, _) = Config::load(history.config.as_deref()).map_err(Failure::usage)?;
     config.read_only |= read_only;
@@ -68,7 +77,8 @@ pub async fn open(
     let collector = Collector::connect_with(&params, crate::collect::poll_timeout(interval, chosen_timeout))
         .await
         .map_err(Failure::connect)?
-        .with_helpers(helpers);
+        .with_helpers(helpers)
+        .with_poolers(poolers);
     let pre = collector.preflight();
     let mut target = format!(
         "{}@{}:{}/{}",

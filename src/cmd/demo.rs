@@ -53,6 +53,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
         log_from_now: true,
         poll_timeout: None,
         since: None,
+        poolers: crate::cli::PoolerArgs::default(),
     };
     let mut place = format!("socket {}", join.socket_dir.display());
     // The change runs on its own task while the dashboard watches; the header says when (before the long socket
@@ -72,6 +73,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
         helpers: Some(lab.own_pids()),
         place: Some(place),
         read_only: false,
+        poolers: crate::collect::pooler::Poolers::default(),
     };
     let result = super::dashboard::open(params, interval, &history, front).await;
     if let Some(raise) = raise {

@@ -4,6 +4,7 @@ pub mod act;
 pub mod history;
 pub mod own;
 pub mod poller;
+pub mod pooler;
 pub mod rows;
 pub mod sql;
 
@@ -83,6 +84,8 @@ pub struct Collector {
     poll_timeout: Duration,
     /// Other backends of this process (the demo's), marked as own in every snapshot.
     helpers: Option<own::OwnPids>,
+    /// PgBouncer admin consoles in front of this server, polled with it.
+    poolers: pooler::Poolers,
 }
 
 /// The shortest and longest a poll may take before pgtls gives up on it: a busy server deserves a few
@@ -165,6 +168,7 @@ impl Collector {
             statement,
             poll_timeout,
             helpers: None,
+            poolers: pooler::Poolers::default(),
         })
     }
 
@@ -176,6 +180,17 @@ impl Collector {
 
     pub fn helpers(&self) -> Option<&own::OwnPids> {
         self.helpers.as_ref()
+    }
+
+    /// Poll these poolers with every poll of the server and join their clients to its sessions.
+    pub fn with_poolers(mut self, poolers: pooler::Poolers) -> Collector {
+        self.poolers = poolers;
+        self
+    }
+
+    /// The poolers, with their connections, for the collector that replaces this one.
+    pub fn take_poolers(&mut self) -> pooler::Poolers {
+        std::mem::take(&mut self.poolers)
     }
 
     async fn start(connected: &Connected, poll_timeout: Duration) -> Result<(Preflight, Statement), CollectError> {
@@ -249,10 +264,20 @@ impl Collector {
 
     /// One poll, bounded by the poll timeout. On expiry the running query is cancelled and the collector must
     /// be dropped (its connection is unusable): the caller reconnects, leaving at most this one backend behind.
+    /// The poolers are polled at the same time, each bounded by the same timeout; one that fails is reported in
+    /// the snapshot and never fails the poll.
     pub async fn poll(&mut self) -> Result<Snapshot, CollectError> {
         let limit = self.poll_timeout;
-        match tokio::time::timeout(limit, self.poll_once()).await {
-            Ok(result) => result,
+        let mut poolers = std::mem::take(&mut self.poolers);
+        let (server, answered) = tokio::join!(tokio::time::timeout(limit, self.poll_once()), poolers.poll(limit));
+        self.poolers = poolers;
+        match server {
+            Ok(Ok(mut snapshot)) => {
+                crate::analysis::pooler::join(&mut snapshot.sessions, &answered);
+                snapshot.poolers = answered;
+                Ok(snapshot)
+            }
+            Ok(Err(e)) => Err(e),
             Err(_) => {
                 self.connected.cancel();
                 Err(CollectError::Stalled {
@@ -329,6 +354,7 @@ impl Collector {
             settings: rows::settings_from(pre.server.version_num, &names, &values, rst),
             conf_load_time,
             sessions,
+            poolers: Vec::new(),
         };
         snapshot.mark_own(&helpers);
         Ok(snapshot)

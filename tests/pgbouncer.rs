@@ -1,0 +1,214 @@
+//! Behind PgBouncer (issue 16): a real pooler from the distribution in front of the lab server, with a TLS 1.3, a
+//! TLS 1.2 and a plain-text client through it, in session and in transaction pooling. pgtls must show and judge
+//! each client's own leg, never the pooler's.
+
+mod common;
+
+use std::time::Duration;
+
+use pgtls::lab::pgbouncer::{LabPooler, PoolerOptions, find_binary};
+use pgtls::lab::{Lab, LabSession, SUPERUSER, SessionKind};
+use serde_json::Value;
+
+/// The role pgtls's admin console connection uses.
+const MONITOR: &str = "pgtls_pool_mon";
+const APP: &str = "pooled_app";
+
+/// The pooler tests need the pgbouncer binary; CI installs it (.ci/run) and fails here if it is missing.
+fn binary_present() -> bool {
+    if find_binary().is_some() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "pgbouncer is not installed, but CI must run the pooler tests (.ci/run installs the pgbouncer package)"
+    );
+    eprintln!("skipped: pgbouncer is not installed (apt-get install pgbouncer)");
+    false
+}
+
+fn options(pool_mode: &str) -> PoolerOptions {
+    PoolerOptions {
+        pool_mode: pool_mode.to_string(),
+        users: vec![APP.to_string()],
+        admin_users: vec![MONITOR.to_string()],
+        ..PoolerOptions::default()
+    }
+}
+
+/// The three pooled clients of the issue: TLS 1.3, TLS 1.2 and plain text on their own leg.
+async fn three_clients(pooler: &LabPooler) -> Vec<LabSession> {
+    let mut sessions = Vec::new();
+    for (kind, app) in [
+        (SessionKind::Tls13, "pooled-tls13"),
+        (SessionKind::Tls12, "pooled-tls12"),
+        (SessionKind::PlainTcp, "pooled-plain"),
+    ] {
+        sessions.push(pooler.open(kind, APP, app).await.expect("pooled client connects"));
+    }
+    sessions
+}
+
+fn monitor_conninfo(lab: &Lab) -> String {
+    format!("{} sslmode=require", lab.conninfo(SUPERUSER))
+}
+
+fn snapshot_json(lab: &Lab, pooler: &LabPooler, home: &std::path::Path) -> Value {
+    let admin = pooler.admin_conninfo(MONITOR);
+    let out = common::pgtls(
+        &[
+            "snapshot",
+            &monitor_conninfo(lab),
+            "--pgbouncer",
+            &admin,
+            "--format",
+            "json",
+        ],
+        home,
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("snapshot JSON")
+}
+
+fn by_app<'a>(list: &'a Value, app: &str) -> &'a Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["application_name"] == app)
+        .unwrap_or_else(|| panic!("{app} not in {list:#}"))
+}
+
+#[tokio::test]
+async fn session_pooling_shows_each_clients_own_leg() {
+    if !binary_present() {
+        return;
+    }
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let pooler = LabPooler::start(&lab, &options("session"))
+        .await
+        .expect("pgbouncer starts");
+    let clients = three_clients(&pooler).await;
+    let json = snapshot_json(&lab, &pooler, home.path());
+
+    let poolers = json["poolers"].as_array().expect("poolers array");
+    assert_eq!(poolers.len(), 1);
+    let p = &poolers[0];
+    assert_eq!(p["address"], pooler.address());
+    assert!(p.get("error").is_none(), "{p:#}");
+    assert_eq!(p["settings"]["client_tls_sslmode"], "allow");
+    assert_eq!(p["settings"]["server_tls_sslmode"], "require");
+    assert_eq!(p["settings"]["pool_mode"], "session");
+    let pc = &p["clients"];
+    assert_eq!(by_app(pc, "pooled-tls13")["tls"]["version"], "TLSv1.3");
+    assert_eq!(by_app(pc, "pooled-tls12")["tls"]["version"], "TLSv1.2");
+    assert!(
+        by_app(pc, "pooled-tls12")["tls"]["cipher"]
+            .as_str()
+            .unwrap()
+            .contains("ECDHE")
+    );
+    assert_eq!(by_app(pc, "pooled-plain")["tls"], Value::Null);
+    assert_eq!(by_app(pc, "pooled-plain")["user"], APP);
+    assert_eq!(by_app(pc, "pooled-plain")["database"], "postgres");
+    assert_eq!(by_app(pc, "pooled-plain")["address"], "127.0.0.1");
+    assert!(by_app(pc, "pooled-plain")["port"].as_i64().unwrap() > 0);
+    assert!(
+        pc.as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["monitor"] != true || c["database"] == "pgbouncer"),
+        "only pgtls's own console connection is its own"
+    );
+
+    // Each server session carries both legs: its own (the pooler's, TLS 1.3) and its client's.
+    let sessions = &json["sessions"];
+    for (client, app, version) in [
+        (&clients[0], "pooled-tls13", Some("TLSv1.3")),
+        (&clients[1], "pooled-tls12", Some("TLSv1.2")),
+        (&clients[2], "pooled-plain", None),
+    ] {
+        let s = sessions
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["pid"] == client.pid)
+            .unwrap_or_else(|| panic!("pid {} of {app} not among the sessions", client.pid));
+        assert_eq!(s["application_name"], app);
+        assert_eq!(s["tls"]["version"], "TLSv1.3", "the pooler's own leg: {s:#}");
+        let leg = &s["pooler"];
+        assert_eq!(leg["address"], pooler.address(), "{s:#}");
+        assert_eq!(leg["join"], "client");
+        assert_eq!(leg["client"]["address"], "127.0.0.1");
+        match version {
+            Some(v) => assert_eq!(leg["client"]["tls"]["version"], v, "{s:#}"),
+            None => assert_eq!(leg["client"]["tls"], Value::Null, "{s:#}"),
+        }
+    }
+    drop(clients);
+}
+
+#[tokio::test]
+async fn transaction_pooling_lists_the_clients_on_their_own() {
+    if !binary_present() {
+        return;
+    }
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let pooler = LabPooler::start(&lab, &options("transaction"))
+        .await
+        .expect("pgbouncer starts");
+    let clients = three_clients(&pooler).await;
+    // An open transaction holds a server connection for its client while the snapshot runs.
+    clients[2].execute("BEGIN; SELECT 1").await.unwrap();
+    let json = snapshot_json(&lab, &pooler, home.path());
+    let p = &json["poolers"][0];
+    assert_eq!(p["settings"]["pool_mode"], "transaction");
+    assert_eq!(by_app(&p["clients"], "pooled-plain")["tls"], Value::Null);
+    assert_eq!(by_app(&p["clients"], "pooled-tls12")["tls"]["version"], "TLSv1.2");
+    let pooled: Vec<&Value> = json["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| !s["pooler"].is_null())
+        .collect();
+    assert!(!pooled.is_empty(), "{json:#}");
+    for s in pooled {
+        assert_eq!(s["pooler"]["join"], "transaction", "{s:#}");
+        assert_eq!(s["pooler"]["client"], Value::Null, "{s:#}");
+    }
+    clients[2].execute("COMMIT").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_role_outside_admin_users_and_stats_users_is_told_so() {
+    if !binary_present() {
+        return;
+    }
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let pooler = LabPooler::start(&lab, &options("session"))
+        .await
+        .expect("pgbouncer starts");
+    // APP may log in through the pooler but is in neither list.
+    let out = common::pgtls(
+        &[
+            "snapshot",
+            &monitor_conninfo(&lab),
+            "--pgbouncer",
+            &pooler.admin_conninfo(APP),
+            "--format",
+            "json",
+        ],
+        home.path(),
+    );
+    assert!(
+        out.status.success(),
+        "a pooler that refuses pgtls does not fail the snapshot"
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let error = json["poolers"][0]["error"].as_str().unwrap();
+    assert!(error.contains("neither admin_users nor stats_users"), "{error}");
+    assert!(error.contains(APP), "{error}");
+    let _ = Duration::ZERO;
+}
