@@ -148,6 +148,85 @@ async fn session_pooling_shows_each_clients_own_leg() {
     drop(clients);
 }
 
+/// `check` judges the pooled clients by their own leg and names the pooler setting that would refuse them.
+#[tokio::test]
+async fn check_names_the_pooled_client_each_target_refuses() {
+    if !binary_present() {
+        return;
+    }
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let pooler = LabPooler::start(&lab, &options("session"))
+        .await
+        .expect("pgbouncer starts");
+    let _clients = three_clients(&pooler).await;
+    let admin = pooler.admin_conninfo(MONITOR);
+    let check = |target: &str, format: &str| {
+        common::pgtls(
+            &[
+                "check",
+                &monitor_conninfo(&lab),
+                "--pgbouncer",
+                &admin,
+                "--target",
+                target,
+                "--format",
+                format,
+            ],
+            home.path(),
+        )
+    };
+    let via = format!("via pooler {}", pooler.address());
+
+    let out = check("TLSv1.3", "text");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    let first = text.lines().next().unwrap();
+    assert!(
+        first.starts_with("PGTLS CRITICAL - 1 client(s) would be refused by pooler "),
+        "{first}"
+    );
+    assert!(first.contains("client_tls_protocols"), "{first}");
+    assert!(
+        first.contains(&format!("pooled-tls12 ({APP}@postgres from 127.0.0.1 {via})")),
+        "{first}"
+    );
+    assert!(
+        !first.contains("pooled-plain") && !first.contains("pooled-tls13"),
+        "{first}"
+    );
+    assert!(
+        text.contains("client_tls_sslmode = allow"),
+        "a prefer client could fall back: {text}"
+    );
+
+    let out = check("TLSv1.3", "json");
+    assert_eq!(out.status.code(), Some(2));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let refused = json["whatif"]["refused"].as_array().unwrap();
+    assert_eq!(refused.len(), 1, "{refused:#?}");
+    assert_eq!(refused[0]["client"]["application"], "pooled-tls12");
+    assert_eq!(refused[0]["client"]["pooler"]["side"], "client");
+    assert_eq!(
+        refused[0]["refused_by"],
+        format!("pooler {}'s client_tls_protocols", pooler.address())
+    );
+
+    let out = check("tls-required", "text");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    let first = text.lines().next().unwrap();
+    assert!(first.contains("client_tls_sslmode"), "{first}");
+    assert!(
+        first.contains(&format!("pooled-plain ({APP}@postgres from 127.0.0.1 {via})")),
+        "{first}"
+    );
+    assert!(
+        !first.contains("pooled-tls12") && !first.contains("pooled-tls13"),
+        "{first}"
+    );
+}
+
 #[tokio::test]
 async fn transaction_pooling_lists_the_clients_on_their_own() {
     if !binary_present() {

@@ -4,7 +4,7 @@
 //! backend it holds (`remote_pid`) and its own end of the connection (`local_addr:local_port`, which the server
 //! sees as `client_addr:client_port`); in session pooling its `link` is the `ptr` of the client it serves.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::model::{ClientLeg, ConnClass, Pooler, PoolerClient, PoolerJoin, PoolerLeg, PoolerServer, Session};
 
@@ -110,11 +110,11 @@ pub fn client_side_in_force(pooler: &Pooler, target: Target) -> Option<bool> {
 }
 
 /// A refused pooled client that sslmode=prefer/allow could bring back without TLS: only where the pooler's own
-/// client_tls_sslmode still admits plain text.
-pub fn client_downgrade_rule(pooler: &Pooler) -> Option<String> {
-    let mode = pooler.setting("client_tls_sslmode")?;
-    matches!(mode, "allow" | "prefer" | "disable")
-        .then(|| format!("pooler {}: client_tls_sslmode = {mode}", pooler.address))
+/// client_tls_sslmode (in `settings`, as last read) still admits plain text.
+pub fn client_downgrade_rule(address: &str, settings: &BTreeMap<String, String>) -> Option<String> {
+    let mode = settings.get("client_tls_sslmode")?;
+    matches!(mode.as_str(), "allow" | "prefer" | "disable")
+        .then(|| format!("pooler {address}: client_tls_sslmode = {mode}"))
 }
 
 /// The pooler's server connections that the target would refuse (its own leg is weaker): a warning of its own,
@@ -136,8 +136,6 @@ pub fn client_class(s: &Session) -> ConnClass {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
     use crate::fixtures::session;
     use crate::model::PoolerTls;
@@ -272,7 +270,7 @@ mod tests {
         assert_eq!(client_side_in_force(&p, Target::MinTls13), Some(false));
         assert_eq!(client_side_in_force(&p, Target::TlsRequired), Some(false));
         assert!(
-            client_downgrade_rule(&p)
+            client_downgrade_rule(&p.address, &p.settings)
                 .unwrap()
                 .contains("client_tls_sslmode = allow")
         );
@@ -280,7 +278,7 @@ mod tests {
         p.settings.insert("client_tls_sslmode".into(), "require".into());
         assert_eq!(client_side_in_force(&p, Target::MinTls13), Some(true));
         assert_eq!(client_side_in_force(&p, Target::TlsRequired), Some(true));
-        assert_eq!(client_downgrade_rule(&p), None);
+        assert_eq!(client_downgrade_rule(&p.address, &p.settings), None);
         assert_eq!(
             refused_by_pooler("pool:6432", Target::MinTls13),
             "pooler pool:6432's client_tls_protocols"

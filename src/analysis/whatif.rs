@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::ledger::{ClientKey, Ledger};
+use crate::analysis::ledger::{ClientKey, Ledger, Side};
+use crate::analysis::pooler;
 use crate::model::{ConnClass, Session};
 
 /// One plain sentence for the drill-down view.
@@ -132,6 +133,11 @@ pub enum Downgrade {
 pub struct Refused {
     pub client: ClientKey,
     pub label: String,
+    /// The setting that would refuse it: the server's (`ssl_min_protocol_version`, pg_hba.conf) for direct clients
+    /// and poolers' own connections, or a pooler's client setting (`pooler X's client_tls_protocols`) for its
+    /// clients.
+    #[serde(default)]
+    pub refused_by: String,
     /// Sessions seen in a refused class, e.g. 12 on TLSv1.2.
     pub sessions: u64,
     pub seen_as: Vec<String>,
@@ -251,11 +257,31 @@ pub fn evaluate(
                     other => seen_as.push(format!("{n}× {}", other.label())),
                 }
             }
-            let downgrade = match (target, hba) {
+            let pooled_client = r
+                .key
+                .pooler
+                .as_ref()
+                .filter(|p| p.side == Side::Client)
+                .map(|p| p.address.as_str());
+            let refused_by = match pooled_client {
+                Some(address) => pooler::refused_by_pooler(address, target),
+                None => pooler::refused_by_server(target).to_string(),
+            };
+            let downgrade = match (target, hba, pooled_client) {
                 // Only a TLS client that is refused can fall back to plain text.
-                (Target::TlsRequired, _) => Downgrade::NotPossible,
-                (Target::MinTls13, Err(reason)) => Downgrade::Unknown { reason: reason.clone() },
-                (Target::MinTls13, Ok(rules)) => {
+                (Target::TlsRequired, _, _) => Downgrade::NotPossible,
+                // Behind a pooler, the pooler's own client_tls_sslmode decides whether plain text gets in.
+                (Target::MinTls13, _, Some(address)) => match ledger.pooler_settings.get(address) {
+                    None => Downgrade::Unknown {
+                        reason: format!("the settings of pooler {address} were not read"),
+                    },
+                    Some(settings) => match pooler::client_downgrade_rule(address, settings) {
+                        Some(rule) => Downgrade::Possible { rules: vec![rule] },
+                        None => Downgrade::NotPossible,
+                    },
+                },
+                (Target::MinTls13, Err(reason), None) => Downgrade::Unknown { reason: reason.clone() },
+                (Target::MinTls13, Ok(rules), None) => {
                     let open: Vec<String> = rules
                         .iter()
                         .filter(|h| h.admits_plaintext() && h.covers(&r.key))
@@ -271,6 +297,7 @@ pub fn evaluate(
             Some(Refused {
                 client: r.key.clone(),
                 label: r.key.label(),
+                refused_by,
                 sessions: bad.iter().map(|(_, n)| n).sum(),
                 seen_as,
                 last_seen: r.last_seen,

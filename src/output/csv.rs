@@ -276,6 +276,7 @@ mod tests {
                     database: "dwh".into(),
                     application: "cron-report".into(),
                     address: "10.0.2.9".into(),
+                    pooler: None,
                 },
                 class: ConnClass::Tls12,
                 tls_version: Some("TLSv1.2".into()),
