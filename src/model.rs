@@ -271,6 +271,15 @@ impl Session {
         }
     }
 
+    /// How the client's bytes travel: behind a pooler that named the client, the client's own leg; otherwise the
+    /// session's own (for a pooled session whose client is not known, that is the pooler's leg).
+    pub fn client_class(&self) -> ConnClass {
+        match &self.pooler {
+            Some(PoolerLeg { client: Some(c), .. }) => c.class,
+            _ => self.class,
+        }
+    }
+
     /// Seconds since the backend started, measured on the server's clock.
     pub fn age_secs(&self, now: DateTime<Utc>) -> Option<i64> {
         self.backend_start.map(|s| (now - s).num_seconds().max(0))
@@ -479,11 +488,12 @@ pub struct ClassCounts {
 }
 
 impl ClassCounts {
-    /// Counts of client sessions; pgtls's own connections are skipped.
+    /// Counts of client sessions, by their client's own leg (see [`Session::client_class`]); pgtls's own
+    /// connections are skipped.
     pub fn of(sessions: &[Session]) -> ClassCounts {
         let mut counts = ClassCounts::default();
         for s in sessions.iter().filter(|s| !s.monitor) {
-            *counts.slot(s.class) += 1;
+            *counts.slot(s.client_class()) += 1;
         }
         counts
     }

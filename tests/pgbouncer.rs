@@ -291,3 +291,80 @@ async fn a_role_outside_admin_users_and_stats_users_is_told_so() {
     assert!(error.contains(APP), "{error}");
     let _ = Duration::ZERO;
 }
+
+/// The dashboard in tmux: each pooled session's CLIENT LEG column shows its client's own TLS (the TLS column
+/// keeps the pooler's), the drill-down shows both legs, and the pooler's settings sit beside the server's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_each_pooled_clients_own_leg() {
+    if !binary_present() {
+        return;
+    }
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let pooler = LabPooler::start(&lab, &options("session"))
+        .await
+        .expect("pgbouncer starts");
+    let _clients = three_clients(&pooler).await;
+    let conninfo = monitor_conninfo(&lab);
+    let admin = pooler.admin_conninfo(MONITOR);
+    let tmux = common::tmux::Tmux::start(
+        &[&conninfo, "--pgbouncer", &admin, "--interval", "0.5"],
+        home.path(),
+        160,
+        40,
+    );
+    let wait = Duration::from_secs(20);
+    let row = |screen: &str, app: &str| {
+        screen
+            .lines()
+            .find(|l| l.contains(app) && l.contains("127.0.0.1:"))
+            .unwrap_or("")
+            .to_string()
+    };
+    let screen = tmux.wait_for("the three pooled rows with their client legs", wait, |s| {
+        s.contains("CLIENT LEG")
+            && row(s, "pooled-plain").contains("no TLS")
+            && row(s, "pooled-tls12").contains("TLSv1.2")
+            && row(s, "pooled-tls13").matches("TLSv1.3").count() == 2
+    });
+    // Each pooled row: the pooler's own leg (TLS 1.3) and the client's.
+    for app in ["pooled-plain", "pooled-tls12"] {
+        assert!(row(&screen, app).contains("TLSv1.3"), "{app}: {screen}");
+    }
+    assert!(
+        row(&screen, "pooled-plain").starts_with("│!"),
+        "the marker warns about the plain client: {screen}"
+    );
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.contains("pgbouncer") && l.contains(&pooler.address())),
+        "the pooler's settings beside the server's: {screen}"
+    );
+    assert!(screen.contains("Protocols · 3 sessions"), "{screen}");
+    assert!(
+        screen.lines().any(|l| l.contains("no TLS") && l.contains("33%")),
+        "the summary counts the plain client's own leg: {screen}"
+    );
+
+    // Quick view 2 (no TLS) keeps the plain pooled client, whose own leg has none.
+    tmux.keys(&["2"]);
+    let only_plain = tmux.wait_for("no-TLS quick view", wait, |s| {
+        !row(s, "pooled-plain").is_empty() && row(s, "pooled-tls13").is_empty()
+    });
+    assert!(row(&only_plain, "pooled-tls12").is_empty(), "{only_plain}");
+    tmux.keys(&["Enter"]);
+    let detail = tmux.wait_for("the drill-down of the plain pooled client", wait, |s| {
+        s.contains("Behind PgBouncer")
+    });
+    assert!(detail.contains("client no TLS"), "{detail}");
+    assert!(detail.contains("pooler leg TLSv1.3"), "{detail}");
+    assert!(
+        detail.contains(&format!("Behind pooler {}", pooler.address())),
+        "{detail}"
+    );
+    assert!(detail.contains("client_tls_sslmode"), "{detail}");
+    tmux.keys(&["Escape"]);
+    tmux.keys(&["q"]);
+    assert_eq!(tmux.exit_status(wait), Some(0), "pgtls exits 0 on q");
+}

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::model::{ClientLeg, ConnClass, Pooler, PoolerClient, PoolerJoin, PoolerLeg, PoolerServer, Session};
+use crate::model::{ClientLeg, Pooler, PoolerClient, PoolerJoin, PoolerLeg, PoolerServer, Session};
 
 use super::whatif::Target;
 
@@ -126,19 +126,11 @@ pub fn weak_server_legs<'a>(sessions: &'a [Session], target: Target) -> Vec<&'a 
         .collect()
 }
 
-/// The class a session counts as where the client matters: its client's own leg when joined, else its own.
-pub fn client_class(s: &Session) -> ConnClass {
-    match &s.pooler {
-        Some(PoolerLeg { client: Some(c), .. }) => c.class,
-        _ => s.class,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fixtures::session;
-    use crate::model::PoolerTls;
+    use crate::model::{ConnClass, PoolerTls};
 
     fn pooler(mode: &str) -> Pooler {
         let client = |ptr: &str, port: i32, tls: Option<&str>, app: &str| PoolerClient {
@@ -213,7 +205,7 @@ mod tests {
         let leg = plain.client.as_ref().unwrap();
         assert_eq!(leg.class, ConnClass::PlainTcp);
         assert_eq!(leg.endpoint(), "10.1.1.1:50001");
-        assert_eq!(client_class(&s[0]), ConnClass::PlainTcp);
+        assert_eq!(s[0].client_class(), ConnClass::PlainTcp);
         assert_eq!(s[0].class, ConnClass::Tls13, "the session's own leg stays the pooler's");
         let tls12 = s[1].pooler.as_ref().unwrap();
         assert_eq!(tls12.client.as_ref().unwrap().tls.as_ref().unwrap().version, "TLSv1.2");
@@ -222,7 +214,7 @@ mod tests {
         let mismatch = s[3].pooler.as_ref().unwrap();
         assert_eq!(mismatch.join, PoolerJoin::Unknown);
         assert_eq!(mismatch.client, None);
-        assert_eq!(client_class(&s[3]), ConnClass::Tls13);
+        assert_eq!(s[3].client_class(), ConnClass::Tls13);
         assert_eq!(
             s[4].pooler, None,
             "a direct client from the same host is not the pooler's"

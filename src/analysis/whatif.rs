@@ -28,6 +28,50 @@ pub fn min_tls13_sentence(session: &Session, monitor_user: &str) -> String {
     }
 }
 
+/// The drill-down's sentence for a session a pooler serves: its TLS is the pooler's leg, so the server's minimum
+/// decides only whether the pooler itself gets in; the client's own leg is the pooler's to refuse.
+pub fn pooled_sentence(session: &Session, leg: &crate::model::PoolerLeg) -> String {
+    use crate::model::PoolerJoin;
+    let address = &leg.address;
+    let own = match session.class {
+        ConnClass::Tls13 => "the pooler's own connection already negotiates TLSv1.3, so raising the server's \
+                             minimum does not touch it"
+            .to_string(),
+        c if c.below_tls13() => format!(
+            "the pooler's own connection negotiated {}: raising the server's minimum refuses the pooler itself, \
+             and with it every client behind it (check its server_tls_protocols)",
+            session.tls.as_ref().map_or("TLS below 1.3", |t| t.version.as_str())
+        ),
+        c => format!("the pooler's own connection is {}", c.label()),
+    };
+    let client = match (&leg.client, leg.join) {
+        (Some(c), _) => {
+            let how = c.tls.as_ref().map_or("no TLS".to_string(), |t| t.version.clone());
+            let fate = match c.class {
+                ConnClass::Tls13 => "unaffected by either target".to_string(),
+                k if k.below_tls13() => format!(
+                    "pooler {address}'s client_tls_protocols = tlsv1.3 would refuse it (with sslmode=prefer it \
+                     may reconnect without TLS where client_tls_sslmode admits plain text)"
+                ),
+                ConnClass::PlainTcp => format!(
+                    "readable on the wire between client and pooler; pooler {address}'s client_tls_sslmode = \
+                     require would refuse it"
+                ),
+                _ => "not a TLS question".to_string(),
+            };
+            format!("Its client ({}) reaches the pooler with {how}: {fate}.", c.endpoint())
+        }
+        (None, PoolerJoin::Transaction) => "Transaction pooling: its client changes from one transaction to the \
+             next, so the pooler's clients are judged on their own (alerts, Holdouts, What-if)."
+            .to_string(),
+        (None, PoolerJoin::Idle) => "No client holds it now: it waits in the pool.".to_string(),
+        (None, _) => "Via pooler, client leg unknown: pgtls could not tie it to a client of the pooler, so its \
+             TLS says nothing about the client's."
+            .to_string(),
+    };
+    format!("Behind pooler {address}: {own}. {client}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -88,7 +88,8 @@ impl SessionsTable {
             .sessions
             .iter()
             .enumerate()
-            .filter(|(_, s)| self.quick_view.admits(s.class))
+            // Behind a pooler the quick views follow the client's own leg, not the pooler's.
+            .filter(|(_, s)| self.quick_view.admits(s.client_class()))
             .filter(|(_, s)| needle.is_empty() || matches_filter(s, &needle, snap.taken_at))
             .map(|(i, _)| i)
             .collect();
@@ -199,9 +200,10 @@ impl SessionsTable {
     pub fn cycle_sort(&mut self, step: isize) {
         let enabled: Vec<Column>;
         let columns: &[Column] = if self.shown.is_empty() {
+            // CLIENT LEG is shown only with poolers, which only the first draw knows of.
             enabled = Column::ALL
                 .into_iter()
-                .filter(|c| self.show_query || !c.is_query())
+                .filter(|c| (self.show_query || !c.is_query()) && *c != Column::ClientLeg)
                 .collect();
             &enabled
         } else {
