@@ -41,6 +41,11 @@ pub enum Command {
     /// Exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
     #[command(disable_help_flag = true)]
     Probe(ProbeArgs),
+    /// Write the three root CAs Azure Database for PostgreSQL names for its 2026 CA rotation into one PEM
+    /// (--azure), or say which of them a bundle holds, misses or holds expired (--check FILE: exit 0 OK,
+    /// 2 CRITICAL, 3 UNKNOWN). No network access.
+    #[command(disable_help_flag = true)]
+    Bundle(BundleArgs),
     /// Start a throwaway TLS-enabled PostgreSQL with a mix of clients and open the dashboard on it.
     #[command(disable_help_flag = true)]
     Demo(DemoArgs),
@@ -54,7 +59,7 @@ impl Cli {
             Some(Command::Snapshot(a)) => &a.conn,
             Some(Command::Check(a)) => &a.conn,
             Some(Command::Probe(a)) => &a.conn,
-            Some(Command::Ledger(_) | Command::Demo(_)) => return Ok(()),
+            Some(Command::Ledger(_) | Command::Demo(_) | Command::Bundle(_)) => return Ok(()),
         };
         conn.options().map(|_| ())
     }
@@ -154,6 +159,11 @@ pub struct DashboardArgs {
     /// Never terminate or cancel a session: K and C only say they are off (also `read_only = true` in the config).
     #[arg(long)]
     pub read_only: bool,
+    /// A root bundle (PEM) your clients use as sslrootcert, judged on the Certificates screen against the chain
+    /// the server sends (verify-full, verify-ca, which root anchors). Repeatable; added to the `bundles` of the
+    /// config's `[[target]]` when it has exactly one.
+    #[arg(long = "bundle", value_name = "FILE")]
+    pub bundles: Vec<PathBuf>,
     #[command(flatten)]
     pub history: HistoryArgs,
 }
@@ -254,6 +264,31 @@ pub struct ProbeArgs {
     /// List every accepted TLS 1.2 suite (one connection, and one server log line, per suite).
     #[arg(long)]
     pub full_cipher_scan: bool,
+    /// A root bundle (PEM) your clients use as sslrootcert: would verify-full and verify-ca succeed with exactly
+    /// this file, and which of its roots anchors the chain the server sends. Repeatable; exit 2 when one fails
+    /// verify-full
+    #[arg(long = "bundle", value_name = "FILE")]
+    pub bundles: Vec<PathBuf>,
+    #[command(flatten)]
+    pub help: HelpFlag,
+}
+
+#[derive(Debug, Args, Clone)]
+#[command(group(clap::ArgGroup::new("bundle_action").required(true).args(["azure", "check"])))]
+pub struct BundleArgs {
+    /// Write DigiCert Global Root CA, DigiCert Global Root G2 and Microsoft RSA Root Certificate Authority 2017
+    /// (shipped with pgtls, checked against their published SHA-256 fingerprints), a comment line naming each.
+    #[arg(long)]
+    pub azure: bool,
+    /// Write to this file instead of standard output.
+    #[arg(short = 'o', long, value_name = "FILE", requires = "azure")]
+    pub output: Option<PathBuf>,
+    /// Say which of the three roots this PEM bundle holds, which are missing and which expired.
+    #[arg(long, value_name = "FILE")]
+    pub check: Option<PathBuf>,
+    /// Output format of --check.
+    #[arg(short, long, value_enum, default_value_t = ProbeFormat::Text)]
+    pub format: ProbeFormat,
     #[command(flatten)]
     pub help: HelpFlag,
 }

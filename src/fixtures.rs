@@ -460,6 +460,8 @@ pub fn probe_report() -> crate::probe::ProbeReport {
             error: None,
             anchor: Some(root.to_string()),
         }),
+        bundles: fixture_bundles(root, inter),
+        on_disk: None,
         bundle: vec![
             BundleEntry {
                 subject: "O=Old, CN=Old Root CA".into(),
@@ -507,5 +509,84 @@ pub fn probe_report() -> crate::probe::ProbeReport {
         findings: Vec::new(),
     };
     report.findings = crate::probe::findings(&report, 30);
+    crate::probe::on_disk::attach(
+        &mut report,
+        crate::probe::on_disk::OnDisk {
+            path: "server.crt".to_string(),
+            verdict: crate::probe::on_disk::OnDiskVerdict::Differs {
+                leaf_differs: true,
+                disk_subject: "O=Example, CN=db.example.internal".to_string(),
+                disk_sha256:
+                    "9C:41:0B:77:E2:5D:18:A3:6F:C0:92:4E:D1:3B:88:07:5A:E6:21:9F:4C:B0:73:D5:18:6E:A2:39:C4:0F:85:1B"
+                        .to_string(),
+                disk_not_after: now() + Duration::days(397),
+            },
+        },
+    );
     report
+}
+
+/// A rotation under way: the server sends its intermediate as certified by the old root; one bundle has only the
+/// new root, one has the new root with the intermediate's cross-signed copy, one the old root.
+fn fixture_bundles(root: &str, inter: &str) -> Vec<crate::probe::bundles::BundleVerdict> {
+    use crate::probe::bundles::{BundleRoot, BundleVerdict, PathStep};
+    let g2 = "O=Example, CN=Example Root G2";
+    let fp = |c: char| std::iter::repeat_n(format!("{c}{c}"), 32).collect::<Vec<_>>().join(":");
+    let step = |subject: &str, issuer: &str, sha: char, from: &str| PathStep {
+        subject: subject.to_string(),
+        issuer: issuer.to_string(),
+        sha256: fp(sha),
+        from: from.to_string(),
+    };
+    let root_entry = |subject: &str, sha: char, anchors: bool, self_signed: bool| BundleRoot {
+        subject: subject.to_string(),
+        sha256: fp(sha),
+        not_after: now() + Duration::days(3000),
+        anchors,
+        self_signed,
+        expired: false,
+    };
+    let leaf = "O=Example, CN=db.example.internal";
+    vec![
+        BundleVerdict {
+            path: "/etc/app/old-root.pem".to_string(),
+            verifies: true,
+            verifies_ca: true,
+            roots: vec![root_entry(root, 'A', true, true)],
+            anchor: Some(root.to_string()),
+            anchor_sha256: Some(fp('A')),
+            path_taken: Vec::new(),
+            explanation: Vec::new(),
+            error: None,
+        },
+        BundleVerdict {
+            path: "/etc/app/new-root.pem".to_string(),
+            verifies: false,
+            verifies_ca: false,
+            roots: vec![root_entry(g2, 'B', false, true)],
+            anchor: None,
+            anchor_sha256: None,
+            path_taken: Vec::new(),
+            explanation: vec![format!(
+                "the server sends the intermediate \"{inter}\" signed by \"{root}\"; this bundle has only \"{g2}\", \
+                 so no path (OpenSSL: unable to get local issuer certificate); it needs \"{root}\""
+            )],
+            error: None,
+        },
+        BundleVerdict {
+            path: "/etc/app/new-root-and-ica.pem".to_string(),
+            verifies: true,
+            verifies_ca: true,
+            roots: vec![root_entry(g2, 'B', false, true), root_entry(inter, 'C', false, false)],
+            anchor: Some(g2.to_string()),
+            anchor_sha256: Some(fp('B')),
+            path_taken: vec![
+                step(leaf, inter, 'D', "server"),
+                step(inter, g2, 'C', "bundle"),
+                step(g2, g2, 'B', "bundle"),
+            ],
+            explanation: Vec::new(),
+            error: None,
+        },
+    ]
 }

@@ -583,6 +583,35 @@ fn whatif_becomes_the_after_change_report_once_in_force() {
     assert!(!text.contains("Since TLS became required"), "{text}");
 }
 
+/// Issue 18: each bundle's verdicts, which root anchors alone, why one fails, and the cross-signed intermediate
+/// (the bundle's copy the path went through) marked in the chain.
+#[test]
+fn certificates_screen_shows_bundle_verdicts() {
+    let (w, h) = (120, 36);
+    let mut state = with_history(w, h);
+    press(&mut state, KeyCode::Char('c'));
+    state.handle(Input::Poller {
+        event: PollerEvent::Probe(Ok(Box::new(fixtures::probe_report()))),
+        at: fixtures::now(),
+    });
+    press(&mut state, KeyCode::Char('z'));
+    let top = screen(&draw(&mut state, w, h));
+    assert!(
+        top.contains("cross-signed: also certified by O=Example, CN=Example Root G2"),
+        "{top}"
+    );
+    assert!(top.contains("new certificate installed, server not reloaded"), "{top}");
+    press(&mut state, KeyCode::End);
+    let terminal = draw(&mut state, w, h);
+    let text = screen(&terminal);
+    assert!(
+        text.contains("/etc/app/new-root.pem  verify-full ✗  verify-ca ✗"),
+        "{text}"
+    );
+    assert!(text.contains("anchors alone"), "{text}");
+    insta::assert_snapshot!("certificates_bundles_120x36", terminal.backend());
+}
+
 #[test]
 fn certificates_screen_before_and_after_the_probe() {
     snapshot_both("certificates_probing", |w, h| {

@@ -73,7 +73,13 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
     let min_evidence = parse_duration(&args.min_evidence).map_err(|e| unknown(format!("--min-evidence: {e}")))?;
     let window = parse_duration(&args.window).map_err(|e| unknown(format!("--window: {e}")))?;
     let params = args.conn.resolve(&Environment::from_process()).map_err(unknown)?;
-    let poolers = args.poolers.resolve(&Environment::from_process()).map_err(unknown)?;
+    let mut poolers = args.poolers.resolve(&Environment::from_process()).map_err(unknown)?;
+    // One server: a config with one `[[target]]` lends it its poolers, as the dashboard does.
+    if let [only] = config.targets.as_slice() {
+        poolers.append(
+            crate::collect::pooler::Poolers::resolve(&only.pgbouncer, &Environment::from_process()).map_err(unknown)?,
+        );
+    }
     let mut collector = Collector::connect(&params)
         .await
         .map_err(|e| unknown(format!("cannot connect: {e}")))?

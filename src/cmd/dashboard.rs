@@ -27,6 +27,7 @@ pub async fn run(args: DashboardArgs) -> Result<ExitCode, Failure> {
     let front = Front {
         read_only: args.read_only,
         poolers,
+        bundles: args.bundles.clone(),
         ..Front::default()
     };
     open(params, interval, &args.history, front).await
@@ -43,6 +44,8 @@ pub struct Front {
     pub read_only: bool,
     /// PgBouncer admin consoles in front of the server (`--pgbouncer`), resolved by the front-end.
     pub poolers: crate::collect::pooler::Poolers,
+    /// `--bundle`: root bundles judged on the Certificates screen.
+    pub bundles: Vec<std::path::PathBuf>,
 }
 
 /// Shared with the demo: load config and ledger, connect once, then hand over to the dashboard.
@@ -56,10 +59,23 @@ pub async fn open(
         helpers,
         place,
         read_only,
-        poolers,
+        mut poolers,
+        mut bundles,
     } = front;
     let (mut config, _) = Config::load(history.config.as_deref()).map_err(Failure::usage)?;
     config.read_only |= read_only;
+    // One server for now: a config with one `[[target]]` lends it its bundles (the fleet maps each entry's).
+    if let [only] = config.targets.as_slice() {
+        bundles.extend(only.bundles.iter().cloned());
+        // And its poolers (`pgbouncer = [...]`), after those of --pgbouncer.
+        poolers.append(
+            crate::collect::pooler::Poolers::resolve(&only.pgbouncer, &Environment::from_process())
+                .map_err(Failure::usage)?,
+        );
+    }
+    for path in &bundles {
+        crate::probe::bundles::read_bundle(path).map_err(Failure::usage)?;
+    }
     crate::files::check_growing("--ledger", history.ledger.as_deref()).map_err(Failure::usage)?;
     crate::files::check_growing("--server-log", history.server_log.as_deref()).map_err(Failure::usage)?;
     let fields = KeyFields::from_names(&config.ledger.key).map_err(Failure::usage)?;
@@ -94,7 +110,10 @@ pub async fn open(
         server_log: history.server_log.clone(),
         log_from_start: !history.log_from_now,
         min_evidence: config.min_evidence(),
-        probe: ProbeTarget::from_params(&params, config.alerts.expiry_warn_days, false),
+        probe: ProbeTarget::from_params(&params, config.alerts.expiry_warn_days, false).map(|mut t| {
+            t.bundles = bundles;
+            t
+        }),
         poll_timeout: chosen_timeout,
         log_budget: None,
         since: history.since,

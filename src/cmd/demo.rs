@@ -74,6 +74,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
         place: Some(place),
         read_only: false,
         poolers: crate::collect::pooler::Poolers::default(),
+        bundles: Vec::new(),
     };
     let result = super::dashboard::open(params, interval, &history, front).await;
     if let Some(raise) = raise {

@@ -1,5 +1,6 @@
 //! One runner per subcommand; `main` only parses and dispatches.
 
+pub mod bundle;
 pub mod check;
 pub mod dashboard;
 pub mod demo;
@@ -18,6 +19,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Some(Command::Probe(args)) => probe::run(args).await,
         Some(Command::Check(args)) => check::run(args).await,
         Some(Command::Ledger(args)) => ledger::run(args),
+        Some(Command::Bundle(args)) => bundle::run(args),
         Some(Command::Demo(args)) => demo::run(args).await,
         None => dashboard::run(cli.dashboard).await,
     };

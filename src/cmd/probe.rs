@@ -25,8 +25,13 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode, Failure> {
         code: Status::Unknown.code(),
     };
     let params = args.conn.resolve(&Environment::from_process()).map_err(unknown)?;
-    let target = ProbeTarget::from_params(&params, args.warn_days, args.full_cipher_scan)
+    let mut target = ProbeTarget::from_params(&params, args.warn_days, args.full_cipher_scan)
         .ok_or_else(|| unknown("probe needs a TCP host (Unix sockets never use TLS)".into()))?;
+    // A bundle that cannot be read is a usage error, said before any connection is made.
+    for path in &args.bundles {
+        crate::probe::bundles::read_bundle(path).map_err(unknown)?;
+    }
+    target.bundles = args.bundles.clone();
     let report = tokio::task::spawn_blocking(move || probe(&target))
         .await
         .map_err(|e| unknown(e.to_string()))?

@@ -1,6 +1,7 @@
 //! The collector: connect, run the privilege preflight once, then poll in one round trip.
 
 pub mod act;
+pub mod cert_file;
 pub mod history;
 pub mod own;
 pub mod poller;

@@ -179,7 +179,13 @@ struct Links {
 
 /// Runs one probe at a time: a probe already under way is not doubled. The task is owned by the collector's
 /// schedule, so it ends with the collector instead of sending into a dashboard that has gone.
-fn start_probe(running: &mut Option<AbortOnDrop>, links: &Links) {
+/// With the collector's connection at hand, the certificate file on disk is compared with the chain presented.
+fn start_probe(
+    running: &mut Option<AbortOnDrop>,
+    links: &Links,
+    client: Option<std::sync::Arc<tokio_postgres::Client>>,
+    limit: Duration,
+) {
     if running.as_ref().is_some_and(|task| !task.0.is_finished()) {
         return;
     }
@@ -187,7 +193,7 @@ fn start_probe(running: &mut Option<AbortOnDrop>, links: &Links) {
     let target = links.probe.clone();
     let report_to = links.probe_connections.clone();
     *running = Some(AbortOnDrop(tokio::spawn(async move {
-        let result = match target {
+        let mut result = match target {
             None => Err("no TCP host to probe (Unix-socket connections never use TLS)".to_string()),
             Some(target) => {
                 match tokio::task::spawn_blocking(move || crate::probe::run_reporting(&target, Some(report_to))).await {
@@ -196,6 +202,20 @@ fn start_probe(running: &mut Option<AbortOnDrop>, links: &Links) {
                 }
             }
         };
+        if let (Ok(report), Some(client)) = (&mut result, client)
+            && !report.chain.is_empty()
+        {
+            let (path, bytes) = super::cert_file::read(&client, limit).await;
+            let path = path.unwrap_or_else(|| "ssl_cert_file".to_string());
+            let on_disk = match bytes {
+                Ok(bytes) => crate::probe::on_disk::compare(&path, &bytes, &report.chain, chrono::Utc::now()),
+                Err(reason) => crate::probe::on_disk::OnDisk {
+                    path,
+                    verdict: crate::probe::on_disk::OnDiskVerdict::NotCompared { reason },
+                },
+            };
+            crate::probe::on_disk::attach(report, on_disk);
+        }
         let _ = events.send(PollerEvent::Probe(result)).await;
     })));
 }
@@ -336,7 +356,10 @@ async fn apply(
     match cmd {
         PollerCommand::Signal(request) => start_signal(schedule, request, links, client).await,
         PollerCommand::RefreshNow => {}
-        PollerCommand::Probe => start_probe(&mut schedule.probe, links),
+        PollerCommand::Probe => {
+            let limit = super::poll_timeout(schedule.interval, links.chosen_timeout);
+            start_probe(&mut schedule.probe, links, client.cloned(), limit);
+        }
         PollerCommand::SendHistory(on) => {
             let _ = links.history.send(HistoryInput::SendHistory(on)).await;
         }

@@ -88,6 +88,11 @@ impl Poolers {
         self.sources.is_empty()
     }
 
+    /// Watch `other`'s poolers too (a config target's list after the command line's).
+    pub fn append(&mut self, mut other: Poolers) {
+        self.sources.append(&mut other.sources);
+    }
+
     pub fn len(&self) -> usize {
         self.sources.len()
     }

@@ -69,11 +69,21 @@ impl<'a> CertSpec<'a> {
 
 /// Issue a certificate, self-signed when `issuer` is `None`.
 pub fn issue(spec: &CertSpec<'_>, issuer: Option<&Issued>) -> Result<Issued> {
-    issue_inner(spec, issuer).wrap_err_with(|| format!("generating certificate {:?}", spec.common_name))
+    let key = PKey::from_rsa(Rsa::generate(2048)?)?;
+    issue_for_key(spec, key, issuer)
 }
 
-fn issue_inner(spec: &CertSpec<'_>, issuer: Option<&Issued>) -> Result<Issued, openssl::error::ErrorStack> {
-    let key = PKey::from_rsa(Rsa::generate(2048)?)?;
+/// Certify an existing key: the same intermediate key certified by two roots is what a cross-signed
+/// intermediate is (two certificates, one subject and key, two issuers).
+pub fn issue_for_key(spec: &CertSpec<'_>, key: PKey<Private>, issuer: Option<&Issued>) -> Result<Issued> {
+    issue_inner(spec, key, issuer).wrap_err_with(|| format!("generating certificate {:?}", spec.common_name))
+}
+
+fn issue_inner(
+    spec: &CertSpec<'_>,
+    key: PKey<Private>,
+    issuer: Option<&Issued>,
+) -> Result<Issued, openssl::error::ErrorStack> {
     let mut name = X509NameBuilder::new()?;
     name.append_entry_by_text("O", spec.organization)?;
     name.append_entry_by_text("CN", spec.common_name)?;

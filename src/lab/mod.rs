@@ -217,6 +217,35 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// Serve `leaf` with `intermediates` after it (the chain a server presents), and reload.
+    pub async fn use_server_chain(&self, leaf: &Issued, intermediates: &[openssl::x509::X509]) -> Result<()> {
+        self.install_server_chain(leaf, intermediates)?;
+        self.admin()
+            .await?
+            .batch_execute("SELECT pg_catalog.pg_reload_conf()")
+            .await?;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        Ok(())
+    }
+
+    /// Write `leaf` (and `intermediates`) over the server's certificate files without reloading: what an
+    /// operator does before `pg_reload_conf()`, so the server still presents the old certificate.
+    pub fn install_server_chain(&self, leaf: &Issued, intermediates: &[openssl::x509::X509]) -> Result<()> {
+        leaf.write_pem(&self.certs.server_cert, &self.certs.server_key)?;
+        let mut pem = leaf.cert.to_pem()?;
+        for c in intermediates {
+            pem.extend(c.to_pem()?);
+        }
+        std::fs::write(&self.certs.server_cert, pem).wrap_err("writing the server certificate chain")?;
+        if let Some(run_as) = &self.run_as {
+            server::chown_tree(&self.certs.server_cert, run_as)?;
+            server::chown_tree(&self.certs.server_key, run_as)?;
+        }
+        Ok(())
+    }
+}
+
 impl std::ops::Deref for Lab {
     type Target = LabHandle;
 

@@ -92,6 +92,7 @@ fn write_report(r: &ProbeReport, out: &mut dyn Write) -> std::io::Result<()> {
             writeln!(out, "  - {} ({role})", t(&b.subject))?;
         }
     }
+    write_bundles(r, out)?;
     if !r.versions.is_empty() {
         let list: Vec<String> = r
             .versions
@@ -124,6 +125,62 @@ fn write_report(r: &ProbeReport, out: &mut dyn Write) -> std::io::Result<()> {
         writeln!(out, "Findings")?;
         for f in &r.findings {
             writeln!(out, "  {} {}", f.severity.symbol(), t(&f.message))?;
+        }
+    }
+    Ok(())
+}
+
+/// Per bundle: the two verdicts, each certificate with whether it alone anchors the chain, and why it fails.
+fn write_bundles(r: &ProbeReport, out: &mut dyn Write) -> std::io::Result<()> {
+    let yes_no = |ok: bool| if ok { "yes" } else { "NO" };
+    for b in &r.bundles {
+        writeln!(out, "Bundle      {}", t(&b.path))?;
+        if let Some(e) = &b.error {
+            writeln!(out, "  error      {}", t(e))?;
+            continue;
+        }
+        writeln!(
+            out,
+            "  verify-full {}   verify-ca {}{}",
+            yes_no(b.verifies),
+            yes_no(b.verifies_ca),
+            b.anchor
+                .as_deref()
+                .map(|a| format!("   anchored at \"{}\"", t(a)))
+                .unwrap_or_default()
+        )?;
+        if !b.path_taken.is_empty() {
+            let steps: Vec<String> = b
+                .path_taken
+                .iter()
+                .map(|s| format!("\"{}\" ({})", t(&s.subject), t(&s.from)))
+                .collect();
+            writeln!(out, "  path       {}", steps.join(" -> "))?;
+        }
+        for root in &b.roots {
+            // "anchors": this certificate alone, with what the server sends, is enough.
+            let mut marks = vec![if root.anchors {
+                "anchors alone"
+            } else {
+                "does not anchor alone"
+            }];
+            if root.expired {
+                marks.push("EXPIRED");
+            }
+            if !root.self_signed {
+                marks.push("not self-signed");
+            }
+            writeln!(
+                out,
+                "  - {}  ({}; until {})",
+                t(&root.subject),
+                marks.join(", "),
+                root.not_after.format("%Y-%m-%d")
+            )?;
+            writeln!(out, "      sha256     {}", t(&root.sha256))?;
+        }
+        for why in &b.explanation {
+            writeln!(out, "  why        {}", t(why))?;
         }
     }
     Ok(())

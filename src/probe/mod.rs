@@ -1,7 +1,9 @@
 //! Looking at the server's side of TLS with the openssl crate (native-tls exposes neither the chain
 //! nor the version), as `openssl s_client -starttls postgres -showcerts` and sslyze do.
 
+pub mod bundles;
 pub mod certinfo;
+pub mod on_disk;
 pub mod scan;
 pub mod starttls;
 pub mod verify;
@@ -12,6 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use self::bundles::BundleVerdict;
 use self::certinfo::CertInfo;
 use self::scan::{Attempt, CipherResult, Scanner, TlsVersion, VersionResult};
 use self::verify::{BundleEntry, Verdict};
@@ -31,6 +34,8 @@ pub struct ProbeTarget {
     pub warn_days: i64,
     /// List every accepted TLS 1.2 suite (one connection each) instead of one example per weak kind.
     pub full_cipher_scan: bool,
+    /// Root bundles clients ship (`probe --bundle`, `bundles` in the config): judged against the chain sent.
+    pub bundles: Vec<PathBuf>,
 }
 
 impl ProbeTarget {
@@ -54,6 +59,7 @@ impl ProbeTarget {
             timeout: params.connect_timeout.unwrap_or(Duration::from_secs(10)),
             warn_days,
             full_cipher_scan,
+            bundles: Vec::new(),
         })
     }
 }
@@ -95,6 +101,12 @@ pub struct ProbeReport {
     pub root_bundle: Option<String>,
     pub verify_bundle: Option<Verdict>,
     pub bundle: Vec<BundleEntry>,
+    /// One verdict per bundle given with `--bundle` (or in the config), in the order given.
+    #[serde(default)]
+    pub bundles: Vec<BundleVerdict>,
+    /// The dashboard's comparison of `ssl_cert_file` on disk with the chain presented (needs the SQL connection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_disk: Option<on_disk::OnDisk>,
     pub verify_system: Option<Verdict>,
     pub versions: Vec<VersionResult>,
     /// The preferred TLS 1.2 suite and one example of each weak kind accepted, or every suite with a full scan.
@@ -151,6 +163,8 @@ pub fn run_reporting(
         root_bundle: target.root_bundle.as_ref().map(|p| p.display().to_string()),
         verify_bundle: None,
         bundle: Vec::new(),
+        bundles: Vec::new(),
+        on_disk: None,
         verify_system: None,
         versions: Vec::new(),
         tls12_ciphers: Vec::new(),
@@ -158,8 +172,26 @@ pub fn run_reporting(
         connections: 0,
         findings: Vec::new(),
     };
+    let unjudged = |why: &str| -> Vec<BundleVerdict> {
+        target
+            .bundles
+            .iter()
+            .map(|p| BundleVerdict {
+                path: p.display().to_string(),
+                verifies: false,
+                verifies_ca: false,
+                roots: Vec::new(),
+                anchor: None,
+                anchor_sha256: None,
+                path_taken: Vec::new(),
+                explanation: vec![why.to_string()],
+                error: None,
+            })
+            .collect()
+    };
     let chain = match scanner.attempt(|_| Ok(())).map_err(io)? {
         Attempt::NoTls => {
+            report.bundles = unjudged("the server refuses TLS: no client verifies it");
             report.connections = scanner.connections;
             report.findings.push(Finding {
                 severity: Severity::Critical,
@@ -168,6 +200,7 @@ pub fn run_reporting(
             return Ok(report);
         }
         Attempt::Refused(reason) => {
+            report.bundles = unjudged("no TLS handshake succeeded, so no chain to verify");
             report.accepts_tls = true;
             report.connections = scanner.connections;
             report.findings.push(Finding {
@@ -205,6 +238,11 @@ pub fn run_reporting(
             }),
         }
     }
+    report.bundles = target
+        .bundles
+        .iter()
+        .map(|path| bundles::check(&target.host, target.port, path, &chain, now))
+        .collect();
     report.verify_system = verify::system_store()
         .ok()
         .map(|store| verify::verify(&chain, &store, "system store".into()));
@@ -274,6 +312,19 @@ pub fn findings(report: &ProbeReport, warn_days: i64) -> Vec<Finding> {
                 v.error.clone().unwrap_or_default()
             ),
         );
+    }
+    for b in &report.bundles {
+        let what = match (&b.error, b.verifies, b.verifies_ca) {
+            (Some(e), _, _) => e.clone(),
+            (None, true, _) => continue,
+            (None, false, ca) => format!(
+                "a client with sslrootcert=\"{}\" would fail verify-full{}: {}",
+                b.path,
+                if ca { "" } else { " and verify-ca" },
+                b.explanation.join("; ")
+            ),
+        };
+        add(Severity::Critical, what);
     }
     if report.host_name_matches == Some(false) {
         add(
@@ -350,6 +401,8 @@ mod tests {
             root_bundle: None,
             verify_bundle: None,
             bundle: Vec::new(),
+            bundles: Vec::new(),
+            on_disk: None,
             verify_system: None,
             versions: vec![VersionResult {
                 version: TlsVersion::Tls11,

@@ -11,6 +11,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod chain;
 pub mod connect;
 pub mod conninfo;
 pub mod error;

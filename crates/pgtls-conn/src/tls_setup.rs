@@ -186,6 +186,17 @@ impl TlsSetup {
         })
     }
 
+    /// The SSL_CTX every handshake of this connect starts from (trusted roots, CRL flags, security level);
+    /// `None` when no connection would use TLS.
+    pub fn context(&self) -> Option<&openssl::ssl::SslContextRef> {
+        self.connector.as_ref().map(SslConnector::context)
+    }
+
+    /// Whether handshakes verify the server's chain (a root file or the system store is in force).
+    pub fn verifies_peer(&self) -> bool {
+        self.verify_peer
+    }
+
     /// A tokio-postgres TLS connector for one attempt at `target`.
     pub fn connector(
         &self,

@@ -1,0 +1,45 @@
+//! Reading the server's certificate file over SQL (`pg_read_binary_file`, superuser or granted), bounded in size
+//! and time, on the collector's connection, for comparing it with the certificate the server presents.
+
+use std::time::Duration;
+
+use tokio_postgres::Client;
+
+use crate::probe::on_disk::MAX_CERT_FILE;
+
+/// `ssl_cert_file` as set, and at most [`MAX_CERT_FILE`] bytes of it; or why not, in one line.
+pub async fn read(client: &Client, limit: Duration) -> (Option<String>, Result<Vec<u8>, String>) {
+    let said = |e: tokio_postgres::Error| match e.as_db_error() {
+        Some(db) => db.message().to_string(),
+        None => e.to_string(),
+    };
+    let late = || format!("no answer within {} s", limit.as_secs());
+    let path = match tokio::time::timeout(
+        limit,
+        client.query_one("SELECT pg_catalog.current_setting('ssl_cert_file')", &[]),
+    )
+    .await
+    {
+        Err(_) => return (None, Err(late())),
+        Ok(Err(e)) => return (None, Err(said(e))),
+        Ok(Ok(row)) => match row.try_get::<_, String>(0) {
+            Ok(path) => path,
+            Err(e) => return (None, Err(e.to_string())),
+        },
+    };
+    // Relative paths resolve under the data directory, for the server and for pg_read_binary_file alike.
+    let read = tokio::time::timeout(
+        limit,
+        client.query_one(
+            "SELECT pg_catalog.pg_read_binary_file($1::text, 0, $2::bigint)",
+            &[&path, &MAX_CERT_FILE],
+        ),
+    )
+    .await;
+    let bytes = match read {
+        Err(_) => Err(late()),
+        Ok(Err(e)) => Err(said(e)),
+        Ok(Ok(row)) => row.try_get::<_, Vec<u8>>(0).map_err(|e| e.to_string()),
+    };
+    (Some(path), bytes)
+}
