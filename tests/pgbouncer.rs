@@ -234,14 +234,19 @@ async fn transaction_pooling_lists_the_clients_on_their_own() {
     }
     let lab = common::lab().await;
     let home = tempfile::tempdir().unwrap();
-    let pooler = LabPooler::start(&lab, &options("transaction"))
-        .await
-        .expect("pgbouncer starts");
+    // stats_users is enough: pgtls only reads.
+    let read_only = PoolerOptions {
+        admin_users: Vec::new(),
+        stats_users: vec![MONITOR.to_string()],
+        ..options("transaction")
+    };
+    let pooler = LabPooler::start(&lab, &read_only).await.expect("pgbouncer starts");
     let clients = three_clients(&pooler).await;
     // An open transaction holds a server connection for its client while the snapshot runs.
     clients[2].execute("BEGIN; SELECT 1").await.unwrap();
     let json = snapshot_json(&lab, &pooler, home.path());
     let p = &json["poolers"][0];
+    assert!(p.get("error").is_none(), "{p:#}");
     assert_eq!(p["settings"]["pool_mode"], "transaction");
     assert_eq!(by_app(&p["clients"], "pooled-plain")["tls"], Value::Null);
     assert_eq!(by_app(&p["clients"], "pooled-tls12")["tls"]["version"], "TLSv1.2");
@@ -256,6 +261,19 @@ async fn transaction_pooling_lists_the_clients_on_their_own() {
         assert_eq!(s["pooler"]["join"], "transaction", "{s:#}");
         assert_eq!(s["pooler"]["client"], Value::Null, "{s:#}");
     }
+    // The pooler's clients are judged on their own: check still names the TLS 1.2 one.
+    let out = common::pgtls(
+        &[
+            "check",
+            &monitor_conninfo(&lab),
+            "--pgbouncer",
+            &pooler.admin_conninfo(MONITOR),
+        ],
+        home.path(),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.lines().next().unwrap().contains("pooled-tls12"), "{text}");
     clients[2].execute("COMMIT").await.unwrap();
 }
 
@@ -289,7 +307,6 @@ async fn a_role_outside_admin_users_and_stats_users_is_told_so() {
     let error = json["poolers"][0]["error"].as_str().unwrap();
     assert!(error.contains("neither admin_users nor stats_users"), "{error}");
     assert!(error.contains(APP), "{error}");
-    let _ = Duration::ZERO;
 }
 
 /// The dashboard in tmux: each pooled session's CLIENT LEG column shows its client's own TLS (the TLS column
