@@ -187,7 +187,7 @@ impl Column {
             // Ascending age means the youngest session (latest backend_start) first.
             Column::Age => b.backend_start.cmp(&a.backend_start),
             Column::State => text(&a.state, &b.state),
-            Column::Tls => exposure_rank(a.class).cmp(&exposure_rank(b.class)),
+            Column::Tls => exposure_rank(a.client_class()).cmp(&exposure_rank(b.client_class())),
             Column::ClientLeg => {
                 let rank = |s: &Session| (s.pooler.is_none(), exposure_rank(s.client_class()));
                 rank(a).cmp(&rank(b))

@@ -97,9 +97,10 @@ impl SessionsTable {
         // Stable: equal keys keep pid order, so rows do not jump between refreshes.
         match (sort.column, sort.descending) {
             // The default order, on every refresh: rank each row once instead of on every comparison.
-            (Column::Tls, false) => rows.sort_by_cached_key(|i| exposure_rank(snap.sessions[*i].class)),
+            // Worst exposure first, by the client's own leg: a plain-text client behind a pooler leads.
+            (Column::Tls, false) => rows.sort_by_cached_key(|i| exposure_rank(snap.sessions[*i].client_class())),
             (Column::Tls, true) => {
-                rows.sort_by_cached_key(|i| std::cmp::Reverse(exposure_rank(snap.sessions[*i].class)))
+                rows.sort_by_cached_key(|i| std::cmp::Reverse(exposure_rank(snap.sessions[*i].client_class())))
             }
             _ => rows.sort_by(|a, b| {
                 let ord = sort.column.compare(&snap.sessions[*a], &snap.sessions[*b]);

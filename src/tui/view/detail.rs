@@ -62,7 +62,14 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
     };
     let whatif_box = Block::bordered()
         .border_style(style)
-        .title(Span::styled(" If ssl_min_protocol_version = TLSv1.3 ", style))
+        .title(Span::styled(
+            if s.pooler.is_some() {
+                " If the minimum is raised or TLS is required "
+            } else {
+                " If ssl_min_protocol_version = TLSv1.3 "
+            },
+            style,
+        ))
         .padding(Padding::horizontal(1));
     let lines: Vec<Line> = parts.sentence.into_iter().map(Line::from).collect();
     frame.render_widget(Paragraph::new(lines).block(whatif_box), parts.whatif);
