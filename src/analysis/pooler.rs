@@ -91,39 +91,12 @@ pub fn refused_by_server(target: Target) -> &'static str {
     }
 }
 
-/// Whether `pooler` already applies `target` to its clients (its settings as last read).
-pub fn client_side_in_force(pooler: &Pooler, target: Target) -> Option<bool> {
-    match target {
-        Target::MinTls13 => {
-            let p = pooler.setting("client_tls_protocols")?.to_ascii_lowercase();
-            Some(
-                p.split([',', ' ', ':'])
-                    .filter(|w| !w.is_empty())
-                    .all(|w| w == "tlsv1.3"),
-            )
-        }
-        Target::TlsRequired => {
-            let m = pooler.setting("client_tls_sslmode")?;
-            Some(matches!(m, "require" | "verify-ca" | "verify-full"))
-        }
-    }
-}
-
 /// A refused pooled client that sslmode=prefer/allow could bring back without TLS: only where the pooler's own
 /// client_tls_sslmode (in `settings`, as last read) still admits plain text.
 pub fn client_downgrade_rule(address: &str, settings: &BTreeMap<String, String>) -> Option<String> {
     let mode = settings.get("client_tls_sslmode")?;
     matches!(mode.as_str(), "allow" | "prefer" | "disable")
         .then(|| format!("pooler {address}: client_tls_sslmode = {mode}"))
-}
-
-/// The pooler's server connections that the target would refuse (its own leg is weaker): a warning of its own,
-/// since raising the server's floor then cuts off every client behind the pooler.
-pub fn weak_server_legs<'a>(sessions: &'a [Session], target: Target) -> Vec<&'a Session> {
-    sessions
-        .iter()
-        .filter(|s| !s.monitor && s.pooler.is_some() && target.refuses(s.class))
-        .collect()
 }
 
 #[cfg(test)]
@@ -255,12 +228,10 @@ mod tests {
     }
 
     #[test]
-    fn settings_in_force_and_downgrades() {
+    fn downgrades_and_the_setting_named() {
         let mut p = pooler("session");
         p.settings.insert("client_tls_protocols".into(), "secure".into());
         p.settings.insert("client_tls_sslmode".into(), "allow".into());
-        assert_eq!(client_side_in_force(&p, Target::MinTls13), Some(false));
-        assert_eq!(client_side_in_force(&p, Target::TlsRequired), Some(false));
         assert!(
             client_downgrade_rule(&p.address, &p.settings)
                 .unwrap()
@@ -268,8 +239,6 @@ mod tests {
         );
         p.settings.insert("client_tls_protocols".into(), "tlsv1.3".into());
         p.settings.insert("client_tls_sslmode".into(), "require".into());
-        assert_eq!(client_side_in_force(&p, Target::MinTls13), Some(true));
-        assert_eq!(client_side_in_force(&p, Target::TlsRequired), Some(true));
         assert_eq!(client_downgrade_rule(&p.address, &p.settings), None);
         assert_eq!(
             refused_by_pooler("pool:6432", Target::MinTls13),
