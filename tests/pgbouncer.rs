@@ -145,6 +145,24 @@ async fn session_pooling_shows_each_clients_own_leg() {
             None => assert_eq!(leg["client"]["tls"], Value::Null, "{s:#}"),
         }
     }
+    // The table says it too: the plain client's row carries its own leg after the pooler's TLS.
+    let out = common::pgtls(
+        &[
+            "snapshot",
+            &monitor_conninfo(&lab),
+            "--pgbouncer",
+            &pooler.admin_conninfo(MONITOR),
+        ],
+        home.path(),
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    let plain = table.lines().find(|l| l.contains("pooled-plain")).unwrap_or_default();
+    assert!(plain.starts_with('!'), "{table}");
+    assert!(
+        plain.contains(&format!("client leg no TLS via {}", pooler.address())),
+        "{table}"
+    );
+    assert!(table.contains("client_tls_sslmode=allow"), "{table}");
     drop(clients);
 }
 

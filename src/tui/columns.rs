@@ -144,7 +144,7 @@ impl Column {
             Column::Age => s.age_secs(now).map(crate::format::age).unwrap_or_default(),
             Column::State => opt(&s.state),
             Column::Tls => crate::output::table::short_label(s),
-            Column::ClientLeg => client_leg(s),
+            Column::ClientLeg => crate::output::table::client_leg(s),
             Column::Cipher => s.tls.as_ref().map(|t| t.cipher.clone()).unwrap_or_default(),
             Column::Bits => s
                 .tls
@@ -211,23 +211,6 @@ impl Column {
             },
             Column::Query => text(&a.query, &b.query),
         }
-    }
-}
-
-/// The CLIENT LEG cell: a pooled session's client's own TLS, or why it is not known; empty for direct sessions
-/// (their TLS column is their client's).
-pub fn client_leg(s: &Session) -> String {
-    use crate::model::{ClientLeg, PoolerJoin};
-    let Some(p) = &s.pooler else {
-        return String::new();
-    };
-    match (&p.client, p.join) {
-        (Some(ClientLeg { tls: Some(t), .. }), _) => terminal(&t.version).into_owned(),
-        (Some(c), _) if c.class == ConnClass::Local => "local".to_string(),
-        (Some(_), _) => "no TLS".to_string(),
-        (None, PoolerJoin::Idle) => "idle in pool".to_string(),
-        (None, PoolerJoin::Transaction) => "per transaction".to_string(),
-        (None, _) => "via pooler, unknown".to_string(),
     }
 }
 
