@@ -403,3 +403,40 @@ async fn the_dashboard_shows_each_pooled_clients_own_leg() {
     tmux.keys(&["q"]);
     assert_eq!(tmux.exit_status(wait), Some(0), "pgtls exits 0 on q");
 }
+
+/// A pooler that accepts but never answers costs a poll at most its timeout: the server's snapshot still comes,
+/// with the pooler's error, and nothing is joined (no pgbouncer binary needed).
+#[tokio::test]
+async fn a_silent_pooler_never_holds_up_the_servers_poll() {
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let env = common::clean_env(home.path());
+    let poolers = pgtls::collect::pooler::Poolers::resolve(
+        &[format!(
+            "host=127.0.0.1 port={port} user=x dbname=pgbouncer sslmode=disable"
+        )],
+        &env,
+    )
+    .unwrap();
+    let params = common::params(&monitor_conninfo(&lab), home.path());
+    let limit = Duration::from_secs(2);
+    let mut collector = pgtls::collect::Collector::connect_with(&params, limit)
+        .await
+        .unwrap()
+        .with_poolers(poolers);
+    for _ in 0..2 {
+        let started = std::time::Instant::now();
+        let snapshot = collector.poll().await.expect("the server's poll succeeds");
+        assert!(
+            started.elapsed() < limit + Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        let pooler = &snapshot.poolers[0];
+        assert!(pooler.error.is_some(), "{pooler:?}");
+        assert!(snapshot.sessions.iter().all(|s| s.pooler.is_none()));
+    }
+    drop(listener);
+}
