@@ -269,9 +269,8 @@ impl Collector {
     /// the snapshot and never fails the poll.
     pub async fn poll(&mut self) -> Result<Snapshot, CollectError> {
         let limit = self.poll_timeout;
-        let mut poolers = std::mem::take(&mut self.poolers);
-        let (server, answered) = tokio::join!(tokio::time::timeout(limit, self.poll_once()), poolers.poll(limit));
-        self.poolers = poolers;
+        let server = Self::poll_once(&self.connected, &self.preflight, &self.statement, self.helpers.as_ref());
+        let (server, answered) = tokio::join!(tokio::time::timeout(limit, server), self.poolers.poll(limit));
         match server {
             Ok(Ok(mut snapshot)) => {
                 crate::analysis::pooler::join(&mut snapshot.sessions, &answered);
@@ -289,14 +288,16 @@ impl Collector {
         }
     }
 
-    async fn poll_once(&mut self) -> Result<Snapshot, CollectError> {
+    /// One poll of the server, from the collector's parts (so the poolers can be polled beside it, and a poll given
+    /// up on leaves them in place).
+    async fn poll_once(
+        connected: &Connected,
+        pre: &Preflight,
+        statement: &Statement,
+        helpers: Option<&own::OwnPids>,
+    ) -> Result<Snapshot, CollectError> {
         let started = Instant::now();
-        let rows = self
-            .connected
-            .client
-            .query(&self.statement, &[])
-            .await
-            .map_err(poll_error)?;
+        let rows = connected.client.query(statement, &[]).await.map_err(poll_error)?;
         let poll_ms = started.elapsed().as_secs_f64() * 1000.0;
 
         let mut sessions = Vec::with_capacity(rows.len());
@@ -319,7 +320,6 @@ impl Collector {
         let conf_load_time: Option<DateTime<Utc>> = meta.try_get(sql::col::CONF_LOAD_TIME).map_err(poll_error)?;
         sessions.sort_by_key(|s| s.pid);
 
-        let pre = &self.preflight;
         let own_tls = sessions
             .iter()
             .find(|s| s.pid == pre.monitor_pid)
@@ -329,11 +329,11 @@ impl Collector {
             sources.push("sslinfo".to_string());
         }
         let verification = if own_tls.is_some() || ssl_is_used == Some(true) {
-            self.connected.report.verification_if_tls
+            connected.report.verification_if_tls
         } else {
             Verification::NotTls
         };
-        let helpers = self.helpers.as_ref().map_or_else(Vec::new, |own| {
+        let helpers = helpers.map_or_else(Vec::new, |own| {
             own.current(|pid| sessions.binary_search_by_key(&pid, |s| s.pid).is_ok())
         });
         let mut snapshot = Snapshot {
@@ -345,7 +345,7 @@ impl Collector {
                 pid: pre.monitor_pid,
                 user: pre.monitor_user.clone(),
                 database: pre.monitor_database.clone(),
-                sslmode: self.connected.report.sslmode.to_string(),
+                sslmode: connected.report.sslmode.to_string(),
                 verification,
                 tls: own_tls,
                 ssl_is_used,
