@@ -184,16 +184,20 @@ fn settings_rules(snap: &Snapshot, alerts: &mut Vec<Alert>) {
 
 /// "orders-api (3), billing (1)": who, most sessions first.
 pub fn who(sessions: &[&Session]) -> String {
+    who_of(
+        sessions
+            .iter()
+            .map(|s| (s.application_name.as_deref(), s.user.as_deref())),
+    )
+}
+
+/// [`who`] over (application_name, user) pairs, so a pooler's clients are named the same way as sessions.
+fn who_of<'a>(pairs: impl Iterator<Item = (Option<&'a str>, Option<&'a str>)>) -> String {
     // Counted by (application, user) without building a string per session; named once per pair.
     let mut by_pair: BTreeMap<(&str, &str), usize> = BTreeMap::new();
-    for s in sessions {
-        let app = s
-            .application_name
-            .as_deref()
-            .filter(|a| !a.is_empty())
-            .unwrap_or("(no application_name)");
-        let user = s.user.as_deref().unwrap_or("?");
-        *by_pair.entry((app, user)).or_default() += 1;
+    for (app, user) in pairs {
+        let app = app.filter(|a| !a.is_empty()).unwrap_or("(no application_name)");
+        *by_pair.entry((app, user.unwrap_or("?"))).or_default() += 1;
     }
     let mut by_name: BTreeMap<String, usize> = BTreeMap::new();
     for ((app, user), n) in by_pair {
@@ -207,13 +211,13 @@ pub fn who(sessions: &[&Session]) -> String {
         .join(", ")
 }
 
+/// Whether the configuration mutes this application or user.
+fn muted(mute: &Mute, application: Option<&String>, user: Option<&String>) -> bool {
+    application.is_some_and(|a| mute.applications.contains(a)) || user.is_some_and(|u| mute.users.contains(u))
+}
+
 fn session_rules(snap: &Snapshot, mute: &Mute, alerts: &mut Vec<Alert>) {
-    let muted = |s: &Session| {
-        s.application_name
-            .as_ref()
-            .is_some_and(|a| mute.applications.contains(a))
-            || s.user.as_ref().is_some_and(|u| mute.users.contains(u))
-    };
+    let muted = |s: &Session| muted(mute, s.application_name.as_ref(), s.user.as_ref());
     // A pooled session's TLS is the pooler's leg, not its client's: the pooler rules speak of those.
     let of = |class: ConnClass| -> Vec<&Session> {
         snap.clients()
@@ -265,36 +269,10 @@ fn session_rules(snap: &Snapshot, mute: &Mute, alerts: &mut Vec<Alert>) {
     }
 }
 
-/// "pooled-etl as etl (2), web as app": pooler clients named as [`who`] names sessions.
-fn who_pooled(clients: &[&PoolerClient]) -> String {
-    let mut by_name: BTreeMap<String, usize> = BTreeMap::new();
-    for c in clients {
-        let app = c
-            .application_name
-            .as_deref()
-            .filter(|a| !a.is_empty())
-            .unwrap_or("(no application_name)");
-        *by_name
-            .entry(format!("{app} as {}", c.user.as_deref().unwrap_or("?")))
-            .or_default() += 1;
-    }
-    let mut list: Vec<(String, usize)> = by_name.into_iter().collect();
-    list.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    list.iter()
-        .map(|(who, n)| if *n > 1 { format!("{who} ({n})") } else { who.clone() })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// Behind PgBouncer: each client's own leg (SHOW CLIENTS), the poolers' own legs to the server, and sessions
 /// whose client pgtls could not name.
 fn pooler_rules(snap: &Snapshot, mute: &Mute, alerts: &mut Vec<Alert>) {
-    let muted = |c: &PoolerClient| {
-        c.application_name
-            .as_ref()
-            .is_some_and(|a| mute.applications.contains(a))
-            || c.user.as_ref().is_some_and(|u| mute.users.contains(u))
-    };
+    let muted = |c: &PoolerClient| muted(mute, c.application_name.as_ref(), c.user.as_ref());
     let down: Vec<String> = snap
         .poolers
         .iter()
@@ -323,7 +301,7 @@ fn pooler_rules(snap: &Snapshot, mute: &Mute, alerts: &mut Vec<Alert>) {
                     "pooler {} ({setting} = {}): {}",
                     p.address,
                     p.setting(setting).unwrap_or("?"),
-                    who_pooled(&hit)
+                    who_of(hit.iter().map(|c| (c.application_name.as_deref(), c.user.as_deref())))
                 ));
             }
         }

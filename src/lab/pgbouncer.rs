@@ -9,8 +9,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use color_eyre::eyre::{Result, WrapErr, bail, eyre};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
 use super::certs::{self, CertSpec};
 use super::server::{self, RunAs};
@@ -195,21 +194,7 @@ impl LabPooler {
 
     /// SIGTERM: immediate shutdown; SIGKILL if it hangs.
     pub fn stop(&mut self) -> Result<()> {
-        if self.child.try_wait()?.is_some() {
-            return Ok(());
-        }
-        let pid = Pid::from_raw(i32::try_from(self.child.id()).map_err(|e| eyre!("pid: {e}"))?);
-        let _ = kill(pid, Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.child.try_wait()?.is_some() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        self.child.wait()?;
-        Ok(())
+        server::stop_child(&mut self.child, Signal::SIGTERM, Duration::from_secs(10))
     }
 }
 
