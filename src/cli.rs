@@ -230,9 +230,13 @@ pub struct SnapshotArgs {
 
 #[derive(Debug, Args, Clone)]
 pub struct DemoArgs {
-    /// Directory holding PostgreSQL's initdb and postgres (default: $PGTLS_PG_BINDIR, pg_config, /usr/lib/postgresql/*/bin).
+    /// Directory holding PostgreSQL's initdb and postgres (default: $PGTLS_PG_BINDIR, pg_config,
+    /// /usr/lib/postgresql/*/bin, else a pinned build fetched once into pgtls's cache).
     #[arg(long, value_name = "DIR")]
     pub pg_bindir: Option<PathBuf>,
+    /// Never download PostgreSQL: when none is installed, say what to install instead (also PGTLS_OFFLINE=1).
+    #[arg(long)]
+    pub offline: bool,
     /// Seconds between refreshes.
     #[arg(short = 'i', long, default_value_t = 1.0, value_name = "SECONDS")]
     pub interval: f64,

@@ -21,6 +21,7 @@ pub mod logsource;
 pub mod model;
 pub mod output;
 pub mod probe;
+pub mod provision;
 pub mod roots;
 pub mod screenshot;
 pub mod sources;

@@ -14,7 +14,7 @@ use pgtls::conn::{Cause, Verification, connect};
 use pgtls::lab::{CERT_USER, LAB_PASSWORD, SUPERUSER};
 
 fn psql_stderr(conninfo: &str, home: &Path) -> (bool, String) {
-    let out = Command::new("psql")
+    let out = Command::new(common::require_tool("psql", "postgresql-client"))
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", home)

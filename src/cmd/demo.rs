@@ -21,11 +21,15 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
     tokio::pin!(interrupted);
     let options = LabOptions {
         bindir: args.pg_bindir,
+        offline: args.offline,
         ..LabOptions::default()
     };
     let lab = tokio::select! {
         lab = Lab::start(options) => lab.map_err(|e| Failure::usage(format!("demo: {e:#}")))?,
-        () = &mut interrupted => return Err(Failure::usage("demo: interrupted")),
+        () = &mut interrupted => {
+            crate::provision::download::cancel();
+            return Err(Failure::usage("demo: interrupted"));
+        }
     };
     let setup = async {
         demo::grant_monitor(&lab).await?;

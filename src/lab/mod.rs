@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use color_eyre::eyre::{Result, WrapErr};
+use color_eyre::eyre::{Result, WrapErr, bail};
 use tokio_postgres::{Client, NoTls};
 
 use crate::collect::own::OwnPids;
@@ -38,6 +38,8 @@ pub const LAB_PASSWORD: &str = "lab-secret";
 pub struct LabOptions {
     /// Directory with initdb and postgres; found automatically when `None`.
     pub bindir: Option<PathBuf>,
+    /// Never download a server build when none is installed (`--offline`; `PGTLS_OFFLINE=1` also turns it on).
+    pub offline: bool,
     pub max_connections: u32,
     /// Extra postgresql.conf lines, e.g. `("ssl_min_protocol_version", "TLSv1.3")`.
     pub settings: Vec<(String, String)>,
@@ -47,6 +49,7 @@ impl Default for LabOptions {
     fn default() -> Self {
         LabOptions {
             bindir: None,
+            offline: false,
             max_connections: 100,
             settings: Vec::new(),
         }
@@ -95,9 +98,25 @@ pub struct Lab {
 impl Lab {
     /// initdb, certificates, configuration, start, sslinfo. Takes a few seconds.
     pub async fn start(options: LabOptions) -> Result<Lab> {
-        let binaries = bindir::find(options.bindir.as_deref())?;
-        let major_version = binaries.major_version()?;
+        // Finding may mean downloading a server build: off the async threads, so signals are still heard.
+        let (explicit, offline) = (options.bindir.clone(), options.offline);
+        let binaries = tokio::task::spawn_blocking(move || bindir::find(explicit.as_deref(), offline))
+            .await
+            .wrap_err("finding the server binaries")??;
         let run_as = server::run_as_account()?;
+        if let Some(run_as) = &run_as {
+            if let Some(blocked) =
+                crate::provision::cache::blocked_ancestor(&binaries.dir, run_as.uid.as_raw(), run_as.gid.as_raw())
+            {
+                bail!(
+                    "{} ({}) is not reachable by the '{}' account the server runs as: {blocked} blocks it",
+                    binaries.dir.display(),
+                    binaries.found_by,
+                    run_as.name
+                );
+            }
+        }
+        let major_version = binaries.major_version()?;
         let dir = tempfile::Builder::new()
             .prefix("pgtls-lab-")
             .tempdir()

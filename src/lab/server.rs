@@ -57,8 +57,8 @@ pub fn server_command(program: &Path, run_as: Option<&RunAs>) -> Command {
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("LC_ALL", "C")
         .env("TZ", "UTC");
-    // Passed through for hand-built servers. The npm-packaged ones (scripts/pg-matrix.sh) need none: they load their
-    // bundled OpenSSL/ICU through RUNPATH=$ORIGIN/../lib, which works for the server account too.
+    // Passed through for hand-built servers. The @embedded-postgres builds (crate::provision) need none: they
+    // load their bundled OpenSSL/ICU through RUNPATH=$ORIGIN/../lib, which works for the server account too.
     if let Some(lib) = std::env::var_os("LD_LIBRARY_PATH") {
         cmd.env("LD_LIBRARY_PATH", lib);
     }

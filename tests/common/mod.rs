@@ -10,9 +10,40 @@ use std::process::{Command, Output};
 
 use pgtls::conn::params::{ConnParams, Environment, resolve};
 use pgtls::lab::{Lab, LabOptions};
+use pgtls::provision::Provisioner;
 
 pub async fn lab() -> Lab {
-    Lab::start(LabOptions::default()).await.expect("lab starts")
+    Lab::start(LabOptions::default())
+        .await
+        .unwrap_or_else(|e| fail(&format!("the lab cannot start: {e:#}")))
+}
+
+/// End the test with one line and no panic message or backtrace: for what is missing on the machine, where a
+/// trace would only bury the line that says what to install. `resume_unwind` skips the panic hook; libtest still
+/// counts the test as failed and shows the line.
+pub fn fail(line: &str) -> ! {
+    eprintln!("{line}");
+    std::panic::resume_unwind(Box::new(line.to_string()))
+}
+
+/// `program` on PATH (or at that path), else the test fails with one line naming the package that brings it.
+/// `scripts/test` installs them all.
+pub fn require_tool(program: &str, package: &str) -> std::path::PathBuf {
+    let found = if program.contains('/') {
+        Some(std::path::PathBuf::from(program)).filter(|p| p.is_file())
+    } else {
+        std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(program))
+                .find(|p| p.is_file())
+        })
+    };
+    found.unwrap_or_else(|| {
+        fail(&format!(
+            "{program} is not installed: install the {package} package (Debian/Ubuntu: apt-get install {package}), \
+             or run scripts/test, which installs what the tests need"
+        ))
+    })
 }
 
 /// An environment with no PG* variables and a home without ~/.postgresql, so the developer's setup cannot leak in.
@@ -48,54 +79,29 @@ pub struct VersionBinaries {
     /// From `postgres --version`, e.g. "17.10".
     pub version: String,
     pub dir: std::path::PathBuf,
-    /// How it was found, for the run's summary (e.g. "PGTLS_PG17_BINDIR", "/opt/pgtls-pg/versions.env").
+    /// How it was found, for the run's summary (e.g. "PGTLS_PG17_BINDIR", "pgtls's cache").
     pub found_by: String,
-}
-
-/// The index `scripts/pg-matrix.sh` writes: `$PGTLS_PG_INDEX`, else `$PGTLS_PG_ROOT/versions.env`, else its default root.
-pub fn version_index_path() -> std::path::PathBuf {
-    if let Some(path) = std::env::var_os("PGTLS_PG_INDEX").filter(|p| !p.is_empty()) {
-        return path.into();
-    }
-    let root = std::env::var_os("PGTLS_PG_ROOT")
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "/opt/pgtls-pg".into());
-    Path::new(&root).join("versions.env")
-}
-
-/// `KEY=VALUE` lines of the index; a missing or unreadable file is an empty index.
-pub fn read_version_index(path: &Path) -> HashMap<String, String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches(['"', '\'']).to_string()))
-        .collect()
 }
 
 /// Why a version's binaries are not usable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BindirError {
-    /// Nothing found anywhere: the version is not installed here.
+    /// Not installed and not fetched (offline, or no pinned build for this platform).
     Missing(String),
-    /// `$PGTLS_PG{major}_BINDIR` names a directory that is not that version or does not run: a mistake, not a skip.
+    /// `$PGTLS_PG{major}_BINDIR` names a directory that is not that version or does not run, or the fetch failed:
+    /// a mistake, not a skip.
     Broken(String),
 }
 
-/// Server binaries for `major`: `$PGTLS_PG{major}_BINDIR`, then the matrix index, then Debian's
-/// `/usr/lib/postgresql/{major}/bin`, then `pg_config --bindir` when it is that version.
+/// Server binaries for `major`: `$PGTLS_PG{major}_BINDIR`, then Debian's `/usr/lib/postgresql/{major}/bin`, then
+/// `pg_config --bindir` when it is that version, then the pinned build in pgtls's cache, fetched if missing
+/// (`pgtls::provision`, the same the demo and the lab use).
 pub fn version_bindir(major: u32) -> Result<VersionBinaries, BindirError> {
     let var = format!("PGTLS_PG{major}_BINDIR");
-    let index_path = version_index_path();
     let mut candidates: Vec<(std::path::PathBuf, String)> = Vec::new();
     if let Some(dir) = std::env::var_os(&var).filter(|d| !d.is_empty()) {
         // An explicit choice is not second-guessed by falling back to other places.
         return checked_bindir(major, dir.into(), var).map_err(BindirError::Broken);
-    }
-    if let Some(dir) = read_version_index(&index_path).get(&var) {
-        candidates.push((dir.into(), index_path.display().to_string()));
     }
     candidates.push((
         format!("/usr/lib/postgresql/{major}/bin").into(),
@@ -110,7 +116,6 @@ pub fn version_bindir(major: u32) -> Result<VersionBinaries, BindirError> {
     let mut tried = Vec::new();
     for (dir, found_by) in candidates {
         if !dir.join("postgres").is_file() || !dir.join("initdb").is_file() {
-            tried.push(format!("{} ({found_by}): no initdb/postgres", dir.display()));
             continue;
         }
         match server_version(&dir) {
@@ -126,11 +131,19 @@ pub fn version_bindir(major: u32) -> Result<VersionBinaries, BindirError> {
             Err(e) => tried.push(format!("{} ({found_by}): {e}", dir.display())),
         }
     }
-    Err(BindirError::Missing(format!(
-        "no binaries: set {var} or run scripts/pg-matrix.sh (index {}); tried: {}",
-        index_path.display(),
-        tried.join("; ")
-    )))
+    let provisioner = Provisioner::from_env(false).map_err(BindirError::Missing)?;
+    if let Err(e) = provisioner.pin(major) {
+        return Err(BindirError::Missing(format!("{e}; set {var}")));
+    }
+    match provisioner.server_bindir(major) {
+        Ok(dir) => checked_bindir(major, dir, "pgtls's cache".to_string()).map_err(BindirError::Broken),
+        Err(e) if provisioner.offline => Err(BindirError::Missing(format!("{e}; set {var}"))),
+        Err(e) => Err(BindirError::Broken(if tried.is_empty() {
+            e
+        } else {
+            format!("{e}; tried: {}", tried.join("; "))
+        })),
+    }
 }
 
 fn checked_bindir(major: u32, dir: std::path::PathBuf, found_by: String) -> Result<VersionBinaries, String> {

@@ -45,7 +45,7 @@ impl Tmux {
             shell_quote(&status_file.display().to_string()),
             shell_quote(&stty_file.display().to_string()),
         );
-        let status = Command::new("tmux")
+        let status = Command::new(super::require_tool("tmux", "tmux"))
             .args(["-L", &socket, "-f", "/dev/null", "new-session", "-d", "-x"])
             .arg(width.to_string())
             .arg("-y")
