@@ -248,12 +248,32 @@ pub struct HistoryArgs {
     /// when neither the server log, pgtls's own polls nor pg_conf_load_time() can tell.
     #[arg(long, value_name = "TIME", value_parser = crate::config::parse_since)]
     pub since: Option<chrono::DateTime<chrono::Utc>>,
+    #[command(flatten)]
+    pub poolers: PoolerArgs,
+}
+
+/// PgBouncer poolers in front of the server.
+#[derive(Debug, Args, Clone, Default)]
+pub struct PoolerArgs {
+    /// Connection string of the admin console of a PgBouncer in front of this server (dbname=pgbouncer; the role
+    /// must be in its admin_users or stats_users), polled with the server. Pooled sessions then show and are judged
+    /// by their client's own TLS leg, not the pooler's. Repeat for more poolers.
+    #[arg(long = "pgbouncer", value_name = "CONNINFO")]
+    pub pgbouncer: Vec<String>,
+}
+
+impl PoolerArgs {
+    pub fn resolve(&self, env: &Environment) -> Result<crate::collect::pooler::Poolers, String> {
+        crate::collect::pooler::Poolers::resolve(&self.pgbouncer, env)
+    }
 }
 
 #[derive(Debug, Args, Clone)]
 pub struct SnapshotArgs {
     #[command(flatten)]
     pub conn: ConnArgs,
+    #[command(flatten)]
+    pub poolers: PoolerArgs,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -371,6 +391,8 @@ pub struct CheckArgs {
     /// Configuration file.
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub poolers: PoolerArgs,
     #[command(flatten)]
     pub help: HelpFlag,
 }

@@ -67,6 +67,7 @@ pub fn session(pid: i32, class: ConnClass) -> Session {
         gss: None,
         undecoded: Vec::new(),
         monitor: false,
+        pooler: None,
     }
 }
 
@@ -248,6 +249,7 @@ pub fn snapshot() -> Snapshot {
         settings: settings(),
         conf_load_time: None,
         sessions,
+        poolers: Vec::new(),
     };
     snap.mark_own(&[]);
     snap
@@ -587,4 +589,75 @@ fn fixture_bundles(root: &str, inter: &str) -> Vec<crate::probe::bundles::Bundle
             error: None,
         },
     ]
+}
+
+/// The fixture server behind a PgBouncer (`pool.example.internal:6432`, session pooling): three pooled sessions,
+/// each on the pooler's TLS 1.3 leg, whose clients come in on TLS 1.3, TLS 1.2 and plain text.
+pub fn snapshot_pooled() -> Snapshot {
+    use crate::model::{Pooler, PoolerClient, PoolerServer, PoolerTls};
+    let mut snap = snapshot();
+    let pooler_addr = "10.0.9.9";
+    let clients = [
+        (5101, "0x1a", "checkout", Some("TLSv1.3/TLS_AES_256_GCM_SHA384"), 41001),
+        (5102, "0x1b", "pos-terminal", None, 41002),
+        (
+            5103,
+            "0x1c",
+            "old-kiosk",
+            Some("TLSv1.2/ECDHE-RSA-AES256-GCM-SHA384/ECDH=X25519"),
+            41003,
+        ),
+    ];
+    let mut pooler = Pooler::failed("pool.example.internal:6432".to_string(), String::new());
+    pooler.error = None;
+    pooler.settings = [
+        ("client_tls_sslmode", "allow"),
+        ("client_tls_protocols", "secure"),
+        ("server_tls_sslmode", "require"),
+        ("server_tls_protocols", "secure"),
+        ("pool_mode", "session"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (i, (pid, ptr, app, tls, port)) in clients.into_iter().enumerate() {
+        let tls = tls.and_then(PoolerTls::parse);
+        let octet = 20 + i;
+        pooler.clients.push(PoolerClient {
+            application_name: Some(app.to_string()),
+            user: Some("shop".to_string()),
+            database: Some("shop".to_string()),
+            address: Some(format!("10.0.4.{octet}")),
+            port: Some(52000 + i as i32),
+            class: crate::collect::pooler::client_class(Some("10.0.4.1"), tls.as_ref()),
+            tls: tls.clone(),
+            state: Some("active".to_string()),
+            connect_time: Some(now() - Duration::seconds(300)),
+            ptr: ptr.to_string(),
+            monitor: false,
+        });
+        pooler.servers.push(PoolerServer {
+            user: Some("shop".to_string()),
+            database: Some("shop".to_string()),
+            address: Some("db.example.internal".to_string()),
+            port: Some(5432),
+            local_address: Some(pooler_addr.to_string()),
+            local_port: Some(port),
+            remote_pid: Some(pid),
+            tls: PoolerTls::parse("TLSv1.3/TLS_AES_256_GCM_SHA384"),
+            state: Some("active".to_string()),
+            link: Some(ptr.to_string()),
+        });
+        let mut s = session(pid, ConnClass::Tls13);
+        s.user = Some("shop".to_string());
+        s.database = Some("shop".to_string());
+        s.application_name = Some(app.to_string());
+        s.client_addr = Some(pooler_addr.to_string());
+        s.client_port = Some(port);
+        snap.sessions.push(s);
+    }
+    snap.sessions.sort_by_key(|s| s.pid);
+    crate::analysis::pooler::join(&mut snap.sessions, std::slice::from_ref(&pooler));
+    snap.poolers = vec![pooler];
+    snap
 }

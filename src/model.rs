@@ -31,6 +31,9 @@ pub struct Snapshot {
     pub conf_load_time: Option<DateTime<Utc>>,
     /// Client sessions (TCP and Unix socket) and sessions the monitor may not inspect, ordered by pid.
     pub sessions: Vec<Session>,
+    /// PgBouncer poolers in front of this server (`--pgbouncer`), as their admin consoles answered in this poll.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub poolers: Vec<Pooler>,
 }
 
 impl Snapshot {
@@ -250,6 +253,10 @@ pub struct Session {
     /// counted, alerted on or kept in the ledger. Set once by [`Snapshot::mark_own`] when the snapshot is built.
     #[serde(default)]
     pub monitor: bool,
+    /// Served by a pooler (`--pgbouncer`): this session's own TLS (`tls`, `class`) is the pooler's leg, and this
+    /// says what is known of the client's leg. `None` for sessions no pooler claims.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooler: Option<PoolerLeg>,
 }
 
 impl Session {
@@ -264,10 +271,208 @@ impl Session {
         }
     }
 
+    /// How the client's bytes travel: behind a pooler that named the client, the client's own leg; otherwise the
+    /// session's own (for a pooled session whose client is not known, that is the pooler's leg).
+    pub fn client_class(&self) -> ConnClass {
+        match &self.pooler {
+            Some(PoolerLeg { client: Some(c), .. }) => c.class,
+            _ => self.class,
+        }
+    }
+
     /// Seconds since the backend started, measured on the server's clock.
     pub fn age_secs(&self, now: DateTime<Utc>) -> Option<i64> {
         self.backend_start.map(|s| (now - s).num_seconds().max(0))
     }
+}
+
+/// The TLS of one pooler connection, from the `tls` column of `SHOW CLIENTS`/`SHOW SERVERS`
+/// (`TLSv1.2/ECDHE-RSA-CHACHA20-POLY1305/ECDH=X25519`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolerTls {
+    pub version: String,
+    pub cipher: String,
+}
+
+impl PoolerTls {
+    /// `None` for the empty column (no TLS). Parts past the cipher (the key exchange group) are left out.
+    pub fn parse(column: &str) -> Option<PoolerTls> {
+        let column = column.trim();
+        if column.is_empty() {
+            return None;
+        }
+        let mut parts = column.split('/');
+        let version = parts.next().unwrap_or_default().to_string();
+        let cipher = parts.next().unwrap_or_default().to_string();
+        Some(PoolerTls { version, cipher })
+    }
+}
+
+/// One PgBouncer, as its admin console (`dbname=pgbouncer`) answered `SHOW CLIENTS`, `SHOW SERVERS`,
+/// `SHOW DATABASES` and `SHOW CONFIG`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pooler {
+    /// `host:port` of the admin console, as given in `--pgbouncer` (a socket directory for Unix sockets).
+    pub address: String,
+    /// Why this poll has no fresh data from this pooler (cannot connect, role not in admin_users or stats_users,
+    /// query failed); `None` when it answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// TLS settings and the pool mode from `SHOW CONFIG`, by name (`client_tls_sslmode`, `client_tls_protocols`,
+    /// `server_tls_sslmode`, ...), in a stable order.
+    pub settings: BTreeMap<String, String>,
+    /// Pool mode per pooler database (`SHOW DATABASES`), where it differs from the pooler's `pool_mode`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub database_pool_modes: BTreeMap<String, String>,
+    /// The pooler's clients: each one's own leg (its address and TLS to the pooler).
+    pub clients: Vec<PoolerClient>,
+    /// The pooler's connections to servers (to this one and any other it serves).
+    pub servers: Vec<PoolerServer>,
+}
+
+impl Pooler {
+    /// A pooler that could not be polled: an address and a reason, no data.
+    pub fn failed(address: String, error: String) -> Pooler {
+        Pooler {
+            address,
+            error: Some(error),
+            settings: BTreeMap::new(),
+            database_pool_modes: BTreeMap::new(),
+            clients: Vec::new(),
+            servers: Vec::new(),
+        }
+    }
+
+    pub fn setting(&self, name: &str) -> Option<&str> {
+        self.settings.get(name).map(String::as_str)
+    }
+
+    /// The pool mode of one pooler database: its own (SHOW DATABASES) or the pooler's.
+    pub fn pool_mode(&self, database: &str) -> Option<&str> {
+        self.database_pool_modes
+            .get(database)
+            .map(String::as_str)
+            .or_else(|| self.setting("pool_mode"))
+    }
+
+    /// The pooler's clients, without pgtls's own admin console connection.
+    pub fn client_list(&self) -> impl Iterator<Item = &PoolerClient> {
+        self.clients.iter().filter(|c| !c.monitor)
+    }
+}
+
+/// One client of a pooler (`SHOW CLIENTS`). Names are set by the client: shown escaped like any outside text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolerClient {
+    pub application_name: Option<String>,
+    pub user: Option<String>,
+    /// The pooler database it asked for (`pgbouncer` for the admin console).
+    pub database: Option<String>,
+    /// The client's own address (`unix` for a Unix socket).
+    pub address: Option<String>,
+    pub port: Option<i32>,
+    /// The client's own leg: `None` when it connected to the pooler without TLS.
+    pub tls: Option<PoolerTls>,
+    pub class: ConnClass,
+    /// `active`, `waiting`, ...
+    pub state: Option<String>,
+    pub connect_time: Option<DateTime<Utc>>,
+    /// The pooler's handle for this client; a server connection's `link` names it while serving it.
+    pub ptr: String,
+    /// pgtls's own admin console connection: listed, never counted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub monitor: bool,
+}
+
+impl PoolerClient {
+    /// `addr:port`, `[local]` for Unix sockets, `?` when unknown.
+    pub fn endpoint(&self) -> String {
+        endpoint_of(self.address.as_deref(), self.port)
+    }
+}
+
+/// `addr:port`, `[addr]:port` for IPv6, `[local]` for a Unix socket.
+pub fn endpoint_of(address: Option<&str>, port: Option<i32>) -> String {
+    match (address, port) {
+        (Some("unix"), _) => "[local]".to_string(),
+        (Some(a), Some(p)) if a.contains(':') => format!("[{a}]:{p}"),
+        (Some(a), Some(p)) => format!("{a}:{p}"),
+        (Some(a), None) => a.to_string(),
+        (None, _) => "?".to_string(),
+    }
+}
+
+/// One server connection of a pooler (`SHOW SERVERS`): the pooler's own leg to a server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolerServer {
+    pub user: Option<String>,
+    pub database: Option<String>,
+    /// The server it is connected to.
+    pub address: Option<String>,
+    pub port: Option<i32>,
+    /// The pooler's end of the connection: the server sees it as `client_addr:client_port`.
+    pub local_address: Option<String>,
+    pub local_port: Option<i32>,
+    /// The server backend's pid (`remote_pid`).
+    pub remote_pid: Option<i32>,
+    pub tls: Option<PoolerTls>,
+    pub state: Option<String>,
+    /// The `ptr` of the client it serves right now, if any.
+    pub link: Option<String>,
+}
+
+/// How a server session served by a pooler relates to the pooler's clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolerJoin {
+    /// Session pooling: the server connection belongs to one client for the client's life; `client` is its leg.
+    Client,
+    /// Session pooling, but no client holds the connection now (it waits in the pool).
+    Idle,
+    /// Transaction or statement pooling: the client changes from one transaction to the next, so none is named;
+    /// the pooler's clients are listed on their own.
+    Transaction,
+    /// From a pooler's connection, but pgtls could not tie it to a client (the pooler did not answer, or its
+    /// pid and address disagree): via pooler, client leg unknown, never the client's own TLS.
+    Unknown,
+}
+
+impl PoolerJoin {
+    pub fn label(self) -> &'static str {
+        match self {
+            PoolerJoin::Client => "client joined",
+            PoolerJoin::Idle => "idle in pool",
+            PoolerJoin::Transaction => "transaction pooling",
+            PoolerJoin::Unknown => "via pooler, client leg unknown",
+        }
+    }
+}
+
+/// The client's leg of a pooled session, as the pooler saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientLeg {
+    pub address: Option<String>,
+    pub port: Option<i32>,
+    pub tls: Option<PoolerTls>,
+    pub class: ConnClass,
+    pub application_name: Option<String>,
+    pub user: Option<String>,
+}
+
+impl ClientLeg {
+    pub fn endpoint(&self) -> String {
+        endpoint_of(self.address.as_deref(), self.port)
+    }
+}
+
+/// [`Session::pooler`]: which pooler serves the session and what is known of its client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolerLeg {
+    /// The pooler's [`Pooler::address`].
+    pub address: String,
+    pub join: PoolerJoin,
+    /// Only with [`PoolerJoin::Client`].
+    pub client: Option<ClientLeg>,
 }
 
 /// Session counts by [`ConnClass`].
@@ -283,11 +488,12 @@ pub struct ClassCounts {
 }
 
 impl ClassCounts {
-    /// Counts of client sessions; pgtls's own connections are skipped.
+    /// Counts of client sessions, by their client's own leg (see [`Session::client_class`]); pgtls's own
+    /// connections are skipped.
     pub fn of(sessions: &[Session]) -> ClassCounts {
         let mut counts = ClassCounts::default();
         for s in sessions.iter().filter(|s| !s.monitor) {
-            *counts.slot(s.class) += 1;
+            *counts.slot(s.client_class()) += 1;
         }
         counts
     }

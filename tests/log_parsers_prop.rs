@@ -349,7 +349,7 @@ proptest! {
         for (user, database, app, at, log) in &entries {
             let entry = Entry::Session {
                 at: *at,
-                key: ClientKey { user: user.clone(), database: database.clone(), application: app.clone().unwrap_or_default(), address: "10.0.0.1".into() },
+                key: ClientKey { user: user.clone(), database: database.clone(), application: app.clone().unwrap_or_default(), address: "10.0.0.1".into(), pooler: None },
                 class: ConnClass::Tls12,
                 tls_version: Some("TLSv1.2".into()),
                 cipher: None,

@@ -149,6 +149,28 @@ fn connected_view() {
     snapshot_both("connected", connected);
 }
 
+/// Behind PgBouncer: the CLIENT LEG column, the plain-text pooled client first (its own leg is the worst), the
+/// pooler's settings in the Server TLS box, and the drill-down with both legs.
+#[test]
+fn behind_pgbouncer() {
+    snapshot_both("pooled", |w, h| {
+        let mut state = new_state(w, h);
+        feed(&mut state, fixtures::snapshot_pooled());
+        state
+    });
+    snapshot_both("pooled_detail", |w, h| {
+        let mut state = new_state(w, h);
+        feed(&mut state, fixtures::snapshot_pooled());
+        // The plain-text rows first: the pooled one after the two direct ones.
+        press(&mut state, KeyCode::Down);
+        press(&mut state, KeyCode::Down);
+        press(&mut state, KeyCode::Enter);
+        let detail = state.detail.as_ref().map(|d| d.session.application_name.clone());
+        assert_eq!(detail, Some(Some("pos-terminal".to_string())));
+        state
+    });
+}
+
 #[test]
 fn disconnected() {
     snapshot_both("disconnected", |w, h| {

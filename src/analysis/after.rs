@@ -133,6 +133,7 @@ impl Lingering {
             database: self.database.clone().unwrap_or_default(),
             application: self.application.clone().unwrap_or_default(),
             address: self.address.clone().unwrap_or_default(),
+            pooler: None,
         }
         .label()
     }

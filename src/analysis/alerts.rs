@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{AlertsConfig, Mute};
-use crate::model::{ConnClass, Session, Setting, Snapshot, Verification};
+use crate::model::{ConnClass, PoolerClient, PoolerJoin, Session, Setting, Snapshot, Verification};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -50,7 +50,7 @@ pub enum LinkHealth {
 }
 
 /// Every rule's key; the configuration may set severity and threshold for each.
-pub const RULE_KEYS: [&str; 16] = [
+pub const RULE_KEYS: [&str; 21] = [
     "connection_lost",
     "ssl_off",
     "min_protocol_weak",
@@ -67,6 +67,11 @@ pub const RULE_KEYS: [&str; 16] = [
     "after_lingering",
     "after_replication",
     "after_log_connections_off",
+    "pooler_unreachable",
+    "pooler_plaintext_clients",
+    "pooler_tls12_clients",
+    "pooler_server_leg_weak",
+    "pooled_sessions_unknown",
 ];
 
 /// Every rule with the default configuration.
@@ -131,6 +136,7 @@ fn evaluate_rules(snapshot: Option<&Snapshot>, link: &LinkHealth, config: &Alert
     };
     settings_rules(snap, &mut alerts);
     session_rules(snap, &config.mute, &mut alerts);
+    pooler_rules(snap, &config.mute, &mut alerts);
     monitor_rules(snap, &mut alerts);
     alerts
 }
@@ -178,16 +184,20 @@ fn settings_rules(snap: &Snapshot, alerts: &mut Vec<Alert>) {
 
 /// "orders-api (3), billing (1)": who, most sessions first.
 pub fn who(sessions: &[&Session]) -> String {
+    who_of(
+        sessions
+            .iter()
+            .map(|s| (s.application_name.as_deref(), s.user.as_deref())),
+    )
+}
+
+/// [`who`] over (application_name, user) pairs, so a pooler's clients are named the same way as sessions.
+fn who_of<'a>(pairs: impl Iterator<Item = (Option<&'a str>, Option<&'a str>)>) -> String {
     // Counted by (application, user) without building a string per session; named once per pair.
     let mut by_pair: BTreeMap<(&str, &str), usize> = BTreeMap::new();
-    for s in sessions {
-        let app = s
-            .application_name
-            .as_deref()
-            .filter(|a| !a.is_empty())
-            .unwrap_or("(no application_name)");
-        let user = s.user.as_deref().unwrap_or("?");
-        *by_pair.entry((app, user)).or_default() += 1;
+    for (app, user) in pairs {
+        let app = app.filter(|a| !a.is_empty()).unwrap_or("(no application_name)");
+        *by_pair.entry((app, user.unwrap_or("?"))).or_default() += 1;
     }
     let mut by_name: BTreeMap<String, usize> = BTreeMap::new();
     for ((app, user), n) in by_pair {
@@ -201,14 +211,19 @@ pub fn who(sessions: &[&Session]) -> String {
         .join(", ")
 }
 
+/// Whether the configuration mutes this application or user.
+fn muted(mute: &Mute, application: Option<&String>, user: Option<&String>) -> bool {
+    application.is_some_and(|a| mute.applications.contains(a)) || user.is_some_and(|u| mute.users.contains(u))
+}
+
 fn session_rules(snap: &Snapshot, mute: &Mute, alerts: &mut Vec<Alert>) {
-    let muted = |s: &Session| {
-        s.application_name
-            .as_ref()
-            .is_some_and(|a| mute.applications.contains(a))
-            || s.user.as_ref().is_some_and(|u| mute.users.contains(u))
+    let muted = |s: &Session| muted(mute, s.application_name.as_ref(), s.user.as_ref());
+    // A pooled session's TLS is the pooler's leg, not its client's: the pooler rules speak of those.
+    let of = |class: ConnClass| -> Vec<&Session> {
+        snap.clients()
+            .filter(|s| s.class == class && s.pooler.is_none() && !muted(s))
+            .collect()
     };
-    let of = |class: ConnClass| -> Vec<&Session> { snap.clients().filter(|s| s.class == class && !muted(s)).collect() };
     let plain = of(ConnClass::PlainTcp);
     if !plain.is_empty() {
         alerts.push(Alert {
@@ -250,6 +265,108 @@ fn session_rules(snap: &Snapshot, mute: &Mute, alerts: &mut Vec<Alert>) {
                 "{} may not see their TLS details; GRANT pg_read_all_stats TO {};",
                 snap.monitor.user, snap.monitor.user
             ),
+        });
+    }
+}
+
+/// Behind PgBouncer: each client's own leg (SHOW CLIENTS), the poolers' own legs to the server, and sessions
+/// whose client pgtls could not name.
+fn pooler_rules(snap: &Snapshot, mute: &Mute, alerts: &mut Vec<Alert>) {
+    let muted = |c: &PoolerClient| muted(mute, c.application_name.as_ref(), c.user.as_ref());
+    let down: Vec<String> = snap
+        .poolers
+        .iter()
+        .filter_map(|p| p.error.as_ref().map(|e| format!("{}: {e}", p.address)))
+        .collect();
+    if !down.is_empty() {
+        alerts.push(Alert {
+            key: "pooler_unreachable".into(),
+            severity: Severity::Warning,
+            title: format!("{} pooler{} not answering", down.len(), plural(down.len())),
+            count: down.len() as u64,
+            detail: format!(
+                "{}; its sessions show as via pooler, client leg unknown",
+                down.join("; ")
+            ),
+        });
+    }
+    let mut clients_rule = |key: &str, severity: Severity, class: ConnClass, what: &str, setting: &str| {
+        let mut total = 0;
+        let mut parts = Vec::new();
+        for p in &snap.poolers {
+            let hit: Vec<&PoolerClient> = p.client_list().filter(|c| c.class == class && !muted(c)).collect();
+            if !hit.is_empty() {
+                total += hit.len();
+                parts.push(format!(
+                    "pooler {} ({setting} = {}): {}",
+                    p.address,
+                    p.setting(setting).unwrap_or("?"),
+                    who_of(hit.iter().map(|c| (c.application_name.as_deref(), c.user.as_deref())))
+                ));
+            }
+        }
+        if total > 0 {
+            alerts.push(Alert {
+                key: key.into(),
+                severity,
+                title: format!("{total} pooler client{} {what}", plural(total)),
+                count: total as u64,
+                detail: parts.join("; "),
+            });
+        }
+    };
+    clients_rule(
+        "pooler_plaintext_clients",
+        Severity::Critical,
+        ConnClass::PlainTcp,
+        "without TLS on their own leg (the server sees the pooler's TLS)",
+        "client_tls_sslmode",
+    );
+    clients_rule(
+        "pooler_tls12_clients",
+        Severity::Warning,
+        ConnClass::Tls12,
+        "on TLS 1.2, refused if the pooler's client_tls_protocols becomes tlsv1.3",
+        "client_tls_protocols",
+    );
+    let pooled = |pred: &dyn Fn(&Session) -> bool| -> Vec<&Session> {
+        snap.clients().filter(|s| s.pooler.is_some() && pred(s)).collect()
+    };
+    let weak = pooled(&|s| s.class.below_tls13() || s.class == ConnClass::PlainTcp);
+    if !weak.is_empty() {
+        let mut poolers: Vec<&str> = weak
+            .iter()
+            .filter_map(|s| s.pooler.as_ref().map(|p| p.address.as_str()))
+            .collect();
+        poolers.dedup();
+        alerts.push(Alert {
+            key: "pooler_server_leg_weak".into(),
+            severity: Severity::Warning,
+            title: format!(
+                "{} pooler connection{} to the server below TLS 1.3",
+                weak.len(),
+                plural(weak.len())
+            ),
+            count: weak.len() as u64,
+            detail: format!(
+                "pooler {}: raising the server's minimum refuses the pooler itself, and with it every client behind \
+                 it (check server_tls_sslmode and server_tls_protocols)",
+                poolers.join(", ")
+            ),
+        });
+    }
+    let unknown = pooled(&|s| s.pooler.as_ref().is_some_and(|p| p.join == PoolerJoin::Unknown));
+    if !unknown.is_empty() {
+        alerts.push(Alert {
+            key: "pooled_sessions_unknown".into(),
+            severity: Severity::Warning,
+            title: format!(
+                "{} session{} via pooler, client leg unknown",
+                unknown.len(),
+                plural(unknown.len())
+            ),
+            count: unknown.len() as u64,
+            detail: format!("their TLS is the pooler's, not their client's: {}", who(&unknown)),
         });
     }
 }

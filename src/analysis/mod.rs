@@ -4,4 +4,5 @@ pub mod after;
 pub mod alerts;
 pub mod fleet;
 pub mod ledger;
+pub mod pooler;
 pub mod whatif;

@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::ledger::{ClientKey, Ledger};
+use crate::analysis::ledger::{ClientKey, Ledger, Side};
+use crate::analysis::pooler;
 use crate::model::{ConnClass, Session};
 
 /// One plain sentence for the drill-down view.
@@ -25,6 +26,50 @@ pub fn min_tls13_sentence(session: &Session, monitor_user: &str) -> String {
             "Unknown: the monitor may not see how this session is connected; GRANT pg_read_all_stats TO {monitor_user};"
         ),
     }
+}
+
+/// The drill-down's sentence for a session a pooler serves: its TLS is the pooler's leg, so the server's minimum
+/// decides only whether the pooler itself gets in; the client's own leg is the pooler's to refuse.
+pub fn pooled_sentence(session: &Session, leg: &crate::model::PoolerLeg) -> String {
+    use crate::model::PoolerJoin;
+    let address = &leg.address;
+    let own = match session.class {
+        ConnClass::Tls13 => "the pooler's own connection already negotiates TLSv1.3, so raising the server's \
+                             minimum does not touch it"
+            .to_string(),
+        c if c.below_tls13() => format!(
+            "the pooler's own connection negotiated {}: raising the server's minimum refuses the pooler itself, \
+             and with it every client behind it (check its server_tls_protocols)",
+            session.tls.as_ref().map_or("TLS below 1.3", |t| t.version.as_str())
+        ),
+        c => format!("the pooler's own connection is {}", c.label()),
+    };
+    let client = match (&leg.client, leg.join) {
+        (Some(c), _) => {
+            let how = c.tls.as_ref().map_or("no TLS".to_string(), |t| t.version.clone());
+            let fate = match c.class {
+                ConnClass::Tls13 => "unaffected by either target".to_string(),
+                k if k.below_tls13() => format!(
+                    "pooler {address}'s client_tls_protocols = tlsv1.3 would refuse it (with sslmode=prefer it \
+                     may reconnect without TLS where client_tls_sslmode admits plain text)"
+                ),
+                ConnClass::PlainTcp => format!(
+                    "readable on the wire between client and pooler; pooler {address}'s client_tls_sslmode = \
+                     require would refuse it"
+                ),
+                _ => "not a TLS question".to_string(),
+            };
+            format!("Its client ({}) reaches the pooler with {how}: {fate}.", c.endpoint())
+        }
+        (None, PoolerJoin::Transaction) => "Transaction pooling: its client changes from one transaction to the \
+             next, so the pooler's clients are judged on their own (alerts, Holdouts, What-if)."
+            .to_string(),
+        (None, PoolerJoin::Idle) => "No client holds it now: it waits in the pool.".to_string(),
+        (None, _) => "Via pooler, client leg unknown: pgtls could not tie it to a client of the pooler, so its \
+             TLS says nothing about the client's."
+            .to_string(),
+    };
+    format!("Behind pooler {address}: {own}. {client}")
 }
 
 #[cfg(test)]
@@ -132,6 +177,11 @@ pub enum Downgrade {
 pub struct Refused {
     pub client: ClientKey,
     pub label: String,
+    /// The setting that would refuse it: the server's (`ssl_min_protocol_version`, pg_hba.conf) for direct clients
+    /// and poolers' own connections, or a pooler's client setting (`pooler X's client_tls_protocols`) for its
+    /// clients.
+    #[serde(default)]
+    pub refused_by: String,
     /// Sessions seen in a refused class, e.g. 12 on TLSv1.2.
     pub sessions: u64,
     pub seen_as: Vec<String>,
@@ -251,11 +301,31 @@ pub fn evaluate(
                     other => seen_as.push(format!("{n}× {}", other.label())),
                 }
             }
-            let downgrade = match (target, hba) {
+            let pooled_client = r
+                .key
+                .pooler
+                .as_ref()
+                .filter(|p| p.side == Side::Client)
+                .map(|p| p.address.as_str());
+            let refused_by = match pooled_client {
+                Some(address) => pooler::refused_by_pooler(address, target),
+                None => pooler::refused_by_server(target).to_string(),
+            };
+            let downgrade = match (target, hba, pooled_client) {
                 // Only a TLS client that is refused can fall back to plain text.
-                (Target::TlsRequired, _) => Downgrade::NotPossible,
-                (Target::MinTls13, Err(reason)) => Downgrade::Unknown { reason: reason.clone() },
-                (Target::MinTls13, Ok(rules)) => {
+                (Target::TlsRequired, _, _) => Downgrade::NotPossible,
+                // Behind a pooler, the pooler's own client_tls_sslmode decides whether plain text gets in.
+                (Target::MinTls13, _, Some(address)) => match ledger.pooler_settings.get(address) {
+                    None => Downgrade::Unknown {
+                        reason: format!("the settings of pooler {address} were not read"),
+                    },
+                    Some(settings) => match pooler::client_downgrade_rule(address, settings) {
+                        Some(rule) => Downgrade::Possible { rules: vec![rule] },
+                        None => Downgrade::NotPossible,
+                    },
+                },
+                (Target::MinTls13, Err(reason), None) => Downgrade::Unknown { reason: reason.clone() },
+                (Target::MinTls13, Ok(rules), None) => {
                     let open: Vec<String> = rules
                         .iter()
                         .filter(|h| h.admits_plaintext() && h.covers(&r.key))
@@ -271,6 +341,7 @@ pub fn evaluate(
             Some(Refused {
                 client: r.key.clone(),
                 label: r.key.label(),
+                refused_by,
                 sessions: bad.iter().map(|(_, n)| n).sum(),
                 seen_as,
                 last_seen: r.last_seen,

@@ -73,9 +73,17 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
     let min_evidence = parse_duration(&args.min_evidence).map_err(|e| unknown(format!("--min-evidence: {e}")))?;
     let window = parse_duration(&args.window).map_err(|e| unknown(format!("--window: {e}")))?;
     let params = args.conn.resolve(&Environment::from_process()).map_err(unknown)?;
+    let mut poolers = args.poolers.resolve(&Environment::from_process()).map_err(unknown)?;
+    // One server: a config with one `[[target]]` lends it its poolers, as the dashboard does.
+    if let [only] = config.targets.as_slice() {
+        poolers.append(
+            crate::collect::pooler::Poolers::resolve(&only.pgbouncer, &Environment::from_process()).map_err(unknown)?,
+        );
+    }
     let mut collector = Collector::connect(&params)
         .await
-        .map_err(|e| unknown(format!("cannot connect: {e}")))?;
+        .map_err(|e| unknown(format!("cannot connect: {e}")))?
+        .with_poolers(poolers);
     let fields = KeyFields::from_names(&config.ledger.key).map_err(unknown)?;
     let mut ledger = Ledger::new(fields);
     let mut journal = match &args.ledger {
@@ -185,6 +193,10 @@ pub fn assess(
                 counts.unknown, snapshot.monitor.user
             ),
         )
+    } else if let Some(pooled) = after_change.as_ref().and(pooled_refusals(&whatif)) {
+        // In force on the server, but a pooler in front of it still lets these clients in: the target is not
+        // met for them, and raising the pooler's setting would refuse them.
+        (Status::Critical, pooled)
     } else if let Some(a) = &after_change {
         // The verdict after the change, unless an alert of its own is worse.
         let verdict = a.severity();
@@ -200,12 +212,20 @@ pub fn assess(
         (status, summary)
     } else if whatif.verdict == Verdict::NotSafe {
         let who: Vec<&str> = whatif.refused.iter().take(5).map(|r| r.label.as_str()).collect();
+        // Behind a pooler the target is applied in more than one place: name each setting that refuses someone.
+        let mut by: Vec<&str> = whatif.refused.iter().map(|r| r.refused_by.as_str()).collect();
+        by.sort_unstable();
+        by.dedup();
+        let by = if by.iter().any(|b| b.starts_with("pooler ")) {
+            by.join(", ")
+        } else {
+            whatif.target.label().to_string()
+        };
         (
             Status::Critical,
             format!(
-                "{} client(s) would be refused by {}: {}{}",
+                "{} client(s) would be refused by {by}: {}{}",
                 whatif.refused.len(),
-                whatif.target.label(),
                 who.join(", "),
                 if whatif.refused.len() > 5 { ", …" } else { "" }
             ),
@@ -255,6 +275,30 @@ pub fn assess(
         sources,
         perfdata,
     }
+}
+
+/// Once the server applies the target, the clients a pooler's own client setting would still refuse:
+/// "2 client(s) would be refused by pooler 127.0.0.1:6432's client_tls_protocols: ...".
+fn pooled_refusals(whatif: &WhatIf) -> Option<String> {
+    let pooled: Vec<&whatif::Refused> = whatif
+        .refused
+        .iter()
+        .filter(|r| {
+            r.client
+                .pooler
+                .as_ref()
+                .is_some_and(|p| p.side == crate::analysis::ledger::Side::Client)
+        })
+        .collect();
+    let first = pooled.first()?;
+    let who: Vec<&str> = pooled.iter().take(5).map(|r| r.label.as_str()).collect();
+    Some(format!(
+        "{} pooler client(s) would be refused by {}: {}{}",
+        pooled.len(),
+        first.refused_by,
+        who.join(", "),
+        if pooled.len() > 5 { ", …" } else { "" }
+    ))
 }
 
 /// "since TLSv1.3 took effect (2026-12-02 10:00:00 UTC, from the server log): 1 refused, 1 fell back to plain text
@@ -322,9 +366,10 @@ fn write_lines(r: &CheckReport, out: &mut dyn Write) -> std::io::Result<()> {
         let seen_as: Vec<_> = refused.seen_as.iter().map(|s| t(s)).collect();
         writeln!(
             out,
-            "  refused: {}{} — seen {}, last {}{}",
+            "  refused: {}{} — by {}; seen {}, last {}{}",
             t(&refused.label),
             if refused.replication { " [replication]" } else { "" },
+            t(&refused.refused_by),
             seen_as.join(", "),
             crate::format::timestamp(refused.last_seen),
             match &refused.downgrade {

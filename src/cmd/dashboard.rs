@@ -22,8 +22,14 @@ pub async fn run(args: DashboardArgs) -> Result<ExitCode, Failure> {
         .conn
         .resolve(&Environment::from_process())
         .map_err(Failure::connect)?;
+    let poolers = args
+        .history
+        .poolers
+        .resolve(&Environment::from_process())
+        .map_err(Failure::usage)?;
     let front = Front {
         read_only: args.read_only,
+        poolers,
         bundles: args.bundles.clone(),
         ..Front::default()
     };
@@ -39,6 +45,8 @@ pub struct Front {
     pub place: Option<String>,
     /// `--read-only`: on top of the config's `read_only`, never instead of it.
     pub read_only: bool,
+    /// PgBouncer admin consoles in front of the server (`--pgbouncer`), resolved by the front-end.
+    pub poolers: crate::collect::pooler::Poolers,
     /// `--bundle`: root bundles judged on the Certificates screen.
     pub bundles: Vec<std::path::PathBuf>,
 }
@@ -54,6 +62,7 @@ pub async fn open(
         helpers,
         place,
         read_only,
+        mut poolers,
         mut bundles,
     } = front;
     let (mut config, _) = Config::load(history.config.as_deref()).map_err(Failure::usage)?;
@@ -61,6 +70,11 @@ pub async fn open(
     // One server for now: a config with one `[[target]]` lends it its bundles (the fleet maps each entry's).
     if let [only] = config.targets.as_slice() {
         bundles.extend(only.bundles.iter().cloned());
+        // And its poolers (`pgbouncer = [...]`), after those of --pgbouncer.
+        poolers.append(
+            crate::collect::pooler::Poolers::resolve(&only.pgbouncer, &Environment::from_process())
+                .map_err(Failure::usage)?,
+        );
     }
     for path in &bundles {
         crate::probe::bundles::read_bundle(path).map_err(Failure::usage)?;
@@ -82,7 +96,8 @@ pub async fn open(
     let collector = Collector::connect_with(&params, crate::collect::poll_timeout(interval, chosen_timeout))
         .await
         .map_err(Failure::connect)?
-        .with_helpers(helpers);
+        .with_helpers(helpers)
+        .with_poolers(poolers);
     let pre = collector.preflight();
     let mut target = format!(
         "{}@{}:{}/{}",

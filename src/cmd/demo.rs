@@ -39,9 +39,22 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
         clients = setup => clients.map_err(|e| Failure::usage(format!("demo: {e:#}")))?,
         () = &mut interrupted => return Err(Failure::usage("demo: interrupted")),
     };
+    // A PgBouncer in front of the server when the binary is installed: a pooled client in plain text that the
+    // server alone shows as TLS 1.3. The demo goes on without it when it cannot start.
+    let pooled = tokio::select! {
+        pooled = demo::DemoPooler::start(&lab) => pooled.unwrap_or_else(|e| {
+            eprintln!("pgtls demo: pgbouncer did not start, going on without it: {e:#}");
+            None
+        }),
+        () = &mut interrupted => return Err(Failure::usage("demo: interrupted")),
+    };
     let join = demo::JoinInfo::new(&lab);
     // Shown before the dashboard takes the screen, so it is there again when the dashboard ends.
-    for line in join.lines() {
+    for line in join
+        .lines()
+        .into_iter()
+        .chain(pooled.as_ref().map(demo::DemoPooler::join_line))
+    {
         eprintln!("pgtls demo: {line}");
     }
     let conninfo = demo::monitor_conninfo(&lab);
@@ -57,6 +70,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
         log_from_now: true,
         poll_timeout: None,
         since: None,
+        poolers: crate::cli::PoolerArgs::default(),
     };
     let mut place = format!("socket {}", join.socket_dir.display());
     // The change runs on its own task while the dashboard watches; the header says when (before the long socket
@@ -76,6 +90,12 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
         helpers: Some(lab.own_pids()),
         place: Some(place),
         read_only: false,
+        poolers: match &pooled {
+            Some(p) => {
+                crate::collect::pooler::Poolers::resolve(&[p.admin_conninfo(&lab)], &env).map_err(Failure::usage)?
+            }
+            None => crate::collect::pooler::Poolers::default(),
+        },
         bundles: Vec::new(),
     };
     let result = super::dashboard::open(params, interval, &history, front).await;
@@ -93,6 +113,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
         }
     }
     drop(clients);
+    drop(pooled);
     drop(lab);
     eprintln!(
         "pgtls demo: the server on port {} and {} are removed",

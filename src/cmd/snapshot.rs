@@ -13,7 +13,14 @@ pub async fn run(args: SnapshotArgs) -> Result<ExitCode, Failure> {
         .conn
         .resolve(&Environment::from_process())
         .map_err(Failure::connect)?;
-    let mut collector = Collector::connect(&params).await.map_err(Failure::connect)?;
+    let poolers = args
+        .poolers
+        .resolve(&Environment::from_process())
+        .map_err(Failure::usage)?;
+    let mut collector = Collector::connect(&params)
+        .await
+        .map_err(Failure::connect)?
+        .with_poolers(poolers);
     for warning in collector.warnings() {
         super::warn(warning);
     }

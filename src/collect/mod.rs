@@ -7,6 +7,7 @@ pub mod fleet;
 pub mod history;
 pub mod own;
 pub mod poller;
+pub mod pooler;
 pub mod rows;
 pub mod sql;
 
@@ -86,6 +87,8 @@ pub struct Collector {
     poll_timeout: Duration,
     /// Other backends of this process (the demo's), marked as own in every snapshot.
     helpers: Option<own::OwnPids>,
+    /// PgBouncer admin consoles in front of this server, polled with it.
+    poolers: pooler::Poolers,
 }
 
 /// The shortest and longest a poll may take before pgtls gives up on it: a busy server deserves a few
@@ -168,6 +171,7 @@ impl Collector {
             statement,
             poll_timeout,
             helpers: None,
+            poolers: pooler::Poolers::default(),
         })
     }
 
@@ -179,6 +183,17 @@ impl Collector {
 
     pub fn helpers(&self) -> Option<&own::OwnPids> {
         self.helpers.as_ref()
+    }
+
+    /// Poll these poolers with every poll of the server and join their clients to its sessions.
+    pub fn with_poolers(mut self, poolers: pooler::Poolers) -> Collector {
+        self.poolers = poolers;
+        self
+    }
+
+    /// The poolers, with their connections, for the collector that replaces this one.
+    pub fn take_poolers(&mut self) -> pooler::Poolers {
+        std::mem::take(&mut self.poolers)
     }
 
     async fn start(connected: &Connected, poll_timeout: Duration) -> Result<(Preflight, Statement), CollectError> {
@@ -252,10 +267,19 @@ impl Collector {
 
     /// One poll, bounded by the poll timeout. On expiry the running query is cancelled and the collector must
     /// be dropped (its connection is unusable): the caller reconnects, leaving at most this one backend behind.
+    /// The poolers are polled at the same time, each bounded by the same timeout; one that fails is reported in
+    /// the snapshot and never fails the poll.
     pub async fn poll(&mut self) -> Result<Snapshot, CollectError> {
         let limit = self.poll_timeout;
-        match tokio::time::timeout(limit, self.poll_once()).await {
-            Ok(result) => result,
+        let server = Self::poll_once(&self.connected, &self.preflight, &self.statement, self.helpers.as_ref());
+        let (server, answered) = tokio::join!(tokio::time::timeout(limit, server), self.poolers.poll(limit));
+        match server {
+            Ok(Ok(mut snapshot)) => {
+                crate::analysis::pooler::join(&mut snapshot.sessions, &answered);
+                snapshot.poolers = answered;
+                Ok(snapshot)
+            }
+            Ok(Err(e)) => Err(e),
             Err(_) => {
                 self.connected.cancel();
                 Err(CollectError::Stalled {
@@ -266,14 +290,16 @@ impl Collector {
         }
     }
 
-    async fn poll_once(&mut self) -> Result<Snapshot, CollectError> {
+    /// One poll of the server, from the collector's parts (so the poolers can be polled beside it, and a poll given
+    /// up on leaves them in place).
+    async fn poll_once(
+        connected: &Connected,
+        pre: &Preflight,
+        statement: &Statement,
+        helpers: Option<&own::OwnPids>,
+    ) -> Result<Snapshot, CollectError> {
         let started = Instant::now();
-        let rows = self
-            .connected
-            .client
-            .query(&self.statement, &[])
-            .await
-            .map_err(poll_error)?;
+        let rows = connected.client.query(statement, &[]).await.map_err(poll_error)?;
         let poll_ms = started.elapsed().as_secs_f64() * 1000.0;
 
         let mut sessions = Vec::with_capacity(rows.len());
@@ -296,7 +322,6 @@ impl Collector {
         let conf_load_time: Option<DateTime<Utc>> = meta.try_get(sql::col::CONF_LOAD_TIME).map_err(poll_error)?;
         sessions.sort_by_key(|s| s.pid);
 
-        let pre = &self.preflight;
         let own_tls = sessions
             .iter()
             .find(|s| s.pid == pre.monitor_pid)
@@ -306,11 +331,11 @@ impl Collector {
             sources.push("sslinfo".to_string());
         }
         let verification = if own_tls.is_some() || ssl_is_used == Some(true) {
-            self.connected.report.verification_if_tls
+            connected.report.verification_if_tls
         } else {
             Verification::NotTls
         };
-        let helpers = self.helpers.as_ref().map_or_else(Vec::new, |own| {
+        let helpers = helpers.map_or_else(Vec::new, |own| {
             own.current(|pid| sessions.binary_search_by_key(&pid, |s| s.pid).is_ok())
         });
         let mut snapshot = Snapshot {
@@ -322,7 +347,7 @@ impl Collector {
                 pid: pre.monitor_pid,
                 user: pre.monitor_user.clone(),
                 database: pre.monitor_database.clone(),
-                sslmode: self.connected.report.sslmode.to_string(),
+                sslmode: connected.report.sslmode.to_string(),
                 verification,
                 tls: own_tls,
                 ssl_is_used,
@@ -332,6 +357,7 @@ impl Collector {
             settings: rows::settings_from(pre.server.version_num, &names, &values, rst),
             conf_load_time,
             sessions,
+            poolers: Vec::new(),
         };
         snapshot.mark_own(&helpers);
         Ok(snapshot)

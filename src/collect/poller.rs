@@ -253,6 +253,8 @@ async fn run(
     let mut pending: Option<PendingConnect> = None;
     // The start-up connection says which other backends are ours; every reconnection keeps marking them.
     let helpers = connected.as_ref().and_then(|c| c.helpers().cloned());
+    // The poolers (and their admin console connections) pass from each collector to the next.
+    let mut poolers = connected.as_mut().map(Collector::take_poolers).unwrap_or_default();
     loop {
         let limit = super::poll_timeout(schedule.interval, links.chosen_timeout);
         let attempt = match connected.take() {
@@ -260,7 +262,8 @@ async fn run(
             None => reconnect(&params, limit, &mut pending)
                 .await
                 .map(|c| c.with_helpers(helpers.clone())),
-        };
+        }
+        .map(|c| c.with_poolers(std::mem::take(&mut poolers)));
         let error = match attempt {
             Ok(mut collector) => {
                 backoff = MIN_BACKOFF;
@@ -277,7 +280,9 @@ async fn run(
                         hba,
                     })
                     .await;
-                match poll_loop(&mut collector, &mut schedule, &links, &mut commands).await {
+                let ended = poll_loop(&mut collector, &mut schedule, &links, &mut commands).await;
+                poolers = collector.take_poolers();
+                match ended {
                     Some(error) => error,
                     None => return,
                 }

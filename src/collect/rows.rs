@@ -127,6 +127,7 @@ pub fn session_from_row(row: &Row) -> Session {
         gss,
         undecoded: Vec::new(),
         monitor: false,
+        pooler: None,
     };
     session.undecoded = c.undecoded;
     session

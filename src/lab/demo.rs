@@ -219,3 +219,61 @@ async fn activity(sessions: Vec<Arc<LabSession>>, lab: LabHandle) {
         }
     }
 }
+
+/// The demo's PgBouncer, when the binary is installed: in front of the demo server, TLS required on its own leg to
+/// the server, `client_tls_sslmode = allow` towards its clients, and two pooled clients: one on TLS 1.3 and a
+/// point-of-sale terminal in plain text, which the server alone would show as TLS 1.3.
+pub struct DemoPooler {
+    pub pooler: super::pgbouncer::LabPooler,
+    pub sessions: Vec<LabSession>,
+}
+
+/// The pooled cast: (kind, user, application_name).
+pub const POOLED_CAST: &[(SessionKind, &str, &str)] = &[
+    (SessionKind::Tls13, "shop", "checkout-pooled"),
+    (SessionKind::PlainTcp, "shop", "pos-terminal"),
+];
+
+impl DemoPooler {
+    /// `None` when pgbouncer is not installed; an error when it is but does not start.
+    pub async fn start(lab: &Lab) -> Result<Option<DemoPooler>> {
+        if super::pgbouncer::find_binary().is_none() {
+            return Ok(None);
+        }
+        let options = super::pgbouncer::PoolerOptions {
+            users: POOLED_CAST.iter().map(|(_, user, _)| (*user).to_string()).collect(),
+            stats_users: vec![MONITOR_ROLE.to_string()],
+            ..Default::default()
+        };
+        let pooler = super::pgbouncer::LabPooler::start(lab, &options).await?;
+        let mut sessions = Vec::new();
+        for (kind, user, app) in POOLED_CAST {
+            sessions.push(pooler.open(*kind, user, app).await?);
+        }
+        Ok(Some(DemoPooler { pooler, sessions }))
+    }
+
+    /// The monitor's connection to the pooler's admin console: verify-full against the lab CA, as to the server.
+    pub fn admin_conninfo(&self, lab: &LabHandle) -> String {
+        format!(
+            "host=localhost hostaddr={} port={} user={MONITOR_ROLE} password={} dbname=pgbouncer \
+             sslmode=verify-full sslrootcert={}",
+            self.pooler.host,
+            self.pooler.port,
+            quote_value(LAB_PASSWORD),
+            quote_value(&lab.certs.ca_cert.display().to_string()),
+        )
+    }
+
+    /// How to join the pooler with psql, for the demo's start-up lines.
+    pub fn join_line(&self) -> String {
+        format!(
+            "pgbouncer in front of it on 127.0.0.1 port {} (session pooling, clients may skip TLS): psql {}",
+            self.pooler.port,
+            shell_quote(&format!(
+                "host=127.0.0.1 port={} user={} password={} dbname=postgres sslmode=disable",
+                self.pooler.port, POOLED_CAST[1].1, LAB_PASSWORD
+            ))
+        )
+    }
+}

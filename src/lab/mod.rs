@@ -6,6 +6,7 @@
 pub mod bindir;
 pub mod certs;
 pub mod demo;
+pub mod pgbouncer;
 pub mod server;
 pub mod sessions;
 

@@ -145,22 +145,27 @@ impl Postmaster {
 
     /// Fast shutdown (SIGINT): disconnects clients, then exits; SIGKILL if it hangs.
     pub fn stop(&mut self) -> Result<()> {
-        if self.child.try_wait()?.is_some() {
+        stop_child(&mut self.child, Signal::SIGINT, Duration::from_secs(20))
+    }
+}
+
+/// Send `signal` to a server process we started and wait up to `patience` for it to exit; SIGKILL after that.
+pub fn stop_child(child: &mut Child, signal: Signal, patience: Duration) -> Result<()> {
+    if child.try_wait()?.is_some() {
+        return Ok(());
+    }
+    let pid = Pid::from_raw(i32::try_from(child.id()).map_err(|e| eyre!("pid: {e}"))?);
+    let _ = kill(pid, signal);
+    let deadline = Instant::now() + patience;
+    while Instant::now() < deadline {
+        if child.try_wait()?.is_some() {
             return Ok(());
         }
-        let pid = Pid::from_raw(i32::try_from(self.child.id()).map_err(|e| eyre!("pid: {e}"))?);
-        let _ = kill(pid, Signal::SIGINT);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if self.child.try_wait()?.is_some() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        self.child.wait()?;
-        Ok(())
+        std::thread::sleep(Duration::from_millis(20));
     }
+    let _ = child.kill();
+    child.wait()?;
+    Ok(())
 }
 
 impl Drop for Postmaster {

@@ -67,6 +67,19 @@ impl Drop for LabSession {
 }
 
 pub(super) async fn open(lab: &LabHandle, kind: SessionKind, user: &str, application_name: &str) -> Result<LabSession> {
+    open_at(lab, lab.port, kind, user, application_name).await
+}
+
+/// A session to `port` on the lab's host: the server's, or a pooler's in front of it (then `pid` is the backend
+/// the pooler gave it at connect time, which transaction pooling may change). Only simple queries, which every
+/// pool mode passes through.
+pub(super) async fn open_at(
+    lab: &LabHandle,
+    port: u16,
+    kind: SessionKind,
+    user: &str,
+    application_name: &str,
+) -> Result<LabSession> {
     let user = if kind == SessionKind::ClientCert {
         CERT_USER
     } else {
@@ -78,7 +91,7 @@ pub(super) async fn open(lab: &LabHandle, kind: SessionKind, user: &str, applica
         .user(user)
         .dbname("postgres")
         .application_name(application_name)
-        .port(lab.port);
+        .port(port);
     match kind {
         SessionKind::UnixSocket => {
             config.host_path(&lab.socket_dir);
@@ -113,7 +126,15 @@ pub(super) async fn open(lab: &LabHandle, kind: SessionKind, user: &str, applica
             }
         }
     };
-    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+    let pid = client
+        .simple_query("SELECT pg_catalog.pg_backend_pid()")
+        .await?
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).and_then(|v| v.parse::<i32>().ok()),
+            _ => None,
+        })
+        .ok_or_else(|| color_eyre::eyre::eyre!("no pid from {what}", what = what()))?;
     Ok(LabSession {
         client,
         pid,

@@ -40,7 +40,7 @@ impl CsvFields {
 
 /// The JSON session fields (`sessions[]` of `snapshot --format json`), in their JSON order, with `tls` and `gss`
 /// flattened to `tls_version`, `gss_encrypted`, ...; a test keeps this list equal to the JSON.
-pub const SESSION_COLUMNS: [&str; 31] = [
+pub const SESSION_COLUMNS: [&str; 34] = [
     "pid",
     "class",
     "leader_pid",
@@ -72,6 +72,9 @@ pub const SESSION_COLUMNS: [&str; 31] = [
     "gss_credentials_delegated",
     "undecoded",
     "monitor",
+    "pooler_address",
+    "pooler_join",
+    "pooler_client",
 ];
 
 /// After the session fields: the snapshot's `taken_at`, and the age measured from it, because a CSV row is read
@@ -205,6 +208,18 @@ mod tests {
                 credentials_delegated: Some(false),
             });
             s.undecoded = vec!["client_addr".into(), "query".into()];
+            s.pooler = Some(crate::model::PoolerLeg {
+                address: "pool:6432".into(),
+                join: crate::model::PoolerJoin::Client,
+                client: Some(crate::model::ClientLeg {
+                    address: Some("10.0.4.2".into()),
+                    port: Some(50000),
+                    tls: None,
+                    class: ConnClass::PlainTcp,
+                    application_name: Some("pos".into()),
+                    user: Some("shop".into()),
+                }),
+            });
             if let Some(tls) = &mut s.tls {
                 tls.client_dn = Some("/CN=app".into());
                 tls.client_serial = Some("4660".into());
@@ -276,6 +291,7 @@ mod tests {
                     database: "dwh".into(),
                     application: "cron-report".into(),
                     address: "10.0.2.9".into(),
+                    pooler: None,
                 },
                 class: ConnClass::Tls12,
                 tls_version: Some("TLSv1.2".into()),

@@ -82,6 +82,17 @@ fn write_report(snapshot: &Snapshot, out: &mut dyn Write) -> std::io::Result<()>
             .map(|c| format!("{} {}", counts.get(*c), c.label())),
     );
     write_wrapped(out, "Sessions", &summary)?;
+    for p in &snapshot.poolers {
+        let mut items = vec![format!("pgbouncer {}", terminal(&p.address))];
+        match &p.error {
+            Some(e) => items.push(format!("not answering: {}", terminal(e))),
+            None => {
+                items.extend(p.settings.iter().map(|(k, v)| format!("{k}={}", terminal(v))));
+                items.push(format!("{} client(s)", p.client_list().count()));
+            }
+        }
+        write_wrapped(out, "Pooler", &items)?;
+    }
     writeln!(out)?;
 
     let header: Vec<String> = COLUMNS.iter().map(|(name, w)| format!("{name:<w$}")).collect();
@@ -156,6 +167,23 @@ pub fn short_label(session: &Session) -> String {
     }
 }
 
+/// A pooled session's client leg (the dashboard's CLIENT LEG cell): the client's own TLS, or why it is not known;
+/// empty for direct sessions, whose TLS column is their client's.
+pub fn client_leg(s: &Session) -> String {
+    use crate::model::{ClientLeg, PoolerJoin};
+    let Some(p) = &s.pooler else {
+        return String::new();
+    };
+    match (&p.client, p.join) {
+        (Some(ClientLeg { tls: Some(t), .. }), _) => terminal(&t.version).into_owned(),
+        (Some(c), _) if c.class == ConnClass::Local => "local".to_string(),
+        (Some(_), _) => "no TLS".to_string(),
+        (None, PoolerJoin::Idle) => "idle in pool".to_string(),
+        (None, PoolerJoin::Transaction) => "per transaction".to_string(),
+        (None, _) => "via pooler, unknown".to_string(),
+    }
+}
+
 /// What names a session's application in tables: pgtls's own rows say so, whatever their application_name, so
 /// a client that calls itself "pgtls" never reads like the monitor.
 pub fn application(s: &Session) -> String {
@@ -193,7 +221,11 @@ fn row(s: &Session, snapshot: &Snapshot) -> String {
             format!("{cut}{}", " ".repeat(pad))
         })
         .collect();
-    format!("{} {}", marker(s.class), padded.join(" "))
+    // Behind a pooler, TLS is the pooler's leg: the client's own follows, and the marker warns about it.
+    let pooled = s.pooler.as_ref().map_or(String::new(), |p| {
+        format!(" client leg {} via {}", client_leg(s), terminal(&p.address))
+    });
+    format!("{} {}{pooled}", marker(s.client_class()), padded.join(" "))
         .trim_end()
         .to_string()
 }

@@ -19,6 +19,8 @@ pub enum Column {
     Age,
     State,
     Tls,
+    /// Behind a pooler: the client's own leg to it (only shown when `--pgbouncer` is given).
+    ClientLeg,
     Cipher,
     Bits,
     ClientDn,
@@ -35,7 +37,7 @@ const KEEP_WHOLE: u8 = 5;
 
 impl Column {
     /// Display order; also the order `s` cycles through (among the columns shown).
-    pub const ALL: [Column; 13] = [
+    pub const ALL: [Column; 14] = [
         Column::Pid,
         Column::User,
         Column::Database,
@@ -44,6 +46,7 @@ impl Column {
         Column::Age,
         Column::State,
         Column::Tls,
+        Column::ClientLeg,
         Column::Cipher,
         Column::Bits,
         Column::ClientDn,
@@ -61,6 +64,7 @@ impl Column {
             Column::Age => "AGE",
             Column::State => "STATE",
             Column::Tls => "TLS",
+            Column::ClientLeg => "CLIENT LEG",
             Column::Cipher => "CIPHER",
             Column::Bits => "BITS",
             Column::ClientDn => "CLIENT DN",
@@ -85,6 +89,7 @@ impl Column {
             Column::Age => 6,
             Column::State => 10,
             Column::Tls => 8,
+            Column::ClientLeg => 12,
             Column::Cipher => 27,
             Column::Bits => 4,
             Column::ClientDn => 18,
@@ -103,6 +108,7 @@ impl Column {
             Column::Age | Column::Time => 8,
             Column::State => 29,
             Column::Tls => 8,
+            Column::ClientLeg => 24,
             Column::Cipher => 40,
             Column::Bits => 4,
             Column::Query => u16::MAX,
@@ -112,7 +118,7 @@ impl Column {
     /// Lower drops first when the terminal is narrow; the TLS facts never drop.
     pub fn priority(self) -> u8 {
         match self {
-            Column::Pid | Column::Tls => 10,
+            Column::Pid | Column::Tls | Column::ClientLeg => 10,
             Column::Application | Column::User => 9,
             Column::Client => 8,
             Column::Cipher => 7,
@@ -138,6 +144,7 @@ impl Column {
             Column::Age => s.age_secs(now).map(crate::format::age).unwrap_or_default(),
             Column::State => opt(&s.state),
             Column::Tls => crate::output::table::short_label(s),
+            Column::ClientLeg => crate::output::table::client_leg(s),
             Column::Cipher => s.tls.as_ref().map(|t| t.cipher.clone()).unwrap_or_default(),
             Column::Bits => s
                 .tls
@@ -180,7 +187,11 @@ impl Column {
             // Ascending age means the youngest session (latest backend_start) first.
             Column::Age => b.backend_start.cmp(&a.backend_start),
             Column::State => text(&a.state, &b.state),
-            Column::Tls => exposure_rank(a.class).cmp(&exposure_rank(b.class)),
+            Column::Tls => exposure_rank(a.client_class()).cmp(&exposure_rank(b.client_class())),
+            Column::ClientLeg => {
+                let rank = |s: &Session| (s.pooler.is_none(), exposure_rank(s.client_class()));
+                rank(a).cmp(&rank(b))
+            }
             Column::Cipher => {
                 let c = |s: &Session| s.tls.as_ref().map(|t| t.cipher.clone()).unwrap_or_default();
                 c(a).cmp(&c(b))
@@ -243,6 +254,8 @@ pub struct LayoutInput<'a> {
     /// The sorted column's title gets room for its arrow, so it never reads "DATAB… ▲".
     pub sorted: Column,
     pub show_query: bool,
+    /// Poolers are watched (`--pgbouncer`): the CLIENT LEG column is shown.
+    pub poolers: bool,
 }
 
 /// The columns shown in a table `width` cells wide (marker cell and gaps included) and each one's width.
@@ -272,6 +285,7 @@ pub fn layout(width: u16, input: &LayoutInput) -> Vec<(Column, u16)> {
     let mut cols: Vec<(Column, u16, u16)> = Column::ALL
         .iter()
         .filter(|c| input.show_query || !c.is_query())
+        .filter(|c| input.poolers || **c != Column::ClientLeg)
         .map(|c| {
             let want = want(*c);
             (*c, want.min(c.base()).max(title(*c)), want)
@@ -351,6 +365,7 @@ mod tests {
             now: snap.taken_at,
             sorted: Column::Database,
             show_query,
+            poolers: false,
         };
         layout(width, &input)
     }
@@ -361,7 +376,10 @@ mod tests {
             let wide = laid_out(220, show_query);
             assert_eq!(
                 wide.len(),
-                Column::ALL.iter().filter(|c| show_query || !c.is_query()).count()
+                Column::ALL
+                    .iter()
+                    .filter(|c| (show_query || !c.is_query()) && **c != Column::ClientLeg)
+                    .count()
             );
             for width in [80, 120, 200, 220] {
                 let cols = laid_out(width, show_query);

@@ -39,6 +39,9 @@ pub struct ConnectReport {
     pub port: u16,
     /// The address connected to; `None` for a Unix socket.
     pub addr: Option<SocketAddr>,
+    /// This end of the TCP connection, as the server sees the client (a pooler's `SHOW CLIENTS` lists it as
+    /// `addr:port`); `None` for a Unix socket.
+    pub local_addr: Option<SocketAddr>,
     pub sslmode: SslMode,
     /// How far the server certificate was checked, should this connection use TLS.
     pub verification_if_tls: Verification,
@@ -372,7 +375,7 @@ async fn attempt_once(
     let direct = params.sslnegotiation.as_deref() == Some("direct") && attempt != Attempt::Plain;
     let socket_layer = if direct { Layer::SocketDirectTls } else { Layer::Socket };
 
-    let (client, task, socket_report) = match addr {
+    let (client, task, socket_report, local_addr) = match addr {
         None => {
             let stream = UnixStream::connect(socket::unix_path(&target.host, target.port))
                 .await
@@ -386,7 +389,7 @@ async fn attempt_once(
                 .await
                 .map_err(|e| failure_of(&e, &observed, &capture, params.sslmode))?;
             let task: ConnectionTask = Box::pin(connection);
-            (client, task, None)
+            (client, task, None, None)
         }
         Some(addr) => {
             let socket = if addr.is_ipv4() {
@@ -400,6 +403,7 @@ async fn attempt_once(
                 .connect(addr)
                 .await
                 .map_err(|e| (Next::Address, socket::connect_cause(&e, false)))?;
+            let local_addr = stream.local_addr().ok();
             let stream = Inspector::new(stream, socket_layer, policy.clone(), observed.clone());
             let (client, task): (Client, ConnectionTask) = match attempt {
                 Attempt::Plain => {
@@ -420,7 +424,7 @@ async fn attempt_once(
                     (client, Box::pin(connection))
                 }
             };
-            (client, task, Some(report))
+            (client, task, Some(report), local_addr)
         }
     };
 
@@ -433,6 +437,7 @@ async fn attempt_once(
             host: target.host.clone(),
             port: target.port,
             addr,
+            local_addr,
             sslmode: params.sslmode,
             verification_if_tls: verification_for(params),
             tls,

@@ -77,6 +77,27 @@ pub struct ClientKey {
     pub database: String,
     pub application: String,
     pub address: String,
+    /// Behind a pooler (`--pgbouncer`): which one, and on which side of it this identity is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooler: Option<PoolerSide>,
+}
+
+/// Which pooler a [`ClientKey`] belongs to, and on which side.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PoolerSide {
+    /// The pooler's address, as `--pgbouncer` names it.
+    pub address: String,
+    pub side: Side,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// A client of the pooler, on its own leg (from `SHOW CLIENTS`): the pooler's client settings refuse it.
+    Client,
+    /// The pooler's own connections to the server: the server's settings refuse them, and with them every client
+    /// behind the pooler.
+    Server,
 }
 
 impl ClientKey {
@@ -93,22 +114,38 @@ impl ClientKey {
             database: pick(fields.database, database),
             application: pick(fields.application, application),
             address: pick(fields.address, address),
+            pooler: None,
         }
     }
 
-    /// "billing-batch (billing@shop from 10.0.0.7)"
+    /// "billing-batch (billing@shop from 10.0.0.7)", "billing-batch (billing@shop via pooler pool:6432)",
+    /// "pooler pool:6432's server connections (billing@shop)"
     pub fn label(&self) -> String {
+        let mut who = self.user.clone();
+        if !self.database.is_empty() {
+            who = format!("{who}@{}", self.database);
+        }
+        if let Some(PoolerSide {
+            address,
+            side: Side::Server,
+        }) = &self.pooler
+        {
+            return if who.is_empty() {
+                format!("pooler {address}'s server connections")
+            } else {
+                format!("pooler {address}'s server connections ({who})")
+            };
+        }
         let app = if self.application.is_empty() {
             "(no application_name)"
         } else {
             &self.application
         };
-        let mut who = self.user.clone();
-        if !self.database.is_empty() {
-            who = format!("{who}@{}", self.database);
-        }
         if !self.address.is_empty() {
             who = format!("{who} from {}", self.address);
+        }
+        if let Some(p) = &self.pooler {
+            who = format!("{who} via pooler {}", p.address).trim_start().to_string();
         }
         if who.is_empty() {
             app.to_string()
@@ -486,6 +523,11 @@ pub struct Ledger {
     settings: VecDeque<SettingsSeen>,
     /// Sessions connected at the latest poll, by pid.
     live: HashMap<i32, Live>,
+    /// Clients of poolers connected at the latest poll, by (pooler address, the pooler's `ptr`); the connect time
+    /// tells a reused `ptr` apart.
+    live_pooled: HashMap<(String, String), Live>,
+    /// Each pooler's settings as last read (`client_tls_sslmode`, ...), by address: what would refuse its clients.
+    pub pooler_settings: BTreeMap<String, BTreeMap<String, String>>,
     /// Refused attempts by address (capped), and those from addresses beyond the cap.
     refused: BTreeMap<String, RefusedRecord>,
     refused_others: Option<RefusedRecord>,
@@ -561,14 +603,25 @@ impl Ledger {
         }
     }
 
+    /// A session a pooler serves is the pooler's (its application_name is its current client's, its TLS the
+    /// pooler's own): it enters as the pooler's server side, and the pooler's clients enter on their own.
     fn key_of(&self, s: &Session) -> ClientKey {
-        ClientKey::new(
+        let mut key = ClientKey::new(
             self.fields,
             s.user.as_deref(),
             s.database.as_deref(),
-            s.application_name.as_deref(),
+            if s.pooler.is_some() {
+                None
+            } else {
+                s.application_name.as_deref()
+            },
             s.client_addr.as_deref(),
-        )
+        );
+        key.pooler = s.pooler.as_ref().map(|p| PoolerSide {
+            address: p.address.clone(),
+            side: Side::Server,
+        });
+        key
     }
 
     /// Count sessions that are new since the last poll; returns journal entries to append.
@@ -668,8 +721,83 @@ impl Ledger {
             }
         }
         self.live = live;
+        entries.extend(self.observe_pooler_clients(snap));
         // Forget log sessions that no poll will ever match.
         self.from_log.retain(|_, t| at - *t <= SAME_SESSION_WITHIN * 6);
+        entries
+    }
+
+    /// The clients of each pooler that answered, on their own leg; a pooler that did not answer keeps its clients
+    /// as they were, so they are not counted again when it answers.
+    fn observe_pooler_clients(&mut self, snap: &Snapshot) -> Vec<Entry> {
+        let mut entries = Vec::new();
+        let at = snap.taken_at;
+        let mut previous = std::mem::take(&mut self.live_pooled);
+        let mut live = HashMap::new();
+        for pooler in &snap.poolers {
+            if pooler.error.is_some() {
+                let kept: Vec<(String, String)> = previous
+                    .keys()
+                    .filter(|(address, _)| *address == pooler.address)
+                    .cloned()
+                    .collect();
+                for id in kept {
+                    if let Some(l) = previous.remove(&id) {
+                        live.insert(id, l);
+                    }
+                }
+                continue;
+            }
+            self.pooler_settings
+                .insert(pooler.address.clone(), pooler.settings.clone());
+            for c in pooler.client_list() {
+                let id = (pooler.address.clone(), c.ptr.clone());
+                let mut key = ClientKey::new(
+                    self.fields,
+                    c.user.as_deref(),
+                    c.database.as_deref(),
+                    c.application_name.as_deref(),
+                    c.address.as_deref(),
+                );
+                key.pooler = Some(PoolerSide {
+                    address: pooler.address.clone(),
+                    side: Side::Client,
+                });
+                let before = previous
+                    .remove(&id)
+                    .filter(|l| l.start == c.connect_time && l.key == key);
+                if before.is_none() {
+                    let entry = Entry::Session {
+                        at,
+                        key: key.clone(),
+                        class: c.class,
+                        tls_version: c.tls.as_ref().map(|t| t.version.clone()),
+                        cipher: c.tls.as_ref().map(|t| t.cipher.clone()),
+                        source: Source::Poll,
+                        address: c.address.clone(),
+                        replication: false,
+                        hba_line: None,
+                    };
+                    self.apply(&entry);
+                    entries.push(entry);
+                }
+                let record = self.index.get(&key).copied();
+                if let Some(i) = record {
+                    let r = &mut self.records[i];
+                    r.last_seen = at;
+                    r.connected_now += 1;
+                }
+                live.insert(
+                    id,
+                    Live {
+                        start: c.connect_time,
+                        key,
+                        record,
+                    },
+                );
+            }
+        }
+        self.live_pooled = live;
         entries
     }
 
@@ -677,10 +805,16 @@ impl Ledger {
     fn same_client(&self, key: &ClientKey, s: &Session) -> bool {
         let f = self.fields;
         let same = |on: bool, have: &str, now: Option<&str>| have == if on { now.unwrap_or("") } else { "" };
+        let application = if s.pooler.is_some() {
+            None
+        } else {
+            s.application_name.as_deref()
+        };
         same(f.user, &key.user, s.user.as_deref())
             && same(f.database, &key.database, s.database.as_deref())
-            && same(f.application, &key.application, s.application_name.as_deref())
+            && same(f.application, &key.application, application)
             && same(f.address, &key.address, s.client_addr.as_deref())
+            && key.pooler.as_ref().map(|p| p.address.as_str()) == s.pooler.as_ref().map(|p| p.address.as_str())
     }
 
     /// A connection from the log source; `None` when a poll already counted it.
@@ -901,6 +1035,7 @@ impl Ledger {
                 database: String::new(),
                 application: OTHERS_LABEL.to_string(),
                 address: String::new(),
+                pooler: None,
             };
             ClientRecord::new(key, at)
         })
@@ -1189,6 +1324,7 @@ mod tests {
                 database: "d".into(),
                 application: app.into(),
                 address: address.into(),
+                pooler: None,
             },
             class: ConnClass::from_tls_version(version),
             tls_version: Some(version.into()),

@@ -88,7 +88,8 @@ impl SessionsTable {
             .sessions
             .iter()
             .enumerate()
-            .filter(|(_, s)| self.quick_view.admits(s.class))
+            // Behind a pooler the quick views follow the client's own leg, not the pooler's.
+            .filter(|(_, s)| self.quick_view.admits(s.client_class()))
             .filter(|(_, s)| needle.is_empty() || matches_filter(s, &needle, snap.taken_at))
             .map(|(i, _)| i)
             .collect();
@@ -96,9 +97,10 @@ impl SessionsTable {
         // Stable: equal keys keep pid order, so rows do not jump between refreshes.
         match (sort.column, sort.descending) {
             // The default order, on every refresh: rank each row once instead of on every comparison.
-            (Column::Tls, false) => rows.sort_by_cached_key(|i| exposure_rank(snap.sessions[*i].class)),
+            // Worst exposure first, by the client's own leg: a plain-text client behind a pooler leads.
+            (Column::Tls, false) => rows.sort_by_cached_key(|i| exposure_rank(snap.sessions[*i].client_class())),
             (Column::Tls, true) => {
-                rows.sort_by_cached_key(|i| std::cmp::Reverse(exposure_rank(snap.sessions[*i].class)))
+                rows.sort_by_cached_key(|i| std::cmp::Reverse(exposure_rank(snap.sessions[*i].client_class())))
             }
             _ => rows.sort_by(|a, b| {
                 let ord = sort.column.compare(&snap.sessions[*a], &snap.sessions[*b]);
@@ -199,9 +201,10 @@ impl SessionsTable {
     pub fn cycle_sort(&mut self, step: isize) {
         let enabled: Vec<Column>;
         let columns: &[Column] = if self.shown.is_empty() {
+            // CLIENT LEG is shown only with poolers, which only the first draw knows of.
             enabled = Column::ALL
                 .into_iter()
-                .filter(|c| self.show_query || !c.is_query())
+                .filter(|c| (self.show_query || !c.is_query()) && *c != Column::ClientLeg)
                 .collect();
             &enabled
         } else {

@@ -31,7 +31,18 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
         title.push(Span::styled(crate::output::table::OWN_LABEL, t.input));
         title.push(Span::styled(" · ", t.dim));
     }
-    title.push(Span::styled(s.class.label(), t.class(s.class)));
+    match &s.pooler {
+        // Behind a pooler the session's own TLS is the pooler's: the client's leg leads.
+        Some(leg) => {
+            match &leg.client {
+                Some(c) => title.push(Span::styled(format!("client {}", c.class.label()), t.class(c.class))),
+                None => title.push(Span::styled(leg.join.label(), t.dim)),
+            }
+            title.push(Span::styled(" · pooler leg ", t.dim));
+            title.push(Span::styled(s.class.label(), t.class(s.class)));
+        }
+        None => title.push(Span::styled(s.class.label(), t.class(s.class))),
+    }
     title.push(Span::raw(" "));
     let block = Block::bordered()
         .border_style(t.border)
@@ -43,7 +54,7 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
     if let Some(banner) = parts.banner {
         frame.render_widget(Paragraph::new(banner), Rect::new(inner.x, inner.y, inner.width, 1));
     }
-    let style = match s.class {
+    let style = match s.client_class() {
         ConnClass::Tls12 | ConnClass::TlsOlder => t.warning,
         ConnClass::PlainTcp => t.critical,
         ConnClass::Unknown => t.dim,
@@ -51,7 +62,14 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
     };
     let whatif_box = Block::bordered()
         .border_style(style)
-        .title(Span::styled(" If ssl_min_protocol_version = TLSv1.3 ", style))
+        .title(Span::styled(
+            if s.pooler.is_some() {
+                " If the minimum is raised or TLS is required "
+            } else {
+                " If ssl_min_protocol_version = TLSv1.3 "
+            },
+            style,
+        ))
         .padding(Padding::horizontal(1));
     let lines: Vec<Line> = parts.sentence.into_iter().map(Line::from).collect();
     frame.render_widget(Paragraph::new(lines).block(whatif_box), parts.whatif);
@@ -114,7 +132,10 @@ fn parts(area: Rect, cx: &Ctx, detail: &crate::tui::state::Detail) -> Parts {
     let monitor_user = cx
         .snapshot()
         .map_or("the monitor role", |snap| snap.monitor.user.as_str());
-    let mut sentence = whatif::min_tls13_sentence(s, monitor_user);
+    let mut sentence = match &s.pooler {
+        Some(leg) => whatif::pooled_sentence(s, leg),
+        None => whatif::min_tls13_sentence(s, monitor_user),
+    };
     if s.monitor {
         sentence
             .push_str(" This is pgtls's own connection: listed, but not counted in the totals, alerts or Holdouts.");
@@ -169,10 +190,13 @@ fn body_lines(s: &Session, cx: &Ctx, inner_width: u16) -> Vec<Line<'static>> {
             }
             out
         };
-        // Who and how on the left, the TLS facts and times on the right: about the same height.
+        // Who and how on the left, the TLS facts and times on the right: about the same height. A pooled session's
+        // pooler section comes first, on the left.
+        let shift = usize::from(s.pooler.is_some());
         let pick = |idx: &[usize]| -> Vec<Section> { idx.iter().filter_map(|i| sections.get(*i).cloned()).collect() };
-        let left = render_all(&pick(&[0, 2]));
-        let right = render_all(&pick(&[1, 3, 4]));
+        let left: Vec<usize> = (0..shift).chain([shift, shift + 2]).collect();
+        let left = render_all(&pick(&left));
+        let right = render_all(&pick(&[shift + 1, shift + 3, shift + 4]));
         for i in 0..left.len().max(right.len()) {
             let mut spans = left.get(i).map(|l| l.spans.clone()).unwrap_or_default();
             let used: usize = spans.iter().map(Span::width).sum();
@@ -266,9 +290,38 @@ fn sections(s: &Session, cx: &Ctx) -> Vec<Section> {
     };
     let tls = s.tls.as_ref();
     let gss = s.gss.as_ref();
-    vec![
+    let mut sections = Vec::new();
+    if let Some(leg) = &s.pooler {
+        let mut rows = vec![
+            ("pooler", num(Some(leg.address.clone()))),
+            ("join", vec![Span::styled(leg.join.label(), t.strong)]),
+        ];
+        if let Some(c) = &leg.client {
+            let mut transport = vec![Span::styled(c.class.label(), t.class(c.class))];
+            if let Some(tls) = &c.tls {
+                transport.push(Span::styled(
+                    format!("  {}", crate::output::safe::terminal(&tls.cipher)),
+                    t.dim,
+                ));
+            }
+            rows.push(("client leg", transport));
+            rows.push(("client", num(Some(c.endpoint()))));
+            rows.push(("client app", text(&c.application_name)));
+            rows.push(("client user", text(&c.user)));
+        }
+        sections.push(Section {
+            heading: "Behind PgBouncer",
+            rows,
+        });
+    }
+    let pooled = s.pooler.is_some();
+    sections.extend([
         Section {
-            heading: "Client",
+            heading: if pooled {
+                "Server side (the pooler's connection)"
+            } else {
+                "Client"
+            },
             rows: vec![
                 ("transport", transport),
                 ("address", text(&s.client_addr)),
@@ -277,7 +330,7 @@ fn sections(s: &Session, cx: &Ctx) -> Vec<Section> {
             ],
         },
         Section {
-            heading: "TLS",
+            heading: if pooled { "TLS (pooler's leg)" } else { "TLS" },
             rows: vec![
                 ("version", num(tls.map(|t| t.version.clone()))),
                 ("cipher", num(tls.map(|t| t.cipher.clone()))),
@@ -320,5 +373,6 @@ fn sections(s: &Session, cx: &Ctx) -> Vec<Section> {
                 ("delegated", yes_no(gss.and_then(|g| g.credentials_delegated))),
             ],
         },
-    ]
+    ]);
+    sections
 }

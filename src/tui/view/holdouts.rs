@@ -8,7 +8,7 @@ use ratatui::widgets::{Block, Cell, Paragraph, Row, Table};
 
 use super::Ctx;
 use super::text::{fit, width};
-use crate::analysis::ledger::ClientRecord;
+use crate::analysis::ledger::{ClientRecord, Side};
 use crate::output::safe::terminal;
 use crate::tui::components::holdouts::{HoldoutColumn, seen_as};
 
@@ -190,14 +190,20 @@ fn record_row(r: &ClientRecord, cx: &Ctx, cols: &[(HoldoutColumn, u16)]) -> Row<
         // Client-controlled names must not smuggle control characters to the terminal.
         let text = |s: &str| fit(&terminal(s), w);
         match column {
-            HoldoutColumn::Application => Cell::from(text(if r.key.application.is_empty() {
-                "—"
-            } else {
-                &r.key.application
-            })),
+            // Behind a pooler: its own connections are the pooler's identity, its clients come through it.
+            HoldoutColumn::Application => Cell::from(match &r.key.pooler {
+                Some(p) if p.side == Side::Server => text(&format!("(pooler {})", p.address)),
+                _ if r.key.application.is_empty() => text("—"),
+                _ => text(&r.key.application),
+            }),
             HoldoutColumn::User => Cell::from(text(&r.key.user)),
             HoldoutColumn::Database => Cell::from(text(&r.key.database)),
-            HoldoutColumn::Address => Cell::from(text(&r.key.address)),
+            HoldoutColumn::Address => Cell::from(match &r.key.pooler {
+                Some(p) if p.side == Side::Client => {
+                    text(format!("{} via pooler {}", r.key.address, p.address).trim_start())
+                }
+                _ => text(&r.key.address),
+            }),
             HoldoutColumn::Worst => Cell::from(Span::styled(
                 text(worst.map_or("", |w| w.label())),
                 worst.map_or(t.dim, |w| t.class(w)),

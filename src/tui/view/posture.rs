@@ -91,7 +91,34 @@ fn rows(snap: &Snapshot) -> Vec<Row> {
         (_, dir) => dir,
     };
     rows.push(row("CRL", crl, "(none)", 1));
+    // Each pooler's legs, beside the server's own settings: what its clients and its server connections may use.
+    for p in &snap.poolers {
+        let mut pooler = row("pgbouncer", Setting::Set(pooler_summary(p)), "(empty)", 9);
+        if p.error.is_some() {
+            pooler.verdict = Verdict::Weak("not answering");
+        } else if matches!(p.setting("client_tls_sslmode"), Some("disable" | "allow" | "prefer")) {
+            pooler.verdict = Verdict::Weak("clients may skip TLS");
+        }
+        rows.push(pooler);
+    }
     rows
+}
+
+/// "127.0.0.1:6432 clients allow/secure, server require/secure, session"
+fn pooler_summary(p: &crate::model::Pooler) -> String {
+    if p.error.is_some() {
+        return p.address.clone();
+    }
+    let get = |name: &str| p.setting(name).unwrap_or("?");
+    format!(
+        "{} clients {}/{}, server {}/{}, {}",
+        p.address,
+        get("client_tls_sslmode"),
+        get("client_tls_protocols"),
+        get("server_tls_sslmode"),
+        get("server_tls_protocols"),
+        get("pool_mode")
+    )
 }
 
 fn lines(snap: &Snapshot, cx: &Ctx, cols: usize, height: usize) -> Vec<Line<'static>> {

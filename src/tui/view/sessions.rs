@@ -73,13 +73,19 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
     let selected = state.selected_index();
     let rows = (start..end).map(|i| {
         let session = &snap.sessions[state.sessions.rows[i]];
-        let (marker, marker_style) = t.marker(session.class);
+        // The marker warns about the client's own leg: behind a pooler, that is not the session's TLS.
+        let client_class = session.client_class();
+        let (marker, marker_style) = t.marker(client_class);
         let cells = std::iter::once(Cell::from(Span::styled(marker, marker_style))).chain(
             columns.iter().zip(widths.iter().skip(1)).map(|(c, w)| {
                 // Client-controlled text (DNs, names) must not smuggle control characters to the terminal.
                 let text = fit(&terminal(&c.text(session, now)), usize::from(*w));
                 let line = match c {
                     Column::Tls => Line::from(Span::styled(text, t.class(session.class))),
+                    Column::ClientLeg if session.pooler.as_ref().is_some_and(|p| p.client.is_some()) => {
+                        Line::from(Span::styled(text, t.class(client_class)))
+                    }
+                    Column::ClientLeg => Line::from(Span::styled(text, t.dim)),
                     Column::Application if session.monitor => Line::from(Span::styled(text, t.dim)),
                     _ => Line::from(text),
                 };
@@ -126,6 +132,7 @@ pub fn column_layout(state: &AppState, inner_width: u16, page: usize) -> Vec<(Co
         now: snap.map_or(state.now, |s| s.taken_at),
         sorted: table.sort.column,
         show_query: table.show_query,
+        poolers: snap.is_some_and(|s| !s.poolers.is_empty()),
     };
     columns::layout(inner_width, &input)
 }

@@ -143,6 +143,13 @@ fn content(cx: &Ctx) -> Content {
                 t.dim,
             ),
         ]));
+        // Behind a pooler the setting that refuses is the pooler's, not the server's: say which.
+        if r.refused_by.starts_with("pooler ") {
+            lines.push(Line::styled(
+                format!("      refused by {}", terminal(&r.refused_by)),
+                t.warning,
+            ));
+        }
         if r.replication {
             lines.push(Line::styled(
                 "      ⚠ replication connection: a standby or subscriber would stop streaming (HA at stake)",
@@ -153,11 +160,18 @@ fn content(cx: &Ctx) -> Content {
             Downgrade::Possible { rules } => lines.push(Line::from(vec![
                 Span::styled("      ▲ may silently downgrade: ", t.warning),
                 Span::raw(format!(
-                    "with sslmode=prefer or allow it reconnects WITHOUT TLS, because pg_hba.conf admits plain text ({})",
-                    rules.join("; ")
+                    "with sslmode=prefer or allow it reconnects WITHOUT TLS, because {} admits plain text ({})",
+                    if r.refused_by.starts_with("pooler ") {
+                        "the pooler"
+                    } else {
+                        "pg_hba.conf"
+                    },
+                    terminal(&rules.join("; "))
                 )),
             ])),
-            Downgrade::Unknown { reason } => lines.push(Line::styled(format!("      ? downgrade risk unknown: {reason}"), t.dim)),
+            Downgrade::Unknown { reason } => {
+                lines.push(Line::styled(format!("      ? downgrade risk unknown: {reason}"), t.dim))
+            }
             Downgrade::NotPossible => {}
         }
     }

@@ -1,0 +1,442 @@
+//! Behind PgBouncer (issue 16): a real pooler from the distribution in front of the lab server, with a TLS 1.3, a
+//! TLS 1.2 and a plain-text client through it, in session and in transaction pooling. pgtls must show and judge
+//! each client's own leg, never the pooler's.
+
+mod common;
+
+use std::time::Duration;
+
+use pgtls::lab::pgbouncer::{LabPooler, PoolerOptions, find_binary};
+use pgtls::lab::{Lab, LabSession, SUPERUSER, SessionKind};
+use serde_json::Value;
+
+/// The role pgtls's admin console connection uses.
+const MONITOR: &str = "pgtls_pool_mon";
+const APP: &str = "pooled_app";
+
+/// The pooler tests need the pgbouncer binary; CI installs it (.ci/run) and fails here if it is missing.
+fn binary_present() -> bool {
+    if find_binary().is_some() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "pgbouncer is not installed, but CI must run the pooler tests (scripts/test installs the pgbouncer package)"
+    );
+    eprintln!("skipped: pgbouncer is not installed (apt-get install pgbouncer)");
+    false
+}
+
+fn options(pool_mode: &str) -> PoolerOptions {
+    PoolerOptions {
+        pool_mode: pool_mode.to_string(),
+        users: vec![APP.to_string()],
+        admin_users: vec![MONITOR.to_string()],
+        ..PoolerOptions::default()
+    }
+}
+
+/// The three pooled clients of the issue: TLS 1.3, TLS 1.2 and plain text on their own leg.
+async fn three_clients(pooler: &LabPooler) -> Vec<LabSession> {
+    let mut sessions = Vec::new();
+    for (kind, app) in [
+        (SessionKind::Tls13, "pooled-tls13"),
+        (SessionKind::Tls12, "pooled-tls12"),
+        (SessionKind::PlainTcp, "pooled-plain"),
+    ] {
+        sessions.push(pooler.open(kind, APP, app).await.expect("pooled client connects"));
+    }
+    sessions
+}
+
+fn monitor_conninfo(lab: &Lab) -> String {
+    format!("{} sslmode=require", lab.conninfo(SUPERUSER))
+}
+
+fn snapshot_json(lab: &Lab, pooler: &LabPooler, home: &std::path::Path) -> Value {
+    let admin = pooler.admin_conninfo(MONITOR);
+    let out = common::pgtls(
+        &[
+            "snapshot",
+            &monitor_conninfo(lab),
+            "--pgbouncer",
+            &admin,
+            "--format",
+            "json",
+        ],
+        home,
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("snapshot JSON")
+}
+
+fn by_app<'a>(list: &'a Value, app: &str) -> &'a Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["application_name"] == app)
+        .unwrap_or_else(|| panic!("{app} not in {list:#}"))
+}
+
+#[tokio::test]
+async fn session_pooling_shows_each_clients_own_leg() {
+    if !binary_present() {
+        return;
+    }
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let pooler = LabPooler::start(&lab, &options("session"))
+        .await
+        .expect("pgbouncer starts");
+    let clients = three_clients(&pooler).await;
+    let json = snapshot_json(&lab, &pooler, home.path());
+
+    let poolers = json["poolers"].as_array().expect("poolers array");
+    assert_eq!(poolers.len(), 1);
+    let p = &poolers[0];
+    assert_eq!(p["address"], pooler.address());
+    assert!(p.get("error").is_none(), "{p:#}");
+    assert_eq!(p["settings"]["client_tls_sslmode"], "allow");
+    assert_eq!(p["settings"]["server_tls_sslmode"], "require");
+    assert_eq!(p["settings"]["pool_mode"], "session");
+    let pc = &p["clients"];
+    assert_eq!(by_app(pc, "pooled-tls13")["tls"]["version"], "TLSv1.3");
+    assert_eq!(by_app(pc, "pooled-tls12")["tls"]["version"], "TLSv1.2");
+    assert!(
+        by_app(pc, "pooled-tls12")["tls"]["cipher"]
+            .as_str()
+            .unwrap()
+            .contains("ECDHE")
+    );
+    assert_eq!(by_app(pc, "pooled-plain")["tls"], Value::Null);
+    assert_eq!(by_app(pc, "pooled-plain")["user"], APP);
+    assert_eq!(by_app(pc, "pooled-plain")["database"], "postgres");
+    assert_eq!(by_app(pc, "pooled-plain")["address"], "127.0.0.1");
+    assert!(by_app(pc, "pooled-plain")["port"].as_i64().unwrap() > 0);
+    assert!(
+        pc.as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["monitor"] != true || c["database"] == "pgbouncer"),
+        "only pgtls's own console connection is its own"
+    );
+
+    // Each server session carries both legs: its own (the pooler's, TLS 1.3) and its client's.
+    let sessions = &json["sessions"];
+    for (client, app, version) in [
+        (&clients[0], "pooled-tls13", Some("TLSv1.3")),
+        (&clients[1], "pooled-tls12", Some("TLSv1.2")),
+        (&clients[2], "pooled-plain", None),
+    ] {
+        let s = sessions
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["pid"] == client.pid)
+            .unwrap_or_else(|| panic!("pid {} of {app} not among the sessions", client.pid));
+        assert_eq!(s["application_name"], app);
+        assert_eq!(s["tls"]["version"], "TLSv1.3", "the pooler's own leg: {s:#}");
+        let leg = &s["pooler"];
+        assert_eq!(leg["address"], pooler.address(), "{s:#}");
+        assert_eq!(leg["join"], "client");
+        assert_eq!(leg["client"]["address"], "127.0.0.1");
+        match version {
+            Some(v) => assert_eq!(leg["client"]["tls"]["version"], v, "{s:#}"),
+            None => assert_eq!(leg["client"]["tls"], Value::Null, "{s:#}"),
+        }
+    }
+    // The table says it too: the plain client's row carries its own leg after the pooler's TLS.
+    let out = common::pgtls(
+        &[
+            "snapshot",
+            &monitor_conninfo(&lab),
+            "--pgbouncer",
+            &pooler.admin_conninfo(MONITOR),
+        ],
+        home.path(),
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    let plain = table.lines().find(|l| l.contains("pooled-plain")).unwrap_or_default();
+    assert!(plain.starts_with('!'), "{table}");
+    assert!(
+        plain.contains(&format!("client leg no TLS via {}", pooler.address())),
+        "{table}"
+    );
+    assert!(table.contains("client_tls_sslmode=allow"), "{table}");
+    drop(clients);
+}
+
+/// `check` judges the pooled clients by their own leg and names the pooler setting that would refuse them.
+#[tokio::test]
+async fn check_names_the_pooled_client_each_target_refuses() {
+    if !binary_present() {
+        return;
+    }
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let pooler = LabPooler::start(&lab, &options("session"))
+        .await
+        .expect("pgbouncer starts");
+    let _clients = three_clients(&pooler).await;
+    let admin = pooler.admin_conninfo(MONITOR);
+    let check = |target: &str, format: &str| {
+        common::pgtls(
+            &[
+                "check",
+                &monitor_conninfo(&lab),
+                "--pgbouncer",
+                &admin,
+                "--target",
+                target,
+                "--format",
+                format,
+            ],
+            home.path(),
+        )
+    };
+    let via = format!("via pooler {}", pooler.address());
+
+    let out = check("TLSv1.3", "text");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    let first = text.lines().next().unwrap();
+    assert!(
+        first.starts_with("PGTLS CRITICAL - 1 client(s) would be refused by pooler "),
+        "{first}"
+    );
+    assert!(first.contains("client_tls_protocols"), "{first}");
+    assert!(
+        first.contains(&format!("pooled-tls12 ({APP}@postgres from 127.0.0.1 {via})")),
+        "{first}"
+    );
+    assert!(
+        !first.contains("pooled-plain") && !first.contains("pooled-tls13"),
+        "{first}"
+    );
+    assert!(
+        text.contains("client_tls_sslmode = allow"),
+        "a prefer client could fall back: {text}"
+    );
+
+    let out = check("TLSv1.3", "json");
+    assert_eq!(out.status.code(), Some(2));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let refused = json["whatif"]["refused"].as_array().unwrap();
+    assert_eq!(refused.len(), 1, "{refused:#?}");
+    assert_eq!(refused[0]["client"]["application"], "pooled-tls12");
+    assert_eq!(refused[0]["client"]["pooler"]["side"], "client");
+    assert_eq!(
+        refused[0]["refused_by"],
+        format!("pooler {}'s client_tls_protocols", pooler.address())
+    );
+
+    let out = check("tls-required", "text");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    let first = text.lines().next().unwrap();
+    assert!(first.contains("client_tls_sslmode"), "{first}");
+    assert!(
+        first.contains(&format!("pooled-plain ({APP}@postgres from 127.0.0.1 {via})")),
+        "{first}"
+    );
+    assert!(
+        !first.contains("pooled-tls12") && !first.contains("pooled-tls13"),
+        "{first}"
+    );
+}
+
+#[tokio::test]
+async fn transaction_pooling_lists_the_clients_on_their_own() {
+    if !binary_present() {
+        return;
+    }
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    // stats_users is enough: pgtls only reads.
+    let read_only = PoolerOptions {
+        admin_users: Vec::new(),
+        stats_users: vec![MONITOR.to_string()],
+        ..options("transaction")
+    };
+    let pooler = LabPooler::start(&lab, &read_only).await.expect("pgbouncer starts");
+    let clients = three_clients(&pooler).await;
+    // An open transaction holds a server connection for its client while the snapshot runs.
+    clients[2].execute("BEGIN; SELECT 1").await.unwrap();
+    let json = snapshot_json(&lab, &pooler, home.path());
+    let p = &json["poolers"][0];
+    assert!(p.get("error").is_none(), "{p:#}");
+    assert_eq!(p["settings"]["pool_mode"], "transaction");
+    assert_eq!(by_app(&p["clients"], "pooled-plain")["tls"], Value::Null);
+    assert_eq!(by_app(&p["clients"], "pooled-tls12")["tls"]["version"], "TLSv1.2");
+    let pooled: Vec<&Value> = json["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| !s["pooler"].is_null())
+        .collect();
+    assert!(!pooled.is_empty(), "{json:#}");
+    for s in pooled {
+        assert_eq!(s["pooler"]["join"], "transaction", "{s:#}");
+        assert_eq!(s["pooler"]["client"], Value::Null, "{s:#}");
+    }
+    // The pooler's clients are judged on their own: check still names the TLS 1.2 one.
+    let out = common::pgtls(
+        &[
+            "check",
+            &monitor_conninfo(&lab),
+            "--pgbouncer",
+            &pooler.admin_conninfo(MONITOR),
+        ],
+        home.path(),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.lines().next().unwrap().contains("pooled-tls12"), "{text}");
+    clients[2].execute("COMMIT").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_role_outside_admin_users_and_stats_users_is_told_so() {
+    if !binary_present() {
+        return;
+    }
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let pooler = LabPooler::start(&lab, &options("session"))
+        .await
+        .expect("pgbouncer starts");
+    // APP may log in through the pooler but is in neither list.
+    let out = common::pgtls(
+        &[
+            "snapshot",
+            &monitor_conninfo(&lab),
+            "--pgbouncer",
+            &pooler.admin_conninfo(APP),
+            "--format",
+            "json",
+        ],
+        home.path(),
+    );
+    assert!(
+        out.status.success(),
+        "a pooler that refuses pgtls does not fail the snapshot"
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let error = json["poolers"][0]["error"].as_str().unwrap();
+    assert!(error.contains("neither admin_users nor stats_users"), "{error}");
+    assert!(error.contains(APP), "{error}");
+}
+
+/// The dashboard in tmux: each pooled session's CLIENT LEG column shows its client's own TLS (the TLS column
+/// keeps the pooler's), the drill-down shows both legs, and the pooler's settings sit beside the server's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_each_pooled_clients_own_leg() {
+    if !binary_present() {
+        return;
+    }
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let pooler = LabPooler::start(&lab, &options("session"))
+        .await
+        .expect("pgbouncer starts");
+    let _clients = three_clients(&pooler).await;
+    let conninfo = monitor_conninfo(&lab);
+    let admin = pooler.admin_conninfo(MONITOR);
+    let tmux = common::tmux::Tmux::start(
+        &[&conninfo, "--pgbouncer", &admin, "--interval", "0.5"],
+        home.path(),
+        160,
+        40,
+    );
+    let wait = Duration::from_secs(20);
+    let row = |screen: &str, app: &str| {
+        screen
+            .lines()
+            .find(|l| l.contains(app) && l.contains("127.0.0.1:"))
+            .unwrap_or("")
+            .to_string()
+    };
+    let screen = tmux.wait_for("the three pooled rows with their client legs", wait, |s| {
+        s.contains("CLIENT LEG")
+            && row(s, "pooled-plain").contains("no TLS")
+            && row(s, "pooled-tls12").contains("TLSv1.2")
+            && row(s, "pooled-tls13").matches("TLSv1.3").count() == 2
+    });
+    // Each pooled row: the pooler's own leg (TLS 1.3) and the client's.
+    for app in ["pooled-plain", "pooled-tls12"] {
+        assert!(row(&screen, app).contains("TLSv1.3"), "{app}: {screen}");
+    }
+    assert!(
+        row(&screen, "pooled-plain").starts_with("│!"),
+        "the marker warns about the plain client: {screen}"
+    );
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.contains("pgbouncer") && l.contains(&pooler.address())),
+        "the pooler's settings beside the server's: {screen}"
+    );
+    assert!(screen.contains("Protocols · 3 sessions"), "{screen}");
+    assert!(
+        screen.lines().any(|l| l.contains("no TLS") && l.contains("33%")),
+        "the summary counts the plain client's own leg: {screen}"
+    );
+
+    // Quick view 2 (no TLS) keeps the plain pooled client, whose own leg has none.
+    tmux.keys(&["2"]);
+    let only_plain = tmux.wait_for("no-TLS quick view", wait, |s| {
+        !row(s, "pooled-plain").is_empty() && row(s, "pooled-tls13").is_empty()
+    });
+    assert!(row(&only_plain, "pooled-tls12").is_empty(), "{only_plain}");
+    tmux.keys(&["Enter"]);
+    let detail = tmux.wait_for("the drill-down of the plain pooled client", wait, |s| {
+        s.contains("Behind PgBouncer")
+    });
+    assert!(detail.contains("client no TLS"), "{detail}");
+    assert!(detail.contains("pooler leg TLSv1.3"), "{detail}");
+    assert!(
+        detail.contains(&format!("Behind pooler {}", pooler.address())),
+        "{detail}"
+    );
+    assert!(detail.contains("client_tls_sslmode"), "{detail}");
+    tmux.keys(&["Escape"]);
+    tmux.keys(&["q"]);
+    assert_eq!(tmux.exit_status(wait), Some(0), "pgtls exits 0 on q");
+}
+
+/// A pooler that accepts but never answers costs a poll at most its timeout: the server's snapshot still comes,
+/// with the pooler's error, and nothing is joined (no pgbouncer binary needed).
+#[tokio::test]
+async fn a_silent_pooler_never_holds_up_the_servers_poll() {
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let env = common::clean_env(home.path());
+    let poolers = pgtls::collect::pooler::Poolers::resolve(
+        &[format!(
+            "host=127.0.0.1 port={port} user=x dbname=pgbouncer sslmode=disable"
+        )],
+        &env,
+    )
+    .unwrap();
+    let params = common::params(&monitor_conninfo(&lab), home.path());
+    let limit = Duration::from_secs(2);
+    let mut collector = pgtls::collect::Collector::connect_with(&params, limit)
+        .await
+        .unwrap()
+        .with_poolers(poolers);
+    for _ in 0..2 {
+        let started = std::time::Instant::now();
+        let snapshot = collector.poll().await.expect("the server's poll succeeds");
+        assert!(
+            started.elapsed() < limit + Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        let pooler = &snapshot.poolers[0];
+        assert!(pooler.error.is_some(), "{pooler:?}");
+        assert!(snapshot.sessions.iter().all(|s| s.pooler.is_none()));
+    }
+    drop(listener);
+}
