@@ -324,7 +324,16 @@ fn bad_arguments_are_one_line_errors() {
         ),
         (&["serve", "--interval", "0", "host=x"], "--interval"),
     ];
-    for (args, needle) in cases {
+    // A pooler entry that is not an admin console is refused at start, naming the target.
+    let targets = home.path().join("targets.toml");
+    std::fs::write(
+        &targets,
+        "[[target]]\nname = \"orders\"\nconninfo = \"host=127.0.0.1 port=1\"\npgbouncer = [\"host=127.0.0.1 port=6432 dbname=orders\"]\n",
+    )
+    .expect("targets");
+    let targets = targets.display().to_string();
+    let pooler_case: (&[&str], &str) = (&["serve", "--targets", &targets], "dbname=pgbouncer");
+    for (args, needle) in cases.iter().chain(std::iter::once(&pooler_case)) {
         let out = common::pgtls(args, home.path());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?}");

@@ -114,6 +114,9 @@ pub fn resolve_entry(entry: &TargetEntry, env: &Environment) -> Result<ConnParam
 
 /// Start watching one target; fails only on what the user must fix (a ledger file that cannot be opened).
 pub fn start(entry: TargetEntry, params: ConnParams, name: String, options: &EngineOptions) -> Result<Engine, String> {
+    // The poolers in front of this server (`pgbouncer = [...]`), polled with it; a bad entry is the user's to fix.
+    let poolers = crate::collect::pooler::Poolers::resolve(&entry.pgbouncer, &Environment::from_process())
+        .map_err(|e| format!("target {}: {e}", crate::conn::text::quoted(&name)))?;
     let mut ledger = Ledger::new(options.key_fields);
     let ledger_file = entry.ledger.clone().or_else(|| {
         options
@@ -162,7 +165,7 @@ pub fn start(entry: TargetEntry, params: ConnParams, name: String, options: &Eng
         s.ledger_file = ledger_file;
     }
     let (events_tx, events) = mpsc::channel(16);
-    let handle = poller::spawn(params, None, options.interval, setup, events_tx);
+    let handle = poller::spawn_with_poolers(params, poolers, options.interval, setup, events_tx);
     let _ = handle.commands.send(PollerCommand::SendHistory(true));
     let commands = handle.commands.clone();
     let subscriber = Subscriber::default();

@@ -102,6 +102,29 @@ pub fn spawn(
     params: ConnParams,
     connected: Option<Collector>,
     interval: Duration,
+    setup: HistorySetup,
+    events: mpsc::Sender<PollerEvent>,
+) -> PollerHandle {
+    spawn_inner(params, connected, None, interval, setup, events)
+}
+
+/// [`spawn`] for a poller that connects by itself (a fleet's engine): `poolers` go to its first connection, as a
+/// start-up collector's own would.
+pub fn spawn_with_poolers(
+    params: ConnParams,
+    poolers: super::pooler::Poolers,
+    interval: Duration,
+    setup: HistorySetup,
+    events: mpsc::Sender<PollerEvent>,
+) -> PollerHandle {
+    spawn_inner(params, None, Some(poolers), interval, setup, events)
+}
+
+fn spawn_inner(
+    params: ConnParams,
+    connected: Option<Collector>,
+    initial_poolers: Option<super::pooler::Poolers>,
+    interval: Duration,
     mut setup: HistorySetup,
     events: mpsc::Sender<PollerEvent>,
 ) -> PollerHandle {
@@ -118,7 +141,14 @@ pub fn spawn(
         probe_connections: probe_tx,
         chosen_timeout,
     };
-    let collector = AbortOnDrop(tokio::spawn(run(params, connected, interval, collector, rx)));
+    let collector = AbortOnDrop(tokio::spawn(run(
+        params,
+        connected,
+        initial_poolers,
+        interval,
+        collector,
+        rx,
+    )));
     let task = tokio::spawn(supervise(collector, history, events));
     PollerHandle { commands, task }
 }
@@ -239,6 +269,7 @@ struct Schedule {
 async fn run(
     params: ConnParams,
     mut connected: Option<Collector>,
+    initial_poolers: Option<super::pooler::Poolers>,
     interval: Duration,
     links: Links,
     mut commands: mpsc::UnboundedReceiver<PollerCommand>,
@@ -254,7 +285,10 @@ async fn run(
     // The start-up connection says which other backends are ours; every reconnection keeps marking them.
     let helpers = connected.as_ref().and_then(|c| c.helpers().cloned());
     // The poolers (and their admin console connections) pass from each collector to the next.
-    let mut poolers = connected.as_mut().map(Collector::take_poolers).unwrap_or_default();
+    let mut poolers = match connected.as_mut() {
+        Some(collector) => collector.take_poolers(),
+        None => initial_poolers.unwrap_or_default(),
+    };
     loop {
         let limit = super::poll_timeout(schedule.interval, links.chosen_timeout);
         let attempt = match connected.take() {
