@@ -143,8 +143,9 @@ pub struct ConnArgs {
 
 impl ConnArgs {
     /// The psql options these arguments amount to, or why they do not name one server.
-    pub fn options(&self) -> Result<PsqlOptions, String> {
-        let flags: Vec<&str> = [
+    /// psql's flags given, as written: `-h`, `-p`, `-U`, `-d`.
+    fn given_flags(&self) -> Vec<&'static str> {
+        [
             (self.host.is_some(), "-h"),
             (self.port.is_some(), "-p"),
             (self.username.is_some(), "-U"),
@@ -152,7 +153,11 @@ impl ConnArgs {
         ]
         .into_iter()
         .filter_map(|(given, flag)| given.then_some(flag))
-        .collect();
+        .collect()
+    }
+
+    pub fn options(&self) -> Result<PsqlOptions, String> {
+        let flags = self.given_flags();
         let dbname = match (self.conninfo.as_slice(), &self.dbname) {
             ([], dbname) => dbname.clone(),
             ([one], None) => Some(one.clone()),
@@ -441,17 +446,19 @@ impl ServeArgs {
     }
 }
 
-/// psql's flags describe one server: with several targets they would be ambiguous.
+/// psql's flags describe one server: with several targets they would be ambiguous. Said as `ConnArgs::options`
+/// says it for one command, naming the flags given.
 fn single_target_flags(conn: &ConnArgs, several: bool) -> Result<(), String> {
-    let flags = conn.host.is_some() || conn.port.is_some() || conn.username.is_some() || conn.dbname.is_some();
-    if flags && several {
-        return Err(
-            "-h, -p, -U and -d apply to a single target: put host=, port=, user=, dbname= in each \
-                    connection string or targets file entry instead"
-                .to_string(),
-        );
+    let flags = conn.given_flags();
+    if flags.is_empty() || !several {
+        return Ok(());
     }
-    Ok(())
+    let verb = if flags.len() == 1 { "applies" } else { "apply" };
+    Err(format!(
+        "{} {verb} to one server, but several are named (connection strings or a targets file): put host=, port=, \
+         user=, dbname= in each instead",
+        flags.join(" ")
+    ))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -317,7 +317,7 @@ fn bad_arguments_are_one_line_errors() {
             &["serve", "--targets", "/nonexistent/targets.toml"],
             "/nonexistent/targets.toml",
         ),
-        (&["serve", "-h", "a", "host=x", "host=y"], "single target"),
+        (&["serve", "-h", "a", "host=x", "host=y"], "-h applies to one server"),
         (
             &["serve", "--web-config", "/nonexistent/web.yml", "host=x"],
             "web config",
