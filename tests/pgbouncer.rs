@@ -400,6 +400,8 @@ async fn the_dashboard_shows_each_pooled_clients_own_leg() {
     );
     assert!(detail.contains("client_tls_sslmode"), "{detail}");
     tmux.keys(&["Escape"]);
+    // Esc and q sent together read as Alt-q (ESC is the Alt prefix): let the Esc land first.
+    tmux.wait_for("the table again", wait, |s| !s.contains("Behind PgBouncer"));
     tmux.keys(&["q"]);
     assert_eq!(tmux.exit_status(wait), Some(0), "pgtls exits 0 on q");
 }
