@@ -36,6 +36,24 @@ impl Fleet {
         self.engines().iter().map(|e| e.state.clone()).collect()
     }
 
+    /// One row per target, as the Servers screen and `/api/v1/targets` show them, in the targets file's order.
+    pub fn rows(&self) -> Vec<crate::analysis::fleet::ServerRow> {
+        self.states()
+            .iter()
+            .map(|shared| {
+                let s = shared.lock();
+                crate::analysis::fleet::row(
+                    &s.name,
+                    s.up,
+                    s.last_error.as_deref(),
+                    s.snapshot.as_deref(),
+                    s.history.as_deref(),
+                    s.probe.as_deref(),
+                )
+            })
+            .collect()
+    }
+
     pub fn state(&self, name: &str) -> Option<SharedState> {
         self.engines().iter().find(|e| e.name == name).map(|e| e.state.clone())
     }

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::http::AppState;
-use crate::analysis::fleet::{ServerRow, row};
+use crate::analysis::fleet::ServerRow;
 
 const REFUSED: &str = "the JSON API names users, hosts and applications: it answers on a loopback --listen address, \
                        or with basic_auth_users in --web-config\n";
@@ -17,22 +17,7 @@ pub async fn targets(State(state): State<AppState>) -> Response {
     if !state.api_allowed {
         return (StatusCode::FORBIDDEN, REFUSED).into_response();
     }
-    let rows: Vec<ServerRow> = state
-        .fleet
-        .states()
-        .iter()
-        .map(|shared| {
-            let s = shared.lock();
-            row(
-                &s.name,
-                s.up,
-                s.last_error.as_deref(),
-                s.snapshot.as_deref(),
-                s.history.as_deref(),
-                s.probe.as_deref(),
-            )
-        })
-        .collect();
+    let rows: Vec<ServerRow> = state.fleet.rows();
     Json(rows).into_response()
 }
 

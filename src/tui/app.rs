@@ -18,7 +18,6 @@ use super::components::servers::Servers;
 use super::keymap::{self, Action, Scope};
 use super::state::{AppState, Effect, Input};
 use super::view;
-use crate::analysis::fleet::ServerRow;
 use crate::collect::Collector;
 use crate::collect::fleet::Fleet;
 use crate::collect::poller::{self, HistorySetup, PollerEvent, PollerHandle};
@@ -156,7 +155,7 @@ async fn fleet_loop(terminal: &mut DefaultTerminal, fleet: &Fleet, interval: Dur
             match &mut opened {
                 Some(o) => draw(terminal, &mut o.state)?,
                 None => {
-                    servers.set_rows(fleet_rows(fleet));
+                    servers.set_rows(fleet.rows());
                     servers.page = view::servers::page(terminal.size()?.into());
                     terminal.draw(|frame| view::servers::draw(frame, &servers, view::theme::current()))?;
                 }
@@ -221,24 +220,6 @@ async fn fleet_loop(terminal: &mut DefaultTerminal, fleet: &Fleet, interval: Dur
             }
         }
     }
-}
-
-fn fleet_rows(fleet: &Fleet) -> Vec<ServerRow> {
-    fleet
-        .states()
-        .iter()
-        .map(|shared| {
-            let s = shared.lock();
-            crate::analysis::fleet::row(
-                &s.name,
-                s.up,
-                s.last_error.as_deref(),
-                s.snapshot.as_deref(),
-                s.history.as_deref(),
-                s.probe.as_deref(),
-            )
-        })
-        .collect()
 }
 
 fn servers_action(servers: &mut Servers, action: Action) {
