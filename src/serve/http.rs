@@ -91,7 +91,7 @@ async fn healthz() -> &'static str {
 /// Basic authentication when the web config lists users; every endpoint is behind it, `/healthz` included, as in
 /// exporter-toolkit.
 async fn authenticate(State(state): State<AppState>, request: axum::extract::Request, next: Next) -> Response {
-    if state.web.auth_required() && !authorized(&state, request.headers()) {
+    if state.web.auth_required() && !authorized(&state, request.headers()).await {
         let mut response = (StatusCode::UNAUTHORIZED, "login required\n").into_response();
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -102,21 +102,25 @@ async fn authenticate(State(state): State<AppState>, request: axum::extract::Req
     next.run(request).await
 }
 
-fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
+async fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
     let Some((user, password)) = basic_credentials(headers) else {
         return false;
     };
-    let Some(hash) = state.web.users.get(&user) else {
+    let Some(hash) = state.web.users.get(&user).cloned() else {
         return false;
     };
     let digest: [u8; 32] = openssl::sha::sha256(format!("{hash}\0{password}").as_bytes());
     let key = (user, digest);
-    let mut cache = state.auth_cache.lock().unwrap_or_else(|e| e.into_inner());
-    if cache.contains(&key) {
+    if state.auth_cache.lock().unwrap_or_else(|e| e.into_inner()).contains(&key) {
         return true;
     }
-    let ok = bcrypt::verify(&password, hash).unwrap_or(false);
+    // bcrypt is slow on purpose (tens of ms at the usual cost): on a blocking thread and without the cache's lock,
+    // so a flood of wrong passwords cannot stall the runtime that polls every target.
+    let ok = tokio::task::spawn_blocking(move || bcrypt::verify(&password, &hash).unwrap_or(false))
+        .await
+        .unwrap_or(false);
     if ok {
+        let mut cache = state.auth_cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= AUTH_CACHE {
             cache.clear();
         }
