@@ -111,7 +111,12 @@ async fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
     };
     let digest: [u8; 32] = openssl::sha::sha256(format!("{hash}\0{password}").as_bytes());
     let key = (user, digest);
-    if state.auth_cache.lock().unwrap_or_else(|e| e.into_inner()).contains(&key) {
+    if state
+        .auth_cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&key)
+    {
         return true;
     }
     // bcrypt is slow on purpose (tens of ms at the usual cost): on a blocking thread and without the cache's lock,
