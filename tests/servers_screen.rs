@@ -83,3 +83,23 @@ async fn the_servers_screen_lists_both_labs_and_drills_into_one() {
     assert_eq!(tmux.exit_status(Duration::from_secs(20)), Some(0));
     drop(open);
 }
+
+#[test]
+fn per_server_flags_with_several_servers_are_refused_not_ignored() {
+    let home = tempfile::tempdir().expect("home");
+    for (flag, value) in [
+        ("--ledger", "/tmp/x.ledger"),
+        ("--server-log", "/tmp/x.log"),
+        ("--pgbouncer", "dbname=pgbouncer"),
+        ("--bundle", "/tmp/roots.pem"),
+    ] {
+        let out = common::pgtls(&["host=a", "host=b", flag, value], home.path());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flag}");
+        assert_eq!(err.trim().lines().count(), 1, "{flag}: {err}");
+        assert!(
+            err.contains(flag) && err.contains("applies to one server"),
+            "{flag}: {err}"
+        );
+    }
+}

@@ -130,6 +130,24 @@ pub async fn open(
 /// Several servers: plan them as `serve` does (a bad connection string or file is an error before the terminal is
 /// touched; a server that does not answer is only shown as down), start one engine each, open the Servers screen.
 async fn run_fleet(args: DashboardArgs, interval: Duration) -> Result<ExitCode, Failure> {
+    // Per-server options name one server; with several they would be silently ignored, so they are refused.
+    let h = &args.history;
+    let one_server_only = [
+        (h.ledger.is_some(), "--ledger (ledger = in each [[target]])"),
+        (h.server_log.is_some(), "--server-log (server_log = in each [[target]])"),
+        (
+            !h.poolers.pgbouncer.is_empty(),
+            "--pgbouncer (pgbouncer = in each [[target]])",
+        ),
+        (!args.bundles.is_empty(), "--bundle (bundles = in each [[target]])"),
+        (h.since.is_some(), "--since"),
+        (h.log_from_now, "--log-from-now"),
+    ];
+    if let Some((_, flag)) = one_server_only.iter().find(|(given, _)| *given) {
+        return Err(Failure::usage(format!(
+            "{flag} applies to one server, but several are named: put it in a targets file entry instead"
+        )));
+    }
     let (mut config, _) = Config::load(args.history.config.as_deref()).map_err(Failure::usage)?;
     config.read_only |= args.read_only;
     let plan = super::serve::plan(&args.conn, args.targets.as_deref(), &config).map_err(Failure::usage)?;
