@@ -3,9 +3,6 @@
 //! Data flows one way: `collect` (poller) -> `model::Snapshot` -> `tui` state -> views.
 //! The binary is a thin shell over this library so that tests, the demo and benches share one code path.
 
-// A failure a user can cause deserves a message, not a panic.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
-
 pub mod analysis;
 pub mod cli;
 pub mod cmd;
@@ -14,6 +11,8 @@ pub mod config;
 /// The connection layer lives in its own crate; `crate::conn::...` paths keep working.
 pub use pgtls_conn as conn;
 pub mod files;
+/// Deterministic snapshots for unit, render and screenshot tests and the benches; not in an installed binary.
+#[cfg(any(test, feature = "test-support"))]
 pub mod fixtures;
 pub mod format;
 pub mod lab;
@@ -23,6 +22,8 @@ pub mod output;
 pub mod probe;
 pub mod provision;
 pub mod roots;
+/// The PNG rasteriser behind the README's screenshots (image + ab_glyph); not in an installed binary.
+#[cfg(feature = "test-support")]
 pub mod screenshot;
 pub mod serve;
 pub mod sources;

@@ -1,5 +1,3 @@
-#![deny(clippy::unwrap_used, clippy::expect_used)]
-
 use std::process::ExitCode;
 
 use clap::Parser;

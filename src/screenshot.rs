@@ -106,6 +106,32 @@ pub fn png_bytes(buffer: &Buffer) -> Result<Vec<u8>, ImageError> {
     Ok(bytes)
 }
 
+/// How a committed PNG differs from what the code draws now, in pixels, so that a re-encoding of the same image (a
+/// newer png crate, another compression level, an optimiser run over `screenshots/`) is not a difference.
+/// `None` when the pixels are equal; otherwise one line naming the size change or the first differing terminal cell.
+pub fn pixel_difference(committed_png: &[u8], drawn: &RgbImage) -> Option<String> {
+    let committed = match image::load_from_memory_with_format(committed_png, ImageFormat::Png) {
+        Ok(image) => image.to_rgb8(),
+        Err(e) => return Some(format!("not a readable PNG ({e})")),
+    };
+    if committed.dimensions() != drawn.dimensions() {
+        let (cw, ch) = committed.dimensions();
+        let (dw, dh) = drawn.dimensions();
+        return Some(format!("{cw}x{ch} pixels committed, {dw}x{dh} drawn"));
+    }
+    let mut differing = committed
+        .enumerate_pixels()
+        .filter(|(x, y, pixel)| drawn.get_pixel(*x, *y) != *pixel)
+        .map(|(x, y, _)| (x, y));
+    let (x, y) = differing.next()?;
+    let count = 1 + differing.count();
+    Some(format!(
+        "{count} pixels differ, the first in terminal cell column {} row {}",
+        x / CELL_WIDTH,
+        y / CELL_HEIGHT
+    ))
+}
+
 /// A pixel rectangle; `x1`/`y1` are exclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct PxRect {
@@ -1042,5 +1068,45 @@ mod tests {
     fn escape_sequences_are_not_drawn() {
         let link = "\x1b]8;;https://example.com\x1b\\ab\x1b]8;;\x07\x1b[1mc";
         assert_eq!(strip_escapes(link), "abc");
+    }
+
+    #[test]
+    fn pixels_are_compared_not_png_bytes() {
+        use image::ImageEncoder;
+        use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+
+        let mut buf = buffer(4, 2);
+        buf.set_string(0, 0, "TLS", Style::default());
+        let drawn = render_png(&buf);
+        let committed = png_bytes(&buf).expect("png");
+        assert_eq!(pixel_difference(&committed, &drawn), None);
+
+        // The same pixels encoded differently (as an optimiser would) are not a difference.
+        let mut reencoded = Vec::new();
+        PngEncoder::new_with_quality(&mut reencoded, CompressionType::Best, FilterType::Paeth)
+            .write_image(
+                drawn.as_raw(),
+                drawn.width(),
+                drawn.height(),
+                image::ExtendedColorType::Rgb8,
+            )
+            .expect("encode");
+        assert_ne!(reencoded, committed);
+        assert_eq!(pixel_difference(&reencoded, &drawn), None);
+
+        // One pixel changed in the second row's third cell is found and located.
+        let mut changed = drawn.clone();
+        changed.put_pixel(2 * CELL_WIDTH + 1, CELL_HEIGHT + 3, Rgb([1, 2, 3]));
+        assert_eq!(
+            pixel_difference(&committed, &changed).as_deref(),
+            Some("1 pixels differ, the first in terminal cell column 2 row 1")
+        );
+
+        let other_size = render_png(&buffer(5, 2));
+        assert_eq!(
+            pixel_difference(&committed, &other_size).as_deref(),
+            Some("36x36 pixels committed, 45x36 drawn")
+        );
+        assert!(pixel_difference(b"not a png", &drawn).is_some_and(|d| d.starts_with("not a readable PNG")));
     }
 }

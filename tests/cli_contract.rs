@@ -1,6 +1,8 @@
 //! What every command promises a script, whatever it is given: plugin usage errors are UNKNOWN, a closed pipe ends
 //! the output quietly, overflowing durations and hostile input files are one-line errors naming the value.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail by panicking")]
+
 mod common;
 
 use std::path::Path;

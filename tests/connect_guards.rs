@@ -2,6 +2,8 @@
 //! only): the words of each refusal, what the report says was negotiated and applied, the SNI on the wire,
 //! TLS 1.3 as a bound, and the cap on what a hostile server may announce.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail by panicking")]
+
 mod common;
 
 use std::io::{Read, Write};

@@ -1,6 +1,8 @@
 //! What `pgtls demo` tells the user and lets its monitor see, against the real lab: the psql commands it prints
 //! connect (the TLS one verified), and its monitor role reads pg_hba.conf, so What-if names the downgrade lines.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail by panicking")]
+
 mod common;
 
 use pgtls::lab::SessionKind;

@@ -2,6 +2,8 @@
 //! real binary (or the log reader) against the lab server, or a fake server, with names, certificates, error
 //! messages and log lines full of escape sequences, and checks the bytes that come out.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail by panicking")]
+
 mod common;
 
 use std::io::{Read, Write};

@@ -1,6 +1,8 @@
 //! The log source against a real server: short-lived sessions that polling would miss are found in
 //! stderr, csvlog and jsonlog files, through rotation, and through SQL.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail by panicking")]
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

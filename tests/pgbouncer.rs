@@ -2,6 +2,8 @@
 //! TLS 1.2 and a plain-text client through it, in session and in transaction pooling. pgtls must show and judge
 //! each client's own leg, never the pooler's.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail by panicking")]
+
 mod common;
 
 use std::time::Duration;

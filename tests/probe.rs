@@ -1,5 +1,7 @@
 //! `pgtls probe` against the real lab, checked against `openssl s_client -starttls postgres`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail by panicking")]
+
 mod common;
 
 use std::io::{Read, Write};

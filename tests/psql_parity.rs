@@ -9,6 +9,8 @@
 //! Each case states psql's own outcome (`expect_ok`, checked against psql on every run) and, for refusals where the
 //! wording matters, a piece of psql's message (`psql_says`), so the table documents what libpq really does.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail by panicking")]
+
 mod common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

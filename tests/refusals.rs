@@ -2,6 +2,8 @@
 //! back to plain text, and when the change happened; pgtls's own probe, which fails handshakes on purpose, is not
 //! counted.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail by panicking")]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -3,6 +3,8 @@
 //! Accept changes with `INSTA_UPDATE=always cargo test --test render`, then read the `.snap` files: they are the
 //! screens a user sees. CI runs with `INSTA_UPDATE=no`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail by panicking")]
+
 use std::time::{Duration, Instant};
 
 use chrono::{FixedOffset, Offset as _, Utc};

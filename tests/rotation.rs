@@ -3,6 +3,8 @@
 //! the leaf with either copy. For every bundle, both sslmodes and a host name that does and does not match,
 //! pgtls's verdict must be psql's actual outcome.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail by panicking")]
+
 mod common;
 
 use std::path::{Path, PathBuf};

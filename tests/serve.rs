@@ -1,6 +1,8 @@
 //! `pgtls serve` against two real lab servers: what `/metrics` says matches `pg_stat_ssl` on each, the JSON API
 //! names both, a target that dies is `pgtls_up 0` without holding up the other, SIGHUP reloads and SIGTERM stops.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail by panicking")]
+
 mod common;
 
 use std::collections::BTreeMap;

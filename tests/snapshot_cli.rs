@@ -1,5 +1,7 @@
 //! `pgtls snapshot` as a user runs it, against the real lab.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail by panicking")]
+
 mod common;
 
 use pgtls::lab::{LAB_PASSWORD, SUPERUSER, SessionKind};

@@ -1,5 +1,7 @@
 //! A stalled poll is noticed: bounded in time, cancelled, and the connection given up, against the lab.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail by panicking")]
+
 mod common;
 
 use std::time::{Duration, Instant};

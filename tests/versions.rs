@@ -5,6 +5,8 @@
 //! version without binaries (offline, or no build for this platform) is skipped with a note, except under
 //! `CI=true`, where it fails the test: CI must prove every version. `PGTLS_VERSIONS=13,18` runs a subset.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail by panicking")]
+
 mod common;
 
 use std::collections::{BTreeSet, HashMap};

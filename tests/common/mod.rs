@@ -1,4 +1,5 @@
 //! Shared helpers for tests against the real lab server.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail by panicking")]
 #![allow(dead_code)]
 
 pub mod crl;
