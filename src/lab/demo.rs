@@ -185,7 +185,7 @@ async fn activity(sessions: Vec<Arc<LabSession>>, lab: LabHandle) {
         seed ^= seed << 17;
         let session = Arc::clone(&sessions[(seed % sessions.len() as u64) as usize]);
         let busy_ms = 500 + seed % 2500;
-        if seed % 3 == 0 {
+        if seed.is_multiple_of(3) {
             jobs.spawn(async move {
                 if session
                     .execute("BEGIN; SELECT count(*) FROM pg_catalog.pg_class")

@@ -104,17 +104,16 @@ impl Lab {
             .await
             .wrap_err("finding the server binaries")??;
         let run_as = server::run_as_account()?;
-        if let Some(run_as) = &run_as {
-            if let Some(blocked) =
+        if let Some(run_as) = &run_as
+            && let Some(blocked) =
                 crate::provision::cache::blocked_ancestor(&binaries.dir, run_as.uid.as_raw(), run_as.gid.as_raw())
-            {
-                bail!(
-                    "{} ({}) is not reachable by the '{}' account the server runs as: {blocked} blocks it",
-                    binaries.dir.display(),
-                    binaries.found_by,
-                    run_as.name
-                );
-            }
+        {
+            bail!(
+                "{} ({}) is not reachable by the '{}' account the server runs as: {blocked} blocks it",
+                binaries.dir.display(),
+                binaries.found_by,
+                run_as.name
+            );
         }
         let major_version = binaries.major_version()?;
         let dir = tempfile::Builder::new()

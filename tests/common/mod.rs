@@ -108,11 +108,11 @@ pub fn version_bindir(major: u32) -> Result<VersionBinaries, BindirError> {
         format!("/usr/lib/postgresql/{major}/bin").into(),
         "/usr/lib/postgresql/*/bin".to_string(),
     ));
-    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
-        if out.status.success() {
-            let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            candidates.push((dir.into(), "pg_config --bindir".to_string()));
-        }
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
+        && out.status.success()
+    {
+        let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        candidates.push((dir.into(), "pg_config --bindir".to_string()));
     }
     let mut tried = Vec::new();
     for (dir, found_by) in candidates {

@@ -394,14 +394,14 @@ fn parse_uri(input: &str, prefix_len: usize) -> Result<Vec<(String, String)>, Co
             }
             hosts.push_str(&rest[open..open + len]);
             p = open + len + 1;
-            if let Some(c) = rest[p..].chars().next() {
-                if !matches!(c, ':' | '/' | '?' | ',') {
-                    return Err(ConnInfoError::Syntax(format!(
-                        "unexpected character {} at position {} in URI (expected \":\" or \"/\")",
-                        quoted(&c.to_string()),
-                        prefix_len + p + 1
-                    )));
-                }
+            if let Some(c) = rest[p..].chars().next()
+                && !matches!(c, ':' | '/' | '?' | ',')
+            {
+                return Err(ConnInfoError::Syntax(format!(
+                    "unexpected character {} at position {} in URI (expected \":\" or \"/\")",
+                    quoted(&c.to_string()),
+                    prefix_len + p + 1
+                )));
             }
         } else {
             let start = p;

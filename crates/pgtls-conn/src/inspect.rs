@@ -272,12 +272,13 @@ impl<S> Inspector<S> {
                         ));
                     }
                 }
-                if let Some(required) = &self.policy.require_auth {
-                    if first_request && !required.allows_none() {
-                        return Err(Refusal::Auth(
-                            required.failure("server did not complete authentication"),
-                        ));
-                    }
+                if let Some(required) = &self.policy.require_auth
+                    && first_request
+                    && !required.allows_none()
+                {
+                    return Err(Refusal::Auth(
+                        required.failure("server did not complete authentication"),
+                    ));
                 }
                 if require_cb && !observed.channel_bound {
                     return Err(Refusal::Auth(
@@ -292,10 +293,10 @@ impl<S> Inspector<S> {
                 let Some(method) = method else {
                     return Err(Refusal::Protocol(format!("authentication method {code} not supported")));
                 };
-                if let Some(required) = &self.policy.require_auth {
-                    if !required.allows(method) {
-                        return Err(Refusal::Auth(required.failure(method.requested())));
-                    }
+                if let Some(required) = &self.policy.require_auth
+                    && !required.allows(method)
+                {
+                    return Err(Refusal::Auth(required.failure(method.requested())));
                 }
                 if method != AuthMethod::ScramSha256 {
                     if require_cb {

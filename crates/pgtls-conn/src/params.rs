@@ -777,27 +777,27 @@ pub fn resolve_pairs(pairs: Vec<(String, String)>, env: &Environment) -> Result<
 
     let min_version = tls_version(&layers, "ssl_min_protocol_version")?;
     let max_version = tls_version(&layers, "ssl_max_protocol_version")?;
-    if let (Some(min), Some(max)) = (min_version, max_version) {
-        if min > max {
-            return Err(ConnInfoError::InvalidValue(
-                "invalid SSL protocol version range".to_string(),
-            ));
-        }
+    if let (Some(min), Some(max)) = (min_version, max_version)
+        && min > max
+    {
+        return Err(ConnInfoError::InvalidValue(
+            "invalid SSL protocol version range".to_string(),
+        ));
     }
 
     let pg_dir = env.home.as_ref().map(|h| h.join(".postgresql"));
     let default_rootcert = pg_dir.as_ref().map(|d| d.join("root.crt")).unwrap_or_default();
     let (sslcert, sslcert_explicit) = client_file(&layers, "sslcert", pg_dir.as_deref(), "postgresql.crt");
     let (sslkey, sslkey_explicit) = client_file(&layers, "sslkey", pg_dir.as_deref(), "postgresql.key");
-    if let Some(cert) = sslcert.as_ref().filter(|_| sslcert_explicit) {
-        if !cert.exists() {
-            // libpq silently sends no certificate in this case, which then
-            // surfaces as a confusing authentication failure.
-            warnings.push(format!(
-                "client certificate file {} does not exist; no client certificate will be sent",
-                quoted(&cert.display().to_string())
-            ));
-        }
+    if let Some(cert) = sslcert.as_ref().filter(|_| sslcert_explicit)
+        && !cert.exists()
+    {
+        // libpq silently sends no certificate in this case, which then
+        // surfaces as a confusing authentication failure.
+        warnings.push(format!(
+            "client certificate file {} does not exist; no client certificate will be sent",
+            quoted(&cert.display().to_string())
+        ));
     }
     let sslpassword = layers.non_empty("sslpassword").map(str::to_string);
 

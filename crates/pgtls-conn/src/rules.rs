@@ -241,10 +241,10 @@ pub fn rules<'a>(value: impl Fn(&str) -> Option<&'a str>) -> Result<Rules, ConnI
     };
     let load_balance_random = enumerated("load_balance_hosts", &["disable", "random"])? == Some("random");
 
-    if let Some(mode) = enumerated("gssencmode", &["disable", "prefer", "require"])? {
-        if mode == "require" {
-            return Err(refuse("gssencmode", mode, "pgtls has no GSSAPI support"));
-        }
+    if let Some(mode) = enumerated("gssencmode", &["disable", "prefer", "require"])?
+        && mode == "require"
+    {
+        return Err(refuse("gssencmode", mode, "pgtls has no GSSAPI support"));
     }
     if let Some(encoding) = value("client_encoding") {
         let utf8 = ["utf8", "utf-8", "unicode", "auto"].contains(&encoding.to_ascii_lowercase().as_str());

@@ -71,10 +71,10 @@ pub fn find_service(content: &str, service: &str, path: &Path) -> Result<Option<
                 line: line_no,
             },
         })?;
-        if let Some(entries) = entries.as_mut() {
-            if !entries.iter().any(|(k, _)| *k == keyword) {
-                entries.push((keyword, value));
-            }
+        if let Some(entries) = entries.as_mut()
+            && !entries.iter().any(|(k, _)| *k == keyword)
+        {
+            entries.push((keyword, value));
         }
     }
     Ok(entries)

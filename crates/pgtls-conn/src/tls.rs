@@ -134,16 +134,14 @@ pub fn verify_host(cert: &X509Ref, host: &str) -> Result<(), String> {
             }
         }
     }
-    if check_cn {
-        if let Some(entry) = cert.subject_name().entries_by_nid(Nid::COMMONNAME).next() {
-            examined += 1;
-            let cn = entry.data().as_slice();
-            if first_name.is_none() {
-                first_name = Some(String::from_utf8_lossy(cn).into_owned());
-            }
-            if name_matches(cn, host)? {
-                return Ok(());
-            }
+    if check_cn && let Some(entry) = cert.subject_name().entries_by_nid(Nid::COMMONNAME).next() {
+        examined += 1;
+        let cn = entry.data().as_slice();
+        if first_name.is_none() {
+            first_name = Some(String::from_utf8_lossy(cn).into_owned());
+        }
+        if name_matches(cn, host)? {
+            return Ok(());
         }
     }
     let first = crate::text::escaped(&first_name.unwrap_or_default());
