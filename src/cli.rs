@@ -1,5 +1,9 @@
 //! Command-line interface: `pgtls [CONNINFO]` opens the dashboard; subcommands for scripts and the demo.
 
+// The doc comments below are clap's help text, written for a terminal: `[:SS]` there is an optional part of a time,
+// not a rustdoc link.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand};

@@ -1,7 +1,7 @@
 //! Would libpq accept this chain? The decision a handshake makes, taken offline on a chain already read, so one
 //! probe can answer for many root files without a connection (and a server log line) each.
 //!
-//! Exact by construction: the trust store is the one [`TlsSetup`] builds for a real connection (the root file
+//! Exact by construction: the trust store is the one `TlsSetup` builds for a real connection (the root file
 //! loaded as `SSL_CTX_load_verify_locations` loads it, CRLs with CRL_CHECK | CRL_CHECK_ALL when they load, no
 //! X509_V_FLAG_PARTIAL_CHAIN, which libpq never sets), and verification runs as OpenSSL's
 //! `ssl_verify_cert_chain` runs it for a client: every certificate the server sent as untrusted, the context's

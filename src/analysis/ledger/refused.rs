@@ -75,7 +75,7 @@ pub struct RefusedRecord {
     /// `user@database` named by pg_hba.conf refusals (a handshake failure names nobody).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub named: BTreeSet<String>,
-    /// Attempts by clock hour, oldest first, at most [`HOURS_KEPT`] hours.
+    /// Attempts by clock hour, oldest first, at most `HOURS_KEPT` hours.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hours: Vec<HourCount>,
 }
