@@ -412,3 +412,37 @@ fn the_psql_flags_need_one_server_and_help_is_dash_question_mark() {
     let out = common::pgtls(&["snapshot", "-h"], home.path());
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// What libpq warns about on connecting (a client certificate file named but missing, so none is sent) is said once
+/// on stderr by every command that connects, as psql prints libpq's warnings, and the command goes on.
+#[tokio::test]
+async fn connection_warnings_are_said_once_by_every_command() {
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let missing = home.path().join("missing.crt");
+    let conninfo = format!(
+        "{} sslmode=require sslcert={}",
+        lab.conninfo(SUPERUSER),
+        missing.display()
+    );
+    let warning = format!(
+        "client certificate file \"{}\" does not exist; no client certificate will be sent",
+        missing.display()
+    );
+    for args in [
+        vec!["snapshot", "--format", "json", conninfo.as_str()],
+        vec!["check", conninfo.as_str()],
+        vec!["probe", conninfo.as_str()],
+    ] {
+        let out = common::pgtls(&args, home.path());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            stderr.matches(&warning).count(),
+            1,
+            "{}: the warning once in {stderr}",
+            args[0]
+        );
+        assert!(!out.stdout.is_empty(), "{} went on after the warning", args[0]);
+        assert!(!stderr.contains(LAB_PASSWORD) && !String::from_utf8_lossy(&out.stdout).contains(LAB_PASSWORD));
+    }
+}

@@ -25,6 +25,9 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode, Failure> {
         code: Status::Unknown.code(),
     };
     let params = args.conn.resolve(&Environment::from_process()).map_err(unknown)?;
+    for warning in &params.warnings {
+        super::warn(warning);
+    }
     let mut target = ProbeTarget::from_params(&params, args.warn_days, args.full_cipher_scan)
         .ok_or_else(|| unknown("probe needs a TCP host (Unix sockets never use TLS)".into()))?;
     // A bundle that cannot be read is a usage error, said before any connection is made.
