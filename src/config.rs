@@ -4,12 +4,12 @@
 //! `~/.config/pgtls/config.toml`; without a file the documented defaults apply. Errors name the
 //! file, the line and the key.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::alerts::Severity;
+// The `[alerts]` table's types belong to the alert rules that read them; the configuration only gathers the tables.
+pub use crate::analysis::alerts::config::{AlertsConfig, Mute, RuleConfig, RuleSeverity};
 
 /// An example with every default, printed by `pgtls config --example` and shown in the README.
 pub const EXAMPLE: &str = r#"# pgtls configuration (all keys optional; these are the defaults)
@@ -61,63 +61,6 @@ pub struct Config {
     /// Servers to watch, each with its own options (the same `[[target]]` tables a `--targets` file holds).
     #[serde(rename = "target")]
     pub targets: Vec<crate::targets::TargetEntry>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AlertsConfig {
-    pub bell: bool,
-    pub expiry_warn_days: i64,
-    /// Overrides by rule key (the keys alerts carry: plaintext_sessions, tls12_sessions, ...).
-    pub rules: BTreeMap<String, RuleConfig>,
-    pub mute: Mute,
-}
-
-impl Default for AlertsConfig {
-    fn default() -> Self {
-        AlertsConfig {
-            bell: false,
-            expiry_warn_days: 30,
-            rules: BTreeMap::new(),
-            mute: Mute::default(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RuleSeverity {
-    Critical,
-    Warning,
-    Info,
-    Off,
-}
-
-impl RuleSeverity {
-    pub fn severity(self) -> Option<Severity> {
-        match self {
-            RuleSeverity::Critical => Some(Severity::Critical),
-            RuleSeverity::Warning => Some(Severity::Warning),
-            RuleSeverity::Info => Some(Severity::Info),
-            RuleSeverity::Off => None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RuleConfig {
-    pub severity: Option<RuleSeverity>,
-    /// The rule fires when its count is above this.
-    #[serde(default)]
-    pub threshold: u64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Mute {
-    pub applications: Vec<String>,
-    pub users: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

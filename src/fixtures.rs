@@ -286,7 +286,8 @@ pub fn generated(n: usize) -> Snapshot {
 /// The ledger and what-if after one poll of [`snapshot`], with a pg_hba.conf that still has a `host` line.
 pub fn history() -> crate::collect::poller::History {
     use crate::analysis::ledger::{KeyFields, Ledger};
-    use crate::analysis::whatif::{HbaRule, Target, evaluate};
+    use crate::analysis::whatif::{Target, evaluate};
+    use crate::model::HbaRule;
     let mut ledger = Ledger::new(
         KeyFields::from_names(&["user".into(), "database".into(), "application".into()]).unwrap_or_default(),
     );
@@ -319,8 +320,8 @@ pub fn history() -> crate::collect::poller::History {
 }
 
 /// The hba rules of [`history`]: a `hostssl` line and a `host` line that still admits plain text.
-fn hba_with_host() -> Result<Vec<crate::analysis::whatif::HbaRule>, String> {
-    let rule = |line, kind: &str| crate::analysis::whatif::HbaRule {
+fn hba_with_host() -> Result<Vec<crate::model::HbaRule>, String> {
+    let rule = |line, kind: &str| crate::model::HbaRule {
         line_number: line,
         kind: kind.to_string(),
         databases: vec!["all".into()],

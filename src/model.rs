@@ -215,6 +215,33 @@ impl ConnClass {
     pub fn below_tls13(self) -> bool {
         matches!(self, ConnClass::Tls12 | ConnClass::TlsOlder)
     }
+
+    /// Worst exposure first, so sorting by TLS puts plain-text and old-TLS sessions on top, and a client seen in
+    /// several ways is judged by its worst.
+    pub fn exposure_rank(self) -> u8 {
+        match self {
+            ConnClass::PlainTcp => 0,
+            ConnClass::TlsOlder => 1,
+            ConnClass::Tls12 => 2,
+            ConnClass::Unknown => 3,
+            ConnClass::Gss => 4,
+            ConnClass::Tls13 => 5,
+            ConnClass::Local => 6,
+        }
+    }
+
+    /// [`ConnClass::label`] where space is short (a border, a legend).
+    pub fn short_label(self) -> &'static str {
+        match self {
+            ConnClass::Tls13 => "TLSv1.3",
+            ConnClass::Tls12 => "TLSv1.2",
+            ConnClass::TlsOlder => "older TLS",
+            ConnClass::PlainTcp => "no TLS",
+            ConnClass::Gss => "GSS",
+            ConnClass::Local => "local",
+            ConnClass::Unknown => "unknown",
+        }
+    }
 }
 
 /// One row of `pg_stat_activity` with its `pg_stat_ssl` and `pg_stat_gssapi` details.
@@ -517,6 +544,38 @@ impl ClassCounts {
 
     pub fn total(&self) -> usize {
         ConnClass::ALL.iter().map(|c| self.get(*c)).sum()
+    }
+}
+
+/// One pg_hba.conf rule, as pg_hba_file_rules shows it (the file, not necessarily what is loaded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HbaRule {
+    pub line_number: i32,
+    pub kind: String,
+    pub databases: Vec<String>,
+    pub users: Vec<String>,
+    pub address: Option<String>,
+    pub auth_method: Option<String>,
+}
+
+impl HbaRule {
+    /// A rule that lets a TCP client in without TLS (`host`/`hostnossl`, not `reject`).
+    pub fn admits_plaintext(&self) -> bool {
+        matches!(self.kind.as_str(), "host" | "hostnossl") && self.auth_method.as_deref() != Some("reject")
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "line {}: {} {} {} {} {}",
+            self.line_number,
+            self.kind,
+            self.databases.join(","),
+            self.users.join(","),
+            self.address.as_deref().unwrap_or(""),
+            self.auth_method.as_deref().unwrap_or("")
+        )
+        .trim_end()
+        .to_string()
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 use tokio_postgres::Client;
 
 use crate::analysis::alerts::Alert;
-use crate::config::AlertsConfig;
+use crate::analysis::alerts::config::AlertsConfig;
 use crate::logsource::{self, ConnectionEvent, LogFollower, LogFormat, LogNews, SqlLogReader, SuspectLine};
 
 pub struct LogSources {

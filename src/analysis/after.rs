@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::alerts::{Alert, Severity};
 use super::ledger::{ClientKey, FloorSince, Ledger, RefusalKind, SinceSource, floor_since};
-use super::whatif::{HbaRule, Target};
+use super::whatif::Target;
+use crate::model::HbaRule;
 use crate::model::{ConnClass, Setting, Snapshot};
 
 /// What the report is computed from.

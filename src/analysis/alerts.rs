@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{AlertsConfig, Mute};
+pub mod config;
+
+use self::config::{AlertsConfig, Mute};
 use crate::model::{ConnClass, PoolerClient, PoolerJoin, Session, Setting, Snapshot, Verification};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::ledger::{ClientKey, Ledger, Side};
 use crate::analysis::pooler;
-use crate::model::{ConnClass, Session};
+use crate::model::{ConnClass, HbaRule, Session};
 
 /// One plain sentence for the drill-down view.
 pub fn min_tls13_sentence(session: &Session, monitor_user: &str) -> String {
@@ -118,47 +118,16 @@ impl Target {
     }
 }
 
-/// One pg_hba.conf rule, as pg_hba_file_rules shows it (the file, not necessarily what is loaded).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HbaRule {
-    pub line_number: i32,
-    pub kind: String,
-    pub databases: Vec<String>,
-    pub users: Vec<String>,
-    pub address: Option<String>,
-    pub auth_method: Option<String>,
-}
-
-impl HbaRule {
-    /// A rule that lets a TCP client in without TLS (`host`/`hostnossl`, not `reject`).
-    pub fn admits_plaintext(&self) -> bool {
-        matches!(self.kind.as_str(), "host" | "hostnossl") && self.auth_method.as_deref() != Some("reject")
-    }
-
-    fn covers(&self, key: &ClientKey) -> bool {
-        let any = |list: &[String], v: &str| {
-            v.is_empty()
-                || list
-                    .iter()
-                    .any(|x| x == "all" || x == v || x.starts_with('+') || x.starts_with('@'))
-        };
-        any(&self.users, &key.user) && any(&self.databases, &key.database)
-            || (self.databases.iter().any(|d| d == "sameuser" || d == "samerole") && any(&self.users, &key.user))
-    }
-
-    pub fn describe(&self) -> String {
-        format!(
-            "line {}: {} {} {} {} {}",
-            self.line_number,
-            self.kind,
-            self.databases.join(","),
-            self.users.join(","),
-            self.address.as_deref().unwrap_or(""),
-            self.auth_method.as_deref().unwrap_or("")
-        )
-        .trim_end()
-        .to_string()
-    }
+/// Does this pg_hba.conf rule apply to the client (user and database; `+role` and `@file` are taken as matching)?
+fn rule_covers(rule: &HbaRule, key: &ClientKey) -> bool {
+    let any = |list: &[String], v: &str| {
+        v.is_empty()
+            || list
+                .iter()
+                .any(|x| x == "all" || x == v || x.starts_with('+') || x.starts_with('@'))
+    };
+    any(&rule.users, &key.user) && any(&rule.databases, &key.database)
+        || (rule.databases.iter().any(|d| d == "sameuser" || d == "samerole") && any(&rule.users, &key.user))
 }
 
 /// Could a refused client quietly fall back to plain text instead of failing?
@@ -328,7 +297,7 @@ pub fn evaluate(
                 (Target::MinTls13, Ok(rules), None) => {
                     let open: Vec<String> = rules
                         .iter()
-                        .filter(|h| h.admits_plaintext() && h.covers(&r.key))
+                        .filter(|h| h.admits_plaintext() && rule_covers(h, &r.key))
                         .map(HbaRule::describe)
                         .collect();
                     if open.is_empty() {

@@ -367,7 +367,7 @@ impl Collector {
 impl Collector {
     /// pg_hba.conf as the server reads it from disk (superuser only; 16+ adds columns we do not need).
     /// An error is a reason to show the user, not a failure of the connection.
-    pub async fn hba_rules(&self) -> Result<Vec<crate::analysis::whatif::HbaRule>, String> {
+    pub async fn hba_rules(&self) -> Result<Vec<crate::model::HbaRule>, String> {
         let rows = self
             .connected
             .client
@@ -386,7 +386,7 @@ impl Collector {
             })?;
         rows.iter()
             .map(|r| {
-                Ok(crate::analysis::whatif::HbaRule {
+                Ok(crate::model::HbaRule {
                     line_number: r.try_get("line_number")?,
                     kind: r.try_get("type")?,
                     databases: r.try_get::<_, Option<Vec<String>>>("database")?.unwrap_or_default(),

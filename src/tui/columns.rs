@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use chrono::{DateTime, Utc};
 use unicode_width::UnicodeWidthStr;
 
-use crate::model::{ConnClass, Session};
+use crate::model::Session;
 use crate::output::safe::terminal;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -187,9 +187,9 @@ impl Column {
             // Ascending age means the youngest session (latest backend_start) first.
             Column::Age => b.backend_start.cmp(&a.backend_start),
             Column::State => text(&a.state, &b.state),
-            Column::Tls => exposure_rank(a.client_class()).cmp(&exposure_rank(b.client_class())),
+            Column::Tls => a.client_class().exposure_rank().cmp(&b.client_class().exposure_rank()),
             Column::ClientLeg => {
-                let rank = |s: &Session| (s.pooler.is_none(), exposure_rank(s.client_class()));
+                let rank = |s: &Session| (s.pooler.is_none(), s.client_class().exposure_rank());
                 rank(a).cmp(&rank(b))
             }
             Column::Cipher => {
@@ -230,19 +230,6 @@ fn time_plus(ms: i64) -> String {
         format!("{}.{}s", ms / 1000, (ms % 1000) / 100)
     } else {
         crate::format::age(ms / 1000)
-    }
-}
-
-/// Worst exposure first, so sorting by TLS puts plain-text and old-TLS sessions on top.
-pub fn exposure_rank(class: ConnClass) -> u8 {
-    match class {
-        ConnClass::PlainTcp => 0,
-        ConnClass::TlsOlder => 1,
-        ConnClass::Tls12 => 2,
-        ConnClass::Unknown => 3,
-        ConnClass::Gss => 4,
-        ConnClass::Tls13 => 5,
-        ConnClass::Local => 6,
     }
 }
 
@@ -356,6 +343,7 @@ pub fn layout(width: u16, input: &LayoutInput) -> Vec<(Column, u16)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ConnClass;
 
     fn laid_out(width: u16, show_query: bool) -> Vec<(Column, u16)> {
         let snap = crate::fixtures::snapshot();

@@ -313,10 +313,7 @@ impl ClientRecord {
 
     /// The weakest way this client was seen connecting.
     pub fn worst_class(&self) -> Option<ConnClass> {
-        self.classes
-            .keys()
-            .min_by_key(|c| crate::tui::columns::exposure_rank(**c))
-            .copied()
+        self.classes.keys().min_by_key(|c| c.exposure_rank()).copied()
     }
 
     pub fn count(&self, class: ConnClass) -> u64 {

@@ -5,8 +5,8 @@
 use chrono::{DateTime, Utc};
 
 use super::Scroll;
+use crate::analysis::alerts::config::AlertsConfig;
 use crate::analysis::alerts::{Alert, AlertLog, LinkHealth, Severity, evaluate_with};
-use crate::config::AlertsConfig;
 use crate::logsource::SuspectLine;
 use crate::model::Snapshot;
 use crate::probe::ProbeReport;

@@ -7,7 +7,6 @@ use super::Scroll;
 use crate::analysis::ledger::{ClientKey, ClientRecord};
 use crate::collect::poller::History;
 use crate::model::ConnClass;
-use crate::tui::columns::exposure_rank;
 use crate::tui::keymap::Action;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -72,7 +71,7 @@ impl HoldoutColumn {
 }
 
 fn worst_rank(r: &ClientRecord) -> u8 {
-    r.worst_class().map_or(u8::MAX, exposure_rank)
+    r.worst_class().map_or(u8::MAX, ConnClass::exposure_rank)
 }
 
 /// `2×TLSv1.2 1×no TLS (TCP)`: sessions per TLS version, then per other way of connecting.

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::model::{ConnClass, Session, Snapshot};
-use crate::tui::columns::{Column, exposure_rank};
+use crate::tui::columns::Column;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QuickView {
@@ -98,9 +98,9 @@ impl SessionsTable {
         match (sort.column, sort.descending) {
             // The default order, on every refresh: rank each row once instead of on every comparison.
             // Worst exposure first, by the client's own leg: a plain-text client behind a pooler leads.
-            (Column::Tls, false) => rows.sort_by_cached_key(|i| exposure_rank(snap.sessions[*i].client_class())),
+            (Column::Tls, false) => rows.sort_by_cached_key(|i| snap.sessions[*i].client_class().exposure_rank()),
             (Column::Tls, true) => {
-                rows.sort_by_cached_key(|i| std::cmp::Reverse(exposure_rank(snap.sessions[*i].client_class())))
+                rows.sort_by_cached_key(|i| std::cmp::Reverse(snap.sessions[*i].client_class().exposure_rank()))
             }
             _ => rows.sort_by(|a, b| {
                 let ord = sort.column.compare(&snap.sessions[*a], &snap.sessions[*b]);

@@ -83,7 +83,7 @@ fn source_name(source: Source) -> &'static str {
 fn way(class: ConnClass, tls_version: Option<&str>) -> String {
     match tls_version {
         Some(v) => v.to_string(),
-        None => super::summary::short_label(class).to_string(),
+        None => class.short_label().to_string(),
     }
 }
 

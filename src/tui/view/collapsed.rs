@@ -10,7 +10,6 @@ use ratatui::widgets::Paragraph;
 use super::Ctx;
 use super::text::{spans_width, split_line};
 use crate::model::ConnClass;
-use crate::tui::columns::exposure_rank;
 
 pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
     let t = cx.theme;
@@ -22,12 +21,12 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
             .into_iter()
             .filter(|c| totals.classes.get(*c) > 0)
             .collect();
-        classes.sort_by_key(|c| exposure_rank(*c));
+        classes.sort_by_key(|c| c.exposure_rank());
         for (i, class) in classes.into_iter().enumerate() {
             if i > 0 {
                 left.push(Span::styled(" · ", t.dim));
             }
-            left.push(Span::styled(super::summary::short_label(class), t.class(class)));
+            left.push(Span::styled(class.short_label(), t.class(class)));
             left.push(Span::styled(format!(" {}", totals.classes.get(class)), t.strong));
         }
     }

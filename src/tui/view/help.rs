@@ -166,7 +166,7 @@ fn legend(cx: &Ctx, cols: usize) -> Vec<Line<'static>> {
     }
     let classes = ConnClass::ALL
         .iter()
-        .map(|c| vec![Span::styled(super::summary::short_label(*c), t.class(*c))])
+        .map(|c| vec![Span::styled(c.short_label(), t.class(*c))])
         .collect();
     let severities = [
         (Severity::Critical, "critical"),

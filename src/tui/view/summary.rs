@@ -32,7 +32,7 @@ pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
             title.push(Span::styled(format!("· {} sessions ", totals.classes.total()), t.dim));
             let plan = Plan::new(&totals, height);
             if !plan.hidden_zero.is_empty() {
-                let labels: Vec<&str> = plan.hidden_zero.iter().map(|c| short_label(*c)).collect();
+                let labels: Vec<&str> = plan.hidden_zero.iter().map(|c| c.short_label()).collect();
                 let note = fit(&format!("none: {}", labels.join(", ")), cols.saturating_sub(2));
                 block = block.title_bottom(Span::styled(format!(" {note} "), t.dim));
             }
@@ -150,19 +150,6 @@ impl<'a> Plan<'a> {
             }
         }
         lines
-    }
-}
-
-/// For the bottom border and the help legend, where space is short.
-pub fn short_label(class: ConnClass) -> &'static str {
-    match class {
-        ConnClass::Tls13 => "TLSv1.3",
-        ConnClass::Tls12 => "TLSv1.2",
-        ConnClass::TlsOlder => "older TLS",
-        ConnClass::PlainTcp => "no TLS",
-        ConnClass::Gss => "GSS",
-        ConnClass::Local => "local",
-        ConnClass::Unknown => "unknown",
     }
 }
 
