@@ -224,14 +224,7 @@ impl Lab {
 
     /// Serve `server` from now on: write it over the server's certificate and key and reload the server.
     pub async fn use_server_certificate(&self, server: &Issued) -> Result<()> {
-        server.write_pem(&self.certs.server_cert, &self.certs.server_key)?;
-        self.admin()
-            .await?
-            .batch_execute("SELECT pg_catalog.pg_reload_conf()")
-            .await?;
-        // The postmaster reloads on SIGHUP asynchronously; new connections see the new certificate shortly.
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        Ok(())
+        self.use_server_chain(server, &[]).await
     }
 }
 
@@ -239,12 +232,7 @@ impl Lab {
     /// Serve `leaf` with `intermediates` after it (the chain a server presents), and reload.
     pub async fn use_server_chain(&self, leaf: &Issued, intermediates: &[openssl::x509::X509]) -> Result<()> {
         self.install_server_chain(leaf, intermediates)?;
-        self.admin()
-            .await?
-            .batch_execute("SELECT pg_catalog.pg_reload_conf()")
-            .await?;
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        Ok(())
+        self.reload().await
     }
 
     /// Write `leaf` (and `intermediates`) over the server's certificate files without reloading: what an
@@ -358,8 +346,39 @@ impl LabHandle {
             .await?
             .get(0);
         admin.batch_execute(&sql).await?;
+        drop(admin);
+        self.reload().await
+    }
+
+    /// `pg_reload_conf()`, returning once the postmaster has finished reloading: the settings, pg_hba.conf and the
+    /// TLS context. The signal is handled asynchronously, so a fixed sleep would race on a busy machine; instead
+    /// wait until a new backend (forked after the whole reload, since the postmaster handles one thing at a time)
+    /// reports a newer `pg_conf_load_time()`.
+    pub async fn reload(&self) -> Result<()> {
+        const DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+        let admin = self.admin().await?;
+        let before: chrono::DateTime<chrono::Utc> = admin
+            .query_one("SELECT pg_catalog.pg_conf_load_time()", &[])
+            .await?
+            .get(0);
         admin.batch_execute("SELECT pg_catalog.pg_reload_conf()").await?;
-        Ok(())
+        drop(admin);
+        let started = std::time::Instant::now();
+        loop {
+            let loaded: chrono::DateTime<chrono::Utc> = self
+                .admin()
+                .await?
+                .query_one("SELECT pg_catalog.pg_conf_load_time()", &[])
+                .await?
+                .get(0);
+            if loaded > before {
+                return Ok(());
+            }
+            if started.elapsed() > DEADLINE {
+                bail!("the lab server did not finish reloading its configuration within {DEADLINE:?}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     /// Open a client session of the given kind as `user` with `application_name`; it stays open until dropped.

@@ -41,6 +41,23 @@ pub struct BundleVerdict {
     pub error: Option<String>,
 }
 
+impl BundleVerdict {
+    /// Nothing decided yet for the bundle at `path`: it verifies nothing until a chain says otherwise.
+    pub fn undecided(path: &Path) -> BundleVerdict {
+        BundleVerdict {
+            path: path.display().to_string(),
+            verifies: false,
+            verifies_ca: false,
+            roots: Vec::new(),
+            anchor: None,
+            anchor_sha256: None,
+            path_taken: Vec::new(),
+            explanation: Vec::new(),
+            error: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PathStep {
     pub subject: String,
@@ -148,17 +165,7 @@ pub fn judge_for(host: &str, port: u16, path: &Path) -> Result<Judge, String> {
 
 /// The verdict for one bundle file against `chain` (leaf first, as the server sent it).
 pub fn check(host: &str, port: u16, path: &Path, chain: &[X509], now: DateTime<Utc>) -> BundleVerdict {
-    let mut verdict = BundleVerdict {
-        path: path.display().to_string(),
-        verifies: false,
-        verifies_ca: false,
-        roots: Vec::new(),
-        anchor: None,
-        anchor_sha256: None,
-        path_taken: Vec::new(),
-        explanation: Vec::new(),
-        error: None,
-    };
+    let mut verdict = BundleVerdict::undecided(path);
     let certs = match read_bundle(path) {
         Ok(certs) => certs,
         Err(e) => {

@@ -177,15 +177,8 @@ pub fn run_reporting(
             .bundles
             .iter()
             .map(|p| BundleVerdict {
-                path: p.display().to_string(),
-                verifies: false,
-                verifies_ca: false,
-                roots: Vec::new(),
-                anchor: None,
-                anchor_sha256: None,
-                path_taken: Vec::new(),
                 explanation: vec![why.to_string()],
-                error: None,
+                ..BundleVerdict::undecided(p)
             })
             .collect()
     };
