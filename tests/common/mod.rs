@@ -8,10 +8,28 @@ pub mod tmux;
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use pgtls::conn::params::{ConnParams, Environment, resolve};
 use pgtls::lab::{Lab, LabOptions};
 use pgtls::provision::Provisioner;
+
+/// Poll `check` every 50 ms until it returns `Some`, for what the server does on its own time (log lines written by
+/// backends, a reload taking effect); fails naming `what` and the last value seen once `timeout` has passed.
+pub async fn wait_until<T, S: std::fmt::Debug>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Result<T, S>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check() {
+            Ok(done) => return done,
+            Err(seen) if Instant::now() >= deadline => panic!("{what}: still {seen:?} after {timeout:?}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
 
 pub async fn lab() -> Lab {
     Lab::start(LabOptions::default())
