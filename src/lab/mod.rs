@@ -43,6 +43,8 @@ pub struct LabOptions {
     pub max_connections: u32,
     /// Extra postgresql.conf lines, e.g. `("ssl_min_protocol_version", "TLSv1.3")`.
     pub settings: Vec<(String, String)>,
+    /// The port to try first; when `None` or taken, a free one.
+    pub port: Option<u16>,
 }
 
 impl Default for LabOptions {
@@ -52,6 +54,7 @@ impl Default for LabOptions {
             offline: false,
             max_connections: 100,
             settings: Vec::new(),
+            port: None,
         }
     }
 }
@@ -142,16 +145,18 @@ impl Lab {
             .arg(format!("--pwfile={}", password_file.display()));
         server::run_tool(initdb, "initdb")?;
 
-        let port = server::free_port()?;
-        write_config(&data_dir, port, &socket_dir, &certs, &options)?;
+        write_config(&data_dir, &socket_dir, &certs, &options)?;
         write_hba(&data_dir)?;
         if let Some(run_as) = &run_as {
             server::chown_tree(&root, run_as)?;
         }
 
         let log_file = root.join("server.log");
+        let (port, postmaster) = server::start_on_free_port(options.port, server::PORT_ATTEMPTS, |port| {
+            Postmaster::start(&binaries.tool("postgres"), &data_dir, port, &log_file, run_as.as_ref())
+        })?;
         let mut lab = Lab {
-            postmaster: None,
+            postmaster: Some(postmaster),
             handle: LabHandle {
                 port,
                 host: "127.0.0.1".to_string(),
@@ -168,7 +173,6 @@ impl Lab {
             run_as,
             dir,
         };
-        lab.start_server()?;
         let admin = lab.admin().await?;
         lab.sslinfo = admin
             .batch_execute("CREATE EXTENSION IF NOT EXISTS sslinfo")
@@ -179,9 +183,11 @@ impl Lab {
 
     pub fn start_server(&mut self) -> Result<()> {
         if self.postmaster.is_none() {
+            // The same port again: clients know the server by it.
             let pm = Postmaster::start(
                 &self.binaries.tool("postgres"),
                 &self.data_dir,
+                self.handle.port,
                 &self.log_file,
                 self.run_as.as_ref(),
             )?;
@@ -429,10 +435,11 @@ fn write_certs(dir: &Path) -> Result<LabCerts> {
     Ok(paths)
 }
 
-fn write_config(data_dir: &Path, port: u16, socket_dir: &Path, certs: &LabCerts, options: &LabOptions) -> Result<()> {
+/// Everything but the port, which the server is given on its command line so a start-up can move to another.
+fn write_config(data_dir: &Path, socket_dir: &Path, certs: &LabCerts, options: &LabOptions) -> Result<()> {
     let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', "''"));
     let mut conf = format!(
-        "\n# pgtls lab\nlisten_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = {}\n\
+        "\n# pgtls lab\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = {}\n\
          max_connections = {}\nssl = on\nssl_cert_file = {}\nssl_key_file = {}\nssl_ca_file = {}\n\
          log_connections = on\nlog_line_prefix = '%m [%p] '\npassword_encryption = 'scram-sha-256'\n\
          fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nshared_buffers = '32MB'\n",

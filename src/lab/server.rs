@@ -91,15 +91,26 @@ pub struct Postmaster {
 }
 
 impl Postmaster {
-    pub fn start(postgres: &Path, data_dir: &Path, log: &Path, run_as: Option<&RunAs>) -> Result<Postmaster> {
+    /// Start the server on `port`; [`PortTaken`] when another process holds it.
+    pub fn start(
+        postgres: &Path,
+        data_dir: &Path,
+        port: u16,
+        log: &Path,
+        run_as: Option<&RunAs>,
+    ) -> Result<Postmaster> {
         let log_file = File::options()
             .create(true)
             .append(true)
             .open(log)
             .wrap_err_with(|| format!("opening {}", log.display()))?;
+        // Only this start-up's lines can say why this start-up failed: the log is kept across restarts.
+        let log_from = log_file.metadata().map(|m| m.len()).unwrap_or(0);
         let mut cmd = server_command(postgres, run_as);
         cmd.arg("-D")
             .arg(data_dir)
+            .arg("-p")
+            .arg(port.to_string())
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file);
@@ -113,16 +124,20 @@ impl Postmaster {
             .spawn()
             .wrap_err_with(|| format!("cannot start {}", postgres.display()))?;
         let mut postmaster = Postmaster { child };
-        postmaster.wait_ready(data_dir, log)?;
+        postmaster.wait_ready(data_dir, port, log, log_from)?;
         Ok(postmaster)
     }
 
     /// postmaster.pid's eighth line turns to "ready" once connections are accepted (PostgreSQL 10+).
-    fn wait_ready(&mut self, data_dir: &Path, log: &Path) -> Result<()> {
+    fn wait_ready(&mut self, data_dir: &Path, port: u16, log: &Path, log_from: u64) -> Result<()> {
         let pid_file = data_dir.join("postmaster.pid");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.try_wait()? {
+                let lines = log_since(log, log_from);
+                if port_taken(&lines) {
+                    return Err(PortTaken { port, log: lines }.into());
+                }
                 bail!("the lab server exited during start-up ({status}): {}", log_tail(log));
             }
             let ready = std::fs::read_to_string(&pid_file)
@@ -181,12 +196,140 @@ pub fn log_tail(log: &Path) -> String {
     lines[lines.len().saturating_sub(5)..].join(" | ")
 }
 
-/// A free TCP port on 127.0.0.1 (bind port 0 and let the kernel choose).
+/// A free TCP port on 127.0.0.1 (bind port 0 and let the kernel choose). It is free only until someone else binds
+/// it: PostgreSQL cannot be told to take port 0, so starting a server on it may still fail ([`start_on_free_port`]).
 pub fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").wrap_err("finding a free port")?;
     Ok(listener.local_addr()?.port())
 }
 
+/// The server could not listen on its port: another process bound it after [`free_port`] found it free.
+#[derive(Debug)]
+pub struct PortTaken {
+    pub port: u16,
+    /// The server's own lines about it.
+    pub log: String,
+}
+
+impl std::fmt::Display for PortTaken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "port {} is taken: {}", self.port, self.log.trim())
+    }
+}
+
+impl std::error::Error for PortTaken {}
+
+/// How many ports a server start-up tries before giving up: a port lost to a race once is bad luck, five times is
+/// something else holding ports (and worth the error).
+pub const PORT_ATTEMPTS: usize = 5;
+
+/// Run `start` on `preferred` (or a free port), and again on another free port each time it fails with
+/// [`PortTaken`], at most `attempts` times. Returns the port it came up on.
+pub fn start_on_free_port<T>(
+    preferred: Option<u16>,
+    attempts: usize,
+    mut start: impl FnMut(u16) -> Result<T>,
+) -> Result<(u16, T)> {
+    let mut port = match preferred {
+        Some(port) => port,
+        None => free_port()?,
+    };
+    let mut taken = Vec::new();
+    for _ in 0..attempts {
+        match start(port) {
+            Ok(started) => return Ok((port, started)),
+            Err(e) if e.downcast_ref::<PortTaken>().is_some() => {
+                taken.push(port);
+                port = free_port()?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    bail!("the server could not listen on any of ports {taken:?}: each was taken by the time it started")
+}
+
+/// PostgreSQL's words when it cannot listen (`StreamServerPort`): "could not bind IPv4 address ...: Address already
+/// in use". Matched on text, as the postmaster's exit status says only that it failed.
+fn port_taken(log: &str) -> bool {
+    log.lines()
+        .any(|l| l.contains("could not bind") && l.contains("Address already in use"))
+}
+
+fn log_since(log: &Path, from: u64) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut text = Vec::new();
+    if let Ok(mut file) = File::open(log) {
+        let _ = file
+            .seek(SeekFrom::Start(from))
+            .and_then(|_| file.read_to_end(&mut text));
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}
+
 pub fn socket_path(socket_dir: &Path, port: u16) -> PathBuf {
     socket_dir.join(format!(".s.PGSQL.{port}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn taken(port: u16) -> color_eyre::Report {
+        PortTaken {
+            port,
+            log: "could not bind IPv4 address \"127.0.0.1\": Address already in use".into(),
+        }
+        .into()
+    }
+
+    #[test]
+    fn a_taken_port_is_given_up_for_another_a_bounded_number_of_times() {
+        let mut tried = Vec::new();
+        let (port, ()) = start_on_free_port(Some(1), PORT_ATTEMPTS, |p| {
+            tried.push(p);
+            if tried.len() < 3 { Err(taken(p)) } else { Ok(()) }
+        })
+        .unwrap();
+        assert_eq!(tried.len(), 3, "{tried:?}");
+        assert_eq!(tried[0], 1, "the preferred port first");
+        assert!(tried[1] > 1 && tried[2] > 1, "then free ones: {tried:?}");
+        assert_eq!(port, tried[2]);
+
+        let mut calls = 0;
+        let err = start_on_free_port(None, 3, |p| -> Result<()> {
+            calls += 1;
+            Err(taken(p))
+        })
+        .unwrap_err();
+        assert_eq!(calls, 3);
+        assert!(err.to_string().contains("could not listen on any of ports"), "{err}");
+    }
+
+    #[test]
+    fn other_start_up_failures_are_not_retried() {
+        let mut calls = 0;
+        let err = start_on_free_port(Some(1), PORT_ATTEMPTS, |_| -> Result<()> {
+            calls += 1;
+            bail!("could not load server certificate file")
+        })
+        .unwrap_err();
+        assert_eq!(calls, 1);
+        assert_eq!(err.to_string(), "could not load server certificate file");
+    }
+
+    #[test]
+    fn the_postmasters_bind_failure_is_told_from_other_failures() {
+        let log = "2026-12-03 13:00:00.000 UTC [123] LOG:  could not bind IPv4 address \"127.0.0.1\": Address \
+                   already in use\n2026-12-03 13:00:00.000 UTC [123] HINT:  Is another postmaster already running \
+                   on port 5432? If not, wait a few seconds and retry.\n2026-12-03 13:00:00.000 UTC [123] FATAL:  \
+                   could not create any TCP/IP sockets\n";
+        assert!(port_taken(log));
+        assert!(!port_taken(
+            "2026-12-03 13:00:00.000 UTC [123] FATAL:  could not load server certificate file \"server.crt\""
+        ));
+        assert!(!port_taken(
+            "2026-12-03 13:00:00.000 UTC [123] LOG:  could not bind IPv4 address \"127.0.0.1\": Cannot assign \
+             requested address"
+        ));
+    }
 }
