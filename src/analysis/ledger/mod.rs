@@ -1582,3 +1582,6 @@ mod tests {
         assert_eq!(ledger.records().find(|r| r.key.user == "u").unwrap().sessions, 50_001);
     }
 }
+
+#[cfg(test)]
+mod dedup_tests;
