@@ -86,10 +86,14 @@ async fn chain_expiry_and_fingerprint_match_openssl_s_client_and_connections_are
     let reported = report["connections"].as_u64().expect("a count") as usize;
     // Each backend writes its own "connection received" line, possibly after the probe has gone: wait for as many
     // as the probe reports; one more already there means it reported too few.
-    let made = common::wait_until("connection lines in the server log", Duration::from_secs(10), || {
-        let made = connections_logged(&lab) - before;
-        if made >= reported { Ok(made) } else { Err(made) }
-    })
+    let made = common::wait_until(
+        "connection lines in the server log",
+        Duration::from_secs(10),
+        async || {
+            let made = connections_logged(&lab) - before;
+            if made >= reported { Ok(made) } else { Err(made) }
+        },
+    )
     .await;
     assert_eq!(reported, made, "the probe reports every connection it makes");
     assert!(made <= 12, "few connections: {made}");

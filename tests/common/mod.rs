@@ -19,11 +19,11 @@ use pgtls::provision::Provisioner;
 pub async fn wait_until<T, S: std::fmt::Debug>(
     what: &str,
     timeout: Duration,
-    mut check: impl FnMut() -> Result<T, S>,
+    mut check: impl AsyncFnMut() -> Result<T, S>,
 ) -> T {
     let deadline = Instant::now() + timeout;
     loop {
-        match check() {
+        match check().await {
             Ok(done) => return done,
             Err(seen) if Instant::now() >= deadline => panic!("{what}: still {seen:?} after {timeout:?}"),
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
