@@ -86,9 +86,25 @@ async fn terminate_acts_only_on_the_backend_with_the_start_time_shown() {
         pid: sleeper.pid,
         backend_start: start_of(sleeper.pid),
     };
+    let admin = lab.admin().await.unwrap();
     let send_cancel = async {
-        // The query must be running before it can be cancelled.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The query must be running before it can be cancelled: wait until the server says it sleeps.
+        common::wait_until("the sleeper's query running", Duration::from_secs(10), async || {
+            let waiting: Option<String> = admin
+                .query_one(
+                    "SELECT wait_event FROM pg_catalog.pg_stat_activity WHERE pid = $1",
+                    &[&sleeper.pid],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if waiting.as_deref() == Some("PgSleep") {
+                Ok(())
+            } else {
+                Err(waiting)
+            }
+        })
+        .await;
         poller.commands.send(PollerCommand::Signal(cancel)).unwrap();
         signalled(&mut events).await
     };
