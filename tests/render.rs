@@ -457,7 +457,8 @@ fn the_password_of_the_lab_never_shows() {
         .expect("a port")
         .port();
     let uri = format!(
-        "postgresql://pgtls:{secret}@127.0.0.1:{closed}/postgres?sslmode=require&application_name=pgtls&connect_timeout=2"
+        "postgresql://pgtls:{secret}@127.0.0.1:{closed}/postgres?sslmode=require&application_name=pgtls&connect_timeout=2&\
+         sslpassword={secret}&sslcert=/nonexistent/client.crt"
     );
     let env = Environment::new(
         HashMap::from([("PGPASSWORD".to_string(), secret.to_string())]),
@@ -470,6 +471,13 @@ fn the_password_of_the_lab_never_shows() {
         Some(secret),
         "the secret is in the parameters"
     );
+    assert_eq!(
+        params.sslpassword.as_deref(),
+        Some(secret),
+        "and so is the key's passphrase"
+    );
+    // The missing client certificate gives the resolver something to warn about, so that text is on screen too.
+    assert!(!params.warnings.is_empty());
     let failure = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -484,7 +492,13 @@ fn the_password_of_the_lab_never_shows() {
             fixtures::now(),
         );
         state.set_page(view::table_page(Rect::new(0, 0, w, h)));
-        state.startup_warnings = params.warnings.clone();
+        // As the poller reports a connection: its warnings are the resolver's (and .pgpass's).
+        state.handle(Input::Poller {
+            event: PollerEvent::Connected {
+                warnings: params.warnings.clone(),
+            },
+            at: fixtures::now(),
+        });
         let mut snap = fixtures::snapshot();
         snap.monitor.user = params.user.clone();
         feed(&mut state, snap);
@@ -514,7 +528,12 @@ fn the_password_of_the_lab_never_shows() {
         for (name, text) in &screens {
             assert!(!text.contains(secret), "{name} at {w}x{h} shows the password:\n{text}");
         }
-        // The failure did reach the screen, so the check above looked at the text that carried the inputs.
+        // The warning and the failure did reach the screen, so the check above looked at the text that carried
+        // the inputs.
+        assert!(
+            screens.iter().any(|(_, text)| text.contains("client certificate file")),
+            "the resolver's warning is not on any screen"
+        );
         let failure_text = failure.to_string();
         let shown: String = failure_text.chars().take(20).collect();
         assert!(
