@@ -5,7 +5,7 @@ mod common;
 use std::collections::HashMap;
 
 use pgtls::collect::Collector;
-use pgtls::lab::{LAB_PASSWORD, SUPERUSER, SessionKind};
+use pgtls::lab::{SUPERUSER, SessionKind};
 use pgtls::model::{ConnClass, Setting, Verification};
 
 #[tokio::test]
@@ -221,7 +221,6 @@ async fn a_reload_shows_on_the_next_poll() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(seen, Some(Setting::Set("TLSv1.3".into())));
-    let _ = LAB_PASSWORD;
 }
 
 /// Own connections are known by pid, never by name: a client that calls itself "pgtls" is a client, while the
