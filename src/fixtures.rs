@@ -315,6 +315,7 @@ pub fn history() -> crate::collect::poller::History {
         refused: ledger.refused(),
         logged_settings: Vec::new(),
         after: Vec::new(),
+        pooler_after: Vec::new(),
     }
 }
 
