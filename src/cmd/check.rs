@@ -302,6 +302,10 @@ impl CheckReport {
     /// Clients a pooler's own setting refused (its log) are refused clients of the target: CRITICAL, named in the
     /// summary unless an unseen session already makes the answer UNKNOWN.
     pub fn with_pooler_after(&mut self, poolers: Vec<after::PoolerAfter>) {
+        // Without a pooler log there is nothing to count: the perfdata stays as it was.
+        if poolers.is_empty() {
+            return;
+        }
         let refused: usize = poolers.iter().map(|p| p.refused.len()).sum();
         self.perfdata.push_str(&format!(" pooler_refused={refused}"));
         if let Some(summary) = pooler_refused_summary(&poolers)
