@@ -688,3 +688,79 @@ fn pgbouncer_logs_pair_with_poolers_by_position() {
         "{err}"
     );
 }
+
+/// The dashboard's history service follows the pooler's log too: its history names the plain client that
+/// `client_tls_sslmode = require` turned away, under the pooler's setting, as the What-if screen shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboards_history_reads_the_poolers_log() {
+    use pgtls::analysis::whatif::Target;
+    use pgtls::collect::poller::{self, HistorySetup, PollerCommand, PollerEvent};
+    if !binary_present() {
+        return;
+    }
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let strict = PoolerOptions {
+        client_tls_sslmode: "require".to_string(),
+        ..options("session")
+    };
+    let pooler = LabPooler::start(&lab, &strict).await.expect("pgbouncer starts");
+    assert!(
+        pooler.open(SessionKind::PlainTcp, APP, "plain").await.is_err(),
+        "a plain client is refused"
+    );
+    let admin = pooler
+        .admin_conninfo(MONITOR)
+        .replace("sslmode=disable", "sslmode=require");
+    let poolers = pgtls::collect::pooler::Poolers::resolve(&[admin], &common::clean_env(home.path()))
+        .unwrap()
+        .with_logs(std::slice::from_ref(&pooler.log_file))
+        .unwrap();
+    let setup = HistorySetup {
+        pooler_logs: poolers.logs().to_vec(),
+        ..HistorySetup::none()
+    };
+    let (tx, mut events) = tokio::sync::mpsc::channel(16);
+    let handle = poller::spawn_with_poolers(
+        common::params(&monitor_conninfo(&lab), home.path()),
+        poolers,
+        Duration::from_millis(300),
+        setup,
+        tx,
+    );
+    handle.commands.send(PollerCommand::SendHistory(true)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let found = loop {
+        assert!(std::time::Instant::now() < deadline, "no pooler refusal in the history");
+        let history = match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
+            Ok(Some(PollerEvent::History(history))) => history,
+            Ok(Some(PollerEvent::Polled {
+                history: Some(history), ..
+            })) => history,
+            Ok(Some(_)) | Err(_) => continue,
+            Ok(None) => panic!("the poller ended"),
+        };
+        let refused = history
+            .pooler_after
+            .iter()
+            .filter(|p| p.target == Target::TlsRequired && p.in_force)
+            .flat_map(|p| p.refused.clone())
+            .find(|r| r.address == "127.0.0.1");
+        if let Some(refused) = refused {
+            assert!(
+                history
+                    .sources
+                    .iter()
+                    .any(|s| s.starts_with(&format!("pooler {}: log source: file", pooler.address()))),
+                "{:#?}",
+                history.sources
+            );
+            break refused;
+        }
+    };
+    assert_eq!(
+        found.refused_by,
+        format!("pooler {}'s client_tls_sslmode", pooler.address())
+    );
+    assert!(found.attempts >= 1);
+}
