@@ -639,7 +639,12 @@ async fn the_poolers_log_shows_whom_its_raised_settings_refused() {
 fn wait_for_line(path: &std::path::Path, needle: &str, until: std::time::Instant) -> String {
     loop {
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        if let Some(line) = text.lines().find(|l| l.contains(needle)) {
+        // Only a whole line: pgtls reads a line once its newline is written.
+        if let Some(line) = text
+            .split_inclusive('\n')
+            .find(|l| l.ends_with('\n') && l.contains(needle))
+            .map(str::trim_end)
+        {
             // Shown with --nocapture: the real line this PgBouncer wrote.
             eprintln!("captured: {line}");
             return line.to_string();

@@ -341,7 +341,8 @@ pub const STDERR_UNVERIFIABLE: &str = "stderr log: unverifiable format: lines ar
 /// What a pooler's log can and cannot tell (see [`pgbouncer`]).
 pub const POOLER_LOG_LIMITS: &str = "read only for the clients the pooler refused (SSL required, failed TLS \
     handshakes); PgBouncer logs a failed handshake without the client's address, so it is counted as an anonymous \
-    attempt at the pooler, and a failure of the pooler's own server-leg handshake reads the same; a RELOAD line names \
+    attempt at the pooler (one of the pooler's own server-leg handshakes is told apart only by the server close \
+    that follows it, which needs log_disconnections); a RELOAD line names \
     no setting, so refusals count over the window, not since the change; a file truncated in place (copytruncate) \
     loses what was written between the last read and the truncation";
 

@@ -14,8 +14,10 @@
 //!
 //! * The handshake line carries **no client**: `sbuf.c` logs it with `log_warning`, not `slog_warning`, up to the
 //!   current source. It is counted as an anonymous refused handshake at that pooler, never given an address. The
-//!   same function also serves the pooler's own server leg, so a failing `server_tls_*` handshake reads the same;
-//!   the limitations say so.
+//!   same function also serves the pooler's own server leg; there (seen with `server_tls_protocols = tlsv1.3`
+//!   against a TLS 1.2 server) the pooler closes its server connection in the same instant,
+//!   `S-0x...: db/user@host:port closing because: server conn crashed? (age=0s)`, which tells the two apart when
+//!   `log_disconnections` is on (the default).
 //! * `SSL required` (a client without TLS under `client_tls_sslmode` require or stricter, same wording from 1.18
 //!   to the current source) comes as up to two lines for one client: `closing because:` (needs
 //!   `log_disconnections`) and `pooler error:` (needs `log_pooler_errors`); both defaults are on. The pair counts
@@ -140,53 +142,90 @@ pub fn setting_of(line: &PoolerLine) -> &'static str {
     }
 }
 
-/// Turns lines into refused attempts, counting a client's `closing because:` and `pooler error:` pair once.
+/// Turns lines into refused attempts, counting a client's `closing because:` and `pooler error:` pair once, and
+/// leaving out the handshakes of the pooler's own server leg.
 #[derive(Default)]
 pub(crate) struct Reader {
     last_plain: Option<(Option<PoolerClient>, DateTime<Utc>)>,
+    /// A failed handshake waits for the next line: if the pooler closes a server connection right after it, the
+    /// handshake was its own server leg's, not a client's.
+    held: Option<PoolerLine>,
+    /// Handshake failures told apart as the pooler's own server leg's.
+    pub(crate) server_leg: u64,
 }
 
-/// The two lines of one refusal are written in the same instant; a second client on the same port is not.
+/// The lines of one event are written in the same instant; a second client on the same port is not that fast.
 const PAIR_WITHIN: chrono::Duration = chrono::Duration::seconds(1);
 
 impl Reader {
-    pub(crate) fn line(&mut self, text: &str) -> Option<RefusedAttempt> {
-        let line = parse_line(text)?;
-        if line.plain {
-            let same = self
-                .last_plain
-                .as_ref()
-                .is_some_and(|(client, at)| *client == line.client && (line.at - *at).abs() <= PAIR_WITHIN);
-            // The pair's second line ends the pair: a third line with the same client is another attempt.
-            self.last_plain = if same {
-                None
-            } else {
-                Some((line.client.clone(), line.at))
-            };
-            if same {
-                return None;
+    pub(crate) fn line(&mut self, text: &str, out: &mut Vec<RefusedAttempt>) {
+        if let Some(held) = self.held.take() {
+            // Seen on 1.18 when server_tls_protocols could not be met:
+            // `S-0x...: db/user@host:port closing because: server conn crashed? (age=0s)`.
+            if closes_server_at(text).is_some_and(|at| (at - held.at).abs() <= PAIR_WITHIN) {
+                self.server_leg += 1;
+                return;
             }
+            out.push(attempt(held));
         }
-        let setting = setting_of(&line).to_string();
-        let (client_addr, client_port) = match &line.client {
-            Some((_, ip, port)) => (Some(ip.to_string()), Some(*port)),
-            None => (None, None),
+        let Some(line) = parse_line(text) else { return };
+        if !line.plain {
+            self.held = Some(line);
+            return;
+        }
+        let same = self
+            .last_plain
+            .as_ref()
+            .is_some_and(|(client, at)| *client == line.client && (line.at - *at).abs() <= PAIR_WITHIN);
+        // The pair's second line ends the pair: a third line with the same client is another attempt.
+        self.last_plain = if same {
+            None
+        } else {
+            Some((line.client.clone(), line.at))
         };
-        Some(RefusedAttempt {
-            at: line.at,
-            pid: 0,
-            client_addr,
-            client_port,
-            local_socket: false,
-            refusal: Refusal::Pooler(PoolerRefusal {
-                pooler: String::new(),
-                setting,
-                reason: line.reason,
-                plain: line.plain,
-            }),
-            hint: None,
-            detail: None,
-        })
+        if !same {
+            out.push(attempt(line));
+        }
+    }
+
+    /// Everything written so far has been read: a held handshake with no server close after it was a client's.
+    pub(crate) fn settle(&mut self, out: &mut Vec<RefusedAttempt>) {
+        out.extend(self.held.take().map(attempt));
+    }
+}
+
+/// The time of a line in which the pooler gives up a server connection whose reads failed, as it does when its own
+/// handshake fails. Other closes of server connections (a RELOAD marks them all as changed: `database
+/// configuration changed`) can follow a client's failed handshake at once and say nothing about it.
+fn closes_server_at(text: &str) -> Option<DateTime<Utc>> {
+    if text.len() > MAX_LINE {
+        return None;
+    }
+    let (at, _, message) = split_prefix(text)?;
+    let (who, why) = message.split_once(" closing because: ")?;
+    (who.starts_with("S-0x") && why.starts_with("server conn crashed?")).then_some(at)
+}
+
+fn attempt(line: PoolerLine) -> RefusedAttempt {
+    let setting = setting_of(&line).to_string();
+    let (client_addr, client_port) = match &line.client {
+        Some((_, ip, port)) => (Some(ip.to_string()), Some(*port)),
+        None => (None, None),
+    };
+    RefusedAttempt {
+        at: line.at,
+        pid: 0,
+        client_addr,
+        client_port,
+        local_socket: false,
+        refusal: Refusal::Pooler(PoolerRefusal {
+            pooler: String::new(),
+            setting,
+            reason: line.reason,
+            plain: line.plain,
+        }),
+        hint: None,
+        detail: None,
     }
 }
 
@@ -211,7 +250,12 @@ mod tests {
 
     fn read(text: &str) -> Vec<RefusedAttempt> {
         let mut reader = Reader::default();
-        text.lines().filter_map(|l| reader.line(l)).collect()
+        let mut out = Vec::new();
+        for line in text.lines() {
+            reader.line(line, &mut out);
+        }
+        reader.settle(&mut out);
+        out
     }
 
     fn pooler(r: &RefusedAttempt) -> &PoolerRefusal {
@@ -256,6 +300,34 @@ mod tests {
             .collect();
         assert_eq!(read(&only_errors).len(), 3);
         assert_eq!(read(&only_closing).len(), 3);
+    }
+
+    /// Also captured from 1.18 here: `server_tls_protocols = tlsv1.3` against a server that speaks only TLS 1.2.
+    /// The pooler's own handshake fails with the same words as a client's, but it closes its server connection
+    /// in the same instant.
+    #[test]
+    fn the_poolers_own_server_leg_is_not_a_refused_client() {
+        let server_leg = "\
+2026-12-03 13:51:32.488 UTC [29888] LOG C-0x5649663871c0: postgres/pgtls@127.0.0.1:57178 login attempt: db=postgres user=pgtls tls=no
+2026-12-03 13:51:32.488 UTC [29888] LOG S-0x56496646a340: postgres/pgtls@127.0.0.1:16433 new connection to server (from 127.0.0.1:57130)
+2026-12-03 13:51:32.492 UTC [29888] WARNING TLS handshake error: handshake failed: error:0A00042E:SSL routines::tlsv1 alert protocol version
+2026-12-03 13:51:32.492 UTC [29888] LOG S-0x56496646a340: postgres/pgtls@127.0.0.1:16433 closing because: server conn crashed? (age=0s)
+";
+        let mut reader = Reader::default();
+        let mut out = Vec::new();
+        for line in server_leg.lines() {
+            reader.line(line, &mut out);
+        }
+        reader.settle(&mut out);
+        assert!(out.is_empty(), "{out:#?}");
+        assert_eq!(reader.server_leg, 1);
+        // A client's failed handshake followed by any other line (even another server close, which a RELOAD
+        // causes), or by nothing yet, is the client's.
+        let reload_close = "2026-12-03 13:54:39.123 UTC [20123] LOG S-0x55dd8df0fe70: postgres/pooled_app@127.0.0.1:41621 \
+                            closing because: database configuration changed (age=0s)";
+        let handshake = REAL.lines().nth(3).unwrap();
+        assert_eq!(read(&format!("{handshake}\n{reload_close}\n")).len(), 1);
+        assert_eq!(read(&REAL.lines().take(4).collect::<Vec<_>>().join("\n")).len(), 1);
     }
 
     #[test]

@@ -143,6 +143,13 @@ impl Pipeline {
         if let Some(held) = self.checks.held.take() {
             self.checks.emit(held, out);
         }
+        if let Decoder::PgBouncer(reader) = &mut self.decoder {
+            let mut refused = Vec::new();
+            reader.settle(&mut refused);
+            for r in refused {
+                self.checks.emit(Found::Refused(r), out);
+            }
+        }
     }
 
     /// Refused attempts and setting changes since the last call.
@@ -192,10 +199,12 @@ impl Checks {
     fn handle(&mut self, decoder: &mut Decoder, record: &[u8], how: Record, out: &mut Vec<ConnectionEvent>) {
         if let Decoder::PgBouncer(reader) = decoder {
             // Cut before decoding: a pooler's line is short, so a long one is no refusal and costs no copy.
-            if record.len() <= super::pgbouncer::MAX_LINE
-                && let Some(refused) = reader.line(&String::from_utf8_lossy(record))
-            {
-                self.emit(Found::Refused(refused), out);
+            if record.len() <= super::pgbouncer::MAX_LINE {
+                let mut refused = Vec::new();
+                reader.line(&String::from_utf8_lossy(record), &mut refused);
+                for r in refused {
+                    self.emit(Found::Refused(r), out);
+                }
             }
             return;
         }
