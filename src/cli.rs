@@ -267,7 +267,8 @@ pub struct PoolerArgs {
     pub pgbouncer: Vec<String>,
     /// PgBouncer's own log file (its `logfile`), one per --pgbouncer in the same order: the clients the pooler
     /// refuses (TLS handshakes its client_tls_protocols fails, plain clients its client_tls_sslmode turns away)
-    /// join the after-change view. Read from its start, following rotation.
+    /// join the after-change view. Read from its start (the dashboard: from now with --log-from-now), following
+    /// rotation.
     #[arg(long = "pgbouncer-log", value_name = "PATH")]
     pub pgbouncer_log: Vec<PathBuf>,
 }

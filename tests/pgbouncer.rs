@@ -553,6 +553,7 @@ async fn the_poolers_log_shows_whom_its_raised_settings_refused() {
         )),
         "{first}"
     );
+    assert_eq!(first.matches("refused by pooler").count(), 1, "said once: {first}");
     assert!(
         text.contains("PgBouncer logs no address for a failed handshake"),
         "{text}"

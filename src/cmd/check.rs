@@ -311,7 +311,12 @@ impl CheckReport {
         if let Some(summary) = pooler_refused_summary(&poolers)
             && self.status != Status::Unknown
         {
-            if self.status == Status::Critical {
+            // The summary may already be this refusal's own alert title: say it once, with the names.
+            let own_alert = self
+                .alerts
+                .iter()
+                .any(|a| a.key == "after_pooler_refused" && self.summary.starts_with(&a.title));
+            if self.status == Status::Critical && !own_alert {
                 self.summary = format!("{summary}; {}", self.summary);
             } else {
                 self.summary = summary;

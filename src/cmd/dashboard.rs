@@ -113,7 +113,7 @@ pub async fn open(
         journal,
         ledger_file: history.ledger.as_ref().map(|p| p.display().to_string()),
         server_log: history.server_log.clone(),
-        pooler_logs: pooler_logs.clone(),
+        pooler_logs,
         log_from_start: !history.log_from_now,
         min_evidence: config.min_evidence(),
         probe: ProbeTarget::from_params(&params, config.alerts.expiry_warn_days, false).map(|mut t| {

@@ -148,6 +148,7 @@ pub fn after_of(
 
 /// Each pooler's client side under each target, from the ledger's pooler refusals and the latest poll: no I/O.
 pub fn pooler_after_of(ledger: &Ledger, snapshot: &Snapshot) -> Vec<after::PoolerAfter> {
+    // A pooler's client side has no pg_hba.conf: the evaluation reads none.
     let hba = Err(String::new());
     let inputs = after::Inputs {
         ledger,
