@@ -1444,7 +1444,7 @@ fn whatif_lists_the_clients_a_poolers_log_shows_refused() {
         "{text}"
     );
     assert!(
-        text.contains("(unknown address)") && text.contains("PgBouncer logs no address for a failed handshake"),
+        text.contains("(unknown address)") && text.contains("unsupported protocol (no address in PgBouncer's log)"),
         "{text}"
     );
     assert!(

@@ -92,6 +92,17 @@ pub struct RefusedClient {
     pub pooler: Option<String>,
 }
 
+impl RefusedClient {
+    /// The reason without the setting `refused_by` already names ("unsupported protocol", not "pooler X's
+    /// client_tls_protocols: unsupported protocol").
+    pub fn short_reason(&self) -> &str {
+        self.reason
+            .strip_prefix(self.refused_by.as_str())
+            .and_then(|r| r.strip_prefix(": "))
+            .unwrap_or(&self.reason)
+    }
+}
+
 /// A pooler's client side under a target: whether its own setting applies it, and whom its log shows refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolerAfter {
@@ -825,6 +836,7 @@ mod tests {
         );
         assert_eq!(anonymous.refused_by, "pooler pool:6432's client_tls_protocols");
         assert_eq!(anonymous.pooler.as_deref(), Some("pool:6432"));
+        assert_eq!(anonymous.short_reason(), "unsupported protocol");
 
         // client_tls_sslmode = allow: TLS is not required there, so its refusals are not listed for that target.
         let required = evaluate_poolers(Target::TlsRequired, &inputs);

@@ -37,7 +37,7 @@ pub fn write_lines(p: &PoolerAfter, out: &mut dyn Write) -> std::io::Result<()> 
             f.attempts,
             crate::format::timestamp(f.last_seen),
             t(&f.refused_by),
-            t(&f.reason)
+            t(f.short_reason())
         )?;
     }
     Ok(())

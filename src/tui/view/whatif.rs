@@ -216,7 +216,7 @@ fn pooler_lines(cx: &Ctx, poolers: &[crate::analysis::after::PoolerAfter]) -> Ve
         for r in &p.refused {
             let who = match r.labels.as_slice() {
                 [] if r.address == crate::analysis::ledger::UNKNOWN_ADDRESS => {
-                    "PgBouncer logs no address for a failed handshake".to_string()
+                    "no address in PgBouncer's log".to_string()
                 }
                 [] => "no client seen from this address".to_string(),
                 labels => terminal(&labels.join(", ")).into_owned(),
@@ -229,7 +229,7 @@ fn pooler_lines(cx: &Ctx, poolers: &[crate::analysis::after::PoolerAfter]) -> Ve
                         "  {} attempt(s), last {}: {} ({who})",
                         r.attempts,
                         cx.clock(r.last_seen),
-                        terminal(&r.reason)
+                        terminal(r.short_reason())
                     ),
                     t.dim,
                 ),
