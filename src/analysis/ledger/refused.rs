@@ -590,6 +590,36 @@ mod tests {
         assert_eq!(again.refused(), views);
     }
 
+    /// The same address refused by the server and by a pooler is two records, and both survive compaction (the
+    /// ledger file) with the pooler still named.
+    #[test]
+    fn a_poolers_refusals_are_kept_apart_from_the_servers() {
+        let mut ledger = Ledger::new(KeyFields::default());
+        ledger.observe_refused(&handshake("10.0.0.7", "2026-12-02T10:00:00Z"));
+        let mut pooled = handshake("10.0.0.7", "2026-12-02T10:01:00Z");
+        pooled.refusal = Refusal::Pooler(crate::logsource::PoolerRefusal {
+            pooler: "pool:6432".into(),
+            setting: "client_tls_sslmode".into(),
+            reason: "SSL required".into(),
+            plain: true,
+        });
+        ledger.observe_refused(&pooled);
+        let views = ledger.refused();
+        assert_eq!(views.len(), 2);
+        let pool = views.iter().find(|v| v.record.pooler.is_some()).unwrap();
+        assert_eq!(pool.record.address, "10.0.0.7");
+        assert_eq!((pool.record.plain, pool.record.handshakes), (1, 0));
+        assert_eq!(
+            pool.record.last_reason,
+            "pooler pool:6432's client_tls_sslmode: SSL required"
+        );
+        let mut again = Ledger::new(KeyFields::default());
+        for e in ledger.compacted() {
+            again.apply(&e);
+        }
+        assert_eq!(again.refused(), views);
+    }
+
     #[test]
     fn since_prefers_the_log_then_polls_then_reload_then_user() {
         let mut ledger = Ledger::new(KeyFields::default());
