@@ -269,11 +269,17 @@ pub struct PoolerArgs {
     /// by their client's own TLS leg, not the pooler's. Repeat for more poolers.
     #[arg(long = "pgbouncer", value_name = "CONNINFO")]
     pub pgbouncer: Vec<String>,
+    /// PgBouncer's own log file (its `logfile`), one per --pgbouncer in the same order: the clients the pooler
+    /// refuses (TLS handshakes its client_tls_protocols fails, plain clients its client_tls_sslmode turns away)
+    /// join the after-change view. Read from its start (the dashboard: from now with --log-from-now), following
+    /// rotation.
+    #[arg(long = "pgbouncer-log", value_name = "PATH")]
+    pub pgbouncer_log: Vec<PathBuf>,
 }
 
 impl PoolerArgs {
     pub fn resolve(&self, env: &Environment) -> Result<crate::collect::pooler::Poolers, String> {
-        crate::collect::pooler::Poolers::resolve(&self.pgbouncer, env)
+        crate::collect::pooler::Poolers::resolve(&self.pgbouncer, env)?.with_logs(&self.pgbouncer_log)
     }
 }
 
@@ -421,7 +427,7 @@ pub struct ServeArgs {
     /// Seconds between polls of each target.
     #[arg(short = 'i', long, default_value_t = 15.0, value_name = "SECONDS")]
     pub interval: f64,
-    /// TOML file of `[[target]]` tables (name, conninfo, server_log, pgbouncer, bundles, ledger); re-read on SIGHUP.
+    /// TOML file of `[[target]]` tables (name, conninfo, server_log, pgbouncer, pgbouncer_log, bundles, ledger); re-read on SIGHUP.
     #[arg(long, value_name = "FILE")]
     pub targets: Option<PathBuf>,
     /// Keep each target's client ledger here (`<name>.ledger`, the name made safe for a file name) unless its entry

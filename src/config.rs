@@ -46,6 +46,7 @@ min_evidence = "24h"         # watch at least this long before calling a change 
 # conninfo = "service=orders"                    # anything psql accepts
 # server_log = "/var/log/postgresql/orders.log"
 # pgbouncer = ["host=pool port=6432 dbname=pgbouncer"]
+# pgbouncer_log = ["/var/log/postgresql/pgbouncer.log"]   # one per pgbouncer entry, same order
 # bundles = ["/etc/ssl/certs/app-roots.pem"]
 # ledger = "/var/lib/pgtls/orders.ledger"
 "#;

@@ -316,6 +316,7 @@ pub fn history() -> crate::collect::poller::History {
         refused: ledger.refused(),
         logged_settings: Vec::new(),
         after: Vec::new(),
+        pooler_after: Vec::new(),
     }
 }
 

@@ -19,6 +19,7 @@ pub mod lab;
 pub mod logsource;
 pub mod model;
 pub mod output;
+pub mod pooler_logs;
 pub mod probe;
 pub mod provision;
 pub mod roots;

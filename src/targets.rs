@@ -24,6 +24,9 @@ pub struct TargetEntry {
     /// Connection strings of the admin consoles (`dbname=pgbouncer`) of poolers in front of this server.
     #[serde(default)]
     pub pgbouncer: Vec<String>,
+    /// The log file of each of those poolers, in the same order (`--pgbouncer-log`): refused clients.
+    #[serde(default)]
+    pub pgbouncer_log: Vec<PathBuf>,
     /// Root bundles (PEM) that clients of this server ship, checked against the chain it presents.
     #[serde(default)]
     pub bundles: Vec<PathBuf>,
@@ -66,6 +69,15 @@ pub fn validate(entries: &[TargetEntry]) -> Result<(), String> {
         };
         if entry.conninfo.trim().is_empty() {
             return Err(format!("{which}: conninfo is empty"));
+        }
+        // Paired by position: with one missing, every later log would be read as another pooler's.
+        if !entry.pgbouncer_log.is_empty() && entry.pgbouncer_log.len() != entry.pgbouncer.len() {
+            return Err(format!(
+                "{which}: pgbouncer_log needs one file per pgbouncer entry, in the same order ({} pgbouncer, {} \
+                 pgbouncer_log)",
+                entry.pgbouncer.len(),
+                entry.pgbouncer_log.len()
+            ));
         }
         if let Some(name) = &entry.name {
             if name.trim().is_empty() {
@@ -143,6 +155,7 @@ name = "orders-primary"
 conninfo = "service=orders"
 server_log = "/var/log/postgresql/orders.log"
 pgbouncer = ["host=pool dbname=pgbouncer"]
+pgbouncer_log = ["/var/log/postgresql/pgbouncer.log"]
 bundles = ["/etc/ssl/app-roots.pem"]
 
 [[target]]
@@ -154,6 +167,10 @@ conninfo = "host=replica"
         assert_eq!(targets[0].name.as_deref(), Some("orders-primary"));
         assert_eq!(targets[0].pgbouncer, vec!["host=pool dbname=pgbouncer".to_string()]);
         assert_eq!(targets[0].bundles, vec![PathBuf::from("/etc/ssl/app-roots.pem")]);
+        assert_eq!(
+            targets[0].pgbouncer_log,
+            vec![PathBuf::from("/var/log/postgresql/pgbouncer.log")]
+        );
         assert_eq!(targets[1].name, None);
         assert!(parse("").unwrap().is_empty());
     }
@@ -170,6 +187,11 @@ conninfo = "host=replica"
         let e = parse("[[target]]\nconninfo = \"x\"\nlog = \"/x\"\n").unwrap_err();
         assert!(
             e.starts_with("targets /etc/pgtls/targets.toml: line 3") && e.contains("unknown field"),
+            "{e}"
+        );
+        let e = parse("[[target]]\nconninfo = \"x\"\npgbouncer_log = [\"/var/log/p.log\"]\n").unwrap_err();
+        assert!(
+            e.ends_with("target #1: pgbouncer_log needs one file per pgbouncer entry, in the same order (0 pgbouncer, 1 pgbouncer_log)"),
             "{e}"
         );
         let e = parse("[[target]]\nname = \"b\"\n").unwrap_err();

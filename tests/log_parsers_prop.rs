@@ -1,7 +1,7 @@
 //! Property tests of the readers of outside text in the root package: the three server-log line parsers (stderr,
-//! csvlog, jsonlog) and the ledger file. Never a panic on any input; round trips where a printer exists (here the
-//! printer is PostgreSQL's own line format, written by the test). Default 256 cases per property;
-//! `PROPTEST_CASES=100000 cargo test --test log_parsers_prop` for a long run. Failing seeds are kept in
+//! csvlog, jsonlog), PgBouncer's log lines and the ledger file. Never a panic on any input; round trips where a
+//! printer exists (here the printer is PostgreSQL's own line format, written by the test). Default 256 cases per
+//! property; `PROPTEST_CASES=100000 cargo test --test log_parsers_prop` for a long run. Failing seeds are kept in
 //! proptest-regressions/ and replayed first.
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -190,7 +190,48 @@ fn csv_quoted(text: &str) -> String {
     format!("\"{}\"", text.replace('"', "\"\""))
 }
 
+/// Pieces of PgBouncer's log lines (`--pgbouncer-log`).
+fn pgbouncer_like() -> impl Strategy<Value = String> {
+    let atom = prop_oneof![
+        Just("2026-12-03 13:29:44.172 UTC [29888] ".to_string()),
+        Just("WARNING ".to_string()),
+        Just("LOG ".to_string()),
+        Just("C-0x5649663871c0: ".to_string()),
+        Just("S-0x56496646a340: ".to_string()),
+        Just("(nodb)/(nouser)@".to_string()),
+        Just("127.0.0.1:38770".to_string()),
+        Just("[::1]:5".to_string()),
+        Just(" pooler error: SSL required".to_string()),
+        Just(" closing because: SSL required (age=0s)".to_string()),
+        Just(" closing because: server conn crashed? (age=0s)".to_string()),
+        Just("TLS handshake error: handshake failed: error:0A000102:SSL routines::unsupported protocol".to_string()),
+        Just("@".to_string()),
+        Just(":".to_string()),
+        "[a-z0-9:.@/ ]{0,8}",
+        any::<char>().prop_map(|c| c.to_string()),
+    ];
+    prop::collection::vec(atom, 0..16).prop_map(|parts| parts.concat())
+}
+
 proptest! {
+    /// Never a panic, and never a client address that is not in the line itself.
+    #[test]
+    fn pgbouncer_lines_never_invent_a_client(line in pgbouncer_like()) {
+        if let Some(parsed) = pgtls::logsource::pgbouncer::parse_line(&line) {
+            if let Some((_, ip, port)) = &parsed.client {
+                let v4 = format!("@{ip}:{port}");
+                let v6 = format!("@[{ip}]:{port}");
+                prop_assert!(line.contains(&v4) || line.contains(&v6), "{line:?} -> {parsed:?}");
+            }
+            prop_assert!(!parsed.reason.chars().any(|c| c == '\n'));
+        }
+    }
+
+    #[test]
+    fn pgbouncer_arbitrary_text_never_panics(line in any::<String>()) {
+        let _ = pgtls::logsource::pgbouncer::parse_line(&line);
+    }
+
     #[test]
     fn stderr_lines_never_panic(line in log_like(), prefix in prefix_like()) {
         let _ = parse_stderr_line(&line, &StderrPrefix::new(&prefix));

@@ -444,3 +444,331 @@ async fn a_silent_pooler_never_holds_up_the_servers_poll() {
     }
     drop(listener);
 }
+
+/// The pooler's own log (`--pgbouncer-log`): after its client_tls_protocols is raised to tlsv1.3 and RELOADed, a
+/// TLS 1.2 client is refused by the pooler, which the server never sees; after client_tls_sslmode = require, a
+/// plain one. `check` and `snapshot` name each refusal with the pooler's setting, and PgBouncer 1.18's handshake
+/// line, which carries no client address, is counted as an anonymous attempt at that pooler.
+#[tokio::test]
+async fn the_poolers_log_shows_whom_its_raised_settings_refused() {
+    if !binary_present() {
+        return;
+    }
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let pooler = LabPooler::start(&lab, &options("session"))
+        .await
+        .expect("pgbouncer starts");
+    let refused_by = |setting: &str| format!("pooler {}'s {setting}", pooler.address());
+    let log = pooler.log_file.display().to_string();
+    let deadline = || std::time::Instant::now() + Duration::from_secs(20);
+
+    // TLS 1.2 is welcome before the change.
+    drop(
+        pooler
+            .open(SessionKind::Tls12, APP, "legacy")
+            .await
+            .expect("TLS 1.2 before"),
+    );
+    pooler
+        .reload_with(MONITOR, "client_tls_protocols", "tlsv1.3")
+        .await
+        .expect("raised and reloaded");
+    let until = deadline();
+    while pooler.open(SessionKind::Tls12, APP, "legacy").await.is_ok() {
+        assert!(std::time::Instant::now() < until, "the pooler never refused TLS 1.2");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The line PgBouncer writes for it, as read by the parser (PgBouncer writes it before closing the socket).
+    let line = wait_for_line(&pooler.log_file, "TLS handshake error", until);
+    let parsed = pgtls::logsource::pgbouncer::parse_line(&line).unwrap_or_else(|| panic!("not parsed: {line}"));
+    assert_eq!(
+        parsed.client, None,
+        "1.18 logs no client address on a failed handshake: {line}"
+    );
+    assert_eq!(parsed.reason, "unsupported protocol", "{line}");
+    assert!(
+        line.contains(" WARNING TLS handshake error: handshake failed: error:"),
+        "{line}"
+    );
+
+    let admin = pooler.admin_conninfo(MONITOR);
+    let check = |admin: &str, target: &str, format: &str| {
+        common::pgtls(
+            &[
+                "check",
+                &monitor_conninfo(&lab),
+                "--pgbouncer",
+                admin,
+                "--pgbouncer-log",
+                &log,
+                "--target",
+                target,
+                "--format",
+                format,
+            ],
+            home.path(),
+        )
+    };
+    let out = check(&admin, "TLSv1.3", "json");
+    let json: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(out.status.code(), Some(2), "{json:#}");
+    let p = &json["pooler_after_change"][0];
+    assert_eq!(p["pooler"], pooler.address(), "{json:#}");
+    assert_eq!(
+        (&p["setting"], &p["value"], &p["in_force"]),
+        (&"client_tls_protocols".into(), &"tlsv1.3".into(), &true.into())
+    );
+    let anonymous = p["refused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["address"] == pgtls::analysis::ledger::UNKNOWN_ADDRESS)
+        .unwrap_or_else(|| panic!("an anonymous refused handshake: {p:#}"));
+    assert!(anonymous["attempts"].as_u64().unwrap() >= 1, "{anonymous:#}");
+    assert_eq!(anonymous["refused_by"], refused_by("client_tls_protocols"));
+    assert_eq!(anonymous["pooler"], pooler.address());
+    assert!(
+        anonymous["identities"].as_array().unwrap().is_empty(),
+        "no client invented: {anonymous:#}"
+    );
+    assert!(
+        anonymous["reason"]
+            .as_str()
+            .unwrap()
+            .ends_with("client_tls_protocols: unsupported protocol"),
+        "{anonymous:#}"
+    );
+    assert!(
+        json["perfdata"].as_str().unwrap().contains("pooler_refused=1"),
+        "{json:#}"
+    );
+    let out = check(&admin, "TLSv1.3", "text");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    let first = text.lines().next().unwrap();
+    assert!(
+        first.contains(&format!(
+            "refused by {} (from its log)",
+            refused_by("client_tls_protocols")
+        )),
+        "{first}"
+    );
+    assert_eq!(first.matches("refused by pooler").count(), 1, "said once: {first}");
+    assert!(
+        text.contains("PgBouncer logs no address for a failed handshake"),
+        "{text}"
+    );
+
+    // snapshot: the same refusal beside the pooler's settings.
+    let out = common::pgtls(
+        &[
+            "snapshot",
+            &monitor_conninfo(&lab),
+            "--pgbouncer",
+            &admin,
+            "--pgbouncer-log",
+            &log,
+            "--format",
+            "json",
+        ],
+        home.path(),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let snap: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tls13 = snap["pooler_after_change"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["setting"] == "client_tls_protocols")
+        .unwrap_or_else(|| panic!("{snap:#}"));
+    assert_eq!(tls13["refused"][0]["refused_by"], refused_by("client_tls_protocols"));
+    assert_eq!(snap["poolers"][0]["settings"]["client_tls_protocols"], "tlsv1.3");
+
+    // TLS required on the pooler's client side: a plain client is turned away, and this time the log names it.
+    pooler
+        .reload_with(MONITOR, "client_tls_sslmode", "require")
+        .await
+        .expect("require reloaded");
+    let until = deadline();
+    while pooler.open(SessionKind::PlainTcp, APP, "plain").await.is_ok() {
+        assert!(std::time::Instant::now() < until, "the pooler never refused plain text");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let line = wait_for_line(&pooler.log_file, "pooler error: SSL required", until);
+    assert!(line.contains(" WARNING C-0x") && line.contains("@127.0.0.1:"), "{line}");
+    // pgtls's own console connection now needs TLS too.
+    let admin_tls = admin.replace("sslmode=disable", "sslmode=require");
+    let out = check(&admin_tls, "tls-required", "json");
+    let json: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(out.status.code(), Some(2), "{json:#}");
+    let p = &json["pooler_after_change"][0];
+    assert!(p.get("error").is_none() && p["in_force"] == true, "{json:#}");
+    assert_eq!(p["value"], "require");
+    let local = p["refused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["address"] == "127.0.0.1")
+        .unwrap_or_else(|| panic!("the plain client's address: {p:#}"));
+    assert_eq!(local["refused_by"], refused_by("client_tls_sslmode"));
+    assert!(
+        local["reason"]
+            .as_str()
+            .unwrap()
+            .ends_with("client_tls_sslmode: SSL required"),
+        "{local:#}"
+    );
+    assert!(
+        p["refused"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["refused_by"] == refused_by("client_tls_sslmode")),
+        "under tls-required only plain-text refusals count: {p:#}"
+    );
+    assert!(
+        json["summary"]
+            .as_str()
+            .unwrap()
+            .contains(&refused_by("client_tls_sslmode")),
+        "{json:#}"
+    );
+}
+
+/// The first line of `path` containing `needle`, polled until `until`.
+fn wait_for_line(path: &std::path::Path, needle: &str, until: std::time::Instant) -> String {
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        // Only a whole line: pgtls reads a line once its newline is written.
+        if let Some(line) = text
+            .split_inclusive('\n')
+            .find(|l| l.ends_with('\n') && l.contains(needle))
+            .map(str::trim_end)
+        {
+            // Shown with --nocapture: the real line this PgBouncer wrote.
+            eprintln!("captured: {line}");
+            return line.to_string();
+        }
+        assert!(std::time::Instant::now() < until, "{needle:?} never logged: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `--pgbouncer-log` belongs to a `--pgbouncer` by position: with a count that does not match, one clear line.
+#[test]
+fn pgbouncer_logs_pair_with_poolers_by_position() {
+    let home = tempfile::tempdir().unwrap();
+    let out = common::pgtls(
+        &[
+            "check",
+            "host=127.0.0.1 port=1 user=x",
+            "--pgbouncer",
+            "host=127.0.0.1 port=2 dbname=pgbouncer",
+            "--pgbouncer",
+            "host=127.0.0.1 port=3 dbname=pgbouncer",
+            "--pgbouncer-log",
+            "/var/log/postgresql/pgbouncer.log",
+        ],
+        home.path(),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert_eq!(
+        text.trim(),
+        "PGTLS UNKNOWN - --pgbouncer-log: give one per --pgbouncer, in the same order (2 --pgbouncer, 1 --pgbouncer-log)"
+    );
+    let out = common::pgtls(
+        &[
+            "snapshot",
+            "host=127.0.0.1 port=1 user=x",
+            "--pgbouncer-log",
+            "/var/log/postgresql/pgbouncer.log",
+        ],
+        home.path(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("--pgbouncer-log: give one per --pgbouncer, in the same order (0 --pgbouncer, 1 --pgbouncer-log)"),
+        "{err}"
+    );
+}
+
+/// The dashboard's history service follows the pooler's log too: its history names the plain client that
+/// `client_tls_sslmode = require` turned away, under the pooler's setting, as the What-if screen shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboards_history_reads_the_poolers_log() {
+    use pgtls::analysis::whatif::Target;
+    use pgtls::collect::poller::{self, HistorySetup, PollerCommand, PollerEvent};
+    if !binary_present() {
+        return;
+    }
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let strict = PoolerOptions {
+        client_tls_sslmode: "require".to_string(),
+        ..options("session")
+    };
+    let pooler = LabPooler::start(&lab, &strict).await.expect("pgbouncer starts");
+    assert!(
+        pooler.open(SessionKind::PlainTcp, APP, "plain").await.is_err(),
+        "a plain client is refused"
+    );
+    let admin = pooler
+        .admin_conninfo(MONITOR)
+        .replace("sslmode=disable", "sslmode=require");
+    let poolers = pgtls::collect::pooler::Poolers::resolve(&[admin], &common::clean_env(home.path()))
+        .unwrap()
+        .with_logs(std::slice::from_ref(&pooler.log_file))
+        .unwrap();
+    let setup = HistorySetup {
+        pooler_logs: poolers.logs().to_vec(),
+        ..HistorySetup::none()
+    };
+    let (tx, mut events) = tokio::sync::mpsc::channel(16);
+    let handle = poller::spawn_with_poolers(
+        common::params(&monitor_conninfo(&lab), home.path()),
+        poolers,
+        Duration::from_millis(300),
+        setup,
+        tx,
+    );
+    handle.commands.send(PollerCommand::SendHistory(true)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let found = loop {
+        assert!(std::time::Instant::now() < deadline, "no pooler refusal in the history");
+        let history = match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
+            Ok(Some(PollerEvent::History(history))) => history,
+            Ok(Some(PollerEvent::Polled {
+                history: Some(history), ..
+            })) => history,
+            Ok(Some(_)) | Err(_) => continue,
+            Ok(None) => panic!("the poller ended"),
+        };
+        let refused = history
+            .pooler_after
+            .iter()
+            .filter(|p| p.target == Target::TlsRequired && p.in_force)
+            .flat_map(|p| p.refused.clone())
+            .find(|r| r.address == "127.0.0.1");
+        if let Some(refused) = refused {
+            assert!(
+                history
+                    .sources
+                    .iter()
+                    .any(|s| s.starts_with(&format!("pooler {}: log source: file", pooler.address()))),
+                "{:#?}",
+                history.sources
+            );
+            break refused;
+        }
+    };
+    assert_eq!(
+        found.refused_by,
+        format!("pooler {}'s client_tls_sslmode", pooler.address())
+    );
+    assert!(found.attempts >= 1);
+}

@@ -1488,3 +1488,66 @@ fn terminate_confirmation_names_the_session_and_the_answer_is_safe() {
         "{shown}"
     );
 }
+
+/// Clients a pooler's raised setting refused (its own log, `--pgbouncer-log`) show on the What-if screen under
+/// that pooler's setting, and raise their alert; the pooler's text there is escaped.
+#[test]
+fn whatif_lists_the_clients_a_poolers_log_shows_refused() {
+    use pgtls::analysis::ledger::{KeyFields, Ledger};
+    use pgtls::logsource::{PoolerRefusal, Refusal, RefusedAttempt};
+    let mut snap = fixtures::snapshot_pooled();
+    snap.poolers[0]
+        .settings
+        .insert("client_tls_protocols".into(), "tlsv1.3".into());
+    let pooler = snap.poolers[0].address.clone();
+    let mut ledger = Ledger::new(KeyFields::default());
+    for (addr, reason) in [
+        (None, "unsupported protocol"),
+        (Some("10.0.4.22"), "evil\u{1b}[2J\u{202e}"),
+    ] {
+        ledger.observe_refused(&RefusedAttempt {
+            at: fixtures::now() - chrono::Duration::minutes(5),
+            pid: 0,
+            client_addr: addr.map(str::to_string),
+            client_port: addr.map(|_| 52002),
+            local_socket: false,
+            refusal: Refusal::Pooler(PoolerRefusal {
+                pooler: pooler.clone(),
+                setting: "client_tls_protocols".into(),
+                reason: reason.into(),
+                plain: false,
+            }),
+            hint: None,
+            detail: None,
+        });
+    }
+    let mut history = fixtures::history();
+    history.pooler_after = pgtls::collect::history::pooler_after_of(&ledger, &snap);
+    let mut state = new_state(120, 36);
+    feed(&mut state, snap);
+    state.handle(Input::Poller {
+        event: PollerEvent::History(Box::new(history)),
+        at: fixtures::now(),
+    });
+    press(&mut state, KeyCode::Char('w'));
+    let text = screen(&draw(&mut state, 120, 36));
+    assert!(
+        text.contains(&format!(
+            "Refused by pooler {pooler}'s client_tls_protocols (2, from the pooler's log)"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("(unknown address)") && text.contains("unsupported protocol (no address in PgBouncer's log)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\\x1b[2J\\u{202e}"),
+        "the pooler's reason is escaped: {text}"
+    );
+    assert!(!text.contains('\u{1b}') && !text.contains('\u{202e}'));
+    assert!(
+        state.alerts.log.active().any(|a| a.alert.key == "after_pooler_refused"),
+        "alert raised"
+    );
+}

@@ -91,6 +91,7 @@ fn per_server_flags_with_several_servers_are_refused_not_ignored() {
         ("--ledger", "/tmp/x.ledger"),
         ("--server-log", "/tmp/x.log"),
         ("--pgbouncer", "dbname=pgbouncer"),
+        ("--pgbouncer-log", "/tmp/pgbouncer.log"),
         ("--bundle", "/tmp/roots.pem"),
     ] {
         let out = common::pgtls(&["host=a", "host=b", flag, value], home.path());

@@ -85,6 +85,41 @@ pub struct RefusedClient {
     pub hint: Option<String>,
     /// A standby or logical subscriber among them: high availability is at stake.
     pub replication: bool,
+    /// The setting that refused them: `ssl_min_protocol_version`, pg_hba.conf, or a pooler's
+    /// (`pooler 127.0.0.1:6432's client_tls_protocols`).
+    pub refused_by: String,
+    /// The pooler that refused them (read in its log), if a pooler did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooler: Option<String>,
+}
+
+impl RefusedClient {
+    /// The reason without the setting `refused_by` already names ("unsupported protocol", not "pooler X's
+    /// client_tls_protocols: unsupported protocol").
+    pub fn short_reason(&self) -> &str {
+        self.reason
+            .strip_prefix(self.refused_by.as_str())
+            .and_then(|r| r.strip_prefix(": "))
+            .unwrap_or(&self.reason)
+    }
+}
+
+/// A pooler's client side under a target: whether its own setting applies it, and whom its log shows refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolerAfter {
+    /// The pooler's address, as `--pgbouncer` names it.
+    pub pooler: String,
+    pub target: Target,
+    /// `client_tls_protocols` or `client_tls_sslmode`, and its value as `SHOW CONFIG` gave it (`None`: unknown).
+    pub setting: String,
+    pub value: Option<String>,
+    pub in_force: bool,
+    /// Refused attempts read in the pooler's log, counted from `counted_from` (empty when not in force).
+    pub refused: Vec<RefusedClient>,
+    /// The start of the window, if any: PgBouncer does not log which setting a RELOAD changed, so refusals count
+    /// over the window rather than since the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counted_from: Option<DateTime<Utc>>,
 }
 
 /// A sighting of one way of connecting: the sessions and when they were first and last seen.
@@ -285,32 +320,7 @@ fn user_since(inputs: &Inputs) -> Option<FloorSince> {
 fn report(target: Target, since: FloorSince, inputs: &Inputs) -> AfterChange {
     let ledger = inputs.ledger;
     let from = inputs.window_from.map_or(since.at, |w| w.max(since.at));
-    let replicating = |key: &ClientKey| ledger.records().any(|r| &r.key == key && r.replication > 0);
-    let refused: Vec<RefusedClient> = ledger
-        .refused()
-        .into_iter()
-        .filter_map(|v| {
-            let r = &v.record;
-            let kind = match target {
-                Target::MinTls13 => RefusalKind::Handshake,
-                Target::TlsRequired => RefusalKind::Plain,
-            };
-            let attempts = r.attempts_since(kind, from);
-            (attempts > 0 && r.last_seen >= from).then(|| RefusedClient {
-                labels: v.identities.iter().map(ClientKey::label).collect(),
-                replication: r.replication > 0 || v.identities.iter().any(replicating),
-                address: r.address.clone(),
-                more_identities: v.more_identities,
-                ambiguous: v.ambiguous,
-                attempts,
-                first_seen: r.first_seen,
-                last_seen: r.last_seen,
-                reason: r.last_reason.clone(),
-                hint: r.last_hint.clone(),
-                identities: v.identities,
-            })
-        })
-        .collect();
+    let refused = refused_clients(ledger, target, from, None);
 
     // With polls only, the change lies after `not_before`: a plain session from then on already counts as after.
     let after_from = since.not_before.unwrap_or(since.at);
@@ -402,6 +412,130 @@ fn report(target: Target, since: FloorSince, inputs: &Inputs) -> AfterChange {
         lingering,
         log_connections_off: log_connections_gap(&inputs.snapshot.settings),
     }
+}
+
+/// Refused attempts of the target's kind counted from `from`: the server's (`pooler` = `None`) or one pooler's.
+fn refused_clients(ledger: &Ledger, target: Target, from: DateTime<Utc>, pooler: Option<&str>) -> Vec<RefusedClient> {
+    let replicating = |key: &ClientKey| ledger.records().any(|r| &r.key == key && r.replication > 0);
+    let kind = match target {
+        Target::MinTls13 => RefusalKind::Handshake,
+        Target::TlsRequired => RefusalKind::Plain,
+    };
+    let refused_by = match pooler {
+        Some(address) => super::pooler::refused_by_pooler(address, target),
+        None => super::pooler::refused_by_server(target).to_string(),
+    };
+    ledger
+        .refused()
+        .into_iter()
+        .filter(|v| v.record.pooler.as_deref() == pooler)
+        .filter_map(|v| {
+            let r = &v.record;
+            let attempts = r.attempts_since(kind, from);
+            (attempts > 0 && r.last_seen >= from).then(|| RefusedClient {
+                labels: v.identities.iter().map(ClientKey::label).collect(),
+                replication: r.replication > 0 || v.identities.iter().any(replicating),
+                address: r.address.clone(),
+                more_identities: v.more_identities,
+                ambiguous: v.ambiguous,
+                attempts,
+                first_seen: r.first_seen,
+                last_seen: r.last_seen,
+                reason: r.last_reason.clone(),
+                hint: r.last_hint.clone(),
+                identities: v.identities,
+                refused_by: refused_by.clone(),
+                pooler: pooler.map(str::to_string),
+            })
+        })
+        .collect()
+}
+
+/// Each pooler's client side under `target`: whether its own setting (as last polled) applies the target, and if
+/// so the clients its log shows refused within the window.
+pub fn evaluate_poolers(target: Target, inputs: &Inputs) -> Vec<PoolerAfter> {
+    inputs
+        .snapshot
+        .poolers
+        .iter()
+        .map(|p| {
+            let setting = super::pooler::client_setting(target);
+            let value = p.setting(setting).map(str::to_string);
+            let in_force = value.as_deref().is_some_and(|v| pooler_applies(target, v));
+            let from = inputs.window_from.unwrap_or(DateTime::<Utc>::MIN_UTC);
+            PoolerAfter {
+                pooler: p.address.clone(),
+                target,
+                setting: setting.to_string(),
+                value,
+                in_force,
+                refused: if in_force {
+                    refused_clients(inputs.ledger, target, from, Some(&p.address))
+                } else {
+                    Vec::new()
+                },
+                counted_from: inputs.window_from,
+            }
+        })
+        .collect()
+}
+
+/// Whether a pooler's client setting applies the target: `client_tls_protocols` admits TLS 1.3 alone (PgBouncer
+/// takes a list separated by commas, colons or spaces), `client_tls_sslmode` requires TLS.
+pub fn pooler_applies(target: Target, value: &str) -> bool {
+    let value = value.trim().to_ascii_lowercase();
+    match target {
+        Target::MinTls13 => {
+            let mut listed = value.split([',', ':', ' ']).filter(|p| !p.is_empty()).peekable();
+            listed.peek().is_some() && listed.all(|p| p == "tlsv1.3")
+        }
+        Target::TlsRequired => matches!(value.as_str(), "require" | "verify-ca" | "verify-full"),
+    }
+}
+
+/// The alert for clients a pooler's own setting refused, with the fix in words.
+pub fn pooler_alerts(poolers: &[PoolerAfter]) -> Vec<Alert> {
+    poolers
+        .iter()
+        .filter(|p| !p.refused.is_empty())
+        .map(|p| {
+            let anonymous = p
+                .refused
+                .iter()
+                .filter(|r| r.address == super::ledger::UNKNOWN_ADDRESS)
+                .map(|r| r.attempts)
+                .sum::<u64>();
+            let mut who: Vec<String> = p
+                .refused
+                .iter()
+                .filter(|r| r.address != super::ledger::UNKNOWN_ADDRESS)
+                .take(3)
+                .map(|r| match r.labels.as_slice() {
+                    [] => r.address.clone(),
+                    [one] => format!("{} ({one})", r.address),
+                    [first, ..] => format!("{} (maybe {first}, ambiguous)", r.address),
+                })
+                .collect();
+            if anonymous > 0 {
+                who.push(format!("{anonymous} handshake(s) PgBouncer logged without an address"));
+            }
+            let fix = match p.target {
+                Target::MinTls13 => "upgrade these clients to TLS 1.3, or set client_tls_protocols back to secure",
+                Target::TlsRequired => "set sslmode=require for these clients, or client_tls_sslmode back to allow",
+            };
+            Alert {
+                key: "after_pooler_refused".into(),
+                severity: Severity::Critical,
+                title: format!(
+                    "{} client address(es) refused by {}",
+                    p.refused.len(),
+                    super::pooler::refused_by_pooler(&p.pooler, p.target)
+                ),
+                detail: format!("{}: {fix}", who.join(", ")),
+                count: p.refused.len() as u64,
+            }
+        })
+        .collect()
 }
 
 /// One alert per list, each with the fix in words, plus one for replication and one for an unlogged server.
@@ -635,6 +769,125 @@ mod tests {
             hba,
             user_since: None,
             window_from: None,
+        }
+    }
+
+    fn pooler_refusal(at_: &str, addr: Option<&str>, plain: bool) -> RefusedAttempt {
+        RefusedAttempt {
+            at: at(at_),
+            pid: 0,
+            client_addr: addr.map(str::to_string),
+            client_port: addr.map(|_| 40_000),
+            local_socket: false,
+            refusal: Refusal::Pooler(crate::logsource::PoolerRefusal {
+                pooler: "pool:6432".into(),
+                setting: if plain {
+                    "client_tls_sslmode"
+                } else {
+                    "client_tls_protocols"
+                }
+                .into(),
+                reason: if plain { "SSL required" } else { "unsupported protocol" }.into(),
+                plain,
+            }),
+            hint: None,
+            detail: None,
+        }
+    }
+
+    /// Refusals from a pooler's log belong to that pooler's client side, named by its setting, and never to the
+    /// server's after-change lists; an address the log did not give is counted, not invented.
+    #[test]
+    fn a_poolers_refusals_stand_apart_named_by_its_setting() {
+        let (mut ledger, mut snap) = story();
+        ledger.observe_refused(&pooler_refusal("2026-12-02T10:06:00Z", None, false));
+        ledger.observe_refused(&pooler_refusal("2026-12-02T10:07:00Z", None, false));
+        // The server refused 10.0.0.7 too; the pooler saw the same address as a plain client.
+        ledger.observe_refused(&pooler_refusal("2026-12-02T10:08:00Z", Some("10.0.0.7"), true));
+        let mut pooler = crate::model::Pooler::failed("pool:6432".into(), String::new());
+        pooler.error = None;
+        pooler.settings.insert("client_tls_protocols".into(), "tlsv1.3".into());
+        pooler.settings.insert("client_tls_sslmode".into(), "allow".into());
+        snap.poolers = vec![pooler];
+        let hba = hba();
+        let inputs = inputs(&ledger, &snap, &hba);
+
+        let server = evaluate(Target::MinTls13, &inputs);
+        let r = server.report().unwrap();
+        assert_eq!(r.refused.len(), 1, "only the server's own refusal: {:#?}", r.refused);
+        assert_eq!(r.refused[0].refused_by, "ssl_min_protocol_version");
+        assert_eq!(r.refused[0].pooler, None);
+
+        let tls13 = evaluate_poolers(Target::MinTls13, &inputs);
+        assert_eq!(tls13.len(), 1);
+        let p = &tls13[0];
+        assert!(p.in_force && p.value.as_deref() == Some("tlsv1.3"));
+        assert_eq!(
+            p.refused.len(),
+            1,
+            "the plain refusal is not the protocol floor's: {:#?}",
+            p.refused
+        );
+        let anonymous = &p.refused[0];
+        assert_eq!(anonymous.address, crate::analysis::ledger::UNKNOWN_ADDRESS);
+        assert_eq!(anonymous.attempts, 2);
+        assert!(
+            anonymous.identities.is_empty(),
+            "no identity guessed for an unknown address"
+        );
+        assert_eq!(anonymous.refused_by, "pooler pool:6432's client_tls_protocols");
+        assert_eq!(anonymous.pooler.as_deref(), Some("pool:6432"));
+        assert_eq!(anonymous.short_reason(), "unsupported protocol");
+
+        // client_tls_sslmode = allow: TLS is not required there, so its refusals are not listed for that target.
+        let required = evaluate_poolers(Target::TlsRequired, &inputs);
+        assert!(!required[0].in_force && required[0].refused.is_empty());
+        snap.poolers[0]
+            .settings
+            .insert("client_tls_sslmode".into(), "require".into());
+        let inputs = super::tests::inputs(&ledger, &snap, &hba);
+        let required = evaluate_poolers(Target::TlsRequired, &inputs);
+        assert_eq!(required[0].refused.len(), 1);
+        let plain = &required[0].refused[0];
+        assert_eq!(plain.address, "10.0.0.7");
+        assert_eq!(plain.refused_by, "pooler pool:6432's client_tls_sslmode");
+        assert!(
+            plain.identities.is_empty(),
+            "the server's clients from 10.0.0.7 are not the pooler's: {:?}",
+            plain.identities
+        );
+        let alerts = pooler_alerts(&tls13);
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].key, "after_pooler_refused");
+        assert!(
+            alerts[0]
+                .detail
+                .contains("2 handshake(s) PgBouncer logged without an address"),
+            "{}",
+            alerts[0].detail
+        );
+    }
+
+    #[test]
+    fn pooler_settings_that_apply_a_target() {
+        for (value, yes) in [
+            ("tlsv1.3", true),
+            ("TLSv1.3", true),
+            ("secure", false),
+            ("tlsv1.2,tlsv1.3", false),
+            ("", false),
+            ("all", false),
+        ] {
+            assert_eq!(pooler_applies(Target::MinTls13, value), yes, "{value}");
+        }
+        for (value, yes) in [
+            ("require", true),
+            ("verify-full", true),
+            ("allow", false),
+            ("prefer", false),
+            ("disable", false),
+        ] {
+            assert_eq!(pooler_applies(Target::TlsRequired, value), yes, "{value}");
         }
     }
 

@@ -52,7 +52,7 @@ pub enum LinkHealth {
 }
 
 /// Every rule's key; the configuration may set severity and threshold for each.
-pub const RULE_KEYS: [&str; 21] = [
+pub const RULE_KEYS: [&str; 22] = [
     "connection_lost",
     "ssl_off",
     "min_protocol_weak",
@@ -69,6 +69,7 @@ pub const RULE_KEYS: [&str; 21] = [
     "after_lingering",
     "after_replication",
     "after_log_connections_off",
+    "after_pooler_refused",
     "pooler_unreachable",
     "pooler_plaintext_clients",
     "pooler_tls12_clients",

@@ -37,6 +37,10 @@ pub struct CheckReport {
     /// replaces the what-if in the status.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub after_change: Option<AfterChange>,
+    /// Each pooler's client side under the target (`--pgbouncer`): whether its own setting applies it, and whom
+    /// its log (`--pgbouncer-log`) shows refused within the window.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pooler_after_change: Vec<after::PoolerAfter>,
     pub sources: Vec<String>,
     pub perfdata: String,
 }
@@ -77,9 +81,12 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
     // One server: a config with one `[[target]]` lends it its poolers, as the dashboard does.
     if let [only] = config.targets.as_slice() {
         poolers.append(
-            crate::collect::pooler::Poolers::resolve(&only.pgbouncer, &Environment::from_process()).map_err(unknown)?,
+            crate::collect::pooler::Poolers::resolve(&only.pgbouncer, &Environment::from_process())
+                .and_then(|p| p.with_logs(&only.pgbouncer_log))
+                .map_err(unknown)?,
         );
     }
+    let mut pooler_logs = crate::pooler_logs::PoolerLogs::open(poolers.logs(), true).map_err(unknown)?;
     let mut collector = Collector::connect(&params)
         .await
         .map_err(|e| unknown(format!("cannot connect: {e}")))?
@@ -127,10 +134,12 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
             let news = logs.take_news();
             entries.extend(news.refused.iter().filter_map(|r| ledger.observe_refused(r)));
             entries.extend(news.changes.iter().filter_map(|c| ledger.observe_setting_change(c)));
+            // The poolers' logs: clients turned away before the server ever saw them.
+            entries.extend(pooler_logs.poll().iter().filter_map(|r| ledger.observe_refused(r)));
             if let Some(journal) = &mut journal {
                 journal.append(&entries, &ledger).map_err(unknown)?;
             }
-            if !logs.is_behind() {
+            if !logs.is_behind() && !pooler_logs.is_behind() {
                 break;
             }
         }
@@ -143,15 +152,23 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
     let mut alerts = evaluate_with(Some(&snapshot), &LinkHealth::Up, &config.alerts);
     alerts.extend(logs.forgery_alert(&config.alerts));
     let whatif = whatif::evaluate(&ledger, args.target, &hba, min_evidence);
-    let standing = after::evaluate(
-        args.target,
-        &after::Inputs {
-            ledger: &ledger,
-            snapshot: &snapshot,
-            hba: &hba,
-            user_since: args.since,
-            window_from: Some(snapshot.taken_at - window),
-        },
+    let inputs = after::Inputs {
+        ledger: &ledger,
+        snapshot: &snapshot,
+        hba: &hba,
+        user_since: args.since,
+        window_from: Some(snapshot.taken_at - window),
+    };
+    let standing = after::evaluate(args.target, &inputs);
+    let pooler_after = if pooler_logs.is_empty() {
+        Vec::new()
+    } else {
+        after::evaluate_poolers(args.target, &inputs)
+    };
+    alerts.extend(
+        after::pooler_alerts(&pooler_after)
+            .into_iter()
+            .filter_map(|mut a| configure(&mut a, &config.alerts).then_some(a)),
     );
     if let Some(report) = standing.report() {
         alerts.extend(
@@ -161,7 +178,10 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
         );
     }
     alerts.sort_by_key(|a| a.severity);
-    let report = assess(&snapshot, alerts, whatif, standing, logs.describe());
+    let mut sources = logs.describe();
+    sources.extend(pooler_logs.describe());
+    let mut report = assess(&snapshot, alerts, whatif, standing, sources);
+    report.with_pooler_after(pooler_after);
 
     let mut out = std::io::stdout().lock();
     let written = match args.format {
@@ -277,9 +297,69 @@ pub fn assess(
         target_in_force,
         target_in_force_reason,
         after_change,
+        pooler_after_change: Vec::new(),
         sources,
         perfdata,
     }
+}
+
+impl CheckReport {
+    /// Clients a pooler's own setting refused (its log) are refused clients of the target: CRITICAL, named in the
+    /// summary unless an unseen session already makes the answer UNKNOWN.
+    pub fn with_pooler_after(&mut self, poolers: Vec<after::PoolerAfter>) {
+        // Without a pooler log there is nothing to count: the perfdata stays as it was.
+        if poolers.is_empty() {
+            return;
+        }
+        let refused: usize = poolers.iter().map(|p| p.refused.len()).sum();
+        self.perfdata.push_str(&format!(" pooler_refused={refused}"));
+        if let Some(summary) = pooler_refused_summary(&poolers)
+            && self.status != Status::Unknown
+        {
+            // The summary may already be this refusal's own alert title: say it once, with the names.
+            let own_alert = self
+                .alerts
+                .iter()
+                .any(|a| a.key == "after_pooler_refused" && self.summary.starts_with(&a.title));
+            if self.status == Status::Critical && !own_alert {
+                self.summary = format!("{summary}; {}", self.summary);
+            } else {
+                self.summary = summary;
+            }
+            self.status = Status::Critical;
+        }
+        self.pooler_after_change = poolers;
+    }
+}
+
+/// "1 address(es) refused by pooler 127.0.0.1:6432's client_tls_protocols (from its log): (unknown address) x2".
+fn pooler_refused_summary(poolers: &[after::PoolerAfter]) -> Option<String> {
+    let parts: Vec<String> = poolers
+        .iter()
+        .filter(|p| !p.refused.is_empty())
+        .map(|p| {
+            let who: Vec<String> = p
+                .refused
+                .iter()
+                .take(5)
+                .map(|r| {
+                    let name = match r.labels.as_slice() {
+                        [] => r.address.clone(),
+                        [one, ..] => format!("{} ({one})", r.address),
+                    };
+                    format!("{name} x{}", r.attempts)
+                })
+                .collect();
+            format!(
+                "{} address(es) refused by {} (from its log): {}{}",
+                p.refused.len(),
+                crate::analysis::pooler::refused_by_pooler(&p.pooler, p.target),
+                who.join(", "),
+                if p.refused.len() > 5 { ", …" } else { "" }
+            )
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 /// Once the server applies the target, the clients a pooler's own client setting would still refuse:
@@ -359,6 +439,9 @@ fn write_lines(r: &CheckReport, out: &mut dyn Write) -> std::io::Result<()> {
         && r.target_in_force == "cannot tell"
     {
         writeln!(out, "In force: cannot tell — {}; the what-if below stands", t(reason))?;
+    }
+    for p in &r.pooler_after_change {
+        crate::output::pooler_after::write_lines(p, out)?;
     }
     writeln!(
         out,

@@ -73,6 +73,7 @@ pub async fn open(
         // And its poolers (`pgbouncer = [...]`), after those of --pgbouncer.
         poolers.append(
             crate::collect::pooler::Poolers::resolve(&only.pgbouncer, &Environment::from_process())
+                .and_then(|p| p.with_logs(&only.pgbouncer_log))
                 .map_err(Failure::usage)?,
         );
     }
@@ -93,6 +94,7 @@ pub async fn open(
         None => None,
     };
     let chosen_timeout = history.poll_timeout.map(poll_timeout).transpose()?;
+    let pooler_logs = poolers.logs().to_vec();
     let collector = Collector::connect_with(&params, crate::collect::poll_timeout(interval, chosen_timeout))
         .await
         .map_err(Failure::connect)?
@@ -111,6 +113,7 @@ pub async fn open(
         journal,
         ledger_file: history.ledger.as_ref().map(|p| p.display().to_string()),
         server_log: history.server_log.clone(),
+        pooler_logs,
         log_from_start: !history.log_from_now,
         min_evidence: config.min_evidence(),
         probe: ProbeTarget::from_params(&params, config.alerts.expiry_warn_days, false).map(|mut t| {
@@ -138,6 +141,10 @@ async fn run_fleet(args: DashboardArgs, interval: Duration) -> Result<ExitCode, 
         (
             !h.poolers.pgbouncer.is_empty(),
             "--pgbouncer (pgbouncer = in each [[target]])",
+        ),
+        (
+            !h.poolers.pgbouncer_log.is_empty(),
+            "--pgbouncer-log (pgbouncer_log = in each [[target]])",
         ),
         (!args.bundles.is_empty(), "--bundle (bundles = in each [[target]])"),
         (h.since.is_some(), "--since"),

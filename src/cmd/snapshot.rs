@@ -4,9 +4,14 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use super::Failure;
+use crate::analysis::after::PoolerAfter;
+use crate::analysis::ledger::Ledger;
 use crate::cli::SnapshotArgs;
 use crate::collect::Collector;
 use crate::conn::params::Environment;
+use crate::model::Snapshot;
+use crate::output::{Format, safe};
+use crate::pooler_logs::PoolerLogs;
 
 pub async fn run(args: SnapshotArgs) -> Result<ExitCode, Failure> {
     let params = args
@@ -17,6 +22,12 @@ pub async fn run(args: SnapshotArgs) -> Result<ExitCode, Failure> {
         .poolers
         .resolve(&Environment::from_process())
         .map_err(Failure::usage)?;
+    if !poolers.logs().is_empty() && args.format == Format::Csv {
+        return Err(Failure::usage(
+            "--pgbouncer-log adds the pooler's refused clients to the table and JSON formats; CSV lists sessions only",
+        ));
+    }
+    let mut logs = PoolerLogs::open(poolers.logs(), true).map_err(Failure::usage)?;
     let mut collector = Collector::connect(&params)
         .await
         .map_err(Failure::connect)?
@@ -25,14 +36,62 @@ pub async fn run(args: SnapshotArgs) -> Result<ExitCode, Failure> {
         super::warn(warning);
     }
     let snapshot = collector.poll().await.map_err(Failure::connect)?;
+    let pooler_after = (!logs.is_empty()).then(|| refused_at_poolers(&mut logs, &snapshot));
     let mut out = std::io::stdout().lock();
-    let result = crate::output::write(
-        &snapshot,
-        args.format,
-        crate::output::csv::CsvFields::from_raw_flag(args.raw),
-        &mut out,
-    )
+    let result = match (&pooler_after, args.format) {
+        (Some(p), Format::Json) => write_json(&snapshot, p, &mut out),
+        (Some(p), _) => crate::output::write(
+            &snapshot,
+            args.format,
+            crate::output::csv::CsvFields::from_raw_flag(args.raw),
+            &mut out,
+        )
+        .and_then(|()| safe::write_terminal(&mut out, |out| write_text(p, &logs, out))),
+        (None, _) => crate::output::write(
+            &snapshot,
+            args.format,
+            crate::output::csv::CsvFields::from_raw_flag(args.raw),
+            &mut out,
+        ),
+    }
     .and_then(|()| out.flush());
     super::written(result).map_err(|e| Failure::usage(format!("writing output: {e}")))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Read each pooler's log from its start, one bounded budget at a time into a ledger (which keeps counts per
+/// address, not lines), and judge each pooler's client side under both targets.
+fn refused_at_poolers(logs: &mut PoolerLogs, snapshot: &Snapshot) -> Vec<PoolerAfter> {
+    let mut ledger = Ledger::default();
+    loop {
+        for refused in logs.poll() {
+            ledger.observe_refused(&refused);
+        }
+        if !logs.is_behind() {
+            break;
+        }
+    }
+    crate::collect::history::pooler_after_of(&ledger, snapshot)
+}
+
+/// The snapshot's JSON with `pooler_after_change` beside `poolers`.
+fn write_json(snapshot: &Snapshot, pooler_after: &[PoolerAfter], out: &mut dyn Write) -> std::io::Result<()> {
+    let mut value = serde_json::to_value(snapshot)?;
+    if let Some(object) = value.as_object_mut() {
+        object.insert("pooler_after_change".to_string(), serde_json::to_value(pooler_after)?);
+    }
+    serde_json::to_writer_pretty(&mut *out, &value)?;
+    writeln!(out)
+}
+
+fn write_text(pooler_after: &[PoolerAfter], logs: &PoolerLogs, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(out)?;
+    for p in pooler_after {
+        write!(out, "Target {}: ", p.target.label())?;
+        crate::output::pooler_after::write_lines(p, out)?;
+    }
+    for line in logs.describe() {
+        writeln!(out, "Source: {}", safe::terminal(&line))?;
+    }
+    Ok(())
 }

@@ -116,6 +116,7 @@ pub fn resolve_entry(entry: &TargetEntry, env: &Environment) -> Result<ConnParam
 pub fn start(entry: TargetEntry, params: ConnParams, name: String, options: &EngineOptions) -> Result<Engine, String> {
     // The poolers in front of this server (`pgbouncer = [...]`), polled with it; a bad entry is the user's to fix.
     let poolers = crate::collect::pooler::Poolers::resolve(&entry.pgbouncer, &Environment::from_process())
+        .and_then(|p| p.with_logs(&entry.pgbouncer_log))
         .map_err(|e| format!("target {}: {e}", crate::conn::text::quoted(&name)))?;
     let mut ledger = Ledger::new(options.key_fields);
     let ledger_file = entry.ledger.clone().or_else(|| {
@@ -146,6 +147,7 @@ pub fn start(entry: TargetEntry, params: ConnParams, name: String, options: &Eng
         journal,
         ledger_file: ledger_file.as_ref().map(|p| p.display().to_string()),
         server_log: entry.server_log.clone(),
+        pooler_logs: poolers.logs().to_vec(),
         log_from_start: true,
         min_evidence: options.min_evidence,
         probe: ProbeTarget::from_params(&params, options.expiry_warn_days, false).map(|mut t| {

@@ -36,6 +36,9 @@ pub struct History {
     /// Whether each [`Target`] is in force, in `Target` order, and if so the after-change report (refused,
     /// downgraded, lingering); empty before the first poll.
     pub after: Vec<Standing>,
+    /// Each pooler's client side under each [`Target`] (in `Target` order, then pooler order), with the clients its
+    /// log showed refused; empty unless a pooler's log is read (`--pgbouncer-log`).
+    pub pooler_after: Vec<after::PoolerAfter>,
 }
 
 /// The history side: the ledger, its journal, the connection log and the probe target.
@@ -44,6 +47,8 @@ pub struct HistorySetup {
     pub journal: Option<Journal>,
     pub ledger_file: Option<String>,
     pub server_log: Option<std::path::PathBuf>,
+    /// Each pooler's own log file (`--pgbouncer-log`), by the pooler's address.
+    pub pooler_logs: Vec<(String, std::path::PathBuf)>,
     /// Read the log from its start (history) or only what is written from now on.
     pub log_from_start: bool,
     pub min_evidence: chrono::Duration,
@@ -64,6 +69,7 @@ impl HistorySetup {
             journal: None,
             ledger_file: None,
             server_log: None,
+            pooler_logs: Vec::new(),
             log_from_start: true,
             min_evidence: chrono::Duration::hours(24),
             probe: None,
@@ -116,6 +122,7 @@ pub fn history_of(
         refused: ledger.refused(),
         logged_settings: ledger.logged_settings().cloned().collect(),
         after: Vec::new(),
+        pooler_after: Vec::new(),
     }
 }
 
@@ -140,15 +147,36 @@ pub fn after_of(
         .collect()
 }
 
+/// Each pooler's client side under each target, from the ledger's pooler refusals and the latest poll: no I/O.
+pub fn pooler_after_of(ledger: &Ledger, snapshot: &Snapshot) -> Vec<after::PoolerAfter> {
+    // A pooler's client side has no pg_hba.conf: the evaluation reads none.
+    let hba = Err(String::new());
+    let inputs = after::Inputs {
+        ledger,
+        snapshot,
+        hba: &hba,
+        user_since: None,
+        window_from: None,
+    };
+    [Target::MinTls13, Target::TlsRequired]
+        .into_iter()
+        .flat_map(|t| after::evaluate_poolers(t, &inputs))
+        .collect()
+}
+
 struct Service {
     setup: HistorySetup,
     client: Option<Arc<Client>>,
     logs: Option<LogSources>,
+    /// The poolers' own logs, read whether or not the server is connected.
+    pooler_logs: crate::pooler_logs::PoolerLogs,
     hba: Result<Vec<HbaRule>, String>,
     /// A journal write failure is shown once, then the journal is dropped.
     journal_error: Option<String>,
     /// The latest poll, folded into the ledger (before it there is no history to show).
     latest: Option<Box<Snapshot>>,
+    /// Why a pooler log could not be opened.
+    pooler_log_error: Option<String>,
     /// Forged log lines already reported to the dashboard.
     forged_reported: u64,
     /// pgtls's own probe connections (local address, port, time), noted before each handshake.
@@ -167,10 +195,26 @@ pub async fn run(
     probe_rx: mpsc::Receiver<ProbeConnection>,
     events: mpsc::Sender<PollerEvent>,
 ) {
+    let mut pooler_log_error = None;
+    let pooler_logs = match crate::pooler_logs::PoolerLogs::open(&setup.pooler_logs, setup.log_from_start) {
+        Ok(mut logs) => {
+            if let Some(budget) = setup.log_budget {
+                logs.set_budget(budget);
+            }
+            logs
+        }
+        // Checked before the dashboard started; a file gone since is shown, not fatal.
+        Err(e) => {
+            pooler_log_error = Some(e);
+            crate::pooler_logs::PoolerLogs::default()
+        }
+    };
     let mut service = Service {
         setup,
         client: None,
         logs: None,
+        pooler_logs,
+        pooler_log_error,
         hba: Err("not read yet".to_string()),
         journal_error: None,
         latest: None,
@@ -182,7 +226,8 @@ pub async fn run(
         events,
     };
     loop {
-        let behind = service.logs.as_ref().is_some_and(LogSources::is_behind) && service.client.is_some();
+        let behind = (service.logs.as_ref().is_some_and(LogSources::is_behind) && service.client.is_some())
+            || service.pooler_logs.is_behind();
         // Inputs first: a snapshot is never kept waiting by a backlog of log. While behind and idle, read on.
         let input = tokio::select! {
             biased;
@@ -192,7 +237,9 @@ pub async fn run(
             },
             () = std::future::ready(()), if behind => {
                 service.read_log().await;
-                if !service.logs.as_ref().is_some_and(LogSources::is_behind) && service.send_history().await.is_err() {
+                let still_behind =
+                    service.logs.as_ref().is_some_and(LogSources::is_behind) || service.pooler_logs.is_behind();
+                if !still_behind && service.send_history().await.is_err() {
                     return;
                 }
                 tokio::task::yield_now().await;
@@ -250,6 +297,12 @@ impl Service {
 
     /// One budget of the connection log, applied and journalled before anything more is read.
     async fn read_log(&mut self) {
+        let refused = self.pooler_logs.poll();
+        let entries: Vec<_> = refused
+            .iter()
+            .filter_map(|r| self.setup.ledger.observe_refused(r))
+            .collect();
+        self.journal(&entries);
         let (Some(logs), Some(client)) = (&mut self.logs, &self.client) else {
             return;
         };
@@ -334,6 +387,10 @@ impl Service {
                 "pg_hba.conf: {e}; the downgrade risk of prefer clients is unknown"
             ));
         }
+        sources.extend(self.pooler_logs.describe());
+        if let Some(e) = &self.pooler_log_error {
+            sources.push(e.clone());
+        }
         if let Some(e) = &self.journal_error {
             sources.push(format!("ledger not saved: {e}"));
         }
@@ -351,6 +408,9 @@ impl Service {
             self.setup.ledger_file.clone(),
         );
         history.after = after_of(&self.setup.ledger, latest, &self.hba, self.setup.since);
+        if !self.setup.pooler_logs.is_empty() {
+            history.pooler_after = pooler_after_of(&self.setup.ledger, latest);
+        }
         Some(history)
     }
 }

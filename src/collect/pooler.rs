@@ -57,6 +57,8 @@ pub struct PoolerSource {
 #[derive(Default)]
 pub struct Poolers {
     sources: Vec<PoolerSource>,
+    /// Each pooler's own log file (`--pgbouncer-log`), by its address.
+    logs: Vec<(String, std::path::PathBuf)>,
 }
 
 impl Poolers {
@@ -81,7 +83,40 @@ impl Poolers {
             }
             sources.push(PoolerSource::new(params));
         }
-        Ok(Poolers { sources })
+        Ok(Poolers {
+            sources,
+            logs: Vec::new(),
+        })
+    }
+
+    /// Pair these poolers with their log files: one log per pooler, in the same order. With several poolers a
+    /// missing one would shift every log onto the wrong pooler, so the counts must match.
+    pub fn with_logs(mut self, logs: &[std::path::PathBuf]) -> Result<Poolers, String> {
+        if logs.is_empty() {
+            return Ok(self);
+        }
+        if self.sources.len() != logs.len() {
+            return Err(format!(
+                "--pgbouncer-log: give one per --pgbouncer, in the same order ({} --pgbouncer, {} --pgbouncer-log)",
+                self.sources.len(),
+                logs.len()
+            ));
+        }
+        for path in logs {
+            crate::files::check_growing("--pgbouncer-log", Some(path))?;
+        }
+        self.logs = self
+            .sources
+            .iter()
+            .map(|s| s.address.clone())
+            .zip(logs.iter().cloned())
+            .collect();
+        Ok(self)
+    }
+
+    /// `(pooler address, log file)` for each pooler whose log pgtls reads.
+    pub fn logs(&self) -> &[(String, std::path::PathBuf)] {
+        &self.logs
     }
 
     pub fn is_empty(&self) -> bool {
@@ -91,6 +126,7 @@ impl Poolers {
     /// Watch `other`'s poolers too (a config target's list after the command line's).
     pub fn append(&mut self, mut other: Poolers) {
         self.sources.append(&mut other.sources);
+        self.logs.append(&mut other.logs);
     }
 
     pub fn len(&self) -> usize {

@@ -192,6 +192,28 @@ impl LabPooler {
         super::sessions::open_at(&self.lab, self.port, kind, user, application_name).await
     }
 
+    /// Set one `[pgbouncer]` setting in the pooler's file and `RELOAD` it through the admin console as `admin`
+    /// (a role in `admin_users`), as an operator raising `client_tls_protocols` or `client_tls_sslmode` would.
+    /// The console connection is made before the reload, so it is not refused by what the reload turns on.
+    pub async fn reload_with(&self, admin: &str, name: &str, value: &str) -> Result<()> {
+        let ini = std::fs::read_to_string(&self.config_file).wrap_err("reading pgbouncer.ini")?;
+        let mut lines: Vec<String> = ini
+            .lines()
+            .filter(|l| l.split('=').next().map(str::trim) != Some(name))
+            .map(str::to_string)
+            .collect();
+        lines.push(format!("{name} = {value}"));
+        std::fs::write(&self.config_file, lines.join("\n") + "\n").wrap_err("writing pgbouncer.ini")?;
+        let (client, connection) = tokio_postgres::connect(&self.admin_conninfo(admin), tokio_postgres::NoTls)
+            .await
+            .wrap_err("connecting to the admin console")?;
+        let connection = tokio::spawn(connection);
+        client.simple_query("RELOAD").await.wrap_err("RELOAD")?;
+        drop(client);
+        let _ = connection.await;
+        Ok(())
+    }
+
     /// SIGTERM: immediate shutdown; SIGKILL if it hangs.
     pub fn stop(&mut self) -> Result<()> {
         server::stop_child(&mut self.child, Signal::SIGTERM, Duration::from_secs(10))

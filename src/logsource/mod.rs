@@ -56,6 +56,7 @@ mod csvlog;
 mod follow;
 mod jsonlog;
 mod message;
+pub mod pgbouncer;
 pub mod provenance;
 mod sql;
 mod stderr;
@@ -118,6 +119,21 @@ pub enum Refusal {
     Handshake { reason: String },
     /// A FATAL from pg_hba.conf, which names user and database.
     Hba(HbaRefusal),
+    /// A pooler's client side turned it away (PgBouncer's own log, `--pgbouncer-log`).
+    Pooler(PoolerRefusal),
+}
+
+/// A client a pooler refused before the server ever saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolerRefusal {
+    /// The pooler's address as `--pgbouncer` names it (`host:port`).
+    pub pooler: String,
+    /// The pooler setting that refused it: `client_tls_protocols`, `client_tls_sslmode`, ...
+    pub setting: String,
+    /// PgBouncer's words: `SSL required`, or the handshake's OpenSSL reason.
+    pub reason: String,
+    /// It came without TLS (refused by `client_tls_sslmode`), rather than failing the handshake.
+    pub plain: bool,
 }
 
 impl Refusal {
@@ -130,6 +146,15 @@ impl Refusal {
                 if h.rejected { "reject line" } else { "no matching line" },
                 h.encryption
             ),
+            Refusal::Pooler(p) => format!("pooler {}'s {}: {}", p.pooler, p.setting, p.reason),
+        }
+    }
+
+    /// The pooler that refused it, if a pooler did.
+    pub fn pooler(&self) -> Option<&str> {
+        match self {
+            Refusal::Pooler(p) => Some(&p.pooler),
+            _ => None,
         }
     }
 }
@@ -248,6 +273,8 @@ pub enum LogFormat {
     },
     Csv,
     Json,
+    /// PgBouncer's own log: only the clients it refused are read from it (see [`pgbouncer`]).
+    PgBouncer,
 }
 
 impl LogFormat {
@@ -257,6 +284,7 @@ impl LogFormat {
             LogFormat::Stderr { .. } => "stderr",
             LogFormat::Csv => "csvlog",
             LogFormat::Json => "jsonlog",
+            LogFormat::PgBouncer => "pgbouncer",
         }
     }
 }
@@ -310,6 +338,14 @@ pub const STDERR_UNVERIFIABLE: &str = "stderr log: unverifiable format: lines ar
     names raw, line breaks included, so a crafted name can print a whole fake line; use log_destination = jsonlog \
     (PostgreSQL 15+) or csvlog, where these checks are exact";
 
+/// What a pooler's log can and cannot tell (see [`pgbouncer`]).
+pub const POOLER_LOG_LIMITS: &str = "read only for the clients the pooler refused (SSL required, failed TLS \
+    handshakes); PgBouncer logs a failed handshake without the client's address, so it is counted as an anonymous \
+    attempt at the pooler (one of the pooler's own server-leg handshakes is told apart only by the server close \
+    that follows it, which needs log_disconnections); a RELOAD line names \
+    no setting, so refusals count over the window, not since the change; a file truncated in place (copytruncate) \
+    loses what was written between the last read and the truncation";
+
 /// A plain statement of what a source can miss, for the UI.
 pub fn limitations(source: &LogSource) -> String {
     let (head, format, from_start) = match source {
@@ -340,6 +376,9 @@ pub fn limitations(source: &LogSource) -> String {
             )
         }
     };
+    if format == Some(&LogFormat::PgBouncer) {
+        return format!("{head}; {POOLER_LOG_LIMITS}");
+    }
     let mut parts = vec![head];
     let mut misses = Vec::new();
     if !from_start {
@@ -387,6 +426,7 @@ fn describe(format: &LogFormat) -> String {
         LogFormat::Stderr { prefix } => format!("stderr format, log_line_prefix '{prefix}'"),
         LogFormat::Csv => "csvlog".to_string(),
         LogFormat::Json => "jsonlog".to_string(),
+        LogFormat::PgBouncer => "PgBouncer log".to_string(),
     }
 }
 

@@ -91,6 +91,7 @@ impl Found {
                 claim: match &r.refusal {
                     Refusal::Handshake { reason } => format!("could not accept SSL connection: {reason}"),
                     Refusal::Hba(h) => format!("pg_hba.conf refusal for user \"{}\"", h.user),
+                    Refusal::Pooler(p) => format!("pooler error: {}", p.reason),
                 },
                 reason: reason.to_string(),
             },
@@ -109,6 +110,7 @@ enum Decoder {
     Stderr(StderrPrefix),
     Csv,
     Json,
+    PgBouncer(super::pgbouncer::Reader),
 }
 
 impl Pipeline {
@@ -117,6 +119,7 @@ impl Pipeline {
             LogFormat::Stderr { prefix } => Decoder::Stderr(StderrPrefix::new(prefix)),
             LogFormat::Csv => Decoder::Csv,
             LogFormat::Json => Decoder::Json,
+            LogFormat::PgBouncer => Decoder::PgBouncer(super::pgbouncer::Reader::default()),
         };
         Pipeline {
             splitter: Splitter::new(matches!(decoder, Decoder::Csv)),
@@ -139,6 +142,13 @@ impl Pipeline {
     pub(crate) fn settle(&mut self, out: &mut Vec<ConnectionEvent>) {
         if let Some(held) = self.checks.held.take() {
             self.checks.emit(held, out);
+        }
+        if let Decoder::PgBouncer(reader) = &mut self.decoder {
+            let mut refused = Vec::new();
+            reader.settle(&mut refused);
+            for r in refused {
+                self.checks.emit(Found::Refused(r), out);
+            }
         }
     }
 
@@ -186,7 +196,19 @@ enum Record {
 }
 
 impl Checks {
-    fn handle(&mut self, decoder: &Decoder, record: &[u8], how: Record, out: &mut Vec<ConnectionEvent>) {
+    fn handle(&mut self, decoder: &mut Decoder, record: &[u8], how: Record, out: &mut Vec<ConnectionEvent>) {
+        if let Decoder::PgBouncer(reader) = decoder {
+            // Cut before decoding: a pooler's line is short, so a long one is no refusal and costs no copy.
+            if record.len() <= super::pgbouncer::MAX_LINE {
+                let mut refused = Vec::new();
+                reader.line(&String::from_utf8_lossy(record), &mut refused);
+                for r in refused {
+                    self.emit(Found::Refused(r), out);
+                }
+            }
+            return;
+        }
+        let decoder: &Decoder = decoder;
         let text = String::from_utf8_lossy(record);
         let stderr = match decoder {
             Decoder::Stderr(prefix) => Some(prefix),
@@ -232,6 +254,7 @@ impl Checks {
             Decoder::Stderr(prefix) => parse_stderr_line(&text, prefix),
             Decoder::Csv => parse_csv_record(&text),
             Decoder::Json => parse_json_line(&text),
+            Decoder::PgBouncer(_) => return,
         };
         let Some(mut line) = line else { return };
         if tainted && line.doubt.is_none() {

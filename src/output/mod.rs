@@ -1,6 +1,7 @@
 //! Headless renderers for `pgtls snapshot`: a readable table, stable JSON, spreadsheet CSV.
 
 pub mod csv;
+pub mod pooler_after;
 pub mod probe;
 pub mod safe;
 pub mod table;

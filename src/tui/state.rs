@@ -644,6 +644,7 @@ impl AppState {
             link,
             probe,
             after: self.history.as_ref().map_or(&[], |h| h.after.as_slice()),
+            pooler_after: self.history.as_ref().map_or(&[], |h| h.pooler_after.as_slice()),
             now: self.now,
         });
         if bell { vec![Effect::Bell] } else { Vec::new() }

@@ -15,7 +15,9 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use self::file::{FORMAT_VERSION, Journal, LoadReport};
-pub use self::refused::{FloorSince, HourCount, RefusalKind, RefusedRecord, RefusedView, SinceSource, floor_since};
+pub use self::refused::{
+    FloorSince, HourCount, RefusalKind, RefusedRecord, RefusedView, SinceSource, UNKNOWN_ADDRESS, floor_since,
+};
 use crate::model::{ConnClass, Session, Setting, Snapshot};
 
 /// Which fields identify a client. Pooled apps connect from many addresses: drop the address for them.

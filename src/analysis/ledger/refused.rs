@@ -78,11 +78,24 @@ pub struct RefusedRecord {
     /// Attempts by clock hour, oldest first, at most `HOURS_KEPT` hours.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hours: Vec<HourCount>,
+    /// The pooler that refused these attempts (its own log, `--pgbouncer-log`), as `--pgbouncer` names it; `None`
+    /// for the server. The address is then the client's as the pooler saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooler: Option<String>,
+}
+
+/// The ledger's key for a record: the server's refusals by address, a pooler's apart from them.
+fn record_key(address: &str, pooler: Option<&str>) -> String {
+    match pooler {
+        None => address.to_string(),
+        Some(pooler) => format!("{address} via pooler {pooler}"),
+    }
 }
 
 impl RefusedRecord {
-    fn new(address: &str, at: DateTime<Utc>) -> RefusedRecord {
+    fn new(address: &str, pooler: Option<&str>, at: DateTime<Utc>) -> RefusedRecord {
         RefusedRecord {
+            pooler: pooler.map(str::to_string),
             address: address.to_string(),
             attempts: 0,
             first_seen: at,
@@ -168,6 +181,14 @@ impl RefusedRecord {
                 if self.named.len() < MAX_NAMED || self.named.contains(&name) {
                     self.named.insert(name);
                 }
+            }
+            Refusal::Pooler(p) if p.plain => {
+                self.plain += 1;
+                self.count_hour(attempt.at, 0, 1);
+            }
+            Refusal::Pooler(_) => {
+                self.handshakes += 1;
+                self.count_hour(attempt.at, 1, 0);
             }
         }
     }
@@ -350,24 +371,26 @@ impl Ledger {
             (Some(a), false) => a.as_str(),
             (None, false) => UNKNOWN_ADDRESS,
         };
-        self.refused_record_for(address, attempt.at).add(attempt);
+        self.refused_record_for(address, attempt.refusal.pooler(), attempt.at)
+            .add(attempt);
     }
 
     pub(super) fn apply_refused_record(&mut self, record: &RefusedRecord) {
-        self.refused_record_for(&record.address, record.first_seen)
+        self.refused_record_for(&record.address, record.pooler.as_deref(), record.first_seen)
             .merge(record);
     }
 
-    fn refused_record_for(&mut self, address: &str, at: DateTime<Utc>) -> &mut RefusedRecord {
+    fn refused_record_for(&mut self, address: &str, pooler: Option<&str>, at: DateTime<Utc>) -> &mut RefusedRecord {
         let room = self.refused.len() < self.caps.refused_addresses.max(1);
-        if address != OTHER_ADDRESSES && (room || self.refused.contains_key(address)) {
+        let key = record_key(address, pooler);
+        if address != OTHER_ADDRESSES && (room || self.refused.contains_key(&key)) {
             return self
                 .refused
-                .entry(address.to_string())
-                .or_insert_with(|| RefusedRecord::new(address, at));
+                .entry(key)
+                .or_insert_with(|| RefusedRecord::new(address, pooler, at));
         }
         self.refused_others
-            .get_or_insert_with(|| RefusedRecord::new(OTHER_ADDRESSES, at))
+            .get_or_insert_with(|| RefusedRecord::new(OTHER_ADDRESSES, None, at))
     }
 
     /// Refused addresses, most recent first, each with the identities seen from it.
@@ -391,7 +414,15 @@ impl Ledger {
             .values()
             .chain(self.refused_others.as_ref())
             .map(|record| {
-                let seen = by_address.get(record.address.as_str()).cloned().unwrap_or_default();
+                let mut seen = by_address.get(record.address.as_str()).cloned().unwrap_or_default();
+                // A pooler saw the client's own address: only that pooler's clients (SHOW CLIENTS) can be it.
+                if let Some(pooler) = &record.pooler {
+                    seen.retain(|k| {
+                        k.pooler
+                            .as_ref()
+                            .is_some_and(|p| &p.address == pooler && p.side == super::Side::Client)
+                    });
+                }
                 let users: BTreeSet<&str> = record.named.iter().filter_map(|n| n.split('@').next()).collect();
                 let named: Vec<&ClientKey> = seen
                     .iter()
@@ -439,7 +470,7 @@ mod tests {
 
     #[test]
     fn hours_are_kept_for_a_week_and_count_from_a_moment() {
-        let mut r = RefusedRecord::new("10.0.0.7", at("2026-12-01T00:00:00Z"));
+        let mut r = RefusedRecord::new("10.0.0.7", None, at("2026-12-01T00:00:00Z"));
         let start = at("2026-12-01T00:10:00Z");
         for h in 0..(HOURS_KEPT as i64 + 10) {
             let mut attempt = handshake("10.0.0.7", "2026-12-01T00:00:00Z");
@@ -470,7 +501,7 @@ mod tests {
         let json = serde_json::to_string(&r).unwrap();
         let back: RefusedRecord = serde_json::from_str(&json).unwrap();
         assert_eq!(back, r, "the ledger file keeps the hours");
-        let mut older = RefusedRecord::new("10.0.0.7", start);
+        let mut older = RefusedRecord::new("10.0.0.7", None, start);
         older.merge(&r);
         assert_eq!(
             older.attempts_since(RefusalKind::Handshake, last),
@@ -553,6 +584,36 @@ mod tests {
         assert_eq!(others.record.attempts, 7);
         let mut again = Ledger::new(KeyFields::default());
         again.caps.refused_addresses = 3;
+        for e in ledger.compacted() {
+            again.apply(&e);
+        }
+        assert_eq!(again.refused(), views);
+    }
+
+    /// The same address refused by the server and by a pooler is two records, and both survive compaction (the
+    /// ledger file) with the pooler still named.
+    #[test]
+    fn a_poolers_refusals_are_kept_apart_from_the_servers() {
+        let mut ledger = Ledger::new(KeyFields::default());
+        ledger.observe_refused(&handshake("10.0.0.7", "2026-12-02T10:00:00Z"));
+        let mut pooled = handshake("10.0.0.7", "2026-12-02T10:01:00Z");
+        pooled.refusal = Refusal::Pooler(crate::logsource::PoolerRefusal {
+            pooler: "pool:6432".into(),
+            setting: "client_tls_sslmode".into(),
+            reason: "SSL required".into(),
+            plain: true,
+        });
+        ledger.observe_refused(&pooled);
+        let views = ledger.refused();
+        assert_eq!(views.len(), 2);
+        let pool = views.iter().find(|v| v.record.pooler.is_some()).unwrap();
+        assert_eq!(pool.record.address, "10.0.0.7");
+        assert_eq!((pool.record.plain, pool.record.handshakes), (1, 0));
+        assert_eq!(
+            pool.record.last_reason,
+            "pooler pool:6432's client_tls_sslmode: SSL required"
+        );
+        let mut again = Ledger::new(KeyFields::default());
         for e in ledger.compacted() {
             again.apply(&e);
         }

@@ -29,6 +29,8 @@ pub struct Inputs<'a> {
     /// Each target's standing from the latest history: once one is in force, its refused, downgraded and lingering
     /// clients are alerts too.
     pub after: &'a [crate::analysis::after::Standing],
+    /// Each pooler's client side under each target: clients its own log showed refused are alerts too.
+    pub pooler_after: &'a [crate::analysis::after::PoolerAfter],
     pub now: DateTime<Utc>,
 }
 
@@ -54,6 +56,11 @@ impl Alerts {
                     .filter_map(|mut a| crate::analysis::alerts::configure(&mut a, &self.config).then_some(a)),
             );
         }
+        current.extend(
+            crate::analysis::after::pooler_alerts(inputs.pooler_after)
+                .into_iter()
+                .filter_map(|mut a| crate::analysis::alerts::configure(&mut a, &self.config).then_some(a)),
+        );
         if let Some((total, latest)) = &self.forged_log_lines {
             current.extend(crate::analysis::alerts::forged_log_lines(*total, latest, &self.config));
         }
@@ -92,6 +99,7 @@ mod tests {
         let snap = fixtures::snapshot();
         let inputs = |snapshot| Inputs {
             after: &[],
+            pooler_after: &[],
             snapshot,
             link: LinkHealth::Up,
             probe: None,

@@ -82,6 +82,7 @@ fn content(cx: &Ctx) -> Content {
         lines.push(Line::styled("  waiting for the first poll…", t.dim));
         return Content::Waiting(lines);
     };
+    lines.extend(pooler_lines(cx, &history.pooler_after));
     let standing = [Target::MinTls13, Target::TlsRequired]
         .iter()
         .position(|t| *t == state.whatif.target)
@@ -190,6 +191,53 @@ fn content(cx: &Ctx) -> Content {
     }
     lines.extend(source_lines(cx));
     Content::Report(lines, None)
+}
+
+/// Clients a pooler's own setting refused under the selected target, as its log (`--pgbouncer-log`) shows them:
+/// the server never saw them, so they stand apart from the server's after-change lists.
+fn pooler_lines(cx: &Ctx, poolers: &[crate::analysis::after::PoolerAfter]) -> Vec<Line<'static>> {
+    let t = cx.theme;
+    let mut lines = Vec::new();
+    for p in poolers
+        .iter()
+        .filter(|p| p.target == cx.state.whatif.target && p.in_force)
+    {
+        lines.push(Line::styled(
+            format!(
+                " Refused by {} ({}, from the pooler's log)",
+                terminal(&crate::analysis::pooler::refused_by_pooler(&p.pooler, p.target)),
+                p.refused.len()
+            ),
+            t.title,
+        ));
+        if p.refused.is_empty() {
+            lines.push(Line::styled("  No client refused in the pooler's log so far.", t.ok));
+        }
+        for r in &p.refused {
+            let who = match r.labels.as_slice() {
+                [] if r.address == crate::analysis::ledger::UNKNOWN_ADDRESS => {
+                    "no address in PgBouncer's log".to_string()
+                }
+                [] => "no client seen from this address".to_string(),
+                labels => terminal(&labels.join(", ")).into_owned(),
+            };
+            lines.push(Line::from(vec![
+                Span::styled("  ✖ ", t.critical),
+                Span::styled(terminal(&r.address).into_owned(), t.strong),
+                Span::styled(
+                    format!(
+                        "  {} attempt(s), last {}: {} ({who})",
+                        r.attempts,
+                        cx.clock(r.last_seen),
+                        terminal(r.short_reason())
+                    ),
+                    t.dim,
+                ),
+            ]));
+        }
+        lines.push(Line::raw(""));
+    }
+    lines
 }
 
 fn source_lines(cx: &Ctx) -> Vec<Line<'static>> {
