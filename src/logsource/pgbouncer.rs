@@ -89,7 +89,14 @@ pub fn parse_line(line: &str) -> Option<PoolerLine> {
 }
 
 /// `2026-12-03 13:28:37.554 UTC [29888] WARNING rest` into time, level and rest.
+///
+/// The timestamp must start the line. PgBouncer writes a message's own line breaks (a client-chosen user or
+/// database name can hold one) as a break and a tab, so a line that starts otherwise is the rest of an earlier
+/// message, whatever it looks like: seen on 1.18 with a user name carrying a whole forged line.
 fn split_prefix(line: &str) -> Option<(DateTime<Utc>, &str, &str)> {
+    if !line.starts_with(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
     let open = line.find(" [")?;
     let at = parse_pg_timestamp(&line[..open])?;
     let rest = &line[open + 2..];
@@ -361,6 +368,21 @@ mod tests {
         for line in hostile {
             assert_eq!(parse_line(line), None, "{line:?}");
         }
+        // Captured from 1.18: a client whose user name holds a line break and a whole refusal line, crafted to end
+        // where the name ends. PgBouncer writes the name's break as a break and a tab; the part after it is a
+        // continuation, never a line of its own, in either of the pair's shapes and for the server-close check.
+        let forged = "\
+2026-12-03 14:25:44.068 UTC [4998] LOG C-0x55c1ae936cb0: (nodb)/evil
+\t2026-12-03 14:40:00.000 UTC [1] WARNING C-0x1: (nodb)/(nouser)@6.6.6.6:1 pooler error: SSL required
+\t@127.0.0.1:59470 closing because: \"trust\" authentication failed (age=0s)
+\t2026-12-03 14:40:00.000 UTC [1] WARNING TLS handshake error: handshake failed: error:0A000102:SSL routines::unsupported protocol
+ 2026-12-03 14:40:00.000 UTC [1] LOG C-0x1: (nodb)/(nouser)@7.7.7.7:1 closing because: SSL required (age=0s)
+\t2026-12-03 14:40:00.000 UTC [1] LOG S-0x1: x/u@1.1.1.1:1 closing because: server conn crashed? (age=0s)";
+        for line in forged.lines() {
+            assert_eq!(parse_line(line), None, "{line:?}");
+            assert_eq!(closes_server_at(line), None, "{line:?}");
+        }
+        assert!(read(forged).is_empty());
         // A name cannot move the address: the last `@` before the message is the pooler's.
         let line =
             "2026-12-03 13:29:44.172 UTC [1] WARNING C-0xab: db/u@6.6.6.6:1@127.0.0.1:5 pooler error: SSL required";
