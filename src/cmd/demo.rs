@@ -91,9 +91,11 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
         place: Some(place),
         read_only: false,
         poolers: match &pooled {
-            Some(p) => {
-                crate::collect::pooler::Poolers::resolve(&[p.admin_conninfo(&lab)], &env).map_err(Failure::usage)?
-            }
+            // With its log, so clients the pooler turns away (after raising its client_tls_protocols or
+            // client_tls_sslmode and RELOAD) reach What-if as the server's refusals do.
+            Some(p) => crate::collect::pooler::Poolers::resolve(&[p.admin_conninfo(&lab)], &env)
+                .and_then(|poolers| poolers.with_logs(std::slice::from_ref(&p.pooler.log_file)))
+                .map_err(Failure::usage)?,
             None => crate::collect::pooler::Poolers::default(),
         },
         bundles: Vec::new(),
