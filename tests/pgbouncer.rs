@@ -329,6 +329,43 @@ async fn a_role_outside_admin_users_and_stats_users_is_told_so() {
     assert!(error.contains(APP), "{error}");
 }
 
+/// A port found free can be taken before PgBouncer binds it (the same race as the lab server's): the pooler then
+/// starts on another port, and a listener that merely answers on the taken port is never taken for the pooler.
+#[tokio::test]
+async fn a_taken_port_moves_the_pooler_to_another() {
+    if !binary_present() {
+        return;
+    }
+    let lab = common::lab().await;
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = squatter.local_addr().unwrap().port();
+    let pooler = LabPooler::start(
+        &lab,
+        &PoolerOptions {
+            port: Some(taken),
+            ..options("session")
+        },
+    )
+    .await
+    .expect("pgbouncer starts on another port");
+    assert_ne!(pooler.port, taken);
+    let (client, connection) = tokio_postgres::connect(&pooler.admin_conninfo(MONITOR), tokio_postgres::NoTls)
+        .await
+        .expect("the admin console answers on the new port");
+    tokio::spawn(connection);
+    let rows = client.simple_query("SHOW VERSION").await.unwrap();
+    assert!(
+        rows.iter()
+            .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r)
+            if r.get(0).is_some_and(|v| v.contains("PgBouncer")))),
+        "SHOW VERSION names PgBouncer"
+    );
+    let first_log = lab.root().join(format!("pgbouncer-{taken}")).join("pgbouncer.log");
+    let first = std::fs::read_to_string(&first_log).unwrap();
+    assert!(first.contains("Address already in use"), "{first}");
+    drop(squatter);
+}
+
 /// The dashboard in tmux: each pooled session's CLIENT LEG column shows its client's own TLS (the TLS column
 /// keeps the pooler's), the drill-down shows both legs, and the pooler's settings sit beside the server's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -153,8 +153,15 @@ impl Lab {
 
         let log_file = root.join("server.log");
         let (port, postmaster) = server::start_on_free_port(options.port, server::PORT_ATTEMPTS, |port| {
-            Postmaster::start(&binaries.tool("postgres"), &data_dir, port, &log_file, run_as.as_ref())
-        })?;
+            std::future::ready(Postmaster::start(
+                &binaries.tool("postgres"),
+                &data_dir,
+                port,
+                &log_file,
+                run_as.as_ref(),
+            ))
+        })
+        .await?;
         let mut lab = Lab {
             postmaster: Some(postmaster),
             handle: LabHandle {

@@ -46,6 +46,8 @@ pub struct PoolerOptions {
     pub admin_users: Vec<String>,
     /// Roles that may read the admin console (`stats_users`).
     pub stats_users: Vec<String>,
+    /// The port to try first; a free one when unset, and another free one whenever it turns out to be taken.
+    pub port: Option<u16>,
 }
 
 impl Default for PoolerOptions {
@@ -57,6 +59,7 @@ impl Default for PoolerOptions {
             users: Vec::new(),
             admin_users: Vec::new(),
             stats_users: Vec::new(),
+            port: None,
         }
     }
 }
@@ -72,7 +75,8 @@ pub struct LabPooler {
 }
 
 impl LabPooler {
-    /// Write the configuration into the lab's directory and start the pooler; ready when its port answers.
+    /// Write the configuration into the lab's directory and start the pooler; ready when it says it listens. A port
+    /// that [`server::free_port`] found free can be taken before PgBouncer binds it: then it starts again on another.
     pub async fn start(lab: &Lab, options: &PoolerOptions) -> Result<LabPooler> {
         let binary = find_binary()
             .ok_or_else(|| eyre!("pgbouncer not found (install the pgbouncer package, or set {BINARY_ENV})"))?;
@@ -85,7 +89,21 @@ impl LabPooler {
         {
             lab.ensure_role(user).await?;
         }
-        let port = server::free_port()?;
+        let run_as = run_as.as_ref();
+        let (_, pooler) = server::start_on_free_port(options.port, server::PORT_ATTEMPTS, |port| {
+            Self::start_on(lab, options, &binary, run_as, port)
+        })
+        .await?;
+        Ok(pooler)
+    }
+
+    async fn start_on(
+        lab: &Lab,
+        options: &PoolerOptions,
+        binary: &Path,
+        run_as: Option<&RunAs>,
+        port: u16,
+    ) -> Result<LabPooler> {
         let dir = lab.root().join(format!("pgbouncer-{port}"));
         std::fs::create_dir_all(&dir).wrap_err_with(|| format!("creating {}", dir.display()))?;
         let cert = dir.join("pooler.crt");
@@ -132,11 +150,11 @@ impl LabPooler {
             ini.push_str(&format!("client_tls_protocols = {protocols}\n"));
         }
         std::fs::write(&config_file, ini).wrap_err("writing pgbouncer.ini")?;
-        if let Some(run_as) = &run_as {
+        if let Some(run_as) = run_as {
             server::chown_tree(&dir, run_as)?;
         }
         let log_file = dir.join("pgbouncer.log");
-        let child = spawn(&binary, &config_file, &log_file, run_as.as_ref())?;
+        let child = spawn(binary, &config_file, &log_file, run_as)?;
         let mut pooler = LabPooler {
             child,
             host: lab.host.clone(),
@@ -149,18 +167,26 @@ impl LabPooler {
         Ok(pooler)
     }
 
+    /// Ready once PgBouncer itself says it listens on its port (PgBouncer 1.18: `LOG listening on
+    /// 127.0.0.1:6432`) and the port answers: an answer alone could come from whoever took the port first.
     async fn wait_ready(&mut self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(20);
+        let listening = format!("listening on 127.0.0.1:{}", self.port);
         loop {
             if let Some(status) = self.child.try_wait()? {
-                bail!(
-                    "pgbouncer exited during start-up ({status}): {}",
-                    server::log_tail(&self.log_file)
-                );
+                let log = server::log_tail(&self.log_file);
+                // `WARNING cannot listen on 127.0.0.1:PORT: bind(): Address already in use`, then `FATAL nowhere to
+                // listen on` (PgBouncer 1.18).
+                if log.contains("Address already in use") {
+                    return Err(server::PortTaken { port: self.port, log }.into());
+                }
+                bail!("pgbouncer exited during start-up ({status}): {log}");
             }
-            if tokio::net::TcpStream::connect((self.host.as_str(), self.port))
-                .await
-                .is_ok()
+            let log = std::fs::read_to_string(&self.log_file).unwrap_or_default();
+            if log.lines().any(|l| l.ends_with(&listening))
+                && tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+                    .await
+                    .is_ok()
             {
                 return Ok(());
             }

@@ -224,11 +224,12 @@ impl std::error::Error for PortTaken {}
 pub const PORT_ATTEMPTS: usize = 5;
 
 /// Run `start` on `preferred` (or a free port), and again on another free port each time it fails with
-/// [`PortTaken`], at most `attempts` times. Returns the port it came up on.
-pub fn start_on_free_port<T>(
+/// [`PortTaken`], at most `attempts` times. Returns the port it came up on. PostgreSQL and PgBouncer both start
+/// through it.
+pub async fn start_on_free_port<T, F: std::future::Future<Output = Result<T>>>(
     preferred: Option<u16>,
     attempts: usize,
-    mut start: impl FnMut(u16) -> Result<T>,
+    mut start: impl FnMut(u16) -> F,
 ) -> Result<(u16, T)> {
     let mut port = match preferred {
         Some(port) => port,
@@ -236,7 +237,7 @@ pub fn start_on_free_port<T>(
     };
     let mut taken = Vec::new();
     for _ in 0..attempts {
-        match start(port) {
+        match start(port).await {
             Ok(started) => return Ok((port, started)),
             Err(e) if e.downcast_ref::<PortTaken>().is_some() => {
                 taken.push(port);
@@ -282,13 +283,14 @@ mod tests {
         .into()
     }
 
-    #[test]
-    fn a_taken_port_is_given_up_for_another_a_bounded_number_of_times() {
+    #[tokio::test]
+    async fn a_taken_port_is_given_up_for_another_a_bounded_number_of_times() {
         let mut tried = Vec::new();
         let (port, ()) = start_on_free_port(Some(1), PORT_ATTEMPTS, |p| {
             tried.push(p);
-            if tried.len() < 3 { Err(taken(p)) } else { Ok(()) }
+            std::future::ready(if tried.len() < 3 { Err(taken(p)) } else { Ok(()) })
         })
+        .await
         .unwrap();
         assert_eq!(tried.len(), 3, "{tried:?}");
         assert_eq!(tried[0], 1, "the preferred port first");
@@ -296,22 +298,24 @@ mod tests {
         assert_eq!(port, tried[2]);
 
         let mut calls = 0;
-        let err = start_on_free_port(None, 3, |p| -> Result<()> {
+        let err = start_on_free_port(None, 3, |p| {
             calls += 1;
-            Err(taken(p))
+            std::future::ready(Err::<(), _>(taken(p)))
         })
+        .await
         .unwrap_err();
         assert_eq!(calls, 3);
         assert!(err.to_string().contains("could not listen on any of ports"), "{err}");
     }
 
-    #[test]
-    fn other_start_up_failures_are_not_retried() {
+    #[tokio::test]
+    async fn other_start_up_failures_are_not_retried() {
         let mut calls = 0;
-        let err = start_on_free_port(Some(1), PORT_ATTEMPTS, |_| -> Result<()> {
+        let err = start_on_free_port(Some(1), PORT_ATTEMPTS, |_| {
             calls += 1;
-            bail!("could not load server certificate file")
+            std::future::ready(Err::<(), _>(eyre!("could not load server certificate file")))
         })
+        .await
         .unwrap_err();
         assert_eq!(calls, 1);
         assert_eq!(err.to_string(), "could not load server certificate file");
