@@ -82,6 +82,8 @@ fn polled_first_then_logged_counts_once() {
     assert_eq!(session_entries(&later), 0);
     let r = payroll_record(&ledger);
     assert_eq!((r.sessions, r.count(ConnClass::Tls12), r.connected_now), (1, 1, 1));
+    // Seen by both, in either order, and said so.
+    assert_eq!(r.sources_label(), "poll+log");
     assert_eq!(ledger.total_sessions(), 12);
 }
 

@@ -825,8 +825,12 @@ impl Ledger {
         let polled = self
             .live
             .get(&ev.pid)
-            .is_some_and(|l| l.start.is_none_or(|s| (s - ev.at).abs() <= SAME_SESSION_WITHIN));
-        if polled {
+            .filter(|l| l.start.is_none_or(|s| (s - ev.at).abs() <= SAME_SESSION_WITHIN));
+        if let Some(live) = polled {
+            // Counted already by a poll: only note that the log sees it too, as a poll after a log line does.
+            if let Some(i) = live.record.or_else(|| self.index.get(&live.key).copied()) {
+                self.records[i].sources.insert(Source::Log);
+            }
             return None;
         }
         let class = match (&ev.tls, ev.local_socket, ev.gss_encrypted) {
