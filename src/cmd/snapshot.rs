@@ -38,21 +38,19 @@ pub async fn run(args: SnapshotArgs) -> Result<ExitCode, Failure> {
     let snapshot = collector.poll().await.map_err(Failure::connect)?;
     let pooler_after = (!logs.is_empty()).then(|| refused_at_poolers(&mut logs, &snapshot));
     let mut out = std::io::stdout().lock();
-    let result = match (&pooler_after, args.format) {
-        (Some(p), Format::Json) => write_json(&snapshot, p, &mut out),
-        (Some(p), _) => crate::output::write(
+    let result = match &pooler_after {
+        // JSON gains a key; the table gains a block after it (CSV was refused above).
+        Some(p) if args.format == Format::Json => write_json(&snapshot, p, &mut out),
+        _ => crate::output::write(
             &snapshot,
             args.format,
             crate::output::csv::CsvFields::from_raw_flag(args.raw),
             &mut out,
         )
-        .and_then(|()| safe::write_terminal(&mut out, |out| write_text(p, &logs, out))),
-        (None, _) => crate::output::write(
-            &snapshot,
-            args.format,
-            crate::output::csv::CsvFields::from_raw_flag(args.raw),
-            &mut out,
-        ),
+        .and_then(|()| match &pooler_after {
+            Some(p) => safe::write_terminal(&mut out, |out| write_text(p, &logs, out)),
+            None => Ok(()),
+        }),
     }
     .and_then(|()| out.flush());
     super::written(result).map_err(|e| Failure::usage(format!("writing output: {e}")))?;
