@@ -182,7 +182,7 @@ async fn file_format(client: &Client, path: &Path) -> LogFormat {
         Some("json") => LogFormat::Json,
         _ => {
             let prefix = client
-                .query_one("SELECT current_setting('log_line_prefix')", &[])
+                .query_one("SELECT pg_catalog.current_setting('log_line_prefix')", &[])
                 .await
                 .ok()
                 .and_then(|row| row.try_get::<_, String>(0).ok())

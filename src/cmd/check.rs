@@ -94,7 +94,7 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
     // As libpq prints its warnings (a deprecated variable, a client certificate file that is not there): once, on
     // stderr, which a monitoring system keeps apart from the one status line.
     for warning in collector.warnings() {
-        super::warn(warning);
+        super::warn(&warning);
     }
     let fields = KeyFields::from_names(&config.ledger.key).map_err(unknown)?;
     let mut ledger = Ledger::new(fields);

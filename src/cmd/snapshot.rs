@@ -33,7 +33,7 @@ pub async fn run(args: SnapshotArgs) -> Result<ExitCode, Failure> {
         .map_err(Failure::connect)?
         .with_poolers(poolers);
     for warning in collector.warnings() {
-        super::warn(warning);
+        super::warn(&warning);
     }
     let snapshot = collector.poll().await.map_err(Failure::connect)?;
     let pooler_after = (!logs.is_empty()).then(|| refused_at_poolers(&mut logs, &snapshot));

@@ -57,13 +57,13 @@ pub enum SignalOutcome {
 /// Run the signal, bounded by `limit`. The collector's own backend is excluded in the statement too, not only by
 /// the dashboard: pgtls never signals itself.
 pub async fn signal(client: &Client, request: SignalRequest, limit: Duration) -> SignalOutcome {
-    let sql = format!(
-        "SELECT pg_catalog.{}(pid) FROM pg_catalog.pg_stat_activity \
-          WHERE pid = $1 AND backend_start = $2 AND pid <> pg_catalog.pg_backend_pid()",
-        request.kind.function()
-    );
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&request.pid, &request.backend_start];
-    match tokio::time::timeout(limit, client.query_opt(&sql, &params)).await {
+    match tokio::time::timeout(
+        limit,
+        client.query_opt(&super::sql::signal(request.kind.function()), &params),
+    )
+    .await
+    {
         Err(_) => SignalOutcome::Failed(format!("no answer within {} s", limit.as_secs())),
         Ok(Ok(None)) => SignalOutcome::Gone,
         Ok(Ok(Some(row))) => match row.try_get::<_, Option<bool>>(0) {

@@ -31,7 +31,7 @@ pub async fn read(client: &Client, limit: Duration) -> (Option<String>, Result<V
     let read = tokio::time::timeout(
         limit,
         client.query_one(
-            "SELECT pg_catalog.pg_read_binary_file($1::text, 0, $2::bigint)",
+            "SELECT pg_catalog.pg_read_binary_file($1::pg_catalog.text, 0, $2::bigint)",
             &[&path, &MAX_CERT_FILE],
         ),
     )

@@ -28,6 +28,8 @@ pub struct Preflight {
     pub server: ServerInfo,
     pub privileges: Privileges,
     pub sslinfo_schema: Option<String>,
+    /// Why sslinfo is installed but not used, for the user to see once.
+    pub sslinfo_note: Option<String>,
     pub monitor_user: String,
     pub monitor_database: String,
     pub monitor_pid: i32,
@@ -44,7 +46,33 @@ pub struct Connected {
 }
 
 impl Connected {
-    pub async fn open(params: &ConnParams) -> Result<Connected, ConnectError> {
+    /// A connection to a PostgreSQL server, with `search_path` pinned empty before any statement of ours runs (see
+    /// [`sql::PIN_SEARCH_PATH`]). Every server connection pgtls opens comes through here.
+    pub async fn open_server(params: &ConnParams) -> Result<Connected, CollectError> {
+        let connected = Self::open(params).await.map_err(CollectError::Connect)?;
+        let limit = params
+            .connect_timeout
+            .unwrap_or(crate::conn::connect::DEFAULT_CONNECT_TIMEOUT);
+        match tokio::time::timeout(limit, pin_search_path(&connected.client)).await {
+            Ok(Ok(())) => Ok(connected),
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                connected.cancel();
+                Err(CollectError::Stalled {
+                    what: "start-up queries",
+                    after: limit,
+                })
+            }
+        }
+    }
+
+    /// A connection to a PgBouncer admin console, which runs no SQL (only its SHOW commands), so there is no search
+    /// path to pin and the pin's SELECT would be refused.
+    pub async fn open_console(params: &ConnParams) -> Result<Connected, ConnectError> {
+        Self::open(params).await
+    }
+
+    async fn open(params: &ConnParams) -> Result<Connected, ConnectError> {
         let connection = connect(params).await?;
         Ok(Connected {
             client: Arc::new(connection.client),
@@ -68,6 +96,23 @@ impl Connected {
         });
         self.abandoned.store(true, std::sync::atomic::Ordering::SeqCst);
         self.task.abort();
+    }
+}
+
+/// Pin the search path and check that the server took it: a proxy that swallowed the statement must not leave us
+/// resolving names through whatever path the database or role set.
+async fn pin_search_path(client: &tokio_postgres::Client) -> Result<(), CollectError> {
+    let messages = client.simple_query(sql::PIN_SEARCH_PATH).await.map_err(poll_error)?;
+    let pinned = messages.iter().any(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0) == Some(""),
+        _ => false,
+    });
+    if pinned {
+        Ok(())
+    } else {
+        Err(CollectError::Poll(
+            "the server did not confirm the empty search_path pgtls sets on every connection".to_string(),
+        ))
     }
 }
 
@@ -153,7 +198,7 @@ impl Collector {
     /// Connect, then run the preflight and prepare the poll, each step bounded by `poll_timeout`; the
     /// session's statement_timeout and lock_timeout make the server give up too, should the client not.
     pub async fn connect_with(params: &ConnParams, poll_timeout: Duration) -> Result<Collector, CollectError> {
-        let connected = Connected::open(params).await.map_err(CollectError::Connect)?;
+        let connected = Connected::open_server(params).await?;
         let (preflight, statement) =
             match tokio::time::timeout(poll_timeout, Self::start(&connected, poll_timeout)).await {
                 Ok(started) => started?,
@@ -197,14 +242,9 @@ impl Collector {
     }
 
     async fn start(connected: &Connected, poll_timeout: Duration) -> Result<(Preflight, Statement), CollectError> {
-        let ms = poll_timeout.as_millis();
-        // lock_timeout below statement_timeout: a lock wait (VACUUM FULL on a catalog) fails with its own error.
         connected
             .client
-            .simple_query(&format!(
-                "SET statement_timeout = {ms}; SET lock_timeout = {}",
-                (ms / 2).max(1000)
-            ))
+            .simple_query(&sql::timeouts(poll_timeout.as_millis()))
             .await
             .map_err(poll_error)?;
         let row = connected
@@ -213,7 +253,7 @@ impl Collector {
             .await
             .map_err(poll_error)?;
         let version_num: i32 = row.try_get("version_num").map_err(poll_error)?;
-        let preflight = Preflight {
+        let mut preflight = Preflight {
             server: ServerInfo {
                 host: connected.report.host.clone(),
                 port: connected.report.port,
@@ -225,11 +265,28 @@ impl Collector {
                 read_all_stats: row.try_get("read_all_stats").map_err(poll_error)?,
                 read_all_settings: row.try_get("read_all_settings").map_err(poll_error)?,
             },
-            sslinfo_schema: row.try_get("sslinfo_schema").map_err(poll_error)?,
+            sslinfo_schema: None,
+            sslinfo_note: None,
             monitor_user: row.try_get("monitor_user").map_err(poll_error)?,
             monitor_database: row.try_get("monitor_database").map_err(poll_error)?,
             monitor_pid: row.try_get("monitor_pid").map_err(poll_error)?,
         };
+        let schema: Option<String> = row.try_get("sslinfo_schema").map_err(poll_error)?;
+        let owner: Option<String> = row.try_get("sslinfo_schema_owner").map_err(poll_error)?;
+        let trusted: bool = row.try_get("sslinfo_trusted").map_err(poll_error)?;
+        match (schema, trusted) {
+            (Some(schema), true) => preflight.sslinfo_schema = Some(schema),
+            (Some(schema), false) => {
+                preflight.sslinfo_note = Some(format!(
+                    "sslinfo's ssl_is_used() is not called: its schema {} (owner {}) is not owned by a superuser, \
+                     or holds another function of that name, so a database user could have put their own code \
+                     under that name and pgtls would run it with its own rights",
+                    crate::conn::text::escaped(&schema),
+                    crate::conn::text::escaped(owner.as_deref().unwrap_or("unknown")),
+                ))
+            }
+            (None, _) => {}
+        }
         let shape = sql::PollShape {
             version_num: preflight.server.version_num,
             sslinfo_schema: preflight.sslinfo_schema.clone(),
@@ -247,8 +304,12 @@ impl Collector {
         &self.preflight
     }
 
-    pub fn warnings(&self) -> &[String] {
-        &self.connected.report.warnings
+    /// What the user should hear once about this connection: the connection layer's notes (an ignored .pgpass,
+    /// a missing client certificate) and the preflight's (sslinfo left uncalled, and why).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut all = self.connected.report.warnings.clone();
+        all.extend(self.preflight.sslinfo_note.clone());
+        all
     }
 
     pub fn is_closed(&self) -> bool {
@@ -371,11 +432,7 @@ impl Collector {
         let rows = self
             .connected
             .client
-            .query(
-                "SELECT line_number, type, database, user_name, address, auth_method \
-                   FROM pg_catalog.pg_hba_file_rules WHERE error IS NULL ORDER BY line_number",
-                &[],
-            )
+            .query(sql::HBA_RULES, &[])
             .await
             .map_err(|e| match e.as_db_error() {
                 Some(_) => "pg_hba_file_rules is readable by superusers, or after GRANT SELECT ON \

@@ -301,7 +301,7 @@ async fn run(
         let error = match attempt {
             Ok(mut collector) => {
                 backoff = MIN_BACKOFF;
-                let warnings = collector.warnings().to_vec();
+                let warnings = collector.warnings();
                 if links.events.send(PollerEvent::Connected { warnings }).await.is_err() {
                     return;
                 }

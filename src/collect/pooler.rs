@@ -198,7 +198,7 @@ impl PoolerSource {
                     .clone()
                     .unwrap_or_else(|| "waiting to reconnect".to_string()));
             }
-            let connected = Connected::open(&self.params)
+            let connected = Connected::open_console(&self.params)
                 .await
                 .map_err(|e| connect_error(&e, &self.params))?;
             self.connected = Some(connected);

@@ -188,7 +188,7 @@ async fn activity(sessions: Vec<Arc<LabSession>>, lab: LabHandle) {
         if seed.is_multiple_of(3) {
             jobs.spawn(async move {
                 if session
-                    .execute("BEGIN; SELECT count(*) FROM pg_catalog.pg_class")
+                    .execute("BEGIN; SELECT pg_catalog.count(*) FROM pg_catalog.pg_class")
                     .await
                     .is_ok()
                 {
@@ -197,9 +197,11 @@ async fn activity(sessions: Vec<Arc<LabSession>>, lab: LabHandle) {
                 }
             });
         } else {
-            let sql = format!("SELECT pg_catalog.pg_sleep({:.1})", busy_ms as f64 / 1000.0);
+            let seconds = busy_ms as f64 / 1000.0;
             jobs.spawn(async move {
-                let _ = session.execute(&sql).await;
+                let _ = session
+                    .execute(&format!("SELECT pg_catalog.pg_sleep({seconds:.1})"))
+                    .await;
             });
         }
         // Two jobs: one that requires TLS (refused once the minimum is raised) and one on sslmode=prefer, the same

@@ -182,7 +182,7 @@ impl Lab {
         };
         let admin = lab.admin().await?;
         lab.sslinfo = admin
-            .batch_execute("CREATE EXTENSION IF NOT EXISTS sslinfo")
+            .batch_execute("CREATE EXTENSION IF NOT EXISTS sslinfo SCHEMA public")
             .await
             .is_ok();
         Ok(lab)
@@ -296,7 +296,9 @@ impl LabHandle {
             .port(self.port)
             .user(SUPERUSER)
             .dbname("postgres")
-            .application_name("pgtls-lab-admin");
+            .application_name("pgtls-lab-admin")
+            // As every connection of pgtls's: no name resolves through a search path a database user could set.
+            .options("-c search_path=");
         let (client, connection) = config
             .connect(NoTls)
             .await
@@ -323,13 +325,16 @@ impl LabHandle {
         }
         let admin = self.admin().await?;
         let exists = admin
-            .query_opt("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1", &[&name])
+            .query_opt(
+                "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $1",
+                &[&name],
+            )
             .await?
             .is_some();
         if !exists {
             let sql: String = admin
                 .query_one(
-                    "SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', $1::text, $2::text)",
+                    "SELECT pg_catalog.format('CREATE ROLE %I LOGIN PASSWORD %L', $1::pg_catalog.text, $2::pg_catalog.text)",
                     &[&name, &LAB_PASSWORD],
                 )
                 .await?
@@ -353,7 +358,7 @@ impl LabHandle {
         let admin = self.admin().await?;
         let sql: String = admin
             .query_one(
-                "SELECT format('ALTER SYSTEM SET %I = %L', $1::text, $2::text)",
+                "SELECT pg_catalog.format('ALTER SYSTEM SET %I = %L', $1::pg_catalog.text, $2::pg_catalog.text)",
                 &[&name, &value],
             )
             .await?

@@ -134,8 +134,8 @@ impl SqlLogReader {
 async fn start(client: &Client, from_start: bool) -> Result<State, String> {
     let row = client
         .query_one(
-            "SELECT current_user::text, current_setting('logging_collector'), \
-             current_setting('log_destination'), current_setting('log_line_prefix')",
+            "SELECT CURRENT_USER::pg_catalog.text, pg_catalog.current_setting('logging_collector'), \
+             pg_catalog.current_setting('log_destination'), pg_catalog.current_setting('log_line_prefix')",
             &[],
         )
         .await
@@ -317,7 +317,7 @@ async fn read_chunk(client: &Client, state: &State, offset: i64, length: i64) ->
                 let len = (length - cut).max(1);
                 match client
                     .query_one(
-                        "SELECT t, pg_catalog.octet_length(t)::int8 FROM pg_catalog.pg_read_file($1, $2, $3) AS t",
+                        "SELECT t, pg_catalog.octet_length(t)::pg_catalog.int8 FROM pg_catalog.pg_read_file($1, $2, $3) AS t",
                         &[&state.file, &offset, &len],
                     )
                     .await
