@@ -351,12 +351,12 @@ fn the_psql_flags_need_one_server_and_help_is_dash_question_mark() {
     for (args, code, says) in [
         (
             vec!["snapshot", "-h", "db1", "host=a", "host=b"],
-            2,
+            64,
             "-h applies to one server, but 2 connection strings name several",
         ),
         (
             vec!["-p", "5433", "-U", "x", "host=a", "host=b"],
-            2,
+            64,
             "-p -U apply to one server",
         ),
         (
@@ -371,12 +371,12 @@ fn the_psql_flags_need_one_server_and_help_is_dash_question_mark() {
         ),
         (
             vec!["snapshot", "host=a", "host=b"],
-            2,
+            64,
             "pgtls connects to one server at a time",
         ),
         (
             vec!["snapshot", "-d", "shop", "host=a"],
-            2,
+            64,
             "-d and a CONNINFO both say where to connect",
         ),
     ] {
@@ -410,7 +410,7 @@ fn the_psql_flags_need_one_server_and_help_is_dash_question_mark() {
     );
     // -h takes a value now: alone it is a usage error, not help.
     let out = common::pgtls(&["snapshot", "-h"], home.path());
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(64));
 }
 
 /// What libpq warns about on connecting (a client certificate file named but missing, so none is sent) is said once

@@ -17,15 +17,15 @@ pub fn run(args: BundleArgs) -> Result<ExitCode, Failure> {
 }
 
 fn write_azure(output: Option<&std::path::Path>) -> Result<ExitCode, Failure> {
-    let pem = azure_bundle().map_err(Failure::usage)?;
+    let pem = azure_bundle().map_err(Failure::error)?;
     match output {
         Some(path) => {
-            std::fs::write(path, &pem).map_err(|e| Failure::usage(format!("cannot write {}: {e}", path.display())))?
+            std::fs::write(path, &pem).map_err(|e| Failure::error(format!("cannot write {}: {e}", path.display())))?
         }
         None => {
             let mut out = std::io::stdout().lock();
             super::written(out.write_all(pem.as_bytes()).and_then(|()| out.flush()))
-                .map_err(|e| Failure::usage(format!("writing output: {e}")))?;
+                .map_err(|e| Failure::error(format!("writing output: {e}")))?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -126,7 +126,7 @@ pub async fn open(
     };
     crate::tui::app::run(params, collector, interval, target, setup, config, warnings)
         .await
-        .map_err(|e| Failure::usage(format!("{e:#}")))?;
+        .map_err(|e| Failure::error(format!("{e:#}")))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -171,11 +171,11 @@ async fn run_fleet(args: DashboardArgs, interval: Duration) -> Result<ExitCode, 
     let fleet = std::sync::Arc::new(crate::collect::fleet::Fleet::new(options));
     let (_, errors) = fleet.apply(plan);
     if let Some(first) = errors.first() {
-        return Err(Failure::usage(first));
+        return Err(Failure::error(first));
     }
     crate::tui::app::run_fleet(fleet, interval, config)
         .await
-        .map_err(|e| Failure::usage(format!("{e:#}")))?;
+        .map_err(|e| Failure::error(format!("{e:#}")))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -17,7 +17,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
     // Ctrl-C, a closed terminal or `kill` during start-up must still remove the server and its
     // temp dir: with handlers installed the default "terminate at once" no longer applies, and
     // the lab is dropped on the way out.
-    let interrupted = interrupted().map_err(|e| Failure::usage(format!("demo: {e}")))?;
+    let interrupted = interrupted().map_err(|e| Failure::error(format!("demo: {e}")))?;
     tokio::pin!(interrupted);
     let options = LabOptions {
         bindir: args.pg_bindir,
@@ -25,10 +25,10 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
         ..LabOptions::default()
     };
     let lab = tokio::select! {
-        lab = Lab::start(options) => lab.map_err(|e| Failure::usage(format!("demo: {e:#}")))?,
+        lab = Lab::start(options) => lab.map_err(|e| Failure::error(format!("demo: {e:#}")))?,
         () = &mut interrupted => {
             crate::provision::download::cancel();
-            return Err(Failure::usage("demo: interrupted"));
+            return Err(Failure::error("demo: interrupted"));
         }
     };
     let setup = async {
@@ -36,8 +36,8 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
         demo::start(&lab).await
     };
     let clients = tokio::select! {
-        clients = setup => clients.map_err(|e| Failure::usage(format!("demo: {e:#}")))?,
-        () = &mut interrupted => return Err(Failure::usage("demo: interrupted")),
+        clients = setup => clients.map_err(|e| Failure::error(format!("demo: {e:#}")))?,
+        () = &mut interrupted => return Err(Failure::error("demo: interrupted")),
     };
     // A PgBouncer in front of the server when the binary is installed: a pooled client in plain text that the
     // server alone shows as TLS 1.3. The demo goes on without it when it cannot start.
@@ -46,7 +46,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
             eprintln!("pgtls demo: pgbouncer did not start, going on without it: {e:#}");
             None
         }),
-        () = &mut interrupted => return Err(Failure::usage("demo: interrupted")),
+        () = &mut interrupted => return Err(Failure::error("demo: interrupted")),
     };
     let join = demo::JoinInfo::new(&lab);
     // Shown before the dashboard takes the screen, so it is there again when the dashboard ends.
@@ -60,7 +60,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
     let conninfo = demo::monitor_conninfo(&lab);
     // The user's PG* variables and ~/.postgresql must not redirect the demo's own connection.
     let env = Environment::new(HashMap::new(), Some(lab.root().to_path_buf()), MONITOR_ROLE);
-    let params = resolve(Some(&conninfo), &env).map_err(Failure::usage)?;
+    let params = resolve(Some(&conninfo), &env).map_err(Failure::error)?;
     // The demo reads its server's log, so short-lived clients show up in Holdouts and What-if.
     let history = HistoryArgs {
         ledger: None,
@@ -81,7 +81,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
             place = format!("TLSv1.3 minimum from {} · {place}", at.format("%H:%M:%S"));
             let task = demo::raise_after(&lab, after)
                 .await
-                .map_err(|e| Failure::usage(format!("demo: {e:#}")))?;
+                .map_err(|e| Failure::error(format!("demo: {e:#}")))?;
             Some(task)
         }
         None => None,
@@ -95,7 +95,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
             // client_tls_sslmode and RELOAD) reach What-if as the server's refusals do.
             Some(p) => crate::collect::pooler::Poolers::resolve(&[p.admin_conninfo(&lab)], &env)
                 .and_then(|poolers| poolers.with_logs(std::slice::from_ref(&p.pooler.log_file)))
-                .map_err(Failure::usage)?,
+                .map_err(Failure::error)?,
             None => crate::collect::pooler::Poolers::default(),
         },
         bundles: Vec::new(),

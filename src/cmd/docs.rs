@@ -13,7 +13,7 @@ pub fn man() -> Result<ExitCode, Failure> {
     let mut page = Vec::new();
     clap_mangen::Man::new(Cli::command())
         .render(&mut page)
-        .map_err(|e| Failure::usage(format!("cannot render the man page: {e}")))?;
+        .map_err(|e| Failure::error(format!("cannot render the man page: {e}")))?;
     write_out(&page)
 }
 
@@ -30,6 +30,6 @@ pub fn config_example() -> Result<ExitCode, Failure> {
 fn write_out(bytes: &[u8]) -> Result<ExitCode, Failure> {
     let mut stdout = std::io::stdout().lock();
     super::written(stdout.write_all(bytes).and_then(|()| stdout.flush()))
-        .map_err(|e| Failure::usage(format!("cannot write to stdout: {e}")))?;
+        .map_err(|e| Failure::error(format!("cannot write to stdout: {e}")))?;
     Ok(ExitCode::SUCCESS)
 }

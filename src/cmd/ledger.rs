@@ -15,7 +15,7 @@ pub fn run(args: LedgerArgs) -> Result<ExitCode, Failure> {
         .map_err(|e| Failure::usage(format!("ledger {}: {e}", args.path.display())))?;
     let mut ledger = Ledger::new(KeyFields::default());
     // An export reads: the file is opened read-only and stays byte for byte as it was, a torn last line included.
-    let report = Journal::replay_read_only(&args.path, &mut ledger).map_err(Failure::usage)?;
+    let report = Journal::replay_read_only(&args.path, &mut ledger).map_err(Failure::error)?;
     if let Some(message) = report.message(&args.path) {
         super::warn(&message);
     }
@@ -43,6 +43,6 @@ pub fn run(args: LedgerArgs) -> Result<ExitCode, Failure> {
                 .and_then(|()| writeln!(out))
         }
     };
-    super::written(written.and_then(|()| out.flush())).map_err(|e| Failure::usage(format!("writing output: {e}")))?;
+    super::written(written.and_then(|()| out.flush())).map_err(|e| Failure::error(format!("writing output: {e}")))?;
     Ok(ExitCode::SUCCESS)
 }

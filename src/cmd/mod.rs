@@ -79,7 +79,16 @@ impl Failure {
         }
     }
 
+    /// The command line or the configuration is wrong; nothing was tried.
     pub fn usage(message: impl std::fmt::Display) -> Self {
+        Failure {
+            message: message.to_string(),
+            code: exit::USAGE,
+        }
+    }
+
+    /// Something failed while running.
+    pub fn error(message: impl std::fmt::Display) -> Self {
         Failure {
             message: message.to_string(),
             code: exit::ERROR,

@@ -50,15 +50,15 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, Failure> {
         log_to_stderr: true,
     };
     if let Some(dir) = &options.state_dir {
-        std::fs::create_dir_all(dir).map_err(|e| Failure::usage(format!("--state-dir {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| Failure::error(format!("--state-dir {}: {e}", dir.display())))?;
     }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|e| Failure::usage(format!("--listen {listen}: {e}")))?;
+        .map_err(|e| Failure::error(format!("--listen {listen}: {e}")))?;
     let fleet = Arc::new(Fleet::new(options));
     let (notes, errors) = fleet.apply(plan);
     if let Some(first) = errors.first() {
-        return Err(Failure::usage(first));
+        return Err(Failure::error(first));
     }
     for note in notes {
         log(&note);
@@ -93,7 +93,7 @@ async fn supervise(args: &ServeArgs, fleet: &Fleet) -> Result<ExitCode, Failure>
         signal(SignalKind::interrupt()),
     );
     let (Ok(mut hup), Ok(mut term), Ok(mut int)) = signals else {
-        return Err(Failure::usage("cannot listen for signals"));
+        return Err(Failure::error("cannot listen for signals"));
     };
     let mut check = tokio::time::interval(CHECK_EVERY);
     loop {

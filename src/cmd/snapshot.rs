@@ -53,7 +53,7 @@ pub async fn run(args: SnapshotArgs) -> Result<ExitCode, Failure> {
         }),
     }
     .and_then(|()| out.flush());
-    super::written(result).map_err(|e| Failure::usage(format!("writing output: {e}")))?;
+    super::written(result).map_err(|e| Failure::error(format!("writing output: {e}")))?;
     Ok(ExitCode::SUCCESS)
 }
 
