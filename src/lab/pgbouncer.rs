@@ -3,7 +3,6 @@
 //! from the lab CA, TLS required on its server leg and `client_tls_sslmode` as asked on its client leg.
 
 use std::fs::File;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -266,11 +265,7 @@ fn spawn(binary: &Path, config: &Path, log: &Path, run_as: Option<&RunAs>) -> Re
         .stdin(Stdio::null())
         .stdout(log_file.try_clone()?)
         .stderr(log_file);
-    // SAFETY: only an async-signal-safe prctl runs between fork and exec, after the uid switch (which clears the
-    // parent-death signal): a crashed test takes its pooler with it.
-    unsafe {
-        cmd.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from));
-    }
+    server::die_with_parent(&mut cmd, Signal::SIGTERM);
     cmd.spawn()
         .wrap_err_with(|| format!("cannot start {}", binary.display()))
 }

@@ -114,12 +114,8 @@ impl Postmaster {
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file);
-        // SAFETY: only an async-signal-safe prctl runs between fork and exec. It runs after the
-        // uid switch (which clears the parent-death signal), so a crashed or killed test process
-        // takes its server down with it (SIGQUIT = immediate shutdown) instead of leaking it.
-        unsafe {
-            cmd.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGQUIT).map_err(std::io::Error::from));
-        }
+        // SIGQUIT = immediate shutdown.
+        die_with_parent(&mut cmd, Signal::SIGQUIT);
         let child = cmd
             .spawn()
             .wrap_err_with(|| format!("cannot start {}", postgres.display()))?;
@@ -270,6 +266,24 @@ fn log_since(log: &Path, from: u64) -> String {
 pub fn socket_path(socket_dir: &Path, port: u16) -> PathBuf {
     socket_dir.join(format!(".s.PGSQL.{port}"))
 }
+
+/// A crashed or killed test process takes the servers it started down with it instead of leaking them: Linux's
+/// parent-death signal, set between fork and exec. It must be set after the uid switch (which clears it), so it
+/// goes last in pre_exec order. Elsewhere nothing sets it; the lab's Drop still stops its servers on a normal end.
+#[cfg(target_os = "linux")]
+#[allow(
+    unsafe_code,
+    reason = "pre_exec is unsafe; the closure runs only an async-signal-safe prctl"
+)]
+pub(crate) fn die_with_parent(cmd: &mut Command, signal: Signal) {
+    // SAFETY: only an async-signal-safe prctl runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || nix::sys::prctl::set_pdeathsig(signal).map_err(std::io::Error::from));
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn die_with_parent(_cmd: &mut Command, _signal: Signal) {}
 
 #[cfg(test)]
 mod tests {

@@ -142,6 +142,10 @@ fn no_store() -> ChainFailure {
     }
 }
 
+#[allow(
+    unsafe_code,
+    reason = "FFI to two libcrypto functions the openssl crate does not wrap"
+)]
 unsafe extern "C" {
     // In libcrypto since 1.1.0; the openssl crate does not wrap them.
     fn X509_STORE_CTX_set_default(ctx: *mut openssl_sys::X509_STORE_CTX, name: *const c_char) -> c_int;
@@ -149,6 +153,7 @@ unsafe extern "C" {
 }
 
 /// What `ssl_verify_cert_chain` does for a client before X509_verify_cert.
+#[allow(unsafe_code, reason = "calls the FFI above on the context OpenSSL hands us")]
 fn as_a_tls_client(ctx: &mut X509StoreContextRef, security_level: u32) {
     let level = c_int::try_from(security_level).unwrap_or(c_int::MAX);
     // SAFETY: `ctx` is an initialised X509_STORE_CTX (we are inside `init`'s closure); the param pointer it

@@ -451,6 +451,10 @@ fn cert_flags_index() -> Option<Index<Ssl, Arc<CertFlags>>> {
     *INDEX.get_or_init(|| Ssl::new_ex_index().ok())
 }
 
+#[allow(
+    unsafe_code,
+    reason = "FFI to SSL_set_cert_cb, which the openssl crate does not wrap"
+)]
 unsafe extern "C" {
     // In libssl since 1.0.2; the openssl crate does not wrap it.
     fn SSL_set_cert_cb(
@@ -461,6 +465,7 @@ unsafe extern "C" {
 }
 
 /// Called by OpenSSL when the server sends CertificateRequest, before the client picks its certificate.
+#[allow(unsafe_code, reason = "a callback OpenSSL calls with raw pointers")]
 unsafe extern "C" fn on_certificate_request(ssl: *mut openssl_sys::SSL, arg: *mut c_void) -> c_int {
     // SAFETY: `arg` points into the Arc<CertFlags> that this SSL's ex_data owns (see
     // watch_certificate_request), so it lives as long as the SSL that calls us.
@@ -473,6 +478,7 @@ unsafe extern "C" fn on_certificate_request(ssl: *mut openssl_sys::SSL, arg: *mu
 }
 
 /// libpq's cert_cb, for sslcertmode=require: did the server ask for a certificate, and was one sent?
+#[allow(unsafe_code, reason = "registers the callback above through FFI")]
 fn watch_certificate_request(
     config: &mut openssl::ssl::ConnectConfiguration,
     flags: Arc<CertFlags>,
