@@ -2,7 +2,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use sha2::{Digest, Sha512};
+use openssl::sha::Sha512;
 
 /// The 64-byte SHA-512 digest an integrity string names.
 pub fn parse(integrity: &str) -> Result<[u8; 64], String> {
@@ -15,9 +15,15 @@ pub fn parse(integrity: &str) -> Result<[u8; 64], String> {
     <[u8; 64]>::try_from(bytes.as_slice()).map_err(|_| format!("integrity {integrity:?} is not 64 bytes"))
 }
 
-/// Hashes what is written through it, so a download is checked without reading the file again.
-#[derive(Default)]
+/// Hashes what is written through it, so a download is checked without reading the file again. OpenSSL's SHA-512,
+/// the library pgtls links for TLS anyway.
 pub struct Hasher(Sha512);
+
+impl Default for Hasher {
+    fn default() -> Self {
+        Hasher(Sha512::new())
+    }
+}
 
 impl Hasher {
     pub fn update(&mut self, bytes: &[u8]) {
@@ -26,13 +32,13 @@ impl Hasher {
 
     /// The bytes seen as an integrity string, `sha512-<base64>`.
     pub fn integrity(self) -> String {
-        format!("sha512-{}", STANDARD.encode(self.0.finalize().as_slice()))
+        format!("sha512-{}", STANDARD.encode(self.0.finish()))
     }
 
     /// Ok when the bytes seen match `integrity`; otherwise both digests, in the integrity string's form.
     pub fn check(self, integrity: &str) -> Result<(), String> {
         let expected = parse(integrity)?;
-        let actual = self.0.finalize();
+        let actual = self.0.finish();
         if actual.as_slice() == expected.as_slice() {
             Ok(())
         } else {
