@@ -262,7 +262,7 @@ fn the_bell_rings_once_when_the_link_is_lost() {
         let at = fixtures::now() + chrono::Duration::seconds(seconds);
         state.handle(Input::Poller {
             event: PollerEvent::Failed {
-                error: CollectError::Poll("connection to the server was lost".into()),
+                error: CollectError::poll("connection to the server was lost"),
                 at,
                 retry_in: Duration::from_secs(1),
             },

@@ -442,3 +442,23 @@ async fn plain_client(lab: &Lab, role: &str) -> tokio_postgres::Client {
     tokio::spawn(connection);
     client
 }
+
+/// A role without the rights to the log functions is told so in one line, the SQLSTATE deciding, not the words.
+#[tokio::test]
+async fn a_role_without_rights_to_the_log_is_told_which_it_needs() {
+    let lab = collector_lab("stderr").await;
+    lab.ensure_role("log_reader_without_rights").await.expect("role");
+    let session = lab
+        .open(SessionKind::PlainTcp, "log_reader_without_rights", "no-rights")
+        .await
+        .expect("session");
+    let err = SqlLogReader::new(false)
+        .poll(&session.client)
+        .await
+        .expect_err("an ordinary role may not call pg_current_logfile");
+    assert!(
+        err.contains("role \"log_reader_without_rights\" may not read server log files"),
+        "{err}"
+    );
+    assert!(!err.contains('\n'));
+}

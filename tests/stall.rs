@@ -6,8 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use pgtls::collect::{CollectError, Collector};
+use pgtls::collect::{CollectError, Collector, Phase};
 use pgtls::lab::SUPERUSER;
+use tokio_postgres::error::SqlState;
 
 fn signal(pid: i32, sig: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).expect("signal the backend");
@@ -35,14 +36,17 @@ async fn a_stopped_backend_ends_the_poll_at_the_timeout_and_leaves_only_itself_b
         .expect("the poll is bounded");
     let waited = started.elapsed();
     match outcome {
-        Err(CollectError::Stalled { what: "poll", after }) => assert_eq!(after, limit),
+        Err(CollectError::Stalled {
+            phase: Phase::Poll,
+            after,
+        }) => assert_eq!(after, limit),
         other => panic!("expected a stalled poll, got {other:?}"),
     }
     assert!(waited >= limit, "not before the timeout: {waited:?}");
     assert!(collector.is_closed(), "the stalled connection is given up");
     assert!(
         pgtls::collect::CollectError::Stalled {
-            what: "poll",
+            phase: Phase::Poll,
             after: limit
         }
         .to_string()
@@ -102,7 +106,14 @@ async fn a_catalog_lock_ends_the_poll_with_lock_timeout() {
     let waited = started.elapsed();
     locker.batch_execute("ROLLBACK").await.unwrap();
     match outcome {
-        Err(CollectError::Poll(message)) => assert!(message.contains("lock timeout"), "{message}"),
+        // The server's own lock_timeout, told by its SQLSTATE (55P03), not by its words.
+        Err(CollectError::Poll { code, message }) => {
+            assert_eq!(code, Some(SqlState::LOCK_NOT_AVAILABLE), "{message}");
+            assert!(
+                message.contains("lock timeout"),
+                "the user sees the server's words: {message}"
+            );
+        }
         other => panic!("expected the server's lock timeout, got {other:?}"),
     }
     assert!(waited < limit, "the server gave up first: {waited:?}");
@@ -139,7 +150,7 @@ async fn a_stalled_login_holds_one_backend_not_one_per_retry() {
                     matches!(
                         error,
                         CollectError::Stalled {
-                            what: "connection attempt",
+                            phase: Phase::ConnectionAttempt,
                             ..
                         }
                     ),

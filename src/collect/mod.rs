@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::Statement;
+use tokio_postgres::error::SqlState;
 
 use tokio::task::JoinHandle;
 
@@ -59,7 +60,7 @@ impl Connected {
             Err(_) => {
                 connected.cancel();
                 Err(CollectError::Stalled {
-                    what: "start-up queries",
+                    phase: Phase::StartUp,
                     after: limit,
                 })
             }
@@ -110,8 +111,8 @@ async fn pin_search_path(client: &tokio_postgres::Client) -> Result<(), CollectE
     if pinned {
         Ok(())
     } else {
-        Err(CollectError::Poll(
-            "the server did not confirm the empty search_path pgtls sets on every connection".to_string(),
+        Err(CollectError::poll(
+            "the server did not confirm the empty search_path pgtls sets on every connection",
         ))
     }
 }
@@ -146,34 +147,69 @@ pub fn poll_timeout(interval: Duration, chosen: Option<Duration>) -> Duration {
     chosen.unwrap_or_else(|| (interval * 2).clamp(MIN_POLL_TIMEOUT, MAX_POLL_TIMEOUT))
 }
 
+/// Which step of talking to the server stopped answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Connecting: TCP, TLS, authentication (the connect timeout bounds it; the poller keeps one attempt at a time).
+    ConnectionAttempt,
+    /// The queries after connecting: the search-path pin, the session's timeouts, the preflight, preparing the poll.
+    StartUp,
+    /// One poll.
+    Poll,
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Phase::ConnectionAttempt => "connection attempt",
+            Phase::StartUp => "start-up queries",
+            Phase::Poll => "poll",
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CollectError {
     Connect(ConnectError),
-    /// The connection broke or a query failed mid-poll.
-    Poll(String),
+    /// A query failed or the connection broke mid-poll. `code` is the server's SQLSTATE when it sent an error (the
+    /// thing to decide on); `message` is its text, or what the client saw, for people.
+    Poll {
+        code: Option<SqlState>,
+        message: String,
+    },
     /// The server did not answer in time: the query was cancelled and the connection dropped.
     Stalled {
-        what: &'static str,
+        phase: Phase,
         after: Duration,
     },
+}
+
+impl CollectError {
+    /// A failure with no server error behind it (the connection went away, a task ended).
+    pub fn poll(message: impl Into<String>) -> CollectError {
+        CollectError::Poll {
+            code: None,
+            message: message.into(),
+        }
+    }
 }
 
 impl std::fmt::Display for CollectError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CollectError::Connect(e) => write!(f, "{e}"),
-            CollectError::Poll(e) => write!(f, "poll failed: {e}"),
+            CollectError::Poll { message, .. } => write!(f, "poll failed: {message}"),
             CollectError::Stalled {
-                what: "connection attempt",
+                phase: Phase::ConnectionAttempt,
                 after,
             } => write!(
                 f,
                 "the server has not finished the connection start-up after {} s; still waiting (one attempt at a time)",
                 after.as_secs()
             ),
-            CollectError::Stalled { what, after } => write!(
+            CollectError::Stalled { phase, after } => write!(
                 f,
-                "the server did not answer the {what} within {} s; cancelled, reconnecting",
+                "the server did not answer the {phase} within {} s; cancelled, reconnecting",
                 after.as_secs()
             ),
         }
@@ -184,9 +220,12 @@ impl std::error::Error for CollectError {}
 
 fn poll_error(e: tokio_postgres::Error) -> CollectError {
     match e.as_db_error() {
-        Some(db) => CollectError::Poll(db.message().to_string()),
-        None if e.is_closed() => CollectError::Poll("connection to the server was lost".to_string()),
-        None => CollectError::Poll(e.to_string()),
+        Some(db) => CollectError::Poll {
+            code: Some(db.code().clone()),
+            message: db.message().to_string(),
+        },
+        None if e.is_closed() => CollectError::poll("connection to the server was lost"),
+        None => CollectError::poll(e.to_string()),
     }
 }
 
@@ -205,7 +244,7 @@ impl Collector {
                 Err(_) => {
                     connected.cancel();
                     return Err(CollectError::Stalled {
-                        what: "start-up queries",
+                        phase: Phase::StartUp,
                         after: poll_timeout,
                     });
                 }
@@ -344,7 +383,7 @@ impl Collector {
             Err(_) => {
                 self.connected.cancel();
                 Err(CollectError::Stalled {
-                    what: "poll",
+                    phase: Phase::Poll,
                     after: limit,
                 })
             }
@@ -373,7 +412,7 @@ impl Collector {
                 sessions.push(rows::session_from_row(row));
             }
         }
-        let meta = meta.ok_or_else(|| CollectError::Poll("the poll returned no meta row".to_string()))?;
+        let meta = meta.ok_or_else(|| CollectError::poll("the poll returned no meta row"))?;
         let taken_at: DateTime<Utc> = meta.try_get(sql::col::SERVER_NOW).map_err(poll_error)?;
         let names = rows::text_array(meta, sql::col::SETTING_NAMES).map_err(poll_error)?;
         let values = rows::text_array(meta, sql::col::SETTING_VALUES).map_err(poll_error)?;

@@ -378,10 +378,10 @@ async fn reconnect(
     match tokio::time::timeout(wait, &mut attempt.0).await {
         Ok(joined) => {
             *pending = None;
-            joined.unwrap_or_else(|e| Err(CollectError::Poll(format!("the connection task failed: {e}"))))
+            joined.unwrap_or_else(|e| Err(CollectError::poll(format!("the connection task failed: {e}"))))
         }
         Err(_) => Err(CollectError::Stalled {
-            what: "connection attempt",
+            phase: super::Phase::ConnectionAttempt,
             after: wait,
         }),
     }
@@ -463,8 +463,8 @@ async fn poll_loop(
             };
             let Some(polled) = polled else {
                 collector.abandon();
-                return Some(CollectError::Poll(
-                    "the pending poll was given up on request; reconnecting".to_string(),
+                return Some(CollectError::poll(
+                    "the pending poll was given up on request; reconnecting",
                 ));
             };
             match polled {

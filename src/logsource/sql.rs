@@ -156,17 +156,17 @@ async fn start(client: &Client, from_start: bool) -> Result<State, String> {
         );
     }
     let format = detect_with_collector(&destination, &prefix, &collector);
-    let file = current_logfile(client, &format).await.map_err(|e| {
-        if e.contains("permission denied") {
-            format!(
+    // Told apart by SQLSTATE, not by the server's words (which follow lc_messages).
+    let file = match ask_current_logfile(client, &format).await {
+        Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
+            return Err(format!(
                 "log source unavailable: role \"{role}\" may not read server log files (needs superuser, or \
-                 EXECUTE on pg_current_logfile and pg_read_binary_file or pg_read_file): {}",
-                e.trim_start_matches("log source unavailable: ")
-            )
-        } else {
-            e
+                 EXECUTE on pg_current_logfile and pg_read_binary_file or pg_read_file): asking pg_current_logfile: {}",
+                db_message(&e)
+            ));
         }
-    })?;
+        answer => logfile_named(answer, &format)?,
+    };
     let reader = pick_reader(client, &file, &role).await?;
     let mut state = State {
         pipeline: Pipeline::new(&format),
@@ -182,14 +182,20 @@ async fn start(client: &Client, from_start: bool) -> Result<State, String> {
 }
 
 async fn current_logfile(client: &Client, format: &LogFormat) -> Result<String, String> {
+    logfile_named(ask_current_logfile(client, format).await, format)
+}
+
+async fn ask_current_logfile(client: &Client, format: &LogFormat) -> Result<Option<String>, tokio_postgres::Error> {
     let key = format.current_logfiles_key();
-    let row = client
+    client
         .query_one("SELECT pg_catalog.pg_current_logfile($1)", &[&key])
-        .await
-        .map_err(|e| unavailable("asking pg_current_logfile", &e))?;
-    let file: Option<String> = row
+        .await?
         .try_get(0)
-        .map_err(|e| unavailable("asking pg_current_logfile", &e))?;
+}
+
+fn logfile_named(answer: Result<Option<String>, tokio_postgres::Error>, format: &LogFormat) -> Result<String, String> {
+    let key = format.current_logfiles_key();
+    let file = answer.map_err(|e| unavailable("asking pg_current_logfile", &e))?;
     file.ok_or_else(|| {
         format!("log source unavailable: pg_current_logfile('{key}') names no file (is {key} in log_destination?)")
     })

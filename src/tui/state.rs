@@ -967,7 +967,7 @@ mod tests {
         for (i, secs) in [0, 3].iter().enumerate() {
             st.handle(Input::Poller {
                 event: PollerEvent::Failed {
-                    error: crate::collect::CollectError::Poll("connection to the server was lost".into()),
+                    error: crate::collect::CollectError::poll("connection to the server was lost"),
                     at: t0 + chrono::Duration::seconds(*secs),
                     retry_in: Duration::from_secs(1 << i),
                 },
