@@ -1,6 +1,6 @@
 //! The SQL pgtls runs, gated by `server_version_num` so one code path serves PostgreSQL 13 to 18.
 //!
-//! Every statement is written so that nothing in it resolves through `search_path` (checked by [`lint`] over this
+//! Every statement is written so that nothing in it resolves through `search_path` (checked by the test-only `lint` module over this
 //! module's statements and over every literal passed to a database call in the source tree), and every connection
 //! to a server runs [`PIN_SEARCH_PATH`] before anything else.
 
@@ -11,7 +11,7 @@ pub mod lint;
 /// CVE-2018-1058: with an empty search_path only pg_catalog (and the session's own temporary schema, which nobody
 /// else can write) is searched, so no function, operator or type a database user planted can be picked up. It beats a
 /// per-database or per-role `search_path` (a session SET outranks both). Statements stay schema-qualified anyway
-/// (see [`lint`]): a pooler in transaction mode could hand us a session where this SET did not happen.
+/// (see the test-only `lint` module): a pooler in transaction mode could hand us a session where this SET did not happen.
 pub const PIN_SEARCH_PATH: &str = "SELECT pg_catalog.set_config('search_path', '', false)";
 
 /// The session's own statement_timeout and lock_timeout (lock_timeout below statement_timeout: a lock wait such as a
