@@ -492,7 +492,7 @@ pub struct LedgerArgs {
     pub help: HelpFlag,
 }
 
-/// The README's usage section, generated from the clap definition so every subcommand and flag is there (the
+/// The usage of docs/usage.md, generated from the clap definition so every subcommand and flag is there (the
 /// `readme` test compares, `UPDATE_README=1` rewrites): a synopsis per command, then one table of flags each.
 pub fn usage_markdown() -> String {
     use clap::CommandFactory;
