@@ -2,6 +2,8 @@
 //! docs/usage.md, the keyword table in docs/connecting.md) are made from the definitions the program uses, and
 //! `UPDATE_README=1 cargo test --test readme` rewrites them. The README stays one page; every relative link resolves.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail by panicking")]
+
 use std::path::{Path, PathBuf};
 
 /// The tests rewrite files under UPDATE_README; one at a time, or one loses another's table.
