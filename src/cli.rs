@@ -57,9 +57,10 @@ pub enum Command {
     /// Reloads the targets on SIGHUP, stops on SIGTERM.
     #[command(disable_help_flag = true)]
     Serve(ServeArgs),
-    /// Print the man page (roff), generated from this command line's definition.
+    /// Print the man page (roff), generated from this command line's definition: pgtls(1), or with COMMAND the page
+    /// pgtls(1) names as pgtls-COMMAND(1).
     #[command(disable_help_flag = true)]
-    Man(HelpOnly),
+    Man(ManArgs),
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     #[command(disable_help_flag = true)]
     Completions(CompletionsArgs),
@@ -69,7 +70,10 @@ pub enum Command {
 }
 
 #[derive(Debug, Args, Clone)]
-pub struct HelpOnly {
+pub struct ManArgs {
+    /// Print this subcommand's page (pgtls-COMMAND(1)) instead of pgtls(1).
+    #[arg(value_name = "COMMAND", value_parser = clap::builder::PossibleValuesParser::new(crate::cmd::docs::MAN_PAGES))]
+    pub command: Option<String>,
     #[command(flatten)]
     pub help: HelpFlag,
 }
@@ -492,7 +496,7 @@ pub struct LedgerArgs {
     pub help: HelpFlag,
 }
 
-/// The README's usage section, generated from the clap definition so every subcommand and flag is there (the
+/// The usage of docs/usage.md, generated from the clap definition so every subcommand and flag is there (the
 /// `readme` test compares, `UPDATE_README=1` rewrites): a synopsis per command, then one table of flags each.
 pub fn usage_markdown() -> String {
     use clap::CommandFactory;

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 // The `[alerts]` table's types belong to the alert rules that read them; the configuration only gathers the tables.
 pub use crate::analysis::alerts::config::{AlertsConfig, Mute, RuleConfig, RuleSeverity};
 
-/// An example with every default, printed by `pgtls config --example` and shown in the README.
+/// An example with every default, printed by `pgtls config --example` and shown in docs/configuration.md.
 pub const EXAMPLE: &str = r#"# pgtls configuration (all keys optional; these are the defaults)
 
 read_only = false            # true: K and C (terminate, cancel a session) are off, as with --read-only

@@ -2,7 +2,7 @@
 //!
 //! Nothing here knows about databases or terminals, so analysis, rendering and tests can build
 //! these values directly. Everything serializes: `pgtls snapshot --format json` prints a
-//! [`Snapshot`] as is, and the README documents the fields. Changing a field name is a breaking change.
+//! [`Snapshot`] as is, and docs/json.md documents the fields. Changing a field name is a breaking change.
 
 use std::collections::BTreeMap;
 

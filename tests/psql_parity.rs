@@ -28,7 +28,7 @@ struct Case {
     expect_ok: bool,
     /// For a refusal: a piece of psql's stderr, checked, so the table records libpq's wording.
     psql_says: Option<&'static str>,
-    /// pgtls refuses by design what psql accepts (see the README's keyword table), saying this.
+    /// pgtls refuses by design what psql accepts (see the keyword table in docs/connecting.md), saying this.
     pgtls_refuses: Option<&'static str>,
 }
 

@@ -6,6 +6,7 @@ pub mod dashboard;
 pub mod demo;
 pub mod docs;
 pub mod exit;
+pub mod exit_table;
 pub mod ledger;
 pub mod probe;
 pub mod serve;
@@ -24,7 +25,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Some(Command::Bundle(args)) => bundle::run(args),
         Some(Command::Demo(args)) => demo::run(args).await,
         Some(Command::Serve(args)) => serve::run(args).await,
-        Some(Command::Man(_)) => docs::man(),
+        Some(Command::Man(args)) => docs::man(args.command.as_deref()),
         Some(Command::Completions(args)) => docs::completions(args.shell),
         Some(Command::Config(_)) => docs::config_example(),
         None => dashboard::run(cli.dashboard).await,

@@ -14,7 +14,7 @@ use crate::conn::conninfo::quote_value;
 /// member of pg_signal_backend, so `K` and `C` work on the demo's clients (never on its superuser sessions).
 pub const MONITOR_ROLE: &str = "pgtls_monitor";
 
-/// Create the monitor role with what the README's "What the monitor role needs" grants it.
+/// Create the monitor role with what docs/privileges.md ("What the monitor role needs") grants it.
 pub async fn grant_monitor(lab: &LabHandle) -> Result<()> {
     lab.ensure_role(MONITOR_ROLE).await?;
     lab.admin()

@@ -242,7 +242,7 @@ mod tests {
         columns.sort();
         assert_eq!(
             columns, from_json,
-            "a session field was added or renamed: update SESSION_COLUMNS and the README"
+            "a session field was added or renamed: update SESSION_COLUMNS and docs/json.md"
         );
     }
 

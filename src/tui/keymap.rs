@@ -277,8 +277,9 @@ pub fn key_name(key: &Key) -> String {
     }
 }
 
-/// The README's key table, generated from [`BINDINGS`] so the two cannot drift apart.
-pub fn markdown_table() -> String {
+/// The key table as rows of (keys, action, where), from [`BINDINGS`]: the README's table and the man page's KEYS
+/// section are made from it, so neither can drift from what dispatch does.
+pub fn table_rows() -> Vec<(Vec<String>, &'static str, Vec<&'static str>)> {
     let scope_name = |s: &Scope| match s {
         Scope::Global => "everywhere",
         Scope::Table => "sessions",
@@ -292,16 +293,24 @@ pub fn markdown_table() -> String {
         Scope::Confirm => "confirming",
         Scope::Servers => "servers",
     };
+    BINDINGS
+        .iter()
+        .map(|b| {
+            (
+                b.keys.iter().map(key_name).collect(),
+                b.help,
+                b.scopes.iter().map(scope_name).collect(),
+            )
+        })
+        .collect()
+}
+
+/// The README's key table, generated from [`BINDINGS`] so the two cannot drift apart.
+pub fn markdown_table() -> String {
     let mut out = String::from("| keys | action | where |\n|---|---|---|\n");
-    for b in BINDINGS {
-        let keys: Vec<String> = b.keys.iter().map(|k| format!("`{}`", key_name(k))).collect();
-        let scopes: Vec<&str> = b.scopes.iter().map(scope_name).collect();
-        out.push_str(&format!(
-            "| {} | {} | {} |\n",
-            keys.join(" "),
-            b.help,
-            scopes.join(", ")
-        ));
+    for (keys, help, scopes) in table_rows() {
+        let keys: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
+        out.push_str(&format!("| {} | {} | {} |\n", keys.join(" "), help, scopes.join(", ")));
     }
     out
 }

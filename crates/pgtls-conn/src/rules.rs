@@ -1,5 +1,5 @@
 //! What each libpq keyword does in pgtls: typed rules for the connect step, and [`KEYWORDS`], the table
-//! the README shows. No keyword is silently ignored: it is applied as libpq 18 applies it, refused with a
+//! docs/connecting.md shows. No keyword is silently ignored: it is applied as libpq 18 applies it, refused with a
 //! one-line reason, or has no effect exactly where libpq's has none.
 
 use std::path::PathBuf;
@@ -349,7 +349,8 @@ impl Treatment {
     }
 }
 
-/// Every keyword libpq 18 documents, with its treatment and a note. The README table is made from it.
+/// Every keyword libpq 18 documents, with its treatment and a note. The keyword table of docs/connecting.md is
+/// made from it.
 pub const KEYWORDS: &[(&str, Treatment, &str)] = &[
     (
         "host",
@@ -554,7 +555,7 @@ pub const SESSION_VARIABLES: &[(&str, &str)] = &[
     ("PGGEQO", "sent as the geqo setting"),
 ];
 
-/// The README's keyword table, generated from [`KEYWORDS`] and the environment variables libpq reads.
+/// The keyword table of docs/connecting.md, generated from [`KEYWORDS`] and the environment variables libpq reads.
 pub fn markdown_table() -> String {
     let mut out = String::from("| keyword | variable | in pgtls | how |\n|---|---|---|---|\n");
     for (var, how) in SESSION_VARIABLES {
