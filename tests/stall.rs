@@ -99,14 +99,13 @@ async fn a_catalog_lock_ends_the_poll_with_lock_timeout() {
         .batch_execute("BEGIN; LOCK TABLE pg_catalog.pg_database IN ACCESS EXCLUSIVE MODE")
         .await
         .unwrap();
-    let started = Instant::now();
     let outcome = tokio::time::timeout(Duration::from_secs(20), collector.poll())
         .await
         .expect("the poll is bounded");
-    let waited = started.elapsed();
     locker.batch_execute("ROLLBACK").await.unwrap();
+    // The server gave up first: had pgtls's own poll timeout fired, the outcome would be Stalled, not the server's
+    // lock_timeout error, told by its SQLSTATE (55P03) rather than its words.
     match outcome {
-        // The server's own lock_timeout, told by its SQLSTATE (55P03), not by its words.
         Err(CollectError::Poll { code, message }) => {
             assert_eq!(code, Some(SqlState::LOCK_NOT_AVAILABLE), "{message}");
             assert!(
@@ -116,7 +115,6 @@ async fn a_catalog_lock_ends_the_poll_with_lock_timeout() {
         }
         other => panic!("expected the server's lock timeout, got {other:?}"),
     }
-    assert!(waited < limit, "the server gave up first: {waited:?}");
 }
 
 /// The start-up itself stalls (a lock on pg_authid, as VACUUM FULL takes, holds every login): the poller

@@ -30,14 +30,6 @@ fn commands() -> Vec<Option<String>> {
     out
 }
 
-/// The status a command line with an unknown flag gets, for this command.
-fn usage_status(command: Option<&str>) -> u8 {
-    let mut args: Vec<std::ffi::OsString> = vec!["pgtls".into()];
-    args.extend(command.map(Into::into));
-    args.push("--no-such-flag".into());
-    exit::for_usage_error(&args, clap::error::ErrorKind::UnknownArgument)
-}
-
 fn is_plugin(command: Option<&str>) -> bool {
     command.is_some_and(|c| exit::PLUGIN_COMMANDS.contains(&c))
 }
@@ -61,7 +53,6 @@ fn merged(entries: Vec<(u8, &str)>) -> Vec<(u8, String)> {
 
 /// The families of commands, each with its statuses: the plugins first, then the rest.
 pub fn families() -> Vec<ExitFamily> {
-    const USAGE: &str = "a bad flag or value on the command line";
     let mut out = Vec::new();
     for plugin in [true, false] {
         let members: Vec<Option<String>> = commands()
@@ -104,6 +95,14 @@ pub fn family_of(command: Option<&str>) -> Option<ExitFamily> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The status a command line with an unknown flag gets, for this command.
+    fn usage_status(command: Option<&str>) -> u8 {
+        let mut args: Vec<std::ffi::OsString> = vec!["pgtls".into()];
+        args.extend(command.map(Into::into));
+        args.push("--no-such-flag".into());
+        exit::for_usage_error(&args, clap::error::ErrorKind::UnknownArgument)
+    }
 
     #[test]
     fn every_command_is_in_one_family_with_its_codes() {
