@@ -292,4 +292,3 @@ fn fixture_bundles(root: &str, inter: &str) -> Vec<crate::probe::bundles::Bundle
         },
     ]
 }
-

@@ -127,7 +127,6 @@ impl Verification {
     }
 }
 
-
 /// What the monitor's role may see; decided once per connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Privileges {

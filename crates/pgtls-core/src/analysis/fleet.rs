@@ -62,11 +62,7 @@ pub fn row(
             _ => None,
         }),
         sessions: snapshot.map(|s| ClassCounts::of(&s.sessions)).unwrap_or_default(),
-        holdouts: whatif.and_then(|w| {
-            w.iter()
-                .find(|w| w.target == Target::MinTls13)
-                .map(|w| w.refused.len())
-        }),
+        holdouts: whatif.and_then(|w| w.iter().find(|w| w.target == Target::MinTls13).map(|w| w.refused.len())),
         certificate_days_left: probe.and_then(|p| p.days_left),
         chain_root: probe.and_then(|p| p.chain_root).map(str::to_string),
         last_poll: snapshot.map(|s| s.taken_at),
@@ -99,7 +95,10 @@ mod tests {
         assert_eq!(r.certificate_days_left, Some(41));
         assert_eq!(r.chain_root.as_deref(), Some("CN=pgtls lab root"));
         assert_eq!(r.holdouts, Some(whatif[0].refused.len()));
-        assert!(r.holdouts.is_some_and(|n| n > 0), "the fixture's TLS 1.2 clients are holdouts");
+        assert!(
+            r.holdouts.is_some_and(|n| n > 0),
+            "the fixture's TLS 1.2 clients are holdouts"
+        );
         let down = row("b", false, Some("connection refused"), None, None, None);
         assert_eq!(down.error.as_deref(), Some("connection refused"));
         assert_eq!(down.sessions, ClassCounts::default());
