@@ -5,7 +5,7 @@
 //!   ledger's logic (its file is the binary's), pooler verdicts and the per-server rows of a fleet.
 //! * [`logsource`]: the PostgreSQL (stderr, csvlog, jsonlog) and PgBouncer log-line parsers; following a file
 //!   or reading the log through SQL is the binary's.
-//! * [`format`], [`safe`], [`text`]: timestamps and widths, and outside text made safe for each output.
+//! * [`mod@format`], [`safe`], [`text`]: timestamps and widths, and outside text made safe for each output.
 //!
 //! No runtime, no network, no file system, no command line: everything here is a function of its arguments, so
 //! `cargo test -p pgtls-core` needs no server and no lab.
