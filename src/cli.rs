@@ -378,13 +378,33 @@ pub enum CheckFormat {
     Json,
 }
 
+/// `--target`: the names clap shows for [`crate::analysis::whatif::Target`], which (in the pure layer) knows no clap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckTarget {
+    /// ssl_min_protocol_version = TLSv1.3
+    #[value(name = "TLSv1.3", alias = "tls13")]
+    MinTls13,
+    /// TLS for every TCP client: hostssl-only pg_hba.conf, or require_secure_transport = on.
+    #[value(name = "tls-required")]
+    TlsRequired,
+}
+
+impl From<CheckTarget> for crate::analysis::whatif::Target {
+    fn from(target: CheckTarget) -> Self {
+        match target {
+            CheckTarget::MinTls13 => Self::MinTls13,
+            CheckTarget::TlsRequired => Self::TlsRequired,
+        }
+    }
+}
+
 #[derive(Debug, Args, Clone)]
 pub struct CheckArgs {
     #[command(flatten)]
     pub conn: ConnArgs,
     /// The change to assess.
-    #[arg(long, value_enum, default_value_t = crate::analysis::whatif::Target::MinTls13)]
-    pub target: crate::analysis::whatif::Target,
+    #[arg(long, value_enum, default_value_t = CheckTarget::MinTls13)]
+    pub target: CheckTarget,
     /// Keep polling (every second) for this long before answering, e.g. 30s, 5m.
     #[arg(long, value_name = "DURATION")]
     pub watch: Option<String>,

@@ -2,6 +2,9 @@
 //!
 //! Data flows one way: `collect` (poller) -> `model::Snapshot` -> `tui` state -> views.
 //! The binary is a thin shell over this library so that tests, the demo and benches share one code path.
+//!
+//! The pure layer (model, analysis, the log-line parsers, format) is the `pgtls-core` crate, which cannot name
+//! anything here; its modules are re-exported under their old names, so `crate::model::...` paths keep working.
 
 pub mod analysis;
 pub mod cli;
@@ -14,10 +17,10 @@ pub mod files;
 /// Deterministic snapshots for unit, render and screenshot tests and the benches; not in an installed binary.
 #[cfg(any(test, feature = "test-support"))]
 pub mod fixtures;
-pub mod format;
+pub use pgtls_core::format;
 pub mod lab;
 pub mod logsource;
-pub mod model;
+pub use pgtls_core::model;
 pub mod output;
 pub mod pooler_logs;
 pub mod probe;

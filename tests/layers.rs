@@ -1,18 +1,145 @@
-//! Data flows one way (poller -> snapshot -> state -> view), and the modules say so in their imports: the model and
-//! the analysis are pure and know nothing of the screens, the commands, the exporter or the configuration file.
-//! A cycle through the configuration (`analysis::alerts` <-> `config`) and an analysis reaching into `tui` for a
-//! helper both happened once; this test keeps the whole class out, for every file under the pure modules.
+//! The layers are crates: `pgtls-core` (model, analysis, log-line parsers) cannot name the binary's modules (tui,
+//! config, cmd, serve, collect), since it does not depend on the binary; the compiler refuses a backward import.
+//! What the crates cannot say is checked here:
+//!
+//! * the pure layer's dependencies stay pure: its normal dependencies are on an allow-list, and none of its
+//!   dependencies, direct or not, is a runtime, a CLI parser, a server or a TLS library (`cargo metadata`);
+//! * its code outside tests does no I/O of its own (no file system, network, processes or environment);
+//! * inside the crate, the model names nothing of the analysis built on it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail by panicking")]
+
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
-/// Pure modules and the modules above them that they must never name.
-const RULES: &[(&str, &[&str])] = &[
-    (
-        "src/model.rs",
-        &["tui", "config", "cmd", "serve", "collect", "analysis"],
-    ),
-    ("src/analysis", &["tui", "config", "cmd", "serve"]),
+use serde_json::Value;
+
+/// What `pgtls-core` may depend on (normal dependencies; dev-dependencies are the tests' business).
+const CORE_ALLOWED: &[&str] = &["chrono", "serde", "serde_json", "unicode-width"];
+
+/// Crates that must never reach the pure layer, not even through a dependency of a dependency.
+const CORE_FORBIDDEN: &[&str] = &[
+    "tokio",
+    "tokio-postgres",
+    "postgres-openssl",
+    "pgtls-conn",
+    "pgtls",
+    "clap",
+    "nix",
+    "axum",
+    "hyper",
+    "openssl",
+    "ratatui",
+    "crossterm",
+    "tempfile",
+    "ureq",
 ];
+
+fn metadata() -> Value {
+    let out = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--locked"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON")
+}
+
+/// A package's name from its id, through the package list.
+fn names(meta: &Value) -> HashMap<String, String> {
+    meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["id"].as_str().unwrap().to_string(),
+                p["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn core_id(meta: &Value) -> String {
+    meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "pgtls-core")
+        .map(|p| p["id"].as_str().unwrap().to_string())
+        .expect("pgtls-core is a workspace member")
+}
+
+#[test]
+fn the_pure_layer_declares_only_pure_dependencies() {
+    let meta = metadata();
+    let core = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "pgtls-core")
+        .expect("pgtls-core is a workspace member");
+    let normal: BTreeSet<&str> = core["dependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["kind"].is_null())
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    let extra: Vec<&&str> = normal.iter().filter(|n| !CORE_ALLOWED.contains(n)).collect();
+    assert!(
+        extra.is_empty(),
+        "pgtls-core depends on {extra:?}; the pure layer takes only {CORE_ALLOWED:?} (I/O belongs in the binary)"
+    );
+    assert!(normal.contains("serde") && normal.contains("chrono"), "{normal:?}");
+}
+
+/// Everything pgtls-core builds on, through normal dependencies (build scripts and proc macros included, since they
+/// are what a normal dependency needs), with features as the workspace resolves them.
+#[test]
+fn no_runtime_cli_or_tls_library_reaches_the_pure_layer() {
+    let meta = metadata();
+    let names = names(&meta);
+    let nodes: HashMap<&str, &Value> = meta["resolve"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["id"].as_str().unwrap(), n))
+        .collect();
+    let start = core_id(&meta);
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![start.clone()];
+    while let Some(id) = todo.pop() {
+        if !seen.insert(id.clone()) {
+            continue;
+        }
+        for dep in nodes[id.as_str()]["deps"].as_array().unwrap() {
+            let dev_only = dep["dep_kinds"].as_array().unwrap().iter().all(|k| k["kind"] == "dev");
+            if !dev_only {
+                todo.push(dep["pkg"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    let reached: BTreeSet<&str> = seen
+        .iter()
+        .filter(|id| **id != start)
+        .map(|id| names[id].as_str())
+        .collect();
+    let bad: Vec<&&str> = reached.iter().filter(|n| CORE_FORBIDDEN.contains(n)).collect();
+    assert!(
+        bad.is_empty(),
+        "pgtls-core reaches {bad:?} through its dependencies: {reached:?}"
+    );
+    assert!(
+        reached.contains("chrono"),
+        "the walk found the dependencies: {reached:?}"
+    );
+}
 
 fn rust_files(path: &Path, out: &mut Vec<PathBuf>) {
     if path.is_file() {
@@ -20,28 +147,114 @@ fn rust_files(path: &Path, out: &mut Vec<PathBuf>) {
         return;
     }
     for entry in std::fs::read_dir(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())) {
-        let entry = entry.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let p = entry.path();
+        let p = entry.unwrap_or_else(|e| panic!("{}: {e}", path.display())).path();
         if p.is_dir() || p.extension().is_some_and(|x| x == "rs") {
             rust_files(&p, out);
         }
     }
 }
 
-/// `crate::X` paths named in code (comments left out, since a doc link is not a dependency).
+/// The code of a file outside its tests: lines before its first `#[cfg(test)]`, comments left out. Test-only files
+/// (`*_tests.rs`) and the fixtures (a `test-support` feature) have none.
+fn code_outside_tests(file: &Path, source: &str) -> Vec<(usize, String)> {
+    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if name.ends_with("_tests.rs") || name == "fixtures.rs" {
+        return Vec::new();
+    }
+    source
+        .lines()
+        .enumerate()
+        .take_while(|(_, l)| l.trim() != "#[cfg(test)]")
+        .map(|(n, l)| (n + 1, l.split("//").next().unwrap_or("").to_string()))
+        .collect()
+}
+
+/// What I/O of its own would look like. `std::io::Write` stays allowed: writing to a writer the caller owns is the
+/// caller's I/O (`safe::write_terminal`), as is `std::net::IpAddr` (a parsed value, no socket).
+const IO: &[&str] = &[
+    "std::fs",
+    "std::process",
+    "std::env",
+    "std::os",
+    "std::thread",
+    "TcpStream",
+    "TcpListener",
+    "UdpSocket",
+    "File::",
+    "Local::now",
+    "Utc::now",
+    "SystemTime::now",
+    "Instant::now",
+];
+
+/// The one clock read left: a stderr line whose prefix has no time is stamped with the time it is parsed (the
+/// reading is the caller's, but the parser takes no clock yet). New ones are refused.
+const KNOWN: &[(&str, &str)] = &[("logsource/stderr.rs", "Utc::now")];
+
+#[test]
+fn the_pure_layer_does_no_io_outside_its_tests() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/pgtls-core/src");
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    assert!(files.len() > 10, "only {} files read", files.len());
+    let mut found = Vec::new();
+    for file in &files {
+        let source = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        for (line, code) in code_outside_tests(file, &source) {
+            let shown = file.strip_prefix(&root).unwrap_or(file).display().to_string();
+            for io in IO {
+                if code.contains(io) && !KNOWN.contains(&(shown.as_str(), io)) {
+                    found.push(format!("{shown}:{line} uses {io}"));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "the pure layer does I/O (pass the value in instead):\n{}",
+        found.join("\n")
+    );
+}
+
+/// `crate::X` paths named in code, grouped imports (`use crate::{a::b, c}`) included; comments left out, since a
+/// doc link is not a dependency.
 fn named_modules(source: &str) -> Vec<(usize, String)> {
+    let ident = |s: &str| -> String {
+        s.chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
     let mut found = Vec::new();
     for (n, line) in source.lines().enumerate() {
         let code = line.split("//").next().unwrap_or("");
         let mut rest = code;
         while let Some(at) = rest.find("crate::") {
             rest = &rest[at + "crate::".len()..];
-            let name: String = rest
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
-            if !name.is_empty() {
-                found.push((n + 1, name));
+            if let Some(group) = rest.strip_prefix('{') {
+                let mut depth = 0;
+                let mut start = true;
+                for (i, c) in group.char_indices() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' if depth == 0 => break,
+                        '}' => depth -= 1,
+                        ',' if depth == 0 => start = true,
+                        c if c.is_whitespace() => {}
+                        _ if start => {
+                            start = false;
+                            let name = ident(&group[i..]);
+                            if !name.is_empty() {
+                                found.push((n + 1, name));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            } else {
+                let name = ident(rest);
+                if !name.is_empty() {
+                    found.push((n + 1, name));
+                }
             }
         }
     }
@@ -49,37 +262,39 @@ fn named_modules(source: &str) -> Vec<(usize, String)> {
 }
 
 #[test]
-fn pure_modules_do_not_import_the_layers_above_them() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut broken = Vec::new();
-    let mut checked = 0;
-    for (module, forbidden) in RULES {
-        let mut files = Vec::new();
-        rust_files(&root.join(module), &mut files);
-        assert!(!files.is_empty(), "{module} has no Rust files");
-        for file in files {
-            let source = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-            checked += 1;
-            for (line, name) in named_modules(&source) {
-                if forbidden.contains(&name.as_str()) {
-                    let shown = file.strip_prefix(root).unwrap_or(&file).display();
-                    broken.push(format!("{shown}:{line} uses crate::{name}"));
-                }
-            }
-        }
-    }
-    assert!(checked > 10, "only {checked} files read");
+fn the_model_names_nothing_built_on_it() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/pgtls-core/src/model.rs");
+    let source = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let code: String = source
+        .lines()
+        .take_while(|l| l.trim() != "#[cfg(test)]")
+        .collect::<Vec<_>>()
+        .join("\n");
+    let broken: Vec<String> = named_modules(&code)
+        .into_iter()
+        .filter(|(_, name)| ["analysis", "logsource"].contains(&name.as_str()))
+        .map(|(line, name)| format!("model.rs:{line} uses crate::{name}"))
+        .collect();
     assert!(
         broken.is_empty(),
-        "imports against the data flow:\n{}",
+        "the model depends on nothing above it:\n{}",
         broken.join("\n")
     );
 }
 
 #[test]
-fn the_scan_sees_paths_in_code_and_not_in_comments() {
+fn the_scan_sees_paths_in_code_and_groups_and_not_in_comments() {
     let found = named_modules(
-        "use crate::tui::columns;\nlet x = crate::config::Config::default(); // crate::cmd\n/// [`crate::serve`]\n",
+        "use crate::tui::columns;\nlet x = crate::config::Config::default(); // crate::cmd\n/// [`crate::serve`]\n\
+         use crate::{analysis::ledger::{A, B}, logsource};\n",
     );
-    assert_eq!(found, vec![(1, "tui".to_string()), (2, "config".to_string())]);
+    assert_eq!(
+        found,
+        vec![
+            (1, "tui".to_string()),
+            (2, "config".to_string()),
+            (4, "analysis".to_string()),
+            (4, "logsource".to_string()),
+        ]
+    );
 }

@@ -151,7 +151,8 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
     let hba = collector.hba_rules().await;
     let mut alerts = evaluate_with(Some(&snapshot), &LinkHealth::Up, &config.alerts);
     alerts.extend(logs.forgery_alert(&config.alerts));
-    let whatif = whatif::evaluate(&ledger, args.target, &hba, min_evidence);
+    let target = whatif::Target::from(args.target);
+    let whatif = whatif::evaluate(&ledger, target, &hba, min_evidence);
     let inputs = after::Inputs {
         ledger: &ledger,
         snapshot: &snapshot,
@@ -159,11 +160,11 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
         user_since: args.since,
         window_from: Some(snapshot.taken_at - window),
     };
-    let standing = after::evaluate(args.target, &inputs);
+    let standing = after::evaluate(target, &inputs);
     let pooler_after = if pooler_logs.is_empty() {
         Vec::new()
     } else {
-        after::evaluate_poolers(args.target, &inputs)
+        after::evaluate_poolers(target, &inputs)
     };
     alerts.extend(
         after::pooler_alerts(&pooler_after)

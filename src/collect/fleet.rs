@@ -47,8 +47,8 @@ impl Fleet {
                     s.up,
                     s.last_error.as_deref(),
                     s.snapshot.as_deref(),
-                    s.history.as_deref(),
-                    s.probe.as_deref(),
+                    s.history.as_deref().map(|h| h.whatif.as_slice()),
+                    s.probe.as_deref().map(crate::probe::ProbeReport::certificate),
                 )
             })
             .collect()

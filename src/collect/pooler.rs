@@ -16,7 +16,7 @@ use tokio_postgres::{SimpleQueryMessage, SimpleQueryRow};
 
 use super::Connected;
 use crate::conn::params::{ConnParams, Environment, resolve};
-use crate::model::{ConnClass, Pooler, PoolerClient, PoolerServer, PoolerTls};
+use crate::model::{Pooler, PoolerClient, PoolerServer, PoolerTls};
 
 /// The `SHOW CONFIG` keys pgtls keeps: what decides each leg's TLS, and the pool mode.
 pub const SETTINGS: [&str; 9] = [
@@ -285,15 +285,8 @@ fn time(row: &SimpleQueryRow, name: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.and_utc())
 }
 
-/// How a pooler client's own leg travels.
-pub fn client_class(address: Option<&str>, tls: Option<&PoolerTls>) -> ConnClass {
-    match (address, tls) {
-        (_, Some(t)) => ConnClass::from_tls_version(&t.version),
-        (Some("unix"), None) => ConnClass::Local,
-        (Some(_), None) => ConnClass::PlainTcp,
-        (None, None) => ConnClass::Unknown,
-    }
-}
+/// How a pooler client's own leg travels: pure, so defined with the pooler verdicts.
+pub use crate::analysis::pooler::client_class;
 
 /// One pooler's answers as model data. `own` is this end of pgtls's admin console connection.
 pub fn parse(
@@ -367,6 +360,7 @@ pub fn parse(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ConnClass;
 
     #[test]
     fn tls_columns_and_classes() {

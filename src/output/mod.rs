@@ -3,7 +3,8 @@
 pub mod csv;
 pub mod pooler_after;
 pub mod probe;
-pub mod safe;
+/// Outside text made safe for each output: in the pure layer, whose log parsers use it too.
+pub use pgtls_core::safe;
 pub mod table;
 
 use std::io::Write;

@@ -118,6 +118,14 @@ pub struct ProbeReport {
 }
 
 impl ProbeReport {
+    /// The certificate as a fleet row shows it: the leaf's days left and the top of the chain (its issuer).
+    pub fn certificate(&self) -> crate::analysis::fleet::ProbedCertificate<'_> {
+        crate::analysis::fleet::ProbedCertificate {
+            days_left: self.chain.first().map(|c| c.days_left),
+            chain_root: self.chain.last().map(|c| c.issuer.as_str()),
+        }
+    }
+
     pub fn worst(&self) -> Option<Severity> {
         self.findings.iter().map(|f| f.severity).min()
     }

@@ -21,40 +21,18 @@ pub mod rules;
 pub mod service;
 mod session_attrs;
 pub mod socket;
-pub mod text;
+/// Outside text made safe to quote: defined in the pure layer (`pgtls-core`), whose log parsers use it too.
+pub use pgtls_core::text;
 pub mod tls;
 mod tls_setup;
-
-use serde::{Deserialize, Serialize};
 
 pub use connect::{ConnectReport, Connection, ConnectionTask, cancel, connect};
 pub use error::{Cause, ConnInfoError, ConnectError, ServiceError};
 pub use params::{ConnParams, Environment, PsqlOptions, resolve, resolve_psql};
 
-/// What the client verified about the server's certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verification {
-    /// Not TLS at all.
-    NotTls,
-    /// TLS, but the certificate was not checked (sslmode require/prefer/allow without a root file).
-    None,
-    /// The chain was checked against trusted roots, the host name was not (verify-ca).
-    Chain,
-    /// Chain and host name were checked (verify-full).
-    ChainAndHost,
-}
-
-impl Verification {
-    pub fn label(self) -> &'static str {
-        match self {
-            Verification::NotTls => "not TLS",
-            Verification::None => "not verified",
-            Verification::Chain => "chain verified",
-            Verification::ChainAndHost => "chain + host verified",
-        }
-    }
-}
+/// What the client verified about the server's certificate: defined in the pure layer (`pgtls-core`), whose
+/// snapshot model records it.
+pub use pgtls_core::model::Verification;
 
 /// The TLS session as the handshake negotiated it.
 #[derive(Debug, Clone, PartialEq, Eq)]

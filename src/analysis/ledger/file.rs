@@ -253,3 +253,263 @@ fn replay(file: &mut File, path: &Path, ledger: &mut Ledger) -> Result<LoadRepor
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Duration, Utc};
+
+    use super::*;
+    use crate::analysis::ledger::{ClientKey, ClientRecord, KeyFields, Source};
+    use crate::fixtures;
+    use crate::model::{ConnClass, Setting};
+
+    #[cfg(unix)]
+    #[test]
+    fn the_journal_is_private_and_never_follows_a_planted_symlink() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.jsonl");
+        let mut ledger = Ledger::new(KeyFields::default());
+        Journal::open(&path, &mut ledger).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "created {mode:o}");
+
+        // An existing ledger others may read is tightened.
+        let wide = dir.path().join("wide.jsonl");
+        std::fs::write(&wide, "").unwrap();
+        std::fs::set_permissions(&wide, std::fs::Permissions::from_mode(0o644)).unwrap();
+        Journal::open(&wide, &mut ledger).unwrap();
+        assert_eq!(std::fs::metadata(&wide).unwrap().permissions().mode() & 0o777, 0o600);
+
+        // A symlink planted at the path: refused, and its target keeps every byte and its mode.
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let link = dir.path().join("link.jsonl");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let err = Journal::open(&link, &mut ledger).err().unwrap();
+        assert!(err.contains("symbolic link"), "{err}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777, 0o644);
+    }
+
+    #[test]
+    fn a_read_only_replay_leaves_a_torn_file_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.jsonl");
+        let mut ledger = Ledger::new(KeyFields::default());
+        let (mut journal, _) = Journal::open(&path, &mut ledger).unwrap();
+        let entries = ledger.observe_snapshot(&fixtures::snapshot(), false);
+        journal.append(&entries, &ledger).unwrap();
+        drop(journal);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(b"{\"kind\":\"sess");
+        std::fs::write(&path, &bytes).unwrap();
+        let mut replayed = Ledger::new(KeyFields::default());
+        let report = Journal::replay_read_only(&path, &mut replayed).unwrap();
+        assert_eq!(report.skipped.len(), 1);
+        assert_eq!(replayed.records().count(), ledger.records().count());
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "not a byte changed");
+    }
+
+    fn strip(l: &Ledger) -> Vec<ClientRecord> {
+        l.records()
+            .map(|r| ClientRecord {
+                connected_now: 0,
+                ..r.clone()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_journal_replays_to_the_same_ledger_and_survives_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.jsonl");
+        let mut ledger = Ledger::new(KeyFields::default());
+        let (mut journal, report) = Journal::open(&path, &mut ledger).unwrap();
+        assert_eq!((report.entries, report.skipped.len()), (0, 0));
+        let entries = ledger.observe_snapshot(&fixtures::snapshot(), false);
+        journal.append(&entries, &ledger).unwrap();
+        drop(journal);
+
+        let mut reloaded = Ledger::new(KeyFields::default());
+        Journal::open(&path, &mut reloaded).unwrap();
+        assert_eq!(strip(&reloaded), strip(&ledger));
+        assert_eq!(reloaded.observed_from, ledger.observed_from);
+        assert_eq!(reloaded.settings_history().count(), 1);
+
+        // A crash mid-write and a scribbled line: both skipped, the rest kept, and the rewrite drops them.
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        let lines = text.lines().count();
+        text.insert_str(0, "not json at all\n");
+        text.push_str("{\"kind\":\"session\",\"at\":\"2026-11-");
+        std::fs::write(&path, text).unwrap();
+        let mut damaged = Ledger::new(KeyFields::default());
+        let (mut journal, report) = Journal::open(&path, &mut damaged).unwrap();
+        assert_eq!(report.skipped, vec![1, lines + 2]);
+        assert_eq!(strip(&damaged), strip(&ledger));
+        assert!(report.message(&path).unwrap().contains(&format!(
+            "skipped 2 unreadable line(s) (line 1, {}), kept {lines} entries",
+            lines + 2
+        )));
+        let watching = [Entry::Watching {
+            at: fixtures::now(),
+            log_source: true,
+        }];
+        damaged.apply(&watching[0]);
+        journal.append(&watching, &damaged).unwrap();
+        drop(journal);
+        let mut again = Ledger::new(KeyFields::default());
+        let (_, report) = Journal::open(&path, &mut again).unwrap();
+        assert!(report.skipped.is_empty(), "the rewrite left only readable lines");
+        assert!(again.log_source_seen);
+    }
+
+    /// A version-1 file (one line per session, no header) is read as it is and rewritten as version 2 with the
+    /// same clients.
+    #[test]
+    fn a_version_1_file_is_read_and_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.jsonl");
+        let v1 = concat!(
+            r#"{"kind":"watching","at":"2026-11-27T10:00:00Z","log_source":false}"#,
+            "\n",
+            r#"{"kind":"session","at":"2026-11-27T10:00:00Z","key":{"user":"app","database":"shop","application":"billing","address":"10.0.0.7"},"class":"tls12","tls_version":"TLSv1.2","cipher":"AES128-SHA","source":"poll"}"#,
+            "\n",
+            r#"{"kind":"session","at":"2026-11-27T11:00:00Z","key":{"user":"app","database":"shop","application":"billing","address":"10.0.0.7"},"class":"tls13","tls_version":"TLSv1.3","cipher":"TLS_AES_256_GCM_SHA384","source":"log"}"#,
+            "\n",
+            r#"{"kind":"session","at":"2026-11-27T11:30:00Z","key":{"user":"etl","database":"shop","application":"","address":""},"class":"plain_tcp","source":"log"}"#,
+            "\n",
+        );
+        std::fs::write(&path, v1).unwrap();
+        let mut ledger = Ledger::new(KeyFields::default());
+        let (journal, report) = Journal::open(&path, &mut ledger).unwrap();
+        assert_eq!((report.format, report.entries, report.skipped.len()), (1, 4, 0));
+        drop(journal);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with(r#"{"kind":"header","format":2}"#), "{text}");
+        let mut upgraded = Ledger::new(KeyFields::default());
+        let report = Journal::replay_read_only(&path, &mut upgraded).unwrap();
+        assert_eq!(report.format, 2);
+        assert_eq!(strip(&upgraded), strip(&ledger));
+        let billing = upgraded.records().find(|r| r.key.application == "billing").unwrap();
+        assert_eq!((billing.sessions, billing.count(ConnClass::Tls12)), (2, 1));
+        assert_eq!(billing.usage.len(), 2, "{:?}", billing.usage);
+        assert_eq!(billing.recent.len(), 2);
+        assert_eq!(upgraded.observed(), Duration::minutes(90));
+    }
+
+    /// Thousands of sessions of a few clients: the file stays the size of the clients, and no count is lost.
+    #[test]
+    fn compaction_keeps_the_file_the_size_of_the_clients() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.jsonl");
+        let mut ledger = Ledger::new(KeyFields::default());
+        let (mut journal, _) = Journal::open(&path, &mut ledger).unwrap();
+        let start = fixtures::now();
+        let mut largest = 0;
+        for i in 0..20_000i64 {
+            let entry = session(
+                start + Duration::seconds(i),
+                &format!("app{}", i % 3),
+                "10.0.0.1",
+                "TLSv1.2",
+            );
+            ledger.apply(&entry);
+            journal.append(&[entry], &ledger).unwrap();
+            largest = largest.max(std::fs::metadata(&path).unwrap().len());
+        }
+        // One line per session would be about 5 MB.
+        assert!(largest <= (1 << 20) + (16 << 10), "the file reached {largest} bytes");
+        assert_eq!(journal.len(), std::fs::metadata(&path).unwrap().len());
+        drop(journal);
+        let mut reloaded = Ledger::new(KeyFields::default());
+        Journal::open(&path, &mut reloaded).unwrap();
+        assert_eq!(reloaded.total_sessions(), 20_000);
+        assert_eq!(strip(&reloaded), strip(&ledger));
+        assert!(std::fs::metadata(&path).unwrap().len() < 16 << 10, "compacted on open");
+    }
+
+    fn session(at: DateTime<Utc>, app: &str, address: &str, version: &str) -> Entry {
+        Entry::Session {
+            at,
+            key: ClientKey {
+                user: "u".into(),
+                database: "d".into(),
+                application: app.into(),
+                address: address.into(),
+                pooler: None,
+            },
+            class: ConnClass::from_tls_version(version),
+            tls_version: Some(version.into()),
+            cipher: Some(format!("cipher-of-{version}")),
+            source: Source::Log,
+            address: Some(address.into()),
+            replication: false,
+            hba_line: None,
+        }
+    }
+
+    /// The settings history: one state per change, kept through a rewrite, with what clients used around it.
+    #[test]
+    fn settings_changes_are_kept_with_their_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.jsonl");
+        let mut ledger = Ledger::new(KeyFields::default());
+        let (mut journal, _) = Journal::open(&path, &mut ledger).unwrap();
+        let mut snap = fixtures::snapshot();
+        let entries = ledger.observe_snapshot(&snap, false);
+        journal.append(&entries, &ledger).unwrap();
+        snap.taken_at += Duration::seconds(2);
+        assert!(
+            ledger.observe_snapshot(&snap, false).is_empty(),
+            "unchanged settings write nothing"
+        );
+        snap.taken_at += Duration::seconds(2);
+        snap.settings
+            .insert("ssl_min_protocol_version".into(), Setting::Set("TLSv1.3".into()));
+        let entries = ledger.observe_snapshot(&snap, false);
+        assert!(entries.iter().any(|e| matches!(e, Entry::Settings(_))));
+        journal.append(&entries, &ledger).unwrap();
+        journal.compact(&ledger).unwrap();
+        drop(journal);
+        let mut reloaded = Ledger::new(KeyFields::default());
+        Journal::replay_read_only(&path, &mut reloaded).unwrap();
+        let history: Vec<_> = reloaded.settings_history().collect();
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[1].at, snap.taken_at);
+        assert_eq!(
+            history[1].settings.get("ssl_min_protocol_version"),
+            Some(&Setting::Set("TLSv1.3".into()))
+        );
+        // Every usage row says when it was last used, so before/after a change is a comparison of times.
+        assert!(
+            reloaded
+                .records()
+                .all(|r| r.usage.iter().all(|u| u.last_seen < history[1].at))
+        );
+    }
+
+    /// One writer at a time, through `PATH.lock`; a leftover temporary file from a crash mid-rewrite is harmless.
+    #[test]
+    fn a_second_writer_is_refused_in_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.jsonl");
+        let mut ledger = Ledger::new(KeyFields::default());
+        let (journal, _) = Journal::open(&path, &mut ledger).unwrap();
+        let err = Journal::open(&path, &mut Ledger::default()).err().unwrap();
+        assert!(
+            err.contains("in use by another pgtls") && err.contains("ledger.jsonl.lock"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'));
+        // Still locked after a rewrite (the lock is not on the renamed file).
+        let mut journal = journal;
+        journal.compact(&ledger).unwrap();
+        assert!(Journal::open(&path, &mut Ledger::default()).is_err());
+        drop(journal);
+        std::fs::write(dir.path().join("ledger.jsonl.tmp"), "half a rewrite").unwrap();
+        Journal::open(&path, &mut Ledger::default()).unwrap();
+        assert!(!dir.path().join("ledger.jsonl.tmp").exists());
+    }
+}

@@ -115,7 +115,7 @@ fn client_of(who: &str) -> Option<PoolerClient> {
     if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    if crate::output::safe::has_unsafe(names) {
+    if crate::safe::has_unsafe(names) {
         return None;
     }
     let (_, endpoint) = names.rsplit_once('@')?;
@@ -400,6 +400,6 @@ mod tests {
         );
         let r = parse_line(&line).unwrap();
         assert_eq!(r.reason.chars().count(), MAX_REASON);
-        assert!(crate::output::safe::terminal(&r.reason).starts_with("\\x1b]0;x\\x07"));
+        assert!(crate::safe::terminal(&r.reason).starts_with("\\x1b]0;x\\x07"));
     }
 }

@@ -9,9 +9,9 @@
 //! ```
 //!
 //! The "authorized" line carries user, database, application_name and the TLS (or GSS) details; the
-//! "received" line of the same backend pid carries the client address. [`LogFollower`] reads a file on
-//! this machine, [`SqlLogReader`] reads the server's current log file through SQL. Both turn lines into
-//! [`ConnectionEvent`]s.
+//! "received" line of the same backend pid carries the client address. The binary's `LogFollower` reads a
+//! file on this machine, its `SqlLogReader` reads the server's current log file through SQL. Both feed the bytes
+//! to a [`stream::Pipeline`], which turns lines into [`ConnectionEvent`]s; this module is the parsing only.
 //!
 //! # Wordings, per version
 //!
@@ -53,14 +53,12 @@
 //! which is why [`detect_with_collector`] picks stderr then.
 
 mod csvlog;
-mod follow;
 mod jsonlog;
 mod message;
 pub mod pgbouncer;
 pub mod provenance;
-mod sql;
 mod stderr;
-mod stream;
+pub mod stream;
 mod timestamp;
 
 use std::path::PathBuf;
@@ -69,10 +67,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use self::csvlog::parse_csv_record;
-pub use self::follow::LogFollower;
 pub use self::jsonlog::parse_json_line;
 pub use self::message::{Authorized, ConnectionMessage, HbaRefusal, parse_message};
-pub use self::sql::SqlLogReader;
 pub use self::stderr::{StderrPrefix, parse_stderr_line};
 pub use self::timestamp::parse_pg_timestamp;
 

@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::ledger::{ClientKey, Ledger, Side};
 use crate::analysis::pooler;
+/// Defined below both the what-if and the pooler verdicts, which name it.
+pub use crate::analysis::target::Target;
 use crate::model::{ConnClass, HbaRule, Session};
 
 /// One plain sentence for the drill-down view.
@@ -85,36 +87,6 @@ mod tests {
         assert!(min_tls13_sentence(&session(1, ConnClass::Tls13), "mon").starts_with("Unaffected"));
         assert!(min_tls13_sentence(&session(1, ConnClass::Local), "mon").starts_with("Unaffected"));
         assert!(min_tls13_sentence(&session(1, ConnClass::Unknown), "mon").contains("GRANT pg_read_all_stats TO mon"));
-    }
-}
-
-/// What the DBA considers changing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum Target {
-    /// ssl_min_protocol_version = TLSv1.3
-    #[value(name = "TLSv1.3", alias = "tls13")]
-    MinTls13,
-    /// TLS for every TCP client: hostssl-only pg_hba.conf, or require_secure_transport = on.
-    #[value(name = "tls-required")]
-    TlsRequired,
-}
-
-impl Target {
-    pub fn label(self) -> &'static str {
-        match self {
-            Target::MinTls13 => "ssl_min_protocol_version = TLSv1.3",
-            Target::TlsRequired => "TLS required for every TCP client",
-        }
-    }
-
-    /// Sessions of these classes would be refused.
-    pub fn refuses(self, class: ConnClass) -> bool {
-        match self {
-            Target::MinTls13 => class.below_tls13(),
-            // hostssl admits TLS only: GSS-encrypted TCP is refused as well.
-            Target::TlsRequired => matches!(class, ConnClass::PlainTcp | ConnClass::Gss),
-        }
     }
 }
 

@@ -42,7 +42,7 @@ fn setting_of_interest(name: &str) -> bool {
     name.starts_with("ssl") || name == "log_connections"
 }
 
-pub(crate) struct Pipeline {
+pub struct Pipeline {
     decoder: Decoder,
     splitter: Splitter,
     checks: Checks,
@@ -114,7 +114,7 @@ enum Decoder {
 }
 
 impl Pipeline {
-    pub(crate) fn new(format: &LogFormat) -> Pipeline {
+    pub fn new(format: &LogFormat) -> Pipeline {
         let decoder = match format {
             LogFormat::Stderr { prefix } => Decoder::Stderr(StderrPrefix::new(prefix)),
             LogFormat::Csv => Decoder::Csv,
@@ -128,7 +128,7 @@ impl Pipeline {
         }
     }
 
-    pub(crate) fn feed(&mut self, bytes: &[u8], out: &mut Vec<ConnectionEvent>) {
+    pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<ConnectionEvent>) {
         let Pipeline {
             decoder,
             splitter,
@@ -139,7 +139,7 @@ impl Pipeline {
 
     /// Everything available has been read: release a held line. The server writes a message and its CONTEXT
     /// line together, so once a read has reached the end of what is there, no CONTEXT line is still to come.
-    pub(crate) fn settle(&mut self, out: &mut Vec<ConnectionEvent>) {
+    pub fn settle(&mut self, out: &mut Vec<ConnectionEvent>) {
         if let Some(held) = self.checks.held.take() {
             self.checks.emit(held, out);
         }
@@ -153,12 +153,12 @@ impl Pipeline {
     }
 
     /// Refused attempts and setting changes since the last call.
-    pub(crate) fn take_news(&mut self) -> LogNews {
+    pub fn take_news(&mut self) -> LogNews {
         std::mem::take(&mut self.checks.news)
     }
 
     /// The file is finished (rotated away): its unterminated last record, if any, is complete.
-    pub(crate) fn end_of_file(&mut self, out: &mut Vec<ConnectionEvent>) {
+    pub fn end_of_file(&mut self, out: &mut Vec<ConnectionEvent>) {
         let Pipeline {
             decoder,
             splitter,
@@ -169,20 +169,20 @@ impl Pipeline {
     }
 
     /// Reading restarts at the beginning of a file: forget any partial record (pairing state stays).
-    pub(crate) fn restart(&mut self) {
+    pub fn restart(&mut self) {
         self.splitter.clear();
         self.checks.pairer.started = None;
     }
 
     /// Reading starts at an arbitrary offset: skip to where the next record begins.
-    pub(crate) fn resync(&mut self) {
+    pub fn resync(&mut self) {
         self.splitter.clear();
         self.splitter.skipping = true;
         self.checks.pairer.started = None;
     }
 
     /// Lines refused since the last call, and how many more were refused beyond what is kept.
-    pub(crate) fn take_suspects(&mut self) -> (Vec<SuspectLine>, u64) {
+    pub fn take_suspects(&mut self) -> (Vec<SuspectLine>, u64) {
         let dropped = std::mem::take(&mut self.checks.dropped_suspects);
         (std::mem::take(&mut self.checks.suspects), dropped)
     }
@@ -487,7 +487,7 @@ impl Pairer {
             ConnectionMessage::HbaRefused(h) => vec![Some(&h.user), h.database.as_ref(), Some(&h.host)],
             _ => Vec::new(),
         };
-        if names.into_iter().flatten().any(|n| crate::output::safe::has_unsafe(n)) {
+        if names.into_iter().flatten().any(|n| crate::safe::has_unsafe(n)) {
             return Some(Err(suspect(
                 &line,
                 "a name in it holds control characters (line breaks, escape sequences)".into(),

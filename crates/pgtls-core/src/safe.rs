@@ -23,9 +23,9 @@
 use std::borrow::Cow;
 use std::io::{self, Write};
 
-/// Characters that must never reach a terminal (or a spreadsheet cell) as themselves; defined once, in the
-/// connection layer, whose errors quote outside text too.
-pub use crate::conn::text::is_unsafe_char as is_unsafe;
+/// Characters that must never reach a terminal (or a spreadsheet cell) as themselves; defined once, in
+/// [`crate::text`], for the connection layer's errors too.
+pub use crate::text::is_unsafe_char as is_unsafe;
 
 /// Whether `text` holds any character [`is_unsafe`] rejects; used to flag names that carry them.
 pub fn has_unsafe(text: &str) -> bool {
@@ -87,11 +87,11 @@ fn is_number(text: &str) -> bool {
 }
 
 fn escape(text: &str, unsafe_here: impl Fn(char) -> bool) -> Cow<'_, str> {
-    crate::conn::text::escape_with(text, unsafe_here)
+    crate::text::escape_with(text, unsafe_here)
 }
 
-#[cfg(test)]
-pub(crate) fn every_unsafe_char() -> Vec<char> {
+#[cfg(any(test, feature = "test-support"))]
+pub fn every_unsafe_char() -> Vec<char> {
     let all: Vec<char> = (0u32..=0x206F)
         .filter_map(char::from_u32)
         .filter(|c| is_unsafe(*c))
@@ -101,8 +101,8 @@ pub(crate) fn every_unsafe_char() -> Vec<char> {
 }
 
 /// For class tests: the first unsafe character in `bytes` other than the line breaks a renderer writes itself.
-#[cfg(test)]
-pub(crate) fn first_unsafe(bytes: &[u8]) -> Option<char> {
+#[cfg(any(test, feature = "test-support"))]
+pub fn first_unsafe(bytes: &[u8]) -> Option<char> {
     String::from_utf8_lossy(bytes)
         .chars()
         .find(|c| *c != '\n' && is_unsafe(*c))

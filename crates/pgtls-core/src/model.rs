@@ -102,8 +102,30 @@ pub struct MonitorConnection {
     pub sources: Vec<String>,
 }
 
-/// What the client verified about the server's certificate (defined by the connection layer).
-pub use crate::conn::Verification;
+/// What the client verified about the server's certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verification {
+    /// Not TLS at all.
+    NotTls,
+    /// TLS, but the certificate was not checked (sslmode require/prefer/allow without a root file).
+    None,
+    /// The chain was checked against trusted roots, the host name was not (verify-ca).
+    Chain,
+    /// Chain and host name were checked (verify-full).
+    ChainAndHost,
+}
+
+impl Verification {
+    pub fn label(self) -> &'static str {
+        match self {
+            Verification::NotTls => "not TLS",
+            Verification::None => "not verified",
+            Verification::Chain => "chain verified",
+            Verification::ChainAndHost => "chain + host verified",
+        }
+    }
+}
 
 /// What the monitor's role may see; decided once per connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -6,9 +6,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::model::{ClientLeg, Pooler, PoolerClient, PoolerJoin, PoolerLeg, PoolerServer, Session};
+use crate::model::{
+    ClientLeg, ConnClass, Pooler, PoolerClient, PoolerJoin, PoolerLeg, PoolerServer, PoolerTls, Session,
+};
 
-use super::whatif::Target;
+use super::target::Target;
 
 /// Mark every session a pooler serves with [`Session::pooler`]. A session is a pooler's when its address and
 /// port are one of the pooler's server connections; the backend pid must agree too before the client is named,
@@ -59,6 +61,16 @@ pub fn join(sessions: &mut [Session], poolers: &[Pooler]) {
     }
 }
 
+/// How a pooler client's own leg travels.
+pub fn client_class(address: Option<&str>, tls: Option<&PoolerTls>) -> ConnClass {
+    match (address, tls) {
+        (_, Some(t)) => ConnClass::from_tls_version(&t.version),
+        (Some("unix"), None) => ConnClass::Local,
+        (Some(_), None) => ConnClass::PlainTcp,
+        (None, None) => ConnClass::Unknown,
+    }
+}
+
 fn leg_of(c: &PoolerClient) -> ClientLeg {
     ClientLeg {
         address: c.address.clone(),
@@ -103,7 +115,6 @@ pub fn client_downgrade_rule(address: &str, settings: &BTreeMap<String, String>)
 mod tests {
     use super::*;
     use crate::fixtures::session;
-    use crate::model::{ConnClass, PoolerTls};
 
     fn pooler(mode: &str) -> Pooler {
         let client = |ptr: &str, port: i32, tls: Option<&str>, app: &str| PoolerClient {
@@ -113,7 +124,7 @@ mod tests {
             address: Some("10.1.1.1".into()),
             port: Some(port),
             tls: tls.and_then(PoolerTls::parse),
-            class: crate::collect::pooler::client_class(Some("10.1.1.1"), tls.and_then(PoolerTls::parse).as_ref()),
+            class: client_class(Some("10.1.1.1"), tls.and_then(PoolerTls::parse).as_ref()),
             state: Some("active".into()),
             connect_time: None,
             ptr: ptr.to_string(),
