@@ -443,6 +443,39 @@ fn client_controlled_text_cannot_reach_the_terminal_raw() {
     }
 }
 
+/// A look-alike of a real role name (a zero-width space inside) is shown with the escape, in the table and in the
+/// detail pane, as is every invisible format character in a client-controlled certificate name; drawn raw, a
+/// terminal would show `monitor`.
+#[test]
+fn invisible_format_characters_are_drawn_visibly() {
+    let mut snap = fixtures::snapshot();
+    let lookalike = &mut snap.sessions[5];
+    lookalike.user = Some("moni\u{200b}tor".into());
+    lookalike.application_name = Some("app\u{feff}\u{e0041}".into());
+    if let Some(tls) = lookalike.tls.as_mut() {
+        tls.client_dn = Some("/CN=ad\u{ad}min\u{2060}".into());
+    }
+    let pid = lookalike.pid;
+    let (w, h) = (200, 40);
+    let mut state = new_state(w, h);
+    feed(&mut state, snap);
+    while state.selected_session().map(|s| s.pid) != Some(pid) {
+        press(&mut state, KeyCode::Down);
+    }
+    let table = screen(&draw(&mut state, w, h));
+    press(&mut state, KeyCode::Enter);
+    let detail = screen(&draw(&mut state, w, h));
+    for (what, text) in [("table", &table), ("detail", &detail)] {
+        assert!(text.contains("moni\\u{200b}tor"), "{what}:\n{text}");
+        assert!(
+            !text.chars().any(|c| c != '\n' && pgtls::output::safe::is_unsafe(c)),
+            "{what}: an invisible character drawn:\n{text}"
+        );
+    }
+    assert!(table.contains("app\\u{feff}\\u{e0041}"), "{table}");
+    assert!(detail.contains("/CN=ad\\u{ad}min\\u{2060}"), "{detail}");
+}
+
 /// The lab's password goes in through every input the dashboard turns into text: the connection string (a URI,
 /// as users paste them) resolved by the real resolver, the name a dashboard opened from the Servers screen gets
 /// from it, the resolver's warnings, and a real connection failure made with those parameters. No screen or
