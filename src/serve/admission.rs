@@ -1,0 +1,244 @@
+//! Which connections `serve` keeps when there are too many: idle or slow clients must not starve scrapes.
+//!
+//! A connection is [`Phase::Fresh`] until its first complete request head arrives, then in a request or idle
+//! between requests (keep-alive). Two caps: [`Limits::per_address`] connections from one address, and
+//! [`Limits::total`] over all. A new connection that would pass a cap closes, in this order, the oldest fresh
+//! connection (of that address for the address cap), else the longest-idle keep-alive one; only when every
+//! connection it could close is in the middle of a request is the new one refused. A client that connects and
+//! sends its request at once (a scrape) is then always the newest fresh connection, never the one closed, and
+//! holding slots open costs an attacker as much as the slots it takes.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use std::time::Instant;
+use tokio::sync::oneshot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub total: usize,
+    pub per_address: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Accepted, no complete request head yet.
+    Fresh,
+    /// A request is being answered.
+    Busy,
+    /// Between requests on a kept-alive connection.
+    Idle,
+}
+
+struct Entry {
+    peer: IpAddr,
+    phase: Phase,
+    /// When the phase began: the oldest fresh, or the longest idle, is closed first.
+    since: Instant,
+    /// Dropped to close the connection.
+    close: Option<oneshot::Sender<()>>,
+}
+
+#[derive(Default)]
+struct Table {
+    next: u64,
+    entries: HashMap<u64, Entry>,
+}
+
+impl Table {
+    /// The connection to close to make room among those `within` picks: the oldest fresh, else the longest idle.
+    fn victim(&self, within: impl Fn(&Entry) -> bool) -> Option<u64> {
+        let pick = |phase: Phase| {
+            self.entries
+                .iter()
+                .filter(|(_, e)| e.phase == phase && e.close.is_some() && within(e))
+                .min_by_key(|(id, e)| (e.since, **id))
+                .map(|(id, _)| *id)
+        };
+        pick(Phase::Fresh).or_else(|| pick(Phase::Idle))
+    }
+
+    /// Close a connection: its task sees the sender dropped and ends, dropping the socket. The caps count it no
+    /// more from now on (its entry goes when the task ends), so the one that made room for itself can take it.
+    fn close(&mut self, id: u64) {
+        if let Some(e) = self.entries.get_mut(&id) {
+            e.close = None;
+        }
+    }
+
+    fn open(&self, within: impl Fn(&Entry) -> bool) -> usize {
+        self.entries.values().filter(|e| within(e)).count()
+    }
+}
+
+/// The connections `serve` holds, shared by the accept loop and every connection's task.
+#[derive(Clone)]
+pub struct Admission {
+    limits: Limits,
+    table: Arc<Mutex<Table>>,
+}
+
+/// Why a new connection was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Every connection of its address, or every connection, is in the middle of a request.
+    Full,
+}
+
+/// One admitted connection: its phase is reported through it, and dropping it frees the slot.
+pub struct Ticket {
+    id: u64,
+    table: Arc<Mutex<Table>>,
+    closed: Option<oneshot::Receiver<()>>,
+}
+
+impl Admission {
+    pub fn new(limits: Limits) -> Admission {
+        Admission {
+            limits,
+            table: Arc::default(),
+        }
+    }
+
+    /// Take a new connection from `peer`, closing another to make room if needed.
+    pub fn admit(&self, peer: IpAddr) -> Result<Ticket, Refused> {
+        self.admit_at(peer, Instant::now())
+    }
+
+    fn admit_at(&self, peer: IpAddr, now: Instant) -> Result<Ticket, Refused> {
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let live = |e: &Entry| e.close.is_some();
+        let same = |e: &Entry| e.close.is_some() && e.peer == peer;
+        if table.open(same) >= self.limits.per_address {
+            let id = table.victim(|e| e.peer == peer).ok_or(Refused::Full)?;
+            table.close(id);
+        }
+        if table.open(live) >= self.limits.total {
+            let id = table.victim(|_| true).ok_or(Refused::Full)?;
+            table.close(id);
+        }
+        let (close, closed) = oneshot::channel();
+        let id = table.next;
+        table.next += 1;
+        table.entries.insert(
+            id,
+            Entry {
+                peer,
+                phase: Phase::Fresh,
+                since: now,
+                close: Some(close),
+            },
+        );
+        Ok(Ticket {
+            id,
+            table: Arc::clone(&self.table),
+            closed: Some(closed),
+        })
+    }
+
+    /// Connections held, closed ones whose tasks have not ended included.
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        self.table.lock().unwrap_or_else(|e| e.into_inner()).entries.len()
+    }
+}
+
+impl Ticket {
+    pub fn set_phase(&self, phase: Phase) {
+        self.set_phase_at(phase, Instant::now());
+    }
+
+    fn set_phase_at(&self, phase: Phase, now: Instant) {
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = table.entries.get_mut(&self.id) {
+            e.phase = phase;
+            e.since = now;
+        }
+    }
+
+    pub fn phase(&self) -> Option<Phase> {
+        let table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        table.entries.get(&self.id).map(|e| e.phase)
+    }
+
+    /// Resolves when the admission closes this connection to make room for another.
+    pub fn closed(&mut self) -> oneshot::Receiver<()> {
+        self.closed.take().unwrap_or_else(|| oneshot::channel().1)
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        table.entries.remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+    const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));
+
+    /// `n` ticks after a fixed start, so the order of events is the test's, not the clock's.
+    fn at(n: u64) -> Instant {
+        static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *START.get_or_init(Instant::now) + std::time::Duration::from_millis(10 * n)
+    }
+
+    fn closed(t: &mut Ticket) -> bool {
+        let mut rx = t.closed();
+        let gone = matches!(rx.try_recv(), Err(oneshot::error::TryRecvError::Closed));
+        t.closed = Some(rx);
+        gone
+    }
+
+    #[test]
+    fn an_address_at_its_cap_closes_its_own_oldest_fresh_connection() {
+        let admission = Admission::new(Limits {
+            total: 10,
+            per_address: 3,
+        });
+        let mut a: Vec<Ticket> = (0..3).map(|i| admission.admit_at(A, at(i)).unwrap()).collect();
+        a[0].set_phase_at(Phase::Busy, at(3));
+        let b = admission.admit_at(B, at(4)).unwrap();
+        let a4 = admission.admit_at(A, at(5)).unwrap();
+        // The busy one stays; the oldest fresh of A goes; B is not touched.
+        assert!(!closed(&mut a[0]) && closed(&mut a[1]) && !closed(&mut a[2]));
+        assert_eq!(b.phase(), Some(Phase::Fresh));
+        // Every connection of A busy: the next one from A is refused, and B can still connect.
+        for t in [&a[0], &a[2], &a4] {
+            t.set_phase(Phase::Busy);
+        }
+        assert_eq!(admission.admit(A).err(), Some(Refused::Full));
+        assert!(admission.admit(B).is_ok());
+    }
+
+    #[test]
+    fn when_every_slot_is_taken_the_oldest_fresh_then_the_longest_idle_goes() {
+        let admission = Admission::new(Limits {
+            total: 3,
+            per_address: 3,
+        });
+        let mut t: Vec<Ticket> = [A, B, B]
+            .iter()
+            .zip(0..)
+            .map(|(peer, i)| admission.admit_at(*peer, at(i)).unwrap())
+            .collect();
+        t[0].set_phase_at(Phase::Idle, at(3));
+        t[1].set_phase_at(Phase::Busy, at(3));
+        let new = admission.admit(A).unwrap();
+        assert!(closed(&mut t[2]), "the only fresh one");
+        assert!(!closed(&mut t[0]) && !closed(&mut t[1]));
+        drop(t.remove(2));
+        new.set_phase(Phase::Busy);
+        let newer = admission.admit(A).unwrap();
+        assert!(closed(&mut t[0]), "then the idle one");
+        drop(t.remove(0));
+        newer.set_phase(Phase::Busy);
+        assert_eq!(admission.admit(B).err(), Some(Refused::Full), "all busy");
+        assert_eq!(admission.held(), 3);
+    }
+}
