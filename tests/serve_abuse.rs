@@ -356,8 +356,9 @@ async fn a_flood_of_wrong_passwords_leaves_the_polls_on_their_interval() {
     let _one = HEAVY.lock().await;
     let lab = Lab::start(LabOptions::default()).await.expect("lab");
     let home = tempfile::tempdir().expect("home");
-    // Cost 8: about 50 ms a check in a debug build, so 50 a second would want 2.5 cores.
-    let (web, _) = web_config(home.path(), &[("prom", "s3cret", 8)], false);
+    // Cost 10, as `htpasswd -nBC 10` makes them: about 200 ms a check in a debug build, so 50 a second would
+    // want ten cores.
+    let (web, _) = web_config(home.path(), &[("prom", "s3cret", 10)], false);
     let conninfo = lab.conninfo(SUPERUSER);
     let serve = Serve::start(&["--web-config", &web, "--interval", "1", &conninfo], home.path());
     let client = Client::new(serve.port, None, Some("prom:s3cret"));
