@@ -180,8 +180,8 @@ impl Client {
 trait ReadWrite: Read + Write {}
 impl<T: Read + Write> ReadWrite for T {}
 
-/// `count` connections from [`ABUSER`] that never send a byte, each opened again as soon as `serve` closes it,
-/// until dropped.
+/// `count` connections from `sources` (in turn) that never send a byte, each opened again as soon as `serve` closes
+/// it, until dropped.
 struct IdleFlood {
     /// Connections open now, as the clients see them.
     open: Arc<AtomicUsize>,
@@ -191,17 +191,19 @@ struct IdleFlood {
 }
 
 impl IdleFlood {
-    fn start(port: u16, count: usize) -> IdleFlood {
+    fn start(port: u16, sources: &[Ipv4Addr], count: usize) -> IdleFlood {
         let open = Arc::new(AtomicUsize::new(0));
         let opened = Arc::new(AtomicUsize::new(0));
         let mut tasks = tokio::task::JoinSet::new();
         let target = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        for _ in 0..count {
+        for source in sources.iter().copied().cycle().take(count) {
             let (open, opened) = (Arc::clone(&open), Arc::clone(&opened));
             tasks.spawn(async move {
                 loop {
                     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-                    socket.bind(SocketAddr::from((ABUSER, 0))).expect("bind 127.0.0.2");
+                    socket
+                        .bind(SocketAddr::from((source, 0)))
+                        .expect("bind a loopback address");
                     let Ok(mut stream) = socket.connect(target).await else {
                         // The listen queue is full: try again at once, as an attacker would, but yield first.
                         tokio::task::yield_now().await;
@@ -225,9 +227,9 @@ impl Drop for IdleFlood {
     }
 }
 
-/// Ten scrapes while [`IDLE`] idle connections from another address are held open and reopened as they close:
-/// each one answered 200 within [`SCRAPE_WITHIN`].
-async fn scrapes_survive_idle_flood(client: &Client, serve: &Serve) {
+/// Ten scrapes while [`IDLE`] idle connections from `sources` are held open and reopened as they close: each one
+/// answered 200 within [`SCRAPE_WITHIN`].
+async fn scrapes_survive_idle_flood(client: &Client, serve: &Serve, sources: &[Ipv4Addr]) {
     let ready = client.clone();
     common::wait_until("serve answers", Duration::from_secs(30), async || {
         ready.get_async("/metrics", None).await.and_then(|r| match r.0 {
@@ -236,7 +238,7 @@ async fn scrapes_survive_idle_flood(client: &Client, serve: &Serve) {
         })
     })
     .await;
-    let flood = IdleFlood::start(serve.port, IDLE);
+    let flood = IdleFlood::start(serve.port, sources, IDLE);
     common::wait_until("all idle connections open", Duration::from_secs(30), async || {
         let open = flood.open.load(Ordering::Relaxed);
         if open >= IDLE { Ok(()) } else { Err(open) }
@@ -277,7 +279,7 @@ async fn idle_connections_from_another_address_do_not_starve_http_scrapes() {
     let home = tempfile::tempdir().expect("home");
     let serve = Serve::start(&[DEAD_TARGET], home.path());
     let client = Client::new(serve.port, None, None);
-    scrapes_survive_idle_flood(&client, &serve).await;
+    scrapes_survive_idle_flood(&client, &serve, &[ABUSER]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,7 +289,30 @@ async fn idle_connections_from_another_address_do_not_starve_https_scrapes_with_
     let (web, ca) = web_config(home.path(), &[("prom", "s3cret", 4)], true);
     let serve = Serve::start(&["--web-config", &web, DEAD_TARGET], home.path());
     let client = Client::new(serve.port, ca.as_ref(), Some("prom:s3cret"));
-    scrapes_survive_idle_flood(&client, &serve).await;
+    scrapes_survive_idle_flood(&client, &serve, &[ABUSER]).await;
+}
+
+/// Idle connections from the scraper's own address (a client gone wrong on the Prometheus host): the address's
+/// cap closes its oldest idle connection for the scrape, which sends its request at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_from_the_scrapers_own_address_do_not_starve_scrapes() {
+    let _one = HEAVY.lock().await;
+    let home = tempfile::tempdir().expect("home");
+    let serve = Serve::start(&[DEAD_TARGET], home.path());
+    let client = Client::new(serve.port, None, None);
+    scrapes_survive_idle_flood(&client, &serve, &[Ipv4Addr::LOCALHOST]).await;
+}
+
+/// Idle connections from ten addresses, none past its own cap but together past the total: the oldest idle one
+/// anywhere is closed for the scrape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_from_many_addresses_do_not_starve_scrapes() {
+    let _one = HEAVY.lock().await;
+    let home = tempfile::tempdir().expect("home");
+    let serve = Serve::start(&[DEAD_TARGET], home.path());
+    let client = Client::new(serve.port, None, None);
+    let sources: Vec<Ipv4Addr> = (2..12).map(|last| Ipv4Addr::new(127, 0, 0, last)).collect();
+    scrapes_survive_idle_flood(&client, &serve, &sources).await;
 }
 
 /// The median of how long `count` logins as `login` take to be refused.

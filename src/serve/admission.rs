@@ -1,18 +1,23 @@
 //! Which connections `serve` keeps when there are too many: idle or slow clients must not starve scrapes.
 //!
-//! A connection is [`Phase::Fresh`] until its first complete request head arrives, then in a request or idle
-//! between requests (keep-alive). Two caps: [`Limits::per_address`] connections from one address, and
-//! [`Limits::total`] over all. A new connection that would pass a cap closes, in this order, the oldest fresh
-//! connection (of that address for the address cap), else the longest-idle keep-alive one; only when every
-//! connection it could close is in the middle of a request is the new one refused. A client that connects and
-//! sends its request at once (a scrape) is then always the newest fresh connection, never the one closed, and
-//! holding slots open costs an attacker as much as the slots it takes.
+//! Two caps: [`Limits::per_address`] connections from one address, and [`Limits::total`] over all. A new
+//! connection that would pass a cap closes another (of that address for the address cap), in this order:
+//!
+//! 1. the oldest one that has sent nothing (or whose client has gone),
+//! 2. the longest-idle keep-alive one (it has been answered; its client reconnects when it needs to),
+//! 3. the oldest one that has started, but not finished, sending its first request.
+//!
+//! One answering a request is never closed; only when every connection it could close is, is the new one refused.
+//! "Sent nothing" is asked of the socket itself at that moment, not only of the connection's task, which may
+//! not have run yet: a scrape whose request is already in the socket's buffer is never taken for an idle
+//! connection, however fast others connect. A client that connects and sends its request at once (a scrape) is
+//! then never the one closed, and holding slots open costs an attacker as much as the slots it takes.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-
 use std::time::Instant;
+
 use tokio::sync::oneshot;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,8 +28,10 @@ pub struct Limits {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
-    /// Accepted, no complete request head yet.
+    /// Accepted; its task has seen nothing from it yet.
     Fresh,
+    /// Its first byte arrived (a request or a TLS ClientHello); no complete request head yet.
+    Started,
     /// A request is being answered.
     Busy,
     /// Between requests on a kept-alive connection.
@@ -34,10 +41,33 @@ pub enum Phase {
 struct Entry {
     peer: IpAddr,
     phase: Phase,
-    /// When the phase began: the oldest fresh, or the longest idle, is closed first.
+    /// When the phase began: the oldest, or the longest idle, is closed first.
     since: Instant,
     /// Dropped to close the connection.
     close: Option<oneshot::Sender<()>>,
+    /// A second handle on the socket, to ask whether anything arrived that the task has not read yet.
+    socket: Option<std::net::TcpStream>,
+}
+
+impl Entry {
+    /// The order in which connections are closed to make room (lowest first); `None`: never.
+    fn rank(&self) -> Option<u8> {
+        match self.phase {
+            Phase::Fresh if !self.has_sent() => Some(0),
+            Phase::Idle => Some(1),
+            Phase::Fresh | Phase::Started => Some(2),
+            Phase::Busy => None,
+        }
+    }
+
+    /// Whether bytes wait in the socket (its client has started talking). A peer that has gone (end of stream),
+    /// an error, or no handle on the socket count as nothing sent.
+    fn has_sent(&self) -> bool {
+        let mut byte = [0u8; 1];
+        self.socket
+            .as_ref()
+            .is_some_and(|s| matches!(s.peek(&mut byte), Ok(1..)))
+    }
 }
 
 #[derive(Default)]
@@ -47,16 +77,14 @@ struct Table {
 }
 
 impl Table {
-    /// The connection to close to make room among those `within` picks: the oldest fresh, else the longest idle.
+    /// The connection to close to make room among those `within` picks, by [`Entry::rank`], oldest first.
     fn victim(&self, within: impl Fn(&Entry) -> bool) -> Option<u64> {
-        let pick = |phase: Phase| {
-            self.entries
-                .iter()
-                .filter(|(_, e)| e.phase == phase && e.close.is_some() && within(e))
-                .min_by_key(|(id, e)| (e.since, **id))
-                .map(|(id, _)| *id)
-        };
-        pick(Phase::Fresh).or_else(|| pick(Phase::Idle))
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.close.is_some() && within(e))
+            .filter_map(|(id, e)| Some((e.rank()?, e.since, *id)))
+            .min()
+            .map(|(_, _, id)| id)
     }
 
     /// Close a connection: its task sees the sender dropped and ends, dropping the socket. The caps count it no
@@ -64,6 +92,7 @@ impl Table {
     fn close(&mut self, id: u64) {
         if let Some(e) = self.entries.get_mut(&id) {
             e.close = None;
+            e.socket = None;
         }
     }
 
@@ -101,12 +130,24 @@ impl Admission {
         }
     }
 
-    /// Take a new connection from `peer`, closing another to make room if needed.
-    pub fn admit(&self, peer: IpAddr) -> Result<Ticket, Refused> {
-        self.admit_at(peer, Instant::now())
+    /// Take a new connection from `peer`, closing another to make room if needed. `socket`: a second handle on
+    /// its socket (a duplicate file descriptor), through which the admission sees whether it has sent anything.
+    pub fn admit(&self, peer: IpAddr, socket: Option<std::net::TcpStream>) -> Result<Ticket, Refused> {
+        self.admit_at(peer, socket, Instant::now())
     }
 
-    fn admit_at(&self, peer: IpAddr, now: Instant) -> Result<Ticket, Refused> {
+    fn admit_at(&self, peer: IpAddr, socket: Option<std::net::TcpStream>, now: Instant) -> Result<Ticket, Refused> {
+        // A peek that blocked would stall every admission; a socket it cannot make non-blocking is not asked.
+        let socket = socket.filter(|s| s.set_nonblocking(true).is_ok());
+        self.admit_checked(peer, socket, now)
+    }
+
+    fn admit_checked(
+        &self,
+        peer: IpAddr,
+        socket: Option<std::net::TcpStream>,
+        now: Instant,
+    ) -> Result<Ticket, Refused> {
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
         let live = |e: &Entry| e.close.is_some();
         let same = |e: &Entry| e.close.is_some() && e.peer == peer;
@@ -128,6 +169,7 @@ impl Admission {
                 phase: Phase::Fresh,
                 since: now,
                 close: Some(close),
+                socket,
             },
         );
         Ok(Ticket {
@@ -201,10 +243,10 @@ mod tests {
             total: 10,
             per_address: 3,
         });
-        let mut a: Vec<Ticket> = (0..3).map(|i| admission.admit_at(A, at(i)).unwrap()).collect();
+        let mut a: Vec<Ticket> = (0..3).map(|i| admission.admit_at(A, None, at(i)).unwrap()).collect();
         a[0].set_phase_at(Phase::Busy, at(3));
-        let b = admission.admit_at(B, at(4)).unwrap();
-        let a4 = admission.admit_at(A, at(5)).unwrap();
+        let b = admission.admit_at(B, None, at(4)).unwrap();
+        let a4 = admission.admit_at(A, None, at(5)).unwrap();
         // The busy one stays; the oldest fresh of A goes; B is not touched.
         assert!(!closed(&mut a[0]) && closed(&mut a[1]) && !closed(&mut a[2]));
         assert_eq!(b.phase(), Some(Phase::Fresh));
@@ -212,8 +254,8 @@ mod tests {
         for t in [&a[0], &a[2], &a4] {
             t.set_phase(Phase::Busy);
         }
-        assert_eq!(admission.admit(A).err(), Some(Refused::Full));
-        assert!(admission.admit(B).is_ok());
+        assert_eq!(admission.admit(A, None).err(), Some(Refused::Full));
+        assert!(admission.admit(B, None).is_ok());
     }
 
     #[test]
@@ -225,20 +267,52 @@ mod tests {
         let mut t: Vec<Ticket> = [A, B, B]
             .iter()
             .zip(0..)
-            .map(|(peer, i)| admission.admit_at(*peer, at(i)).unwrap())
+            .map(|(peer, i)| admission.admit_at(*peer, None, at(i)).unwrap())
             .collect();
         t[0].set_phase_at(Phase::Idle, at(3));
         t[1].set_phase_at(Phase::Busy, at(3));
-        let new = admission.admit(A).unwrap();
+        let new = admission.admit(A, None).unwrap();
         assert!(closed(&mut t[2]), "the only fresh one");
         assert!(!closed(&mut t[0]) && !closed(&mut t[1]));
         drop(t.remove(2));
         new.set_phase(Phase::Busy);
-        let newer = admission.admit(A).unwrap();
+        let newer = admission.admit(A, None).unwrap();
         assert!(closed(&mut t[0]), "then the idle one");
         drop(t.remove(0));
         newer.set_phase(Phase::Busy);
-        assert_eq!(admission.admit(B).err(), Some(Refused::Full), "all busy");
+        assert_eq!(admission.admit(B, None).err(), Some(Refused::Full), "all busy");
         assert_eq!(admission.held(), 3);
+    }
+
+    /// A connection whose bytes wait in its socket is not taken for a silent one, even before its task has looked:
+    /// the silent one goes though it is younger.
+    #[test]
+    fn a_connection_that_has_sent_something_outranks_a_silent_younger_one() {
+        use std::io::Write as _;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let connect = || {
+            let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (server, _) = listener.accept().unwrap();
+            (client, server)
+        };
+        let admission = Admission::new(Limits {
+            total: 10,
+            per_address: 2,
+        });
+        let (mut talking, talking_server) = connect();
+        let (_silent, silent_server) = connect();
+        let mut first = admission.admit_at(B, Some(talking_server), at(0)).unwrap();
+        let mut second = admission.admit_at(B, Some(silent_server), at(1)).unwrap();
+        talking.write_all(b"GET /metrics HTTP/1.1\r\n").unwrap();
+        // Loopback delivers at once, but wait for the byte rather than assume it.
+        let table = admission.table.lock().unwrap();
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        while !table.entries[&first.id].has_sent() {
+            assert!(Instant::now() < deadline, "the byte never arrived");
+            std::thread::yield_now();
+        }
+        drop(table);
+        let _third = admission.admit_at(B, None, at(2)).unwrap();
+        assert!(!closed(&mut first) && closed(&mut second));
     }
 }

@@ -9,6 +9,7 @@
 //! server), and logins are checked as [`super::auth`] says.
 
 use std::net::SocketAddr;
+use std::os::fd::AsFd as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -180,7 +181,10 @@ pub async fn serve(
             continue;
         };
         // Refused: every connection it could close is answering a request. Dropping the stream closes it.
-        let Ok(ticket) = admission.admit(peer.ip()) else {
+        // A duplicate of the socket's descriptor: without one (out of descriptors) the connection is only judged
+        // by what its task has seen.
+        let socket = stream.as_fd().try_clone_to_owned().ok().map(std::net::TcpStream::from);
+        let Ok(ticket) = admission.admit(peer.ip(), socket) else {
             continue;
         };
         connections.spawn(connection(stream, ticket, app.clone(), tls.clone()));
@@ -195,7 +199,7 @@ async fn connection(stream: TcpStream, mut ticket: Ticket, app: Router, tls: Opt
     let due = Instant::now() + REQUEST_HEAD_TIMEOUT;
     let first_request_late = async {
         tokio::time::sleep_until(due).await;
-        if ticket.phase() != Some(Phase::Fresh) {
+        if !matches!(ticket.phase(), Some(Phase::Fresh | Phase::Started)) {
             std::future::pending::<()>().await;
         }
     };
@@ -214,6 +218,7 @@ async fn serve_connection(stream: TcpStream, ticket: Arc<Ticket>, app: Router, t
     ) {
         return;
     }
+    ticket.set_phase(Phase::Started);
     let inner = TowerToHyperService::new(app);
     // The phases the admission needs: busy while a request is answered, idle (closable first after fresh
     // connections) once it has been.
