@@ -50,16 +50,6 @@ struct Entry {
 }
 
 impl Entry {
-    /// The order in which connections are closed to make room (lowest first); `None`: never.
-    fn rank(&self) -> Option<u8> {
-        match self.phase {
-            Phase::Fresh if !self.has_sent() => Some(0),
-            Phase::Idle => Some(1),
-            Phase::Fresh | Phase::Started => Some(2),
-            Phase::Busy => None,
-        }
-    }
-
     /// Whether bytes wait in the socket (its client has started talking). A peer that has gone (end of stream),
     /// an error, or no handle on the socket count as nothing sent.
     fn has_sent(&self) -> bool {
@@ -77,14 +67,20 @@ struct Table {
 }
 
 impl Table {
-    /// The connection to close to make room among those `within` picks, by [`Entry::rank`], oldest first.
+    /// The connection to close to make room among those `within` picks, in the order of the module's list,
+    /// oldest first. Only fresh connections are asked of their socket, oldest first, until a silent one is found.
     fn victim(&self, within: impl Fn(&Entry) -> bool) -> Option<u64> {
-        self.entries
+        let mut candidates: Vec<(u64, &Entry)> = self
+            .entries
             .iter()
             .filter(|(_, e)| e.close.is_some() && within(e))
-            .filter_map(|(id, e)| Some((e.rank()?, e.since, *id)))
-            .min()
-            .map(|(_, _, id)| id)
+            .map(|(id, e)| (*id, e))
+            .collect();
+        candidates.sort_by_key(|(id, e)| (e.since, *id));
+        let first = |pick: &dyn Fn(&Entry) -> bool| candidates.iter().find(|(_, e)| pick(e)).map(|(id, _)| *id);
+        first(&|e| e.phase == Phase::Fresh && !e.has_sent())
+            .or_else(|| first(&|e| e.phase == Phase::Idle))
+            .or_else(|| first(&|e| matches!(e.phase, Phase::Fresh | Phase::Started)))
     }
 
     /// Close a connection: its task sees the sender dropped and ends, dropping the socket. The caps count it no

@@ -180,11 +180,11 @@ pub async fn serve(
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        // Refused: every connection it could close is answering a request. Dropping the stream closes it.
         // A duplicate of the socket's descriptor: without one (out of descriptors) the connection is only judged
         // by what its task has seen.
         let socket = stream.as_fd().try_clone_to_owned().ok().map(std::net::TcpStream::from);
         let Ok(ticket) = admission.admit(peer.ip(), socket) else {
+            // Every connection it could close is answering a request. Dropping the stream closes it.
             continue;
         };
         connections.spawn(connection(stream, ticket, app.clone(), tls.clone()));
@@ -220,8 +220,8 @@ async fn serve_connection(stream: TcpStream, ticket: Arc<Ticket>, app: Router, t
     }
     ticket.set_phase(Phase::Started);
     let inner = TowerToHyperService::new(app);
-    // The phases the admission needs: busy while a request is answered, idle (closable first after fresh
-    // connections) once it has been.
+    // The phases the admission needs: busy (never closed) while a request is answered, idle (closed after the
+    // silent ones) once it has been.
     let service = hyper::service::service_fn(move |request| {
         ticket.set_phase(Phase::Busy);
         let answer = inner.call(request);
