@@ -180,8 +180,17 @@ impl Client {
 trait ReadWrite: Read + Write {}
 impl<T: Read + Write> ReadWrite for T {}
 
-/// `count` connections from `sources` (in turn) that never send a byte, each opened again as soon as `serve` closes
-/// it, until dropped.
+/// What the abusive connections do once connected.
+#[derive(Clone, Copy, Debug)]
+enum Abuse {
+    /// Send nothing.
+    Idle,
+    /// Start a request and send a byte of it every 300 ms, never finishing it (a slow loris).
+    Trickle,
+}
+
+/// `count` connections from `sources` (in turn) that never complete a request, each opened again as soon as `serve`
+/// closes it, until dropped.
 struct IdleFlood {
     /// Connections open now, as the clients see them.
     open: Arc<AtomicUsize>,
@@ -191,7 +200,7 @@ struct IdleFlood {
 }
 
 impl IdleFlood {
-    fn start(port: u16, sources: &[Ipv4Addr], count: usize) -> IdleFlood {
+    fn start(port: u16, sources: &[Ipv4Addr], count: usize, abuse: Abuse) -> IdleFlood {
         let open = Arc::new(AtomicUsize::new(0));
         let opened = Arc::new(AtomicUsize::new(0));
         let mut tasks = tokio::task::JoinSet::new();
@@ -212,7 +221,27 @@ impl IdleFlood {
                     opened.fetch_add(1, Ordering::Relaxed);
                     open.fetch_add(1, Ordering::Relaxed);
                     let mut buf = [0u8; 64];
-                    while matches!(stream.read(&mut buf).await, Ok(1..)) {}
+                    match abuse {
+                        Abuse::Idle => while matches!(stream.read(&mut buf).await, Ok(1..)) {},
+                        Abuse::Trickle => {
+                            use tokio::io::AsyncWriteExt as _;
+                            let (mut from, mut to) = stream.split();
+                            let mut bytes = b"GET /metrics HTTP/1.1\r\nX-Slow: "
+                                .iter()
+                                .copied()
+                                .chain(std::iter::repeat(b'a'));
+                            let mut every = tokio::time::interval(Duration::from_millis(300));
+                            loop {
+                                tokio::select! {
+                                    read = from.read(&mut buf) => if !matches!(read, Ok(1..)) { break },
+                                    _ = every.tick() => {
+                                        let byte = [bytes.next().unwrap_or(b'a')];
+                                        if to.write_all(&byte).await.is_err() { break }
+                                    }
+                                }
+                            }
+                        }
+                    }
                     open.fetch_sub(1, Ordering::Relaxed);
                 }
             });
@@ -229,7 +258,7 @@ impl Drop for IdleFlood {
 
 /// Ten scrapes while [`IDLE`] idle connections from `sources` are held open and reopened as they close: each one
 /// answered 200 within [`SCRAPE_WITHIN`].
-async fn scrapes_survive_idle_flood(client: &Client, serve: &Serve, sources: &[Ipv4Addr]) {
+async fn scrapes_survive_idle_flood(client: &Client, serve: &Serve, sources: &[Ipv4Addr], abuse: Abuse) {
     let ready = client.clone();
     common::wait_until("serve answers", Duration::from_secs(30), async || {
         ready.get_async("/metrics", None).await.and_then(|r| match r.0 {
@@ -238,7 +267,7 @@ async fn scrapes_survive_idle_flood(client: &Client, serve: &Serve, sources: &[I
         })
     })
     .await;
-    let flood = IdleFlood::start(serve.port, sources, IDLE);
+    let flood = IdleFlood::start(serve.port, sources, IDLE, abuse);
     common::wait_until("all idle connections open", Duration::from_secs(30), async || {
         let open = flood.open.load(Ordering::Relaxed);
         if open >= IDLE { Ok(()) } else { Err(open) }
@@ -269,7 +298,7 @@ async fn scrapes_survive_idle_flood(client: &Client, serve: &Serve, sources: &[I
         .await;
     }
     let reopened = flood.opened.load(Ordering::Relaxed) - opened_before;
-    eprintln!("scrapes took {took:?}; {reopened} idle connections reopened meanwhile");
+    eprintln!("{abuse:?}: scrapes took {took:?}; {reopened} connections reopened meanwhile");
     assert!(reopened > 0, "serve closed none of the idle connections");
 }
 
@@ -279,7 +308,7 @@ async fn idle_connections_from_another_address_do_not_starve_http_scrapes() {
     let home = tempfile::tempdir().expect("home");
     let serve = Serve::start(&[DEAD_TARGET], home.path());
     let client = Client::new(serve.port, None, None);
-    scrapes_survive_idle_flood(&client, &serve, &[ABUSER]).await;
+    scrapes_survive_idle_flood(&client, &serve, &[ABUSER], Abuse::Idle).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -289,7 +318,7 @@ async fn idle_connections_from_another_address_do_not_starve_https_scrapes_with_
     let (web, ca) = web_config(home.path(), &[("prom", "s3cret", 4)], true);
     let serve = Serve::start(&["--web-config", &web, DEAD_TARGET], home.path());
     let client = Client::new(serve.port, ca.as_ref(), Some("prom:s3cret"));
-    scrapes_survive_idle_flood(&client, &serve, &[ABUSER]).await;
+    scrapes_survive_idle_flood(&client, &serve, &[ABUSER], Abuse::Idle).await;
 }
 
 /// Idle connections from the scraper's own address (a client gone wrong on the Prometheus host): the address's
@@ -300,7 +329,7 @@ async fn idle_connections_from_the_scrapers_own_address_do_not_starve_scrapes() 
     let home = tempfile::tempdir().expect("home");
     let serve = Serve::start(&[DEAD_TARGET], home.path());
     let client = Client::new(serve.port, None, None);
-    scrapes_survive_idle_flood(&client, &serve, &[Ipv4Addr::LOCALHOST]).await;
+    scrapes_survive_idle_flood(&client, &serve, &[Ipv4Addr::LOCALHOST], Abuse::Idle).await;
 }
 
 /// Idle connections from ten addresses, none past its own cap but together past the total: the oldest idle one
@@ -312,7 +341,19 @@ async fn idle_connections_from_many_addresses_do_not_starve_scrapes() {
     let serve = Serve::start(&[DEAD_TARGET], home.path());
     let client = Client::new(serve.port, None, None);
     let sources: Vec<Ipv4Addr> = (2..12).map(|last| Ipv4Addr::new(127, 0, 0, last)).collect();
-    scrapes_survive_idle_flood(&client, &serve, &sources).await;
+    scrapes_survive_idle_flood(&client, &serve, &sources, Abuse::Idle).await;
+}
+
+/// Slow connections, each sending a request a byte at a time, from another address and then from the scraper's
+/// own: they are closed for the scrape (the oldest first), which sends its request at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_connections_do_not_starve_scrapes() {
+    let _one = HEAVY.lock().await;
+    let home = tempfile::tempdir().expect("home");
+    let serve = Serve::start(&[DEAD_TARGET], home.path());
+    let client = Client::new(serve.port, None, None);
+    scrapes_survive_idle_flood(&client, &serve, &[ABUSER], Abuse::Trickle).await;
+    scrapes_survive_idle_flood(&client, &serve, &[Ipv4Addr::LOCALHOST], Abuse::Trickle).await;
 }
 
 /// The median of how long `count` logins as `login` take to be refused.

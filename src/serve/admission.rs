@@ -7,11 +7,11 @@
 //! 2. the longest-idle keep-alive one (it has been answered; its client reconnects when it needs to),
 //! 3. the oldest one that has started, but not finished, sending its first request.
 //!
-//! One answering a request is never closed; only when every connection it could close is, is the new one refused.
-//! "Sent nothing" is asked of the socket itself at that moment, not only of the connection's task, which may
-//! not have run yet: a scrape whose request is already in the socket's buffer is never taken for an idle
-//! connection, however fast others connect. A client that connects and sends its request at once (a scrape) is
-//! then never the one closed, and holding slots open costs an attacker as much as the slots it takes.
+//! One that has sent a complete request is never closed; only when every connection it could close has, is the
+//! new one refused. What a connection has sent is asked of its socket at that moment, not only of its task,
+//! which may not have run yet: a scrape whose request already waits in the socket's buffer counts as sent,
+//! however fast others connect. A client that connects and sends its request at once (a scrape) is then never
+//! the one closed, and holding slots open costs an attacker as much as the slots it takes.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -41,7 +41,9 @@ pub enum Phase {
 struct Entry {
     peer: IpAddr,
     phase: Phase,
-    /// When the phase began: the oldest, or the longest idle, is closed first.
+    /// When it was accepted: of those that have not sent a request, the oldest is closed first.
+    opened: Instant,
+    /// When its phase began: of the idle ones, the longest idle is closed first.
     since: Instant,
     /// Dropped to close the connection.
     close: Option<oneshot::Sender<()>>,
@@ -49,14 +51,31 @@ struct Entry {
     socket: Option<std::net::TcpStream>,
 }
 
+/// What waits in a connection's socket, unread by its task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waiting {
+    /// Nothing (or its client has gone, or there is no handle on the socket to ask).
+    Nothing,
+    /// The start of something: part of a request head, or TLS records (which cannot be read from outside).
+    Part,
+    /// A whole request head, up to its blank line.
+    RequestHead,
+}
+
+/// How much of a socket's waiting bytes is looked at for the end of a request head; a scrape's head is far shorter.
+const HEAD_PEEK: usize = 4096;
+
 impl Entry {
-    /// Whether bytes wait in the socket (its client has started talking). A peer that has gone (end of stream),
-    /// an error, or no handle on the socket count as nothing sent.
-    fn has_sent(&self) -> bool {
-        let mut byte = [0u8; 1];
-        self.socket
-            .as_ref()
-            .is_some_and(|s| matches!(s.peek(&mut byte), Ok(1..)))
+    fn waiting(&self) -> Waiting {
+        let Some(socket) = &self.socket else {
+            return Waiting::Nothing;
+        };
+        let mut bytes = [0u8; HEAD_PEEK];
+        match socket.peek(&mut bytes) {
+            Ok(0) | Err(_) => Waiting::Nothing,
+            Ok(n) if bytes[..n].windows(4).any(|w| w == b"\r\n\r\n") => Waiting::RequestHead,
+            Ok(_) => Waiting::Part,
+        }
     }
 }
 
@@ -67,8 +86,8 @@ struct Table {
 }
 
 impl Table {
-    /// The connection to close to make room among those `within` picks, in the order of the module's list,
-    /// oldest first. Only fresh connections are asked of their socket, oldest first, until a silent one is found.
+    /// The connection to close to make room among those `within` picks, in the order of the module's list. Only
+    /// connections whose task has not seen a request are asked of their socket.
     fn victim(&self, within: impl Fn(&Entry) -> bool) -> Option<u64> {
         let mut candidates: Vec<(u64, &Entry)> = self
             .entries
@@ -76,11 +95,25 @@ impl Table {
             .filter(|(_, e)| e.close.is_some() && within(e))
             .map(|(id, e)| (*id, e))
             .collect();
-        candidates.sort_by_key(|(id, e)| (e.since, *id));
-        let first = |pick: &dyn Fn(&Entry) -> bool| candidates.iter().find(|(_, e)| pick(e)).map(|(id, _)| *id);
-        first(&|e| e.phase == Phase::Fresh && !e.has_sent())
-            .or_else(|| first(&|e| e.phase == Phase::Idle))
-            .or_else(|| first(&|e| matches!(e.phase, Phase::Fresh | Phase::Started)))
+        candidates.sort_by_key(|(id, e)| (e.opened, *id));
+        let unanswered = |e: &Entry| matches!(e.phase, Phase::Fresh | Phase::Started);
+        let silent = || {
+            candidates
+                .iter()
+                .find(|(_, e)| e.phase == Phase::Fresh && e.waiting() == Waiting::Nothing)
+        };
+        let idle = || {
+            candidates
+                .iter()
+                .filter(|(_, e)| e.phase == Phase::Idle)
+                .min_by_key(|(id, e)| (e.since, *id))
+        };
+        let started = || {
+            candidates
+                .iter()
+                .find(|(_, e)| unanswered(e) && e.waiting() != Waiting::RequestHead)
+        };
+        silent().or_else(idle).or_else(started).map(|(id, _)| *id)
     }
 
     /// Close a connection: its task sees the sender dropped and ends, dropping the socket. The caps count it no
@@ -163,6 +196,7 @@ impl Admission {
             Entry {
                 peer,
                 phase: Phase::Fresh,
+                opened: now,
                 since: now,
                 close: Some(close),
                 socket,
@@ -303,12 +337,51 @@ mod tests {
         // Loopback delivers at once, but wait for the byte rather than assume it.
         let table = admission.table.lock().unwrap();
         let deadline = Instant::now() + std::time::Duration::from_secs(5);
-        while !table.entries[&first.id].has_sent() {
+        while table.entries[&first.id].waiting() == Waiting::Nothing {
             assert!(Instant::now() < deadline, "the byte never arrived");
             std::thread::yield_now();
         }
         drop(table);
         let _third = admission.admit_at(B, None, at(2)).unwrap();
         assert!(!closed(&mut first) && closed(&mut second));
+    }
+
+    /// A connection whose whole request head waits in its socket has sent a complete request: it is not closed,
+    /// though older than one that has sent only part of its head, and when only such are left the new one is
+    /// refused.
+    #[test]
+    fn a_complete_request_waiting_in_the_socket_is_never_closed() {
+        use std::io::Write as _;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let connect = || {
+            let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (server, _) = listener.accept().unwrap();
+            (client, server)
+        };
+        let admission = Admission::new(Limits {
+            total: 10,
+            per_address: 2,
+        });
+        let (mut whole, whole_server) = connect();
+        let (mut part, part_server) = connect();
+        let mut older = admission.admit_at(B, Some(whole_server), at(0)).unwrap();
+        let mut younger = admission.admit_at(B, Some(part_server), at(1)).unwrap();
+        whole.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        part.write_all(b"GET /metrics HTTP/1.1\r\nHo").unwrap();
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let table = admission.table.lock().unwrap();
+            let seen = [older.id, younger.id].map(|id| table.entries[&id].waiting());
+            if seen == [Waiting::RequestHead, Waiting::Part] {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the bytes never arrived: {seen:?}");
+            drop(table);
+            std::thread::yield_now();
+        }
+        let newest = admission.admit_at(B, None, at(2)).unwrap();
+        assert!(!closed(&mut older) && closed(&mut younger));
+        newest.set_phase(Phase::Busy);
+        assert_eq!(admission.admit_at(B, None, at(3)).err(), Some(Refused::Full));
     }
 }
