@@ -479,6 +479,36 @@ fn invisible_format_characters_are_drawn_visibly() {
     }
 }
 
+/// The detail pane's what-if sentence quotes the monitor's own role (for a session it cannot see): a look-alike
+/// shows its escape there too.
+#[test]
+fn the_whatif_sentence_shows_invisible_characters_of_the_monitor_role() {
+    let mut snap = fixtures::snapshot();
+    snap.monitor.user = "moni\u{200b}tor".into();
+    let unknown = snap
+        .sessions
+        .iter()
+        .find(|s| s.class == ConnClass::Unknown)
+        .map(|s| s.pid)
+        .expect("the fixture has a session the monitor cannot see");
+    let (w, h) = (200, 40);
+    let mut state = new_state(w, h);
+    feed(&mut state, snap);
+    while state.selected_session().map(|s| s.pid) != Some(unknown) {
+        press(&mut state, KeyCode::Down);
+    }
+    press(&mut state, KeyCode::Enter);
+    let detail = screen(&draw(&mut state, w, h));
+    assert!(
+        detail.contains("GRANT pg_read_all_stats TO moni\\u{200b}tor;"),
+        "{detail}"
+    );
+    assert!(
+        !detail.chars().any(|c| c != '\n' && pgtls::output::safe::is_unsafe(c)),
+        "an invisible character drawn:\n{detail}"
+    );
+}
+
 /// The lab's password goes in through every input the dashboard turns into text: the connection string (a URI,
 /// as users paste them) resolved by the real resolver, the name a dashboard opened from the Servers screen gets
 /// from it, the resolver's warnings, and a real connection failure made with those parameters. No screen or
