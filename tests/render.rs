@@ -509,6 +509,22 @@ fn the_whatif_sentence_shows_invisible_characters_of_the_monitor_role() {
     );
 }
 
+/// The What-if screen's verdict line quotes a reason built from outside text (a pooler's address): shown escaped.
+#[test]
+fn the_whatif_verdict_reason_shows_invisible_characters() {
+    let (w, h) = (160, 40);
+    let mut state = connected(w, h);
+    let mut history = fixtures::history();
+    history.whatif[0].reason = "the settings of pooler pg\u{200b}bouncer:6432 were not read".into();
+    state.handle(Input::Poller {
+        event: PollerEvent::History(Box::new(history)),
+        at: fixtures::now(),
+    });
+    press(&mut state, KeyCode::Char('w'));
+    let text = screen(&draw(&mut state, w, h));
+    assert!(text.contains("pooler pg\\u{200b}bouncer:6432"), "{text}");
+}
+
 /// The lab's password goes in through every input the dashboard turns into text: the connection string (a URI,
 /// as users paste them) resolved by the real resolver, the name a dashboard opened from the Servers screen gets
 /// from it, the resolver's warnings, and a real connection failure made with those parameters. No screen or
