@@ -136,6 +136,30 @@ async fn hostile_names_are_escaped_in_every_terminal_output_and_csv_shows_formul
     assert!(names.contains(&HOSTILE_ROLE));
 }
 
+/// A role named like the monitor's own with a zero-width space inside: `snapshot` and `check` print the escape, so
+/// the look-alike cannot pass for `monitor`.
+#[tokio::test]
+async fn a_look_alike_role_is_told_apart_in_snapshot_and_check() {
+    const LOOKALIKE: &str = "moni\u{200b}tor";
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    create_role(&lab, LOOKALIKE).await;
+    let _s = lab.open(SessionKind::Tls12, LOOKALIKE, "lookalike").await.unwrap();
+    let conninfo = format!("{} sslmode=require", lab.conninfo(SUPERUSER));
+
+    let out = common::pgtls(&["snapshot", &conninfo, "--format", "table"], home.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_terminal_safe("snapshot table", &out.stdout);
+    let table = String::from_utf8(out.stdout).unwrap();
+    // The user column is cut to its width, but the escape starts inside it: `moni\u{20…`, never `monitor`.
+    assert!(table.contains("moni\\u{20"), "{table}");
+
+    let out = common::pgtls(&["check", &conninfo, "--target", "TLSv1.3"], home.path());
+    assert_terminal_safe("check text", &out.stdout);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.lines().next().unwrap().contains("moni\\u{200b}tor"), "{text}");
+}
+
 #[tokio::test]
 async fn a_hostile_certificate_is_escaped_in_the_probe_report() {
     let lab = common::lab().await;

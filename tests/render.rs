@@ -443,6 +443,88 @@ fn client_controlled_text_cannot_reach_the_terminal_raw() {
     }
 }
 
+/// A look-alike of a real role name (a zero-width space inside) is shown with the escape, in the table and in the
+/// detail pane, as is every invisible format character in a client-controlled certificate name; drawn raw, a
+/// terminal would show `monitor`.
+#[test]
+fn invisible_format_characters_are_drawn_visibly() {
+    let mut snap = fixtures::snapshot();
+    let lookalike = &mut snap.sessions[5];
+    lookalike.user = Some("moni\u{200b}tor".into());
+    lookalike.application_name = Some("app\u{feff}\u{e0041}".into());
+    if let Some(tls) = lookalike.tls.as_mut() {
+        tls.client_dn = Some("/CN=ad\u{ad}min\u{2060}".into());
+    }
+    let pid = lookalike.pid;
+    let (w, h) = (200, 40);
+    let mut state = new_state(w, h);
+    feed(&mut state, snap);
+    while state.selected_session().map(|s| s.pid) != Some(pid) {
+        press(&mut state, KeyCode::Down);
+    }
+    let table = screen(&draw(&mut state, w, h));
+    press(&mut state, KeyCode::Enter);
+    let detail = screen(&draw(&mut state, w, h));
+    for (what, text) in [("table", &table), ("detail", &detail)] {
+        assert!(text.contains("moni\\u{200b}tor"), "{what}:\n{text}");
+        assert!(
+            !text.chars().any(|c| c != '\n' && pgtls::output::safe::is_unsafe(c)),
+            "{what}: an invisible character drawn:\n{text}"
+        );
+    }
+    assert!(table.contains("app\\u{feff}\\u{e0041}"), "{table}");
+    // A terminal (and ratatui) would draw the raw DN as `/CN=admin`.
+    for text in [&table, &detail] {
+        assert!(text.contains("/CN=ad\\u{ad}min\\u{2060}"), "{text}");
+    }
+}
+
+/// The detail pane's what-if sentence quotes the monitor's own role (for a session it cannot see): a look-alike
+/// shows its escape there too.
+#[test]
+fn the_whatif_sentence_shows_invisible_characters_of_the_monitor_role() {
+    let mut snap = fixtures::snapshot();
+    snap.monitor.user = "moni\u{200b}tor".into();
+    let unknown = snap
+        .sessions
+        .iter()
+        .find(|s| s.class == ConnClass::Unknown)
+        .map(|s| s.pid)
+        .expect("the fixture has a session the monitor cannot see");
+    let (w, h) = (200, 40);
+    let mut state = new_state(w, h);
+    feed(&mut state, snap);
+    while state.selected_session().map(|s| s.pid) != Some(unknown) {
+        press(&mut state, KeyCode::Down);
+    }
+    press(&mut state, KeyCode::Enter);
+    let detail = screen(&draw(&mut state, w, h));
+    assert!(
+        detail.contains("GRANT pg_read_all_stats TO moni\\u{200b}tor;"),
+        "{detail}"
+    );
+    assert!(
+        !detail.chars().any(|c| c != '\n' && pgtls::output::safe::is_unsafe(c)),
+        "an invisible character drawn:\n{detail}"
+    );
+}
+
+/// The What-if screen's verdict line quotes a reason built from outside text (a pooler's address): shown escaped.
+#[test]
+fn the_whatif_verdict_reason_shows_invisible_characters() {
+    let (w, h) = (160, 40);
+    let mut state = connected(w, h);
+    let mut history = fixtures::history();
+    history.whatif[0].reason = "the settings of pooler pg\u{200b}bouncer:6432 were not read".into();
+    state.handle(Input::Poller {
+        event: PollerEvent::History(Box::new(history)),
+        at: fixtures::now(),
+    });
+    press(&mut state, KeyCode::Char('w'));
+    let text = screen(&draw(&mut state, w, h));
+    assert!(text.contains("pooler pg\\u{200b}bouncer:6432"), "{text}");
+}
+
 /// The lab's password goes in through every input the dashboard turns into text: the connection string (a URI,
 /// as users paste them) resolved by the real resolver, the name a dashboard opened from the Servers screen gets
 /// from it, the resolver's warnings, and a real connection failure made with those parameters. No screen or

@@ -1,37 +1,43 @@
 //! The HTTP side of `pgtls serve`: `/metrics`, `/healthz` and a small JSON API, on hyper (through axum's router),
 //! with TLS (OpenSSL, as everywhere else in pgtls) and basic authentication from the web config.
 //!
-//! Bounded: at most [`MAX_CONNECTIONS`] connections at once, a TLS handshake and a request's headers must arrive
-//! within [`HANDSHAKE_TIMEOUT`], and every answer is built from memory (a scrape never waits on a server).
+//! Bounded, so idle, slow or abusive clients cannot starve scrapes: at most [`MAX_CONNECTIONS`] connections, at
+//! most [`PER_ADDRESS`] from one address, and past either cap a new connection closes an older one that has not
+//! sent a request (see [`super::admission`]). A connection must send its first byte within [`FIRST_BYTE_TIMEOUT`]
+//! and complete its first request head (TLS handshake included) within [`REQUEST_HEAD_TIMEOUT`]; later requests
+//! on a kept-alive connection have that long too. Every answer is built from memory (a scrape never waits on a
+//! server), and logins are checked as [`super::auth`] says.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::os::fd::AsFd as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use hyper::service::Service as _;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use openssl::ssl::{Ssl, SslAcceptor, SslFiletype, SslMethod};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 
+use super::admission::{Admission, Limits, Phase, Ticket};
 use super::api;
+use super::auth::{Logins, LoginsError, Verdict};
 use super::webconfig::WebConfig;
 use crate::collect::fleet::Fleet;
 
 pub const MAX_CONNECTIONS: usize = 64;
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Successful logins remembered, so a scrape every few seconds does not pay bcrypt's cost each time.
-const AUTH_CACHE: usize = 64;
-
-/// (user, SHA-256 of hash and password) of logins that verified.
-type AuthCache = HashSet<(String, [u8; 32])>;
+/// A quarter of the connections: one address (a scanner, a client gone wrong) leaves room for Prometheus.
+pub const PER_ADDRESS: usize = 16;
+/// A client that connects says something at once: a scraper's request, a TLS ClientHello.
+pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(2);
+pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 pub struct AppState {
@@ -40,20 +46,32 @@ pub struct AppState {
     /// The JSON API names users, hosts and applications: only on loopback, unless logins are required.
     pub api_allowed: bool,
     pub client_series: usize,
-    auth_cache: Arc<Mutex<AuthCache>>,
+    logins: Arc<Logins>,
 }
 
 impl AppState {
-    pub fn new(fleet: Arc<Fleet>, web: WebConfig, listen: SocketAddr, client_series: usize) -> AppState {
-        let api_allowed = listen.ip().is_loopback() || web.auth_required();
-        AppState {
+    pub fn new(
+        fleet: Arc<Fleet>,
+        web: WebConfig,
+        listen: SocketAddr,
+        client_series: usize,
+    ) -> Result<AppState, LoginsError> {
+        let api_allowed = names_allowed(listen, &web);
+        let logins = Arc::new(Logins::new(&web.users)?);
+        Ok(AppState {
             fleet,
             web: Arc::new(web),
             api_allowed,
             client_series,
-            auth_cache: Arc::default(),
-        }
+            logins,
+        })
     }
+}
+
+/// Whether answers may name users, databases, hosts and applications (the JSON API, `--client-series`): on a
+/// loopback listener, or behind basic authentication.
+pub fn names_allowed(listen: SocketAddr, web: &WebConfig) -> bool {
+    listen.ip().is_loopback() || web.auth_required()
 }
 
 pub fn router(state: AppState) -> Router {
@@ -91,60 +109,27 @@ async fn healthz() -> &'static str {
 /// Basic authentication when the web config lists users; every endpoint is behind it, `/healthz` included, as in
 /// exporter-toolkit.
 async fn authenticate(State(state): State<AppState>, request: axum::extract::Request, next: Next) -> Response {
-    if state.web.auth_required() && !authorized(&state, request.headers()).await {
-        let mut response = (StatusCode::UNAUTHORIZED, "login required\n").into_response();
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"pgtls\""),
-        );
-        return response;
+    if !state.logins.required() {
+        return next.run(request).await;
     }
-    next.run(request).await
-}
-
-async fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
-    let Some((user, password)) = basic_credentials(headers) else {
-        return false;
-    };
-    let Some(hash) = state.web.users.get(&user).cloned() else {
-        return false;
-    };
-    let digest: [u8; 32] = openssl::sha::sha256(format!("{hash}\0{password}").as_bytes());
-    let key = (user, digest);
-    if state
-        .auth_cache
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .contains(&key)
-    {
-        return true;
-    }
-    // bcrypt is slow on purpose (tens of ms at the usual cost): on a blocking thread and without the cache's lock,
-    // so a flood of wrong passwords cannot stall the runtime that polls every target.
-    let ok = tokio::task::spawn_blocking(move || bcrypt::verify(&password, &hash).unwrap_or(false))
-        .await
-        .unwrap_or(false);
-    if ok {
-        let mut cache = state.auth_cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= AUTH_CACHE {
-            cache.clear();
+    match state.logins.check(request.headers()).await {
+        Verdict::Allowed => next.run(request).await,
+        Verdict::Denied => {
+            let mut response = (StatusCode::UNAUTHORIZED, "login required\n").into_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"pgtls\""),
+            );
+            response
         }
-        cache.insert(key);
+        Verdict::Busy => {
+            let mut response = (StatusCode::TOO_MANY_REQUESTS, "too many logins at once, try again\n").into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
     }
-    ok
-}
-
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
-    use base64::Engine as _;
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, encoded) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") || encoded.len() > 4096 {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (user, password) = text.split_once(':')?;
-    Some((user.to_string(), password.to_string()))
 }
 
 /// The TLS side of the web config, checked at start so a bad file is a start-up error, not a silent plain listener.
@@ -172,7 +157,10 @@ pub async fn serve(
     tls: Option<Arc<SslAcceptor>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let admission = Admission::new(Limits {
+        total: MAX_CONNECTIONS,
+        per_address: PER_ADDRESS,
+    });
     // Connection tasks are owned here: reaped as they end (a panic is said, not lost) and aborted on shutdown.
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
@@ -187,59 +175,78 @@ pub async fn serve(
             }
             accepted = listener.accept() => accepted,
         };
-        let Ok((stream, _peer)) = accepted else {
+        let Ok((stream, peer)) = accepted else {
             // EMFILE and friends: wait a little instead of spinning.
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            drop(stream);
+        // A duplicate of the socket's descriptor: without one (out of descriptors) the connection is only judged
+        // by what its task has seen.
+        let socket = stream.as_fd().try_clone_to_owned().ok().map(std::net::TcpStream::from);
+        let Ok(ticket) = admission.admit(peer.ip(), socket) else {
+            // Every connection it could close is answering a request. Dropping the stream closes it.
             continue;
         };
-        let app = app.clone();
-        let tls = tls.clone();
-        connections.spawn(async move {
-            let _slot = slot;
-            let service = TowerToHyperService::new(app);
-            let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(TokioTimer::new()).header_read_timeout(HANDSHAKE_TIMEOUT);
-            match tls {
-                None => {
-                    let _ = http.serve_connection(TokioIo::new(stream), service).await;
-                }
-                Some(acceptor) => {
-                    let Ok(ssl) = Ssl::new(acceptor.context()) else { return };
-                    let Ok(mut stream) = tokio_openssl::SslStream::new(ssl, stream) else {
-                        return;
-                    };
-                    let handshake = std::pin::Pin::new(&mut stream).accept();
-                    if !matches!(tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await, Ok(Ok(()))) {
-                        return;
-                    }
-                    let _ = http.serve_connection(TokioIo::new(stream), service).await;
-                }
-            }
-        });
+        connections.spawn(connection(stream, ticket, app.clone(), tls.clone()));
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// One connection, until it ends, is closed to make room for another, or has sent no complete request within
+/// [`REQUEST_HEAD_TIMEOUT`] of being accepted.
+async fn connection(stream: TcpStream, mut ticket: Ticket, app: Router, tls: Option<Arc<SslAcceptor>>) {
+    let closed = ticket.closed();
+    let ticket = Arc::new(ticket);
+    let due = Instant::now() + REQUEST_HEAD_TIMEOUT;
+    let first_request_late = async {
+        tokio::time::sleep_until(due).await;
+        if !matches!(ticket.phase(), Some(Phase::Fresh | Phase::Started)) {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        _ = closed => {}
+        () = first_request_late => {}
+        () = serve_connection(stream, Arc::clone(&ticket), app, tls) => {}
+    }
+}
 
-    #[test]
-    fn basic_credentials_are_read_strictly() {
-        use base64::Engine as _;
-        let mut h = HeaderMap::new();
-        let encoded = base64::engine::general_purpose::STANDARD.encode("prom:se:cret");
-        h.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_str(&format!("Basic {encoded}")).unwrap(),
-        );
-        assert_eq!(basic_credentials(&h), Some(("prom".into(), "se:cret".into())));
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer abc"));
-        assert_eq!(basic_credentials(&h), None);
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic !!!"));
-        assert_eq!(basic_credentials(&h), None);
+async fn serve_connection(stream: TcpStream, ticket: Arc<Ticket>, app: Router, tls: Option<Arc<SslAcceptor>>) {
+    let mut first = [0u8; 1];
+    if !matches!(
+        tokio::time::timeout(FIRST_BYTE_TIMEOUT, stream.peek(&mut first)).await,
+        Ok(Ok(1..))
+    ) {
+        return;
+    }
+    ticket.set_phase(Phase::Started);
+    let inner = TowerToHyperService::new(app);
+    // The phases the admission needs: busy (never closed) while a request is answered, idle (closed after the
+    // silent ones) once it has been.
+    let service = hyper::service::service_fn(move |request| {
+        ticket.set_phase(Phase::Busy);
+        let answer = inner.call(request);
+        let ticket = Arc::clone(&ticket);
+        async move {
+            let response = answer.await;
+            ticket.set_phase(Phase::Idle);
+            response
+        }
+    });
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(REQUEST_HEAD_TIMEOUT);
+    match tls {
+        None => {
+            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+        }
+        Some(acceptor) => {
+            let Ok(ssl) = Ssl::new(acceptor.context()) else { return };
+            let Ok(mut stream) = tokio_openssl::SslStream::new(ssl, stream) else {
+                return;
+            };
+            if std::pin::Pin::new(&mut stream).accept().await.is_err() {
+                return;
+            }
+            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+        }
     }
 }

@@ -2,7 +2,9 @@
 //! run for many servers at once and exported for Prometheus. See [`crate::collect::fleet`] for the set, [`http`] and [`metrics`]
 //! for what is served.
 
+pub mod admission;
 pub mod api;
+pub mod auth;
 pub mod http;
 pub mod metrics;
 pub mod webconfig;

@@ -140,19 +140,29 @@ impl Column {
             Column::User => opt(&s.user),
             Column::Database => opt(&s.database),
             Column::Application => crate::output::table::application(s),
-            Column::Client => s.client_endpoint(),
+            Column::Client => terminal(&s.client_endpoint()).into_owned(),
             Column::Age => s.age_secs(now).map(crate::format::age).unwrap_or_default(),
             Column::State => opt(&s.state),
             Column::Tls => crate::output::table::short_label(s),
             Column::ClientLeg => crate::output::table::client_leg(s),
-            Column::Cipher => s.tls.as_ref().map(|t| t.cipher.clone()).unwrap_or_default(),
+            Column::Cipher => s
+                .tls
+                .as_ref()
+                .map(|t| terminal(&t.cipher).into_owned())
+                .unwrap_or_default(),
             Column::Bits => s
                 .tls
                 .as_ref()
                 .and_then(|t| t.bits)
                 .map(|b| b.to_string())
                 .unwrap_or_default(),
-            Column::ClientDn => s.tls.as_ref().and_then(|t| t.client_dn.clone()).unwrap_or_default(),
+            // Client certificates are the client's to write.
+            Column::ClientDn => s
+                .tls
+                .as_ref()
+                .and_then(|t| t.client_dn.as_deref())
+                .map(|dn| terminal(dn).into_owned())
+                .unwrap_or_default(),
             Column::Time => running_since(s)
                 .map(|start| time_plus((now - start).num_milliseconds()))
                 .unwrap_or_default(),

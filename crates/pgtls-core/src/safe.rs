@@ -8,7 +8,8 @@
 //!
 //! One function per output kind:
 //! * [`terminal`]: a value shown on a terminal (dashboard cells, text reports, stderr). One line; every
-//!   control character and bidi control is shown escaped (`\x1b`, `\n`, `\u{202e}`).
+//!   control character, bidi control and invisible format character is shown escaped (`\x1b`, `\n`,
+//!   `\u{202e}`, `\u{200b}`), so a look-alike name cannot pass for the real one.
 //! * [`nagios`]: a value inside the summary line of `pgtls check`, which must stay one line with its
 //!   perfdata after the first `|`: as [`terminal`], plus `|` escaped.
 //! * [`csv_field`]: a CSV field for spreadsheets: formula-shaped fields are prefixed with `'` (OWASP "CSV
@@ -92,11 +93,17 @@ fn escape(text: &str, unsafe_here: impl Fn(char) -> bool) -> Cow<'_, str> {
 
 #[cfg(any(test, feature = "test-support"))]
 pub fn every_unsafe_char() -> Vec<char> {
-    let all: Vec<char> = (0u32..=0x206F)
+    let all: Vec<char> = (0u32..=u32::from(char::MAX))
         .filter_map(char::from_u32)
         .filter(|c| is_unsafe(*c))
         .collect();
-    assert_eq!(all.len(), 32 + 1 + 32 + 1 + 2 + 5 + 4 + 2);
+    // C0, DEL, C1; bidi embeddings and overrides, isolates; line and paragraph separators; then the invisible
+    // format characters: U+00AD, U+061C, U+180E, U+200B-U+200F, U+2060-U+2064, U+206A-U+206F, U+FEFF,
+    // U+FFF9-U+FFFB, U+E0000-U+E007F.
+    assert_eq!(
+        all.len(),
+        32 + 1 + 32 + 5 + 4 + 2 + (1 + 1 + 1 + 5 + 5 + 6 + 1 + 3 + 128)
+    );
     all
 }
 

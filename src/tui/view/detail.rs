@@ -140,7 +140,8 @@ fn parts(area: Rect, cx: &Ctx, detail: &crate::tui::state::Detail) -> Parts {
         sentence
             .push_str(" This is pgtls's own connection: listed, but not counted in the totals, alerts or Holdouts.");
     }
-    let sentence = wrap(&sentence, cols.saturating_sub(4));
+    // The sentence quotes outside text (the monitor's role, a pooler's address, a client's endpoint).
+    let sentence = wrap(&crate::output::safe::terminal(&sentence), cols.saturating_sub(4));
     let left = bottom.saturating_sub(top);
     let box_h = u16::try_from(sentence.len() + 2)
         .unwrap_or(u16::MAX)

@@ -115,7 +115,7 @@ fn content(cx: &Ctx) -> Content {
     lines.push(Line::from(vec![
         Span::styled(" Verdict ", t.dim),
         Span::styled(verdict, style),
-        Span::styled(format!(" — {}", w.reason), t.strong),
+        Span::styled(format!(" — {}", terminal(&w.reason)), t.strong),
     ]));
     lines.push(Line::from(vec![
         Span::styled(" Evidence ", t.dim),
