@@ -1,0 +1,41 @@
+//! The integration tests, one binary (as ripgrep does): each area a module, one `common` for the lab, tmux and the
+//! waits. One binary links once where 33 did, which was most of the test build's time.
+//!
+//! Run one area with its module path: `cargo test --test integration render::`, `cargo test --test integration
+//! versions:: -- --nocapture`.
+
+mod common;
+
+mod act;
+mod alert_rules;
+mod bundle_cli;
+mod check;
+mod cli_contract;
+mod collector;
+mod connect_guards;
+mod dashboard_e2e;
+mod demo;
+mod demo_raise;
+mod docs_cli;
+mod hostile;
+mod lab_lifecycle;
+mod layers;
+mod log_parsers_prop;
+mod logsource;
+mod msrv;
+mod odd_rows;
+mod pgbouncer;
+mod planted;
+mod probe;
+mod psql_parity;
+mod readme;
+mod refusals;
+mod render;
+mod rotation;
+mod screenshots;
+mod serve;
+mod serve_abuse;
+mod servers_screen;
+mod snapshot_cli;
+mod stall;
+mod versions;

@@ -1,0 +1,580 @@
+//! `pgtls serve` against two real lab servers: what `/metrics` says matches `pg_stat_ssl` on each, the JSON API
+//! names both, a target that dies is `pgtls_up 0` without holding up the other, SIGHUP reloads and SIGTERM stops.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail by panicking")]
+
+use crate::common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pgtls::lab::{Lab, LabOptions, SUPERUSER, SessionKind};
+
+pub const MONITOR_APP: &str = "pgtls-serve-monitor";
+
+/// A `pgtls serve` child; killed if the test fails.
+pub struct Serve {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Serve {
+    pub fn start(args: &[&str], home: &std::path::Path) -> Serve {
+        let port = pgtls::lab::server::free_port().expect("free port");
+        let listen = format!("127.0.0.1:{port}");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgtls"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("PG") {
+                cmd.env_remove(key);
+            }
+        }
+        let child = cmd
+            .env("HOME", home)
+            .arg("serve")
+            .args(["--listen", &listen])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("pgtls serve starts");
+        Serve { child, port }
+    }
+
+    /// `GET path`: status and body; `None` until the listener is up.
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        http_get(self.port, path, None)
+    }
+}
+
+pub fn http_get(port: u16, path: &str, auth: Option<&str>) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let auth = auth
+        .map(|a| format!("Authorization: Basic {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
+}
+
+/// `name{labels} value` lines of one metric, as label text -> value.
+pub fn samples(text: &str, metric: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(metric)?.strip_prefix('{'))
+        .filter_map(|rest| {
+            let (labels, value) = rest.rsplit_once("} ")?;
+            Some((labels.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// What pg_stat_ssl says, in pgtls_sessions' terms: `transport|version` -> count, the monitor left out.
+async fn truth(lab: &Lab) -> BTreeMap<String, f64> {
+    let admin = lab.admin().await.expect("admin");
+    let rows = admin
+        .query(
+            "SELECT CASE WHEN s.ssl THEN 'tls|' || s.version WHEN a.client_addr IS NULL THEN 'local|' ELSE 'plain|' END, \
+                    count(*)::float8 \
+             FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+             WHERE a.backend_type = 'client backend' AND a.application_name <> $1 AND a.pid <> pg_backend_pid() \
+             GROUP BY 1",
+            &[&MONITOR_APP],
+        )
+        .await
+        .expect("pg_stat_ssl");
+    rows.iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, f64>(1)))
+        .collect()
+}
+
+fn sessions_of(text: &str, target: &str) -> BTreeMap<String, f64> {
+    samples(text, "pgtls_sessions")
+        .into_iter()
+        .filter_map(|(labels, n)| {
+            let rest = labels.strip_prefix(&format!("target=\"{target}\","))?;
+            let transport = rest.strip_prefix("transport=\"")?.split('"').next()?.to_string();
+            let version = rest.split("version=\"").nth(1)?.split('"').next()?.to_string();
+            (n > 0.0).then(|| (format!("{transport}|{version}"), n))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_exports_what_pg_stat_ssl_says_for_two_servers() {
+    let (a, b) = tokio::join!(Lab::start(LabOptions::default()), Lab::start(LabOptions::default()));
+    let (mut a, b) = (a.expect("lab a"), b.expect("lab b"));
+    let mut open = Vec::new();
+    for (lab, kinds) in [
+        (&a, vec![SessionKind::Tls13, SessionKind::Tls12, SessionKind::PlainTcp]),
+        (
+            &b,
+            vec![
+                SessionKind::Tls13,
+                SessionKind::Tls13,
+                SessionKind::UnixSocket,
+                SessionKind::Tls12,
+            ],
+        ),
+    ] {
+        for (i, kind) in kinds.into_iter().enumerate() {
+            open.push(lab.open(kind, SUPERUSER, &format!("app-{i}")).await.expect("session"));
+        }
+    }
+    let home = tempfile::tempdir().expect("home");
+    let state = tempfile::tempdir().expect("state dir");
+    let targets = home.path().join("targets.toml");
+    let entry = |name: &str, lab: &Lab| {
+        format!(
+            "[[target]]\nname = \"{name}\"\nconninfo = \"{} application_name={MONITOR_APP}\"\nserver_log = \"{}\"\nbundles = [\"{}\"]\n\n",
+            lab.conninfo(SUPERUSER),
+            lab.log_file.display(),
+            lab.certs.ca_cert.display()
+        )
+    };
+    std::fs::write(
+        &targets,
+        format!("{}{}", entry("orders-primary", &a), entry("orders-replica", &b)),
+    )
+    .expect("targets");
+    let targets_arg = targets.display().to_string();
+    let state_arg = state.path().display().to_string();
+    let mut serve = Serve::start(
+        &[
+            "--targets",
+            &targets_arg,
+            "--interval",
+            "1",
+            "--state-dir",
+            &state_arg,
+            "--probe-interval",
+            "5",
+        ],
+        home.path(),
+    );
+
+    // Both targets up, and each one's sessions as pg_stat_ssl has them.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = String::new();
+    loop {
+        let (want_a, want_b) = (truth(&a).await, truth(&b).await);
+        if let Some((200, text)) = serve.get("/metrics") {
+            let up = samples(&text, "pgtls_up");
+            let both_up =
+                up.get("target=\"orders-primary\"") == Some(&1.0) && up.get("target=\"orders-replica\"") == Some(&1.0);
+            if both_up
+                && sessions_of(&text, "orders-primary") == want_a
+                && sessions_of(&text, "orders-replica") == want_b
+            {
+                assert!(
+                    want_a.contains_key("plain|") && want_b.contains_key("local|"),
+                    "{want_a:?} {want_b:?}"
+                );
+                last = text;
+                break;
+            }
+            last = format!("{text}\nwant a {want_a:?}\nwant b {want_b:?}");
+        }
+        assert!(Instant::now() < deadline, "metrics never matched pg_stat_ssl:\n{last}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(last.contains("# EOF"));
+    // Each target's probe: its chain, and its bundle (the lab's CA) judged as a verify-full client would.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = serve.get("/metrics").map(|r| r.1).unwrap_or_default();
+        let verdicts = samples(&text, "pgtls_bundle_verifies");
+        let full = verdicts
+            .iter()
+            .filter(|(labels, v)| {
+                labels.contains("target=\"orders-primary\"") && labels.contains("verify-full") && **v == 1.0
+            })
+            .count();
+        if full == 1
+            && text.contains("pgtls_certificate_not_after_timestamp_seconds{target=\"orders-replica\",depth=\"0\"")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no probe results:\n{text}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        last.contains("pgtls_server_setting_info{target=\"orders-primary\",name=\"ssl\",value=\"on\"} 1"),
+        "{last}"
+    );
+    assert!(!last.contains(lab_password()), "no password in the metrics");
+
+    // The JSON API (loopback: allowed) has a row per target, and each target keeps its ledger under --state-dir.
+    let (status, body) = serve.get("/api/v1/targets").expect("api answers");
+    assert_eq!(status, 200, "{body}");
+    let rows: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let names: Vec<&str> = rows
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(names, ["orders-primary", "orders-replica"]);
+    assert_eq!(rows[0]["sessions"]["plain_tcp"], 1);
+    assert!(!body.contains(lab_password()));
+    let ledgers: Vec<String> = std::fs::read_dir(state.path())
+        .expect("state dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|f| f.ends_with(".ledger"))
+        .collect();
+    assert_eq!(ledgers.len(), 2, "{ledgers:?}");
+    assert!(
+        ledgers
+            .iter()
+            .all(|f| f.starts_with("orders-") && f.ends_with(".ledger")),
+        "{ledgers:?}"
+    );
+    let (status, body) = serve
+        .get("/api/v1/targets/orders-replica/ledger")
+        .expect("ledger answers");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("app-0"), "{body}");
+    assert_eq!(serve.get("/api/v1/targets/nope/ledger").map(|r| r.0), Some(404));
+    assert_eq!(serve.get("/healthz"), Some((200, "ok\n".to_string())));
+
+    // One server dies: its target goes down, the other keeps being polled.
+    a.stop_server().expect("stop a");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = serve.get("/metrics").map(|r| r.1).unwrap_or_default();
+        let up = samples(&text, "pgtls_up");
+        if up.get("target=\"orders-primary\"") == Some(&0.0) && up.get("target=\"orders-replica\"") == Some(&1.0) {
+            let polled = samples(&text, "pgtls_last_poll_timestamp_seconds");
+            assert!(polled.contains_key("target=\"orders-replica\""), "{text}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the dead target never went down:\n{text}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // SIGHUP: the targets file now has only the replica.
+    std::fs::write(&targets, entry("orders-replica", &b)).expect("targets");
+    let pid = nix::unistd::Pid::from_raw(serve.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("hup");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = serve.get("/metrics").map(|r| r.1).unwrap_or_default();
+        let up = samples(&text, "pgtls_up");
+        if !up.contains_key("target=\"orders-primary\"") && up.contains_key("target=\"orders-replica\"") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reload never dropped the primary:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // SIGTERM: a clean exit, and its log said what happened, without the password.
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("term");
+    let status = serve.child.wait().expect("exits");
+    assert!(status.success(), "{status:?}");
+    let mut log = String::new();
+    serve
+        .child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut log)
+        .expect("log");
+    for said in ["added", "listening on http://", "SIGHUP", "removed", "stopped"] {
+        assert!(log.contains(said), "{said:?} not in the log:\n{log}");
+    }
+    assert!(!log.contains(lab_password()), "{log}");
+    drop(open);
+}
+
+fn lab_password() -> &'static str {
+    pgtls::lab::LAB_PASSWORD
+}
+
+#[test]
+fn bad_arguments_are_one_line_errors() {
+    let home = tempfile::tempdir().expect("home");
+    let cases: &[(&[&str], &str)] = &[
+        (&["serve", "--listen", "nowhere", "host=x"], "--listen nowhere"),
+        (
+            &["serve", "--targets", "/nonexistent/targets.toml"],
+            "/nonexistent/targets.toml",
+        ),
+        (&["serve", "-h", "a", "host=x", "host=y"], "-h applies to one server"),
+        (
+            &["serve", "--web-config", "/nonexistent/web.yml", "host=x"],
+            "web config",
+        ),
+        (&["serve", "--interval", "0", "host=x"], "--interval"),
+    ];
+    // A pooler entry that is not an admin console is refused at start, naming the target.
+    let targets = home.path().join("targets.toml");
+    std::fs::write(
+        &targets,
+        "[[target]]\nname = \"orders\"\nconninfo = \"host=127.0.0.1 port=1\"\npgbouncer = [\"host=127.0.0.1 port=6432 dbname=orders\"]\n",
+    )
+    .expect("targets");
+    let targets = targets.display().to_string();
+    let pooler_case: (&[&str], &str) = (&["serve", "--targets", &targets], "dbname=pgbouncer");
+    for (args, needle) in cases.iter().chain(std::iter::once(&pooler_case)) {
+        let out = common::pgtls(args, home.path());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+/// A tool from the distribution the test needs, or one line naming the package.
+fn tool(name: &str, package: &str) -> std::path::PathBuf {
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file());
+    match found {
+        Some(path) => path,
+        None => panic!("{name} not found: install the `{package}` package (apt-get install {package})"),
+    }
+}
+
+#[test]
+fn the_alerting_rules_pass_promtool() {
+    let promtool = tool("promtool", "prometheus");
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/prometheus/rules.yml");
+    let out = Command::new(promtool)
+        .args(["check", "rules", rules])
+        .output()
+        .expect("promtool runs");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("SUCCESS"), "{said}");
+}
+
+/// A real Prometheus scrapes `serve`, and a PromQL sum through its HTTP API equals what pg_stat_ssl says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_serve_and_sums_the_sessions() {
+    let prometheus = tool("prometheus", "prometheus");
+    let lab = Lab::start(LabOptions::default()).await.expect("lab");
+    let mut open = Vec::new();
+    for kind in [
+        SessionKind::Tls13,
+        SessionKind::Tls12,
+        SessionKind::Tls12,
+        SessionKind::PlainTcp,
+    ] {
+        open.push(lab.open(kind, SUPERUSER, "scraped").await.expect("session"));
+    }
+    let home = tempfile::tempdir().expect("home");
+    let conninfo = format!("{} application_name={MONITOR_APP}", lab.conninfo(SUPERUSER));
+    let serve = Serve::start(&[&conninfo, "--interval", "1"], home.path());
+
+    let prom_port = pgtls::lab::server::free_port().expect("port");
+    let config = home.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: pgtls\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/assets/prometheus/rules.yml"),
+            serve.port
+        ),
+    )
+    .expect("config");
+    let data = home.path().join("tsdb");
+    let mut prom = Command::new(prometheus)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", data.display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus starts");
+    let _guard = KillOnDrop(&mut prom);
+
+    let want = truth(&lab).await;
+    let want_total: f64 = want.values().sum();
+    let want_tls12 = want.get("tls|TLSv1.2").copied().unwrap_or(0.0);
+    assert_eq!(want_tls12, 2.0, "{want:?}");
+    let query = |q: &str| {
+        let path = format!("/api/v1/query?query={}", url_encode(q));
+        http_get(prom_port, &path, None)
+            .and_then(|(status, body)| (status == 200).then_some(body))
+            .and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok())
+            .and_then(|v| {
+                v["data"]["result"][0]["value"][1]
+                    .as_str()
+                    .and_then(|s| s.parse::<f64>().ok())
+            })
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let total = query("sum(pgtls_sessions)");
+        let tls12 = query(r#"sum(pgtls_sessions{transport="tls",version="TLSv1.2"})"#);
+        if total == Some(want_total) && tls12 == Some(want_tls12) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never had the sums: total {total:?} (want {want_total}), TLS 1.2 {tls12:?}; pg_stat_ssl {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The rules loaded and evaluate: the plain-text session makes its alert pending or firing.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let alerts = http_get(prom_port, "/api/v1/alerts", None)
+            .map(|r| r.1)
+            .unwrap_or_default();
+        if alerts.contains("PgtlsPlainTextSessions") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the plain-text alert never became pending: {alerts}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    drop(open);
+}
+
+struct KillOnDrop<'a>(&'a mut Child);
+
+impl Drop for KillOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The web config as exporter-toolkit reads it: HTTPS with the given certificate, logins checked against bcrypt,
+/// and the JSON API refused on a non-loopback listener without logins.
+#[test]
+fn web_config_serves_https_with_basic_auth() {
+    use base64::Engine as _;
+    use pgtls::lab::certs::{CertSpec, issue};
+    let home = tempfile::tempdir().expect("home");
+    let ca = issue(&CertSpec::ca("serve test CA"), None).expect("ca");
+    let cert = issue(
+        &CertSpec::server("localhost", &["localhost"], &["127.0.0.1"]),
+        Some(&ca),
+    )
+    .expect("cert");
+    cert.write_pem(&home.path().join("web.crt"), &home.path().join("web.key"))
+        .expect("pem");
+    let hash = bcrypt::hash("s3cret", 4).expect("bcrypt");
+    let web = home.path().join("web.yml");
+    std::fs::write(
+        &web,
+        format!("tls_server_config:\n  cert_file: web.crt\n  key_file: web.key\nbasic_auth_users:\n  prom: '{hash}'\n"),
+    )
+    .expect("web config");
+    let web_arg = web.display().to_string();
+    // A target that never answers: the endpoints must work regardless.
+    let serve = Serve::start(
+        &["--web-config", &web_arg, "host=127.0.0.1 port=1 connect_timeout=1"],
+        home.path(),
+    );
+    let mut connector = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls()).expect("connector");
+    connector.cert_store_mut().add_cert(ca.cert.clone()).expect("ca");
+    let connector = connector.build();
+    let get = |path: &str, auth: Option<&str>| -> Option<(u16, String)> {
+        let tcp = TcpStream::connect(("127.0.0.1", serve.port)).ok()?;
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        let mut tls = connector.connect("localhost", tcp).ok()?;
+        let auth = auth
+            .map(|a| {
+                format!(
+                    "Authorization: Basic {}\r\n",
+                    base64::engine::general_purpose::STANDARD.encode(a)
+                )
+            })
+            .unwrap_or_default();
+        write!(
+            tls,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut response = Vec::new();
+        let _ = tls.read_to_end(&mut response);
+        let response = String::from_utf8_lossy(&response).into_owned();
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        Some((head.split_whitespace().nth(1)?.parse().ok()?, body.to_string()))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get("/healthz", Some("prom:s3cret")).is_none() {
+        assert!(Instant::now() < deadline, "serve never answered over TLS");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(get("/metrics", None).map(|r| r.0), Some(401));
+    assert_eq!(get("/metrics", Some("prom:wrong")).map(|r| r.0), Some(401));
+    assert_eq!(get("/metrics", Some("mallory:s3cret")).map(|r| r.0), Some(401));
+    let (status, body) = get("/metrics", Some("prom:s3cret")).expect("metrics");
+    assert_eq!(status, 200);
+    assert!(body.contains("pgtls_up{target=\"127.0.0.1:1/"), "{body}");
+    assert_eq!(get("/api/v1/targets", Some("prom:s3cret")).map(|r| r.0), Some(200));
+    // Plain HTTP on the TLS port gets nothing useful.
+    assert!(serve.get("/metrics").is_none_or(|(status, _)| status != 200));
+}
+
+#[test]
+fn the_json_api_is_refused_on_a_public_listener_without_logins() {
+    let home = tempfile::tempdir().expect("home");
+    let port = pgtls::lab::server::free_port().expect("port");
+    let listen = format!("0.0.0.0:{port}");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgtls"));
+    let child = cmd
+        .env("HOME", home.path())
+        .args(["serve", "--listen", &listen, "host=127.0.0.1 port=1 connect_timeout=1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve starts");
+    let serve = Serve { child, port };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while serve.get("/healthz").is_none() {
+        assert!(Instant::now() < deadline, "serve never answered");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, body) = serve.get("/api/v1/targets").expect("answer");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("basic_auth_users"), "{body}");
+    assert_eq!(
+        serve.get("/metrics").map(|r| r.0),
+        Some(200),
+        "metrics carry no names: served"
+    );
+}
