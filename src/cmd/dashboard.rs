@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::Failure;
+use super::shared::{interval, plan, poll_timeout};
 use crate::analysis::ledger::{Journal, KeyFields, Ledger};
 use crate::cli::{DashboardArgs, HistoryArgs};
 use crate::collect::Collector;
@@ -157,7 +158,7 @@ async fn run_fleet(args: DashboardArgs, interval: Duration) -> Result<ExitCode, 
     }
     let (mut config, _) = Config::load(args.history.config.as_deref()).map_err(Failure::usage)?;
     config.read_only |= args.read_only;
-    let plan = super::serve::plan(&args.conn, args.targets.as_deref(), &config).map_err(Failure::usage)?;
+    let plan = plan(&args.conn, args.targets.as_deref(), &config).map_err(Failure::usage)?;
     let options = crate::collect::engine::EngineOptions {
         interval,
         poll_timeout: args.history.poll_timeout.map(poll_timeout).transpose()?,
@@ -177,24 +178,4 @@ async fn run_fleet(args: DashboardArgs, interval: Duration) -> Result<ExitCode, 
         .await
         .map_err(|e| Failure::error(format!("{e:#}")))?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn poll_timeout(seconds: f64) -> Result<Duration, Failure> {
-    if seconds.is_finite() && (1.0..=3600.0).contains(&seconds) {
-        Ok(Duration::from_secs_f64(seconds))
-    } else {
-        Err(Failure::usage(format!(
-            "--poll-timeout must be between 1 and 3600 seconds, not {seconds}"
-        )))
-    }
-}
-
-pub fn interval(seconds: f64) -> Result<Duration, Failure> {
-    if seconds.is_finite() && (0.1..=3600.0).contains(&seconds) {
-        Ok(Duration::from_secs_f64(seconds))
-    } else {
-        Err(Failure::usage(format!(
-            "--interval must be between 0.1 and 3600 seconds, not {seconds}"
-        )))
-    }
 }

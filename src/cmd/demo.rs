@@ -11,7 +11,7 @@ use crate::lab::{Lab, LabOptions, demo};
 pub use crate::lab::demo::MONITOR_ROLE;
 
 pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
-    let interval = super::dashboard::interval(args.interval)?;
+    let interval = super::shared::interval(args.interval)?;
     let raise_after = args.raise_after.map(raise_after).transpose()?;
     eprintln!("pgtls demo: starting a throwaway PostgreSQL with TLS and a mix of clients…");
     // Ctrl-C, a closed terminal or `kill` during start-up must still remove the server and its

@@ -10,6 +10,7 @@ pub mod exit_table;
 pub mod ledger;
 pub mod probe;
 pub mod serve;
+mod shared;
 pub mod snapshot;
 
 use std::process::ExitCode;

@@ -1,7 +1,6 @@
 //! `pgtls serve`: plan the targets (arguments, `--targets`, the config's `[[target]]` tables), start one engine
 //! each, serve HTTP, reload on SIGHUP, stop on SIGTERM or Ctrl-C.
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,21 +9,20 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::Failure;
+use super::shared::plan;
 use crate::analysis::ledger::KeyFields;
-use crate::cli::{ConnArgs, ServeArgs};
-use crate::collect::engine::{self, EngineOptions};
-use crate::collect::fleet::{Fleet, Planned};
+use crate::cli::ServeArgs;
+use crate::collect::engine::EngineOptions;
+use crate::collect::fleet::Fleet;
 use crate::config::Config;
-use crate::conn::params::Environment;
-use crate::serve::http::{self, AppState};
+use crate::serve::http::{self, ServeState};
 use crate::serve::webconfig::WebConfig;
-use crate::targets::{self, TargetEntry};
 
 /// How often the fleet checks that every target's task still runs.
 const CHECK_EVERY: Duration = Duration::from_secs(5);
 
 pub async fn run(args: ServeArgs) -> Result<ExitCode, Failure> {
-    let interval = super::dashboard::interval(args.interval)?;
+    let interval = super::shared::interval(args.interval)?;
     let probe_every = positive_seconds("--probe-interval", args.probe_interval)?;
     let listen: SocketAddr = args.listen.parse().map_err(|_| {
         Failure::usage(format!(
@@ -70,7 +68,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, Failure> {
     for note in notes {
         log(&note);
     }
-    let api = AppState::new(Arc::clone(&fleet), web.clone(), listen, args.client_series).map_err(Failure::usage)?;
+    let api = ServeState::new(Arc::clone(&fleet), web.clone(), listen, args.client_series).map_err(Failure::usage)?;
     if !api.api_allowed {
         log("the JSON API is off: it answers on a loopback --listen address or behind basic_auth_users");
     }
@@ -135,59 +133,6 @@ fn reload(args: &ServeArgs, fleet: &Fleet) {
         }
         Err(e) => log(&format!("reload failed, targets unchanged: {e}")),
     }
-}
-
-/// Every target, resolved and named, in order: the arguments', the targets file's, the config's. Shared by `serve`
-/// and the dashboard over several servers.
-pub fn plan(conn: &ConnArgs, targets_file: Option<&std::path::Path>, config: &Config) -> Result<Vec<Planned>, String> {
-    let env = Environment::from_process();
-    let mut planned = Vec::new();
-    let from_file = match targets_file {
-        Some(path) => targets::load_file(path)?,
-        None => Vec::new(),
-    };
-    if conn.conninfo.len() <= 1 && from_file.is_empty() && config.targets.is_empty() {
-        // One server: exactly as the dashboard resolves it, psql's flags included.
-        let params = conn.resolve(&env)?;
-        let entry = TargetEntry {
-            conninfo: conn.conninfo.first().cloned().unwrap_or_default(),
-            ..TargetEntry::default()
-        };
-        let name = engine::name_of(&entry, &params);
-        planned.push(Planned { entry, params, name });
-        return Ok(planned);
-    }
-    let entries = conn
-        .conninfo
-        .iter()
-        .map(|conninfo| TargetEntry {
-            conninfo: conninfo.clone(),
-            ..TargetEntry::default()
-        })
-        .chain(from_file)
-        .chain(config.targets.iter().cloned());
-    let mut names = BTreeSet::new();
-    for entry in entries {
-        let params = engine::resolve_entry(&entry, &env).map_err(|e| {
-            format!(
-                "target {}: {e}",
-                crate::conn::text::quoted(entry.name.as_deref().unwrap_or(&entry.conninfo))
-            )
-        })?;
-        let name = engine::name_of(&entry, &params);
-        for bundle in &entry.bundles {
-            crate::probe::bundles::read_bundle(bundle)
-                .map_err(|e| format!("target {}: {e}", crate::conn::text::quoted(&name)))?;
-        }
-        if !names.insert(name.clone()) {
-            return Err(format!(
-                "two targets are named {}: give each a name in the targets file",
-                crate::conn::text::quoted(&name)
-            ));
-        }
-        planned.push(Planned { entry, params, name });
-    }
-    Ok(planned)
 }
 
 fn positive_seconds(flag: &str, seconds: f64) -> Result<Duration, Failure> {

@@ -1,19 +1,19 @@
 //! The JSON API for tooling: `/api/v1/targets` (one row per target, as the Servers screen shows them) and
 //! `/api/v1/targets/{name}/ledger` (a target's clients). Both name users, hosts and applications, so they answer
-//! only on a loopback listener or behind basic authentication (see [`super::http::AppState::api_allowed`]).
+//! only on a loopback listener or behind basic authentication (see [`super::http::ServeState::api_allowed`]).
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use super::http::AppState;
+use super::http::ServeState;
 use crate::analysis::fleet::ServerRow;
 
 const REFUSED: &str = "the JSON API names users, hosts and applications: it answers on a loopback --listen address, \
                        or with basic_auth_users in --web-config\n";
 
-pub async fn targets(State(state): State<AppState>) -> Response {
+pub async fn targets(State(state): State<ServeState>) -> Response {
     if !state.api_allowed {
         return (StatusCode::FORBIDDEN, REFUSED).into_response();
     }
@@ -21,7 +21,7 @@ pub async fn targets(State(state): State<AppState>) -> Response {
     Json(rows).into_response()
 }
 
-pub async fn ledger(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+pub async fn ledger(State(state): State<ServeState>, Path(name): Path<String>) -> Response {
     if !state.api_allowed {
         return (StatusCode::FORBIDDEN, REFUSED).into_response();
     }

@@ -40,7 +40,7 @@ pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(2);
 pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
-pub struct AppState {
+pub struct ServeState {
     pub fleet: Arc<Fleet>,
     pub web: Arc<WebConfig>,
     /// The JSON API names users, hosts and applications: only on loopback, unless logins are required.
@@ -49,16 +49,16 @@ pub struct AppState {
     logins: Arc<Logins>,
 }
 
-impl AppState {
+impl ServeState {
     pub fn new(
         fleet: Arc<Fleet>,
         web: WebConfig,
         listen: SocketAddr,
         client_series: usize,
-    ) -> Result<AppState, LoginsError> {
+    ) -> Result<ServeState, LoginsError> {
         let api_allowed = names_allowed(listen, &web);
         let logins = Arc::new(Logins::new(&web.users)?);
-        Ok(AppState {
+        Ok(ServeState {
             fleet,
             web: Arc::new(web),
             api_allowed,
@@ -74,7 +74,7 @@ pub fn names_allowed(listen: SocketAddr, web: &WebConfig) -> bool {
     listen.ip().is_loopback() || web.auth_required()
 }
 
-pub fn router(state: AppState) -> Router {
+pub fn router(state: ServeState) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/metrics", get(metrics))
@@ -94,7 +94,7 @@ async fn index() -> impl IntoResponse {
     )
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<ServeState>) -> Response {
     let states = state.fleet.states();
     match super::metrics::render(&states, state.client_series) {
         Ok(text) => ([(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)], text).into_response(),
@@ -108,7 +108,7 @@ async fn healthz() -> &'static str {
 
 /// Basic authentication when the web config lists users; every endpoint is behind it, `/healthz` included, as in
 /// exporter-toolkit.
-async fn authenticate(State(state): State<AppState>, request: axum::extract::Request, next: Next) -> Response {
+async fn authenticate(State(state): State<ServeState>, request: axum::extract::Request, next: Next) -> Response {
     if !state.logins.required() {
         return next.run(request).await;
     }

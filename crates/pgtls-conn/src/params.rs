@@ -908,7 +908,7 @@ mod tests {
     }
 
     /// What psql 15 did with the same arguments (checked by hand with `psql -h … -c 'select current_user, …'`,
-    /// and against the lab in tests/snapshot_cli.rs).
+    /// and against the lab in tests/integration/snapshot_cli.rs).
     #[test]
     fn psql_flags_fill_what_the_connection_string_leaves_unsaid() {
         let p = psql(Some("127.0.0.1"), Some("6000"), Some("bob"), Some("shop"));

@@ -240,7 +240,7 @@ fn attempt(line: PoolerLine) -> RefusedAttempt {
 mod tests {
     use super::*;
 
-    /// Captured from PgBouncer 1.18 on this machine (see the module's documentation); tests/pgbouncer.rs makes the
+    /// Captured from PgBouncer 1.18 on this machine (see the module's documentation); tests/integration/pgbouncer.rs makes the
     /// same lines appear from a running pooler.
     const REAL: &str = "\
 2026-12-03 13:28:32.686 UTC [29888] LOG process up: PgBouncer 1.18.0, libevent 2.1.12-stable (epoll), adns: c-ares 1.18.1, tls: OpenSSL 3.0.19 27 Jan 2026
