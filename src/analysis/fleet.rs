@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::sources::SourceState;
 use crate::analysis::whatif::Target;
 use crate::collect::poller::History;
 use crate::model::{ClassCounts, Setting, Snapshot};
@@ -34,6 +35,8 @@ pub struct ServerRow {
     pub chain_root: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_poll: Option<DateTime<Utc>>,
+    /// The poll, then each pooler: up, last answer, rows, truncated.
+    pub sources: Vec<SourceState>,
 }
 
 /// What a target last reported, as one row.
@@ -64,6 +67,7 @@ pub fn row(
         certificate_days_left: probe.and_then(|p| p.chain.first()).map(|c| c.days_left),
         chain_root: probe.and_then(|p| p.chain.last()).map(|c| c.issuer.clone()),
         last_poll: snapshot.map(|s| s.taken_at),
+        sources: super::sources::of_target(up, error, snapshot),
     }
 }
 

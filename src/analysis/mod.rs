@@ -5,4 +5,5 @@ pub mod alerts;
 pub mod fleet;
 pub mod ledger;
 pub mod pooler;
+pub mod sources;
 pub mod whatif;

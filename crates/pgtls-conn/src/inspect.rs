@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, TlsStream};
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::rules::{AuthMethod, ChannelBindingMode, RequireAuth, SslCertMode};
 use crate::tls::SSL_REQUEST;
@@ -38,6 +38,25 @@ pub struct AuthPolicy {
     pub sslcertmode: SslCertMode,
     /// Filled in by the TLS handshake (never set on a plaintext connection).
     pub cert: Arc<CertFlags>,
+    /// Longest long message accepted; `None` for [`MAX_LONG_MESSAGE`].
+    pub message_limit: Option<usize>,
+    /// Counts the message bytes read, for a caller that reads a reply as a stream and bounds it.
+    pub received: Received,
+}
+
+/// Bytes of protocol messages read from the server so far, counted below tokio-postgres: what a caller reading a
+/// reply row by row compares with its byte cap (rows as tokio-postgres hands them over do not tell their size).
+#[derive(Debug, Clone, Default)]
+pub struct Received(Arc<AtomicU64>);
+
+impl Received {
+    pub fn bytes(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn add(&self, n: usize) {
+        self.0.fetch_add(n as u64, Ordering::Relaxed);
+    }
 }
 
 /// Where the inspector sits.
@@ -176,6 +195,7 @@ impl<S> Inspector<S> {
             }
             if self.body_left == 0 && self.header_len < 5 {
                 let take = (5 - self.header_len).min(bytes.len());
+                self.policy.received.add(take);
                 self.header[self.header_len..self.header_len + take].copy_from_slice(&bytes[..take]);
                 self.header_len += take;
                 bytes = &bytes[take..];
@@ -185,6 +205,7 @@ impl<S> Inspector<S> {
                 continue;
             }
             let take = self.body_left.min(bytes.len());
+            self.policy.received.add(take);
             if let Some((_, body)) = self.body.as_mut() {
                 body.extend_from_slice(&bytes[..take]);
             }
@@ -201,7 +222,7 @@ impl<S> Inspector<S> {
         let kind = self.header[0];
         let announced = u32::from_be_bytes([self.header[1], self.header[2], self.header[3], self.header[4]]) as usize;
         let limit = if may_be_long(kind) {
-            MAX_LONG_MESSAGE
+            self.policy.message_limit.unwrap_or(MAX_LONG_MESSAGE)
         } else {
             MAX_SHORT_MESSAGE
         };

@@ -7,6 +7,7 @@
 //! loses at most the last poll and a damaged line costs only that line.
 
 mod file;
+pub mod lock;
 mod refused;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -14,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use self::file::{FORMAT_VERSION, Journal, LoadReport};
+pub use self::file::{FORMAT_VERSION, Journal, LoadReport, OpenError};
 pub use self::refused::{
     FloorSince, HourCount, RefusalKind, RefusedRecord, RefusedView, SinceSource, UNKNOWN_ADDRESS, floor_since,
 };

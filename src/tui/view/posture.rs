@@ -45,7 +45,7 @@ struct Row {
     keep: u8,
 }
 
-fn rows(snap: &Snapshot) -> Vec<Row> {
+fn rows(snap: &Snapshot, cx: &Ctx) -> Vec<Row> {
     let get = |name: &str| snap.setting(name).clone();
     let row = |label, setting: Setting, empty, keep| Row {
         label,
@@ -93,9 +93,11 @@ fn rows(snap: &Snapshot) -> Vec<Row> {
     rows.push(row("CRL", crl, "(none)", 1));
     // Each pooler's legs, beside the server's own settings: what its clients and its server connections may use.
     for p in &snap.poolers {
-        let mut pooler = row("pgbouncer", Setting::Set(pooler_summary(p)), "(empty)", 9);
+        let mut pooler = row("pgbouncer", Setting::Set(pooler_summary(p, cx)), "(empty)", 9);
         if p.error.is_some() {
             pooler.verdict = Verdict::Weak("not answering");
+        } else if p.truncated {
+            pooler.verdict = Verdict::Weak("answer truncated");
         } else if matches!(p.setting("client_tls_sslmode"), Some("disable" | "allow" | "prefer")) {
             pooler.verdict = Verdict::Weak("clients may skip TLS");
         }
@@ -104,10 +106,18 @@ fn rows(snap: &Snapshot) -> Vec<Row> {
     rows
 }
 
-/// "127.0.0.1:6432 clients allow/secure, server require/secure, session"
-fn pooler_summary(p: &crate::model::Pooler) -> String {
+/// "127.0.0.1:6432 clients allow/secure, server require/secure, session"; with the time of the last answer when it
+/// does not answer, and the rows read when its answer was cut at pgtls's cap.
+fn pooler_summary(p: &crate::model::Pooler, cx: &Ctx) -> String {
     if p.error.is_some() {
-        return p.address.clone();
+        return match p.answered_at {
+            Some(at) => format!("{} last answer {}", p.address, cx.clock(at)),
+            None => format!("{} no answer yet", p.address),
+        };
+    }
+    // Cut on its clients, the answer lacks the settings too.
+    if p.truncated {
+        return format!("{} first {} rows", p.address, p.rows);
     }
     let get = |name: &str| p.setting(name).unwrap_or("?");
     format!(
@@ -123,7 +133,7 @@ fn pooler_summary(p: &crate::model::Pooler) -> String {
 
 fn lines(snap: &Snapshot, cx: &Ctx, cols: usize, height: usize) -> Vec<Line<'static>> {
     let t = cx.theme;
-    let mut rows = rows(snap);
+    let mut rows = rows(snap, cx);
     while rows.len() > height {
         match rows.iter().enumerate().min_by_key(|(_, r)| r.keep).map(|(i, _)| i) {
             Some(pos) => rows.remove(pos),
