@@ -92,33 +92,42 @@ fn rows(snap: &Snapshot, cx: &Ctx) -> Vec<Row> {
     };
     rows.push(row("CRL", crl, "(none)", 1));
     // Each pooler's legs, beside the server's own settings: what its clients and its server connections may use.
+    // One that does not answer, or whose answer was cut at pgtls's cap, says so in its label, and its value
+    // starts with what the box has room for: when it last answered, or how many rows were read.
     for p in &snap.poolers {
-        let mut pooler = row("pgbouncer", Setting::Set(pooler_summary(p, cx)), "(empty)", 9);
-        if p.error.is_some() {
-            pooler.verdict = Verdict::Weak("not answering");
+        let pooler = if p.error.is_some() {
+            let since = match p.answered_at {
+                Some(at) => format!("last {} {}", cx.clock(at), p.address),
+                None => format!("never answered {}", p.address),
+            };
+            Row {
+                verdict: Verdict::Weak("not answering"),
+                ..row("pooler down", Setting::Set(since), "(empty)", 9)
+            }
         } else if p.truncated {
-            pooler.verdict = Verdict::Weak("answer truncated");
-        } else if matches!(p.setting("client_tls_sslmode"), Some("disable" | "allow" | "prefer")) {
-            pooler.verdict = Verdict::Weak("clients may skip TLS");
-        }
+            Row {
+                verdict: Verdict::Weak("answer cut at pgtls's cap"),
+                ..row(
+                    "pooler cut",
+                    Setting::Set(format!("{} rows {}", p.rows, p.address)),
+                    "(empty)",
+                    9,
+                )
+            }
+        } else {
+            let mut pooler = row("pgbouncer", Setting::Set(pooler_summary(p)), "(empty)", 9);
+            if matches!(p.setting("client_tls_sslmode"), Some("disable" | "allow" | "prefer")) {
+                pooler.verdict = Verdict::Weak("clients may skip TLS");
+            }
+            pooler
+        };
         rows.push(pooler);
     }
     rows
 }
 
-/// "127.0.0.1:6432 clients allow/secure, server require/secure, session"; with the time of the last answer when it
-/// does not answer, and the rows read when its answer was cut at pgtls's cap.
-fn pooler_summary(p: &crate::model::Pooler, cx: &Ctx) -> String {
-    if p.error.is_some() {
-        return match p.answered_at {
-            Some(at) => format!("{} last answer {}", p.address, cx.clock(at)),
-            None => format!("{} no answer yet", p.address),
-        };
-    }
-    // Cut on its clients, the answer lacks the settings too.
-    if p.truncated {
-        return format!("{} first {} rows", p.address, p.rows);
-    }
+/// "127.0.0.1:6432 clients allow/secure, server require/secure, session"
+fn pooler_summary(p: &crate::model::Pooler) -> String {
     let get = |name: &str| p.setting(name).unwrap_or("?");
     format!(
         "{} clients {}/{}, server {}/{}, {}",
