@@ -402,7 +402,60 @@ async fn a_changed_target_comes_back_on_its_ledger_after_sighup() {
     .await;
     let (status, body) = serve.get("/api/v1/targets").expect("api answers");
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("\"up\":true"), "{body}");
+    let rows: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(rows[0]["up"], true, "{body}");
+    assert_eq!(rows[0]["sources"][0]["source"], "poll", "{body}");
+    assert_eq!(rows[0]["sources"][0]["up"], true, "{body}");
+}
+
+/// A pooler console that accepts and never answers, in front of a target `serve` watches: the target is up and
+/// polled, and the pooler is a source of its own, down, in `/metrics` (`pgtls_source_up{source="pooler:..."} 0`)
+/// and in `/api/v1/targets` with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_pooler_is_a_source_down_beside_a_polled_target() {
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().expect("home");
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = silent.local_addr().expect("port").port();
+    let targets = home.path().join("targets.toml");
+    std::fs::write(
+        &targets,
+        format!(
+            "[[target]]\nname = \"orders\"\nconninfo = \"{}\"\n\
+             pgbouncer = [\"host=127.0.0.1 port={port} user=x dbname=pgbouncer sslmode=disable\"]\n",
+            lab.conninfo(SUPERUSER)
+        ),
+    )
+    .expect("targets");
+    let targets_arg = targets.display().to_string();
+    let serve = Serve::start(&["--targets", &targets_arg, "--interval", "1"], home.path());
+    let pooler = format!("target=\"orders\",source=\"pooler:127.0.0.1:{port}\"");
+    let text = common::wait_until(
+        "the pooler a source, down, beside the poll",
+        Duration::from_secs(30),
+        async || {
+            let text = serve.get("/metrics").map(|r| r.1).unwrap_or_default();
+            let up = samples(&text, "pgtls_source_up");
+            if up.get("target=\"orders\",source=\"poll\"") == Some(&1.0) && up.get(&pooler) == Some(&0.0) {
+                Ok(text)
+            } else {
+                Err(text)
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        samples(&text, "pgtls_up").get("target=\"orders\""),
+        Some(&1.0),
+        "{text}"
+    );
+    let (_, body) = serve.get("/api/v1/targets").expect("api answers");
+    let rows: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let source = &rows[0]["sources"][1];
+    assert_eq!(source["source"], format!("pooler:127.0.0.1:{port}"), "{body}");
+    assert_eq!(source["up"], false, "{body}");
+    assert!(source["error"].as_str().is_some_and(|e| !e.is_empty()), "{body}");
+    drop(silent);
 }
 
 /// A target whose ledger another process holds cannot start: it stays listed with `pgtls_up 0` and the reason in

@@ -16,8 +16,9 @@ use crate::conn::inspect::Received;
 pub const MAX_ROWS: usize = 100_000;
 
 /// Bytes read per answer at most (protocol bytes, every SHOW together). A real `SHOW CLIENTS` row is 200 to 400
-/// bytes, so this holds about [`MAX_ROWS`] of them; what is kept of them in memory is of the same order.
-pub const MAX_BYTES: u64 = 32 << 20;
+/// bytes, so this holds some 40,000 clients or more; what is kept of them in memory is at most as much (each
+/// value is also cut at [`super::rows::MAX_VALUE_CHARS`]), and several copies of a snapshot are alive at once.
+pub const MAX_BYTES: u64 = 16 << 20;
 
 /// Longest message accepted from a console: a row of `SHOW CLIENTS` is well under a KiB.
 pub const MESSAGE_LIMIT: usize = 256 << 10;

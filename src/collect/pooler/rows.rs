@@ -26,6 +26,10 @@ pub const SETTINGS: [&str; 9] = [
 /// What a value that is not UTF-8 is shown as: the simple protocol gives no access to its bytes.
 pub const NOT_UTF8: &str = "\u{FFFD}";
 
+/// Longest value kept, in characters (PgBouncer's own names stop at 64 bytes): a console that sends longer ones
+/// is cut at the byte cap anyway, and what is kept of each of its rows stays small.
+pub const MAX_VALUE_CHARS: usize = 256;
+
 /// What one poll read from a console, as far as it read.
 #[derive(Debug, Default)]
 pub struct Answer {
@@ -126,6 +130,11 @@ fn text(row: &SimpleQueryRow, name: &str) -> Option<String> {
         return None;
     }
     match row.try_get(name) {
+        Ok(Some(v)) if v.chars().nth(MAX_VALUE_CHARS).is_some() => {
+            let mut cut: String = v.chars().take(MAX_VALUE_CHARS - 1).collect();
+            cut.push('…');
+            Some(cut)
+        }
         Ok(Some(v)) if !v.is_empty() => Some(v.to_string()),
         Ok(_) => None,
         Err(_) => Some(NOT_UTF8.to_string()),
