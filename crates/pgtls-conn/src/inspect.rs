@@ -405,3 +405,40 @@ impl<S: TlsStream + Unpin> TlsStream for Inspector<S> {
         self.inner.channel_binding()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inspector(message_limit: Option<usize>) -> Inspector<()> {
+        let policy = AuthPolicy {
+            message_limit,
+            ..AuthPolicy::default()
+        };
+        Inspector::new((), Layer::InsideTls, Arc::new(policy), SharedObserved::default())
+    }
+
+    fn data_row(announced: u32, body: usize) -> Vec<u8> {
+        let mut row = vec![b'D'];
+        row.extend_from_slice(&announced.to_be_bytes());
+        row.extend(std::iter::repeat_n(0u8, body));
+        row
+    }
+
+    /// A caller's own limit (a pooler's console) refuses a row the connection's default would take, and every
+    /// byte of the messages read is counted, split across reads or not.
+    #[test]
+    fn a_row_over_the_callers_limit_is_refused_and_every_byte_is_counted() {
+        let mut small = inspector(Some(100));
+        let row = data_row(54, 50);
+        small.scan(&row[..3]).unwrap();
+        small.scan(&row[3..]).unwrap();
+        assert_eq!(small.policy.received.bytes(), 55);
+        let err = small.scan(&data_row(105, 0)).unwrap_err();
+        assert!(err.to_string().contains("over pgtls's limit of 100 bytes"), "{err}");
+
+        let mut default = inspector(None);
+        default.scan(&data_row(105, 101)).unwrap();
+        assert_eq!(default.policy.received.bytes(), 106);
+    }
+}
