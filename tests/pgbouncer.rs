@@ -995,3 +995,23 @@ async fn a_silent_console_never_delays_the_servers_polls() {
         "a poll waited {longest:?}: {gaps:?}"
     );
 }
+
+/// A console whose single row is longer than any console row has reason to be (1 MiB) is refused at that row's
+/// header, below tokio-postgres, before it reserves room for it: the pooler is reported with the limit, and the
+/// connection closed.
+#[tokio::test]
+async fn a_console_row_over_the_message_limit_is_refused_before_it_is_buffered() {
+    let home = tempfile::tempdir().unwrap();
+    let (port, console) = fake_console(Console::Rows(1 << 20)).await;
+    let mut poolers = console_poolers(port, home.path());
+    let pooler = poolers.poll(Duration::from_secs(20)).await.remove(0);
+    let error = pooler.error.expect("the pooler is reported");
+    let limit = pgtls::collect::pooler::read::MESSAGE_LIMIT;
+    assert!(error.contains(&limit.to_string()), "{error}");
+    assert_eq!(pooler.rows, 0);
+    let sent = tokio::time::timeout(Duration::from_secs(10), console)
+        .await
+        .expect("the console connection was closed")
+        .unwrap();
+    assert!(sent < 64 << 20, "the console sent {sent} bytes");
+}

@@ -44,18 +44,35 @@ pub struct AuthPolicy {
     pub received: Received,
 }
 
-/// Bytes of protocol messages read from the server so far, counted below tokio-postgres: what a caller reading a
-/// reply row by row compares with its byte cap (rows as tokio-postgres hands them over do not tell their size).
+/// What the connection has read from the server, as seen below tokio-postgres: the bytes of its messages (what a
+/// caller reading a reply row by row compares with its byte cap: rows as tokio-postgres hands them over do not tell
+/// their size), and the message pgtls refused, if it refused one (tokio-postgres then says only that the
+/// connection closed).
 #[derive(Debug, Clone, Default)]
-pub struct Received(Arc<AtomicU64>);
+pub struct Received {
+    bytes: Arc<AtomicU64>,
+    refusal: Arc<Mutex<Option<Refusal>>>,
+}
 
 impl Received {
     pub fn bytes(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Why pgtls stopped reading this connection, once it did.
+    pub fn refusal(&self) -> Option<Refusal> {
+        self.refusal.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     fn add(&self, n: usize) {
-        self.0.fetch_add(n as u64, Ordering::Relaxed);
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    fn refused(&self, refusal: &Refusal) {
+        self.refusal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert_with(|| refusal.clone());
     }
 }
 
@@ -164,6 +181,7 @@ impl<S> Inspector<S> {
         let text = match &refusal {
             Refusal::Auth(t) | Refusal::Protocol(t) => t.clone(),
         };
+        self.policy.received.refused(&refusal);
         let mut observed = self.observed.lock().unwrap_or_else(PoisonError::into_inner);
         observed.refusal.get_or_insert(refusal);
         io::Error::new(io::ErrorKind::InvalidData, text)
@@ -434,8 +452,13 @@ mod tests {
         small.scan(&row[..3]).unwrap();
         small.scan(&row[3..]).unwrap();
         assert_eq!(small.policy.received.bytes(), 55);
+        assert_eq!(small.policy.received.refusal(), None);
         let err = small.scan(&data_row(105, 0)).unwrap_err();
         assert!(err.to_string().contains("over pgtls's limit of 100 bytes"), "{err}");
+        assert!(
+            matches!(small.policy.received.refusal(), Some(Refusal::Protocol(text)) if text == err.to_string()),
+            "the refusal is kept for the caller, whom tokio-postgres tells only that the connection closed"
+        );
 
         let mut default = inspector(None);
         default.scan(&data_row(105, 101)).unwrap();

@@ -212,7 +212,7 @@ impl PoolerSource {
         let mut budget = Budget::new(&connected.received, read::MAX_ROWS, read::MAX_BYTES);
         let (answer, outcome) = read_answer(&connected.client, own, &mut budget)
             .await
-            .map_err(|e| query_error(&e))?;
+            .map_err(|e| query_error(&e, &connected.received))?;
         if let Outcome::Truncated(_) = outcome {
             // The rest of a reply past the cap is never read: the connection goes, and the next poll opens another.
             self.connected = None;
@@ -263,7 +263,13 @@ fn connect_error(e: &crate::conn::ConnectError, params: &ConnParams) -> String {
     }
 }
 
-fn query_error(e: &tokio_postgres::Error) -> String {
+/// What went wrong with a SHOW; a connection pgtls itself closed (a message over its limit) says why.
+fn query_error(e: &tokio_postgres::Error, received: &crate::conn::inspect::Received) -> String {
+    if let Some(crate::conn::inspect::Refusal::Protocol(why) | crate::conn::inspect::Refusal::Auth(why)) =
+        received.refusal()
+    {
+        return format!("pgtls closed the admin console connection: {why}");
+    }
     match e.as_db_error() {
         Some(db) => format!("the admin console refused a SHOW: {}", db.message()),
         None if e.is_closed() => "the admin console closed the connection".to_string(),
