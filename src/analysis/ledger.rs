@@ -4,5 +4,6 @@
 pub use pgtls_core::analysis::ledger::*;
 
 mod file;
+pub mod lock;
 
-pub use self::file::{FORMAT_VERSION, Journal, LoadReport};
+pub use self::file::{FORMAT_VERSION, Journal, LoadReport, OpenError};

@@ -163,6 +163,7 @@ async fn run_fleet(args: DashboardArgs, interval: Duration) -> Result<ExitCode, 
         interval,
         poll_timeout: args.history.poll_timeout.map(poll_timeout).transpose()?,
         state_dir: None,
+        state_dir_lock: None,
         key_fields: KeyFields::from_names(&config.ledger.key).map_err(Failure::usage)?,
         min_evidence: config.min_evidence(),
         expiry_warn_days: config.alerts.expiry_warn_days,
@@ -170,10 +171,7 @@ async fn run_fleet(args: DashboardArgs, interval: Duration) -> Result<ExitCode, 
         log_to_stderr: false,
     };
     let fleet = std::sync::Arc::new(crate::collect::fleet::Fleet::new(options));
-    let (_, errors) = fleet.apply(plan);
-    if let Some(first) = errors.first() {
-        return Err(Failure::error(first));
-    }
+    fleet.apply(plan);
     crate::tui::app::run_fleet(fleet, interval, config)
         .await
         .map_err(|e| Failure::error(format!("{e:#}")))?;

@@ -13,11 +13,12 @@ pub use crate::lab::demo::MONITOR_ROLE;
 pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
     let interval = super::shared::interval(args.interval)?;
     let raise_after = args.raise_after.map(raise_after).transpose()?;
-    eprintln!("pgtls demo: starting a throwaway PostgreSQL with TLS and a mix of clients…");
     // Ctrl-C, a closed terminal or `kill` during start-up must still remove the server and its
     // temp dir: with handlers installed the default "terminate at once" no longer applies, and
-    // the lab is dropped on the way out.
+    // the lab is dropped on the way out. Installed before the first word is printed, so a signal sent
+    // on seeing it is never the default one (that race once killed the demo with SIGQUIT's core dump).
     let interrupted = interrupted().map_err(|e| Failure::error(format!("demo: {e}")))?;
+    eprintln!("pgtls demo: starting a throwaway PostgreSQL with TLS and a mix of clients…");
     tokio::pin!(interrupted);
     let options = LabOptions {
         bindir: args.pg_bindir,

@@ -11,6 +11,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use super::Failure;
 use super::shared::plan;
 use crate::analysis::ledger::KeyFields;
+use crate::analysis::ledger::lock::StateDirLock;
 use crate::cli::ServeArgs;
 use crate::collect::engine::EngineOptions;
 use crate::collect::fleet::Fleet;
@@ -44,28 +45,31 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, Failure> {
     }
     let tls = http::acceptor(&web).map_err(Failure::usage)?;
     let plan = plan(&args.conn, args.targets.as_deref(), &config).map_err(Failure::usage)?;
+    let state_dir_lock = match &args.state_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| Failure::error(format!("--state-dir {}: {e}", dir.display())))?;
+            Some(Arc::new(
+                StateDirLock::take(dir).map_err(|e| Failure::error(e.to_string()))?,
+            ))
+        }
+        None => None,
+    };
     let options = EngineOptions {
         interval,
         poll_timeout: None,
         state_dir: args.state_dir.clone(),
+        state_dir_lock,
         key_fields: KeyFields::from_names(&config.ledger.key).map_err(Failure::usage)?,
         min_evidence: config.min_evidence(),
         expiry_warn_days: config.alerts.expiry_warn_days,
         probe_every,
         log_to_stderr: true,
     };
-    if let Some(dir) = &options.state_dir {
-        std::fs::create_dir_all(dir).map_err(|e| Failure::error(format!("--state-dir {}: {e}", dir.display())))?;
-    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| Failure::error(format!("--listen {listen}: {e}")))?;
     let fleet = Arc::new(Fleet::new(options));
-    let (notes, errors) = fleet.apply(plan);
-    if let Some(first) = errors.first() {
-        return Err(Failure::error(first));
-    }
-    for note in notes {
+    for note in fleet.apply(plan) {
         log(&note);
     }
     let api = ServeState::new(Arc::clone(&fleet), web.clone(), listen, args.client_series).map_err(Failure::usage)?;
@@ -123,11 +127,11 @@ fn reload(args: &ServeArgs, fleet: &Fleet) {
         Config::load(args.config.as_deref()).and_then(|(config, _)| plan(&args.conn, args.targets.as_deref(), &config));
     match planned {
         Ok(plan) => {
-            let (notes, errors) = fleet.apply(plan);
-            for line in notes.iter().chain(errors.iter()) {
+            let notes = fleet.apply(plan);
+            for line in &notes {
                 log(line);
             }
-            if notes.is_empty() && errors.is_empty() {
+            if notes.is_empty() {
                 log("no change");
             }
         }

@@ -57,6 +57,10 @@ pub(super) fn plan(
             crate::probe::bundles::read_bundle(bundle)
                 .map_err(|e| format!("target {}: {e}", crate::conn::text::quoted(&name)))?;
         }
+        // The engine resolves them again when it starts; a mistake in the file is refused here, whole.
+        crate::collect::pooler::Poolers::resolve(&entry.pgbouncer, &env)
+            .and_then(|p| p.with_logs(&entry.pgbouncer_log))
+            .map_err(|e| format!("target {}: {e}", crate::conn::text::quoted(&name)))?;
         if !names.insert(name.clone()) {
             return Err(format!(
                 "two targets are named {}: give each a name in the targets file",

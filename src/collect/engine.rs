@@ -10,7 +10,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::analysis::ledger::{Journal, KeyFields, Ledger};
+use crate::analysis::ledger::lock::StateDirLock;
+use crate::analysis::ledger::{Journal, KeyFields, Ledger, OpenError};
 use crate::collect::poller::{self, History, HistorySetup, PollerCommand, PollerEvent};
 use crate::conn::params::{ConnParams, Environment, resolve};
 use crate::model::Snapshot;
@@ -24,6 +25,8 @@ pub struct EngineOptions {
     pub poll_timeout: Option<Duration>,
     /// Where ledgers go when a target names none: `<dir>/<file stem of the name>.ledger`.
     pub state_dir: Option<PathBuf>,
+    /// The state directory's lock, held by the process for as long as it runs: it covers every ledger in it.
+    pub state_dir_lock: Option<Arc<StateDirLock>>,
     pub key_fields: KeyFields,
     pub min_evidence: chrono::Duration,
     pub expiry_warn_days: i64,
@@ -51,6 +54,8 @@ pub struct TargetState {
     pub polls: u64,
     pub failures: u64,
     pub ledger_file: Option<PathBuf>,
+    /// Why the engine could not start (it is tried again); `None` once it runs.
+    pub start_error: Option<String>,
 }
 
 /// Shared with the endpoints. A poisoned lock (a panic while updating) still holds the last good data.
@@ -112,36 +117,126 @@ pub fn resolve_entry(entry: &TargetEntry, env: &Environment) -> Result<ConnParam
     resolve(Some(&entry.conninfo), env).map_err(|e| e.to_string())
 }
 
-/// Start watching one target; fails only on what the user must fix (a ledger file that cannot be opened).
-pub fn start(entry: TargetEntry, params: ConnParams, name: String, options: &EngineOptions) -> Result<Engine, String> {
-    // The poolers in front of this server (`pgbouncer = [...]`), polled with it; a bad entry is the user's to fix.
+/// How long a target's engine waits for its ledger to be released by the engine it replaces (which stops within
+/// milliseconds of being dropped), or by another process, before it reports the failure and is retried.
+const LEDGER_WAIT: Duration = Duration::from_secs(10);
+const LEDGER_RETRY: Duration = Duration::from_millis(50);
+
+/// Start watching one target, with a fresh state.
+pub fn start(entry: TargetEntry, params: ConnParams, name: String, options: &EngineOptions) -> Engine {
+    start_with(entry, params, name, options, SharedState::default())
+}
+
+/// Start watching one target, reporting into `state` (a restart keeps its counters and its last error). Never
+/// fails here: what keeps the target from starting (a ledger held elsewhere, a file gone) is in its state, with
+/// `up` false, and [`crate::collect::fleet::Fleet::check_tasks`] tries again.
+pub fn start_with(
+    entry: TargetEntry,
+    params: ConnParams,
+    name: String,
+    options: &EngineOptions,
+    state: SharedState,
+) -> Engine {
+    {
+        let mut s = state.lock();
+        s.name = name.clone();
+        s.conninfo = params.display_masked();
+        s.up = false;
+    }
+    let (commands, commands_rx) = mpsc::unbounded_channel();
+    let subscriber = Subscriber::default();
+    let log = Log {
+        on: options.log_to_stderr,
+        name: name.clone(),
+    };
+    let task = tokio::spawn(run(
+        entry.clone(),
+        params,
+        options.clone(),
+        state.clone(),
+        Arc::clone(&subscriber),
+        commands_rx,
+        log,
+    ));
+    Engine {
+        entry,
+        name,
+        state,
+        task,
+        commands,
+        subscriber,
+    }
+}
+
+/// Open the ledger (waiting for a predecessor to let go of it), start the poller and keep `state` up to date.
+async fn run(
+    entry: TargetEntry,
+    params: ConnParams,
+    options: EngineOptions,
+    state: SharedState,
+    subscriber: Subscriber,
+    commands: mpsc::UnboundedReceiver<PollerCommand>,
+    log: Log,
+) {
+    let (setup, poolers) = match prepare(&entry, &params, &options, &state, &log).await {
+        Ok(ready) => ready,
+        Err(reason) => {
+            let mut s = state.lock();
+            // Said once, not at every retry.
+            if s.start_error.as_deref() != Some(reason.as_str()) {
+                log.say(&format!("cannot start: {reason}; retrying"));
+            }
+            s.up = false;
+            s.last_error = Some(reason.clone());
+            s.last_error_at = Some(Utc::now());
+            s.start_error = Some(reason);
+            return;
+        }
+    };
+    {
+        let mut s = state.lock();
+        if s.start_error.take().is_some() {
+            log.say("started");
+            s.last_error = None;
+        }
+    }
+    let (events_tx, events) = mpsc::channel(16);
+    let handle = poller::spawn_with_poolers(params, poolers, options.interval, setup, events_tx);
+    let _ = handle.commands.send(PollerCommand::SendHistory(true));
+    apply_events(handle, events, commands, state, subscriber, options.probe_every, log).await;
+}
+
+/// The poolers and the history side of one target: what can keep it from starting.
+async fn prepare(
+    entry: &TargetEntry,
+    params: &ConnParams,
+    options: &EngineOptions,
+    state: &SharedState,
+    log: &Log,
+) -> Result<(HistorySetup, crate::collect::pooler::Poolers), String> {
+    // The poolers in front of this server (`pgbouncer = [...]`), polled with it; checked when planned, so an
+    // error here is a file gone since.
     let poolers = crate::collect::pooler::Poolers::resolve(&entry.pgbouncer, &Environment::from_process())
-        .and_then(|p| p.with_logs(&entry.pgbouncer_log))
-        .map_err(|e| format!("target {}: {e}", crate::conn::text::quoted(&name)))?;
+        .and_then(|p| p.with_logs(&entry.pgbouncer_log))?;
     let mut ledger = Ledger::new(options.key_fields);
+    let name = state.lock().name.clone();
     let ledger_file = entry.ledger.clone().or_else(|| {
         options
             .state_dir
             .as_ref()
             .map(|d| d.join(format!("{}.ledger", file_stem(&name))))
     });
-    let mut notes = Vec::new();
     let journal = match &ledger_file {
         Some(path) => {
-            let (journal, report) = Journal::open(path, &mut ledger)
-                .map_err(|e| format!("target {}: {e}", crate::conn::text::quoted(&name)))?;
-            notes.extend(report.message(path));
+            let (journal, report) = open_ledger(path, &mut ledger, options).await?;
+            if let Some(note) = report.message(path) {
+                log.say(&note);
+            }
             Some(journal)
         }
         None => None,
     };
-    let log = Log {
-        on: options.log_to_stderr,
-        name: name.clone(),
-    };
-    for note in notes {
-        log.say(&note);
-    }
+    state.lock().ledger_file = ledger_file.clone();
     let setup = HistorySetup {
         ledger,
         journal,
@@ -150,7 +245,7 @@ pub fn start(entry: TargetEntry, params: ConnParams, name: String, options: &Eng
         pooler_logs: poolers.logs().to_vec(),
         log_from_start: true,
         min_evidence: options.min_evidence,
-        probe: ProbeTarget::from_params(&params, options.expiry_warn_days, false).map(|mut t| {
+        probe: ProbeTarget::from_params(params, options.expiry_warn_days, false).map(|mut t| {
             // Each target's own client bundles, judged against the chain it presents on every probe.
             t.bundles = entry.bundles.clone();
             t
@@ -159,34 +254,30 @@ pub fn start(entry: TargetEntry, params: ConnParams, name: String, options: &Eng
         poll_timeout: options.poll_timeout,
         since: None,
     };
-    let state = SharedState::default();
-    {
-        let mut s = state.lock();
-        s.name = name.clone();
-        s.conninfo = params.display_masked();
-        s.ledger_file = ledger_file;
+    Ok((setup, poolers))
+}
+
+/// Open a target's journal; a ledger still held (by the engine this one replaces, whose tasks are ending, or by
+/// another process) is waited for up to [`LEDGER_WAIT`].
+async fn open_ledger(
+    path: &std::path::Path,
+    ledger: &mut Ledger,
+    options: &EngineOptions,
+) -> Result<(Journal, crate::analysis::ledger::LoadReport), String> {
+    let deadline = tokio::time::Instant::now() + LEDGER_WAIT;
+    loop {
+        let mut fresh = Ledger::new(options.key_fields);
+        match Journal::open_with(path, &mut fresh, options.state_dir_lock.as_deref()) {
+            Ok(opened) => {
+                *ledger = fresh;
+                return Ok(opened);
+            }
+            Err(OpenError::Lock(_)) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(LEDGER_RETRY).await;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
     }
-    let (events_tx, events) = mpsc::channel(16);
-    let handle = poller::spawn_with_poolers(params, poolers, options.interval, setup, events_tx);
-    let _ = handle.commands.send(PollerCommand::SendHistory(true));
-    let commands = handle.commands.clone();
-    let subscriber = Subscriber::default();
-    let task = tokio::spawn(apply_events(
-        handle,
-        events,
-        state.clone(),
-        Arc::clone(&subscriber),
-        options.probe_every,
-        log,
-    ));
-    Ok(Engine {
-        entry,
-        name,
-        state,
-        task,
-        commands,
-        subscriber,
-    })
 }
 
 /// Keep `state` up to date with the poller's events, and ask for a probe now and then. Owns the poller, so it
@@ -194,6 +285,7 @@ pub fn start(entry: TargetEntry, params: ConnParams, name: String, options: &Eng
 async fn apply_events(
     handle: poller::PollerHandle,
     mut events: mpsc::Receiver<PollerEvent>,
+    mut commands: mpsc::UnboundedReceiver<PollerCommand>,
     state: SharedState,
     subscriber: Subscriber,
     probe_every: Duration,
@@ -224,6 +316,10 @@ async fn apply_events(
             }
             _ = probe_timer.tick() => {
                 let _ = handle.commands.send(PollerCommand::Probe);
+            }
+            // From a dashboard opened on this target; the engine outlives any poller start-up wait.
+            Some(command) = commands.recv() => {
+                let _ = handle.commands.send(command);
             }
         }
     }

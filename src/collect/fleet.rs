@@ -89,11 +89,10 @@ impl Fleet {
     }
 
     /// Make the running set equal to `plan`: unchanged targets keep running (and their history), changed ones are
-    /// restarted, removed ones stopped. Returns one line per change, and errors for targets that could not start
-    /// (the others run regardless).
-    pub fn apply(&self, plan: Vec<Planned>) -> (Vec<String>, Vec<String>) {
+    /// restarted, removed ones stopped. Returns one line per change. A target whose engine cannot start yet stays
+    /// listed, down, with the reason (see [`engine::start_with`]).
+    pub fn apply(&self, plan: Vec<Planned>) -> Vec<String> {
         let mut notes = Vec::new();
-        let mut errors = Vec::new();
         let mut old: Vec<Engine> = std::mem::take(&mut *self.engines());
         let mut next = Vec::with_capacity(plan.len());
         for p in plan {
@@ -102,64 +101,72 @@ impl Fleet {
                 continue;
             }
             let changed = old.iter().any(|e| e.name == p.name);
-            // The old engine (and its ledger journal) must be gone before the new one opens the same ledger file.
+            // Dropping the old engine stops its tasks; its successor waits for the ledger they release.
             old.retain(|e| e.name != p.name);
             let quoted = crate::conn::text::quoted(&p.name);
-            match engine::start(p.entry, p.params, p.name, &self.options) {
-                Ok(engine) => {
-                    notes.push(format!(
-                        "target {quoted} {}",
-                        if changed { "changed: restarted" } else { "added" }
-                    ));
-                    next.push(engine);
-                }
-                Err(e) => errors.push(e),
-            }
+            notes.push(format!(
+                "target {quoted} {}",
+                if changed { "changed: restarted" } else { "added" }
+            ));
+            next.push(engine::start(p.entry, p.params, p.name, &self.options));
         }
         for gone in &old {
             notes.push(format!("target {} removed", crate::conn::text::quoted(&gone.name)));
         }
         drop(old);
         *self.engines() = next;
-        (notes, errors)
+        notes
     }
 
-    /// Engines whose task ended (it never should): each is reported and started again from its entry.
+    /// Engines whose task ended: one that could not start is tried again quietly (it said why once); any other
+    /// (it never should end) is reported and started again from its entry. Each keeps its place and its state.
     pub async fn check_tasks(&self) -> Vec<String> {
-        let mut ended = Vec::new();
-        {
-            let mut engines = self.engines();
-            let mut i = 0;
-            while i < engines.len() {
-                if engines[i].task.is_finished() {
-                    ended.push(engines.remove(i));
-                } else {
-                    i += 1;
-                }
-            }
-        }
+        use futures_util::FutureExt;
         let mut notes = Vec::new();
-        for mut engine in ended {
-            let why = match (&mut engine.task).await {
-                Ok(()) => "it stopped".to_string(),
-                Err(e) if e.is_panic() => "it panicked".to_string(),
-                Err(e) => format!("it was cancelled: {e}"),
+        let mut engines = self.engines();
+        for engine in engines.iter_mut() {
+            if !engine.task.is_finished() {
+                continue;
+            }
+            // Finished, so its outcome is there without waiting.
+            let Some(outcome) = (&mut engine.task).now_or_never() else {
+                continue;
             };
             let quoted = crate::conn::text::quoted(&engine.name);
-            let entry = engine.entry.clone();
-            let name = engine.name.clone();
-            drop(engine);
+            let start_failed = engine.state.lock().start_error.is_some();
+            let why = match outcome {
+                Ok(()) if start_failed => None,
+                Ok(()) => Some("it stopped".to_string()),
+                Err(e) if e.is_panic() => Some("it panicked".to_string()),
+                Err(e) => Some(format!("it was cancelled: {e}")),
+            };
             let env = crate::conn::params::Environment::from_process();
-            let restarted = engine::resolve_entry(&entry, &env)
-                .and_then(|params| engine::start(entry, params, name, &self.options));
-            match restarted {
-                Ok(engine) => {
-                    self.engines().push(engine);
-                    notes.push(format!("target {quoted}: its task ended ({why}); restarted"));
+            match engine::resolve_entry(&engine.entry, &env) {
+                Ok(params) => {
+                    let restarted = engine::start_with(
+                        engine.entry.clone(),
+                        params,
+                        engine.name.clone(),
+                        &self.options,
+                        engine.state.clone(),
+                    );
+                    *engine = restarted;
+                    if let Some(why) = why {
+                        notes.push(format!("target {quoted}: its task ended ({why}); restarted"));
+                    }
                 }
-                Err(e) => notes.push(format!(
-                    "target {quoted}: its task ended ({why}); could not restart: {e}"
-                )),
+                Err(e) => {
+                    let mut s = engine.state.lock();
+                    if s.start_error.as_deref() != Some(e.as_str()) {
+                        notes.push(format!("target {quoted}: its task ended; cannot restart: {e}"));
+                    }
+                    s.up = false;
+                    s.last_error = Some(e.clone());
+                    s.start_error = Some(e);
+                    drop(s);
+                    // A handle that has not yet been awaited, so the next check tries again.
+                    engine.task = tokio::spawn(async {});
+                }
             }
         }
         notes

@@ -41,6 +41,8 @@ pub struct Connected {
     /// Shared with the history service, which reads the server log through it (one backend, not two).
     pub client: Arc<tokio_postgres::Client>,
     pub report: ConnectReport,
+    /// Message bytes read so far (a pooler's replies are bounded by it).
+    pub received: crate::conn::inspect::Received,
     task: JoinHandle<Result<(), tokio_postgres::Error>>,
     /// Given up (see [`Connected::cancel`]): closed from then on, whatever the aborted task has done yet.
     abandoned: std::sync::atomic::AtomicBool,
@@ -78,6 +80,7 @@ impl Connected {
         Ok(Connected {
             client: Arc::new(connection.client),
             report: connection.report,
+            received: connection.received,
             task: tokio::spawn(connection.task),
             abandoned: std::sync::atomic::AtomicBool::new(false),
         })

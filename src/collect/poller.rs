@@ -284,11 +284,13 @@ async fn run(
     let mut pending: Option<PendingConnect> = None;
     // The start-up connection says which other backends are ours; every reconnection keeps marking them.
     let helpers = connected.as_ref().and_then(|c| c.helpers().cloned());
-    // The poolers (and their admin console connections) pass from each collector to the next.
-    let mut poolers = match connected.as_mut() {
+    // The poolers (and their admin console connections) are polled on a task of their own for the poller's
+    // life, so a console that does not answer never holds up the server's poll, and they outlive reconnections.
+    let poolers = match connected.as_mut() {
         Some(collector) => collector.take_poolers(),
         None => initial_poolers.unwrap_or_default(),
     };
+    let feed = (!poolers.is_empty()).then(|| super::pooler::feed::PoolerFeed::start(poolers));
     loop {
         let limit = super::poll_timeout(schedule.interval, links.chosen_timeout);
         let attempt = match connected.take() {
@@ -296,8 +298,7 @@ async fn run(
             None => reconnect(&params, limit, &mut pending)
                 .await
                 .map(|c| c.with_helpers(helpers.clone())),
-        }
-        .map(|c| c.with_poolers(std::mem::take(&mut poolers)));
+        };
         let error = match attempt {
             Ok(mut collector) => {
                 backoff = MIN_BACKOFF;
@@ -314,8 +315,7 @@ async fn run(
                         hba,
                     })
                     .await;
-                let ended = poll_loop(&mut collector, &mut schedule, &links, &mut commands).await;
-                poolers = collector.take_poolers();
+                let ended = poll_loop(&mut collector, &mut schedule, &links, feed.as_ref(), &mut commands).await;
                 match ended {
                     Some(error) => error,
                     None => return,
@@ -437,6 +437,7 @@ async fn poll_loop(
     collector: &mut Collector,
     schedule: &mut Schedule,
     links: &Links,
+    poolers: Option<&super::pooler::feed::PoolerFeed>,
     commands: &mut mpsc::UnboundedReceiver<PollerCommand>,
 ) -> Option<CollectError> {
     // `r` polls once even while paused.
@@ -445,7 +446,11 @@ async fn poll_loop(
     let client = collector.shared_client();
     loop {
         if !schedule.paused || std::mem::take(&mut refresh) {
-            collector.set_poll_timeout(super::poll_timeout(schedule.interval, links.chosen_timeout));
+            let limit = super::poll_timeout(schedule.interval, links.chosen_timeout);
+            collector.set_poll_timeout(limit);
+            if let Some(feed) = poolers {
+                feed.request(limit);
+            }
             // Commands still count while a poll is pending: `r` gives up on a slow poll and reconnects now.
             let polled = {
                 let poll = collector.poll();
@@ -468,7 +473,10 @@ async fn poll_loop(
                 ));
             };
             match polled {
-                Ok(snapshot) => {
+                Ok(mut snapshot) => {
+                    if let Some(feed) = poolers {
+                        feed.attach(&mut snapshot);
+                    }
                     // The dashboard first: log reading never delays a frame.
                     let for_history = Box::new(snapshot.clone());
                     if links

@@ -89,6 +89,12 @@ fn write_report(snapshot: &Snapshot, out: &mut dyn Write) -> std::io::Result<()>
             None => {
                 items.extend(p.settings.iter().map(|(k, v)| format!("{k}={}", terminal(v))));
                 items.push(format!("{} client(s)", p.client_list().count()));
+                if p.truncated {
+                    items.push(format!(
+                        "answer truncated at pgtls's cap after {} rows (the rest unread)",
+                        p.rows
+                    ));
+                }
             }
         }
         write_wrapped(out, "Pooler", &items)?;

@@ -43,6 +43,12 @@ struct TargetLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    target: String,
+    source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SessionLabels {
     target: String,
     transport: String,
@@ -166,6 +172,10 @@ pub fn render(states: &[SharedState], client_cap: usize) -> Result<String, std::
     let after = Family::<AfterLabels, Gauge>::default();
     let client_series = Family::<ClientLabels, Gauge>::default();
     let clients_not_listed = Family::<TargetLabel, Gauge>::default();
+    let source_up = Family::<SourceLabels, Gauge>::default();
+    let source_last = Family::<SourceLabels, Gauge>::default();
+    let source_rows = Family::<SourceLabels, Gauge>::default();
+    let source_truncated = Family::<SourceLabels, Gauge>::default();
     let mut client_budget = client_cap;
 
     for shared in states {
@@ -176,8 +186,54 @@ pub fn render(states: &[SharedState], client_cap: usize) -> Result<String, std::
         up.get_or_create(&t()).set(i64::from(s.up));
         failures.get_or_create(&t()).inc_by(s.failures);
         if let Some(snap) = &s.snapshot {
-            poll.get_or_create(&t()).set(snap.poll_ms / 1000.0);
             last_poll.get_or_create(&t()).set(snap.taken_at.timestamp());
+        }
+        for source in crate::analysis::sources::of_target(s.up, s.last_error.as_deref(), s.snapshot.as_deref()) {
+            let labels = SourceLabels {
+                target: target.clone(),
+                source: label(&source.source.label()),
+            };
+            // When it last answered is a fact, kept while the target is down; the rest is dropped then (it would
+            // be stale: a gauge that keeps its last value keeps every rule on it firing).
+            if let Some(at) = source.last_answer {
+                source_last.get_or_create(&labels).set(at.timestamp());
+            }
+            if !source.current {
+                continue;
+            }
+            source_up.get_or_create(&labels).set(i64::from(source.up));
+            if !source.up {
+                continue;
+            }
+            source_truncated.get_or_create(&labels).set(i64::from(source.truncated));
+            if let Some(rows) = source.rows {
+                source_rows
+                    .get_or_create(&labels)
+                    .set(i64::try_from(rows).unwrap_or(i64::MAX));
+            }
+        }
+        // Counters keep their count while the target is down: it is still true, and their rates fall to zero.
+        if let Some(history) = &s.history {
+            let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+            for r in &history.refused {
+                for (reason, n) in &r.record.reasons {
+                    *reasons.entry(label(reason)).or_default() += n;
+                }
+            }
+            for (reason, n) in reasons {
+                refused
+                    .get_or_create(&ReasonLabels {
+                        target: target.clone(),
+                        reason,
+                    })
+                    .inc_by(n);
+            }
+        }
+        if !s.up {
+            continue;
+        }
+        if let Some(snap) = &s.snapshot {
+            poll.get_or_create(&t()).set(snap.poll_ms / 1000.0);
             let mut counts: BTreeMap<(&'static str, String), i64> = BTreeMap::new();
             for session in snap.clients() {
                 let key = transport(session.class, session.tls.as_ref().map(|t| t.version.as_str()));
@@ -258,20 +314,6 @@ pub fn render(states: &[SharedState], client_cap: usize) -> Result<String, std::
                         version: version.to_string(),
                     })
                     .set(n);
-            }
-            let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
-            for r in &history.refused {
-                for (reason, n) in &r.record.reasons {
-                    *reasons.entry(label(reason)).or_default() += n;
-                }
-            }
-            for (reason, n) in reasons {
-                refused
-                    .get_or_create(&ReasonLabels {
-                        target: target.clone(),
-                        reason,
-                    })
-                    .inc_by(n);
             }
             for standing in &history.after {
                 let Standing::InForce(report) = standing else { continue };
@@ -385,6 +427,27 @@ pub fn render(states: &[SharedState], client_cap: usize) -> Result<String, std::
         failures,
     );
     registry.register(
+        "pgtls_source_up",
+        "Whether each source of a target answered its last attempt (1) or not (0): source is poll, log, ledger \
+         or pooler:<address>; a pooler's is absent while the target is down",
+        source_up,
+    );
+    registry.register(
+        "pgtls_source_last_answer_timestamp_seconds",
+        "When each source last answered (kept while it is down)",
+        source_last,
+    );
+    registry.register(
+        "pgtls_source_rows",
+        "Rows in each source's last answer (sessions for the poll; every SHOW together for a pooler)",
+        source_rows,
+    );
+    registry.register(
+        "pgtls_source_truncated",
+        "Whether each source's last answer passed pgtls's row or byte cap and was cut there (1) or not (0)",
+        source_truncated,
+    );
+    registry.register(
         "pgtls_after_change_clients",
         "Once a change is in force: clients refused, downgraded to plain text, or lingering on an older version",
         after,
@@ -436,6 +499,10 @@ mod tests {
             "pgtls_connections_refused_total",
             "pgtls_poll_duration_seconds",
             "pgtls_after_change_clients",
+            "pgtls_source_up",
+            "pgtls_source_last_answer_timestamp_seconds",
+            "pgtls_source_rows",
+            "pgtls_source_truncated",
         ] {
             assert!(text.contains(&format!("\n{name}{{")), "{name} missing:\n{text}");
         }
@@ -520,6 +587,17 @@ mod tests {
         used
     }
 
+    /// The serve page's list of metrics (docs/serve.md) names every one serve exports.
+    #[test]
+    fn the_readme_lists_every_exported_metric() {
+        let readme = include_str!("../../docs/serve.md");
+        let missing: Vec<_> = exported()
+            .into_iter()
+            .filter(|name| !readme.contains(&format!("`{name}`")))
+            .collect();
+        assert!(missing.is_empty(), "not in docs/serve.md's metrics table: {missing:?}");
+    }
+
     #[test]
     fn the_grafana_dashboard_and_the_rules_use_only_exported_metrics() {
         let exported = exported();
@@ -536,14 +614,106 @@ mod tests {
         }
     }
 
+    /// A target that was polled, then went down: `pgtls_up 0`, when it was last polled, its counters; no gauge that
+    /// would go on saying what it said (fact 30: a gauge kept at its last value keeps every rule on it firing).
     #[test]
     fn a_target_that_is_down_says_so_and_nothing_else_stale() {
+        let mut snapshot = fixtures::snapshot_pooled();
+        snapshot.poolers[0].answered_at = Some(snapshot.taken_at);
         let down = SharedState::from(TargetState {
             name: "b".into(),
+            up: false,
+            failures: 3,
+            last_error: Some("connection refused".into()),
+            snapshot: Some(Box::new(snapshot.clone())),
+            history: Some(Box::new(fixtures::history_after())),
+            probe: Some(Box::new(fixtures::probe_report())),
             ..TargetState::default()
         });
-        let text = render(&[down], 0).unwrap();
-        assert!(text.contains("pgtls_up{target=\"b\"} 0\n"));
+        let text = render(&[down], 10).unwrap();
+        let names: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(['{', ' ']).next())
+            .collect();
+        let mut expected = std::collections::BTreeSet::from([
+            "pgtls_up",
+            "pgtls_last_poll_timestamp_seconds",
+            "pgtls_source_up",
+            "pgtls_source_last_answer_timestamp_seconds",
+            "pgtls_poll_failures_total",
+        ]);
+        if text.contains("pgtls_connections_refused_total{") {
+            expected.insert("pgtls_connections_refused_total");
+        }
+        assert_eq!(names, expected, "{text}");
+        assert!(text.contains("pgtls_up{target=\"b\"} 0\n"), "{text}");
+        assert!(
+            text.contains("pgtls_source_up{target=\"b\",source=\"poll\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("pgtls_source_up{target=\"b\",source=\"pooler:"),
+            "a pooler's state is not known while the server is down: {text}"
+        );
+        let at = snapshot.taken_at.timestamp();
+        assert!(
+            text.contains(&format!("pgtls_last_poll_timestamp_seconds{{target=\"b\"}} {at}\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "pgtls_source_last_answer_timestamp_seconds{{target=\"b\",source=\"pooler:pool.example.internal:6432\"}} {at}\n"
+            )),
+            "{text}"
+        );
+
+        let never = SharedState::from(TargetState {
+            name: "c".into(),
+            ..TargetState::default()
+        });
+        let text = render(&[never], 0).unwrap();
+        assert!(text.contains("pgtls_up{target=\"c\"} 0\n"));
         assert!(!text.contains("pgtls_sessions{"));
+        assert!(!text.contains("pgtls_last_poll_timestamp_seconds{"));
+    }
+
+    /// Each pooler's state beside the poll's, in one family whose `source` label names it.
+    #[test]
+    fn each_poolers_state_is_a_source() {
+        let mut snapshot = fixtures::snapshot_pooled();
+        snapshot.poolers[0].answered_at = Some(snapshot.taken_at);
+        snapshot.poolers[0].rows = 7;
+        snapshot.poolers[0].truncated = true;
+        let mut silent = crate::model::Pooler::failed("10.0.0.5:6432".into(), "did not answer".into());
+        silent.answered_at = None;
+        snapshot.poolers.push(silent);
+        let up = SharedState::from(TargetState {
+            name: "a".into(),
+            up: true,
+            snapshot: Some(Box::new(snapshot.clone())),
+            ..TargetState::default()
+        });
+        let text = render(&[up], 0).unwrap();
+        let pooler = "target=\"a\",source=\"pooler:pool.example.internal:6432\"";
+        for line in [
+            "pgtls_source_up{target=\"a\",source=\"poll\"} 1".to_string(),
+            format!("pgtls_source_up{{{pooler}}} 1"),
+            format!("pgtls_source_rows{{{pooler}}} 7"),
+            format!("pgtls_source_truncated{{{pooler}}} 1"),
+            format!(
+                "pgtls_source_last_answer_timestamp_seconds{{{pooler}}} {}",
+                snapshot.taken_at.timestamp()
+            ),
+            "pgtls_source_up{target=\"a\",source=\"pooler:10.0.0.5:6432\"} 0".to_string(),
+        ] {
+            assert!(text.contains(&format!("{line}\n")), "{line} missing:\n{text}");
+        }
+        for family in ["pgtls_source_rows", "pgtls_source_truncated"] {
+            assert!(
+                !text.contains(&format!("{family}{{target=\"a\",source=\"pooler:10.0.0.5:6432\"}}")),
+                "a console that did not answer has no answer to count: {text}"
+            );
+        }
     }
 }

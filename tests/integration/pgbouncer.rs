@@ -809,3 +809,209 @@ async fn the_dashboards_history_reads_the_poolers_log() {
     );
     assert!(found.attempts >= 1);
 }
+
+/// What a fake admin console does once asked its first SHOW.
+#[derive(Clone, Copy)]
+enum Console {
+    /// Accepts, starts the session, never answers a query.
+    Silent,
+    /// Answers with rows of this many bytes, forever.
+    Rows(usize),
+}
+
+/// A hostile PgBouncer admin console on a free port, speaking the simple-query protocol (no TLS, no password):
+/// its task ends with the bytes of rows it sent once the client closes the connection.
+async fn fake_console(behaviour: Console) -> (u16, tokio::task::JoinHandle<u64>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        // SSLRequest (refused with 'N') or the start-up message.
+        loop {
+            let len = socket.read_u32().await.unwrap() as usize;
+            let mut body = vec![0; len - 4];
+            socket.read_exact(&mut body).await.unwrap();
+            if body[..4] == 80_877_103u32.to_be_bytes() {
+                socket.write_all(b"N").await.unwrap();
+                continue;
+            }
+            break;
+        }
+        let mut hello = Vec::new();
+        hello.extend_from_slice(b"R\0\0\0\x08\0\0\0\0");
+        hello.extend_from_slice(b"K\0\0\0\x0c\0\0\x30\x39\0\0\0\x01");
+        hello.extend_from_slice(b"Z\0\0\0\x05I");
+        socket.write_all(&hello).await.unwrap();
+        // The first query ('Q'); the others pipelined behind it are never read.
+        let kind = socket.read_u8().await.unwrap();
+        assert_eq!(kind, b'Q');
+        let len = socket.read_u32().await.unwrap() as usize;
+        let mut query = vec![0; len - 4];
+        socket.read_exact(&mut query).await.unwrap();
+        let row_bytes = match behaviour {
+            Console::Silent => {
+                // Until the client goes: reading returns 0 or an error then.
+                let mut rest = Vec::new();
+                let _ = socket.read_to_end(&mut rest).await;
+                return 0;
+            }
+            Console::Rows(n) => n,
+        };
+        let name = b"application_name\0";
+        let mut description = vec![b'T'];
+        description.extend_from_slice(&((4 + 2 + name.len() + 18) as u32).to_be_bytes());
+        description.extend_from_slice(&1u16.to_be_bytes());
+        description.extend_from_slice(name);
+        description.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 25, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0]);
+        socket.write_all(&description).await.unwrap();
+        let mut row = vec![b'D'];
+        row.extend_from_slice(&((4 + 2 + 4 + row_bytes) as u32).to_be_bytes());
+        row.extend_from_slice(&1u16.to_be_bytes());
+        row.extend_from_slice(&(row_bytes as u32).to_be_bytes());
+        row.extend(std::iter::repeat_n(b'a', row_bytes));
+        let mut sent = 0u64;
+        // Batches of rows, so loopback's speed is the limit, until the client closes the connection.
+        let batch: Vec<u8> = row
+            .iter()
+            .copied()
+            .cycle()
+            .take(row.len() * (64 * 1024 / row.len()).max(1))
+            .collect();
+        while socket.write_all(&batch).await.is_ok() {
+            sent += batch.len() as u64;
+        }
+        sent
+    });
+    (port, task)
+}
+
+fn console_poolers(port: u16, home: &std::path::Path) -> pgtls::collect::pooler::Poolers {
+    pgtls::collect::pooler::Poolers::resolve(
+        &[format!(
+            "host=127.0.0.1 port={port} user=x dbname=pgbouncer sslmode=disable"
+        )],
+        &common::clean_env(home),
+    )
+    .unwrap()
+}
+
+/// A console that streams 60 KB rows forever (issue 25: it took serve from 18 MB to 2.4 GB): the reply is read
+/// row by row, cut at the byte cap, the console connection closed and the pooler marked truncated, with the rows
+/// read before the cap. What the console managed to send is bounded by the cap plus what the sockets hold.
+#[tokio::test]
+async fn a_console_streaming_huge_rows_is_cut_at_the_byte_cap_and_closed() {
+    let home = tempfile::tempdir().unwrap();
+    let (port, console) = fake_console(Console::Rows(60_000)).await;
+    let mut poolers = console_poolers(port, home.path());
+    let answered = poolers.poll(Duration::from_secs(20)).await;
+    let pooler = &answered[0];
+    assert_eq!(pooler.error, None, "{:?}", pooler.error);
+    assert!(pooler.truncated, "the answer is marked truncated");
+    let cap = pgtls::collect::pooler::read::MAX_BYTES;
+    assert!(
+        pooler.rows > 0 && pooler.rows <= cap / 60_000 + 1,
+        "{} rows",
+        pooler.rows
+    );
+    // What is kept of each 60 KB value is its start.
+    let cut = pgtls::collect::pooler::rows::MAX_VALUE_CHARS;
+    assert!(
+        pooler
+            .clients
+            .iter()
+            .all(|c| c.application_name.as_deref().map(|a| a.chars().count()) == Some(cut)),
+        "{:?}",
+        pooler.clients.first()
+    );
+    let sent = tokio::time::timeout(Duration::from_secs(10), console)
+        .await
+        .expect("the console connection was closed")
+        .unwrap();
+    // Loopback socket buffers hold a few MB each way; nothing near the gigabytes of a reply read whole.
+    assert!(sent < cap + (32 << 20), "the console sent {sent} bytes");
+}
+
+/// A console that streams small rows forever is cut at the row cap instead.
+#[tokio::test]
+async fn a_console_streaming_rows_forever_is_cut_at_the_row_cap() {
+    let home = tempfile::tempdir().unwrap();
+    let (port, console) = fake_console(Console::Rows(8)).await;
+    let mut poolers = console_poolers(port, home.path());
+    let pooler = poolers.poll(Duration::from_secs(20)).await.remove(0);
+    assert_eq!(pooler.error, None, "{:?}", pooler.error);
+    assert!(pooler.truncated);
+    assert_eq!(pooler.rows, pgtls::collect::pooler::read::MAX_ROWS as u64);
+    assert_eq!(pooler.clients.len(), pgtls::collect::pooler::read::MAX_ROWS);
+    tokio::time::timeout(Duration::from_secs(10), console)
+        .await
+        .expect("the console connection was closed")
+        .unwrap();
+}
+
+/// A console that accepts and never answers, beside a real server polled every 0.5 s: the server's polls keep
+/// their interval (before, each waited for the console up to the 5 s poll timeout), and each snapshot says the
+/// pooler is not answering. The bound on the gap between polls is the requirement itself; it has a wide margin
+/// (the interval is 0.5 s, the bound 2.5 s, the console's timeout 5 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_console_never_delays_the_servers_polls() {
+    use pgtls::collect::poller::{self, HistorySetup, PollerEvent};
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let (port, _console) = fake_console(Console::Silent).await;
+    let (tx, mut events) = tokio::sync::mpsc::channel(16);
+    let _handle = poller::spawn_with_poolers(
+        common::params(&monitor_conninfo(&lab), home.path()),
+        console_poolers(port, home.path()),
+        Duration::from_millis(500),
+        HistorySetup::none(),
+        tx,
+    );
+    let mut last = None;
+    let mut gaps = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    while std::time::Instant::now() < deadline {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("an event within 10 s")
+            .expect("the poller runs");
+        match event {
+            PollerEvent::Connected { .. } => last = Some(std::time::Instant::now()),
+            PollerEvent::Polled { snapshot, .. } => {
+                let now = std::time::Instant::now();
+                gaps.push(now - last.expect("connected first"));
+                last = Some(now);
+                assert_eq!(snapshot.poolers.len(), 1);
+                assert!(!snapshot.poolers[0].is_up(), "{:?}", snapshot.poolers[0]);
+            }
+            PollerEvent::Failed { error, .. } => panic!("the server's poll failed: {error}"),
+            _ => {}
+        }
+    }
+    let longest = gaps.iter().max().copied().unwrap_or_default();
+    assert!(gaps.len() >= 8, "{} polls in 8 s: {gaps:?}", gaps.len());
+    assert!(
+        longest < Duration::from_millis(2500),
+        "a poll waited {longest:?}: {gaps:?}"
+    );
+}
+
+/// A console whose single row is longer than any console row has reason to be (1 MiB) is refused at that row's
+/// header, below tokio-postgres, before it reserves room for it: the pooler is reported with the limit, and the
+/// connection closed.
+#[tokio::test]
+async fn a_console_row_over_the_message_limit_is_refused_before_it_is_buffered() {
+    let home = tempfile::tempdir().unwrap();
+    let (port, console) = fake_console(Console::Rows(1 << 20)).await;
+    let mut poolers = console_poolers(port, home.path());
+    let pooler = poolers.poll(Duration::from_secs(20)).await.remove(0);
+    let error = pooler.error.expect("the pooler is reported");
+    let limit = pgtls::collect::pooler::read::MESSAGE_LIMIT;
+    assert!(error.contains(&limit.to_string()), "{error}");
+    assert_eq!(pooler.rows, 0);
+    let sent = tokio::time::timeout(Duration::from_secs(10), console)
+        .await
+        .expect("the console connection was closed")
+        .unwrap();
+    assert!(sent < 64 << 20, "the console sent {sent} bytes");
+}

@@ -1633,3 +1633,24 @@ fn whatif_lists_the_clients_a_poolers_log_shows_refused() {
         "alert raised"
     );
 }
+
+/// Each pooler's state in the Server TLS box: one whose answer was cut at pgtls's cap (rows read, `⚠ answer
+/// truncated`), one that stopped answering (the time of its last answer, `⚠ not answering`).
+#[test]
+fn pooler_states() {
+    snapshot_both("pooler_states", |w, h| {
+        let mut state = new_state(w, h);
+        let mut snap = fixtures::snapshot_pooled();
+        snap.poolers[0].truncated = true;
+        snap.poolers[0].rows = 100_000;
+        snap.poolers[0].answered_at = Some(snap.taken_at);
+        let mut silent = pgtls::model::Pooler::failed(
+            "10.0.0.5:6432".to_string(),
+            "the admin console did not answer within 5 s".to_string(),
+        );
+        silent.answered_at = Some(snap.taken_at - chrono::Duration::minutes(3));
+        snap.poolers.push(silent);
+        feed(&mut state, snap);
+        state
+    });
+}

@@ -32,7 +32,9 @@ impl Serve {
     pub fn start(args: &[&str], home: &std::path::Path) -> Serve {
         let port = pgtls::lab::server::free_port().expect("free port");
         let listen = format!("127.0.0.1:{port}");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgtls"));
+        // `PGTLS_TEST_BIN` runs another build instead (e.g. an older commit's, to show a test fails there).
+        let bin = std::env::var_os("PGTLS_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_pgtls").into());
+        let mut cmd = Command::new(bin);
         for (key, _) in std::env::vars() {
             if key.starts_with("PG") {
                 cmd.env_remove(key);
@@ -306,6 +308,237 @@ async fn serve_exports_what_pg_stat_ssl_says_for_two_servers() {
     drop(open);
 }
 
+fn hup(serve: &Serve) {
+    let pid = nix::unistd::Pid::from_raw(serve.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("hup");
+}
+
+/// `pgtls_up` of `target` in one scrape: `None` when the series is absent (or serve does not answer).
+fn up_of(serve: &Serve, target: &str) -> (Option<f64>, String) {
+    let text = serve.get("/metrics").map(|r| r.1).unwrap_or_default();
+    (
+        samples(&text, "pgtls_up").get(&format!("target=\"{target}\"")).copied(),
+        text,
+    )
+}
+
+/// A SIGHUP that changes one target's connection string restarts it on the same ledger (under --state-dir): the
+/// old engine lets go of the ledger before the new one opens it, the target is listed in every scrape meanwhile,
+/// and it comes back up on the new connection string. Before, the new engine found the ledger still locked and
+/// the target vanished until the next SIGHUP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_target_comes_back_on_its_ledger_after_sighup() {
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().expect("home");
+    let state = tempfile::tempdir().expect("state dir");
+    let targets = home.path().join("targets.toml");
+    // A long connection log keeps the history service (which holds the ledger) busy reading it, budget by budget,
+    // when the SIGHUP comes: a task mid-budget ends only at its next await, so the old engine's ledger is not
+    // released at once.
+    let log = home.path().join("long.log");
+    let mut text = String::with_capacity(48 << 20);
+    for i in 0..150_000u32 {
+        let pid = 100_000 + i;
+        text += &format!(
+            "2026-11-27 17:42:50.000 UTC [{pid}] LOG:  connection received: host=10.9.0.{} port={}\n\
+             2026-11-27 17:42:50.001 UTC [{pid}] LOG:  connection authorized: user=bulk{} database=d \
+             SSL enabled (protocol=TLSv1.2, cipher=AES128-SHA, bits=128)\n",
+            i % 20,
+            10_000 + i % 50_000,
+            i % 20
+        );
+    }
+    std::fs::write(&log, text).expect("log written");
+    let write = |app: &str| {
+        std::fs::write(
+            &targets,
+            format!(
+                "[[target]]\nname = \"orders\"\nconninfo = \"{} application_name={app}\"\nserver_log = \"{}\"\n",
+                lab.conninfo(SUPERUSER),
+                log.display()
+            ),
+        )
+        .expect("targets")
+    };
+    write("pgtls-before-hup");
+    let (targets_arg, state_arg) = (targets.display().to_string(), state.path().display().to_string());
+    let serve = Serve::start(
+        &["--targets", &targets_arg, "--interval", "1", "--state-dir", &state_arg],
+        home.path(),
+    );
+    common::wait_until("the target up", Duration::from_secs(30), async || {
+        match up_of(&serve, "orders") {
+            (Some(1.0), _) => Ok(()),
+            (_, text) => Err(text),
+        }
+    })
+    .await;
+
+    write("pgtls-after-hup");
+    hup(&serve);
+    let admin = lab.admin().await.expect("admin");
+    common::wait_until(
+        "the changed target up again, polling with its new connection string",
+        Duration::from_secs(30),
+        async || {
+            let (up, text) = up_of(&serve, "orders");
+            // Listed in every scrape: down for a moment at most, never gone.
+            assert!(up.is_some(), "the target vanished after SIGHUP:\n{text}");
+            let new_app: i64 = admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgtls-after-hup'",
+                    &[],
+                )
+                .await
+                .expect("pg_stat_activity")
+                .get(0);
+            if up == Some(1.0) && new_app > 0 {
+                Ok(())
+            } else {
+                Err((up, new_app, text))
+            }
+        },
+    )
+    .await;
+    let (status, body) = serve.get("/api/v1/targets").expect("api answers");
+    assert_eq!(status, 200, "{body}");
+    let rows: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(rows[0]["up"], true, "{body}");
+    assert_eq!(rows[0]["sources"][0]["source"], "poll", "{body}");
+    assert_eq!(rows[0]["sources"][0]["up"], true, "{body}");
+}
+
+/// A pooler console that accepts and never answers, in front of a target `serve` watches: the target is up and
+/// polled, and the pooler is a source of its own, down, in `/metrics` (`pgtls_source_up{source="pooler:..."} 0`)
+/// and in `/api/v1/targets` with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_pooler_is_a_source_down_beside_a_polled_target() {
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().expect("home");
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = silent.local_addr().expect("port").port();
+    let targets = home.path().join("targets.toml");
+    std::fs::write(
+        &targets,
+        format!(
+            "[[target]]\nname = \"orders\"\nconninfo = \"{}\"\n\
+             pgbouncer = [\"host=127.0.0.1 port={port} user=x dbname=pgbouncer sslmode=disable\"]\n",
+            lab.conninfo(SUPERUSER)
+        ),
+    )
+    .expect("targets");
+    let targets_arg = targets.display().to_string();
+    let serve = Serve::start(&["--targets", &targets_arg, "--interval", "1"], home.path());
+    let pooler = format!("target=\"orders\",source=\"pooler:127.0.0.1:{port}\"");
+    let text = common::wait_until(
+        "the pooler a source, down, beside the poll",
+        Duration::from_secs(30),
+        async || {
+            let text = serve.get("/metrics").map(|r| r.1).unwrap_or_default();
+            let up = samples(&text, "pgtls_source_up");
+            if up.get("target=\"orders\",source=\"poll\"") == Some(&1.0) && up.get(&pooler) == Some(&0.0) {
+                Ok(text)
+            } else {
+                Err(text)
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        samples(&text, "pgtls_up").get("target=\"orders\""),
+        Some(&1.0),
+        "{text}"
+    );
+    let (_, body) = serve.get("/api/v1/targets").expect("api answers");
+    let rows: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let source = &rows[0]["sources"][1];
+    assert_eq!(source["source"], format!("pooler:127.0.0.1:{port}"), "{body}");
+    assert_eq!(source["up"], false, "{body}");
+    assert!(source["error"].as_str().is_some_and(|e| !e.is_empty()), "{body}");
+    drop(silent);
+}
+
+/// A target whose ledger another process holds cannot start: it stays listed with `pgtls_up 0` and the reason in
+/// `/api/v1/targets`, and starts by itself once the ledger is free. A second serve on the same --state-dir is
+/// refused in one line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_cannot_start_is_listed_down_with_its_reason_and_retried() {
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().expect("home");
+    let state = tempfile::tempdir().expect("state dir");
+    let held_path = home.path().join("orders.ledger");
+    let mut ledger = pgtls::analysis::ledger::Ledger::default();
+    let (held, _) = pgtls::analysis::ledger::Journal::open(&held_path, &mut ledger).expect("ledger held");
+    let targets = home.path().join("targets.toml");
+    std::fs::write(
+        &targets,
+        format!(
+            "[[target]]\nname = \"orders\"\nconninfo = \"{}\"\nledger = \"{}\"\n",
+            lab.conninfo(SUPERUSER),
+            held_path.display()
+        ),
+    )
+    .expect("targets");
+    let (targets_arg, state_arg) = (targets.display().to_string(), state.path().display().to_string());
+    let serve = Serve::start(
+        &["--targets", &targets_arg, "--interval", "1", "--state-dir", &state_arg],
+        home.path(),
+    );
+    let row = common::wait_until(
+        "the target listed down with its reason",
+        Duration::from_secs(30),
+        async || {
+            let (up, text) = up_of(&serve, "orders");
+            let api = serve.get("/api/v1/targets").map(|r| r.1).unwrap_or_default();
+            let rows: serde_json::Value = serde_json::from_str(&api).unwrap_or_default();
+            let row = rows.get(0).cloned().unwrap_or_default();
+            let said = row["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("in use by another pgtls");
+            if up == Some(0.0) && said {
+                Ok(row)
+            } else {
+                Err((text, api))
+            }
+        },
+    )
+    .await;
+    assert_eq!(row["name"], "orders", "{row}");
+    assert_eq!(row["up"], false, "{row}");
+
+    // Another serve on the same state directory: one line, and it ends.
+    let second = common::pgtls(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            &state_arg,
+            &lab.conninfo(SUPERUSER),
+        ],
+        home.path(),
+    );
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("in use by another pgtls serve") && err.contains("pgtls.lock"),
+        "{err}"
+    );
+
+    drop(held);
+    common::wait_until(
+        "the target started once its ledger is free",
+        Duration::from_secs(30),
+        async || match up_of(&serve, "orders") {
+            (Some(1.0), _) => Ok(()),
+            (_, text) => Err(text),
+        },
+    )
+    .await;
+}
+
 fn lab_password() -> &'static str {
     pgtls::lab::LAB_PASSWORD
 }
@@ -577,4 +810,110 @@ fn the_json_api_is_refused_on_a_public_listener_without_logins() {
         Some(200),
         "metrics carry no names: served"
     );
+}
+
+/// One `/metrics` text as `series -> value`, as promtool's input series spell them (comment lines left out).
+fn series_of(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_string(), value.to_string()))
+        })
+        .collect()
+}
+
+/// The shipped alerting rules, fed by what `/metrics` renders for a target that is up for 15 minutes with two
+/// plain-text sessions and then goes down, and for one that never started: promtool's rule tests find the down
+/// alert firing for both, and the plain-text alert (which fired while the target was up) silent once the target
+/// is down, because its sessions are gone rather than kept at their last value (fact 30: Prometheus marks a series
+/// that leaves the scrape stale at once).
+#[test]
+fn the_shipped_rules_fire_on_a_down_target_and_not_on_its_stale_sessions() {
+    use pgtls::collect::engine::{SharedState, TargetState};
+    let promtool = tool("promtool", "prometheus");
+    let target = |up: bool| TargetState {
+        name: "orders".into(),
+        up,
+        failures: u64::from(!up),
+        last_error: (!up).then(|| "connection refused".to_string()),
+        snapshot: Some(Box::new(pgtls::fixtures::snapshot())),
+        history: Some(Box::new(pgtls::fixtures::history_after())),
+        probe: Some(Box::new(pgtls::fixtures::probe_report())),
+        ..TargetState::default()
+    };
+    let never_started = SharedState::from(TargetState {
+        name: "broken".into(),
+        start_error: Some("ledger /x is in use by another pgtls".into()),
+        last_error: Some("ledger /x is in use by another pgtls".into()),
+        ..TargetState::default()
+    });
+    let render = |up: bool| {
+        let states = [SharedState::from(target(up)), never_started.clone()];
+        series_of(&pgtls::serve::metrics::render(&states, 0).unwrap())
+    };
+    let (up, down) = (render(true), render(false));
+    assert!(
+        up.keys()
+            .any(|s| s.starts_with("pgtls_sessions{target=\"orders\",transport=\"plain\"")),
+        "{up:?}"
+    );
+    // 15 one-minute scrapes up, then 15 down: a series gone from a scrape is stale from then on.
+    const UP: usize = 15;
+    const DOWN: usize = 15;
+    let mut input = String::new();
+    for series in up.keys().chain(down.keys()).collect::<std::collections::BTreeSet<_>>() {
+        let mut values: Vec<&str> = Vec::new();
+        values.extend(std::iter::repeat_n(up.get(series).map_or("_", String::as_str), UP));
+        match down.get(series) {
+            Some(v) => values.extend(std::iter::repeat_n(v.as_str(), DOWN)),
+            None => {
+                values.push("stale");
+                values.extend(std::iter::repeat_n("_", DOWN - 1));
+            }
+        }
+        input += &format!(
+            "      - series: '{}'\n        values: '{}'\n",
+            series.replace('\'', "''"),
+            values.join(" ")
+        );
+    }
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/prometheus/rules.yml");
+    let down_alert = |target: &str| {
+        format!(
+            "          - exp_labels: {{severity: critical, target: {target}}}\n            exp_annotations:\n              \
+             summary: \"pgtls cannot poll {target}\"\n              description: \"The last polls of {target} failed: \
+             pgtls sees nothing of its clients' TLS.\"\n"
+        )
+    };
+    let plain = "          - exp_labels: {severity: warning, target: orders}\n            exp_annotations:\n              \
+                 summary: \"2 session(s) without encryption on orders\"\n              description: \"Clients talk to \
+                 orders over TCP in plain text. Find them with `pgtls` (quick view 2) and move them to \
+                 sslmode=require or verify-full; then enforce with hostssl.\"\n";
+    let test = format!(
+        "rule_files: ['{rules}']\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n{input}\
+         \x20   alert_rule_test:\n\
+         \x20     - eval_time: 12m\n        alertname: PgtlsPlainTextSessions\n        exp_alerts:\n{plain}\
+         \x20     - eval_time: 12m\n        alertname: PgtlsTargetDown\n        exp_alerts:\n{broken}\
+         \x20     - eval_time: 25m\n        alertname: PgtlsTargetDown\n        exp_alerts:\n{broken}{orders}\
+         \x20     - eval_time: 25m\n        alertname: PgtlsPlainTextSessions\n        exp_alerts: []\n\
+         \x20     - eval_time: 25m\n        alertname: PgtlsClientsDowngradedAfterChange\n        exp_alerts: []\n",
+        broken = down_alert("broken"),
+        orders = down_alert("orders"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("down_target_test.yml");
+    std::fs::write(&file, &test).unwrap();
+    let out = Command::new(promtool)
+        .args(["test", "rules"])
+        .arg(&file)
+        .output()
+        .expect("promtool runs");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}\n--- the test file:\n{test}");
+    assert!(said.contains("SUCCESS"), "{said}");
 }

@@ -15,7 +15,7 @@ use tokio_postgres::tls::NoTls;
 use tokio_postgres::{Client, Config};
 
 use crate::error::{Cause, ConnectError};
-use crate::inspect::{AuthPolicy, CancelKey, Inspector, Layer, Observed, Refusal};
+use crate::inspect::{AuthPolicy, CancelKey, Inspector, Layer, Observed, Received, Refusal};
 use crate::params::{ConnParams, HostTarget, SslMode};
 use crate::pgpass;
 use crate::rules::{ChannelBindingMode, TargetSessionAttrs};
@@ -95,6 +95,8 @@ pub struct Connection {
     pub client: Client,
     pub task: ConnectionTask,
     pub report: ConnectReport,
+    /// Message bytes read from the server so far, start-up included.
+    pub received: Received,
 }
 
 /// One attempt's transport, in libpq's order for the sslmode.
@@ -371,7 +373,10 @@ async fn attempt_once(
         require_auth: params.rules.require_auth.clone(),
         sslcertmode: params.rules.sslcertmode,
         cert: cert_flags.clone(),
+        message_limit: params.message_limit,
+        received: Received::default(),
     });
+    let received = policy.received.clone();
     let direct = params.sslnegotiation.as_deref() == Some("direct") && attempt != Attempt::Plain;
     let socket_layer = if direct { Layer::SocketDirectTls } else { Layer::Socket };
 
@@ -433,6 +438,7 @@ async fn attempt_once(
     Ok(Connection {
         client,
         task,
+        received,
         report: ConnectReport {
             host: target.host.clone(),
             port: target.port,

@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, TlsStream};
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::rules::{AuthMethod, ChannelBindingMode, RequireAuth, SslCertMode};
 use crate::tls::SSL_REQUEST;
@@ -38,6 +38,42 @@ pub struct AuthPolicy {
     pub sslcertmode: SslCertMode,
     /// Filled in by the TLS handshake (never set on a plaintext connection).
     pub cert: Arc<CertFlags>,
+    /// Longest long message accepted; `None` for [`MAX_LONG_MESSAGE`].
+    pub message_limit: Option<usize>,
+    /// Counts the message bytes read, for a caller that reads a reply as a stream and bounds it.
+    pub received: Received,
+}
+
+/// What the connection has read from the server, as seen below tokio-postgres: the bytes of its messages (what a
+/// caller reading a reply row by row compares with its byte cap: rows as tokio-postgres hands them over do not tell
+/// their size), and the message pgtls refused, if it refused one (tokio-postgres then says only that the
+/// connection closed).
+#[derive(Debug, Clone, Default)]
+pub struct Received {
+    bytes: Arc<AtomicU64>,
+    refusal: Arc<Mutex<Option<Refusal>>>,
+}
+
+impl Received {
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Why pgtls stopped reading this connection, once it did.
+    pub fn refusal(&self) -> Option<Refusal> {
+        self.refusal.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn add(&self, n: usize) {
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    fn refused(&self, refusal: &Refusal) {
+        self.refusal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert_with(|| refusal.clone());
+    }
 }
 
 /// Where the inspector sits.
@@ -145,6 +181,7 @@ impl<S> Inspector<S> {
         let text = match &refusal {
             Refusal::Auth(t) | Refusal::Protocol(t) => t.clone(),
         };
+        self.policy.received.refused(&refusal);
         let mut observed = self.observed.lock().unwrap_or_else(PoisonError::into_inner);
         observed.refusal.get_or_insert(refusal);
         io::Error::new(io::ErrorKind::InvalidData, text)
@@ -176,6 +213,7 @@ impl<S> Inspector<S> {
             }
             if self.body_left == 0 && self.header_len < 5 {
                 let take = (5 - self.header_len).min(bytes.len());
+                self.policy.received.add(take);
                 self.header[self.header_len..self.header_len + take].copy_from_slice(&bytes[..take]);
                 self.header_len += take;
                 bytes = &bytes[take..];
@@ -185,6 +223,7 @@ impl<S> Inspector<S> {
                 continue;
             }
             let take = self.body_left.min(bytes.len());
+            self.policy.received.add(take);
             if let Some((_, body)) = self.body.as_mut() {
                 body.extend_from_slice(&bytes[..take]);
             }
@@ -201,7 +240,7 @@ impl<S> Inspector<S> {
         let kind = self.header[0];
         let announced = u32::from_be_bytes([self.header[1], self.header[2], self.header[3], self.header[4]]) as usize;
         let limit = if may_be_long(kind) {
-            MAX_LONG_MESSAGE
+            self.policy.message_limit.unwrap_or(MAX_LONG_MESSAGE)
         } else {
             MAX_SHORT_MESSAGE
         };
@@ -382,5 +421,47 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Inspector<S> {
 impl<S: TlsStream + Unpin> TlsStream for Inspector<S> {
     fn channel_binding(&self) -> ChannelBinding {
         self.inner.channel_binding()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inspector(message_limit: Option<usize>) -> Inspector<()> {
+        let policy = AuthPolicy {
+            message_limit,
+            ..AuthPolicy::default()
+        };
+        Inspector::new((), Layer::InsideTls, Arc::new(policy), SharedObserved::default())
+    }
+
+    fn data_row(announced: u32, body: usize) -> Vec<u8> {
+        let mut row = vec![b'D'];
+        row.extend_from_slice(&announced.to_be_bytes());
+        row.extend(std::iter::repeat_n(0u8, body));
+        row
+    }
+
+    /// A caller's own limit (a pooler's console) refuses a row the connection's default would take, and every
+    /// byte of the messages read is counted, split across reads or not.
+    #[test]
+    fn a_row_over_the_callers_limit_is_refused_and_every_byte_is_counted() {
+        let mut small = inspector(Some(100));
+        let row = data_row(54, 50);
+        small.scan(&row[..3]).unwrap();
+        small.scan(&row[3..]).unwrap();
+        assert_eq!(small.policy.received.bytes(), 55);
+        assert_eq!(small.policy.received.refusal(), None);
+        let err = small.scan(&data_row(105, 0)).unwrap_err();
+        assert!(err.to_string().contains("over pgtls's limit of 100 bytes"), "{err}");
+        assert!(
+            matches!(small.policy.received.refusal(), Some(Refusal::Protocol(text)) if text == err.to_string()),
+            "the refusal is kept for the caller, whom tokio-postgres tells only that the connection closed"
+        );
+
+        let mut default = inspector(None);
+        default.scan(&data_row(105, 101)).unwrap();
+        assert_eq!(default.policy.received.bytes(), 106);
     }
 }

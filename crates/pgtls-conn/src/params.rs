@@ -165,6 +165,10 @@ pub struct ConnParams {
     /// Settings libpq sends from the environment at start-up (`PGDATESTYLE`, `PGTZ`, `PGGEQO`), as
     /// (setting, value); "default" means not sent.
     pub session_settings: Vec<(String, String)>,
+    /// The longest row, error or notice accepted from the server, in bytes; `None` for
+    /// [`crate::inspect::MAX_LONG_MESSAGE`]. Not a libpq keyword: set by a caller whose peer has no reason to send
+    /// long ones (a pooler's admin console).
+    pub message_limit: Option<usize>,
 }
 
 const MASK: &str = "****";
@@ -850,6 +854,7 @@ pub fn resolve_pairs(pairs: Vec<(String, String)>, env: &Environment) -> Result<
         warnings,
         rules,
         session_settings,
+        message_limit: None,
     })
 }
 

@@ -377,6 +377,16 @@ pub struct Pooler {
     pub clients: Vec<PoolerClient>,
     /// The pooler's connections to servers (to this one and any other it serves).
     pub servers: Vec<PoolerServer>,
+    /// When the console last answered (this poll's answer, or the last one before `error`); `None` if it never did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_at: Option<DateTime<Utc>>,
+    /// Rows read from that answer, every SHOW together.
+    #[serde(default)]
+    pub rows: u64,
+    /// That answer passed pgtls's row or byte cap: what is here is its first part, and the console connection was
+    /// closed rather than read on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 impl Pooler {
@@ -389,7 +399,15 @@ impl Pooler {
             database_pool_modes: BTreeMap::new(),
             clients: Vec::new(),
             servers: Vec::new(),
+            answered_at: None,
+            rows: 0,
+            truncated: false,
         }
+    }
+
+    /// Whether this poll has the pooler's answer (whole or truncated).
+    pub fn is_up(&self) -> bool {
+        self.error.is_none()
     }
 
     pub fn setting(&self, name: &str) -> Option<&str> {

@@ -14,13 +14,14 @@
 //! the file: a reader or a crash sees the old file or the new one, never a mix. A version-1 file (appended entries
 //! only, no header) reads the same way and is rewritten as version 2 when a writer opens it.
 //!
-//! One writer at a time: `PATH.lock` is locked (flock) for as long as the journal is open. The lock is on its own
-//! file because a lock on the data file would stay with the old inode at each rename.
+//! One writer at a time (see [`super::lock`]): `PATH.lock`, or the state directory's lock when the file is in it, and
+//! a claim on the file within this process, all held for as long as the journal is open.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
+use super::lock::{Claim, LedgerLock, LockError, StateDirLock, lock_ledger};
 use super::{Entry, Ledger};
 
 /// The format this pgtls writes.
@@ -34,12 +35,33 @@ const COMPACT_AFTER: u64 = 1 << 20;
 pub struct Journal {
     path: PathBuf,
     file: File,
-    /// Held for as long as the journal is open; released when dropped.
-    _lock: nix::fcntl::Flock<File>,
+    /// `PATH.lock` when no state directory's lock covers the file; released when dropped.
+    _lock: Option<LedgerLock>,
+    _claim: Claim,
     /// Bytes of the compacted part at the last rewrite, and bytes appended since.
     compacted: u64,
     appended: u64,
 }
+
+/// Why a journal could not be opened.
+#[derive(Debug)]
+pub enum OpenError {
+    /// Another writer holds the file (here or in another process).
+    Lock(LockError),
+    /// The file cannot be opened, read or rewritten; the text says why.
+    File(String),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::Lock(e) => e.fmt(f),
+            OpenError::File(text) => f.write_str(text),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
 
 /// What loading found, for a message on start-up.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -78,17 +100,33 @@ impl Journal {
     /// chmod, another file. Replay reads through the same descriptor that appends, so the file replayed is the file
     /// written.
     pub fn open(path: &Path, ledger: &mut Ledger) -> Result<(Journal, LoadReport), String> {
-        let lock = lock(path)?;
-        let mut file = open_private(path, OpenOptions::new().read(true).append(true).create(true))?;
-        let report = replay(&mut file, path, ledger)?;
+        Self::open_with(path, ledger, None).map_err(|e| e.to_string())
+    }
+
+    /// [`Journal::open`], under `state_dir`'s lock when it covers the file (no `PATH.lock` then: one descriptor
+    /// per ledger instead of two). A [`OpenError::Lock`] may pass: the caller may wait and try again.
+    pub fn open_with(
+        path: &Path,
+        ledger: &mut Ledger,
+        state_dir: Option<&StateDirLock>,
+    ) -> Result<(Journal, LoadReport), OpenError> {
+        let lock = match state_dir {
+            Some(dir) if dir.covers(path) => None,
+            _ => Some(lock_ledger(path).map_err(OpenError::Lock)?),
+        };
+        let claim = Claim::take(path).map_err(OpenError::Lock)?;
+        let mut file =
+            open_private(path, OpenOptions::new().read(true).append(true).create(true)).map_err(OpenError::File)?;
+        let report = replay(&mut file, path, ledger).map_err(OpenError::File)?;
         let mut journal = Journal {
             path: path.to_path_buf(),
             file,
             _lock: lock,
+            _claim: claim,
             compacted: 0,
             appended: 0,
         };
-        journal.compact(ledger)?;
+        journal.compact(ledger).map_err(OpenError::File)?;
         Ok((journal, report))
     }
 
@@ -177,27 +215,8 @@ fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Take `PATH.lock`, or say in one line that another pgtls holds it.
-fn lock(path: &Path) -> Result<nix::fcntl::Flock<File>, String> {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".lock");
-    let lock_path = path.with_file_name(name);
-    let file = open_private(&lock_path, OpenOptions::new().read(true).write(true).create(true))?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
-        if errno == nix::errno::Errno::EWOULDBLOCK {
-            format!(
-                "ledger {} is in use by another pgtls (it holds {}); one writer at a time",
-                path.display(),
-                lock_path.display()
-            )
-        } else {
-            format!("cannot lock ledger {}: {errno}", lock_path.display())
-        }
-    })
-}
-
 /// Open with mode 0600 for a new file, never through a symlink, and tighten an existing file others may read.
-fn open_private(path: &Path, options: &mut OpenOptions) -> Result<File, String> {
+pub(super) fn open_private(path: &Path, options: &mut OpenOptions) -> Result<File, String> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let cannot = |e: std::io::Error| format!("cannot open ledger {} for writing: {e}", path.display());
     options.mode(0o600).custom_flags(nix::libc::O_NOFOLLOW);

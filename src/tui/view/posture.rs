@@ -45,7 +45,7 @@ struct Row {
     keep: u8,
 }
 
-fn rows(snap: &Snapshot) -> Vec<Row> {
+fn rows(snap: &Snapshot, cx: &Ctx) -> Vec<Row> {
     let get = |name: &str| snap.setting(name).clone();
     let row = |label, setting: Setting, empty, keep| Row {
         label,
@@ -92,13 +92,35 @@ fn rows(snap: &Snapshot) -> Vec<Row> {
     };
     rows.push(row("CRL", crl, "(none)", 1));
     // Each pooler's legs, beside the server's own settings: what its clients and its server connections may use.
+    // One that does not answer, or whose answer was cut at pgtls's cap, says so in its label, and its value
+    // starts with what the box has room for: when it last answered, or how many rows were read.
     for p in &snap.poolers {
-        let mut pooler = row("pgbouncer", Setting::Set(pooler_summary(p)), "(empty)", 9);
-        if p.error.is_some() {
-            pooler.verdict = Verdict::Weak("not answering");
-        } else if matches!(p.setting("client_tls_sslmode"), Some("disable" | "allow" | "prefer")) {
-            pooler.verdict = Verdict::Weak("clients may skip TLS");
-        }
+        let pooler = if p.error.is_some() {
+            let since = match p.answered_at {
+                Some(at) => format!("last {} {}", cx.clock(at), p.address),
+                None => format!("never answered {}", p.address),
+            };
+            Row {
+                verdict: Verdict::Weak("not answering"),
+                ..row("pooler down", Setting::Set(since), "(empty)", 9)
+            }
+        } else if p.truncated {
+            Row {
+                verdict: Verdict::Weak("answer cut at pgtls's cap"),
+                ..row(
+                    "pooler cut",
+                    Setting::Set(format!("{} rows {}", p.rows, p.address)),
+                    "(empty)",
+                    9,
+                )
+            }
+        } else {
+            let mut pooler = row("pgbouncer", Setting::Set(pooler_summary(p)), "(empty)", 9);
+            if matches!(p.setting("client_tls_sslmode"), Some("disable" | "allow" | "prefer")) {
+                pooler.verdict = Verdict::Weak("clients may skip TLS");
+            }
+            pooler
+        };
         rows.push(pooler);
     }
     rows
@@ -106,9 +128,6 @@ fn rows(snap: &Snapshot) -> Vec<Row> {
 
 /// "127.0.0.1:6432 clients allow/secure, server require/secure, session"
 fn pooler_summary(p: &crate::model::Pooler) -> String {
-    if p.error.is_some() {
-        return p.address.clone();
-    }
     let get = |name: &str| p.setting(name).unwrap_or("?");
     format!(
         "{} clients {}/{}, server {}/{}, {}",
@@ -123,7 +142,7 @@ fn pooler_summary(p: &crate::model::Pooler) -> String {
 
 fn lines(snap: &Snapshot, cx: &Ctx, cols: usize, height: usize) -> Vec<Line<'static>> {
     let t = cx.theme;
-    let mut rows = rows(snap);
+    let mut rows = rows(snap, cx);
     while rows.len() > height {
         match rows.iter().enumerate().min_by_key(|(_, r)| r.keep).map(|(i, _)| i) {
             Some(pos) => rows.remove(pos),

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::sources::SourceState;
 use crate::analysis::whatif::{Target, WhatIf};
 use crate::model::{ClassCounts, Setting, Snapshot};
 
@@ -32,6 +33,8 @@ pub struct ServerRow {
     pub chain_root: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_poll: Option<DateTime<Utc>>,
+    /// The poll, then each pooler: up, last answer, rows, truncated.
+    pub sources: Vec<SourceState>,
 }
 
 /// What the last probe said of the server's certificate, as much as a row shows.
@@ -66,6 +69,7 @@ pub fn row(
         certificate_days_left: probe.and_then(|p| p.days_left),
         chain_root: probe.and_then(|p| p.chain_root).map(str::to_string),
         last_poll: snapshot.map(|s| s.taken_at),
+        sources: super::sources::of_target(up, error, snapshot),
     }
 }
 

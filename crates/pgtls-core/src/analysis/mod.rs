@@ -5,5 +5,6 @@ pub mod alerts;
 pub mod fleet;
 pub mod ledger;
 pub mod pooler;
+pub mod sources;
 pub mod target;
 pub mod whatif;

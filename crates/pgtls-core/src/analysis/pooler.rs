@@ -157,6 +157,9 @@ mod tests {
                 server(103, 40003, None),
                 server(999, 40004, Some("0xa")),
             ],
+            answered_at: None,
+            rows: 0,
+            truncated: false,
         }
     }
 

@@ -1,41 +1,27 @@
-//! PgBouncer admin consoles (`--pgbouncer`): polled in step with the server, each bounded by the poll timeout.
+//! PgBouncer admin consoles (`--pgbouncer`): polled beside the server, each bounded by the poll timeout.
 //!
 //! The admin console (`dbname=pgbouncer`) speaks only the simple query protocol and closes the connection on
-//! anything else, so everything here is a `simple_query`: no prepared statement, no session `SET`. A pooler that
-//! does not answer never holds up the server's poll: it is reported in [`Pooler::error`] and retried with backoff.
-//! Values in SHOW output are set by clients (application_name, user, database): they are decoded leniently here
-//! and escaped by each output, like every other outside text.
+//! anything else, so everything here is a simple query: no prepared statement, no session `SET`. A pooler that
+//! does not answer is reported in [`Pooler::error`] and retried with backoff; a continuous poller polls it on a
+//! task of its own ([`feed`]), so it never holds up the server's poll. Replies are read row by row under a row and
+//! a byte cap ([`read`]); past either the console connection is closed and the answer marked truncated. Values in
+//! SHOW output are set by clients (application_name, user, database): they are decoded leniently ([`rows`]) and
+//! escaped by each output, like every other outside text.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+pub mod feed;
+pub mod read;
+pub mod rows;
+
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use tokio::time::Instant;
-use tokio_postgres::{SimpleQueryMessage, SimpleQueryRow};
 
+use self::read::{Budget, Outcome};
+pub use self::rows::{NOT_UTF8, SETTINGS, client_class};
 use super::Connected;
 use crate::conn::params::{ConnParams, Environment, resolve};
-use crate::model::{Pooler, PoolerClient, PoolerServer, PoolerTls};
-
-/// The `SHOW CONFIG` keys pgtls keeps: what decides each leg's TLS, and the pool mode.
-pub const SETTINGS: [&str; 9] = [
-    "client_tls_sslmode",
-    "client_tls_protocols",
-    "client_tls_ciphers",
-    "server_tls_sslmode",
-    "server_tls_protocols",
-    "server_tls_ciphers",
-    "pool_mode",
-    "listen_addr",
-    "listen_port",
-];
-
-/// Rows kept per SHOW at most: a pooler's `max_client_conn` bounds them already; this bounds a hostile one.
-pub const MAX_ROWS: usize = 100_000;
-
-/// What a value that is not UTF-8 is shown as: the simple protocol gives no access to its bytes.
-pub const NOT_UTF8: &str = "\u{FFFD}";
+use crate::model::{Pooler, PoolerServer};
 
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -48,6 +34,8 @@ pub struct PoolerSource {
     retry_at: Option<Instant>,
     backoff: Duration,
     last_error: Option<String>,
+    /// When the console last answered.
+    answered_at: Option<DateTime<Utc>>,
     /// The server connections of the last answer, so sessions from the pooler are still known as pooled while
     /// it does not answer (their client leg is then unknown).
     last_servers: Vec<PoolerServer>,
@@ -81,6 +69,9 @@ impl Poolers {
                         .to_string(),
                 );
             }
+            // A console's row is well under a KiB; this bounds what one message may make tokio-postgres buffer.
+            let mut params = params;
+            params.message_limit = Some(read::MESSAGE_LIMIT);
             sources.push(PoolerSource::new(params));
         }
         Ok(Poolers {
@@ -137,6 +128,14 @@ impl Poolers {
     pub async fn poll(&mut self, limit: Duration) -> Vec<Pooler> {
         futures_util::future::join_all(self.sources.iter_mut().map(|s| s.poll(limit))).await
     }
+
+    /// Every pooler as it stands before its first answer.
+    pub fn waiting(&self) -> Vec<Pooler> {
+        self.sources
+            .iter()
+            .map(|s| Pooler::failed(s.address.clone(), "waiting for its first answer".to_string()))
+            .collect()
+    }
 }
 
 impl PoolerSource {
@@ -153,6 +152,7 @@ impl PoolerSource {
             retry_at: None,
             backoff: MIN_BACKOFF,
             last_error: None,
+            answered_at: None,
             last_servers: Vec::new(),
         }
     }
@@ -163,6 +163,7 @@ impl PoolerSource {
                 self.backoff = MIN_BACKOFF;
                 self.retry_at = None;
                 self.last_error = None;
+                self.answered_at = pooler.answered_at;
                 self.last_servers = pooler.servers.clone();
                 pooler
             }
@@ -182,6 +183,7 @@ impl PoolerSource {
         self.last_error = Some(error.clone());
         let mut pooler = Pooler::failed(self.address.clone(), error);
         pooler.servers = self.last_servers.clone();
+        pooler.answered_at = self.answered_at;
         pooler
     }
 
@@ -206,25 +208,45 @@ impl PoolerSource {
         let Some(connected) = &self.connected else {
             return Err("not connected".to_string());
         };
-        let client = &connected.client;
-        // Pipelined: four simple queries in one round trip's time.
-        let (clients, servers, databases, config) = tokio::try_join!(
-            client.simple_query("SHOW CLIENTS"),
-            client.simple_query("SHOW SERVERS"),
-            client.simple_query("SHOW DATABASES"),
-            client.simple_query("SHOW CONFIG"),
-        )
-        .map_err(|e| query_error(&e))?;
         let own = connected.report.local_addr;
-        Ok(parse(
-            self.address.clone(),
-            own,
-            &clients,
-            &servers,
-            &databases,
-            &config,
-        ))
+        let mut budget = Budget::new(&connected.received, read::MAX_ROWS, read::MAX_BYTES);
+        let (answer, outcome) = read_answer(&connected.client, own, &mut budget)
+            .await
+            .map_err(|e| query_error(&e, &connected.received))?;
+        if let Outcome::Truncated(_) = outcome {
+            // The rest of a reply past the cap is never read: the connection goes, and the next poll opens another.
+            self.connected = None;
+        }
+        Ok(answer.into_pooler(self.address.clone(), budget.rows_read(), outcome))
     }
+}
+
+/// The four SHOWs, sent at once (one round trip) and read in turn under one budget; the first cap passed ends
+/// the reading.
+async fn read_answer(
+    client: &tokio_postgres::Client,
+    own: Option<std::net::SocketAddr>,
+    budget: &mut Budget,
+) -> Result<(rows::Answer, Outcome), tokio_postgres::Error> {
+    let clients = client.simple_query_raw("SHOW CLIENTS").await?;
+    let servers = client.simple_query_raw("SHOW SERVERS").await?;
+    let databases = client.simple_query_raw("SHOW DATABASES").await?;
+    let config = client.simple_query_raw("SHOW CONFIG").await?;
+    let mut answer = rows::Answer::default();
+    let outcome = read::rows(clients, budget, |r| answer.clients.push(rows::client(r, own))).await?;
+    if outcome != Outcome::Complete {
+        return Ok((answer, outcome));
+    }
+    let outcome = read::rows(servers, budget, |r| answer.servers.push(rows::server(r))).await?;
+    if outcome != Outcome::Complete {
+        return Ok((answer, outcome));
+    }
+    let outcome = read::rows(databases, budget, |r| answer.add_database(r)).await?;
+    if outcome != Outcome::Complete {
+        return Ok((answer, outcome));
+    }
+    let outcome = read::rows(config, budget, |r| answer.add_setting(r)).await?;
+    Ok((answer, outcome))
 }
 
 /// The connection error in the user's terms: PgBouncer says only "not allowed" to a role in neither list.
@@ -241,7 +263,13 @@ fn connect_error(e: &crate::conn::ConnectError, params: &ConnParams) -> String {
     }
 }
 
-fn query_error(e: &tokio_postgres::Error) -> String {
+/// What went wrong with a SHOW; a connection pgtls itself closed (a message over its limit) says why.
+fn query_error(e: &tokio_postgres::Error, received: &crate::conn::inspect::Received) -> String {
+    if let Some(crate::conn::inspect::Refusal::Protocol(why) | crate::conn::inspect::Refusal::Auth(why)) =
+        received.refusal()
+    {
+        return format!("pgtls closed the admin console connection: {why}");
+    }
     match e.as_db_error() {
         Some(db) => format!("the admin console refused a SHOW: {}", db.message()),
         None if e.is_closed() => "the admin console closed the connection".to_string(),
@@ -249,129 +277,9 @@ fn query_error(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// The rows of one simple query's answer, at most [`MAX_ROWS`].
-fn rows(messages: &[SimpleQueryMessage]) -> impl Iterator<Item = &SimpleQueryRow> {
-    messages
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(row),
-            _ => None,
-        })
-        .take(MAX_ROWS)
-}
-
-/// A text column, `None` when absent (an older PgBouncer) or empty; a value that is not UTF-8 becomes
-/// [`NOT_UTF8`] rather than failing the poll.
-fn text(row: &SimpleQueryRow, name: &str) -> Option<String> {
-    if !row.columns().iter().any(|c| c.name() == name) {
-        return None;
-    }
-    match row.try_get(name) {
-        Ok(Some(v)) if !v.is_empty() => Some(v.to_string()),
-        Ok(_) => None,
-        Err(_) => Some(NOT_UTF8.to_string()),
-    }
-}
-
-fn number(row: &SimpleQueryRow, name: &str) -> Option<i32> {
-    text(row, name).and_then(|v| v.trim().parse().ok())
-}
-
-/// PgBouncer's `connect_time`: `2026-12-03 09:20:10 UTC`.
-fn time(row: &SimpleQueryRow, name: &str) -> Option<DateTime<Utc>> {
-    let v = text(row, name)?;
-    NaiveDateTime::parse_from_str(v.trim_end_matches(" UTC"), "%Y-%m-%d %H:%M:%S%.f")
-        .ok()
-        .map(|t| t.and_utc())
-}
-
-/// How a pooler client's own leg travels: pure, so defined with the pooler verdicts.
-pub use crate::analysis::pooler::client_class;
-
-/// One pooler's answers as model data. `own` is this end of pgtls's admin console connection.
-pub fn parse(
-    address: String,
-    own: Option<SocketAddr>,
-    clients: &[SimpleQueryMessage],
-    servers: &[SimpleQueryMessage],
-    databases: &[SimpleQueryMessage],
-    config: &[SimpleQueryMessage],
-) -> Pooler {
-    let clients = rows(clients)
-        .map(|r| {
-            let address = text(r, "addr");
-            let port = number(r, "port");
-            let tls = text(r, "tls").and_then(|t| PoolerTls::parse(&t));
-            let database = text(r, "database");
-            let monitor = database.as_deref() == Some("pgbouncer")
-                && own.is_some_and(|own| {
-                    address.as_deref() == Some(own.ip().to_string().as_str()) && port == Some(i32::from(own.port()))
-                });
-            PoolerClient {
-                application_name: text(r, "application_name"),
-                user: text(r, "user"),
-                database,
-                class: client_class(address.as_deref(), tls.as_ref()),
-                address,
-                port,
-                tls,
-                state: text(r, "state"),
-                connect_time: time(r, "connect_time"),
-                ptr: text(r, "ptr").unwrap_or_default(),
-                monitor,
-            }
-        })
-        .collect();
-    let servers = rows(servers)
-        .map(|r| PoolerServer {
-            user: text(r, "user"),
-            database: text(r, "database"),
-            address: text(r, "addr"),
-            port: number(r, "port"),
-            local_address: text(r, "local_addr"),
-            local_port: number(r, "local_port"),
-            remote_pid: number(r, "remote_pid").filter(|pid| *pid > 0),
-            tls: text(r, "tls").and_then(|t| PoolerTls::parse(&t)),
-            state: text(r, "state"),
-            link: text(r, "link"),
-        })
-        .collect();
-    let database_pool_modes = rows(databases)
-        .filter_map(|r| Some((text(r, "name")?, text(r, "pool_mode")?)))
-        .collect();
-    let settings: BTreeMap<String, String> = rows(config)
-        .filter_map(|r| {
-            let key = text(r, "key")?;
-            SETTINGS
-                .contains(&key.as_str())
-                .then(|| (key, text(r, "value").unwrap_or_default()))
-        })
-        .collect();
-    Pooler {
-        address,
-        error: None,
-        settings,
-        database_pool_modes,
-        clients,
-        servers,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ConnClass;
-
-    #[test]
-    fn tls_columns_and_classes() {
-        let t = PoolerTls::parse("TLSv1.2/ECDHE-RSA-CHACHA20-POLY1305/ECDH=X25519").unwrap();
-        assert_eq!(t.version, "TLSv1.2");
-        assert_eq!(t.cipher, "ECDHE-RSA-CHACHA20-POLY1305");
-        assert_eq!(PoolerTls::parse(""), None);
-        assert_eq!(client_class(Some("127.0.0.1"), Some(&t)), ConnClass::Tls12);
-        assert_eq!(client_class(Some("127.0.0.1"), None), ConnClass::PlainTcp);
-        assert_eq!(client_class(Some("unix"), None), ConnClass::Local);
-    }
 
     #[test]
     fn option_parameters_are_refused_up_front() {

@@ -1,0 +1,138 @@
+//! The state of each source of what pgtls knows about a target (the server's poll, each pooler's console; the
+//! connection log and the ledger later), named alike in `/metrics` (`pgtls_source_up{target,source}`), the JSON
+//! API and the dashboard. Pure: built from what the target's poller last reported.
+
+use chrono::{DateTime, Utc};
+use serde::{Serialize, Serializer};
+
+use crate::model::Snapshot;
+
+/// One source, as its `source` label spells it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Source {
+    /// The server's poll (pg_stat_activity and pg_stat_ssl).
+    Poll,
+    /// The server's connection log.
+    Log,
+    /// The ledger file.
+    Ledger,
+    /// A PgBouncer admin console, by its address as given.
+    Pooler(String),
+}
+
+impl Source {
+    /// `poll`, `log`, `ledger`, `pooler:<address>` (outside text: a sink escapes it as it escapes any).
+    pub fn label(&self) -> String {
+        match self {
+            Source::Poll => "poll".to_string(),
+            Source::Log => "log".to_string(),
+            Source::Ledger => "ledger".to_string(),
+            Source::Pooler(address) => format!("pooler:{address}"),
+        }
+    }
+}
+
+impl Serialize for Source {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.label())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceState {
+    pub source: Source,
+    /// Its last attempt answered.
+    pub up: bool,
+    /// When it last answered, whether or not it answers now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_answer: Option<DateTime<Utc>>,
+    /// Rows in its last answer (sessions for the poll, every SHOW together for a pooler).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    /// Its last answer passed a cap and was cut there.
+    pub truncated: bool,
+    /// Why it is not up (outside text: escape for the output).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What it says is current: false while the target is down, when a pooler's last answer is from before.
+    pub current: bool,
+}
+
+/// Why a pooler's state is not known while the server is down: its consoles are polled with the server.
+pub const NOT_POLLED: &str = "not polled while the server's poll fails";
+
+/// The poll first, then each pooler in the order given. While the target is down its poolers are listed with
+/// their last answer's time only.
+pub fn of_target(up: bool, error: Option<&str>, snapshot: Option<&Snapshot>) -> Vec<SourceState> {
+    let mut states = vec![SourceState {
+        source: Source::Poll,
+        up,
+        last_answer: snapshot.map(|s| s.taken_at),
+        rows: snapshot.filter(|_| up).map(|s| s.sessions.len() as u64),
+        truncated: false,
+        error: (!up).then(|| error.map(str::to_string)).flatten(),
+        current: true,
+    }];
+    for pooler in snapshot.map(|s| s.poolers.as_slice()).unwrap_or_default() {
+        let source = Source::Pooler(pooler.address.clone());
+        states.push(if up {
+            SourceState {
+                source,
+                up: pooler.is_up(),
+                last_answer: pooler.answered_at,
+                rows: pooler.is_up().then_some(pooler.rows),
+                truncated: pooler.is_up() && pooler.truncated,
+                error: pooler.error.clone(),
+                current: true,
+            }
+        } else {
+            SourceState {
+                source,
+                up: false,
+                last_answer: pooler.answered_at,
+                rows: None,
+                truncated: false,
+                error: Some(NOT_POLLED.to_string()),
+                current: false,
+            }
+        });
+    }
+    states
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures;
+
+    #[test]
+    fn the_poll_then_each_pooler_and_nothing_current_of_a_pooler_while_down() {
+        let mut snap = fixtures::snapshot_pooled();
+        snap.poolers[0].answered_at = Some(snap.taken_at);
+        snap.poolers[0].rows = 12;
+        snap.poolers[0].truncated = true;
+        let up = of_target(true, None, Some(&snap));
+        assert_eq!(up.len(), 2);
+        assert_eq!(up[0].source.label(), "poll");
+        assert_eq!(up[0].rows, Some(snap.sessions.len() as u64));
+        assert_eq!(up[1].source.label(), "pooler:pool.example.internal:6432");
+        assert!(up[1].up && up[1].truncated && up[1].current);
+        assert_eq!(up[1].rows, Some(12));
+
+        let down = of_target(false, Some("connection refused"), Some(&snap));
+        assert!(!down[0].up);
+        assert_eq!(down[0].error.as_deref(), Some("connection refused"));
+        assert_eq!(
+            down[0].last_answer,
+            Some(snap.taken_at),
+            "the last poll's time is a fact"
+        );
+        assert!(!down[1].up && !down[1].current && !down[1].truncated);
+        assert_eq!(down[1].rows, None);
+        assert_eq!(down[1].last_answer, Some(snap.taken_at));
+        assert_eq!(
+            serde_json::to_value(&down[1]).unwrap()["source"],
+            "pooler:pool.example.internal:6432"
+        );
+    }
+}
