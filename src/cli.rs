@@ -378,7 +378,7 @@ pub enum CheckFormat {
     Json,
 }
 
-/// `--target`: the names clap shows for [`crate::analysis::whatif::Target`], which (in the pure layer) knows no clap.
+/// `--target`: the names clap shows for [`crate::analysis::whatif::Change`], which (in the pure layer) knows no clap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum CheckTarget {
     /// ssl_min_protocol_version = TLSv1.3
@@ -389,7 +389,7 @@ pub enum CheckTarget {
     TlsRequired,
 }
 
-impl From<CheckTarget> for crate::analysis::whatif::Target {
+impl From<CheckTarget> for crate::analysis::whatif::Change {
     fn from(target: CheckTarget) -> Self {
         match target {
             CheckTarget::MinTls13 => Self::MinTls13,

@@ -10,7 +10,7 @@ pub use pgtls_core::fixtures::*;
 /// The ledger and what-if after one poll of [`snapshot`], with a pg_hba.conf that still has a `host` line.
 pub fn history() -> crate::collect::poller::History {
     use crate::analysis::ledger::{KeyFields, Ledger};
-    use crate::analysis::whatif::{Target, evaluate};
+    use crate::analysis::whatif::{Change, evaluate};
     use crate::model::HbaRule;
     let mut ledger = Ledger::new(
         KeyFields::from_names(&["user".into(), "database".into(), "application".into()]).unwrap_or_default(),
@@ -27,7 +27,7 @@ pub fn history() -> crate::collect::poller::History {
     let hba = Ok(vec![rule(90, "hostssl"), rule(91, "host")]);
     crate::collect::poller::History {
         clients: ledger.records().cloned().collect(),
-        whatif: [Target::MinTls13, Target::TlsRequired]
+        whatif: [Change::MinTls13, Change::TlsRequired]
             .into_iter()
             .map(|t| evaluate(&ledger, t, &hba, chrono::Duration::hours(24)))
             .collect(),

@@ -151,7 +151,7 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
     let hba = collector.hba_rules().await;
     let mut alerts = evaluate_with(Some(&snapshot), &LinkHealth::Up, &config.alerts);
     alerts.extend(logs.forgery_alert(&config.alerts));
-    let target = whatif::Target::from(args.target);
+    let target = whatif::Change::from(args.target);
     let whatif = whatif::evaluate(&ledger, target, &hba, min_evidence);
     let inputs = after::Inputs {
         ledger: &ledger,

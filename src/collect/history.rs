@@ -11,7 +11,7 @@ use tokio_postgres::Client;
 use super::poller::PollerEvent;
 use crate::analysis::after::{self, Standing};
 use crate::analysis::ledger::{ClientRecord, Journal, Ledger};
-use crate::analysis::whatif::{self, Target, WhatIf};
+use crate::analysis::whatif::{self, Change, WhatIf};
 use crate::model::HbaRule;
 use crate::model::Snapshot;
 use crate::probe::{ProbeConnection, ProbeTarget};
@@ -22,7 +22,7 @@ use crate::sources::LogSources;
 #[derive(Debug, Clone, PartialEq)]
 pub struct History {
     pub clients: Vec<ClientRecord>,
-    /// One what-if per [`Target`], in `Target` order.
+    /// One what-if per [`Change`], in `Change` order.
     pub whatif: Vec<WhatIf>,
     /// Which sources are on and what each can miss.
     pub sources: Vec<String>,
@@ -33,10 +33,10 @@ pub struct History {
     pub refused: Vec<crate::analysis::ledger::RefusedView>,
     /// TLS setting changes the postmaster logged on reload, oldest first (see [`crate::analysis::ledger::floor_since`]).
     pub logged_settings: Vec<crate::logsource::SettingChange>,
-    /// Whether each [`Target`] is in force, in `Target` order, and if so the after-change report (refused,
+    /// Whether each [`Change`] is in force, in `Change` order, and if so the after-change report (refused,
     /// downgraded, lingering); empty before the first poll.
     pub after: Vec<Standing>,
-    /// Each pooler's client side under each [`Target`] (in `Target` order, then pooler order), with the clients its
+    /// Each pooler's client side under each [`Change`] (in `Change` order, then pooler order), with the clients its
     /// log showed refused; empty unless a pooler's log is read (`--pgbouncer-log`).
     pub pooler_after: Vec<after::PoolerAfter>,
 }
@@ -113,7 +113,7 @@ pub fn history_of(
 ) -> History {
     History {
         clients: ledger.records().cloned().collect(),
-        whatif: [Target::MinTls13, Target::TlsRequired]
+        whatif: [Change::MinTls13, Change::TlsRequired]
             .into_iter()
             .map(|t| whatif::evaluate(ledger, t, hba, min_evidence))
             .collect(),
@@ -141,7 +141,7 @@ pub fn after_of(
         user_since: since,
         window_from: None,
     };
-    [Target::MinTls13, Target::TlsRequired]
+    [Change::MinTls13, Change::TlsRequired]
         .into_iter()
         .map(|t| after::evaluate(t, &inputs))
         .collect()
@@ -158,7 +158,7 @@ pub fn pooler_after_of(ledger: &Ledger, snapshot: &Snapshot) -> Vec<after::Poole
         user_since: None,
         window_from: None,
     };
-    [Target::MinTls13, Target::TlsRequired]
+    [Change::MinTls13, Change::TlsRequired]
         .into_iter()
         .flat_map(|t| after::evaluate_poolers(t, &inputs))
         .collect()

@@ -12,7 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::analysis::after::Standing;
-use crate::analysis::whatif::Target;
+use crate::analysis::whatif::Change;
 use crate::collect::engine::SharedState;
 #[cfg(test)]
 use crate::collect::engine::TargetState;
@@ -147,10 +147,10 @@ fn client_version(class: ConnClass) -> &'static str {
     }
 }
 
-fn change_label(target: Target) -> &'static str {
+fn change_label(target: Change) -> &'static str {
     match target {
-        Target::MinTls13 => "min_tls13",
-        Target::TlsRequired => "tls_required",
+        Change::MinTls13 => "min_tls13",
+        Change::TlsRequired => "tls_required",
     }
 }
 

@@ -738,7 +738,7 @@ fn pgbouncer_logs_pair_with_poolers_by_position() {
 /// `client_tls_sslmode = require` turned away, under the pooler's setting, as the What-if screen shows it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboards_history_reads_the_poolers_log() {
-    use pgtls::analysis::whatif::Target;
+    use pgtls::analysis::whatif::Change;
     use pgtls::collect::poller::{self, HistorySetup, PollerCommand, PollerEvent};
     if !binary_present() {
         return;
@@ -788,7 +788,7 @@ async fn the_dashboards_history_reads_the_poolers_log() {
         let refused = history
             .pooler_after
             .iter()
-            .filter(|p| p.target == Target::TlsRequired && p.in_force)
+            .filter(|p| p.target == Change::TlsRequired && p.in_force)
             .flat_map(|p| p.refused.clone())
             .find(|r| r.address == "127.0.0.1");
         if let Some(refused) = refused {

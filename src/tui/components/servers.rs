@@ -7,7 +7,7 @@ use crate::analysis::fleet::ServerRow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerColumn {
-    Target,
+    Change,
     Status,
     Version,
     Floor,
@@ -22,7 +22,7 @@ pub enum ServerColumn {
 
 impl ServerColumn {
     pub const ALL: [ServerColumn; 11] = [
-        ServerColumn::Target,
+        ServerColumn::Change,
         ServerColumn::Status,
         ServerColumn::Version,
         ServerColumn::Floor,
@@ -37,7 +37,7 @@ impl ServerColumn {
 
     pub fn title(self) -> &'static str {
         match self {
-            ServerColumn::Target => "TARGET",
+            ServerColumn::Change => "TARGET",
             ServerColumn::Status => "STATUS",
             ServerColumn::Version => "VERSION",
             ServerColumn::Floor => "MIN TLS",
@@ -65,7 +65,7 @@ impl ServerColumn {
 
     fn compare(self, a: &ServerRow, b: &ServerRow) -> Ordering {
         match self {
-            ServerColumn::Target => a.name.cmp(&b.name),
+            ServerColumn::Change => a.name.cmp(&b.name),
             // Down sorts above up when descending (the default for this column).
             ServerColumn::Status => (!a.up).cmp(&!b.up),
             ServerColumn::Version => a.version.cmp(&b.version),
@@ -97,7 +97,7 @@ impl Default for Servers {
     fn default() -> Self {
         Servers {
             rows: Vec::new(),
-            sort: ServerColumn::Target,
+            sort: ServerColumn::Change,
             descending: false,
             selected: None,
             page: 10,

@@ -5,11 +5,11 @@ use chrono::{DateTime, Utc};
 
 use super::Scroll;
 use crate::analysis::after::Lingering;
-use crate::analysis::whatif::Target;
+use crate::analysis::whatif::Change;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WhatIfView {
-    pub target: Target,
+    pub target: Change,
     pub scroll: Scroll,
     /// The lingering session picked with ↑/↓, by pid and start time: pids are reused, and the list is rebuilt on
     /// every poll, so neither an index nor a pid alone would keep pointing at the same session.
@@ -21,7 +21,7 @@ pub struct WhatIfView {
 impl Default for WhatIfView {
     fn default() -> Self {
         WhatIfView {
-            target: Target::MinTls13,
+            target: Change::MinTls13,
             scroll: Scroll::default(),
             picked: None,
             reveal: false,
@@ -33,8 +33,8 @@ impl WhatIfView {
     /// `←`/`→`/`x`: the other target, from its top.
     pub fn next_target(&mut self) {
         self.target = match self.target {
-            Target::MinTls13 => Target::TlsRequired,
-            Target::TlsRequired => Target::MinTls13,
+            Change::MinTls13 => Change::TlsRequired,
+            Change::TlsRequired => Change::MinTls13,
         };
         self.scroll = Scroll::default();
         self.picked = None;
@@ -92,11 +92,11 @@ mod tests {
         w.scroll.set_max(10);
         w.scroll.by(4);
         w.next_target();
-        assert_eq!(w.target, Target::TlsRequired);
+        assert_eq!(w.target, Change::TlsRequired);
         assert_eq!(w.scroll.offset(), 0);
         assert_eq!(w.scroll.max(), None, "the other report has its own length");
         w.next_target();
-        assert_eq!(w.target, Target::MinTls13);
+        assert_eq!(w.target, Change::MinTls13);
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub fn draw(frame: &mut Frame, servers: &Servers, theme: &Theme) {
     let widths: Vec<Constraint> = columns
         .iter()
         .map(|c| match c {
-            ServerColumn::Target => Constraint::Min(14),
+            ServerColumn::Change => Constraint::Min(14),
             ServerColumn::Status => Constraint::Length(8),
             ServerColumn::Version => Constraint::Length(8),
             ServerColumn::Floor => Constraint::Length(9),

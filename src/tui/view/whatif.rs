@@ -9,7 +9,7 @@ use ratatui::widgets::{Block, Paragraph, Wrap};
 use super::Ctx;
 use crate::analysis::after::{AfterChange, Standing, since_source_label, took_effect};
 use crate::analysis::alerts::Severity;
-use crate::analysis::whatif::{Downgrade, Target, Verdict};
+use crate::analysis::whatif::{Change, Downgrade, Verdict};
 use crate::output::safe::terminal;
 
 fn block(cx: &Ctx) -> Block<'static> {
@@ -66,7 +66,7 @@ fn content(cx: &Ctx) -> Content {
     let state = cx.state;
     let mut lines: Vec<Line> = Vec::new();
     let mut targets = vec![Span::styled(" Target  ", t.dim)];
-    for target in [Target::MinTls13, Target::TlsRequired] {
+    for target in [Change::MinTls13, Change::TlsRequired] {
         let label = format!(" {} ", target.label());
         targets.push(if target == state.whatif.target {
             Span::styled(format!("[{label}]"), t.title)
@@ -83,7 +83,7 @@ fn content(cx: &Ctx) -> Content {
         return Content::Waiting(lines);
     };
     lines.extend(pooler_lines(cx, &history.pooler_after));
-    let standing = [Target::MinTls13, Target::TlsRequired]
+    let standing = [Change::MinTls13, Change::TlsRequired]
         .iter()
         .position(|t| *t == state.whatif.target)
         .and_then(|i| history.after.get(i));

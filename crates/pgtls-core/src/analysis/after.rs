@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::alerts::{Alert, Severity};
 use super::ledger::{ClientKey, FloorSince, Ledger, RefusalKind, SinceSource, floor_since};
-use super::whatif::Target;
+use super::whatif::Change;
 use crate::model::HbaRule;
 use crate::model::{ConnClass, Setting, Snapshot};
 
@@ -50,7 +50,7 @@ impl Standing {
 /// The after-change report for one target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AfterChange {
-    pub target: Target,
+    pub target: Change,
     pub since: DateTime<Utc>,
     pub since_source: SinceSource,
     /// How sure `since` is, in one sentence (a reload bound is only a bound).
@@ -109,7 +109,7 @@ impl RefusedClient {
 pub struct PoolerAfter {
     /// The pooler's address, as `--pgbouncer` names it.
     pub pooler: String,
-    pub target: Target,
+    pub target: Change,
     /// `client_tls_protocols` or `client_tls_sslmode`, and its value as `SHOW CONFIG` gave it (`None`: unknown).
     pub setting: String,
     pub value: Option<String>,
@@ -180,18 +180,18 @@ impl Lingering {
 }
 
 /// The headline of the after-change screen and of check: "Since TLSv1.3 took effect".
-pub fn took_effect(target: Target) -> &'static str {
+pub fn took_effect(target: Change) -> &'static str {
     match target {
-        Target::MinTls13 => "Since TLSv1.3 took effect",
-        Target::TlsRequired => "Since TLS became required",
+        Change::MinTls13 => "Since TLSv1.3 took effect",
+        Change::TlsRequired => "Since TLS became required",
     }
 }
 
 /// The same, inside a sentence: "since TLSv1.3 took effect".
-pub fn since_phrase(target: Target) -> &'static str {
+pub fn since_phrase(target: Change) -> &'static str {
     match target {
-        Target::MinTls13 => "since TLSv1.3 took effect",
-        Target::TlsRequired => "since TLS became required",
+        Change::MinTls13 => "since TLSv1.3 took effect",
+        Change::TlsRequired => "since TLS became required",
     }
 }
 
@@ -225,7 +225,7 @@ impl AfterChange {
 }
 
 /// Does the target hold, and if so since when and with what consequences?
-pub fn evaluate(target: Target, inputs: &Inputs) -> Standing {
+pub fn evaluate(target: Change, inputs: &Inputs) -> Standing {
     let since = match since(target, inputs) {
         Ok(since) => since,
         Err(standing) => return standing,
@@ -233,11 +233,11 @@ pub fn evaluate(target: Target, inputs: &Inputs) -> Standing {
     Standing::InForce(Box::new(report(target, since, inputs)))
 }
 
-fn since(target: Target, inputs: &Inputs) -> Result<FloorSince, Standing> {
+fn since(target: Change, inputs: &Inputs) -> Result<FloorSince, Standing> {
     let snap = inputs.snapshot;
     let load = snap.conf_load_time;
     match target {
-        Target::MinTls13 => {
+        Change::MinTls13 => {
             let name = "ssl_min_protocol_version";
             let current = snap.setting(name).value();
             if let Some(v) = current
@@ -258,7 +258,7 @@ fn since(target: Target, inputs: &Inputs) -> Result<FloorSince, Standing> {
                 }
             })
         }
-        Target::TlsRequired => {
+        Change::TlsRequired => {
             let rst = "require_secure_transport";
             if let Setting::Set(v) = snap.setting(rst)
                 && v.eq_ignore_ascii_case("on")
@@ -317,7 +317,7 @@ fn user_since(inputs: &Inputs) -> Option<FloorSince> {
     })
 }
 
-fn report(target: Target, since: FloorSince, inputs: &Inputs) -> AfterChange {
+fn report(target: Change, since: FloorSince, inputs: &Inputs) -> AfterChange {
     let ledger = inputs.ledger;
     let from = inputs.window_from.map_or(since.at, |w| w.max(since.at));
     let refused = refused_clients(ledger, target, from, None);
@@ -415,11 +415,11 @@ fn report(target: Target, since: FloorSince, inputs: &Inputs) -> AfterChange {
 }
 
 /// Refused attempts of the target's kind counted from `from`: the server's (`pooler` = `None`) or one pooler's.
-fn refused_clients(ledger: &Ledger, target: Target, from: DateTime<Utc>, pooler: Option<&str>) -> Vec<RefusedClient> {
+fn refused_clients(ledger: &Ledger, target: Change, from: DateTime<Utc>, pooler: Option<&str>) -> Vec<RefusedClient> {
     let replicating = |key: &ClientKey| ledger.records().any(|r| &r.key == key && r.replication > 0);
     let kind = match target {
-        Target::MinTls13 => RefusalKind::Handshake,
-        Target::TlsRequired => RefusalKind::Plain,
+        Change::MinTls13 => RefusalKind::Handshake,
+        Change::TlsRequired => RefusalKind::Plain,
     };
     let refused_by = match pooler {
         Some(address) => super::pooler::refused_by_pooler(address, target),
@@ -453,7 +453,7 @@ fn refused_clients(ledger: &Ledger, target: Target, from: DateTime<Utc>, pooler:
 
 /// Each pooler's client side under `target`: whether its own setting (as last polled) applies the target, and if
 /// so the clients its log shows refused within the window.
-pub fn evaluate_poolers(target: Target, inputs: &Inputs) -> Vec<PoolerAfter> {
+pub fn evaluate_poolers(target: Change, inputs: &Inputs) -> Vec<PoolerAfter> {
     inputs
         .snapshot
         .poolers
@@ -482,14 +482,14 @@ pub fn evaluate_poolers(target: Target, inputs: &Inputs) -> Vec<PoolerAfter> {
 
 /// Whether a pooler's client setting applies the target: `client_tls_protocols` admits TLS 1.3 alone (PgBouncer
 /// takes a list separated by commas, colons or spaces), `client_tls_sslmode` requires TLS.
-pub fn pooler_applies(target: Target, value: &str) -> bool {
+pub fn pooler_applies(target: Change, value: &str) -> bool {
     let value = value.trim().to_ascii_lowercase();
     match target {
-        Target::MinTls13 => {
+        Change::MinTls13 => {
             let mut listed = value.split([',', ':', ' ']).filter(|p| !p.is_empty()).peekable();
             listed.peek().is_some() && listed.all(|p| p == "tlsv1.3")
         }
-        Target::TlsRequired => matches!(value.as_str(), "require" | "verify-ca" | "verify-full"),
+        Change::TlsRequired => matches!(value.as_str(), "require" | "verify-ca" | "verify-full"),
     }
 }
 
@@ -520,8 +520,8 @@ pub fn pooler_alerts(poolers: &[PoolerAfter]) -> Vec<Alert> {
                 who.push(format!("{anonymous} handshake(s) PgBouncer logged without an address"));
             }
             let fix = match p.target {
-                Target::MinTls13 => "upgrade these clients to TLS 1.3, or set client_tls_protocols back to secure",
-                Target::TlsRequired => "set sslmode=require for these clients, or client_tls_sslmode back to allow",
+                Change::MinTls13 => "upgrade these clients to TLS 1.3, or set client_tls_protocols back to secure",
+                Change::TlsRequired => "set sslmode=require for these clients, or client_tls_sslmode back to allow",
             };
             Alert {
                 key: "after_pooler_refused".into(),
@@ -562,11 +562,11 @@ pub fn alerts(report: &AfterChange) -> Vec<Alert> {
                 .collect(),
         );
         let fix = match report.target {
-            Target::MinTls13 => {
+            Change::MinTls13 => {
                 "upgrade these clients to TLS 1.3 (OpenSSL 1.1.1 or later, a current driver), or set \
                  ssl_min_protocol_version back to TLSv1.2 until they can"
             }
-            Target::TlsRequired => {
+            Change::TlsRequired => {
                 "set sslmode=require (or verify-full) for these clients, or give them a `host` line again until \
                  they can"
             }
@@ -812,13 +812,13 @@ mod tests {
         let hba = hba();
         let inputs = inputs(&ledger, &snap, &hba);
 
-        let server = evaluate(Target::MinTls13, &inputs);
+        let server = evaluate(Change::MinTls13, &inputs);
         let r = server.report().unwrap();
         assert_eq!(r.refused.len(), 1, "only the server's own refusal: {:#?}", r.refused);
         assert_eq!(r.refused[0].refused_by, "ssl_min_protocol_version");
         assert_eq!(r.refused[0].pooler, None);
 
-        let tls13 = evaluate_poolers(Target::MinTls13, &inputs);
+        let tls13 = evaluate_poolers(Change::MinTls13, &inputs);
         assert_eq!(tls13.len(), 1);
         let p = &tls13[0];
         assert!(p.in_force && p.value.as_deref() == Some("tlsv1.3"));
@@ -840,13 +840,13 @@ mod tests {
         assert_eq!(anonymous.short_reason(), "unsupported protocol");
 
         // client_tls_sslmode = allow: TLS is not required there, so its refusals are not listed for that target.
-        let required = evaluate_poolers(Target::TlsRequired, &inputs);
+        let required = evaluate_poolers(Change::TlsRequired, &inputs);
         assert!(!required[0].in_force && required[0].refused.is_empty());
         snap.poolers[0]
             .settings
             .insert("client_tls_sslmode".into(), "require".into());
         let inputs = super::tests::inputs(&ledger, &snap, &hba);
-        let required = evaluate_poolers(Target::TlsRequired, &inputs);
+        let required = evaluate_poolers(Change::TlsRequired, &inputs);
         assert_eq!(required[0].refused.len(), 1);
         let plain = &required[0].refused[0];
         assert_eq!(plain.address, "10.0.0.7");
@@ -878,7 +878,7 @@ mod tests {
             ("", false),
             ("all", false),
         ] {
-            assert_eq!(pooler_applies(Target::MinTls13, value), yes, "{value}");
+            assert_eq!(pooler_applies(Change::MinTls13, value), yes, "{value}");
         }
         for (value, yes) in [
             ("require", true),
@@ -887,7 +887,7 @@ mod tests {
             ("prefer", false),
             ("disable", false),
         ] {
-            assert_eq!(pooler_applies(Target::TlsRequired, value), yes, "{value}");
+            assert_eq!(pooler_applies(Change::TlsRequired, value), yes, "{value}");
         }
     }
 
@@ -895,7 +895,7 @@ mod tests {
     fn refused_downgraded_and_lingering_after_tls13() {
         let (ledger, snap) = story();
         let hba = hba();
-        let standing = evaluate(Target::MinTls13, &inputs(&ledger, &snap, &hba));
+        let standing = evaluate(Change::MinTls13, &inputs(&ledger, &snap, &hba));
         let r = standing.report().expect("in force");
         assert_eq!(
             (r.since, r.since_source),
@@ -938,7 +938,7 @@ mod tests {
         let hba = hba();
         let mut i = inputs(&ledger, &snap, &hba);
         i.window_from = Some(at("2026-12-02T11:00:00Z"));
-        let r = evaluate(Target::MinTls13, &i).report().cloned().unwrap();
+        let r = evaluate(Change::MinTls13, &i).report().cloned().unwrap();
         assert!(r.refused.is_empty() && r.downgraded.is_empty());
         assert!(!r.lingering.is_empty());
         assert_eq!(r.severity(), Some(Severity::Warning));
@@ -961,7 +961,7 @@ mod tests {
             refused(&mut ledger, when, handshake());
         }
         let hba = hba();
-        let r = evaluate(Target::MinTls13, &inputs(&ledger, &snap, &hba))
+        let r = evaluate(Change::MinTls13, &inputs(&ledger, &snap, &hba))
             .report()
             .cloned()
             .unwrap();
@@ -971,13 +971,13 @@ mod tests {
         );
         let mut i = inputs(&ledger, &snap, &hba);
         i.window_from = Some(at("2026-12-02T12:15:00Z"));
-        let r = evaluate(Target::MinTls13, &i).report().cloned().unwrap();
+        let r = evaluate(Change::MinTls13, &i).report().cloned().unwrap();
         assert_eq!(
             r.refused[0].attempts, 2,
             "12:10 shares the hour with 12:20, so the hour counts whole"
         );
         i.window_from = Some(at("2026-12-02T12:30:00Z"));
-        let r = evaluate(Target::MinTls13, &i).report().cloned().unwrap();
+        let r = evaluate(Change::MinTls13, &i).report().cloned().unwrap();
         assert!(r.refused.is_empty(), "nothing after 12:30");
     }
 
@@ -988,28 +988,28 @@ mod tests {
         snap.settings
             .insert("ssl_min_protocol_version".into(), Setting::Set("TLSv1.2".into()));
         assert!(matches!(
-            evaluate(Target::MinTls13, &inputs(&ledger, &snap, &hba)),
+            evaluate(Change::MinTls13, &inputs(&ledger, &snap, &hba)),
             Standing::NotInForce { .. }
         ));
         // Hidden, no log line, no --since: cannot tell.
         snap.settings.insert("ssl_min_protocol_version".into(), Setting::Hidden);
         let empty = Ledger::new(KeyFields::default());
         assert!(matches!(
-            evaluate(Target::MinTls13, &inputs(&empty, &snap, &hba)),
+            evaluate(Change::MinTls13, &inputs(&empty, &snap, &hba)),
             Standing::CannotTell { .. }
         ));
         let mut i = inputs(&empty, &snap, &hba);
         i.user_since = Some(at("2026-12-02T10:00:00Z"));
-        let r = evaluate(Target::MinTls13, &i);
+        let r = evaluate(Change::MinTls13, &i);
         assert_eq!(r.report().unwrap().since_source, SinceSource::User);
         // TLS required: a `host` line means not in force; an unreadable pg_hba.conf without --since, cannot tell.
         assert!(matches!(
-            evaluate(Target::TlsRequired, &inputs(&ledger, &snap, &hba)),
+            evaluate(Change::TlsRequired, &inputs(&ledger, &snap, &hba)),
             Standing::NotInForce { .. }
         ));
         let unreadable = Err("permission denied".to_string());
         assert!(matches!(
-            evaluate(Target::TlsRequired, &inputs(&ledger, &snap, &unreadable)),
+            evaluate(Change::TlsRequired, &inputs(&ledger, &snap, &unreadable)),
             Standing::CannotTell { .. }
         ));
     }
@@ -1048,7 +1048,7 @@ mod tests {
             kind: "hostssl".into(),
             ..hba().unwrap()[0].clone()
         }]);
-        let r = evaluate(Target::TlsRequired, &inputs(&ledger, &snap, &strict));
+        let r = evaluate(Change::TlsRequired, &inputs(&ledger, &snap, &strict));
         let r = r.report().unwrap();
         assert_eq!(r.since_source, SinceSource::ReloadBound);
         assert_eq!(r.refused.len(), 1);

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::sources::SourceState;
-use crate::analysis::whatif::{Target, WhatIf};
+use crate::analysis::whatif::{Change, WhatIf};
 use crate::model::{ClassCounts, Setting, Snapshot};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -46,7 +46,7 @@ pub struct ProbedCertificate<'a> {
     pub chain_root: Option<&'a str>,
 }
 
-/// What a target last reported, as one row: `whatif` is its history's what-if (one per [`Target`]).
+/// What a target last reported, as one row: `whatif` is its history's what-if (one per [`Change`]).
 pub fn row(
     name: &str,
     up: bool,
@@ -65,7 +65,7 @@ pub fn row(
             _ => None,
         }),
         sessions: snapshot.map(|s| ClassCounts::of(&s.sessions)).unwrap_or_default(),
-        holdouts: whatif.and_then(|w| w.iter().find(|w| w.target == Target::MinTls13).map(|w| w.refused.len())),
+        holdouts: whatif.and_then(|w| w.iter().find(|w| w.target == Change::MinTls13).map(|w| w.refused.len())),
         certificate_days_left: probe.and_then(|p| p.days_left),
         chain_root: probe.and_then(|p| p.chain_root).map(str::to_string),
         last_poll: snapshot.map(|s| s.taken_at),
@@ -85,7 +85,7 @@ mod tests {
         let snap = fixtures::snapshot_after();
         let mut ledger = Ledger::new(KeyFields::default());
         ledger.observe_snapshot(&fixtures::snapshot(), true);
-        let whatif: Vec<WhatIf> = [Target::MinTls13, Target::TlsRequired]
+        let whatif: Vec<WhatIf> = [Change::MinTls13, Change::TlsRequired]
             .into_iter()
             .map(|t| evaluate(&ledger, t, &Ok(Vec::new()), chrono::Duration::hours(24)))
             .collect();

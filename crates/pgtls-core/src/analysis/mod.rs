@@ -2,9 +2,9 @@
 
 pub mod after;
 pub mod alerts;
+pub mod change;
 pub mod fleet;
 pub mod ledger;
 pub mod pooler;
 pub mod sources;
-pub mod target;
 pub mod whatif;

@@ -10,7 +10,7 @@ use crate::model::{
     ClientLeg, ConnClass, Pooler, PoolerClient, PoolerJoin, PoolerLeg, PoolerServer, PoolerTls, Session,
 };
 
-use super::target::Target;
+use super::change::Change;
 
 /// Mark every session a pooler serves with [`Session::pooler`]. A session is a pooler's when its address and
 /// port are one of the pooler's server connections; the backend pid must agree too before the client is named,
@@ -83,23 +83,23 @@ fn leg_of(c: &PoolerClient) -> ClientLeg {
 }
 
 /// The setting that would refuse a client of `pooler`'s client side under `target`.
-pub fn client_setting(target: Target) -> &'static str {
+pub fn client_setting(target: Change) -> &'static str {
     match target {
-        Target::MinTls13 => "client_tls_protocols",
-        Target::TlsRequired => "client_tls_sslmode",
+        Change::MinTls13 => "client_tls_protocols",
+        Change::TlsRequired => "client_tls_sslmode",
     }
 }
 
 /// "pooler 127.0.0.1:6432's client_tls_protocols": what a what-if entry names as refusing a pooled client.
-pub fn refused_by_pooler(address: &str, target: Target) -> String {
+pub fn refused_by_pooler(address: &str, target: Change) -> String {
     format!("pooler {address}'s {}", client_setting(target))
 }
 
 /// The server setting that refuses a direct client (or a pooler's own connection) under `target`.
-pub fn refused_by_server(target: Target) -> &'static str {
+pub fn refused_by_server(target: Change) -> &'static str {
     match target {
-        Target::MinTls13 => "ssl_min_protocol_version",
-        Target::TlsRequired => "pg_hba.conf hostssl (or require_secure_transport)",
+        Change::MinTls13 => "ssl_min_protocol_version",
+        Change::TlsRequired => "pg_hba.conf hostssl (or require_secure_transport)",
     }
 }
 
@@ -255,7 +255,7 @@ mod tests {
         p.settings.insert("client_tls_sslmode".into(), "require".into());
         assert_eq!(client_downgrade_rule(&p.address, &p.settings), None);
         assert_eq!(
-            refused_by_pooler("pool:6432", Target::MinTls13),
+            refused_by_pooler("pool:6432", Change::MinTls13),
             "pooler pool:6432's client_tls_protocols"
         );
     }

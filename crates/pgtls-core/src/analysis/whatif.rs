@@ -3,10 +3,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+/// Defined below both the what-if and the pooler verdicts, which name it.
+pub use crate::analysis::change::Change;
 use crate::analysis::ledger::{ClientKey, Ledger, Side};
 use crate::analysis::pooler;
-/// Defined below both the what-if and the pooler verdicts, which name it.
-pub use crate::analysis::target::Target;
 use crate::model::{ConnClass, HbaRule, Session};
 
 /// One plain sentence for the drill-down view.
@@ -198,7 +198,7 @@ fn thousands(n: u64) -> String {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WhatIf {
-    pub target: Target,
+    pub target: Change,
     pub verdict: Verdict,
     pub refused: Vec<Refused>,
     /// Clients the monitor could not see (needs pg_read_all_stats): they might be refused too.
@@ -211,7 +211,7 @@ pub struct WhatIf {
 /// Answer "who breaks?" from everything the ledger has seen.
 pub fn evaluate(
     ledger: &Ledger,
-    target: Target,
+    target: Change,
     hba: &Result<Vec<HbaRule>, String>,
     min_evidence: chrono::Duration,
 ) -> WhatIf {
@@ -254,9 +254,9 @@ pub fn evaluate(
             };
             let downgrade = match (target, hba, pooled_client) {
                 // Only a TLS client that is refused can fall back to plain text.
-                (Target::TlsRequired, _, _) => Downgrade::NotPossible,
+                (Change::TlsRequired, _, _) => Downgrade::NotPossible,
                 // Behind a pooler, the pooler's own client_tls_sslmode decides whether plain text gets in.
-                (Target::MinTls13, _, Some(address)) => match ledger.pooler_settings.get(address) {
+                (Change::MinTls13, _, Some(address)) => match ledger.pooler_settings.get(address) {
                     None => Downgrade::Unknown {
                         reason: format!("the settings of pooler {address} were not read"),
                     },
@@ -265,8 +265,8 @@ pub fn evaluate(
                         None => Downgrade::NotPossible,
                     },
                 },
-                (Target::MinTls13, Err(reason), None) => Downgrade::Unknown { reason: reason.clone() },
-                (Target::MinTls13, Ok(rules), None) => {
+                (Change::MinTls13, Err(reason), None) => Downgrade::Unknown { reason: reason.clone() },
+                (Change::MinTls13, Ok(rules), None) => {
                     let open: Vec<String> = rules
                         .iter()
                         .filter(|h| h.admits_plaintext() && rule_covers(h, &r.key))
@@ -382,7 +382,7 @@ mod ledger_tests {
 
     #[test]
     fn names_exactly_the_tls12_clients_and_flags_the_downgrade() {
-        let w = evaluate(&ledger(), Target::MinTls13, &hba_with_host(), chrono::Duration::zero());
+        let w = evaluate(&ledger(), Change::MinTls13, &hba_with_host(), chrono::Duration::zero());
         assert_eq!(w.verdict, Verdict::NotSafe);
         let labels: Vec<&str> = w.refused.iter().map(|r| r.label.as_str()).collect();
         assert_eq!(labels.len(), 2);
@@ -407,7 +407,7 @@ mod ledger_tests {
     fn tls_required_names_the_plaintext_clients_and_hostssl_only_means_no_downgrade() {
         let w = evaluate(
             &ledger(),
-            Target::TlsRequired,
+            Change::TlsRequired,
             &hba_with_host(),
             chrono::Duration::zero(),
         );
@@ -419,11 +419,11 @@ mod ledger_tests {
             .into_iter()
             .filter(|r| r.kind != "host")
             .collect());
-        let w = evaluate(&ledger(), Target::MinTls13, &strict, chrono::Duration::zero());
+        let w = evaluate(&ledger(), Change::MinTls13, &strict, chrono::Duration::zero());
         assert!(w.refused.iter().all(|r| r.downgrade == Downgrade::NotPossible));
         let w = evaluate(
             &ledger(),
-            Target::MinTls13,
+            Change::MinTls13,
             &Err("permission denied for view pg_hba_file_rules".into()),
             chrono::Duration::zero(),
         );
@@ -438,7 +438,7 @@ mod ledger_tests {
     fn a_standby_on_tls12_is_singled_out() {
         let mut l = Ledger::new(KeyFields::default());
         l.observe_snapshot(&fixtures::snapshot_after(), false);
-        let w = evaluate(&l, Target::MinTls13, &hba_with_host(), chrono::Duration::zero());
+        let w = evaluate(&l, Change::MinTls13, &hba_with_host(), chrono::Duration::zero());
         let standby = w.refused.iter().find(|r| r.client.application == "standby-b").unwrap();
         assert!(standby.replication);
         assert!(w.refused.iter().filter(|r| r.replication).count() == 1);
@@ -451,11 +451,11 @@ mod ledger_tests {
             .retain(|s| s.class == ConnClass::Tls13 || s.class == ConnClass::Local);
         let mut l = Ledger::new(KeyFields::default());
         l.observe_snapshot(&snap, false);
-        let w = evaluate(&l, Target::MinTls13, &hba_with_host(), chrono::Duration::hours(1));
+        let w = evaluate(&l, Change::MinTls13, &hba_with_host(), chrono::Duration::hours(1));
         assert_eq!(w.verdict, Verdict::NotEnoughEvidence);
         snap.taken_at += chrono::Duration::hours(2);
         l.observe_snapshot(&snap, true);
-        let w = evaluate(&l, Target::MinTls13, &hba_with_host(), chrono::Duration::hours(1));
+        let w = evaluate(&l, Change::MinTls13, &hba_with_host(), chrono::Duration::hours(1));
         assert_eq!(w.verdict, Verdict::Safe);
         assert!(
             w.evidence

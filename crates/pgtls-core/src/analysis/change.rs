@@ -9,27 +9,27 @@ use crate::model::ConnClass;
 /// (`pgtls check --target` names them through the CLI's own enum: this crate knows no clap.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Target {
+pub enum Change {
     /// ssl_min_protocol_version = TLSv1.3
     MinTls13,
     /// TLS for every TCP client: hostssl-only pg_hba.conf, or require_secure_transport = on.
     TlsRequired,
 }
 
-impl Target {
+impl Change {
     pub fn label(self) -> &'static str {
         match self {
-            Target::MinTls13 => "ssl_min_protocol_version = TLSv1.3",
-            Target::TlsRequired => "TLS required for every TCP client",
+            Change::MinTls13 => "ssl_min_protocol_version = TLSv1.3",
+            Change::TlsRequired => "TLS required for every TCP client",
         }
     }
 
     /// Sessions of these classes would be refused.
     pub fn refuses(self, class: ConnClass) -> bool {
         match self {
-            Target::MinTls13 => class.below_tls13(),
+            Change::MinTls13 => class.below_tls13(),
             // hostssl admits TLS only: GSS-encrypted TCP is refused as well.
-            Target::TlsRequired => matches!(class, ConnClass::PlainTcp | ConnClass::Gss),
+            Change::TlsRequired => matches!(class, ConnClass::PlainTcp | ConnClass::Gss),
         }
     }
 }
