@@ -7,43 +7,8 @@
 //! The plain commands keep psql's 2 for a server that cannot be reached (scripts already test for it), so a usage
 //! error takes sysexits' EX_USAGE, 64, rather than clap's 2, and the two can never be confused.
 
-use std::process::ExitCode;
-
-use serde::Serialize;
-
-/// The verdict of a monitoring plugin (`check`, `probe`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Status {
-    Ok,
-    Warning,
-    Critical,
-    Unknown,
-}
-
-impl Status {
-    pub fn code(self) -> u8 {
-        match self {
-            Status::Ok => 0,
-            Status::Warning => 1,
-            Status::Critical => 2,
-            Status::Unknown => 3,
-        }
-    }
-
-    pub fn word(self) -> &'static str {
-        match self {
-            Status::Ok => "OK",
-            Status::Warning => "WARNING",
-            Status::Critical => "CRITICAL",
-            Status::Unknown => "UNKNOWN",
-        }
-    }
-
-    pub fn exit(self) -> ExitCode {
-        ExitCode::from(self.code())
-    }
-}
+/// The verdict of a monitoring plugin, defined beside the plugins' report.
+pub use crate::output::status::Status;
 
 /// Plain commands (dashboard, snapshot, serve, ledger, demo, config, man, completions): it worked.
 pub const SUCCESS: u8 = 0;

@@ -1,8 +1,10 @@
 //! Headless renderers for `pgtls snapshot`: a readable table, stable JSON, spreadsheet CSV.
 
+pub mod check;
 pub mod csv;
 pub mod pooler_after;
 pub mod probe;
+pub mod status;
 /// Outside text made safe for each output: in the pure layer, whose log parsers use it too.
 pub use pgtls_core::safe;
 pub mod table;
