@@ -298,3 +298,49 @@ fn the_scan_sees_paths_in_code_and_groups_and_not_in_comments() {
         ]
     );
 }
+
+/// Inside the connection crate the modules form no cycle (tls_setup and connect once needed each other for
+/// `verification_for`, inspect and tls_setup for `CertFlags`): each names, outside its tests, only modules below it.
+#[test]
+fn the_connection_crates_modules_form_no_cycle() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/pgtls-conn/src");
+    let mut files = Vec::new();
+    rust_files(&dir, &mut files);
+    let module_of = |file: &Path| file.file_stem().and_then(|s| s.to_str()).unwrap_or("").to_string();
+    let modules: BTreeSet<String> = files.iter().map(|f| module_of(f)).filter(|m| m != "lib").collect();
+    let mut edges: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for file in &files {
+        let from = module_of(file);
+        if from == "lib" {
+            continue;
+        }
+        let source = std::fs::read_to_string(file).unwrap();
+        let code: String = code_outside_tests(file, &source)
+            .into_iter()
+            .map(|(_, line)| line)
+            .collect::<Vec<_>>()
+            .join("\n");
+        for (_, to) in named_modules(&code) {
+            if modules.contains(&to) && to != from {
+                edges.entry(from.clone()).or_default().insert(to);
+            }
+        }
+    }
+    assert!(
+        edges.values().map(BTreeSet::len).sum::<usize>() > 10,
+        "the scan found too few edges: {edges:?}"
+    );
+    // Depth-first search for a path back to the start.
+    fn reaches(edges: &HashMap<String, BTreeSet<String>>, from: &str, goal: &str, seen: &mut BTreeSet<String>) -> bool {
+        edges
+            .get(from)
+            .into_iter()
+            .flatten()
+            .any(|next| next == goal || (seen.insert(next.clone()) && reaches(edges, next, goal, seen)))
+    }
+    let cycles: Vec<&String> = modules
+        .iter()
+        .filter(|m| reaches(&edges, m, m, &mut BTreeSet::new()))
+        .collect();
+    assert!(cycles.is_empty(), "modules on a cycle: {cycles:?} ({edges:?})");
+}

@@ -123,15 +123,8 @@ fn attempts(mode: SslMode, unix_socket: bool) -> &'static [Attempt] {
     }
 }
 
-/// What libpq checks for a mode: verify-* as named; weaker modes check the chain when a root file exists.
-pub fn verification_for(params: &ConnParams) -> Verification {
-    match params.sslmode {
-        SslMode::VerifyFull => Verification::ChainAndHost,
-        SslMode::VerifyCa => Verification::Chain,
-        _ if tls_setup::root_file(params).is_some_and(Path::exists) => Verification::Chain,
-        _ => Verification::None,
-    }
-}
+/// What libpq checks for a mode (defined with the TLS set-up, which decides it).
+pub use crate::tls_setup::verification_for;
 
 /// Where a failure leaves the search, as libpq decides it.
 #[derive(Debug)]
@@ -367,7 +360,7 @@ async fn attempt_once(
     let config = pg_config(params, password, attempt);
     let observed = Arc::new(Mutex::new(Observed::default()));
     let capture = Arc::new(Mutex::new(TlsCapture::default()));
-    let cert_flags = Arc::new(tls_setup::CertFlags::default());
+    let cert_flags = Arc::new(crate::inspect::CertFlags::default());
     let policy = Arc::new(AuthPolicy {
         channel_binding: params.rules.channel_binding,
         require_auth: params.rules.require_auth.clone(),

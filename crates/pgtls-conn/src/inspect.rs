@@ -14,11 +14,17 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, TlsStream};
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::rules::{AuthMethod, ChannelBindingMode, RequireAuth, SslCertMode};
 use crate::tls::SSL_REQUEST;
-use crate::tls_setup::CertFlags;
+
+/// Whether the server asked for a client certificate and whether one was sent (libpq's cert_cb).
+#[derive(Debug, Default)]
+pub struct CertFlags {
+    pub requested: AtomicBool,
+    pub sent: AtomicBool,
+}
 
 /// libpq refuses longer messages of the types that have no reason to be long (fe-protocol3.c).
 pub const MAX_SHORT_MESSAGE: usize = 30_000;

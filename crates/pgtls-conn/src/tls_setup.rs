@@ -8,7 +8,7 @@ use std::ffi::{c_int, c_void};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use openssl::ex_data::Index;
@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_postgres::tls::TlsConnect;
 
 use crate::error::{Cause, ConnectError, quoted_path};
-use crate::inspect::{AuthPolicy, Inspector, Layer, SharedObserved};
+use crate::inspect::{AuthPolicy, CertFlags, Inspector, Layer, SharedObserved};
 use crate::params::{ConnParams, HostTarget, RootCert, SslMode};
 use crate::rules::SslCertMode;
 use crate::text::escaped;
@@ -37,11 +37,14 @@ pub fn root_file(params: &ConnParams) -> Option<&Path> {
     }
 }
 
-/// Whether the server asked for a client certificate and whether one was sent (libpq's cert_cb).
-#[derive(Debug, Default)]
-pub struct CertFlags {
-    pub requested: AtomicBool,
-    pub sent: AtomicBool,
+/// What libpq checks for a mode: verify-* as named; weaker modes check the chain when a root file exists.
+pub fn verification_for(params: &ConnParams) -> Verification {
+    match params.sslmode {
+        SslMode::VerifyFull => Verification::ChainAndHost,
+        SslMode::VerifyCa => Verification::Chain,
+        _ if root_file(params).is_some_and(Path::exists) => Verification::Chain,
+        _ => Verification::None,
+    }
 }
 
 /// What one handshake showed, filled in by OpenSSL's callbacks.
@@ -222,7 +225,7 @@ impl TlsSetup {
             config.set_hostname(name).map_err(tls_error)?;
         }
         let verification = if self.verify_peer {
-            crate::connect::verification_for(params)
+            verification_for(params)
         } else {
             Verification::None
         };
