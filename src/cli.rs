@@ -282,7 +282,10 @@ pub struct PoolerArgs {
 }
 
 impl PoolerArgs {
-    pub fn resolve(&self, env: &Environment) -> Result<crate::collect::pooler::Poolers, String> {
+    pub fn resolve(
+        &self,
+        env: &Environment,
+    ) -> Result<crate::collect::pooler::Poolers, crate::collect::pooler::PoolerSetupError> {
         crate::collect::pooler::Poolers::resolve(&self.pgbouncer, env)?.with_logs(&self.pgbouncer_log)
     }
 }

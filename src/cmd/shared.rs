@@ -21,7 +21,7 @@ pub(super) fn plan(
     let env = Environment::from_process();
     let mut planned = Vec::new();
     let from_file = match targets_file {
-        Some(path) => targets::load_file(path)?,
+        Some(path) => targets::load_file(path).map_err(|e| e.to_string())?,
         None => Vec::new(),
     };
     if conn.conninfo.len() <= 1 && from_file.is_empty() && config.targets.is_empty() {

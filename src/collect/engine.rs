@@ -217,7 +217,8 @@ async fn prepare(
     // The poolers in front of this server (`pgbouncer = [...]`), polled with it; checked when planned, so an
     // error here is a file gone since.
     let poolers = crate::collect::pooler::Poolers::resolve(&entry.pgbouncer, &Environment::from_process())
-        .and_then(|p| p.with_logs(&entry.pgbouncer_log))?;
+        .and_then(|p| p.with_logs(&entry.pgbouncer_log))
+        .map_err(|e| e.to_string())?;
     let mut ledger = Ledger::new(options.key_fields);
     let name = state.lock().name.clone();
     let ledger_file = entry.ledger.clone().or_else(|| {
