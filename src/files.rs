@@ -25,6 +25,15 @@ pub struct FlagFileError {
     pub source: FileError,
 }
 
+/// A log named by a flag that could not be opened to follow: "--server-log PATH: reason".
+#[derive(Debug, thiserror::Error)]
+#[error("{flag} {}: {source}", path.display())]
+pub struct FollowError {
+    pub flag: &'static str,
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
 /// A small text file read whole (the config): regular, at most [`MAX_SMALL_FILE`] bytes, UTF-8.
 pub fn read_small_text(path: &Path) -> Result<String, TextFileError> {
     let bytes = crate::conn::files::read_small(path)?;

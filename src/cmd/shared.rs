@@ -12,7 +12,8 @@ use crate::config::Config;
 use crate::conn::params::Environment;
 use crate::targets::{self, TargetEntry};
 
-/// Every target, resolved and named, in order: the arguments', the targets file's, the config's.
+/// Every target, resolved and named, in order: the arguments', the targets file's, the config's. A String: the CLI
+/// edge, where each typed error below is given the target or flag it came from and shown as one usage line.
 pub(super) fn plan(
     conn: &ConnArgs,
     targets_file: Option<&std::path::Path>,
