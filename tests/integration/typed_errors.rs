@@ -36,7 +36,6 @@ const ALLOWED: &[(&str, usize, &str)] = &[
     ),
     ("src/serve/http.rs", 1, "not converted yet"),
     ("src/collect/cert_file.rs", 1, "not converted yet"),
-    ("src/collect/engine.rs", 3, "not converted yet"),
     (
         "src/collect/history.rs",
         5,
