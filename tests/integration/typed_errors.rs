@@ -49,7 +49,6 @@ const ALLOWED: &[(&str, usize, &str)] = &[
         "a lint of pgtls's own SQL at test time: the Err is the call's text",
     ),
     ("src/logsource/sql.rs", 7, "not converted yet"),
-    ("src/provision/integrity.rs", 2, "not converted yet"),
     ("src/provision/unpack.rs", 4, "not converted yet"),
     ("src/provision/download.rs", 1, "not converted yet"),
     ("src/provision/cache.rs", 1, "not converted yet"),
