@@ -115,8 +115,11 @@ pub enum ConfigError {
         source: crate::targets::TargetError,
     },
     /// `ledger.key` names no field or an unknown one.
-    #[error("config {}: key ledger.key: {message}", path.display())]
-    LedgerKey { path: PathBuf, message: String },
+    #[error("config {}: key ledger.key: {source}", path.display())]
+    LedgerKey {
+        path: PathBuf,
+        source: crate::analysis::ledger::KeyError,
+    },
     /// `whatif.min_evidence` is not a duration pgtls accepts.
     #[error("config {}: key whatif.min_evidence: {source}", path.display())]
     MinEvidence { path: PathBuf, source: DurationError },
@@ -197,7 +200,7 @@ impl Config {
         let path = || path.to_path_buf();
         crate::targets::validate(&self.targets).map_err(|source| ConfigError::Target { path: path(), source })?;
         crate::analysis::ledger::KeyFields::from_names(&self.ledger.key)
-            .map_err(|message| ConfigError::LedgerKey { path: path(), message })?;
+            .map_err(|source| ConfigError::LedgerKey { path: path(), source })?;
         parse_duration(&self.whatif.min_evidence)
             .map_err(|source| ConfigError::MinEvidence { path: path(), source })?;
         if let Some(name) = self
@@ -394,7 +397,13 @@ mod tests {
         });
         assert!(e.contains("key whatif.min_evidence"), "{e}");
         let e = words(parse("[ledger]\nkey = []\n").unwrap_err(), |e| {
-            matches!(e, ConfigError::LedgerKey { .. })
+            matches!(
+                e,
+                ConfigError::LedgerKey {
+                    source: crate::analysis::ledger::KeyError::Empty,
+                    ..
+                }
+            )
         });
         assert!(e.contains("key ledger.key: an empty key"), "{e}");
         let e = words(parse("[ledger]\nkey = [\"user\", \"host\"]\n").unwrap_err(), |e| {

@@ -59,11 +59,6 @@ const ALLOWED: &[(&str, usize, &str)] = &[
         "carries collect/mod.rs's hba_rules error",
     ),
     (
-        "crates/pgtls-core/src/analysis/ledger/mod.rs",
-        1,
-        "pure layer without thiserror; not converted yet",
-    ),
-    (
         "crates/pgtls-conn/src/chain.rs",
         1,
         "not converted yet (host name check of a chain)",
