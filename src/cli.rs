@@ -98,6 +98,7 @@ pub struct ConfigArgs {
 
 impl Cli {
     /// What clap cannot say: the psql flags need a single server. One line, for stderr.
+    // A String: the CLI edge, where the error is the usage line itself and nothing branches on it.
     pub fn check(&self) -> Result<(), String> {
         let conn = match &self.command {
             None if self.dashboard.is_fleet() => return single_target_flags(&self.dashboard.conn, true),
@@ -164,6 +165,7 @@ impl ConnArgs {
         .collect()
     }
 
+    // A String: the CLI edge; the message names the flags as the user typed them, and only exit status 64 follows.
     pub fn options(&self) -> Result<PsqlOptions, String> {
         let flags = self.given_flags();
         let dbname = match (self.conninfo.as_slice(), &self.dbname) {
@@ -202,6 +204,7 @@ impl ConnArgs {
 
     /// Resolve as psql would: the flags, then the connection string (which wins), the service file, PG*
     /// variables and defaults.
+    // A String: the CLI edge; either the flags' usage line or ConnInfoError's words, shown and exited on.
     pub fn resolve(&self, env: &Environment) -> Result<ConnParams, String> {
         let options = self.options()?;
         resolve_psql(&options, env).map_err(|e| e.to_string())
@@ -282,7 +285,10 @@ pub struct PoolerArgs {
 }
 
 impl PoolerArgs {
-    pub fn resolve(&self, env: &Environment) -> Result<crate::collect::pooler::Poolers, String> {
+    pub fn resolve(
+        &self,
+        env: &Environment,
+    ) -> Result<crate::collect::pooler::Poolers, crate::collect::pooler::PoolerSetupError> {
         crate::collect::pooler::Poolers::resolve(&self.pgbouncer, env)?.with_logs(&self.pgbouncer_log)
     }
 }
@@ -475,13 +481,14 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    // A String: the CLI edge, as Cli::check.
     pub fn check(&self) -> Result<(), String> {
         single_target_flags(&self.conn, self.conn.conninfo.len() > 1 || self.targets.is_some())
     }
 }
 
 /// psql's flags describe one server: with several targets they would be ambiguous. Said as `ConnArgs::options`
-/// says it for one command, naming the flags given.
+/// says it for one command, naming the flags given. A String: the usage line of the CLI edge.
 fn single_target_flags(conn: &ConnArgs, several: bool) -> Result<(), String> {
     let flags = conn.given_flags();
     if flags.is_empty() || !several {

@@ -96,9 +96,85 @@ impl Default for WhatIfConfig {
     }
 }
 
+/// Why the configuration was not used. Every variant names the file; the words are the one line users read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// Missing, unreadable, not a regular file, too large or not UTF-8.
+    #[error("config {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: crate::files::TextFileError,
+    },
+    /// Not TOML, an unknown key or a value of the wrong type: file, line and key.
+    #[error(transparent)]
+    Syntax(#[from] SyntaxError),
+    /// A `[[target]]` table that names no server, or a bad or repeated name.
+    #[error("config {}: {source}", path.display())]
+    Target {
+        path: PathBuf,
+        source: crate::targets::TargetError,
+    },
+    /// `ledger.key` names no field or an unknown one.
+    #[error("config {}: key ledger.key: {source}", path.display())]
+    LedgerKey {
+        path: PathBuf,
+        source: crate::analysis::ledger::KeyError,
+    },
+    /// `whatif.min_evidence` is not a duration pgtls accepts.
+    #[error("config {}: key whatif.min_evidence: {source}", path.display())]
+    MinEvidence { path: PathBuf, source: DurationError },
+    /// `[alerts.rules.NAME]` for a rule that does not exist.
+    #[error(
+        "config {}: key alerts.rules.{name}: unknown rule (known: {})",
+        path.display(),
+        crate::analysis::alerts::RULE_KEYS.join(", ")
+    )]
+    UnknownRule { path: PathBuf, name: String },
+}
+
+/// A TOML file pgtls could not read as its schema: which file, where, and the parser's words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct SyntaxError {
+    /// "config" or "targets": the word the message starts with.
+    pub file: &'static str,
+    pub path: PathBuf,
+    /// 1-based; none when the parser gave no position.
+    pub line: Option<usize>,
+    /// `table.key` where the error is, empty when the line names none.
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for SyntaxError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (file, path, message) = (self.file, self.path.display(), &self.message);
+        match self.line {
+            None => write!(f, "{file} {path}: {message}"),
+            Some(line) if self.key.is_empty() => write!(f, "{file} {path}: line {line}: {message}"),
+            Some(line) => write!(f, "{file} {path}: line {line}, key {}: {message}", self.key),
+        }
+    }
+}
+
+/// A duration pgtls does not accept (`--watch`, `--min-evidence`, `whatif.min_evidence`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("\"{text}\" is not a duration like 90s, 15m, 24h or 7d")]
+    NotADuration { text: String },
+    #[error("\"{text}\" is too long (at most {MAX_DURATION_DAYS}d)")]
+    TooLong { text: String },
+}
+
+/// A `--since` that is not a time pgtls reads.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("\"{text}\" is not a time like 2026-12-02T10:00:00Z or \"2026-12-02 10:00\" (UTC)")]
+pub struct TimeError {
+    pub text: String,
+}
+
 impl Config {
     /// `explicit`, else the XDG location if it exists, else defaults. Returns the file used.
-    pub fn load(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>), String> {
+    pub fn load(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigError> {
         let path = match explicit {
             Some(p) => Some(p.to_path_buf()),
             None => default_path().filter(|p| p.exists()),
@@ -106,30 +182,37 @@ impl Config {
         let Some(path) = path else {
             return Ok((Config::default(), None));
         };
-        let text = crate::files::read_small_text(&path).map_err(|e| format!("config {}: {e}", path.display()))?;
+        let text = crate::files::read_small_text(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
         let config = Config::parse(&text, &path)?;
         Ok((config, Some(path)))
     }
 
-    pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
-        let config: Config = toml::from_str(text).map_err(|e| describe_error(&e, text, path))?;
-        config
-            .validate()
-            .map_err(|e| format!("config {}: {e}", path.display()))?;
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| describe_error(&e, text, "config", path))?;
+        config.validate(path)?;
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), String> {
-        crate::targets::validate(&self.targets)?;
-        crate::analysis::ledger::KeyFields::from_names(&self.ledger.key).map_err(|e| format!("key ledger.key: {e}"))?;
-        parse_duration(&self.whatif.min_evidence).map_err(|e| format!("key whatif.min_evidence: {e}"))?;
-        for name in self.alerts.rules.keys() {
-            if !crate::analysis::alerts::RULE_KEYS.contains(&name.as_str()) {
-                return Err(format!(
-                    "key alerts.rules.{name}: unknown rule (known: {})",
-                    crate::analysis::alerts::RULE_KEYS.join(", ")
-                ));
-            }
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let path = || path.to_path_buf();
+        crate::targets::validate(&self.targets).map_err(|source| ConfigError::Target { path: path(), source })?;
+        crate::analysis::ledger::KeyFields::from_names(&self.ledger.key)
+            .map_err(|source| ConfigError::LedgerKey { path: path(), source })?;
+        parse_duration(&self.whatif.min_evidence)
+            .map_err(|source| ConfigError::MinEvidence { path: path(), source })?;
+        if let Some(name) = self
+            .alerts
+            .rules
+            .keys()
+            .find(|name| !crate::analysis::alerts::RULE_KEYS.contains(&name.as_str()))
+        {
+            return Err(ConfigError::UnknownRule {
+                path: path(),
+                name: name.clone(),
+            });
         }
         Ok(())
     }
@@ -152,11 +235,11 @@ pub fn default_path() -> Option<PathBuf> {
 pub const MAX_DURATION_DAYS: i64 = 3650;
 
 /// "90s", "15m", "24h", "7d" (whole numbers), at most [`MAX_DURATION_DAYS`].
-pub fn parse_duration(text: &str) -> Result<chrono::Duration, String> {
+pub fn parse_duration(text: &str) -> Result<chrono::Duration, DurationError> {
     let text = text.trim();
     let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let not_a_duration = || format!("\"{text}\" is not a duration like 90s, 15m, 24h or 7d");
-    let too_long = || format!("\"{text}\" is too long (at most {MAX_DURATION_DAYS}d)");
+    let not_a_duration = || DurationError::NotADuration { text: text.to_string() };
+    let too_long = || DurationError::TooLong { text: text.to_string() };
     let seconds_per_unit: i64 = match unit {
         "s" | "" => 1,
         "m" | "min" => 60,
@@ -179,7 +262,7 @@ pub fn parse_duration(text: &str) -> Result<chrono::Duration, String> {
 
 /// `--since`: RFC 3339 (`2026-12-02T10:00:00+01:00`) or `YYYY-MM-DD HH:MM[:SS]`, the latter in UTC, as the server's
 /// log and pgtls's own times are shown, so that a time copied from either means the same instant.
-pub fn parse_since(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+pub fn parse_since(text: &str) -> Result<chrono::DateTime<chrono::Utc>, TimeError> {
     let text = text.trim();
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&chrono::Utc));
@@ -194,14 +277,20 @@ pub fn parse_since(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> 
     .iter()
     .find_map(|f| chrono::NaiveDateTime::parse_from_str(bare, f).ok())
     .map(|t| t.and_utc())
-    .ok_or_else(|| format!("\"{text}\" is not a time like 2026-12-02T10:00:00Z or \"2026-12-02 10:00\" (UTC)"))
+    .ok_or_else(|| TimeError { text: text.to_string() })
 }
 
 /// One line: file, line, key, and what is wrong.
-pub(crate) fn describe_error(e: &toml::de::Error, text: &str, path: &Path) -> String {
+pub(crate) fn describe_error(e: &toml::de::Error, text: &str, file: &'static str, path: &Path) -> SyntaxError {
     let message = e.message().trim().replace('\n', " ");
     let Some(span) = e.span() else {
-        return format!("config {}: {message}", path.display());
+        return SyntaxError {
+            file,
+            path: path.to_path_buf(),
+            line: None,
+            key: String::new(),
+            message,
+        };
     };
     let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
     let line = text.lines().nth(line_no - 1).unwrap_or("");
@@ -224,10 +313,12 @@ pub(crate) fn describe_error(e: &toml::de::Error, text: &str, path: &Path) -> St
         (Some(t), None) => t,
         (None, None) => String::new(),
     };
-    if full_key.is_empty() {
-        format!("config {}: line {line_no}: {message}", path.display())
-    } else {
-        format!("config {}: line {line_no}, key {full_key}: {message}", path.display())
+    SyntaxError {
+        file,
+        path: path.to_path_buf(),
+        line: Some(line_no),
+        key: full_key,
+        message,
     }
 }
 
@@ -235,8 +326,14 @@ pub(crate) fn describe_error(e: &toml::de::Error, text: &str, path: &Path) -> St
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<Config, String> {
+    fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("/etc/pgtls.toml"))
+    }
+
+    /// The words a user reads, once the variant is the expected one.
+    fn words(e: ConfigError, expected: fn(&ConfigError) -> bool) -> String {
+        assert!(expected(&e), "{e:?}");
+        e.to_string()
     }
 
     #[test]
@@ -264,25 +361,54 @@ mod tests {
 
     #[test]
     fn errors_name_file_line_and_key() {
-        let e = parse("[alerts]\nbell = true\nexpiry_warn_days = \"soon\"\n").unwrap_err();
+        let e = words(
+            parse("[alerts]\nbell = true\nexpiry_warn_days = \"soon\"\n").unwrap_err(),
+            |e| matches!(e, ConfigError::Syntax(SyntaxError { line: Some(_), .. })),
+        );
         assert!(
             e.starts_with("config /etc/pgtls.toml: line 3, key alerts.expiry_warn_days:"),
             "{e}"
         );
-        let e = parse("[alerts.rules.tls12_sessions]\nseverity = \"loud\"\n").unwrap_err();
+        let e = words(
+            parse("[alerts.rules.tls12_sessions]\nseverity = \"loud\"\n").unwrap_err(),
+            |e| matches!(e, ConfigError::Syntax(SyntaxError { line: Some(_), .. })),
+        );
         assert!(e.contains("line 2, key alerts.rules.tls12_sessions.severity"), "{e}");
-        let e = parse("[ledger]\nkeys = [\"user\"]\n").unwrap_err();
+        let e = words(parse("[ledger]\nkeys = [\"user\"]\n").unwrap_err(), |e| {
+            matches!(e, ConfigError::Syntax(SyntaxError { line: Some(_), .. }))
+        });
         assert!(
             e.contains("line 2, key ledger.keys") && e.contains("unknown field"),
             "{e}"
         );
-        let e = parse("[alerts.rules.no_such_rule]\nthreshold = 1\n").unwrap_err();
+        let e = words(
+            parse("[alerts.rules.no_such_rule]\nthreshold = 1\n").unwrap_err(),
+            |e| matches!(e, ConfigError::UnknownRule { name, .. } if name == "no_such_rule"),
+        );
         assert!(e.contains("key alerts.rules.no_such_rule: unknown rule"), "{e}");
-        let e = parse("[whatif]\nmin_evidence = \"a while\"\n").unwrap_err();
+        let e = words(parse("[whatif]\nmin_evidence = \"a while\"\n").unwrap_err(), |e| {
+            matches!(
+                e,
+                ConfigError::MinEvidence {
+                    source: DurationError::NotADuration { .. },
+                    ..
+                }
+            )
+        });
         assert!(e.contains("key whatif.min_evidence"), "{e}");
-        let e = parse("[ledger]\nkey = []\n").unwrap_err();
+        let e = words(parse("[ledger]\nkey = []\n").unwrap_err(), |e| {
+            matches!(
+                e,
+                ConfigError::LedgerKey {
+                    source: crate::analysis::ledger::KeyError::Empty,
+                    ..
+                }
+            )
+        });
         assert!(e.contains("key ledger.key: an empty key"), "{e}");
-        let e = parse("[ledger]\nkey = [\"user\", \"host\"]\n").unwrap_err();
+        let e = words(parse("[ledger]\nkey = [\"user\", \"host\"]\n").unwrap_err(), |e| {
+            matches!(e, ConfigError::LedgerKey { .. })
+        });
         assert!(e.contains("unknown ledger key field \"host\""), "{e}");
     }
 
@@ -304,9 +430,22 @@ mod tests {
             "9223372036854775807m",
         ] {
             let e = parse_duration(text).unwrap_err();
+            assert_eq!(e, DurationError::TooLong { text: text.to_string() });
+            let e = e.to_string();
             assert!(e.contains(text) && e.contains("too long"), "{e}");
         }
-        let e = parse("[whatif]\nmin_evidence = \"99999999999999h\"\n").unwrap_err();
+        let e = words(
+            parse("[whatif]\nmin_evidence = \"99999999999999h\"\n").unwrap_err(),
+            |e| {
+                matches!(
+                    e,
+                    ConfigError::MinEvidence {
+                        source: DurationError::TooLong { .. },
+                        ..
+                    }
+                )
+            },
+        );
         assert!(
             e.contains("key whatif.min_evidence") && e.contains("99999999999999h"),
             "{e}"
@@ -318,7 +457,10 @@ mod tests {
         let config = parse("read_only = true\n[[target]]\nname = \"a\"\nconninfo = \"host=a\"\n").unwrap();
         assert_eq!(config.targets.len(), 1);
         assert_eq!(config.targets[0].conninfo, "host=a");
-        let e = parse("[[target]]\nconninfo = \"host=a\"\nlog = 1\n").unwrap_err();
+        let e = words(
+            parse("[[target]]\nconninfo = \"host=a\"\nlog = 1\n").unwrap_err(),
+            |e| matches!(e, ConfigError::Syntax(SyntaxError { line: Some(_), .. })),
+        );
         assert!(
             e.contains("line 3, key target.log") && e.contains("unknown field"),
             "{e}"

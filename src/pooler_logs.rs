@@ -21,11 +21,16 @@ pub struct PoolerLogs {
 
 impl PoolerLogs {
     /// Open each `(pooler address, file)`; with `from_start` false only what is written from now on is read.
-    pub fn open(pairs: &[(String, PathBuf)], from_start: bool) -> Result<PoolerLogs, String> {
+    pub fn open(pairs: &[(String, PathBuf)], from_start: bool) -> Result<PoolerLogs, crate::files::FollowError> {
         let mut logs = Vec::with_capacity(pairs.len());
         for (pooler, path) in pairs {
-            let follower = LogFollower::open(path.clone(), LogFormat::PgBouncer, from_start)
-                .map_err(|e| format!("--pgbouncer-log {}: {e}", path.display()))?;
+            let follower = LogFollower::open(path.clone(), LogFormat::PgBouncer, from_start).map_err(|source| {
+                crate::files::FollowError {
+                    flag: "--pgbouncer-log",
+                    path: path.clone(),
+                    source,
+                }
+            })?;
             logs.push(PoolerLog {
                 pooler: pooler.clone(),
                 follower,

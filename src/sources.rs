@@ -31,7 +31,11 @@ pub const POLL_LIMITATION: &str =
 
 impl LogSources {
     /// `server_log` names a file to follow; without it the SQL reader is tried on the first poll.
-    pub async fn open(client: &Client, server_log: Option<&Path>, from_start: bool) -> Result<LogSources, String> {
+    pub async fn open(
+        client: &Client,
+        server_log: Option<&Path>,
+        from_start: bool,
+    ) -> Result<LogSources, crate::files::FollowError> {
         let Some(path) = server_log else {
             return Ok(LogSources {
                 sql: Some(SqlLogReader::new(from_start)),
@@ -39,8 +43,12 @@ impl LogSources {
             });
         };
         let format = file_format(client, path).await;
-        let follower = LogFollower::open(path.to_path_buf(), format, from_start)
-            .map_err(|e| format!("--server-log {}: {e}", path.display()))?;
+        let follower =
+            LogFollower::open(path.to_path_buf(), format, from_start).map_err(|source| crate::files::FollowError {
+                flag: "--server-log",
+                path: path.to_path_buf(),
+                source,
+            })?;
         Ok(LogSources {
             file: Some(follower),
             ..LogSources::none_yet()

@@ -46,52 +46,119 @@ struct TargetsFile {
 /// Longest accepted target name: it becomes a label value and part of a file name.
 pub const MAX_NAME_CHARS: usize = 128;
 
+/// Why a targets file was not used; every variant names the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetsError {
+    /// Missing, unreadable, not a regular file, too large or not UTF-8.
+    #[error("targets {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: crate::files::TextFileError,
+    },
+    /// Not TOML, an unknown key or a value of the wrong type: file, line and key.
+    #[error(transparent)]
+    Syntax(#[from] crate::config::SyntaxError),
+    /// An entry that names no server, or a bad or repeated name.
+    #[error("targets {}: {source}", path.display())]
+    Target { path: PathBuf, source: TargetError },
+}
+
+/// One `[[target]]` entry that cannot be watched, and which one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{which}: {problem}")]
+pub struct TargetError {
+    pub which: Which,
+    pub problem: Problem,
+}
+
+/// An entry as the message names it: by its name, else by its place in the file (from 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Which {
+    Named(String),
+    Numbered(usize),
+}
+
+impl std::fmt::Display for Which {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Which::Named(name) => write!(f, "target {}", crate::conn::text::quoted(name)),
+            Which::Numbered(n) => write!(f, "target #{n}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    #[error("conninfo is empty")]
+    EmptyConninfo,
+    /// Paired by position: with one missing, every later log would be read as another pooler's.
+    #[error(
+        "pgbouncer_log needs one file per pgbouncer entry, in the same order ({poolers} pgbouncer, {logs} \
+         pgbouncer_log)"
+    )]
+    UnpairedPoolerLogs { poolers: usize, logs: usize },
+    #[error("name is empty")]
+    EmptyName,
+    #[error("name has control or bidi characters")]
+    UnsafeName,
+    #[error("name is longer than {MAX_NAME_CHARS} characters")]
+    NameTooLong,
+    #[error("name used twice")]
+    DuplicateName,
+}
+
 /// Read a targets file; errors name the file, line and key, as the config's do.
-pub fn load_file(path: &Path) -> Result<Vec<TargetEntry>, String> {
-    let text = crate::files::read_small_text(path).map_err(|e| format!("targets {}: {e}", path.display()))?;
+pub fn load_file(path: &Path) -> Result<Vec<TargetEntry>, TargetsError> {
+    let text = crate::files::read_small_text(path).map_err(|source| TargetsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     parse_file(&text, path)
 }
 
-pub fn parse_file(text: &str, path: &Path) -> Result<Vec<TargetEntry>, String> {
-    let file: TargetsFile = toml::from_str(text)
-        .map_err(|e| crate::config::describe_error(&e, text, path).replacen("config ", "targets ", 1))?;
-    validate(&file.target).map_err(|e| format!("targets {}: {e}", path.display()))?;
+pub fn parse_file(text: &str, path: &Path) -> Result<Vec<TargetEntry>, TargetsError> {
+    let file: TargetsFile =
+        toml::from_str(text).map_err(|e| crate::config::describe_error(&e, text, "targets", path))?;
+    validate(&file.target).map_err(|source| TargetsError::Target {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok(file.target)
 }
 
 /// Every entry names a server; explicit names are printable, bounded and unique.
-pub fn validate(entries: &[TargetEntry]) -> Result<(), String> {
+pub fn validate(entries: &[TargetEntry]) -> Result<(), TargetError> {
     let mut seen = BTreeSet::new();
     for (i, entry) in entries.iter().enumerate() {
-        let which = match &entry.name {
-            Some(name) => format!("target {}", crate::conn::text::quoted(name)),
-            None => format!("target #{}", i + 1),
+        let fail = |problem| {
+            let which = match &entry.name {
+                Some(name) => Which::Named(name.clone()),
+                None => Which::Numbered(i + 1),
+            };
+            Err(TargetError { which, problem })
         };
         if entry.conninfo.trim().is_empty() {
-            return Err(format!("{which}: conninfo is empty"));
+            return fail(Problem::EmptyConninfo);
         }
-        // Paired by position: with one missing, every later log would be read as another pooler's.
         if !entry.pgbouncer_log.is_empty() && entry.pgbouncer_log.len() != entry.pgbouncer.len() {
-            return Err(format!(
-                "{which}: pgbouncer_log needs one file per pgbouncer entry, in the same order ({} pgbouncer, {} \
-                 pgbouncer_log)",
-                entry.pgbouncer.len(),
-                entry.pgbouncer_log.len()
-            ));
+            return fail(Problem::UnpairedPoolerLogs {
+                poolers: entry.pgbouncer.len(),
+                logs: entry.pgbouncer_log.len(),
+            });
         }
         if let Some(name) = &entry.name {
             if name.trim().is_empty() {
-                return Err(format!("{which}: name is empty"));
+                return fail(Problem::EmptyName);
             }
             // A name becomes a label value and a screen cell: no control or bidi characters to escape there.
             if name.chars().any(crate::conn::text::is_unsafe_char) {
-                return Err(format!("{which}: name has control or bidi characters"));
+                return fail(Problem::UnsafeName);
             }
             if name.chars().count() > MAX_NAME_CHARS {
-                return Err(format!("{which}: name is longer than {MAX_NAME_CHARS} characters"));
+                return fail(Problem::NameTooLong);
             }
             if !seen.insert(name.as_str()) {
-                return Err(format!("{which}: name used twice"));
+                return fail(Problem::DuplicateName);
             }
         }
     }
@@ -142,8 +209,25 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<Vec<TargetEntry>, String> {
+    fn parse(text: &str) -> Result<Vec<TargetEntry>, TargetsError> {
         parse_file(text, Path::new("/etc/pgtls/targets.toml"))
+    }
+
+    /// The entry's problem and the words a user reads.
+    fn invalid(text: &str) -> (Problem, String) {
+        let e = parse(text).unwrap_err();
+        let TargetsError::Target { source, .. } = &e else {
+            panic!("not an entry's problem: {e:?}")
+        };
+        (source.problem.clone(), e.to_string())
+    }
+
+    /// A file that is not the schema: the words a user reads.
+    fn syntax(text: &str) -> String {
+        match parse(text).unwrap_err() {
+            e @ TargetsError::Syntax(_) => e.to_string(),
+            other => panic!("not a syntax error: {other:?}"),
+        }
     }
 
     #[test]
@@ -177,26 +261,30 @@ conninfo = "host=replica"
 
     #[test]
     fn errors_name_the_file_and_the_target() {
-        let e = parse("[[target]]\nname = \"a\"\nconninfo = \"\"\n").unwrap_err();
+        let (problem, e) = invalid("[[target]]\nname = \"a\"\nconninfo = \"\"\n");
+        assert_eq!(problem, Problem::EmptyConninfo);
         assert_eq!(e, "targets /etc/pgtls/targets.toml: target \"a\": conninfo is empty");
-        let e = parse("[[target]]\nconninfo = \"x\"\nname = \"a\"\n[[target]]\nconninfo = \"y\"\nname = \"a\"\n")
-            .unwrap_err();
+        let (problem, e) =
+            invalid("[[target]]\nconninfo = \"x\"\nname = \"a\"\n[[target]]\nconninfo = \"y\"\nname = \"a\"\n");
+        assert_eq!(problem, Problem::DuplicateName);
         assert!(e.ends_with("target \"a\": name used twice"), "{e}");
-        let e = parse("[[target]]\nconninfo = \"x\"\nname = \"a\\u001b[2J\"\n").unwrap_err();
+        let (problem, e) = invalid("[[target]]\nconninfo = \"x\"\nname = \"a\\u001b[2J\"\n");
+        assert_eq!(problem, Problem::UnsafeName);
         assert!(e.contains("control or bidi characters") && !e.contains('\u{1b}'), "{e}");
-        let e = parse("[[target]]\nconninfo = \"x\"\nlog = \"/x\"\n").unwrap_err();
+        let e = syntax("[[target]]\nconninfo = \"x\"\nlog = \"/x\"\n");
         assert!(
             e.starts_with("targets /etc/pgtls/targets.toml: line 3") && e.contains("unknown field"),
             "{e}"
         );
-        let e = parse("[[target]]\nconninfo = \"x\"\npgbouncer_log = [\"/var/log/p.log\"]\n").unwrap_err();
+        let (problem, e) = invalid("[[target]]\nconninfo = \"x\"\npgbouncer_log = [\"/var/log/p.log\"]\n");
+        assert_eq!(problem, Problem::UnpairedPoolerLogs { poolers: 0, logs: 1 });
         assert!(
             e.ends_with("target #1: pgbouncer_log needs one file per pgbouncer entry, in the same order (0 pgbouncer, 1 pgbouncer_log)"),
             "{e}"
         );
-        let e = parse("[[target]]\nname = \"b\"\n").unwrap_err();
+        let e = syntax("[[target]]\nname = \"b\"\n");
         assert!(e.contains("conninfo"), "{e}");
-        let e = parse("[[server]]\nconninfo = \"x\"\n").unwrap_err();
+        let e = syntax("[[server]]\nconninfo = \"x\"\n");
         assert!(e.contains("unknown field"), "{e}");
     }
 

@@ -6,4 +6,4 @@ pub use pgtls_core::analysis::ledger::*;
 mod file;
 pub mod lock;
 
-pub use self::file::{FORMAT_VERSION, Journal, LoadReport, OpenError};
+pub use self::file::{FORMAT_VERSION, Journal, JournalError, LoadReport, OpenError};

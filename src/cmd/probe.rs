@@ -32,7 +32,7 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode, Failure> {
         .ok_or_else(|| unknown("probe needs a TCP host (Unix sockets never use TLS)".into()))?;
     // A bundle that cannot be read is a usage error, said before any connection is made.
     for path in &args.bundles {
-        crate::probe::bundles::read_bundle(path).map_err(unknown)?;
+        crate::probe::bundles::read_bundle(path).map_err(|e| unknown(e.to_string()))?;
     }
     target.bundles = args.bundles.clone();
     let report = tokio::task::spawn_blocking(move || probe(&target))

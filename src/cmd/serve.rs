@@ -123,8 +123,9 @@ async fn supervise(args: &ServeArgs, fleet: &Fleet) -> Result<ExitCode, Failure>
 /// running as they were), as a daemon's reload should.
 fn reload(args: &ServeArgs, fleet: &Fleet) {
     log("SIGHUP: reloading the targets");
-    let planned =
-        Config::load(args.config.as_deref()).and_then(|(config, _)| plan(&args.conn, args.targets.as_deref(), &config));
+    let planned = Config::load(args.config.as_deref())
+        .map_err(|e| e.to_string())
+        .and_then(|(config, _)| plan(&args.conn, args.targets.as_deref(), &config));
     match planned {
         Ok(plan) => {
             let notes = fleet.apply(plan);

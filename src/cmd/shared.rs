@@ -12,7 +12,8 @@ use crate::config::Config;
 use crate::conn::params::Environment;
 use crate::targets::{self, TargetEntry};
 
-/// Every target, resolved and named, in order: the arguments', the targets file's, the config's.
+/// Every target, resolved and named, in order: the arguments', the targets file's, the config's. A String: the CLI
+/// edge, where each typed error below is given the target or flag it came from and shown as one usage line.
 pub(super) fn plan(
     conn: &ConnArgs,
     targets_file: Option<&std::path::Path>,
@@ -21,7 +22,7 @@ pub(super) fn plan(
     let env = Environment::from_process();
     let mut planned = Vec::new();
     let from_file = match targets_file {
-        Some(path) => targets::load_file(path)?,
+        Some(path) => targets::load_file(path).map_err(|e| e.to_string())?,
         None => Vec::new(),
     };
     if conn.conninfo.len() <= 1 && from_file.is_empty() && config.targets.is_empty() {

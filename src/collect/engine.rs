@@ -113,8 +113,19 @@ pub fn name_of(entry: &TargetEntry, params: &ConnParams) -> String {
     entry.name.clone().unwrap_or_else(|| default_name(params))
 }
 
-pub fn resolve_entry(entry: &TargetEntry, env: &Environment) -> Result<ConnParams, String> {
-    resolve(Some(&entry.conninfo), env).map_err(|e| e.to_string())
+pub fn resolve_entry(entry: &TargetEntry, env: &Environment) -> Result<ConnParams, crate::conn::ConnInfoError> {
+    resolve(Some(&entry.conninfo), env)
+}
+
+/// What keeps a target from starting; it is retried.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Its `pgbouncer`/`pgbouncer_log` lists (checked when planned: a file gone since).
+    #[error(transparent)]
+    Poolers(#[from] crate::collect::pooler::PoolerSetupError),
+    /// Its ledger could not be opened (held past [`LEDGER_WAIT`], or the file is wrong).
+    #[error(transparent)]
+    Ledger(#[from] OpenError),
 }
 
 /// How long a target's engine waits for its ledger to be released by the engine it replaces (which stops within
@@ -180,7 +191,8 @@ async fn run(
 ) {
     let (setup, poolers) = match prepare(&entry, &params, &options, &state, &log).await {
         Ok(ready) => ready,
-        Err(reason) => {
+        Err(e) => {
+            let reason = e.to_string();
             let mut s = state.lock();
             // Said once, not at every retry.
             if s.start_error.as_deref() != Some(reason.as_str()) {
@@ -213,7 +225,7 @@ async fn prepare(
     options: &EngineOptions,
     state: &SharedState,
     log: &Log,
-) -> Result<(HistorySetup, crate::collect::pooler::Poolers), String> {
+) -> Result<(HistorySetup, crate::collect::pooler::Poolers), StartError> {
     // The poolers in front of this server (`pgbouncer = [...]`), polled with it; checked when planned, so an
     // error here is a file gone since.
     let poolers = crate::collect::pooler::Poolers::resolve(&entry.pgbouncer, &Environment::from_process())
@@ -263,7 +275,7 @@ async fn open_ledger(
     path: &std::path::Path,
     ledger: &mut Ledger,
     options: &EngineOptions,
-) -> Result<(Journal, crate::analysis::ledger::LoadReport), String> {
+) -> Result<(Journal, crate::analysis::ledger::LoadReport), OpenError> {
     let deadline = tokio::time::Instant::now() + LEDGER_WAIT;
     loop {
         let mut fresh = Ledger::new(options.key_fields);
@@ -275,7 +287,7 @@ async fn open_ledger(
             Err(OpenError::Lock(_)) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(LEDGER_RETRY).await;
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e),
         }
     }
 }

@@ -156,6 +156,8 @@ impl Fleet {
                     }
                 }
                 Err(e) => {
+                    // The state holds what the user reads (the Servers screen, /api/v1/targets).
+                    let e = e.to_string();
                     let mut s = engine.state.lock();
                     if s.start_error.as_deref() != Some(e.as_str()) {
                         notes.push(format!("target {quoted}: its task ended; cannot restart: {e}"));

@@ -172,7 +172,7 @@ struct Service {
     pooler_logs: crate::pooler_logs::PoolerLogs,
     hba: Result<Vec<HbaRule>, String>,
     /// A journal write failure is shown once, then the journal is dropped.
-    journal_error: Option<String>,
+    journal_error: Option<crate::analysis::ledger::JournalError>,
     /// The latest poll, folded into the ledger (before it there is no history to show).
     latest: Option<Box<Snapshot>>,
     /// Why a pooler log could not be opened.
@@ -205,7 +205,7 @@ pub async fn run(
         }
         // Checked before the dashboard started; a file gone since is shown, not fatal.
         Err(e) => {
-            pooler_log_error = Some(e);
+            pooler_log_error = Some(e.to_string());
             crate::pooler_logs::PoolerLogs::default()
         }
     };
@@ -275,7 +275,7 @@ impl Service {
             let mut logs =
                 match LogSources::open(&client, self.setup.server_log.as_deref(), self.setup.log_from_start).await {
                     Ok(logs) => logs,
-                    Err(e) => LogSources::none(&e),
+                    Err(e) => LogSources::none(&e.to_string()),
                 };
             if let Some(budget) = self.setup.log_budget {
                 logs.set_budget(budget);

@@ -78,18 +78,55 @@ pub struct BundleRoot {
     pub expired: bool,
 }
 
-/// The certificates of a PEM bundle, read as outside input: a regular file of bounded size, text, every
-/// CERTIFICATE block a certificate, at most [`MAX_BUNDLE_CERTS`]. Errors are one line naming the file.
-pub fn read_bundle(path: &Path) -> Result<Vec<X509>, String> {
-    let shown = quoted(&path.display().to_string());
-    let bytes = crate::conn::files::read_small(path).map_err(|e| format!("bundle {shown}: {e}"))?;
-    parse_bundle(&bytes).map_err(|e| format!("bundle {shown}: {e}"))
+/// A bundle file that is not a usable root bundle: the file, and why. One line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bundle {}: {problem}", quoted(&path.display().to_string()))]
+pub struct BundleError {
+    pub path: std::path::PathBuf,
+    pub problem: BundleProblem,
 }
 
-pub fn parse_bundle(bytes: &[u8]) -> Result<Vec<X509>, String> {
-    let text = std::str::from_utf8(bytes).map_err(|_| {
-        "not PEM text (a DER certificate needs `openssl x509 -inform der -out FILE.pem` first)".to_string()
-    })?;
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BundleProblem {
+    /// Missing, unreadable, not a regular file or too large.
+    #[error(transparent)]
+    File(#[from] crate::conn::files::FileError),
+    #[error(transparent)]
+    Pem(#[from] PemError),
+}
+
+/// Why bytes are not a PEM bundle of certificates.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PemError {
+    #[error("not PEM text (a DER certificate needs `openssl x509 -inform der -out FILE.pem` first)")]
+    NotText,
+    /// `line` is 1-based.
+    #[error("the block that starts on line {line} never ends")]
+    Unterminated { line: usize },
+    #[error("more than {MAX_BUNDLE_CERTS} certificates")]
+    TooMany,
+    #[error("the certificate on line {line} is not a valid certificate")]
+    InvalidCertificate { line: usize },
+    #[error("holds no PEM certificate")]
+    NoPem,
+    /// Only other blocks (keys, CRLs): their labels, quoted, at most four.
+    #[error("holds no certificate, only {}", .kinds.join(", "))]
+    OnlyOtherBlocks { kinds: Vec<String> },
+}
+
+/// The certificates of a PEM bundle, read as outside input: a regular file of bounded size, text, every
+/// CERTIFICATE block a certificate, at most [`MAX_BUNDLE_CERTS`]. Errors are one line naming the file.
+pub fn read_bundle(path: &Path) -> Result<Vec<X509>, BundleError> {
+    let fail = |problem: BundleProblem| BundleError {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let bytes = crate::conn::files::read_small(path).map_err(|e| fail(e.into()))?;
+    parse_bundle(&bytes).map_err(|e| fail(e.into()))
+}
+
+pub fn parse_bundle(bytes: &[u8]) -> Result<Vec<X509>, PemError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| PemError::NotText)?;
     let mut certs = Vec::new();
     // Kinds, not every block: a hostile file may hold thousands, and the error must stay one short line.
     let mut other_blocks: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
@@ -114,7 +151,7 @@ pub fn parse_bundle(bytes: &[u8]) -> Result<Vec<X509>, String> {
             }
         }
         if !closed {
-            return Err(format!("the block that starts on line {} never ends", number + 1));
+            return Err(PemError::Unterminated { line: number + 1 });
         }
         // OpenSSL's X509 reader takes these two; anything else (keys, CRLs, TRUSTED CERTIFICATE) is not listed.
         if label != "CERTIFICATE" && label != "X509 CERTIFICATE" {
@@ -124,18 +161,18 @@ pub fn parse_bundle(bytes: &[u8]) -> Result<Vec<X509>, String> {
             continue;
         }
         if certs.len() == MAX_BUNDLE_CERTS {
-            return Err(format!("more than {MAX_BUNDLE_CERTS} certificates"));
+            return Err(PemError::TooMany);
         }
-        let cert = X509::from_pem(block.as_bytes())
-            .map_err(|_| format!("the certificate on line {} is not a valid certificate", number + 1))?;
+        let cert = X509::from_pem(block.as_bytes()).map_err(|_| PemError::InvalidCertificate { line: number + 1 })?;
         certs.push(cert);
     }
     if certs.is_empty() {
         return Err(if other_blocks.is_empty() {
-            "holds no PEM certificate".to_string()
+            PemError::NoPem
         } else {
-            let kinds: Vec<String> = other_blocks.into_iter().collect();
-            format!("holds no certificate, only {}", kinds.join(", "))
+            PemError::OnlyOtherBlocks {
+                kinds: other_blocks.into_iter().collect(),
+            }
         });
     }
     Ok(certs)
@@ -169,7 +206,7 @@ pub fn check(host: &str, port: u16, path: &Path, chain: &[X509], now: DateTime<U
     let certs = match read_bundle(path) {
         Ok(certs) => certs,
         Err(e) => {
-            verdict.error = Some(e);
+            verdict.error = Some(e.to_string());
             return verdict;
         }
     };
@@ -392,32 +429,44 @@ mod tests {
     fn hostile_bundles_are_one_line_errors() {
         let root = issue(&CertSpec::ca("Bundle Root"), None).unwrap();
         let pem = String::from_utf8(root.cert.to_pem().unwrap()).unwrap();
-        assert_eq!(parse_bundle(b"").unwrap_err(), "holds no PEM certificate");
-        assert_eq!(
-            parse_bundle(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap_err(),
-            "holds no certificate, only \"PRIVATE KEY\""
+        // The variant, then the words the user reads.
+        let refused = |bytes: &[u8], expected: PemError, words: &str| {
+            let e = parse_bundle(bytes).unwrap_err();
+            assert_eq!(e, expected);
+            assert!(e.to_string().starts_with(words), "{e}");
+        };
+        refused(b"", PemError::NoPem, "holds no PEM certificate");
+        refused(
+            b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            PemError::OnlyOtherBlocks {
+                kinds: vec!["\"PRIVATE KEY\"".into()],
+            },
+            "holds no certificate, only \"PRIVATE KEY\"",
         );
-        assert!(
-            parse_bundle(&[0xff, 0xfe, 0x00])
-                .unwrap_err()
-                .starts_with("not PEM text")
+        refused(&[0xff, 0xfe, 0x00], PemError::NotText, "not PEM text");
+        refused(
+            b"junk\n-----BEGIN CERTIFICATE-----\nAAAA\n",
+            PemError::Unterminated { line: 2 },
+            "the block that starts on line 2 never ends",
         );
-        assert_eq!(
-            parse_bundle(b"junk\n-----BEGIN CERTIFICATE-----\nAAAA\n").unwrap_err(),
-            "the block that starts on line 2 never ends"
-        );
-        assert_eq!(
-            parse_bundle(b"-----BEGIN CERTIFICATE-----\nnot base64 !!\n-----END CERTIFICATE-----\n").unwrap_err(),
-            "the certificate on line 1 is not a valid certificate"
+        refused(
+            b"-----BEGIN CERTIFICATE-----\nnot base64 !!\n-----END CERTIFICATE-----\n",
+            PemError::InvalidCertificate { line: 1 },
+            "the certificate on line 1 is not a valid certificate",
         );
         let mixed = format!("# comment\n{pem}garbage between\n{pem}");
         assert_eq!(parse_bundle(mixed.as_bytes()).unwrap().len(), 2);
         let many = pem.repeat(MAX_BUNDLE_CERTS + 1);
-        assert_eq!(
-            parse_bundle(many.as_bytes()).unwrap_err(),
-            format!("more than {MAX_BUNDLE_CERTS} certificates")
+        refused(
+            many.as_bytes(),
+            PemError::TooMany,
+            &format!("more than {MAX_BUNDLE_CERTS} certificates"),
         );
         let e = read_bundle(Path::new("/dev/zero")).unwrap_err();
-        assert_eq!(e, "bundle \"/dev/zero\": not a regular file");
+        assert_eq!(
+            e.problem,
+            BundleProblem::File(crate::conn::files::FileError::NotRegularFile)
+        );
+        assert_eq!(e.to_string(), "bundle \"/dev/zero\": not a regular file");
     }
 }

@@ -153,8 +153,13 @@ mod tests {
         assert!(!matches("pg.example.com"));
         assert!(matches("10.0.0.5"));
         assert!(!matches("10.0.0.6"));
+        let e = crate::conn::tls::verify_host(&leaf.cert, "10.0.0.6").unwrap_err();
+        assert!(
+            matches!(e, crate::conn::tls::HostError::Mismatch { others: 2, .. }),
+            "{e:?}"
+        );
         assert_eq!(
-            crate::conn::tls::verify_host(&leaf.cert, "10.0.0.6").unwrap_err(),
+            e.to_string(),
             "server certificate for \"db.example.com\" (and 2 other names) does not match host name \"10.0.0.6\""
         );
     }

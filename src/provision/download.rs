@@ -95,7 +95,7 @@ pub fn fetch(pin: &Pin, dest: &Path) -> Result<u64, String> {
     }
     file.sync_all()
         .map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
-    hasher.check(pin.integrity)?;
+    hasher.check(pin.integrity).map_err(|e| e.to_string())?;
     Ok(got)
 }
 

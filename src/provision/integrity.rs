@@ -4,15 +4,31 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use openssl::sha::Sha512;
 
+/// An integrity string that is not one, or bytes that do not match it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IntegrityError {
+    #[error("integrity {integrity:?} is not sha512-<base64>")]
+    NotSha512 { integrity: String },
+    #[error("integrity {integrity:?}: {message}")]
+    NotBase64 { integrity: String, message: String },
+    #[error("integrity {integrity:?} is not 64 bytes")]
+    WrongLength { integrity: String },
+    /// Both digests, in the integrity string's form.
+    #[error("SHA-512 mismatch: expected {expected}, got {actual}")]
+    Mismatch { expected: String, actual: String },
+}
+
 /// The 64-byte SHA-512 digest an integrity string names.
-pub fn parse(integrity: &str) -> Result<[u8; 64], String> {
+pub fn parse(integrity: &str) -> Result<[u8; 64], IntegrityError> {
+    let named = || integrity.to_string();
     let encoded = integrity
         .strip_prefix("sha512-")
-        .ok_or_else(|| format!("integrity {integrity:?} is not sha512-<base64>"))?;
-    let bytes = STANDARD
-        .decode(encoded)
-        .map_err(|e| format!("integrity {integrity:?}: {e}"))?;
-    <[u8; 64]>::try_from(bytes.as_slice()).map_err(|_| format!("integrity {integrity:?} is not 64 bytes"))
+        .ok_or_else(|| IntegrityError::NotSha512 { integrity: named() })?;
+    let bytes = STANDARD.decode(encoded).map_err(|e| IntegrityError::NotBase64 {
+        integrity: named(),
+        message: e.to_string(),
+    })?;
+    <[u8; 64]>::try_from(bytes.as_slice()).map_err(|_| IntegrityError::WrongLength { integrity: named() })
 }
 
 /// Hashes what is written through it, so a download is checked without reading the file again. OpenSSL's SHA-512,
@@ -36,16 +52,16 @@ impl Hasher {
     }
 
     /// Ok when the bytes seen match `integrity`; otherwise both digests, in the integrity string's form.
-    pub fn check(self, integrity: &str) -> Result<(), String> {
+    pub fn check(self, integrity: &str) -> Result<(), IntegrityError> {
         let expected = parse(integrity)?;
         let actual = self.0.finish();
         if actual.as_slice() == expected.as_slice() {
             Ok(())
         } else {
-            Err(format!(
-                "SHA-512 mismatch: expected {integrity}, got sha512-{}",
-                STANDARD.encode(actual.as_slice())
-            ))
+            Err(IntegrityError::Mismatch {
+                expected: integrity.to_string(),
+                actual: format!("sha512-{}", STANDARD.encode(actual.as_slice())),
+            })
         }
     }
 }
@@ -67,15 +83,28 @@ mod tests {
         let mut bad = Hasher::default();
         bad.update(b"abd");
         let err = bad.check(ABC).unwrap_err();
+        assert!(
+            matches!(&err, IntegrityError::Mismatch { expected, .. } if expected == ABC),
+            "{err:?}"
+        );
+        let err = err.to_string();
         assert!(err.starts_with("SHA-512 mismatch: expected sha512-3a81"), "{err}");
         assert!(err.contains(", got sha512-"), "{err}");
     }
 
     #[test]
     fn malformed_integrity_strings_are_refused() {
-        assert!(parse("sha1-qZk+NkcGgWq6PiVxeFDCbJzQ2J0=").is_err());
-        assert!(parse("sha512-not base64!").is_err());
-        assert!(parse("sha512-YWJj").unwrap_err().contains("not 64 bytes"));
+        assert!(matches!(
+            parse("sha1-qZk+NkcGgWq6PiVxeFDCbJzQ2J0="),
+            Err(IntegrityError::NotSha512 { .. })
+        ));
+        assert!(matches!(
+            parse("sha512-not base64!"),
+            Err(IntegrityError::NotBase64 { .. })
+        ));
+        let e = parse("sha512-YWJj").unwrap_err();
+        assert!(matches!(e, IntegrityError::WrongLength { .. }), "{e:?}");
+        assert!(e.to_string().contains("not 64 bytes"), "{e}");
         assert!(parse(ABC).is_ok());
     }
 }

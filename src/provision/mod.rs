@@ -266,7 +266,7 @@ mod tests {
             std::fs::write(dest, &bytes).map_err(|e| e.to_string())?;
             let mut hasher = integrity::Hasher::default();
             hasher.update(&bytes);
-            hasher.check(pin.integrity)?;
+            hasher.check(pin.integrity).map_err(|e| e.to_string())?;
             Ok(bytes.len() as u64)
         }
     }

@@ -46,19 +46,51 @@ struct TlsSection {
     key_file: PathBuf,
 }
 
+/// Why a `--web-config` file was not used: the file, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("web config {}: {problem}", path.display())]
+pub struct WebConfigError {
+    pub path: PathBuf,
+    pub problem: WebConfigProblem,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebConfigProblem {
+    /// Missing, unreadable, not a regular file, too large or not UTF-8.
+    #[error(transparent)]
+    Read(#[from] crate::files::TextFileError),
+    /// Not YAML, or a key pgtls does not implement (refused by name), in the parser's words on one line.
+    #[error("{0}")]
+    Syntax(String),
+    #[error("basic_auth_users: bad user name {}", crate::conn::text::quoted(.0))]
+    BadUserName(String),
+    /// Only bcrypt hashes are taken: a plain-text password in the file would be a leak waiting to happen.
+    #[error(
+        "basic_auth_users: the entry for {} is not a bcrypt hash (make one with `htpasswd -nBC 10 USER`)",
+        crate::conn::text::quoted(.0)
+    )]
+    NotBcrypt(String),
+}
+
 impl WebConfig {
-    pub fn load(path: &Path) -> Result<WebConfig, String> {
-        let text = crate::files::read_small_text(path).map_err(|e| format!("web config {}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
+        let text = crate::files::read_small_text(path).map_err(|e| WebConfigError {
+            path: path.to_path_buf(),
+            problem: e.into(),
+        })?;
         Self::parse(&text, path)
     }
 
-    pub fn parse(text: &str, path: &Path) -> Result<WebConfig, String> {
-        let fail = |what: String| format!("web config {}: {what}", path.display());
+    pub fn parse(text: &str, path: &Path) -> Result<WebConfig, WebConfigError> {
+        let fail = |problem| WebConfigError {
+            path: path.to_path_buf(),
+            problem,
+        };
         // An empty file is an empty mapping, as in exporter-toolkit.
         let file: File = if text.trim().is_empty() {
             File::default()
         } else {
-            serde_norway::from_str(text).map_err(|e| fail(one_line(&e.to_string())))?
+            serde_norway::from_str(text).map_err(|e| fail(WebConfigProblem::Syntax(one_line(&e.to_string()))))?
         };
         let base = path.parent().unwrap_or(Path::new("."));
         let tls = file.tls_server_config.map(|t| TlsFiles {
@@ -67,17 +99,10 @@ impl WebConfig {
         });
         for (user, hash) in &file.basic_auth_users {
             if user.is_empty() || user.contains(':') || user.chars().any(crate::conn::text::is_unsafe_char) {
-                return Err(fail(format!(
-                    "basic_auth_users: bad user name {}",
-                    crate::conn::text::quoted(user)
-                )));
+                return Err(fail(WebConfigProblem::BadUserName(user.clone())));
             }
-            // Plain-text passwords in the file would be a leak waiting to happen: only bcrypt hashes are taken.
             if hash.parse::<bcrypt::HashParts>().is_err() {
-                return Err(fail(format!(
-                    "basic_auth_users: the entry for {} is not a bcrypt hash (make one with `htpasswd -nBC 10 USER`)",
-                    crate::conn::text::quoted(user)
-                )));
+                return Err(fail(WebConfigProblem::NotBcrypt(user.clone())));
             }
         }
         Ok(WebConfig {
@@ -116,15 +141,19 @@ mod tests {
     #[test]
     fn refuses_what_it_would_not_honour() {
         let e = WebConfig::parse("basic_auth_users:\n  bob: hunter2\n", Path::new("/w.yml")).unwrap_err();
+        assert_eq!(e.problem, WebConfigProblem::NotBcrypt("bob".into()));
+        let e = e.to_string();
         assert!(e.contains("not a bcrypt hash") && !e.contains("hunter2"), "{e}");
         let e = WebConfig::parse("http_server_config:\n  http2: false\n", Path::new("/w.yml")).unwrap_err();
-        assert!(e.contains("http_server_config"), "{e}");
+        assert!(matches!(e.problem, WebConfigProblem::Syntax(_)), "{e:?}");
+        assert!(e.to_string().contains("http_server_config"), "{e}");
         let e = WebConfig::parse(
             "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_ca_file: c\n",
             Path::new("/w.yml"),
         )
         .unwrap_err();
-        assert!(e.contains("client_ca_file"), "{e}");
+        assert!(matches!(e.problem, WebConfigProblem::Syntax(_)), "{e:?}");
+        assert!(e.to_string().contains("client_ca_file"), "{e}");
         assert!(WebConfig::parse("basic_auth_users: [", Path::new("/w.yml")).is_err());
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use pgtls::analysis::alerts::{Alert, LinkHealth, Severity, evaluate_with};
 use pgtls::collect::CollectError;
 use pgtls::collect::poller::PollerEvent;
-use pgtls::config::Config;
+use pgtls::config::{Config, ConfigError};
 use pgtls::fixtures;
 use pgtls::model::{ConnClass, Snapshot};
 use pgtls::tui::state::{AppState, Effect, Input};
@@ -170,8 +170,15 @@ fn mutes_and_thresholds_combine_on_the_count_left() {
 fn a_rule_that_does_not_exist_or_a_severity_that_is_not_one_is_refused() {
     let path = Path::new("/etc/pgtls/config.toml");
     let err = Config::parse("[alerts.rules.plaintext]\nthreshold = 1\n", path).unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::UnknownRule { name, .. } if name == "plaintext"),
+        "{err:?}"
+    );
+    let err = err.to_string();
     assert!(err.contains("alerts.rules.plaintext: unknown rule"), "{err}");
     let err = Config::parse("[alerts.rules.tls12_sessions]\nseverity = \"loud\"\n", path).unwrap_err();
+    assert!(matches!(err, ConfigError::Syntax(_)), "{err:?}");
+    let err = err.to_string();
     assert!(err.contains("line 2"), "{err}");
     assert!(err.contains("severity"), "{err}");
 }

@@ -410,7 +410,7 @@ proptest! {
         let path = dir.path().join("ledger.jsonl");
         std::fs::write(&path, &text).unwrap();
         let mut ledger = Ledger::new(KeyFields::default());
-        let report = Journal::replay_read_only(&path, &mut ledger).map_err(TestCaseError::fail)?;
+        let report = Journal::replay_read_only(&path, &mut ledger).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(report.entries, entries.len());
         prop_assert_eq!(report.skipped.len(), garbage.len());
         prop_assert_eq!(ledger.total_sessions(), entries.len() as u64);

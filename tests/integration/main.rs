@@ -38,4 +38,5 @@ mod serve_abuse;
 mod servers_screen;
 mod snapshot_cli;
 mod stall;
+mod typed_errors;
 mod versions;

@@ -8,6 +8,7 @@ use crate::common;
 
 use std::time::Duration;
 
+use pgtls::collect::pooler::PoolerError;
 use pgtls::lab::pgbouncer::{LabPooler, PoolerOptions, find_binary};
 use pgtls::lab::{Lab, LabSession, SUPERUSER, SessionKind};
 use serde_json::Value;
@@ -327,6 +328,39 @@ async fn a_role_outside_admin_users_and_stats_users_is_told_so() {
     let error = json["poolers"][0]["error"].as_str().unwrap();
     assert!(error.contains("neither admin_users nor stats_users"), "{error}");
     assert!(error.contains(APP), "{error}");
+}
+
+/// The role refused by a real PgBouncer is told apart by its variant (PgBouncer's own SQLSTATE with its fixed
+/// reason), not by searching the message; a role it lets in is not that variant.
+#[tokio::test]
+async fn a_role_outside_both_lists_is_classified_by_its_variant() {
+    if !binary_present() {
+        return;
+    }
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let pooler = LabPooler::start(&lab, &options("session"))
+        .await
+        .expect("pgbouncer starts");
+    let env = common::clean_env(home.path());
+    let mut refused = pgtls::collect::pooler::Poolers::resolve(&[pooler.admin_conninfo(APP)], &env).unwrap();
+    let answered = refused.poll(Duration::from_secs(20)).await;
+    let error = refused.last_errors()[0].cloned();
+    match &error {
+        Some(PoolerError::NotAllowed { source, user }) => {
+            assert_eq!(user, APP);
+            let Some(pgtls::conn::Cause::Server { code, message }) = source.cause() else {
+                panic!("{source:?}")
+            };
+            assert_eq!((code.as_str(), message.as_str()), ("08P01", "not allowed"));
+        }
+        other => panic!("not classified as not allowed: {other:?}"),
+    }
+    assert_eq!(answered[0].error, error.map(|e| e.to_string()));
+    let mut admitted = pgtls::collect::pooler::Poolers::resolve(&[pooler.admin_conninfo(MONITOR)], &env).unwrap();
+    let answered = admitted.poll(Duration::from_secs(20)).await;
+    assert_eq!(answered[0].error, None);
+    assert_eq!(admitted.last_errors(), vec![None]);
 }
 
 /// A port found free can be taken before PgBouncer binds it (the same race as the lab server's): the pooler then

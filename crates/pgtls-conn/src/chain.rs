@@ -50,7 +50,7 @@ pub struct ChainVerdict {
     /// verify-ca: the path OpenSSL built (leaf to trusted root), or why there is none.
     pub chain: Result<Vec<X509>, ChainFailure>,
     /// verify-full's extra step, libpq's message when the leaf does not name the host.
-    pub host: Result<(), String>,
+    pub host: Result<(), crate::tls::HostError>,
 }
 
 impl ChainVerdict {
@@ -113,7 +113,7 @@ impl Judge {
         };
         let host = match chain.first() {
             Some(leaf) => verify_host(leaf, &self.host),
-            None => Err("could not get server certificate".to_string()),
+            None => Err(crate::tls::HostError::NoCertificate),
         };
         ChainVerdict { chain: verified, host }
     }
@@ -324,10 +324,14 @@ mod tests {
         let wrong_host = Judge::new(&params_for(dir.path(), &[&old], "other.example")).unwrap();
         let v = wrong_host.judge(&sent_old);
         assert!(v.verify_ca() && !v.verify_full());
+        let e = v.host.unwrap_err();
         assert!(
-            v.host
-                .unwrap_err()
-                .contains("does not match host name \"other.example\"")
+            matches!(&e, crate::tls::HostError::Mismatch { host, .. } if host == "other.example"),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string().contains("does not match host name \"other.example\""),
+            "{e}"
         );
     }
 

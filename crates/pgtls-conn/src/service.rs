@@ -97,7 +97,7 @@ pub fn lookup(service: &str, files: &[PathBuf]) -> Result<Vec<(String, String)>,
             path: path.clone(),
             message,
         };
-        let bytes = crate::files::read_small(path).map_err(io_error)?;
+        let bytes = crate::files::read_small(path).map_err(|e| io_error(e.to_string()))?;
         let content =
             String::from_utf8(bytes).map_err(|_| io_error("stream did not contain valid UTF-8".to_string()))?;
         if let Some(entries) = find_service(&content, service, path)? {

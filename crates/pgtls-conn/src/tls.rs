@@ -83,20 +83,43 @@ fn wildcard_matches(pattern: &str, host: &str) -> bool {
     tail.eq_ignore_ascii_case(suffix) && host.find('.').is_some_and(|dot| dot >= start)
 }
 
+/// Why verify-full's host-name check failed, in libpq's words. Outside text (names, the host) is escaped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    #[error("host name must be specified for a verified SSL connection")]
+    NoHost,
+    #[error("SSL certificate's name contains embedded null")]
+    EmbeddedNull,
+    #[error("certificate contains IP address with invalid length {0}")]
+    BadIpLength(usize),
+    /// The server sent no certificate to check.
+    #[error("could not get server certificate")]
+    NoCertificate,
+    /// The certificate names nothing of the host's kind.
+    #[error("could not get server's host name from server certificate")]
+    NoName,
+    /// `others` is how many names were examined besides the first.
+    #[error(
+        "server certificate for \"{first}\"{} does not match host name \"{host}\"",
+        match .others { 0 => String::new(), 1 => " (and 1 other name)".to_string(), n => format!(" (and {n} other names)") }
+    )]
+    Mismatch { first: String, others: usize, host: String },
+}
+
 /// One name from the certificate against the host: 1 match, 0 no match, Err for a name libpq rejects.
-fn name_matches(name: &[u8], host: &str) -> Result<bool, String> {
+fn name_matches(name: &[u8], host: &str) -> Result<bool, HostError> {
     if name.contains(&0) {
-        return Err("SSL certificate's name contains embedded null".to_string());
+        return Err(HostError::EmbeddedNull);
     }
     let name = String::from_utf8_lossy(name);
     Ok(name.eq_ignore_ascii_case(host) || wildcard_matches(&name, host))
 }
 
-fn ip_matches(bytes: &[u8], host: &str) -> Result<bool, String> {
+fn ip_matches(bytes: &[u8], host: &str) -> Result<bool, HostError> {
     match (bytes.len(), host.parse::<IpAddr>()) {
         (4 | 16, Ok(addr)) => Ok(ip_text(bytes).is_some_and(|t| t.parse::<IpAddr>().ok() == Some(addr))),
         (4 | 16, Err(_)) => Ok(false),
-        (n, _) => Err(format!("certificate contains IP address with invalid length {n}")),
+        (n, _) => Err(HostError::BadIpLength(n)),
     }
 }
 
@@ -104,9 +127,9 @@ fn ip_matches(bytes: &[u8], host: &str) -> Result<bool, String> {
 ///
 /// SAN entries of either kind are examined in order; the CN is consulted only when the certificate has
 /// no SAN of the host's own kind (dNSName for a name, iPAddress for an IP literal).
-pub fn verify_host(cert: &X509Ref, host: &str) -> Result<(), String> {
+pub fn verify_host(cert: &X509Ref, host: &str) -> Result<(), HostError> {
     if host.is_empty() {
-        return Err("host name must be specified for a verified SSL connection".to_string());
+        return Err(HostError::NoHost);
     }
     let host_is_ip = host.parse::<IpAddr>().is_ok();
     let mut examined = 0usize;
@@ -147,13 +170,12 @@ pub fn verify_host(cert: &X509Ref, host: &str) -> Result<(), String> {
     let first = crate::text::escaped(&first_name.unwrap_or_default());
     let host = crate::text::escaped(host);
     Err(match examined {
-        0 => "could not get server's host name from server certificate".to_string(),
-        1 => format!("server certificate for \"{first}\" does not match host name \"{host}\""),
-        2 => format!("server certificate for \"{first}\" (and 1 other name) does not match host name \"{host}\""),
-        n => format!(
-            "server certificate for \"{first}\" (and {} other names) does not match host name \"{host}\"",
-            n - 1
-        ),
+        0 => HostError::NoName,
+        n => HostError::Mismatch {
+            first,
+            others: n - 1,
+            host,
+        },
     })
 }
 

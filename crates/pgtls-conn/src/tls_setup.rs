@@ -545,10 +545,10 @@ where
             if let Some(host) = host_check {
                 let outcome = match c.chain.first() {
                     Some(leaf) => verify_host(leaf, &host),
-                    None => Err("could not get server certificate".to_string()),
+                    None => Err(crate::tls::HostError::NoCertificate),
                 };
-                if let Err(message) = outcome {
-                    let cause = Cause::HostMismatch(message);
+                if let Err(e) = outcome {
+                    let cause = Cause::HostMismatch(e.to_string());
                     c.failure = Some(cause.clone());
                     return Err(Box::new(HandshakeFailed(cause.to_string())) as Self::Error);
                 }

@@ -44,24 +44,49 @@ pub struct Journal {
 }
 
 /// Why a journal could not be opened.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     /// Another writer holds the file (here or in another process).
+    #[error(transparent)]
     Lock(LockError),
-    /// The file cannot be opened, read or rewritten; the text says why.
-    File(String),
+    /// The file cannot be opened, read or rewritten.
+    #[error(transparent)]
+    File(JournalError),
 }
 
-impl std::fmt::Display for OpenError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            OpenError::Lock(e) => e.fmt(f),
-            OpenError::File(text) => f.write_str(text),
-        }
-    }
+/// What went wrong with a ledger's file; every variant names it.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// O_NOFOLLOW met a symlink (ELOOP): refused rather than followed.
+    #[error("ledger {} is a symbolic link; refusing to follow it (give the real path)", path.display())]
+    Symlink { path: PathBuf },
+    #[error("cannot open ledger {} for writing: {source}", path.display())]
+    OpenForWriting { path: PathBuf, source: std::io::Error },
+    #[error("ledger {} is not a regular file", path.display())]
+    NotRegularFile { path: PathBuf },
+    /// Opening for a read-only replay.
+    #[error("cannot read ledger {}: {source}", path.display())]
+    OpenForReading { path: PathBuf, source: std::io::Error },
+    #[error("reading ledger {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    /// Written by a newer pgtls: its lines may mean what this one cannot tell.
+    #[error(
+        "ledger {} is in format {format}, newer than this pgtls reads ({FORMAT_VERSION}); upgrade pgtls",
+        path.display()
+    )]
+    NewerFormat { path: PathBuf, format: u32 },
+    #[error("writing ledger {}: {source}", path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+    /// A step of the compacting rewrite (removing the old temporary file, writing, syncing, renaming).
+    #[error("rewriting ledger {}: {step}: {source}", path.display())]
+    Rewrite {
+        path: PathBuf,
+        step: &'static str,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Encode(#[from] serde_json::Error),
 }
-
-impl std::error::Error for OpenError {}
 
 /// What loading found, for a message on start-up.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -99,8 +124,8 @@ impl Journal {
     /// rather than followed (O_NOFOLLOW): someone who can write the directory must not make pgtls append to, or
     /// chmod, another file. Replay reads through the same descriptor that appends, so the file replayed is the file
     /// written.
-    pub fn open(path: &Path, ledger: &mut Ledger) -> Result<(Journal, LoadReport), String> {
-        Self::open_with(path, ledger, None).map_err(|e| e.to_string())
+    pub fn open(path: &Path, ledger: &mut Ledger) -> Result<(Journal, LoadReport), OpenError> {
+        Self::open_with(path, ledger, None)
     }
 
     /// [`Journal::open`], under `state_dir`'s lock when it covers the file (no `PATH.lock` then: one descriptor
@@ -132,26 +157,32 @@ impl Journal {
 
     /// Replay a journal without opening it for writing (`pgtls ledger PATH`): not a byte of it changes, a torn
     /// last line included, and no lock is taken (a running writer's file is always whole up to its last line).
-    pub fn replay_read_only(path: &Path, ledger: &mut Ledger) -> Result<LoadReport, String> {
-        let mut file = File::open(path).map_err(|e| format!("cannot read ledger {}: {e}", path.display()))?;
+    pub fn replay_read_only(path: &Path, ledger: &mut Ledger) -> Result<LoadReport, JournalError> {
+        let mut file = File::open(path).map_err(|source| JournalError::OpenForReading {
+            path: path.to_path_buf(),
+            source,
+        })?;
         replay(&mut file, path, ledger)
     }
 
     /// Append entries, one line each, and flush: a crash loses at most this batch. When the appended part has
     /// outgrown the compacted one, `ledger` (which already holds the entries) is rewritten compacted.
-    pub fn append(&mut self, entries: &[Entry], ledger: &Ledger) -> Result<(), String> {
+    pub fn append(&mut self, entries: &[Entry], ledger: &Ledger) -> Result<(), JournalError> {
         if entries.is_empty() {
             return Ok(());
         }
         let mut buf = Vec::new();
         for e in entries {
-            serde_json::to_writer(&mut buf, e).map_err(|e| e.to_string())?;
+            serde_json::to_writer(&mut buf, e)?;
             buf.push(b'\n');
         }
         self.file
             .write_all(&buf)
             .and_then(|()| self.file.flush())
-            .map_err(|e| format!("writing ledger {}: {e}", self.path.display()))?;
+            .map_err(|source| JournalError::Write {
+                path: self.path.clone(),
+                source,
+            })?;
         self.appended += buf.len() as u64;
         if self.appended > COMPACT_AFTER.max(self.compacted) {
             self.compact(ledger)?;
@@ -170,8 +201,12 @@ impl Journal {
 
     /// Rewrite the file as `ledger`'s compacted state: temporary file in the same directory, fsync, rename over the
     /// file, fsync the directory, then append to the new file.
-    pub fn compact(&mut self, ledger: &Ledger) -> Result<(), String> {
-        let failed = |what: &str, e: std::io::Error| format!("rewriting ledger {}: {what}: {e}", self.path.display());
+    pub fn compact(&mut self, ledger: &Ledger) -> Result<(), JournalError> {
+        let failed = |step: &'static str, source: std::io::Error| JournalError::Rewrite {
+            path: self.path.clone(),
+            step,
+            source,
+        };
         let tmp = temp_path(&self.path);
         // A leftover from a crash mid-rewrite; remove_file takes a symlink itself away, never its target.
         match std::fs::remove_file(&tmp) {
@@ -184,7 +219,7 @@ impl Journal {
         let mut written = 0u64;
         let header = std::iter::once(Entry::Header { format: FORMAT_VERSION });
         for entry in header.chain(ledger.compacted()) {
-            let mut line = serde_json::to_vec(&entry).map_err(|e| e.to_string())?;
+            let mut line = serde_json::to_vec(&entry)?;
             line.push(b'\n');
             written += line.len() as u64;
             out.write_all(&line).map_err(|e| failed("writing", e))?;
@@ -216,24 +251,28 @@ fn temp_path(path: &Path) -> PathBuf {
 }
 
 /// Open with mode 0600 for a new file, never through a symlink, and tighten an existing file others may read.
-pub(super) fn open_private(path: &Path, options: &mut OpenOptions) -> Result<File, String> {
+pub(super) fn open_private(path: &Path, options: &mut OpenOptions) -> Result<File, JournalError> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let cannot = |e: std::io::Error| format!("cannot open ledger {} for writing: {e}", path.display());
+    let cannot = |source: std::io::Error| JournalError::OpenForWriting {
+        path: path.to_path_buf(),
+        source,
+    };
     options.mode(0o600).custom_flags(nix::libc::O_NOFOLLOW);
     let file = options.open(path).map_err(|e| {
         // O_NOFOLLOW on a symlink fails with ELOOP, which reads as "too many levels of symbolic links".
         if e.raw_os_error() == Some(nix::libc::ELOOP) {
-            format!(
-                "ledger {} is a symbolic link; refusing to follow it (give the real path)",
-                path.display()
-            )
+            JournalError::Symlink {
+                path: path.to_path_buf(),
+            }
         } else {
             cannot(e)
         }
     })?;
     let meta = file.metadata().map_err(cannot)?;
     if !meta.is_file() {
-        return Err(format!("ledger {} is not a regular file", path.display()));
+        return Err(JournalError::NotRegularFile {
+            path: path.to_path_buf(),
+        });
     }
     if meta.permissions().mode() & 0o077 != 0 {
         file.set_permissions(std::fs::Permissions::from_mode(0o600))
@@ -243,22 +282,25 @@ pub(super) fn open_private(path: &Path, options: &mut OpenOptions) -> Result<Fil
 }
 
 /// Apply every readable line of `file` (from its start) to `ledger`; unreadable lines are skipped and named.
-fn replay(file: &mut File, path: &Path, ledger: &mut Ledger) -> Result<LoadReport, String> {
+fn replay(file: &mut File, path: &Path, ledger: &mut Ledger) -> Result<LoadReport, JournalError> {
     let mut report = LoadReport {
         format: 1,
         ..LoadReport::default()
     };
     for (i, line) in BufReader::new(file).split(b'\n').enumerate() {
-        let line = line.map_err(|e| format!("reading ledger {}: {e}", path.display()))?;
+        let line = line.map_err(|source| JournalError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
         match serde_json::from_slice::<Entry>(&line) {
             Ok(Entry::Header { format }) if format > FORMAT_VERSION => {
-                return Err(format!(
-                    "ledger {} is in format {format}, newer than this pgtls reads ({FORMAT_VERSION}); upgrade pgtls",
-                    path.display()
-                ));
+                return Err(JournalError::NewerFormat {
+                    path: path.to_path_buf(),
+                    format,
+                });
             }
             Ok(entry) => {
                 if let Entry::Header { format } = entry {
@@ -307,6 +349,8 @@ mod tests {
         let link = dir.path().join("link.jsonl");
         std::os::unix::fs::symlink(&victim, &link).unwrap();
         let err = Journal::open(&link, &mut ledger).err().unwrap();
+        assert!(matches!(err, OpenError::File(JournalError::Symlink { .. })), "{err:?}");
+        let err = err.to_string();
         assert!(err.contains("symbolic link"), "{err}");
         assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
         assert_eq!(std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777, 0o644);
@@ -517,6 +561,8 @@ mod tests {
         let mut ledger = Ledger::new(KeyFields::default());
         let (journal, _) = Journal::open(&path, &mut ledger).unwrap();
         let err = Journal::open(&path, &mut Ledger::default()).err().unwrap();
+        assert!(matches!(err, OpenError::Lock(_)), "{err:?}");
+        let err = err.to_string();
         assert!(
             err.contains("in use by another pgtls") && err.contains("ledger.jsonl.lock"),
             "{err}"

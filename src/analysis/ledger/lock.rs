@@ -141,7 +141,7 @@ pub fn lock_ledger(path: &Path) -> Result<LedgerLock, LockError> {
             })?,
         ),
         Err(_) if !dir_lock.exists() => None,
-        Err(text) => return Err(LockError::Open(text)),
+        Err(e) => return Err(LockError::Open(e.to_string())),
     };
     Ok(LedgerLock {
         _own: own,
@@ -151,7 +151,7 @@ pub fn lock_ledger(path: &Path) -> Result<LedgerLock, LockError> {
 
 fn flock(lock_file: &Path, held: Held) -> Result<nix::fcntl::Flock<File>, LockError> {
     let file = super::file::open_private(lock_file, OpenOptions::new().read(true).write(true).create(true))
-        .map_err(LockError::Open)?;
+        .map_err(|e| LockError::Open(e.to_string()))?;
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
         if errno == nix::errno::Errno::EWOULDBLOCK {
             LockError::Busy {

@@ -21,7 +21,75 @@ use self::read::{Budget, Outcome};
 pub use self::rows::{NOT_UTF8, SETTINGS, client_class};
 use super::Connected;
 use crate::conn::params::{ConnParams, Environment, resolve};
+use crate::conn::text::quoted;
+use crate::conn::{Cause, ConnInfoError, ConnectError};
 use crate::model::{Pooler, PoolerServer};
+
+/// Why a list of poolers (`--pgbouncer`, a target's `pgbouncer`) was not accepted; nothing was connected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PoolerSetupError {
+    #[error("--pgbouncer: {0}")]
+    Conninfo(#[from] ConnInfoError),
+    #[error("--pgbouncer: the admin console is the database \"pgbouncer\", not {}: add dbname=pgbouncer", quoted(.dbname))]
+    NotTheConsole { dbname: String },
+    #[error(
+        "--pgbouncer: PgBouncer refuses the options start-up parameter (options=, PGOPTIONS, PGDATESTYLE, PGTZ, \
+         PGGEQO): unset them for the admin console"
+    )]
+    OptionsRefused,
+    /// `--pgbouncer-log` pairs with `--pgbouncer` by position, so the counts must match.
+    #[error(
+        "--pgbouncer-log: give one per --pgbouncer, in the same order ({poolers} --pgbouncer, {logs} --pgbouncer-log)"
+    )]
+    UnpairedLogs { poolers: usize, logs: usize },
+    #[error(transparent)]
+    Log(#[from] crate::files::FlagFileError),
+}
+
+/// Why a console gave no answer this poll. Shown as the pooler's `error`; kept to answer while waiting to retry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PoolerError {
+    /// The console could not be reached, or refused the log-in for a reason other than the role.
+    #[error("{0}")]
+    Connect(ConnectError),
+    /// PgBouncer refused the role: it is in neither `admin_users` nor `stats_users`.
+    #[error(
+        "{source}: the role {} is in neither admin_users nor stats_users of this PgBouncer (add it to stats_users \
+         to let pgtls read SHOW CLIENTS, SHOW SERVERS and SHOW CONFIG)",
+        quoted(.user)
+    )]
+    NotAllowed { source: ConnectError, user: String },
+    /// pgtls closed the connection itself: a message over its limit, or a protocol or authentication refusal.
+    #[error("pgtls closed the admin console connection: {0}")]
+    ClosedByPgtls(String),
+    /// The console answered a SHOW with an ErrorResponse.
+    #[error("the admin console refused a SHOW: {message}")]
+    Refused {
+        code: tokio_postgres::error::SqlState,
+        message: String,
+    },
+    #[error("the admin console closed the connection")]
+    Closed,
+    /// Any other failure of a SHOW (the socket, the protocol), in tokio-postgres's words.
+    #[error("{0}")]
+    Query(String),
+    /// The whole poll passed the poll timeout.
+    #[error("the admin console did not answer within {} s", .0.as_secs())]
+    TimedOut(Duration),
+    /// Between a failure and the next attempt, with no failure to repeat.
+    #[error("waiting to reconnect")]
+    WaitingToReconnect,
+    #[error("not connected")]
+    NotConnected,
+}
+
+/// The SQLSTATE PgBouncer sends with the errors of its own (not the server's): `protocol_violation`, whatever
+/// the reason, so the reason's fixed text is what tells them apart.
+const PGBOUNCER_OWN_ERROR: &str = "08P01";
+
+/// PgBouncer's whole message to a role in neither `admin_users` nor `stats_users` (`disconnect_client(..., "not
+/// allowed")` in its client.c).
+const PGBOUNCER_NOT_ALLOWED: &str = "not allowed";
 
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -33,7 +101,7 @@ pub struct PoolerSource {
     connected: Option<Connected>,
     retry_at: Option<Instant>,
     backoff: Duration,
-    last_error: Option<String>,
+    last_error: Option<PoolerError>,
     /// When the console last answered.
     answered_at: Option<DateTime<Utc>>,
     /// The server connections of the last answer, so sessions from the pooler are still known as pooled while
@@ -52,22 +120,15 @@ pub struct Poolers {
 impl Poolers {
     /// Resolve each connection string as psql would (service file, PG* variables, .pgpass); nothing is
     /// connected yet.
-    pub fn resolve(conninfos: &[String], env: &Environment) -> Result<Poolers, String> {
+    pub fn resolve(conninfos: &[String], env: &Environment) -> Result<Poolers, PoolerSetupError> {
         let mut sources = Vec::with_capacity(conninfos.len());
         for conninfo in conninfos {
-            let params = resolve(Some(conninfo), env).map_err(|e| format!("--pgbouncer: {e}"))?;
+            let params = resolve(Some(conninfo), env)?;
             if params.dbname != "pgbouncer" {
-                return Err(format!(
-                    "--pgbouncer: the admin console is the database \"pgbouncer\", not {}: add dbname=pgbouncer",
-                    crate::conn::text::quoted(&params.dbname)
-                ));
+                return Err(PoolerSetupError::NotTheConsole { dbname: params.dbname });
             }
             if params.options.as_deref().is_some_and(|o| !o.trim().is_empty()) || !params.session_settings.is_empty() {
-                return Err(
-                    "--pgbouncer: PgBouncer refuses the options start-up parameter (options=, PGOPTIONS, \
-                            PGDATESTYLE, PGTZ, PGGEQO): unset them for the admin console"
-                        .to_string(),
-                );
+                return Err(PoolerSetupError::OptionsRefused);
             }
             // A console's row is well under a KiB; this bounds what one message may make tokio-postgres buffer.
             let mut params = params;
@@ -82,16 +143,15 @@ impl Poolers {
 
     /// Pair these poolers with their log files: one log per pooler, in the same order. With several poolers a
     /// missing one would shift every log onto the wrong pooler, so the counts must match.
-    pub fn with_logs(mut self, logs: &[std::path::PathBuf]) -> Result<Poolers, String> {
+    pub fn with_logs(mut self, logs: &[std::path::PathBuf]) -> Result<Poolers, PoolerSetupError> {
         if logs.is_empty() {
             return Ok(self);
         }
         if self.sources.len() != logs.len() {
-            return Err(format!(
-                "--pgbouncer-log: give one per --pgbouncer, in the same order ({} --pgbouncer, {} --pgbouncer-log)",
-                self.sources.len(),
-                logs.len()
-            ));
+            return Err(PoolerSetupError::UnpairedLogs {
+                poolers: self.sources.len(),
+                logs: logs.len(),
+            });
         }
         for path in logs {
             crate::files::check_growing("--pgbouncer-log", Some(path))?;
@@ -122,6 +182,11 @@ impl Poolers {
 
     pub fn len(&self) -> usize {
         self.sources.len()
+    }
+
+    /// Each pooler's failure in the last poll, in order (none for one that answered or was not polled yet).
+    pub fn last_errors(&self) -> Vec<Option<&PoolerError>> {
+        self.sources.iter().map(|s| s.last_error.as_ref()).collect()
     }
 
     /// Poll every pooler at once, each bounded by `limit`; a pooler that fails is a [`Pooler`] with an error.
@@ -168,26 +233,26 @@ impl PoolerSource {
                 pooler
             }
             Ok(Err(error)) => self.failed(error),
-            Err(_) => self.failed(format!("the admin console did not answer within {} s", limit.as_secs())),
+            Err(_) => self.failed(PoolerError::TimedOut(limit)),
         }
     }
 
     /// Note the failure, drop the connection and wait before the next attempt; the last server connections stay
     /// known for the join.
-    fn failed(&mut self, error: String) -> Pooler {
+    fn failed(&mut self, error: PoolerError) -> Pooler {
         if let Some(c) = self.connected.take() {
             c.cancel();
         }
         self.retry_at = Some(Instant::now() + self.backoff);
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-        self.last_error = Some(error.clone());
-        let mut pooler = Pooler::failed(self.address.clone(), error);
+        let mut pooler = Pooler::failed(self.address.clone(), error.to_string());
+        self.last_error = Some(error);
         pooler.servers = self.last_servers.clone();
         pooler.answered_at = self.answered_at;
         pooler
     }
 
-    async fn poll_unbounded(&mut self) -> Result<Pooler, String> {
+    async fn poll_unbounded(&mut self) -> Result<Pooler, PoolerError> {
         if self.connected.as_ref().is_some_and(Connected::is_closed) {
             self.connected = None;
         }
@@ -195,18 +260,15 @@ impl PoolerSource {
             if let Some(at) = self.retry_at
                 && Instant::now() < at
             {
-                return Err(self
-                    .last_error
-                    .clone()
-                    .unwrap_or_else(|| "waiting to reconnect".to_string()));
+                return Err(self.last_error.clone().unwrap_or(PoolerError::WaitingToReconnect));
             }
             let connected = Connected::open_console(&self.params)
                 .await
-                .map_err(|e| connect_error(&e, &self.params))?;
+                .map_err(|e| connect_error(e, &self.params))?;
             self.connected = Some(connected);
         }
         let Some(connected) = &self.connected else {
-            return Err("not connected".to_string());
+            return Err(PoolerError::NotConnected);
         };
         let own = connected.report.local_addr;
         let mut budget = Budget::new(&connected.received, read::MAX_ROWS, read::MAX_BYTES);
@@ -249,31 +311,37 @@ async fn read_answer(
     Ok((answer, outcome))
 }
 
-/// The connection error in the user's terms: PgBouncer says only "not allowed" to a role in neither list.
-fn connect_error(e: &crate::conn::ConnectError, params: &ConnParams) -> String {
-    let text = e.to_string();
-    if text.contains("not allowed") {
-        format!(
-            "{text}: the role {} is in neither admin_users nor stats_users of this PgBouncer (add it to \
-             stats_users to let pgtls read SHOW CLIENTS, SHOW SERVERS and SHOW CONFIG)",
-            crate::conn::text::quoted(&params.user)
-        )
+/// The connection error in the user's terms: PgBouncer refuses a role in neither list with its own SQLSTATE and
+/// the fixed reason "not allowed", and nothing else; that pair is the variant.
+fn connect_error(e: ConnectError, params: &ConnParams) -> PoolerError {
+    let not_allowed = matches!(
+        e.cause(),
+        Some(Cause::Server { code, message }) if code == PGBOUNCER_OWN_ERROR && message == PGBOUNCER_NOT_ALLOWED
+    );
+    if not_allowed {
+        PoolerError::NotAllowed {
+            source: e,
+            user: params.user.clone(),
+        }
     } else {
-        text
+        PoolerError::Connect(e)
     }
 }
 
 /// What went wrong with a SHOW; a connection pgtls itself closed (a message over its limit) says why.
-fn query_error(e: &tokio_postgres::Error, received: &crate::conn::inspect::Received) -> String {
+fn query_error(e: &tokio_postgres::Error, received: &crate::conn::inspect::Received) -> PoolerError {
     if let Some(crate::conn::inspect::Refusal::Protocol(why) | crate::conn::inspect::Refusal::Auth(why)) =
         received.refusal()
     {
-        return format!("pgtls closed the admin console connection: {why}");
+        return PoolerError::ClosedByPgtls(why.to_string());
     }
     match e.as_db_error() {
-        Some(db) => format!("the admin console refused a SHOW: {}", db.message()),
-        None if e.is_closed() => "the admin console closed the connection".to_string(),
-        None => e.to_string(),
+        Some(db) => PoolerError::Refused {
+            code: db.code().clone(),
+            message: db.message().to_string(),
+        },
+        None if e.is_closed() => PoolerError::Closed,
+        None => PoolerError::Query(e.to_string()),
     }
 }
 
@@ -291,11 +359,18 @@ mod tests {
         let e = Poolers::resolve(&["host=pool dbname=postgres".to_string()], &env)
             .err()
             .unwrap();
-        assert!(e.contains("dbname=pgbouncer"), "{e}");
+        assert_eq!(
+            e,
+            PoolerSetupError::NotTheConsole {
+                dbname: "postgres".into()
+            }
+        );
+        assert!(e.to_string().contains("dbname=pgbouncer"), "{e}");
         let e = Poolers::resolve(&["host=pool dbname=pgbouncer options=-cx=1".to_string()], &env)
             .err()
             .unwrap();
-        assert!(e.contains("options"), "{e}");
+        assert_eq!(e, PoolerSetupError::OptionsRefused);
+        assert!(e.to_string().contains("options"), "{e}");
         let p = Poolers::resolve(&["host=pool port=6432 dbname=pgbouncer".to_string()], &env).unwrap();
         assert_eq!(p.sources[0].address, "pool:6432");
     }

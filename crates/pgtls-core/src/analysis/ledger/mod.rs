@@ -39,14 +39,36 @@ impl Default for KeyFields {
     }
 }
 
+/// A ledger key (`ledger.key`) pgtls cannot use. Display and Error by hand: the pure layer takes no derive crate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyError {
+    /// With no field every client would be one record: the holdouts list and every what-if would be empty lies.
+    Empty,
+    /// A name that is none of user, database, application, address.
+    UnknownField(String),
+}
+
+impl std::fmt::Display for KeyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyError::Empty => {
+                f.write_str("an empty key names no field; list at least one of user, database, application, address")
+            }
+            KeyError::UnknownField(other) => write!(
+                f,
+                "unknown ledger key field \"{other}\" (use user, database, application, address)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for KeyError {}
+
 impl KeyFields {
     /// From names like `["user", "database", "application"]`.
-    pub fn from_names(names: &[String]) -> Result<KeyFields, String> {
-        // With no field every client would be one record: the holdouts list and every what-if would be empty lies.
+    pub fn from_names(names: &[String]) -> Result<KeyFields, KeyError> {
         if names.is_empty() {
-            return Err(
-                "an empty key names no field; list at least one of user, database, application, address".into(),
-            );
+            return Err(KeyError::Empty);
         }
         let mut k = KeyFields {
             user: false,
@@ -60,11 +82,7 @@ impl KeyFields {
                 "database" => k.database = true,
                 "application" => k.application = true,
                 "address" => k.address = true,
-                other => {
-                    return Err(format!(
-                        "unknown ledger key field \"{other}\" (use user, database, application, address)"
-                    ));
-                }
+                other => return Err(KeyError::UnknownField(other.to_string())),
             }
         }
         Ok(k)
@@ -1143,12 +1161,12 @@ mod tests {
         ledger.observe_snapshot(&fixtures::snapshot(), false);
         let billing = ledger.records().find(|r| r.key.application == "billing-batch").unwrap();
         assert_eq!((billing.sessions, billing.key.address.as_str()), (2, ""));
-        assert!(KeyFields::from_names(&[]).unwrap_err().contains("empty key"));
-        assert!(
-            KeyFields::from_names(&["host".into()])
-                .unwrap_err()
-                .contains("unknown ledger key field")
-        );
+        let e = KeyFields::from_names(&[]).unwrap_err();
+        assert_eq!(e, KeyError::Empty);
+        assert!(e.to_string().contains("empty key"), "{e}");
+        let e = KeyFields::from_names(&["host".into()]).unwrap_err();
+        assert_eq!(e, KeyError::UnknownField("host".into()));
+        assert!(e.to_string().contains("unknown ledger key field"), "{e}");
     }
 
     fn session(at: DateTime<Utc>, app: &str, address: &str, version: &str) -> Entry {
