@@ -52,6 +52,10 @@ pub enum Command {
     Bundle(BundleArgs),
     /// Start a throwaway TLS-enabled PostgreSQL with a mix of clients and open the dashboard on it.
     #[command(disable_help_flag = true)]
+    #[cfg_attr(
+        not(feature = "demo"),
+        command(about = "Not in this build (built without the demo feature, for a server): the default build has it.")
+    )]
     Demo(DemoArgs),
     /// Watch many servers for weeks and export what pgtls sees as Prometheus metrics (/metrics), with a JSON API.
     /// Reloads the targets on SIGHUP, stops on SIGTERM.

@@ -18,13 +18,17 @@ pub mod files;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fixtures;
 pub use pgtls_core::format;
-pub mod lab;
+/// The lab (a throwaway PostgreSQL and PgBouncer) lives in its own crate, as does the provisioner below; both are
+/// in the demo build and the tests, not in a server build (`--no-default-features`).
+#[cfg(any(feature = "demo", feature = "test-support"))]
+pub use pgtls_lab::lab;
 pub mod logsource;
 pub use pgtls_core::model;
 pub mod output;
 pub mod pooler_logs;
 pub mod probe;
-pub mod provision;
+#[cfg(any(feature = "demo", feature = "test-support"))]
+pub use pgtls_lab::provision;
 pub mod roots;
 /// The PNG rasteriser behind the README's screenshots (image + ab_glyph); not in an installed binary.
 #[cfg(feature = "test-support")]

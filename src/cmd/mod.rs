@@ -3,6 +3,7 @@
 pub mod bundle;
 pub mod check;
 pub mod dashboard;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod docs;
 pub mod exit;
@@ -17,6 +18,11 @@ use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
 
+/// What `pgtls demo` says in a build without the `demo` feature.
+#[cfg(not(feature = "demo"))]
+pub const NO_DEMO: &str = "demo: this build of pgtls has no demo (built with --no-default-features, for a server); \
+                           a build with the default features has it";
+
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Some(Command::Snapshot(args)) => snapshot::run(args).await,
@@ -24,7 +30,11 @@ pub async fn run(cli: Cli) -> ExitCode {
         Some(Command::Check(args)) => check::run(args).await,
         Some(Command::Ledger(args)) => ledger::run(args),
         Some(Command::Bundle(args)) => bundle::run(args),
+        #[cfg(feature = "demo")]
         Some(Command::Demo(args)) => demo::run(args).await,
+        // The subcommand stays in a server build, or `pgtls demo` would be read as a database name to connect to.
+        #[cfg(not(feature = "demo"))]
+        Some(Command::Demo(_)) => Err(Failure::usage(NO_DEMO)),
         Some(Command::Serve(args)) => serve::run(args).await,
         Some(Command::Man(args)) => docs::man(args.command.as_deref()),
         Some(Command::Completions(args)) => docs::completions(args.shell),

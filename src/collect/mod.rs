@@ -5,7 +5,8 @@ pub mod cert_file;
 pub mod engine;
 pub mod fleet;
 pub mod history;
-pub mod own;
+/// The set of our own helper backends is `pgtls_core::own`, so the lab can share it without depending on this crate.
+pub use pgtls_core::own;
 pub mod poller;
 pub mod pooler;
 pub mod rows;

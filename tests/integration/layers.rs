@@ -5,7 +5,9 @@
 //! * the pure layer's dependencies stay pure: its normal dependencies are on an allow-list, and none of its
 //!   dependencies, direct or not, is a runtime, a CLI parser, a server or a TLS library (`cargo metadata`);
 //! * its code outside tests does no I/O of its own (no file system, network, processes or environment);
-//! * inside the crate, the model names nothing of the analysis built on it.
+//! * inside the crate, the model names nothing of the analysis built on it;
+//! * the lab (`pgtls-lab`) is built on the layers below the binary, never on the binary itself;
+//! * a server build (`--no-default-features`, no `demo`) carries no downloader (`cargo tree`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail by panicking")]
 
@@ -343,4 +345,73 @@ fn the_connection_crates_modules_form_no_cycle() {
         .filter(|m| reaches(&edges, m, m, &mut BTreeSet::new()))
         .collect();
     assert!(cycles.is_empty(), "modules on a cycle: {cycles:?} ({edges:?})");
+}
+
+/// The crates a build of the binary compiles in, as `cargo tree` prints them (normal dependencies only, so neither
+/// the tests' dev-dependencies nor the test-support feature they turn on), with the given feature flags.
+fn binary_dependencies(flags: &[&str]) -> BTreeSet<String> {
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "tree", "--locked", "-p", "pgtls", "-e", "normal", "--prefix", "none", "-f", "{p}",
+        ])
+        .args(flags)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        out.status.success(),
+        "cargo tree failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("cargo tree prints UTF-8")
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// What only the demo needs: the lab and the provisioner's download, unpacking and progress bar.
+const DEMO_ONLY: &[&str] = &["pgtls-lab", "ureq", "tar", "flate2", "indicatif"];
+
+#[test]
+fn a_server_build_carries_no_downloader() {
+    let lean = binary_dependencies(&["--no-default-features"]);
+    let found: Vec<&&str> = DEMO_ONLY.iter().filter(|n| lean.contains(**n)).collect();
+    assert!(
+        found.is_empty(),
+        "`cargo build --no-default-features` compiles in {found:?}; only the demo feature may bring them"
+    );
+    assert!(
+        lean.contains("tokio-postgres") && lean.contains("pgtls-conn"),
+        "the walk found the dependencies: {lean:?}"
+    );
+    let default = binary_dependencies(&[]);
+    let missing: Vec<&&str> = DEMO_ONLY.iter().filter(|n| !default.contains(**n)).collect();
+    assert!(
+        missing.is_empty(),
+        "the default build (with the demo) lacks {missing:?}: is the list above still what the demo needs?"
+    );
+}
+
+#[test]
+fn the_lab_is_not_built_on_the_binary() {
+    let meta = metadata();
+    let lab = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "pgtls-lab")
+        .expect("pgtls-lab is a workspace member");
+    let deps: BTreeSet<&str> = lab["dependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        !deps.contains("pgtls"),
+        "pgtls-lab depends on the binary's crate: {deps:?}"
+    );
+    assert!(deps.contains("pgtls-conn"), "{deps:?}");
 }

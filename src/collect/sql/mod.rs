@@ -291,9 +291,13 @@ mod tests {
             "SHOW and a qualified call, literals in the same file",
         ),
         // The lab builds DDL with the server's own format(%I, %L), itself a checked literal.
-        ("src/lab/mod.rs", "sql", "built by pg_catalog.format on the server"),
         (
-            "src/lab/sessions.rs",
+            "crates/pgtls-lab/src/lab/mod.rs",
+            "sql",
+            "built by pg_catalog.format on the server",
+        ),
+        (
+            "crates/pgtls-lab/src/lab/sessions.rs",
             "sql",
             "the lab's client workload, literals checked at their definition",
         ),
@@ -306,7 +310,11 @@ mod tests {
     fn every_database_call_in_the_source_tree_is_qualified() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut files = Vec::new();
-        let mut dirs = vec![root.join("src"), root.join("crates/pgtls-conn/src")];
+        let mut dirs = vec![
+            root.join("src"),
+            root.join("crates/pgtls-conn/src"),
+            root.join("crates/pgtls-lab/src"),
+        ];
         while let Some(dir) = dirs.pop() {
             for entry in std::fs::read_dir(&dir).unwrap() {
                 let path = entry.unwrap().path();

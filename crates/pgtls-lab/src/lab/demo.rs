@@ -7,7 +7,7 @@ use color_eyre::eyre::Result;
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::{LAB_PASSWORD, Lab, LabHandle, LabSession, SUPERUSER, SessionKind};
-use crate::conn::conninfo::quote_value;
+use pgtls_conn::conninfo::quote_value;
 
 /// The demo's monitoring role: a member of pg_monitor, as production monitoring should be, and allowed to read
 /// pg_hba.conf, so the What-if screen can name the `host` lines a `prefer` client would fall back through; and a

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use color_eyre::eyre::{Result, WrapErr, bail};
 use tokio_postgres::{Client, NoTls};
 
-use crate::collect::own::OwnPids;
+use pgtls_core::own::OwnPids;
 
 use self::bindir::ServerBinaries;
 use self::certs::{CertSpec, Issued};
