@@ -123,7 +123,7 @@ pub enum StartError {
     /// Its `pgbouncer`/`pgbouncer_log` lists (checked when planned: a file gone since).
     #[error(transparent)]
     Poolers(#[from] crate::collect::pooler::PoolerSetupError),
-    /// Its ledger could not be opened (held past [`LEDGER_WAIT`], or the file is wrong).
+    /// Its ledger could not be opened (held past the ten seconds a successor waits, or the file is wrong).
     #[error(transparent)]
     Ledger(#[from] OpenError),
 }
