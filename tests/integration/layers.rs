@@ -7,6 +7,8 @@
 //! * its code outside tests does no I/O of its own (no file system, network, processes or environment);
 //! * inside the crate, the model names nothing of the analysis built on it;
 //! * the lab (`pgtls-lab`) is built on the layers below the binary, never on the binary itself;
+//! * so is the collector (`pgtls-collect`), which takes no CLI, terminal or web crate, and the pure layer does not
+//!   depend on it;
 //! * a server build (`--no-default-features`, no `demo`) carries no downloader (`cargo tree`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail by panicking")]
@@ -26,6 +28,7 @@ const CORE_FORBIDDEN: &[&str] = &[
     "tokio-postgres",
     "postgres-openssl",
     "pgtls-conn",
+    "pgtls-collect",
     "pgtls",
     "clap",
     "nix",
@@ -414,4 +417,32 @@ fn the_lab_is_not_built_on_the_binary() {
         "pgtls-lab depends on the binary's crate: {deps:?}"
     );
     assert!(deps.contains("pgtls-conn"), "{deps:?}");
+}
+
+/// What the collector must not declare: the binary, the lab (a dev-dependency of its tests only), and the CLI,
+/// terminal and web crates the binary keeps.
+const COLLECT_FORBIDDEN: &[&str] = &["pgtls", "pgtls-lab", "clap", "ratatui", "crossterm", "axum", "hyper"];
+
+#[test]
+fn the_collector_is_not_built_on_the_binary() {
+    let meta = metadata();
+    let collect = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "pgtls-collect")
+        .expect("pgtls-collect is a workspace member");
+    let normal: BTreeSet<&str> = collect["dependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["kind"].is_null())
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    let bad: Vec<&&str> = COLLECT_FORBIDDEN.iter().filter(|n| normal.contains(**n)).collect();
+    assert!(bad.is_empty(), "pgtls-collect depends on {bad:?}: {normal:?}");
+    assert!(
+        normal.contains("pgtls-core") && normal.contains("pgtls-conn"),
+        "{normal:?}"
+    );
 }

@@ -24,17 +24,17 @@ pub struct PinnedRoot {
 pub const AZURE: [PinnedRoot; 3] = [
     PinnedRoot {
         name: "DigiCert Global Root CA",
-        pem: include_str!("../assets/roots/DigiCert_Global_Root_CA.pem"),
+        pem: include_str!("../../../assets/roots/DigiCert_Global_Root_CA.pem"),
         sha256: "43:48:A0:E9:44:4C:78:CB:26:5E:05:8D:5E:89:44:B4:D8:4F:96:62:BD:26:DB:25:7F:89:34:A4:43:C7:01:61",
     },
     PinnedRoot {
         name: "DigiCert Global Root G2",
-        pem: include_str!("../assets/roots/DigiCert_Global_Root_G2.pem"),
+        pem: include_str!("../../../assets/roots/DigiCert_Global_Root_G2.pem"),
         sha256: "CB:3C:CB:B7:60:31:E5:E0:13:8F:8D:D3:9A:23:F9:DE:47:FF:C3:5E:43:C1:14:4C:EA:27:D4:6A:5A:B1:CB:5F",
     },
     PinnedRoot {
         name: "Microsoft RSA Root Certificate Authority 2017",
-        pem: include_str!("../assets/roots/Microsoft_RSA_Root_Certificate_Authority_2017.pem"),
+        pem: include_str!("../../../assets/roots/Microsoft_RSA_Root_Certificate_Authority_2017.pem"),
         sha256: "C7:41:F7:0F:4B:2A:8D:88:BF:2E:71:C1:41:22:EF:53:EF:10:EB:A0:CF:A5:E6:4C:FA:20:F4:18:85:30:73:E0",
     },
 ];

@@ -403,11 +403,7 @@ impl Log {
         if self.on {
             use std::io::Write;
             let line = format!("target {}: {text}", crate::conn::text::quoted(&self.name));
-            let _ = writeln!(
-                std::io::stderr(),
-                "pgtls: serve: {}",
-                crate::output::safe::terminal(&line)
-            );
+            let _ = writeln!(std::io::stderr(), "pgtls: serve: {}", pgtls_core::safe::terminal(&line));
         }
     }
 }
