@@ -60,7 +60,6 @@ const ALLOWED: &[(&str, usize, &str)] = &[
         1,
         "a lint of pgtls's own SQL at test time: the Err is the call's text",
     ),
-    ("crates/pgtls-collect/src/logsource/sql.rs", 7, "not converted yet"),
     ("crates/pgtls-lab/src/provision/unpack.rs", 4, "not converted yet"),
     ("crates/pgtls-lab/src/provision/download.rs", 1, "not converted yet"),
     ("crates/pgtls-lab/src/provision/cache.rs", 1, "not converted yet"),
