@@ -60,10 +60,6 @@ const ALLOWED: &[(&str, usize, &str)] = &[
         1,
         "a lint of pgtls's own SQL at test time: the Err is the call's text",
     ),
-    ("crates/pgtls-lab/src/provision/unpack.rs", 4, "not converted yet"),
-    ("crates/pgtls-lab/src/provision/download.rs", 1, "not converted yet"),
-    ("crates/pgtls-lab/src/provision/cache.rs", 1, "not converted yet"),
-    ("crates/pgtls-lab/src/provision/mod.rs", 6, "not converted yet"),
     (
         "crates/pgtls-core/src/analysis/after.rs",
         1,
