@@ -249,7 +249,9 @@ fn start_probe(
                 Ok(bytes) => crate::probe::on_disk::compare(&path, &bytes, &report.chain, chrono::Utc::now()),
                 Err(reason) => crate::probe::on_disk::OnDisk {
                     path,
-                    verdict: crate::probe::on_disk::OnDiskVerdict::NotCompared { reason },
+                    verdict: crate::probe::on_disk::OnDiskVerdict::NotCompared {
+                        reason: reason.to_string(),
+                    },
                 },
             };
             crate::probe::on_disk::attach(report, on_disk);

@@ -235,7 +235,7 @@ pub fn run_reporting(
             }
             Err(e) => report.findings.push(Finding {
                 severity: Severity::Critical,
-                message: e,
+                message: e.to_string(),
             }),
         }
     }
