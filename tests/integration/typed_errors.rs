@@ -25,7 +25,6 @@ const ALLOWED: &[(&str, usize, &str)] = &[
         1,
         "test fixtures (demo data): the error is never shown to a user",
     ),
-    ("crates/pgtls-collect/src/probe/mod.rs", 2, "not converted yet"),
     (
         "src/tui/components/certificates.rs",
         1,

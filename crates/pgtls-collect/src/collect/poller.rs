@@ -235,7 +235,7 @@ fn start_probe(
                 // A blocking thread each; with many servers at once they take turns (see PROBES_AT_ONCE).
                 let _slot = PROBE_SLOTS.acquire().await;
                 match tokio::task::spawn_blocking(move || crate::probe::run_reporting(&target, Some(report_to))).await {
-                    Ok(result) => result.map(Box::new),
+                    Ok(result) => result.map(Box::new).map_err(|e| e.to_string()),
                     Err(e) => Err(format!("probe failed: {e}")),
                 }
             }
