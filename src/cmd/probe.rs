@@ -38,7 +38,7 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode, Failure> {
     let report = tokio::task::spawn_blocking(move || probe(&target))
         .await
         .map_err(|e| unknown(e.to_string()))?
-        .map_err(unknown)?;
+        .map_err(|e| unknown(e.to_string()))?;
     let mut out = std::io::stdout().lock();
     let written = match args.format {
         ProbeFormat::Text => crate::output::probe::write(&report, &mut out),

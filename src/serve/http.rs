@@ -22,6 +22,7 @@ use axum::routing::get;
 use hyper::service::Service as _;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use openssl::error::ErrorStack;
 use openssl::ssl::{Ssl, SslAcceptor, SslFiletype, SslMethod};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
@@ -132,21 +133,48 @@ async fn authenticate(State(state): State<ServeState>, request: axum::extract::R
     }
 }
 
+/// Why the web config's TLS side cannot serve; one line.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptorError {
+    /// OpenSSL could not set up a TLS server.
+    #[error(transparent)]
+    Setup(ErrorStack),
+    /// The certificate chain file does not load.
+    #[error("web config: cert_file {}: {source}", path.display())]
+    CertFile {
+        path: std::path::PathBuf,
+        source: ErrorStack,
+    },
+    /// The private key file does not load.
+    #[error("web config: key_file {}: {source}", path.display())]
+    KeyFile {
+        path: std::path::PathBuf,
+        source: ErrorStack,
+    },
+    /// The key is not the certificate's.
+    #[error("web config: the key does not match the certificate: {0}")]
+    KeyMismatch(ErrorStack),
+}
+
 /// The TLS side of the web config, checked at start so a bad file is a start-up error, not a silent plain listener.
-pub fn acceptor(web: &WebConfig) -> Result<Option<Arc<SslAcceptor>>, String> {
+pub fn acceptor(web: &WebConfig) -> Result<Option<Arc<SslAcceptor>>, AcceptorError> {
     let Some(tls) = &web.tls else {
         return Ok(None);
     };
-    let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).map_err(|e| e.to_string())?;
+    let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).map_err(AcceptorError::Setup)?;
     builder
         .set_certificate_chain_file(&tls.cert_file)
-        .map_err(|e| format!("web config: cert_file {}: {e}", tls.cert_file.display()))?;
+        .map_err(|source| AcceptorError::CertFile {
+            path: tls.cert_file.clone(),
+            source,
+        })?;
     builder
         .set_private_key_file(&tls.key_file, SslFiletype::PEM)
-        .map_err(|e| format!("web config: key_file {}: {e}", tls.key_file.display()))?;
-    builder
-        .check_private_key()
-        .map_err(|e| format!("web config: the key does not match the certificate: {e}"))?;
+        .map_err(|source| AcceptorError::KeyFile {
+            path: tls.key_file.clone(),
+            source,
+        })?;
+    builder.check_private_key().map_err(AcceptorError::KeyMismatch)?;
     Ok(Some(Arc::new(builder.build())))
 }
 

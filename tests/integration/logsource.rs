@@ -254,7 +254,8 @@ async fn stderr_file_finds_short_lived_sessions_and_survives_copytruncate() {
     let err = SqlLogReader::new(false)
         .poll(&admin)
         .await
-        .expect_err("collector is off");
+        .expect_err("collector is off")
+        .to_string();
     eprintln!("collector off: {err}");
     assert!(err.contains("logging_collector is off"), "{err}");
     assert!(!err.contains('\n'));
@@ -428,7 +429,11 @@ async fn sql_reader_as_superuser_follows_rotation_and_refuses_others() {
     // An ordinary role may not read the server's files, and is told so in one line.
     lab.ensure_role("nobody_special").await.expect("role");
     let client = plain_client(&lab, "nobody_special").await;
-    let err = SqlLogReader::new(false).poll(&client).await.expect_err("not permitted");
+    let err = SqlLogReader::new(false)
+        .poll(&client)
+        .await
+        .expect_err("not permitted")
+        .to_string();
     eprintln!("unprivileged: {err}");
     assert!(err.contains("permission denied"), "{err}");
     assert!(err.contains("nobody_special"), "{err}");
@@ -455,7 +460,8 @@ async fn a_role_without_rights_to_the_log_is_told_which_it_needs() {
     let err = SqlLogReader::new(false)
         .poll(&session.client)
         .await
-        .expect_err("an ordinary role may not call pg_current_logfile");
+        .expect_err("an ordinary role may not call pg_current_logfile")
+        .to_string();
     assert!(
         err.contains("role \"log_reader_without_rights\" may not read server log files"),
         "{err}"

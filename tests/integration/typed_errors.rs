@@ -20,26 +20,16 @@ const ALLOWED: &[(&str, usize, &str)] = &[
         "CLI edge: the plan's message names the target and the flag",
     ),
     // Not converted yet (issue 26, item 4, continued): each is a library-like site that should become an enum.
-    ("crates/pgtls-collect/src/roots.rs", 3, "not converted yet"),
     (
         "crates/pgtls-collect/src/fixtures.rs",
         1,
         "test fixtures (demo data): the error is never shown to a user",
-    ),
-    ("crates/pgtls-collect/src/probe/verify.rs", 1, "not converted yet"),
-    ("crates/pgtls-collect/src/probe/mod.rs", 2, "not converted yet"),
-    (
-        "crates/pgtls-collect/src/probe/bundles.rs",
-        1,
-        "not converted yet (judge_for)",
     ),
     (
         "src/tui/components/certificates.rs",
         1,
         "carries the probe's error (probe/mod.rs) to the screen",
     ),
-    ("src/serve/http.rs", 1, "not converted yet"),
-    ("crates/pgtls-collect/src/collect/cert_file.rs", 1, "not converted yet"),
     (
         "crates/pgtls-collect/src/collect/history.rs",
         5,
@@ -60,11 +50,6 @@ const ALLOWED: &[(&str, usize, &str)] = &[
         1,
         "a lint of pgtls's own SQL at test time: the Err is the call's text",
     ),
-    ("crates/pgtls-collect/src/logsource/sql.rs", 7, "not converted yet"),
-    ("crates/pgtls-lab/src/provision/unpack.rs", 4, "not converted yet"),
-    ("crates/pgtls-lab/src/provision/download.rs", 1, "not converted yet"),
-    ("crates/pgtls-lab/src/provision/cache.rs", 1, "not converted yet"),
-    ("crates/pgtls-lab/src/provision/mod.rs", 6, "not converted yet"),
     (
         "crates/pgtls-core/src/analysis/after.rs",
         1,

@@ -8,4 +8,4 @@ mod follow;
 mod sql;
 
 pub use self::follow::LogFollower;
-pub use self::sql::SqlLogReader;
+pub use self::sql::{LogSqlError, SqlLogReader};

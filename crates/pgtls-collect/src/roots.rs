@@ -4,6 +4,7 @@
 //! the system store, which is dropping DigiCert Global Root CA for web use.
 
 use chrono::{DateTime, Utc};
+use openssl::error::ErrorStack;
 use openssl::stack::Stack;
 use openssl::x509::store::{X509Store, X509StoreBuilder};
 use openssl::x509::{X509, X509StoreContext};
@@ -39,16 +40,38 @@ pub const AZURE: [PinnedRoot; 3] = [
     },
 ];
 
+/// An embedded root that cannot be used; `name` is the root's.
+#[derive(Debug, thiserror::Error)]
+pub enum RootError {
+    /// The embedded PEM does not parse.
+    #[error("{name}: embedded PEM: {source}")]
+    Pem { name: &'static str, source: ErrorStack },
+    /// The embedded certificate is not the pinned one.
+    #[error("{name}: embedded certificate has SHA-256 {actual}, not the published {published}")]
+    Fingerprint {
+        name: &'static str,
+        actual: String,
+        published: &'static str,
+    },
+    /// The certificate could not be written as PEM.
+    #[error("{name}: {source}")]
+    Encode { name: &'static str, source: ErrorStack },
+}
+
 impl PinnedRoot {
     /// The certificate, refused unless its fingerprint is the pinned one.
-    pub fn certificate(&self) -> Result<X509, String> {
-        let cert = X509::from_pem(self.pem.as_bytes()).map_err(|e| format!("{}: embedded PEM: {e}", self.name))?;
+    pub fn certificate(&self) -> Result<X509, RootError> {
+        let cert = X509::from_pem(self.pem.as_bytes()).map_err(|source| RootError::Pem {
+            name: self.name,
+            source,
+        })?;
         let actual = sha256(&cert);
         if actual != self.sha256 {
-            return Err(format!(
-                "{}: embedded certificate has SHA-256 {actual}, not the published {}",
-                self.name, self.sha256
-            ));
+            return Err(RootError::Fingerprint {
+                name: self.name,
+                actual,
+                published: self.sha256,
+            });
         }
         Ok(cert)
     }
@@ -59,13 +82,16 @@ pub fn sha256(cert: &X509) -> String {
 }
 
 /// The three roots in one PEM, each after a comment line naming it (OpenSSL and libpq skip text outside blocks).
-pub fn azure_bundle() -> Result<String, String> {
+pub fn azure_bundle() -> Result<String, RootError> {
     let mut out = String::from(
         "# Root CAs for Azure Database for PostgreSQL (ICA rotation 2026), written by pgtls bundle --azure\n",
     );
     for root in &AZURE {
         let cert = root.certificate()?;
-        let pem = cert.to_pem().map_err(|e| format!("{}: {e}", root.name))?;
+        let pem = cert.to_pem().map_err(|source| RootError::Encode {
+            name: root.name,
+            source,
+        })?;
         out.push_str(&format!("# {} (SHA-256 {})\n", root.name, root.sha256));
         out.push_str(&String::from_utf8_lossy(&pem));
     }
@@ -93,7 +119,7 @@ pub fn check_azure(
     bundle: &[X509],
     now: DateTime<Utc>,
     system: Option<&X509Store>,
-) -> Result<Vec<RootPresence>, String> {
+) -> Result<Vec<RootPresence>, RootError> {
     AZURE
         .iter()
         .map(|root| {
@@ -168,7 +194,13 @@ mod tests {
             sha256: AZURE[1].sha256,
             ..AZURE[0]
         };
-        assert!(wrong.certificate().unwrap_err().contains("not the published"));
+        assert!(
+            wrong
+                .certificate()
+                .unwrap_err()
+                .to_string()
+                .contains("not the published")
+        );
     }
 
     #[test]

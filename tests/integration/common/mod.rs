@@ -150,7 +150,7 @@ pub fn version_bindir(major: u32) -> Result<VersionBinaries, BindirError> {
             Err(e) => tried.push(format!("{} ({found_by}): {e}", dir.display())),
         }
     }
-    let provisioner = Provisioner::from_env(false).map_err(BindirError::Missing)?;
+    let provisioner = Provisioner::from_env(false).map_err(|e| BindirError::Missing(e.to_string()))?;
     if let Err(e) = provisioner.pin(major) {
         return Err(BindirError::Missing(format!("{e}; set {var}")));
     }
@@ -158,7 +158,7 @@ pub fn version_bindir(major: u32) -> Result<VersionBinaries, BindirError> {
         Ok(dir) => checked_bindir(major, dir, "pgtls's cache".to_string()).map_err(BindirError::Broken),
         Err(e) if provisioner.offline => Err(BindirError::Missing(format!("{e}; set {var}"))),
         Err(e) => Err(BindirError::Broken(if tried.is_empty() {
-            e
+            e.to_string()
         } else {
             format!("{e}; tried: {}", tried.join("; "))
         })),

@@ -4,16 +4,40 @@
 use std::time::Duration;
 
 use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
 
 use crate::probe::on_disk::MAX_CERT_FILE;
 
-/// `ssl_cert_file` as set, and at most [`MAX_CERT_FILE`] bytes of it; or why not, in one line.
-pub async fn read(client: &Client, limit: Duration) -> (Option<String>, Result<Vec<u8>, String>) {
+/// Why the certificate file was not read; one line.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CertFileError {
+    /// The server did not answer within the limit.
+    #[error("no answer within {secs} s")]
+    Late { secs: u64 },
+    /// The query failed: the server's message (or the driver's), and the SQLSTATE when the server sent one.
+    #[error("{message}")]
+    Sql { message: String, code: Option<SqlState> },
+}
+
+impl CertFileError {
+    fn from_driver(e: &tokio_postgres::Error) -> CertFileError {
+        CertFileError::Sql {
+            message: e.to_string(),
+            code: e.code().cloned(),
+        }
+    }
+}
+
+/// `ssl_cert_file` as set, and at most [`MAX_CERT_FILE`] bytes of it; or why not.
+pub async fn read(client: &Client, limit: Duration) -> (Option<String>, Result<Vec<u8>, CertFileError>) {
     let said = |e: tokio_postgres::Error| match e.as_db_error() {
-        Some(db) => db.message().to_string(),
-        None => e.to_string(),
+        Some(db) => CertFileError::Sql {
+            message: db.message().to_string(),
+            code: Some(db.code().clone()),
+        },
+        None => CertFileError::from_driver(&e),
     };
-    let late = || format!("no answer within {} s", limit.as_secs());
+    let late = || CertFileError::Late { secs: limit.as_secs() };
     let path = match tokio::time::timeout(
         limit,
         client.query_one("SELECT pg_catalog.current_setting('ssl_cert_file')", &[]),
@@ -24,7 +48,7 @@ pub async fn read(client: &Client, limit: Duration) -> (Option<String>, Result<V
         Ok(Err(e)) => return (None, Err(said(e))),
         Ok(Ok(row)) => match row.try_get::<_, String>(0) {
             Ok(path) => path,
-            Err(e) => return (None, Err(e.to_string())),
+            Err(e) => return (None, Err(CertFileError::from_driver(&e))),
         },
     };
     // Relative paths resolve under the data directory, for the server and for pg_read_binary_file alike.
@@ -39,7 +63,7 @@ pub async fn read(client: &Client, limit: Duration) -> (Option<String>, Result<V
     let bytes = match read {
         Err(_) => Err(late()),
         Ok(Err(e)) => Err(said(e)),
-        Ok(Ok(row)) => row.try_get::<_, Vec<u8>>(0).map_err(|e| e.to_string()),
+        Ok(Ok(row)) => row.try_get::<_, Vec<u8>>(0).map_err(|e| CertFileError::from_driver(&e)),
     };
     (Some(path), bytes)
 }

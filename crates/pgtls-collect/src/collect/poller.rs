@@ -235,7 +235,7 @@ fn start_probe(
                 // A blocking thread each; with many servers at once they take turns (see PROBES_AT_ONCE).
                 let _slot = PROBE_SLOTS.acquire().await;
                 match tokio::task::spawn_blocking(move || crate::probe::run_reporting(&target, Some(report_to))).await {
-                    Ok(result) => result.map(Box::new),
+                    Ok(result) => result.map(Box::new).map_err(|e| e.to_string()),
                     Err(e) => Err(format!("probe failed: {e}")),
                 }
             }
@@ -249,7 +249,9 @@ fn start_probe(
                 Ok(bytes) => crate::probe::on_disk::compare(&path, &bytes, &report.chain, chrono::Utc::now()),
                 Err(reason) => crate::probe::on_disk::OnDisk {
                     path,
-                    verdict: crate::probe::on_disk::OnDiskVerdict::NotCompared { reason },
+                    verdict: crate::probe::on_disk::OnDiskVerdict::NotCompared {
+                        reason: reason.to_string(),
+                    },
                 },
             };
             crate::probe::on_disk::attach(report, on_disk);

@@ -81,7 +81,7 @@ impl SqlLogReader {
     }
 
     /// Read what was added since the last call. Errors are one line, meant to be shown as they are.
-    pub async fn poll(&mut self, client: &Client) -> Result<Vec<ConnectionEvent>, String> {
+    pub async fn poll(&mut self, client: &Client) -> Result<Vec<ConnectionEvent>, LogSqlError> {
         let mut events = Vec::new();
         let mut chunks = self.chunks_per_poll;
         self.behind = false;
@@ -104,7 +104,7 @@ impl SqlLogReader {
                 }
                 // Removed before we finished it (rotation with deletion): its rest is gone, carry on.
                 Ok(true) | Err(ReadError { gone: true, .. }) => {}
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e.error),
             }
             state.pipeline.end_of_file(&mut events);
             state.file = current;
@@ -131,7 +131,7 @@ impl SqlLogReader {
     }
 }
 
-async fn start(client: &Client, from_start: bool) -> Result<State, String> {
+async fn start(client: &Client, from_start: bool) -> Result<State, LogSqlError> {
     let row = client
         .query_one(
             "SELECT CURRENT_USER::pg_catalog.text, pg_catalog.current_setting('logging_collector'), \
@@ -142,28 +142,24 @@ async fn start(client: &Client, from_start: bool) -> Result<State, String> {
         .map_err(|e| unavailable("reading the logging settings", &e))?;
     // try_get throughout: a server (or a proxy in front of one) may send NULL or another type, which is a
     // reason the log source is unavailable, never a panic.
-    let text = |idx: usize| -> Result<String, String> {
+    let text = |idx: usize| -> Result<String, LogSqlError> {
         row.try_get::<_, crate::collect::rows::LossyText>(idx)
             .map(|t| t.0)
             .map_err(|e| unavailable("reading the logging settings", &e))
     };
     let (role, collector, destination, prefix) = (text(0)?, text(1)?, text(2)?, text(3)?);
     if collector != "on" {
-        return Err(
-            "log source unavailable: logging_collector is off, so the server keeps no log file \
-                    that SQL can read (set logging_collector = on and restart)"
-                .to_string(),
-        );
+        return Err(LogSqlError::CollectorOff);
     }
     let format = detect_with_collector(&destination, &prefix, &collector);
     // Told apart by SQLSTATE, not by the server's words (which follow lc_messages).
     let file = match ask_current_logfile(client, &format).await {
         Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
-            return Err(format!(
-                "log source unavailable: role \"{role}\" may not read server log files (needs superuser, or \
-                 EXECUTE on pg_current_logfile and pg_read_binary_file or pg_read_file): asking pg_current_logfile: {}",
-                db_message(&e)
-            ));
+            return Err(LogSqlError::NoLogfileGrant {
+                role,
+                message: db_message(&e),
+                code: e.code().cloned(),
+            });
         }
         answer => logfile_named(answer, &format)?,
     };
@@ -181,7 +177,7 @@ async fn start(client: &Client, from_start: bool) -> Result<State, String> {
     Ok(state)
 }
 
-async fn current_logfile(client: &Client, format: &LogFormat) -> Result<String, String> {
+async fn current_logfile(client: &Client, format: &LogFormat) -> Result<String, LogSqlError> {
     logfile_named(ask_current_logfile(client, format).await, format)
 }
 
@@ -193,17 +189,18 @@ async fn ask_current_logfile(client: &Client, format: &LogFormat) -> Result<Opti
         .try_get(0)
 }
 
-fn logfile_named(answer: Result<Option<String>, tokio_postgres::Error>, format: &LogFormat) -> Result<String, String> {
+fn logfile_named(
+    answer: Result<Option<String>, tokio_postgres::Error>,
+    format: &LogFormat,
+) -> Result<String, LogSqlError> {
     let key = format.current_logfiles_key();
     let file = answer.map_err(|e| unavailable("asking pg_current_logfile", &e))?;
-    file.ok_or_else(|| {
-        format!("log source unavailable: pg_current_logfile('{key}') names no file (is {key} in log_destination?)")
-    })
+    file.ok_or(LogSqlError::NoLogfile { key })
 }
 
 /// Prefer the binary reader: pg_read_file checks the text's encoding and fails on a multibyte character
 /// cut by the chunk boundary or on a line logged in another database's encoding.
-async fn pick_reader(client: &Client, file: &str, role: &str) -> Result<ReadFn, String> {
+async fn pick_reader(client: &Client, file: &str, role: &str) -> Result<ReadFn, LogSqlError> {
     let binary = client
         .query_one("SELECT pg_catalog.pg_read_binary_file($1, 0, 0)", &[&file])
         .await;
@@ -218,23 +215,22 @@ async fn pick_reader(client: &Client, file: &str, role: &str) -> Result<ReadFn, 
         .await
     {
         Ok(_) => Ok(ReadFn::Text),
-        Err(e) => Err(format!(
-            "log source unavailable: role \"{role}\" may not read server log files (needs superuser, or EXECUTE \
-             on pg_read_binary_file or pg_read_file, plus pg_read_server_files when log_directory is outside \
-             the data directory): {}",
-            db_message(&e)
-        )),
+        Err(e) => Err(LogSqlError::NoReadGrant {
+            role: role.to_string(),
+            message: db_message(&e),
+            code: e.code().cloned(),
+        }),
     }
 }
 
 /// Start at the end of the current file. pg_stat_file needs its own grant; without it, read through.
-async fn skip_to_end(client: &Client, state: &mut State) -> Result<(), String> {
+async fn skip_to_end(client: &Client, state: &mut State) -> Result<(), LogSqlError> {
     let size = client
         .query_one("SELECT (pg_catalog.pg_stat_file($1)).size", &[&state.file])
         .await;
     match size {
         Ok(row) => {
-            let size: i64 = row.try_get(0).map_err(|e| ReadError::from_db(&e).message)?;
+            let size: i64 = row.try_get(0).map_err(|e| ReadError::from_db(&e).error)?;
             state.offset = size;
             if size > 0 {
                 let (last, _) = read_chunk(client, state, size - 1, 1).await?;
@@ -257,24 +253,70 @@ async fn skip_to_end(client: &Client, state: &mut State) -> Result<(), String> {
     Ok(())
 }
 
+/// Why the log source is unavailable. Each message is one line, meant to be shown as it is; `code` is the
+/// server's SQLSTATE when the server answered with an error.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LogSqlError {
+    /// A query failed: `what` pgtls was doing, the server's one-line `message`.
+    #[error("log source unavailable: {what}: {message}")]
+    Unavailable {
+        what: &'static str,
+        message: String,
+        code: Option<SqlState>,
+    },
+    /// `logging_collector` is not on.
+    #[error(
+        "log source unavailable: logging_collector is off, so the server keeps no log file \
+                    that SQL can read (set logging_collector = on and restart)"
+    )]
+    CollectorOff,
+    /// The role may not call `pg_current_logfile`.
+    #[error(
+        "log source unavailable: role \"{role}\" may not read server log files (needs superuser, or \
+                 EXECUTE on pg_current_logfile and pg_read_binary_file or pg_read_file): asking pg_current_logfile: {message}"
+    )]
+    NoLogfileGrant {
+        role: String,
+        message: String,
+        code: Option<SqlState>,
+    },
+    /// `pg_current_logfile(key)` returned NULL.
+    #[error("log source unavailable: pg_current_logfile('{key}') names no file (is {key} in log_destination?)")]
+    NoLogfile { key: &'static str },
+    /// The role may call neither file reader.
+    #[error(
+        "log source unavailable: role \"{role}\" may not read server log files (needs superuser, or EXECUTE \
+             on pg_read_binary_file or pg_read_file, plus pg_read_server_files when log_directory is outside \
+             the data directory): {message}"
+    )]
+    NoReadGrant {
+        role: String,
+        message: String,
+        code: Option<SqlState>,
+    },
+    /// Every shortened text read failed without an error to show.
+    #[error("log source unavailable: reading the log file failed")]
+    ReadFailed,
+}
+
 /// A failed read; `gone` when the file no longer exists.
 struct ReadError {
     gone: bool,
-    message: String,
+    error: LogSqlError,
 }
 
 impl ReadError {
     fn from_db(error: &tokio_postgres::Error) -> ReadError {
         ReadError {
             gone: error.code() == Some(&SqlState::UNDEFINED_FILE),
-            message: unavailable("reading the log file", error),
+            error: unavailable("reading the log file", error),
         }
     }
 }
 
-impl From<ReadError> for String {
-    fn from(error: ReadError) -> String {
-        error.message
+impl From<ReadError> for LogSqlError {
+    fn from(error: ReadError) -> LogSqlError {
+        error.error
     }
 }
 
@@ -340,7 +382,7 @@ async fn read_chunk(client: &Client, state: &State, offset: i64, length: i64) ->
             Err(last_err.map_or_else(
                 || ReadError {
                     gone: false,
-                    message: "log source unavailable: reading the log file failed".to_string(),
+                    error: LogSqlError::ReadFailed,
                 },
                 |e| ReadError::from_db(&e),
             ))
@@ -348,8 +390,12 @@ async fn read_chunk(client: &Client, state: &State, offset: i64, length: i64) ->
     }
 }
 
-fn unavailable(what: &str, error: &tokio_postgres::Error) -> String {
-    format!("log source unavailable: {what}: {}", db_message(error))
+fn unavailable(what: &'static str, error: &tokio_postgres::Error) -> LogSqlError {
+    LogSqlError::Unavailable {
+        what,
+        message: db_message(error),
+        code: error.code().cloned(),
+    }
 }
 
 /// The server's own one-line message, without the driver's "db error: ERROR:" wrapping.

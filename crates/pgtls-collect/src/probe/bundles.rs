@@ -178,10 +178,29 @@ pub fn parse_bundle(bytes: &[u8]) -> Result<Vec<X509>, PemError> {
     Ok(certs)
 }
 
+/// Why no judge could be built for a bundle file.
+#[derive(Debug, thiserror::Error)]
+pub enum JudgeForError {
+    /// The connection string naming the bundle did not resolve.
+    #[error(transparent)]
+    Params(#[from] crate::conn::error::ConnInfoError),
+    /// The bundle cannot serve as `sslrootcert`: the reason, without libpq's "could not read root certificate
+    /// file " prefix (the message names the file already).
+    #[error(
+        "bundle {}: {}",
+        quoted(path),
+        source.to_string().trim_start_matches("could not read root certificate file ")
+    )]
+    Bundle {
+        path: String,
+        source: Box<crate::conn::error::ConnectError>,
+    },
+}
+
 /// The judge a libpq client with exactly `sslrootcert=path sslmode=verify-full` would be, connecting to `host`:
 /// its parameters are resolved from that connection string alone (no PG* variables, no home directory), so
 /// neither our ~/.postgresql/root.crl nor a client certificate creeps in.
-pub fn judge_for(host: &str, port: u16, path: &Path) -> Result<Judge, String> {
+pub fn judge_for(host: &str, port: u16, path: &Path) -> Result<Judge, JudgeForError> {
     let value = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
     let conninfo = format!(
         "host={} port={port} sslmode=verify-full sslrootcert={}",
@@ -189,14 +208,10 @@ pub fn judge_for(host: &str, port: u16, path: &Path) -> Result<Judge, String> {
         value(&path.display().to_string())
     );
     let env = Environment::new(HashMap::new(), None, "pgtls");
-    let params = crate::conn::resolve(Some(&conninfo), &env).map_err(|e| e.to_string())?;
-    Judge::new(&params).map_err(|e| {
-        format!(
-            "bundle {}: {}",
-            quoted(&path.display().to_string()),
-            e.to_string()
-                .trim_start_matches("could not read root certificate file ")
-        )
+    let params = crate::conn::resolve(Some(&conninfo), &env)?;
+    Judge::new(&params).map_err(|source| JudgeForError::Bundle {
+        path: path.display().to_string(),
+        source: Box::new(source),
     })
 }
 
@@ -213,7 +228,7 @@ pub fn check(host: &str, port: u16, path: &Path, chain: &[X509], now: DateTime<U
     let judge = match judge_for(host, port, path) {
         Ok(judge) => judge,
         Err(e) => {
-            verdict.error = Some(e);
+            verdict.error = Some(e.to_string());
             return verdict;
         }
     };

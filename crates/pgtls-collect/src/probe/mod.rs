@@ -131,8 +131,27 @@ impl ProbeReport {
     }
 }
 
+/// Why a probe gave no report; one line.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The host name does not resolve.
+    #[error("cannot resolve {host}: {source}")]
+    Resolve { host: String, source: std::io::Error },
+    /// A connection failed; `detail` is the socket error in words (see [`io_in_words`]).
+    #[error("probe of {host}:{port} failed: {detail}")]
+    Io {
+        host: String,
+        port: u16,
+        detail: String,
+        source: std::io::Error,
+    },
+    /// The root file's certificates do not make a store.
+    #[error(transparent)]
+    Store(openssl::error::ErrorStack),
+}
+
 /// Run the whole probe. Blocking: call it from `spawn_blocking`.
-pub fn run(target: &ProbeTarget) -> Result<ProbeReport, String> {
+pub fn run(target: &ProbeTarget) -> Result<ProbeReport, ProbeError> {
     run_reporting(target, None)
 }
 
@@ -140,9 +159,11 @@ pub fn run(target: &ProbeTarget) -> Result<ProbeReport, String> {
 pub fn run_reporting(
     target: &ProbeTarget,
     report_to: Option<tokio::sync::mpsc::Sender<ProbeConnection>>,
-) -> Result<ProbeReport, String> {
-    let addr = starttls::resolve(&target.host, target.hostaddr, target.port)
-        .map_err(|e| format!("cannot resolve {}: {e}", target.host))?;
+) -> Result<ProbeReport, ProbeError> {
+    let addr = starttls::resolve(&target.host, target.hostaddr, target.port).map_err(|source| ProbeError::Resolve {
+        host: target.host.clone(),
+        source,
+    })?;
     let mut scanner = Scanner {
         addr,
         host: target.host.clone(),
@@ -150,13 +171,11 @@ pub fn run_reporting(
         connections: 0,
         report_to,
     };
-    let io = |e: std::io::Error| {
-        format!(
-            "probe of {}:{} failed: {}",
-            target.host,
-            target.port,
-            io_in_words(&e, target.timeout)
-        )
+    let io = |e: std::io::Error| ProbeError::Io {
+        host: target.host.clone(),
+        port: target.port,
+        detail: io_in_words(&e, target.timeout),
+        source: e,
     };
     let now = Utc::now();
     let mut report = ProbeReport {
@@ -229,13 +248,13 @@ pub fn run_reporting(
             Ok(bundle) => {
                 let verdict = verify::bundle_store(&bundle)
                     .map(|store| verify::verify(&chain, &store, format!("root file \"{}\"", path.display())))
-                    .map_err(|e| e.to_string())?;
+                    .map_err(ProbeError::Store)?;
                 report.bundle = verify::bundle_entries(&bundle, &chain, verdict.anchor.as_deref(), now);
                 report.verify_bundle = Some(verdict);
             }
             Err(e) => report.findings.push(Finding {
                 severity: Severity::Critical,
-                message: e,
+                message: e.to_string(),
             }),
         }
     }

@@ -78,11 +78,39 @@ pub fn system_store() -> Result<X509Store, openssl::error::ErrorStack> {
     Ok(builder.build())
 }
 
-pub fn read_bundle(path: &Path) -> Result<Vec<X509>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read root file \"{}\": {e}", path.display()))?;
-    let certs = X509::stack_from_pem(&pem).map_err(|e| format!("root file \"{}\" is not PEM: {e}", path.display()))?;
+/// Why a root file gave no certificates; one line naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum RootFileError {
+    /// The file cannot be read.
+    #[error("cannot read root file \"{}\": {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is not PEM.
+    #[error("root file \"{}\" is not PEM: {source}", path.display())]
+    NotPem {
+        path: std::path::PathBuf,
+        source: openssl::error::ErrorStack,
+    },
+    /// The file holds no certificate.
+    #[error("root file \"{}\" holds no certificate", path.display())]
+    Empty { path: std::path::PathBuf },
+}
+
+pub fn read_bundle(path: &Path) -> Result<Vec<X509>, RootFileError> {
+    let pem = std::fs::read(path).map_err(|source| RootFileError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let certs = X509::stack_from_pem(&pem).map_err(|source| RootFileError::NotPem {
+        path: path.to_path_buf(),
+        source,
+    })?;
     if certs.is_empty() {
-        return Err(format!("root file \"{}\" holds no certificate", path.display()));
+        return Err(RootFileError::Empty {
+            path: path.to_path_buf(),
+        });
     }
     Ok(certs)
 }

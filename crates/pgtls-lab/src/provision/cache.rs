@@ -12,7 +12,7 @@ pub const ROOT_CACHE: &str = "/var/cache/pgtls";
 
 /// `$PGTLS_CACHE_DIR`, else `/var/cache/pgtls` as root, else the user's cache dir: `$XDG_CACHE_HOME/pgtls` or
 /// `~/.cache/pgtls` on Linux, `~/Library/Caches/pgtls` on macOS.
-pub fn root() -> Result<PathBuf, String> {
+pub fn root() -> Result<PathBuf, super::ProvisionError> {
     let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
     if let Some(dir) = var(CACHE_ENV) {
         return Ok(dir);
@@ -31,7 +31,7 @@ pub fn root() -> Result<PathBuf, String> {
     } else if let Some(home) = home {
         return Ok(home.join(".cache/pgtls"));
     }
-    Err(format!("no cache directory: HOME is not set; set {CACHE_ENV}"))
+    Err(super::ProvisionError::NoCacheDir)
 }
 
 /// The directory of fetched PostgreSQL builds inside the cache.

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
 
+use super::ProvisionError;
 use super::integrity::Hasher;
 use super::pinned::Pin;
 
@@ -32,7 +33,7 @@ pub fn cancel() {
 
 /// Download `pin` into `dest` and check its SHA-512. Returns the number of bytes. Errors are one line, without
 /// the package name (the caller adds it).
-pub fn fetch(pin: &Pin, dest: &Path) -> Result<u64, String> {
+pub fn fetch(pin: &Pin, dest: &Path) -> Result<u64, ProvisionError> {
     let config = ureq::Agent::config_builder()
         .tls_config(
             TlsConfig::builder()
@@ -48,18 +49,20 @@ pub fn fetch(pin: &Pin, dest: &Path) -> Result<u64, String> {
         .user_agent(concat!("pgtls/", env!("CARGO_PKG_VERSION")))
         .build();
     let agent = ureq::Agent::new_with_config(config);
-    let mut response = agent.get(pin.url).call().map_err(|e| format!("GET {}: {e}", pin.url))?;
+    let mut response = agent.get(pin.url).call().map_err(|e| ProvisionError::Get {
+        url: pin.url,
+        source: Box::new(e),
+    })?;
     let total = response.body().content_length();
     if total.is_some_and(|t| t > MAX_DOWNLOAD) {
-        return Err(format!(
-            "{} announces {} bytes, over the {} MiB cap",
-            pin.url,
-            total.unwrap_or_default(),
-            MAX_DOWNLOAD >> 20
-        ));
+        return Err(ProvisionError::TooBig {
+            url: pin.url,
+            total: total.unwrap_or_default(),
+            cap_mib: MAX_DOWNLOAD >> 20,
+        });
     }
     let mut body = response.body_mut().with_config().limit(MAX_DOWNLOAD).reader();
-    let mut file = std::fs::File::create(dest).map_err(|e| format!("cannot create {}: {e}", dest.display()))?;
+    let mut file = std::fs::File::create(dest).map_err(ProvisionError::io("cannot create", dest))?;
     let bar = progress_bar(pin, total);
     let mut hasher = Hasher::default();
     let mut buf = vec![0u8; 64 * 1024];
@@ -67,7 +70,7 @@ pub fn fetch(pin: &Pin, dest: &Path) -> Result<u64, String> {
     loop {
         if CANCELLED.load(Ordering::Relaxed) {
             bar.abandon();
-            return Err("interrupted".to_string());
+            return Err(ProvisionError::Interrupted);
         }
         let n = match body.read(&mut buf) {
             Ok(0) => break,
@@ -75,27 +78,30 @@ pub fn fetch(pin: &Pin, dest: &Path) -> Result<u64, String> {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 bar.abandon();
-                return Err(format!("reading {} after {got} bytes: {e}", pin.url));
+                return Err(ProvisionError::Read {
+                    url: pin.url,
+                    got,
+                    source: e,
+                });
             }
         };
         let chunk = buf.get(..n).unwrap_or_default();
         hasher.update(chunk);
         file.write_all(chunk)
-            .map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
+            .map_err(ProvisionError::io("cannot write", dest))?;
         got += n as u64;
         bar.set_position(got);
     }
     bar.finish();
     if total.is_some_and(|t| t != got) {
-        return Err(format!(
-            "{} ended after {got} of {} bytes",
-            pin.url,
-            total.unwrap_or_default()
-        ));
+        return Err(ProvisionError::Short {
+            url: pin.url,
+            got,
+            total: total.unwrap_or_default(),
+        });
     }
-    file.sync_all()
-        .map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
-    hasher.check(pin.integrity).map_err(|e| e.to_string())?;
+    file.sync_all().map_err(ProvisionError::io("cannot write", dest))?;
+    hasher.check(pin.integrity)?;
     Ok(got)
 }
 

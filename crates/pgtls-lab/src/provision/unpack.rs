@@ -5,6 +5,8 @@ use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
+use super::ProvisionError;
+
 /// Unpacked size cap: the packages unpack to about 60 MB; a stream much larger than that is not one of them.
 pub const MAX_UNPACKED: u64 = 1 << 30;
 /// Cap on `native/pg-symlinks.json` (a few kB in the real packages).
@@ -12,8 +14,8 @@ const MAX_LINKS_FILE: u64 = 1 << 20;
 
 /// Unpack the `.tgz` at `archive` into the empty directory `into`. The tar crate refuses entries that would land
 /// outside it (absolute paths, `..`).
-pub fn unpack(archive: &Path, into: &Path) -> Result<(), String> {
-    let file = std::fs::File::open(archive).map_err(|e| format!("cannot open {}: {e}", archive.display()))?;
+pub fn unpack(archive: &Path, into: &Path) -> Result<(), ProvisionError> {
+    let file = std::fs::File::open(archive).map_err(ProvisionError::io("cannot open", archive))?;
     let mut limited = flate2::read::GzDecoder::new(std::io::BufReader::new(file)).take(MAX_UNPACKED);
     let result = {
         let mut tar = tar::Archive::new(&mut limited);
@@ -22,9 +24,11 @@ pub fn unpack(archive: &Path, into: &Path) -> Result<(), String> {
         tar.unpack(into)
     };
     if limited.limit() == 0 {
-        return Err(format!("unpacks to more than {} MiB", MAX_UNPACKED >> 20));
+        return Err(ProvisionError::TooLarge {
+            mib: MAX_UNPACKED >> 20,
+        });
     }
-    result.map_err(|e| format!("cannot unpack: {e}"))
+    result.map_err(ProvisionError::Unpack)
 }
 
 #[derive(serde::Deserialize)]
@@ -37,7 +41,7 @@ struct Link {
 /// package's postinstall script would make: the server cannot load its libraries without them. Both ends are paths
 /// relative to the package root and must stay inside it. Links already there are left alone. Returns how many were
 /// made; a package without the file needs none.
-pub fn restore_symlinks(package: &Path) -> Result<usize, String> {
+pub fn restore_symlinks(package: &Path) -> Result<usize, ProvisionError> {
     let list = package.join("native/pg-symlinks.json");
     let Ok(file) = std::fs::File::open(&list) else {
         return Ok(0);
@@ -45,9 +49,11 @@ pub fn restore_symlinks(package: &Path) -> Result<usize, String> {
     let mut text = String::new();
     file.take(MAX_LINKS_FILE)
         .read_to_string(&mut text)
-        .map_err(|e| format!("cannot read {}: {e}", list.display()))?;
-    let links: Vec<Link> =
-        serde_json::from_str(&text).map_err(|e| format!("{} is not a list of links: {e}", list.display()))?;
+        .map_err(ProvisionError::io("cannot read", &list))?;
+    let links: Vec<Link> = serde_json::from_str(&text).map_err(|source| ProvisionError::NotLinks {
+        list: list.clone(),
+        source,
+    })?;
     let mut made = 0;
     for link in links {
         let source = inside(&link.source)?;
@@ -57,22 +63,25 @@ pub fn restore_symlinks(package: &Path) -> Result<usize, String> {
             continue;
         }
         let pointing = relative_from(target.parent().unwrap_or(Path::new("")), &source);
-        std::os::unix::fs::symlink(&pointing, &at)
-            .map_err(|e| format!("cannot link {} -> {}: {e}", at.display(), pointing.display()))?;
+        std::os::unix::fs::symlink(&pointing, &at).map_err(|source| ProvisionError::Link {
+            at: at.clone(),
+            pointing: pointing.clone(),
+            source,
+        })?;
         made += 1;
     }
     Ok(made)
 }
 
 /// A relative path of plain names only: nothing absolute, no `..`, so a link cannot be placed or point outside.
-fn inside(path: &str) -> Result<PathBuf, String> {
+fn inside(path: &str) -> Result<PathBuf, ProvisionError> {
     let p = Path::new(path);
     if path.is_empty()
         || !p
             .components()
             .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
     {
-        return Err(format!("link path {path:?} leaves the package"));
+        return Err(ProvisionError::LeavesPackage { path: path.to_string() });
     }
     Ok(p.components().filter(|c| matches!(c, Component::Normal(_))).collect())
 }
@@ -94,10 +103,10 @@ fn relative_from(from: &Path, to: &Path) -> PathBuf {
 
 /// Directories 755, files readable by all and executable by all where executable by the owner, nothing
 /// group/other-writable: the server may run as another account, and our umask must not decide what it can read.
-pub fn open_permissions(root: &Path) -> Result<(), String> {
+pub fn open_permissions(root: &Path) -> Result<(), ProvisionError> {
     let meta = root
         .symlink_metadata()
-        .map_err(|e| format!("cannot stat {}: {e}", root.display()))?;
+        .map_err(ProvisionError::io("cannot stat", root))?;
     if meta.file_type().is_symlink() {
         return Ok(());
     }
@@ -108,11 +117,11 @@ pub fn open_permissions(root: &Path) -> Result<(), String> {
         0o644
     };
     std::fs::set_permissions(root, std::fs::Permissions::from_mode(new))
-        .map_err(|e| format!("cannot chmod {}: {e}", root.display()))?;
+        .map_err(ProvisionError::io("cannot chmod", root))?;
     if meta.is_dir() {
-        let entries = std::fs::read_dir(root).map_err(|e| format!("cannot list {}: {e}", root.display()))?;
+        let entries = std::fs::read_dir(root).map_err(ProvisionError::io("cannot list", root))?;
         for entry in entries {
-            let entry = entry.map_err(|e| format!("cannot list {}: {e}", root.display()))?;
+            let entry = entry.map_err(ProvisionError::io("cannot list", root))?;
             open_permissions(&entry.path())?;
         }
     }
@@ -187,7 +196,7 @@ mod tests {
                 format!(r#"[{{"source":"{source}","target":"{target}"}}]"#),
             )
             .unwrap();
-            let err = restore_symlinks(dir.path()).unwrap_err();
+            let err = restore_symlinks(dir.path()).unwrap_err().to_string();
             assert!(err.contains("leaves the package"), "{err}");
         }
     }
@@ -201,7 +210,7 @@ mod tests {
         std::fs::write(&tgz, bytes).unwrap();
         let out = dir.path().join("out");
         std::fs::create_dir(&out).unwrap();
-        let err = unpack(&tgz, &out).unwrap_err();
+        let err = unpack(&tgz, &out).unwrap_err().to_string();
         assert!(err.starts_with("cannot unpack"), "{err}");
     }
 }
