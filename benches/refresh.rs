@@ -80,7 +80,7 @@ fn poller_event(ledger: &mut Ledger, snap: Snapshot, with_history: bool) -> Poll
     let history = with_history.then(|| {
         Box::new(poller::history_of(
             ledger,
-            &Err("bench".to_string()),
+            &Err(pgtls::model::HbaUnreadable::NotReadYet),
             chrono::Duration::hours(24),
             Vec::new(),
             None,
@@ -183,7 +183,7 @@ fn bench_pieces(c: &mut Criterion) {
             b.iter(|| {
                 poller::history_of(
                     &ledger,
-                    &Err("bench".to_string()),
+                    &Err(pgtls::model::HbaUnreadable::NotReadYet),
                     chrono::Duration::hours(24),
                     Vec::new(),
                     None,

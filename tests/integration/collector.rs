@@ -275,3 +275,41 @@ async fn own_connections_are_marked_by_pid_and_a_client_named_pgtls_is_counted()
     assert!(snap.sessions.iter().all(|s| s.pid != admin_pid));
     assert_eq!(snap.class_counts().tls13, 1);
 }
+
+/// pg_hba.conf's rules: the superuser reads them; a role without the grant is told apart by SQLSTATE (42501), so
+/// the after-change view says "not permitted" with the grant to give, not a generic failure.
+#[tokio::test]
+async fn hba_rules_are_read_or_refused_by_kind() {
+    use pgtls::model::HbaUnreadable;
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let superuser = format!("{} sslmode=require", lab.conninfo(SUPERUSER));
+    let collector = Collector::connect(&common::params(&superuser, home.path()))
+        .await
+        .unwrap();
+    let rules = collector
+        .hba_rules()
+        .await
+        .expect("a superuser reads pg_hba_file_rules");
+    assert!(
+        rules.iter().any(|r| r.kind == "hostssl"),
+        "the lab's pg_hba.conf has hostssl lines: {rules:?}"
+    );
+
+    lab.ensure_role("hba_reader").await.unwrap();
+    let plain_role = format!("{} sslmode=require", lab.conninfo("hba_reader"));
+    let collector = Collector::connect(&common::params(&plain_role, home.path()))
+        .await
+        .unwrap();
+    let refused = collector
+        .hba_rules()
+        .await
+        .expect_err("an ordinary role may not read pg_hba_file_rules");
+    assert_eq!(refused, HbaUnreadable::NotPermitted);
+    assert!(
+        refused
+            .to_string()
+            .contains("GRANT SELECT ON pg_catalog.pg_hba_file_rules"),
+        "{refused}"
+    );
+}

@@ -1008,7 +1008,7 @@ fn a_second_probe_does_not_start_while_one_runs() {
     assert_eq!(state.handle(key('c')), vec![Effect::Poller(PollerCommand::Probe)]);
     assert_eq!(state.handle(key('P')), Vec::new(), "P while probing");
     state.handle(Input::Poller {
-        event: PollerEvent::Probe(Err("refused".into())),
+        event: PollerEvent::Probe(Err(std::sync::Arc::new(pgtls::probe::ProbeError::NoTcpHost))),
         at: fixtures::now(),
     });
     assert_eq!(state.handle(key('P')), vec![Effect::Poller(PollerCommand::Probe)]);

@@ -19,42 +19,6 @@ const ALLOWED: &[(&str, usize, &str)] = &[
         1,
         "CLI edge: the plan's message names the target and the flag",
     ),
-    // Not converted yet (issue 26, item 4, continued): each is a library-like site that should become an enum.
-    (
-        "crates/pgtls-collect/src/fixtures.rs",
-        1,
-        "test fixtures (demo data): the error is never shown to a user",
-    ),
-    (
-        "src/tui/components/certificates.rs",
-        1,
-        "carries the probe's error (probe/mod.rs) to the screen",
-    ),
-    (
-        "crates/pgtls-collect/src/collect/history.rs",
-        5,
-        "carries collect/mod.rs's hba_rules error to the after-change view",
-    ),
-    (
-        "crates/pgtls-collect/src/collect/poller.rs",
-        1,
-        "carries the probe's error (probe/mod.rs)",
-    ),
-    (
-        "crates/pgtls-collect/src/collect/mod.rs",
-        1,
-        "not converted yet (hba_rules)",
-    ),
-    (
-        "crates/pgtls-collect/src/collect/sql/lint.rs",
-        1,
-        "a lint of pgtls's own SQL at test time: the Err is the call's text",
-    ),
-    (
-        "crates/pgtls-core/src/analysis/after.rs",
-        1,
-        "carries collect/mod.rs's hba_rules error",
-    ),
 ];
 
 fn root() -> PathBuf {

@@ -45,7 +45,7 @@ pub fn history() -> crate::collect::poller::History {
 }
 
 /// The hba rules of [`history`]: a `hostssl` line and a `host` line that still admits plain text.
-fn hba_with_host() -> Result<Vec<crate::model::HbaRule>, String> {
+fn hba_with_host() -> crate::model::HbaRules {
     let rule = |line, kind: &str| crate::model::HbaRule {
         line_number: line,
         kind: kind.to_string(),

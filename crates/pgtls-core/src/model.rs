@@ -598,6 +598,38 @@ pub struct HbaRule {
     pub auth_method: Option<String>,
 }
 
+/// Why pg_hba.conf's rules are not known: told apart so that callers never read the words to decide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HbaUnreadable {
+    /// The server refused the read (pg_hba_file_rules is for superusers unless granted).
+    NotPermitted,
+    /// The connection has not read them yet (the history service before its first connection).
+    NotReadYet,
+    /// The read failed for another reason; the client's words, for people.
+    Failed(String),
+    /// There is no pg_hba.conf to read (a pooler's client side).
+    NotApplicable,
+}
+
+impl std::fmt::Display for HbaUnreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HbaUnreadable::NotPermitted => f.write_str(
+                "pg_hba_file_rules is readable by superusers, or after GRANT SELECT ON \
+                 pg_catalog.pg_hba_file_rules and GRANT EXECUTE ON FUNCTION pg_catalog.pg_hba_file_rules()",
+            ),
+            HbaUnreadable::NotReadYet => f.write_str("not read yet"),
+            HbaUnreadable::NotApplicable => f.write_str("a pooler's client side has no pg_hba.conf"),
+            HbaUnreadable::Failed(message) => write!(f, "cannot read pg_hba_file_rules: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for HbaUnreadable {}
+
+/// pg_hba.conf's rules as the monitor could read them, or why not.
+pub type HbaRules = Result<Vec<HbaRule>, HbaUnreadable>;
+
 impl HbaRule {
     /// A rule that lets a TCP client in without TLS (`host`/`hostnossl`, not `reject`).
     pub fn admits_plaintext(&self) -> bool {

@@ -1,7 +1,7 @@
 //! The Certificates screen: the probe's state and the report's scroll position.
 
 use super::Scroll;
-use crate::probe::ProbeReport;
+use crate::probe::{ProbeError, ProbeReport};
 
 /// The certificate probe, run on demand.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,10 +42,10 @@ impl Certificates {
         start
     }
 
-    pub fn finished(&mut self, result: Result<Box<ProbeReport>, String>) {
+    pub fn finished(&mut self, result: Result<Box<ProbeReport>, std::sync::Arc<ProbeError>>) {
         self.probe = match result {
             Ok(report) => ProbeView::Done(report),
-            Err(e) => ProbeView::Failed(e),
+            Err(e) => ProbeView::Failed(e.to_string()),
         };
         self.scroll = Scroll::default();
     }
@@ -60,7 +60,7 @@ mod tests {
         let mut c = Certificates::default();
         assert!(c.request(true), "first visit probes");
         assert!(!c.request(false), "P while running does nothing");
-        c.finished(Err("refused".into()));
+        c.finished(Err(std::sync::Arc::new(ProbeError::NoTcpHost)));
         assert!(!c.request(true), "a later visit does not probe again");
         assert!(c.request(false), "P does");
         assert_eq!(c.probe, ProbeView::Running);

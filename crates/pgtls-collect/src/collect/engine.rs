@@ -360,7 +360,7 @@ fn apply(state: &SharedState, event: PollerEvent, log: &Log) {
             s.probe = Some(report);
             s.probe_error = None;
         }
-        PollerEvent::Probe(Err(e)) => s.probe_error = Some(e),
+        PollerEvent::Probe(Err(e)) => s.probe_error = Some(e.to_string()),
         PollerEvent::TaskFailed { task, error } => {
             log.say(&format!("the {task} stopped: {error}"));
             s.last_error = Some(format!("the {task} stopped: {error}"));

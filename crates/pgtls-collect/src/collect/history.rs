@@ -12,7 +12,7 @@ use super::poller::PollerEvent;
 use crate::analysis::after::{self, Standing};
 use crate::analysis::ledger::{ClientRecord, Journal, Ledger};
 use crate::analysis::whatif::{self, Change, WhatIf};
-use crate::model::HbaRule;
+use crate::model::HbaRules;
 use crate::model::Snapshot;
 use crate::probe::{ProbeConnection, ProbeTarget};
 use crate::sources::LogSources;
@@ -93,10 +93,7 @@ const PROBE_MATCH_WITHIN: chrono::Duration = chrono::Duration::minutes(5);
 /// What the collector tells the history service.
 pub enum HistoryInput {
     /// A new connection: the client to read the log through, and pg_hba.conf as read on it.
-    Connected {
-        client: Arc<Client>,
-        hba: Result<Vec<HbaRule>, String>,
-    },
+    Connected { client: Arc<Client>, hba: HbaRules },
     /// A poll's snapshot, already sent to the dashboard.
     Snapshot(Box<Snapshot>),
     /// Send the history after each snapshot (and at once when turned on).
@@ -106,7 +103,7 @@ pub enum HistoryInput {
 /// The history as the views need it, from the ledger after a poll: no I/O, so benches measure the same code.
 pub fn history_of(
     ledger: &Ledger,
-    hba: &Result<Vec<HbaRule>, String>,
+    hba: &HbaRules,
     min_evidence: chrono::Duration,
     sources: Vec<String>,
     ledger_file: Option<String>,
@@ -131,7 +128,7 @@ pub fn history_of(
 pub fn after_of(
     ledger: &Ledger,
     snapshot: &Snapshot,
-    hba: &Result<Vec<HbaRule>, String>,
+    hba: &HbaRules,
     since: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Vec<Standing> {
     let inputs = after::Inputs {
@@ -150,7 +147,7 @@ pub fn after_of(
 /// Each pooler's client side under each target, from the ledger's pooler refusals and the latest poll: no I/O.
 pub fn pooler_after_of(ledger: &Ledger, snapshot: &Snapshot) -> Vec<after::PoolerAfter> {
     // A pooler's client side has no pg_hba.conf: the evaluation reads none.
-    let hba = Err(String::new());
+    let hba = Err(crate::model::HbaUnreadable::NotApplicable);
     let inputs = after::Inputs {
         ledger,
         snapshot,
@@ -170,7 +167,7 @@ struct Service {
     logs: Option<LogSources>,
     /// The poolers' own logs, read whether or not the server is connected.
     pooler_logs: crate::pooler_logs::PoolerLogs,
-    hba: Result<Vec<HbaRule>, String>,
+    hba: HbaRules,
     /// A journal write failure is shown once, then the journal is dropped.
     journal_error: Option<crate::analysis::ledger::JournalError>,
     /// The latest poll, folded into the ledger (before it there is no history to show).
@@ -215,7 +212,7 @@ pub async fn run(
         logs: None,
         pooler_logs,
         pooler_log_error,
-        hba: Err("not read yet".to_string()),
+        hba: Err(crate::model::HbaUnreadable::NotReadYet),
         journal_error: None,
         latest: None,
         forged_reported: 0,
@@ -268,7 +265,7 @@ pub async fn run(
 }
 
 impl Service {
-    async fn on_connect(&mut self, client: Arc<Client>, hba: Result<Vec<HbaRule>, String>) {
+    async fn on_connect(&mut self, client: Arc<Client>, hba: HbaRules) {
         self.hba = hba;
         // The file follower survives reconnects; the SQL reader starts over on the new connection.
         if self.logs.is_none() || self.setup.server_log.is_none() {

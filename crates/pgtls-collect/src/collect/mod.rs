@@ -22,7 +22,9 @@ use tokio_postgres::error::SqlState;
 use tokio::task::JoinHandle;
 
 use crate::conn::{ConnParams, ConnectError, ConnectReport, connect};
-use crate::model::{MonitorConnection, Privileges, SNAPSHOT_FORMAT_VERSION, ServerInfo, Snapshot, Verification};
+use crate::model::{
+    HbaUnreadable, MonitorConnection, Privileges, SNAPSHOT_FORMAT_VERSION, ServerInfo, Snapshot, Verification,
+};
 
 /// What the preflight learned; fixed for the life of a connection.
 #[derive(Debug, Clone)]
@@ -471,18 +473,15 @@ impl Collector {
 impl Collector {
     /// pg_hba.conf as the server reads it from disk (superuser only; 16+ adds columns we do not need).
     /// An error is a reason to show the user, not a failure of the connection.
-    pub async fn hba_rules(&self) -> Result<Vec<crate::model::HbaRule>, String> {
+    pub async fn hba_rules(&self) -> crate::model::HbaRules {
         let rows = self
             .connected
             .client
             .query(sql::HBA_RULES, &[])
             .await
-            .map_err(|e| match e.as_db_error() {
-                Some(_) => "pg_hba_file_rules is readable by superusers, or after GRANT SELECT ON \
-                            pg_catalog.pg_hba_file_rules and GRANT EXECUTE ON FUNCTION \
-                            pg_catalog.pg_hba_file_rules()"
-                    .to_string(),
-                None => format!("cannot read pg_hba_file_rules: {e}"),
+            .map_err(|e| match e.code() {
+                Some(code) if *code == SqlState::INSUFFICIENT_PRIVILEGE => HbaUnreadable::NotPermitted,
+                _ => HbaUnreadable::Failed(e.to_string()),
             })?;
         rows.iter()
             .map(|r| {
@@ -496,7 +495,7 @@ impl Collector {
                 })
             })
             .collect::<Result<_, tokio_postgres::Error>>()
-            .map_err(|e| format!("reading pg_hba_file_rules: {e}"))
+            .map_err(|e| HbaUnreadable::Failed(e.to_string()))
     }
 
     /// The client for source-specific reads (the SQL log reader) on the same connection.

@@ -2,6 +2,7 @@
 //! The collector owns the connection, polls on an interval and reconnects with backoff; it sends each snapshot to
 //! the dashboard first and to the history service second. It only sends events; the UI never waits on the network.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -46,8 +47,8 @@ pub enum PollerEvent {
         total: u64,
         latest: Box<crate::logsource::SuspectLine>,
     },
-    /// The certificate probe finished (or could not run).
-    Probe(Result<Box<ProbeReport>, String>),
+    /// The certificate probe finished (or could not run). Shared: events are cloned and an I/O error is not.
+    Probe(Result<Box<ProbeReport>, Arc<crate::probe::ProbeError>>),
     /// One of the poller's tasks stopped (a panic or an unexpected end): the dashboard must say so, not go blind.
     TaskFailed {
         task: &'static str,
@@ -230,13 +231,13 @@ fn start_probe(
     let report_to = links.probe_connections.clone();
     *running = Some(AbortOnDrop(tokio::spawn(async move {
         let mut result = match target {
-            None => Err("no TCP host to probe (Unix-socket connections never use TLS)".to_string()),
+            None => Err(Arc::new(crate::probe::ProbeError::NoTcpHost)),
             Some(target) => {
                 // A blocking thread each; with many servers at once they take turns (see PROBES_AT_ONCE).
                 let _slot = PROBE_SLOTS.acquire().await;
                 match tokio::task::spawn_blocking(move || crate::probe::run_reporting(&target, Some(report_to))).await {
-                    Ok(result) => result.map(Box::new).map_err(|e| e.to_string()),
-                    Err(e) => Err(format!("probe failed: {e}")),
+                    Ok(result) => result.map(Box::new).map_err(Arc::new),
+                    Err(e) => Err(Arc::new(crate::probe::ProbeError::Task(e.to_string()))),
                 }
             }
         };

@@ -148,6 +148,12 @@ pub enum ProbeError {
     /// The root file's certificates do not make a store.
     #[error(transparent)]
     Store(openssl::error::ErrorStack),
+    /// The connection is over a Unix socket: there is no TLS to probe.
+    #[error("no TCP host to probe (Unix-socket connections never use TLS)")]
+    NoTcpHost,
+    /// The probe's blocking task ended without an answer (it panicked or was cancelled).
+    #[error("probe failed: {0}")]
+    Task(String),
 }
 
 /// Run the whole probe. Blocking: call it from `spawn_blocking`.

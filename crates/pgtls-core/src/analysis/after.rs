@@ -10,14 +10,14 @@ use serde::{Deserialize, Serialize};
 use super::alerts::{Alert, Severity};
 use super::ledger::{ClientKey, FloorSince, Ledger, RefusalKind, SinceSource, floor_since};
 use super::whatif::Change;
-use crate::model::HbaRule;
 use crate::model::{ConnClass, Setting, Snapshot};
+use crate::model::{HbaRule, HbaRules};
 
 /// What the report is computed from.
 pub struct Inputs<'a> {
     pub ledger: &'a Ledger,
     pub snapshot: &'a Snapshot,
-    pub hba: &'a Result<Vec<HbaRule>, String>,
+    pub hba: &'a HbaRules,
     /// `--since`: used only when neither the log, the polls nor `pg_conf_load_time()` say when.
     pub user_since: Option<DateTime<Utc>>,
     /// Refused and downgraded clients count only when last seen at or after this (`--window`), besides `since`.
@@ -751,7 +751,7 @@ mod tests {
         (ledger, snap)
     }
 
-    fn hba() -> Result<Vec<HbaRule>, String> {
+    fn hba() -> HbaRules {
         Ok(vec![HbaRule {
             line_number: 3,
             kind: "host".into(),
@@ -762,7 +762,7 @@ mod tests {
         }])
     }
 
-    fn inputs<'a>(ledger: &'a Ledger, snap: &'a Snapshot, hba: &'a Result<Vec<HbaRule>, String>) -> Inputs<'a> {
+    fn inputs<'a>(ledger: &'a Ledger, snap: &'a Snapshot, hba: &'a HbaRules) -> Inputs<'a> {
         Inputs {
             ledger,
             snapshot: snap,
@@ -1007,7 +1007,7 @@ mod tests {
             evaluate(Change::TlsRequired, &inputs(&ledger, &snap, &hba)),
             Standing::NotInForce { .. }
         ));
-        let unreadable = Err("permission denied".to_string());
+        let unreadable = Err(crate::model::HbaUnreadable::NotPermitted);
         assert!(matches!(
             evaluate(Change::TlsRequired, &inputs(&ledger, &snap, &unreadable)),
             Standing::CannotTell { .. }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::analysis::change::Change;
 use crate::analysis::ledger::{ClientKey, Ledger, Side};
 use crate::analysis::pooler;
-use crate::model::{ConnClass, HbaRule, Session};
+use crate::model::{ConnClass, HbaRule, HbaRules, Session};
 
 /// One plain sentence for the drill-down view.
 pub fn min_tls13_sentence(session: &Session, monitor_user: &str) -> String {
@@ -209,12 +209,7 @@ pub struct WhatIf {
 }
 
 /// Answer "who breaks?" from everything the ledger has seen.
-pub fn evaluate(
-    ledger: &Ledger,
-    target: Change,
-    hba: &Result<Vec<HbaRule>, String>,
-    min_evidence: chrono::Duration,
-) -> WhatIf {
+pub fn evaluate(ledger: &Ledger, target: Change, hba: &HbaRules, min_evidence: chrono::Duration) -> WhatIf {
     let mut refused: Vec<Refused> = ledger
         .records()
         .filter_map(|r| {
@@ -265,7 +260,9 @@ pub fn evaluate(
                         None => Downgrade::NotPossible,
                     },
                 },
-                (Change::MinTls13, Err(reason), None) => Downgrade::Unknown { reason: reason.clone() },
+                (Change::MinTls13, Err(reason), None) => Downgrade::Unknown {
+                    reason: reason.to_string(),
+                },
                 (Change::MinTls13, Ok(rules), None) => {
                     let open: Vec<String> = rules
                         .iter()
@@ -351,7 +348,7 @@ mod ledger_tests {
         l
     }
 
-    fn hba_with_host() -> Result<Vec<HbaRule>, String> {
+    fn hba_with_host() -> HbaRules {
         Ok(vec![
             HbaRule {
                 line_number: 1,
@@ -424,7 +421,7 @@ mod ledger_tests {
         let w = evaluate(
             &ledger(),
             Change::MinTls13,
-            &Err("permission denied for view pg_hba_file_rules".into()),
+            &Err(crate::model::HbaUnreadable::NotPermitted),
             chrono::Duration::zero(),
         );
         assert!(

@@ -262,11 +262,20 @@ pub fn unqualified(sql: &str) -> Vec<String> {
     found
 }
 
+/// One database call found in a source file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    /// Its statement is a literal: the SQL text, ready to lint.
+    Literal(String),
+    /// Its statement is computed: `line N: .method(argument`, for a reader to judge.
+    Computed(String),
+}
+
 /// The SQL text of every database call in a Rust source file: the first argument of `.query(`, `.query_one(`,
 /// `.query_opt(`, `.execute(`, `.batch_execute(`, `.simple_query(` and `.prepare(` when it is a string literal or a
-/// `format!` template. Calls whose first argument is anything else are returned as `Err` with the line, unless the
-/// argument names a statement of [`super`] (`sql::...`) or the caller passed it through `allowed`.
-pub fn calls_in(source: &str) -> Vec<Result<String, String>> {
+/// `format!` template. Calls whose first argument is anything else are returned as [`Call::Computed`] with the line,
+/// unless the argument names a statement of [`super`] (`sql::...`).
+pub fn calls_in(source: &str) -> Vec<Call> {
     const METHODS: &[&str] = &[
         ".query(",
         ".query_one(",
@@ -289,11 +298,11 @@ pub fn calls_in(source: &str) -> Vec<Result<String, String>> {
             let rest = rest.strip_prefix("format!(").map(str::trim_start).unwrap_or(rest);
             let line = source[..start].lines().count();
             match rust_string(rest) {
-                Some(text) => out.push(Ok(text)),
+                Some(text) => out.push(Call::Literal(text)),
                 None => {
                     let arg: String = rest.chars().take_while(|c| !matches!(c, ',' | ')' | '\n')).collect();
                     if !arg.contains("sql::") && !arg.trim().is_empty() {
-                        out.push(Err(format!("line {line}: {method}{arg}")));
+                        out.push(Call::Computed(format!("line {line}: {method}{arg}")));
                     }
                 }
             }
@@ -400,14 +409,20 @@ mod tests {
                             WHERE x", &[]).await;
         "##;
         let calls = calls_in(source);
-        assert!(calls.contains(&Ok("SELECT now()".to_string())), "{calls:?}");
-        assert!(calls.contains(&Ok("SELECT pg_catalog.{}()".to_string())), "{calls:?}");
-        assert!(calls.contains(&Ok("SELECT \"a\"".to_string())), "{calls:?}");
-        assert!(calls.contains(&Ok("SELECT 1 WHERE x".to_string())), "{calls:?}");
+        assert!(calls.contains(&Call::Literal("SELECT now()".to_string())), "{calls:?}");
+        assert!(
+            calls.contains(&Call::Literal("SELECT pg_catalog.{}()".to_string())),
+            "{calls:?}"
+        );
+        assert!(calls.contains(&Call::Literal("SELECT \"a\"".to_string())), "{calls:?}");
+        assert!(
+            calls.contains(&Call::Literal("SELECT 1 WHERE x".to_string())),
+            "{calls:?}"
+        );
         assert!(
             calls
                 .iter()
-                .any(|c| c.as_ref().is_err_and(|e| e.contains("query_opt(text"))),
+                .any(|c| matches!(c, Call::Computed(e) if e.contains("query_opt(text"))),
             "{calls:?}"
         );
         assert_eq!(calls.len(), 5, "{calls:?}");

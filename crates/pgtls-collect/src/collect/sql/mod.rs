@@ -342,13 +342,13 @@ mod tests {
             let source = std::fs::read_to_string(path).unwrap();
             for call in lint::calls_in(&source) {
                 match call {
-                    Ok(sql) => {
+                    lint::Call::Literal(sql) => {
                         statements += 1;
                         for finding in lint::unqualified(&sql) {
                             problems.push(format!("{relative}: {finding} in {sql:?}"));
                         }
                     }
-                    Err(line) => {
+                    lint::Call::Computed(line) => {
                         let allowed = NOT_LITERAL
                             .iter()
                             .any(|(file, arg, _)| *file == relative && line.ends_with(&format!("({arg}")));
