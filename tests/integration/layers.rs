@@ -41,20 +41,6 @@ const CORE_FORBIDDEN: &[&str] = &[
     "ureq",
 ];
 
-fn metadata() -> Value {
-    let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--locked"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("cargo metadata runs");
-    assert!(
-        out.status.success(),
-        "cargo metadata failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON")
-}
-
 /// A package's name from its id, through the package list.
 fn names(meta: &Value) -> HashMap<String, String> {
     meta["packages"]
@@ -82,7 +68,7 @@ fn core_id(meta: &Value) -> String {
 
 #[test]
 fn the_pure_layer_declares_only_pure_dependencies() {
-    let meta = metadata();
+    let meta = crate::common::cargo::metadata();
     let core = meta["packages"]
         .as_array()
         .unwrap()
@@ -108,7 +94,7 @@ fn the_pure_layer_declares_only_pure_dependencies() {
 /// are what a normal dependency needs), with features as the workspace resolves them.
 #[test]
 fn no_runtime_cli_or_tls_library_reaches_the_pure_layer() {
-    let meta = metadata();
+    let meta = crate::common::cargo::metadata();
     let names = names(&meta);
     let nodes: HashMap<&str, &Value> = meta["resolve"]["nodes"]
         .as_array()
@@ -399,7 +385,7 @@ fn a_server_build_carries_no_downloader() {
 
 #[test]
 fn the_lab_is_not_built_on_the_binary() {
-    let meta = metadata();
+    let meta = crate::common::cargo::metadata();
     let lab = meta["packages"]
         .as_array()
         .unwrap()
@@ -425,7 +411,7 @@ const COLLECT_FORBIDDEN: &[&str] = &["pgtls", "pgtls-lab", "clap", "ratatui", "c
 
 #[test]
 fn the_collector_is_not_built_on_the_binary() {
-    let meta = metadata();
+    let meta = crate::common::cargo::metadata();
     let collect = meta["packages"]
         .as_array()
         .unwrap()

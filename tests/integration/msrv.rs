@@ -7,10 +7,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail by panicking")]
 
-use std::process::Command;
-
-use serde_json::Value;
-
 /// `1.88` or `1.88.0` as a comparable triple.
 fn version(text: &str) -> (u64, u64, u64) {
     let mut parts = text.split('.').map(|p| p.parse::<u64>().expect("numeric rust-version"));
@@ -21,23 +17,9 @@ fn version(text: &str) -> (u64, u64, u64) {
     )
 }
 
-fn metadata() -> Value {
-    let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--locked"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("cargo metadata runs");
-    assert!(
-        out.status.success(),
-        "cargo metadata failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON")
-}
-
 #[test]
 fn declared_rust_version_covers_every_dependency() {
-    let meta = metadata();
+    let meta = crate::common::cargo::metadata();
     let members: Vec<&str> = meta["workspace_members"]
         .as_array()
         .unwrap()

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail by panicking")]
 #![allow(dead_code)]
 
+pub mod cargo;
 pub mod crl;
 pub mod tmux;
 
