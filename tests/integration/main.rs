@@ -25,6 +25,7 @@ mod logsource;
 mod msrv;
 mod odd_rows;
 mod pgbouncer;
+mod platform;
 mod planted;
 mod probe;
 mod psql_parity;
