@@ -79,16 +79,26 @@ fn platform_of(json: &Value) -> String {
     let text = commands.join("\n");
     for (platform, words) in OWN_WORDS {
         if *platform == name {
-            assert!(words.iter().any(|w| text.contains(w)), "{name}'s steps lack its own tooling:\n{text}");
+            assert!(
+                words.iter().any(|w| text.contains(w)),
+                "{name}'s steps lack its own tooling:\n{text}"
+            );
         } else {
             for word in *words {
-                assert!(!text.contains(word), "{name}'s steps carry {platform}'s {word}:\n{text}");
+                assert!(
+                    !text.contains(word),
+                    "{name}'s steps carry {platform}'s {word}:\n{text}"
+                );
             }
         }
     }
     if name == "unknown" {
         assert!(
-            json["change_steps"].as_array().unwrap().iter().all(|s| s["commands"].as_array().unwrap().is_empty()),
+            json["change_steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|s| s["commands"].as_array().unwrap().is_empty()),
             "no platform's commands when the platform is unknown: {}",
             json["change_steps"]
         );
@@ -115,7 +125,10 @@ async fn each_platform_is_told_by_its_marks_and_gets_only_its_steps() {
         .admin()
         .await
         .unwrap()
-        .query_one("SELECT pg_catalog.current_setting('server_version_num')::pg_catalog.int4", &[])
+        .query_one(
+            "SELECT pg_catalog.current_setting('server_version_num')::pg_catalog.int4",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -124,7 +137,10 @@ async fn each_platform_is_told_by_its_marks_and_gets_only_its_steps() {
     let json = check(&lab, home, SUPERUSER, "postgres", &[]);
     assert_eq!(platform_of(&json), "self_hosted", "{}", json["platform"]);
     let steps = json["change_steps"].to_string();
-    assert!(steps.contains("ALTER SYSTEM SET ssl_min_protocol_version = 'TLSv1.3';"), "{steps}");
+    assert!(
+        steps.contains("ALTER SYSTEM SET ssl_min_protocol_version = 'TLSv1.3';"),
+        "{steps}"
+    );
     assert!(steps.contains("SELECT pg_reload_conf();"), "{steps}");
     let json = check(&lab, home, MONITOR_ROLE, "postgres", &[]);
     assert_eq!(platform_of(&json), "unknown", "{}", json["platform"]);
@@ -147,13 +163,24 @@ async fn each_platform_is_told_by_its_marks_and_gets_only_its_steps() {
     // A provider's placeholder settings, one database each (a database setting is no server-wide mark for the
     // others). The text output names the platform and the steps too.
     for (db, settings, expected) in [
-        ("p_azure", &[("azure.extensions", "pg_stat_statements")][..], "azure_flexible_server"),
-        ("p_rds", &[("rds.extensions", "pg_stat_statements"), ("rds.force_ssl", "1")][..], "rds"),
+        (
+            "p_azure",
+            &[("azure.extensions", "pg_stat_statements")][..],
+            "azure_flexible_server",
+        ),
+        (
+            "p_rds",
+            &[("rds.extensions", "pg_stat_statements"), ("rds.force_ssl", "1")][..],
+            "rds",
+        ),
         ("p_cloudsql", &[("cloudsql.iam_authentication", "on")][..], "cloud_sql"),
         ("p_alloydb", &[("alloydb.iam_authentication", "on")][..], "alloydb"),
         (
             "p_conflict",
-            &[("azure.extensions", "pg_stat_statements"), ("cloudsql.iam_authentication", "on")][..],
+            &[
+                ("azure.extensions", "pg_stat_statements"),
+                ("cloudsql.iam_authentication", "on"),
+            ][..],
             "unknown",
         ),
     ] {
@@ -178,17 +205,38 @@ async fn each_platform_is_told_by_its_marks_and_gets_only_its_steps() {
                     "az postgres flexible-server parameter set --resource-group <rg> --server-name <server> --name \
                      ssl_min_protocol_version --value TLSv1.3"
                 ));
-                assert!(tls_required["change_steps"].to_string().contains("require_secure_transport --value on"));
+                assert!(
+                    tls_required["change_steps"]
+                        .to_string()
+                        .contains("require_secure_transport --value on")
+                );
             }
             "rds" => {
                 let steps = json["change_steps"].to_string();
-                assert!(steps.contains("ParameterName=ssl_min_protocol_version,ParameterValue=TLSv1.3,ApplyMethod=immediate"));
+                assert!(
+                    steps.contains(
+                        "ParameterName=ssl_min_protocol_version,ParameterValue=TLSv1.3,ApplyMethod=immediate"
+                    )
+                );
                 assert!(steps.contains("default DB parameter group"), "{steps}");
-                assert!(tls_required["change_steps"].to_string().contains("ParameterName=rds.force_ssl"));
+                assert!(
+                    tls_required["change_steps"]
+                        .to_string()
+                        .contains("ParameterName=rds.force_ssl")
+                );
             }
             "cloud_sql" | "alloydb" => {
-                assert!(json["change_steps"][0]["title"].as_str().unwrap().starts_with("Not settable here"));
-                assert!(tls_required["change_steps"].to_string().contains("--ssl-mode=ENCRYPTED_ONLY"));
+                assert!(
+                    json["change_steps"][0]["title"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("Not settable here")
+                );
+                assert!(
+                    tls_required["change_steps"]
+                        .to_string()
+                        .contains("--ssl-mode=ENCRYPTED_ONLY")
+                );
             }
             _ => {
                 assert!(evidence.contains("more than one platform"), "{evidence}");
@@ -196,7 +244,10 @@ async fn each_platform_is_told_by_its_marks_and_gets_only_its_steps() {
         }
         let text = common::pgtls(&["check", &conninfo(&lab, MONITOR_ROLE, db)], home);
         let text = String::from_utf8_lossy(&text.stdout);
-        assert!(text.contains("\nPlatform: ") && text.contains("\nChange steps ("), "{text}");
+        assert!(
+            text.contains("\nPlatform: ") && text.contains("\nChange steps ("),
+            "{text}"
+        );
     }
 
     // Roles, server-wide, one provider at a time.
@@ -239,7 +290,11 @@ async fn each_platform_is_told_by_its_marks_and_gets_only_its_steps() {
     .await;
     let json = check(&lab, home, MONITOR_ROLE, "postgres", &[]);
     assert_eq!(platform_of(&json), "aurora", "{}", json["platform"]);
-    assert!(json["change_steps"].to_string().contains("modify-db-cluster-parameter-group"));
+    assert!(
+        json["change_steps"]
+            .to_string()
+            .contains("modify-db-cluster-parameter-group")
+    );
     sql(
         &lab,
         "SET allow_system_table_mods = on; DROP FUNCTION pg_catalog.aurora_version(); DROP SCHEMA planted CASCADE; \
@@ -264,7 +319,10 @@ async fn each_platform_is_told_by_its_marks_and_gets_only_its_steps() {
     let json = check(&lab, home, MONITOR_ROLE, "postgres", &[]);
     assert_eq!(platform_of(&json), "cloudnativepg", "{}", json["platform"]);
     let steps = json["change_steps"].to_string();
-    assert!(steps.contains(".spec.postgresql.parameters") && steps.contains("1.21.2/1.22"), "{steps}");
+    assert!(
+        steps.contains(".spec.postgresql.parameters") && steps.contains("1.21.2/1.22"),
+        "{steps}"
+    );
     assert!(json["platform"]["evidence"].to_string().contains("streaming_replica"));
     // A superuser on CloudNativePG is still CloudNativePG: the marks decide, not the privilege.
     let json = check(&lab, home, SUPERUSER, "postgres", &[]);
