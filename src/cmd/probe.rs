@@ -35,6 +35,10 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode, Failure> {
         crate::probe::bundles::read_bundle(path).map_err(|e| unknown(e.to_string()))?;
     }
     target.bundles = args.bundles.clone();
+    target.full_scan = args.full_scan;
+    if !args.full_scan {
+        target.range = configured_range(&params).await;
+    }
     let report = tokio::task::spawn_blocking(move || probe(&target))
         .await
         .map_err(|e| unknown(e.to_string()))?
@@ -48,4 +52,14 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode, Failure> {
     };
     super::written(written.and_then(|()| out.flush())).map_err(|e| unknown(format!("writing output: {e}")))?;
     Ok(status(report.worst()).exit())
+}
+
+/// The server's configured TLS versions, over SQL; `None` when pgtls cannot log in or read them (the probe then
+/// offers every version, and says so).
+async fn configured_range(params: &crate::conn::params::ConnParams) -> Option<crate::probe::VersionRange> {
+    let connected = crate::collect::Connected::open_server(params).await.ok()?;
+    let limit = params
+        .connect_timeout
+        .unwrap_or(crate::conn::connect::DEFAULT_CONNECT_TIMEOUT);
+    crate::probe::range::read(&connected.client, limit).await
 }

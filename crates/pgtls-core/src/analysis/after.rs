@@ -202,6 +202,9 @@ impl Lingering {
     }
 }
 
+/// How candidates are ordered, said after a list of them.
+pub const RANKING_IN_TEXT: &str = attribution::RANKING;
+
 /// The headline of the after-change screen and of check: "Since TLSv1.3 took effect".
 pub fn took_effect(target: Change) -> &'static str {
     match target {
@@ -238,6 +241,11 @@ impl AfterChange {
         } else {
             None
         }
+    }
+
+    /// Failed handshakes that came as scans, all addresses together.
+    pub fn scan_handshakes(&self) -> u64 {
+        self.scans.iter().map(|s| s.handshakes).sum()
     }
 
     pub fn replication(&self) -> usize {

@@ -141,7 +141,12 @@ fn gap(first: DateTime<Utc>, last: DateTime<Utc>, n: u64) -> Option<u64> {
     (n >= 2 && span >= 0).then(|| (span as u64 / (n - 1) / 1000).max(1))
 }
 
-fn evidence(r: &ClientRecord, kind: RefusalKind, since: DateTime<Utc>, refusals_every: Option<u64>) -> Option<Evidence> {
+fn evidence(
+    r: &ClientRecord,
+    kind: RefusalKind,
+    since: DateTime<Utc>,
+    refusals_every: Option<u64>,
+) -> Option<Evidence> {
     let rows: Vec<_> = r
         .usage
         .iter()
@@ -253,7 +258,11 @@ pub fn phrase(candidates: &[Candidate], more: usize) -> String {
         text.push_str(&format!(
             " (or {}{})",
             rest.join(", "),
-            if more > 0 { format!(" and {more} more") } else { String::new() }
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
         ));
     }
     text
@@ -274,7 +283,13 @@ mod tests {
     fn session(ledger: &mut Ledger, secs: i64, app: &str, class: ConnClass) {
         ledger.apply(&Entry::Session {
             at: t0() + chrono::Duration::seconds(secs),
-            key: ClientKey::new(KeyFields::default(), Some("u"), Some("db"), Some(app), Some("127.0.0.1")),
+            key: ClientKey::new(
+                KeyFields::default(),
+                Some("u"),
+                Some("db"),
+                Some(app),
+                Some("127.0.0.1"),
+            ),
             class,
             tls_version: match class {
                 ConnClass::Tls12 => Some("TLSv1.2".into()),
@@ -354,7 +369,10 @@ mod tests {
         let a = attribute(&ledger, &view, RefusalKind::Handshake, since, since);
         let top = &a.candidates[0];
         assert!(!top.evidence.cadence_matches, "8 s against 5 s: {top:?}");
-        assert_eq!(top.client.application, "nightly-cron", "it still reconnects, the other lingers");
+        assert_eq!(
+            top.client.application, "nightly-cron",
+            "it still reconnects, the other lingers"
+        );
         assert!(phrase(&a.candidates, a.more).starts_with("maybe nightly-cron"));
     }
 }

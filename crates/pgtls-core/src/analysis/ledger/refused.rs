@@ -842,7 +842,11 @@ mod scan_tests {
         assert_eq!(three.scans_since(at(0)), 3);
         assert!(three.reasons.is_empty(), "{:?}", three.reasons);
         let slow = record(&[0, 600, 1200]);
-        assert_eq!((slow.handshakes, slow.scans), (3, 0), "gaps of 600 ms: never 3 within 1 s");
+        assert_eq!(
+            (slow.handshakes, slow.scans),
+            (3, 0),
+            "gaps of 600 ms: never 3 within 1 s"
+        );
         let edge = record(&[0, 500, 999]);
         assert_eq!(edge.scans, 3, "999 ms apart is within the second");
         // A job refused every 2 s before and after a scan: only the scan's handshakes move.
