@@ -38,6 +38,10 @@ mod tests {
         let r = VersionRange::from_settings(Some("TLSv1"), Some("TLSv1.2")).unwrap();
         assert!(r.contains(TlsVersion::Tls10) && !r.contains(TlsVersion::Tls13));
         assert_eq!(VersionRange::from_settings(None, None), None, "hidden or before 12");
-        assert_eq!(VersionRange::from_settings(Some("SSLv3"), None), None, "unknown: offer every version");
+        assert_eq!(
+            VersionRange::from_settings(Some("SSLv3"), None),
+            None,
+            "unknown: offer every version"
+        );
     }
 }

@@ -14,11 +14,12 @@ use serde::{Deserialize, Serialize};
 use super::ledger::{ClientKey, ClientRecord, Ledger, RefusalKind, RefusedView};
 use crate::model::ConnClass;
 
-/// Two rhythms match when the longer gap is at most this many times the shorter. A job's period is fixed, but
-/// both gaps are averages over first and last sightings (poll or log line, each up to a second late): on the lab
-/// (`tests/integration/refusals.rs`'s `the_refused_address_is_the_job_that_reconnects`) a job every 2 s gave
-/// sessions every 2.0-2.1 s before the change and refusals every 2.0-2.2 s after; an app reconnecting every
-/// minute against refusals every 2 s is 30 times apart. 1.5 keeps a margin both ways.
+/// Two rhythms match when the longer gap is at most this many times the shorter. A job's period is fixed, but both
+/// gaps are averages in whole seconds over first and last sightings (a log line, or a poll up to an interval late):
+/// on the lab (`tests/integration/evidence.rs` prints it) a job every 2 s gave sessions every 2 s before the change
+/// and refusals every 2 s after, while an app that stays connected has no rhythm at all. 1.5 admits a whole second
+/// of rounding at a 2 s period (2 against 3) and tells a 5 s job from an 8 s one (the unit test shows where it
+/// stops).
 pub const CADENCE_RATIO: f64 = 1.5;
 /// Candidates named per refused address; more are counted.
 pub const MAX_CANDIDATES: usize = 8;
@@ -100,7 +101,7 @@ pub fn attribute(
     let mut ruled_out = Vec::new();
     for key in &view.seen {
         let Some(r) = ledger.client(key) else { continue };
-        match evidence(r, kind, since, refusals_every) {
+        match evidence(r, kind, refusals_every) {
             Some(evidence) => candidates.push(Candidate {
                 client: key.clone(),
                 label: key.label(),
@@ -141,17 +142,10 @@ fn gap(first: DateTime<Utc>, last: DateTime<Utc>, n: u64) -> Option<u64> {
     (n >= 2 && span >= 0).then(|| (span as u64 / (n - 1) / 1000).max(1))
 }
 
-fn evidence(
-    r: &ClientRecord,
-    kind: RefusalKind,
-    since: DateTime<Utc>,
-    refusals_every: Option<u64>,
-) -> Option<Evidence> {
-    let rows: Vec<_> = r
-        .usage
-        .iter()
-        .filter(|u| refused_kind(kind, u.class) && u.first_seen < since)
-        .collect();
+fn evidence(r: &ClientRecord, kind: RefusalKind, refusals_every: Option<u64>) -> Option<Evidence> {
+    // Every such session started before the change (after it, the change refuses them). Not filtered by `since`:
+    // a poll dates a session by when it first saw it, which for one connected across the change is after it.
+    let rows: Vec<_> = r.usage.iter().filter(|u| refused_kind(kind, u.class)).collect();
     let sessions: u64 = rows.iter().map(|u| u.sessions).sum();
     if sessions == 0 {
         return None;
@@ -180,7 +174,7 @@ fn evidence(
 fn kind_words(kind: RefusalKind) -> &'static str {
     match kind {
         RefusalKind::Handshake => "TLS below 1.3",
-        RefusalKind::Plain => "plain-text",
+        RefusalKind::Plain => "plain text",
     }
 }
 
@@ -198,24 +192,24 @@ fn words(e: &Evidence, kind: RefusalKind, since: DateTime<Utc>) -> String {
     let mut parts = Vec::new();
     match (e.every_secs, e.refusals_every_secs) {
         (Some(a), Some(b)) if e.cadence_matches => parts.push(format!(
-            "its {what} sessions came every ~{} before the change and the refusals come every ~{}",
+            "its sessions ({what}) came every ~{} before the change and the refusals come every ~{}",
             span(a),
             span(b)
         )),
         (Some(a), Some(b)) => parts.push(format!(
-            "its {what} sessions came every ~{} before the change, the refusals every ~{} (another rhythm)",
+            "its sessions ({what}) came every ~{} before the change, the refusals every ~{} (another rhythm)",
             span(a),
             span(b)
         )),
         (Some(a), None) => parts.push(format!(
-            "its {} {what} sessions came every ~{} before the change",
+            "its {} sessions ({what}) came every ~{} before the change",
             e.sessions_before,
             span(a)
         )),
-        (None, _) => parts.push(format!("one {what} session before the change")),
+        (None, _) => parts.push(format!("one session ({what}) before the change")),
     }
     let before = (since - e.last_seen).num_seconds();
-    parts.push(if before >= 0 {
+    parts.push(if before >= 1 {
         format!("last {} before the change", span(before.unsigned_abs()))
     } else {
         "last seen at the change".to_string()
@@ -239,7 +233,7 @@ fn ruled_out_why(r: &ClientRecord, kind: RefusalKind) -> String {
     seen.sort_unstable();
     seen.dedup();
     format!(
-        "seen only {} before the change, which it does not refuse (no {} session)",
+        "seen only with {}, which the change does not refuse (no session with {})",
         seen.join(", "),
         kind_words(kind)
     )
