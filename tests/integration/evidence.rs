@@ -209,6 +209,50 @@ async fn the_refused_address_is_the_job_that_reconnects() {
     assert!(screen.contains("ruled out: "), "{screen}");
     tmux.keys(&["q"]);
     assert_eq!(tmux.exit_status(Duration::from_secs(20)), Some(0));
+
+    // And serve's /api, from the same log.
+    let targets = home.path().join("targets.toml");
+    std::fs::write(
+        &targets,
+        format!("[[target]]\nname = \"lab\"\nconninfo = \"{conninfo}\"\nserver_log = \"{log}\"\n"),
+    )
+    .unwrap();
+    let targets = targets.display().to_string();
+    let serve = crate::serve::Serve::start(&["--targets", &targets, "--interval", "1"], home.path());
+    let api = common::wait_until("the after-change report in /api", Duration::from_secs(60), async || {
+        let body = serve.get("/api/v1/targets/lab/after").map(|r| r.1).unwrap_or_default();
+        let json: serde_json::Value = serde_json::from_str(&body).map_err(|_| body.clone())?;
+        let local = json["after"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s["refused"].as_array().into_iter().flatten())
+            .find(|r| r["address"] == "127.0.0.1")
+            .cloned();
+        local.ok_or(body)
+    })
+    .await;
+    // Alike but for when each run's poll saw the connected app.
+    let ranked = |r: &serde_json::Value| -> Vec<(String, serde_json::Value, serde_json::Value)> {
+        r["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let e = &c["evidence"];
+                (c["label"].to_string(), e["cadence_matches"].clone(), e["every_secs"].clone())
+            })
+            .collect()
+    };
+    assert_eq!(ranked(&api), ranked(local), "/api and check rank alike: {api:#}");
+    // Ruled out alike too (serve also sees the earlier check's and dashboard's own logins in the log: more rows).
+    let ruled_api = api["ruled_out"].to_string();
+    assert!(
+        ruled_api.contains("storefront") && ruled_api.contains("metrics-agent"),
+        "{ruled_api}"
+    );
+    assert_eq!(api["attribution"], local["attribution"]);
+    drop(serve);
     drop((billing, storefront, metrics));
 }
 
