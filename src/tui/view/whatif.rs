@@ -326,9 +326,12 @@ fn after_lines(cx: &Ctx, r: &AfterChange) -> (Vec<Line<'static>>, Option<usize>)
             ),
         ]));
         lines.push(Line::styled(format!("      {}", terminal(&f.attribution)), t.dim));
-        // The top candidate's evidence in words: why it heads the list (the full ranking is in `check`).
+        // What puts the top candidate first, short enough for one line (`check` says all of each candidate's).
         if let Some(top) = f.candidates.first() {
-            lines.push(Line::styled(format!("        {}", terminal(&top.why)), t.dim));
+            lines.push(Line::styled(
+                format!("        {}", crate::analysis::attribution::headline(top)),
+                t.dim,
+            ));
         }
         if !f.ruled_out.is_empty() {
             lines.push(Line::styled(

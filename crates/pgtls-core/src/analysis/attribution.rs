@@ -239,6 +239,17 @@ fn ruled_out_why(r: &ClientRecord, kind: RefusalKind) -> String {
     )
 }
 
+/// What puts a candidate first, in a few words (for a line of the dashboard; [`Candidate::why`] says all).
+pub fn headline(c: &Candidate) -> String {
+    let e = &c.evidence;
+    match (e.cadence_matches, e.every_secs) {
+        (true, Some(every)) => format!("same rhythm as the refusals: every ~{} before the change", span(every)),
+        _ if e.connected_now && !e.reconnects => "connected since before the change: lingering".to_string(),
+        (_, Some(every)) => format!("reconnected every ~{} before the change", span(every)),
+        (_, None) => "one session before the change".to_string(),
+    }
+}
+
 /// The attribution in a few words, as every output says it: "likely A", "maybe A (or B, C)", "no client seen
 /// from this address the change would refuse".
 pub fn phrase(candidates: &[Candidate], more: usize) -> String {
