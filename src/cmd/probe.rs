@@ -8,7 +8,7 @@ use super::exit::Status;
 use crate::analysis::alerts::Severity;
 use crate::cli::{ProbeArgs, ProbeFormat};
 use crate::conn::params::Environment;
-use crate::probe::{ProbeTarget, run as probe};
+use crate::probe::ProbeTarget;
 
 /// The plugin status of the worst finding.
 pub fn status(worst: Option<Severity>) -> Status {
@@ -36,13 +36,15 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode, Failure> {
     }
     target.bundles = args.bundles.clone();
     target.full_scan = args.full_scan;
-    if !args.full_scan {
-        target.range = configured_range(&params).await;
-    }
-    let report = tokio::task::spawn_blocking(move || probe(&target))
-        .await
-        .map_err(|e| unknown(e.to_string()))?
-        .map_err(|e| unknown(e.to_string()))?;
+    // The range is read over SQL on this runtime, from the probe's blocking thread, once the server has shown
+    // that it speaks TLS.
+    let runtime = tokio::runtime::Handle::current();
+    let report = tokio::task::spawn_blocking(move || {
+        crate::probe::run_with_range(&target, None, &|| runtime.block_on(configured_range(&params)))
+    })
+    .await
+    .map_err(|e| unknown(e.to_string()))?
+    .map_err(|e| unknown(e.to_string()))?;
     let mut out = std::io::stdout().lock();
     let written = match args.format {
         ProbeFormat::Text => crate::output::probe::write(&report, &mut out),
@@ -55,7 +57,8 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode, Failure> {
 }
 
 /// The server's configured TLS versions, over SQL; `None` when pgtls cannot log in or read them (the probe then
-/// offers every version, and says so).
+/// offers every version, and says so). The login is one more connection (two where sslmode=prefer retries
+/// without TLS), not among the probe's counted handshakes.
 async fn configured_range(params: &crate::conn::params::ConnParams) -> Option<crate::probe::VersionRange> {
     let connected = crate::collect::Connected::open_server(params).await.ok()?;
     let limit = params

@@ -240,7 +240,11 @@ async fn the_refused_address_is_the_job_that_reconnects() {
             .iter()
             .map(|c| {
                 let e = &c["evidence"];
-                (c["label"].to_string(), e["cadence_matches"].clone(), e["every_secs"].clone())
+                (
+                    c["label"].to_string(),
+                    e["cadence_matches"].clone(),
+                    e["every_secs"].clone(),
+                )
             })
             .collect()
     };

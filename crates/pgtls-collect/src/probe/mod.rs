@@ -173,6 +173,17 @@ pub fn run_reporting(
     target: &ProbeTarget,
     report_to: Option<tokio::sync::mpsc::Sender<ProbeConnection>>,
 ) -> Result<ProbeReport, ProbeError> {
+    run_with_range(target, report_to, &|| None)
+}
+
+/// [`run_reporting`], asking `range` for the server's configured TLS versions once the first handshake has
+/// succeeded (when `target.range` is not known already): `pgtls probe` logs in for it then, and only then, since a
+/// server that refuses TLS needs no range and a login to it would be wasted (or the only connection it answers).
+pub fn run_with_range(
+    target: &ProbeTarget,
+    report_to: Option<tokio::sync::mpsc::Sender<ProbeConnection>>,
+    range: &dyn Fn() -> Option<VersionRange>,
+) -> Result<ProbeReport, ProbeError> {
     let addr = starttls::resolve(&target.host, target.hostaddr, target.port).map_err(|source| ProbeError::Resolve {
         host: target.host.clone(),
         source,
@@ -209,7 +220,7 @@ pub fn run_reporting(
         versions: Vec::new(),
         tls12_ciphers: Vec::new(),
         tls12_full_scan: target.full_cipher_scan,
-        version_scan: version_scan(target),
+        version_scan: String::new(),
         connections: 0,
         findings: Vec::new(),
     };
@@ -281,8 +292,13 @@ pub fn run_reporting(
         .ok()
         .map(|store| verify::verify(&chain, &store, "system store".into()));
     let negotiated = report.negotiated.as_ref().map(|n| n.version.clone());
+    let known = match target.range {
+        None if !target.full_scan => range(),
+        known => known,
+    };
+    report.version_scan = version_scan(target.full_scan, known);
     report.versions =
-        scan::versions_in_range(&mut scanner, target.range, target.full_scan, negotiated.as_deref()).map_err(io)?;
+        scan::versions_in_range(&mut scanner, known, target.full_scan, negotiated.as_deref()).map_err(io)?;
     let tls12 = report
         .versions
         .iter()
@@ -297,8 +313,8 @@ pub fn run_reporting(
 }
 
 /// How the probe tests versions, in words (see [`ProbeReport::version_scan`]).
-fn version_scan(target: &ProbeTarget) -> String {
-    match (target.full_scan, target.range) {
+fn version_scan(full_scan: bool, range: Option<VersionRange>) -> String {
+    match (full_scan, range) {
         (true, _) => "every version offered (--full-scan): each one the server refuses is a failed handshake in its \
                       log"
         .to_string(),
