@@ -120,7 +120,8 @@ pub fn attribute(
             let e = &c.evidence;
             (
                 e.cadence_matches,
-                !(e.connected_now && !e.reconnects),
+                // Not a session that only lingers.
+                !e.connected_now || e.reconnects,
                 e.reconnects,
                 e.last_seen,
             )
