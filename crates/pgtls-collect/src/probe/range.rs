@@ -7,14 +7,16 @@ use tokio_postgres::Client;
 
 use super::scan::VersionRange;
 
-/// `current_setting(..., true)` is NULL for a setting the server does not have (before 12).
-const RANGE_SQL: &str = "SELECT pg_catalog.current_setting('ssl_min_protocol_version', true), \
-                         pg_catalog.current_setting('ssl_max_protocol_version', true)";
-
 /// The configured range, or `None` when it cannot be read (no answer within `limit`, hidden from pgtls's role,
 /// a server without the settings): then the probe offers every version, as before.
 pub async fn read(client: &Client, limit: Duration) -> Option<VersionRange> {
-    let row = tokio::time::timeout(limit, client.query_one(RANGE_SQL, &[]))
+    // `current_setting(..., true)` is NULL for a setting the server does not have (before 12).
+    let query = client.query_one(
+        "SELECT pg_catalog.current_setting('ssl_min_protocol_version', true), \
+         pg_catalog.current_setting('ssl_max_protocol_version', true)",
+        &[],
+    );
+    let row = tokio::time::timeout(limit, query)
         .await
         .ok()?
         .ok()?;
