@@ -16,10 +16,7 @@ pub async fn read(client: &Client, limit: Duration) -> Option<VersionRange> {
          pg_catalog.current_setting('ssl_max_protocol_version', true)",
         &[],
     );
-    let row = tokio::time::timeout(limit, query)
-        .await
-        .ok()?
-        .ok()?;
+    let row = tokio::time::timeout(limit, query).await.ok()?.ok()?;
     let min: Option<String> = row.try_get(0).ok()?;
     let max: Option<String> = row.try_get(1).ok()?;
     VersionRange::from_settings(min.as_deref(), max.as_deref())
