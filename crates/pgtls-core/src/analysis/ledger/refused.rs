@@ -31,8 +31,8 @@ pub const HOURS_KEPT: usize = 168;
 /// A scan, not a client: at least [`SCAN_MIN_HANDSHAKES`] failed handshakes from one address within
 /// [`SCAN_WINDOW_MS`]. Measured on the lab (PostgreSQL 15 on loopback, a debug build on a loaded 2-core machine;
 /// `tests/integration/evidence.rs` prints it): `pgtls probe --full-scan` against a TLSv1.3-only server logs 3 failed
-/// handshakes (TLS 1.0, 1.1, 1.2) within 182-282 ms (two runs), one after the other; sslyze and testssl.sh make dozens the same
-/// way. A client refused by a floor makes one failed handshake per attempt (libpq's `prefer` retries in plain text,
+/// handshakes (TLS 1.0, 1.1, 1.2) within 182-282 ms (two runs), one after the other; sslyze and testssl.sh make
+/// dozens the same way. A client refused by a floor makes one failed handshake per attempt (libpq's `prefer` retries in plain text,
 /// not with another handshake), so even a job retrying every second stays below three within a second, and a
 /// second leaves room for a scan over a slower link than loopback. What it gives up: three clients on one host
 /// refused within the same second are shown as a scan (still counted, apart), and the tests space such clients.
