@@ -353,6 +353,10 @@ pub struct ProbeArgs {
     /// List every accepted TLS 1.2 suite (one connection, and one server log line, per suite).
     #[arg(long)]
     pub full_cipher_scan: bool,
+    /// Offer every TLS version, even those outside the server's ssl_min/max_protocol_version (each one refused is
+    /// a failed handshake in the server's log). Without it the probe reads the range over SQL when it can
+    #[arg(long)]
+    pub full_scan: bool,
     /// A root bundle (PEM) your clients use as sslrootcert: would verify-full and verify-ca succeed with exactly
     /// this file, and which of its roots anchors the chain the server sends. Repeatable; exit 2 when one fails
     /// verify-full

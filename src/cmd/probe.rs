@@ -8,7 +8,7 @@ use super::exit::Status;
 use crate::analysis::alerts::Severity;
 use crate::cli::{ProbeArgs, ProbeFormat};
 use crate::conn::params::Environment;
-use crate::probe::{ProbeTarget, run as probe};
+use crate::probe::ProbeTarget;
 
 /// The plugin status of the worst finding.
 pub fn status(worst: Option<Severity>) -> Status {
@@ -35,10 +35,16 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode, Failure> {
         crate::probe::bundles::read_bundle(path).map_err(|e| unknown(e.to_string()))?;
     }
     target.bundles = args.bundles.clone();
-    let report = tokio::task::spawn_blocking(move || probe(&target))
-        .await
-        .map_err(|e| unknown(e.to_string()))?
-        .map_err(|e| unknown(e.to_string()))?;
+    target.full_scan = args.full_scan;
+    // The range is read over SQL on this runtime, from the probe's blocking thread, once the server has shown
+    // that it speaks TLS.
+    let runtime = tokio::runtime::Handle::current();
+    let report = tokio::task::spawn_blocking(move || {
+        crate::probe::run_with_range(&target, None, &|| runtime.block_on(configured_range(&params)))
+    })
+    .await
+    .map_err(|e| unknown(e.to_string()))?
+    .map_err(|e| unknown(e.to_string()))?;
     let mut out = std::io::stdout().lock();
     let written = match args.format {
         ProbeFormat::Text => crate::output::probe::write(&report, &mut out),
@@ -48,4 +54,15 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode, Failure> {
     };
     super::written(written.and_then(|()| out.flush())).map_err(|e| unknown(format!("writing output: {e}")))?;
     Ok(status(report.worst()).exit())
+}
+
+/// The server's configured TLS versions, over SQL; `None` when pgtls cannot log in or read them (the probe then
+/// offers every version, and says so). The login is one more connection (two where sslmode=prefer retries
+/// without TLS), not among the probe's counted handshakes.
+async fn configured_range(params: &crate::conn::params::ConnParams) -> Option<crate::probe::VersionRange> {
+    let connected = crate::collect::Connected::open_server(params).await.ok()?;
+    let limit = params
+        .connect_timeout
+        .unwrap_or(crate::conn::connect::DEFAULT_CONNECT_TIMEOUT);
+    crate::probe::range::read(&connected.client, limit).await
 }

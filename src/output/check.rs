@@ -121,12 +121,17 @@ pub fn assess(
             ),
         )
     };
-    let (refused, downgraded, lingering) = after_change
-        .as_ref()
-        .map_or((0, 0, 0), |a| (a.refused.len(), a.downgraded.len(), a.lingering.len()));
+    let (refused, downgraded, lingering, scans) = after_change.as_ref().map_or((0, 0, 0, 0), |a| {
+        (
+            a.refused.len(),
+            a.downgraded.len(),
+            a.lingering.len(),
+            a.scan_handshakes(),
+        )
+    });
     let perfdata = format!(
         "tls13={} tls12={} tls_older={} plain_tcp={} gss={} local={} unknown={} refused_clients={} sessions_seen={} \
-         refused={refused} downgraded={downgraded} lingering={lingering} poll_time={:.1}ms",
+         refused={refused} downgraded={downgraded} lingering={lingering} scans={scans} poll_time={:.1}ms",
         counts.tls13,
         counts.tls12,
         counts.tls_older,
@@ -246,8 +251,12 @@ fn after_summary(a: &AfterChange) -> String {
         0 => String::new(),
         n => format!(" ({n} replication)"),
     };
+    let scans = match a.scan_handshakes() {
+        0 => String::new(),
+        n => format!("; scans: {n} (not clients)"),
+    };
     format!(
-        "{} ({}, {}): {} address(es) refused, {} client(s) fell back to plain text since {}; {} session(s) lingering{replication}",
+        "{} ({}, {}): {} address(es) refused, {} client(s) fell back to plain text since {}; {} session(s) lingering{replication}{scans}",
         after::since_phrase(a.target),
         crate::format::timestamp(a.since),
         after::since_source_label(a.since_source),
@@ -371,16 +380,6 @@ fn write_after(a: &AfterChange, out: &mut dyn Write) -> std::io::Result<()> {
         writeln!(out, "  ▲ {}", t(gap))?;
     }
     for f in &a.refused {
-        let who = if f.labels.is_empty() {
-            "no client seen from this address".to_string()
-        } else {
-            let names: Vec<_> = f.labels.iter().map(|l| t(l).into_owned()).collect();
-            format!(
-                "{}{}",
-                if f.ambiguous { "one of " } else { "likely " },
-                names.join(", ")
-            )
-        };
         writeln!(
             out,
             "  refused: {} — {} attempt(s), last {}, {}; {}{}",
@@ -388,8 +387,27 @@ fn write_after(a: &AfterChange, out: &mut dyn Write) -> std::io::Result<()> {
             f.attempts,
             crate::format::timestamp(f.last_seen),
             t(&f.reason),
-            who,
+            t(&f.attribution),
             repl(f.replication)
+        )?;
+        for (i, c) in f.candidates.iter().enumerate() {
+            writeln!(out, "    {}. {} — {}", i + 1, t(&c.label), t(&c.why))?;
+        }
+        for r in &f.ruled_out {
+            writeln!(out, "    ruled out: {} — {}", t(&r.label), t(&r.why))?;
+        }
+    }
+    if a.refused.iter().any(|f| f.candidates.len() > 1) {
+        writeln!(out, "  (candidates {})", after::RANKING_IN_TEXT)?;
+    }
+    for s in &a.scans {
+        writeln!(
+            out,
+            "  scan: {} — {} failed handshake(s) in bursts, last {}: a scanner (pgtls probe, sslyze, testssl.sh), \
+             not a client",
+            t(&s.address),
+            s.handshakes,
+            crate::format::timestamp(s.last_seen)
         )?;
     }
     for d in &a.downgraded {
@@ -466,6 +484,20 @@ mod class_tests {
         for r in &mut after.refused {
             r.address = name.to_string();
             r.labels = vec![name.to_string(), name.to_string()];
+            r.attribution = name.to_string();
+            for c in &mut r.candidates {
+                c.label = name.to_string();
+                c.why = name.to_string();
+            }
+            r.ruled_out = r
+                .candidates
+                .iter()
+                .map(|c| crate::analysis::attribution::RuledOut {
+                    client: c.client.clone(),
+                    label: name.to_string(),
+                    why: name.to_string(),
+                })
+                .collect();
             r.reason = name.to_string();
         }
         for d in &mut after.downgraded {
@@ -479,6 +511,11 @@ mod class_tests {
             l.tls_version = Some(name.to_string());
         }
         after.log_connections_off = Some(name.to_string());
+        after.scans = vec![crate::analysis::after::Scan {
+            address: name.to_string(),
+            handshakes: 3,
+            last_seen: after.since,
+        }];
         let standing = Standing::InForce(Box::new(after));
         let report = assess(&snapshot, alerts, whatif, standing, vec![name.to_string()]);
         let mut out = Vec::new();

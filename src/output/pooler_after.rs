@@ -23,12 +23,10 @@ pub fn write_lines(p: &PoolerAfter, out: &mut dyn Write) -> std::io::Result<()> 
         }
     )?;
     for f in &p.refused {
-        let who = match f.labels.as_slice() {
-            [] if f.address == crate::analysis::ledger::UNKNOWN_ADDRESS => {
-                "PgBouncer logs no address for a failed handshake".to_string()
-            }
-            [] => "no client seen from this address".to_string(),
-            labels => labels.iter().map(|l| t(l).into_owned()).collect::<Vec<_>>().join(", "),
+        let who = if f.address == crate::analysis::ledger::UNKNOWN_ADDRESS {
+            "PgBouncer logs no address for a failed handshake".to_string()
+        } else {
+            t(&f.attribution).into_owned()
         };
         writeln!(
             out,

@@ -101,11 +101,18 @@ fn write_report(r: &ProbeReport, out: &mut dyn Write) -> std::io::Result<()> {
                 format!(
                     "{} {}",
                     v.version.name(),
-                    if v.accepted { "accepted" } else { "refused" }
+                    match (v.accepted, v.not_offered) {
+                        (true, _) => "accepted",
+                        (false, true) => "refused by configuration (not offered)",
+                        (false, false) => "refused",
+                    }
                 )
             })
             .collect();
         writeln!(out, "Protocols   {}", list.join(", "))?;
+        if !r.version_scan.is_empty() {
+            writeln!(out, "            {}", t(&r.version_scan))?;
+        }
     }
     if !r.tls12_ciphers.is_empty() {
         let what = if r.tls12_full_scan {

@@ -82,6 +82,7 @@ pub fn router(state: ServeState) -> Router {
         .route("/healthz", get(healthz))
         .route("/api/v1/targets", get(api::targets))
         .route("/api/v1/targets/{name}/ledger", get(api::ledger))
+        .route("/api/v1/targets/{name}/after", get(api::after))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)

@@ -199,6 +199,7 @@ pub fn probe_report() -> crate::probe::ProbeReport {
                 version: *v,
                 accepted: matches!(v, TlsVersion::Tls12 | TlsVersion::Tls13),
                 reason: None,
+                not_offered: false,
             })
             .collect(),
         tls12_ciphers: vec![
@@ -207,6 +208,7 @@ pub fn probe_report() -> crate::probe::ProbeReport {
             CipherResult::of("ECDHE-RSA-AES256-SHA384"),
         ],
         tls12_full_scan: false,
+        version_scan: String::new(),
         connections: 10,
         findings: Vec::new(),
     };

@@ -369,23 +369,41 @@ fn after_lines(cx: &Ctx, r: &AfterChange) -> (Vec<Line<'static>>, Option<usize>)
                 t.dim,
             ),
         ]));
-        let who = match f.labels.as_slice() {
-            [] => "no client seen from this address yet".to_string(),
-            [one] => format!("likely {}", terminal(one)),
-            many => format!(
-                "one of {}{} (ambiguous: several clients share this address)",
-                many.iter()
-                    .map(|l| terminal(l).into_owned())
+        lines.push(Line::styled(format!("      {}", terminal(&f.attribution)), t.dim));
+        // What puts the top candidate first, short enough for one line (`check` says all of each candidate's).
+        if let Some(top) = f.candidates.first() {
+            lines.push(Line::styled(
+                format!("        {}", crate::analysis::attribution::headline(top)),
+                t.dim,
+            ));
+        }
+        if !f.ruled_out.is_empty() {
+            lines.push(Line::styled(
+                format!(
+                    "      ruled out: {} (the change does not refuse them)",
+                    f.ruled_out
+                        .iter()
+                        .map(|r| terminal(&r.label).into_owned())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                t.dim,
+            ));
+        }
+    }
+    if !r.scans.is_empty() {
+        lines.push(Line::styled(
+            format!(
+                " Scans: {} failed handshake(s) in bursts from {} — a scanner (pgtls probe, sslyze), not clients",
+                r.scan_handshakes(),
+                r.scans
+                    .iter()
+                    .map(|s| terminal(&s.address).into_owned())
                     .collect::<Vec<_>>()
-                    .join(", "),
-                if f.more_identities > 0 {
-                    format!(" and {} more", f.more_identities)
-                } else {
-                    String::new()
-                }
+                    .join(", ")
             ),
-        };
-        lines.push(Line::styled(format!("      {who}"), t.dim));
+            t.dim,
+        ));
     }
 
     lines.push(Line::raw(""));

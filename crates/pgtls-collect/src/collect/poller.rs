@@ -232,7 +232,12 @@ fn start_probe(
     *running = Some(AbortOnDrop(tokio::spawn(async move {
         let mut result = match target {
             None => Err(Arc::new(crate::probe::ProbeError::NoTcpHost)),
-            Some(target) => {
+            Some(mut target) => {
+                // Offer no TLS version the server's settings already refuse: each would be a failed handshake in
+                // its log, seen by every reader of that log (another pgtls included) as a refused client.
+                if let Some(client) = &client {
+                    target.range = crate::probe::range::read(client, limit).await;
+                }
                 // A blocking thread each; with many servers at once they take turns (see PROBES_AT_ONCE).
                 let _slot = PROBE_SLOTS.acquire().await;
                 match tokio::task::spawn_blocking(move || crate::probe::run_reporting(&target, Some(report_to))).await {

@@ -4,6 +4,7 @@
 pub mod bundles;
 pub mod certinfo;
 pub mod on_disk;
+pub mod range;
 pub mod scan;
 pub mod starttls;
 pub mod verify;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use self::bundles::BundleVerdict;
 use self::certinfo::CertInfo;
+pub use self::scan::VersionRange;
 use self::scan::{Attempt, CipherResult, Scanner, TlsVersion, VersionResult};
 use self::verify::{BundleEntry, Verdict};
 use crate::analysis::alerts::Severity;
@@ -36,6 +38,11 @@ pub struct ProbeTarget {
     pub full_cipher_scan: bool,
     /// Root bundles clients ship (`probe --bundle`, `bundles` in the config): judged against the chain sent.
     pub bundles: Vec<PathBuf>,
+    /// The server's configured TLS versions, when read over SQL: versions outside are not offered (each would be
+    /// a failed handshake in the server's log, which a DBA would take for a refused client).
+    pub range: Option<VersionRange>,
+    /// Offer every TLS version whatever the range (`probe --full-scan`).
+    pub full_scan: bool,
 }
 
 impl ProbeTarget {
@@ -60,6 +67,8 @@ impl ProbeTarget {
             warn_days,
             full_cipher_scan,
             bundles: Vec::new(),
+            range: None,
+            full_scan: false,
         })
     }
 }
@@ -112,6 +121,10 @@ pub struct ProbeReport {
     /// The preferred TLS 1.2 suite and one example of each weak kind accepted, or every suite with a full scan.
     pub tls12_ciphers: Vec<CipherResult>,
     pub tls12_full_scan: bool,
+    /// How the versions were tested: every one (`--full-scan`), only those in the server's configured range, or
+    /// every one because the range could not be read (and why).
+    #[serde(default)]
+    pub version_scan: String,
     /// TCP connections the probe opened; each failed handshake among them logs a line on the server.
     pub connections: u32,
     pub findings: Vec<Finding>,
@@ -166,6 +179,17 @@ pub fn run_reporting(
     target: &ProbeTarget,
     report_to: Option<tokio::sync::mpsc::Sender<ProbeConnection>>,
 ) -> Result<ProbeReport, ProbeError> {
+    run_with_range(target, report_to, &|| None)
+}
+
+/// [`run_reporting`], asking `range` for the server's configured TLS versions once the first handshake has
+/// succeeded (when `target.range` is not known already): `pgtls probe` logs in for it then, and only then, since a
+/// server that refuses TLS needs no range and a login to it would be wasted (or the only connection it answers).
+pub fn run_with_range(
+    target: &ProbeTarget,
+    report_to: Option<tokio::sync::mpsc::Sender<ProbeConnection>>,
+    range: &dyn Fn() -> Option<VersionRange>,
+) -> Result<ProbeReport, ProbeError> {
     let addr = starttls::resolve(&target.host, target.hostaddr, target.port).map_err(|source| ProbeError::Resolve {
         host: target.host.clone(),
         source,
@@ -202,6 +226,7 @@ pub fn run_reporting(
         versions: Vec::new(),
         tls12_ciphers: Vec::new(),
         tls12_full_scan: target.full_cipher_scan,
+        version_scan: String::new(),
         connections: 0,
         findings: Vec::new(),
     };
@@ -272,7 +297,14 @@ pub fn run_reporting(
     report.verify_system = verify::system_store()
         .ok()
         .map(|store| verify::verify(&chain, &store, "system store".into()));
-    report.versions = scan::versions(&mut scanner).map_err(io)?;
+    let negotiated = report.negotiated.as_ref().map(|n| n.version.clone());
+    let known = match target.range {
+        None if !target.full_scan => range(),
+        known => known,
+    };
+    report.version_scan = version_scan(target.full_scan, known);
+    report.versions =
+        scan::versions_in_range(&mut scanner, known, target.full_scan, negotiated.as_deref()).map_err(io)?;
     let tls12 = report
         .versions
         .iter()
@@ -284,6 +316,21 @@ pub fn run_reporting(
     report.findings.extend(findings(&report, target.warn_days));
     report.findings.sort_by_key(|f| f.severity);
     Ok(report)
+}
+
+/// How the probe tests versions, in words (see [`ProbeReport::version_scan`]).
+fn version_scan(full_scan: bool, range: Option<VersionRange>) -> String {
+    match (full_scan, range) {
+        (true, _) => "every version offered (--full-scan): each one the server refuses is a failed handshake in its \
+                      log"
+        .to_string(),
+        (false, Some(range)) => format!(
+            "only versions inside the server's configured range ({}) offered: the others are refused by \
+             configuration, and not tried",
+            range.describe()
+        ),
+        (false, None) => "every version offered: the server's ssl_min/max_protocol_version could not be read".into(),
+    }
 }
 
 /// A socket error as a sentence. A read timeout surfaces as `WouldBlock` on Unix ("Resource temporarily
@@ -434,12 +481,14 @@ mod tests {
                 version: TlsVersion::Tls11,
                 accepted: true,
                 reason: None,
+                not_offered: false,
             }],
             tls12_ciphers: vec![
                 CipherResult::of("AES128-SHA"),
                 CipherResult::of("ECDHE-RSA-AES128-GCM-SHA256"),
             ],
             tls12_full_scan: false,
+            version_scan: String::new(),
             connections: 3,
             findings: Vec::new(),
         };

@@ -102,7 +102,7 @@ fn short_reason(error: &str) -> String {
         .unwrap_or_else(|| error.lines().next().unwrap_or(error).to_string())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum TlsVersion {
     #[serde(rename = "TLSv1")]
     Tls10,
@@ -147,34 +147,113 @@ pub struct VersionResult {
     pub accepted: bool,
     /// Why the server refused, when it did.
     pub reason: Option<String>,
+    /// Known without a handshake: from the server's settings (outside its range), or from the first handshake.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub not_offered: bool,
+}
+
+/// The TLS versions the server is configured to accept (`ssl_min_protocol_version`, `ssl_max_protocol_version`),
+/// when pgtls's role may read them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionRange {
+    pub min: TlsVersion,
+    /// `None`: no maximum (the empty setting), as high as OpenSSL goes.
+    pub max: Option<TlsVersion>,
+}
+
+impl VersionRange {
+    /// From the settings as `current_setting` shows them; `None` when the minimum is unknown (hidden, or a server
+    /// older than 12 without the settings).
+    pub fn from_settings(min: Option<&str>, max: Option<&str>) -> Option<VersionRange> {
+        let parse = |v: &str| {
+            TlsVersion::ALL
+                .into_iter()
+                .find(|t| t.name().eq_ignore_ascii_case(v.trim()))
+        };
+        let min = parse(min?)?;
+        let max = match max.map(str::trim) {
+            None | Some("") => None,
+            Some(v) => Some(parse(v)?),
+        };
+        Some(VersionRange { min, max })
+    }
+
+    pub fn contains(self, v: TlsVersion) -> bool {
+        v >= self.min && self.max.is_none_or(|m| v <= m)
+    }
+
+    /// "TLSv1.2 to TLSv1.3".
+    pub fn describe(self) -> String {
+        format!(
+            "{} to {}",
+            self.min.name(),
+            self.max.map_or("any newer", TlsVersion::name)
+        )
+    }
+}
+
+/// Which versions to offer: every one (`full`), or only those inside the server's configured `range` (the others
+/// would fail, each a failed handshake in the server's log, and their answer is known). A version the first
+/// handshake already negotiated (`negotiated`) needs no second one.
+pub fn versions_in_range(
+    scanner: &mut Scanner,
+    range: Option<VersionRange>,
+    full: bool,
+    negotiated: Option<&str>,
+) -> std::io::Result<Vec<VersionResult>> {
+    let Some(range) = range.filter(|_| !full) else {
+        return versions(scanner);
+    };
+    let mut results = Vec::new();
+    for version in TlsVersion::ALL {
+        if !range.contains(version) {
+            results.push(VersionResult {
+                version,
+                accepted: false,
+                reason: Some(format!("outside the server's configured range ({})", range.describe())),
+                not_offered: true,
+            });
+        } else if negotiated == Some(version.name()) {
+            results.push(VersionResult {
+                version,
+                accepted: true,
+                reason: None,
+                not_offered: true,
+            });
+        } else {
+            results.push(one_version(scanner, version)?);
+        }
+    }
+    Ok(results)
 }
 
 /// Try each version alone. Old versions need OpenSSL's security level 0 on our side or we would
 /// refuse them ourselves and report the server wrongly.
 pub fn versions(scanner: &mut Scanner) -> std::io::Result<Vec<VersionResult>> {
-    let mut results = Vec::new();
-    for version in TlsVersion::ALL {
-        let attempt = scanner.attempt(|b| {
-            b.set_min_proto_version(Some(version.ssl()))?;
-            b.set_max_proto_version(Some(version.ssl()))?;
-            if matches!(version, TlsVersion::Tls10 | TlsVersion::Tls11) {
-                b.set_security_level(0);
-                b.set_cipher_list("ALL:@SECLEVEL=0")?;
-            }
-            Ok(())
-        })?;
-        let (accepted, reason) = match attempt {
-            Attempt::Done(h) => (h.version == version.name(), None),
-            Attempt::Refused(reason) => (false, Some(reason)),
-            Attempt::NoTls => (false, Some("server does not accept TLS".into())),
-        };
-        results.push(VersionResult {
-            version,
-            accepted,
-            reason,
-        });
-    }
-    Ok(results)
+    TlsVersion::ALL.into_iter().map(|v| one_version(scanner, v)).collect()
+}
+
+fn one_version(scanner: &mut Scanner, version: TlsVersion) -> std::io::Result<VersionResult> {
+    let attempt = scanner.attempt(|b| {
+        b.set_min_proto_version(Some(version.ssl()))?;
+        b.set_max_proto_version(Some(version.ssl()))?;
+        if matches!(version, TlsVersion::Tls10 | TlsVersion::Tls11) {
+            b.set_security_level(0);
+            b.set_cipher_list("ALL:@SECLEVEL=0")?;
+        }
+        Ok(())
+    })?;
+    let (accepted, reason) = match attempt {
+        Attempt::Done(h) => (h.version == version.name(), None),
+        Attempt::Refused(reason) => (false, Some(reason)),
+        Attempt::NoTls => (false, Some("server does not accept TLS".into())),
+    };
+    Ok(VersionResult {
+        version,
+        accepted,
+        reason,
+        not_offered: false,
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

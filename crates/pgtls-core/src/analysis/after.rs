@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::alerts::{Alert, Severity};
+use super::attribution::{self, Candidate, RuledOut};
 use super::ledger::{ClientKey, FloorSince, Ledger, RefusalKind, SinceSource, floor_since};
 use super::whatif::Change;
 use crate::model::{ConnClass, Setting, Snapshot};
@@ -60,6 +61,10 @@ pub struct AfterChange {
     pub refused: Vec<RefusedClient>,
     pub downgraded: Vec<Downgraded>,
     pub lingering: Vec<Lingering>,
+    /// Failed handshakes that came as scans (pgtls's probe, sslyze, testssl.sh), by address: not clients, never a
+    /// reason for the verdict by themselves.
+    #[serde(default)]
+    pub scans: Vec<Scan>,
     /// Set when log_connections is off: refusals and short sessions never reach the log, so the lists miss them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_connections_off: Option<String>,
@@ -69,12 +74,22 @@ pub struct AfterChange {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefusedClient {
     pub address: String,
-    /// Likely identities (seen connecting from this address; narrowed by the users pg_hba.conf refusals named).
+    /// The candidates' identities, best evidence first: only those seen from this address in a way the target
+    /// refuses (narrowed by the users pg_hba.conf refusals named). See [`attribution`].
     pub identities: Vec<ClientKey>,
     pub labels: Vec<String>,
     pub more_identities: usize,
     /// More than one identity fits the address.
     pub ambiguous: bool,
+    /// The same candidates with the evidence that ranks them ([`attribution::RANKING`]).
+    #[serde(default)]
+    pub candidates: Vec<Candidate>,
+    /// Identities seen from this address that the target does not refuse: never candidates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ruled_out: Vec<RuledOut>,
+    /// The attribution in a few words, as every output says it ("likely nightly-cron (...)").
+    #[serde(default)]
+    pub attribution: String,
     /// Refused attempts of the target's kind (failed handshakes, or plain-text pg_hba.conf refusals) from this
     /// address since `counted_from`, counted by the hour for the last week (see [`crate::analysis::ledger::HourCount`]).
     pub attempts: u64,
@@ -102,6 +117,14 @@ impl RefusedClient {
             .and_then(|r| r.strip_prefix(": "))
             .unwrap_or(&self.reason)
     }
+}
+
+/// Failed handshakes from one address that came as a scan, counted from `counted_from`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scan {
+    pub address: String,
+    pub handshakes: u64,
+    pub last_seen: DateTime<Utc>,
 }
 
 /// A pooler's client side under a target: whether its own setting applies it, and whom its log shows refused.
@@ -179,6 +202,9 @@ impl Lingering {
     }
 }
 
+/// How candidates are ordered, said after a list of them.
+pub const RANKING_IN_TEXT: &str = attribution::RANKING;
+
 /// The headline of the after-change screen and of check: "Since TLSv1.3 took effect".
 pub fn took_effect(target: Change) -> &'static str {
     match target {
@@ -215,6 +241,11 @@ impl AfterChange {
         } else {
             None
         }
+    }
+
+    /// Failed handshakes that came as scans, all addresses together.
+    pub fn scan_handshakes(&self) -> u64 {
+        self.scans.iter().map(|s| s.handshakes).sum()
     }
 
     pub fn replication(&self) -> usize {
@@ -320,7 +351,8 @@ fn user_since(inputs: &Inputs) -> Option<FloorSince> {
 fn report(target: Change, since: FloorSince, inputs: &Inputs) -> AfterChange {
     let ledger = inputs.ledger;
     let from = inputs.window_from.map_or(since.at, |w| w.max(since.at));
-    let refused = refused_clients(ledger, target, from, None);
+    let refused = refused_clients(ledger, target, from, Some(since.at), None);
+    let scans = scans(ledger, from);
 
     // With polls only, the change lies after `not_before`: a plain session from then on already counts as after.
     let after_from = since.not_before.unwrap_or(since.at);
@@ -410,12 +442,38 @@ fn report(target: Change, since: FloorSince, inputs: &Inputs) -> AfterChange {
         refused,
         downgraded,
         lingering,
+        scans,
         log_connections_off: log_connections_gap(&inputs.snapshot.settings),
     }
 }
 
+/// Failed handshakes that came as scans (see [`super::ledger::SCAN_MIN_HANDSHAKES`]), by address, counted from
+/// `from`: shown apart, never as refused clients.
+fn scans(ledger: &Ledger, from: DateTime<Utc>) -> Vec<Scan> {
+    ledger
+        .refused()
+        .into_iter()
+        .filter(|v| v.record.pooler.is_none())
+        .filter_map(|v| {
+            let handshakes = v.record.scans_since(from);
+            (handshakes > 0).then(|| Scan {
+                address: v.record.address.clone(),
+                handshakes,
+                last_seen: v.record.last_scan.unwrap_or(v.record.last_seen),
+            })
+        })
+        .collect()
+}
+
 /// Refused attempts of the target's kind counted from `from`: the server's (`pooler` = `None`) or one pooler's.
-fn refused_clients(ledger: &Ledger, target: Change, from: DateTime<Utc>, pooler: Option<&str>) -> Vec<RefusedClient> {
+/// `since` is when the change took effect; a pooler's is not known, and its first refusal bounds it.
+fn refused_clients(
+    ledger: &Ledger,
+    target: Change,
+    from: DateTime<Utc>,
+    since: Option<DateTime<Utc>>,
+    pooler: Option<&str>,
+) -> Vec<RefusedClient> {
     let replicating = |key: &ClientKey| ledger.records().any(|r| &r.key == key && r.replication > 0);
     let kind = match target {
         Change::MinTls13 => RefusalKind::Handshake,
@@ -432,18 +490,26 @@ fn refused_clients(ledger: &Ledger, target: Change, from: DateTime<Utc>, pooler:
         .filter_map(|v| {
             let r = &v.record;
             let attempts = r.attempts_since(kind, from);
-            (attempts > 0 && r.last_seen >= from).then(|| RefusedClient {
-                labels: v.identities.iter().map(ClientKey::label).collect(),
-                replication: r.replication > 0 || v.identities.iter().any(replicating),
+            if attempts == 0 || r.last_seen < from {
+                return None;
+            }
+            let a = attribution::attribute(ledger, &v, kind, since.unwrap_or(r.first_seen), from);
+            let identities: Vec<ClientKey> = a.candidates.iter().map(|c| c.client.clone()).collect();
+            Some(RefusedClient {
+                labels: a.candidates.iter().map(|c| c.label.clone()).collect(),
+                replication: r.replication > 0 || identities.iter().any(replicating),
                 address: r.address.clone(),
-                more_identities: v.more_identities,
-                ambiguous: v.ambiguous,
+                more_identities: a.more,
+                ambiguous: a.candidates.len() + a.more > 1,
+                attribution: attribution::phrase(&a.candidates, a.more),
+                candidates: a.candidates,
+                ruled_out: a.ruled_out,
                 attempts,
                 first_seen: r.first_seen,
                 last_seen: r.last_seen,
                 reason: r.last_reason.clone(),
                 hint: r.last_hint.clone(),
-                identities: v.identities,
+                identities,
                 refused_by: refused_by.clone(),
                 pooler: pooler.map(str::to_string),
             })
@@ -470,7 +536,7 @@ pub fn evaluate_poolers(target: Change, inputs: &Inputs) -> Vec<PoolerAfter> {
                 value,
                 in_force,
                 refused: if in_force {
-                    refused_clients(inputs.ledger, target, from, Some(&p.address))
+                    refused_clients(inputs.ledger, target, from, None, Some(&p.address))
                 } else {
                     Vec::new()
                 },
@@ -510,10 +576,12 @@ pub fn pooler_alerts(poolers: &[PoolerAfter]) -> Vec<Alert> {
                 .iter()
                 .filter(|r| r.address != super::ledger::UNKNOWN_ADDRESS)
                 .take(3)
-                .map(|r| match r.labels.as_slice() {
-                    [] => r.address.clone(),
-                    [one] => format!("{} ({one})", r.address),
-                    [first, ..] => format!("{} (maybe {first}, ambiguous)", r.address),
+                .map(|r| {
+                    if r.candidates.is_empty() {
+                        r.address.clone()
+                    } else {
+                        format!("{} ({})", r.address, r.attribution)
+                    }
                 })
                 .collect();
             if anonymous > 0 {
@@ -554,11 +622,7 @@ pub fn alerts(report: &AfterChange) -> Vec<Alert> {
             report
                 .refused
                 .iter()
-                .map(|r| match r.labels.as_slice() {
-                    [] => r.address.clone(),
-                    [one] => format!("{} ({one})", r.address),
-                    [first, ..] => format!("{} (maybe {first}, ambiguous)", r.address),
-                })
+                .map(|r| format!("{} ({})", r.address, r.attribution))
                 .collect(),
         );
         let fix = match report.target {

@@ -2,6 +2,7 @@
 
 pub mod after;
 pub mod alerts;
+pub mod attribution;
 pub mod change;
 pub mod fleet;
 pub mod ledger;

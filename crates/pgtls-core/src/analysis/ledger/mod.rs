@@ -15,7 +15,8 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use self::refused::{
-    FloorSince, HourCount, RefusalKind, RefusedRecord, RefusedView, SinceSource, UNKNOWN_ADDRESS, floor_since,
+    FloorSince, HourCount, RecentHandshake, RefusalKind, RefusedRecord, RefusedView, SCAN_MIN_HANDSHAKES,
+    SCAN_WINDOW_MS, SinceSource, UNKNOWN_ADDRESS, floor_since,
 };
 use crate::model::{ConnClass, Session, Setting, Snapshot};
 

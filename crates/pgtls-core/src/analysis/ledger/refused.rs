@@ -28,6 +28,16 @@ const MAX_CANDIDATES: usize = 8;
 /// every one of [`super::Caps::refused_addresses`] addresses refused every hour for a week, is 4096 x 168 x 24
 /// bytes, about 16 MB; older attempts count only in the totals.
 pub const HOURS_KEPT: usize = 168;
+/// A scan, not a client: at least [`SCAN_MIN_HANDSHAKES`] failed handshakes from one address within
+/// [`SCAN_WINDOW_MS`]. Measured on the lab (PostgreSQL 15 on loopback, a debug build on a loaded 2-core machine;
+/// `tests/integration/evidence.rs` prints it): `pgtls probe --full-scan` against a TLSv1.3-only server logs 3 failed
+/// handshakes (TLS 1.0, 1.1, 1.2) within 182-282 ms (two runs), one after the other; sslyze and testssl.sh make
+/// dozens the same way. A client refused by a floor makes one failed handshake per attempt (libpq's `prefer` retries in plain text,
+/// not with another handshake), so even a job retrying every second stays below three within a second, and a
+/// second leaves room for a scan over a slower link than loopback. What it gives up: three clients on one host
+/// refused within the same second are shown as a scan (still counted, apart), and the tests space such clients.
+pub const SCAN_MIN_HANDSHAKES: usize = 3;
+pub const SCAN_WINDOW_MS: i64 = 1000;
 
 /// Attempts from one address within one clock hour, by kind, and the seconds into the hour of the first and the
 /// last, so a window that starts inside the hour counts only what lies after its start (unless attempts on both
@@ -40,6 +50,20 @@ pub struct HourCount {
     pub plain: u32,
     pub first_sec: u16,
     pub last_sec: u16,
+    /// Failed handshakes in this hour that were part of a scan (see [`SCAN_MIN_HANDSHAKES`]); not in `handshakes`.
+    #[serde(default, skip_serializing_if = "is_zero32")]
+    pub scans: u32,
+}
+
+fn is_zero32(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A recent failed handshake from one address, kept while it may still turn out to be part of a scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecentHandshake {
+    pub at: DateTime<Utc>,
+    pub scan: bool,
 }
 
 /// Which refusals a count is about: failed TLS handshakes (a raised minimum) or plain-text clients turned away by
@@ -82,6 +106,19 @@ pub struct RefusedRecord {
     /// for the server. The address is then the client's as the pooler saw it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pooler: Option<String>,
+    /// Failed handshakes that were part of a scan ([`SCAN_MIN_HANDSHAKES`] within [`SCAN_WINDOW_MS`]): counted
+    /// here, not in `attempts` or `handshakes`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub scans: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scan: Option<DateTime<Utc>>,
+    /// The failed handshakes of the last [`SCAN_WINDOW_MS`], so one arriving later can tell a scan.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_handshakes: Vec<RecentHandshake>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The ledger's key for a record: the server's refusals by address, a pooler's apart from them.
@@ -108,6 +145,83 @@ impl RefusedRecord {
             replication: 0,
             named: BTreeSet::new(),
             hours: Vec::new(),
+            scans: 0,
+            last_scan: None,
+            recent_handshakes: Vec::new(),
+        }
+    }
+
+    /// Scans at or after `from`, as far as the kept hours reach.
+    pub fn scans_since(&self, from: DateTime<Utc>) -> u64 {
+        let from_hour = from.timestamp().div_euclid(3600);
+        let from_sec = from.timestamp().rem_euclid(3600);
+        self.hours
+            .iter()
+            .filter(|h| h.hour > from_hour || (h.hour == from_hour && i64::from(h.last_sec) >= from_sec))
+            .map(|h| u64::from(h.scans))
+            .sum()
+    }
+
+    /// Count a failed handshake (`add` counted the attempt and its reason), or a scan once this one makes
+    /// [`SCAN_MIN_HANDSHAKES`] within [`SCAN_WINDOW_MS`]: then the earlier ones of the burst, counted as refusals
+    /// when they came, move to the scans. Only the last few are kept: if the latest `SCAN_MIN_HANDSHAKES - 1` are
+    /// not all within the window of this one, older ones are not either.
+    fn add_handshake(&mut self, at: DateTime<Utc>, reason: &str) {
+        // The records of many addresses at once tell nothing about one address's rhythm.
+        if self.address == OTHER_ADDRESSES || self.address == UNKNOWN_ADDRESS {
+            self.handshakes += 1;
+            self.count_hour(at, 1, 0);
+            return;
+        }
+        let window = chrono::Duration::milliseconds(SCAN_WINDOW_MS);
+        self.recent_handshakes.retain(|h| (at - h.at).abs() < window);
+        if self.recent_handshakes.len() + 1 < SCAN_MIN_HANDSHAKES {
+            self.handshakes += 1;
+            self.count_hour(at, 1, 0);
+            self.recent_handshakes.push(RecentHandshake { at, scan: false });
+            return;
+        }
+        let earlier: Vec<DateTime<Utc>> = self
+            .recent_handshakes
+            .iter_mut()
+            .filter(|h| !h.scan)
+            .map(|h| {
+                h.scan = true;
+                h.at
+            })
+            .collect();
+        for when in earlier {
+            self.handshakes = self.handshakes.saturating_sub(1);
+            self.attempts = self.attempts.saturating_sub(1);
+            let hour = when.timestamp().div_euclid(3600);
+            if let Ok(i) = self.hours.binary_search_by_key(&hour, |h| h.hour) {
+                self.hours[i].handshakes = self.hours[i].handshakes.saturating_sub(1);
+            }
+            self.count_scan(when, reason);
+        }
+        self.attempts = self.attempts.saturating_sub(1);
+        self.count_scan(at, reason);
+        self.recent_handshakes.push(RecentHandshake { at, scan: true });
+        let keep = SCAN_MIN_HANDSHAKES - 1;
+        if self.recent_handshakes.len() > keep {
+            self.recent_handshakes.drain(..self.recent_handshakes.len() - keep);
+        }
+    }
+
+    /// One scan handshake: out of the refusals' reasons too (the refused-attempts counters read them).
+    fn count_scan(&mut self, at: DateTime<Utc>, reason: &str) {
+        if let Some(n) = self.reasons.get_mut(reason) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.reasons.remove(reason);
+            }
+        }
+        self.scans += 1;
+        self.last_scan = Some(self.last_scan.map_or(at, |l| l.max(at)));
+        self.count_hour(at, 0, 0);
+        let hour = at.timestamp().div_euclid(3600);
+        if let Ok(i) = self.hours.binary_search_by_key(&hour, |h| h.hour) {
+            self.hours[i].scans = self.hours[i].scans.saturating_add(1);
         }
     }
 
@@ -147,6 +261,7 @@ impl RefusedRecord {
                         plain,
                         first_sec: sec,
                         last_sec: sec,
+                        scans: 0,
                     },
                 );
                 if self.hours.len() > HOURS_KEPT {
@@ -163,14 +278,11 @@ impl RefusedRecord {
         self.first_seen = self.first_seen.min(attempt.at);
         if attempt.at >= self.last_seen || self.attempts == 1 {
             self.last_seen = attempt.at;
-            self.last_reason = reason;
+            self.last_reason = reason.clone();
             self.last_hint = attempt.hint.clone();
         }
         match &attempt.refusal {
-            Refusal::Handshake { .. } => {
-                self.handshakes += 1;
-                self.count_hour(attempt.at, 1, 0);
-            }
+            Refusal::Handshake { .. } => self.add_handshake(attempt.at, &reason),
             Refusal::Hba(h) => {
                 self.plain += u64::from(h.plain());
                 if h.plain() {
@@ -186,10 +298,7 @@ impl RefusedRecord {
                 self.plain += 1;
                 self.count_hour(attempt.at, 0, 1);
             }
-            Refusal::Pooler(_) => {
-                self.handshakes += 1;
-                self.count_hour(attempt.at, 1, 0);
-            }
+            Refusal::Pooler(_) => self.add_handshake(attempt.at, &reason),
         }
     }
 
@@ -215,6 +324,22 @@ impl RefusedRecord {
         for h in &other.hours {
             self.count_hour(hour_start(h.hour, h.first_sec), h.handshakes, h.plain);
             self.count_hour(hour_start(h.hour, h.last_sec), 0, 0);
+            if let Ok(i) = self.hours.binary_search_by_key(&h.hour, |x| x.hour) {
+                self.hours[i].scans = self.hours[i].scans.saturating_add(h.scans);
+            }
+        }
+        self.scans += other.scans;
+        self.last_scan = self.last_scan.max(other.last_scan);
+        // A burst straddling a compaction goes on from the handshakes the compacted record kept.
+        for h in &other.recent_handshakes {
+            if !self.recent_handshakes.contains(h) {
+                self.recent_handshakes.push(*h);
+            }
+        }
+        self.recent_handshakes.sort_by_key(|h| h.at);
+        let keep = SCAN_MIN_HANDSHAKES - 1;
+        if self.recent_handshakes.len() > keep {
+            self.recent_handshakes.drain(..self.recent_handshakes.len() - keep);
         }
     }
 }
@@ -243,6 +368,9 @@ pub struct RefusedView {
     pub more_identities: usize,
     /// More than one identity fits: the refusal may be any of them.
     pub ambiguous: bool,
+    /// Every identity seen from this address (narrowed as `identities` is), uncapped: what attribution ranks.
+    #[serde(skip)]
+    pub seen: Vec<ClientKey>,
 }
 
 /// How pgtls knows since when a setting holds its value.
@@ -360,6 +488,11 @@ impl Ledger {
         Some(entry)
     }
 
+    /// The record of one identity.
+    pub fn client(&self, key: &ClientKey) -> Option<&super::ClientRecord> {
+        self.index.get(key).map(|i| &self.records[*i])
+    }
+
     /// Setting changes read in the log, oldest first.
     pub fn logged_settings(&self) -> impl Iterator<Item = &SettingChange> {
         self.logged_settings.iter()
@@ -435,6 +568,7 @@ impl Ledger {
                     identities: candidates.iter().take(MAX_CANDIDATES).map(|k| (*k).clone()).collect(),
                     more_identities: candidates.len().saturating_sub(MAX_CANDIDATES),
                     ambiguous: candidates.len() > 1,
+                    seen: candidates.iter().map(|k| (*k).clone()).collect(),
                 }
             })
             .collect();
@@ -659,5 +793,74 @@ mod tests {
         // Reading the same log again adds nothing.
         let first = ledger.logged_settings().next().unwrap().clone();
         assert!(ledger.observe_setting_change(&first).is_none());
+    }
+}
+
+#[cfg(test)]
+mod scan_tests {
+    use super::*;
+
+    fn at(ms: i64) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-12-02T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+            + chrono::Duration::milliseconds(ms)
+    }
+
+    fn handshake(ms: i64) -> RefusedAttempt {
+        RefusedAttempt {
+            at: at(ms),
+            pid: 7,
+            client_addr: Some("127.0.0.1".into()),
+            client_port: Some(5000),
+            local_socket: false,
+            refusal: Refusal::Handshake {
+                reason: "unsupported protocol".into(),
+            },
+            hint: None,
+            detail: None,
+        }
+    }
+
+    fn record(times: &[i64]) -> RefusedRecord {
+        let mut r = RefusedRecord::new("127.0.0.1", None, at(0));
+        for ms in times {
+            r.add(&handshake(*ms));
+        }
+        r
+    }
+
+    /// Where a scan starts: SCAN_MIN_HANDSHAKES within SCAN_WINDOW_MS; one fewer, or the same spread wider, are
+    /// refusals.
+    #[test]
+    fn three_failed_handshakes_within_a_second_are_a_scan_and_no_fewer_or_slower() {
+        let two = record(&[0, 10]);
+        assert_eq!((two.handshakes, two.scans, two.attempts), (2, 0, 2));
+        let three = record(&[0, 10, 20]);
+        assert_eq!((three.handshakes, three.scans, three.attempts), (0, 3, 0));
+        assert_eq!(three.attempts_since(RefusalKind::Handshake, at(0)), 0);
+        assert_eq!(three.scans_since(at(0)), 3);
+        assert!(three.reasons.is_empty(), "{:?}", three.reasons);
+        let slow = record(&[0, 600, 1200]);
+        assert_eq!(
+            (slow.handshakes, slow.scans),
+            (3, 0),
+            "gaps of 600 ms: never 3 within 1 s"
+        );
+        let edge = record(&[0, 500, 999]);
+        assert_eq!(edge.scans, 3, "999 ms apart is within the second");
+        // A job refused every 2 s before and after a scan: only the scan's handshakes move.
+        let mixed = record(&[0, 2000, 4000, 4010, 4020, 6000]);
+        assert_eq!((mixed.handshakes, mixed.scans, mixed.attempts), (3, 3, 3));
+        // A long scan counts every handshake once.
+        let long: Vec<i64> = (0..40).map(|i| 5000 + i * 10).collect();
+        let r = record(&long);
+        assert_eq!((r.handshakes, r.scans), (0, 40));
+        assert!(r.recent_handshakes.len() < SCAN_MIN_HANDSHAKES);
+        // The ledger file keeps it (a compacted record merged into a fresh one).
+        let mut again = RefusedRecord::new("127.0.0.1", None, at(0));
+        again.merge(&mixed);
+        assert_eq!(again.scans_since(at(0)), 3);
+        assert_eq!(again.attempts_since(RefusalKind::Handshake, at(0)), 3);
     }
 }
