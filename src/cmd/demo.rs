@@ -50,14 +50,24 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
         () = &mut interrupted => return Err(Failure::error("demo: interrupted")),
     };
     let join = demo::JoinInfo::new(&lab);
-    // Shown before the dashboard takes the screen, so it is there again when the dashboard ends.
-    for line in join
+    let join_lines: Vec<String> = join
         .lines()
         .into_iter()
         .chain(pooled.as_ref().map(demo::DemoPooler::join_line))
-    {
+        .collect();
+    // The dashboard's alternate screen hides what is printed before it, so the lines also go to a file the header
+    // names (removed with the server) and behind `J`.
+    let join_file = lab.root().join("connect.txt");
+    std::fs::write(&join_file, join_lines.join("\n") + "\n")
+        .map_err(|e| Failure::error(format!("demo: writing {}: {e}", join_file.display())))?;
+    // Shown before the dashboard takes the screen, so it is there again when the dashboard ends.
+    for line in &join_lines {
         eprintln!("pgtls demo: {line}");
     }
+    eprintln!(
+        "pgtls demo: while it runs, J shows these lines and {} holds them",
+        join_file.display()
+    );
     let conninfo = demo::monitor_conninfo(&lab);
     // The user's PG* variables and ~/.postgresql must not redirect the demo's own connection.
     let env = Environment::new(HashMap::new(), Some(lab.root().to_path_buf()), MONITOR_ROLE);
@@ -73,7 +83,11 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
         since: None,
         poolers: crate::cli::PoolerArgs::default(),
     };
-    let mut place = format!("socket {}", join.socket_dir.display());
+    let mut place = format!(
+        "J or {}: psql lines · socket {}",
+        join_file.display(),
+        join.socket_dir.display()
+    );
     // The change runs on its own task while the dashboard watches; the header says when (before the long socket
     // path, which is cut first), so the refusals that follow are not a surprise.
     let raise = match raise_after {
@@ -100,6 +114,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
             None => crate::collect::pooler::Poolers::default(),
         },
         bundles: Vec::new(),
+        join: join_lines,
     };
     let result = super::dashboard::open(params, interval, &history, front).await;
     if let Some(raise) = raise {

@@ -234,8 +234,29 @@ async fn sigint_and_sigquit_restore_the_terminal() {
 #[test]
 fn the_demo_quits_on_sigint_once_the_dashboard_is_up() {
     let home = tempfile::tempdir().unwrap();
-    let tmux = Tmux::start(&["demo", "--interval", "0.5"], home.path(), 120, 36);
-    tmux.wait_for("the demo dashboard", Duration::from_secs(90), |s| s.contains("TLSv1.3"));
+    // Wide enough for the header to show the whole path of the file with the connection lines.
+    let tmux = Tmux::start(&["demo", "--interval", "0.5"], home.path(), 300, 36);
+    let screen = tmux.wait_for("the demo dashboard", Duration::from_secs(90), |s| s.contains("TLSv1.3"));
+    // While it runs the demo says how to reach its server: on J, and in a file the header names (the lines
+    // printed before the dashboard are under its alternate screen).
+    assert!(screen.contains("J or ") && screen.contains("psql lines"), "{screen}");
+    tmux.keys(&["J"]);
+    let join = tmux.wait_for("the connection lines", WAIT, |s| {
+        s.contains("Connect to the demo server")
+    });
+    assert!(
+        join.contains("sslmode=verify-full") && join.contains("psql -h"),
+        "{join}"
+    );
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the lines closed", WAIT, |s| !s.contains("Connect to the demo server"));
+    let file = screen
+        .split_whitespace()
+        .find(|w| w.ends_with("connect.txt:"))
+        .map(|w| w.trim_end_matches(':').to_string())
+        .unwrap_or_else(|| panic!("no file named in the header:\n{screen}"));
+    let text = std::fs::read_to_string(&file).expect("the file the header names");
+    assert!(text.contains("psql") && text.contains("sslmode=verify-full"), "{text}");
     tmux.signal(nix::sys::signal::Signal::SIGINT);
     assert_eq!(tmux.exit_status(Duration::from_secs(30)), Some(0));
     assert!(!tmux.alternate_screen(), "still in the alternate screen");
