@@ -145,6 +145,23 @@ fn readme_usage_lists_every_command_and_flag_of_the_help() {
     }
 }
 
+/// Before its Install section the README speaks to a reader who has only cloned the repository: a command it gives
+/// runs through `cargo run`, never `pgtls` from a PATH that does not have it yet (unless it says "once installed").
+#[test]
+fn the_readme_runs_nothing_before_it_is_installed() {
+    let text = std::fs::read_to_string(repo_file(KEYS_FILE)).unwrap();
+    let (before, _) = text.split_once("\n## Install").expect("an Install section");
+    for (at, _) in before.match_indices("`pgtls ") {
+        let rest = &before[at..];
+        let sentence_on = rest.split(". ").next().unwrap_or(rest);
+        assert!(
+            sentence_on.contains("once [installed]"),
+            "README.md tells the reader to run `pgtls` before installing it: {}",
+            &rest[..rest.len().min(80)]
+        );
+    }
+}
+
 #[test]
 fn the_readme_fits_on_one_page() {
     let readme = std::fs::read_to_string(repo_file("README.md")).unwrap();
