@@ -192,11 +192,19 @@ async fn a_stalled_poll_is_shown_as_stale_then_recovers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_too_small_terminal_shows_a_note_not_garbage() {
+async fn a_small_terminal_shows_the_sessions_compactly_and_a_tiny_one_a_note() {
     let lab = common::lab().await;
+    let _session = lab.open(SessionKind::Tls12, SUPERUSER, "small-pane-app").await.unwrap();
     let home = tempfile::tempdir().unwrap();
     let conninfo = format!("{} sslmode=require", lab.conninfo(SUPERUSER));
     let tmux = Tmux::start(&[&conninfo], home.path(), 60, 15);
+    let screen = tmux.wait_for("the compact view", WAIT, |s| {
+        s.contains("APPLICATION") && s.contains("small-pane-app") && s.contains("TLSv1.2")
+    });
+    assert!(!screen.to_lowercase().contains("too small"), "{screen}");
+    tmux.keys(&["q"]);
+    assert_eq!(tmux.exit_status(WAIT), Some(0));
+    let tmux = Tmux::start(&[&conninfo], home.path(), 38, 8);
     tmux.wait_for("the too-small note", WAIT, |s| s.to_lowercase().contains("too small"));
     tmux.keys(&["q"]);
     assert_eq!(tmux.exit_status(WAIT), Some(0));
