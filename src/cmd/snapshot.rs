@@ -109,9 +109,54 @@ fn write_alerts(alerts: &[Alert], out: &mut dyn Write) -> std::io::Result<()> {
     }
     writeln!(out, "\nAlerts:")?;
     for a in alerts {
-        writeln!(out, "  {} {} [{}]: {}", a.severity.symbol(), a.title, a.key, a.detail)?;
+        // Titles and details name applications and users: escaped one field at a time, so a name cannot add a line.
+        writeln!(
+            out,
+            "  {} {} [{}]",
+            a.severity.symbol(),
+            safe::terminal(&a.title),
+            a.key
+        )?;
+        for line in wrap(&safe::terminal(&a.detail), ALERT_WIDTH - 4) {
+            writeln!(out, "    {line}")?;
+        }
     }
     Ok(())
+}
+
+/// The table's other lines stay within 100 columns; so do the alerts'.
+const ALERT_WIDTH: usize = 100;
+
+/// `text` cut at spaces into lines of at most `width` columns (a wide character may overrun by one).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    use unicode_width::UnicodeWidthStr;
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    // A word wider than a line (a long path) is cut into pieces that fit.
+    let pieces = text.split(' ').filter(|w| !w.is_empty()).flat_map(|word| {
+        let mut parts = vec![String::new()];
+        for c in word.chars() {
+            let last = parts.last_mut().filter(|p| p.width() < width);
+            match last {
+                Some(part) => part.push(c),
+                None => parts.push(c.to_string()),
+            }
+        }
+        parts
+    });
+    for word in pieces {
+        if !line.is_empty() && line.width() + 1 + word.width() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(&word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
 }
 
 fn write_text(pooler_after: &[PoolerAfter], logs: &PoolerLogs, out: &mut dyn Write) -> std::io::Result<()> {
@@ -124,4 +169,18 @@ fn write_text(pooler_after: &[PoolerAfter], logs: &PoolerLogs, out: &mut dyn Wri
         writeln!(out, "Source: {}", safe::terminal(&line))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrap;
+
+    #[test]
+    fn wrap_keeps_lines_within_the_width_and_every_word() {
+        let text = format!("one two three {} four", "x".repeat(25));
+        let lines = wrap(&text, 10);
+        assert!(lines.iter().all(|l| l.chars().count() <= 10), "{lines:?}");
+        assert_eq!(lines.concat().replace(' ', ""), text.replace(' ', ""));
+        assert_eq!(lines[0], "one two");
+    }
 }
