@@ -106,7 +106,7 @@ impl Cli {
     // A String: the CLI edge, where the error is the usage line itself and nothing branches on it.
     pub fn check(&self) -> Result<(), String> {
         if self.command.is_none() {
-            not_a_command(&self.dashboard.conn.conninfo)?;
+            not_a_command(&self.dashboard.conn.conninfo).map_err(|e| e.to_string())?;
         }
         let conn = match &self.command {
             None if self.dashboard.is_fleet() => return single_target_flags(&self.dashboard.conn, true),
@@ -184,14 +184,19 @@ fn is_subcommand(word: &str) -> bool {
     word == "help" || Cli::command().get_subcommands().any(|c| c.get_name() == word)
 }
 
-/// A subcommand's name where the dashboard expects a connection string is a misplaced command, never a database.
-/// A String: the usage line of the CLI edge.
-fn not_a_command(conninfo: &[String]) -> Result<(), String> {
+/// A subcommand's name where the dashboard expects a connection string: a misplaced command, never a database.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "\"{word}\" is a command, not a connection string: give it first (only --config, -h, -p, -U and -d may come \
+     before it), or write dbname={word} for a database of that name"
+)]
+pub struct MisplacedCommand {
+    pub word: String,
+}
+
+fn not_a_command(conninfo: &[String]) -> Result<(), MisplacedCommand> {
     match conninfo.iter().find(|word| is_subcommand(word)) {
-        Some(word) => Err(format!(
-            "\"{word}\" is a command, not a connection string: give it first (only --config, -h, -p, -U and -d may \
-             come before it), or write dbname={word} for a database of that name"
-        )),
+        Some(word) => Err(MisplacedCommand { word: word.clone() }),
         None => Ok(()),
     }
 }
