@@ -411,6 +411,10 @@ pub struct DemoArgs {
     /// sessions already open linger.
     #[arg(long, value_name = "SECONDS")]
     pub raise_after: Option<f64>,
+    /// Configuration file for the demo's dashboard (alert rules, ledger key; default:
+    /// $XDG_CONFIG_HOME/pgtls/config.toml or ~/.config/pgtls/config.toml). Read before the server starts.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
     #[command(flatten)]
     pub help: HelpFlag,
 }

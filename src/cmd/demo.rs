@@ -13,6 +13,8 @@ pub use crate::lab::demo::MONITOR_ROLE;
 pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
     let interval = super::shared::interval(args.interval)?;
     let raise_after = args.raise_after.map(raise_after).transpose()?;
+    // A broken configuration is said before a server is started for nothing (the dashboard reads it again).
+    crate::config::Config::load(args.config.as_deref()).map_err(Failure::usage)?;
     // Ctrl-C, a closed terminal or `kill` during start-up must still remove the server and its
     // temp dir: with handlers installed the default "terminate at once" no longer applies, and
     // the lab is dropped on the way out. Installed before the first word is printed, so a signal sent
@@ -76,7 +78,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
     let history = HistoryArgs {
         ledger: None,
         server_log: Some(lab.log_file.clone()),
-        config: None,
+        config: args.config.clone(),
         // The lab's own set-up connections are not part of the story.
         log_from_now: true,
         poll_timeout: None,

@@ -299,10 +299,11 @@ async fn global_flags_go_before_the_subcommand_and_snapshot_reads_the_config() {
     assert_eq!(table.status.code(), Some(0), "{}", stderr(&table));
     let broken = home.path().join("broken.toml");
     std::fs::write(&broken, "[alerts.rules.no_such_rule]\nseverity = \"off\"\n").unwrap();
-    let out = run(
-        &["--config", &broken.display().to_string(), "snapshot", &conninfo],
-        home.path(),
-        false,
-    );
+    let broken = broken.display().to_string();
+    let out = run(&["--config", &broken, "snapshot", &conninfo], home.path(), false);
     assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    // The demo reads the configuration too, and says it is broken before starting a server for nothing.
+    let out = run(&["--config", &broken, "demo", "--offline"], home.path(), false);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("starting a throwaway"), "{}", stderr(&out));
 }

@@ -384,8 +384,9 @@ mod tests {
         for rule in crate::analysis::alerts::RULES {
             let severity = format!("{:?}", rule.severity).to_lowercase();
             assert!(
-                text.lines().any(|l| l.starts_with(&format!("# {} ", rule.key))
-                    && l.contains(&format!("severity = \"{severity}\""))),
+                text.lines()
+                    .any(|l| l.starts_with(&format!("# {} ", rule.key))
+                        && l.contains(&format!("severity = \"{severity}\""))),
                 "{} is not listed with its default {severity}",
                 rule.key
             );
