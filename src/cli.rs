@@ -17,6 +17,7 @@ use crate::output::Format;
     name = "pgtls",
     version,
     about = "Live view of how every PostgreSQL client is connected: TLS 1.3, TLS 1.2, older, or no encryption",
+    after_help = "Before a COMMAND, pgtls takes --config, -h, -p, -U and -d, for the commands that take them.",
     args_conflicts_with_subcommands = true,
     disable_help_flag = true
 )]
@@ -104,6 +105,9 @@ impl Cli {
     /// What clap cannot say: the psql flags need a single server. One line, for stderr.
     // A String: the CLI edge, where the error is the usage line itself and nothing branches on it.
     pub fn check(&self) -> Result<(), String> {
+        if self.command.is_none() {
+            not_a_command(&self.dashboard.conn.conninfo).map_err(|e| e.to_string())?;
+        }
         let conn = match &self.command {
             None if self.dashboard.is_fleet() => return single_target_flags(&self.dashboard.conn, true),
             None => &self.dashboard.conn,
@@ -121,6 +125,79 @@ impl Cli {
             ) => return Ok(()),
         };
         conn.options().map(|_| ())
+    }
+}
+
+/// The flags every connecting command takes, which may therefore also come before the subcommand's name
+/// (`pgtls --config F snapshot CONNINFO`), each with the value it takes.
+pub const GLOBAL_FLAGS: [&str; 9] = [
+    "--config",
+    "-h",
+    "--host",
+    "-p",
+    "--port",
+    "-U",
+    "--username",
+    "-d",
+    "--dbname",
+];
+
+/// The command line with the subcommand's name moved ahead of the [`GLOBAL_FLAGS`] written before it, so clap
+/// (whose dashboard flags conflict with subcommands) reads `pgtls -h db snapshot` as `pgtls snapshot -h db`.
+/// Anything else before the name leaves the line as it is: the dashboard then reads it, and [`Cli::check`] refuses
+/// a subcommand's name as a connection string.
+pub fn hoist_global_flags(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut at = 1;
+    while let Some(word) = args.get(at).and_then(|a| a.to_str()) {
+        let attached = GLOBAL_FLAGS.iter().any(|flag| {
+            // `--config=F` and psql's `-hdb`: the value is in the same word.
+            let rest = word.strip_prefix(flag);
+            rest.is_some_and(|r| {
+                if flag.starts_with("--") {
+                    r.starts_with('=')
+                } else {
+                    !r.is_empty()
+                }
+            })
+        });
+        if GLOBAL_FLAGS.contains(&word) {
+            at += 2;
+        } else if attached {
+            at += 1;
+        } else {
+            break;
+        }
+    }
+    let is_command = args.get(at).and_then(|a| a.to_str()).is_some_and(is_subcommand);
+    if at == 1 || at >= args.len() || !is_command {
+        return args;
+    }
+    let mut hoisted = args;
+    let name = hoisted.remove(at);
+    hoisted.insert(1, name);
+    hoisted
+}
+
+/// Whether a word names a subcommand (`help` included).
+fn is_subcommand(word: &str) -> bool {
+    use clap::CommandFactory;
+    word == "help" || Cli::command().get_subcommands().any(|c| c.get_name() == word)
+}
+
+/// A subcommand's name where the dashboard expects a connection string: a misplaced command, never a database.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "\"{word}\" is a command, not a connection string: give it first (only --config, -h, -p, -U and -d may come \
+     before it), or write dbname={word} for a database of that name"
+)]
+pub struct MisplacedCommand {
+    pub word: String,
+}
+
+fn not_a_command(conninfo: &[String]) -> Result<(), MisplacedCommand> {
+    match conninfo.iter().find(|word| is_subcommand(word)) {
+        Some(word) => Err(MisplacedCommand { word: word.clone() }),
+        None => Ok(()),
     }
 }
 
@@ -309,6 +386,10 @@ pub struct SnapshotArgs {
     /// CSV: keep every field byte-exact (no leading ' on formula-shaped text, no escaped control characters).
     #[arg(long)]
     pub raw: bool,
+    /// Configuration file: its `[alerts]` rules shape the alerts the table and JSON list (default:
+    /// $XDG_CONFIG_HOME/pgtls/config.toml or ~/.config/pgtls/config.toml).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
     #[command(flatten)]
     pub help: HelpFlag,
 }
@@ -330,6 +411,10 @@ pub struct DemoArgs {
     /// sessions already open linger.
     #[arg(long, value_name = "SECONDS")]
     pub raise_after: Option<f64>,
+    /// Configuration file for the demo's dashboard (alert rules, ledger key; default:
+    /// $XDG_CONFIG_HOME/pgtls/config.toml or ~/.config/pgtls/config.toml). Read before the server starts.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
     #[command(flatten)]
     pub help: HelpFlag,
 }

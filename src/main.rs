@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let args = pgtls::cli::hoist_global_flags(std::env::args_os().collect());
     let cli = match pgtls::cli::Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => {

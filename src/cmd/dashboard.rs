@@ -50,6 +50,8 @@ pub struct Front {
     pub poolers: crate::collect::pooler::Poolers,
     /// `--bundle`: root bundles judged on the Certificates screen.
     pub bundles: Vec<std::path::PathBuf>,
+    /// The demo's psql connection lines, shown on `J`.
+    pub join: Vec<String>,
 }
 
 /// Shared with the demo: load config and ledger, connect once, then hand over to the dashboard.
@@ -65,6 +67,7 @@ pub async fn open(
         read_only,
         mut poolers,
         mut bundles,
+        join,
     } = front;
     let (mut config, _) = Config::load(history.config.as_deref()).map_err(Failure::usage)?;
     config.read_only |= read_only;
@@ -125,9 +128,17 @@ pub async fn open(
         log_budget: None,
         since: history.since,
     };
-    crate::tui::app::run(params, collector, interval, target, setup, config, warnings)
-        .await
-        .map_err(|e| Failure::error(format!("{e:#}")))?;
+    crate::tui::app::run(
+        params,
+        collector,
+        interval,
+        target,
+        setup,
+        config,
+        crate::tui::app::StartNotes { warnings, join },
+    )
+    .await
+    .map_err(|e| Failure::error(format!("{e:#}")))?;
     Ok(ExitCode::SUCCESS)
 }
 

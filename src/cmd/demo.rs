@@ -13,6 +13,8 @@ pub use crate::lab::demo::MONITOR_ROLE;
 pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
     let interval = super::shared::interval(args.interval)?;
     let raise_after = args.raise_after.map(raise_after).transpose()?;
+    // A broken configuration is said before a server is started for nothing (the dashboard reads it again).
+    crate::config::Config::load(args.config.as_deref()).map_err(Failure::usage)?;
     // Ctrl-C, a closed terminal or `kill` during start-up must still remove the server and its
     // temp dir: with handlers installed the default "terminate at once" no longer applies, and
     // the lab is dropped on the way out. Installed before the first word is printed, so a signal sent
@@ -50,14 +52,24 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
         () = &mut interrupted => return Err(Failure::error("demo: interrupted")),
     };
     let join = demo::JoinInfo::new(&lab);
-    // Shown before the dashboard takes the screen, so it is there again when the dashboard ends.
-    for line in join
+    let join_lines: Vec<String> = join
         .lines()
         .into_iter()
         .chain(pooled.as_ref().map(demo::DemoPooler::join_line))
-    {
+        .collect();
+    // The dashboard's alternate screen hides what is printed before it, so the lines also go to a file the header
+    // names (removed with the server) and behind `J`.
+    let join_file = lab.root().join("connect.txt");
+    std::fs::write(&join_file, join_lines.join("\n") + "\n")
+        .map_err(|e| Failure::error(format!("demo: writing {}: {e}", join_file.display())))?;
+    // Shown before the dashboard takes the screen, so it is there again when the dashboard ends.
+    for line in &join_lines {
         eprintln!("pgtls demo: {line}");
     }
+    eprintln!(
+        "pgtls demo: while it runs, J shows these lines and {} holds them",
+        join_file.display()
+    );
     let conninfo = demo::monitor_conninfo(&lab);
     // The user's PG* variables and ~/.postgresql must not redirect the demo's own connection.
     let env = Environment::new(HashMap::new(), Some(lab.root().to_path_buf()), MONITOR_ROLE);
@@ -66,14 +78,18 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
     let history = HistoryArgs {
         ledger: None,
         server_log: Some(lab.log_file.clone()),
-        config: None,
+        config: args.config.clone(),
         // The lab's own set-up connections are not part of the story.
         log_from_now: true,
         poll_timeout: None,
         since: None,
         poolers: crate::cli::PoolerArgs::default(),
     };
-    let mut place = format!("socket {}", join.socket_dir.display());
+    let mut place = format!(
+        "J or {}: psql lines · socket {}",
+        join_file.display(),
+        join.socket_dir.display()
+    );
     // The change runs on its own task while the dashboard watches; the header says when (before the long socket
     // path, which is cut first), so the refusals that follow are not a surprise.
     let raise = match raise_after {
@@ -100,6 +116,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
             None => crate::collect::pooler::Poolers::default(),
         },
         bundles: Vec::new(),
+        join: join_lines,
     };
     let result = super::dashboard::open(params, interval, &history, front).await;
     if let Some(raise) = raise {

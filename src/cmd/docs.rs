@@ -296,7 +296,7 @@ pub fn completions(shell: clap_complete::Shell) -> Result<ExitCode, Failure> {
 }
 
 pub fn config_example() -> Result<ExitCode, Failure> {
-    write_out(crate::config::EXAMPLE.as_bytes())
+    write_out(crate::config::example().as_bytes())
 }
 
 fn write_out(bytes: &[u8]) -> Result<ExitCode, Failure> {

@@ -26,6 +26,15 @@ use crate::conn::params::ConnParams;
 
 /// Open the dashboard on an already connected collector (start-up errors were reported before
 /// the terminal was touched); returns when the user quits.
+/// What the front-end tells the dashboard before the first poll.
+#[derive(Debug, Default)]
+pub struct StartNotes {
+    /// Said once at start (a ledger that needed repair, ...).
+    pub warnings: Vec<String>,
+    /// The demo's psql connection lines, for `J`.
+    pub join: Vec<String>,
+}
+
 pub async fn run(
     params: ConnParams,
     collector: Collector,
@@ -33,7 +42,7 @@ pub async fn run(
     target: String,
     history: HistorySetup,
     config: Config,
-    warnings: Vec<String>,
+    notes: StartNotes,
 ) -> Result<()> {
     view::theme::set_theme(view::theme::Theme::from_env());
     view::set_utc_offset(*chrono::Local::now().offset());
@@ -42,7 +51,8 @@ pub async fn run(
     let mut state = AppState::new(target, interval, Utc::now());
     state.alerts.config = config.alerts;
     state.read_only = config.read_only;
-    state.startup_warnings = warnings;
+    state.startup_warnings = notes.warnings;
+    state.join = notes.join;
 
     let mut terminal = ratatui::try_init().wrap_err("cannot open the terminal (is this an interactive terminal?)")?;
     install_mouse_restoring_panic_hook();
@@ -171,8 +181,13 @@ async fn fleet_loop(terminal: &mut DefaultTerminal, fleet: &Fleet, interval: Dur
                     },
                     None => {
                         if let Event::Key(key) = event && key.kind == KeyEventKind::Press {
-                            match keymap::lookup(Scope::Servers, &key) {
+                            servers.note = None;
+                            let scope = if servers.help { Scope::Help } else { Scope::Servers };
+                            match keymap::lookup(scope, &key) {
                                 Some(Action::Quit) => return Ok(()),
+                                Some(Action::Help) => servers.help = !servers.help,
+                                Some(Action::Back) if servers.help => servers.help = false,
+                                Some(_) if servers.help => {}
                                 Some(Action::Open) => opened = open(fleet, &servers, interval, config),
                                 Some(Action::Refresh) => fleet.broadcast(PollerCommand::RefreshNow),
                                 Some(action) => servers_action(&mut servers, action),
@@ -234,7 +249,8 @@ fn servers_action(servers: &mut Servers, action: Action) {
         Action::SortNext => servers.cycle_sort(1),
         Action::SortPrev => servers.cycle_sort(-1),
         Action::SortReverse => servers.reverse(),
-        _ => {}
+        // Screens, panes, pausing and the interval are one server's: say so rather than ignore the key.
+        _ => servers.note = Some(keymap::SERVERS_ONLY_IN_DASHBOARD),
     }
 }
 

@@ -244,6 +244,7 @@ fn time_plus(ms: i64) -> String {
 }
 
 /// What the layout needs to know besides the terminal width.
+#[derive(Clone, Copy)]
 pub struct LayoutInput<'a> {
     /// The rows on screen: widths follow what is shown, so 50,000 sessions cost no more than a page of them.
     pub rows: &'a [&'a Session],
@@ -253,6 +254,89 @@ pub struct LayoutInput<'a> {
     pub show_query: bool,
     /// Poolers are watched (`--pgbouncer`): the CLIENT LEG column is shown.
     pub poolers: bool,
+    /// The widths the table has held (see [`Widths`]): a column is never laid out narrower than these, so it does
+    /// not jump as values come and go.
+    pub held: Option<&'a Widths>,
+}
+
+/// The width of each column's widest value on screen, within its cap (titles not counted).
+pub fn content_widths(input: &LayoutInput) -> Vec<(Column, u16)> {
+    Column::ALL
+        .iter()
+        .filter(|c| !c.is_query())
+        .map(|c| {
+            let content = input
+                .rows
+                .iter()
+                .map(|s| c.text(s, input.now).width())
+                .max()
+                .unwrap_or(0);
+            (*c, u16::try_from(content).unwrap_or(u16::MAX).min(c.cap()))
+        })
+        .collect()
+}
+
+/// Column widths held across refreshes, so the eye can follow a column: a wider value widens its column at once,
+/// a narrower content narrows it only after [`Widths::SHRINK_AFTER`] refreshes in a row have all been narrower
+/// (hysteresis). Held in the state and settled before each draw; the view only reads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Widths {
+    held: std::collections::HashMap<Column, Held>,
+    /// When the snapshot last settled was taken: a redraw of the same data (a key, a scroll) may widen but never
+    /// counts towards narrowing.
+    settled_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Held {
+    width: u16,
+    /// Refreshes in a row whose content was narrower than `width`, and the widest of them.
+    narrower_for: u8,
+    narrower_max: u16,
+}
+
+impl Widths {
+    /// Refreshes of narrower content before a column gives the room back.
+    pub const SHRINK_AFTER: u8 = 5;
+
+    /// Take in the content widths of what is on screen now, from the snapshot taken at `taken_at`.
+    pub fn settle(&mut self, content: &[(Column, u16)], taken_at: DateTime<Utc>) {
+        let refresh = self.settled_at != Some(taken_at);
+        self.settled_at = Some(taken_at);
+        for (column, width) in content {
+            let held = self.held.entry(*column).or_insert(Held {
+                width: *width,
+                narrower_for: 0,
+                narrower_max: 0,
+            });
+            if *width >= held.width {
+                *held = Held {
+                    width: *width,
+                    narrower_for: 0,
+                    narrower_max: 0,
+                };
+            } else if refresh {
+                held.narrower_max = if held.narrower_for == 0 {
+                    *width
+                } else {
+                    held.narrower_max.max(*width)
+                };
+                held.narrower_for += 1;
+                if held.narrower_for >= Self::SHRINK_AFTER {
+                    *held = Held {
+                        width: held.narrower_max,
+                        narrower_for: 0,
+                        narrower_max: 0,
+                    };
+                }
+            }
+        }
+    }
+
+    /// The width held for `column`, 0 when none is.
+    pub fn get(&self, column: Column) -> u16 {
+        self.held.get(&column).map_or(0, |h| h.width)
+    }
 }
 
 /// The columns shown in a table `width` cells wide (marker cell and gaps included) and each one's width.
@@ -277,7 +361,12 @@ pub fn layout(width: u16, input: &LayoutInput) -> Vec<(Column, u16)> {
             .map(|s| c.text(s, input.now).width())
             .max()
             .unwrap_or(0);
-        u16::try_from(content).unwrap_or(u16::MAX).min(c.cap()).max(title(c))
+        let held = input.held.map_or(0, |h| h.get(c));
+        u16::try_from(content)
+            .unwrap_or(u16::MAX)
+            .min(c.cap())
+            .max(held.min(c.cap()))
+            .max(title(c))
     };
     let mut cols: Vec<(Column, u16, u16)> = Column::ALL
         .iter()
@@ -364,8 +453,61 @@ mod tests {
             sorted: Column::Database,
             show_query,
             poolers: false,
+            held: None,
         };
         layout(width, &input)
+    }
+
+    #[test]
+    fn widths_grow_at_once_and_shrink_only_after_several_narrower_refreshes() {
+        let t0 = crate::fixtures::now();
+        let at = |n: i64| t0 + chrono::Duration::seconds(n);
+        let mut w = Widths::default();
+        w.settle(&[(Column::Application, 10)], at(0));
+        w.settle(&[(Column::Application, 20)], at(1));
+        assert_eq!(w.get(Column::Application), 20, "grows at once");
+        // Redraws of one snapshot (keys, scrolling) never narrow, however many.
+        for _ in 0..20 {
+            w.settle(&[(Column::Application, 8)], at(1));
+        }
+        assert_eq!(w.get(Column::Application), 20);
+        for n in 2..(1 + i64::from(Widths::SHRINK_AFTER)) {
+            w.settle(&[(Column::Application, if n % 2 == 0 { 8 } else { 12 })], at(n));
+            assert_eq!(w.get(Column::Application), 20, "refresh {n}: still held");
+        }
+        // A value as wide as the held width resets the count.
+        w.settle(&[(Column::Application, 20)], at(10));
+        for n in 11..(11 + i64::from(Widths::SHRINK_AFTER) - 1) {
+            w.settle(&[(Column::Application, 9)], at(n));
+        }
+        assert_eq!(w.get(Column::Application), 20);
+        w.settle(&[(Column::Application, 9)], at(30));
+        assert_eq!(
+            w.get(Column::Application),
+            9,
+            "narrows to the widest of the narrower refreshes"
+        );
+    }
+
+    #[test]
+    fn a_held_width_keeps_the_column_wide() {
+        let snap = crate::fixtures::snapshot();
+        let rows: Vec<&Session> = snap.sessions.iter().collect();
+        let mut held = Widths::default();
+        held.settle(&[(Column::Application, 28)], snap.taken_at);
+        let input = LayoutInput {
+            rows: &rows,
+            now: snap.taken_at,
+            sorted: Column::Tls,
+            show_query: false,
+            poolers: false,
+            held: Some(&held),
+        };
+        let with = layout(220, &input);
+        let without = layout(220, &LayoutInput { held: None, ..input });
+        let app = |l: &[(Column, u16)]| l.iter().find(|(c, _)| *c == Column::Application).map(|(_, w)| *w);
+        assert!(app(&with) > app(&without), "{with:?} vs {without:?}");
+        assert_eq!(app(&with), Some(28.min(Column::Application.cap())));
     }
 
     #[test]

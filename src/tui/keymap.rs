@@ -8,8 +8,10 @@ pub enum Scope {
     Global,
     /// The main screen with the sessions table.
     Table,
-    /// The drill-down of one session, or of one client from the Holdouts table.
+    /// The drill-down of one session.
     Detail,
+    /// The drill-down of one client from the Holdouts table: a client is not a session, so K and C are not offered.
+    ClientDetail,
     /// Typing a filter: printable keys are text, so only these bindings apply.
     FilterInput,
     Help,
@@ -78,6 +80,8 @@ pub enum Action {
     CancelQuery,
     /// `y` in the confirmation popup.
     Confirm,
+    /// `J`: the demo's psql connection lines.
+    ShowJoin,
 }
 
 /// A key as written in help and footer, and how to match it.
@@ -119,7 +123,8 @@ pub struct Binding {
 }
 
 use Scope::{
-    Alerts, Certificates, Confirm, Detail, FilterInput, Global, Help as HelpScope, Holdouts, Servers, Table, WhatIf,
+    Alerts, Certificates, ClientDetail, Confirm, Detail, FilterInput, Global, Help as HelpScope, Holdouts, Servers,
+    Table, WhatIf,
 };
 
 #[rustfmt::skip]
@@ -127,12 +132,12 @@ pub const BINDINGS: &[Binding] = &[
     Binding { keys: &[key('q')], action: Action::Quit, scopes: &[Global], hint: Some(("q", "quit")), help: "Quit" },
     Binding { keys: &[ctrl('c')], action: Action::Quit, scopes: &[Global, FilterInput, Confirm], hint: None, help: "Quit from anywhere, even while typing a filter" },
     Binding { keys: &[key('?'), special(KeyCode::F(1))], action: Action::Help, scopes: &[Global], hint: Some(("?", "help")), help: "Show or hide this help" },
-    Binding { keys: &[special(KeyCode::Up), key('k')], action: Action::Up, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates, Alerts, HelpScope, Servers], hint: None, help: "Move up (scroll in reports; on What-if after the change, pick a lingering session)" },
-    Binding { keys: &[special(KeyCode::Down), key('j')], action: Action::Down, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates, Alerts, HelpScope, Servers], hint: Some(("↓/j", "move")), help: "Move down (scroll in reports; on What-if after the change, pick a lingering session)" },
-    Binding { keys: &[special(KeyCode::PageUp), ctrl('b')], action: Action::PageUp, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates, Alerts, HelpScope, Servers], hint: None, help: "Page up" },
-    Binding { keys: &[special(KeyCode::PageDown), ctrl('f')], action: Action::PageDown, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates, Alerts, HelpScope, Servers], hint: None, help: "Page down" },
-    Binding { keys: &[special(KeyCode::Home), key('g')], action: Action::Top, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates, Alerts, HelpScope, Servers], hint: None, help: "First row" },
-    Binding { keys: &[special(KeyCode::End), key('G')], action: Action::Bottom, scopes: &[Table, Detail, Holdouts, WhatIf, Certificates, Alerts, HelpScope, Servers], hint: None, help: "Last row" },
+    Binding { keys: &[special(KeyCode::Up), key('k')], action: Action::Up, scopes: &[Table, Detail, ClientDetail, Holdouts, WhatIf, Certificates, Alerts, HelpScope, Servers], hint: None, help: "Move up (scroll in reports; on What-if after the change, pick a lingering session)" },
+    Binding { keys: &[special(KeyCode::Down), key('j')], action: Action::Down, scopes: &[Table, Detail, ClientDetail, Holdouts, WhatIf, Certificates, Alerts, HelpScope, Servers], hint: Some(("↓/j", "move")), help: "Move down (scroll in reports; on What-if after the change, pick a lingering session)" },
+    Binding { keys: &[special(KeyCode::PageUp), ctrl('b')], action: Action::PageUp, scopes: &[Table, Detail, ClientDetail, Holdouts, WhatIf, Certificates, Alerts, HelpScope, Servers], hint: None, help: "Page up" },
+    Binding { keys: &[special(KeyCode::PageDown), ctrl('f')], action: Action::PageDown, scopes: &[Table, Detail, ClientDetail, Holdouts, WhatIf, Certificates, Alerts, HelpScope, Servers], hint: None, help: "Page down" },
+    Binding { keys: &[special(KeyCode::Home), key('g')], action: Action::Top, scopes: &[Table, Detail, ClientDetail, Holdouts, WhatIf, Certificates, Alerts, HelpScope, Servers], hint: None, help: "First row" },
+    Binding { keys: &[special(KeyCode::End), key('G')], action: Action::Bottom, scopes: &[Table, Detail, ClientDetail, Holdouts, WhatIf, Certificates, Alerts, HelpScope, Servers], hint: None, help: "Last row" },
     Binding { keys: &[key('s'), key('>')], action: Action::SortNext, scopes: &[Table, Holdouts, Servers], hint: Some(("s/>", "sort")), help: "Sort by the next column" },
     Binding { keys: &[key('S'), key('<')], action: Action::SortPrev, scopes: &[Table, Holdouts, Servers], hint: None, help: "Sort by the previous column" },
     Binding { keys: &[key('i')], action: Action::SortReverse, scopes: &[Table, Holdouts, Servers], hint: Some(("i", "reverse")), help: "Reverse the sort order (▲ ascending, ▼ descending)" },
@@ -144,8 +149,8 @@ pub const BINDINGS: &[Binding] = &[
     Binding { keys: &[key('1')], action: Action::ViewAll, scopes: &[Table], hint: None, help: "Quick view: all sessions" },
     Binding { keys: &[key('2')], action: Action::ViewNoTls, scopes: &[Table], hint: None, help: "Quick view: no TLS over TCP only" },
     Binding { keys: &[key('3')], action: Action::ViewBelowTls13, scopes: &[Table], hint: Some(("1/2/3", "all/no TLS/<1.3")), help: "Quick view: TLS below 1.3 only" },
-    Binding { keys: &[special(KeyCode::Enter)], action: Action::Open, scopes: &[Table, Holdouts, WhatIf, Servers], hint: Some(("Enter", "details")), help: "Open the selected row: the session; on Holdouts every session, version and cipher of the client; on What-if after the change, the selected lingering session; on Servers that server's dashboard (Esc comes back)" },
-    Binding { keys: &[special(KeyCode::Esc), special(KeyCode::Backspace)], action: Action::Back, scopes: &[Detail, HelpScope, Table, Holdouts, WhatIf, Certificates, Alerts], hint: Some(("Esc", "back")), help: "Back (in the table: clear the filter)" },
+    Binding { keys: &[special(KeyCode::Enter)], action: Action::Open, scopes: &[Table, Holdouts, WhatIf, Servers], hint: Some(("Enter", "details")), help: "Open the selected row: the session; on Holdouts every session, version and cipher of the client; on What-if after the change, the selected lingering session, else the Sources in full; on Servers that server's dashboard (Esc comes back)" },
+    Binding { keys: &[special(KeyCode::Esc), special(KeyCode::Backspace)], action: Action::Back, scopes: &[Detail, ClientDetail, HelpScope, Table, Holdouts, WhatIf, Certificates, Alerts], hint: Some(("Esc", "back")), help: "Back (in the table: clear the filter)" },
     Binding { keys: &[key('p'), key(' ')], action: Action::Pause, scopes: &[Global], hint: Some(("p", "pause")), help: "Pause or resume refreshing" },
     Binding { keys: &[key('+'), key('=')], action: Action::Slower, scopes: &[Global], hint: None, help: "Refresh less often (longer interval)" },
     Binding { keys: &[key('-')], action: Action::Faster, scopes: &[Global], hint: Some(("+/-", "interval")), help: "Refresh more often (shorter interval)" },
@@ -162,6 +167,7 @@ pub const BINDINGS: &[Binding] = &[
     Binding { keys: &[key('K')], action: Action::Terminate, scopes: &[Table, Detail, WhatIf], hint: Some(("K/C", "terminate/cancel")), help: "Terminate the selected session (pg_terminate_backend; on What-if the selected lingering one), after a confirmation; not with --read-only" },
     Binding { keys: &[key('C')], action: Action::CancelQuery, scopes: &[Table, Detail, WhatIf], hint: None, help: "Cancel the selected session's query (pg_cancel_backend), after a confirmation; not with --read-only" },
     Binding { keys: &[key('y')], action: Action::Confirm, scopes: &[Confirm], hint: Some(("y", "yes · any other key: no")), help: "Confirm: send the signal (any other key cancels)" },
+    Binding { keys: &[key('J')], action: Action::ShowJoin, scopes: &[Global], hint: None, help: "The demo: how to reach its server with psql (the lines are also in the file the header names); again or Esc: back" },
     Binding { keys: &[key('r')], action: Action::Refresh, scopes: &[Global], hint: Some(("r", "refresh")), help: "Refresh now (or reconnect now)" },
 ];
 
@@ -197,13 +203,29 @@ pub fn hints(scope: Scope) -> Vec<(&'static str, &'static str)> {
     own.chain(global).filter_map(|b| b.hint).collect()
 }
 
+/// The global actions the Servers screen carries out itself; the others (screens, panes, pause) belong to one
+/// server's dashboard.
+pub fn works_on_servers(action: Action) -> bool {
+    matches!(action, Action::Refresh | Action::Quit | Action::Help)
+}
+
+/// What the Servers screen says when a key of one server's dashboard is pressed there.
+pub const SERVERS_ONLY_IN_DASHBOARD: &str = "that key acts on one server's dashboard: Enter opens the selected server";
+
 /// The Servers screen's footer: its own bindings and the few global ones that work there.
 pub fn servers_hints() -> Vec<(&'static str, &'static str)> {
-    BINDINGS
-        .iter()
-        .filter(|b| b.scopes.contains(&Scope::Servers) || matches!(b.action, Action::Refresh | Action::Quit))
-        .filter_map(|b| b.hint)
-        .collect()
+    servers_bindings().filter_map(|b| b.hint).collect()
+}
+
+fn servers_bindings() -> impl Iterator<Item = &'static Binding> {
+    BINDINGS.iter().filter(|b| {
+        b.scopes.contains(&Scope::Servers) || (b.scopes.contains(&Scope::Global) && works_on_servers(b.action))
+    })
+}
+
+/// The Servers screen's `?` help, from the key table: every key that works there, with its text.
+pub fn servers_help() -> Vec<(String, &'static str)> {
+    servers_bindings().map(|b| (keys_label(b), b.help)).collect()
 }
 
 /// The footer hints as they read now: while paused, `p` resumes.
@@ -233,7 +255,8 @@ pub fn help_sections() -> Vec<(&'static str, Vec<(String, &'static str)>)> {
         section("Everywhere", Scope::Global),
         section("Sessions table", Scope::Table),
         section("Filter input", Scope::FilterInput),
-        section("Details (session or client)", Scope::Detail),
+        section("Session details", Scope::Detail),
+        section("Client details (Holdouts)", Scope::ClientDetail),
         section("Holdouts", Scope::Holdouts),
         section("What-if", Scope::WhatIf),
         section("Certificates", Scope::Certificates),
@@ -284,6 +307,7 @@ pub fn table_rows() -> Vec<(Vec<String>, &'static str, Vec<&'static str>)> {
         Scope::Global => "everywhere",
         Scope::Table => "sessions",
         Scope::Detail => "details",
+        Scope::ClientDetail => "client details",
         Scope::FilterInput => "typing a filter",
         Scope::Help => "help",
         Scope::Holdouts => "holdouts",
@@ -319,10 +343,11 @@ pub fn markdown_table() -> String {
 mod tests {
     use super::*;
 
-    const SCOPES: [Scope; 11] = [
+    const SCOPES: [Scope; 12] = [
         Scope::Global,
         Scope::Table,
         Scope::Detail,
+        Scope::ClientDetail,
         Scope::FilterInput,
         Scope::Help,
         Scope::Holdouts,
@@ -409,6 +434,21 @@ mod tests {
                     assert_eq!(lookup(*scope, &event), Some(b.action), "{} in {scope:?}", key_name(k));
                 }
             }
+        }
+    }
+
+    #[test]
+    fn screens_offer_no_key_that_cannot_act_there() {
+        // A Holdouts client is not one session: K and C there could only answer "no session selected".
+        let offered: Vec<&str> = hints(Scope::ClientDetail).iter().map(|(k, _)| *k).collect();
+        assert!(!offered.contains(&"K/C"), "{offered:?}");
+        assert!(hints(Scope::Detail).iter().any(|(k, _)| *k == "K/C"));
+        // The Servers screen offers help, and every global key it offers is one it carries out.
+        let servers: Vec<&str> = servers_hints().iter().map(|(k, _)| *k).collect();
+        assert!(servers.contains(&"?"), "{servers:?}");
+        for b in BINDINGS.iter().filter(|b| b.scopes.contains(&Scope::Global)) {
+            let shown = servers_help().iter().any(|(_, help)| *help == b.help);
+            assert_eq!(shown, works_on_servers(b.action), "{:?}", b.action);
         }
     }
 

@@ -138,6 +138,10 @@ pub struct AppState {
     pub panes_hidden: bool,
     /// `--read-only` or `read_only = true`: `K` and `C` only say they are off.
     pub read_only: bool,
+    /// The demo's psql connection lines, shown on `J`; empty for a server the user named.
+    pub join: Vec<String>,
+    /// The connection lines are on screen.
+    pub join_open: bool,
     /// Opened from the Servers screen: Esc with nothing left to close goes back there.
     pub from_servers: bool,
     /// The confirmation asked for by `K` or `C`, over everything until answered.
@@ -213,6 +217,8 @@ impl AppState {
             alerts: Alerts::default(),
             panes_hidden: false,
             read_only: false,
+            join: Vec::new(),
+            join_open: false,
             from_servers: false,
             confirm: None,
             status: None,
@@ -223,14 +229,16 @@ impl AppState {
     pub fn scope(&self) -> Scope {
         if self.confirm.is_some() {
             Scope::Confirm
-        } else if self.help.open {
+        } else if self.help.open || self.join_open {
             Scope::Help
         } else if self.filter.editing {
             Scope::FilterInput
         } else if self.alerts.full.is_some() {
             Scope::Alerts
-        } else if self.detail.is_some() || self.client_drill_open() {
+        } else if self.detail.is_some() {
             Scope::Detail
+        } else if self.client_drill_open() {
+            Scope::ClientDetail
         } else {
             match self.screen {
                 Screen::Sessions => Scope::Table,
@@ -389,6 +397,12 @@ impl AppState {
         match action {
             Action::Quit => return vec![Effect::Quit],
             Action::Help => self.help.toggle(),
+            Action::ShowJoin if self.join.is_empty() => {
+                self.status = Some(Status::failed(
+                    "J shows how to reach the demo's server; this dashboard watches a server you named".to_string(),
+                ));
+            }
+            Action::ShowJoin => self.join_open = !self.join_open,
             Action::Up => self.move_by(-1),
             Action::Down => self.move_by(1),
             Action::PageUp => self.move_by(-page),
@@ -428,8 +442,13 @@ impl AppState {
                 } else {
                     self.sessions.selected_session(self.snapshot.as_ref())
                 };
-                if let Some(session) = session {
-                    self.detail = Some(Detail::open(session));
+                match session {
+                    Some(session) => self.detail = Some(Detail::open(session)),
+                    // No lingering session to open: Enter shows or hides the sources' details.
+                    None if self.screen == Screen::WhatIf => {
+                        self.whatif.sources_open = !self.whatif.sources_open;
+                    }
+                    None => {}
                 }
             }
             Action::Back => return self.back(),
@@ -530,7 +549,9 @@ impl AppState {
     /// Esc: close the topmost thing, else undo the narrowing, else go back to the sessions, else (opened from the
     /// Servers screen) back there.
     fn back(&mut self) -> Vec<Effect> {
-        if self.help.open {
+        if self.join_open {
+            self.join_open = false;
+        } else if self.help.open {
             self.help.close();
         } else if self.alerts.full.is_some() {
             self.alerts.full = None;

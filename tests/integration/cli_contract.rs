@@ -66,6 +66,15 @@ fn a_bad_flag_is_unknown_for_the_plugins_and_a_usage_error_elsewhere() {
         (&["--interval", "0", "host=127.0.0.1 port=1"][..], 64),
         (&["serve", "--interval", "0", "host=127.0.0.1 port=1"][..], 64),
         (&["check", "--help"][..], 0),
+        // Global flags before the subcommand: the command still decides the family of its usage errors.
+        (&["--config", "/dev/null", "bundle", "--bogus"][..], 3),
+        (&["-h", "db", "check", "--bogus"][..], 3),
+        (&["--config=/dev/null", "snapshot", "--bogus"][..], 64),
+        (&["bundle"][..], 3),
+        (&["bundle", "--check", "a.pem", "--azure"][..], 3),
+        // A subcommand's name after dashboard flags is a misplaced command, not a database called "snapshot".
+        (&["--interval", "2", "snapshot"][..], 64),
+        (&["host=127.0.0.1 port=1", "snapshot"][..], 64),
     ] {
         let out = run(args, home.path(), false);
         assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
@@ -240,4 +249,61 @@ fn the_documented_exit_statuses_are_the_table_the_code_uses() {
         current, wanted,
         "README exit table is stale: UPDATE_README=1 cargo test --test integration cli_contract::"
     );
+}
+
+/// `pgtls --config F snapshot CONNINFO` and `pgtls -h H -p P snapshot`: the flags every connecting command takes go
+/// before the subcommand too, and snapshot's alerts follow the configuration's rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_flags_go_before_the_subcommand_and_snapshot_reads_the_config() {
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let _session = lab.open(SessionKind::Tls12, "app12", "old-app").await.unwrap();
+    let conninfo = format!("{} sslmode=require", lab.conninfo(SUPERUSER));
+    let quiet = home.path().join("quiet.toml");
+    std::fs::write(&quiet, "[alerts.rules.tls12_sessions]\nseverity = \"off\"\n").unwrap();
+    let quiet = quiet.display().to_string();
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = run(args, home.path(), false);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let keys = |value: &serde_json::Value| -> Vec<String> {
+        value["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["key"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let loud = json(&["snapshot", "--format", "json", &conninfo]);
+    assert!(keys(&loud).contains(&"tls12_sessions".to_string()), "{:?}", keys(&loud));
+    for args in [
+        vec!["--config", &quiet, "snapshot", "--format", "json", &conninfo],
+        vec!["snapshot", "--config", &quiet, "--format", "json", &conninfo],
+    ] {
+        let value = json(&args);
+        assert!(
+            !keys(&value).contains(&"tls12_sessions".to_string()),
+            "{args:?}: {:?}",
+            keys(&value)
+        );
+        assert!(!value["sessions"].as_array().unwrap().is_empty(), "{args:?}");
+    }
+    let host = lab.socket_dir.display().to_string();
+    let port = lab.port.to_string();
+    let value = json(&[
+        "-h", &host, "-p", &port, "-U", SUPERUSER, "-d", "postgres", "snapshot", "--format", "json",
+    ]);
+    assert!(!value["sessions"].as_array().unwrap().is_empty());
+    let table = run(&["--config", &quiet, "snapshot", &conninfo], home.path(), false);
+    assert_eq!(table.status.code(), Some(0), "{}", stderr(&table));
+    let broken = home.path().join("broken.toml");
+    std::fs::write(&broken, "[alerts.rules.no_such_rule]\nseverity = \"off\"\n").unwrap();
+    let broken = broken.display().to_string();
+    let out = run(&["--config", &broken, "snapshot", &conninfo], home.path(), false);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    // The demo reads the configuration too, and says it is broken before starting a server for nothing.
+    let out = run(&["--config", &broken, "demo", "--offline"], home.path(), false);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("starting a throwaway"), "{}", stderr(&out));
 }

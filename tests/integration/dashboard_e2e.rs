@@ -192,11 +192,19 @@ async fn a_stalled_poll_is_shown_as_stale_then_recovers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_too_small_terminal_shows_a_note_not_garbage() {
+async fn a_small_terminal_shows_the_sessions_compactly_and_a_tiny_one_a_note() {
     let lab = common::lab().await;
+    let _session = lab.open(SessionKind::Tls12, SUPERUSER, "small-pane-app").await.unwrap();
     let home = tempfile::tempdir().unwrap();
     let conninfo = format!("{} sslmode=require", lab.conninfo(SUPERUSER));
     let tmux = Tmux::start(&[&conninfo], home.path(), 60, 15);
+    let screen = tmux.wait_for("the compact view", WAIT, |s| {
+        s.contains("APPLICATION") && s.contains("small-pane-app") && s.contains("TLSv1.2")
+    });
+    assert!(!screen.to_lowercase().contains("too small"), "{screen}");
+    tmux.keys(&["q"]);
+    assert_eq!(tmux.exit_status(WAIT), Some(0));
+    let tmux = Tmux::start(&[&conninfo], home.path(), 38, 8);
     tmux.wait_for("the too-small note", WAIT, |s| s.to_lowercase().contains("too small"));
     tmux.keys(&["q"]);
     assert_eq!(tmux.exit_status(WAIT), Some(0));
@@ -234,8 +242,26 @@ async fn sigint_and_sigquit_restore_the_terminal() {
 #[test]
 fn the_demo_quits_on_sigint_once_the_dashboard_is_up() {
     let home = tempfile::tempdir().unwrap();
-    let tmux = Tmux::start(&["demo", "--interval", "0.5"], home.path(), 120, 36);
-    tmux.wait_for("the demo dashboard", Duration::from_secs(90), |s| s.contains("TLSv1.3"));
+    // Wide enough for the header to show the whole path of the file with the connection lines.
+    let tmux = Tmux::start(&["demo", "--interval", "0.5"], home.path(), 300, 36);
+    // While it runs the demo says how to reach its server: on J, and in a file the header names (the lines
+    // printed before the dashboard are under its alternate screen). Waited for whole: a capture may be half drawn.
+    let screen = tmux.wait_for("the demo dashboard naming the file", Duration::from_secs(90), |s| {
+        s.contains("TLSv1.3") && s.contains("connect.txt: psql lines")
+    });
+    tmux.keys(&["J"]);
+    tmux.wait_for("the connection lines", WAIT, |s| {
+        s.contains("Connect to the demo server") && s.contains("sslmode=verify-full") && s.contains("psql -h")
+    });
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the lines closed", WAIT, |s| !s.contains("Connect to the demo server"));
+    let file = screen
+        .split_whitespace()
+        .find(|w| w.ends_with("connect.txt:"))
+        .map(|w| w.trim_end_matches(':').to_string())
+        .unwrap_or_else(|| panic!("no file named in the header:\n{screen}"));
+    let text = std::fs::read_to_string(&file).expect("the file the header names");
+    assert!(text.contains("psql") && text.contains("sslmode=verify-full"), "{text}");
     tmux.signal(nix::sys::signal::Signal::SIGINT);
     assert_eq!(tmux.exit_status(Duration::from_secs(30)), Some(0));
     assert!(!tmux.alternate_screen(), "still in the alternate screen");

@@ -225,7 +225,7 @@ fn the_example_config_is_the_one_pgtls_reads() {
     let out = common::pgtls(&["config", "--example"], home.path());
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).expect("utf-8");
-    assert_eq!(text, pgtls::config::EXAMPLE);
+    assert_eq!(text, pgtls::config::example());
     let parsed = pgtls::config::Config::parse(&text, Path::new("example.toml")).expect("parses");
     assert!(!parsed.read_only);
     assert_eq!(parsed.min_evidence(), chrono::Duration::hours(24));

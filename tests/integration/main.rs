@@ -40,5 +40,6 @@ mod serve_abuse;
 mod servers_screen;
 mod snapshot_cli;
 mod stall;
+mod test_script;
 mod typed_errors;
 mod versions;

@@ -345,11 +345,146 @@ fn weak_server_settings() {
 
 #[test]
 fn too_small() {
+    let mut state = connected(39, 9);
+    let terminal = draw(&mut state, 39, 9);
+    insta::assert_snapshot!("too_small_39x9", terminal.backend());
+    assert!(screen(&terminal).contains("too small"));
+    assert!(screen(&terminal).contains("39x9"));
+}
+
+/// Below 80x24 and down to 40x10 the sessions still show: a line of counts, then PID, application and TLS.
+#[test]
+fn compact_view_below_the_full_size() {
+    for (w, h) in [(60, 20), (79, 30), (120, 12), (40, 10)] {
+        let mut state = connected(w, h);
+        let terminal = draw(&mut state, w, h);
+        let text = screen(&terminal);
+        assert!(!text.contains("too small"), "{w}x{h}:\n{text}");
+        for needle in ["PID", "APPLICATION", "TLS", "4101"] {
+            assert!(text.contains(needle), "{w}x{h}: {needle}\n{text}");
+        }
+        // The selection moves over the rows shown, as on the full screen.
+        assert_eq!(state.sessions.page, usize::from(h) - 3, "{w}x{h}");
+    }
     let mut state = connected(60, 20);
     let terminal = draw(&mut state, 60, 20);
-    insta::assert_snapshot!("too_small_60x20", terminal.backend());
-    assert!(screen(&terminal).contains("too small"));
-    assert!(screen(&terminal).contains("60x20"));
+    insta::assert_snapshot!("compact_60x20", terminal.backend());
+    let mut state = connected(40, 10);
+    let terminal = draw(&mut state, 40, 10);
+    insta::assert_snapshot!("compact_40x10", terminal.backend());
+}
+
+/// Column widths do not jitter: a long value widens its column, and the column stays wide over the next refreshes
+/// after the value is gone; only after several narrower refreshes does it give the room back.
+#[test]
+fn columns_keep_their_width_when_a_long_value_goes() {
+    let (w, h) = (200, 36);
+    let header = |state: &mut AppState| -> String {
+        let text = screen(&draw(state, w, h));
+        text.lines()
+            .find(|l| l.contains("APPLICATION"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut state = connected(w, h);
+    let narrow = header(&mut state);
+    let mut long = fixtures::snapshot();
+    let shown = long
+        .sessions
+        .iter_mut()
+        .find(|s| s.pid == 4107)
+        .expect("a client session");
+    shown.application_name = Some("a-rather-long-application-name".into());
+    feed(&mut state, long);
+    let wide = header(&mut state);
+    assert_ne!(wide, narrow, "the long name widens its column");
+    for n in 1..pgtls::tui::columns::Widths::SHRINK_AFTER {
+        let mut later = fixtures::snapshot();
+        later.taken_at += chrono::Duration::seconds(i64::from(n));
+        feed(&mut state, later);
+        assert_eq!(header(&mut state), wide, "refresh {n} after the long name went");
+    }
+    let mut later = fixtures::snapshot();
+    later.taken_at += chrono::Duration::seconds(60);
+    feed(&mut state, later);
+    assert_eq!(
+        header(&mut state),
+        narrow,
+        "the room goes back after several narrower refreshes"
+    );
+}
+
+/// What-if's Sources: one line per source with its state; Enter shows what each can miss.
+#[test]
+fn whatif_sources_are_one_line_each_and_details_on_enter() {
+    use pgtls::logsource::{LogFormat, LogSource, limitations};
+    let (w, h) = (120, 60);
+    let mut history = fixtures::history();
+    history.sources = vec![
+        pgtls::sources::POLL_LIMITATION.to_string(),
+        limitations(&LogSource::File {
+            path: "/var/log/postgresql/main.log".into(),
+            format: LogFormat::Stderr {
+                prefix: "%m [%p] ".into(),
+            },
+            from_start: false,
+        }),
+        "log file /var/log/postgresql/old.log stopped: permission denied; pass --server-log PATH to read the log file \
+         directly"
+            .to_string(),
+    ];
+    let mut state = connected(w, h);
+    state.handle(Input::Poller {
+        event: PollerEvent::History(Box::new(history)),
+        at: fixtures::now(),
+    });
+    press(&mut state, KeyCode::Char('w'));
+    let text = screen(&draw(&mut state, w, h));
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.contains("Sources"))
+        .expect("a Sources note");
+    let note: Vec<&str> = lines[at + 1..].iter().take(4).copied().collect();
+    assert!(note[0].contains("✓ poll: sees every session"), "{note:#?}");
+    assert!(
+        note[1].contains("✓ log source: file /var/log/postgresql/main.log"),
+        "{note:#?}"
+    );
+    assert!(
+        note[2].contains("✖ log file /var/log/postgresql/old.log stopped"),
+        "{note:#?}"
+    );
+    assert!(note[3].contains("✓ ledger kept in"), "{note:#?}");
+    assert!(!text.contains("misses"), "details stay behind Enter:\n{text}");
+    press(&mut state, KeyCode::Enter);
+    let text = screen(&draw(&mut state, w, h));
+    assert!(text.contains("misses connections shorter than the interval"), "{text}");
+    press(&mut state, KeyCode::Enter);
+    assert!(!screen(&draw(&mut state, w, h)).contains("misses"));
+}
+
+/// The demo's psql lines on `J`; elsewhere `J` says why it shows nothing.
+#[test]
+fn j_shows_the_demos_connection_lines() {
+    let (w, h) = (120, 36);
+    let mut state = connected(w, h);
+    press(&mut state, KeyCode::Char('J'));
+    let text = screen(&draw(&mut state, w, h));
+    assert!(text.contains("J shows how to reach the demo's server"), "{text}");
+    state.join = vec![
+        "demo server on 127.0.0.1 port 54321, socket directory /tmp/lab/sock".to_string(),
+        "join it over TLS (verified): psql 'host=127.0.0.1 port=54321 sslmode=verify-full'".to_string(),
+    ];
+    press(&mut state, KeyCode::Char('J'));
+    let text = screen(&draw(&mut state, w, h));
+    assert!(text.contains("Connect to the demo server"), "{text}");
+    assert!(
+        text.contains("psql 'host=127.0.0.1 port=54321 sslmode=verify-full'"),
+        "{text}"
+    );
+    press(&mut state, KeyCode::Esc);
+    assert!(!screen(&draw(&mut state, w, h)).contains("Connect to the demo server"));
 }
 
 #[test]
@@ -1248,8 +1383,11 @@ fn holdouts_drill_down_shows_a_clients_sessions_versions_and_ciphers() {
     let chosen = selected_client(&state);
     assert_eq!(chosen.as_ref().map(|k| k.application.as_str()), Some("billing-batch"));
     press(&mut state, KeyCode::Enter);
-    assert_eq!(state.scope(), pgtls::tui::keymap::Scope::Detail);
+    assert_eq!(state.scope(), pgtls::tui::keymap::Scope::ClientDetail);
     let shown = screen(&draw(&mut state, w, h));
+    // A client is not one session: the footer offers no terminate or cancel here.
+    let footer = shown.lines().last().unwrap_or_default();
+    assert!(!footer.contains("terminate"), "{footer}");
     for needle in [
         "Client billing-batch",
         "TLSv1.2 ×2",

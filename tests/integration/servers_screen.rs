@@ -104,3 +104,47 @@ fn per_server_flags_with_several_servers_are_refused_not_ignored() {
         );
     }
 }
+
+/// The Servers screen has its own help (`?`, F1) from the key table, and a key of one server's dashboard pressed
+/// there says why it does nothing instead of being silently ignored. No server needs to answer for this.
+#[test]
+fn the_servers_screen_has_help_and_says_why_a_key_does_nothing() {
+    let home = tempfile::tempdir().expect("home");
+    let tmux = Tmux::start(
+        &[
+            "host=127.0.0.1 port=1 connect_timeout=1",
+            "host=127.0.0.1 port=2 connect_timeout=1",
+        ],
+        home.path(),
+        120,
+        30,
+    );
+    // The footer offers help (waited for with the table: a capture may catch a screen half drawn).
+    tmux.wait_for("the Servers screen offering help", WAIT, |s| {
+        s.contains("CHAIN ROOT") && s.contains("? help")
+    });
+    for key in ["?", "F1"] {
+        tmux.keys(&[key]);
+        // Keys of the Servers screen, from the key table, and where the others went.
+        tmux.wait_for("the Servers help", WAIT, |s| {
+            ["Help: Servers", "Sort by the next column", "Refresh now", "Enter opens"]
+                .iter()
+                .all(|needle| s.contains(needle))
+        });
+        tmux.keys(&["Escape"]);
+        tmux.wait_for("the help closed", WAIT, |s| {
+            !s.contains("Help: Servers") && s.contains("CHAIN ROOT")
+        });
+    }
+    for key in ["Tab", "h", "w"] {
+        tmux.keys(&[key]);
+        tmux.wait_for("why the key does nothing", WAIT, |s| {
+            s.contains("that key acts on one server's dashboard")
+        });
+        // The next key clears the word.
+        tmux.keys(&["j"]);
+        tmux.wait_for("the footer back", WAIT, |s| s.contains("? help"));
+    }
+    tmux.keys(&["q"]);
+    assert_eq!(tmux.exit_status(Duration::from_secs(20)), Some(0));
+}

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 // The `[alerts]` table's types belong to the alert rules that read them; the configuration only gathers the tables.
 pub use crate::analysis::alerts::config::{AlertsConfig, Mute, RuleConfig, RuleSeverity};
 
-/// An example with every default, printed by `pgtls config --example` and shown in docs/configuration.md.
-pub const EXAMPLE: &str = r#"# pgtls configuration (all keys optional; these are the defaults)
+/// What the example says before its alert rules.
+const EXAMPLE_HEAD: &str = r#"# pgtls configuration (all keys optional; these are the defaults)
 
 read_only = false            # true: K and C (terminate, cancel a session) are off, as with --read-only
 
@@ -20,17 +20,10 @@ read_only = false            # true: K and C (terminate, cancel a session) are o
 bell = false                 # ring the terminal bell when a new critical alert appears
 expiry_warn_days = 30        # probe: certificates expiring within this many days
 
-# One table per rule: severity = "critical" | "warning" | "info" | "off"; the rule fires when
-# its count is above `threshold`.
-[alerts.rules.plaintext_sessions]
-severity = "critical"
-threshold = 0
+"#;
 
-[alerts.rules.tls12_sessions]
-severity = "warning"
-threshold = 0
-
-[alerts.mute]                # sessions of these applications or users never raise session alerts
+/// What the example says after its alert rules.
+const EXAMPLE_TAIL: &str = r#"[alerts.mute]                # sessions of these applications or users never raise session alerts
 applications = []
 users = []
 
@@ -50,6 +43,51 @@ min_evidence = "24h"         # watch at least this long before calling a change 
 # bundles = ["/etc/ssl/certs/app-roots.pem"]
 # ledger = "/var/lib/pgtls/orders.ledger"
 "#;
+
+/// An example with every default, printed by `pgtls config --example` and shown in docs/configuration.md: every alert
+/// rule with its default severity, from the rule table the alerts take it from.
+pub fn example() -> String {
+    use crate::analysis::alerts::{RULES, Severity};
+    let mut out = String::from(EXAMPLE_HEAD);
+    // Commented out: the defaults need no line, and an explicit severity would pin one the rule may raise on its own
+    // (after_replication turns critical when a standby is refused).
+    out.push_str(
+        "# Every rule, with its default severity; to change one, uncomment its line: severity = \"critical\" |\n\
+         # \"warning\" | \"info\" | \"off\", and the rule fires when its count is above `threshold`.\n\
+         [alerts.rules]\n",
+    );
+    let width = RULES.iter().map(|r| r.key.len()).max().unwrap_or(0);
+    for rule in RULES {
+        let severity = match rule.severity {
+            Severity::Critical => "critical",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        };
+        out.push_str(&format!(
+            "# {:width$} = {{ severity = {:<11} threshold = 0 }}   # {}\n",
+            rule.key,
+            format!("\"{severity}\","),
+            rule.about
+        ));
+    }
+    out.push('\n');
+    out.push_str(EXAMPLE_TAIL);
+    out
+}
+
+/// The alert rules as docs/configuration.md lists them: name, default severity, what it counts.
+pub fn rules_markdown_table() -> String {
+    let mut out = String::from("| rule | default severity | raised for |\n|---|---|---|\n");
+    for rule in crate::analysis::alerts::RULES {
+        out.push_str(&format!(
+            "| `{}` | {:?} | {} |\n",
+            rule.key,
+            rule.severity,
+            rule.about.replace('|', "\\|")
+        ));
+    }
+    out
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -338,22 +376,21 @@ mod tests {
 
     #[test]
     fn the_example_is_the_default() {
-        let example = parse(EXAMPLE).unwrap();
-        let mut defaults = Config::default();
-        defaults.alerts.rules.insert(
-            "plaintext_sessions".into(),
-            RuleConfig {
-                severity: Some(RuleSeverity::Critical),
-                threshold: 0,
-            },
-        );
-        defaults.alerts.rules.insert(
-            "tls12_sessions".into(),
-            RuleConfig {
-                severity: Some(RuleSeverity::Warning),
-                threshold: 0,
-            },
-        );
+        let text = example();
+        let example = parse(&text).unwrap();
+        let defaults = Config::default();
+        // Every rule is named with the severity it raises unconfigured, commented out: copying the example changes
+        // nothing.
+        for rule in crate::analysis::alerts::RULES {
+            let severity = format!("{:?}", rule.severity).to_lowercase();
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with(&format!("# {} ", rule.key))
+                        && l.contains(&format!("severity = \"{severity}\""))),
+                "{} is not listed with its default {severity}",
+                rule.key
+            );
+        }
         assert_eq!(example, defaults);
         assert_eq!(parse("").unwrap(), Config::default());
         assert_eq!(Config::default().min_evidence(), chrono::Duration::hours(24));

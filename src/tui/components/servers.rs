@@ -91,6 +91,10 @@ pub struct Servers {
     pub selected: Option<String>,
     /// Rows that fit on one page, from the last draw.
     pub page: usize,
+    /// The `?` help is open over the table.
+    pub help: bool,
+    /// Why the last key did nothing here, shown in the footer until the next key.
+    pub note: Option<&'static str>,
 }
 
 impl Default for Servers {
@@ -101,6 +105,8 @@ impl Default for Servers {
             descending: false,
             selected: None,
             page: 10,
+            help: false,
+            note: None,
         }
     }
 }

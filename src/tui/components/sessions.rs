@@ -55,6 +55,8 @@ pub struct SessionsTable {
     pub show_query: bool,
     /// The columns drawn at the current width, set by the app before drawing: `s` cycles through these only.
     shown: Vec<Column>,
+    /// Column widths held across refreshes so columns do not jitter, settled by the app before drawing.
+    pub widths: crate::tui::columns::Widths,
 }
 
 impl Default for SessionsTable {
@@ -72,6 +74,7 @@ impl Default for SessionsTable {
             page: 20,
             show_query: true,
             shown: Vec::new(),
+            widths: crate::tui::columns::Widths::default(),
         }
     }
 }

@@ -16,6 +16,8 @@ pub struct WhatIfView {
     picked: Option<(i32, DateTime<Utc>)>,
     /// The pick moved: the next draw scrolls it into view (once, so paging away from it is not undone).
     pub reveal: bool,
+    /// The Sources note in full (Enter, when no lingering session is there to open), instead of one line each.
+    pub sources_open: bool,
 }
 
 impl Default for WhatIfView {
@@ -25,6 +27,7 @@ impl Default for WhatIfView {
             scroll: Scroll::default(),
             picked: None,
             reveal: false,
+            sources_open: false,
         }
     }
 }

@@ -31,7 +31,8 @@
 //! severe alert), then the table down to the footer.
 //!
 //! detail.rs (a session), client.rs (a Holdouts client) and alerts.rs's full list replace band + strip + table
-//! (the "body"); help.rs is a popup over everything; below 80x24 too_small.rs replaces everything.
+//! (the "body"); help.rs is a popup over everything; below 80x24 compact.rs replaces everything (counts and the
+//! sessions' PID, application and TLS), and below 40x10 too_small.rs does.
 //! ```
 //!
 //! The layout depends on the terminal size and on whether the top panes are hidden ([`Panes`]), nothing else:
@@ -42,12 +43,14 @@ mod alerts;
 mod certificates;
 mod client;
 mod collapsed;
+pub mod compact;
 mod confirm;
 mod detail;
 mod footer;
 mod header;
 mod help;
 mod holdouts;
+mod join;
 mod posture;
 pub mod servers;
 mod sessions;
@@ -220,7 +223,11 @@ pub fn table_rows_area_with(area: Rect, panes: Panes) -> Option<Rect> {
 /// can scroll, so that every key acts on what is shown (`End` shows the last line, `k` after it moves at once).
 pub fn prepare(state: &mut AppState, area: Rect) {
     let panes = Panes::of(state);
-    let page = table_page_with(area, panes);
+    let page = if compact::applies(area) {
+        compact::page(area)
+    } else {
+        table_page_with(area, panes)
+    };
     state.set_page(page);
     let Some(areas) = layout_with(area, panes) else {
         return;
@@ -229,6 +236,10 @@ pub fn prepare(state: &mut AppState, area: Rect) {
     state
         .holdouts
         .set_shown(holdouts::visible_columns(areas.table.width.saturating_sub(2)));
+    if let Some(taken_at) = state.snapshot.as_ref().map(|s| s.taken_at) {
+        let content = sessions::page_content_widths(state, page);
+        state.sessions.widths.settle(&content, taken_at);
+    }
     let shown = sessions::column_layout(state, areas.table.width.saturating_sub(2), page);
     state.sessions.set_shown(shown.into_iter().map(|(c, _)| c).collect());
     let limits = {
@@ -319,7 +330,11 @@ pub fn draw_with(frame: &mut Frame, state: &AppState, theme: &Theme, utc_offset:
     };
     let area = frame.area();
     let Some(areas) = layout_with(area, Panes::of(state)) else {
-        too_small::render(frame, area, &cx);
+        if compact::applies(area) {
+            compact::render(frame, area, &cx);
+        } else {
+            too_small::render(frame, area, &cx);
+        }
         return;
     };
     header::render(frame, areas.header, &cx);
@@ -353,6 +368,9 @@ pub fn draw_with(frame: &mut Frame, state: &AppState, theme: &Theme, utc_offset:
     footer::render(frame, areas.footer, &cx);
     if state.help.open {
         help::render(frame, area, &cx);
+    }
+    if state.join_open {
+        join::render(frame, area, &cx);
     }
     if let Some(question) = &state.confirm {
         confirm::render(frame, area, &cx, question);

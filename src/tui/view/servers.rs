@@ -97,11 +97,52 @@ pub fn draw(frame: &mut Frame, servers: &Servers, theme: &Theme) {
     );
     frame.render_widget(table, body);
 
-    let hints: Vec<Span> = keymap::servers_hints()
-        .into_iter()
-        .flat_map(|(k, what)| [Span::styled(format!(" {k}"), t.key), Span::raw(format!(" {what} "))])
-        .collect();
+    if servers.help {
+        draw_help(frame, body, t);
+    }
+    let hints: Vec<Span> = match servers.note {
+        Some(note) => vec![Span::styled(format!(" {note}"), t.warning)],
+        None => keymap::servers_hints()
+            .into_iter()
+            .flat_map(|(k, what)| [Span::styled(format!(" {k}"), t.key), Span::raw(format!(" {what} "))])
+            .collect(),
+    };
     frame.render_widget(Paragraph::new(Line::from(hints)), footer);
+}
+
+/// The Servers screen's `?` help over its table: the keys that work here, from the key table, and where the
+/// others go.
+fn draw_help(frame: &mut Frame, area: Rect, t: &Theme) {
+    let rows = keymap::servers_help();
+    let keys_width = rows.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
+    let mut lines: Vec<Line> = rows
+        .into_iter()
+        .map(|(keys, help)| {
+            Line::from(vec![
+                Span::styled(format!("{keys:keys_width$}  "), t.key),
+                Span::raw(help),
+            ])
+        })
+        .collect();
+    lines.push(Line::default());
+    lines.push(Line::from(Span::styled(
+        "Sessions, Holdouts, What-if, Certificates, alerts, pause and the interval are one server's: Enter opens the \
+         selected server's dashboard, with its own help; Esc there comes back here.",
+        t.dim,
+    )));
+    let popup = area.inner(ratatui::layout::Margin::new(2, 1));
+    frame.render_widget(ratatui::widgets::Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(ratatui::widgets::Wrap { trim: false })
+            .block(
+                Block::bordered()
+                    .border_style(t.title)
+                    .title(Span::styled(" Help: Servers ", t.title))
+                    .title(Line::from(Span::styled(" Esc or ? closes ", t.dim)).right_aligned()),
+            ),
+        popup,
+    );
 }
 
 /// The root most servers' chains name; a server on another one (a replica on a newer root than its primary, in the

@@ -116,6 +116,24 @@ fn aligned(line: Line<'static>, column: Column) -> Cell<'static> {
 /// The columns and their widths for a table `inner_width` wide showing `page` rows from the state's offset: what
 /// is drawn, what `s` cycles through and where a header click lands all come from here.
 pub fn column_layout(state: &AppState, inner_width: u16, page: usize) -> Vec<(Column, u16)> {
+    layout_page(state, page, |input| {
+        columns::layout(
+            inner_width,
+            &LayoutInput {
+                held: Some(&state.sessions.widths),
+                ..*input
+            },
+        )
+    })
+}
+
+/// The content widths of the page on screen, which the app settles into the state's held widths before drawing.
+pub fn page_content_widths(state: &AppState, page: usize) -> Vec<(Column, u16)> {
+    layout_page(state, page, columns::content_widths)
+}
+
+/// `f` over the layout input of the `page` rows from the state's offset.
+fn layout_page<T>(state: &AppState, page: usize, f: impl FnOnce(&LayoutInput) -> T) -> T {
     let snap = state.snapshot.as_ref();
     let table = &state.sessions;
     let rows: Vec<&Session> = snap.map_or_else(Vec::new, |snap| {
@@ -133,8 +151,9 @@ pub fn column_layout(state: &AppState, inner_width: u16, page: usize) -> Vec<(Co
         sorted: table.sort.column,
         show_query: table.show_query,
         poolers: snap.is_some_and(|s| !s.poolers.is_empty()),
+        held: None,
     };
-    columns::layout(inner_width, &input)
+    f(&input)
 }
 
 /// The column whose header is drawn `x` columns into the table's inner width.

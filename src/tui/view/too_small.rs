@@ -1,16 +1,20 @@
-//! Below the minimum size a squeezed dashboard would mislead (cut labels, missing columns), so say so instead.
+//! Below the compact view's size a squeezed dashboard would mislead (cut labels, missing columns), so say so instead.
 
 use ratatui::Frame;
 use ratatui::layout::{Alignment, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
-use super::{Ctx, MIN_HEIGHT, MIN_WIDTH};
+use super::Ctx;
+use super::compact::{COMPACT_HEIGHT, COMPACT_WIDTH};
 
 pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
     let t = cx.theme;
     let size = Span::styled(format!("terminal too small: {}x{}", area.width, area.height), t.warning);
-    let need = Span::styled(format!("pgtls needs at least {MIN_WIDTH}x{MIN_HEIGHT}"), t.strong);
+    let need = Span::styled(
+        format!("pgtls needs at least {COMPACT_WIDTH}x{COMPACT_HEIGHT}"),
+        t.strong,
+    );
     let what = Span::styled("enlarge the window or press q", t.dim);
     let sentence = size.width() + 2 + need.width() + 3 + what.width();
     let lines = if usize::from(area.width) >= sentence {

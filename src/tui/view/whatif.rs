@@ -290,20 +290,68 @@ fn source_lines(cx: &Ctx) -> Vec<Line<'static>> {
     let Some(history) = &cx.state.history else {
         return lines;
     };
+    let open = cx.state.whatif.sources_open;
     lines.push(Line::raw(""));
-    lines.push(Line::styled(" Sources", t.title));
-    for s in &history.sources {
-        lines.push(Line::styled(format!("  · {}", terminal(s)), t.dim));
-    }
-    if let Some(file) = &history.ledger_file {
-        lines.push(Line::styled(format!("  · ledger kept in {file}"), t.dim));
-    } else {
-        lines.push(Line::styled(
-            "  · ledger in memory only (--ledger PATH keeps it across restarts)",
+    lines.push(Line::from(vec![
+        Span::styled(" Sources", t.title),
+        Span::styled(
+            if open {
+                "  Enter: one line each"
+            } else {
+                "  Enter: details"
+            },
             t.dim,
-        ));
+        ),
+    ]));
+    let ledger = match &history.ledger_file {
+        Some(file) => format!("ledger kept in {file}"),
+        None => "ledger in memory only (--ledger PATH keeps it across restarts)".to_string(),
+    };
+    for s in history.sources.iter().chain(std::iter::once(&ledger)) {
+        let text = terminal(s);
+        if open {
+            lines.push(Line::styled(format!("  · {text}"), t.dim));
+        } else {
+            let (mark, style) = match source_state(&text) {
+                SourceState::On => ("✓", t.ok),
+                SourceState::Alert => ("▲", t.warning),
+                SourceState::Off => ("✖", t.critical),
+            };
+            lines.push(Line::from(vec![
+                Span::styled(format!("  {mark} "), style),
+                Span::styled(source_headline(&text).to_string(), t.dim),
+            ]));
+        }
     }
     lines
+}
+
+/// A source as the one-line Sources note shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SourceState {
+    On,
+    /// Working, with something to look at (forged-looking log lines).
+    Alert,
+    /// Stopped or unreadable: the history lacks what it would have told.
+    Off,
+}
+
+// The sources are sentences today (`LogSources::describe`); their state is read from the words those functions
+// write, until sources carry a state of their own.
+fn source_state(text: &str) -> SourceState {
+    if text.starts_with("ALERT") {
+        SourceState::Alert
+    } else if text.contains(" off:") || text.contains(" stopped:") {
+        SourceState::Off
+    } else {
+        SourceState::On
+    }
+}
+
+/// A source's first clause: what it is and whether it is on; what it may miss is for the details.
+fn source_headline(text: &str) -> &str {
+    let head = text.split("; ").next().unwrap_or(text);
+    head.split(", which ").next().unwrap_or(head)
 }
 
 /// "Since TLSv1.3 took effect": refused, fell back to plain text, lingering, each with what to do; and the index of

@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::alerts::{Alert, Severity};
+use super::alerts::{Alert, Severity, default_severity};
 use super::attribution::{self, Candidate, RuledOut};
 use super::ledger::{ClientKey, FloorSince, Ledger, RefusalKind, SinceSource, floor_since};
 use super::whatif::Change;
@@ -593,7 +593,7 @@ pub fn pooler_alerts(poolers: &[PoolerAfter]) -> Vec<Alert> {
             };
             Alert {
                 key: "after_pooler_refused".into(),
-                severity: Severity::Critical,
+                severity: default_severity("after_pooler_refused"),
                 title: format!(
                     "{} client address(es) refused by {}",
                     p.refused.len(),
@@ -637,7 +637,7 @@ pub fn alerts(report: &AfterChange) -> Vec<Alert> {
         };
         out.push(Alert {
             key: "after_refused".into(),
-            severity: Severity::Critical,
+            severity: default_severity("after_refused"),
             title: format!("{} address(es) refused since the change", report.refused.len()),
             detail: format!("{who}: {fix}"),
             count: report.refused.len() as u64,
@@ -655,7 +655,7 @@ pub fn alerts(report: &AfterChange) -> Vec<Alert> {
         };
         out.push(Alert {
             key: "after_downgraded".into(),
-            severity: Severity::Critical,
+            severity: default_severity("after_downgraded"),
             title: format!("{} client(s) fell back to plain text", report.downgraded.len()),
             detail: format!(
                 "{}: {remove}, or set sslmode=require for these clients",
@@ -667,7 +667,7 @@ pub fn alerts(report: &AfterChange) -> Vec<Alert> {
     if !report.lingering.is_empty() {
         out.push(Alert {
             key: "after_lingering".into(),
-            severity: Severity::Warning,
+            severity: default_severity("after_lingering"),
             title: format!("{} session(s) linger from before the change", report.lingering.len()),
             detail: format!(
                 "{}: they fail on their next reconnect; upgrade them, then restart them at a quiet time",
@@ -687,7 +687,11 @@ pub fn alerts(report: &AfterChange) -> Vec<Alert> {
         let broken = report.refused.iter().any(|r| r.replication) || report.downgraded.iter().any(|d| d.replication);
         out.push(Alert {
             key: "after_replication".into(),
-            severity: if broken { Severity::Critical } else { Severity::Warning },
+            severity: if broken {
+                Severity::Critical
+            } else {
+                default_severity("after_replication")
+            },
             title: format!("{replication} replication connection(s) affected by the change"),
             detail: "a standby or logical subscriber is refused, downgraded or lingering: high availability is at \
                      stake; set its primary_conninfo (or the subscription's connection) to sslmode=require with TLS \
@@ -699,7 +703,7 @@ pub fn alerts(report: &AfterChange) -> Vec<Alert> {
     if let Some(gap) = &report.log_connections_off {
         out.push(Alert {
             key: "after_log_connections_off".into(),
-            severity: Severity::Warning,
+            severity: default_severity("after_log_connections_off"),
             title: "refusals are invisible: log_connections is off".into(),
             detail: gap.clone(),
             count: 1,

@@ -51,31 +51,147 @@ pub enum LinkHealth {
     },
 }
 
-/// Every rule's key; the configuration may set severity and threshold for each.
-pub const RULE_KEYS: [&str; 22] = [
-    "connection_lost",
-    "ssl_off",
-    "min_protocol_weak",
-    "settings_hidden",
-    "plaintext_sessions",
-    "tls_older_sessions",
-    "tls12_sessions",
-    "sessions_hidden",
-    "monitor_plaintext",
-    "monitor_unverified",
-    "log_lines_forged",
-    "after_refused",
-    "after_downgraded",
-    "after_lingering",
-    "after_replication",
-    "after_log_connections_off",
-    "after_pooler_refused",
-    "pooler_unreachable",
-    "pooler_plaintext_clients",
-    "pooler_tls12_clients",
-    "pooler_server_leg_weak",
-    "pooled_sessions_unknown",
+/// One alert rule as documented: its key (the name `[alerts.rules.KEY]` configures), the severity it raises
+/// unless configured, and what it counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    pub key: &'static str,
+    pub severity: Severity,
+    pub about: &'static str,
+}
+
+/// Every rule, in the order the documentation lists them; each alert takes its default severity from here.
+pub const RULES: [Rule; 22] = [
+    Rule {
+        key: "connection_lost",
+        severity: Severity::Critical,
+        about: "the link to the server is lost (pgtls retries by itself)",
+    },
+    Rule {
+        key: "ssl_off",
+        severity: Severity::Critical,
+        about: "ssl = off: the server accepts no TLS at all",
+    },
+    Rule {
+        key: "min_protocol_weak",
+        severity: Severity::Warning,
+        about: "ssl_min_protocol_version allows TLS 1.0 or 1.1",
+    },
+    Rule {
+        key: "settings_hidden",
+        severity: Severity::Info,
+        about: "the monitoring role may not read some TLS settings",
+    },
+    Rule {
+        key: "plaintext_sessions",
+        severity: Severity::Critical,
+        about: "client sessions over TCP without TLS",
+    },
+    Rule {
+        key: "tls_older_sessions",
+        severity: Severity::Critical,
+        about: "client sessions on TLS 1.1 or older",
+    },
+    Rule {
+        key: "tls12_sessions",
+        severity: Severity::Warning,
+        about: "client sessions on TLS 1.2",
+    },
+    Rule {
+        key: "sessions_hidden",
+        severity: Severity::Warning,
+        about: "sessions whose TLS the monitoring role may not see",
+    },
+    Rule {
+        key: "monitor_plaintext",
+        severity: Severity::Warning,
+        about: "pgtls's own connection has no TLS",
+    },
+    Rule {
+        key: "monitor_unverified",
+        severity: Severity::Warning,
+        about: "pgtls's own connection does not verify the server's certificate",
+    },
+    Rule {
+        key: "log_lines_forged",
+        severity: Severity::Warning,
+        about: "server log lines that read like connections but are not",
+    },
+    Rule {
+        key: "after_refused",
+        severity: Severity::Critical,
+        about: "after the change: clients refused at the handshake",
+    },
+    Rule {
+        key: "after_downgraded",
+        severity: Severity::Critical,
+        about: "after the change: sslmode=prefer clients back without TLS",
+    },
+    Rule {
+        key: "after_lingering",
+        severity: Severity::Warning,
+        about: "after the change: sessions still on the old TLS, open since before it",
+    },
+    Rule {
+        key: "after_replication",
+        severity: Severity::Warning,
+        about: "after the change: a replication connection affected (critical when refused or downgraded)",
+    },
+    Rule {
+        key: "after_log_connections_off",
+        severity: Severity::Warning,
+        about: "after the change: log_connections is off, so refusals go unseen",
+    },
+    Rule {
+        key: "after_pooler_refused",
+        severity: Severity::Critical,
+        about: "after the change: clients a PgBouncer refuses",
+    },
+    Rule {
+        key: "pooler_unreachable",
+        severity: Severity::Warning,
+        about: "a PgBouncer admin console cannot be polled",
+    },
+    Rule {
+        key: "pooler_plaintext_clients",
+        severity: Severity::Critical,
+        about: "PgBouncer clients without TLS on their own leg",
+    },
+    Rule {
+        key: "pooler_tls12_clients",
+        severity: Severity::Warning,
+        about: "PgBouncer clients on TLS 1.2 on their own leg",
+    },
+    Rule {
+        key: "pooler_server_leg_weak",
+        severity: Severity::Warning,
+        about: "PgBouncer's leg to the server is weaker than TLS 1.3",
+    },
+    Rule {
+        key: "pooled_sessions_unknown",
+        severity: Severity::Warning,
+        about: "pooled server sessions whose client cannot be matched",
+    },
 ];
+
+/// Every rule's key; the configuration may set severity and threshold for each.
+pub const RULE_KEYS: [&str; 22] = {
+    let mut keys = [""; 22];
+    let mut i = 0;
+    while i < RULES.len() {
+        keys[i] = RULES[i].key;
+        i += 1;
+    }
+    keys
+};
+
+/// The severity a rule raises unless the configuration says otherwise.
+pub fn default_severity(key: &str) -> Severity {
+    RULES
+        .iter()
+        .find(|r| r.key == key)
+        .map_or(Severity::Warning, |r| r.severity)
+}
 
 /// Every rule with the default configuration.
 pub fn evaluate(snapshot: Option<&Snapshot>, link: &LinkHealth) -> Vec<Alert> {
@@ -114,7 +230,7 @@ pub fn configure(a: &mut Alert, config: &AlertsConfig) -> bool {
 pub fn forged_log_lines(count: u64, latest: &crate::logsource::SuspectLine, config: &AlertsConfig) -> Option<Alert> {
     let mut alert = Alert {
         key: "log_lines_forged".into(),
-        severity: Severity::Warning,
+        severity: default_severity("log_lines_forged"),
         title: format!("{count} forged-looking connection line(s) in the server log"),
         detail: format!("kept out of the ledger and the what-if; latest: {}", latest.sentence()),
         count,
@@ -127,7 +243,7 @@ fn evaluate_rules(snapshot: Option<&Snapshot>, link: &LinkHealth, config: &Alert
     if let LinkHealth::Lost { error, .. } = link {
         alerts.push(Alert {
             key: "connection_lost".into(),
-            severity: Severity::Critical,
+            severity: default_severity("connection_lost"),
             // Clock times stay out of the text: the view shows when it began, in local time.
             title: "Connection lost".to_string(),
             count: 1,
@@ -148,7 +264,7 @@ fn settings_rules(snap: &Snapshot, alerts: &mut Vec<Alert>) {
     if snap.setting("ssl").value() == Some("off") {
         alerts.push(Alert {
             key: "ssl_off".into(),
-            severity: Severity::Critical,
+            severity: default_severity("ssl_off"),
             title: "ssl is off".into(),
             count: 1,
             detail: "The server accepts no TLS connections at all; every TCP client is plain text.".into(),
@@ -157,7 +273,7 @@ fn settings_rules(snap: &Snapshot, alerts: &mut Vec<Alert>) {
     if let Some(min @ ("TLSv1" | "TLSv1.1")) = snap.setting("ssl_min_protocol_version").value() {
         alerts.push(Alert {
             key: "min_protocol_weak".into(),
-            severity: Severity::Warning,
+            severity: default_severity("min_protocol_weak"),
             title: format!("ssl_min_protocol_version = {min}"),
             count: 1,
             detail: "TLS 1.0 and 1.1 are deprecated (RFC 8996); raise the minimum to TLSv1.2 or TLSv1.3.".into(),
@@ -172,7 +288,7 @@ fn settings_rules(snap: &Snapshot, alerts: &mut Vec<Alert>) {
     if !hidden.is_empty() {
         alerts.push(Alert {
             key: "settings_hidden".into(),
-            severity: Severity::Info,
+            severity: default_severity("settings_hidden"),
             title: format!("{} TLS settings hidden", hidden.len()),
             count: hidden.len() as u64,
             detail: format!(
@@ -231,7 +347,7 @@ fn session_rules(snap: &Snapshot, mute: &Mute, alerts: &mut Vec<Alert>) {
     if !plain.is_empty() {
         alerts.push(Alert {
             key: "plaintext_sessions".into(),
-            severity: Severity::Critical,
+            severity: default_severity("plaintext_sessions"),
             title: format!("{} plain-text TCP session{}", plain.len(), plural(plain.len())),
             count: plain.len() as u64,
             detail: who(&plain),
@@ -241,7 +357,7 @@ fn session_rules(snap: &Snapshot, mute: &Mute, alerts: &mut Vec<Alert>) {
     if !older.is_empty() {
         alerts.push(Alert {
             key: "tls_older_sessions".into(),
-            severity: Severity::Critical,
+            severity: default_severity("tls_older_sessions"),
             title: format!("{} session{} on TLS 1.1 or older", older.len(), plural(older.len())),
             count: older.len() as u64,
             detail: who(&older),
@@ -251,7 +367,7 @@ fn session_rules(snap: &Snapshot, mute: &Mute, alerts: &mut Vec<Alert>) {
     if !tls12.is_empty() {
         alerts.push(Alert {
             key: "tls12_sessions".into(),
-            severity: Severity::Warning,
+            severity: default_severity("tls12_sessions"),
             title: format!("{} session{} on TLS 1.2", tls12.len(), plural(tls12.len())),
             count: tls12.len() as u64,
             detail: format!("refused if ssl_min_protocol_version becomes TLSv1.3: {}", who(&tls12)),
@@ -261,7 +377,7 @@ fn session_rules(snap: &Snapshot, mute: &Mute, alerts: &mut Vec<Alert>) {
     if !unknown.is_empty() {
         alerts.push(Alert {
             key: "sessions_hidden".into(),
-            severity: Severity::Warning,
+            severity: default_severity("sessions_hidden"),
             title: format!("{} session{} unknown", unknown.len(), plural(unknown.len())),
             count: unknown.len() as u64,
             detail: format!(
@@ -284,7 +400,7 @@ fn pooler_rules(snap: &Snapshot, mute: &Mute, alerts: &mut Vec<Alert>) {
     if !down.is_empty() {
         alerts.push(Alert {
             key: "pooler_unreachable".into(),
-            severity: Severity::Warning,
+            severity: default_severity("pooler_unreachable"),
             title: format!("{} pooler{} not answering", down.len(), plural(down.len())),
             count: down.len() as u64,
             detail: format!(
@@ -320,14 +436,14 @@ fn pooler_rules(snap: &Snapshot, mute: &Mute, alerts: &mut Vec<Alert>) {
     };
     clients_rule(
         "pooler_plaintext_clients",
-        Severity::Critical,
+        default_severity("pooler_plaintext_clients"),
         ConnClass::PlainTcp,
         "without TLS on their own leg (the server sees the pooler's TLS)",
         "client_tls_sslmode",
     );
     clients_rule(
         "pooler_tls12_clients",
-        Severity::Warning,
+        default_severity("pooler_tls12_clients"),
         ConnClass::Tls12,
         "on TLS 1.2, refused if the pooler's client_tls_protocols becomes tlsv1.3",
         "client_tls_protocols",
@@ -344,7 +460,7 @@ fn pooler_rules(snap: &Snapshot, mute: &Mute, alerts: &mut Vec<Alert>) {
         poolers.dedup();
         alerts.push(Alert {
             key: "pooler_server_leg_weak".into(),
-            severity: Severity::Warning,
+            severity: default_severity("pooler_server_leg_weak"),
             title: format!(
                 "{} pooler connection{} to the server below TLS 1.3",
                 weak.len(),
@@ -362,7 +478,7 @@ fn pooler_rules(snap: &Snapshot, mute: &Mute, alerts: &mut Vec<Alert>) {
     if !unknown.is_empty() {
         alerts.push(Alert {
             key: "pooled_sessions_unknown".into(),
-            severity: Severity::Warning,
+            severity: default_severity("pooled_sessions_unknown"),
             title: format!(
                 "{} session{} via pooler, client leg unknown",
                 unknown.len(),
@@ -380,14 +496,14 @@ fn monitor_rules(snap: &Snapshot, alerts: &mut Vec<Alert>) {
     match m.verification {
         Verification::NotTls if !local => alerts.push(Alert {
             key: "monitor_plaintext".into(),
-            severity: Severity::Warning,
+            severity: default_severity("monitor_plaintext"),
             title: "pgtls itself is connected without TLS".into(),
             count: 1,
             detail: format!("sslmode={}; use sslmode=verify-full with sslrootcert", m.sslmode),
         }),
         Verification::None => alerts.push(Alert {
             key: "monitor_unverified".into(),
-            severity: Severity::Warning,
+            severity: default_severity("monitor_unverified"),
             title: "pgtls does not verify the server certificate".into(),
             count: 1,
             detail: format!("sslmode={}; use sslmode=verify-full with sslrootcert", m.sslmode),
@@ -478,6 +594,20 @@ mod tests {
 
     fn keys(alerts: &[Alert]) -> Vec<&str> {
         alerts.iter().map(|a| a.key.as_str()).collect()
+    }
+
+    #[test]
+    fn every_rule_is_in_the_table_once() {
+        let mut keys = RULE_KEYS.to_vec();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), RULES.len());
+        // Each rule's alert takes its severity from the table: no key the code raises is missing from it.
+        let source = [include_str!("alerts.rs"), include_str!("after.rs")].concat();
+        for (at, _) in source.match_indices("default_severity(\"") {
+            let key: String = source[at + 18..].chars().take_while(|c| *c != '"').collect();
+            assert!(RULE_KEYS.contains(&key.as_str()), "{key} is raised but not in RULES");
+        }
     }
 
     #[test]
