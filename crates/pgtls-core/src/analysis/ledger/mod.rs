@@ -8,6 +8,7 @@
 //! last poll and a damaged line costs only that line.
 
 mod refused;
+mod trend;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use self::refused::{
     FloorSince, HourCount, RefusalKind, RefusedRecord, RefusedView, SinceSource, UNKNOWN_ADDRESS, floor_since,
 };
+pub use self::trend::{ClientHour, DAY, Lane, Lanes, Trend, TrendHour, WEEK, hour_of};
 use crate::model::{ConnClass, Session, Setting, Snapshot};
 
 /// Which fields identify a client. Pooled apps connect from many addresses: drop the address for them.
@@ -277,6 +279,9 @@ pub struct ClientRecord {
     /// pg_hba.conf lines that let this client in (14+ log, `connection authenticated`), at most [`MAX_HBA_LINES`].
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub hba_lines: BTreeSet<u32>,
+    /// Sessions by clock hour for the last week, oldest first (see [`Trend`]); absent from files written before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hours: Vec<ClientHour>,
 }
 
 /// pg_hba.conf line numbers kept per client: a client matches one or two lines; more is a forged log.
@@ -304,6 +309,7 @@ impl ClientRecord {
             recent: VecDeque::new(),
             replication: 0,
             hba_lines: BTreeSet::new(),
+            hours: Vec::new(),
         }
     }
 
@@ -383,6 +389,7 @@ impl ClientRecord {
             *self.ciphers.entry(c.clone()).or_default() += 1;
         }
         self.sessions += 1;
+        self.count_hour(s.at, s.class, 1);
         self.first_seen = self.first_seen.min(s.at);
         self.last_seen = self.last_seen.max(s.at);
         self.sources.insert(s.source);
@@ -433,6 +440,7 @@ impl ClientRecord {
             *self.ciphers.entry(c.clone()).or_default() += n;
         }
         self.sessions += other.sessions;
+        self.merge_hours(other);
         self.first_seen = self.first_seen.min(other.first_seen);
         self.last_seen = self.last_seen.max(other.last_seen);
         self.sources.extend(other.sources.iter().copied());
