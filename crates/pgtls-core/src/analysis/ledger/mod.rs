@@ -517,6 +517,13 @@ pub enum Entry {
     Client(ClientRecord),
     /// Sessions of clients beyond the identity cap, compacted.
     Others(ClientRecord),
+    /// A session counted before was still connected in a later clock hour (once per client, class and hour): the
+    /// trend's distinct clients (see [`Trend`]). Older pgtls versions skip the line.
+    Present {
+        at: DateTime<Utc>,
+        key: ClientKey,
+        class: ConnClass,
+    },
 }
 
 /// A session connected at the latest poll, by pid. Pids are reused, so the start time tells sessions apart.
@@ -724,6 +731,13 @@ impl Ledger {
                     let r = &mut self.records[i];
                     r.last_seen = at;
                     r.connected_now += 1;
+                    if was_live && r.mark_present(at, s.class) {
+                        entries.push(Entry::Present {
+                            at,
+                            key: key.clone(),
+                            class: s.class,
+                        });
+                    }
                 }
                 None => unrecorded.push(s.pid),
             }
@@ -963,6 +977,11 @@ impl Ledger {
             Entry::Others(record) => {
                 let caps = self.caps;
                 self.others_record(record.first_seen).merge(record, &caps);
+            }
+            Entry::Present { at, key, class } => {
+                if let Some(i) = self.index.get(key) {
+                    self.records[*i].mark_present(*at, *class);
+                }
             }
             Entry::Refused(attempt) => self.apply_refused(attempt),
             Entry::RefusedAddress(record) => self.apply_refused_record(record),

@@ -31,10 +31,30 @@ pub struct ClientHour {
     pub older: u32,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub plain: u32,
+    /// Lanes (bit 0 TLS 1.3, 1 TLS 1.2, 2 older, 3 plain) in which a session that began earlier was still connected
+    /// during this hour: a pool connected on TLS 1.2 for days is a holdout every hour of them, though it opened no
+    /// session since.
+    #[serde(default, skip_serializing_if = "is_zero8")]
+    pub present: u8,
 }
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+fn is_zero8(n: &u8) -> bool {
+    *n == 0
+}
+
+fn lane_bit(lane: Lane) -> u8 {
+    match lane {
+        Lane::Tls13 => 1,
+        Lane::Tls12 => 2,
+        Lane::Older => 4,
+        Lane::Plain => 8,
+        Lane::Refused => 0,
+        Lane::BelowTls13 => 2 | 4 | 8,
+    }
 }
 
 /// The five lanes of the trend: how clients connected, and how many were turned away.
@@ -47,6 +67,10 @@ pub struct Lanes {
     /// Refused attempts before authorization (failed handshakes, plain text refused by pg_hba.conf); as distinct
     /// clients, the refused addresses (a refusal names an address, not a client).
     pub refused: u64,
+    /// TLS 1.2, older and plain together: what raising the floor to TLSv1.3 would refuse. As distinct clients, each
+    /// client once however many of those lanes it used in the hour.
+    #[serde(default)]
+    pub below_tls13: u64,
 }
 
 /// Which lane of [`Lanes`] a series is about.
@@ -58,6 +82,8 @@ pub enum Lane {
     Older,
     Plain,
     Refused,
+    /// TLS 1.2, older TLS and plain text together (not one of [`Lane::ALL`], which are disjoint).
+    BelowTls13,
 }
 
 impl Lane {
@@ -70,6 +96,7 @@ impl Lane {
             Lane::Older => "older TLS",
             Lane::Plain => "no TLS",
             Lane::Refused => "refused",
+            Lane::BelowTls13 => "below TLSv1.3",
         }
     }
 
@@ -93,6 +120,7 @@ impl Lanes {
             Lane::Older => self.older,
             Lane::Plain => self.plain,
             Lane::Refused => self.refused,
+            Lane::BelowTls13 => self.below_tls13,
         }
     }
 
@@ -103,17 +131,18 @@ impl Lanes {
             Lane::Older => &mut self.older,
             Lane::Plain => &mut self.plain,
             Lane::Refused => &mut self.refused,
+            Lane::BelowTls13 => &mut self.below_tls13,
         };
         *slot = slot.saturating_add(n);
-    }
-
-    /// Everything below TLS 1.3: what raising the floor to TLSv1.3 would refuse.
-    pub fn holdouts(&self) -> u64 {
-        self.tls12 + self.older + self.plain
     }
 }
 
 impl ClientHour {
+    /// Whether the client was there in this hour and lane: it opened a session, or one was still connected.
+    fn seen(&self, lane: Lane) -> bool {
+        self.get(lane) > 0 || self.present & lane_bit(lane) != 0
+    }
+
     fn get(&self, lane: Lane) -> u32 {
         match lane {
             Lane::Tls13 => self.tls13,
@@ -121,6 +150,7 @@ impl ClientHour {
             Lane::Older => self.older,
             Lane::Plain => self.plain,
             Lane::Refused => 0,
+            Lane::BelowTls13 => self.tls12.saturating_add(self.older).saturating_add(self.plain),
         }
     }
 
@@ -130,7 +160,7 @@ impl ClientHour {
             Lane::Tls12 => &mut self.tls12,
             Lane::Older => &mut self.older,
             Lane::Plain => &mut self.plain,
-            Lane::Refused => return,
+            Lane::Refused | Lane::BelowTls13 => return,
         };
         *slot = slot.saturating_add(n);
     }
@@ -170,6 +200,29 @@ impl Trend {
                 }
             })
             .collect()
+    }
+
+    /// One lane over the last `n` hours in at most `bars` bars: hours are grouped (2, 3, 4, 6, 8, 12 or 24 to a bar)
+    /// until they fit. A bar of sessions is their sum; a bar of clients is its busiest hour, since the same client
+    /// in two hours is one client, not two.
+    pub fn bars(&self, n: usize, lane: Lane, clients: bool, bars: usize) -> (usize, Vec<u64>) {
+        let series = self.series(n, lane, clients);
+        let group = [1, 2, 3, 4, 6, 8, 12, 24]
+            .into_iter()
+            .find(|g| series.len().div_ceil(*g) <= bars.max(1))
+            .unwrap_or(24);
+        let values = series
+            .rchunks(group)
+            .rev()
+            .map(|c| {
+                if clients {
+                    c.iter().copied().max().unwrap_or(0)
+                } else {
+                    c.iter().sum()
+                }
+            })
+            .collect();
+        (group, values)
     }
 
     /// Sessions and distinct client-hours over the last `n` hours, summed per lane.
@@ -219,10 +272,9 @@ fn add_client_hours(first: i64, hours: &mut [TrendHour], record: &ClientRecord) 
         let Some(slot) = usize::try_from(h.hour - first).ok().and_then(|i| hours.get_mut(i)) else {
             continue;
         };
-        for lane in Lane::ALL {
-            let n = h.get(lane);
-            if n > 0 {
-                slot.sessions.add(lane, u64::from(n));
+        for lane in Lane::ALL.into_iter().chain([Lane::BelowTls13]) {
+            slot.sessions.add(lane, u64::from(h.get(lane)));
+            if h.seen(lane) {
                 slot.clients.add(lane, 1);
             }
         }
@@ -236,26 +288,66 @@ impl ClientRecord {
         let Some(lane) = Lane::of(class) else {
             return;
         };
+        if let Some(h) = self.hour_mut(at) {
+            h.add(lane, n);
+        }
+        self.expire_hours();
+    }
+
+    /// Note that a session of `class` connected before was still there at `at`; true when this is news for the
+    /// hour (then the ledger journals it, once per client, lane and hour).
+    pub(super) fn mark_present(&mut self, at: DateTime<Utc>, class: ConnClass) -> bool {
+        let Some(lane) = Lane::of(class) else {
+            return false;
+        };
+        // The common case, every poll: the newest hour already knows.
+        if let Some(last) = self.hours.last()
+            && last.hour == hour_of(at)
+            && last.seen(lane)
+        {
+            return false;
+        }
+        let news = match self.hour_mut(at) {
+            Some(h) if !h.seen(lane) => {
+                h.present |= lane_bit(lane);
+                true
+            }
+            _ => false,
+        };
+        self.expire_hours();
+        news
+    }
+
+    /// The hour of `at`, inserted if new; `None` when it lies a week or more before the newest hour kept.
+    fn hour_mut(&mut self, at: DateTime<Utc>) -> Option<&mut ClientHour> {
         let hour = hour_of(at);
         if self
             .hours
             .last()
             .is_some_and(|newest| hour <= newest.hour - WEEK as i64)
         {
-            return;
+            return None;
         }
-        match self.hours.binary_search_by_key(&hour, |h| h.hour) {
-            Ok(i) => self.hours[i].add(lane, n),
+        let i = match self.hours.binary_search_by_key(&hour, |h| h.hour) {
+            Ok(i) => i,
             Err(i) => {
-                let mut h = ClientHour {
-                    hour,
-                    ..ClientHour::default()
-                };
-                h.add(lane, n);
-                self.hours.insert(i, h);
+                self.hours.insert(
+                    i,
+                    ClientHour {
+                        hour,
+                        ..ClientHour::default()
+                    },
+                );
+                i
             }
-        }
-        let newest = self.hours.last().map_or(hour, |h| h.hour);
+        };
+        self.hours.get_mut(i)
+    }
+
+    fn expire_hours(&mut self) {
+        let Some(newest) = self.hours.last().map(|h| h.hour) else {
+            return;
+        };
         let expired = self.hours.partition_point(|h| h.hour <= newest - WEEK as i64);
         self.hours.drain(..expired);
     }
@@ -263,6 +355,11 @@ impl ClientRecord {
     /// Fold another record's hours in (a compacted record of the same client, or one moving to the others record).
     pub(super) fn merge_hours(&mut self, other: &ClientRecord) {
         for h in &other.hours {
+            if h.present != 0
+                && let Some(mine) = self.hour_mut(hour_start(h.hour))
+            {
+                mine.present |= h.present;
+            }
             for lane in Lane::ALL {
                 let n = h.get(lane);
                 if n > 0 {
@@ -270,7 +367,7 @@ impl ClientRecord {
                         Lane::Tls13 => ConnClass::Tls13,
                         Lane::Tls12 => ConnClass::Tls12,
                         Lane::Older => ConnClass::TlsOlder,
-                        Lane::Plain | Lane::Refused => ConnClass::PlainTcp,
+                        Lane::Plain | Lane::Refused | Lane::BelowTls13 => ConnClass::PlainTcp,
                     };
                     self.count_hour(hour_start(h.hour), class, n);
                 }
@@ -397,9 +494,69 @@ mod tests {
             (2, 1, 1, 0),
             "distinct clients"
         );
+        // busy used TLS 1.2 and 1.3 in the hour: one client below TLS 1.3, with quiet and cleartext.
+        assert_eq!((h.sessions.below_tls13, h.clients.below_tls13), (12, 3));
         let busy = ledger.records().find(|r| r.key.application == "busy").unwrap();
         let own = busy.trend(at(5, 59, 0), 1).hours[0];
         assert_eq!((own.sessions.tls12, own.clients.tls12, own.sessions.tls13), (10, 1, 1));
+    }
+
+    /// A session connected for hours is its client's presence every hour a poll saw it, journalled once per hour,
+    /// though it counts as one session in the hour it began.
+    #[test]
+    fn a_long_lived_session_keeps_its_client_present_every_hour() {
+        let mut ledger = Ledger::new(KeyFields::default());
+        let mut snap = crate::fixtures::snapshot();
+        snap.sessions
+            .retain(|s| s.monitor || s.application_name.as_deref() == Some("billing-batch"));
+        let start = snap.taken_at;
+        let mut presence = 0;
+        for minutes in (0..180).step_by(2) {
+            snap.taken_at = start + Duration::minutes(minutes);
+            let entries = ledger.observe_snapshot(&snap, false);
+            presence += entries.iter().filter(|e| matches!(e, Entry::Present { .. })).count();
+        }
+        let first = hour_of(start);
+        let hours_seen = (hour_of(snap.taken_at) - first + 1) as usize;
+        let trend = ledger.trend(snap.taken_at, hours_seen);
+        let tls12 = trend.series(hours_seen, Lane::Tls12, false);
+        assert_eq!(
+            tls12.iter().sum::<u64>(),
+            2,
+            "two sessions, counted when they began: {tls12:?}"
+        );
+        let clients = trend.series(hours_seen, Lane::Tls12, true);
+        assert!(
+            clients.iter().all(|n| *n == 2),
+            "both billing identities every hour: {clients:?}"
+        );
+        assert_eq!(presence, 2 * (hours_seen - 1), "one entry per identity and later hour");
+        // Replaying the journal's entries gives the same hours.
+        let mut replayed = Ledger::new(KeyFields::default());
+        let mut again = Ledger::new(KeyFields::default());
+        for minutes in (0..180).step_by(2) {
+            snap.taken_at = start + Duration::minutes(minutes);
+            for e in again.observe_snapshot(&snap, false) {
+                replayed.apply(&e);
+            }
+        }
+        assert_eq!(replayed.trend(snap.taken_at, hours_seen), trend);
+    }
+
+    #[test]
+    fn bars_group_hours_summing_sessions_and_taking_the_busiest_hour_of_clients() {
+        let mut ledger = Ledger::new(KeyFields::default());
+        for h in 0..6 {
+            ledger.apply(&session(at(h, 0, 0), "a", Some("TLSv1.2")));
+            ledger.apply(&session(at(h, 1, 0), "b", Some("TLSv1.2")));
+        }
+        let trend = ledger.trend(at(5, 0, 0), 6);
+        assert_eq!(trend.bars(6, Lane::Tls12, false, 6), (1, vec![2; 6]));
+        assert_eq!(trend.bars(6, Lane::Tls12, false, 3), (2, vec![4; 3]));
+        assert_eq!(trend.bars(6, Lane::Tls12, true, 3), (2, vec![2; 3]));
+        // The newest hour always ends the last bar; a short first bar takes what is left.
+        assert_eq!(trend.bars(6, Lane::Tls12, false, 2), (3, vec![6, 6]));
+        assert_eq!(trend.bars(6, Lane::Tls12, false, 1).1, vec![12]);
     }
 
     #[test]
