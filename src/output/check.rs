@@ -10,8 +10,9 @@ use super::safe;
 pub use super::status::Status;
 use crate::analysis::after::{self, AfterChange, Standing};
 use crate::analysis::alerts::{Alert, Severity};
+use crate::analysis::platform::{ChangeStep, change_steps, log_steps};
 use crate::analysis::whatif::{self, Verdict, WhatIf};
-use crate::model::{ClassCounts, Snapshot};
+use crate::model::{ClassCounts, Platform, Snapshot};
 
 #[derive(Debug, Serialize)]
 pub struct CheckReport {
@@ -34,6 +35,12 @@ pub struct CheckReport {
     pub pooler_after_change: Vec<after::PoolerAfter>,
     pub sources: Vec<String>,
     pub perfdata: String,
+    /// Where the server runs, and the marks that told it.
+    pub platform: Platform,
+    /// How to make the target's change on that platform, and only that platform's way.
+    pub change_steps: Vec<ChangeStep>,
+    /// How to get the connection log pgtls needs there (`log_connections`, and the log to `--server-log`).
+    pub log_steps: Vec<ChangeStep>,
 }
 
 /// Decide the status: unseen sessions make the answer UNKNOWN; refused clients or critical alerts
@@ -46,6 +53,7 @@ pub fn assess(
     sources: Vec<String>,
 ) -> CheckReport {
     let counts = snapshot.class_counts();
+    let whatif_target = whatif.target;
     let worst = alerts.iter().map(|a| a.severity).min();
     let (target_in_force, target_in_force_reason, after_change) = match standing {
         Standing::InForce(report) => ("yes", None, Some(*report)),
@@ -142,6 +150,9 @@ pub fn assess(
         pooler_after_change: Vec::new(),
         sources,
         perfdata,
+        platform: snapshot.platform.clone(),
+        change_steps: change_steps(snapshot.platform.name, whatif_target),
+        log_steps: log_steps(snapshot.platform.name),
     }
 }
 
@@ -315,6 +326,32 @@ fn write_lines(r: &CheckReport, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "Evidence: {}", t(&r.whatif.evidence.sentence()))?;
     for s in &r.sources {
         writeln!(out, "Source: {}", t(s))?;
+    }
+    write_platform(r, out)
+}
+
+/// The platform, the marks that told it, then the numbered steps: the change, and the connection log.
+fn write_platform(r: &CheckReport, out: &mut dyn Write) -> std::io::Result<()> {
+    use safe::terminal as t;
+    writeln!(out, "Platform: {}", r.platform.name.label())?;
+    for e in &r.platform.evidence {
+        writeln!(out, "  evidence: {}", t(e))?;
+    }
+    writeln!(out, "Change steps ({}):", r.whatif.target.label())?;
+    write_steps(&r.change_steps, out)?;
+    writeln!(out, "Connection log steps:")?;
+    write_steps(&r.log_steps, out)
+}
+
+fn write_steps(steps: &[ChangeStep], out: &mut dyn Write) -> std::io::Result<()> {
+    for (i, step) in steps.iter().enumerate() {
+        for (j, line) in step.lines().iter().enumerate() {
+            if j == 0 {
+                writeln!(out, "  {}. {}", i + 1, safe::terminal(line))?;
+            } else {
+                writeln!(out, "    {}", safe::terminal(line))?;
+            }
+        }
     }
     Ok(())
 }

@@ -104,6 +104,12 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PlatformLabels {
+    target: String,
+    platform: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AfterLabels {
     target: String,
     change: String,
@@ -176,6 +182,7 @@ pub fn render(states: &[SharedState], client_cap: usize) -> Result<String, std::
     let source_last = Family::<SourceLabels, Gauge>::default();
     let source_rows = Family::<SourceLabels, Gauge>::default();
     let source_truncated = Family::<SourceLabels, Gauge>::default();
+    let platforms = Family::<PlatformLabels, Gauge>::default();
     let mut client_budget = client_cap;
 
     for shared in states {
@@ -259,6 +266,12 @@ pub fn render(states: &[SharedState], client_cap: usize) -> Result<String, std::
                     })
                     .set(n);
             }
+            platforms
+                .get_or_create(&PlatformLabels {
+                    target: target.clone(),
+                    platform: snap.platform.name.key().to_string(),
+                })
+                .set(1);
             for known in KNOWN_SETTINGS {
                 let name = known.name;
                 let value = match snap.settings.get(name) {
@@ -382,6 +395,12 @@ pub fn render(states: &[SharedState], client_cap: usize) -> Result<String, std::
         settings,
     );
     registry.register(
+        "pgtls_target_platform_info",
+        "Where the target runs, from the marks it shows (azure_flexible_server, rds, aurora, cloud_sql, alloydb, \
+         cloudnativepg, self_hosted, unknown); 1 per target",
+        platforms,
+    );
+    registry.register(
         "pgtls_whatif_refused_clients",
         "Clients seen that the change (min_tls13, tls_required) would refuse",
         whatif,
@@ -493,6 +512,7 @@ mod tests {
             "pgtls_up",
             "pgtls_sessions",
             "pgtls_server_setting_info",
+            "pgtls_target_platform_info",
             "pgtls_whatif_refused_clients",
             "pgtls_clients",
             "pgtls_certificate_not_after_timestamp_seconds",
@@ -521,6 +541,11 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("pgtls_client{"), "no per-client series unless asked");
+        // The fixture's server is self-hosted.
+        assert!(
+            text.contains("pgtls_target_platform_info{target=\"orders-primary\",platform=\"self_hosted\"} 1\n"),
+            "{text}"
+        );
     }
 
     #[test]

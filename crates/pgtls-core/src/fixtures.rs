@@ -250,6 +250,12 @@ pub fn snapshot() -> Snapshot {
         conf_load_time: None,
         sessions,
         poolers: Vec::new(),
+        platform: crate::model::Platform {
+            name: crate::model::PlatformName::SelfHosted,
+            evidence: vec![
+                "no provider's mark; the monitor's role has ALTER SYSTEM on ssl_min_protocol_version".into(),
+            ],
+        },
     };
     snap.mark_own(&[]);
     snap

@@ -34,6 +34,10 @@ pub struct Snapshot {
     /// PgBouncer poolers in front of this server (`--pgbouncer`), as their admin consoles answered in this poll.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub poolers: Vec<Pooler>,
+    /// Where this server runs, as its marks tell (read once per connection; see
+    /// [`crate::analysis::platform::classify`]).
+    #[serde(default)]
+    pub platform: Platform,
 }
 
 impl Snapshot {
@@ -82,6 +86,90 @@ impl ServerInfo {
     pub fn major(&self) -> u32 {
         self.version_num / 10_000
     }
+}
+
+/// Where a server runs, told from what it shows a monitor; decides how the floor is raised there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+pub enum PlatformName {
+    #[serde(rename = "azure_flexible_server")]
+    Azure,
+    #[serde(rename = "rds")]
+    Rds,
+    #[serde(rename = "aurora")]
+    Aurora,
+    #[serde(rename = "cloud_sql")]
+    CloudSql,
+    #[serde(rename = "alloydb")]
+    AlloyDb,
+    #[serde(rename = "cloudnativepg")]
+    CloudNativePg,
+    #[serde(rename = "self_hosted")]
+    SelfHosted,
+    /// No mark, marks that disagree, or marks pgtls could not read: never a guess.
+    #[default]
+    #[serde(rename = "unknown")]
+    Unknown,
+}
+
+impl PlatformName {
+    pub const ALL: [PlatformName; 8] = [
+        PlatformName::Azure,
+        PlatformName::Rds,
+        PlatformName::Aurora,
+        PlatformName::CloudSql,
+        PlatformName::AlloyDb,
+        PlatformName::CloudNativePg,
+        PlatformName::SelfHosted,
+        PlatformName::Unknown,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            PlatformName::Azure => "Azure Database for PostgreSQL flexible server",
+            PlatformName::Rds => "Amazon RDS for PostgreSQL",
+            PlatformName::Aurora => "Amazon Aurora PostgreSQL",
+            PlatformName::CloudSql => "Google Cloud SQL for PostgreSQL",
+            PlatformName::AlloyDb => "AlloyDB for PostgreSQL",
+            PlatformName::CloudNativePg => "CloudNativePG",
+            PlatformName::SelfHosted => "self-hosted",
+            PlatformName::Unknown => "unknown",
+        }
+    }
+
+    /// Where space is short (the header, a metric label).
+    pub fn short_label(self) -> &'static str {
+        match self {
+            PlatformName::Azure => "Azure flexible server",
+            PlatformName::Rds => "Amazon RDS",
+            PlatformName::Aurora => "Aurora",
+            PlatformName::CloudSql => "Cloud SQL",
+            PlatformName::AlloyDb => "AlloyDB",
+            PlatformName::CloudNativePg => "CloudNativePG",
+            PlatformName::SelfHosted => "self-hosted",
+            PlatformName::Unknown => "unknown",
+        }
+    }
+
+    /// The name in JSON and in metric labels (`azure_flexible_server`, `self_hosted`, ...).
+    pub fn key(self) -> &'static str {
+        match self {
+            PlatformName::Azure => "azure_flexible_server",
+            PlatformName::Rds => "rds",
+            PlatformName::Aurora => "aurora",
+            PlatformName::CloudSql => "cloud_sql",
+            PlatformName::AlloyDb => "alloydb",
+            PlatformName::CloudNativePg => "cloudnativepg",
+            PlatformName::SelfHosted => "self_hosted",
+            PlatformName::Unknown => "unknown",
+        }
+    }
+}
+
+/// The platform and the marks that told it (or why it is unknown), in words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Platform {
+    pub name: PlatformName,
+    pub evidence: Vec<String>,
 }
 
 /// How the monitor itself is connected: what it asked for and what the server reports.

@@ -37,6 +37,8 @@ struct Fit {
     long_version: bool,
     interval: bool,
     poll: bool,
+    /// `on Amazon RDS` after the version.
+    platform: bool,
 }
 
 const FITS: [Fit; 4] = [
@@ -44,21 +46,25 @@ const FITS: [Fit; 4] = [
         long_version: true,
         interval: true,
         poll: true,
+        platform: true,
     },
     Fit {
         long_version: true,
         interval: true,
         poll: false,
+        platform: true,
     },
     Fit {
         long_version: false,
         interval: true,
         poll: false,
+        platform: true,
     },
     Fit {
         long_version: false,
         interval: false,
         poll: false,
+        platform: false,
     },
 ];
 
@@ -120,6 +126,10 @@ fn identity_line(cx: &Ctx, cols: usize) -> Line<'static> {
                 t.dim,
             ));
             left.push(Span::styled(version.clone(), t.strong));
+        }
+        if let (true, Some(snap)) = (fit.platform, snap) {
+            left.push(Span::styled(" on ", t.dim));
+            left.push(Span::styled(snap.platform.name.short_label(), t.strong));
         }
         (left, right)
     };

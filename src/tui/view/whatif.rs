@@ -189,8 +189,52 @@ fn content(cx: &Ctx) -> Content {
             lines.push(Line::styled(format!("  ? {}", terminal(u)), t.unknown));
         }
     }
+    lines.extend(step_lines(cx, w.target));
     lines.extend(source_lines(cx));
     Content::Report(lines, None)
+}
+
+/// How to make the change on the platform the server showed (and only that platform's way), then how to get the
+/// connection log there.
+fn step_lines(cx: &Ctx, target: Change) -> Vec<Line<'static>> {
+    use crate::analysis::platform::{ChangeStep, change_steps, log_steps};
+    let t = cx.theme;
+    let Some(snap) = cx.snapshot() else {
+        return Vec::new();
+    };
+    let platform = &snap.platform;
+    let mut lines = vec![
+        Line::raw(""),
+        Line::from(vec![
+            Span::styled(" How to raise it here ", t.title),
+            Span::styled(format!("({})", platform.name.label()), t.strong),
+        ]),
+    ];
+    for e in &platform.evidence {
+        lines.push(Line::styled(format!("  · {}", terminal(e)), t.dim));
+    }
+    let numbered = |steps: Vec<ChangeStep>, lines: &mut Vec<Line<'static>>| {
+        for (i, step) in steps.iter().enumerate() {
+            lines.push(Line::from(vec![
+                Span::styled(format!("  {}. ", i + 1), t.dim),
+                Span::raw(terminal(&step.title).into_owned()),
+            ]));
+            for command in &step.commands {
+                lines.push(Line::styled(format!("       {}", terminal(command)), t.strong));
+            }
+            lines.push(Line::styled(
+                format!("     {} · undo: {}", step.restart.label(), terminal(&step.undo)),
+                t.dim,
+            ));
+            if let Some(note) = &step.note {
+                lines.push(Line::styled(format!("     {}", terminal(note)), t.dim));
+            }
+        }
+    };
+    numbered(change_steps(platform.name, target), &mut lines);
+    lines.push(Line::styled(" Connection log (log_connections, for refusals)", t.title));
+    numbered(log_steps(platform.name), &mut lines);
+    lines
 }
 
 /// Clients a pooler's own setting refused under the selected target, as its log (`--pgbouncer-log`) shows them:

@@ -5,6 +5,7 @@ pub mod cert_file;
 pub mod engine;
 pub mod fleet;
 pub mod history;
+pub mod platform;
 /// The set of our own helper backends is `pgtls_core::own`, so the lab can share it without depending on this crate.
 pub use pgtls_core::own;
 pub mod poller;
@@ -35,6 +36,8 @@ pub struct Preflight {
     pub monitor_user: String,
     pub monitor_database: String,
     pub monitor_pid: i32,
+    /// Where the server runs, from its marks (read here, once, not on every poll).
+    pub platform: crate::model::Platform,
 }
 
 /// A connection whose I/O task runs on tokio; dropping it ends the task.
@@ -313,6 +316,7 @@ impl Collector {
             monitor_user: row.try_get("monitor_user").map_err(poll_error)?,
             monitor_database: row.try_get("monitor_database").map_err(poll_error)?,
             monitor_pid: row.try_get("monitor_pid").map_err(poll_error)?,
+            platform: crate::model::Platform::default(),
         };
         let schema: Option<String> = row.try_get("sslinfo_schema").map_err(poll_error)?;
         let owner: Option<String> = row.try_get("sslinfo_schema_owner").map_err(poll_error)?;
@@ -330,6 +334,12 @@ impl Collector {
             }
             (None, _) => {}
         }
+        preflight.platform = platform::detect(
+            &connected.client,
+            preflight.server.version_num,
+            preflight.privileges.superuser,
+        )
+        .await?;
         let shape = sql::PollShape {
             version_num: preflight.server.version_num,
             sslinfo_schema: preflight.sslinfo_schema.clone(),
@@ -462,6 +472,7 @@ impl Collector {
             conf_load_time,
             sessions,
             poolers: Vec::new(),
+            platform: pre.platform.clone(),
         };
         snapshot.mark_own(&helpers);
         Ok(snapshot)

@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod change;
 pub mod fleet;
 pub mod ledger;
+pub mod platform;
 pub mod pooler;
 pub mod sources;
 pub mod whatif;

@@ -246,6 +246,43 @@ pub const KNOWN_SETTINGS: &[KnownSetting] = &[
 /// Azure Database for PostgreSQL only; read with current_setting(name, true) so vanilla servers answer NULL.
 pub const REQUIRE_SECURE_TRANSPORT: &str = "require_secure_transport";
 
+/// The platform's marks that need no privilege, once per connection: which of the provider roles `$1` exist,
+/// whether `pg_catalog.aurora_version()` exists (looked up, never called: only pg_catalog counts, where no database
+/// user can put a function), the settings pg_settings lists under the provider prefixes `$2` (with their values, in
+/// name order), and (15+) whether the role was granted ALTER SYSTEM on ssl_min_protocol_version (before 15 only a
+/// superuser may ALTER SYSTEM, and the preflight knows that already).
+pub fn platform_marks(version_num: u32) -> String {
+    let granted = if version_num >= 150_000 {
+        "pg_catalog.has_parameter_privilege('ssl_min_protocol_version', 'ALTER SYSTEM')"
+    } else {
+        "false"
+    };
+    format!(
+        "\
+SELECT ARRAY(SELECT r.rolname::pg_catalog.text FROM pg_catalog.pg_roles r
+              WHERE EXISTS (SELECT FROM pg_catalog.unnest($1::pg_catalog.text[]) AS wanted
+                             WHERE r.rolname::pg_catalog.text OPERATOR(pg_catalog.=) wanted)
+              ORDER BY 1) AS roles,
+       EXISTS (SELECT FROM pg_catalog.pg_proc p
+                WHERE p.proname OPERATOR(pg_catalog.=) 'aurora_version'
+                  AND p.pronamespace OPERATOR(pg_catalog.=) 'pg_catalog'::pg_catalog.regnamespace) AS aurora_version,
+       ARRAY(SELECT s.name FROM pg_catalog.pg_settings s
+              WHERE EXISTS (SELECT FROM pg_catalog.unnest($2::pg_catalog.text[]) AS prefix
+                             WHERE pg_catalog.starts_with(s.name, prefix))
+              ORDER BY s.name) AS setting_names,
+       ARRAY(SELECT s.setting FROM pg_catalog.pg_settings s
+              WHERE EXISTS (SELECT FROM pg_catalog.unnest($2::pg_catalog.text[]) AS prefix
+                             WHERE pg_catalog.starts_with(s.name, prefix))
+              ORDER BY s.name) AS setting_values,
+       {granted} AS alter_system_granted"
+    )
+}
+
+/// One named setting, for the marks a provider's configuration sets as placeholders (absent from pg_settings):
+/// NULL when the server does not know the name. A setting hidden from the role fails with insufficient_privilege,
+/// which still says it exists; each name is its own statement so that one hidden setting does not hide the others.
+pub const PROBE_SETTING: &str = "SELECT pg_catalog.current_setting($1::pg_catalog.text, true)";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,6 +294,9 @@ mod tests {
             timeouts(5000),
             PREFLIGHT.to_string(),
             HBA_RULES.to_string(),
+            PROBE_SETTING.to_string(),
+            platform_marks(140_000),
+            platform_marks(150_000),
         ];
         for function in ["pg_cancel_backend", "pg_terminate_backend"] {
             all.push(signal(function));
@@ -281,6 +321,12 @@ mod tests {
 
     /// Database calls whose statement is neither a literal nor one of this module's, with the reason each is safe.
     const NOT_LITERAL: &[(&str, &str, &str)] = &[
+        // A Statement prepared from PROBE_SETTING, which the catalogue checks.
+        (
+            "crates/pgtls-collect/src/collect/platform.rs",
+            "probe",
+            "prepared from sql::PROBE_SETTING",
+        ),
         // A Statement prepared from poll_statement, whose text the catalogue test checks.
         (
             "crates/pgtls-collect/src/collect/mod.rs",
