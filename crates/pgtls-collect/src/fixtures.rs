@@ -61,6 +61,19 @@ fn hba_with_host() -> Result<Vec<crate::model::HbaRule>, String> {
 /// The history an hour after ssl_min_protocol_version went to TLSv1.3: billing-batch's address refused three times,
 /// legacy-reports back in plain text through pg_hba.conf line 91, TLS 1.2 sessions (and a standby) lingering.
 pub fn history_after() -> crate::collect::poller::History {
+    let (ledger, snap) = ledger_after();
+    let hba = hba_with_host();
+    let mut history = history();
+    history.clients = ledger.records().cloned().collect();
+    history.refused = ledger.refused();
+    history.logged_settings = ledger.logged_settings().cloned().collect();
+    history.after = crate::collect::history::after_of(&ledger, &snap, &hba, None);
+    history.trend = ledger.week();
+    history
+}
+
+/// The ledger behind [`history_after`] and the poll it ends with; pg_hba.conf as [`hba_with_host`] gives it.
+pub fn ledger_after() -> (crate::analysis::ledger::Ledger, crate::model::Snapshot) {
     use crate::analysis::ledger::{ClientKey, Entry, KeyFields, Ledger, Source};
     use crate::logsource::{Refusal, RefusedAttempt, SettingChange};
     let fields = KeyFields::from_names(&["user".into(), "database".into(), "application".into()]).unwrap_or_default();
@@ -105,14 +118,7 @@ pub fn history_after() -> crate::collect::poller::History {
     });
     let snap = snapshot_after();
     ledger.observe_snapshot(&snap, true);
-    let hba = hba_with_host();
-    let mut history = history();
-    history.clients = ledger.records().cloned().collect();
-    history.refused = ledger.refused();
-    history.logged_settings = ledger.logged_settings().cloned().collect();
-    history.after = crate::collect::history::after_of(&ledger, &snap, &hba, None);
-    history.trend = ledger.week();
-    history
+    (ledger, snap)
 }
 
 /// [`history`] with a week of migration behind it, hour by hour up to [`now`]: storefront on TLS 1.3 throughout

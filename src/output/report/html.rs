@@ -8,6 +8,7 @@ use std::fmt::Write;
 use super::{Certificate, Report, TargetVerdict, addresses, seen_as, when};
 use crate::analysis::after::{AfterChange, Standing};
 use crate::analysis::ledger::{Lane, Trend};
+use crate::analysis::platform::steps::ChangeStep;
 use crate::output::safe;
 
 const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
@@ -16,7 +17,7 @@ table{border-collapse:collapse;margin:.5em 0;width:100%}th,td{border:1px solid #
 th{background:#f3f3f3}td.n{text-align:right}.meta{color:#666}.ok{color:#17692b;font-weight:600}
 .bad{color:#a4161a;font-weight:600}.warn{color:#8a5a00;font-weight:600}
 .key{display:inline-block;width:.9em;height:.9em;margin:0 .3em 0 1em;vertical-align:middle}
-code{background:#f3f3f3;padding:0 .2em}svg{display:block;margin:.5em 0}";
+code{background:#f3f3f3;padding:0 .2em}pre{background:#f3f3f3;padding:.5em;overflow-x:auto}svg{display:block;margin:.5em 0}";
 
 /// The colour of each lane in the chart and its legend.
 fn colour(lane: Lane) -> &'static str {
@@ -52,6 +53,7 @@ pub fn render(report: &Report) -> String {
     verdicts_section(&mut out, report);
     holdouts_section(&mut out, report);
     trend_section(&mut out, &report.trend);
+    steps_section(&mut out, report);
     after_section(&mut out, report);
     let _ = writeln!(out, "<h2 id=\"sources\">Sources</h2>\n<ul>");
     for source in &report.sources {
@@ -69,6 +71,8 @@ fn server_section(out: &mut String, r: &Report) {
     };
     row(out, "server", &format!("{}:{}", r.server_host, r.server_port));
     row(out, "version", &r.server_version);
+    row(out, "platform", r.platform.name.label());
+    row(out, "platform evidence", &r.platform.evidence.join("; "));
     row(out, "monitor role", &format!("{} ({})", r.monitor_user, r.privileges));
     let _ = writeln!(out, "</table>\n<h3>TLS settings</h3>\n<table id=\"settings\">");
     for (name, value) in &r.settings {
@@ -319,6 +323,47 @@ fn cells(l: &crate::analysis::ledger::Lanes) -> String {
         .iter()
         .map(|n| format!("<td class=\"n\">{n}</td>"))
         .collect()
+}
+
+/// The steps, each with its commands in a block to copy, whether a restart is needed and how to undo it.
+fn steps_section(out: &mut String, r: &Report) {
+    let e = safe::html;
+    let _ = writeln!(
+        out,
+        "<h2 id=\"steps\">How to raise it here ({})</h2>\n<p class=\"meta\">Placeholders in &lt;angle brackets&gt; are \
+         what pgtls cannot know.</p>",
+        e(r.platform.name.label())
+    );
+    let list = |out: &mut String, steps: &[ChangeStep]| {
+        let _ = writeln!(out, "<ol>");
+        for step in steps {
+            let _ = write!(out, "<li><p>{}</p>", e(&step.title));
+            if !step.commands.is_empty() {
+                let _ = write!(out, "<pre><code>");
+                for c in &step.commands {
+                    let _ = writeln!(out, "{}", e(c));
+                }
+                let _ = write!(out, "</code></pre>");
+            }
+            let _ = write!(
+                out,
+                "<p class=\"meta\">{}; undo: {}</p>",
+                e(step.restart.label()),
+                e(&step.undo)
+            );
+            if let Some(note) = &step.note {
+                let _ = write!(out, "<p class=\"meta\">{}</p>", e(note));
+            }
+            let _ = writeln!(out, "</li>");
+        }
+        let _ = writeln!(out, "</ol>");
+    };
+    for (target, steps) in &r.change_steps {
+        let _ = writeln!(out, "<h3>{}</h3>", e(target.label()));
+        list(out, steps);
+    }
+    let _ = writeln!(out, "<h3>The connection log pgtls reads</h3>");
+    list(out, &r.log_steps);
 }
 
 fn after_section(out: &mut String, r: &Report) {

@@ -6,6 +6,7 @@ use std::fmt::Write;
 
 use super::{Certificate, Report, addresses, seen_as, text_sparkline, when};
 use crate::analysis::ledger::{DAY, Lane, Trend};
+use crate::analysis::platform::steps::ChangeStep;
 use crate::output::safe;
 
 pub fn render(report: &Report) -> String {
@@ -23,6 +24,12 @@ pub fn render(report: &Report) -> String {
     let _ = writeln!(out, "## Server\n\n| | |\n|---|---|");
     let _ = writeln!(out, "| server | {} |", m(&server));
     let _ = writeln!(out, "| version | {} |", m(&report.server_version));
+    let _ = writeln!(out, "| platform | {} |", m(report.platform.name.label()));
+    let _ = writeln!(
+        out,
+        "| platform evidence | {} |",
+        m(&report.platform.evidence.join("; "))
+    );
     let _ = writeln!(
         out,
         "| monitor role | {} ({}) |",
@@ -124,6 +131,7 @@ pub fn render(report: &Report) -> String {
     }
 
     trend_section(&mut out, &report.trend);
+    steps_section(&mut out, report);
 
     let _ = writeln!(out, "\n## After the change\n");
     let mut any = false;
@@ -175,6 +183,52 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(out, "- {}", m(s));
     }
     out
+}
+
+/// The steps: commands in fenced blocks (a fence longer than any run of backticks in them, so none can close it),
+/// restart and undo as text.
+fn steps_section(out: &mut String, r: &Report) {
+    let m = safe::markdown;
+    let _ = writeln!(
+        out,
+        "\n## How to raise it here \\({}\\)\n\nPlaceholders in \\<angle brackets\\> are what pgtls cannot know.",
+        m(r.platform.name.label())
+    );
+    let list = |out: &mut String, steps: &[ChangeStep]| {
+        for (i, step) in steps.iter().enumerate() {
+            let _ = writeln!(out, "\n{}\\. {}", i + 1, m(&step.title));
+            if !step.commands.is_empty() {
+                let fence = fence_for(&step.commands);
+                let _ = writeln!(out, "\n{fence}sh");
+                for c in &step.commands {
+                    // A command is one line of code: control characters shown escaped, as on the terminal.
+                    let _ = writeln!(out, "{}", safe::terminal(c));
+                }
+                let _ = writeln!(out, "{fence}");
+            }
+            let _ = writeln!(out, "\n{}; undo: {}", m(step.restart.label()), m(&step.undo));
+            if let Some(note) = &step.note {
+                let _ = writeln!(out, "\n{}", m(note));
+            }
+        }
+    };
+    for (target, steps) in &r.change_steps {
+        let _ = writeln!(out, "\n### {}", m(target.label()));
+        list(out, steps);
+    }
+    let _ = writeln!(out, "\n### The connection log pgtls reads");
+    list(out, &r.log_steps);
+}
+
+/// Backticks enough to fence `lines`: one more than the longest run in them, at least three.
+fn fence_for(lines: &[String]) -> String {
+    let longest = lines
+        .iter()
+        .flat_map(|l| l.split(|c| c != '`'))
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    "`".repeat((longest + 1).max(3))
 }
 
 /// Distinct clients per hour as text sparklines: the last 24 hours hour by hour, the week by 4-hour bars (each its

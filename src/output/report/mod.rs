@@ -12,8 +12,9 @@ use chrono::{DateTime, Utc};
 
 use crate::analysis::after::{AfterChange, Standing};
 use crate::analysis::ledger::{ClientRecord, Ledger, Trend, WEEK};
+use crate::analysis::platform::steps::{ChangeStep, change_steps, log_steps};
 use crate::analysis::whatif::{Change, WhatIf};
-use crate::model::{HbaRule, Setting, Snapshot};
+use crate::model::{HbaRule, Platform, Setting, Snapshot};
 use crate::probe::ProbeReport;
 
 /// The two formats, by the output file's extension.
@@ -90,6 +91,11 @@ pub struct Report {
     pub server_host: String,
     pub server_port: u16,
     pub server_version: String,
+    /// Which platform this is, with the marks that told it.
+    pub platform: Platform,
+    /// How to raise each target here (only this platform's steps), and how to get the connection log pgtls reads.
+    pub change_steps: Vec<(Change, Vec<ChangeStep>)>,
+    pub log_steps: Vec<ChangeStep>,
     /// The monitor's role and its privileges, which bound what the report can see.
     pub monitor_user: String,
     pub privileges: String,
@@ -199,6 +205,12 @@ impl Report {
             server_host: snapshot.server.host.clone(),
             server_port: snapshot.server.port,
             server_version: snapshot.server.version.clone(),
+            platform: snapshot.platform.clone(),
+            change_steps: [Change::MinTls13, Change::TlsRequired]
+                .into_iter()
+                .map(|target| (target, change_steps(snapshot.platform.name, target)))
+                .collect(),
+            log_steps: log_steps(snapshot.platform.name),
             monitor_user: snapshot.monitor.user.clone(),
             privileges: if privileges.is_empty() {
                 "none of superuser, pg_read_all_stats, pg_read_all_settings".to_string()
@@ -287,6 +299,121 @@ pub fn text_sparkline(values: &[u64]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures;
+
+    const HOSTILE_APP: &str = "<script>alert(1)</script>|`x`\n# pwned <img src=x> \u{202e}evil\u{200b}";
+    const HOSTILE_ROLE: &str = "role|with<b>pipes</b>\r\n| fake | row |";
+
+    /// The hour after TLSv1.3 took effect (fixtures::ledger_after), with a client whose names are hostile.
+    fn report() -> Report {
+        let (mut ledger, mut snap) = fixtures::ledger_after();
+        let mut hostile = fixtures::session(4400, crate::model::ConnClass::Tls12);
+        hostile.user = Some(HOSTILE_ROLE.into());
+        hostile.application_name = Some(HOSTILE_APP.into());
+        hostile.client_addr = Some("10.9.9.9".into());
+        snap.sessions.push(hostile);
+        snap.taken_at += chrono::Duration::seconds(2);
+        ledger.observe_snapshot(&snap, true);
+        let hba = Ok(Vec::new());
+        Report::build(Inputs {
+            snapshot: &snap,
+            ledger: &ledger,
+            hba: &hba,
+            certificate: Certificate::Probed(Box::new(fixtures::probe_report())),
+            min_evidence: chrono::Duration::zero(),
+            since: None,
+            sources: vec!["poll: sees every session <b>connected</b>".into()],
+            ledger_file: None,
+        })
+    }
+
+    #[test]
+    fn html_carries_every_section_and_hostile_names_only_as_text() {
+        let r = report();
+        assert!(r.holdouts.iter().any(|h| h.key.application == HOSTILE_APP));
+        let page = html::render(&r);
+        for needle in [
+            "id=\"verdict-min-tls13\"",
+            "id=\"verdict-tls-required\"",
+            "id=\"holdouts\"",
+            "<svg id=\"trend-chart\"",
+            "id=\"steps\"",
+            "id=\"after\"",
+            "10.0.1.141",
+            "&lt;script&gt;alert(1)&lt;/script&gt;",
+            "\\u{202e}evil\\u{200b}",
+        ] {
+            assert!(page.contains(needle), "{needle}");
+        }
+        assert!(!page.contains("<script") && !page.contains("<img") && !page.contains("<b>"));
+        assert!(!page.contains('\u{202e}') && !page.contains('\u{200b}') && !page.contains('\r'));
+        assert!(
+            !page.contains("http://") && !page.contains("https://") && !page.contains("url("),
+            "no URL to fetch"
+        );
+        // The after-change results, once in force: the refused address and when the change took effect.
+        let after = &page[page.find("id=\"after\"").unwrap()..];
+        assert!(after.contains("ssl_min_protocol_version = TLSv1.3 since"), "{after}");
+    }
+
+    #[test]
+    fn markdown_tables_keep_their_columns_whatever_the_names() {
+        let r = report();
+        let md = markdown::render(&r);
+        assert!(!md.contains('\u{202e}') && !md.contains('\r'));
+        // Outside the steps' code fences (our own commands, placeholders in <angle brackets>), every `<` is escaped.
+        let mut fenced = false;
+        for line in md.lines() {
+            if line.starts_with("```") {
+                fenced = !fenced;
+                continue;
+            }
+            if !fenced {
+                for (i, _) in line.match_indices('<') {
+                    assert!(i > 0 && &line[i - 1..i] == "\\", "raw < in {line}");
+                }
+            }
+        }
+        // A cell separator is a `|` not escaped by a backslash: every row of a table has as many as its header.
+        let separators = |line: &str| {
+            let mut n = 0;
+            let mut escaped = false;
+            for c in line.chars() {
+                match c {
+                    '\\' if !escaped => escaped = true,
+                    '|' if !escaped => n += 1,
+                    _ => escaped = false,
+                }
+                if c != '\\' {
+                    escaped = false;
+                }
+            }
+            n
+        };
+        let mut header = None;
+        let mut hostile_rows = 0;
+        for line in md.lines() {
+            if !line.starts_with('|') {
+                header = None;
+                continue;
+            }
+            let n = separators(line);
+            match header {
+                None => header = Some(n),
+                Some(h) => assert_eq!(n, h, "{line}"),
+            }
+            hostile_rows += usize::from(line.contains("script"));
+        }
+        assert!(hostile_rows >= 1, "the hostile client is listed:\n{md}");
+        // Headings are ours only.
+        let headings: Vec<&str> = md.lines().filter(|l| l.starts_with('#')).collect();
+        assert!(headings.iter().all(|h| !h.contains("pwned")), "{headings:?}");
+        assert!(md.contains("## Trend: the last 7 days") && md.contains("## After the change"));
+        assert!(
+            md.contains("### ssl\\_min\\_protocol\\_version \\= TLSv1\\.3 since"),
+            "{md}"
+        );
+    }
 
     #[test]
     fn the_format_follows_the_extension() {
