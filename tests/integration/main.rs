@@ -26,6 +26,7 @@ mod msrv;
 mod odd_rows;
 mod pgbouncer;
 mod planted;
+mod platform;
 mod probe;
 mod psql_parity;
 mod readme;

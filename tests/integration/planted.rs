@@ -89,6 +89,14 @@ const FUNCTIONS: &[(&str, &str, &str, &str)] = &[
     ("octet_length", "a text", "integer", "pg_catalog.octet_length(a)"),
     ("pg_is_in_recovery", "", "boolean", "pg_catalog.pg_is_in_recovery()"),
     ("format", "a text, b text, c text", "text", "pg_catalog.format(a, b, c)"),
+    (
+        "has_parameter_privilege",
+        "a text, b text",
+        "boolean",
+        "pg_catalog.has_parameter_privilege(a, b)",
+    ),
+    // Aurora's marker, outside pg_catalog: looked up by the platform detection, never called, never believed.
+    ("aurora_version", "", "text", "'planted'::pg_catalog.text"),
 ];
 
 /// Operators pgtls's comparisons would pick (left type, right type, operator, pg_catalog's own to delegate to).
@@ -135,6 +143,13 @@ fn plant_sql(schema: &str) -> String {
             tag(&format!("{name}({})", arg_types.join(",")))
         ));
     }
+    // A set-returning look-alike (the platform's marks unnest their name lists).
+    sql.push_str(&format!(
+        "CREATE FUNCTION {schema}.unnest(a text[]) RETURNS SETOF text LANGUAGE plpgsql \
+         SET search_path = pg_catalog AS $f$BEGIN PERFORM planted.mark({}); \
+         RETURN QUERY SELECT u FROM pg_catalog.unnest(a) AS u; END$f$;\n",
+        tag("unnest(text[])")
+    ));
     // Aggregates: pg_catalog.array_agg(anynonarray) is polymorphic, so an exact array_agg(text) wins over it.
     sql.push_str(&format!(
         "CREATE FUNCTION {schema}.agg_text(s text[], v text) RETURNS text[] LANGUAGE plpgsql \
@@ -279,6 +294,8 @@ async fn run_on(lab: &Lab, home: &Path) {
             .filter_map(|s| s["application_name"].as_str())
             .collect();
         assert!(apps.contains(&"planted-victim"), "{apps:?}");
+        // The look-alike aurora_version() in public and in the role-named schemas is no Aurora.
+        assert_ne!(json["platform"]["name"], "aurora", "{}", json["platform"]);
     }
 
     // check, with the log read through the server (logging_collector is on, no --server-log).

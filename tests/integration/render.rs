@@ -734,6 +734,38 @@ fn whatif_screens_for_both_targets() {
     });
 }
 
+/// The What-if screen ends with the detected platform's own steps: on RDS the parameter group, never ALTER SYSTEM.
+#[test]
+fn whatif_gives_the_detected_platforms_steps() {
+    let mut state = new_state(120, 36);
+    let mut snap = fixtures::snapshot();
+    snap.platform = pgtls::model::Platform {
+        name: pgtls::model::PlatformName::Rds,
+        evidence: vec!["role rds_superuser exists".into()],
+    };
+    feed(&mut state, snap);
+    state.handle(Input::Poller {
+        event: PollerEvent::History(Box::new(fixtures::history())),
+        at: fixtures::now(),
+    });
+    press(&mut state, KeyCode::Char('w'));
+    press(&mut state, KeyCode::Char('z'));
+    press(&mut state, KeyCode::End);
+    let terminal = draw(&mut state, 120, 36);
+    let text = screen(&terminal);
+    assert!(text.contains("on Amazon RDS"), "{text}");
+    assert!(
+        text.contains("Set ssl_min_protocol_version in the instance's DB parameter group"),
+        "{text}"
+    );
+    assert!(text.contains("ApplyMethod=immediate"), "{text}");
+    assert!(
+        !text.contains("ALTER SYSTEM SET") && !text.contains("az postgres"),
+        "{text}"
+    );
+    insta::assert_snapshot!("whatif_rds_steps_120x36", terminal.backend());
+}
+
 /// An hour after TLSv1.3 took effect: the What-if screen reports what followed, and the alerts say what to do.
 fn after_the_change(w: u16, h: u16) -> AppState {
     let mut state = new_state(w, h);

@@ -147,6 +147,14 @@ async fn check_version(bin: &VersionBinaries) -> String {
     server_version_is_reported(&snap, bin);
     sessions_are_classified_exactly(&snap, &sessions);
     own_connection(&snap, lab.sslinfo);
+    // The platform's statements run on this version (a refused one would leave it unknown, with the server's
+    // words as evidence): no provider's mark, and a superuser may ALTER SYSTEM.
+    assert_eq!(
+        snap.platform.name,
+        pgtls::model::PlatformName::SelfHosted,
+        "PostgreSQL {major}: {:?}",
+        snap.platform
+    );
     privileged_settings(&snap, major);
     settings_known_for_this_version(&lab, major).await;
     privileges(&lab, major, &sessions, home.path()).await;

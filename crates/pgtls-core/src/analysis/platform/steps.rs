@@ -77,8 +77,7 @@ const CNPG_CONF_DOC: &str = "https://cloudnative-pg.io/documentation/current/pos
 pub fn change_steps(platform: PlatformName, change: Change) -> Vec<ChangeStep> {
     match (platform, change) {
         (PlatformName::SelfHosted, Change::MinTls13) => vec![step(
-            "Set the minimum TLS version and reload the configuration (as a superuser, or a role granted ALTER SYSTEM \
-             on this parameter)",
+            "Set the minimum and reload the configuration (as a superuser, or a role granted ALTER SYSTEM on it)",
             &[
                 "ALTER SYSTEM SET ssl_min_protocol_version = 'TLSv1.3';",
                 "SELECT pg_reload_conf();",
