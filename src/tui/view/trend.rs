@@ -163,7 +163,9 @@ fn draw(frame: &mut Frame, inner: Rect, cx: &Ctx, trend: &Trend, rows: &[Row], c
         let (_, values) = trend.bars(row.hours, row.lane, clients, usize::from(bars_cols));
         // One scale per row: a quiet lane still shows its shape; the value after the bars gives the size.
         let max = values.iter().copied().max().unwrap_or(0).max(1);
-        let spark = Rect::new(label.right(), y, values.len().min(usize::from(bars_cols)) as u16, 1);
+        // Right-aligned, so the newest hour is always beside its value, whatever the window's length.
+        let shown = values.len().min(usize::from(bars_cols)) as u16;
+        let spark = Rect::new(label.right() + bars_cols - shown, y, shown, 1);
         frame.render_widget(
             Sparkline::default()
                 .data(values.iter().copied())
