@@ -56,8 +56,12 @@ pub async fn run(args: ReportArgs) -> Result<ExitCode, Failure> {
         super::warn(&warning);
     }
     let snapshot = collector.poll().await.map_err(Failure::connect)?;
-    // Folded in memory only: the file is not written.
-    ledger.observe_snapshot(&snapshot, false);
+    // With a ledger, the ledger is the evidence: this process never saw which of the connected sessions its writer
+    // already counted (that is known by pid only while a writer runs), so folding the poll in would count them
+    // again. The poll still gives the settings, the platform and the sessions still connected after a change.
+    if args.ledger.is_none() {
+        ledger.observe_snapshot(&snapshot, false);
+    }
     let hba = collector.hba_rules().await;
     let certificate = if args.no_probe {
         Certificate::Missing("not probed (--no-probe)".to_string())

@@ -193,6 +193,12 @@ async fn the_html_report_renders_in_chromium_and_markdown_keeps_its_tables() {
         holdouts.contains("report-plain") && holdouts.contains("127.0.0.1"),
         "{holdouts}"
     );
+    // The ledger's one session each, not counted again by the report's own poll.
+    let plain_row = &holdouts[holdouts.find("report-plain").unwrap()..];
+    assert!(
+        plain_row[..plain_row.find("</tr>").unwrap()].contains("<td class=\"n\">1</td>"),
+        "{plain_row}"
+    );
     let chart = &dom[dom.find("<svg id=\"trend-chart\"").expect("an svg chart")..];
     assert!(
         chart[..chart.find("</svg>").unwrap()].contains("<rect"),

@@ -253,7 +253,8 @@ fn trend_section(out: &mut String, trend: &Trend) {
         .max()
         .unwrap_or(0)
         .max(1);
-    let width = LEFT + BAR * trend.hours.len() as u32 + 4;
+    // Room on the right for the last day's date under its first hour.
+    let width = LEFT + BAR * trend.hours.len() as u32 + 40;
     let _ = writeln!(
         out,
         "<svg id=\"trend-chart\" width=\"{width}\" height=\"{}\" \
