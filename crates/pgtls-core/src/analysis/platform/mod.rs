@@ -201,6 +201,10 @@ pub fn roles() -> Vec<&'static str> {
 const CNPG_DOC: &str = "https://cloudnative-pg.io/documentation/current/postgresql_conf";
 const CNPG_PATH: &str = "/controller/";
 
+/// Azure's server parameters list `ssl_cert_file` as read-only `/datadrive/certs/cert.pem`.
+const AZURE_CERT_DIR: &str = "/datadrive/certs/";
+const AZURE_SSL_PARAMS_DOC: &str = "https://github.com/MicrosoftDocs/azure-databases-docs/blob/main/articles/postgresql/flexible-server/includes/param-12-connections-authentication-ssl.md";
+
 /// `aurora_version()`: "Returns the string value of the Amazon Aurora PostgreSQL-Compatible Edition version number."
 const AURORA_DOC: &str = "https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/aurora_version.html";
 
@@ -238,6 +242,16 @@ pub fn classify(marks: &Marks) -> Platform {
                 backing.push((role.family, line));
             }
         }
+    }
+    if marks
+        .ssl_cert_file
+        .as_deref()
+        .is_some_and(|f| f.starts_with(AZURE_CERT_DIR))
+    {
+        found.push((
+            Family::Azure,
+            format!("ssl_cert_file is under {AZURE_CERT_DIR} ({AZURE_SSL_PARAMS_DOC})"),
+        ));
     }
     if marks.ssl_cert_file.as_deref().is_some_and(|f| f.starts_with(CNPG_PATH)) {
         found.push((
@@ -436,6 +450,16 @@ mod tests {
         // A superuser on a managed service is still that service: the mark decides.
         let mut m = with_setting("azure.extensions");
         m.may_alter_system = AlterSystem::Superuser;
+        assert_eq!(classify(&m).name, PlatformName::Azure);
+    }
+
+    #[test]
+    fn azures_certificate_directory_marks_azure() {
+        let m = Marks {
+            ssl_cert_file: Some("/datadrive/certs/cert.pem".into()),
+            may_alter_system: AlterSystem::Superuser,
+            ..Marks::default()
+        };
         assert_eq!(classify(&m).name, PlatformName::Azure);
     }
 

@@ -68,6 +68,7 @@ fn step(title: &str, commands: &[&str], restart: Restart, undo: &str, note: Opti
 }
 
 const AZURE_TLS_DOC: &str = "https://github.com/MicrosoftDocs/azure-docs/blob/main/articles/postgresql/flexible-server/how-to-connect-tls-ssl.md";
+const AZURE_SSL_PARAMS_DOC: &str = "https://github.com/MicrosoftDocs/azure-databases-docs/blob/main/articles/postgresql/flexible-server/includes/param-12-connections-authentication-ssl.md";
 const RDS_SSL_DOC: &str = "https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/PostgreSQL.Concepts.General.SSL.html";
 const CLOUDSQL_SSL_DOC: &str = "https://cloud.google.com/sql/docs/postgres/configure-ssl-instance";
 const ALLOYDB_SSL_DOC: &str = "https://cloud.google.com/alloydb/docs/instance-ssl";
@@ -108,8 +109,7 @@ pub fn change_steps(platform: PlatformName, change: Change) -> Vec<ChangeStep> {
             "az postgres flexible-server parameter set --resource-group <rg> --server-name <server> --name \
              ssl_min_protocol_version --value TLSv1.2",
             Some(&format!(
-                "Azure accepts TLS 1.2 and 1.3 only; `az postgres flexible-server parameter show ... --name \
-                 ssl_min_protocol_version` says whether the parameter is dynamic on your version ({AZURE_TLS_DOC})"
+                "a dynamic parameter (no restart); Azure allows TLSv1.2 and TLSv1.3 only ({AZURE_SSL_PARAMS_DOC})"
             )),
         )],
         (PlatformName::Azure, Change::TlsRequired) => vec![step(
