@@ -42,6 +42,11 @@ pub enum Command {
     /// Export a ledger file (--ledger) as CSV or JSON: every client seen, with the TLS it used.
     #[command(disable_help_flag = true)]
     Ledger(LedgerArgs),
+    /// Write a report for a change ticket: server, TLS settings and certificate, the verdict for each target, every
+    /// holdout with its evidence, the 7-day trend and, once in force, what followed. HTML or Markdown, by the
+    /// output file's extension (.html, .md); self-contained, no script, no network.
+    #[command(disable_help_flag = true)]
+    Report(ReportArgs),
     /// Read the server's certificate chain and the TLS versions and suites it accepts (like openssl s_client / sslyze).
     /// Exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
     #[command(disable_help_flag = true)]
@@ -114,6 +119,7 @@ impl Cli {
             Some(Command::Snapshot(a)) => &a.conn,
             Some(Command::Check(a)) => &a.conn,
             Some(Command::Probe(a)) => &a.conn,
+            Some(Command::Report(a)) => &a.conn,
             Some(Command::Serve(a)) => return a.check(),
             Some(
                 Command::Ledger(_)
@@ -612,6 +618,39 @@ pub struct LedgerArgs {
     /// CSV: keep every field byte-exact (no leading ' on formula-shaped text, no escaped control characters).
     #[arg(long)]
     pub raw: bool,
+    /// Print the trend instead of the clients: per clock hour of the week ending with the last moment watched,
+    /// sessions and distinct clients on TLSv1.3, TLSv1.2, older TLS, no TLS, refused (JSON: one object; CSV: one
+    /// row per hour). Each client's own hours are in its `hours` field either way (JSON).
+    #[arg(long)]
+    pub trend: bool,
+    #[command(flatten)]
+    pub help: HelpFlag,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Where to write the report; .html (or .htm) writes HTML, .md (or .markdown) Markdown.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Read the client ledger kept by `pgtls --ledger PATH`, `check` or `serve` (read-only, without its lock):
+    /// the holdouts, their evidence and the trend come from it. Without it the report has only this one poll.
+    #[arg(long, value_name = "PATH")]
+    pub ledger: Option<PathBuf>,
+    /// Below this much observed time a verdict is "not enough evidence".
+    #[arg(long, default_value = "0s", value_name = "DURATION")]
+    pub min_evidence: String,
+    /// Once a target is in force: when it took effect (RFC 3339, or "YYYY-MM-DD HH:MM[:SS]" in UTC), used when
+    /// neither the ledger nor pg_conf_load_time() can tell.
+    #[arg(long, value_name = "TIME", value_parser = crate::config::parse_since)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Do not probe the server's certificate (the probe's TLS 1.0-1.2 handshakes leave lines in the server log).
+    #[arg(long)]
+    pub no_probe: bool,
+    /// Configuration file (the ledger's key).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
     #[command(flatten)]
     pub help: HelpFlag,
 }

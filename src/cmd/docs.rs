@@ -12,10 +12,11 @@ use super::Failure;
 use crate::cli::Cli;
 
 /// The subcommands `pgtls man` prints a page of: pgtls(1) names each as pgtls-NAME(1).
-pub const MAN_PAGES: [&str; 10] = [
+pub const MAN_PAGES: [&str; 11] = [
     "snapshot",
     "check",
     "ledger",
+    "report",
     "probe",
     "bundle",
     "demo",

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use super::Failure;
-use crate::analysis::ledger::{Journal, KeyFields, Ledger};
+use crate::analysis::ledger::{Journal, KeyFields, Ledger, Trend};
 use crate::cli::{LedgerArgs, LedgerFormat};
 
 pub fn run(args: LedgerArgs) -> Result<ExitCode, Failure> {
@@ -20,6 +20,12 @@ pub fn run(args: LedgerArgs) -> Result<ExitCode, Failure> {
         super::warn(&message);
     }
     let mut out = std::io::stdout().lock();
+    if args.trend {
+        let written = write_trend(&ledger.week(), args.format, &mut out);
+        super::written(written.and_then(|()| out.flush()))
+            .map_err(|e| Failure::error(format!("writing output: {e}")))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let written = match args.format {
         LedgerFormat::Csv => crate::output::csv::write_ledger(
             &ledger,
@@ -45,4 +51,38 @@ pub fn run(args: LedgerArgs) -> Result<ExitCode, Failure> {
     };
     super::written(written.and_then(|()| out.flush())).map_err(|e| Failure::error(format!("writing output: {e}")))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The week's trend: JSON as [`Trend`] serializes (`{"hours": [{at, sessions: {...}, clients: {...}}]}`), CSV one row
+/// per hour (numbers and times only, so nothing to make safe).
+fn write_trend(trend: &Trend, format: LedgerFormat, out: &mut impl Write) -> std::io::Result<()> {
+    match format {
+        LedgerFormat::Json => {
+            serde_json::to_writer_pretty(&mut *out, trend).map_err(std::io::Error::from)?;
+            writeln!(out)
+        }
+        LedgerFormat::Csv => {
+            let lanes = ["tls13", "tls12", "older", "plain", "refused", "below_tls13"];
+            let header: Vec<String> = std::iter::once("hour".to_string())
+                .chain(lanes.iter().map(|l| format!("sessions_{l}")))
+                .chain(lanes.iter().map(|l| format!("clients_{l}")))
+                .collect();
+            writeln!(out, "{}", header.join(","))?;
+            for h in &trend.hours {
+                let row = |l: &crate::analysis::ledger::Lanes| {
+                    [l.tls13, l.tls12, l.older, l.plain, l.refused, l.below_tls13]
+                        .map(|n| n.to_string())
+                        .join(",")
+                };
+                writeln!(
+                    out,
+                    "{},{},{}",
+                    h.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    row(&h.sessions),
+                    row(&h.clients)
+                )?;
+            }
+            Ok(())
+        }
+    }
 }

@@ -10,6 +10,7 @@ pub mod exit;
 pub mod exit_table;
 pub mod ledger;
 pub mod probe;
+pub mod report;
 pub mod serve;
 mod shared;
 pub mod snapshot;
@@ -29,6 +30,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Some(Command::Probe(args)) => probe::run(args).await,
         Some(Command::Check(args)) => check::run(args).await,
         Some(Command::Ledger(args)) => ledger::run(args),
+        Some(Command::Report(args)) => report::run(args).await,
         Some(Command::Bundle(args)) => bundle::run(args),
         #[cfg(feature = "demo")]
         Some(Command::Demo(args)) => demo::run(args).await,

@@ -4,6 +4,7 @@ pub mod check;
 pub mod csv;
 pub mod pooler_after;
 pub mod probe;
+pub mod report;
 pub mod status;
 /// Outside text made safe for each output: in the pure layer, whose log parsers use it too.
 pub use pgtls_core::safe;

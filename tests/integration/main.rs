@@ -33,6 +33,7 @@ mod psql_parity;
 mod readme;
 mod refusals;
 mod render;
+mod report;
 mod rotation;
 mod screenshots;
 mod serve;

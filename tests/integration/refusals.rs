@@ -284,6 +284,46 @@ async fn raising_the_floor_shows_refused_downgraded_and_the_change_time() {
         "{json:#}"
     );
 
+    // `pgtls report` from the same ledger: the target in force, and the after-change results in both formats.
+    for name in ["after.html", "after.md"] {
+        let out_file = home.path().join(name);
+        let out = common::pgtls(
+            &[
+                "report",
+                &format!("{} sslmode=require", lab.conninfo(pgtls::lab::SUPERUSER)),
+                "--ledger",
+                &ledger_file.display().to_string(),
+                "--no-probe",
+                "-o",
+                &out_file.display().to_string(),
+            ],
+            home.path(),
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = std::fs::read_to_string(&out_file).unwrap();
+        let after = &text[text.find("After the change").expect("the after-change section")..];
+        if name.ends_with(".html") {
+            let verdict = &text[text.find("id=\"verdict-min-tls13\"").unwrap()..];
+            assert!(
+                verdict[..verdict.find("</tr>").unwrap()].contains("<td>in force</td>"),
+                "{verdict}"
+            );
+            assert!(after.contains("ssl_min_protocol_version = TLSv1.3 since"), "{after}");
+            assert!(after.contains("<td>127.0.0.1</td>"), "the refused address: {after}");
+            assert!(
+                after.contains("Fell back to plain text") && after.contains(APP),
+                "{after}"
+            );
+            assert!(
+                after.contains("Still connected the old way") && after.contains("lingering"),
+                "{after}"
+            );
+        } else {
+            assert!(after.contains("| 127\\.0\\.0\\.1 |"), "the refused address: {after}");
+            assert!(after.contains("fell back to plain text"), "{after}");
+        }
+    }
+
     // The dashboard shows the same three lists on its What-if screen, reading the log from its start.
     let conninfo = format!("{} sslmode=require", lab.conninfo(pgtls::lab::SUPERUSER));
     let log = lab.log_file.display().to_string();

@@ -1824,3 +1824,71 @@ fn pooler_states() {
         state
     });
 }
+
+/// A week of migration (fixtures::history_trend): the Holdouts and What-if screens draw it as sparklines in place
+/// of the Protocols box, and a client's drill-down its own.
+fn with_trend(w: u16, h: u16) -> AppState {
+    let mut state = connected(w, h);
+    state.handle(Input::Poller {
+        event: PollerEvent::History(Box::new(fixtures::history_trend())),
+        at: fixtures::now(),
+    });
+    state
+}
+
+#[test]
+fn the_trend_draws_as_sparklines_on_holdouts_whatif_and_the_drill_down() {
+    snapshot_both("trend_holdouts", |w, h| {
+        let mut state = with_trend(w, h);
+        press(&mut state, KeyCode::Char('h'));
+        state
+    });
+    snapshot_both("trend_whatif", |w, h| {
+        let mut state = with_trend(w, h);
+        press(&mut state, KeyCode::Char('w'));
+        state
+    });
+    snapshot_both("trend_client", |w, h| {
+        let mut state = with_trend(w, h);
+        press(&mut state, KeyCode::Char('h'));
+        press(&mut state, KeyCode::Char('/'));
+        type_text(&mut state, "billing-batch");
+        press(&mut state, KeyCode::Enter);
+        press(&mut state, KeyCode::Enter);
+        assert!(state.holdouts.drill.is_some());
+        state
+    });
+    let (w, h) = (120, 36);
+    let mut state = with_trend(w, h);
+    press(&mut state, KeyCode::Char('h'));
+    let shown = screen(&draw(&mut state, w, h));
+    for needle in ["Trend", "below 1.3 24h", "below 1.3  7d", "refused   24h"] {
+        assert!(shown.contains(needle), "{needle}:\n{shown}");
+    }
+    assert!(
+        !shown.contains(" Protocols "),
+        "the trend takes the Protocols box's place:\n{shown}"
+    );
+    // The week's holdouts fade: billing-batch left TLS 1.2 two days ago and legacy-reports plain text four days
+    // ago, so the 7-day row has tall bars on its left and none on its right; the 24-hour row has none at all.
+    let line = |label: &str| {
+        shown
+            .lines()
+            .find(|l| l.contains(label))
+            .map(|l| l.split(label).nth(1).unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
+    let week = line("below 1.3  7d");
+    let bars: Vec<char> = week.chars().filter(|c| ('▁'..='█').contains(c) || *c == ' ').collect();
+    assert!(week.contains('█'), "{week}");
+    // In the last day only the live poll's hour has clients below TLS 1.3: one bar, the last.
+    let day = line("below 1.3 24h");
+    let day_bars: String = day.chars().filter(|c| ('▁'..='█').contains(c) || *c == ' ').collect();
+    assert_eq!(day_bars.trim().chars().count(), 1, "{day}");
+    assert!(!bars.is_empty());
+    let history = fixtures::history_trend();
+    let total = history.trend.total(168);
+    assert!(total.tls12 > 0 && total.plain > 0 && total.refused == 4, "{total:?}");
+    // Only the live poll's TLS 1.2 sessions in the last day (billing-batch's two): its week's were before.
+    assert_eq!(history.trend.total(24).tls12, 3);
+}

@@ -41,6 +41,7 @@ pub fn history() -> crate::collect::poller::History {
         logged_settings: Vec::new(),
         after: Vec::new(),
         pooler_after: Vec::new(),
+        trend: ledger.week(),
     }
 }
 
@@ -60,6 +61,19 @@ fn hba_with_host() -> crate::model::HbaRules {
 /// The history an hour after ssl_min_protocol_version went to TLSv1.3: billing-batch's address refused three times,
 /// legacy-reports back in plain text through pg_hba.conf line 91, TLS 1.2 sessions (and a standby) lingering.
 pub fn history_after() -> crate::collect::poller::History {
+    let (ledger, snap) = ledger_after();
+    let hba = hba_with_host();
+    let mut history = history();
+    history.clients = ledger.records().cloned().collect();
+    history.refused = ledger.refused();
+    history.logged_settings = ledger.logged_settings().cloned().collect();
+    history.after = crate::collect::history::after_of(&ledger, &snap, &hba, None);
+    history.trend = ledger.week();
+    history
+}
+
+/// The ledger behind [`history_after`] and the poll it ends with; pg_hba.conf as [`hba_with_host`] gives it.
+pub fn ledger_after() -> (crate::analysis::ledger::Ledger, crate::model::Snapshot) {
     use crate::analysis::ledger::{ClientKey, Entry, KeyFields, Ledger, Source};
     use crate::logsource::{Refusal, RefusedAttempt, SettingChange};
     let fields = KeyFields::from_names(&["user".into(), "database".into(), "application".into()]).unwrap_or_default();
@@ -104,12 +118,77 @@ pub fn history_after() -> crate::collect::poller::History {
     });
     let snap = snapshot_after();
     ledger.observe_snapshot(&snap, true);
-    let hba = hba_with_host();
+    (ledger, snap)
+}
+
+/// [`history`] with a week of migration behind it, hour by hour up to [`now`]: storefront on TLS 1.3 throughout
+/// (busier by day), billing-batch on TLS 1.2 until two days ago and then on TLS 1.3, legacy-reports in plain text
+/// until four days ago, and a handful of failed handshakes in the last hours.
+pub fn history_trend() -> crate::collect::poller::History {
+    use crate::analysis::ledger::{ClientKey, Entry, KeyFields, Ledger, Source};
+    use crate::analysis::whatif::{Change, evaluate};
+    use crate::logsource::{Refusal, RefusedAttempt};
+    let fields = KeyFields::from_names(&["user".into(), "database".into(), "application".into()]).unwrap_or_default();
+    let mut ledger = Ledger::new(fields);
+    // The snapshot's own clients (user@database application), so each record holds its week and its live sessions.
+    let session = |hours_ago: i64, app: &str, version: Option<&str>| Entry::Session {
+        at: now() - Duration::hours(hours_ago) - Duration::minutes(5),
+        key: ClientKey {
+            user: match app {
+                "billing-batch" => "billing",
+                "legacy-reports" => "reports",
+                _ => "web",
+            }
+            .into(),
+            database: if app == "legacy-reports" { "dwh" } else { "shop" }.into(),
+            application: app.into(),
+            address: String::new(),
+            pooler: None,
+        },
+        class: version.map_or(ConnClass::PlainTcp, ConnClass::from_tls_version),
+        tls_version: version.map(str::to_string),
+        cipher: None,
+        source: Source::Log,
+        address: Some("10.0.0.7".into()),
+        replication: false,
+        hba_line: None,
+    };
+    for hours_ago in (0..168).rev() {
+        let busy = if (hours_ago / 12) % 2 == 0 { 3 } else { 1 };
+        for _ in 0..busy {
+            ledger.apply(&session(hours_ago, "storefront", Some("TLSv1.3")));
+        }
+        if hours_ago % 3 == 0 {
+            let version = if hours_ago >= 48 { "TLSv1.2" } else { "TLSv1.3" };
+            ledger.apply(&session(hours_ago, "billing-batch", Some(version)));
+        }
+        if hours_ago >= 96 && hours_ago % 2 == 0 {
+            ledger.apply(&session(hours_ago, "legacy-reports", None));
+        }
+    }
+    for (i, hours_ago) in [5, 3, 3, 1].into_iter().enumerate() {
+        ledger.observe_refused(&RefusedAttempt {
+            at: now() - Duration::hours(hours_ago) - Duration::minutes(i as i64),
+            pid: 6000 + i as i32,
+            client_addr: Some("10.0.1.141".into()),
+            client_port: Some(50412),
+            local_socket: false,
+            refusal: Refusal::Handshake {
+                reason: "unsupported protocol".into(),
+            },
+            hint: None,
+            detail: None,
+        });
+    }
+    ledger.observe_snapshot(&snapshot(), true);
     let mut history = history();
     history.clients = ledger.records().cloned().collect();
+    history.whatif = [Change::MinTls13, Change::TlsRequired]
+        .into_iter()
+        .map(|t| evaluate(&ledger, t, &hba_with_host(), Duration::hours(24)))
+        .collect();
     history.refused = ledger.refused();
-    history.logged_settings = ledger.logged_settings().cloned().collect();
-    history.after = crate::collect::history::after_of(&ledger, &snap, &hba, None);
+    history.trend = ledger.week();
     history
 }
 

@@ -15,6 +15,15 @@
 //! * [`csv_field`]: a CSV field for spreadsheets: formula-shaped fields are prefixed with `'` (OWASP "CSV
 //!   injection"), controls escaped as for the terminal. `--raw` skips it for scripts that need exact bytes.
 //!
+//! * [`html`]: text inside an HTML element or a quoted attribute (`pgtls report -o FILE.html`): as [`terminal`]
+//!   (so a bidi override or a zero-width space shows as `\u{202e}`, not as a look-alike), then `& < > " '` as
+//!   character references: a name arrives as text, never as markup.
+//! * [`markdown`]: text in a Markdown report, table cells included (`pgtls report -o FILE.md`): as [`terminal`]
+//!   (one line: a newline cannot end a table row), then every ASCII punctuation character backslash-escaped, as
+//!   CommonMark allows for any of them: `|` cannot split a cell, `` ` `` open code, `#` make a heading, `<` open
+//!   HTML, `[`/`!` make a link or an image that a viewer would fetch, `@` mention someone, `http://` or `www.`
+//!   become an autolink.
+//!
 //! JSON needs nothing here: serde_json escapes every control character (`\u001b`) and stays exact.
 //!
 //! The text renderers also pass their whole output through [`write_terminal`], which escapes whatever
@@ -57,6 +66,36 @@ pub fn write_terminal(out: &mut dyn Write, render: impl FnOnce(&mut dyn Write) -
     render(&mut buf)?;
     let text = String::from_utf8_lossy(&buf);
     out.write_all(terminal_block(&text).as_bytes())
+}
+
+/// Text for HTML: element content or a quoted attribute value (see the module's list).
+pub fn html(text: &str) -> String {
+    let visible = terminal(text);
+    let mut out = String::with_capacity(visible.len());
+    for c in visible.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Text for Markdown, in a paragraph or a table cell (see the module's list).
+pub fn markdown(text: &str) -> String {
+    let visible = terminal(text);
+    let mut out = String::with_capacity(visible.len() + 8);
+    for c in visible.chars() {
+        if c.is_ascii_punctuation() {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Characters that make a spreadsheet read a cell as a formula when they start it (OWASP, "CSV Injection"):
@@ -118,6 +157,31 @@ pub fn first_unsafe(bytes: &[u8]) -> Option<char> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn html_and_markdown_keep_hostile_names_text() {
+        let name = "<script>alert(1)</script>|`x`\n# h \u{202e}evil\u{200b}&\"'";
+        let h = html(name);
+        assert_eq!(
+            h,
+            "&lt;script&gt;alert(1)&lt;/script&gt;|`x`\\n# h \\u{202e}evil\\u{200b}&amp;&quot;&#39;"
+        );
+        assert!(!h.contains('<') && !h.contains('\n') && !h.contains('\u{202e}'));
+        let m = markdown(name);
+        assert!(
+            !m.contains('\n') && !m.contains('\u{202e}') && !m.contains('\u{200b}'),
+            "{m}"
+        );
+        // Every `|`, backtick, `#` and `<` is escaped, so none opens a cell, code, heading or tag.
+        for (i, c) in m.char_indices() {
+            if "|`#<>[]!".contains(c) {
+                assert_eq!(&m[i - 1..i], "\\", "{c} at {i} in {m}");
+            }
+        }
+        assert_eq!(markdown("www.example.com"), "www\\.example\\.com");
+        assert_eq!(markdown("@team"), "\\@team");
+        assert_eq!(markdown("billing-batch"), "billing\\-batch");
+    }
 
     #[test]
     fn every_unsafe_char_is_escaped_in_every_kind() {

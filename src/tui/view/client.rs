@@ -21,10 +21,37 @@ const WHEN_COLS: usize = 16;
 /// only spreads the table.
 const CIPHER_COLS: usize = 30;
 
+/// Rows of the trend strip at the drill-down's foot (borders included), drawn when the screen has room for it.
+const TREND_ROWS: u16 = 5;
+
+/// The record's part and the trend strip's, if there is room for both.
+fn split(area: Rect) -> (Rect, Option<Rect>) {
+    if area.height < 3 * TREND_ROWS {
+        return (area, None);
+    }
+    let main = Rect::new(area.x, area.y, area.width, area.height - TREND_ROWS);
+    (main, Some(Rect::new(area.x, main.bottom(), area.width, TREND_ROWS)))
+}
+
+/// The client's own week, on the same hours as the screens' trend (ending with the latest moment watched).
+fn client_trend(r: &ClientRecord, cx: &Ctx) -> crate::analysis::ledger::Trend {
+    let end = cx
+        .state
+        .history
+        .as_ref()
+        .and_then(|h| h.trend.hours.last())
+        .map_or(r.last_seen, |h| h.at);
+    r.trend(end, crate::analysis::ledger::WEEK)
+}
+
 pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
     let Some(drill) = &cx.state.holdouts.drill else {
         return;
     };
+    let (area, strip) = split(area);
+    if let Some(strip) = strip {
+        super::trend::render_strip(frame, strip, cx, &client_trend(&drill.record, cx));
+    }
     let t = cx.theme;
     let r = &drill.record;
     let mut title = vec![Span::styled(" Client ", t.title)];
@@ -59,6 +86,7 @@ pub fn max_scroll(area: Rect, cx: &Ctx) -> u16 {
     let Some(drill) = &cx.state.holdouts.drill else {
         return 0;
     };
+    let (area, _) = split(area);
     let inner = Block::bordered().padding(Padding::horizontal(1)).inner(area);
     let lines = lines(&drill.record, cx, usize::from(inner.width)).len();
     u16::try_from(lines.saturating_sub(usize::from(inner.height))).unwrap_or(u16::MAX)

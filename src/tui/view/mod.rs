@@ -59,6 +59,7 @@ mod tabs;
 mod text;
 pub mod theme;
 mod too_small;
+mod trend;
 mod whatif;
 
 use std::sync::OnceLock;
@@ -348,12 +349,12 @@ pub fn draw_with(frame: &mut Frame, state: &AppState, theme: &Theme, utc_offset:
         match areas.alerts_shape {
             AlertsShape::Pane => {
                 posture::render(frame, areas.posture, &cx);
-                summary::render(frame, areas.summary, &cx);
+                summary_or_trend(frame, areas.summary, &cx);
                 alerts::render(frame, areas.alerts, &cx);
             }
             AlertsShape::Strip => {
                 posture::render(frame, areas.posture, &cx);
-                summary::render(frame, areas.summary, &cx);
+                summary_or_trend(frame, areas.summary, &cx);
                 alerts::render_strip(frame, areas.alerts, &cx);
             }
             AlertsShape::Line => collapsed::render(frame, areas.alerts, &cx),
@@ -374,6 +375,14 @@ pub fn draw_with(frame: &mut Frame, state: &AppState, theme: &Theme, utc_offset:
     }
     if let Some(question) = &state.confirm {
         confirm::render(frame, area, &cx, question);
+    }
+}
+
+/// The Protocols box counts what is connected now; on the screens about history it gives its place to the trend.
+fn summary_or_trend(frame: &mut Frame, area: Rect, cx: &Ctx) {
+    match cx.state.screen {
+        Screen::Holdouts | Screen::WhatIf => trend::render_pane(frame, area, cx),
+        Screen::Sessions | Screen::Certificates => summary::render(frame, area, cx),
     }
 }
 

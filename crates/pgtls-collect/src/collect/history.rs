@@ -39,6 +39,9 @@ pub struct History {
     /// Each pooler's client side under each [`Change`] (in `Change` order, then pooler order), with the clients its
     /// log showed refused; empty unless a pooler's log is read (`--pgbouncer-log`).
     pub pooler_after: Vec<after::PoolerAfter>,
+    /// Sessions and distinct clients by hour for the week ending with the latest moment watched (see
+    /// [`crate::analysis::ledger::Trend`]): the Holdouts and What-if screens' sparklines.
+    pub trend: crate::analysis::ledger::Trend,
 }
 
 /// The history side: the ledger, its journal, the connection log and the probe target.
@@ -120,6 +123,7 @@ pub fn history_of(
         logged_settings: ledger.logged_settings().cloned().collect(),
         after: Vec::new(),
         pooler_after: Vec::new(),
+        trend: ledger.week(),
     }
 }
 

@@ -8,6 +8,7 @@
 //! last poll and a damaged line costs only that line.
 
 mod refused;
+mod trend;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -18,6 +19,7 @@ pub use self::refused::{
     FloorSince, HourCount, RecentHandshake, RefusalKind, RefusedRecord, RefusedView, SCAN_MIN_HANDSHAKES,
     SCAN_WINDOW_MS, SinceSource, UNKNOWN_ADDRESS, floor_since,
 };
+pub use self::trend::{ClientHour, DAY, Lane, Lanes, Trend, TrendHour, WEEK, hour_of};
 use crate::model::{ConnClass, Session, Setting, Snapshot};
 
 /// Which fields identify a client. Pooled apps connect from many addresses: drop the address for them.
@@ -278,6 +280,9 @@ pub struct ClientRecord {
     /// pg_hba.conf lines that let this client in (14+ log, `connection authenticated`), at most [`MAX_HBA_LINES`].
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub hba_lines: BTreeSet<u32>,
+    /// Sessions by clock hour for the last week, oldest first (see [`Trend`]); absent from files written before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hours: Vec<ClientHour>,
 }
 
 /// pg_hba.conf line numbers kept per client: a client matches one or two lines; more is a forged log.
@@ -305,6 +310,7 @@ impl ClientRecord {
             recent: VecDeque::new(),
             replication: 0,
             hba_lines: BTreeSet::new(),
+            hours: Vec::new(),
         }
     }
 
@@ -384,6 +390,7 @@ impl ClientRecord {
             *self.ciphers.entry(c.clone()).or_default() += 1;
         }
         self.sessions += 1;
+        self.count_hour(s.at, s.class, 1);
         self.first_seen = self.first_seen.min(s.at);
         self.last_seen = self.last_seen.max(s.at);
         self.sources.insert(s.source);
@@ -434,6 +441,7 @@ impl ClientRecord {
             *self.ciphers.entry(c.clone()).or_default() += n;
         }
         self.sessions += other.sessions;
+        self.merge_hours(other);
         self.first_seen = self.first_seen.min(other.first_seen);
         self.last_seen = self.last_seen.max(other.last_seen);
         self.sources.extend(other.sources.iter().copied());
@@ -510,6 +518,13 @@ pub enum Entry {
     Client(ClientRecord),
     /// Sessions of clients beyond the identity cap, compacted.
     Others(ClientRecord),
+    /// A session counted before was still connected in a later clock hour (once per client, class and hour): the
+    /// trend's distinct clients (see [`Trend`]). Older pgtls versions skip the line.
+    Present {
+        at: DateTime<Utc>,
+        key: ClientKey,
+        class: ConnClass,
+    },
 }
 
 /// A session connected at the latest poll, by pid. Pids are reused, so the start time tells sessions apart.
@@ -717,6 +732,13 @@ impl Ledger {
                     let r = &mut self.records[i];
                     r.last_seen = at;
                     r.connected_now += 1;
+                    if was_live && r.mark_present(at, s.class) {
+                        entries.push(Entry::Present {
+                            at,
+                            key: key.clone(),
+                            class: s.class,
+                        });
+                    }
                 }
                 None => unrecorded.push(s.pid),
             }
@@ -956,6 +978,11 @@ impl Ledger {
             Entry::Others(record) => {
                 let caps = self.caps;
                 self.others_record(record.first_seen).merge(record, &caps);
+            }
+            Entry::Present { at, key, class } => {
+                if let Some(i) = self.index.get(key) {
+                    self.records[*i].mark_present(*at, *class);
+                }
             }
             Entry::Refused(attempt) => self.apply_refused(attempt),
             Entry::RefusedAddress(record) => self.apply_refused_record(record),
