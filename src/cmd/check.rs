@@ -83,7 +83,7 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
         }
         None => None,
     };
-    let mut logs = LogSources::open(collector.client(), args.server_log.as_deref(), true)
+    let mut logs = LogSources::open(collector.client(), args.server_log.as_deref(), true, &ledger)
         .await
         .map_err(unknown)?;
 
@@ -111,6 +111,12 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
             entries.extend(news.changes.iter().filter_map(|c| ledger.observe_setting_change(c)));
             // The poolers' logs: clients turned away before the server ever saw them.
             entries.extend(pooler_logs.poll().iter().filter_map(|r| ledger.observe_refused(r)));
+            // Journalled with what it covers, so the next run reads on from here (only with a ledger to keep it).
+            if journal.is_some()
+                && let Some(position) = logs.position()
+            {
+                entries.extend(ledger.note_log_position(position));
+            }
             if let Some(journal) = &mut journal {
                 journal.append(&entries, &ledger).map_err(unknown)?;
             }

@@ -31,6 +31,7 @@ mod psql_parity;
 mod readme;
 mod refusals;
 mod render;
+mod restarts;
 mod rotation;
 mod screenshots;
 mod serve;

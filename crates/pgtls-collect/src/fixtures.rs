@@ -101,6 +101,7 @@ pub fn history_after() -> crate::collect::poller::History {
         address: Some("10.0.0.154".into()),
         replication: false,
         hba_line: Some(91),
+        pid: None,
     });
     let snap = snapshot_after();
     ledger.observe_snapshot(&snap, true);

@@ -10,10 +10,13 @@ use tokio_postgres::Client;
 
 use crate::analysis::alerts::Alert;
 use crate::analysis::alerts::config::AlertsConfig;
-use crate::logsource::{self, ConnectionEvent, LogFollower, LogFormat, LogNews, SqlLogReader, SuspectLine};
+use crate::analysis::ledger::{Ledger, LogPosition};
+use crate::logsource::{self, ConnectionEvent, LogFollower, LogFormat, LogNews, Resumed, SqlLogReader, SuspectLine};
 
 pub struct LogSources {
-    file: Option<LogFollower>,
+    /// The followed file, with its key among the ledger's positions.
+    file: Option<(LogFollower, String)>,
+    resumed: Option<Resumed>,
     sql: Option<SqlLogReader>,
     /// Why the log source is off or stopped, to show the user.
     off_reason: Option<String>,
@@ -30,11 +33,13 @@ pub const POLL_LIMITATION: &str =
     "poll: sees every session connected at each refresh; misses connections shorter than the interval";
 
 impl LogSources {
-    /// `server_log` names a file to follow; without it the SQL reader is tried on the first poll.
+    /// `server_log` names a file to follow; without it the SQL reader is tried on the first poll. A file the
+    /// ledger has read before is read on from where it was applied up to (see [`LogSources::position`]).
     pub async fn open(
         client: &Client,
         server_log: Option<&Path>,
         from_start: bool,
+        ledger: &Ledger,
     ) -> Result<LogSources, crate::files::FollowError> {
         let Some(path) = server_log else {
             return Ok(LogSources {
@@ -43,21 +48,37 @@ impl LogSources {
             });
         };
         let format = file_format(client, path).await;
-        let follower =
-            LogFollower::open(path.to_path_buf(), format, from_start).map_err(|source| crate::files::FollowError {
-                flag: "--server-log",
-                path: path.to_path_buf(),
-                source,
-            })?;
+        let key = file_source_key(path);
+        let (follower, resumed) =
+            LogFollower::open_resuming(path.to_path_buf(), format, from_start, ledger.log_position(&key)).map_err(
+                |source| crate::files::FollowError {
+                    flag: "--server-log",
+                    path: path.to_path_buf(),
+                    source,
+                },
+            )?;
         Ok(LogSources {
-            file: Some(follower),
+            file: Some((follower, key)),
+            resumed: Some(resumed),
             ..LogSources::none_yet()
         })
+    }
+
+    /// How far the followed file has been applied, to journal with what was applied from it.
+    pub fn position(&self) -> Option<LogPosition> {
+        let (file, key) = self.file.as_ref()?;
+        file.position(key).ok().flatten()
+    }
+
+    /// Where the followed file was taken up, given the ledger's position.
+    pub fn resumed(&self) -> Option<Resumed> {
+        self.resumed
     }
 
     fn none_yet() -> LogSources {
         LogSources {
             file: None,
+            resumed: None,
             sql: None,
             off_reason: None,
             suspects: Vec::new(),
@@ -86,7 +107,7 @@ impl LogSources {
 
     fn collect_suspects(&mut self) {
         let taken = [
-            self.file.as_mut().map(LogFollower::take_suspects),
+            self.file.as_mut().map(|(f, _)| f.take_suspects()),
             self.sql.as_mut().map(SqlLogReader::take_suspects),
         ];
         for (lines, dropped) in taken.into_iter().flatten() {
@@ -103,7 +124,7 @@ impl LogSources {
 
     /// Read at most about `budget` bytes of log per poll.
     pub fn set_budget(&mut self, budget: u64) {
-        if let Some(file) = &mut self.file {
+        if let Some((file, _)) = &mut self.file {
             file.set_budget(budget);
         }
         if let Some(sql) = &mut self.sql {
@@ -113,7 +134,7 @@ impl LogSources {
 
     /// The last poll stopped at its budget: the log holds more than was read, and the next poll goes on.
     pub fn is_behind(&self) -> bool {
-        self.file.as_ref().is_some_and(LogFollower::is_behind) || self.sql.as_ref().is_some_and(SqlLogReader::is_behind)
+        self.file.as_ref().is_some_and(|(f, _)| f.is_behind()) || self.sql.as_ref().is_some_and(SqlLogReader::is_behind)
     }
 
     /// New connection events since the last call, from at most one budget of log. A source that fails is
@@ -127,7 +148,7 @@ impl LogSources {
     /// Refused attempts and setting changes read since the last call (bounded by what one poll reads).
     pub fn take_news(&mut self) -> LogNews {
         let mut news = LogNews::default();
-        if let Some(file) = &mut self.file {
+        if let Some((file, _)) = &mut self.file {
             news.extend(file.take_news());
         }
         if let Some(sql) = &mut self.sql {
@@ -137,7 +158,7 @@ impl LogSources {
     }
 
     async fn poll_sources(&mut self, client: &Client) -> Vec<ConnectionEvent> {
-        if let Some(file) = &mut self.file {
+        if let Some((file, _)) = &mut self.file {
             match file.poll() {
                 Ok(events) => return events,
                 Err(e) => {
@@ -161,7 +182,7 @@ impl LogSources {
     /// One line per source: what is on and what it can miss.
     pub fn describe(&self) -> Vec<String> {
         let mut lines = vec![POLL_LIMITATION.to_string()];
-        if let Some(file) = &self.file {
+        if let Some((file, _)) = &self.file {
             lines.push(logsource::limitations(&file.source()));
         }
         if let Some(sql) = &self.sql {
@@ -181,6 +202,12 @@ impl LogSources {
         }
         lines
     }
+}
+
+/// A followed file's name among the ledger's log positions: the path as given, so a rotation (a new file at
+/// the same path) is the same source.
+pub fn file_source_key(path: &Path) -> String {
+    format!("file:{}", path.display())
 }
 
 /// The file's own extension decides csv/json; plain files use the server's log_line_prefix.

@@ -273,7 +273,14 @@ impl Service {
         // The file follower survives reconnects; the SQL reader starts over on the new connection.
         if self.logs.is_none() || self.setup.server_log.is_none() {
             let mut logs =
-                match LogSources::open(&client, self.setup.server_log.as_deref(), self.setup.log_from_start).await {
+                match LogSources::open(
+                    &client,
+                    self.setup.server_log.as_deref(),
+                    self.setup.log_from_start,
+                    &self.setup.ledger,
+                )
+                .await
+                {
                     Ok(logs) => logs,
                     Err(e) => LogSources::none(&e.to_string()),
                 };
@@ -327,6 +334,10 @@ impl Service {
         );
         if let Some(latest) = self.probe_connections.back().map(|c| c.at) {
             self.probe_connections.retain(|c| latest - c.at <= PROBE_KEEP_FOR);
+        }
+        // In the same write as what it covers: a restart reads on from here, never applying a line twice.
+        if let Some(position) = logs.position() {
+            entries.extend(self.setup.ledger.note_log_position(position));
         }
         self.journal(&entries);
     }

@@ -510,6 +510,7 @@ mod tests {
             address: Some(address.into()),
             replication: false,
             hba_line: None,
+            pid: None,
         }
     }
 

@@ -8,6 +8,7 @@
 //! last poll and a damaged line costs only that line.
 
 mod refused;
+mod resume;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use self::refused::{
     FloorSince, HourCount, RefusalKind, RefusedRecord, RefusedView, SinceSource, UNKNOWN_ADDRESS, floor_since,
 };
+pub use self::resume::{HASHED_LINE_MAX, LogPosition, head_hash, last_line_hash, line_hash};
 use crate::model::{ConnClass, Session, Setting, Snapshot};
 
 /// Which fields identify a client. Pooled apps connect from many addresses: drop the address for them.
@@ -488,6 +490,9 @@ pub enum Entry {
         /// The pg_hba.conf line that let it in, when the log said.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         hba_line: Option<u32>,
+        /// A session from the log near the latest poll: its pid, so that a poll after a restart knows it is counted.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pid: Option<i32>,
     },
     /// An attempt refused before authorization (failed TLS handshake, pg_hba.conf), from the log.
     Refused(crate::logsource::RefusedAttempt),
@@ -509,6 +514,23 @@ pub enum Entry {
     Client(ClientRecord),
     /// Sessions of clients beyond the identity cap, compacted.
     Others(ClientRecord),
+    /// How far a log source has been applied (see [`LogPosition`]).
+    LogPosition(LogPosition),
+    /// A session a poll saw connected, by pid and start: after a restart it is the same session, not a new one.
+    Live {
+        pid: i32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        start: Option<DateTime<Utc>>,
+        key: ClientKey,
+    },
+    /// A session in [`Entry::Live`] that a later poll no longer saw.
+    Ended {
+        pid: i32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        start: Option<DateTime<Utc>>,
+    },
+    /// A session counted from its log line that no poll has seen yet (compacted form of a `session` with a pid).
+    LogPending { pid: i32, at: DateTime<Utc> },
 }
 
 /// A session connected at the latest poll, by pid. Pids are reused, so the start time tells sessions apart.
@@ -566,6 +588,8 @@ pub struct Ledger {
     pinned_since: Option<DateTime<Utc>>,
     /// Positions found evictable by the last scan, least recently seen last.
     spare: Vec<usize>,
+    /// How far each log source has been applied, by [`LogPosition::source`].
+    log_positions: BTreeMap<String, LogPosition>,
     /// New identities still to send to the others record before scanning again, after a scan found none.
     skip_scans: usize,
 }
@@ -705,6 +729,7 @@ impl Ledger {
                         address: s.client_addr.clone(),
                         replication: s.backend_type.as_deref() == Some("walsender"),
                         hba_line: None,
+                        pid: None,
                     };
                     self.apply(&entry);
                     entries.push(entry);
@@ -719,6 +744,13 @@ impl Ledger {
                 }
                 None => unrecorded.push(s.pid),
             }
+            if !was_live {
+                entries.push(Entry::Live {
+                    pid: s.pid,
+                    start: s.backend_start,
+                    key: key.clone(),
+                });
+            }
             live.insert(
                 s.pid,
                 Live {
@@ -728,6 +760,18 @@ impl Ledger {
                 },
             );
         }
+        // Journalled so that a restart knows which sessions it already counted; a pid reused by a new backend is
+        // replaced by that backend's own `live` line instead.
+        let mut ended: Vec<_> = previous
+            .into_iter()
+            .filter(|(pid, _)| !live.contains_key(pid))
+            .map(|(pid, l)| Entry::Ended { pid, start: l.start })
+            .collect();
+        ended.sort_by_key(|e| match e {
+            Entry::Ended { pid, .. } => *pid,
+            _ => 0,
+        });
+        entries.extend(ended);
         for pid in &unrecorded {
             if let Some(l) = live.get_mut(pid) {
                 l.record = self.index.get(&l.key).copied();
@@ -793,6 +837,7 @@ impl Ledger {
                         address: c.address.clone(),
                         replication: false,
                         hba_line: None,
+                        pid: None,
                     };
                     self.apply(&entry);
                     entries.push(entry);
@@ -856,6 +901,11 @@ impl Ledger {
             (None, false, true) => ConnClass::Gss,
             (None, false, false) => ConnClass::PlainTcp,
         };
+        // Only a line near the latest poll can be matched by the next one; remembering every pid of a long log
+        // read from its start would grow with the log.
+        let pending = self
+            .last_poll
+            .is_none_or(|t| (ev.at - t).abs() <= SAME_SESSION_WITHIN * 6);
         let entry = Entry::Session {
             at: ev.at,
             key: ClientKey::new(
@@ -872,15 +922,8 @@ impl Ledger {
             address: ev.client_addr.clone(),
             replication: ev.replication,
             hba_line: ev.hba_line,
+            pid: pending.then_some(ev.pid),
         };
-        // Only a line near the latest poll can be matched by the next one; remembering every pid of a long log
-        // read from its start would grow with the log.
-        if self
-            .last_poll
-            .is_none_or(|t| (ev.at - t).abs() <= SAME_SESSION_WITHIN * 6)
-        {
-            self.from_log.insert(ev.pid, ev.at);
-        }
         self.apply(&entry);
         Some(entry)
     }
@@ -923,7 +966,11 @@ impl Ledger {
                 address,
                 replication,
                 hba_line,
+                pid,
             } => {
+                if let (Source::Log, Some(pid)) = (source, pid) {
+                    self.from_log.insert(*pid, *at);
+                }
                 let session = RecentSession {
                     at: *at,
                     class: *class,
@@ -958,6 +1005,14 @@ impl Ledger {
             }
             Entry::Refused(attempt) => self.apply_refused(attempt),
             Entry::RefusedAddress(record) => self.apply_refused_record(record),
+            Entry::LogPosition(position) => {
+                self.log_positions.insert(position.source.clone(), position.clone());
+            }
+            Entry::Live { pid, start, key } => self.apply_live(*pid, *start, key),
+            Entry::Ended { pid, start } => self.apply_ended(*pid, *start),
+            Entry::LogPending { pid, at } => {
+                self.from_log.insert(*pid, *at);
+            }
             Entry::LogSetting(change) => {
                 self.logged_settings.push_back(change.clone());
                 while self.logged_settings.len() > self.caps.settings_changes.max(1) {
@@ -1079,6 +1134,8 @@ impl Ledger {
             .chain(self.others.iter().cloned().map(Entry::Others))
             .chain(self.refused.values().cloned().map(Entry::RefusedAddress))
             .chain(self.refused_others.iter().cloned().map(Entry::RefusedAddress))
+            // After the clients: a live session's line finds its record.
+            .chain(self.compacted_resume())
     }
 }
 
@@ -1092,8 +1149,10 @@ mod tests {
         let mut ledger = Ledger::new(KeyFields::default());
         let snap = fixtures::snapshot();
         let first = ledger.observe_snapshot(&snap, false);
-        // 11 sessions besides the monitor, plus one heartbeat and the server's settings as first seen.
-        assert_eq!(first.len(), 13);
+        // 11 sessions besides the monitor, plus one heartbeat and the server's settings as first seen; and each
+        // session as live, for a restart.
+        let live = first.iter().filter(|e| matches!(e, Entry::Live { .. })).count();
+        assert_eq!((first.len() - live, live), (13, 11));
         let mut later = snap.clone();
         later.taken_at += Duration::seconds(2);
         assert!(
@@ -1186,6 +1245,7 @@ mod tests {
             address: Some(address.into()),
             replication: false,
             hba_line: None,
+            pid: None,
         }
     }
 

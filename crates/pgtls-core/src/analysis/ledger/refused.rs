@@ -521,6 +521,7 @@ mod tests {
             address: Some(addr.into()),
             replication: false,
             hba_line: None,
+            pid: None,
         });
     }
 

@@ -1,0 +1,160 @@
+//! Restarts count nothing twice (issue 27, item 3): `check` run again on the same ledger and log, a collector
+//! restarted on its ledger, and a log rotated or truncated between runs all give the counts of one long run.
+
+use crate::common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use pgtls::lab::{Lab, SUPERUSER, SessionKind};
+use serde_json::Value;
+
+fn conninfo(lab: &Lab) -> String {
+    format!(
+        "{} sslmode=verify-full sslrootcert={}",
+        lab.conninfo(SUPERUSER)
+            .replace("host=127.0.0.1", "host=localhost hostaddr=127.0.0.1"),
+        lab.certs.ca_cert.display()
+    )
+}
+
+/// Sessions per application in the ledger at `path`, as `pgtls ledger --format json` exports them.
+fn counts(path: &Path, home: &Path) -> BTreeMap<String, u64> {
+    let out = common::pgtls(&["ledger", &path.display().to_string(), "--format", "json"], home);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let clients: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut by_app = BTreeMap::new();
+    for c in clients.as_array().unwrap() {
+        let app = c["key"]["application"].as_str().unwrap_or_default().to_string();
+        *by_app.entry(app).or_default() += c["sessions"].as_u64().unwrap();
+    }
+    by_app
+}
+
+fn check(lab: &Lab, ledger: &Path, log: &Path, home: &Path) -> Value {
+    let out = common::pgtls(
+        &[
+            "check",
+            &conninfo(lab),
+            "--server-log",
+            &log.display().to_string(),
+            "--ledger",
+            &ledger.display().to_string(),
+            "--format",
+            "json",
+        ],
+        home,
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Wait until the lab's log names `app` `n` times in "connection authorized" lines.
+async fn logged(lab: &Lab, app: &str, n: usize) {
+    let needle = format!("application_name={app}");
+    common::wait_until(&format!("{n} log lines of {app}"), Duration::from_secs(30), async || {
+        let text = std::fs::read_to_string(&lab.log_file).unwrap_or_default();
+        let seen = text.lines().filter(|l| l.contains(&needle)).count();
+        if seen >= n { Ok(()) } else { Err(seen) }
+    })
+    .await;
+}
+
+/// Three runs of `check --ledger L --server-log F` with nothing new in between report the same sessions: a
+/// long-lived session is one session across runs, and log lines applied once are not applied again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_run_three_times_counts_the_same_sessions() {
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let handle = lab.clone_for_clients();
+    let _long = handle.open(SessionKind::Tls12, "app", "billing-legacy").await.unwrap();
+    for _ in 0..3 {
+        drop(handle.open(SessionKind::Tls12, "reports", "nightly-cron").await.unwrap());
+    }
+    logged(&lab, "nightly-cron", 3).await;
+    let ledger = home.path().join("ledger.jsonl");
+    let mut seen = Vec::new();
+    for run in 0..3 {
+        let json = check(&lab, &ledger, &lab.log_file, home.path());
+        let sessions = json["whatif"]["evidence"]["sessions"].as_u64().unwrap();
+        seen.push((sessions, counts(&ledger, home.path())));
+        if run == 0 {
+            let by_app = &seen[0].1;
+            assert_eq!(by_app.get("billing-legacy"), Some(&1), "{by_app:?}");
+            assert_eq!(by_app.get("nightly-cron"), Some(&3), "{by_app:?}");
+        }
+    }
+    assert_eq!(seen[0], seen[1], "second run");
+    assert_eq!(seen[0], seen[2], "third run");
+
+    // A session connected since is counted once, by the next run and not again by the one after.
+    let _new = handle.open(SessionKind::Tls13, "app", "storefront").await.unwrap();
+    logged(&lab, "storefront", 1).await;
+    check(&lab, &ledger, &lab.log_file, home.path());
+    let after = counts(&ledger, home.path());
+    check(&lab, &ledger, &lab.log_file, home.path());
+    assert_eq!(counts(&ledger, home.path()), after);
+    assert_eq!(after.get("storefront"), Some(&1), "{after:?}");
+    assert_eq!(after.get("billing-legacy"), Some(&1), "{after:?}");
+}
+
+/// A log rotated (renamed away, a new file at the path) or truncated in place between two runs: the second run
+/// reads the new text from its start and nothing it applied before; the counts equal one run over all of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_or_truncated_log_resumes_without_counting_twice() {
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let handle = lab.clone_for_clients();
+    for _ in 0..2 {
+        drop(handle.open(SessionKind::Tls12, "reports", "first-batch").await.unwrap());
+    }
+    logged(&lab, "first-batch", 2).await;
+    let first = std::fs::read(&lab.log_file).unwrap();
+    for _ in 0..3 {
+        drop(handle.open(SessionKind::Tls12, "reports", "second-batch").await.unwrap());
+    }
+    logged(&lab, "second-batch", 3).await;
+    let all = std::fs::read(&lab.log_file).unwrap();
+    let second = &all[first.len()..];
+
+    // One run over the whole text: what the resumed runs must end with.
+    let whole = home.path().join("whole.log");
+    std::fs::write(&whole, &all).unwrap();
+    let reference = home.path().join("reference.jsonl");
+    check(&lab, &reference, &whole, home.path());
+    let expected = counts(&reference, home.path());
+    assert_eq!(expected.get("second-batch"), Some(&3), "{expected:?}");
+
+    for how in ["rotated", "truncated"] {
+        let log = home.path().join(format!("{how}.log"));
+        let ledger = home.path().join(format!("{how}.jsonl"));
+        std::fs::write(&log, &first).unwrap();
+        check(&lab, &ledger, &log, home.path());
+        let between = counts(&ledger, home.path());
+        assert_eq!(between.get("first-batch"), Some(&2), "{how}: {between:?}");
+        assert_eq!(between.get("second-batch"), None, "{how}: {between:?}");
+        match how {
+            "rotated" => {
+                std::fs::rename(&log, home.path().join("rotated.log.1")).unwrap();
+                std::fs::write(&log, second).unwrap();
+            }
+            _ => {
+                let file = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
+                file.set_len(0).unwrap();
+                drop(file);
+                std::fs::write(&log, second).unwrap();
+            }
+        }
+        check(&lab, &ledger, &log, home.path());
+        assert_eq!(counts(&ledger, home.path()), expected, "{how}");
+        // And once more: nothing new, nothing added.
+        check(&lab, &ledger, &log, home.path());
+        assert_eq!(counts(&ledger, home.path()), expected, "{how}, run again");
+    }
+}
