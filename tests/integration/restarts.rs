@@ -32,6 +32,26 @@ fn counts(path: &Path, home: &Path) -> BTreeMap<String, u64> {
     by_app
 }
 
+/// The sources of one application's record, as the Holdouts screen writes them.
+fn sources_of(path: &Path, home: &Path, app: &str) -> String {
+    let out = common::pgtls(&["ledger", &path.display().to_string(), "--format", "json"], home);
+    let clients: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sources: Vec<&str> = clients
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["key"]["application"] == app)
+        .flat_map(|c| c["sources"].as_array().unwrap().iter().filter_map(Value::as_str))
+        .collect();
+    match (sources.contains(&"poll"), sources.contains(&"log")) {
+        (true, true) => "poll+log",
+        (true, false) => "poll",
+        (false, true) => "log",
+        _ => "",
+    }
+    .to_string()
+}
+
 fn check(lab: &Lab, ledger: &Path, log: &Path, home: &Path) -> Value {
     let out = common::pgtls(
         &[
@@ -58,11 +78,15 @@ fn check(lab: &Lab, ledger: &Path, log: &Path, home: &Path) -> Value {
 /// Wait until the lab's log names `app` `n` times in "connection authorized" lines.
 async fn logged(lab: &Lab, app: &str, n: usize) {
     let needle = format!("application_name={app}");
-    common::wait_until(&format!("{n} log lines of {app}"), Duration::from_secs(30), async || {
-        let text = std::fs::read_to_string(&lab.log_file).unwrap_or_default();
-        let seen = text.lines().filter(|l| l.contains(&needle)).count();
-        if seen >= n { Ok(()) } else { Err(seen) }
-    })
+    common::wait_until(
+        &format!("{n} log lines of {app}"),
+        Duration::from_secs(30),
+        async || {
+            let text = std::fs::read_to_string(&lab.log_file).unwrap_or_default();
+            let seen = text.lines().filter(|l| l.contains(&needle)).count();
+            if seen >= n { Ok(()) } else { Err(seen) }
+        },
+    )
     .await;
 }
 
@@ -75,7 +99,12 @@ async fn check_run_three_times_counts_the_same_sessions() {
     let handle = lab.clone_for_clients();
     let _long = handle.open(SessionKind::Tls12, "app", "billing-legacy").await.unwrap();
     for _ in 0..3 {
-        drop(handle.open(SessionKind::Tls12, "reports", "nightly-cron").await.unwrap());
+        drop(
+            handle
+                .open(SessionKind::Tls12, "reports", "nightly-cron")
+                .await
+                .unwrap(),
+        );
     }
     logged(&lab, "nightly-cron", 3).await;
     let ledger = home.path().join("ledger.jsonl");
@@ -117,7 +146,12 @@ async fn a_rotated_or_truncated_log_resumes_without_counting_twice() {
     logged(&lab, "first-batch", 2).await;
     let first = std::fs::read(&lab.log_file).unwrap();
     for _ in 0..3 {
-        drop(handle.open(SessionKind::Tls12, "reports", "second-batch").await.unwrap());
+        drop(
+            handle
+                .open(SessionKind::Tls12, "reports", "second-batch")
+                .await
+                .unwrap(),
+        );
     }
     logged(&lab, "second-batch", 3).await;
     let all = std::fs::read(&lab.log_file).unwrap();
@@ -156,5 +190,87 @@ async fn a_rotated_or_truncated_log_resumes_without_counting_twice() {
         // And once more: nothing new, nothing added.
         check(&lab, &ledger, &log, home.path());
         assert_eq!(counts(&ledger, home.path()), expected, "{how}, run again");
+    }
+}
+
+/// How many times `serve` is restarted on one ledger: the issue saw `tls13: 25` after 24; each restart costs about a
+/// second of the test's time here, so a dozen show the same with room to spare.
+const SERVE_RESTARTS: usize = 12;
+
+/// `serve` stopped and started again on the same ledger and log, many times: a client connected once is one
+/// session, and `pgtls_connections_refused_total` does not grow without new refusals in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_restarted_many_times_counts_the_same() {
+    use crate::serve::{Serve, samples};
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let handle = lab.clone_for_clients();
+    let _long = handle.open(SessionKind::Tls13, "app", "storefront").await.unwrap();
+    let _old = handle.open(SessionKind::Tls12, "app", "billing-legacy").await.unwrap();
+    lab.set_config("ssl_min_protocol_version", "TLSv1.3").await.unwrap();
+    common::wait_until("the floor in force", Duration::from_secs(10), async || {
+        match handle.open(SessionKind::Tls12, "reports", "nightly-cron").await {
+            Ok(s) => Err(s.pid),
+            Err(_) => Ok(()),
+        }
+    })
+    .await;
+    let ledger = home.path().join("orders.jsonl");
+    let targets = home.path().join("targets.toml");
+    std::fs::write(
+        &targets,
+        format!(
+            "[[target]]\nname = \"orders\"\nconninfo = \"{} application_name=pgtls-serve-monitor\"\n\
+             server_log = \"{}\"\nledger = \"{}\"\n",
+            lab.conninfo(SUPERUSER),
+            lab.log_file.display(),
+            ledger.display()
+        ),
+    )
+    .unwrap();
+    let targets_arg = targets.display().to_string();
+    let mut seen: Option<(BTreeMap<String, u64>, BTreeMap<String, f64>)> = None;
+    for round in 0..=SERVE_RESTARTS {
+        // No probe during the test: its refused handshakes would be new log lines between rounds.
+        let serve = Serve::start(
+            &[
+                "--targets",
+                &targets_arg,
+                "--interval",
+                "1",
+                "--probe-interval",
+                "86400",
+            ],
+            home.path(),
+        );
+        // Up, with its history in (the history follows the journal's write of the poll and the log read).
+        let refused = common::wait_until("serve's history", Duration::from_secs(60), async || {
+            let text = serve.get("/metrics").map(|r| r.1).unwrap_or_default();
+            let refused = samples(&text, "pgtls_connections_refused_total");
+            let clients = samples(&text, "pgtls_clients");
+            if !refused.is_empty() && !clients.is_empty() {
+                Ok(refused)
+            } else {
+                Err(text)
+            }
+        })
+        .await;
+        let pid = nix::unistd::Pid::from_raw(serve.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let mut serve = serve;
+        serve.child.wait().unwrap();
+        let now = (counts(&ledger, home.path()), refused);
+        assert_eq!(now.0.get("storefront"), Some(&1), "round {round}: {:?}", now.0);
+        assert_eq!(now.0.get("billing-legacy"), Some(&1), "round {round}: {:?}", now.0);
+        // Seen by both sources, and still so after a restart (not one session per source, nor "poll" alone).
+        assert_eq!(
+            sources_of(&ledger, home.path(), "billing-legacy"),
+            "poll+log",
+            "round {round}"
+        );
+        match &seen {
+            None => seen = Some(now),
+            Some(first) => assert_eq!(&now, first, "after {round} restart(s)"),
+        }
     }
 }

@@ -272,18 +272,17 @@ impl Service {
         self.hba = hba;
         // The file follower survives reconnects; the SQL reader starts over on the new connection.
         if self.logs.is_none() || self.setup.server_log.is_none() {
-            let mut logs =
-                match LogSources::open(
-                    &client,
-                    self.setup.server_log.as_deref(),
-                    self.setup.log_from_start,
-                    &self.setup.ledger,
-                )
-                .await
-                {
-                    Ok(logs) => logs,
-                    Err(e) => LogSources::none(&e.to_string()),
-                };
+            let mut logs = match LogSources::open(
+                &client,
+                self.setup.server_log.as_deref(),
+                self.setup.log_from_start,
+                &self.setup.ledger,
+            )
+            .await
+            {
+                Ok(logs) => logs,
+                Err(e) => LogSources::none(&e.to_string()),
+            };
             if let Some(budget) = self.setup.log_budget {
                 logs.set_budget(budget);
             }

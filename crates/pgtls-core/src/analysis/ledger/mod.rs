@@ -531,6 +531,9 @@ pub enum Entry {
     },
     /// A session counted from its log line that no poll has seen yet (compacted form of a `session` with a pid).
     LogPending { pid: i32, at: DateTime<Utc> },
+    /// A session counted by one source was seen by the other too: the client's record names both, after a
+    /// restart as well.
+    SeenBy { key: ClientKey, source: Source },
 }
 
 /// A session connected at the latest poll, by pid. Pids are reused, so the start time tells sessions apart.
@@ -715,9 +718,7 @@ impl Ledger {
                 if logged {
                     // Counted already from its log line: only note that polls see it too.
                     self.from_log.remove(&s.pid);
-                    if let Some(i) = self.index.get(&key) {
-                        self.records[*i].sources.insert(Source::Poll);
-                    }
+                    entries.extend(self.seen_by(&key, Source::Poll));
                 } else {
                     let entry = Entry::Session {
                         at,
@@ -890,10 +891,11 @@ impl Ledger {
             .filter(|l| l.start.is_none_or(|s| (s - ev.at).abs() <= SAME_SESSION_WITHIN));
         if let Some(live) = polled {
             // Counted already by a poll: only note that the log sees it too, as a poll after a log line does.
-            if let Some(i) = live.record.or_else(|| self.index.get(&live.key).copied()) {
-                self.records[i].sources.insert(Source::Log);
-            }
-            return None;
+            let key = live
+                .record
+                .map(|i| self.records[i].key.clone())
+                .unwrap_or_else(|| live.key.clone());
+            return self.seen_by(&key, Source::Log);
         }
         let class = match (&ev.tls, ev.local_socket, ev.gss_encrypted) {
             (Some(t), _, _) => ConnClass::from_tls_version(&t.version),
@@ -923,6 +925,20 @@ impl Ledger {
             replication: ev.replication,
             hba_line: ev.hba_line,
             pid: pending.then_some(ev.pid),
+        };
+        self.apply(&entry);
+        Some(entry)
+    }
+
+    /// Note that `source` saw a session of `key` counted by the other source; the entry when that is news.
+    fn seen_by(&mut self, key: &ClientKey, source: Source) -> Option<Entry> {
+        let i = *self.index.get(key)?;
+        if self.records[i].sources.contains(&source) {
+            return None;
+        }
+        let entry = Entry::SeenBy {
+            key: key.clone(),
+            source,
         };
         self.apply(&entry);
         Some(entry)
@@ -1012,6 +1028,11 @@ impl Ledger {
             Entry::Ended { pid, start } => self.apply_ended(*pid, *start),
             Entry::LogPending { pid, at } => {
                 self.from_log.insert(*pid, *at);
+            }
+            Entry::SeenBy { key, source } => {
+                if let Some(i) = self.index.get(key) {
+                    self.records[*i].sources.insert(*source);
+                }
             }
             Entry::LogSetting(change) => {
                 self.logged_settings.push_back(change.clone());

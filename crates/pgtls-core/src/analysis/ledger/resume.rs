@@ -121,7 +121,11 @@ impl Ledger {
                 start: l.start,
                 key: l.key.clone(),
             }))
-            .chain(self.from_log.iter().map(|(pid, at)| Entry::LogPending { pid: *pid, at: *at }))
+            .chain(
+                self.from_log
+                    .iter()
+                    .map(|(pid, at)| Entry::LogPending { pid: *pid, at: *at }),
+            )
     }
 }
 
@@ -171,8 +175,16 @@ mod tests {
         let j = next.sessions.iter().rposition(|s| !s.monitor).unwrap();
         let gone = next.sessions.remove(j).pid;
         let entries = ledger.observe_snapshot(&next, false);
-        assert!(entries.iter().any(|e| matches!(e, Entry::Ended { pid, .. } if *pid == gone)));
-        assert!(entries.iter().any(|e| matches!(e, Entry::Live { pid, .. } if *pid == reused)));
+        assert!(
+            entries
+                .iter()
+                .any(|e| matches!(e, Entry::Ended { pid, .. } if *pid == gone))
+        );
+        assert!(
+            entries
+                .iter()
+                .any(|e| matches!(e, Entry::Live { pid, .. } if *pid == reused))
+        );
         assert_eq!(ledger.total_sessions(), counted + 1);
         let mut again = replayed(&ledger);
         next.taken_at += Duration::seconds(2);
