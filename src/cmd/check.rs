@@ -164,6 +164,7 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
     sources.extend(pooler_logs.describe());
     let mut report = assess(&snapshot, alerts, whatif, standing, sources);
     report.with_pooler_after(pooler_after);
+    report.with_log(logs.status());
 
     let mut out = std::io::stdout().lock();
     let written = match args.format {

@@ -10,6 +10,7 @@ use super::safe;
 pub use super::status::Status;
 use crate::analysis::after::{self, AfterChange, Standing};
 use crate::analysis::alerts::{Alert, Severity};
+use crate::analysis::sources::SourceStatus;
 use crate::analysis::whatif::{self, Verdict, WhatIf};
 use crate::model::{ClassCounts, Snapshot};
 
@@ -33,6 +34,14 @@ pub struct CheckReport {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pooler_after_change: Vec<after::PoolerAfter>,
     pub sources: Vec<String>,
+    /// The connection log's state: refusals are seen only there.
+    pub log: SourceStatus,
+    /// Addresses refused since the target took effect (0 before it does); `null` when the log is off, since no
+    /// other source sees a refusal: unknown, not zero.
+    pub refused: Option<usize>,
+    /// Why `refused` is unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused_unknown_reason: Option<String>,
     pub perfdata: String,
 }
 
@@ -138,14 +147,42 @@ pub fn assess(
         whatif,
         target_in_force,
         target_in_force_reason,
+        refused: Some(refused),
         after_change,
         pooler_after_change: Vec::new(),
         sources,
+        log: SourceStatus::On,
+        refused_unknown_reason: None,
         perfdata,
     }
 }
 
 impl CheckReport {
+    /// The connection log's state. Off, the number refused is unknown: `refused` is null with the reason, no
+    /// `refused=` perfdata, the text says "unknown (no log)", and once the target is in force an answer that
+    /// would be OK is UNKNOWN instead: pgtls cannot say nobody was refused when it could not see refusals. A
+    /// WARNING or CRITICAL from what it did see stands (it is true whatever the log holds).
+    pub fn with_log(&mut self, log: SourceStatus) {
+        if let SourceStatus::Off { reason } = &log {
+            self.refused = None;
+            self.refused_unknown_reason = Some(format!("no log: {reason}"));
+            self.perfdata = self
+                .perfdata
+                .split(' ')
+                .filter(|p| !p.starts_with("refused="))
+                .collect::<Vec<_>>()
+                .join(" ");
+            self.whatif.evidence.log_source = false;
+            if self.after_change.is_some() && self.status != Status::Unknown {
+                if self.status == Status::Ok {
+                    self.status = Status::Unknown;
+                }
+                self.summary = format!("refusals UNKNOWN (no log: {reason}); {}", self.summary);
+            }
+        }
+        self.log = log;
+    }
+
     /// Clients a pooler's own setting refused (its log) are refused clients of the target: CRITICAL, named in the
     /// summary unless an unseen session already makes the answer UNKNOWN.
     pub fn with_pooler_after(&mut self, poolers: Vec<after::PoolerAfter>) {
@@ -277,6 +314,9 @@ fn write_lines(r: &CheckReport, out: &mut dyn Write) -> std::io::Result<()> {
     }
     if let Some(a) = &r.after_change {
         write_after(a, out)?;
+        if r.refused.is_none() {
+            writeln!(out, "  refused: unknown (no log)")?;
+        }
     } else if let Some(reason) = &r.target_in_force_reason
         && r.target_in_force == "cannot tell"
     {
@@ -313,6 +353,9 @@ fn write_lines(r: &CheckReport, out: &mut dyn Write) -> std::io::Result<()> {
         )?;
     }
     writeln!(out, "Evidence: {}", t(&r.whatif.evidence.sentence()))?;
+    if let Some(reason) = &r.refused_unknown_reason {
+        writeln!(out, "Refused: unknown ({})", t(reason))?;
+    }
     for s in &r.sources {
         writeln!(out, "Source: {}", t(s))?;
     }

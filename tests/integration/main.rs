@@ -20,6 +20,7 @@ mod docs_cli;
 mod hostile;
 mod lab_lifecycle;
 mod layers;
+mod log_off;
 mod log_parsers_prop;
 mod logsource;
 mod msrv;

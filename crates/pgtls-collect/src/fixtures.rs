@@ -41,6 +41,8 @@ pub fn history() -> crate::collect::poller::History {
         logged_settings: Vec::new(),
         after: Vec::new(),
         pooler_after: Vec::new(),
+        status: crate::analysis::sources::HistoryStatus::default(),
+        ledger_write_errors: 0,
     }
 }
 

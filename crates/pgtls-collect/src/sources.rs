@@ -11,6 +11,7 @@ use tokio_postgres::Client;
 use crate::analysis::alerts::Alert;
 use crate::analysis::alerts::config::AlertsConfig;
 use crate::analysis::ledger::{Ledger, LogPosition};
+use crate::analysis::sources::SourceStatus;
 use crate::logsource::{self, ConnectionEvent, LogFollower, LogFormat, LogNews, Resumed, SqlLogReader, SuspectLine};
 
 pub struct LogSources {
@@ -18,6 +19,10 @@ pub struct LogSources {
     file: Option<(LogFollower, String)>,
     resumed: Option<Resumed>,
     sql: Option<SqlLogReader>,
+    /// The SQL reader has read once: until then it is not on.
+    sql_read: bool,
+    /// A file was named (`--server-log`): no hint to name one when it stops.
+    file_given: bool,
     /// Why the log source is off or stopped, to show the user.
     off_reason: Option<String>,
     /// The most recent lines refused as forged, oldest first, and how many there were in all.
@@ -59,6 +64,7 @@ impl LogSources {
             )?;
         Ok(LogSources {
             file: Some((follower, key)),
+            file_given: true,
             resumed: Some(resumed),
             ..LogSources::none_yet()
         })
@@ -80,6 +86,8 @@ impl LogSources {
             file: None,
             resumed: None,
             sql: None,
+            sql_read: false,
+            file_given: false,
             off_reason: None,
             suspects: Vec::new(),
             suspect_total: 0,
@@ -118,8 +126,23 @@ impl LogSources {
         self.suspects.drain(..excess);
     }
 
+    /// On once a read has succeeded (a file opened, the SQL reader's first read done): a reader that has not
+    /// read yet is not called on, so no output says "on" and then "off: permission denied" in one run.
     pub fn is_active(&self) -> bool {
-        self.file.is_some() || self.sql.is_some()
+        self.status().is_on()
+    }
+
+    /// The log source's state, as every output says it.
+    pub fn status(&self) -> SourceStatus {
+        if self.file.is_some() || (self.sql.is_some() && self.sql_read) {
+            return SourceStatus::On;
+        }
+        let reason = match (&self.off_reason, &self.sql) {
+            (Some(reason), _) => reason.clone(),
+            (None, Some(_)) => "not read yet".to_string(),
+            (None, None) => "no log source".to_string(),
+        };
+        SourceStatus::Off { reason }
     }
 
     /// Read at most about `budget` bytes of log per poll.
@@ -169,9 +192,12 @@ impl LogSources {
         }
         if let Some(sql) = &mut self.sql {
             match sql.poll(client).await {
-                Ok(events) => return events,
+                Ok(events) => {
+                    self.sql_read = true;
+                    return events;
+                }
                 Err(e) => {
-                    self.off_reason = Some(format!("log source off: {e}"));
+                    self.off_reason = Some(e.to_string());
                     self.sql = None;
                 }
             }
@@ -182,22 +208,26 @@ impl LogSources {
     /// One line per source: what is on and what it can miss.
     pub fn describe(&self) -> Vec<String> {
         let mut lines = vec![POLL_LIMITATION.to_string()];
-        if let Some((file, _)) = &self.file {
-            lines.push(logsource::limitations(&file.source()));
-        }
-        if let Some(sql) = &self.sql {
-            lines.push(logsource::limitations(&sql.source()));
+        match self.status() {
+            SourceStatus::Off { reason } => lines.push(if self.file_given {
+                format!("log source off: {reason}")
+            } else {
+                format!("log source off: {reason}; pass --server-log PATH to read the log file directly")
+            }),
+            SourceStatus::On | SourceStatus::Degraded { .. } => {
+                if let Some((file, _)) = &self.file {
+                    lines.push(logsource::limitations(&file.source()));
+                }
+                if let Some(sql) = self.sql.as_ref().filter(|_| self.sql_read) {
+                    lines.push(logsource::limitations(&sql.source()));
+                }
+            }
         }
         if let Some(latest) = self.suspects.last() {
             lines.push(format!(
                 "ALERT: {} forged-looking connection line(s) refused, kept out of the ledger; latest: {}",
                 self.suspect_total,
                 latest.sentence()
-            ));
-        }
-        if let Some(reason) = &self.off_reason {
-            lines.push(format!(
-                "{reason}; pass --server-log PATH to read the log file directly"
             ));
         }
         lines

@@ -258,7 +258,7 @@ async fn skip_to_end(client: &Client, state: &mut State) -> Result<(), LogSqlErr
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LogSqlError {
     /// A query failed: `what` pgtls was doing, the server's one-line `message`.
-    #[error("log source unavailable: {what}: {message}")]
+    #[error("{what}: {message}")]
     Unavailable {
         what: &'static str,
         message: String,
@@ -266,13 +266,13 @@ pub enum LogSqlError {
     },
     /// `logging_collector` is not on.
     #[error(
-        "log source unavailable: logging_collector is off, so the server keeps no log file \
+        "logging_collector is off, so the server keeps no log file \
                     that SQL can read (set logging_collector = on and restart)"
     )]
     CollectorOff,
     /// The role may not call `pg_current_logfile`.
     #[error(
-        "log source unavailable: role \"{role}\" may not read server log files (needs superuser, or \
+        "role \"{role}\" may not read server log files (needs superuser, or \
                  EXECUTE on pg_current_logfile and pg_read_binary_file or pg_read_file): asking pg_current_logfile: {message}"
     )]
     NoLogfileGrant {
@@ -281,11 +281,11 @@ pub enum LogSqlError {
         code: Option<SqlState>,
     },
     /// `pg_current_logfile(key)` returned NULL.
-    #[error("log source unavailable: pg_current_logfile('{key}') names no file (is {key} in log_destination?)")]
+    #[error("pg_current_logfile('{key}') names no file (is {key} in log_destination?)")]
     NoLogfile { key: &'static str },
     /// The role may call neither file reader.
     #[error(
-        "log source unavailable: role \"{role}\" may not read server log files (needs superuser, or EXECUTE \
+        "role \"{role}\" may not read server log files (needs superuser, or EXECUTE \
              on pg_read_binary_file or pg_read_file, plus pg_read_server_files when log_directory is outside \
              the data directory): {message}"
     )]
@@ -295,7 +295,7 @@ pub enum LogSqlError {
         code: Option<SqlState>,
     },
     /// Every shortened text read failed without an error to show.
-    #[error("log source unavailable: reading the log file failed")]
+    #[error("reading the log file failed")]
     ReadFailed,
 }
 
