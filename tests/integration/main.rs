@@ -17,6 +17,7 @@ mod dashboard_e2e;
 mod demo;
 mod demo_raise;
 mod docs_cli;
+mod full_disk;
 mod hostile;
 mod lab_lifecycle;
 mod layers;
