@@ -3,6 +3,8 @@
 //! the file is rewritten whole from memory once there is room (no torn line, no `PATH.tmp` left); a target whose
 //! ledger cannot be written or opened at start runs without it while the others run normally.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail by panicking")]
+
 use crate::common;
 
 use std::io::{Read, Write};

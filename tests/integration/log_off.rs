@@ -2,6 +2,8 @@
 //! log is off with its reason in every output, refusals are unknown (not zero), and `check` does not say OK
 //! about refusals it could not see.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail by panicking")]
+
 use crate::common;
 
 use std::time::Duration;

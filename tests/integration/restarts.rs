@@ -1,6 +1,8 @@
 //! Restarts count nothing twice (issue 27, item 3): `check` run again on the same ledger and log, a collector
 //! restarted on its ledger, and a log rotated or truncated between runs all give the counts of one long run.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail by panicking")]
+
 use crate::common;
 
 use std::collections::BTreeMap;
