@@ -113,7 +113,7 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
             entries.extend(pooler_logs.poll().iter().filter_map(|r| ledger.observe_refused(r)));
             // Journalled with what it covers, so the next run reads on from here (only with a ledger to keep it).
             if journal.is_some()
-                && let Some(position) = logs.position()
+                && let Some(position) = logs.position(collector.client()).await
             {
                 entries.extend(ledger.note_log_position(position));
             }

@@ -191,7 +191,11 @@ async fn serve_runs_every_target_through_a_full_disk_and_catches_up() {
                 .collect();
             let errors = metric(&text, "pgtls_ledger_write_errors_total", "target=\"full\"").unwrap_or(0.0);
             let ledger_up = metric(&text, "pgtls_source_up", "target=\"full\",source=\"ledger\"");
-            if ups.iter().all(|u| *u == Some(1.0)) && errors >= 1.0 && ledger_up == Some(0.0) {
+            // Each target's history in: its ledger source listed.
+            let others_in = ["fine", "dir"]
+                .iter()
+                .all(|t| metric(&text, "pgtls_source_up", &format!("target=\"{t}\",source=\"ledger\"")).is_some());
+            if ups.iter().all(|u| *u == Some(1.0)) && errors >= 1.0 && ledger_up == Some(0.0) && others_in {
                 Ok(())
             } else {
                 Err(text)

@@ -135,6 +135,78 @@ async fn check_run_three_times_counts_the_same_sessions() {
     assert_eq!(after.get("billing-legacy"), Some(&1), "{after:?}");
 }
 
+/// The same through SQL (no `--server-log`: `pg_current_logfile()` and `pg_read_binary_file()` as a superuser):
+/// the ledger remembers the server's file and offset, and a run after a rotation (`pg_rotate_logfile()`)
+/// finishes the old file before the new one, counting each session once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_through_sql_resumes_and_follows_a_rotation() {
+    let lab = Lab::start(pgtls::lab::LabOptions {
+        settings: vec![("logging_collector".into(), "on".into())],
+        ..Default::default()
+    })
+    .await
+    .unwrap_or_else(|e| common::fail(&format!("the lab cannot start: {e:#}")));
+    let home = tempfile::tempdir().unwrap();
+    let handle = lab.clone_for_clients();
+    let run = |ledger: &Path| {
+        let out = common::pgtls(
+            &[
+                "check",
+                &conninfo(&lab),
+                "--ledger",
+                &ledger.display().to_string(),
+                "--format",
+                "json",
+            ],
+            home.path(),
+        );
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["log"]["state"], "on", "{json:#}");
+        counts(ledger, home.path())
+    };
+    for _ in 0..3 {
+        drop(handle.open(SessionKind::Tls12, "reports", "sql-cron").await.unwrap());
+    }
+    let ledger = home.path().join("sql.jsonl");
+    // The log is written by the collector on its own time: wait until a run sees all three.
+    common::wait_until("three sessions through SQL", Duration::from_secs(30), async || {
+        let fresh = home.path().join("probe.jsonl");
+        let _ = std::fs::remove_file(&fresh);
+        let seen = run(&fresh).get("sql-cron").copied();
+        if seen == Some(3) { Ok(()) } else { Err(seen) }
+    })
+    .await;
+    let first = run(&ledger);
+    assert_eq!(first.get("sql-cron"), Some(&3), "{first:?}");
+    assert_eq!(run(&ledger), first, "second run");
+    assert_eq!(run(&ledger), first, "third run");
+
+    // Two more sessions, then the server switches to a new file: the next run finishes the old one and counts
+    // the two, once.
+    for _ in 0..2 {
+        drop(handle.open(SessionKind::Tls12, "reports", "sql-cron").await.unwrap());
+    }
+    lab.admin()
+        .await
+        .unwrap()
+        .batch_execute("SELECT pg_catalog.pg_rotate_logfile()")
+        .await
+        .unwrap();
+    drop(handle.open(SessionKind::Tls12, "reports", "sql-after").await.unwrap());
+    common::wait_until("the sessions after the rotation", Duration::from_secs(30), async || {
+        let now = run(&ledger);
+        if now.get("sql-after") == Some(&1) {
+            Ok(now)
+        } else {
+            Err(now)
+        }
+    })
+    .await;
+    let after = run(&ledger);
+    assert_eq!(after.get("sql-cron"), Some(&5), "{after:?}");
+    assert_eq!(after.get("sql-after"), Some(&1), "{after:?}");
+}
+
 /// A log rotated (renamed away, a new file at the path) or truncated in place between two runs: the second run
 /// reads the new text from its start and nothing it applied before; the counts equal one run over all of it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

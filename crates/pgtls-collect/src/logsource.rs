@@ -8,4 +8,4 @@ mod follow;
 mod sql;
 
 pub use self::follow::{LogFollower, Resumed};
-pub use self::sql::{LogSqlError, SqlLogReader};
+pub use self::sql::{LogSqlError, SQL_SOURCE, SqlLogReader};

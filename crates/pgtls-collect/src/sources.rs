@@ -47,8 +47,9 @@ impl LogSources {
         ledger: &Ledger,
     ) -> Result<LogSources, crate::files::FollowError> {
         let Some(path) = server_log else {
+            let resume = ledger.log_position(crate::logsource::SQL_SOURCE);
             return Ok(LogSources {
-                sql: Some(SqlLogReader::new(from_start)),
+                sql: Some(SqlLogReader::new(from_start).resuming(resume)),
                 ..LogSources::none_yet()
             });
         };
@@ -70,10 +71,12 @@ impl LogSources {
         })
     }
 
-    /// How far the followed file has been applied, to journal with what was applied from it.
-    pub fn position(&self) -> Option<LogPosition> {
-        let (file, key) = self.file.as_ref()?;
-        file.position(key).ok().flatten()
+    /// How far the log has been applied, to journal with what was applied from it.
+    pub async fn position(&mut self, client: &Client) -> Option<LogPosition> {
+        if let Some((file, key)) = &self.file {
+            return file.position(key).ok().flatten();
+        }
+        self.sql.as_mut()?.position(client).await
     }
 
     /// Where the followed file was taken up, given the ledger's position.

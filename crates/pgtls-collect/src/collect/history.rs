@@ -357,7 +357,7 @@ impl Service {
             self.probe_connections.retain(|c| latest - c.at <= PROBE_KEEP_FOR);
         }
         // In the same write as what it covers: a restart reads on from here, never applying a line twice.
-        if let Some(position) = logs.position() {
+        if let Some(position) = logs.position(client).await {
             entries.extend(self.setup.ledger.note_log_position(position));
         }
         self.journal(&entries);
