@@ -211,19 +211,20 @@ pub async fn run(
     events: mpsc::Sender<PollerEvent>,
 ) {
     let mut pooler_log_error = None;
-    let pooler_logs = match crate::pooler_logs::PoolerLogs::open(&setup.pooler_logs, setup.log_from_start) {
-        Ok(mut logs) => {
-            if let Some(budget) = setup.log_budget {
-                logs.set_budget(budget);
+    let pooler_logs =
+        match crate::pooler_logs::PoolerLogs::open_resuming(&setup.pooler_logs, setup.log_from_start, &setup.ledger) {
+            Ok(mut logs) => {
+                if let Some(budget) = setup.log_budget {
+                    logs.set_budget(budget);
+                }
+                logs
             }
-            logs
-        }
-        // Checked before the dashboard started; a file gone since is shown, not fatal.
-        Err(e) => {
-            pooler_log_error = Some(e.to_string());
-            crate::pooler_logs::PoolerLogs::default()
-        }
-    };
+            // Checked before the dashboard started; a file gone since is shown, not fatal.
+            Err(e) => {
+                pooler_log_error = Some(e.to_string());
+                crate::pooler_logs::PoolerLogs::default()
+            }
+        };
     let mut setup = setup;
     // The rewrite on opening failed (a full disk): the file is open and retried at every write; say so now.
     let journal_error = setup.journal.as_mut().and_then(Journal::take_open_error);
@@ -326,10 +327,13 @@ impl Service {
     /// One budget of the connection log, applied and journalled before anything more is read.
     async fn read_log(&mut self) {
         let refused = self.pooler_logs.poll();
-        let entries: Vec<_> = refused
+        let mut entries: Vec<_> = refused
             .iter()
             .filter_map(|r| self.setup.ledger.observe_refused(r))
             .collect();
+        for position in self.pooler_logs.positions() {
+            entries.extend(self.setup.ledger.note_log_position(position));
+        }
         self.journal(&entries);
         let (Some(logs), Some(client)) = (&mut self.logs, &self.client) else {
             return;
