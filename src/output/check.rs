@@ -510,4 +510,54 @@ mod class_tests {
             );
         }
     }
+
+    /// In force and clean as far as the polls see: OK with the log on; without it the refusals are unknown, so
+    /// UNKNOWN, `refused` null with the reason, and no `refused=` perfdata.
+    #[test]
+    fn without_the_log_a_clean_after_change_is_unknown_not_ok() {
+        let report = |log: SourceStatus| {
+            let mut snapshot = crate::fixtures::snapshot();
+            snapshot.sessions.retain(|s| s.class == crate::model::ConnClass::Tls13);
+            let mut after = crate::fixtures::history_after().after[0].report().cloned().unwrap();
+            after.refused.clear();
+            after.downgraded.clear();
+            after.lingering.clear();
+            after.log_connections_off = None;
+            let whatif = crate::fixtures::history().whatif[0].clone();
+            let mut r = assess(
+                &snapshot,
+                Vec::new(),
+                whatif,
+                Standing::InForce(Box::new(after)),
+                Vec::new(),
+            );
+            r.with_log(log);
+            r
+        };
+        let on = report(SourceStatus::On);
+        assert_eq!((on.status, on.refused), (Status::Ok, Some(0)));
+        assert!(on.perfdata.contains(" refused=0 "), "{}", on.perfdata);
+        let off = report(SourceStatus::Off {
+            reason: "permission denied for function pg_current_logfile".into(),
+        });
+        assert_eq!((off.status, off.refused), (Status::Unknown, None));
+        assert!(
+            off.summary.starts_with("refusals UNKNOWN (no log: permission denied"),
+            "{}",
+            off.summary
+        );
+        assert!(
+            !off.perfdata.split(' ').any(|p| p.starts_with("refused=")),
+            "{}",
+            off.perfdata
+        );
+        let json = serde_json::to_value(&off).unwrap();
+        assert!(json["refused"].is_null());
+        assert_eq!(json["log"]["state"], "off");
+        let mut out = Vec::new();
+        write_text(&off, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("  refused: unknown (no log)"), "{text}");
+        assert!(!text.contains("log source on"), "{text}");
+    }
 }
