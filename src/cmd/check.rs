@@ -61,7 +61,9 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
                 .map_err(unknown)?,
         );
     }
-    let mut pooler_logs = crate::pooler_logs::PoolerLogs::open(poolers.logs(), true).map_err(unknown)?;
+    // Checked before connecting (a missing file is a usage error), opened once the ledger says where to resume.
+    crate::pooler_logs::PoolerLogs::open(poolers.logs(), false).map_err(unknown)?;
+    let pooler_log_files = poolers.logs().to_vec();
     let mut collector = Collector::connect(&params)
         .await
         .map_err(|e| unknown(format!("cannot connect: {e}")))?
@@ -83,7 +85,9 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
         }
         None => None,
     };
-    let mut logs = LogSources::open(collector.client(), args.server_log.as_deref(), true)
+    let mut pooler_logs =
+        crate::pooler_logs::PoolerLogs::open_resuming(&pooler_log_files, true, &ledger).map_err(unknown)?;
+    let mut logs = LogSources::open(collector.client(), args.server_log.as_deref(), true, &ledger)
         .await
         .map_err(unknown)?;
 
@@ -111,6 +115,15 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
             entries.extend(news.changes.iter().filter_map(|c| ledger.observe_setting_change(c)));
             // The poolers' logs: clients turned away before the server ever saw them.
             entries.extend(pooler_logs.poll().iter().filter_map(|r| ledger.observe_refused(r)));
+            // Journalled with what it covers, so the next run reads on from here (only with a ledger to keep it).
+            if journal.is_some() {
+                if let Some(position) = logs.position(collector.client()).await {
+                    entries.extend(ledger.note_log_position(position));
+                }
+                for position in pooler_logs.positions() {
+                    entries.extend(ledger.note_log_position(position));
+                }
+            }
             if let Some(journal) = &mut journal {
                 journal.append(&entries, &ledger).map_err(unknown)?;
             }
@@ -158,6 +171,7 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
     sources.extend(pooler_logs.describe());
     let mut report = assess(&snapshot, alerts, whatif, standing, sources);
     report.with_pooler_after(pooler_after);
+    report.with_log(logs.status());
 
     let mut out = std::io::stdout().lock();
     let written = match args.format {

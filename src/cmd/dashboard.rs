@@ -127,6 +127,7 @@ pub async fn open(
         poll_timeout: chosen_timeout,
         log_budget: None,
         since: history.since,
+        ledger_off: None,
     };
     crate::tui::app::run(
         params,

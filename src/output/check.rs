@@ -11,6 +11,7 @@ pub use super::status::Status;
 use crate::analysis::after::{self, AfterChange, Standing};
 use crate::analysis::alerts::{Alert, Severity};
 use crate::analysis::platform::{ChangeStep, change_steps, log_steps};
+use crate::analysis::sources::SourceStatus;
 use crate::analysis::whatif::{self, Verdict, WhatIf};
 use crate::model::{ClassCounts, Platform, Snapshot};
 
@@ -34,6 +35,14 @@ pub struct CheckReport {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pooler_after_change: Vec<after::PoolerAfter>,
     pub sources: Vec<String>,
+    /// The connection log's state: refusals are seen only there.
+    pub log: SourceStatus,
+    /// Addresses refused since the target took effect (0 before it does); `null` when the log is off, since no
+    /// other source sees a refusal: unknown, not zero.
+    pub refused: Option<usize>,
+    /// Why `refused` is unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused_unknown_reason: Option<String>,
     pub perfdata: String,
     /// Where the server runs, and the marks that told it.
     pub platform: Platform,
@@ -151,9 +160,12 @@ pub fn assess(
         whatif,
         target_in_force,
         target_in_force_reason,
+        refused: Some(refused),
         after_change,
         pooler_after_change: Vec::new(),
         sources,
+        log: SourceStatus::On,
+        refused_unknown_reason: None,
         perfdata,
         platform: snapshot.platform.clone(),
         change_steps: change_steps(snapshot.platform.name, whatif_target),
@@ -162,6 +174,31 @@ pub fn assess(
 }
 
 impl CheckReport {
+    /// The connection log's state. Off, the number refused is unknown: `refused` is null with the reason, no
+    /// `refused=` perfdata, the text says "unknown (no log)", and once the target is in force an answer that
+    /// would be OK is UNKNOWN instead: pgtls cannot say nobody was refused when it could not see refusals. A
+    /// WARNING or CRITICAL from what it did see stands (it is true whatever the log holds).
+    pub fn with_log(&mut self, log: SourceStatus) {
+        if let SourceStatus::Off { reason } = &log {
+            self.refused = None;
+            self.refused_unknown_reason = Some(format!("no log: {reason}"));
+            self.perfdata = self
+                .perfdata
+                .split(' ')
+                .filter(|p| !p.starts_with("refused="))
+                .collect::<Vec<_>>()
+                .join(" ");
+            self.whatif.evidence.log_source = false;
+            if self.after_change.is_some() && self.status != Status::Unknown {
+                if self.status == Status::Ok {
+                    self.status = Status::Unknown;
+                }
+                self.summary = format!("refusals UNKNOWN (no log: {reason}); {}", self.summary);
+            }
+        }
+        self.log = log;
+    }
+
     /// Clients a pooler's own setting refused (its log) are refused clients of the target: CRITICAL, named in the
     /// summary unless an unseen session already makes the answer UNKNOWN.
     pub fn with_pooler_after(&mut self, poolers: Vec<after::PoolerAfter>) {
@@ -297,6 +334,9 @@ fn write_lines(r: &CheckReport, out: &mut dyn Write) -> std::io::Result<()> {
     }
     if let Some(a) = &r.after_change {
         write_after(a, out)?;
+        if r.refused.is_none() {
+            writeln!(out, "  refused: unknown (no log)")?;
+        }
     } else if let Some(reason) = &r.target_in_force_reason
         && r.target_in_force == "cannot tell"
     {
@@ -333,6 +373,9 @@ fn write_lines(r: &CheckReport, out: &mut dyn Write) -> std::io::Result<()> {
         )?;
     }
     writeln!(out, "Evidence: {}", t(&r.whatif.evidence.sentence()))?;
+    if let Some(reason) = &r.refused_unknown_reason {
+        writeln!(out, "Refused: unknown ({})", t(reason))?;
+    }
     for s in &r.sources {
         writeln!(out, "Source: {}", t(s))?;
     }
@@ -540,5 +583,55 @@ mod class_tests {
                 "{first}"
             );
         }
+    }
+
+    /// In force and clean as far as the polls see: OK with the log on; without it the refusals are unknown, so
+    /// UNKNOWN, `refused` null with the reason, and no `refused=` perfdata.
+    #[test]
+    fn without_the_log_a_clean_after_change_is_unknown_not_ok() {
+        let report = |log: SourceStatus| {
+            let mut snapshot = crate::fixtures::snapshot();
+            snapshot.sessions.retain(|s| s.class == crate::model::ConnClass::Tls13);
+            let mut after = crate::fixtures::history_after().after[0].report().cloned().unwrap();
+            after.refused.clear();
+            after.downgraded.clear();
+            after.lingering.clear();
+            after.log_connections_off = None;
+            let whatif = crate::fixtures::history().whatif[0].clone();
+            let mut r = assess(
+                &snapshot,
+                Vec::new(),
+                whatif,
+                Standing::InForce(Box::new(after)),
+                Vec::new(),
+            );
+            r.with_log(log);
+            r
+        };
+        let on = report(SourceStatus::On);
+        assert_eq!((on.status, on.refused), (Status::Ok, Some(0)));
+        assert!(on.perfdata.contains(" refused=0 "), "{}", on.perfdata);
+        let off = report(SourceStatus::Off {
+            reason: "permission denied for function pg_current_logfile".into(),
+        });
+        assert_eq!((off.status, off.refused), (Status::Unknown, None));
+        assert!(
+            off.summary.starts_with("refusals UNKNOWN (no log: permission denied"),
+            "{}",
+            off.summary
+        );
+        assert!(
+            !off.perfdata.split(' ').any(|p| p.starts_with("refused=")),
+            "{}",
+            off.perfdata
+        );
+        let json = serde_json::to_value(&off).unwrap();
+        assert!(json["refused"].is_null());
+        assert_eq!(json["log"]["state"], "off");
+        let mut out = Vec::new();
+        write_text(&off, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("  refused: unknown (no log)"), "{text}");
+        assert!(!text.contains("log source on"), "{text}");
     }
 }

@@ -300,6 +300,7 @@ mod tests {
                 address: Some("10.0.2.9".into()),
                 replication: false,
                 hba_line: None,
+                pid: None,
             });
         }
         let mut out = Vec::new();

@@ -12,6 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::analysis::after::Standing;
+use crate::analysis::sources::SourceStatus;
 use crate::analysis::whatif::Change;
 use crate::collect::engine::SharedState;
 #[cfg(test)]
@@ -179,6 +180,7 @@ pub fn render(states: &[SharedState], client_cap: usize) -> Result<String, std::
     let client_series = Family::<ClientLabels, Gauge>::default();
     let clients_not_listed = Family::<TargetLabel, Gauge>::default();
     let source_up = Family::<SourceLabels, Gauge>::default();
+    let ledger_errors = Family::<TargetLabel, Counter>::default();
     let source_last = Family::<SourceLabels, Gauge>::default();
     let source_rows = Family::<SourceLabels, Gauge>::default();
     let source_truncated = Family::<SourceLabels, Gauge>::default();
@@ -195,7 +197,7 @@ pub fn render(states: &[SharedState], client_cap: usize) -> Result<String, std::
         if let Some(snap) = &s.snapshot {
             last_poll.get_or_create(&t()).set(snap.taken_at.timestamp());
         }
-        for source in crate::analysis::sources::of_target(s.up, s.last_error.as_deref(), s.snapshot.as_deref()) {
+        for source in s.sources() {
             let labels = SourceLabels {
                 target: target.clone(),
                 source: label(&source.source.label()),
@@ -221,6 +223,9 @@ pub fn render(states: &[SharedState], client_cap: usize) -> Result<String, std::
         }
         // Counters keep their count while the target is down: it is still true, and their rates fall to zero.
         if let Some(history) = &s.history {
+            if history.status.ledger.is_some() {
+                ledger_errors.get_or_create(&t()).inc_by(history.ledger_write_errors);
+            }
             let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
             for r in &history.refused {
                 for (reason, n) in &r.record.reasons {
@@ -328,6 +333,8 @@ pub fn render(states: &[SharedState], client_cap: usize) -> Result<String, std::
                     })
                     .set(n);
             }
+            // Refusals are seen only in the log: without it their number is unknown, so no series, not a 0.
+            let log_on = history.status.log.as_ref().is_some_and(SourceStatus::is_on);
             for standing in &history.after {
                 let Standing::InForce(report) = standing else { continue };
                 for (kind, n) in [
@@ -335,6 +342,9 @@ pub fn render(states: &[SharedState], client_cap: usize) -> Result<String, std::
                     ("downgraded", report.downgraded.len()),
                     ("lingering", report.lingering.len()),
                 ] {
+                    if kind == "refused" && !log_on {
+                        continue;
+                    }
                     after
                         .get_or_create(&AfterLabels {
                             target: target.clone(),
@@ -450,6 +460,12 @@ pub fn render(states: &[SharedState], client_cap: usize) -> Result<String, std::
         "Whether each source of a target answered its last attempt (1) or not (0): source is poll, log, ledger \
          or pooler:<address>; a pooler's is absent while the target is down",
         source_up,
+    );
+    registry.register(
+        "pgtls_ledger_write_errors",
+        "Failed writes of the target's ledger file (each retry counts); memory keeps everything and the file is \
+         rewritten whole once a write succeeds",
+        ledger_errors,
     );
     registry.register(
         "pgtls_source_last_answer_timestamp_seconds",

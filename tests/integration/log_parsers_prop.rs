@@ -398,6 +398,7 @@ proptest! {
                 address: Some("10.0.0.1".into()),
                 replication: false,
                 hba_line: None,
+                pid: None,
             };
             text.push_str(&serde_json::to_string(&entry).unwrap());
             text.push('\n');

@@ -42,6 +42,8 @@ pub fn history() -> crate::collect::poller::History {
         after: Vec::new(),
         pooler_after: Vec::new(),
         trend: ledger.week(),
+        status: crate::analysis::sources::HistoryStatus::default(),
+        ledger_write_errors: 0,
     }
 }
 
@@ -115,6 +117,7 @@ pub fn ledger_after() -> (crate::analysis::ledger::Ledger, crate::model::Snapsho
         address: Some("10.0.0.154".into()),
         replication: false,
         hba_line: Some(91),
+        pid: None,
     });
     let snap = snapshot_after();
     ledger.observe_snapshot(&snap, true);
@@ -152,6 +155,7 @@ pub fn history_trend() -> crate::collect::poller::History {
         address: Some("10.0.0.7".into()),
         replication: false,
         hba_line: None,
+        pid: None,
     };
     for hours_ago in (0..168).rev() {
         let busy = if (hours_ago / 12) % 2 == 0 { 3 } else { 1 };

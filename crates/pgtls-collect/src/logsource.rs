@@ -7,5 +7,5 @@ pub use pgtls_core::logsource::*;
 mod follow;
 mod sql;
 
-pub use self::follow::LogFollower;
-pub use self::sql::{LogSqlError, SqlLogReader};
+pub use self::follow::{LogFollower, Resumed};
+pub use self::sql::{LogSqlError, SQL_SOURCE, SqlLogReader};

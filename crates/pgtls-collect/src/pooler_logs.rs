@@ -3,7 +3,14 @@
 
 use std::path::PathBuf;
 
+use crate::analysis::ledger::{Ledger, LogPosition};
 use crate::logsource::{self, LogFollower, LogFormat, Refusal, RefusedAttempt};
+
+/// A pooler's log among the ledger's log positions: by the pooler's address, so a new file at its path is the same
+/// source.
+fn source_key(pooler: &str) -> String {
+    format!("pooler:{pooler}")
+}
 
 struct PoolerLog {
     /// The pooler's address, as `--pgbouncer` names it.
@@ -22,15 +29,25 @@ pub struct PoolerLogs {
 impl PoolerLogs {
     /// Open each `(pooler address, file)`; with `from_start` false only what is written from now on is read.
     pub fn open(pairs: &[(String, PathBuf)], from_start: bool) -> Result<PoolerLogs, crate::files::FollowError> {
+        Self::open_resuming(pairs, from_start, &Ledger::default())
+    }
+
+    /// [`PoolerLogs::open`], each log taken up where `ledger` says it was applied up to (see
+    /// [`PoolerLogs::positions`]), so a restart counts no refusal twice.
+    pub fn open_resuming(
+        pairs: &[(String, PathBuf)],
+        from_start: bool,
+        ledger: &Ledger,
+    ) -> Result<PoolerLogs, crate::files::FollowError> {
         let mut logs = Vec::with_capacity(pairs.len());
         for (pooler, path) in pairs {
-            let follower = LogFollower::open(path.clone(), LogFormat::PgBouncer, from_start).map_err(|source| {
-                crate::files::FollowError {
+            let position = ledger.log_position(&source_key(pooler));
+            let (follower, _) = LogFollower::open_resuming(path.clone(), LogFormat::PgBouncer, from_start, position)
+                .map_err(|source| crate::files::FollowError {
                     flag: "--pgbouncer-log",
                     path: path.clone(),
                     source,
-                }
-            })?;
+                })?;
             logs.push(PoolerLog {
                 pooler: pooler.clone(),
                 follower,
@@ -44,6 +61,14 @@ impl PoolerLogs {
 
     pub fn is_empty(&self) -> bool {
         self.logs.is_empty()
+    }
+
+    /// How far each log has been applied, to journal with what was applied from it.
+    pub fn positions(&self) -> Vec<LogPosition> {
+        self.logs
+            .iter()
+            .filter_map(|l| l.follower.position(&source_key(&l.pooler)).ok().flatten())
+            .collect()
     }
 
     /// Read at most about `budget` bytes of each log per poll.
@@ -164,5 +189,28 @@ mod tests {
             "{:?}",
             logs.describe()
         );
+    }
+
+    /// Reopened on a ledger that noted how far it read, a pooler's log gives only the refusals written since.
+    #[test]
+    fn a_reopened_log_resumes_where_the_ledger_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pgbouncer.log");
+        append(&path, PLAIN.as_bytes());
+        append(&path, HANDSHAKE.as_bytes());
+        let pairs = [("127.0.0.1:6432".to_string(), path.clone())];
+        let mut ledger = Ledger::default();
+        let mut logs = PoolerLogs::open_resuming(&pairs, true, &ledger).unwrap();
+        assert_eq!(logs.poll().len(), 2);
+        for position in logs.positions() {
+            assert!(ledger.note_log_position(position).is_some());
+        }
+        let mut again = PoolerLogs::open_resuming(&pairs, true, &ledger).unwrap();
+        assert!(again.poll().is_empty(), "nothing read twice");
+        append(&path, PLAIN.replace("38770", "38790").as_bytes());
+        assert_eq!(again.poll().len(), 1);
+        // Without the ledger's position the whole file is read again, as before.
+        let mut fresh = PoolerLogs::open(&pairs, true).unwrap();
+        assert_eq!(fresh.poll().len(), 3);
     }
 }

@@ -10,11 +10,19 @@ use tokio_postgres::Client;
 
 use crate::analysis::alerts::Alert;
 use crate::analysis::alerts::config::AlertsConfig;
-use crate::logsource::{self, ConnectionEvent, LogFollower, LogFormat, LogNews, SqlLogReader, SuspectLine};
+use crate::analysis::ledger::{Ledger, LogPosition};
+use crate::analysis::sources::SourceStatus;
+use crate::logsource::{self, ConnectionEvent, LogFollower, LogFormat, LogNews, Resumed, SqlLogReader, SuspectLine};
 
 pub struct LogSources {
-    file: Option<LogFollower>,
+    /// The followed file, with its key among the ledger's positions.
+    file: Option<(LogFollower, String)>,
+    resumed: Option<Resumed>,
     sql: Option<SqlLogReader>,
+    /// The SQL reader has read once: until then it is not on.
+    sql_read: bool,
+    /// A file was named (`--server-log`): no hint to name one when it stops.
+    file_given: bool,
     /// Why the log source is off or stopped, to show the user.
     off_reason: Option<String>,
     /// The most recent lines refused as forged, oldest first, and how many there were in all.
@@ -30,35 +38,59 @@ pub const POLL_LIMITATION: &str =
     "poll: sees every session connected at each refresh; misses connections shorter than the interval";
 
 impl LogSources {
-    /// `server_log` names a file to follow; without it the SQL reader is tried on the first poll.
+    /// `server_log` names a file to follow; without it the SQL reader is tried on the first poll. A file the
+    /// ledger has read before is read on from where it was applied up to (see [`LogSources::position`]).
     pub async fn open(
         client: &Client,
         server_log: Option<&Path>,
         from_start: bool,
+        ledger: &Ledger,
     ) -> Result<LogSources, crate::files::FollowError> {
         let Some(path) = server_log else {
+            let resume = ledger.log_position(crate::logsource::SQL_SOURCE);
             return Ok(LogSources {
-                sql: Some(SqlLogReader::new(from_start)),
+                sql: Some(SqlLogReader::new(from_start).resuming(resume)),
                 ..LogSources::none_yet()
             });
         };
         let format = file_format(client, path).await;
-        let follower =
-            LogFollower::open(path.to_path_buf(), format, from_start).map_err(|source| crate::files::FollowError {
-                flag: "--server-log",
-                path: path.to_path_buf(),
-                source,
-            })?;
+        let key = file_source_key(path);
+        let (follower, resumed) =
+            LogFollower::open_resuming(path.to_path_buf(), format, from_start, ledger.log_position(&key)).map_err(
+                |source| crate::files::FollowError {
+                    flag: "--server-log",
+                    path: path.to_path_buf(),
+                    source,
+                },
+            )?;
         Ok(LogSources {
-            file: Some(follower),
+            file: Some((follower, key)),
+            file_given: true,
+            resumed: Some(resumed),
             ..LogSources::none_yet()
         })
+    }
+
+    /// How far the log has been applied, to journal with what was applied from it.
+    pub async fn position(&mut self, client: &Client) -> Option<LogPosition> {
+        if let Some((file, key)) = &self.file {
+            return file.position(key).ok().flatten();
+        }
+        self.sql.as_mut()?.position(client).await
+    }
+
+    /// Where the followed file was taken up, given the ledger's position.
+    pub fn resumed(&self) -> Option<Resumed> {
+        self.resumed
     }
 
     fn none_yet() -> LogSources {
         LogSources {
             file: None,
+            resumed: None,
             sql: None,
+            sql_read: false,
+            file_given: false,
             off_reason: None,
             suspects: Vec::new(),
             suspect_total: 0,
@@ -86,7 +118,7 @@ impl LogSources {
 
     fn collect_suspects(&mut self) {
         let taken = [
-            self.file.as_mut().map(LogFollower::take_suspects),
+            self.file.as_mut().map(|(f, _)| f.take_suspects()),
             self.sql.as_mut().map(SqlLogReader::take_suspects),
         ];
         for (lines, dropped) in taken.into_iter().flatten() {
@@ -97,13 +129,28 @@ impl LogSources {
         self.suspects.drain(..excess);
     }
 
+    /// On once a read has succeeded (a file opened, the SQL reader's first read done): a reader that has not
+    /// read yet is not called on, so no output says "on" and then "off: permission denied" in one run.
     pub fn is_active(&self) -> bool {
-        self.file.is_some() || self.sql.is_some()
+        self.status().is_on()
+    }
+
+    /// The log source's state, as every output says it.
+    pub fn status(&self) -> SourceStatus {
+        if self.file.is_some() || (self.sql.is_some() && self.sql_read) {
+            return SourceStatus::On;
+        }
+        let reason = match (&self.off_reason, &self.sql) {
+            (Some(reason), _) => reason.clone(),
+            (None, Some(_)) => "not read yet".to_string(),
+            (None, None) => "no log source".to_string(),
+        };
+        SourceStatus::Off { reason }
     }
 
     /// Read at most about `budget` bytes of log per poll.
     pub fn set_budget(&mut self, budget: u64) {
-        if let Some(file) = &mut self.file {
+        if let Some((file, _)) = &mut self.file {
             file.set_budget(budget);
         }
         if let Some(sql) = &mut self.sql {
@@ -113,7 +160,7 @@ impl LogSources {
 
     /// The last poll stopped at its budget: the log holds more than was read, and the next poll goes on.
     pub fn is_behind(&self) -> bool {
-        self.file.as_ref().is_some_and(LogFollower::is_behind) || self.sql.as_ref().is_some_and(SqlLogReader::is_behind)
+        self.file.as_ref().is_some_and(|(f, _)| f.is_behind()) || self.sql.as_ref().is_some_and(SqlLogReader::is_behind)
     }
 
     /// New connection events since the last call, from at most one budget of log. A source that fails is
@@ -127,7 +174,7 @@ impl LogSources {
     /// Refused attempts and setting changes read since the last call (bounded by what one poll reads).
     pub fn take_news(&mut self) -> LogNews {
         let mut news = LogNews::default();
-        if let Some(file) = &mut self.file {
+        if let Some((file, _)) = &mut self.file {
             news.extend(file.take_news());
         }
         if let Some(sql) = &mut self.sql {
@@ -137,7 +184,7 @@ impl LogSources {
     }
 
     async fn poll_sources(&mut self, client: &Client) -> Vec<ConnectionEvent> {
-        if let Some(file) = &mut self.file {
+        if let Some((file, _)) = &mut self.file {
             match file.poll() {
                 Ok(events) => return events,
                 Err(e) => {
@@ -148,9 +195,12 @@ impl LogSources {
         }
         if let Some(sql) = &mut self.sql {
             match sql.poll(client).await {
-                Ok(events) => return events,
+                Ok(events) => {
+                    self.sql_read = true;
+                    return events;
+                }
                 Err(e) => {
-                    self.off_reason = Some(format!("log source off: {e}"));
+                    self.off_reason = Some(e.to_string());
                     self.sql = None;
                 }
             }
@@ -161,11 +211,20 @@ impl LogSources {
     /// One line per source: what is on and what it can miss.
     pub fn describe(&self) -> Vec<String> {
         let mut lines = vec![POLL_LIMITATION.to_string()];
-        if let Some(file) = &self.file {
-            lines.push(logsource::limitations(&file.source()));
-        }
-        if let Some(sql) = &self.sql {
-            lines.push(logsource::limitations(&sql.source()));
+        match self.status() {
+            SourceStatus::Off { reason } => lines.push(if self.file_given {
+                format!("log source off: {reason}")
+            } else {
+                format!("log source off: {reason}; pass --server-log PATH to read the log file directly")
+            }),
+            SourceStatus::On | SourceStatus::Degraded { .. } => {
+                if let Some((file, _)) = &self.file {
+                    lines.push(logsource::limitations(&file.source()));
+                }
+                if let Some(sql) = self.sql.as_ref().filter(|_| self.sql_read) {
+                    lines.push(logsource::limitations(&sql.source()));
+                }
+            }
         }
         if let Some(latest) = self.suspects.last() {
             lines.push(format!(
@@ -174,13 +233,14 @@ impl LogSources {
                 latest.sentence()
             ));
         }
-        if let Some(reason) = &self.off_reason {
-            lines.push(format!(
-                "{reason}; pass --server-log PATH to read the log file directly"
-            ));
-        }
         lines
     }
+}
+
+/// A followed file's name among the ledger's log positions: the path as given, so a rotation (a new file at
+/// the same path) is the same source.
+pub fn file_source_key(path: &Path) -> String {
+    format!("file:{}", path.display())
 }
 
 /// The file's own extension decides csv/json; plain files use the server's log_line_prefix.

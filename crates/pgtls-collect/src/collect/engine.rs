@@ -56,6 +56,21 @@ pub struct TargetState {
     pub ledger_file: Option<PathBuf>,
     /// Why the engine could not start (it is tried again); `None` once it runs.
     pub start_error: Option<String>,
+    /// The ledger file is not being written (said once on stderr when it starts and when it ends).
+    pub ledger_failing: bool,
+}
+
+impl TargetState {
+    /// Every source of this target and its state: the poll, each pooler, the connection log, the ledger file.
+    pub fn sources(&self) -> Vec<crate::analysis::sources::SourceState> {
+        let history = self.history.as_deref().map(|h| h.status.clone()).unwrap_or_default();
+        crate::analysis::sources::of_target_with(
+            self.up,
+            self.last_error.as_deref(),
+            self.snapshot.as_deref(),
+            &history,
+        )
+    }
 }
 
 /// Shared with the endpoints. A poisoned lock (a panic while updating) still holds the last good data.
@@ -238,14 +253,26 @@ async fn prepare(
             .as_ref()
             .map(|d| d.join(format!("{}.ledger", file_stem(&name))))
     });
+    let mut ledger_off = None;
     let journal = match &ledger_file {
-        Some(path) => {
-            let (journal, report) = open_ledger(path, &mut ledger, options).await?;
-            if let Some(note) = report.message(path) {
-                log.say(&note);
+        Some(path) => match open_ledger(path, &mut ledger, options).await {
+            Ok((journal, report)) => {
+                if let Some(note) = report.message(path) {
+                    log.say(&note);
+                }
+                Some(journal)
             }
-            Some(journal)
-        }
+            // Held by another writer: waited for and retried, as the file is someone's.
+            Err(e @ OpenError::Lock(_)) => return Err(e.into()),
+            // A file that cannot be opened or read here (a full disk, a directory, a newer format): this target
+            // runs without a ledger and says so; the fleet's other targets are not held up by it.
+            Err(OpenError::File(e)) => {
+                log.say(&format!("{e}; running without a ledger"));
+                ledger = Ledger::new(options.key_fields);
+                ledger_off = Some(e.to_string());
+                None
+            }
+        },
         None => None,
     };
     state.lock().ledger_file = ledger_file.clone();
@@ -265,6 +292,7 @@ async fn prepare(
         log_budget: None,
         poll_timeout: options.poll_timeout,
         since: None,
+        ledger_off,
     };
     Ok((setup, poolers))
 }
@@ -346,11 +374,11 @@ fn apply(state: &SharedState, event: PollerEvent, log: &Log) {
             }
         }
         PollerEvent::Snapshot(snapshot) => take_snapshot(&mut s, snapshot, log),
-        PollerEvent::History(history) => s.history = Some(history),
+        PollerEvent::History(history) => take_history(&mut s, history, log),
         PollerEvent::Polled { snapshot, history } => {
             take_snapshot(&mut s, snapshot, log);
             if let Some(history) = history {
-                s.history = Some(history);
+                take_history(&mut s, history, log);
             }
         }
         PollerEvent::ForgedLogLines { total, .. } => {
@@ -379,6 +407,23 @@ fn apply(state: &SharedState, event: PollerEvent, log: &Log) {
             s.last_error_at = Some(at);
         }
     }
+}
+
+/// Keep the history; say on stderr once when the ledger file stops being written, and once when it is again.
+fn take_history(s: &mut TargetState, history: Box<History>, log: &Log) {
+    use crate::analysis::sources::SourceStatus;
+    // A ledger that could not be opened was said at the start; this is about writes that fail.
+    let failing = match &history.status.ledger {
+        Some(SourceStatus::Off { reason }) if history.ledger_write_errors > 0 => Some(reason.clone()),
+        _ => None,
+    };
+    match (&failing, s.ledger_failing) {
+        (Some(reason), false) => log.say(&format!("ledger not written: {reason}")),
+        (None, true) => log.say("ledger written again, whole, from memory"),
+        _ => {}
+    }
+    s.ledger_failing = failing.is_some();
+    s.history = Some(history);
 }
 
 fn take_snapshot(s: &mut TargetState, snapshot: Box<Snapshot>, log: &Log) {

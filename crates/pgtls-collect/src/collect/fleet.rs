@@ -42,14 +42,17 @@ impl Fleet {
             .iter()
             .map(|shared| {
                 let s = shared.lock();
-                crate::analysis::fleet::row(
+                let mut row = crate::analysis::fleet::row(
                     &s.name,
                     s.up,
                     s.last_error.as_deref(),
                     s.snapshot.as_deref(),
                     s.history.as_deref().map(|h| h.whatif.as_slice()),
                     s.probe.as_deref().map(crate::probe::ProbeReport::certificate),
-                )
+                );
+                // The log and the ledger file beside the poll and the poolers, as /metrics lists them.
+                row.sources = s.sources();
+                row
             })
             .collect()
     }

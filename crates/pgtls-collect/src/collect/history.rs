@@ -11,6 +11,7 @@ use tokio_postgres::Client;
 use super::poller::PollerEvent;
 use crate::analysis::after::{self, Standing};
 use crate::analysis::ledger::{ClientRecord, Journal, Ledger};
+use crate::analysis::sources::{HistoryStatus, SourceStatus};
 use crate::analysis::whatif::{self, Change, WhatIf};
 use crate::model::HbaRules;
 use crate::model::Snapshot;
@@ -42,6 +43,10 @@ pub struct History {
     /// Sessions and distinct clients by hour for the week ending with the latest moment watched (see
     /// [`crate::analysis::ledger::Trend`]): the Holdouts and What-if screens' sparklines.
     pub trend: crate::analysis::ledger::Trend,
+    /// The connection log's and the ledger file's state, as every output says it.
+    pub status: HistoryStatus,
+    /// Writes of the ledger file that failed (each retry counts), for `pgtls_ledger_write_errors_total`.
+    pub ledger_write_errors: u64,
 }
 
 /// The history side: the ledger, its journal, the connection log and the probe target.
@@ -61,6 +66,8 @@ pub struct HistorySetup {
     pub log_budget: Option<u64>,
     /// The user's poll timeout; `None` follows the interval (see [`super::poll_timeout`]).
     pub poll_timeout: Option<std::time::Duration>,
+    /// A ledger file was asked for and could not be opened: why (the target runs without one, and says so).
+    pub ledger_off: Option<String>,
     /// `--since`: when the change took effect, if nothing else can tell.
     pub since: Option<chrono::DateTime<chrono::Utc>>,
 }
@@ -79,6 +86,7 @@ impl HistorySetup {
             log_budget: None,
             poll_timeout: None,
             since: None,
+            ledger_off: None,
         }
     }
 }
@@ -124,6 +132,8 @@ pub fn history_of(
         after: Vec::new(),
         pooler_after: Vec::new(),
         trend: ledger.week(),
+        status: HistoryStatus::default(),
+        ledger_write_errors: 0,
     }
 }
 
@@ -172,8 +182,13 @@ struct Service {
     /// The poolers' own logs, read whether or not the server is connected.
     pooler_logs: crate::pooler_logs::PoolerLogs,
     hba: HbaRules,
-    /// A journal write failure is shown once, then the journal is dropped.
+    /// Why the ledger file is not up to date, while it is not: every write retries, rewriting it whole from the
+    /// ledger in memory, and a success clears this.
     journal_error: Option<crate::analysis::ledger::JournalError>,
+    /// Failed writes of the ledger file since the start.
+    journal_errors: u64,
+    /// Why this target keeps no ledger file although one was asked for (it could not be opened).
+    journal_off: Option<String>,
     /// The latest poll, folded into the ledger (before it there is no history to show).
     latest: Option<Box<Snapshot>>,
     /// Why a pooler log could not be opened.
@@ -197,27 +212,35 @@ pub async fn run(
     events: mpsc::Sender<PollerEvent>,
 ) {
     let mut pooler_log_error = None;
-    let pooler_logs = match crate::pooler_logs::PoolerLogs::open(&setup.pooler_logs, setup.log_from_start) {
-        Ok(mut logs) => {
-            if let Some(budget) = setup.log_budget {
-                logs.set_budget(budget);
+    let pooler_logs =
+        match crate::pooler_logs::PoolerLogs::open_resuming(&setup.pooler_logs, setup.log_from_start, &setup.ledger) {
+            Ok(mut logs) => {
+                if let Some(budget) = setup.log_budget {
+                    logs.set_budget(budget);
+                }
+                logs
             }
-            logs
-        }
-        // Checked before the dashboard started; a file gone since is shown, not fatal.
-        Err(e) => {
-            pooler_log_error = Some(e.to_string());
-            crate::pooler_logs::PoolerLogs::default()
-        }
-    };
+            // Checked before the dashboard started; a file gone since is shown, not fatal.
+            Err(e) => {
+                pooler_log_error = Some(e.to_string());
+                crate::pooler_logs::PoolerLogs::default()
+            }
+        };
+    let mut setup = setup;
+    // The rewrite on opening failed (a full disk): the file is open and retried at every write; say so now.
+    let journal_error = setup.journal.as_mut().and_then(Journal::take_open_error);
+    let journal_errors = u64::from(journal_error.is_some());
+    let journal_off = setup.ledger_off.take();
     let mut service = Service {
         setup,
+        journal_errors,
+        journal_off,
         client: None,
         logs: None,
         pooler_logs,
         pooler_log_error,
         hba: Err(crate::model::HbaUnreadable::NotReadYet),
-        journal_error: None,
+        journal_error,
         latest: None,
         forged_reported: 0,
         probe_rx,
@@ -273,11 +296,17 @@ impl Service {
         self.hba = hba;
         // The file follower survives reconnects; the SQL reader starts over on the new connection.
         if self.logs.is_none() || self.setup.server_log.is_none() {
-            let mut logs =
-                match LogSources::open(&client, self.setup.server_log.as_deref(), self.setup.log_from_start).await {
-                    Ok(logs) => logs,
-                    Err(e) => LogSources::none(&e.to_string()),
-                };
+            let mut logs = match LogSources::open(
+                &client,
+                self.setup.server_log.as_deref(),
+                self.setup.log_from_start,
+                &self.setup.ledger,
+            )
+            .await
+            {
+                Ok(logs) => logs,
+                Err(e) => LogSources::none(&e.to_string()),
+            };
             if let Some(budget) = self.setup.log_budget {
                 logs.set_budget(budget);
             }
@@ -299,10 +328,13 @@ impl Service {
     /// One budget of the connection log, applied and journalled before anything more is read.
     async fn read_log(&mut self) {
         let refused = self.pooler_logs.poll();
-        let entries: Vec<_> = refused
+        let mut entries: Vec<_> = refused
             .iter()
             .filter_map(|r| self.setup.ledger.observe_refused(r))
             .collect();
+        for position in self.pooler_logs.positions() {
+            entries.extend(self.setup.ledger.note_log_position(position));
+        }
         self.journal(&entries);
         let (Some(logs), Some(client)) = (&mut self.logs, &self.client) else {
             return;
@@ -329,16 +361,44 @@ impl Service {
         if let Some(latest) = self.probe_connections.back().map(|c| c.at) {
             self.probe_connections.retain(|c| latest - c.at <= PROBE_KEEP_FOR);
         }
+        // In the same write as what it covers: a restart reads on from here, never applying a line twice.
+        if let Some(position) = logs.position(client).await {
+            entries.extend(self.setup.ledger.note_log_position(position));
+        }
         self.journal(&entries);
     }
 
+    /// Append to the ledger file; after a failure every call retries (see [`Journal::append`]).
     fn journal(&mut self, entries: &[crate::analysis::ledger::Entry]) {
-        if let Some(journal) = &mut self.setup.journal
-            && let Err(e) = journal.append(entries, &self.setup.ledger)
-        {
-            self.journal_error = Some(e);
-            self.setup.journal = None;
+        if let Some(journal) = &mut self.setup.journal {
+            match journal.append(entries, &self.setup.ledger) {
+                Ok(()) => self.journal_error = None,
+                Err(e) => {
+                    self.journal_errors += 1;
+                    self.journal_error = Some(e);
+                }
+            }
         }
+    }
+
+    /// The log's and the ledger file's state now.
+    fn status(&self) -> HistoryStatus {
+        let log = match &self.logs {
+            Some(logs) => logs.status(),
+            None => SourceStatus::Off {
+                reason: "not connected yet".to_string(),
+            },
+        };
+        let ledger = if let Some(e) = &self.journal_error {
+            Some(SourceStatus::Off {
+                reason: format!("{e}; kept in memory, retried at every poll"),
+            })
+        } else if let Some(reason) = &self.journal_off {
+            Some(SourceStatus::Off { reason: reason.clone() })
+        } else {
+            self.setup.journal.as_ref().map(|_| SourceStatus::On)
+        };
+        HistoryStatus { log: Some(log), ledger }
     }
 
     /// Forged-line news, then the history if the dashboard asks for it. `Err` once the dashboard is gone.
@@ -393,7 +453,13 @@ impl Service {
             sources.push(e.clone());
         }
         if let Some(e) = &self.journal_error {
-            sources.push(format!("ledger not saved: {e}"));
+            sources.push(format!(
+                "ledger not saved: {e}; kept in memory and rewritten whole once it can be ({} failed write(s))",
+                self.journal_errors
+            ));
+        }
+        if let Some(reason) = &self.journal_off {
+            sources.push(format!("ledger off: {reason}; running without one"));
         }
         if self.probe_lines_ignored > 0 {
             sources.push(format!(
@@ -408,6 +474,13 @@ impl Service {
             sources,
             self.setup.ledger_file.clone(),
         );
+        history.status = self.status();
+        history.ledger_write_errors = self.journal_errors;
+        // The evidence says whether the log is read now, as the sources line does, never the opposite of it.
+        let log_on = history.status.log.as_ref().is_some_and(SourceStatus::is_on);
+        for w in &mut history.whatif {
+            w.evidence.log_source = log_on;
+        }
         history.after = after_of(&self.setup.ledger, latest, &self.hba, self.setup.since);
         if !self.setup.pooler_logs.is_empty() {
             history.pooler_after = pooler_after_of(&self.setup.ledger, latest);

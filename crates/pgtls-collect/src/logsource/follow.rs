@@ -5,8 +5,11 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, Utc};
+
 use super::stream::Pipeline;
 use super::{ConnectionEvent, LogFormat, LogSource};
+use crate::analysis::ledger::{HASHED_LINE_MAX, LogPosition, head_hash, last_line_hash};
 
 /// How much of the file's start is remembered to notice it being truncated and refilled between polls.
 const HEAD_LEN: usize = 256;
@@ -38,6 +41,21 @@ pub struct LogFollower {
     budget: u64,
     /// The last poll stopped at its budget before the end of the file: more is waiting.
     behind: bool,
+    /// After a restart that did not find the file it had read (rotated, truncated, replaced): lines at or before
+    /// this time were applied already and are not applied again.
+    skip_through: Option<DateTime<Utc>>,
+}
+
+/// Where a follower started, given where the ledger said it had stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resumed {
+    /// The ledger had read no part of this source.
+    Fresh,
+    /// The same file, whole up to the offset it had reached: read on from there.
+    AtOffset(u64),
+    /// Not the file it had read (its first line or the line at the offset differ, or it is shorter): read from
+    /// its start, leaving out lines no newer than the last one applied.
+    FileChanged,
 }
 
 enum Target {
@@ -58,6 +76,72 @@ impl LogFollower {
         Self::start(Target::CurrentLogfiles { data_dir }, path, format, from_start)
     }
 
+    /// [`LogFollower::open`], resuming where the ledger's `position` says this source was applied up to.
+    pub fn open_resuming(
+        path: PathBuf,
+        format: LogFormat,
+        from_start: bool,
+        position: Option<&LogPosition>,
+    ) -> io::Result<(Self, Resumed)> {
+        let mut follower = Self::start(Target::Path, path, format, from_start)?;
+        let resumed = match position {
+            None => Resumed::Fresh,
+            Some(position) => follower.resume(position)?,
+        };
+        Ok((follower, resumed))
+    }
+
+    fn resume(&mut self, position: &LogPosition) -> io::Result<Resumed> {
+        let len = self.file.metadata()?.len();
+        let same = position.offset <= len
+            && position.head_hash.is_some()
+            && self.head_hash()? == position.head_hash
+            && self.hash_before(position.offset)? == position.last_line_hash;
+        self.pipeline.restart();
+        if same {
+            self.offset = position.offset;
+            return Ok(Resumed::AtOffset(position.offset));
+        }
+        // Rotated away or truncated since: what the file holds now is read from its start, but a copy of lines
+        // already applied (a file restored or copied under a new inode) is not applied twice.
+        self.offset = 0;
+        self.skip_through = position.last_at;
+        Ok(Resumed::FileChanged)
+    }
+
+    /// How far this follower has applied the file, for the ledger to resume from; `source` names it there.
+    pub fn position(&self, source: &str) -> io::Result<Option<LogPosition>> {
+        let Some(pending) = self.pipeline.pending_bytes() else {
+            return Ok(None);
+        };
+        let meta = self.file.metadata()?;
+        let offset = self.offset.saturating_sub(pending as u64);
+        Ok(Some(LogPosition {
+            source: source.to_string(),
+            file: self.path.display().to_string(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+            head_hash: self.head_hash()?,
+            offset,
+            last_line_hash: self.hash_before(offset)?,
+            last_at: self.pipeline.latest().max(self.skip_through),
+        }))
+    }
+
+    fn head_hash(&self) -> io::Result<Option<u64>> {
+        let mut head = vec![0u8; HASHED_LINE_MAX + 1];
+        let n = self.file.read_at(&mut head, 0)?;
+        Ok(head_hash(&head[..n]))
+    }
+
+    /// [`last_line_hash`] of the bytes just before `offset`.
+    fn hash_before(&self, offset: u64) -> io::Result<Option<u64>> {
+        let want = offset.min(HASHED_LINE_MAX as u64 + 1);
+        let mut tail = vec![0u8; usize::try_from(want).unwrap_or(0)];
+        self.file.read_exact_at(&mut tail, offset - want)?;
+        Ok(last_line_hash(&tail))
+    }
+
     fn start(target: Target, path: PathBuf, format: LogFormat, from_start: bool) -> io::Result<Self> {
         let file = File::open(&path)?;
         let meta = file.metadata()?;
@@ -73,6 +157,7 @@ impl LogFollower {
             file,
             budget: POLL_BUDGET,
             behind: false,
+            skip_through: None,
         };
         if !from_start {
             follower.offset = meta.len();
@@ -153,6 +238,9 @@ impl LogFollower {
         if self.head.len() < HEAD_LEN {
             self.head = self.read_head()?;
         }
+        if let Some(through) = self.skip_through {
+            events.retain(|e| e.at > through);
+        }
         Ok(events)
     }
 
@@ -164,7 +252,12 @@ impl LogFollower {
 
     /// Refused attempts and setting changes read since the last call.
     pub fn take_news(&mut self) -> super::LogNews {
-        self.pipeline.take_news()
+        let mut news = self.pipeline.take_news();
+        if let Some(through) = self.skip_through {
+            news.refused.retain(|r| r.at > through);
+            news.changes.retain(|c| c.at > through);
+        }
+        news
     }
 
     /// The file being read now (it changes on rotation when following `current_logfiles`).

@@ -3,8 +3,14 @@
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
+use chrono::{DateTime, Utc};
+
 use super::stream::Pipeline;
 use super::{ConnectionEvent, LogFormat, LogSource, detect_with_collector};
+use crate::analysis::ledger::{HASHED_LINE_MAX, LogPosition, head_hash, last_line_hash};
+
+/// The SQL reader's name among the ledger's log positions: whichever file the server writes, it is one source.
+pub const SQL_SOURCE: &str = "sql";
 
 const READ_CHUNK: i64 = 1 << 20;
 /// Chunks read at most per poll: a long log is caught up over several polls, each applied before the next.
@@ -25,6 +31,12 @@ pub struct SqlLogReader {
     chunks_per_poll: u32,
     /// The last poll stopped at its budget: the file holds more than was read.
     behind: bool,
+    /// Where the ledger says this source was applied up to, for the first read.
+    resume: Option<LogPosition>,
+    /// After a restart that did not find the file it had read: lines at or before this time are not applied again.
+    skip_through: Option<DateTime<Utc>>,
+    /// The position last computed, so an idle poll asks the server nothing more.
+    last_position: Option<LogPosition>,
 }
 
 struct State {
@@ -33,6 +45,8 @@ struct State {
     offset: i64,
     reader: ReadFn,
     pipeline: Pipeline,
+    /// [`head_hash`] of the file being read, once it has a whole first line.
+    head_hash: Option<u64>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -50,7 +64,49 @@ impl SqlLogReader {
             chunk_len: READ_CHUNK,
             chunks_per_poll: POLL_CHUNKS,
             behind: false,
+            resume: None,
+            skip_through: None,
+            last_position: None,
         }
+    }
+
+    /// Take up where the ledger's `position` says this source was applied up to (see [`LogPosition`]): the same
+    /// file, whole up to the offset, is read on from there (a file rotated away since is finished first, as the
+    /// server still has it); otherwise the current file is read from its start, leaving out lines no newer than
+    /// the last one applied.
+    pub fn resuming(mut self, position: Option<&LogPosition>) -> SqlLogReader {
+        self.resume = position.cloned();
+        self
+    }
+
+    /// How far this reader has applied the log, for the ledger; asks the server only when it moved.
+    pub async fn position(&mut self, client: &Client) -> Option<LogPosition> {
+        let state = self.state.as_mut()?;
+        let pending = i64::try_from(state.pipeline.pending_bytes()?).ok()?;
+        let offset = state.offset - pending;
+        if let Some(last) = &self.last_position
+            && last.file == state.file
+            && last.offset == u64::try_from(offset).ok()?
+        {
+            return Some(last.clone());
+        }
+        if state.head_hash.is_none() {
+            state.head_hash = read_head_hash(client, state).await;
+        }
+        let want = offset.min(HASHED_LINE_MAX as i64 + 1);
+        let (tail, _) = read_chunk(client, state, offset - want, want).await.ok()?;
+        let position = LogPosition {
+            source: SQL_SOURCE.to_string(),
+            file: state.file.clone(),
+            dev: 0,
+            ino: 0,
+            head_hash: state.head_hash,
+            offset: u64::try_from(offset).ok()?,
+            last_line_hash: if want == 0 { None } else { last_line_hash(&tail) },
+            last_at: state.pipeline.latest().max(self.skip_through),
+        };
+        self.last_position = Some(position.clone());
+        Some(position)
     }
 
     /// Read at most about `budget` bytes per poll (whole chunks, at least one; small budgets read small chunks).
@@ -88,7 +144,12 @@ impl SqlLogReader {
         let state = match self.state.as_mut() {
             Some(state) => state,
             None => {
-                let state = start(client, self.from_start).await?;
+                let mut state = start(client, self.from_start).await?;
+                if let Some(position) = self.resume.take()
+                    && !resume(client, &mut state, &position).await
+                {
+                    self.skip_through = position.last_at;
+                }
                 self.state.insert(state)
             }
         };
@@ -109,10 +170,14 @@ impl SqlLogReader {
             state.pipeline.end_of_file(&mut events);
             state.file = current;
             state.offset = 0;
+            state.head_hash = None;
             state.pipeline.restart();
         }
         self.behind = !read_new(client, state, &mut events, (self.chunk_len, &mut chunks)).await?;
         state.pipeline.settle(&mut events);
+        if let Some(through) = self.skip_through {
+            events.retain(|e| e.at > through);
+        }
         Ok(events)
     }
 
@@ -127,7 +192,12 @@ impl SqlLogReader {
 
     /// Refused attempts and setting changes read since the last call.
     pub fn take_news(&mut self) -> super::LogNews {
-        self.state.as_mut().map(|s| s.pipeline.take_news()).unwrap_or_default()
+        let mut news = self.state.as_mut().map(|s| s.pipeline.take_news()).unwrap_or_default();
+        if let Some(through) = self.skip_through {
+            news.refused.retain(|r| r.at > through);
+            news.changes.retain(|c| c.at > through);
+        }
+        news
     }
 }
 
@@ -170,11 +240,49 @@ async fn start(client: &Client, from_start: bool) -> Result<State, LogSqlError> 
         file,
         offset: 0,
         reader,
+        head_hash: None,
     };
     if !from_start {
         skip_to_end(client, &mut state).await?;
     }
     Ok(state)
+}
+
+/// [`head_hash`] of the state's file, read through the server; `None` while it has no whole line (or on a failed
+/// read, which the next call tries again).
+async fn read_head_hash(client: &Client, state: &State) -> Option<u64> {
+    let (head, _) = read_chunk(client, state, 0, HASHED_LINE_MAX as i64 + 1).await.ok()?;
+    head_hash(&head)
+}
+
+/// Point `state` at `position` when the file it names is still the one it read, whole up to its offset (true);
+/// the current file from its start otherwise (false).
+async fn resume(client: &Client, state: &mut State, position: &LogPosition) -> bool {
+    let current = std::mem::replace(&mut state.file, position.file.clone());
+    let Ok(offset) = i64::try_from(position.offset) else {
+        state.file = current;
+        return false;
+    };
+    let want = offset.min(HASHED_LINE_MAX as i64 + 1);
+    let same = position.head_hash.is_some()
+        && read_head_hash(client, state).await == position.head_hash
+        && match read_chunk(client, state, offset - want, want).await {
+            Ok((tail, _)) => {
+                tail.len() as i64 == want && (want == 0 || last_line_hash(&tail) == position.last_line_hash)
+            }
+            Err(_) => false,
+        };
+    state.pipeline.restart();
+    if same {
+        // An older file (rotated since) is finished first: the next poll sees the server write another one.
+        state.offset = offset;
+        state.head_hash = position.head_hash;
+        return true;
+    }
+    state.file = current;
+    state.offset = 0;
+    state.head_hash = None;
+    false
 }
 
 async fn current_logfile(client: &Client, format: &LogFormat) -> Result<String, LogSqlError> {
@@ -258,7 +366,7 @@ async fn skip_to_end(client: &Client, state: &mut State) -> Result<(), LogSqlErr
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LogSqlError {
     /// A query failed: `what` pgtls was doing, the server's one-line `message`.
-    #[error("log source unavailable: {what}: {message}")]
+    #[error("{what}: {message}")]
     Unavailable {
         what: &'static str,
         message: String,
@@ -266,13 +374,13 @@ pub enum LogSqlError {
     },
     /// `logging_collector` is not on.
     #[error(
-        "log source unavailable: logging_collector is off, so the server keeps no log file \
+        "logging_collector is off, so the server keeps no log file \
                     that SQL can read (set logging_collector = on and restart)"
     )]
     CollectorOff,
     /// The role may not call `pg_current_logfile`.
     #[error(
-        "log source unavailable: role \"{role}\" may not read server log files (needs superuser, or \
+        "role \"{role}\" may not read server log files (needs superuser, or \
                  EXECUTE on pg_current_logfile and pg_read_binary_file or pg_read_file): asking pg_current_logfile: {message}"
     )]
     NoLogfileGrant {
@@ -281,11 +389,11 @@ pub enum LogSqlError {
         code: Option<SqlState>,
     },
     /// `pg_current_logfile(key)` returned NULL.
-    #[error("log source unavailable: pg_current_logfile('{key}') names no file (is {key} in log_destination?)")]
+    #[error("pg_current_logfile('{key}') names no file (is {key} in log_destination?)")]
     NoLogfile { key: &'static str },
     /// The role may call neither file reader.
     #[error(
-        "log source unavailable: role \"{role}\" may not read server log files (needs superuser, or EXECUTE \
+        "role \"{role}\" may not read server log files (needs superuser, or EXECUTE \
              on pg_read_binary_file or pg_read_file, plus pg_read_server_files when log_directory is outside \
              the data directory): {message}"
     )]
@@ -295,7 +403,7 @@ pub enum LogSqlError {
         code: Option<SqlState>,
     },
     /// Every shortened text read failed without an error to show.
-    #[error("log source unavailable: reading the log file failed")]
+    #[error("reading the log file failed")]
     ReadFailed,
 }
 

@@ -761,6 +761,7 @@ mod tests {
             address: Some("10.0.0.7".into()),
             replication: false,
             hba_line,
+            pid: None,
         });
     }
 

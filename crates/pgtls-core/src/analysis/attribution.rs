@@ -307,6 +307,7 @@ mod tests {
             address: Some("127.0.0.1".into()),
             replication: false,
             hba_line: None,
+            pid: None,
         });
     }
 

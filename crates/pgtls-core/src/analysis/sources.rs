@@ -38,6 +38,51 @@ impl Serialize for Source {
     }
 }
 
+/// Whether a source is on, one model for every output (the dashboard's sources line, `check`'s text, JSON and
+/// perfdata, `/metrics` and the API): what is said about a source is said from this, never guessed from a flag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum SourceStatus {
+    /// Read as it should be.
+    On,
+    /// Read, but missing part of what it should give (the reason says what).
+    Degraded { reason: String },
+    /// Not read at all: what it alone shows is unknown, not zero.
+    Off { reason: String },
+}
+
+impl SourceStatus {
+    /// On or degraded: what it gives is there.
+    pub fn is_on(&self) -> bool {
+        !matches!(self, SourceStatus::Off { .. })
+    }
+
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            SourceStatus::On => None,
+            SourceStatus::Degraded { reason } | SourceStatus::Off { reason } => Some(reason),
+        }
+    }
+
+    /// "on", "degraded: REASON", "off: REASON" (outside text inside: escape for the sink).
+    pub fn describe(&self) -> String {
+        match self {
+            SourceStatus::On => "on".to_string(),
+            SourceStatus::Degraded { reason } => format!("degraded: {reason}"),
+            SourceStatus::Off { reason } => format!("off: {reason}"),
+        }
+    }
+}
+
+/// The connection log's and the ledger file's status beside the poll's and the poolers' (see [`of_target`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistoryStatus {
+    /// `None` before the history service has said anything.
+    pub log: Option<SourceStatus>,
+    /// `None` when the target keeps no ledger file.
+    pub ledger: Option<SourceStatus>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SourceState {
     pub source: Source,
@@ -64,6 +109,43 @@ pub const NOT_POLLED: &str = "not polled while the server's poll fails";
 /// The poll first, then each pooler in the order given. While the target is down its poolers are listed with
 /// their last answer's time only.
 pub fn of_target(up: bool, error: Option<&str>, snapshot: Option<&Snapshot>) -> Vec<SourceState> {
+    of_target_with(up, error, snapshot, &HistoryStatus::default())
+}
+
+/// [`of_target`], then the connection log and the ledger file as the history service last said. The log is read
+/// with the server's poll (through SQL, or a file whose lines only mean something for a polled server), so while
+/// the target is down it is listed as not current, like a pooler.
+pub fn of_target_with(
+    up: bool,
+    error: Option<&str>,
+    snapshot: Option<&Snapshot>,
+    history: &HistoryStatus,
+) -> Vec<SourceState> {
+    let mut states = poll_and_poolers(up, error, snapshot);
+    let of = |source: Source, status: &SourceStatus, current: bool| SourceState {
+        source,
+        up: status.is_on() && current,
+        last_answer: None,
+        rows: None,
+        truncated: false,
+        error: if current {
+            status.reason().map(str::to_string)
+        } else {
+            Some(NOT_POLLED.to_string())
+        },
+        current,
+    };
+    if let Some(log) = &history.log {
+        states.push(of(Source::Log, log, up));
+    }
+    // The ledger file is written whether or not the server answers.
+    if let Some(ledger) = &history.ledger {
+        states.push(of(Source::Ledger, ledger, true));
+    }
+    states
+}
+
+fn poll_and_poolers(up: bool, error: Option<&str>, snapshot: Option<&Snapshot>) -> Vec<SourceState> {
     let mut states = vec![SourceState {
         source: Source::Poll,
         up,
@@ -104,6 +186,38 @@ pub fn of_target(up: bool, error: Option<&str>, snapshot: Option<&Snapshot>) -> 
 mod tests {
     use super::*;
     use crate::fixtures;
+
+    #[test]
+    fn the_log_and_the_ledger_follow_the_poll_and_the_poolers() {
+        let snap = fixtures::snapshot_pooled();
+        let history = HistoryStatus {
+            log: Some(SourceStatus::Off {
+                reason: "permission denied for function pg_read_binary_file".into(),
+            }),
+            ledger: Some(SourceStatus::Off {
+                reason: "No space left on device".into(),
+            }),
+        };
+        let states = of_target_with(true, None, Some(&snap), &history);
+        let labels: Vec<String> = states.iter().map(|s| s.source.label()).collect();
+        assert_eq!(labels, ["poll", "pooler:pool.example.internal:6432", "log", "ledger"]);
+        assert!(!states[2].up && states[2].current);
+        assert_eq!(
+            states[2].error.as_deref(),
+            Some("permission denied for function pg_read_binary_file")
+        );
+        assert!(!states[3].up);
+        assert!(
+            SourceStatus::Degraded { reason: "x".into() }.is_on(),
+            "degraded is still read"
+        );
+        let json = serde_json::to_value(&history.log).unwrap();
+        assert_eq!(json["state"], "off");
+        assert_eq!(SourceStatus::On.describe(), "on");
+        let down = of_target_with(false, Some("refused"), Some(&snap), &history);
+        assert!(!down[2].current && !down[2].up);
+        assert!(down[3].current, "the ledger is written while the server is down");
+    }
 
     #[test]
     fn the_poll_then_each_pooler_and_nothing_current_of_a_pooler_while_down() {

@@ -181,6 +181,17 @@ impl Pipeline {
         self.checks.pairer.started = None;
     }
 
+    /// Bytes fed but not yet part of a whole record (the partial last record), or `None` while skipping to the
+    /// next record's start: the end of what was applied is the bytes fed minus these.
+    pub fn pending_bytes(&self) -> Option<usize> {
+        (!self.splitter.skipping).then_some(self.splitter.buf.len())
+    }
+
+    /// The time of the latest line read, if any.
+    pub fn latest(&self) -> Option<DateTime<Utc>> {
+        self.checks.pairer.latest
+    }
+
     /// Lines refused since the last call, and how many more were refused beyond what is kept.
     pub fn take_suspects(&mut self) -> (Vec<SuspectLine>, u64) {
         let dropped = std::mem::take(&mut self.checks.dropped_suspects);

@@ -41,6 +41,11 @@ pub struct Journal {
     /// Bytes of the compacted part at the last rewrite, and bytes appended since.
     compacted: u64,
     appended: u64,
+    /// A write failed (a full disk): the file may end in a torn line or lack entries, so the next write rewrites it
+    /// whole from the ledger in memory, which still holds everything.
+    needs_rewrite: bool,
+    /// The rewrite on opening failed; the caller says so once ([`Journal::take_open_error`]).
+    open_error: Option<JournalError>,
 }
 
 /// Why a journal could not be opened.
@@ -150,9 +155,29 @@ impl Journal {
             _claim: claim,
             compacted: 0,
             appended: 0,
+            needs_rewrite: false,
+            open_error: None,
         };
-        journal.compact(ledger).map_err(OpenError::File)?;
+        // A disk too full for the rewrite still leaves a readable file: it was replayed, and the rewrite is tried
+        // again at every write until there is room.
+        if let Err(e) = journal.compact(ledger) {
+            journal.open_error = Some(e);
+        }
         Ok((journal, report))
+    }
+
+    /// Why the rewrite on opening failed, once: the journal is open and retries at every write.
+    pub fn take_open_error(&mut self) -> Option<JournalError> {
+        self.open_error.take()
+    }
+
+    /// The last write failed and the next one rewrites the file whole.
+    pub fn is_failing(&self) -> bool {
+        self.needs_rewrite
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Replay a journal without opening it for writing (`pgtls ledger PATH`): not a byte of it changes, a torn
@@ -167,7 +192,13 @@ impl Journal {
 
     /// Append entries, one line each, and flush: a crash loses at most this batch. When the appended part has
     /// outgrown the compacted one, `ledger` (which already holds the entries) is rewritten compacted.
+    ///
+    /// After a failed write every call (even with no entries) tries to rewrite the file whole from `ledger` instead,
+    /// so nothing memory holds is lost and no torn line stays in the file once there is room again.
     pub fn append(&mut self, entries: &[Entry], ledger: &Ledger) -> Result<(), JournalError> {
+        if self.needs_rewrite {
+            return self.compact(ledger);
+        }
         if entries.is_empty() {
             return Ok(());
         }
@@ -176,13 +207,14 @@ impl Journal {
             serde_json::to_writer(&mut buf, e)?;
             buf.push(b'\n');
         }
-        self.file
-            .write_all(&buf)
-            .and_then(|()| self.file.flush())
-            .map_err(|source| JournalError::Write {
+        if let Err(source) = self.file.write_all(&buf).and_then(|()| self.file.flush()) {
+            // Part of the batch may be in the file, cut mid-line: only a whole rewrite makes it right again.
+            self.needs_rewrite = true;
+            return Err(JournalError::Write {
                 path: self.path.clone(),
                 source,
-            })?;
+            });
+        }
         self.appended += buf.len() as u64;
         if self.appended > COMPACT_AFTER.max(self.compacted) {
             self.compact(ledger)?;
@@ -200,8 +232,18 @@ impl Journal {
     }
 
     /// Rewrite the file as `ledger`'s compacted state: temporary file in the same directory, fsync, rename over the
-    /// file, fsync the directory, then append to the new file.
+    /// file, fsync the directory, then append to the new file. A failed rewrite removes its temporary file (on a
+    /// full disk it would hold the space the retry needs) and leaves the next write to try again.
     pub fn compact(&mut self, ledger: &Ledger) -> Result<(), JournalError> {
+        let result = self.rewrite(ledger);
+        if result.is_err() {
+            let _ = std::fs::remove_file(temp_path(&self.path));
+        }
+        self.needs_rewrite = result.is_err();
+        result
+    }
+
+    fn rewrite(&mut self, ledger: &Ledger) -> Result<(), JournalError> {
         let failed = |step: &'static str, source: std::io::Error| JournalError::Rewrite {
             path: self.path.clone(),
             step,
@@ -510,6 +552,7 @@ mod tests {
             address: Some(address.into()),
             replication: false,
             hba_line: None,
+            pid: None,
         }
     }
 

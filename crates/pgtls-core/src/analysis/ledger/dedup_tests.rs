@@ -72,11 +72,17 @@ fn polled_first_then_logged_counts_once() {
     let first = ledger.observe_snapshot(&with_payroll(t0, start), true);
     // The fixture's 11 clients and payroll.
     assert_eq!(session_entries(&first), 12);
+    // The poll counted it already: the log only adds itself to the client's sources, journalled for a restart.
+    let seen = ledger.observe_log(&logged(start + Duration::milliseconds(300)));
     assert!(
-        ledger
-            .observe_log(&logged(start + Duration::milliseconds(300)))
-            .is_none(),
-        "the poll counted it already"
+        matches!(
+            seen,
+            Some(Entry::SeenBy {
+                source: Source::Log,
+                ..
+            })
+        ),
+        "{seen:?}"
     );
     let later = ledger.observe_snapshot(&with_payroll(t0 + Duration::seconds(2), start), true);
     assert_eq!(session_entries(&later), 0);

@@ -8,6 +8,7 @@
 //! last poll and a damaged line costs only that line.
 
 mod refused;
+mod resume;
 mod trend;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -19,6 +20,7 @@ pub use self::refused::{
     FloorSince, HourCount, RecentHandshake, RefusalKind, RefusedRecord, RefusedView, SCAN_MIN_HANDSHAKES,
     SCAN_WINDOW_MS, SinceSource, UNKNOWN_ADDRESS, floor_since,
 };
+pub use self::resume::{HASHED_LINE_MAX, LogPosition, head_hash, last_line_hash, line_hash};
 pub use self::trend::{ClientHour, DAY, Lane, Lanes, Trend, TrendHour, WEEK, hour_of};
 use crate::model::{ConnClass, Session, Setting, Snapshot};
 
@@ -497,6 +499,9 @@ pub enum Entry {
         /// The pg_hba.conf line that let it in, when the log said.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         hba_line: Option<u32>,
+        /// A session from the log near the latest poll: its pid, so that a poll after a restart knows it is counted.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pid: Option<i32>,
     },
     /// An attempt refused before authorization (failed TLS handshake, pg_hba.conf), from the log.
     Refused(crate::logsource::RefusedAttempt),
@@ -525,6 +530,26 @@ pub enum Entry {
         key: ClientKey,
         class: ConnClass,
     },
+    /// How far a log source has been applied (see [`LogPosition`]).
+    LogPosition(LogPosition),
+    /// A session a poll saw connected, by pid and start: after a restart it is the same session, not a new one.
+    Live {
+        pid: i32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        start: Option<DateTime<Utc>>,
+        key: ClientKey,
+    },
+    /// A session in [`Entry::Live`] that a later poll no longer saw.
+    Ended {
+        pid: i32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        start: Option<DateTime<Utc>>,
+    },
+    /// A session counted from its log line that no poll has seen yet (compacted form of a `session` with a pid).
+    LogPending { pid: i32, at: DateTime<Utc> },
+    /// A session counted by one source was seen by the other too: the client's record names both, after a
+    /// restart as well.
+    SeenBy { key: ClientKey, source: Source },
 }
 
 /// A session connected at the latest poll, by pid. Pids are reused, so the start time tells sessions apart.
@@ -582,6 +607,8 @@ pub struct Ledger {
     pinned_since: Option<DateTime<Utc>>,
     /// Positions found evictable by the last scan, least recently seen last.
     spare: Vec<usize>,
+    /// How far each log source has been applied, by [`LogPosition::source`].
+    log_positions: BTreeMap<String, LogPosition>,
     /// New identities still to send to the others record before scanning again, after a scan found none.
     skip_scans: usize,
 }
@@ -707,9 +734,7 @@ impl Ledger {
                 if logged {
                     // Counted already from its log line: only note that polls see it too.
                     self.from_log.remove(&s.pid);
-                    if let Some(i) = self.index.get(&key) {
-                        self.records[*i].sources.insert(Source::Poll);
-                    }
+                    entries.extend(self.seen_by(&key, Source::Poll));
                 } else {
                     let entry = Entry::Session {
                         at,
@@ -721,6 +746,7 @@ impl Ledger {
                         address: s.client_addr.clone(),
                         replication: s.backend_type.as_deref() == Some("walsender"),
                         hba_line: None,
+                        pid: None,
                     };
                     self.apply(&entry);
                     entries.push(entry);
@@ -742,6 +768,13 @@ impl Ledger {
                 }
                 None => unrecorded.push(s.pid),
             }
+            if !was_live {
+                entries.push(Entry::Live {
+                    pid: s.pid,
+                    start: s.backend_start,
+                    key: key.clone(),
+                });
+            }
             live.insert(
                 s.pid,
                 Live {
@@ -751,6 +784,18 @@ impl Ledger {
                 },
             );
         }
+        // Journalled so that a restart knows which sessions it already counted; a pid reused by a new backend is
+        // replaced by that backend's own `live` line instead.
+        let mut ended: Vec<_> = previous
+            .into_iter()
+            .filter(|(pid, _)| !live.contains_key(pid))
+            .map(|(pid, l)| Entry::Ended { pid, start: l.start })
+            .collect();
+        ended.sort_by_key(|e| match e {
+            Entry::Ended { pid, .. } => *pid,
+            _ => 0,
+        });
+        entries.extend(ended);
         for pid in &unrecorded {
             if let Some(l) = live.get_mut(pid) {
                 l.record = self.index.get(&l.key).copied();
@@ -816,6 +861,7 @@ impl Ledger {
                         address: c.address.clone(),
                         replication: false,
                         hba_line: None,
+                        pid: None,
                     };
                     self.apply(&entry);
                     entries.push(entry);
@@ -868,10 +914,11 @@ impl Ledger {
             .filter(|l| l.start.is_none_or(|s| (s - ev.at).abs() <= SAME_SESSION_WITHIN));
         if let Some(live) = polled {
             // Counted already by a poll: only note that the log sees it too, as a poll after a log line does.
-            if let Some(i) = live.record.or_else(|| self.index.get(&live.key).copied()) {
-                self.records[i].sources.insert(Source::Log);
-            }
-            return None;
+            let key = live
+                .record
+                .map(|i| self.records[i].key.clone())
+                .unwrap_or_else(|| live.key.clone());
+            return self.seen_by(&key, Source::Log);
         }
         let class = match (&ev.tls, ev.local_socket, ev.gss_encrypted) {
             (Some(t), _, _) => ConnClass::from_tls_version(&t.version),
@@ -879,6 +926,11 @@ impl Ledger {
             (None, false, true) => ConnClass::Gss,
             (None, false, false) => ConnClass::PlainTcp,
         };
+        // Only a line near the latest poll can be matched by the next one; remembering every pid of a long log
+        // read from its start would grow with the log.
+        let pending = self
+            .last_poll
+            .is_none_or(|t| (ev.at - t).abs() <= SAME_SESSION_WITHIN * 6);
         let entry = Entry::Session {
             at: ev.at,
             key: ClientKey::new(
@@ -895,15 +947,22 @@ impl Ledger {
             address: ev.client_addr.clone(),
             replication: ev.replication,
             hba_line: ev.hba_line,
+            pid: pending.then_some(ev.pid),
         };
-        // Only a line near the latest poll can be matched by the next one; remembering every pid of a long log
-        // read from its start would grow with the log.
-        if self
-            .last_poll
-            .is_none_or(|t| (ev.at - t).abs() <= SAME_SESSION_WITHIN * 6)
-        {
-            self.from_log.insert(ev.pid, ev.at);
+        self.apply(&entry);
+        Some(entry)
+    }
+
+    /// Note that `source` saw a session of `key` counted by the other source; the entry when that is news.
+    fn seen_by(&mut self, key: &ClientKey, source: Source) -> Option<Entry> {
+        let i = *self.index.get(key)?;
+        if self.records[i].sources.contains(&source) {
+            return None;
         }
+        let entry = Entry::SeenBy {
+            key: key.clone(),
+            source,
+        };
         self.apply(&entry);
         Some(entry)
     }
@@ -946,7 +1005,11 @@ impl Ledger {
                 address,
                 replication,
                 hba_line,
+                pid,
             } => {
+                if let (Source::Log, Some(pid)) = (source, pid) {
+                    self.from_log.insert(*pid, *at);
+                }
                 let session = RecentSession {
                     at: *at,
                     class: *class,
@@ -986,6 +1049,19 @@ impl Ledger {
             }
             Entry::Refused(attempt) => self.apply_refused(attempt),
             Entry::RefusedAddress(record) => self.apply_refused_record(record),
+            Entry::LogPosition(position) => {
+                self.log_positions.insert(position.source.clone(), position.clone());
+            }
+            Entry::Live { pid, start, key } => self.apply_live(*pid, *start, key),
+            Entry::Ended { pid, start } => self.apply_ended(*pid, *start),
+            Entry::LogPending { pid, at } => {
+                self.from_log.insert(*pid, *at);
+            }
+            Entry::SeenBy { key, source } => {
+                if let Some(i) = self.index.get(key) {
+                    self.records[*i].sources.insert(*source);
+                }
+            }
             Entry::LogSetting(change) => {
                 self.logged_settings.push_back(change.clone());
                 while self.logged_settings.len() > self.caps.settings_changes.max(1) {
@@ -1107,6 +1183,8 @@ impl Ledger {
             .chain(self.others.iter().cloned().map(Entry::Others))
             .chain(self.refused.values().cloned().map(Entry::RefusedAddress))
             .chain(self.refused_others.iter().cloned().map(Entry::RefusedAddress))
+            // After the clients: a live session's line finds its record.
+            .chain(self.compacted_resume())
     }
 }
 
@@ -1120,8 +1198,10 @@ mod tests {
         let mut ledger = Ledger::new(KeyFields::default());
         let snap = fixtures::snapshot();
         let first = ledger.observe_snapshot(&snap, false);
-        // 11 sessions besides the monitor, plus one heartbeat and the server's settings as first seen.
-        assert_eq!(first.len(), 13);
+        // 11 sessions besides the monitor, plus one heartbeat and the server's settings as first seen; and each
+        // session as live, for a restart.
+        let live = first.iter().filter(|e| matches!(e, Entry::Live { .. })).count();
+        assert_eq!((first.len() - live, live), (13, 11));
         let mut later = snap.clone();
         later.taken_at += Duration::seconds(2);
         assert!(
@@ -1214,6 +1294,7 @@ mod tests {
             address: Some(address.into()),
             replication: false,
             hba_line: None,
+            pid: None,
         }
     }
 

@@ -655,6 +655,7 @@ mod tests {
             address: Some(addr.into()),
             replication: false,
             hba_line: None,
+            pid: None,
         });
     }
 

@@ -448,6 +448,7 @@ mod tests {
             address: Some("10.0.0.1".into()),
             replication: false,
             hba_line: None,
+            pid: None,
         }
     }
 
