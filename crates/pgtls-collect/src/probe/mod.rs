@@ -219,6 +219,15 @@ pub fn run_reporting(
             });
             return Ok(report);
         }
+        Attempt::NothingToOffer => {
+            report.bundles = unjudged("no TLS handshake was possible, so no chain to verify");
+            report.accepts_tls = true;
+            report.findings.push(Finding {
+                severity: Severity::Critical,
+                message: "this OpenSSL offers no cipher suite with default settings: nothing was tried".into(),
+            });
+            return Ok(report);
+        }
         Attempt::Refused(reason) => {
             report.bundles = unjudged("no TLS handshake succeeded, so no chain to verify");
             report.accepts_tls = true;
@@ -263,9 +272,7 @@ pub fn run_reporting(
         .iter()
         .map(|path| bundles::check(&target.host, target.port, path, &chain, now))
         .collect();
-    report.verify_system = verify::system_store()
-        .ok()
-        .map(|store| verify::verify(&chain, &store, "system store".into()));
+    report.verify_system = verify::system_store().map(|store| verify::verify(&chain, &store, "system store".into()));
     report.versions = scan::versions(&mut scanner).map_err(io)?;
     let tls12 = report
         .versions
