@@ -726,3 +726,84 @@ fn openssl_reason(error: &str) -> String {
         .find(|part| part.len() > 6 && part.contains(' ') && !part.contains(".c") && !part.starts_with("error"))
         .map_or_else(|| error.to_string(), str::to_string)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(conninfo: &str, home: &Path) -> ConnParams {
+        let env = crate::params::Environment::new(Default::default(), Some(home.to_path_buf()), "x");
+        crate::params::resolve(Some(conninfo), &env).expect("conninfo resolves")
+    }
+
+    fn context_of(setup: &TlsSetup) -> *const openssl::ssl::SslContextRef {
+        setup.context().expect("a TLS context") as *const _
+    }
+
+    /// A fleet of connections with the same settings builds one context between them, without the system store
+    /// (each context once held 144 certificates, loaded for a connection that then threw them away).
+    #[test]
+    fn connections_with_the_same_settings_share_one_context_without_the_system_store() {
+        let home = tempfile::tempdir().unwrap();
+        let require = params("host=db.example port=5432 sslmode=require", home.path());
+        let first = TlsSetup::new(&require).unwrap();
+        let second = TlsSetup::new(&require).unwrap();
+        assert_eq!(context_of(&first), context_of(&second));
+        assert_eq!(first.context().unwrap().cert_store().all_certificates().len(), 0);
+        assert!(!first.verifies_peer());
+        let other = TlsSetup::new(&params(
+            "host=db.example port=5432 sslmode=require ssl_min_protocol_version=TLSv1.3",
+            home.path(),
+        ))
+        .unwrap();
+        assert_ne!(
+            context_of(&first),
+            context_of(&other),
+            "other settings, another context"
+        );
+    }
+
+    /// A root file replaced on disk is read again, as libpq reads it on every connection.
+    #[test]
+    fn a_replaced_root_file_makes_a_new_context() {
+        let home = tempfile::tempdir().unwrap();
+        let root = home.path().join("root.crt");
+        let issue = |cn: &str| {
+            let key = openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+            let mut name = openssl::x509::X509NameBuilder::new().unwrap();
+            name.append_entry_by_text("CN", cn).unwrap();
+            let name = name.build();
+            let mut b = openssl::x509::X509::builder().unwrap();
+            b.set_version(2).unwrap();
+            b.set_subject_name(&name).unwrap();
+            b.set_issuer_name(&name).unwrap();
+            b.set_pubkey(&key).unwrap();
+            b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+                .unwrap();
+            b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(30).unwrap())
+                .unwrap();
+            b.sign(&key, openssl::hash::MessageDigest::sha256()).unwrap();
+            b.build().to_pem().unwrap()
+        };
+        std::fs::write(&root, issue("First Root")).unwrap();
+        let conninfo = format!("host=db.example sslmode=verify-ca sslrootcert={}", root.display());
+        let first = TlsSetup::new(&params(&conninfo, home.path())).unwrap();
+        assert!(first.verifies_peer());
+        let subjects = |s: &TlsSetup| -> Vec<String> {
+            s.context()
+                .unwrap()
+                .cert_store()
+                .all_certificates()
+                .iter()
+                .map(|c| crate::tls::x509_name(c.subject_name()))
+                .collect()
+        };
+        assert_eq!(subjects(&first), vec!["CN=First Root".to_string()]);
+        // A new file (a new inode) in its place, as a rotation writes it.
+        let next = home.path().join("root.crt.new");
+        std::fs::write(&next, issue("Second Root")).unwrap();
+        std::fs::rename(&next, &root).unwrap();
+        let second = TlsSetup::new(&params(&conninfo, home.path())).unwrap();
+        assert_eq!(subjects(&second), vec!["CN=Second Root".to_string()]);
+    }
+}
