@@ -315,6 +315,7 @@ async fn run(
                     .send(HistoryInput::Connected {
                         client: collector.shared_client(),
                         hba,
+                        own: Some(std::sync::Arc::downgrade(&collector.own_backends())),
                     })
                     .await;
                 let ended = poll_loop(&mut collector, &mut schedule, &links, feed.as_ref(), &mut commands).await;
