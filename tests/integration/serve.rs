@@ -1010,3 +1010,54 @@ async fn monitor_sessions(lab: &Lab) -> usize {
         .expect("pg_stat_activity");
     usize::try_from(row.get::<_, i64>(0)).unwrap_or(0)
 }
+
+/// A fleet's start costs each server one connection per target: the certificate chain is read from the monitor's
+/// own handshake, and the full probes (about ten handshakes each) are spread over the probe interval, an hour by
+/// default (issue 28, item 1). Proven by the event that matters: every target exports its certificate, and the
+/// server's log has one connection per target then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_start_reads_each_chain_from_the_monitor_connection() {
+    let lab = Lab::start(LabOptions::default()).await.expect("lab");
+    let home = tempfile::tempdir().expect("home");
+    let targets = home.path().join("targets.toml");
+    const TARGETS: usize = 4;
+    let mut text = String::new();
+    for i in 0..TARGETS {
+        text.push_str(&format!(
+            "[[target]]\nname = \"start-{i}\"\nconninfo = \"{} sslmode=require\"\n\n",
+            lab.conninfo(SUPERUSER)
+        ));
+    }
+    std::fs::write(&targets, text).expect("targets");
+    let logged_before = std::fs::read_to_string(&lab.log_file).expect("log").len();
+    let targets_arg = targets.display().to_string();
+    let serve = Serve::start(&["--targets", &targets_arg, "--interval", "1"], home.path());
+    let names: Vec<String> = (0..TARGETS).map(|i| format!("start-{i}")).collect();
+    common::wait_until(
+        "every target's certificate exported",
+        Duration::from_secs(60),
+        async || {
+            let (_, text) = serve.get("/metrics").ok_or("no /metrics yet")?;
+            let leaves = samples(&text, "pgtls_certificate_not_after_timestamp_seconds");
+            let all = names.iter().all(|n| {
+                leaves
+                    .keys()
+                    .any(|k| k.starts_with(&format!("target=\"{n}\",depth=\"0\"")))
+            });
+            if all {
+                Ok(())
+            } else {
+                Err("not every target has its chain yet")
+            }
+        },
+    )
+    .await;
+    let log = std::fs::read_to_string(&lab.log_file).expect("log");
+    let received = log[logged_before..].matches("connection received:").count();
+    assert_eq!(
+        received,
+        TARGETS,
+        "one connection per target, no probe's own:\n{}",
+        &log[logged_before..]
+    );
+}

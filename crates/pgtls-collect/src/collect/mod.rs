@@ -533,6 +533,23 @@ impl Collector {
             .map_err(|e| format!("reading pg_hba_file_rules: {e}"))
     }
 
+    /// The handshake this connection made, as the probe reads it: `None` when it is not TLS.
+    pub fn handshake(&self) -> Option<crate::probe::scan::Handshake> {
+        let tls = self.connected.report.tls.as_ref()?;
+        let chain: Vec<openssl::x509::X509> = self
+            .connected
+            .report
+            .peer_chain
+            .iter()
+            .filter_map(|der| openssl::x509::X509::from_der(der).ok())
+            .collect();
+        (!chain.is_empty()).then(|| crate::probe::scan::Handshake {
+            version: tls.version.clone(),
+            cipher: tls.cipher.clone(),
+            chain,
+        })
+    }
+
     /// This connection's backend among the process's own on the server (see [`own_backends`]).
     pub fn own_backends(&self) -> Arc<own_backends::Registration> {
         Arc::clone(&self.own)
