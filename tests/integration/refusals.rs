@@ -98,6 +98,7 @@ async fn raising_the_floor_shows_refused_downgraded_and_the_change_time() {
         // Every version on purpose: failed handshakes in the log that must not count.
         range: None,
         full_scan: true,
+        chain_at_connect: false,
     };
     let report = tokio::task::spawn_blocking(move || pgtls::probe::run_reporting(&target, Some(tx)))
         .await

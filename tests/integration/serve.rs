@@ -917,3 +917,271 @@ fn the_shipped_rules_fire_on_a_down_target_and_not_on_its_stale_sessions() {
     assert!(out.status.success(), "{said}\n--- the test file:\n{test}");
     assert!(said.contains("SUCCESS"), "{said}");
 }
+
+/// Six targets that are one server (names, databases and roles differ, the server does not): each target's
+/// sessions are what pg_stat_ssl lists minus every one of pgtls's own connections, not five of them counted as
+/// clients, and no target's ledger holds another's monitor (issue 28, item 3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_on_one_server_leave_out_each_others_monitor_sessions() {
+    let lab = Lab::start(LabOptions::default()).await.expect("lab");
+    let _open = [
+        lab.open(SessionKind::Tls13, SUPERUSER, "app-a").await.expect("session"),
+        lab.open(SessionKind::Tls12, SUPERUSER, "app-b").await.expect("session"),
+        lab.open(SessionKind::PlainTcp, SUPERUSER, "app-c")
+            .await
+            .expect("session"),
+    ];
+    let home = tempfile::tempdir().expect("home");
+    let targets = home.path().join("targets.toml");
+    const TARGETS: usize = 6;
+    let mut text = String::new();
+    for i in 0..TARGETS {
+        // Half of them through the other database name, so they are not one conninfo repeated.
+        let database = if i % 2 == 0 { "postgres" } else { "template1" };
+        text.push_str(&format!(
+            "[[target]]\nname = \"same-{i}\"\nconninfo = \"{} dbname={database} application_name={MONITOR_APP}\"\n\
+             server_log = \"{}\"\n\n",
+            lab.conninfo(SUPERUSER),
+            lab.log_file.display(),
+        ));
+    }
+    std::fs::write(&targets, text).expect("targets");
+    let targets_arg = targets.display().to_string();
+    let serve = Serve::start(&["--targets", &targets_arg, "--interval", "1"], home.path());
+    let names: Vec<String> = (0..TARGETS).map(|i| format!("same-{i}")).collect();
+    let (want, text) = common::wait_until(
+        "every target's sessions equal pg_stat_ssl without pgtls's own",
+        Duration::from_secs(60),
+        async || {
+            let want = truth(&lab).await;
+            let Some((200, text)) = serve.get("/metrics") else {
+                return Err("no /metrics yet".to_string());
+            };
+            let monitors = monitor_sessions(&lab).await;
+            let matched = monitors == TARGETS
+                && names.iter().all(|n| {
+                    samples(&text, "pgtls_up").get(&format!("target=\"{n}\"")) == Some(&1.0)
+                        && sessions_of(&text, n) == want
+                });
+            if matched {
+                Ok((want, text))
+            } else {
+                let got: Vec<_> = names.iter().map(|n| sessions_of(&text, n)).collect();
+                Err(format!(
+                    "{monitors} monitor sessions; want {want:?} for each, got {got:?}"
+                ))
+            }
+        },
+    )
+    .await;
+    assert!(want.contains_key("plain|"), "{want:?}");
+    assert!(text.contains("# EOF"));
+    // A few more polls and log reads (3 s at a 1 s interval), then no ledger holds a pgtls monitor as a client.
+    let polls_now = samples(&text, "pgtls_last_poll_timestamp_seconds");
+    common::wait_until("three more polls", Duration::from_secs(30), async || {
+        let (_, text) = serve.get("/metrics").ok_or(())?;
+        let later = samples(&text, "pgtls_last_poll_timestamp_seconds");
+        let ahead = polls_now
+            .iter()
+            .all(|(k, v)| later.get(k).is_some_and(|l| *l >= v + 3.0));
+        if ahead { Ok(()) } else { Err(()) }
+    })
+    .await;
+    for n in &names {
+        let (status, ledger) = serve.get(&format!("/api/v1/targets/{n}/ledger")).expect("ledger");
+        assert_eq!(status, 200, "{ledger}");
+        assert!(ledger.contains("app-a"), "the ledger has the real clients: {ledger}");
+        assert!(
+            !ledger.contains(MONITOR_APP),
+            "{n}'s ledger holds a pgtls monitor: {ledger}"
+        );
+    }
+}
+
+/// pgtls's monitor sessions on the lab, by their application name.
+async fn monitor_sessions(lab: &Lab) -> usize {
+    let admin = lab.admin().await.expect("admin");
+    let row = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+            &[&MONITOR_APP],
+        )
+        .await
+        .expect("pg_stat_activity");
+    usize::try_from(row.get::<_, i64>(0)).unwrap_or(0)
+}
+
+/// A fleet's start costs each server one connection per target: the certificate chain is read from the monitor's
+/// own handshake, and the full probes (about ten handshakes each) are spread over the probe interval, an hour by
+/// default (issue 28, item 1). Proven by the event that matters: every target exports its certificate, and the
+/// server's log has one connection per target then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_start_reads_each_chain_from_the_monitor_connection() {
+    let lab = Lab::start(LabOptions::default()).await.expect("lab");
+    let home = tempfile::tempdir().expect("home");
+    let targets = home.path().join("targets.toml");
+    const TARGETS: usize = 4;
+    let mut text = String::new();
+    for i in 0..TARGETS {
+        text.push_str(&format!(
+            "[[target]]\nname = \"start-{i}\"\nconninfo = \"{} sslmode=require\"\n\n",
+            lab.conninfo(SUPERUSER)
+        ));
+    }
+    std::fs::write(&targets, text).expect("targets");
+    let logged_before = std::fs::read_to_string(&lab.log_file).expect("log").len();
+    let targets_arg = targets.display().to_string();
+    let serve = Serve::start(&["--targets", &targets_arg, "--interval", "1"], home.path());
+    let names: Vec<String> = (0..TARGETS).map(|i| format!("start-{i}")).collect();
+    common::wait_until(
+        "every target's certificate exported",
+        Duration::from_secs(60),
+        async || {
+            let (_, text) = serve.get("/metrics").ok_or("no /metrics yet")?;
+            let leaves = samples(&text, "pgtls_certificate_not_after_timestamp_seconds");
+            let all = names.iter().all(|n| {
+                leaves
+                    .keys()
+                    .any(|k| k.starts_with(&format!("target=\"{n}\",depth=\"0\"")))
+            });
+            if all {
+                Ok(())
+            } else {
+                Err("not every target has its chain yet")
+            }
+        },
+    )
+    .await;
+    let log = std::fs::read_to_string(&lab.log_file).expect("log");
+    let received = log[logged_before..].matches("connection received:").count();
+    assert_eq!(
+        received,
+        TARGETS,
+        "one connection per target, no probe's own:\n{}",
+        &log[logged_before..]
+    );
+}
+
+/// `pgtls serve` under `prlimit --nofile=LIMIT`, its stderr lines sent to the returned channel.
+fn serve_limited(nofile: &str, args: &[&str], home: &std::path::Path) -> (Serve, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let port = pgtls::lab::server::free_port().expect("free port");
+    let bin = std::env::var_os("PGTLS_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_pgtls").into());
+    let mut child = Command::new("prlimit")
+        .arg(format!("--nofile={nofile}"))
+        .arg(bin)
+        .env("HOME", home)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("prlimit runs pgtls serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (Serve { child, port }, rx)
+}
+
+fn many_targets(lab: &Lab, home: &std::path::Path, n: usize) -> String {
+    let mut text = String::new();
+    for i in 0..n {
+        text.push_str(&format!(
+            "[[target]]\nname = \"many-{i:03}\"\nconninfo = \"{} sslmode=require\"\n\n",
+            lab.conninfo(SUPERUSER)
+        ));
+    }
+    let path = home.join("targets.toml");
+    std::fs::write(&path, text).expect("targets");
+    path.display().to_string()
+}
+
+/// Too few descriptors for the targets, even at the hard limit: said once, in one line, at start (issue 28, item 4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_few_open_files_for_the_targets_is_said_in_one_line_at_start() {
+    let lab = Lab::start(LabOptions::default()).await.expect("lab");
+    let home = tempfile::tempdir().expect("home");
+    let targets = many_targets(&lab, home.path(), 80);
+    let (serve, lines) = serve_limited("64:64", &["--targets", &targets, "--interval", "5"], home.path());
+    let mut seen = Vec::new();
+    let said = common::wait_until("the listening line", Duration::from_secs(30), async || {
+        seen.extend(lines.try_iter());
+        match seen.iter().position(|l| l.contains("listening on")) {
+            Some(at) => Ok(seen[..at].to_vec()),
+            None => Err(seen.clone()),
+        }
+    })
+    .await;
+    let shortage: Vec<&String> = said.iter().filter(|l| l.contains("open files")).collect();
+    assert_eq!(shortage.len(), 1, "{said:?}");
+    assert!(
+        shortage[0].contains("80 target(s) need about") && shortage[0].contains("the limit is 64 (hard limit 64)"),
+        "{}",
+        shortage[0]
+    );
+    drop(serve);
+}
+
+/// The soft limit is raised to the hard one at start, and 70 targets with ledgers then fit in a soft limit of 64:
+/// every one up, one descriptor each plus a constant (ledgers are opened only to be written) (issue 28, item 4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_raises_its_open_files_limit_and_holds_one_descriptor_per_target() {
+    const TARGETS: usize = 70;
+    let lab = Lab::start(LabOptions {
+        max_connections: 150,
+        ..LabOptions::default()
+    })
+    .await
+    .expect("lab");
+    let home = tempfile::tempdir().expect("home");
+    let state = tempfile::tempdir().expect("state dir");
+    let targets = many_targets(&lab, home.path(), TARGETS);
+    let state_arg = state.path().display().to_string();
+    let (serve, lines) = serve_limited(
+        "64:4096",
+        &["--targets", &targets, "--interval", "1", "--state-dir", &state_arg],
+        home.path(),
+    );
+    let pid = serve.child.id();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap_or_default();
+    common::wait_until("every target up", Duration::from_secs(90), async || {
+        let (_, text) = serve.get("/metrics").ok_or("no /metrics yet".to_string())?;
+        let up = samples(&text, "pgtls_up").values().filter(|v| **v == 1.0).count();
+        if up == TARGETS {
+            Ok(())
+        } else {
+            Err(format!("{up} of {TARGETS} up"))
+        }
+    })
+    .await;
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap_or(limits);
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap_or_default();
+    assert_eq!(
+        open_files.split_whitespace().skip(3).take(2).collect::<Vec<_>>(),
+        ["4096", "4096"],
+        "{open_files}"
+    );
+    let ledgers = std::fs::read_dir(state.path())
+        .expect("state dir")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "ledger"))
+        })
+        .count();
+    assert_eq!(ledgers, TARGETS);
+    let descriptors = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("fd list").count();
+    assert!(
+        descriptors <= TARGETS + 32,
+        "{descriptors} descriptors for {TARGETS} targets"
+    );
+    let said: Vec<String> = lines.try_iter().collect();
+    assert!(!said.iter().any(|l| l.contains("open files")), "{said:?}");
+}

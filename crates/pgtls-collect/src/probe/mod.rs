@@ -43,6 +43,9 @@ pub struct ProbeTarget {
     pub range: Option<VersionRange>,
     /// Offer every TLS version whatever the range (`probe --full-scan`).
     pub full_scan: bool,
+    /// A fleet's engine: read the chain from the monitor's own handshake as soon as it connects (no connection of
+    /// its own), and leave the version and suite scan to the probe schedule.
+    pub chain_at_connect: bool,
 }
 
 impl ProbeTarget {
@@ -69,6 +72,7 @@ impl ProbeTarget {
             bundles: Vec::new(),
             range: None,
             full_scan: false,
+            chain_at_connect: false,
         })
     }
 }
@@ -179,7 +183,7 @@ pub fn run_reporting(
     target: &ProbeTarget,
     report_to: Option<tokio::sync::mpsc::Sender<ProbeConnection>>,
 ) -> Result<ProbeReport, ProbeError> {
-    run_with_range(target, report_to, &|| None)
+    run_with(target, report_to, None, true, &|| None)
 }
 
 /// [`run_reporting`], asking `range` for the server's configured TLS versions once the first handshake has
@@ -188,6 +192,26 @@ pub fn run_reporting(
 pub fn run_with_range(
     target: &ProbeTarget,
     report_to: Option<tokio::sync::mpsc::Sender<ProbeConnection>>,
+    range: &dyn Fn() -> Option<VersionRange>,
+) -> Result<ProbeReport, ProbeError> {
+    run_with(target, report_to, None, true, range)
+}
+
+/// The chain and what it verifies against, without the version and suite scan: from `seen` (the monitor's own
+/// handshake) with no connection at all, else from one handshake. A fleet's start costs each server at most this.
+pub fn run_chain(
+    target: &ProbeTarget,
+    seen: Option<scan::Handshake>,
+    report_to: Option<tokio::sync::mpsc::Sender<ProbeConnection>>,
+) -> Result<ProbeReport, ProbeError> {
+    run_with(target, report_to, seen, false, &|| None)
+}
+
+fn run_with(
+    target: &ProbeTarget,
+    report_to: Option<tokio::sync::mpsc::Sender<ProbeConnection>>,
+    seen: Option<scan::Handshake>,
+    scan_all: bool,
     range: &dyn Fn() -> Option<VersionRange>,
 ) -> Result<ProbeReport, ProbeError> {
     let addr = starttls::resolve(&target.host, target.hostaddr, target.port).map_err(|source| ProbeError::Resolve {
@@ -240,13 +264,26 @@ pub fn run_with_range(
             })
             .collect()
     };
-    let chain = match scanner.attempt(|_| Ok(())).map_err(io)? {
+    let first = match seen {
+        Some(handshake) => Attempt::Done(handshake),
+        None => scanner.attempt(|_| Ok(())).map_err(io)?,
+    };
+    let chain = match first {
         Attempt::NoTls => {
             report.bundles = unjudged("the server refuses TLS: no client verifies it");
             report.connections = scanner.connections;
             report.findings.push(Finding {
                 severity: Severity::Critical,
                 message: "the server refuses TLS (answered 'N' to SSLRequest: ssl = off)".into(),
+            });
+            return Ok(report);
+        }
+        Attempt::NothingToOffer => {
+            report.bundles = unjudged("no TLS handshake was possible, so no chain to verify");
+            report.accepts_tls = true;
+            report.findings.push(Finding {
+                severity: Severity::Critical,
+                message: "this OpenSSL offers no cipher suite with default settings: nothing was tried".into(),
             });
             return Ok(report);
         }
@@ -294,9 +331,13 @@ pub fn run_with_range(
         .iter()
         .map(|path| bundles::check(&target.host, target.port, path, &chain, now))
         .collect();
-    report.verify_system = verify::system_store()
-        .ok()
-        .map(|store| verify::verify(&chain, &store, "system store".into()));
+    report.verify_system = verify::system_store().map(|store| verify::verify(&chain, &store, "system store".into()));
+    if !scan_all {
+        report.connections = scanner.connections;
+        report.findings.extend(findings(&report, target.warn_days));
+        report.findings.sort_by_key(|f| f.severity);
+        return Ok(report);
+    }
     let negotiated = report.negotiated.as_ref().map(|n| n.version.clone());
     let known = match target.range {
         None if !target.full_scan => range(),
