@@ -167,8 +167,13 @@ async fn run_checked(args: CheckArgs) -> Result<ExitCode, Failure> {
         );
     }
     alerts.sort_by_key(|a| a.severity);
-    let mut sources = logs.describe();
-    sources.extend(pooler_logs.describe());
+    // check's text and JSON list the sources' words; its status reads the log's state from `logs.status()`.
+    let sources = logs
+        .describe()
+        .into_iter()
+        .chain(pooler_logs.describe())
+        .map(|note| note.text)
+        .collect();
     let mut report = assess(&snapshot, alerts, whatif, standing, sources);
     report.with_pooler_after(pooler_after);
     report.with_log(logs.status());

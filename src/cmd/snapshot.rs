@@ -166,7 +166,7 @@ fn write_text(pooler_after: &[PoolerAfter], logs: &PoolerLogs, out: &mut dyn Wri
         crate::output::pooler_after::write_lines(p, out)?;
     }
     for line in logs.describe() {
-        writeln!(out, "Source: {}", safe::terminal(&line))?;
+        writeln!(out, "Source: {}", safe::terminal(&line.text))?;
     }
     Ok(())
 }

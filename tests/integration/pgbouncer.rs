@@ -826,10 +826,9 @@ async fn the_dashboards_history_reads_the_poolers_log() {
             .find(|r| r.address == "127.0.0.1");
         if let Some(refused) = refused {
             assert!(
-                history
-                    .sources
-                    .iter()
-                    .any(|s| s.starts_with(&format!("pooler {}: log source: file", pooler.address()))),
+                history.sources.iter().any(|s| s
+                    .text
+                    .starts_with(&format!("pooler {}: log source: file", pooler.address()))),
                 "{:#?}",
                 history.sources
             );

@@ -417,21 +417,25 @@ fn columns_keep_their_width_when_a_long_value_goes() {
 /// What-if's Sources: one line per source with its state; Enter shows what each can miss.
 #[test]
 fn whatif_sources_are_one_line_each_and_details_on_enter() {
+    use pgtls::analysis::sources::SourceNote;
     use pgtls::logsource::{LogFormat, LogSource, limitations};
     let (w, h) = (120, 60);
     let mut history = fixtures::history();
+    // The mark comes from each note's state, never its words: the stopped file's text says "on" to prove it.
     history.sources = vec![
-        pgtls::sources::POLL_LIMITATION.to_string(),
-        limitations(&LogSource::File {
+        SourceNote::on(pgtls::sources::POLL_LIMITATION),
+        SourceNote::on(limitations(&LogSource::File {
             path: "/var/log/postgresql/main.log".into(),
             format: LogFormat::Stderr {
                 prefix: "%m [%p] ".into(),
             },
             from_start: false,
-        }),
-        "log file /var/log/postgresql/old.log stopped: permission denied; pass --server-log PATH to read the log file \
-         directly"
-            .to_string(),
+        })),
+        SourceNote::off(
+            "log file /var/log/postgresql/old.log (was on) stopped: permission denied; pass --server-log PATH to read \
+             the log file directly",
+        ),
+        SourceNote::alert("ALERT: 2 forged-looking connection line(s) refused"),
     ];
     let mut state = connected(w, h);
     state.handle(Input::Poller {
@@ -445,17 +449,18 @@ fn whatif_sources_are_one_line_each_and_details_on_enter() {
         .iter()
         .position(|l| l.contains("Sources"))
         .expect("a Sources note");
-    let note: Vec<&str> = lines[at + 1..].iter().take(4).copied().collect();
+    let note: Vec<&str> = lines[at + 1..].iter().take(5).copied().collect();
     assert!(note[0].contains("✓ poll: sees every session"), "{note:#?}");
     assert!(
         note[1].contains("✓ log source: file /var/log/postgresql/main.log"),
         "{note:#?}"
     );
     assert!(
-        note[2].contains("✖ log file /var/log/postgresql/old.log stopped"),
+        note[2].contains("✖ log file /var/log/postgresql/old.log (was on) stopped"),
         "{note:#?}"
     );
-    assert!(note[3].contains("✓ ledger kept in"), "{note:#?}");
+    assert!(note[3].contains("▲ ALERT: 2 forged-looking"), "{note:#?}");
+    assert!(note[4].contains("✓ ledger kept in"), "{note:#?}");
     assert!(!text.contains("misses"), "details stay behind Enter:\n{text}");
     press(&mut state, KeyCode::Enter);
     let text = screen(&draw(&mut state, w, h));

@@ -32,9 +32,10 @@ pub fn history() -> crate::collect::poller::History {
             .map(|t| evaluate(&ledger, t, &hba, chrono::Duration::hours(24)))
             .collect(),
         sources: vec![
-            crate::sources::POLL_LIMITATION.to_string(),
-            "log source: file /var/log/postgresql/postgresql-15-main.log (stderr, prefix \"%m [%p] \"), from its start"
-                .to_string(),
+            crate::analysis::sources::SourceNote::on(crate::sources::POLL_LIMITATION),
+            crate::analysis::sources::SourceNote::on(
+                "log source: file /var/log/postgresql/postgresql-15-main.log (stderr, prefix \"%m [%p] \"), from its start",
+            ),
         ],
         ledger_file: Some("/var/lib/pgtls/ledger.jsonl".to_string()),
         refused: ledger.refused(),

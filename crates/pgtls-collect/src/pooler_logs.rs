@@ -116,11 +116,18 @@ impl PoolerLogs {
     }
 
     /// One line per log: what it is and what it cannot tell.
-    pub fn describe(&self) -> Vec<String> {
+    pub fn describe(&self) -> Vec<crate::analysis::sources::SourceNote> {
+        use crate::analysis::sources::SourceNote;
         self.logs
             .iter()
-            .map(|l| format!("pooler {}: {}", l.pooler, logsource::limitations(&l.follower.source())))
-            .chain(self.stopped.iter().cloned())
+            .map(|l| {
+                SourceNote::on(format!(
+                    "pooler {}: {}",
+                    l.pooler,
+                    logsource::limitations(&l.follower.source())
+                ))
+            })
+            .chain(self.stopped.iter().cloned().map(SourceNote::off))
             .collect()
     }
 }
@@ -185,7 +192,9 @@ mod tests {
         append(&path, HANDSHAKE.as_bytes());
         assert_eq!(logs.poll().len(), 1);
         assert!(
-            logs.describe()[0].starts_with("pooler 127.0.0.1:6432: log source: file "),
+            logs.describe()[0]
+                .text
+                .starts_with("pooler 127.0.0.1:6432: log source: file "),
             "{:?}",
             logs.describe()
         );

@@ -11,7 +11,7 @@ use tokio_postgres::Client;
 use crate::analysis::alerts::Alert;
 use crate::analysis::alerts::config::AlertsConfig;
 use crate::analysis::ledger::{Ledger, LogPosition};
-use crate::analysis::sources::SourceStatus;
+use crate::analysis::sources::{SourceNote, SourceStatus};
 use crate::logsource::{self, ConnectionEvent, LogFollower, LogFormat, LogNews, Resumed, SqlLogReader, SuspectLine};
 
 pub struct LogSources {
@@ -209,29 +209,29 @@ impl LogSources {
     }
 
     /// One line per source: what is on and what it can miss.
-    pub fn describe(&self) -> Vec<String> {
-        let mut lines = vec![POLL_LIMITATION.to_string()];
+    pub fn describe(&self) -> Vec<SourceNote> {
+        let mut lines = vec![SourceNote::on(POLL_LIMITATION)];
         match self.status() {
-            SourceStatus::Off { reason } => lines.push(if self.file_given {
+            SourceStatus::Off { reason } => lines.push(SourceNote::off(if self.file_given {
                 format!("log source off: {reason}")
             } else {
                 format!("log source off: {reason}; pass --server-log PATH to read the log file directly")
-            }),
+            })),
             SourceStatus::On | SourceStatus::Degraded { .. } => {
                 if let Some((file, _)) = &self.file {
-                    lines.push(logsource::limitations(&file.source()));
+                    lines.push(SourceNote::on(logsource::limitations(&file.source())));
                 }
                 if let Some(sql) = self.sql.as_ref().filter(|_| self.sql_read) {
-                    lines.push(logsource::limitations(&sql.source()));
+                    lines.push(SourceNote::on(logsource::limitations(&sql.source())));
                 }
             }
         }
         if let Some(latest) = self.suspects.last() {
-            lines.push(format!(
+            lines.push(SourceNote::alert(format!(
                 "ALERT: {} forged-looking connection line(s) refused, kept out of the ledger; latest: {}",
                 self.suspect_total,
                 latest.sentence()
-            ));
+            )));
         }
         lines
     }

@@ -9,6 +9,7 @@ use ratatui::widgets::{Block, Paragraph, Wrap};
 use super::Ctx;
 use crate::analysis::after::{AfterChange, Standing, since_source_label, took_effect};
 use crate::analysis::alerts::Severity;
+use crate::analysis::sources::{NoteState, SourceNote};
 use crate::analysis::whatif::{Change, Downgrade, Verdict};
 use crate::output::safe::terminal;
 
@@ -303,19 +304,19 @@ fn source_lines(cx: &Ctx) -> Vec<Line<'static>> {
             t.dim,
         ),
     ]));
-    let ledger = match &history.ledger_file {
+    let ledger = SourceNote::on(match &history.ledger_file {
         Some(file) => format!("ledger kept in {file}"),
         None => "ledger in memory only (--ledger PATH keeps it across restarts)".to_string(),
-    };
+    });
     for s in history.sources.iter().chain(std::iter::once(&ledger)) {
-        let text = terminal(s);
+        let text = terminal(&s.text);
         if open {
             lines.push(Line::styled(format!("  · {text}"), t.dim));
         } else {
-            let (mark, style) = match source_state(&text) {
-                SourceState::On => ("✓", t.ok),
-                SourceState::Alert => ("▲", t.warning),
-                SourceState::Off => ("✖", t.critical),
+            let (mark, style) = match s.state {
+                NoteState::On => ("✓", t.ok),
+                NoteState::Alert => ("▲", t.warning),
+                NoteState::Off => ("✖", t.critical),
             };
             lines.push(Line::from(vec![
                 Span::styled(format!("  {mark} "), style),
@@ -324,28 +325,6 @@ fn source_lines(cx: &Ctx) -> Vec<Line<'static>> {
         }
     }
     lines
-}
-
-/// A source as the one-line Sources note shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SourceState {
-    On,
-    /// Working, with something to look at (forged-looking log lines).
-    Alert,
-    /// Stopped or unreadable: the history lacks what it would have told.
-    Off,
-}
-
-// The sources are sentences today (`LogSources::describe`); their state is read from the words those functions
-// write, until sources carry a state of their own.
-fn source_state(text: &str) -> SourceState {
-    if text.starts_with("ALERT") {
-        SourceState::Alert
-    } else if text.contains(" off:") || text.contains(" stopped:") {
-        SourceState::Off
-    } else {
-        SourceState::On
-    }
 }
 
 /// A source's first clause: what it is and whether it is on; what it may miss is for the details.

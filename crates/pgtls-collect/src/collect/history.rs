@@ -11,7 +11,7 @@ use tokio_postgres::Client;
 use super::poller::PollerEvent;
 use crate::analysis::after::{self, Standing};
 use crate::analysis::ledger::{ClientRecord, Journal, Ledger};
-use crate::analysis::sources::{HistoryStatus, SourceStatus};
+use crate::analysis::sources::{HistoryStatus, SourceNote, SourceStatus};
 use crate::analysis::whatif::{self, Change, WhatIf};
 use crate::model::HbaRules;
 use crate::model::Snapshot;
@@ -26,7 +26,7 @@ pub struct History {
     /// One what-if per [`Change`], in `Change` order.
     pub whatif: Vec<WhatIf>,
     /// Which sources are on and what each can miss.
-    pub sources: Vec<String>,
+    pub sources: Vec<SourceNote>,
     /// Where the ledger is kept, if anywhere.
     pub ledger_file: Option<String>,
     /// Addresses refused before authorization (failed TLS handshakes, pg_hba.conf), most recent first, each with
@@ -122,7 +122,7 @@ pub fn history_of(
     ledger: &Ledger,
     hba: &HbaRules,
     min_evidence: chrono::Duration,
-    sources: Vec<String>,
+    sources: Vec<SourceNote>,
     ledger_file: Option<String>,
 ) -> History {
     History {
@@ -462,31 +462,31 @@ impl Service {
             .last()
             .and_then(|seen| crate::analysis::after::log_connections_gap(&seen.settings))
         {
-            sources.push(gap);
+            sources.push(SourceNote::off(gap));
         }
         if let Err(e) = &self.hba {
-            sources.push(format!(
+            sources.push(SourceNote::off(format!(
                 "pg_hba.conf: {e}; the downgrade risk of prefer clients is unknown"
-            ));
+            )));
         }
         sources.extend(self.pooler_logs.describe());
         if let Some(e) = &self.pooler_log_error {
-            sources.push(e.clone());
+            sources.push(SourceNote::off(e.clone()));
         }
         if let Some(e) = &self.journal_error {
-            sources.push(format!(
+            sources.push(SourceNote::off(format!(
                 "ledger not saved: {e}; kept in memory and rewritten whole once it can be ({} failed write(s))",
                 self.journal_errors
-            ));
+            )));
         }
         if let Some(reason) = &self.journal_off {
-            sources.push(format!("ledger off: {reason}; running without one"));
+            sources.push(SourceNote::off(format!("ledger off: {reason}; running without one")));
         }
         if self.probe_lines_ignored > 0 {
-            sources.push(format!(
+            sources.push(SourceNote::on(format!(
                 "{} failed handshake(s) in the log were pgtls's own probe, not counted as refusals",
                 self.probe_lines_ignored
-            ));
+            )));
         }
         let mut history = history_of(
             &self.setup.ledger,

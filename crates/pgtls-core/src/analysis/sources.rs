@@ -250,3 +250,51 @@ mod tests {
         );
     }
 }
+
+/// One line of a "Sources" note: a source (or what one misses) in words, and how it stands, so that a view marks
+/// it without reading the words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceNote {
+    pub state: NoteState,
+    pub text: String,
+}
+
+/// How a [`SourceNote`]'s source stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoteState {
+    /// Working (its text may still say what it cannot see).
+    On,
+    /// Working, with something to look at (forged-looking log lines).
+    Alert,
+    /// Stopped or unreadable: the history lacks what it would have told.
+    Off,
+}
+
+impl SourceNote {
+    pub fn on(text: impl Into<String>) -> SourceNote {
+        SourceNote {
+            state: NoteState::On,
+            text: text.into(),
+        }
+    }
+
+    pub fn alert(text: impl Into<String>) -> SourceNote {
+        SourceNote {
+            state: NoteState::Alert,
+            text: text.into(),
+        }
+    }
+
+    pub fn off(text: impl Into<String>) -> SourceNote {
+        SourceNote {
+            state: NoteState::Off,
+            text: text.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for SourceNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
