@@ -228,7 +228,8 @@ pub fn render(states: &[SharedState], client_cap: usize) -> Result<String, std::
             }
             let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
             for r in &history.refused {
-                for (reason, n) in &r.record.reasons {
+                // Scans' handshakes included: a counter must never fall when a burst turns out to be a scan.
+                for (reason, n) in r.record.all_attempts_by_reason() {
                     *reasons.entry(label(reason)).or_default() += n;
                 }
             }

@@ -112,6 +112,10 @@ pub struct RefusedRecord {
     pub scans: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_scan: Option<DateTime<Utc>>,
+    /// The scans' handshakes by reason: moved here from `reasons` when a burst turns out to be a scan, so that
+    /// `reasons` + `scan_reasons` (every refused attempt, which the refused-attempts counter exports) never falls.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scan_reasons: BTreeMap<String, u64>,
     /// The failed handshakes of the last [`SCAN_WINDOW_MS`], so one arriving later can tell a scan.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recent_handshakes: Vec<RecentHandshake>,
@@ -147,6 +151,7 @@ impl RefusedRecord {
             hours: Vec::new(),
             scans: 0,
             last_scan: None,
+            scan_reasons: BTreeMap::new(),
             recent_handshakes: Vec::new(),
         }
     }
@@ -216,6 +221,7 @@ impl RefusedRecord {
                 self.reasons.remove(reason);
             }
         }
+        *self.scan_reasons.entry(reason.to_string()).or_default() += 1;
         self.scans += 1;
         self.last_scan = Some(self.last_scan.map_or(at, |l| l.max(at)));
         self.count_hour(at, 0, 0);
@@ -223,6 +229,16 @@ impl RefusedRecord {
         if let Ok(i) = self.hours.binary_search_by_key(&hour, |h| h.hour) {
             self.hours[i].scans = self.hours[i].scans.saturating_add(1);
         }
+    }
+
+    /// Every refused attempt by reason, scans' handshakes included: what the server refused, which only grows
+    /// as lines arrive (a burst reclassified as a scan moves between the two maps, never out of both).
+    pub fn all_attempts_by_reason(&self) -> BTreeMap<&str, u64> {
+        let mut all: BTreeMap<&str, u64> = BTreeMap::new();
+        for (reason, n) in self.reasons.iter().chain(&self.scan_reasons) {
+            *all.entry(reason.as_str()).or_default() += n;
+        }
+        all
     }
 
     /// Attempts of `kind` at or after `from`, as far as the kept hours reach (see [`HourCount`]).
@@ -329,6 +345,9 @@ impl RefusedRecord {
             }
         }
         self.scans += other.scans;
+        for (reason, n) in &other.scan_reasons {
+            *self.scan_reasons.entry(reason.clone()).or_default() += n;
+        }
         self.last_scan = self.last_scan.max(other.last_scan);
         // A burst straddling a compaction goes on from the handshakes the compacted record kept.
         for h in &other.recent_handshakes {
@@ -829,6 +848,29 @@ mod scan_tests {
             r.add(&handshake(*ms));
         }
         r
+    }
+
+    /// The refused-attempts counter (reasons and scans' reasons together) never falls, handshake by handshake,
+    /// when a burst turns out to be a scan; and it survives a merge (compaction).
+    #[test]
+    fn every_refused_attempt_is_counted_once_and_the_count_never_falls() {
+        let times = [0, 2000, 4000, 4010, 4020, 4030, 6000];
+        let mut r = RefusedRecord::new("127.0.0.1", None, at(0));
+        let mut last = 0;
+        for (n, ms) in times.iter().enumerate() {
+            r.add(&handshake(*ms));
+            let total: u64 = r.all_attempts_by_reason().values().sum();
+            assert!(total >= last, "fell from {last} to {total} at handshake {n}");
+            assert_eq!(total, n as u64 + 1, "each handshake once");
+            last = total;
+        }
+        assert_eq!(r.scans, 4);
+        let by_reason = r.all_attempts_by_reason();
+        assert_eq!(by_reason.len(), 1, "one reason, whether scan or not: {by_reason:?}");
+        assert_eq!(by_reason.values().sum::<u64>(), 7);
+        let mut merged = RefusedRecord::new("127.0.0.1", None, at(0));
+        merged.merge(&r);
+        assert_eq!(merged.all_attempts_by_reason(), r.all_attempts_by_reason());
     }
 
     /// Where a scan starts: SCAN_MIN_HANDSHAKES within SCAN_WINDOW_MS; one fewer, or the same spread wider, are
