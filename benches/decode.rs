@@ -102,6 +102,6 @@ async fn setup() -> color_eyre::eyre::Result<Setup> {
         sslinfo_schema: pre.sslinfo_schema.clone(),
     };
     let statement = collector.client().prepare(&sql::poll_statement(&shape)).await?;
-    let poll_rows = collector.client().query(&statement, &[]).await?;
+    let poll_rows = collector.client().query(&statement, &[&Vec::<i32>::new()]).await?;
     Ok((lab, sessions, cert, collector, poll_rows))
 }

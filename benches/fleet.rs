@@ -2,7 +2,9 @@
 //! pointing at one lab server under N names) at a 5 s interval: start-up (connections, the first certificate probes)
 //! for WARMUP s, then the steady state for SECONDS s. It reports the CPU seconds the serve process used in each part
 //! (user + system, every thread, from /proc/PID/stat), its RSS at the end (VmRSS) and its peak (VmHWM), then the
-//! per-target cost and a straight-line extrapolation to 500 targets from the first and last N.
+//! per-target cost and a straight-line extrapolation to 500 targets from the first and last N. It also counts the
+//! connections that reached the server in each part ("connection received" lines of the lab's log, which runs with
+//! log_connections = on): what a fleet's start costs the servers it watches.
 //!
 //! `cargo build --release && cargo bench --bench fleet -- run SECONDS N...` (e.g. `run 60 10 50 100`; WARMUP
 //! defaults to 30; PGTLS_BIN overrides target/release/pgtls). Without `run` (as `cargo bench` does) it does nothing.
@@ -66,6 +68,8 @@ async fn run(seconds: u64, sizes: &[usize]) -> Result<()> {
         std::fs::write(&targets, text)?;
         let port = pgtls::lab::server::free_port()?;
         let warmup: u64 = std::env::var("WARMUP").ok().and_then(|w| w.parse().ok()).unwrap_or(30);
+        let server_log = lab.root().join("server.log");
+        let log_at_start = log_len(&server_log);
         let started = Instant::now();
         let mut child = Command::new(&bin)
             .args(["serve", "--interval", "5", "--listen", &format!("127.0.0.1:{port}")])
@@ -79,18 +83,24 @@ async fn run(seconds: u64, sizes: &[usize]) -> Result<()> {
         let pid = child.id();
         tokio::time::sleep(Duration::from_secs(warmup)).await;
         let cpu_warm = cpu_seconds(pid)?;
+        let log_at_warm = log_len(&server_log);
         let steady_from = Instant::now();
         tokio::time::sleep(Duration::from_secs(seconds)).await;
         let up = scrape_up(port);
         let cpu_end = cpu_seconds(pid)?;
+        let log_at_end = log_len(&server_log);
         let steady = steady_from.elapsed().as_secs_f64();
         let (rss_kb, peak_rss_kb) = (status_kb(pid, "VmRSS:")?, status_kb(pid, "VmHWM:")?);
         let _ = child.kill();
         let _ = child.wait();
         let cpu_per_minute = (cpu_end - cpu_warm) * 60.0 / steady;
+        let start_connections = connections_received(&server_log, log_at_start, log_at_warm);
+        let steady_connections = connections_received(&server_log, log_at_warm, log_at_end) as f64 * 60.0 / steady;
         println!(
-            "fleet: {n} targets: start-up {cpu_warm:.2} s CPU in {warmup} s; steady {:.2} s CPU per minute over {steady:.0} s; \
+            "fleet: {n} targets: start-up {cpu_warm:.2} s CPU and {start_connections} connections ({:.1} per target) \
+             in {warmup} s; steady {:.2} s CPU and {steady_connections:.0} connections per minute over {steady:.0} s; \
              RSS {:.1} MB (peak {:.1} MB); {up} of {n} up; {:.0} s in all",
+            start_connections as f64 / n as f64,
             cpu_per_minute,
             rss_kb as f64 / 1024.0,
             peak_rss_kb as f64 / 1024.0,
@@ -132,6 +142,23 @@ fn scrape_up(port: u16) -> usize {
     let _ = stream.read_to_string(&mut text);
     text.lines()
         .filter(|l| l.starts_with("pgtls_up{") && l.ends_with(" 1"))
+        .count()
+}
+
+fn log_len(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// "connection received" lines the server logged between two offsets of its log (every TCP connection, the
+/// probes' included, whether or not it went on to authenticate).
+fn connections_received(path: &std::path::Path, from: u64, to: u64) -> usize {
+    let Ok(bytes) = std::fs::read(path) else {
+        return 0;
+    };
+    let end = usize::try_from(to).unwrap_or(usize::MAX).min(bytes.len());
+    let start = usize::try_from(from).unwrap_or(0).min(end);
+    String::from_utf8_lossy(&bytes[start..end])
+        .matches("connection received:")
         .count()
 }
 

@@ -38,7 +38,7 @@ fn check(path: &std::path::Path, format: ProbeFormat) -> Result<ExitCode, Failur
     };
     let certs = crate::probe::bundles::read_bundle(path).map_err(|e| unknown(e.to_string()))?;
     let store = system_store();
-    let roots = check_azure(&certs, chrono::Utc::now(), store.as_ref()).map_err(|e| unknown(e.to_string()))?;
+    let roots = check_azure(&certs, chrono::Utc::now(), store.as_deref()).map_err(|e| unknown(e.to_string()))?;
     let status = if roots.iter().all(|r| r.state == "present") {
         Status::Ok
     } else {

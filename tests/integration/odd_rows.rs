@@ -88,7 +88,7 @@ async fn an_undecodable_column_is_marked_not_fatal() {
     let sessions_only = statement.split("UNION ALL").nth(1).unwrap();
     assert!(sessions_only.contains("a.backend_start,"));
     let odd = sessions_only.replace("a.backend_start,", "'not a time'::text,");
-    let rows = admin.query(&odd, &[]).await.unwrap();
+    let rows = admin.query(&odd, &[&Vec::<i32>::new()]).await.unwrap();
     assert!(!rows.is_empty());
     for row in &rows {
         let session = rows::session_from_row(row);

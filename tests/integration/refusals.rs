@@ -86,6 +86,7 @@ async fn raising_the_floor_shows_refused_downgraded_and_the_change_time() {
         warn_days: 30,
         full_cipher_scan: false,
         bundles: Vec::new(),
+        chain_at_connect: false,
     };
     let report = tokio::task::spawn_blocking(move || pgtls::probe::run_reporting(&target, Some(tx)))
         .await

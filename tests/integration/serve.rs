@@ -917,3 +917,147 @@ fn the_shipped_rules_fire_on_a_down_target_and_not_on_its_stale_sessions() {
     assert!(out.status.success(), "{said}\n--- the test file:\n{test}");
     assert!(said.contains("SUCCESS"), "{said}");
 }
+
+/// Six targets that are one server (names, databases and roles differ, the server does not): each target's
+/// sessions are what pg_stat_ssl lists minus every one of pgtls's own connections, not five of them counted as
+/// clients, and no target's ledger holds another's monitor (issue 28, item 3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_on_one_server_leave_out_each_others_monitor_sessions() {
+    let lab = Lab::start(LabOptions::default()).await.expect("lab");
+    let _open = [
+        lab.open(SessionKind::Tls13, SUPERUSER, "app-a").await.expect("session"),
+        lab.open(SessionKind::Tls12, SUPERUSER, "app-b").await.expect("session"),
+        lab.open(SessionKind::PlainTcp, SUPERUSER, "app-c")
+            .await
+            .expect("session"),
+    ];
+    let home = tempfile::tempdir().expect("home");
+    let targets = home.path().join("targets.toml");
+    const TARGETS: usize = 6;
+    let mut text = String::new();
+    for i in 0..TARGETS {
+        // Half of them through the other database name, so they are not one conninfo repeated.
+        let database = if i % 2 == 0 { "postgres" } else { "template1" };
+        text.push_str(&format!(
+            "[[target]]\nname = \"same-{i}\"\nconninfo = \"{} dbname={database} application_name={MONITOR_APP}\"\n\
+             server_log = \"{}\"\n\n",
+            lab.conninfo(SUPERUSER),
+            lab.log_file.display(),
+        ));
+    }
+    std::fs::write(&targets, text).expect("targets");
+    let targets_arg = targets.display().to_string();
+    let serve = Serve::start(&["--targets", &targets_arg, "--interval", "1"], home.path());
+    let names: Vec<String> = (0..TARGETS).map(|i| format!("same-{i}")).collect();
+    let (want, text) = common::wait_until(
+        "every target's sessions equal pg_stat_ssl without pgtls's own",
+        Duration::from_secs(60),
+        async || {
+            let want = truth(&lab).await;
+            let Some((200, text)) = serve.get("/metrics") else {
+                return Err("no /metrics yet".to_string());
+            };
+            let monitors = monitor_sessions(&lab).await;
+            let matched = monitors == TARGETS
+                && names.iter().all(|n| {
+                    samples(&text, "pgtls_up").get(&format!("target=\"{n}\"")) == Some(&1.0)
+                        && sessions_of(&text, n) == want
+                });
+            if matched {
+                Ok((want, text))
+            } else {
+                let got: Vec<_> = names.iter().map(|n| sessions_of(&text, n)).collect();
+                Err(format!(
+                    "{monitors} monitor sessions; want {want:?} for each, got {got:?}"
+                ))
+            }
+        },
+    )
+    .await;
+    assert!(want.contains_key("plain|"), "{want:?}");
+    assert!(text.contains("# EOF"));
+    // A few more polls and log reads (3 s at a 1 s interval), then no ledger holds a pgtls monitor as a client.
+    let polls_now = samples(&text, "pgtls_last_poll_timestamp_seconds");
+    common::wait_until("three more polls", Duration::from_secs(30), async || {
+        let (_, text) = serve.get("/metrics").ok_or(())?;
+        let later = samples(&text, "pgtls_last_poll_timestamp_seconds");
+        let ahead = polls_now
+            .iter()
+            .all(|(k, v)| later.get(k).is_some_and(|l| *l >= v + 3.0));
+        if ahead { Ok(()) } else { Err(()) }
+    })
+    .await;
+    for n in &names {
+        let (status, ledger) = serve.get(&format!("/api/v1/targets/{n}/ledger")).expect("ledger");
+        assert_eq!(status, 200, "{ledger}");
+        assert!(ledger.contains("app-a"), "the ledger has the real clients: {ledger}");
+        assert!(
+            !ledger.contains(MONITOR_APP),
+            "{n}'s ledger holds a pgtls monitor: {ledger}"
+        );
+    }
+}
+
+/// pgtls's monitor sessions on the lab, by their application name.
+async fn monitor_sessions(lab: &Lab) -> usize {
+    let admin = lab.admin().await.expect("admin");
+    let row = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+            &[&MONITOR_APP],
+        )
+        .await
+        .expect("pg_stat_activity");
+    usize::try_from(row.get::<_, i64>(0)).unwrap_or(0)
+}
+
+/// A fleet's start costs each server one connection per target: the certificate chain is read from the monitor's
+/// own handshake, and the full probes (about ten handshakes each) are spread over the probe interval, an hour by
+/// default (issue 28, item 1). Proven by the event that matters: every target exports its certificate, and the
+/// server's log has one connection per target then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_start_reads_each_chain_from_the_monitor_connection() {
+    let lab = Lab::start(LabOptions::default()).await.expect("lab");
+    let home = tempfile::tempdir().expect("home");
+    let targets = home.path().join("targets.toml");
+    const TARGETS: usize = 4;
+    let mut text = String::new();
+    for i in 0..TARGETS {
+        text.push_str(&format!(
+            "[[target]]\nname = \"start-{i}\"\nconninfo = \"{} sslmode=require\"\n\n",
+            lab.conninfo(SUPERUSER)
+        ));
+    }
+    std::fs::write(&targets, text).expect("targets");
+    let logged_before = std::fs::read_to_string(&lab.log_file).expect("log").len();
+    let targets_arg = targets.display().to_string();
+    let serve = Serve::start(&["--targets", &targets_arg, "--interval", "1"], home.path());
+    let names: Vec<String> = (0..TARGETS).map(|i| format!("start-{i}")).collect();
+    common::wait_until(
+        "every target's certificate exported",
+        Duration::from_secs(60),
+        async || {
+            let (_, text) = serve.get("/metrics").ok_or("no /metrics yet")?;
+            let leaves = samples(&text, "pgtls_certificate_not_after_timestamp_seconds");
+            let all = names.iter().all(|n| {
+                leaves
+                    .keys()
+                    .any(|k| k.starts_with(&format!("target=\"{n}\",depth=\"0\"")))
+            });
+            if all {
+                Ok(())
+            } else {
+                Err("not every target has its chain yet")
+            }
+        },
+    )
+    .await;
+    let log = std::fs::read_to_string(&lab.log_file).expect("log");
+    let received = log[logged_before..].matches("connection received:").count();
+    assert_eq!(
+        received,
+        TARGETS,
+        "one connection per target, no probe's own:\n{}",
+        &log[logged_before..]
+    );
+}

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use openssl::error::ErrorStack;
 use openssl::stack::Stack;
-use openssl::x509::store::{X509Store, X509StoreBuilder};
+use openssl::x509::store::X509Store;
 use openssl::x509::{X509, X509StoreContext};
 use serde::Serialize;
 
@@ -156,10 +156,9 @@ fn same_name_and_key(a: &X509, b: &X509) -> bool {
     names && keys
 }
 
-pub fn system_store() -> Option<X509Store> {
-    let mut builder = X509StoreBuilder::new().ok()?;
-    builder.set_default_paths().ok()?;
-    Some(builder.build())
+/// The system's trusted roots, loaded once per process and shared with the probe's verification.
+pub fn system_store() -> Option<std::sync::Arc<X509Store>> {
+    crate::conn::tls_context::system_store()
 }
 
 /// A self-signed root verifies against a store exactly when the store holds it as an anchor.
@@ -176,6 +175,7 @@ fn trusted_by(store: &X509Store, root: &X509) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use openssl::x509::store::X509StoreBuilder;
 
     #[test]
     fn the_embedded_roots_match_their_published_fingerprints() {

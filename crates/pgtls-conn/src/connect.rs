@@ -57,6 +57,9 @@ pub struct ConnectReport {
     pub warnings: Vec<String>,
     /// What [`cancel`] needs to stop this session's running query.
     pub cancel_key: Option<CancelKey>,
+    /// The certificates the server sent in this connection's handshake, leaf first, DER; empty when not TLS. The
+    /// certificate probe reads the chain from here instead of a handshake of its own.
+    pub peer_chain: Vec<Vec<u8>>,
 }
 
 /// Ask the server to cancel the query running on the session `report` describes, as libpq's PQcancel
@@ -427,7 +430,14 @@ async fn attempt_once(
     };
 
     let observed = observed.lock().unwrap_or_else(PoisonError::into_inner).clone();
-    let tls = capture.lock().unwrap_or_else(PoisonError::into_inner).report();
+    let (tls, peer_chain) = {
+        let c = capture.lock().unwrap_or_else(PoisonError::into_inner);
+        let chain = match c.report() {
+            Some(_) => c.chain.iter().filter_map(|x| x.to_der().ok()).collect(),
+            None => Vec::new(),
+        };
+        (c.report(), chain)
+    };
     Ok(Connection {
         client,
         task,
@@ -445,6 +455,7 @@ async fn attempt_once(
             socket: socket_report,
             warnings: Vec::new(),
             cancel_key: observed.cancel_key.clone(),
+            peer_chain,
         },
     })
 }

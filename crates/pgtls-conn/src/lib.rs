@@ -24,6 +24,7 @@ pub mod socket;
 /// Outside text made safe to quote: defined in the pure layer (`pgtls-core`), whose log parsers use it too.
 pub use pgtls_core::text;
 pub mod tls;
+pub mod tls_context;
 mod tls_setup;
 
 pub use connect::{ConnectReport, Connection, ConnectionTask, cancel, connect};

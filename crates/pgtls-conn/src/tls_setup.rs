@@ -3,6 +3,7 @@
 //! SNI, ALPN and the key log. The handshake records what it saw, so errors can name the certificate and
 //! the report can say what was negotiated; verify-full's host check runs after the handshake, as in libpq.
 
+use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::ffi::{c_int, c_void};
 use std::io::Write;
@@ -13,8 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use openssl::ex_data::Index;
 use openssl::pkey::PKey;
-use openssl::ssl::{Ssl, SslConnector, SslMethod, SslVerifyMode, SslVersion};
-use openssl::x509::store::X509StoreBuilder;
+use openssl::ssl::{Ssl, SslContext, SslContextBuilder, SslRef, SslVerifyMode, SslVersion};
 use openssl::x509::verify::X509VerifyFlags;
 use openssl::x509::{X509, X509StoreContext, X509StoreContextRef, X509VerifyResult};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -26,6 +26,7 @@ use crate::params::{ConnParams, HostTarget, RootCert, SslMode};
 use crate::rules::SslCertMode;
 use crate::text::escaped;
 use crate::tls::{ssl_version, verify_host, x509_name};
+use crate::tls_context::{OpensslStream, client_context_builder};
 use crate::{TlsReport, Verification};
 
 /// The root certificate file in force: the explicit one, else ~/.postgresql/root.crt.
@@ -79,9 +80,15 @@ impl TlsCapture {
     }
 }
 
-/// The connector for one `connect`, built once and configured per attempt.
+/// The SSL context for one `connect`, shared by every connect with the same settings and files (see
+/// [`SetupKey`]): building one reads the root file, CRLs and key, which costs far more than the handshake.
 pub struct TlsSetup {
-    connector: Option<SslConnector>,
+    built: Option<Arc<Built>>,
+}
+
+/// A context and what it was built from, for reports and error messages.
+struct Built {
+    context: SslContext,
     /// A root file (or the system store) was loaded: SSL_VERIFY_PEER.
     verify_peer: bool,
     crl_checked: bool,
@@ -89,115 +96,117 @@ pub struct TlsSetup {
     crl: String,
 }
 
+/// Contexts kept at most; beyond that the cache starts again (a fleet has a handful of distinct settings).
+const CACHED_CONTEXTS: usize = 256;
+
+fn cache() -> &'static Mutex<HashMap<SetupKey, Arc<Built>>> {
+    static CACHE: OnceLock<Mutex<HashMap<SetupKey, Arc<Built>>>> = OnceLock::new();
+    CACHE.get_or_init(Mutex::default)
+}
+
+/// Everything a context depends on: the settings as text, and each file it reads as it stands on disk, so a
+/// replaced root file, CRL or key (or a key whose permissions changed) makes a new context, as libpq reads
+/// them on every connection.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct SetupKey {
+    settings: Vec<Option<String>>,
+    files: Vec<Option<FileStamp>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FileStamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+    mode: u32,
+    uid: u32,
+}
+
+impl FileStamp {
+    fn of(path: Option<&Path>) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path?).ok()?;
+        Some(FileStamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec(),
+            mode: meta.mode(),
+            uid: meta.uid(),
+        })
+    }
+}
+
+impl SetupKey {
+    fn of(params: &ConnParams) -> SetupKey {
+        let path = |p: Option<&Path>| p.map(|p| p.display().to_string());
+        let (crl_file, crl_dir) = crl_locations(params);
+        let key_file = key_path(params);
+        let root = match &params.sslrootcert {
+            Some(RootCert::System) => Some("system".to_string()),
+            _ => path(root_file(params)),
+        };
+        SetupKey {
+            settings: vec![
+                Some(format!("{:?}", params.sslmode)),
+                root,
+                params.ssl_min_protocol_version.clone(),
+                params.ssl_max_protocol_version.clone(),
+                Some((params.rules.sslcertmode != SslCertMode::Disable).to_string()),
+                path(params.sslcert.as_deref()),
+                path(Some(key_file.as_path())),
+                params.sslpassword.clone(),
+                path(params.rules.sslkeylogfile.as_deref()),
+                path(crl_file.as_deref()),
+                path(crl_dir),
+            ],
+            files: vec![
+                FileStamp::of(root_file(params)),
+                FileStamp::of(crl_file.as_deref()),
+                FileStamp::of(crl_dir),
+                FileStamp::of(params.sslcert.as_deref()),
+                FileStamp::of(Some(key_file.as_path())),
+            ],
+        }
+    }
+}
+
 impl TlsSetup {
-    /// Reads every file up front, so a missing root file or key fails before any connection, as in libpq.
+    /// Reads every file up front (or finds them unchanged since a context was built from them), so a missing root
+    /// file or key fails before any connection, as in libpq.
     pub fn new(params: &ConnParams) -> Result<TlsSetup, ConnectError> {
         let needs_tls = params.sslmode != SslMode::Disable && params.targets.iter().any(|t| !t.is_unix_socket());
         if !needs_tls {
+            return Ok(TlsSetup { built: None });
+        }
+        let key = SetupKey::of(params);
+        if let Some(built) = cache().lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
             return Ok(TlsSetup {
-                connector: None,
-                verify_peer: false,
-                crl_checked: false,
-                trust: String::new(),
-                crl: String::new(),
+                built: Some(Arc::clone(built)),
             });
         }
-        let setup_error = |what: &str, e: &dyn std::fmt::Display| ConnectError::Setup(format!("{what}: {e}"));
-        let mut builder =
-            SslConnector::builder(SslMethod::tls_client()).map_err(|e| setup_error("cannot set up TLS", &e))?;
-        // SslConnector trusts the system store and narrows ciphers by default; libpq does neither.
-        builder.set_cert_store(
-            X509StoreBuilder::new()
-                .map_err(|e| setup_error("cannot set up TLS", &e))?
-                .build(),
-        );
-        builder
-            .set_cipher_list("DEFAULT")
-            .map_err(|e| setup_error("cannot set up TLS", &e))?;
-        let min = params
-            .ssl_min_protocol_version
-            .as_deref()
-            .and_then(ssl_version)
-            .unwrap_or(SslVersion::TLS1_2);
-        builder
-            .set_min_proto_version(Some(min))
-            .map_err(|e| setup_error("cannot set the minimum TLS version", &e))?;
-        if let Some(max) = params.ssl_max_protocol_version.as_deref().and_then(ssl_version) {
-            builder
-                .set_max_proto_version(Some(max))
-                .map_err(|e| setup_error("cannot set the maximum TLS version", &e))?;
+        // Built outside the lock: two connects racing build twice, and neither waits on the other's file reads.
+        let built = Arc::new(build(params)?);
+        let mut cached = cache().lock().unwrap_or_else(PoisonError::into_inner);
+        if cached.len() >= CACHED_CONTEXTS {
+            cached.clear();
         }
-        // libpq 17+ always offers ALPN "postgresql"; direct TLS needs it.
-        builder
-            .set_alpn_protos(b"\x0apostgresql")
-            .map_err(|e| setup_error("cannot set ALPN", &e))?;
-
-        let mut verify_peer = false;
-        let mut crl_checked = false;
-        let mut trust = String::new();
-        let mut crl = String::new();
-        match &params.sslrootcert {
-            Some(RootCert::System) => {
-                builder
-                    .set_default_verify_paths()
-                    .map_err(|e| setup_error("could not load the system's trusted roots", &e))?;
-                verify_peer = true;
-                trust = "the system's trusted roots".to_string();
-            }
-            _ => match root_file(params).filter(|p| p.exists()) {
-                Some(path) => {
-                    // OpenSSL reads the file to its end: refuse /dev/zero and the like first.
-                    crate::files::check_small(path).map_err(|e| {
-                        ConnectError::Setup(format!(
-                            "could not read root certificate file {}: {e}",
-                            quoted_path(path)
-                        ))
-                    })?;
-                    builder.load_verify_locations(Some(path), None).map_err(|e| {
-                        ConnectError::Setup(format!(
-                            "could not read root certificate file {}: {}",
-                            quoted_path(path),
-                            first_reason(&e)
-                        ))
-                    })?;
-                    (crl_checked, crl) = load_crls(&mut builder, params);
-                    verify_peer = true;
-                    trust = format!("root file {}", quoted_path(path));
-                }
-                None if matches!(params.sslmode, SslMode::VerifyCa | SslMode::VerifyFull) => {
-                    let shown = root_file(params).map(quoted_path).unwrap_or_else(|| "\"\"".to_string());
-                    return Err(ConnectError::Setup(format!(
-                        "root certificate file {shown} does not exist (provide it, use sslrootcert=system, or use an sslmode that does not verify the server)"
-                    )));
-                }
-                None => {}
-            },
-        }
-        if params.rules.sslcertmode != SslCertMode::Disable {
-            load_client_certificate(&mut builder, params)?;
-        }
-        if let Some(path) = &params.rules.sslkeylogfile {
-            let path = path.clone();
-            builder.set_keylog_callback(move |_, line| append_key_log(&path, line));
-        }
-        Ok(TlsSetup {
-            connector: Some(builder.build()),
-            verify_peer,
-            crl_checked,
-            trust,
-            crl,
-        })
+        cached.insert(key, Arc::clone(&built));
+        Ok(TlsSetup { built: Some(built) })
     }
 
     /// The SSL_CTX every handshake of this connect starts from (trusted roots, CRL flags, security level);
     /// `None` when no connection would use TLS.
     pub fn context(&self) -> Option<&openssl::ssl::SslContextRef> {
-        self.connector.as_ref().map(SslConnector::context)
+        self.built.as_ref().map(|b| &*b.context)
     }
 
     /// Whether handshakes verify the server's chain (a root file or the system store is in force).
     pub fn verifies_peer(&self) -> bool {
-        self.verify_peer
+        self.built.as_ref().is_some_and(|b| b.verify_peer)
     }
 
     /// A tokio-postgres TLS connector for one attempt at `target`.
@@ -211,20 +220,18 @@ impl TlsSetup {
         observed: SharedObserved,
     ) -> Result<Tls, Cause> {
         let tls_error = |e: openssl::error::ErrorStack| Cause::Tls(escaped(&first_reason(&e)));
-        let connector = self
-            .connector
+        let built = self
+            .built
             .as_ref()
             .ok_or_else(|| Cause::Tls("TLS was not set up".to_string()))?;
-        let mut config = connector.configure().map_err(tls_error)?;
-        config.set_verify_hostname(false);
-        config.set_use_server_name_indication(false);
+        let mut config = Ssl::new(&built.context).map_err(tls_error)?;
         let name = target.tls_name();
         // libpq: SNI unless sslsni=0 or the host is all digits and dots or contains ':'.
         let ip_like = name.chars().all(|c| c.is_ascii_digit() || c == '.') || name.contains(':');
         if params.rules.sslsni && !name.is_empty() && !ip_like {
             config.set_hostname(name).map_err(tls_error)?;
         }
-        let verification = if self.verify_peer {
+        let verification = if built.verify_peer {
             verification_for(params)
         } else {
             Verification::None
@@ -232,17 +239,17 @@ impl TlsSetup {
         {
             let mut c = capture.lock().unwrap_or_else(PoisonError::into_inner);
             c.verification = Some(verification);
-            c.crl_checked = self.crl_checked;
-            c.trust.clone_from(&self.trust);
-            c.crl.clone_from(&self.crl);
+            c.crl_checked = built.crl_checked;
+            c.trust.clone_from(&built.trust);
+            c.crl.clone_from(&built.crl);
         }
-        let mode = if self.verify_peer {
+        let mode = if built.verify_peer {
             SslVerifyMode::PEER
         } else {
             SslVerifyMode::NONE
         };
         let seen = capture.clone();
-        let enforce = self.verify_peer;
+        let enforce = built.verify_peer;
         config.set_verify_callback(mode, move |preverify_ok, ctx| {
             // Without a root file libpq does not verify: no error counts, and going on lets the walk reach
             // the leaf, which the report names.
@@ -253,7 +260,7 @@ impl TlsSetup {
         watch_certificate_request(&mut config, cert_flags).map_err(tls_error)?;
         let host_check = (params.sslmode == SslMode::VerifyFull).then(|| name.to_string());
         Ok(Tls {
-            inner: postgres_openssl::TlsConnector::new(config, name),
+            ssl: config,
             host_check,
             capture,
             policy,
@@ -262,16 +269,113 @@ impl TlsSetup {
     }
 }
 
-/// libpq: a CRL file or directory beside the root file, with CRL_CHECK | CRL_CHECK_ALL when it loads;
-/// when none is named, ~/.postgresql/root.crl; a file that does not load is silently ignored.
-fn load_crls(builder: &mut openssl::ssl::SslConnectorBuilder, params: &ConnParams) -> (bool, String) {
+/// A context for `params`: protocol bounds, ALPN, the trusted roots, CRLs, the client certificate and key log.
+fn build(params: &ConnParams) -> Result<Built, ConnectError> {
+    let setup_error = |what: &str, e: &dyn std::fmt::Display| ConnectError::Setup(format!("{what}: {e}"));
+    // No trusted roots until a root file or sslrootcert=system names them (SslConnector would load the
+    // system store into every context); libpq's ciphers, not SslConnector's narrower list.
+    let mut builder = client_context_builder().map_err(|e| setup_error("cannot set up TLS", &e))?;
+    builder
+        .set_cipher_list("DEFAULT")
+        .map_err(|e| setup_error("cannot set up TLS", &e))?;
+    let min = params
+        .ssl_min_protocol_version
+        .as_deref()
+        .and_then(ssl_version)
+        .unwrap_or(SslVersion::TLS1_2);
+    builder
+        .set_min_proto_version(Some(min))
+        .map_err(|e| setup_error("cannot set the minimum TLS version", &e))?;
+    if let Some(max) = params.ssl_max_protocol_version.as_deref().and_then(ssl_version) {
+        builder
+            .set_max_proto_version(Some(max))
+            .map_err(|e| setup_error("cannot set the maximum TLS version", &e))?;
+    }
+    // libpq 17+ always offers ALPN "postgresql"; direct TLS needs it.
+    builder
+        .set_alpn_protos(b"\x0apostgresql")
+        .map_err(|e| setup_error("cannot set ALPN", &e))?;
+
+    let mut verify_peer = false;
+    let mut crl_checked = false;
+    let mut trust = String::new();
+    let mut crl = String::new();
+    match &params.sslrootcert {
+        Some(RootCert::System) => {
+            builder
+                .set_default_verify_paths()
+                .map_err(|e| setup_error("could not load the system's trusted roots", &e))?;
+            verify_peer = true;
+            trust = "the system's trusted roots".to_string();
+        }
+        _ => match root_file(params).filter(|p| p.exists()) {
+            Some(path) => {
+                // OpenSSL reads the file to its end: refuse /dev/zero and the like first.
+                crate::files::check_small(path).map_err(|e| {
+                    ConnectError::Setup(format!(
+                        "could not read root certificate file {}: {e}",
+                        quoted_path(path)
+                    ))
+                })?;
+                builder.load_verify_locations(Some(path), None).map_err(|e| {
+                    ConnectError::Setup(format!(
+                        "could not read root certificate file {}: {}",
+                        quoted_path(path),
+                        first_reason(&e)
+                    ))
+                })?;
+                (crl_checked, crl) = load_crls(&mut builder, params);
+                verify_peer = true;
+                trust = format!("root file {}", quoted_path(path));
+            }
+            None if matches!(params.sslmode, SslMode::VerifyCa | SslMode::VerifyFull) => {
+                let shown = root_file(params).map(quoted_path).unwrap_or_else(|| "\"\"".to_string());
+                return Err(ConnectError::Setup(format!(
+                    "root certificate file {shown} does not exist (provide it, use sslrootcert=system, or use an sslmode that does not verify the server)"
+                )));
+            }
+            None => {}
+        },
+    }
+    if params.rules.sslcertmode != SslCertMode::Disable {
+        load_client_certificate(&mut builder, params)?;
+    }
+    if let Some(path) = &params.rules.sslkeylogfile {
+        let path = path.clone();
+        builder.set_keylog_callback(move |_, line| append_key_log(&path, line));
+    }
+    Ok(Built {
+        context: builder.build(),
+        verify_peer,
+        crl_checked,
+        trust,
+        crl,
+    })
+}
+
+/// The CRL file and directory libpq would read: those named, else ~/.postgresql/root.crl.
+fn crl_locations(params: &ConnParams) -> (Option<PathBuf>, Option<&Path>) {
     let default_crl =
         (!params.default_rootcert.as_os_str().is_empty()).then(|| params.default_rootcert.with_file_name("root.crl"));
     let file: Option<PathBuf> = match (&params.rules.sslcrl, &params.rules.sslcrldir) {
         (None, None) => default_crl,
         (file, _) => file.clone(),
     };
-    let dir = params.rules.sslcrldir.as_deref();
+    (file, params.rules.sslcrldir.as_deref())
+}
+
+/// The client key libpq reads: sslkey, else postgresql.key beside its default root file.
+fn key_path(params: &ConnParams) -> PathBuf {
+    params
+        .sslkey
+        .clone()
+        .unwrap_or_else(|| params.default_rootcert.with_file_name("postgresql.key"))
+}
+
+/// libpq: a CRL file or directory beside the root file, with CRL_CHECK | CRL_CHECK_ALL when it loads;
+/// when none is named, ~/.postgresql/root.crl; a file that does not load is silently ignored.
+fn load_crls(builder: &mut SslContextBuilder, params: &ConnParams) -> (bool, String) {
+    let (file, dir) = crl_locations(params);
     if file.is_none() && dir.is_none() {
         return (false, String::new());
     }
@@ -300,10 +404,7 @@ fn load_crls(builder: &mut openssl::ssl::SslConnectorBuilder, params: &ConnParam
 /// The client certificate and key, as libpq loads them: a certificate file that does not exist means no
 /// certificate (the server decides whether that is enough); a key that is missing or readable by group
 /// or others is an error.
-fn load_client_certificate(
-    builder: &mut openssl::ssl::SslConnectorBuilder,
-    params: &ConnParams,
-) -> Result<(), ConnectError> {
+fn load_client_certificate(builder: &mut SslContextBuilder, params: &ConnParams) -> Result<(), ConnectError> {
     let Some(cert_path) = &params.sslcert else {
         return Ok(());
     };
@@ -339,10 +440,7 @@ fn load_client_certificate(
         ))
     })?;
     // libpq's default key sits beside its default root file: ~/.postgresql/postgresql.key.
-    let key_path = params
-        .sslkey
-        .clone()
-        .unwrap_or_else(|| params.default_rootcert.with_file_name("postgresql.key"));
+    let key_path = key_path(params);
     check_key_permissions(&key_path)?;
     let key_pem = crate::files::read_small(&key_path).map_err(|e| {
         ConnectError::Setup(format!(
@@ -482,10 +580,7 @@ unsafe extern "C" fn on_certificate_request(ssl: *mut openssl_sys::SSL, arg: *mu
 
 /// libpq's cert_cb, for sslcertmode=require: did the server ask for a certificate, and was one sent?
 #[allow(unsafe_code, reason = "registers the callback above through FFI")]
-fn watch_certificate_request(
-    config: &mut openssl::ssl::ConnectConfiguration,
-    flags: Arc<CertFlags>,
-) -> Result<(), openssl::error::ErrorStack> {
+fn watch_certificate_request(config: &mut SslRef, flags: Arc<CertFlags>) -> Result<(), openssl::error::ErrorStack> {
     use foreign_types::ForeignTypeRef;
     let Some(index) = cert_flags_index() else {
         return Err(openssl::error::ErrorStack::get());
@@ -506,9 +601,9 @@ fn first_reason(e: &openssl::error::ErrorStack) -> String {
         .unwrap_or_else(|| e.to_string())
 }
 
-/// postgres-openssl's connector plus libpq's post-handshake checks and the message inspector.
+/// One attempt's SSL (from the shared context) plus libpq's post-handshake checks and the message inspector.
 pub struct Tls {
-    inner: postgres_openssl::TlsConnector,
+    ssl: Ssl,
     host_check: Option<String>,
     capture: Arc<Mutex<TlsCapture>>,
     policy: Arc<AuthPolicy>,
@@ -519,25 +614,25 @@ impl<S> TlsConnect<S> for Tls
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    type Stream = Inspector<postgres_openssl::TlsStream<S>>;
+    type Stream = Inspector<OpensslStream<S>>;
     type Error = Box<dyn StdError + Send + Sync>;
     type Future = Pin<Box<dyn std::future::Future<Output = Result<Self::Stream, Self::Error>> + Send>>;
 
     fn connect(self, stream: S) -> Self::Future {
         Box::pin(async move {
             let Tls {
-                inner,
+                ssl,
                 host_check,
                 capture,
                 policy,
                 observed,
             } = self;
-            let handshake = TlsConnect::connect(inner, stream).await;
+            let handshake = handshake(ssl, stream).await;
             let mut c = capture.lock().unwrap_or_else(PoisonError::into_inner);
             let stream = match handshake {
                 Ok(stream) => stream,
                 Err(e) => {
-                    let cause = handshake_failure(&c, &e.to_string());
+                    let cause = handshake_failure(&c, &e);
                     c.failure = Some(cause.clone());
                     return Err(Box::new(HandshakeFailed(cause.to_string())) as Self::Error);
                 }
@@ -556,6 +651,27 @@ where
             drop(c);
             Ok(Inspector::new(stream, Layer::InsideTls, policy, observed))
         })
+    }
+}
+
+/// The handshake on `stream` (buffered as postgres-openssl buffers it); an error as OpenSSL's text, with the
+/// verification result when there is one.
+async fn handshake<S>(ssl: Ssl, stream: S) -> Result<OpensslStream<S>, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let stream = tokio::io::BufReader::with_capacity(8192, stream);
+    let mut stream = tokio_openssl::SslStream::new(ssl, stream).map_err(|e| e.to_string())?;
+    match Pin::new(&mut stream).connect().await {
+        Ok(()) => Ok(OpensslStream(stream)),
+        Err(error) => {
+            let verify = stream.ssl().verify_result();
+            Err(if verify == X509VerifyResult::OK {
+                error.to_string()
+            } else {
+                format!("{error}: {verify}")
+            })
+        }
     }
 }
 
@@ -609,4 +725,85 @@ fn openssl_reason(error: &str) -> String {
         .map(str::trim)
         .find(|part| part.len() > 6 && part.contains(' ') && !part.contains(".c") && !part.starts_with("error"))
         .map_or_else(|| error.to_string(), str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(conninfo: &str, home: &Path) -> ConnParams {
+        let env = crate::params::Environment::new(Default::default(), Some(home.to_path_buf()), "x");
+        crate::params::resolve(Some(conninfo), &env).expect("conninfo resolves")
+    }
+
+    fn context_of(setup: &TlsSetup) -> *const openssl::ssl::SslContextRef {
+        setup.context().expect("a TLS context") as *const _
+    }
+
+    /// A fleet of connections with the same settings builds one context between them, without the system store
+    /// (each context once held 144 certificates, loaded for a connection that then threw them away).
+    #[test]
+    fn connections_with_the_same_settings_share_one_context_without_the_system_store() {
+        let home = tempfile::tempdir().unwrap();
+        let require = params("host=db.example port=5432 sslmode=require", home.path());
+        let first = TlsSetup::new(&require).unwrap();
+        let second = TlsSetup::new(&require).unwrap();
+        assert_eq!(context_of(&first), context_of(&second));
+        assert_eq!(first.context().unwrap().cert_store().all_certificates().len(), 0);
+        assert!(!first.verifies_peer());
+        let other = TlsSetup::new(&params(
+            "host=db.example port=5432 sslmode=require ssl_min_protocol_version=TLSv1.3",
+            home.path(),
+        ))
+        .unwrap();
+        assert_ne!(
+            context_of(&first),
+            context_of(&other),
+            "other settings, another context"
+        );
+    }
+
+    /// A root file replaced on disk is read again, as libpq reads it on every connection.
+    #[test]
+    fn a_replaced_root_file_makes_a_new_context() {
+        let home = tempfile::tempdir().unwrap();
+        let root = home.path().join("root.crt");
+        let issue = |cn: &str| {
+            let key = openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+            let mut name = openssl::x509::X509NameBuilder::new().unwrap();
+            name.append_entry_by_text("CN", cn).unwrap();
+            let name = name.build();
+            let mut b = openssl::x509::X509::builder().unwrap();
+            b.set_version(2).unwrap();
+            b.set_subject_name(&name).unwrap();
+            b.set_issuer_name(&name).unwrap();
+            b.set_pubkey(&key).unwrap();
+            b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+                .unwrap();
+            b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(30).unwrap())
+                .unwrap();
+            b.sign(&key, openssl::hash::MessageDigest::sha256()).unwrap();
+            b.build().to_pem().unwrap()
+        };
+        std::fs::write(&root, issue("First Root")).unwrap();
+        let conninfo = format!("host=db.example sslmode=verify-ca sslrootcert={}", root.display());
+        let first = TlsSetup::new(&params(&conninfo, home.path())).unwrap();
+        assert!(first.verifies_peer());
+        let subjects = |s: &TlsSetup| -> Vec<String> {
+            s.context()
+                .unwrap()
+                .cert_store()
+                .all_certificates()
+                .iter()
+                .map(|c| crate::tls::x509_name(c.subject_name()))
+                .collect()
+        };
+        assert_eq!(subjects(&first), vec!["CN=First Root".to_string()]);
+        // A new file (a new inode) in its place, as a rotation writes it.
+        let next = home.path().join("root.crt.new");
+        std::fs::write(&next, issue("Second Root")).unwrap();
+        std::fs::rename(&next, &root).unwrap();
+        let second = TlsSetup::new(&params(&conninfo, home.path())).unwrap();
+        assert_eq!(subjects(&second), vec!["CN=Second Root".to_string()]);
+    }
 }

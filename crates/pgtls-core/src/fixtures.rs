@@ -240,6 +240,7 @@ pub fn snapshot() -> Snapshot {
             tls: sessions.iter().find(|s| s.pid == 4101).and_then(|s| s.tls.clone()),
             ssl_is_used: Some(true),
             sources: vec!["pg_stat_ssl".to_string(), "sslinfo".to_string()],
+            others: Vec::new(),
         },
         privileges: Privileges {
             superuser: false,

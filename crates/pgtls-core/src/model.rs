@@ -100,6 +100,10 @@ pub struct MonitorConnection {
     pub ssl_is_used: Option<bool>,
     /// Which sources answered, e.g. `["pg_stat_ssl", "sslinfo"]`.
     pub sources: Vec<String>,
+    /// Backends of this process's other connections to the same server (other targets that are this server under
+    /// another name, database or role): left out of `sessions` by the poll itself and never counted as clients.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub others: Vec<i32>,
 }
 
 /// What the client verified about the server's certificate.

@@ -260,6 +260,7 @@ async fn prepare(
         probe: ProbeTarget::from_params(params, options.expiry_warn_days, false).map(|mut t| {
             // Each target's own client bundles, judged against the chain it presents on every probe.
             t.bundles = entry.bundles.clone();
+            t.chain_at_connect = true;
             t
         }),
         log_budget: None,
@@ -303,10 +304,11 @@ async fn apply_events(
     probe_every: Duration,
     log: Log,
 ) {
-    // The first probe waits for the first polls, so a dead server is not probed before it is reported; and targets
-    // started together spread their first probes over up to a minute (each is about ten TLS handshakes), so a
-    // fleet's start is not one burst of CPU, memory and server log lines.
-    let spread = probe_every.min(Duration::from_secs(60)).as_millis().max(1);
+    // The chain is read from the monitor's own handshake when it connects (see `poller::read_chain`); the full
+    // probe (about ten TLS handshakes, each failed one a server log line) waits for the first polls, so a dead
+    // server is not probed before it is reported, and targets started together spread their full probes over the
+    // whole probe interval, so a fleet's start (every deploy, every SIGHUP) is not one burst for its servers.
+    let spread = probe_every.as_millis().max(1);
     let jitter =
         Duration::from_millis(u64::try_from(u128::from(crate::targets::stable_hash(&log.name)) % spread).unwrap_or(0));
     let mut probe_timer = tokio::time::interval_at(

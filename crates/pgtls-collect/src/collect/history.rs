@@ -96,6 +96,9 @@ pub enum HistoryInput {
     Connected {
         client: Arc<Client>,
         hba: Result<Vec<HbaRule>, String>,
+        /// This connection's place among the process's own backends on the server: log lines of the others are
+        /// pgtls's own connections, never clients. Weak: the listing ends with the connection, not with this service.
+        own: Option<std::sync::Weak<super::own_backends::Registration>>,
     },
     /// A poll's snapshot, already sent to the dashboard.
     Snapshot(Box<Snapshot>),
@@ -167,6 +170,8 @@ pub fn pooler_after_of(ledger: &Ledger, snapshot: &Snapshot) -> Vec<after::Poole
 struct Service {
     setup: HistorySetup,
     client: Option<Arc<Client>>,
+    /// See [`HistoryInput::Connected`].
+    own: Option<std::sync::Weak<super::own_backends::Registration>>,
     logs: Option<LogSources>,
     /// The poolers' own logs, read whether or not the server is connected.
     pooler_logs: crate::pooler_logs::PoolerLogs,
@@ -212,6 +217,7 @@ pub async fn run(
     let mut service = Service {
         setup,
         client: None,
+        own: None,
         logs: None,
         pooler_logs,
         pooler_log_error,
@@ -247,7 +253,8 @@ pub async fn run(
             }
         };
         let sent = match input {
-            HistoryInput::Connected { client, hba } => {
+            HistoryInput::Connected { client, hba, own } => {
+                service.own = own;
                 service.on_connect(client, hba).await;
                 Ok(())
             }
@@ -308,7 +315,18 @@ impl Service {
         };
         let events = logs.poll(client).await;
         let news = logs.take_news();
-        let mut entries: Vec<_> = events.iter().filter_map(|e| self.setup.ledger.observe_log(e)).collect();
+        // Asked now, not at the last poll: a target that connected since is already listed.
+        let ours = self
+            .own
+            .as_ref()
+            .and_then(std::sync::Weak::upgrade)
+            .map(|own| own.others())
+            .unwrap_or_default();
+        let mut entries: Vec<_> = events
+            .iter()
+            .filter(|e| !ours.contains(&e.pid))
+            .filter_map(|e| self.setup.ledger.observe_log(e))
+            .collect();
         drop(events);
         // The probe notes each connection before its handshake, so every note about a line just read is queued.
         while let Ok(connection) = self.probe_rx.try_recv() {

@@ -5,6 +5,7 @@ pub mod cert_file;
 pub mod engine;
 pub mod fleet;
 pub mod history;
+pub mod own_backends;
 /// The set of our own helper backends is `pgtls_core::own`, so the lab can share it without depending on this crate.
 pub use pgtls_core::own;
 pub mod poller;
@@ -35,6 +36,8 @@ pub struct Preflight {
     pub monitor_user: String,
     pub monitor_database: String,
     pub monitor_pid: i32,
+    /// The server as it describes itself, to tell our other connections to it (see [`own_backends`]).
+    pub server_key: own_backends::ServerKey,
 }
 
 /// A connection whose I/O task runs on tokio; dropping it ends the task.
@@ -139,6 +142,8 @@ pub struct Collector {
     helpers: Option<own::OwnPids>,
     /// PgBouncer admin consoles in front of this server, polled with it.
     poolers: pooler::Poolers,
+    /// This connection's backend, listed for the process's other connections to the same server to leave out.
+    own: Arc<own_backends::Registration>,
 }
 
 /// The shortest and longest a poll may take before pgtls gives up on it: a busy server deserves a few
@@ -242,6 +247,12 @@ impl Collector {
     /// session's statement_timeout and lock_timeout make the server give up too, should the client not.
     pub async fn connect_with(params: &ConnParams, poll_timeout: Duration) -> Result<Collector, CollectError> {
         let connected = Connected::open_server(params).await?;
+        // Listed before the start-up queries: another target's poll may run while they do.
+        let own = connected
+            .report
+            .cancel_key
+            .as_ref()
+            .map(|key| own_backends::Registration::connected(connected.report.addr, key.pid));
         let (preflight, statement) =
             match tokio::time::timeout(poll_timeout, Self::start(&connected, poll_timeout)).await {
                 Ok(started) => started?,
@@ -253,6 +264,11 @@ impl Collector {
                     });
                 }
             };
+        let own = match own.filter(|o| o.pid() == preflight.monitor_pid) {
+            Some(own) => own,
+            None => own_backends::Registration::connected(connected.report.addr, preflight.monitor_pid),
+        };
+        let own = Arc::new(own.identified(preflight.server_key.clone()));
         Ok(Collector {
             connected,
             preflight,
@@ -260,6 +276,7 @@ impl Collector {
             poll_timeout,
             helpers: None,
             poolers: pooler::Poolers::default(),
+            own,
         })
     }
 
@@ -313,6 +330,10 @@ impl Collector {
             monitor_user: row.try_get("monitor_user").map_err(poll_error)?,
             monitor_database: row.try_get("monitor_database").map_err(poll_error)?,
             monitor_pid: row.try_get("monitor_pid").map_err(poll_error)?,
+            server_key: own_backends::ServerKey {
+                postmaster_start: row.try_get("postmaster_start").map_err(poll_error)?,
+                port: row.try_get("server_port").map_err(poll_error)?,
+            },
         };
         let schema: Option<String> = row.try_get("sslinfo_schema").map_err(poll_error)?;
         let owner: Option<String> = row.try_get("sslinfo_schema_owner").map_err(poll_error)?;
@@ -375,7 +396,14 @@ impl Collector {
     /// the snapshot and never fails the poll.
     pub async fn poll(&mut self) -> Result<Snapshot, CollectError> {
         let limit = self.poll_timeout;
-        let server = Self::poll_once(&self.connected, &self.preflight, &self.statement, self.helpers.as_ref());
+        let others = self.own.others();
+        let server = Self::poll_once(
+            &self.connected,
+            &self.preflight,
+            &self.statement,
+            self.helpers.as_ref(),
+            others,
+        );
         let (server, answered) = tokio::join!(tokio::time::timeout(limit, server), self.poolers.poll(limit));
         match server {
             Ok(Ok(mut snapshot)) => {
@@ -401,9 +429,14 @@ impl Collector {
         pre: &Preflight,
         statement: &Statement,
         helpers: Option<&own::OwnPids>,
+        others: Vec<i32>,
     ) -> Result<Snapshot, CollectError> {
         let started = Instant::now();
-        let rows = connected.client.query(statement, &[]).await.map_err(poll_error)?;
+        let rows = connected
+            .client
+            .query(statement, &[&others])
+            .await
+            .map_err(poll_error)?;
         let poll_ms = started.elapsed().as_secs_f64() * 1000.0;
 
         let mut sessions = Vec::with_capacity(rows.len());
@@ -456,6 +489,7 @@ impl Collector {
                 tls: own_tls,
                 ssl_is_used,
                 sources,
+                others,
             },
             privileges: pre.privileges,
             settings: rows::settings_from(pre.server.version_num, &names, &values, rst),
@@ -497,6 +531,28 @@ impl Collector {
             })
             .collect::<Result<_, tokio_postgres::Error>>()
             .map_err(|e| format!("reading pg_hba_file_rules: {e}"))
+    }
+
+    /// The handshake this connection made, as the probe reads it: `None` when it is not TLS.
+    pub fn handshake(&self) -> Option<crate::probe::scan::Handshake> {
+        let tls = self.connected.report.tls.as_ref()?;
+        let chain: Vec<openssl::x509::X509> = self
+            .connected
+            .report
+            .peer_chain
+            .iter()
+            .filter_map(|der| openssl::x509::X509::from_der(der).ok())
+            .collect();
+        (!chain.is_empty()).then(|| crate::probe::scan::Handshake {
+            version: tls.version.clone(),
+            cipher: tls.cipher.clone(),
+            chain,
+        })
+    }
+
+    /// This connection's backend among the process's own on the server (see [`own_backends`]).
+    pub fn own_backends(&self) -> Arc<own_backends::Registration> {
+        Arc::clone(&self.own)
     }
 
     /// The client for source-specific reads (the SQL log reader) on the same connection.

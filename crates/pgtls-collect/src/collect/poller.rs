@@ -216,11 +216,18 @@ struct Links {
 const PROBES_AT_ONCE: usize = 2;
 static PROBE_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(PROBES_AT_ONCE);
 
+/// A whole probe, or only the chain (from the monitor's own handshake when it has one).
+enum ProbeKind {
+    Full,
+    Chain(Option<crate::probe::scan::Handshake>),
+}
+
 fn start_probe(
     running: &mut Option<AbortOnDrop>,
     links: &Links,
     client: Option<std::sync::Arc<tokio_postgres::Client>>,
     limit: Duration,
+    kind: ProbeKind,
 ) {
     if running.as_ref().is_some_and(|task| !task.0.is_finished()) {
         return;
@@ -234,7 +241,11 @@ fn start_probe(
             Some(target) => {
                 // A blocking thread each; with many servers at once they take turns (see PROBES_AT_ONCE).
                 let _slot = PROBE_SLOTS.acquire().await;
-                match tokio::task::spawn_blocking(move || crate::probe::run_reporting(&target, Some(report_to))).await {
+                let probe = move || match kind {
+                    ProbeKind::Full => crate::probe::run_reporting(&target, Some(report_to)),
+                    ProbeKind::Chain(seen) => crate::probe::run_chain(&target, seen, Some(report_to)),
+                };
+                match tokio::task::spawn_blocking(probe).await {
                     Ok(result) => result.map(Box::new).map_err(|e| e.to_string()),
                     Err(e) => Err(format!("probe failed: {e}")),
                 }
@@ -260,10 +271,36 @@ fn start_probe(
     })));
 }
 
+/// At the first connection of a fleet's target, the certificate chain from the handshake the monitor just made (no
+/// connection of the probe's own), so a fleet's start costs each server one connection, not a probe's ten; the full
+/// probe follows on its own schedule.
+fn read_chain(schedule: &mut Schedule, links: &Links, collector: &Collector) {
+    let Some(target) = links.probe.as_ref().filter(|t| t.chain_at_connect) else {
+        return;
+    };
+    if std::mem::replace(&mut schedule.chain_read, true) {
+        return;
+    }
+    // The monitor reached the host the probe goes to (with several hosts it may have reached another).
+    let report = &collector.connected.report;
+    let same_host = report.host == target.host && report.port == target.port;
+    let seen = collector.handshake().filter(|_| same_host);
+    let limit = super::poll_timeout(schedule.interval, links.chosen_timeout);
+    start_probe(
+        &mut schedule.probe,
+        links,
+        Some(collector.shared_client()),
+        limit,
+        ProbeKind::Chain(seen),
+    );
+}
+
 struct Schedule {
     interval: Duration,
     paused: bool,
     probe: Option<AbortOnDrop>,
+    /// The chain was read at a first connection (see [`crate::probe::ProbeTarget::chain_at_connect`]).
+    chain_read: bool,
     /// Signals under way; each is bounded by the poll timeout, and they end with the collector.
     signals: Vec<AbortOnDrop>,
 }
@@ -280,6 +317,7 @@ async fn run(
         interval,
         paused: false,
         probe: None,
+        chain_read: false,
         signals: Vec::new(),
     };
     let mut backoff = MIN_BACKOFF;
@@ -308,6 +346,7 @@ async fn run(
                 if links.events.send(PollerEvent::Connected { warnings }).await.is_err() {
                     return;
                 }
+                read_chain(&mut schedule, &links, &collector);
                 let hba = collector.hba_rules().await;
                 // A history service that is gone was reported by the supervisor; polls go on without it.
                 let _ = links
@@ -315,6 +354,7 @@ async fn run(
                     .send(HistoryInput::Connected {
                         client: collector.shared_client(),
                         hba,
+                        own: Some(std::sync::Arc::downgrade(&collector.own_backends())),
                     })
                     .await;
                 let ended = poll_loop(&mut collector, &mut schedule, &links, feed.as_ref(), &mut commands).await;
@@ -402,7 +442,7 @@ async fn apply(
         PollerCommand::RefreshNow => {}
         PollerCommand::Probe => {
             let limit = super::poll_timeout(schedule.interval, links.chosen_timeout);
-            start_probe(&mut schedule.probe, links, client.cloned(), limit);
+            start_probe(&mut schedule.probe, links, client.cloned(), limit, ProbeKind::Full);
         }
         PollerCommand::SendHistory(on) => {
             let _ = links.history.send(HistoryInput::SendHistory(on)).await;

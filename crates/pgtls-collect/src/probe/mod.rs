@@ -36,6 +36,9 @@ pub struct ProbeTarget {
     pub full_cipher_scan: bool,
     /// Root bundles clients ship (`probe --bundle`, `bundles` in the config): judged against the chain sent.
     pub bundles: Vec<PathBuf>,
+    /// A fleet's engine: read the chain from the monitor's own handshake as soon as it connects (no connection of
+    /// its own), and leave the version and suite scan to the probe schedule.
+    pub chain_at_connect: bool,
 }
 
 impl ProbeTarget {
@@ -60,6 +63,7 @@ impl ProbeTarget {
             warn_days,
             full_cipher_scan,
             bundles: Vec::new(),
+            chain_at_connect: false,
         })
     }
 }
@@ -160,6 +164,25 @@ pub fn run_reporting(
     target: &ProbeTarget,
     report_to: Option<tokio::sync::mpsc::Sender<ProbeConnection>>,
 ) -> Result<ProbeReport, ProbeError> {
+    run_with(target, report_to, None, true)
+}
+
+/// The chain and what it verifies against, without the version and suite scan: from `seen` (the monitor's own
+/// handshake) with no connection at all, else from one handshake. A fleet's start costs each server at most this.
+pub fn run_chain(
+    target: &ProbeTarget,
+    seen: Option<scan::Handshake>,
+    report_to: Option<tokio::sync::mpsc::Sender<ProbeConnection>>,
+) -> Result<ProbeReport, ProbeError> {
+    run_with(target, report_to, seen, false)
+}
+
+fn run_with(
+    target: &ProbeTarget,
+    report_to: Option<tokio::sync::mpsc::Sender<ProbeConnection>>,
+    seen: Option<scan::Handshake>,
+    scan_all: bool,
+) -> Result<ProbeReport, ProbeError> {
     let addr = starttls::resolve(&target.host, target.hostaddr, target.port).map_err(|source| ProbeError::Resolve {
         host: target.host.clone(),
         source,
@@ -209,13 +232,26 @@ pub fn run_reporting(
             })
             .collect()
     };
-    let chain = match scanner.attempt(|_| Ok(())).map_err(io)? {
+    let first = match seen {
+        Some(handshake) => Attempt::Done(handshake),
+        None => scanner.attempt(|_| Ok(())).map_err(io)?,
+    };
+    let chain = match first {
         Attempt::NoTls => {
             report.bundles = unjudged("the server refuses TLS: no client verifies it");
             report.connections = scanner.connections;
             report.findings.push(Finding {
                 severity: Severity::Critical,
                 message: "the server refuses TLS (answered 'N' to SSLRequest: ssl = off)".into(),
+            });
+            return Ok(report);
+        }
+        Attempt::NothingToOffer => {
+            report.bundles = unjudged("no TLS handshake was possible, so no chain to verify");
+            report.accepts_tls = true;
+            report.findings.push(Finding {
+                severity: Severity::Critical,
+                message: "this OpenSSL offers no cipher suite with default settings: nothing was tried".into(),
             });
             return Ok(report);
         }
@@ -263,9 +299,13 @@ pub fn run_reporting(
         .iter()
         .map(|path| bundles::check(&target.host, target.port, path, &chain, now))
         .collect();
-    report.verify_system = verify::system_store()
-        .ok()
-        .map(|store| verify::verify(&chain, &store, "system store".into()));
+    report.verify_system = verify::system_store().map(|store| verify::verify(&chain, &store, "system store".into()));
+    if !scan_all {
+        report.connections = scanner.connections;
+        report.findings.extend(findings(&report, target.warn_days));
+        report.findings.sort_by_key(|f| f.severity);
+        return Ok(report);
+    }
     report.versions = scan::versions(&mut scanner).map_err(io)?;
     let tls12 = report
         .versions

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use openssl::ssl::{SslConnector, SslConnectorBuilder, SslMethod, SslVerifyMode, SslVersion};
+use openssl::ssl::{Ssl, SslContextBuilder, SslVerifyMode, SslVersion};
 use openssl::x509::X509;
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +26,9 @@ pub enum Attempt {
     NoTls,
     /// The handshake failed (e.g. protocol version or no shared cipher).
     Refused(String),
+    /// The linked OpenSSL has no cipher suite to offer with these settings (`3DES:RC4` under OpenSSL 3): no
+    /// connection was made, since the handshake would fail on our side and leave a line in the server's log.
+    NothingToOffer,
 }
 
 /// Talks to one endpoint and counts connections.
@@ -42,8 +45,24 @@ pub struct Scanner {
 impl Scanner {
     pub fn attempt(
         &mut self,
-        configure: impl FnOnce(&mut SslConnectorBuilder) -> Result<(), openssl::error::ErrorStack>,
+        configure: impl FnOnce(&mut SslContextBuilder) -> Result<(), openssl::error::ErrorStack>,
     ) -> std::io::Result<Attempt> {
+        // The SSL is made first: a cipher list this OpenSSL cannot use is found before any connection.
+        // The context holds no trusted roots: these handshakes do not verify (the report verifies the chain).
+        let mut ssl = (|| {
+            let mut builder = crate::conn::tls_context::client_context_builder()?;
+            builder.set_verify(SslVerifyMode::NONE);
+            configure(&mut builder)?;
+            Ssl::new(&builder.build())
+        })()
+        .map_err(std::io::Error::other)?;
+        if !crate::conn::tls_context::offers_ciphers(&ssl) {
+            return Ok(Attempt::NothingToOffer);
+        }
+        let sni = self.host.parse::<std::net::IpAddr>().is_err() && !self.host.starts_with('/');
+        if sni {
+            ssl.set_hostname(&self.host).map_err(std::io::Error::other)?;
+        }
         self.connections += 1;
         let stream = std::net::TcpStream::connect_timeout(&self.addr, self.timeout)?;
         if let (Some(to), Ok(local)) = (&self.report_to, stream.local_addr()) {
@@ -58,18 +77,7 @@ impl Scanner {
             Answer::NoTls => return Ok(Attempt::NoTls),
             Answer::Tls(stream) => stream,
         };
-        let connector = (|| {
-            let mut builder = SslConnector::builder(SslMethod::tls_client())?;
-            builder.set_verify(SslVerifyMode::NONE);
-            configure(&mut builder)?;
-            Ok::<_, openssl::error::ErrorStack>(builder.build())
-        })()
-        .map_err(std::io::Error::other)?;
-        let mut config = connector.configure().map_err(std::io::Error::other)?;
-        config.set_verify_hostname(false);
-        let sni = self.host.parse::<std::net::IpAddr>().is_err() && !self.host.starts_with('/');
-        config.set_use_server_name_indication(sni);
-        match config.connect(&self.host, stream) {
+        match ssl.connect(stream) {
             Ok(mut tls) => {
                 let ssl = tls.ssl();
                 let handshake = Handshake {
@@ -167,6 +175,13 @@ pub fn versions(scanner: &mut Scanner) -> std::io::Result<Vec<VersionResult>> {
             Attempt::Done(h) => (h.version == version.name(), None),
             Attempt::Refused(reason) => (false, Some(reason)),
             Attempt::NoTls => (false, Some("server does not accept TLS".into())),
+            Attempt::NothingToOffer => (
+                false,
+                Some(format!(
+                    "not tried: this OpenSSL offers no cipher suite for {}",
+                    version.name()
+                )),
+            ),
         };
         results.push(VersionResult {
             version,
@@ -212,8 +227,9 @@ fn pick_tls12(scanner: &mut Scanner, list: &str) -> std::io::Result<Option<Ciphe
     });
     match attempt {
         Ok(Attempt::Done(h)) if !h.cipher.is_empty() => Ok(Some(CipherResult::of(&h.cipher))),
+        // Nothing to offer (no RC4 in this OpenSSL build, say) made no connection: no such suite to report.
         Ok(_) => Ok(None),
-        // Our own cipher list can be empty on this OpenSSL build (e.g. no RC4): nothing to offer.
+        // A list OpenSSL refuses outright (none of its suites known to this build): nothing to offer either.
         Err(e) if e.kind() == std::io::ErrorKind::Other => Ok(None),
         Err(e) => Err(e),
     }

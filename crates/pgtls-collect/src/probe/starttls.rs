@@ -7,7 +7,7 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+use openssl::ssl::{Ssl, SslVerifyMode};
 use openssl::x509::X509;
 
 pub use crate::conn::tls::SSL_REQUEST;
@@ -56,15 +56,14 @@ pub fn peer_chain(host: &str, addr: SocketAddr, timeout: Duration) -> io::Result
     let Answer::Tls(stream) = request(addr, timeout)? else {
         return Ok(None);
     };
-    let mut builder = SslConnector::builder(SslMethod::tls_client()).map_err(io::Error::other)?;
+    // No trusted roots: nothing is verified here, so the system store is not loaded.
+    let mut builder = crate::conn::tls_context::client_context_builder().map_err(io::Error::other)?;
     builder.set_verify(SslVerifyMode::NONE);
-    let connector = builder.build();
-    let mut config = connector.configure().map_err(io::Error::other)?;
-    config.set_verify_hostname(false);
-    let sni = host.parse::<std::net::IpAddr>().is_err().then_some(host);
-    let mut tls = config
-        .connect(sni.unwrap_or(""), stream)
-        .map_err(|e| io::Error::other(e.to_string()))?;
+    let mut ssl = Ssl::new(&builder.build()).map_err(io::Error::other)?;
+    if host.parse::<std::net::IpAddr>().is_err() && !host.is_empty() {
+        ssl.set_hostname(host).map_err(io::Error::other)?;
+    }
+    let mut tls = ssl.connect(stream).map_err(|e| io::Error::other(e.to_string()))?;
     let chain = tls
         .ssl()
         .peer_cert_chain()

@@ -72,10 +72,9 @@ pub fn bundle_store(certs: &[X509]) -> Result<X509Store, openssl::error::ErrorSt
     Ok(builder.build())
 }
 
-pub fn system_store() -> Result<X509Store, openssl::error::ErrorStack> {
-    let mut builder = X509StoreBuilder::new()?;
-    builder.set_default_paths()?;
-    Ok(builder.build())
+/// The system's trusted roots, loaded once per process and shared (see [`crate::conn::tls_context::system_store`]).
+pub fn system_store() -> Option<std::sync::Arc<X509Store>> {
+    crate::conn::tls_context::system_store()
 }
 
 /// Why a root file gave no certificates; one line naming the file.

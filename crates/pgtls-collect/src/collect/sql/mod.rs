@@ -35,6 +35,8 @@ pub fn timeouts(statement_ms: u128) -> String {
 /// an error, never someone else's code; the next connection's preflight then skips sslinfo.)
 pub const PREFLIGHT: &str = "\
 SELECT pg_catalog.current_setting('server_version_num')::pg_catalog.int4 AS version_num,
+       pg_catalog.pg_postmaster_start_time()::pg_catalog.text AS postmaster_start,
+       pg_catalog.current_setting('port') AS server_port,
        pg_catalog.current_setting('server_version') AS version,
        COALESCE((SELECT r.rolsuper FROM pg_catalog.pg_roles r
                   WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER), false) AS superuser,
@@ -129,7 +131,9 @@ pub mod col {
 /// `pg_get_userbyid` (the view joins pg_authid, which only superusers may read), database names from pg_database.
 /// Sessions the monitor may not inspect keep their row with NULL details (the function's own rule, as in the
 /// views); of those we keep the ones with a database and a role (client backends), not background processes. Idle
-/// sessions are kept on purpose: idle pooled connections are where TLS 1.2 holdouts live.
+/// sessions are kept on purpose: idle pooled connections are where TLS 1.2 holdouts live. `$1` lists the backends of
+/// this process's other connections to the server (see [`crate::collect::own_backends`]), left out here so that N
+/// targets on one server cost N polls of its real sessions, not N².
 pub fn poll_statement(shape: &PollShape) -> String {
     let v = shape.version_num;
     let leader_pid = if v >= 130_000 {
@@ -183,8 +187,9 @@ SELECT 1::pg_catalog.int2, a.pid, {leader_pid}, d.datname::pg_catalog.text,
        NULL::pg_catalog.bool, NULL::pg_catalog.timestamptz
   FROM pg_catalog.pg_stat_get_activity(NULL) a
   LEFT JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) a.datid
- WHERE a.client_port IS NOT NULL
-    OR (a.backend_type IS NULL AND a.datid IS NOT NULL AND a.usesysid IS NOT NULL)"
+ WHERE (a.client_port IS NOT NULL
+        OR (a.backend_type IS NULL AND a.datid IS NOT NULL AND a.usesysid IS NOT NULL))
+   AND a.pid OPERATOR(pg_catalog.<>) ALL ($1::pg_catalog.int4[])"
     )
 }
 

@@ -652,6 +652,7 @@ impl Ledger {
         self.last_poll = Some(at);
         self.own_pids.clear();
         self.own_pids.push(snap.monitor.pid);
+        self.own_pids.extend_from_slice(&snap.monitor.others);
         entries.extend(self.watching(at, log_source));
         if self.settings.back().is_none_or(|seen| seen.settings != snap.settings) {
             let entry = Entry::Settings(SettingsSeen {
