@@ -14,15 +14,18 @@ use crate::analysis::ledger::KeyFields;
 use crate::analysis::ledger::lock::StateDirLock;
 use crate::cli::ServeArgs;
 use crate::collect::engine::EngineOptions;
-use crate::collect::fleet::Fleet;
+use crate::collect::fleet::{Fleet, Planned};
 use crate::config::Config;
 use crate::serve::http::{self, ServeState};
+use crate::serve::limits;
 use crate::serve::webconfig::WebConfig;
 
 /// How often the fleet checks that every target's task still runs.
 const CHECK_EVERY: Duration = Duration::from_secs(5);
 
 pub async fn run(args: ServeArgs) -> Result<ExitCode, Failure> {
+    // First, before any descriptor is opened for a target.
+    let open_files = limits::raise_open_files();
     let interval = super::shared::interval(args.interval)?;
     let probe_every = positive_seconds("--probe-interval", args.probe_interval)?;
     let listen: SocketAddr = args.listen.parse().map_err(|_| {
@@ -69,6 +72,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, Failure> {
         .await
         .map_err(|e| Failure::error(format!("--listen {listen}: {e}")))?;
     let fleet = Arc::new(Fleet::new(options));
+    check_open_files(open_files, &plan);
     for note in fleet.apply(plan) {
         log(&note);
     }
@@ -128,6 +132,7 @@ fn reload(args: &ServeArgs, fleet: &Fleet) {
         .and_then(|(config, _)| plan(&args.conn, args.targets.as_deref(), &config));
     match planned {
         Ok(plan) => {
+            check_open_files(limits::raise_open_files(), &plan);
             let notes = fleet.apply(plan);
             for line in &notes {
                 log(line);
@@ -137,6 +142,23 @@ fn reload(args: &ServeArgs, fleet: &Fleet) {
             }
         }
         Err(e) => log(&format!("reload failed, targets unchanged: {e}")),
+    }
+}
+
+/// One line when the open-files limit is too low for the targets: each holds its connection, plus one for each
+/// pooler console and followed log file it names.
+fn check_open_files(limit: Option<(u64, u64)>, plan: &[Planned]) {
+    let Some((soft, hard)) = limit else {
+        return;
+    };
+    let per_target = |p: &Planned| {
+        1 + p.entry.pgbouncer.len() as u64
+            + p.entry.pgbouncer_log.len() as u64
+            + u64::from(p.entry.server_log.is_some())
+    };
+    let needed = limits::FIXED + plan.iter().map(per_target).sum::<u64>();
+    if let Some(line) = limits::shortage(needed, soft, hard, plan.len()) {
+        log(&line);
     }
 }
 

@@ -6,5 +6,6 @@ pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod webconfig;

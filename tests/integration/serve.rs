@@ -1061,3 +1061,127 @@ async fn a_fleet_start_reads_each_chain_from_the_monitor_connection() {
         &log[logged_before..]
     );
 }
+
+/// `pgtls serve` under `prlimit --nofile=LIMIT`, its stderr lines sent to the returned channel.
+fn serve_limited(nofile: &str, args: &[&str], home: &std::path::Path) -> (Serve, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let port = pgtls::lab::server::free_port().expect("free port");
+    let bin = std::env::var_os("PGTLS_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_pgtls").into());
+    let mut child = Command::new("prlimit")
+        .arg(format!("--nofile={nofile}"))
+        .arg(bin)
+        .env("HOME", home)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("prlimit runs pgtls serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (Serve { child, port }, rx)
+}
+
+fn many_targets(lab: &Lab, home: &std::path::Path, n: usize) -> String {
+    let mut text = String::new();
+    for i in 0..n {
+        text.push_str(&format!(
+            "[[target]]\nname = \"many-{i:03}\"\nconninfo = \"{} sslmode=require\"\n\n",
+            lab.conninfo(SUPERUSER)
+        ));
+    }
+    let path = home.join("targets.toml");
+    std::fs::write(&path, text).expect("targets");
+    path.display().to_string()
+}
+
+/// Too few descriptors for the targets, even at the hard limit: said once, in one line, at start (issue 28, item 4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_few_open_files_for_the_targets_is_said_in_one_line_at_start() {
+    let lab = Lab::start(LabOptions::default()).await.expect("lab");
+    let home = tempfile::tempdir().expect("home");
+    let targets = many_targets(&lab, home.path(), 80);
+    let (serve, lines) = serve_limited("64:64", &["--targets", &targets, "--interval", "5"], home.path());
+    let mut seen = Vec::new();
+    let said = common::wait_until("the listening line", Duration::from_secs(30), async || {
+        seen.extend(lines.try_iter());
+        match seen.iter().position(|l| l.contains("listening on")) {
+            Some(at) => Ok(seen[..at].to_vec()),
+            None => Err(seen.clone()),
+        }
+    })
+    .await;
+    let shortage: Vec<&String> = said.iter().filter(|l| l.contains("open files")).collect();
+    assert_eq!(shortage.len(), 1, "{said:?}");
+    assert!(
+        shortage[0].contains("80 target(s) need about") && shortage[0].contains("the limit is 64 (hard limit 64)"),
+        "{}",
+        shortage[0]
+    );
+    drop(serve);
+}
+
+/// The soft limit is raised to the hard one at start, and 70 targets with ledgers then fit in a soft limit of 64:
+/// every one up, one descriptor each plus a constant (ledgers are opened only to be written) (issue 28, item 4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_raises_its_open_files_limit_and_holds_one_descriptor_per_target() {
+    const TARGETS: usize = 70;
+    let lab = Lab::start(LabOptions {
+        max_connections: 150,
+        ..LabOptions::default()
+    })
+    .await
+    .expect("lab");
+    let home = tempfile::tempdir().expect("home");
+    let state = tempfile::tempdir().expect("state dir");
+    let targets = many_targets(&lab, home.path(), TARGETS);
+    let state_arg = state.path().display().to_string();
+    let (serve, lines) = serve_limited(
+        "64:4096",
+        &["--targets", &targets, "--interval", "1", "--state-dir", &state_arg],
+        home.path(),
+    );
+    let pid = serve.child.id();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap_or_default();
+    common::wait_until("every target up", Duration::from_secs(90), async || {
+        let (_, text) = serve.get("/metrics").ok_or("no /metrics yet".to_string())?;
+        let up = samples(&text, "pgtls_up").values().filter(|v| **v == 1.0).count();
+        if up == TARGETS {
+            Ok(())
+        } else {
+            Err(format!("{up} of {TARGETS} up"))
+        }
+    })
+    .await;
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap_or(limits);
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap_or_default();
+    assert_eq!(
+        open_files.split_whitespace().skip(3).take(2).collect::<Vec<_>>(),
+        ["4096", "4096"],
+        "{open_files}"
+    );
+    let ledgers = std::fs::read_dir(state.path())
+        .expect("state dir")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "ledger"))
+        })
+        .count();
+    assert_eq!(ledgers, TARGETS);
+    let descriptors = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("fd list").count();
+    assert!(
+        descriptors <= TARGETS + 32,
+        "{descriptors} descriptors for {TARGETS} targets"
+    );
+    let said: Vec<String> = lines.try_iter().collect();
+    assert!(!said.iter().any(|l| l.contains("open files")), "{said:?}");
+}

@@ -632,7 +632,7 @@ where
             let stream = match handshake {
                 Ok(stream) => stream,
                 Err(e) => {
-                    let cause = handshake_failure(&c, &e);
+                    let cause = handshake_failure(&c, &e.to_string());
                     c.failure = Some(cause.clone());
                     return Err(Box::new(HandshakeFailed(cause.to_string())) as Self::Error);
                 }
@@ -654,24 +654,33 @@ where
     }
 }
 
-/// The handshake on `stream` (buffered as postgres-openssl buffers it); an error as OpenSSL's text, with the
-/// verification result when there is one.
-async fn handshake<S>(ssl: Ssl, stream: S) -> Result<OpensslStream<S>, String>
+/// Why a handshake failed, as postgres-openssl words it: OpenSSL's error, then the verification result if any.
+#[derive(Debug, thiserror::Error)]
+enum HandshakeError {
+    #[error("{0}")]
+    Setup(openssl::error::ErrorStack),
+    #[error("{error}")]
+    Failed { error: openssl::ssl::Error },
+    #[error("{error}: {verify}")]
+    Unverified {
+        error: openssl::ssl::Error,
+        verify: X509VerifyResult,
+    },
+}
+
+/// The handshake on `stream`, buffered as postgres-openssl buffers it.
+async fn handshake<S>(ssl: Ssl, stream: S) -> Result<OpensslStream<S>, HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let stream = tokio::io::BufReader::with_capacity(8192, stream);
-    let mut stream = tokio_openssl::SslStream::new(ssl, stream).map_err(|e| e.to_string())?;
+    let mut stream = tokio_openssl::SslStream::new(ssl, stream).map_err(HandshakeError::Setup)?;
     match Pin::new(&mut stream).connect().await {
         Ok(()) => Ok(OpensslStream(stream)),
-        Err(error) => {
-            let verify = stream.ssl().verify_result();
-            Err(if verify == X509VerifyResult::OK {
-                error.to_string()
-            } else {
-                format!("{error}: {verify}")
-            })
-        }
+        Err(error) => match stream.ssl().verify_result() {
+            X509VerifyResult::OK => Err(HandshakeError::Failed { error }),
+            verify => Err(HandshakeError::Unverified { error, verify }),
+        },
     }
 }
 

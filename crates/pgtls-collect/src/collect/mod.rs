@@ -143,7 +143,8 @@ pub struct Collector {
     /// PgBouncer admin consoles in front of this server, polled with it.
     poolers: pooler::Poolers,
     /// This connection's backend, listed for the process's other connections to the same server to leave out.
-    own: Arc<own_backends::Registration>,
+    /// `None` once the connection is given up: its backend, if the server still lists it, is no longer ours to hide.
+    own: Option<Arc<own_backends::Registration>>,
 }
 
 /// The shortest and longest a poll may take before pgtls gives up on it: a busy server deserves a few
@@ -268,7 +269,7 @@ impl Collector {
             Some(own) => own,
             None => own_backends::Registration::connected(connected.report.addr, preflight.monitor_pid),
         };
-        let own = Arc::new(own.identified(preflight.server_key.clone()));
+        let own = Some(Arc::new(own.identified(preflight.server_key.clone())));
         Ok(Collector {
             connected,
             preflight,
@@ -396,7 +397,7 @@ impl Collector {
     /// the snapshot and never fails the poll.
     pub async fn poll(&mut self) -> Result<Snapshot, CollectError> {
         let limit = self.poll_timeout;
-        let others = self.own.others();
+        let others = self.own.as_ref().map(|own| own.others()).unwrap_or_default();
         let server = Self::poll_once(
             &self.connected,
             &self.preflight,
@@ -414,6 +415,7 @@ impl Collector {
             Ok(Err(e)) => Err(e),
             Err(_) => {
                 self.connected.cancel();
+                self.own = None;
                 Err(CollectError::Stalled {
                     phase: Phase::Poll,
                     after: limit,
@@ -551,8 +553,8 @@ impl Collector {
     }
 
     /// This connection's backend among the process's own on the server (see [`own_backends`]).
-    pub fn own_backends(&self) -> Arc<own_backends::Registration> {
-        Arc::clone(&self.own)
+    pub fn own_backends(&self) -> Option<Arc<own_backends::Registration>> {
+        self.own.clone()
     }
 
     /// The client for source-specific reads (the SQL log reader) on the same connection.

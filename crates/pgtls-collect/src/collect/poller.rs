@@ -354,7 +354,7 @@ async fn run(
                     .send(HistoryInput::Connected {
                         client: collector.shared_client(),
                         hba,
-                        own: Some(std::sync::Arc::downgrade(&collector.own_backends())),
+                        own: collector.own_backends().as_ref().map(std::sync::Arc::downgrade),
                     })
                     .await;
                 let ended = poll_loop(&mut collector, &mut schedule, &links, feed.as_ref(), &mut commands).await;

@@ -34,7 +34,9 @@ const COMPACT_AFTER: u64 = 1 << 20;
 /// The file behind a ledger, open for appending, with its lock held.
 pub struct Journal {
     path: PathBuf,
-    file: File,
+    /// The file written (device and inode), opened again for each append and closed after it: a fleet of ledgers
+    /// must not hold a descriptor each between writes. A file put in its place by someone else is refused.
+    identity: (u64, u64),
     /// `PATH.lock` when no state directory's lock covers the file; released when dropped.
     _lock: Option<LedgerLock>,
     _claim: Claim,
@@ -143,9 +145,16 @@ impl Journal {
         let mut file =
             open_private(path, OpenOptions::new().read(true).append(true).create(true)).map_err(OpenError::File)?;
         let report = replay(&mut file, path, ledger).map_err(OpenError::File)?;
+        let identity = identity_of(&file).map_err(|source| {
+            OpenError::File(JournalError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        })?;
+        drop(file);
         let mut journal = Journal {
             path: path.to_path_buf(),
-            file,
+            identity,
             _lock: lock,
             _claim: claim,
             compacted: 0,
@@ -176,13 +185,18 @@ impl Journal {
             serde_json::to_writer(&mut buf, e)?;
             buf.push(b'\n');
         }
-        self.file
-            .write_all(&buf)
-            .and_then(|()| self.file.flush())
-            .map_err(|source| JournalError::Write {
-                path: self.path.clone(),
-                source,
-            })?;
+        let write_failed = |source| JournalError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let mut file = open_private(&self.path, OpenOptions::new().append(true))?;
+        if identity_of(&file).map_err(write_failed)? != self.identity {
+            return Err(write_failed(std::io::Error::other(
+                "another file was put in its place since pgtls wrote it",
+            )));
+        }
+        file.write_all(&buf).and_then(|()| file.flush()).map_err(write_failed)?;
+        drop(file);
         self.appended += buf.len() as u64;
         if self.appended > COMPACT_AFTER.max(self.compacted) {
             self.compact(ledger)?;
@@ -236,11 +250,19 @@ impl Journal {
             // The rename is durable once the directory is; a failure here costs at most the rewrite, not data.
             let _ = File::open(dir).and_then(|d| d.sync_all());
         }
-        self.file = file;
+        self.identity = identity_of(&file).map_err(|e| failed("reading back", e))?;
+        drop(file);
         self.compacted = written;
         self.appended = 0;
         Ok(())
     }
+}
+
+/// Device and inode of an open file.
+fn identity_of(file: &File) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = file.metadata()?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 /// `PATH.tmp`, next to the file so the rename stays on one filesystem.
