@@ -44,7 +44,7 @@ async fn hold(n: usize, env_file: &str) -> Result<()> {
     .await?;
     let admin = lab.admin().await?;
     admin
-        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements SCHEMA public")
         .await
         .wrap_err("pg_stat_statements (postgresql-contrib) is needed to count statements")?;
     let roles: Vec<String> = MONITOR_ROLES.iter().map(|r| r.to_string()).collect();

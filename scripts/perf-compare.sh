@@ -5,7 +5,7 @@
 #   bash scripts/perf-compare.sh              # N = 200 and 2000, 30 s per monitor
 #   bash scripts/perf-compare.sh 200          # one size
 #   DURATION=60 MONITORS="psql pgtls" bash scripts/perf-compare.sh 200
-#   FLOOR=seed MONITORS="psql pgtls" bash scripts/perf-compare.sh     # psql runs the seed's pg_stat_ssl query instead
+#   FLOOR=full MONITORS="psql pgtls" bash scripts/perf-compare.sh     # psql runs the 28 columns pgtls fetches instead
 #   PGTLS_BIN=/path/to/other/pgtls MONITORS=pgtls bash scripts/perf-compare.sh 200   # another build, e.g. before a change
 #
 # The lab (benches/perf_lab.rs) runs PostgreSQL with pg_stat_statements loaded and max_connections = N + 100, and
@@ -62,9 +62,10 @@ cleanup() {
 trap cleanup EXIT
 
 echo "perf-compare: building (cargo build --release; the lab holder with cargo bench --no-run)" >&2
-cargo build --release --quiet
-lab_bin=$(cargo bench --no-run --bench perf_lab --message-format=json 2>/dev/null \
-  | grep -o '"executable":"[^"]*perf_lab[^"]*"' | tail -1 | cut -d'"' -f4)
+[ -n "${PGTLS_BIN:-}" ] || cargo build --release --quiet
+# PERF_LAB_BIN: a lab holder built already (e.g. `cargo test --bench perf_lab --no-run`, unoptimised: it only waits).
+lab_bin=${PERF_LAB_BIN:-$(cargo bench --no-run --bench perf_lab --message-format=json 2>/dev/null \
+  | grep -o '"executable":"[^"]*perf_lab[^"]*"' | tail -1 | cut -d'"' -f4)}
 [ -x "$lab_bin" ] || { echo "perf-compare: cannot build benches/perf_lab.rs" >&2; exit 2; }
 pgtls_bin=${PGTLS_BIN:-target/release/pgtls}
 
@@ -78,14 +79,10 @@ fi
 pga_version=""
 [ -x "$VENV/bin/pg_activity" ] && pga_version=$("$VENV/bin/pg_activity" --version 2>/dev/null | awk '{print $2}')
 
-# The floor: the session columns pgtls fetches, pg_stat_activity joined to pg_stat_ssl and pg_stat_gssapi.
-# FLOOR=seed runs instead the query a DBA would type (the first version of this project's, with the TLS columns).
-if [ "${FLOOR:-full}" = seed ]; then
-  cat >"$work/floor.sql" <<'SQL'
-SELECT a.datname, a.usename, a.application_name, a.client_addr, a.backend_type, s.ssl, s.version, s.cipher, s.bits
-  FROM pg_stat_ssl s JOIN pg_stat_activity a ON s.pid = a.pid ORDER BY s.ssl \watch 1
-SQL
-else
+# The floor: the seed's own query, what a DBA types to see who is on TLS (six columns, pg_stat_ssl joined to
+# pg_stat_activity), run by psql every second. FLOOR=full runs instead the session columns pgtls fetches
+# (pg_stat_activity joined to pg_stat_ssl and pg_stat_gssapi, 28 columns), a heavier floor.
+if [ "${FLOOR:-seed}" = full ]; then
 cat >"$work/floor.sql" <<'SQL'
 SELECT a.pid, a.leader_pid, a.datname, a.usename, a.application_name, host(a.client_addr), a.client_hostname,
        a.client_port, a.backend_type, a.state, a.backend_start, a.xact_start, a.query_start, a.state_change,
@@ -95,6 +92,10 @@ SELECT a.pid, a.leader_pid, a.datname, a.usename, a.application_name, host(a.cli
   LEFT JOIN pg_catalog.pg_stat_ssl s ON s.pid = a.pid
   LEFT JOIN pg_catalog.pg_stat_gssapi g ON g.pid = a.pid
  WHERE a.client_port IS NOT NULL \watch 1
+SQL
+else
+  cat >"$work/floor.sql" <<'SQL'
+SELECT datname, usename, ssl, client_addr, application_name, backend_type FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \watch 1
 SQL
 fi
 
@@ -271,7 +272,7 @@ done
 {
   echo
   echo "PostgreSQL $LAB_VERSION; pgtls $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo '+changes');" \
-    "pg_activity ${pga_version:-not installed}; psql $(psql --version | awk '{print $3}'); ${DURATION} s per monitor" \
+    "pg_activity ${pga_version:-not installed}; psql floor ${FLOOR:-seed}; psql $(psql --version | awk '{print $3}'); ${DURATION} s per monitor" \
     "after ${WARMUP} s warm-up, 1 s refresh, ${COLS}x${ROWS} tmux pane; $(nproc) cores, $(uname -r);" \
     "client CPU from $cpu_method."
   [ -z "$pga_note" ] || echo "$pga_note"

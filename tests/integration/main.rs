@@ -41,6 +41,7 @@ mod rotation;
 mod screenshots;
 mod serve;
 mod serve_abuse;
+mod serve_split;
 mod servers_screen;
 mod snapshot_cli;
 mod stall;
