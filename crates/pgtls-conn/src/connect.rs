@@ -405,6 +405,8 @@ async fn attempt_once(
                 .await
                 .map_err(|e| (Next::Address, socket::connect_cause(&e, false)))?;
             let local_addr = stream.local_addr().ok();
+            // Held from now: the server lists the backend before the start-up ends (see own_sockets).
+            let held = local_addr.map(|local| crate::own_sockets::Held::new(local, addr));
             let stream = Inspector::new(stream, socket_layer, policy.clone(), observed.clone());
             let (client, task): (Client, ConnectionTask) = match attempt {
                 Attempt::Plain => {
@@ -425,6 +427,10 @@ async fn attempt_once(
                     (client, Box::pin(connection))
                 }
             };
+            let task: ConnectionTask = Box::pin(async move {
+                let _held = held;
+                task.await
+            });
             (client, task, Some(report), local_addr)
         }
     };

@@ -15,6 +15,7 @@ pub mod conninfo;
 pub mod error;
 pub mod files;
 pub mod inspect;
+pub mod own_sockets;
 pub mod params;
 pub mod pgpass;
 pub mod rules;

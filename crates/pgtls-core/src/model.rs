@@ -54,6 +54,19 @@ impl Snapshot {
     /// The one place that decides which rows are pgtls's own: the monitor's backend, and `helpers` (backends this
     /// process opened for itself, such as the demo's set-up connections). By pid only: any client may call itself
     /// "pgtls", and counting it is the point.
+    /// Leave out backends of this process's other connections to the server that were listed after the poll's
+    /// statement was sent (a target connecting meanwhile): they are pgtls's own, not clients.
+    pub fn leave_out_own(&mut self, ours: Vec<i32>) {
+        let late: Vec<i32> = ours
+            .into_iter()
+            .filter(|pid| !self.monitor.others.contains(pid))
+            .collect();
+        if !late.is_empty() {
+            self.sessions.retain(|s| !late.contains(&s.pid));
+            self.monitor.others.extend(late);
+        }
+    }
+
     pub fn mark_own(&mut self, helpers: &[i32]) {
         let monitor = self.monitor.pid;
         for s in &mut self.sessions {
@@ -764,6 +777,23 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&Setting::Hidden).unwrap(),
             r#"{"state":"hidden"}"#
+        );
+    }
+
+    #[test]
+    fn backends_of_ours_listed_late_are_left_out_once() {
+        let mut snap = crate::fixtures::snapshot();
+        let late = snap.clients().next().unwrap().pid;
+        let before = snap.sessions.len();
+        snap.leave_out_own(vec![late]);
+        assert!(snap.sessions.iter().all(|s| s.pid != late));
+        assert_eq!(snap.sessions.len(), before - 1);
+        assert!(snap.monitor.others.contains(&late));
+        snap.leave_out_own(vec![late]);
+        assert_eq!(
+            snap.monitor.others.iter().filter(|p| **p == late).count(),
+            1,
+            "listed once"
         );
     }
 

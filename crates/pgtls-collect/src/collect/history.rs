@@ -326,7 +326,16 @@ impl Service {
     }
 
     /// Fold a poll into the ledger, read one budget of the connection log, append to the journal.
-    async fn on_snapshot(&mut self, snapshot: Box<Snapshot>) -> Result<(), ()> {
+    async fn on_snapshot(&mut self, mut snapshot: Box<Snapshot>) -> Result<(), ()> {
+        // Asked once more at the fold: a backend of ours that another target opened while this poll ran may be
+        // listed only now (the poll itself asked before and after its statement).
+        let ours = self
+            .own
+            .as_ref()
+            .and_then(std::sync::Weak::upgrade)
+            .map(|own| own.others())
+            .unwrap_or_default();
+        snapshot.leave_out_own(ours);
         let log_on = self.logs.as_ref().is_some_and(LogSources::is_active);
         let entries = self.setup.ledger.observe_snapshot(&snapshot, log_on);
         self.latest = Some(snapshot);

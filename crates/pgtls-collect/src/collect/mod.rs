@@ -62,6 +62,13 @@ impl Connected {
     /// [`sql::PIN_SEARCH_PATH`]). Every server connection pgtls opens comes through here.
     pub async fn open_server(params: &ConnParams) -> Result<Connected, CollectError> {
         let connected = Self::open(params).await.map_err(CollectError::Connect)?;
+        connected.pin(params).await
+    }
+
+    /// The search-path pin of [`Connected::open_server`], apart so that a monitor connection can be listed among our
+    /// own backends (by the pid the start-up gave) before its first statement's round trip.
+    async fn pin(self, params: &ConnParams) -> Result<Connected, CollectError> {
+        let connected = self;
         let limit = params
             .connect_timeout
             .unwrap_or(crate::conn::connect::DEFAULT_CONNECT_TIMEOUT);
@@ -110,6 +117,30 @@ impl Connected {
         self.abandoned.store(true, std::sync::atomic::Ordering::SeqCst);
         self.task.abort();
     }
+}
+
+/// Backends whose client end is a TCP connection this process holds to `server`: ours even before the other
+/// connection's start-up has told it its pid (another target connecting while this poll ran).
+fn ours_by_address(snapshot: &Snapshot, server: std::net::SocketAddr) -> Vec<i32> {
+    snapshot
+        .sessions
+        .iter()
+        .filter(|s| s.pid != snapshot.monitor.pid)
+        .filter(|s| {
+            let ip = s
+                .client_addr
+                .as_deref()
+                .and_then(|a| a.parse::<std::net::IpAddr>().ok());
+            let port = s.client_port.and_then(|p| u16::try_from(p).ok());
+            match (ip, port) {
+                (Some(ip), Some(port)) => {
+                    crate::conn::own_sockets::is_ours(std::net::SocketAddr::new(ip, port), server)
+                }
+                _ => false,
+            }
+        })
+        .map(|s| s.pid)
+        .collect()
 }
 
 /// Pin the search path and check that the server took it: a proxy that swallowed the statement must not leave us
@@ -252,13 +283,15 @@ impl Collector {
     /// Connect, then run the preflight and prepare the poll, each step bounded by `poll_timeout`; the
     /// session's statement_timeout and lock_timeout make the server give up too, should the client not.
     pub async fn connect_with(params: &ConnParams, poll_timeout: Duration) -> Result<Collector, CollectError> {
-        let connected = Connected::open_server(params).await?;
-        // Listed before the start-up queries: another target's poll may run while they do.
+        let connected = Connected::open(params).await.map_err(CollectError::Connect)?;
+        // Listed as soon as the start-up gave the pid, before any statement (the search-path pin included): another
+        // target's poll may run meanwhile, and the backend is already in pg_stat_activity.
         let own = connected
             .report
             .cancel_key
             .as_ref()
             .map(|key| own_backends::Registration::connected(connected.report.addr, key.pid));
+        let connected = connected.pin(params).await?;
         let (preflight, statement) =
             match tokio::time::timeout(poll_timeout, Self::start(&connected, poll_timeout)).await {
                 Ok(started) => started?,
@@ -420,6 +453,14 @@ impl Collector {
         let (server, answered) = tokio::join!(tokio::time::timeout(limit, server), self.poolers.poll(limit));
         match server {
             Ok(Ok(mut snapshot)) => {
+                // Asked again now: a backend of ours that started while the poll ran (another target connecting) is
+                // listed by now, and is ours, not a client.
+                if let Some(own) = &self.own {
+                    snapshot.leave_out_own(own.others());
+                }
+                if let Some(server) = self.connected.report.addr {
+                    snapshot.leave_out_own(ours_by_address(&snapshot, server));
+                }
                 crate::analysis::pooler::join(&mut snapshot.sessions, &answered);
                 snapshot.poolers = answered;
                 Ok(snapshot)
