@@ -18,7 +18,7 @@ pub struct Marks {
     /// Provider settings the server knows (by name, [`PROBED_SETTINGS`] and any name under [`SETTING_PREFIXES`]):
     /// `Some(value)`, or `None` when it exists but the role may not read it.
     pub settings: BTreeMap<String, Option<String>>,
-    /// The roles of [`ROLES`] that exist.
+    /// The roles of [`roles()`] that exist.
     pub roles: BTreeSet<String>,
     /// `pg_catalog.aurora_version()` exists. Only pg_catalog counts: a function of that name anywhere else may
     /// have been planted by a database user, and pgtls never calls it anyway.
