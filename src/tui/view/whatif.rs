@@ -190,8 +190,9 @@ fn content(cx: &Ctx) -> Content {
             lines.push(Line::styled(format!("  ? {}", terminal(u)), t.unknown));
         }
     }
-    lines.extend(step_lines(cx, w.target));
+    // What the verdict rests on comes right under it; what to do about it after.
     lines.extend(source_lines(cx));
+    lines.extend(step_lines(cx, w.target));
     Content::Report(lines, None)
 }
 
