@@ -384,3 +384,25 @@ pub fn snapshot_pooled() -> Snapshot {
     snap.poolers = vec![pooler];
     snap
 }
+
+/// A TLS session from the log, for ledger tests: user `u`, database `d`, the cipher named after the version.
+pub fn log_session(at: DateTime<Utc>, app: &str, address: &str, version: &str) -> crate::analysis::ledger::Entry {
+    crate::analysis::ledger::Entry::Session {
+        at,
+        key: crate::analysis::ledger::ClientKey {
+            user: "u".into(),
+            database: "d".into(),
+            application: app.into(),
+            address: address.into(),
+            pooler: None,
+        },
+        class: crate::model::ConnClass::from_tls_version(version),
+        tls_version: Some(version.into()),
+        cipher: Some(format!("cipher-of-{version}")),
+        source: crate::analysis::ledger::Source::Log,
+        address: Some(address.into()),
+        replication: false,
+        hba_line: None,
+        pid: None,
+    }
+}

@@ -387,7 +387,7 @@ mod tests {
     use chrono::{DateTime, Duration, Utc};
 
     use super::*;
-    use crate::analysis::ledger::{ClientKey, ClientRecord, KeyFields, Source};
+    use crate::analysis::ledger::{ClientRecord, KeyFields};
     use crate::fixtures;
     use crate::model::{ConnClass, Setting};
 
@@ -561,24 +561,7 @@ mod tests {
     }
 
     fn session(at: DateTime<Utc>, app: &str, address: &str, version: &str) -> Entry {
-        Entry::Session {
-            at,
-            key: ClientKey {
-                user: "u".into(),
-                database: "d".into(),
-                application: app.into(),
-                address: address.into(),
-                pooler: None,
-            },
-            class: ConnClass::from_tls_version(version),
-            tls_version: Some(version.into()),
-            cipher: Some(format!("cipher-of-{version}")),
-            source: Source::Log,
-            address: Some(address.into()),
-            replication: false,
-            hba_line: None,
-            pid: None,
-        }
+        pgtls_core::fixtures::log_session(at, app, address, version)
     }
 
     /// The settings history: one state per change, kept through a rewrite, with what clients used around it.

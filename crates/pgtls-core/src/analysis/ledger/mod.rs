@@ -1279,24 +1279,7 @@ mod tests {
     }
 
     fn session(at: DateTime<Utc>, app: &str, address: &str, version: &str) -> Entry {
-        Entry::Session {
-            at,
-            key: ClientKey {
-                user: "u".into(),
-                database: "d".into(),
-                application: app.into(),
-                address: address.into(),
-                pooler: None,
-            },
-            class: ConnClass::from_tls_version(version),
-            tls_version: Some(version.into()),
-            cipher: Some(format!("cipher-of-{version}")),
-            source: Source::Log,
-            address: Some(address.into()),
-            replication: false,
-            hba_line: None,
-            pid: None,
-        }
+        crate::fixtures::log_session(at, app, address, version)
     }
 
     /// At the identity cap a holdout that shows up late still gets a record of its own: the least recently seen
