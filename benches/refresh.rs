@@ -84,9 +84,10 @@ fn poller_event(ledger: &mut Ledger, snap: Snapshot, with_history: bool) -> Poll
             chrono::Duration::hours(24),
             Vec::new(),
             None,
+            pgtls::collect::history::Detail::Full,
         ))
     });
-    poller::event_after_poll(Box::new(snap), history)
+    poller::event_after_poll(std::sync::Arc::new(snap), history)
 }
 
 /// One whole refresh as the app loop runs it: poller work, then the state update and a frame; on the Sessions
@@ -132,7 +133,7 @@ fn bench_pieces(c: &mut Criterion) {
         // State update for a snapshot: rows rebuilt (quick view, sort), detail, alerts and the alert log.
         group.bench_function(BenchmarkId::new("state_snapshot", n), |b| {
             b.iter_batched(
-                || Box::new(poll(&base, 1)),
+                || std::sync::Arc::new(poll(&base, 1)),
                 |snap| {
                     state.handle(Input::Poller {
                         event: PollerEvent::Snapshot(snap),
@@ -150,7 +151,7 @@ fn bench_pieces(c: &mut Criterion) {
         }
         group.bench_function(BenchmarkId::new("state_snapshot_filtered", n), |b| {
             b.iter_batched(
-                || Box::new(poll(&base, 1)),
+                || std::sync::Arc::new(poll(&base, 1)),
                 |snap| {
                     filtered.handle(Input::Poller {
                         event: PollerEvent::Snapshot(snap),
@@ -187,6 +188,7 @@ fn bench_pieces(c: &mut Criterion) {
                     chrono::Duration::hours(24),
                     Vec::new(),
                     None,
+                    pgtls::collect::history::Detail::Full,
                 )
             });
         });

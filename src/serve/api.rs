@@ -26,17 +26,20 @@ pub async fn ledger(State(state): State<ServeState>, Path(name): Path<String>) -
     if !state.api_allowed {
         return (StatusCode::FORBIDDEN, REFUSED).into_response();
     }
-    let Some(shared) = state.fleet.state(&name) else {
+    let (Some(request), Some(shared)) = (state.fleet.clients(&name), state.fleet.state(&name)) else {
         return (StatusCode::NOT_FOUND, "no such target\n").into_response();
     };
-    let s = shared.lock();
-    match &s.history {
-        Some(history) => Json(&history.clients).into_response(),
-        None => (
+    if shared.lock().history.is_none() {
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
             "no ledger yet: the target has not been polled\n",
         )
-            .into_response(),
+            .into_response();
+    }
+    // Asked of the target's ledger: the state keeps no copy of every client's record.
+    match request.answer().await {
+        Ok(clients) => Json(clients).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
     }
 }
 

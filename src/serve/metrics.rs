@@ -305,17 +305,17 @@ pub fn render(states: &[SharedState], client_cap: usize) -> Result<String, std::
             }
             let mut by_version: BTreeMap<&'static str, i64> = BTreeMap::new();
             let mut unlisted = 0i64;
-            for record in &history.clients {
-                let Some(class) = record.worst_class() else { continue };
+            for client in &history.client_classes {
+                let class = client.class;
                 *by_version.entry(client_version(class)).or_default() += 1;
                 if client_budget > 0 {
                     client_budget -= 1;
                     client_series
                         .get_or_create(&ClientLabels {
                             target: target.clone(),
-                            user: label(&record.key.user),
-                            database: label(&record.key.database),
-                            application: label(&record.key.application),
+                            user: label(&client.key.user),
+                            database: label(&client.key.database),
+                            application: label(&client.key.application),
                             version: client_version(class).to_string(),
                         })
                         .set(1);
@@ -514,7 +514,7 @@ mod tests {
         SharedState::from(TargetState {
             name: name.into(),
             up: true,
-            snapshot: Some(Box::new(fixtures::snapshot())),
+            snapshot: Some(std::sync::Arc::new(fixtures::snapshot())),
             history: Some(Box::new(fixtures::history_after())),
             probe: Some(Box::new(fixtures::probe_report())),
             ..TargetState::default()
@@ -595,7 +595,7 @@ mod tests {
     #[test]
     fn per_client_series_stop_at_the_cap() {
         let history = fixtures::history_after();
-        let n = history.clients.len();
+        let n = history.client_classes.len();
         assert!(n > 3);
         let text = render(&[state("a")], 3).unwrap();
         assert_eq!(text.lines().filter(|l| l.starts_with("pgtls_client{")).count(), 3);
@@ -667,7 +667,7 @@ mod tests {
             up: false,
             failures: 3,
             last_error: Some("connection refused".into()),
-            snapshot: Some(Box::new(snapshot.clone())),
+            snapshot: Some(std::sync::Arc::new(snapshot.clone())),
             history: Some(Box::new(fixtures::history_after())),
             probe: Some(Box::new(fixtures::probe_report())),
             ..TargetState::default()
@@ -733,7 +733,7 @@ mod tests {
         let up = SharedState::from(TargetState {
             name: "a".into(),
             up: true,
-            snapshot: Some(Box::new(snapshot.clone())),
+            snapshot: Some(std::sync::Arc::new(snapshot.clone())),
             ..TargetState::default()
         });
         let text = render(&[up], 0).unwrap();

@@ -265,7 +265,12 @@ fn open(fleet: &Fleet, servers: &Servers, interval: Duration, config: &Config) -
     if let Some(shared) = fleet.state(&name) {
         let (snapshot, history) = {
             let s = shared.lock();
-            (s.snapshot.clone(), s.history.clone())
+            // A fleet's history lacks the client records and the trend; the full one follows the subscription.
+            let full = s
+                .history
+                .as_ref()
+                .filter(|h| h.detail == crate::collect::history::Detail::Full);
+            (s.snapshot.clone(), full.cloned())
         };
         if let Some(snapshot) = snapshot {
             state.handle(Input::Poller {

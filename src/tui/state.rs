@@ -108,7 +108,7 @@ pub struct AppState {
     /// Where we are connected, for the header (never contains a password).
     pub target: String,
     pub link: Link,
-    pub snapshot: Option<Snapshot>,
+    pub snapshot: Option<std::sync::Arc<Snapshot>>,
     /// Local time the latest snapshot arrived.
     pub updated_at: Option<DateTime<Utc>>,
     /// Local time of the latest event; alerts are stamped with it.
@@ -264,7 +264,7 @@ impl AppState {
             }
             Input::ClickRow(n) => {
                 match self.screen {
-                    Screen::Sessions => self.sessions.click_row(self.snapshot.as_ref(), n),
+                    Screen::Sessions => self.sessions.click_row(self.snapshot.as_deref(), n),
                     Screen::Holdouts => self.holdouts.click_row(self.history.as_ref(), n, self.sessions.page),
                     Screen::WhatIf | Screen::Certificates => {}
                 }
@@ -371,7 +371,7 @@ impl AppState {
             return;
         }
         match self.screen {
-            Screen::Sessions => self.sessions.move_by(self.snapshot.as_ref(), delta),
+            Screen::Sessions => self.sessions.move_by(self.snapshot.as_deref(), delta),
             Screen::Holdouts => self.holdouts.move_by(self.history.as_ref(), delta, self.sessions.page),
             Screen::WhatIf => self.whatif.scroll.by(delta),
             Screen::Certificates => self.certificates.scroll.by(delta),
@@ -440,7 +440,7 @@ impl AppState {
                 let session = if self.screen == Screen::WhatIf {
                     self.lingering_session()
                 } else {
-                    self.sessions.selected_session(self.snapshot.as_ref())
+                    self.sessions.selected_session(self.snapshot.as_deref())
                 };
                 match session {
                     Some(session) => self.detail = Some(Detail::open(session)),
@@ -614,7 +614,7 @@ impl AppState {
                 self.link = Link::Up;
                 self.updated_at = Some(self.now);
                 self.totals = Some(Totals::of(&snapshot));
-                self.snapshot = Some(*snapshot);
+                self.snapshot = Some(snapshot);
                 self.rebuild_rows();
                 if let (Some(detail), Some(snap)) = (&mut self.detail, &self.snapshot) {
                     detail.refresh(snap);
@@ -661,7 +661,7 @@ impl AppState {
             _ => None,
         };
         let bell = self.alerts.update(AlertInputs {
-            snapshot: self.snapshot.as_ref(),
+            snapshot: self.snapshot.as_deref(),
             link,
             probe,
             after: self.history.as_ref().map_or(&[], |h| h.after.as_slice()),
@@ -698,21 +698,21 @@ impl AppState {
 
     /// Filter, quick view and sort applied to the latest snapshot; keeps the selection on its pid.
     pub fn rebuild_rows(&mut self) {
-        self.sessions.rebuild(self.snapshot.as_ref(), &self.filter.text);
+        self.sessions.rebuild(self.snapshot.as_deref(), &self.filter.text);
     }
 
     /// Position of the selection among the visible rows.
     pub fn selected_index(&self) -> Option<usize> {
-        self.sessions.selected_index(self.snapshot.as_ref())
+        self.sessions.selected_index(self.snapshot.as_deref())
     }
 
     pub fn selected_session(&self) -> Option<&Session> {
-        self.sessions.selected_session(self.snapshot.as_ref())
+        self.sessions.selected_session(self.snapshot.as_deref())
     }
 
     /// The sessions in table order.
     pub fn visible_sessions(&self) -> impl Iterator<Item = &Session> {
-        self.sessions.visible(self.snapshot.as_ref())
+        self.sessions.visible(self.snapshot.as_deref())
     }
 
     /// The app calls this before drawing (see `view::prepare`): scroll offsets stay within the content.
@@ -743,7 +743,7 @@ impl AppState {
 
     /// The app calls this with the table's visible height before drawing.
     pub fn set_page(&mut self, rows: usize) {
-        self.sessions.set_page(self.snapshot.as_ref(), rows);
+        self.sessions.set_page(self.snapshot.as_deref(), rows);
     }
 
     /// Matches among the rows of the table shown (after the quick view), for the "3 of 12" count; pgtls's own
@@ -770,7 +770,7 @@ mod tests {
     fn state_with(snapshot: Snapshot) -> AppState {
         let mut st = AppState::new("db:5432".into(), Duration::from_secs(2), fixtures::now());
         st.handle(Input::Poller {
-            event: PollerEvent::Snapshot(Box::new(snapshot)),
+            event: PollerEvent::Snapshot(std::sync::Arc::new(snapshot)),
             at: fixtures::now(),
         });
         st
@@ -842,7 +842,7 @@ mod tests {
         let mut next = fixtures::snapshot();
         next.sessions.retain(|s| s.pid != 4150);
         st.handle(Input::Poller {
-            event: PollerEvent::Snapshot(Box::new(next)),
+            event: PollerEvent::Snapshot(std::sync::Arc::new(next)),
             at: fixtures::now(),
         });
         assert_eq!(st.sessions.selected_pid, Some(chosen));
@@ -898,7 +898,7 @@ mod tests {
         next.taken_at += chrono::Duration::seconds(2);
         next.sessions.retain(|s| s.pid != pid);
         st.handle(Input::Poller {
-            event: PollerEvent::Snapshot(Box::new(next.clone())),
+            event: PollerEvent::Snapshot(std::sync::Arc::new(next.clone())),
             at: fixtures::now(),
         });
         let detail = st.detail.as_ref().unwrap();
@@ -968,7 +968,7 @@ mod tests {
         // A poll with history is a snapshot then the history, in one update.
         st.handle(Input::Poller {
             event: PollerEvent::Polled {
-                snapshot: Box::new(fixtures::snapshot()),
+                snapshot: std::sync::Arc::new(fixtures::snapshot()),
                 history: Some(Box::new(fixtures::history())),
             },
             at: fixtures::now(),

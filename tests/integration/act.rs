@@ -22,7 +22,9 @@ async fn start(conninfo: &str, home: &std::path::Path) -> (PollerHandle, mpsc::R
     );
     loop {
         match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
-            Ok(Some(PollerEvent::Polled { snapshot, .. })) => return (poller, events, *snapshot),
+            Ok(Some(PollerEvent::Polled { snapshot, .. })) => {
+                return (poller, events, std::sync::Arc::unwrap_or_clone(snapshot));
+            }
             Ok(Some(PollerEvent::Failed { error, .. })) => panic!("poller failed: {error}"),
             Ok(Some(_)) => {}
             other => panic!("no snapshot: {other:?}"),

@@ -196,7 +196,7 @@ fn poll(state: &mut AppState, snap: &Snapshot, seconds: i64) -> Vec<Effect> {
     let mut snap = snap.clone();
     snap.taken_at = at;
     state.handle(Input::Poller {
-        event: PollerEvent::Snapshot(Box::new(snap)),
+        event: PollerEvent::Snapshot(std::sync::Arc::new(snap)),
         at,
     })
 }

@@ -18,6 +18,7 @@ mod demo;
 mod demo_raise;
 mod docs_cli;
 mod evidence;
+mod fleet_detail;
 mod full_disk;
 mod hostile;
 mod lab_lifecycle;

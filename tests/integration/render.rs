@@ -36,7 +36,7 @@ fn new_state(w: u16, h: u16) -> AppState {
 
 fn feed(state: &mut AppState, snapshot: Snapshot) {
     state.handle(Input::Poller {
-        event: PollerEvent::Snapshot(Box::new(snapshot)),
+        event: PollerEvent::Snapshot(std::sync::Arc::new(snapshot)),
         at: fixtures::now(),
     });
 }

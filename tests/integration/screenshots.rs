@@ -31,7 +31,7 @@ fn state() -> AppState {
     );
     state.set_page(view::table_page(Rect::new(0, 0, W, H)));
     state.handle(Input::Poller {
-        event: PollerEvent::Snapshot(Box::new(fixtures::snapshot())),
+        event: PollerEvent::Snapshot(std::sync::Arc::new(fixtures::snapshot())),
         at: fixtures::now(),
     });
     state

@@ -837,7 +837,7 @@ fn the_shipped_rules_fire_on_a_down_target_and_not_on_its_stale_sessions() {
         up,
         failures: u64::from(!up),
         last_error: (!up).then(|| "connection refused".to_string()),
-        snapshot: Some(Box::new(pgtls::fixtures::snapshot())),
+        snapshot: Some(std::sync::Arc::new(pgtls::fixtures::snapshot())),
         history: Some(Box::new(pgtls::fixtures::history_after())),
         probe: Some(Box::new(pgtls::fixtures::probe_report())),
         ..TargetState::default()

@@ -69,6 +69,16 @@ async fn the_servers_screen_lists_both_labs_and_drills_into_one() {
         s.contains("legacy-batch") && s.contains("Sessions") && !s.contains("CHAIN ROOT")
     });
     assert!(!dashboard.contains("modern-api"), "only alpha's sessions: {dashboard}");
+    // The fleet keeps each target's history without the client records; opening the target asks for them, so
+    // its Holdouts screen lists the client (a fleet-detail history would leave it empty).
+    tmux.keys(&["h"]);
+    tmux.wait_for("alpha's holdouts with its client", WAIT, |s| {
+        s.lines()
+            .any(|l| l.contains("legacy-batch") && l.contains("no TLS (TCP)") && l.contains("poll"))
+            && s.contains("[Holdouts]")
+    });
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("alpha's sessions again", WAIT, |s| s.contains("[Sessions]"));
     tmux.keys(&["Escape"]);
     tmux.wait_for("back on the Servers screen", WAIT, |s| {
         s.contains("CHAIN ROOT") && s.contains("bravo")

@@ -27,6 +27,8 @@ pub fn history() -> crate::collect::poller::History {
     let hba = Ok(vec![rule(90, "hostssl"), rule(91, "host")]);
     crate::collect::poller::History {
         clients: ledger.records().cloned().collect(),
+        client_classes: crate::collect::history::client_classes(&ledger),
+        detail: crate::collect::history::Detail::Full,
         whatif: [Change::MinTls13, Change::TlsRequired]
             .into_iter()
             .map(|t| evaluate(&ledger, t, &hba, chrono::Duration::hours(24)))
@@ -68,6 +70,7 @@ pub fn history_after() -> crate::collect::poller::History {
     let hba = hba_with_host();
     let mut history = history();
     history.clients = ledger.records().cloned().collect();
+    history.client_classes = crate::collect::history::client_classes(&ledger);
     history.refused = ledger.refused();
     history.logged_settings = ledger.logged_settings().cloned().collect();
     history.after = crate::collect::history::after_of(&ledger, &snap, &hba, None);
@@ -188,6 +191,7 @@ pub fn history_trend() -> crate::collect::poller::History {
     ledger.observe_snapshot(&snapshot(), true);
     let mut history = history();
     history.clients = ledger.records().cloned().collect();
+    history.client_classes = crate::collect::history::client_classes(&ledger);
     history.whatif = [Change::MinTls13, Change::TlsRequired]
         .into_iter()
         .map(|t| evaluate(&ledger, t, &hba_with_host(), Duration::hours(24)))

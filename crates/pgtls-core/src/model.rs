@@ -57,14 +57,16 @@ impl Snapshot {
     /// Leave out backends of this process's other connections to the server that were listed after the poll's
     /// statement was sent (a target connecting meanwhile): they are pgtls's own, not clients.
     pub fn leave_out_own(&mut self, ours: Vec<i32>) {
-        let late: Vec<i32> = ours
-            .into_iter()
-            .filter(|pid| !self.monitor.others.contains(pid))
-            .collect();
+        let late: Vec<i32> = self.late_own(&ours).collect();
         if !late.is_empty() {
             self.sessions.retain(|s| !late.contains(&s.pid));
             self.monitor.others.extend(late);
         }
+    }
+
+    /// Which of `ours` this snapshot does not yet leave out.
+    pub fn late_own<'a>(&'a self, ours: &'a [i32]) -> impl Iterator<Item = i32> + 'a {
+        ours.iter().copied().filter(|pid| !self.monitor.others.contains(pid))
     }
 
     pub fn mark_own(&mut self, helpers: &[i32]) {

@@ -395,7 +395,7 @@ pub(crate) struct Ctx<'a> {
 
 impl Ctx<'_> {
     pub fn snapshot(&self) -> Option<&Snapshot> {
-        self.state.snapshot.as_ref()
+        self.state.snapshot.as_deref()
     }
 
     /// Wall-clock time of day, `09:30:00`.

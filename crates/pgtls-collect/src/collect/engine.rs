@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::analysis::ledger::lock::StateDirLock;
 use crate::analysis::ledger::{Journal, KeyFields, Ledger, OpenError};
+use crate::collect::history::Detail;
 use crate::collect::poller::{self, History, HistorySetup, PollerCommand, PollerEvent};
 use crate::conn::params::{ConnParams, Environment, resolve};
 use crate::model::Snapshot;
@@ -47,7 +48,8 @@ pub struct TargetState {
     pub last_error: Option<String>,
     pub last_error_at: Option<DateTime<Utc>>,
     pub last_poll: Option<DateTime<Utc>>,
-    pub snapshot: Option<Box<Snapshot>>,
+    /// The poll's snapshot, shared with the history service (one copy per target).
+    pub snapshot: Option<Arc<Snapshot>>,
     pub history: Option<Box<History>>,
     pub probe: Option<Box<ProbeReport>>,
     pub probe_error: Option<String>,
@@ -98,7 +100,20 @@ pub struct Engine {
     pub task: JoinHandle<()>,
     /// Commands for the poller (refresh, probe, signal), from a dashboard opened on this target.
     pub commands: mpsc::UnboundedSender<PollerCommand>,
+    /// Requests for every client's record (the state keeps the history without them: [`Detail::Fleet`]).
+    clients: mpsc::UnboundedSender<ClientsReply>,
     subscriber: Subscriber,
+}
+
+type ClientsReply = tokio::sync::oneshot::Sender<Vec<crate::analysis::ledger::ClientRecord>>;
+
+/// Why a target's client records could not be had.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ClientsError {
+    #[error("the target is not running (it could not start, or it is restarting)")]
+    NotRunning,
+    #[error("the target's history service is busy; try again")]
+    Busy,
 }
 
 /// Where the poller's events also go while a dashboard is open on the target.
@@ -109,11 +124,30 @@ impl Engine {
     pub fn subscribe(&self) -> mpsc::Receiver<PollerEvent> {
         let (tx, rx) = mpsc::channel(64);
         *self.subscriber.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        // Its Holdouts and What-if screens show every client and the trend.
+        let _ = self.commands.send(PollerCommand::HistoryDetail(Detail::Full));
         rx
     }
 
     pub fn unsubscribe(&self) {
         *self.subscriber.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let _ = self.commands.send(PollerCommand::HistoryDetail(Detail::Fleet));
+    }
+
+    /// Every client's record now, from the target's ledger (not kept in [`TargetState`]).
+    pub fn clients_request(&self) -> ClientsRequest {
+        ClientsRequest(self.clients.clone())
+    }
+}
+
+/// A request for a target's client records, made without holding the fleet's lock while it is answered.
+pub struct ClientsRequest(mpsc::UnboundedSender<ClientsReply>);
+
+impl ClientsRequest {
+    pub async fn answer(self) -> Result<Vec<crate::analysis::ledger::ClientRecord>, ClientsError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.0.send(reply).map_err(|_| ClientsError::NotRunning)?;
+        answer.await.map_err(|_| ClientsError::Busy)
     }
 }
 
@@ -170,6 +204,7 @@ pub fn start_with(
         s.up = false;
     }
     let (commands, commands_rx) = mpsc::unbounded_channel();
+    let (clients, clients_rx) = mpsc::unbounded_channel();
     let subscriber = Subscriber::default();
     let log = Log {
         on: options.log_to_stderr,
@@ -181,7 +216,10 @@ pub fn start_with(
         options.clone(),
         state.clone(),
         Arc::clone(&subscriber),
-        commands_rx,
+        Requests {
+            commands: commands_rx,
+            clients: clients_rx,
+        },
         log,
     ));
     Engine {
@@ -190,6 +228,7 @@ pub fn start_with(
         state,
         task,
         commands,
+        clients,
         subscriber,
     }
 }
@@ -201,7 +240,7 @@ async fn run(
     options: EngineOptions,
     state: SharedState,
     subscriber: Subscriber,
-    commands: mpsc::UnboundedReceiver<PollerCommand>,
+    requests: Requests,
     log: Log,
 ) {
     let (setup, poolers) = match prepare(&entry, &params, &options, &state, &log).await {
@@ -229,8 +268,18 @@ async fn run(
     }
     let (events_tx, events) = mpsc::channel(16);
     let handle = poller::spawn_with_poolers(params, poolers, options.interval, setup, events_tx);
+    // A dashboard may have opened the target before its poller started.
+    let open = subscriber.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+    let detail = if open { Detail::Full } else { Detail::Fleet };
+    let _ = handle.commands.send(PollerCommand::HistoryDetail(detail));
     let _ = handle.commands.send(PollerCommand::SendHistory(true));
-    apply_events(handle, events, commands, state, subscriber, options.probe_every, log).await;
+    apply_events(handle, events, requests, state, subscriber, options.probe_every, log).await;
+}
+
+/// What readers of the engine ask its poller.
+struct Requests {
+    commands: mpsc::UnboundedReceiver<PollerCommand>,
+    clients: mpsc::UnboundedReceiver<ClientsReply>,
 }
 
 /// The poolers and the history side of one target: what can keep it from starting.
@@ -326,7 +375,7 @@ async fn open_ledger(
 async fn apply_events(
     handle: poller::PollerHandle,
     mut events: mpsc::Receiver<PollerEvent>,
-    mut commands: mpsc::UnboundedReceiver<PollerCommand>,
+    mut requests: Requests,
     state: SharedState,
     subscriber: Subscriber,
     probe_every: Duration,
@@ -360,8 +409,12 @@ async fn apply_events(
                 let _ = handle.commands.send(PollerCommand::Probe);
             }
             // From a dashboard opened on this target; the engine outlives any poller start-up wait.
-            Some(command) = commands.recv() => {
+            Some(command) = requests.commands.recv() => {
                 let _ = handle.commands.send(command);
+            }
+            // Never waits on a history service that is behind: the reader is told to try again instead.
+            Some(reply) = requests.clients.recv() => {
+                let _ = handle.history.try_send(crate::collect::history::HistoryInput::Clients(reply));
             }
         }
     }
@@ -428,7 +481,7 @@ fn take_history(s: &mut TargetState, history: Box<History>, log: &Log) {
     s.history = Some(history);
 }
 
-fn take_snapshot(s: &mut TargetState, snapshot: Box<Snapshot>, log: &Log) {
+fn take_snapshot(s: &mut TargetState, snapshot: Arc<Snapshot>, log: &Log) {
     if !s.up && s.polls > 0 {
         log.say("back up");
     }

@@ -57,6 +57,14 @@ impl Fleet {
             .collect()
     }
 
+    /// A request for `name`'s client records, answered by its ledger (`None`: no such target).
+    pub fn clients(&self, name: &str) -> Option<engine::ClientsRequest> {
+        self.engines()
+            .iter()
+            .find(|e| e.name == name)
+            .map(Engine::clients_request)
+    }
+
     pub fn state(&self, name: &str) -> Option<SharedState> {
         self.engines().iter().find(|e| e.name == name).map(|e| e.state.clone())
     }

@@ -22,7 +22,13 @@ use crate::sources::LogSources;
 /// ([`super::poller::PollerCommand::SendHistory`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct History {
+    /// Every client's record; empty at [`Detail::Fleet`] (see [`History::client_classes`]).
     pub clients: Vec<ClientRecord>,
+    /// Each client's identity and the weakest way it was seen connecting (none yet: not listed), at every detail:
+    /// what `/metrics` exports per client.
+    pub client_classes: Vec<ClientClass>,
+    /// What this history carries: a `Fleet` one has no client records and no trend.
+    pub detail: Detail,
     /// One what-if per [`Change`], in `Change` order.
     pub whatif: Vec<WhatIf>,
     /// Which sources are on and what each can miss.
@@ -47,6 +53,38 @@ pub struct History {
     pub status: HistoryStatus,
     /// Writes of the ledger file that failed (each retry counts), for `pgtls_ledger_write_errors_total`.
     pub ledger_write_errors: u64,
+}
+
+/// A client's identity and the weakest transport it was seen on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientClass {
+    pub key: crate::analysis::ledger::ClientKey,
+    pub class: crate::model::ConnClass,
+}
+
+/// [`History::client_classes`] of `ledger`.
+pub fn client_classes(ledger: &Ledger) -> Vec<ClientClass> {
+    ledger
+        .records()
+        .filter_map(|r| {
+            r.worst_class().map(|class| ClientClass {
+                key: r.key.clone(),
+                class,
+            })
+        })
+        .collect()
+}
+
+/// How much each history sent carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Detail {
+    /// Everything the dashboard's screens show: every client's record and the week's trend.
+    #[default]
+    Full,
+    /// What a fleet's exporter and Servers screen read, without the client records and the trend: those are a
+    /// copy of the ledger, and a fleet of 500 targets would hold each target's ledger twice. The records are
+    /// asked for when needed ([`HistoryInput::Clients`]); a dashboard opened on the target turns `Full` on.
+    Fleet,
 }
 
 /// The history side: the ledger, its journal, the connection log and the probe target.
@@ -112,9 +150,13 @@ pub enum HistoryInput {
         own: Option<std::sync::Weak<super::own_backends::Registration>>,
     },
     /// A poll's snapshot, already sent to the dashboard.
-    Snapshot(Box<Snapshot>),
+    Snapshot(Arc<Snapshot>),
     /// Send the history after each snapshot (and at once when turned on).
     SendHistory(bool),
+    /// How much the history sent carries from now on (sent at once when it grows, if sending).
+    Detail(Detail),
+    /// Every client's record now, for one reader (the JSON API of a fleet kept at [`Detail::Fleet`]).
+    Clients(tokio::sync::oneshot::Sender<Vec<ClientRecord>>),
 }
 
 /// The history as the views need it, from the ledger after a poll: no I/O, so benches measure the same code.
@@ -124,9 +166,17 @@ pub fn history_of(
     min_evidence: chrono::Duration,
     sources: Vec<SourceNote>,
     ledger_file: Option<String>,
+    detail: Detail,
 ) -> History {
+    let full = detail == Detail::Full;
     History {
-        clients: ledger.records().cloned().collect(),
+        clients: if full {
+            ledger.records().cloned().collect()
+        } else {
+            Vec::new()
+        },
+        client_classes: client_classes(ledger),
+        detail,
         whatif: [Change::MinTls13, Change::TlsRequired]
             .into_iter()
             .map(|t| whatif::evaluate(ledger, t, hba, min_evidence))
@@ -137,7 +187,11 @@ pub fn history_of(
         logged_settings: ledger.logged_settings().cloned().collect(),
         after: Vec::new(),
         pooler_after: Vec::new(),
-        trend: ledger.week(),
+        trend: if full {
+            ledger.week()
+        } else {
+            crate::analysis::ledger::Trend::default()
+        },
         status: HistoryStatus::default(),
         ledger_write_errors: 0,
     }
@@ -198,7 +252,7 @@ struct Service {
     /// Why this target keeps no ledger file although one was asked for (it could not be opened).
     journal_off: Option<String>,
     /// The latest poll, folded into the ledger (before it there is no history to show).
-    latest: Option<Box<Snapshot>>,
+    latest: Option<Arc<Snapshot>>,
     /// Why a pooler log could not be opened.
     pooler_log_error: Option<String>,
     /// Forged log lines already reported to the dashboard.
@@ -209,6 +263,7 @@ struct Service {
     /// Log lines about the probe's own failed handshakes, not counted as refusals.
     probe_lines_ignored: u64,
     history_wanted: bool,
+    detail: Detail,
     events: mpsc::Sender<PollerEvent>,
 }
 
@@ -256,6 +311,7 @@ pub async fn run(
         probe_connections: std::collections::VecDeque::new(),
         probe_lines_ignored: 0,
         history_wanted: false,
+        detail: Detail::Full,
         events,
     };
     loop {
@@ -269,10 +325,10 @@ pub async fn run(
                 None => return,
             },
             () = std::future::ready(()), if behind => {
-                service.read_log().await;
+                Box::pin(service.read_log()).await;
                 let still_behind =
                     service.logs.as_ref().is_some_and(LogSources::is_behind) || service.pooler_logs.is_behind();
-                if !still_behind && service.send_history().await.is_err() {
+                if !still_behind && Box::pin(service.send_history()).await.is_err() {
                     return;
                 }
                 tokio::task::yield_now().await;
@@ -282,17 +338,30 @@ pub async fn run(
         let sent = match input {
             HistoryInput::Connected { client, hba, own } => {
                 service.own = own;
-                service.on_connect(client, hba).await;
+                Box::pin(service.on_connect(client, hba)).await;
                 Ok(())
             }
-            HistoryInput::Snapshot(snapshot) => service.on_snapshot(snapshot).await,
+            HistoryInput::Snapshot(snapshot) => Box::pin(service.on_snapshot(snapshot)).await,
             HistoryInput::SendHistory(on) => {
                 let was_on = std::mem::replace(&mut service.history_wanted, on);
                 if on && !was_on {
-                    service.send_history().await
+                    Box::pin(service.send_history()).await
                 } else {
                     Ok(())
                 }
+            }
+            HistoryInput::Detail(detail) => {
+                let was = std::mem::replace(&mut service.detail, detail);
+                if was == Detail::Fleet && detail == Detail::Full {
+                    Box::pin(service.send_history()).await
+                } else {
+                    Ok(())
+                }
+            }
+            HistoryInput::Clients(reply) => {
+                // The reader may have given up; nothing to do then.
+                let _ = reply.send(service.setup.ledger.records().cloned().collect());
+                Ok(())
             }
         };
         if sent.is_err() {
@@ -326,7 +395,7 @@ impl Service {
     }
 
     /// Fold a poll into the ledger, read one budget of the connection log, append to the journal.
-    async fn on_snapshot(&mut self, mut snapshot: Box<Snapshot>) -> Result<(), ()> {
+    async fn on_snapshot(&mut self, mut snapshot: Arc<Snapshot>) -> Result<(), ()> {
         // Asked once more at the fold: a backend of ours that another target opened while this poll ran may be
         // listed only now (the poll itself asked before and after its statement).
         let ours = self
@@ -335,7 +404,10 @@ impl Service {
             .and_then(std::sync::Weak::upgrade)
             .map(|own| own.others())
             .unwrap_or_default();
-        snapshot.leave_out_own(ours);
+        // Copied only in the rare case there is one to leave out; otherwise the dashboard's copy is this one.
+        if snapshot.late_own(&ours).next().is_some() {
+            Arc::make_mut(&mut snapshot).leave_out_own(ours);
+        }
         let log_on = self.logs.as_ref().is_some_and(LogSources::is_active);
         let entries = self.setup.ledger.observe_snapshot(&snapshot, log_on);
         self.latest = Some(snapshot);
@@ -503,6 +575,7 @@ impl Service {
             self.setup.min_evidence,
             sources,
             self.setup.ledger_file.clone(),
+            self.detail,
         );
         history.status = self.status();
         history.ledger_write_errors = self.journal_errors;

@@ -19,7 +19,7 @@ use crate::model::Snapshot;
 use crate::probe::{ProbeReport, ProbeTarget};
 
 /// What the poller sends after a successful poll: one event, so the dashboard updates and draws once.
-pub fn event_after_poll(snapshot: Box<Snapshot>, history: Option<Box<History>>) -> PollerEvent {
+pub fn event_after_poll(snapshot: Arc<Snapshot>, history: Option<Box<History>>) -> PollerEvent {
     PollerEvent::Polled { snapshot, history }
 }
 
@@ -33,12 +33,14 @@ pub enum PollerEvent {
     Connected {
         warnings: Vec<String>,
     },
-    Snapshot(Box<Snapshot>),
+    /// Shared with the history service (and, in `serve`, the target's state): one copy of each poll, not one per
+    /// reader.
+    Snapshot(Arc<Snapshot>),
     History(Box<History>),
     /// A poll's snapshot with, while the dashboard asks for it ([`PollerCommand::SendHistory`]), the history:
     /// the same as `Snapshot` then `History`, in one event.
     Polled {
-        snapshot: Box<Snapshot>,
+        snapshot: Arc<Snapshot>,
         history: Option<Box<History>>,
     },
     /// The connection log held lines that read like connections but were refused as forged (sent when the
@@ -78,6 +80,8 @@ pub enum PollerCommand {
     /// Whether to send the history (ledger clients and what-if) after every poll; when turned on it is also sent at
     /// once. Only the Holdouts and What-if screens show it, and building it costs time in proportion to the ledger.
     SendHistory(bool),
+    /// How much each history carries (a fleet keeps [`history::Detail::Fleet`] until a dashboard opens the target).
+    HistoryDetail(history::Detail),
     /// Cancel or terminate one backend (only if it still has the start time shown); answered by
     /// [`PollerEvent::Signalled`].
     Signal(SignalRequest),
@@ -88,6 +92,8 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 pub struct PollerHandle {
     pub commands: mpsc::UnboundedSender<PollerCommand>,
+    /// Straight to the history service, for what is asked once rather than sent after every poll.
+    pub history: mpsc::Sender<HistoryInput>,
     pub task: JoinHandle<()>,
 }
 
@@ -137,7 +143,7 @@ fn spawn_inner(
     let history = AbortOnDrop(tokio::spawn(history::run(setup, history_rx, probe_rx, events.clone())));
     let collector = Links {
         events: events.clone(),
-        history: history_tx,
+        history: history_tx.clone(),
         probe,
         probe_connections: probe_tx,
         chosen_timeout,
@@ -151,7 +157,11 @@ fn spawn_inner(
         rx,
     )));
     let task = tokio::spawn(supervise(collector, history, events));
-    PollerHandle { commands, task }
+    PollerHandle {
+        commands,
+        history: history_tx,
+        task,
+    }
 }
 
 /// Task names, as [`PollerEvent::TaskFailed`] reports them.
@@ -341,7 +351,7 @@ async fn run(
         let limit = super::poll_timeout(schedule.interval, links.chosen_timeout);
         let attempt = match connected.take() {
             Some(collector) => Ok(collector),
-            None => reconnect(&params, limit, &mut pending)
+            None => Box::pin(reconnect(&params, limit, &mut pending))
                 .await
                 .map(|c| c.with_helpers(helpers.clone())),
         };
@@ -353,7 +363,7 @@ async fn run(
                     return;
                 }
                 read_chain(&mut schedule, &links, &collector);
-                let hba = collector.hba_rules().await;
+                let hba = Box::pin(collector.hba_rules()).await;
                 // A history service that is gone was reported by the supervisor; polls go on without it.
                 let _ = links
                     .history
@@ -453,6 +463,9 @@ async fn apply(
         PollerCommand::SendHistory(on) => {
             let _ = links.history.send(HistoryInput::SendHistory(on)).await;
         }
+        PollerCommand::HistoryDetail(detail) => {
+            let _ = links.history.send(HistoryInput::Detail(detail)).await;
+        }
         PollerCommand::SetInterval(interval) => schedule.interval = interval,
         PollerCommand::SetPaused(paused) => schedule.paused = paused,
     }
@@ -501,7 +514,7 @@ async fn poll_loop(
             }
             // Commands still count while a poll is pending: `r` gives up on a slow poll and reconnects now.
             let polled = {
-                let poll = collector.poll();
+                let poll = Box::pin(collector.poll());
                 tokio::pin!(poll);
                 loop {
                     tokio::select! {
@@ -526,13 +539,9 @@ async fn poll_loop(
                         feed.attach(&mut snapshot);
                     }
                     // The dashboard first: log reading never delays a frame.
-                    let for_history = Box::new(snapshot.clone());
-                    if links
-                        .events
-                        .send(event_after_poll(Box::new(snapshot), None))
-                        .await
-                        .is_err()
-                    {
+                    let snapshot = Arc::new(snapshot);
+                    let for_history = Arc::clone(&snapshot);
+                    if links.events.send(event_after_poll(snapshot, None)).await.is_err() {
                         return None;
                     }
                     let _ = links.history.send(HistoryInput::Snapshot(for_history)).await;
@@ -579,6 +588,39 @@ mod tests {
             Ok(Some(event)) => event,
             other => panic!("no poller event: {other:?}"),
         }
+    }
+
+    /// A fleet holds each target's tasks for its whole life, so their futures' size is memory per target: the
+    /// state of a connect or a poll, which lasts milliseconds, is boxed while it runs instead of held for good.
+    #[test]
+    fn task_futures_are_small() {
+        let env = Environment::new(HashMap::new(), None, "tester");
+        let params = resolve(Some("host=127.0.0.1 port=1 user=x"), &env).expect("conninfo resolves");
+        let (events, _events_rx) = mpsc::channel(1);
+        let (history, history_rx) = mpsc::channel(1);
+        let (probe_tx, probe_rx) = mpsc::channel(1);
+        let (_commands, commands_rx) = mpsc::unbounded_channel();
+        let links = Links {
+            events: events.clone(),
+            history,
+            probe: None,
+            probe_connections: probe_tx,
+            chosen_timeout: None,
+        };
+        let collector = run(params, None, None, Duration::from_secs(5), links, commands_rx);
+        let service = history::run(HistorySetup::none(), history_rx, probe_rx, events);
+        // Before the large awaits inside were boxed: 9.0 and 11.7 kB (debug build); each is held per target.
+        const LIMIT: usize = 10 * 1024;
+        assert!(
+            std::mem::size_of_val(&collector) <= LIMIT,
+            "{}",
+            std::mem::size_of_val(&collector)
+        );
+        assert!(
+            std::mem::size_of_val(&service) <= LIMIT,
+            "{}",
+            std::mem::size_of_val(&service)
+        );
     }
 
     /// One snapshot event per poll, sent before the history service reads anything; the history only while asked
