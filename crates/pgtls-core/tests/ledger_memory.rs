@@ -25,12 +25,18 @@ fn held(size: usize) -> isize {
 }
 
 fn count(layout: Layout, sign: isize) {
-    REQUESTED.fetch_add(sign * isize::try_from(layout.size()).unwrap_or(isize::MAX), Ordering::Relaxed);
+    REQUESTED.fetch_add(
+        sign * isize::try_from(layout.size()).unwrap_or(isize::MAX),
+        Ordering::Relaxed,
+    );
     HELD.fetch_add(sign * held(layout.size()), Ordering::Relaxed);
     BLOCKS.fetch_add(sign, Ordering::Relaxed);
 }
 
-#[allow(unsafe_code, reason = "a global allocator is an unsafe trait; this one forwards to the system's")]
+#[allow(
+    unsafe_code,
+    reason = "a global allocator is an unsafe trait; this one forwards to the system's"
+)]
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         count(layout, 1);

@@ -509,7 +509,7 @@ impl Ledger {
 
     /// The record of one identity.
     pub fn client(&self, key: &ClientKey) -> Option<&super::ClientRecord> {
-        self.index.get(key).map(|i| &self.records[*i])
+        self.index.get(&self.records, key).map(|i| &self.records[i])
     }
 
     /// Setting changes read in the log, oldest first.
@@ -549,11 +549,7 @@ impl Ledger {
     pub fn refused(&self) -> Vec<RefusedView> {
         let mut by_address: HashMap<&str, Vec<&ClientKey>> = HashMap::new();
         for r in self.records() {
-            let addresses = r
-                .addresses
-                .iter()
-                .map(String::as_str)
-                .chain(Some(r.key.address.as_str()));
+            let addresses = r.addresses.iter().map(|a| &**a).chain(Some(r.key.address.as_str()));
             for a in addresses.filter(|a| !a.is_empty()) {
                 let keys = by_address.entry(a).or_default();
                 if keys.last() != Some(&&r.key) {

@@ -91,7 +91,7 @@ impl Ledger {
     }
 
     pub(super) fn apply_live(&mut self, pid: i32, start: Option<DateTime<Utc>>, key: &ClientKey) {
-        let record = self.index.get(key).copied();
+        let record = self.index.get(&self.records, key);
         self.live.insert(
             pid,
             Live {
