@@ -1525,3 +1525,6 @@ mod tests {
 
 #[cfg(test)]
 mod dedup_tests;
+
+#[cfg(test)]
+mod file_format_tests;
