@@ -603,9 +603,37 @@ pub enum Entry {
 #[derive(Debug, Clone)]
 struct Live {
     start: Option<DateTime<Utc>>,
-    key: ClientKey,
+    client: Client,
+}
+
+/// Whose a live session is. Most point at their client's record and hold no key of their own: `serve` keeps a
+/// ledger per target, and a copy of every connected session's key (four strings) was a quarter of a ledger.
+#[derive(Debug, Clone)]
+enum Client {
+    /// The record at this position in `Ledger::records`; the session's key is the record's.
+    Record(usize),
+    /// No record has this key (yet).
+    Key(Box<ClientKey>),
+    /// The record at this position was given to a newer client while the session pointed at it (at the identity
+    /// cap, before the first poll after a restart): the session keeps its key, and the position as it did.
+    Given(usize, Box<ClientKey>),
+}
+
+impl Client {
     /// Where its client's record is in `Ledger::records`, once there is one.
-    record: Option<usize>,
+    fn record(&self) -> Option<usize> {
+        match self {
+            Client::Record(i) | Client::Given(i, _) => Some(*i),
+            Client::Key(_) => None,
+        }
+    }
+
+    fn key<'a>(&'a self, records: &'a [ClientRecord]) -> &'a ClientKey {
+        match self {
+            Client::Record(i) => &records[*i].key,
+            Client::Key(key) | Client::Given(_, key) => key,
+        }
+    }
 }
 
 /// Log lines and polls see the same session at slightly different times.
@@ -772,11 +800,12 @@ impl Ledger {
             }
             let before = previous.remove(&s.pid).filter(|l| l.start == s.backend_start);
             let was_live = before.is_some();
-            let (key, record) = match before {
-                Some(l) if self.same_client(&l.key, s) => (l.key, l.record),
-                _ => (self.key_of(s), None),
+            let mut client = match before {
+                Some(l) if self.same_client(l.client.key(&self.records), s) => l.client,
+                _ => Client::Key(Box::new(self.key_of(s))),
             };
             if !was_live {
+                let key = client.key(&self.records).clone();
                 let logged = self
                     .from_log
                     .get(&s.pid)
@@ -802,8 +831,12 @@ impl Ledger {
                     entries.push(entry);
                 }
             }
-            let record = record.or_else(|| self.index.get(&self.records, &key));
-            match record {
+            if let Client::Key(key) = &client
+                && let Some(i) = self.index.get(&self.records, key)
+            {
+                client = Client::Record(i);
+            }
+            match client.record() {
                 Some(i) => {
                     let r = &mut self.records[i];
                     r.last_seen = at;
@@ -811,7 +844,7 @@ impl Ledger {
                     if was_live && r.mark_present(at, s.class) {
                         entries.push(Entry::Present {
                             at,
-                            key: key.clone(),
+                            key: client.key(&self.records).clone(),
                             class: s.class,
                         });
                     }
@@ -822,15 +855,14 @@ impl Ledger {
                 entries.push(Entry::Live {
                     pid: s.pid,
                     start: s.backend_start,
-                    key: key.clone(),
+                    key: client.key(&self.records).clone(),
                 });
             }
             live.insert(
                 s.pid,
                 Live {
                     start: s.backend_start,
-                    key,
-                    record,
+                    client,
                 },
             );
         }
@@ -847,11 +879,12 @@ impl Ledger {
         });
         entries.extend(ended);
         for pid in &unrecorded {
-            if let Some(l) = live.get_mut(pid) {
-                l.record = self.index.get(&self.records, &l.key);
-                if let Some(i) = l.record {
-                    self.records[i].connected_now += 1;
-                }
+            if let Some(l) = live.get_mut(pid)
+                && let Client::Key(key) = &l.client
+                && let Some(i) = self.index.get(&self.records, key)
+            {
+                l.client = Client::Record(i);
+                self.records[i].connected_now += 1;
             }
         }
         self.live = live;
@@ -899,7 +932,7 @@ impl Ledger {
                 });
                 let before = previous
                     .remove(&id)
-                    .filter(|l| l.start == c.connect_time && l.key == key);
+                    .filter(|l| l.start == c.connect_time && *l.client.key(&self.records) == key);
                 if before.is_none() {
                     let entry = Entry::Session {
                         at,
@@ -916,18 +949,20 @@ impl Ledger {
                     self.apply(&entry);
                     entries.push(entry);
                 }
-                let record = self.index.get(&self.records, &key);
-                if let Some(i) = record {
-                    let r = &mut self.records[i];
-                    r.last_seen = at;
-                    r.connected_now += 1;
-                }
+                let client = match self.index.get(&self.records, &key) {
+                    Some(i) => {
+                        let r = &mut self.records[i];
+                        r.last_seen = at;
+                        r.connected_now += 1;
+                        Client::Record(i)
+                    }
+                    None => Client::Key(Box::new(key)),
+                };
                 live.insert(
                     id,
                     Live {
                         start: c.connect_time,
-                        key,
-                        record,
+                        client,
                     },
                 );
             }
@@ -964,10 +999,10 @@ impl Ledger {
             .filter(|l| l.start.is_none_or(|s| (s - ev.at).abs() <= SAME_SESSION_WITHIN));
         if let Some(live) = polled {
             // Counted already by a poll: only note that the log sees it too, as a poll after a log line does.
-            let key = live
-                .record
-                .map(|i| self.records[i].key.clone())
-                .unwrap_or_else(|| live.key.clone());
+            let key = match live.client.record() {
+                Some(i) => self.records[i].key.clone(),
+                None => live.client.key(&self.records).clone(),
+            };
             return self.seen_by(&key, Source::Log);
         }
         let class = match (&ev.tls, ev.local_socket, ev.gss_encrypted) {
@@ -1085,7 +1120,7 @@ impl Ledger {
                 match self.index.get(&self.records, &record.key) {
                     Some(i) => self.records[i].merge(&loaded, &caps),
                     None if self.records.len() < caps.identities => {
-                        self.records.push(loaded);
+                        self.push_record(loaded);
                         self.index.insert(&self.records, self.records.len() - 1);
                     }
                     None => self.others_record(record.first_seen).merge(&loaded, &caps),
@@ -1131,13 +1166,22 @@ impl Ledger {
         self.observed_to = Some(self.observed_to.map_or(to, |t| t.max(to)));
     }
 
+    /// Add a record (the index is the caller's). The records grow by an eighth, not by doubling: a record is a few
+    /// hundred bytes, and a ledger per target of a fleet would hold up to as many unused ones as used.
+    fn push_record(&mut self, record: ClientRecord) {
+        if self.records.len() == self.records.capacity() {
+            self.records.reserve_exact((self.records.len() / 8).max(1));
+        }
+        self.records.push(record);
+    }
+
     /// The record that counts `key`: its own, a new one while under the identity cap, else the others record.
     fn record_for(&mut self, key: &ClientKey, at: DateTime<Utc>) -> &mut ClientRecord {
         if let Some(i) = self.index.get(&self.records, key) {
             return &mut self.records[i];
         }
         if self.records.len() < self.caps.identities {
-            self.records.push(ClientRecord::new(key.clone(), at));
+            self.push_record(ClientRecord::new(key.clone(), at));
             let last = self.records.len() - 1;
             self.index.insert(&self.records, last);
             return &mut self.records[last];
@@ -1202,6 +1246,11 @@ impl Ledger {
         };
         let evicted = self.records[i].clone();
         self.index.remove(&self.records, &evicted.key);
+        for l in self.live.values_mut().chain(self.live_pooled.values_mut()) {
+            if matches!(l.client, Client::Record(j) if j == i) {
+                l.client = Client::Given(i, Box::new(evicted.key.clone()));
+            }
+        }
         let caps = self.caps;
         self.others_record(evicted.first_seen).merge(&evicted, &caps);
         Some(i)
