@@ -88,6 +88,23 @@ impl<K: Ord, V> VecMap<K, V> {
         self.or_default_with(&key, || key)
     }
 
+    pub fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
+        self.find(key).ok().map(|i| &mut self.entries[i].1)
+    }
+
+    /// Take `key` out; the value it had, if any.
+    pub fn remove<Q>(&mut self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
+        self.find(key).ok().map(|i| self.entries.remove(i).1)
+    }
+
     /// Set `key` to `value`; the value it had, if any.
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
         match self.find(&key) {
@@ -351,6 +368,9 @@ mod tests {
         );
         assert_eq!(map.entries.capacity(), 4);
         assert_eq!(map.insert(3, 7), Some(1));
+        assert_eq!((map.remove(&5), map.remove(&5), map.len()), (Some(2), None, 3));
+        *map.get_mut(&9).unwrap() += 1;
+        assert_eq!(map.get(&9), Some(&2));
 
         let mut set = VecSet::new();
         assert!(set.insert("b".to_string()) && set.insert("a".to_string()) && !set.insert("b".to_string()));

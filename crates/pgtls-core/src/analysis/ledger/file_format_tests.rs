@@ -7,7 +7,7 @@ use chrono::Duration;
 
 use super::*;
 use crate::fixtures;
-use crate::logsource::{ConnectionEvent, TlsSeen};
+use crate::logsource::{ConnectionEvent, HbaRefusal, Refusal, RefusedAttempt, TlsSeen};
 
 const WRITTEN_BEFORE: &str = include_str!("testdata/ledger-before-compact.jsonl");
 
@@ -46,9 +46,27 @@ fn event(at: DateTime<Utc>, pid: i32, app: &str, address: &str, tls: Option<(&st
     }
 }
 
+fn refused(at: DateTime<Utc>, address: &str, refusal: Refusal) -> RefusedAttempt {
+    RefusedAttempt {
+        at,
+        pid: 9000,
+        client_addr: Some(address.into()),
+        client_port: Some(50_000),
+        local_socket: false,
+        refusal,
+        hint: Some("between TLSv1.3 and TLSv1.3".into()),
+        detail: None,
+    }
+}
+
+fn handshake(reason: &str) -> Refusal {
+    Refusal::Handshake { reason: reason.into() }
+}
+
 /// A ledger with every field of a record in use: polls over hours (TLS 1.3, 1.2, plain, local, a pooler's
 /// clients), log lines with pg_hba.conf lines, a walsender, lines older than the polls, many addresses and made-up
-/// ciphers for one client, and more identities than the cap.
+/// ciphers for one client, more identities than the cap, and refused attempts (two reasons from one address, a
+/// scan from another, pg_hba.conf refusals naming two users from a third).
 fn every_field() -> Ledger {
     let mut ledger = ledger();
     let mut snap = fixtures::snapshot();
@@ -130,6 +148,31 @@ fn every_field() -> Ledger {
             version,
         ));
     }
+    let at = at + Duration::hours(1);
+    ledger.observe_refused(&refused(at, "10.6.0.1", handshake("unsupported protocol")));
+    ledger.observe_refused(&refused(
+        at + Duration::hours(2),
+        "10.6.0.1",
+        handshake("no shared cipher"),
+    ));
+    for ms in [0, 150, 300] {
+        ledger.observe_refused(&refused(
+            at + Duration::milliseconds(ms),
+            "10.6.0.2",
+            handshake("unsupported protocol"),
+        ));
+    }
+    for user in ["bob", "alice"] {
+        let hba = Refusal::Hba(HbaRefusal {
+            rejected: false,
+            replication: false,
+            host: "10.6.0.3".into(),
+            user: user.into(),
+            database: Some("shop".into()),
+            encryption: "no encryption".into(),
+        });
+        ledger.observe_refused(&refused(at, "10.6.0.3", hba));
+    }
     ledger
 }
 
@@ -158,6 +201,10 @@ fn a_file_written_before_reads_back_byte_for_byte() {
         read.records()
             .any(|r| r.addresses_not_kept > 0 && r.recent.len() == read.caps.recent)
     );
+    let refused = read.refused();
+    assert!(refused.iter().any(|v| v.record.reasons.len() == 2));
+    assert!(refused.iter().any(|v| !v.record.scan_reasons.is_empty()));
+    assert!(refused.iter().any(|v| v.record.named.len() == 2));
     assert!(WRITTEN_BEFORE.contains("\"connected_now\":3"));
     assert_eq!(file_of(&read), none_connected(WRITTEN_BEFORE));
 }
