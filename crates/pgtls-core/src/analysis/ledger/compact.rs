@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::Source;
+
 /// Room for one more entry, and no more: these hold a few entries for a long time, so growth by doubling would
 /// mostly hold empty slots.
 pub(super) fn grow_by_one<T>(v: &mut Vec<T>) {
@@ -289,6 +291,85 @@ impl<'de, T: Deserialize<'de> + Ord> Deserialize<'de> for VecSet<T> {
     }
 }
 
+/// The sources that saw a client, a bit each (a set of one or two held a heap block of its own), read and written
+/// as the sorted array of a `BTreeSet<Source>`.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct Sources(u8);
+
+impl Sources {
+    /// In `Source`'s order, as a `BTreeSet` iterates.
+    const ALL: [Source; 2] = [Source::Poll, Source::Log];
+
+    fn bit(source: Source) -> u8 {
+        match source {
+            Source::Poll => 1,
+            Source::Log => 2,
+        }
+    }
+
+    pub fn new() -> Self {
+        Sources::default()
+    }
+
+    pub fn contains(&self, source: &Source) -> bool {
+        self.0 & Sources::bit(*source) != 0
+    }
+
+    /// Add `source`; whether it was new.
+    pub fn insert(&mut self, source: Source) -> bool {
+        let new = !self.contains(&source);
+        self.0 |= Sources::bit(source);
+        new
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+
+    /// The sources, in order.
+    pub fn iter(&self) -> impl Iterator<Item = Source> + '_ {
+        Sources::ALL.into_iter().filter(|s| self.contains(s))
+    }
+}
+
+impl Extend<Source> for Sources {
+    fn extend<I: IntoIterator<Item = Source>>(&mut self, iter: I) {
+        for source in iter {
+            self.insert(source);
+        }
+    }
+}
+
+impl FromIterator<Source> for Sources {
+    fn from_iter<I: IntoIterator<Item = Source>>(iter: I) -> Self {
+        let mut sources = Sources::new();
+        sources.extend(iter);
+        sources
+    }
+}
+
+impl std::fmt::Debug for Sources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for Sources {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Sources {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        BTreeSet::<Source>::deserialize(deserializer).map(|set| set.into_iter().collect())
+    }
+}
+
 /// The TLS versions, ciphers and addresses a ledger's records name, each held once: every client of a server
 /// names the same one or two versions and ciphers, and its address once per session it keeps.
 ///
@@ -377,6 +458,24 @@ mod tests {
         assert!(set.contains("a"));
         assert_eq!(set.iter().collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(set.items.capacity(), 2);
+    }
+
+    #[test]
+    fn sources_read_and_write_as_a_btree_set_does() {
+        for json in ["[]", r#"["poll"]"#, r#"["log"]"#, r#"["log","poll","log"]"#] {
+            let ours: Sources = serde_json::from_str(json).unwrap();
+            let theirs: BTreeSet<Source> = serde_json::from_str(json).unwrap();
+            assert_eq!(
+                serde_json::to_string(&ours).unwrap(),
+                serde_json::to_string(&theirs).unwrap()
+            );
+            assert_eq!(format!("{ours:?}"), format!("{theirs:?}"));
+            assert_eq!(ours.len(), theirs.len());
+            assert!(theirs.iter().all(|s| ours.contains(s)));
+        }
+        let mut sources = Sources::new();
+        assert!(sources.insert(Source::Log) && !sources.insert(Source::Log) && sources.insert(Source::Poll));
+        assert_eq!(sources.iter().collect::<Vec<_>>(), [Source::Poll, Source::Log]);
     }
 
     #[test]

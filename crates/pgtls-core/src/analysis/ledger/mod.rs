@@ -20,7 +20,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use self::compact::{Names, grow_by_one};
-pub use self::compact::{VecMap, VecSet};
+pub use self::compact::{Sources, VecMap, VecSet};
 use self::index::Index;
 pub use self::refused::{
     FloorSince, HourCount, RecentHandshake, RefusalKind, RefusedRecord, RefusedView, SCAN_MIN_HANDSHAKES,
@@ -274,7 +274,7 @@ pub struct ClientRecord {
     /// Sessions connected at the latest poll.
     #[serde(default)]
     pub connected_now: u32,
-    pub sources: VecSet<Source>,
+    pub sources: Sources,
     /// Sessions per (class, TLS version, cipher, source), with first and last seen: what was used before and after
     /// a settings change.
     #[serde(default)]
@@ -316,7 +316,7 @@ impl ClientRecord {
             first_seen: at,
             last_seen: at,
             connected_now: 0,
-            sources: VecSet::new(),
+            sources: Sources::new(),
             usage: Vec::new(),
             addresses: VecSet::new(),
             addresses_not_kept: 0,
@@ -471,7 +471,7 @@ impl ClientRecord {
         self.merge_hours(other);
         self.first_seen = self.first_seen.min(other.first_seen);
         self.last_seen = self.last_seen.max(other.last_seen);
-        self.sources.extend(other.sources.iter().copied());
+        self.sources.extend(other.sources.iter());
         for a in &other.addresses {
             if self.addresses.len() < caps.addresses {
                 self.addresses.insert(Arc::clone(a));
