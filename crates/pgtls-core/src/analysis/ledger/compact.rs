@@ -7,7 +7,7 @@
 //! (a map as an object, a set as an array); duplicates in a file resolve as `BTreeMap` and `BTreeSet` resolve them.
 
 use std::borrow::Borrow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -377,7 +377,7 @@ impl<'de> Deserialize<'de> for Sources {
 /// scanner or a forged log made up cost memory only while records still hold them.
 #[derive(Debug, Clone, Default)]
 pub struct Names {
-    names: Vec<Arc<str>>,
+    names: HashSet<Arc<str>>,
     /// The table's length after the last sweep.
     swept: usize,
 }
@@ -385,17 +385,15 @@ pub struct Names {
 impl Names {
     /// The shared copy of `name`.
     pub fn get(&mut self, name: &str) -> Arc<str> {
-        match self.names.binary_search_by(|n| (**n).cmp(name)) {
-            Ok(i) => Arc::clone(&self.names[i]),
-            Err(i) => {
-                let shared: Arc<str> = Arc::from(name);
-                self.names.insert(i, Arc::clone(&shared));
-                if self.names.len() >= (2 * self.swept).max(64) {
-                    self.sweep();
-                }
-                shared
-            }
+        if let Some(shared) = self.names.get(name) {
+            return Arc::clone(shared);
         }
+        let shared: Arc<str> = Arc::from(name);
+        self.names.insert(Arc::clone(&shared));
+        if self.names.len() >= (2 * self.swept).max(64) {
+            self.sweep();
+        }
+        shared
     }
 
     fn sweep(&mut self) {
