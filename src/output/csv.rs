@@ -154,7 +154,7 @@ pub fn write_ledger(ledger: &Ledger, fields: CsvFields, out: &mut dyn Write) -> 
     for r in ledger.records() {
         let worst = r.worst_class().map(|c| c.label()).unwrap_or("");
         let count = |c| r.count(c).to_string();
-        let ciphers: Vec<String> = r.ciphers.keys().cloned().collect();
+        let ciphers: Vec<String> = r.ciphers.keys().map(|c| c.to_string()).collect();
         fields.record(
             &mut w,
             &[

@@ -259,7 +259,7 @@ pub fn seen_as(r: &ClientRecord) -> String {
 
 /// The addresses a client came from, and how many more were only counted.
 pub fn addresses(r: &ClientRecord) -> String {
-    let mut list: Vec<&str> = r.addresses.iter().map(String::as_str).collect();
+    let mut list: Vec<&str> = r.addresses.iter().map(|a| &**a).collect();
     if list.is_empty() && !r.key.address.is_empty() {
         list.push(&r.key.address);
     }

@@ -148,8 +148,8 @@ fn lines(r: &ClientRecord, cx: &Ctx, cols: usize) -> Vec<Line<'static>> {
         line
     };
     let heading = |s: &str| Line::from(Span::styled(s.to_string(), t.title));
-    let counts = |map: &std::collections::BTreeMap<String, u64>| {
-        let mut by_count: Vec<(&String, &u64)> = map.iter().collect();
+    let counts = |map: &crate::analysis::ledger::VecMap<std::sync::Arc<str>, u64>| {
+        let mut by_count: Vec<(&std::sync::Arc<str>, &u64)> = map.iter().collect();
         by_count.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         let text: Vec<String> = by_count
             .iter()

@@ -393,7 +393,7 @@ fn report(target: Change, since: FloorSince, inputs: &Inputs) -> AfterChange {
                 label: r.key.label(),
                 tls_before: Sighting {
                     class: tls_before.class,
-                    tls_version: tls_before.tls_version.clone(),
+                    tls_version: tls_before.tls_version.as_deref().map(str::to_string),
                     sessions: tls_before.sessions,
                     first_seen: tls_before.first_seen,
                     last_seen: tls_before.last_seen,

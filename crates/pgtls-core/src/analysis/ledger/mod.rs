@@ -7,15 +7,21 @@
 //! takes a lock and does I/O) is a compacted state plus the entries appended since, so a crash loses at most the
 //! last poll and a damaged line costs only that line.
 
+mod compact;
+mod index;
 mod refused;
 mod resume;
 mod trend;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
+use self::compact::{Names, grow_by_one};
+pub use self::compact::{Sources, VecMap, VecSet};
+use self::index::Index;
 pub use self::refused::{
     FloorSince, HourCount, RecentHandshake, RefusalKind, RefusedRecord, RefusedView, SCAN_MIN_HANDSHAKES,
     SCAN_WINDOW_MS, SinceSource, UNKNOWN_ADDRESS, floor_since,
@@ -225,9 +231,9 @@ pub const OTHER: &str = "(other)";
 pub struct Usage {
     pub class: ConnClass,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls_version: Option<String>,
+    pub tls_version: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cipher: Option<String>,
+    pub cipher: Option<Arc<str>>,
     pub source: Source,
     pub sessions: u64,
     pub first_seen: DateTime<Utc>,
@@ -240,37 +246,42 @@ pub struct RecentSession {
     pub at: DateTime<Utc>,
     pub class: ConnClass,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls_version: Option<String>,
+    pub tls_version: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cipher: Option<String>,
+    pub cipher: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub address: Option<String>,
+    pub address: Option<Arc<str>>,
     pub source: Source,
 }
 
 /// What the ledger knows about one client.
+///
+/// `serve` keeps a ledger per target and each holds a record per client, so a record's few-entry maps and sets are
+/// [`VecMap`] and [`VecSet`] (sorted vectors of exactly their length), and the names of TLS versions, ciphers and
+/// addresses are shared with the ledger's other records (see `compact::Names`). Its JSON is that of `BTreeMap`s and
+/// `BTreeSet`s.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientRecord {
     pub key: ClientKey,
     /// Sessions per transport class.
-    pub classes: BTreeMap<ConnClass, u64>,
+    pub classes: VecMap<ConnClass, u64>,
     /// Sessions per TLS version (TLS sessions only).
-    pub tls_versions: BTreeMap<String, u64>,
-    pub ciphers: BTreeMap<String, u64>,
+    pub tls_versions: VecMap<Arc<str>, u64>,
+    pub ciphers: VecMap<Arc<str>, u64>,
     pub sessions: u64,
     pub first_seen: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
     /// Sessions connected at the latest poll.
     #[serde(default)]
     pub connected_now: u32,
-    pub sources: BTreeSet<Source>,
+    pub sources: Sources,
     /// Sessions per (class, TLS version, cipher, source), with first and last seen: what was used before and after
     /// a settings change.
     #[serde(default)]
     pub usage: Vec<Usage>,
     /// Client addresses seen (at most [`Caps::addresses`]), and how many sessions came from addresses not kept.
     #[serde(default)]
-    pub addresses: BTreeSet<String>,
+    pub addresses: VecSet<Arc<str>>,
     #[serde(default)]
     pub addresses_not_kept: u64,
     /// The latest sessions, oldest first (at most [`Caps::recent`]).
@@ -280,8 +291,8 @@ pub struct ClientRecord {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub replication: u64,
     /// pg_hba.conf lines that let this client in (14+ log, `connection authenticated`), at most [`MAX_HBA_LINES`].
-    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
-    pub hba_lines: BTreeSet<u32>,
+    #[serde(default, skip_serializing_if = "VecSet::is_empty")]
+    pub hba_lines: VecSet<u32>,
     /// Sessions by clock hour for the last week, oldest first (see [`Trend`]); absent from files written before.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hours: Vec<ClientHour>,
@@ -298,20 +309,20 @@ impl ClientRecord {
     fn new(key: ClientKey, at: DateTime<Utc>) -> ClientRecord {
         ClientRecord {
             key,
-            classes: BTreeMap::new(),
-            tls_versions: BTreeMap::new(),
-            ciphers: BTreeMap::new(),
+            classes: VecMap::new(),
+            tls_versions: VecMap::new(),
+            ciphers: VecMap::new(),
             sessions: 0,
             first_seen: at,
             last_seen: at,
             connected_now: 0,
-            sources: BTreeSet::new(),
+            sources: Sources::new(),
             usage: Vec::new(),
-            addresses: BTreeSet::new(),
+            addresses: VecSet::new(),
             addresses_not_kept: 0,
             recent: VecDeque::new(),
             replication: 0,
-            hba_lines: BTreeSet::new(),
+            hba_lines: VecSet::new(),
             hours: Vec::new(),
         }
     }
@@ -349,7 +360,8 @@ impl ClientRecord {
     }
 
     /// Count one session. Names beyond the usage cap are counted as [`OTHER`], so a forged log cannot grow a record.
-    fn add_session(&mut self, s: &RecentSession, caps: &Caps) {
+    /// `s` names what it names through `names`, which gives the name [`OTHER`] too.
+    fn add_session(&mut self, s: RecentSession, caps: &Caps, names: &mut Names) {
         let row = self.usage.iter().position(|u| {
             u.class == s.class && u.tls_version == s.tls_version && u.cipher == s.cipher && u.source == s.source
         });
@@ -357,8 +369,10 @@ impl ClientRecord {
             Some(i) => i,
             None => {
                 let full = self.usage.len() >= caps.usage;
-                let capped =
-                    |name: &Option<String>| name.as_ref().map(|n| if full { OTHER.to_string() } else { n.clone() });
+                let mut capped = |name: &Option<Arc<str>>| {
+                    name.as_ref()
+                        .map(|n| if full { names.get(OTHER) } else { Arc::clone(n) })
+                };
                 let (tls_version, cipher) = (capped(&s.tls_version), capped(&s.cipher));
                 let same = |u: &Usage| {
                     u.class == s.class && u.tls_version == tls_version && u.cipher == cipher && u.source == s.source
@@ -366,6 +380,7 @@ impl ClientRecord {
                 match self.usage.iter().position(same) {
                     Some(i) => i,
                     None => {
+                        grow_by_one(&mut self.usage);
                         self.usage.push(Usage {
                             class: s.class,
                             tls_version,
@@ -384,12 +399,12 @@ impl ClientRecord {
         u.sessions += 1;
         u.first_seen = u.first_seen.min(s.at);
         u.last_seen = u.last_seen.max(s.at);
-        *self.classes.entry(s.class).or_default() += 1;
+        *self.classes.or_default(s.class) += 1;
         if let Some(v) = &u.tls_version {
-            *self.tls_versions.entry(v.clone()).or_default() += 1;
+            *self.tls_versions.or_default_with(&**v, || Arc::clone(v)) += 1;
         }
         if let Some(c) = &u.cipher {
-            *self.ciphers.entry(c.clone()).or_default() += 1;
+            *self.ciphers.or_default_with(&**c, || Arc::clone(c)) += 1;
         }
         self.sessions += 1;
         self.count_hour(s.at, s.class, 1);
@@ -398,13 +413,20 @@ impl ClientRecord {
         self.sources.insert(s.source);
         if let Some(address) = &s.address {
             if self.addresses.len() < caps.addresses {
-                self.addresses.insert(address.clone());
+                self.addresses.insert(Arc::clone(address));
             } else if !self.addresses.contains(address) {
                 self.addresses_not_kept += 1;
             }
         }
         let in_order = self.recent.back().is_none_or(|r| r.at <= s.at);
-        self.recent.push_back(s.clone());
+        // Make room before pushing, and only as much as is kept: a deque grows by doubling, to twice the cap.
+        if in_order && !self.recent.is_empty() && self.recent.len() >= caps.recent {
+            self.recent.pop_front();
+        }
+        if self.recent.len() == self.recent.capacity() {
+            self.recent.reserve_exact(1);
+        }
+        self.recent.push_back(s);
         if !in_order {
             // Log lines read from a file's start arrive older than what polls saw.
             self.recent.make_contiguous().sort_by_key(|r| r.at);
@@ -429,27 +451,30 @@ impl ClientRecord {
                 }
                 // Room for the (other) rows per class and source beyond the cap; a file edited by hand to hold more
                 // rows loses the excess rows' detail, never their counts in the totals below.
-                None if self.usage.len() < caps.usage + 16 => self.usage.push(u.clone()),
+                None if self.usage.len() < caps.usage + 16 => {
+                    grow_by_one(&mut self.usage);
+                    self.usage.push(u.clone());
+                }
                 None => {}
             }
         }
         for (class, n) in &other.classes {
-            *self.classes.entry(*class).or_default() += n;
+            *self.classes.or_default(*class) += n;
         }
         for (v, n) in &other.tls_versions {
-            *self.tls_versions.entry(v.clone()).or_default() += n;
+            *self.tls_versions.or_default_with(&**v, || Arc::clone(v)) += n;
         }
         for (c, n) in &other.ciphers {
-            *self.ciphers.entry(c.clone()).or_default() += n;
+            *self.ciphers.or_default_with(&**c, || Arc::clone(c)) += n;
         }
         self.sessions += other.sessions;
         self.merge_hours(other);
         self.first_seen = self.first_seen.min(other.first_seen);
         self.last_seen = self.last_seen.max(other.last_seen);
-        self.sources.extend(other.sources.iter().copied());
+        self.sources.extend(other.sources.iter());
         for a in &other.addresses {
             if self.addresses.len() < caps.addresses {
-                self.addresses.insert(a.clone());
+                self.addresses.insert(Arc::clone(a));
             } else if !self.addresses.contains(a) {
                 self.addresses_not_kept += 1;
             }
@@ -464,6 +489,28 @@ impl ClientRecord {
         while self.recent.len() > caps.recent {
             self.recent.pop_front();
         }
+        self.recent.shrink_to(caps.recent);
+    }
+
+    /// Hold every name through `names`: a record read from a file has its own copy of each.
+    fn share_names(&mut self, names: &mut Names) {
+        let share = |names: &mut Names, name: &mut Option<Arc<str>>| {
+            if let Some(n) = name {
+                *n = names.get(n);
+            }
+        };
+        for u in &mut self.usage {
+            share(names, &mut u.tls_version);
+            share(names, &mut u.cipher);
+        }
+        for s in &mut self.recent {
+            share(names, &mut s.tls_version);
+            share(names, &mut s.cipher);
+            share(names, &mut s.address);
+        }
+        self.tls_versions = self.tls_versions.iter().map(|(v, n)| (names.get(v), *n)).collect();
+        self.ciphers = self.ciphers.iter().map(|(c, n)| (names.get(c), *n)).collect();
+        self.addresses = self.addresses.iter().map(|a| names.get(a)).collect();
     }
 }
 
@@ -556,9 +603,37 @@ pub enum Entry {
 #[derive(Debug, Clone)]
 struct Live {
     start: Option<DateTime<Utc>>,
-    key: ClientKey,
+    client: Client,
+}
+
+/// Whose a live session is. Most point at their client's record and hold no key of their own: `serve` keeps a
+/// ledger per target, and a copy of every connected session's key (four strings) was a quarter of a ledger.
+#[derive(Debug, Clone)]
+enum Client {
+    /// The record at this position in `Ledger::records`; the session's key is the record's.
+    Record(usize),
+    /// No record has this key (yet).
+    Key(Box<ClientKey>),
+    /// The record at this position was given to a newer client while the session pointed at it (at the identity
+    /// cap, before the first poll after a restart): the session keeps its key, and the position as it did.
+    Given(usize, Box<ClientKey>),
+}
+
+impl Client {
     /// Where its client's record is in `Ledger::records`, once there is one.
-    record: Option<usize>,
+    fn record(&self) -> Option<usize> {
+        match self {
+            Client::Record(i) | Client::Given(i, _) => Some(*i),
+            Client::Key(_) => None,
+        }
+    }
+
+    fn key<'a>(&'a self, records: &'a [ClientRecord]) -> &'a ClientKey {
+        match self {
+            Client::Record(i) => &records[*i].key,
+            Client::Key(key) | Client::Given(_, key) => key,
+        }
+    }
 }
 
 /// Log lines and polls see the same session at slightly different times.
@@ -572,8 +647,8 @@ pub struct Ledger {
     /// Every client seen (up to the cap). A record's position changes owner only when the cap is reached and it
     /// is given to a newer client (see [`Ledger::evict_for_newcomer`]); never while a live session points at it.
     records: Vec<ClientRecord>,
-    /// Position in `records` by key, in key order.
-    index: BTreeMap<ClientKey, usize>,
+    /// Positions in `records`, in key order.
+    index: Index,
     /// Sessions of identities beyond [`Caps::identities`], as one record.
     others: Option<ClientRecord>,
     /// The server's TLS settings as polled: the latest first seen and every change after it (capped).
@@ -611,6 +686,8 @@ pub struct Ledger {
     log_positions: BTreeMap<String, LogPosition>,
     /// New identities still to send to the others record before scanning again, after a scan found none.
     skip_scans: usize,
+    /// The TLS versions, ciphers and addresses the records name, each held once.
+    names: Names,
 }
 
 /// The label of the record that counts clients beyond the identity cap.
@@ -627,8 +704,8 @@ impl Ledger {
     /// Every client, in key order, then the others record if the identity cap was reached.
     pub fn records(&self) -> impl Iterator<Item = &ClientRecord> {
         self.index
-            .values()
-            .map(|i| &self.records[*i])
+            .positions()
+            .map(|i| &self.records[i])
             .chain(self.others.as_ref())
     }
 
@@ -723,11 +800,12 @@ impl Ledger {
             }
             let before = previous.remove(&s.pid).filter(|l| l.start == s.backend_start);
             let was_live = before.is_some();
-            let (key, record) = match before {
-                Some(l) if self.same_client(&l.key, s) => (l.key, l.record),
-                _ => (self.key_of(s), None),
+            let mut client = match before {
+                Some(l) if self.same_client(l.client.key(&self.records), s) => l.client,
+                _ => Client::Key(Box::new(self.key_of(s))),
             };
             if !was_live {
+                let key = client.key(&self.records).clone();
                 let logged = self
                     .from_log
                     .get(&s.pid)
@@ -753,8 +831,12 @@ impl Ledger {
                     entries.push(entry);
                 }
             }
-            let record = record.or_else(|| self.index.get(&key).copied());
-            match record {
+            if let Client::Key(key) = &client
+                && let Some(i) = self.index.get(&self.records, key)
+            {
+                client = Client::Record(i);
+            }
+            match client.record() {
                 Some(i) => {
                     let r = &mut self.records[i];
                     r.last_seen = at;
@@ -762,7 +844,7 @@ impl Ledger {
                     if was_live && r.mark_present(at, s.class) {
                         entries.push(Entry::Present {
                             at,
-                            key: key.clone(),
+                            key: client.key(&self.records).clone(),
                             class: s.class,
                         });
                     }
@@ -773,15 +855,14 @@ impl Ledger {
                 entries.push(Entry::Live {
                     pid: s.pid,
                     start: s.backend_start,
-                    key: key.clone(),
+                    key: client.key(&self.records).clone(),
                 });
             }
             live.insert(
                 s.pid,
                 Live {
                     start: s.backend_start,
-                    key,
-                    record,
+                    client,
                 },
             );
         }
@@ -798,11 +879,12 @@ impl Ledger {
         });
         entries.extend(ended);
         for pid in &unrecorded {
-            if let Some(l) = live.get_mut(pid) {
-                l.record = self.index.get(&l.key).copied();
-                if let Some(i) = l.record {
-                    self.records[i].connected_now += 1;
-                }
+            if let Some(l) = live.get_mut(pid)
+                && let Client::Key(key) = &l.client
+                && let Some(i) = self.index.get(&self.records, key)
+            {
+                l.client = Client::Record(i);
+                self.records[i].connected_now += 1;
             }
         }
         self.live = live;
@@ -850,7 +932,7 @@ impl Ledger {
                 });
                 let before = previous
                     .remove(&id)
-                    .filter(|l| l.start == c.connect_time && l.key == key);
+                    .filter(|l| l.start == c.connect_time && *l.client.key(&self.records) == key);
                 if before.is_none() {
                     let entry = Entry::Session {
                         at,
@@ -867,18 +949,20 @@ impl Ledger {
                     self.apply(&entry);
                     entries.push(entry);
                 }
-                let record = self.index.get(&key).copied();
-                if let Some(i) = record {
-                    let r = &mut self.records[i];
-                    r.last_seen = at;
-                    r.connected_now += 1;
-                }
+                let client = match self.index.get(&self.records, &key) {
+                    Some(i) => {
+                        let r = &mut self.records[i];
+                        r.last_seen = at;
+                        r.connected_now += 1;
+                        Client::Record(i)
+                    }
+                    None => Client::Key(Box::new(key)),
+                };
                 live.insert(
                     id,
                     Live {
                         start: c.connect_time,
-                        key,
-                        record,
+                        client,
                     },
                 );
             }
@@ -915,10 +999,10 @@ impl Ledger {
             .filter(|l| l.start.is_none_or(|s| (s - ev.at).abs() <= SAME_SESSION_WITHIN));
         if let Some(live) = polled {
             // Counted already by a poll: only note that the log sees it too, as a poll after a log line does.
-            let key = live
-                .record
-                .map(|i| self.records[i].key.clone())
-                .unwrap_or_else(|| live.key.clone());
+            let key = match live.client.record() {
+                Some(i) => self.records[i].key.clone(),
+                None => live.client.key(&self.records).clone(),
+            };
             return self.seen_by(&key, Source::Log);
         }
         let class = match (&ev.tls, ev.local_socket, ev.gss_encrypted) {
@@ -956,7 +1040,7 @@ impl Ledger {
 
     /// Note that `source` saw a session of `key` counted by the other source; the entry when that is news.
     fn seen_by(&mut self, key: &ClientKey, source: Source) -> Option<Entry> {
-        let i = *self.index.get(key)?;
+        let i = self.index.get(&self.records, key)?;
         if self.records[i].sources.contains(&source) {
             return None;
         }
@@ -1011,18 +1095,20 @@ impl Ledger {
                 if let (Source::Log, Some(pid)) = (source, pid) {
                     self.from_log.insert(*pid, *at);
                 }
+                let mut names = std::mem::take(&mut self.names);
                 let session = RecentSession {
                     at: *at,
                     class: *class,
-                    tls_version: tls_version.clone(),
-                    cipher: cipher.clone(),
-                    address: address.clone(),
+                    tls_version: tls_version.as_deref().map(|v| names.get(v)),
+                    cipher: cipher.as_deref().map(|c| names.get(c)),
+                    address: address.as_deref().map(|a| names.get(a)),
                     source: *source,
                 };
                 let caps = self.caps;
                 let record = self.record_for(key, *at);
-                record.add_session(&session, &caps);
+                record.add_session(session, &caps, &mut names);
                 record.note_extras(*replication, *hba_line);
+                self.names = names;
                 // A session seen in the log widens the evidence window too.
                 self.observe_window(*at, *at);
             }
@@ -1030,22 +1116,25 @@ impl Ledger {
                 let caps = self.caps;
                 let mut loaded = record.clone();
                 loaded.connected_now = 0;
-                match self.index.get(&record.key) {
-                    Some(i) => self.records[*i].merge(&loaded, &caps),
+                loaded.share_names(&mut self.names);
+                match self.index.get(&self.records, &record.key) {
+                    Some(i) => self.records[i].merge(&loaded, &caps),
                     None if self.records.len() < caps.identities => {
-                        self.index.insert(loaded.key.clone(), self.records.len());
-                        self.records.push(loaded);
+                        self.push_record(loaded);
+                        self.index.insert(&self.records, self.records.len() - 1);
                     }
                     None => self.others_record(record.first_seen).merge(&loaded, &caps),
                 }
             }
             Entry::Others(record) => {
                 let caps = self.caps;
-                self.others_record(record.first_seen).merge(record, &caps);
+                let mut loaded = record.clone();
+                loaded.share_names(&mut self.names);
+                self.others_record(record.first_seen).merge(&loaded, &caps);
             }
             Entry::Present { at, key, class } => {
-                if let Some(i) = self.index.get(key) {
-                    self.records[*i].mark_present(*at, *class);
+                if let Some(i) = self.index.get(&self.records, key) {
+                    self.records[i].mark_present(*at, *class);
                 }
             }
             Entry::Refused(attempt) => self.apply_refused(attempt),
@@ -1059,8 +1148,8 @@ impl Ledger {
                 self.from_log.insert(*pid, *at);
             }
             Entry::SeenBy { key, source } => {
-                if let Some(i) = self.index.get(key) {
-                    self.records[*i].sources.insert(*source);
+                if let Some(i) = self.index.get(&self.records, key) {
+                    self.records[i].sources.insert(*source);
                 }
             }
             Entry::LogSetting(change) => {
@@ -1077,21 +1166,30 @@ impl Ledger {
         self.observed_to = Some(self.observed_to.map_or(to, |t| t.max(to)));
     }
 
+    /// Add a record (the index is the caller's). The records grow by an eighth, not by doubling: a record is a few
+    /// hundred bytes, and a ledger per target of a fleet would hold up to as many unused ones as used.
+    fn push_record(&mut self, record: ClientRecord) {
+        if self.records.len() == self.records.capacity() {
+            self.records.reserve_exact((self.records.len() / 8).max(1));
+        }
+        self.records.push(record);
+    }
+
     /// The record that counts `key`: its own, a new one while under the identity cap, else the others record.
     fn record_for(&mut self, key: &ClientKey, at: DateTime<Utc>) -> &mut ClientRecord {
-        if let Some(i) = self.index.get(key) {
-            return &mut self.records[*i];
+        if let Some(i) = self.index.get(&self.records, key) {
+            return &mut self.records[i];
         }
         if self.records.len() < self.caps.identities {
-            self.index.insert(key.clone(), self.records.len());
-            self.records.push(ClientRecord::new(key.clone(), at));
+            self.push_record(ClientRecord::new(key.clone(), at));
             let last = self.records.len() - 1;
+            self.index.insert(&self.records, last);
             return &mut self.records[last];
         }
         match self.evict_for_newcomer() {
             Some(i) => {
-                self.index.insert(key.clone(), i);
                 self.records[i] = ClientRecord::new(key.clone(), at);
+                self.index.insert(&self.records, i);
                 &mut self.records[i]
             }
             None => self.others_record(at),
@@ -1147,7 +1245,12 @@ impl Ledger {
             }
         };
         let evicted = self.records[i].clone();
-        self.index.remove(&evicted.key);
+        self.index.remove(&self.records, &evicted.key);
+        for l in self.live.values_mut().chain(self.live_pooled.values_mut()) {
+            if matches!(l.client, Client::Record(j) if j == i) {
+                l.client = Client::Given(i, Box::new(evicted.key.clone()));
+            }
+        }
         let caps = self.caps;
         self.others_record(evicted.first_seen).merge(&evicted, &caps);
         Some(i)
@@ -1471,3 +1574,6 @@ mod tests {
 
 #[cfg(test)]
 mod dedup_tests;
+
+#[cfg(test)]
+mod file_format_tests;

@@ -8,6 +8,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use super::compact::{VecMap, VecSet, grow_by_one};
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -74,7 +76,8 @@ pub enum RefusalKind {
     Plain,
 }
 
-/// Refused attempts from one client address.
+/// Refused attempts from one client address. Its maps and sets are sorted vectors (a ledger keeps up to
+/// [`super::Caps::refused_addresses`] of these, each naming a reason or two), written as `BTreeMap`s and `BTreeSet`s.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefusedRecord {
     pub address: String,
@@ -82,7 +85,7 @@ pub struct RefusedRecord {
     pub first_seen: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
     /// Attempts per reason ([`Refusal::reason`]).
-    pub reasons: BTreeMap<String, u64>,
+    pub reasons: VecMap<String, u64>,
     /// The latest attempt's reason and server HINT (for a protocol version, the range the server accepts).
     pub last_reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -97,8 +100,8 @@ pub struct RefusedRecord {
     #[serde(default)]
     pub replication: u64,
     /// `user@database` named by pg_hba.conf refusals (a handshake failure names nobody).
-    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
-    pub named: BTreeSet<String>,
+    #[serde(default, skip_serializing_if = "VecSet::is_empty")]
+    pub named: VecSet<String>,
     /// Attempts by clock hour, oldest first, at most `HOURS_KEPT` hours.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hours: Vec<HourCount>,
@@ -114,8 +117,8 @@ pub struct RefusedRecord {
     pub last_scan: Option<DateTime<Utc>>,
     /// The scans' handshakes by reason: moved here from `reasons` when a burst turns out to be a scan, so that
     /// `reasons` + `scan_reasons` (every refused attempt, which the refused-attempts counter exports) never falls.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub scan_reasons: BTreeMap<String, u64>,
+    #[serde(default, skip_serializing_if = "VecMap::is_empty")]
+    pub scan_reasons: VecMap<String, u64>,
     /// The failed handshakes of the last [`SCAN_WINDOW_MS`], so one arriving later can tell a scan.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recent_handshakes: Vec<RecentHandshake>,
@@ -141,17 +144,17 @@ impl RefusedRecord {
             attempts: 0,
             first_seen: at,
             last_seen: at,
-            reasons: BTreeMap::new(),
+            reasons: VecMap::new(),
             last_reason: String::new(),
             last_hint: None,
             handshakes: 0,
             plain: 0,
             replication: 0,
-            named: BTreeSet::new(),
+            named: VecSet::new(),
             hours: Vec::new(),
             scans: 0,
             last_scan: None,
-            scan_reasons: BTreeMap::new(),
+            scan_reasons: VecMap::new(),
             recent_handshakes: Vec::new(),
         }
     }
@@ -221,7 +224,7 @@ impl RefusedRecord {
                 self.reasons.remove(reason);
             }
         }
-        *self.scan_reasons.entry(reason.to_string()).or_default() += 1;
+        *self.scan_reasons.or_default_with(reason, || reason.to_string()) += 1;
         self.scans += 1;
         self.last_scan = Some(self.last_scan.map_or(at, |l| l.max(at)));
         self.count_hour(at, 0, 0);
@@ -269,6 +272,7 @@ impl RefusedRecord {
                 h.last_sec = h.last_sec.max(sec);
             }
             Err(i) => {
+                grow_by_one(&mut self.hours);
                 self.hours.insert(
                     i,
                     HourCount {
@@ -346,7 +350,7 @@ impl RefusedRecord {
         }
         self.scans += other.scans;
         for (reason, n) in &other.scan_reasons {
-            *self.scan_reasons.entry(reason.clone()).or_default() += n;
+            *self.scan_reasons.or_default_with(reason.as_str(), || reason.clone()) += n;
         }
         self.last_scan = self.last_scan.max(other.last_scan);
         // A burst straddling a compaction goes on from the handshakes the compacted record kept.
@@ -367,13 +371,13 @@ fn hour_start(hour: i64, sec: u16) -> DateTime<Utc> {
     DateTime::from_timestamp(hour.saturating_mul(3600).saturating_add(i64::from(sec)), 0).unwrap_or_default()
 }
 
-fn count_capped(map: &mut BTreeMap<String, u64>, name: &str, n: u64, cap: usize) {
+fn count_capped(map: &mut VecMap<String, u64>, name: &str, n: u64, cap: usize) {
     let name = if map.len() < cap || map.contains_key(name) {
         name
     } else {
         super::OTHER
     };
-    *map.entry(name.to_string()).or_default() += n;
+    *map.or_default_with(name, || name.to_string()) += n;
 }
 
 /// A refused address with the identities the ledger has seen connect from it.
@@ -509,7 +513,7 @@ impl Ledger {
 
     /// The record of one identity.
     pub fn client(&self, key: &ClientKey) -> Option<&super::ClientRecord> {
-        self.index.get(key).map(|i| &self.records[*i])
+        self.index.get(&self.records, key).map(|i| &self.records[i])
     }
 
     /// Setting changes read in the log, oldest first.
@@ -549,11 +553,7 @@ impl Ledger {
     pub fn refused(&self) -> Vec<RefusedView> {
         let mut by_address: HashMap<&str, Vec<&ClientKey>> = HashMap::new();
         for r in self.records() {
-            let addresses = r
-                .addresses
-                .iter()
-                .map(String::as_str)
-                .chain(Some(r.key.address.as_str()));
+            let addresses = r.addresses.iter().map(|a| &**a).chain(Some(r.key.address.as_str()));
             for a in addresses.filter(|a| !a.is_empty()) {
                 let keys = by_address.entry(a).or_default();
                 if keys.last() != Some(&&r.key) {

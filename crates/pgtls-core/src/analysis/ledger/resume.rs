@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{ClientKey, Entry, Ledger, Live};
+use super::{Client, ClientKey, Entry, Ledger, Live};
 
 /// How far one log source has been applied to the ledger.
 ///
@@ -91,15 +91,11 @@ impl Ledger {
     }
 
     pub(super) fn apply_live(&mut self, pid: i32, start: Option<DateTime<Utc>>, key: &ClientKey) {
-        let record = self.index.get(key).copied();
-        self.live.insert(
-            pid,
-            Live {
-                start,
-                key: key.clone(),
-                record,
-            },
-        );
+        let client = match self.index.get(&self.records, key) {
+            Some(i) => Client::Record(i),
+            None => Client::Key(Box::new(key.clone())),
+        };
+        self.live.insert(pid, Live { start, client });
     }
 
     pub(super) fn apply_ended(&mut self, pid: i32, start: Option<DateTime<Utc>>) {
@@ -119,7 +115,7 @@ impl Ledger {
             .chain(live.into_iter().map(|(pid, l)| Entry::Live {
                 pid: *pid,
                 start: l.start,
-                key: l.key.clone(),
+                key: l.client.key(&self.records).clone(),
             }))
             .chain(
                 self.from_log

@@ -331,6 +331,8 @@ impl ClientRecord {
         let i = match self.hours.binary_search_by_key(&hour, |h| h.hour) {
             Ok(i) => i,
             Err(i) => {
+                // One more hour, not twice as many: a record keeps up to a week of them for as long as it lives.
+                super::compact::grow_by_one(&mut self.hours);
                 self.hours.insert(
                     i,
                     ClientHour {
