@@ -248,6 +248,76 @@ async fn check_names_the_pooled_client_each_target_refuses() {
     );
 }
 
+/// Sessions of the pooled clients (their own leg) per application, as `pgtls ledger --format json` exports them.
+fn pooled_counts(ledger: &std::path::Path, home: &std::path::Path) -> std::collections::BTreeMap<String, u64> {
+    let out = common::pgtls(&["ledger", &ledger.display().to_string(), "--format", "json"], home);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let clients: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut by_app = std::collections::BTreeMap::new();
+    for c in clients.as_array().unwrap() {
+        if c["key"]["pooler"]["side"] == "client" {
+            let app = c["key"]["application"].as_str().unwrap_or_default().to_string();
+            *by_app.entry(app).or_default() += c["sessions"].as_u64().unwrap();
+        }
+    }
+    by_app
+}
+
+/// A pooled client held open across runs of `check --ledger` is counted once (the ledger keeps the pooler's
+/// `ptr` and connect time of each client it counted); a new client of the same application is counted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_client_connected_across_restarts_is_counted_once() {
+    if !binary_present() {
+        return;
+    }
+    let lab = common::lab().await;
+    let home = tempfile::tempdir().unwrap();
+    let pooler = LabPooler::start(&lab, &options("session"))
+        .await
+        .expect("pgbouncer starts");
+    let _held = pooler
+        .open(SessionKind::Tls12, APP, "pooled-held")
+        .await
+        .expect("pooled client connects");
+    let admin = pooler.admin_conninfo(MONITOR);
+    let ledger = home.path().join("ledger.jsonl");
+    let check = || {
+        let out = common::pgtls(
+            &[
+                "check",
+                &monitor_conninfo(&lab),
+                "--pgbouncer",
+                &admin,
+                "--ledger",
+                &ledger.display().to_string(),
+                "--format",
+                "json",
+            ],
+            home.path(),
+        );
+        assert!(
+            out.status.code().is_some_and(|c| c <= 2),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    for run in 1..=3 {
+        check();
+        let counts = pooled_counts(&ledger, home.path());
+        assert_eq!(counts.get("pooled-held"), Some(&1), "run {run}: {counts:?}");
+    }
+    // A second client of the same application is a new session, counted once too.
+    let _second = pooler
+        .open(SessionKind::Tls12, APP, "pooled-held")
+        .await
+        .expect("pooled client connects");
+    for run in 4..=5 {
+        check();
+        let counts = pooled_counts(&ledger, home.path());
+        assert_eq!(counts.get("pooled-held"), Some(&2), "run {run}: {counts:?}");
+    }
+}
+
 #[tokio::test]
 async fn transaction_pooling_lists_the_clients_on_their_own() {
     if !binary_present() {

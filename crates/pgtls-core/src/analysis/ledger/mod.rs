@@ -26,6 +26,7 @@ pub use self::refused::{
     FloorSince, HourCount, RecentHandshake, RefusalKind, RefusedRecord, RefusedView, SCAN_MIN_HANDSHAKES,
     SCAN_WINDOW_MS, SinceSource, UNKNOWN_ADDRESS, floor_since,
 };
+use self::resume::pooled_ended;
 pub use self::resume::{HASHED_LINE_MAX, LogPosition, head_hash, last_line_hash, line_hash};
 pub use self::trend::{ClientHour, DAY, Lane, Lanes, Trend, TrendHour, WEEK, hour_of};
 use crate::model::{ConnClass, Session, Setting, Snapshot};
@@ -594,6 +595,22 @@ pub enum Entry {
     },
     /// A session counted from its log line that no poll has seen yet (compacted form of a `session` with a pid).
     LogPending { pid: i32, at: DateTime<Utc> },
+    /// A pooler's client a poll saw connected (`SHOW CLIENTS`), by the pooler's address, its `ptr` and connect
+    /// time: after a restart it is the same client, not a new one. Older pgtls versions skip the line.
+    PooledLive {
+        pooler: String,
+        ptr: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        start: Option<DateTime<Utc>>,
+        key: ClientKey,
+    },
+    /// A client in [`Entry::PooledLive`] that a later answer of its pooler no longer listed.
+    PooledEnded {
+        pooler: String,
+        ptr: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        start: Option<DateTime<Utc>>,
+    },
     /// A session counted by one source was seen by the other too: the client's record names both, after a
     /// restart as well.
     SeenBy { key: ClientKey, source: Source },
@@ -933,7 +950,8 @@ impl Ledger {
                 let before = previous
                     .remove(&id)
                     .filter(|l| l.start == c.connect_time && *l.client.key(&self.records) == key);
-                if before.is_none() {
+                let was_live = before.is_some();
+                if !was_live {
                     let entry = Entry::Session {
                         at,
                         key: key.clone(),
@@ -948,6 +966,14 @@ impl Ledger {
                     };
                     self.apply(&entry);
                     entries.push(entry);
+                }
+                if !was_live {
+                    entries.push(Entry::PooledLive {
+                        pooler: pooler.address.clone(),
+                        ptr: c.ptr.clone(),
+                        start: c.connect_time,
+                        key: key.clone(),
+                    });
                 }
                 let client = match self.index.get(&self.records, &key) {
                     Some(i) => {
@@ -967,6 +993,9 @@ impl Ledger {
                 );
             }
         }
+        // Journalled so that a restart knows which clients it already counted; a `ptr` reused by a new client is
+        // replaced by that client's own `pooled_live` line instead.
+        entries.extend(pooled_ended(previous));
         self.live_pooled = live;
         entries
     }
@@ -1144,6 +1173,13 @@ impl Ledger {
             }
             Entry::Live { pid, start, key } => self.apply_live(*pid, *start, key),
             Entry::Ended { pid, start } => self.apply_ended(*pid, *start),
+            Entry::PooledLive {
+                pooler,
+                ptr,
+                start,
+                key,
+            } => self.apply_pooled_live(pooler, ptr, *start, key),
+            Entry::PooledEnded { pooler, ptr, start } => self.apply_pooled_ended(pooler, ptr, *start),
             Entry::LogPending { pid, at } => {
                 self.from_log.insert(*pid, *at);
             }

@@ -1,9 +1,12 @@
 //! What the ledger remembers so that a restart counts nothing twice: how far each log source was applied, the
-//! sessions connected at the latest poll (pid + backend_start), and the log sessions a poll may still see.
+//! sessions connected at the latest poll (pid + backend_start), the poolers' clients connected at the latest answer
+//! (the pooler's address, its `ptr` + connect time), and the log sessions a poll may still see.
 //!
 //! A restarted pgtls reads a log from where it stopped ([`LogPosition`]) instead of from its start, and a session
 //! still connected is the same session it counted before ([`Entry::Live`]), so three runs of `check` or many
 //! restarts of `serve` give the same counts as one long run.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -104,10 +107,32 @@ impl Ledger {
         }
     }
 
-    /// The resumable part of the compacted state: positions, live sessions, pending log sessions.
+    /// A pooler's client as [`Entry::PooledLive`] journalled it. PgBouncer's `ptr` is the address of its client
+    /// object, reused after a disconnect, so the connect time (and the key) must match too (see
+    /// `observe_pooler_clients`).
+    pub(super) fn apply_pooled_live(&mut self, pooler: &str, ptr: &str, start: Option<DateTime<Utc>>, key: &ClientKey) {
+        let client = match self.index.get(&self.records, key) {
+            Some(i) => Client::Record(i),
+            None => Client::Key(Box::new(key.clone())),
+        };
+        self.live_pooled
+            .insert((pooler.to_string(), ptr.to_string()), Live { start, client });
+    }
+
+    pub(super) fn apply_pooled_ended(&mut self, pooler: &str, ptr: &str, start: Option<DateTime<Utc>>) {
+        let id = (pooler.to_string(), ptr.to_string());
+        if self.live_pooled.get(&id).is_some_and(|l| l.start == start) {
+            self.live_pooled.remove(&id);
+        }
+    }
+
+    /// The resumable part of the compacted state: positions, live sessions and pooled clients, pending log
+    /// sessions.
     pub(super) fn compacted_resume(&self) -> impl Iterator<Item = Entry> + '_ {
         let mut live: Vec<_> = self.live.iter().collect();
         live.sort_by_key(|(pid, _)| **pid);
+        let mut pooled: Vec<_> = self.live_pooled.iter().collect();
+        pooled.sort_by(|a, b| a.0.cmp(b.0));
         self.log_positions
             .values()
             .cloned()
@@ -117,12 +142,38 @@ impl Ledger {
                 start: l.start,
                 key: l.client.key(&self.records).clone(),
             }))
+            .chain(pooled.into_iter().map(|((pooler, ptr), l)| Entry::PooledLive {
+                pooler: pooler.clone(),
+                ptr: ptr.clone(),
+                start: l.start,
+                key: l.client.key(&self.records).clone(),
+            }))
             .chain(
                 self.from_log
                     .iter()
                     .map(|(pid, at)| Entry::LogPending { pid: *pid, at: *at }),
             )
     }
+}
+
+/// The pooled clients of the previous answer that the latest no longer listed (what is left of `previous` once
+/// each listed client took its own), as journal lines in a stable order.
+pub(super) fn pooled_ended(previous: HashMap<(String, String), Live>) -> Vec<Entry> {
+    let mut ended: Vec<_> = previous
+        .into_iter()
+        .map(|((pooler, ptr), l)| Entry::PooledEnded {
+            pooler,
+            ptr,
+            start: l.start,
+        })
+        .collect();
+    ended.sort_by(|a, b| match (a, b) {
+        (Entry::PooledEnded { pooler: p, ptr: q, .. }, Entry::PooledEnded { pooler: r, ptr: t, .. }) => {
+            (p, q).cmp(&(r, t))
+        }
+        _ => std::cmp::Ordering::Equal,
+    });
+    ended
 }
 
 #[cfg(test)]
@@ -186,6 +237,60 @@ mod tests {
         next.taken_at += Duration::seconds(2);
         again.observe_snapshot(&next, false);
         assert_eq!(again.total_sessions(), counted + 1);
+    }
+
+    /// A pooler's clients connected across a restart are the clients counted before (the pooler's `ptr` and
+    /// connect time, from the compacted state or from the journal); one that left and a new client on its reused
+    /// `ptr` are told apart, after a restart too.
+    #[test]
+    fn pooled_clients_connected_across_a_restart_are_counted_once() {
+        let mut ledger = Ledger::new(KeyFields::default());
+        let snap = fixtures::snapshot_pooled();
+        let mut journal = ledger.observe_snapshot(&snap, false);
+        let pooled = journal.iter().filter(|e| matches!(e, Entry::PooledLive { .. })).count();
+        assert_eq!(pooled, 3, "{journal:?}");
+        let counted = ledger.total_sessions();
+        let from_journal = |journal: &[Entry]| {
+            let mut again = Ledger::new(KeyFields::default());
+            for e in journal {
+                again.apply(e);
+            }
+            again
+        };
+        for round in 1..=3 {
+            let mut later = snap.clone();
+            later.taken_at += Duration::seconds(10 * round);
+            for mut again in [replayed(&ledger), from_journal(&journal)] {
+                let entries = again.observe_snapshot(&later, false);
+                assert!(
+                    !entries.iter().any(|e| matches!(e, Entry::Session { .. })),
+                    "round {round}: {entries:?}"
+                );
+                assert_eq!(again.total_sessions(), counted, "round {round}");
+            }
+            journal.extend(ledger.observe_snapshot(&later, false));
+            ledger = replayed(&ledger);
+        }
+        // The pooler gives one client's `ptr` to a new client, and another client leaves.
+        let mut next = snap.clone();
+        next.taken_at += Duration::minutes(5);
+        let pooler = &mut next.poolers[0];
+        pooler.clients[0].connect_time = pooler.clients[0].connect_time.map(|t| t + Duration::minutes(4));
+        let gone = pooler.clients.remove(2).ptr;
+        let entries = ledger.observe_snapshot(&next, false);
+        assert!(
+            entries
+                .iter()
+                .any(|e| matches!(e, Entry::PooledEnded { ptr, .. } if *ptr == gone)),
+            "{entries:?}"
+        );
+        journal.extend(entries);
+        assert_eq!(ledger.total_sessions(), counted + 1);
+        next.taken_at += Duration::seconds(2);
+        for mut again in [replayed(&ledger), from_journal(&journal)] {
+            again.observe_snapshot(&next, false);
+            assert_eq!(again.total_sessions(), counted + 1);
+        }
     }
 
     /// A session counted from its log line before any poll saw it is not counted again by the first poll after a
