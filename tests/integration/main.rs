@@ -11,6 +11,7 @@ mod alert_rules;
 mod bundle_cli;
 mod check;
 mod cli_contract;
+mod cloudnativepg;
 mod collector;
 mod connect_guards;
 mod dashboard_e2e;

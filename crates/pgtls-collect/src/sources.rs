@@ -237,17 +237,30 @@ impl LogSources {
     }
 }
 
+/// Whether the file's first bytes open a JSON object (`{"`): a stderr-format line starts with its
+/// `log_line_prefix` (a time, in any prefix pgtls reads well) or its severity. An empty file is not one: name a file
+/// that starts empty `*.json`.
+fn starts_with_json_object(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 2];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| &head == b"{\"")
+}
+
 /// A followed file's name among the ledger's log positions: the path as given, so a rotation (a new file at
 /// the same path) is the same source.
 pub fn file_source_key(path: &Path) -> String {
     format!("file:{}", path.display())
 }
 
-/// The file's own extension decides csv/json; plain files use the server's log_line_prefix.
+/// The file's own extension decides csv/json; a file whose first line is a JSON object is json too (CloudNativePG's
+/// log as `kubectl logs` saves it, any name); other files use the server's log_line_prefix.
 async fn file_format(client: &Client, path: &Path) -> LogFormat {
     match path.extension().and_then(|e| e.to_str()) {
         Some("csv") => LogFormat::Csv,
         Some("json") => LogFormat::Json,
+        _ if starts_with_json_object(path) => LogFormat::Json,
         _ => {
             let prefix = client
                 .query_one("SELECT pg_catalog.current_setting('log_line_prefix')", &[])

@@ -70,7 +70,7 @@ pub fn parse_csv_record(record: &str) -> Option<LogLine> {
 }
 
 /// `connection_from` is `host:port` for TCP (IPv6 hosts contain colons too) and `[local]` for sockets.
-fn host_of_connection_from(value: &str) -> Option<String> {
+pub(super) fn host_of_connection_from(value: &str) -> Option<String> {
     if value.is_empty() {
         return None;
     }
@@ -81,7 +81,7 @@ fn host_of_connection_from(value: &str) -> Option<String> {
     Some(host.to_string())
 }
 
-fn port_of_connection_from(value: &str) -> Option<u16> {
+pub(super) fn port_of_connection_from(value: &str) -> Option<u16> {
     value.rsplit_once(':').and_then(|(_, port)| port.parse().ok())
 }
 

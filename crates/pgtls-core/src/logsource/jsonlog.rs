@@ -26,12 +26,15 @@ struct Record {
     detail: Option<String>,
 }
 
-/// Parse one jsonlog line.
+/// Parse one jsonlog line, or one line of CloudNativePG's log (its envelope around a csvlog record).
 pub fn parse_json_line(line: &str) -> Option<LogLine> {
     if !(line.contains("connection") || line.contains("pg_hba.conf") || line.contains("parameter \\\""))
         || !(line.contains("\"LOG\"") || line.contains("\"FATAL\""))
     {
         return None;
+    }
+    if super::cloudnativepg::is_envelope(line) {
+        return super::cloudnativepg::parse_cloudnativepg_line(line);
     }
     let record: Record = serde_json::from_str(line.trim_end()).ok()?;
     let message = parse_message(record.message.as_deref()?)?;

@@ -47,11 +47,13 @@
 //!   "received" line of the last 60 s, which is a guess when logins overlap or fail; events then have
 //!   `pid` 0. Without a time, events are stamped with the time pgtls read them.
 //! * csvlog: one record per event, quoted fields may span lines; columns 0..=13 are the same in 12..18.
-//! * jsonlog (15+): one object per line.
+//! * jsonlog (15+): one object per line. CloudNativePG's log (each csvlog record wrapped in a JSON line of the
+//!   operator's, see `cloudnativepg`) is read by the same decoder, line by line.
 //!
 //! Without `logging_collector`, csvlog/jsonlog output falls back to plain text on the server's stderr,
 //! which is why [`detect_with_collector`] picks stderr then.
 
+mod cloudnativepg;
 mod csvlog;
 mod jsonlog;
 mod message;
@@ -66,6 +68,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use self::cloudnativepg::parse_cloudnativepg_line;
 pub use self::csvlog::parse_csv_record;
 pub use self::jsonlog::parse_json_line;
 pub use self::message::{Authorized, ConnectionMessage, HbaRefusal, parse_message};
