@@ -906,6 +906,68 @@ fn whatif_gives_the_detected_platforms_steps() {
     insta::assert_snapshot!("whatif_rds_steps_120x36", terminal.backend());
 }
 
+/// At the narrowest size a step, a command or a note too long for the pane goes on under its own text (a hanging
+/// indent), never at the pane's left edge; so does every other list on the screen.
+#[test]
+fn whatif_wrapped_lines_hang_under_their_own_text_at_80_columns() {
+    let mut state = new_state(80, 50);
+    let mut snap = fixtures::snapshot();
+    snap.platform = pgtls::model::Platform {
+        name: pgtls::model::PlatformName::Rds,
+        evidence: vec!["role rds_superuser exists".into()],
+    };
+    feed(&mut state, snap);
+    state.handle(Input::Poller {
+        event: PollerEvent::History(Box::new(fixtures::history())),
+        at: fixtures::now(),
+    });
+    press(&mut state, KeyCode::Char('w'));
+    // The What-if pane alone, as tall as the screen.
+    press(&mut state, KeyCode::Char('z'));
+    let mut pages = Vec::new();
+    for key in [KeyCode::Home, KeyCode::End] {
+        press(&mut state, key);
+        let terminal = draw(&mut state, 80, 50);
+        pages.push(lines(terminal.backend().buffer()));
+        insta::assert_snapshot!(
+            if key == KeyCode::Home {
+                "whatif_hanging_top_80x50"
+            } else {
+                "whatif_hanging_end_80x50"
+            },
+            terminal.backend()
+        );
+    }
+    let text = pages.concat().join("\n");
+    assert!(text.contains("DB parameter group"), "the steps are on screen: {text}");
+    // Inside the pane every row starts with a space: items, headings and continuations alike.
+    for row in pages.iter().flatten().filter(|r| r.starts_with('│')) {
+        let inside: String = row.chars().skip(1).collect();
+        assert!(
+            inside.starts_with(' ') || inside.starts_with('▶'),
+            "a row at the pane's edge: {row:?}\n{text}"
+        );
+    }
+    // A wrapped step goes on under its title, a wrapped command under the command.
+    let end = &pages[1];
+    let step = end
+        .iter()
+        .position(|r| r.contains("1. Only if the instance uses a default DB parameter"))
+        .expect("the first step");
+    assert!(
+        end[step + 1].starts_with("│     ") && !end[step + 1].starts_with("│      "),
+        "{text}"
+    );
+    let command = end
+        .iter()
+        .position(|r| r.contains("aws rds create-db-parameter-group"))
+        .expect("the first command");
+    assert!(
+        end[command + 1].starts_with("│       ") && !end[command + 1].starts_with("│        "),
+        "{text}"
+    );
+}
+
 /// An hour after TLSv1.3 took effect: the What-if screen reports what followed, and the alerts say what to do.
 fn after_the_change(w: u16, h: u16) -> AppState {
     let mut state = new_state(w, h);

@@ -47,6 +47,7 @@ pub mod compact;
 mod confirm;
 mod detail;
 mod footer;
+mod hanging;
 mod header;
 mod help;
 mod holdouts;

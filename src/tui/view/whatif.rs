@@ -4,9 +4,9 @@
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Paragraph, Wrap};
+use ratatui::widgets::{Block, Paragraph};
 
-use super::Ctx;
+use super::{Ctx, hanging};
 use crate::analysis::after::{AfterChange, Standing, since_source_label, took_effect};
 use crate::analysis::alerts::Severity;
 use crate::analysis::sources::{NoteState, SourceNote};
@@ -21,24 +21,33 @@ fn block(cx: &Ctx) -> Block<'static> {
         .title_bottom(super::tabs::line(cx))
 }
 
+/// Every line is wrapped here, not by ratatui: a list item that does not fit goes on under its own text
+/// ([`hanging`](super::hanging)), and scrolling counts the same rows as are drawn.
 pub fn render(frame: &mut Frame, area: Rect, cx: &Ctx) {
     let block = block(cx);
+    let inner = block.inner(area);
     match content(cx) {
         Content::Report(lines, _) => frame.render_widget(
-            Paragraph::new(lines)
+            Paragraph::new(hanging::wrap(lines, inner.width).lines)
                 .block(block)
-                .wrap(Wrap { trim: false })
                 .scroll((cx.state.whatif.scroll.offset(), 0)),
             area,
         ),
-        Content::Waiting(lines) => frame.render_widget(Paragraph::new(lines).block(block), area),
+        Content::Waiting(lines) => frame.render_widget(
+            Paragraph::new(hanging::wrap(lines, inner.width).lines).block(block),
+            area,
+        ),
     }
 }
 
 /// The largest useful scroll offset in `area`: the report's last line at the bottom.
 pub fn max_scroll(area: Rect, cx: &Ctx) -> u16 {
     match content(cx) {
-        Content::Report(lines, _) => super::text::max_scroll(lines, block(cx).inner(area)),
+        Content::Report(lines, _) => {
+            let inner = block(cx).inner(area);
+            let rows = hanging::wrap(lines, inner.width).lines.len();
+            u16::try_from(rows.saturating_sub(usize::from(inner.height))).unwrap_or(u16::MAX)
+        }
         Content::Waiting(_) => 0,
     }
 }
@@ -46,12 +55,11 @@ pub fn max_scroll(area: Rect, cx: &Ctx) -> u16 {
 /// Where the selected lingering session is drawn in `area`: its first wrapped row in the report and the pane's
 /// height, so the state can scroll it into view after ↑/↓.
 pub fn pick_row(area: Rect, cx: &Ctx) -> Option<(u16, u16)> {
-    let Content::Report(mut lines, Some(at)) = content(cx) else {
+    let Content::Report(lines, Some(at)) = content(cx) else {
         return None;
     };
     let inner = block(cx).inner(area);
-    lines.truncate(at);
-    let above = Paragraph::new(lines).wrap(Wrap { trim: false }).line_count(inner.width);
+    let above = hanging::wrap(lines, inner.width).starts.get(at).copied()?;
     Some((u16::try_from(above).unwrap_or(u16::MAX), inner.height))
 }
 
