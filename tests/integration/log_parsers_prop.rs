@@ -308,6 +308,37 @@ proptest! {
         prop_assert_eq!(parsed.message, ConnectionMessage::Authorized(a.clone()));
     }
 
+    /// CloudNativePG's envelope around the same record (csvlog's columns, every value a string) reads as the record;
+    /// under another logger, or with a statement holding the whole line, it is nothing.
+    #[test]
+    fn cloudnativepg_lines_read_back_as_printed(a in authorized(), at in at(), pid in 1..i32::MAX, noise in log_like()) {
+        let record = serde_json::json!({
+            "log_time": pg_time(at), "user_name": a.user, "database_name": a.database.clone().unwrap_or_default(),
+            "process_id": pid.to_string(), "connection_from": "10.0.0.7:5000", "command_tag": "authentication",
+            "error_severity": "LOG", "sql_state_code": "00000", "message": print(&a), "backend_type": "client backend",
+        });
+        let envelope = |logger: &str, record: serde_json::Value| serde_json::json!({
+            "level": "info", "ts": "2026-11-27T17:42:50.084913Z", "logger": logger, "msg": "record",
+            "logging_pod": "cluster-example-1", "record": record,
+        })
+        .to_string();
+        let line = envelope("postgres", record.clone());
+        let parsed = parse_json_line(&line).ok_or_else(|| TestCaseError::fail(format!("not read: {line}")))?;
+        prop_assert_eq!(parsed.at, at);
+        prop_assert_eq!(parsed.pid, Some(pid));
+        prop_assert_eq!(parsed.remote_host.as_deref(), Some("10.0.0.7"));
+        prop_assert_eq!(parsed.writer.as_deref(), Some(a.user.as_str()));
+        prop_assert_eq!(parsed.doubt, None);
+        prop_assert_eq!(parsed.message, ConnectionMessage::Authorized(a.clone()));
+        prop_assert!(parse_json_line(&envelope("pgaudit", record.clone())).is_none());
+        let smuggled = serde_json::json!({
+            "log_time": pg_time(at), "user_name": a.user, "process_id": "1", "command_tag": "SELECT",
+            "error_severity": "ERROR", "message": format!("syntax error {noise}"), "query": line,
+        });
+        prop_assert!(parse_json_line(&envelope("postgres", smuggled)).is_none());
+        let _ = parse_json_line(&format!("{{\"logger\":\"postgres\",\"msg\":\"record\",\"record\":{{\"error_severity\":\"LOG\",\"message\":\"connection {noise}"));
+    }
+
     #[test]
     fn refusals_read_back_as_printed_in_every_format(h in hba_refusal(), reason in "[ -~]{1,40}", at in at(), pid in 1..i32::MAX) {
         let refused = ConnectionMessage::HbaRefused(h.clone());
