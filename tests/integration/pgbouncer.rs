@@ -873,6 +873,7 @@ async fn the_dashboards_history_reads_the_poolers_log() {
         common::params(&monitor_conninfo(&lab), home.path()),
         poolers,
         Duration::from_millis(300),
+        Duration::ZERO,
         setup,
         tx,
     );
@@ -1066,6 +1067,7 @@ async fn a_silent_console_never_delays_the_servers_polls() {
         common::params(&monitor_conninfo(&lab), home.path()),
         console_poolers(port, home.path()),
         Duration::from_millis(500),
+        Duration::ZERO,
         HistorySetup::none(),
         tx,
     );

@@ -267,13 +267,21 @@ async fn run(
         }
     }
     let (events_tx, events) = mpsc::channel(16);
-    let handle = poller::spawn_with_poolers(params, poolers, options.interval, setup, events_tx);
+    let phase = phase_of(&log.name, options.interval);
+    let handle = poller::spawn_with_poolers(params, poolers, options.interval, phase, setup, events_tx);
     // A dashboard may have opened the target before its poller started.
     let open = subscriber.lock().unwrap_or_else(|e| e.into_inner()).is_some();
     let detail = if open { Detail::Full } else { Detail::Fleet };
     let _ = handle.commands.send(PollerCommand::HistoryDetail(detail));
     let _ = handle.commands.send(PollerCommand::SendHistory(true));
     apply_events(handle, events, requests, state, subscriber, options.probe_every, log).await;
+}
+
+/// Where in the interval a target polls, from its name: the same at every start, spread over the interval across
+/// targets (see [`poller::spawn_with_poolers`]).
+fn phase_of(name: &str, interval: Duration) -> Duration {
+    let spread = interval.as_millis().max(1);
+    Duration::from_millis(u64::try_from(u128::from(crate::targets::stable_hash(name)) % spread).unwrap_or(0))
 }
 
 /// What readers of the engine ask its poller.
@@ -385,9 +393,7 @@ async fn apply_events(
     // probe (about ten TLS handshakes, each failed one a server log line) waits for the first polls, so a dead
     // server is not probed before it is reported, and targets started together spread their full probes over the
     // whole probe interval, so a fleet's start (every deploy, every SIGHUP) is not one burst for its servers.
-    let spread = probe_every.as_millis().max(1);
-    let jitter =
-        Duration::from_millis(u64::try_from(u128::from(crate::targets::stable_hash(&log.name)) % spread).unwrap_or(0));
+    let jitter = phase_of(&log.name, probe_every);
     let mut probe_timer = tokio::time::interval_at(
         tokio::time::Instant::now() + Duration::from_secs(3) + jitter,
         probe_every,
@@ -505,5 +511,25 @@ impl Log {
             let line = format!("target {}: {text}", crate::conn::text::quoted(&self.name));
             let _ = writeln!(std::io::stderr(), "pgtls: serve: {}", pgtls_core::safe::terminal(&line));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 500 targets named as a targets file names them poll spread over the interval: no tenth of it holds more
+    /// than twice its share, and a target keeps its place across restarts.
+    #[test]
+    fn targets_poll_spread_over_the_interval() {
+        let interval = Duration::from_secs(5);
+        let mut tenths = [0usize; 10];
+        for i in 0..500 {
+            let phase = phase_of(&format!("db-{i}.prod.example:5432/postgres"), interval);
+            assert!(phase < interval);
+            assert_eq!(phase, phase_of(&format!("db-{i}.prod.example:5432/postgres"), interval));
+            tenths[usize::try_from(phase.as_millis() / 500).unwrap()] += 1;
+        }
+        assert!(tenths.iter().all(|&n| (25..=100).contains(&n)), "{tenths:?}");
     }
 }

@@ -112,19 +112,22 @@ pub fn spawn(
     setup: HistorySetup,
     events: mpsc::Sender<PollerEvent>,
 ) -> PollerHandle {
-    spawn_inner(params, connected, None, interval, setup, events)
+    spawn_inner(params, connected, None, interval, Duration::ZERO, setup, events)
 }
 
 /// [`spawn`] for a poller that connects by itself (a fleet's engine): `poolers` go to its first connection, as a
-/// start-up collector's own would.
+/// start-up collector's own would. The second poll comes `phase` later than the interval says, once: targets
+/// started together (every fleet start and SIGHUP) then poll spread over the interval instead of all at once, so
+/// neither the process's memory (each poll's rows in flight) nor its CPU has a peak every interval.
 pub fn spawn_with_poolers(
     params: ConnParams,
     poolers: super::pooler::Poolers,
     interval: Duration,
+    phase: Duration,
     setup: HistorySetup,
     events: mpsc::Sender<PollerEvent>,
 ) -> PollerHandle {
-    spawn_inner(params, None, Some(poolers), interval, setup, events)
+    spawn_inner(params, None, Some(poolers), interval, phase, setup, events)
 }
 
 fn spawn_inner(
@@ -132,6 +135,7 @@ fn spawn_inner(
     connected: Option<Collector>,
     initial_poolers: Option<super::pooler::Poolers>,
     interval: Duration,
+    phase: Duration,
     mut setup: HistorySetup,
     events: mpsc::Sender<PollerEvent>,
 ) -> PollerHandle {
@@ -152,7 +156,7 @@ fn spawn_inner(
         params,
         connected,
         initial_poolers,
-        interval,
+        (interval, phase),
         collector,
         rx,
     )));
@@ -319,18 +323,21 @@ struct Schedule {
     chain_read: bool,
     /// Signals under way; each is bounded by the poll timeout, and they end with the collector.
     signals: Vec<AbortOnDrop>,
+    /// Added once to the wait after the first poll (see [`spawn_with_poolers`]).
+    phase: Duration,
 }
 
 async fn run(
     params: ConnParams,
     mut connected: Option<Collector>,
     initial_poolers: Option<super::pooler::Poolers>,
-    interval: Duration,
+    (interval, phase): (Duration, Duration),
     links: Links,
     mut commands: mpsc::UnboundedReceiver<PollerCommand>,
 ) {
     let mut schedule = Schedule {
         interval,
+        phase,
         paused: false,
         probe: None,
         chain_read: false,
@@ -549,7 +556,7 @@ async fn poll_loop(
                 Err(error) => return Some(error),
             }
         }
-        let deadline = Instant::now() + schedule.interval;
+        let deadline = Instant::now() + schedule.interval + std::mem::take(&mut schedule.phase);
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline), if !schedule.paused => break,
@@ -607,7 +614,14 @@ mod tests {
             probe_connections: probe_tx,
             chosen_timeout: None,
         };
-        let collector = run(params, None, None, Duration::from_secs(5), links, commands_rx);
+        let collector = run(
+            params,
+            None,
+            None,
+            (Duration::from_secs(5), Duration::ZERO),
+            links,
+            commands_rx,
+        );
         let service = history::run(HistorySetup::none(), history_rx, probe_rx, events);
         // Before the large awaits inside were boxed: 9.0 and 11.7 kB (debug build); each is held per target.
         const LIMIT: usize = 10 * 1024;
