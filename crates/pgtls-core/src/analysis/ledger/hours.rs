@@ -353,3 +353,212 @@ impl<'de> Deserialize<'de> for Hours {
         Vec::<ClientHour>::deserialize(deserializer).map(|v| Hours::from_entries(&v))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The entries as the ledger kept them before they were packed: a sorted `Vec<ClientHour>` and its operations.
+    #[derive(Default)]
+    struct Model(Vec<ClientHour>);
+
+    impl Model {
+        fn update<R>(&mut self, hour: i64, f: impl FnOnce(&mut ClientHour) -> R) -> Option<R> {
+            if self
+                .0
+                .last()
+                .is_some_and(|newest| hour <= newest.hour.saturating_sub(WEEK as i64))
+            {
+                return None;
+            }
+            let i = match self.0.binary_search_by_key(&hour, |h| h.hour) {
+                Ok(i) => i,
+                Err(i) => {
+                    self.0.insert(
+                        i,
+                        ClientHour {
+                            hour,
+                            ..ClientHour::default()
+                        },
+                    );
+                    i
+                }
+            };
+            Some(f(&mut self.0[i]))
+        }
+
+        fn expire(&mut self) {
+            let Some(newest) = self.0.last().map(|h| h.hour) else {
+                return;
+            };
+            let expired = self.0.partition_point(|h| h.hour <= newest.saturating_sub(WEEK as i64));
+            self.0.drain(..expired);
+        }
+    }
+
+    /// splitmix64: the same sequence on every run, no dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    fn assert_same(hours: &Hours, model: &Model, what: &str) {
+        assert_eq!(hours.iter().collect::<Vec<_>>(), model.0, "{what}: entries");
+        assert_eq!(hours.len(), model.0.len(), "{what}: len");
+        assert_eq!(hours.is_empty(), model.0.is_empty(), "{what}: is_empty");
+        assert_eq!(hours.last(), model.0.last().copied(), "{what}: last");
+        assert_eq!(
+            serde_json::to_string(hours).unwrap(),
+            serde_json::to_string(&model.0).unwrap(),
+            "{what}: JSON"
+        );
+        // Packed the same whichever way it was built: the tail offset and newest hour kept in step.
+        assert_eq!(*hours, model.0.iter().copied().collect::<Hours>(), "{what}: packing");
+    }
+
+    /// One lane's count raised by some amount, or some `present` bits set.
+    #[derive(Clone, Copy)]
+    struct Change {
+        lane: u64,
+        n: u32,
+        bits: u8,
+    }
+
+    impl Change {
+        fn random(rng: &mut Rng) -> Change {
+            Change {
+                lane: rng.below(5),
+                n: [1, 2, 3, 127, 128, 300, 16_384, u32::MAX - 1, u32::MAX][rng.below(9) as usize],
+                bits: [1, 2, 4, 8, 0x10, 0x80, 0xff][rng.below(7) as usize],
+            }
+        }
+
+        fn apply(self, h: &mut ClientHour) -> u8 {
+            match self.lane {
+                0 => h.tls13 = h.tls13.saturating_add(self.n),
+                1 => h.tls12 = h.tls12.saturating_add(self.n),
+                2 => h.older = h.older.saturating_add(self.n),
+                3 => h.plain = h.plain.saturating_add(self.n),
+                _ => h.present |= self.bits,
+            }
+            h.present
+        }
+    }
+
+    #[test]
+    fn updates_and_expiry_match_a_plain_vector() {
+        let mut rng = Rng(28);
+        for start in [0, -1, 491_000, -491_000, 1 << 40, -(1 << 50)] {
+            for round in 0..20 {
+                let mut hours = Hours::new();
+                let mut model = Model::default();
+                let mut newest = start;
+                for step in 0..400 {
+                    let hour = match rng.below(20) {
+                        // The newest hour again, or the next ones: every poll and session.
+                        0..=9 => newest,
+                        10..=14 => newest + 1 + rng.below(3) as i64,
+                        // A late line: within the week, at its edge, or beyond it.
+                        15..=17 => newest - rng.below(200) as i64,
+                        18 => newest - WEEK as i64 + rng.below(3) as i64 - 1,
+                        _ => newest + rng.below(1_000) as i64,
+                    };
+                    newest = newest.max(hour);
+                    let c = Change::random(&mut rng);
+                    assert_eq!(
+                        hours.update(hour, |h| c.apply(h)),
+                        model.update(hour, |h| c.apply(h)),
+                        "start {start}, round {round}, step {step}: update"
+                    );
+                    if rng.below(4) != 0 {
+                        hours.expire();
+                        model.expire();
+                    }
+                    assert_same(&hours, &model, &format!("start {start}, round {round}, step {step}"));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn entries_read_from_a_file_write_back_unchanged() {
+        let h = |hour, counts: [u32; 4], present| ClientHour {
+            hour,
+            tls13: counts[0],
+            tls12: counts[1],
+            older: counts[2],
+            plain: counts[3],
+            present,
+        };
+        let tables: [Vec<ClientHour>; 7] = [
+            vec![],
+            vec![h(0, [0; 4], 0)],
+            vec![
+                h(-5, [1, 0, 0, 0], 0),
+                h(-1, [0; 4], 8),
+                h(0, [0, 0, 0, 1], 0),
+                h(3, [0; 4], 0),
+            ],
+            vec![
+                h(i64::MIN, [u32::MAX; 4], 0xff),
+                h(i64::MAX, [0; 4], 0xf0),
+                h(i64::MIN, [0; 4], 1),
+            ],
+            vec![
+                h(491_000, [u32::MAX, 0, u32::MAX, 0], 0x10),
+                h(491_168, [0, 128, 0, 0], 0x81),
+            ],
+            // Out of order and repeated: not what pgtls writes, kept as read.
+            vec![
+                h(10, [1; 4], 0),
+                h(2, [0; 4], 4),
+                h(2, [5, 0, 0, 0], 0),
+                h(-1 << 40, [0; 4], 2),
+            ],
+            (0..WEEK as i64)
+                .map(|i| h(491_000 + i, [(i % 3) as u32, 0, 0, 0], 1))
+                .collect(),
+        ];
+        for entries in tables {
+            let json = serde_json::to_string(&entries).unwrap();
+            let hours: Hours = serde_json::from_str(&json).unwrap();
+            assert_eq!(hours.iter().collect::<Vec<_>>(), entries);
+            assert_eq!(hours.len(), entries.len());
+            assert_eq!(hours.last(), entries.last().copied());
+            assert_eq!(serde_json::to_string(&hours).unwrap(), json);
+        }
+    }
+
+    #[test]
+    fn a_week_of_typical_hours_takes_a_few_bytes_each_in_a_tight_block() {
+        let mut hours = Hours::new();
+        let start = 491_000;
+        for hour in start..start + 3 * WEEK as i64 {
+            hours.update(hour, |h| h.present |= 2);
+            if hour % 5 == 0 {
+                hours.update(hour, |h| h.tls12 += 1);
+            }
+            hours.expire();
+        }
+        assert_eq!(hours.len(), WEEK);
+        assert!(hours.bytes.len() <= 3 * WEEK, "{} bytes", hours.bytes.len());
+        assert!(
+            hours.bytes.capacity() <= block_for(hours.bytes.len()) + 32,
+            "{} bytes held for {}",
+            hours.bytes.capacity(),
+            hours.bytes.len()
+        );
+        assert_eq!(hours.iter().next().map(|h| h.hour), Some(start + 2 * WEEK as i64));
+    }
+}
