@@ -296,7 +296,8 @@ pub struct ClientRecord {
     /// pg_hba.conf lines that let this client in (14+ log, `connection authenticated`), at most [`MAX_HBA_LINES`].
     #[serde(default, skip_serializing_if = "VecSet::is_empty")]
     pub hba_lines: VecSet<u32>,
-    /// Sessions by clock hour for the last week, oldest first (see [`Trend`]); absent from files written before.
+    /// Sessions by clock hour for the last week, oldest first (see [`Trend`]), packed a few bytes an hour (see
+    /// [`Hours`]); absent from files written before.
     #[serde(default, skip_serializing_if = "Hours::is_empty")]
     pub hours: Hours,
 }
