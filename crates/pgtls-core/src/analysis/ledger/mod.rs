@@ -8,6 +8,7 @@
 //! last poll and a damaged line costs only that line.
 
 mod compact;
+mod hours;
 mod index;
 mod refused;
 mod resume;
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use self::compact::{Names, grow_by_one};
 pub use self::compact::{Sources, VecMap, VecSet};
+pub use self::hours::Hours;
 use self::index::Index;
 pub use self::refused::{
     FloorSince, HourCount, RecentHandshake, RefusalKind, RefusedRecord, RefusedView, SCAN_MIN_HANDSHAKES,
@@ -294,9 +296,10 @@ pub struct ClientRecord {
     /// pg_hba.conf lines that let this client in (14+ log, `connection authenticated`), at most [`MAX_HBA_LINES`].
     #[serde(default, skip_serializing_if = "VecSet::is_empty")]
     pub hba_lines: VecSet<u32>,
-    /// Sessions by clock hour for the last week, oldest first (see [`Trend`]); absent from files written before.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub hours: Vec<ClientHour>,
+    /// Sessions by clock hour for the last week, oldest first (see [`Trend`]), packed a few bytes an hour (see
+    /// [`Hours`]); absent from files written before.
+    #[serde(default, skip_serializing_if = "Hours::is_empty")]
+    pub hours: Hours,
 }
 
 /// pg_hba.conf line numbers kept per client: a client matches one or two lines; more is a forged log.
@@ -324,7 +327,7 @@ impl ClientRecord {
             recent: VecDeque::new(),
             replication: 0,
             hba_lines: VecSet::new(),
-            hours: Vec::new(),
+            hours: Hours::new(),
         }
     }
 

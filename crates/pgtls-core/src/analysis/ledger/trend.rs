@@ -288,9 +288,7 @@ impl ClientRecord {
         let Some(lane) = Lane::of(class) else {
             return;
         };
-        if let Some(h) = self.hour_mut(at) {
-            h.add(lane, n);
-        }
+        self.with_hour(at, |h| h.add(lane, n));
         self.expire_hours();
     }
 
@@ -307,60 +305,34 @@ impl ClientRecord {
         {
             return false;
         }
-        let news = match self.hour_mut(at) {
-            Some(h) if !h.seen(lane) => {
-                h.present |= lane_bit(lane);
-                true
-            }
-            _ => false,
-        };
+        let news = self
+            .with_hour(at, |h| {
+                let news = !h.seen(lane);
+                if news {
+                    h.present |= lane_bit(lane);
+                }
+                news
+            })
+            .unwrap_or(false);
         self.expire_hours();
         news
     }
 
-    /// The hour of `at`, inserted if new; `None` when it lies a week or more before the newest hour kept.
-    fn hour_mut(&mut self, at: DateTime<Utc>) -> Option<&mut ClientHour> {
-        let hour = hour_of(at);
-        if self
-            .hours
-            .last()
-            .is_some_and(|newest| hour <= newest.hour - WEEK as i64)
-        {
-            return None;
-        }
-        let i = match self.hours.binary_search_by_key(&hour, |h| h.hour) {
-            Ok(i) => i,
-            Err(i) => {
-                // One more hour, not twice as many: a record keeps up to a week of them for as long as it lives.
-                super::compact::grow_by_one(&mut self.hours);
-                self.hours.insert(
-                    i,
-                    ClientHour {
-                        hour,
-                        ..ClientHour::default()
-                    },
-                );
-                i
-            }
-        };
-        self.hours.get_mut(i)
+    /// Change the hour of `at` with `f`, inserted if new; `None` when it lies a week or more before the newest hour
+    /// kept.
+    fn with_hour<R>(&mut self, at: DateTime<Utc>, f: impl FnOnce(&mut ClientHour) -> R) -> Option<R> {
+        self.hours.update(hour_of(at), f)
     }
 
     fn expire_hours(&mut self) {
-        let Some(newest) = self.hours.last().map(|h| h.hour) else {
-            return;
-        };
-        let expired = self.hours.partition_point(|h| h.hour <= newest - WEEK as i64);
-        self.hours.drain(..expired);
+        self.hours.expire();
     }
 
     /// Fold another record's hours in (a compacted record of the same client, or one moving to the others record).
     pub(super) fn merge_hours(&mut self, other: &ClientRecord) {
         for h in &other.hours {
-            if h.present != 0
-                && let Some(mine) = self.hour_mut(hour_start(h.hour))
-            {
-                mine.present |= h.present;
+            if h.present != 0 {
+                self.with_hour(hour_start(h.hour), |mine| mine.present |= h.present);
             }
             for lane in Lane::ALL {
                 let n = h.get(lane);
