@@ -143,11 +143,18 @@ impl Engine {
 /// A request for a target's client records, made without holding the fleet's lock while it is answered.
 pub struct ClientsRequest(mpsc::UnboundedSender<ClientsReply>);
 
+/// How long a reader waits for the ledger's answer: the history service answers between two bounded steps of work
+/// (a poll's fold, one budget of log), so only a target still starting (waiting for its ledger file) takes longer.
+const CLIENTS_WAIT: Duration = Duration::from_secs(10);
+
 impl ClientsRequest {
     pub async fn answer(self) -> Result<Vec<crate::analysis::ledger::ClientRecord>, ClientsError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.0.send(reply).map_err(|_| ClientsError::NotRunning)?;
-        answer.await.map_err(|_| ClientsError::Busy)
+        match tokio::time::timeout(CLIENTS_WAIT, answer).await {
+            Ok(Ok(records)) => Ok(records),
+            Ok(Err(_)) | Err(_) => Err(ClientsError::Busy),
+        }
     }
 }
 
