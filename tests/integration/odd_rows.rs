@@ -97,3 +97,62 @@ async fn an_undecodable_column_is_marked_not_fatal() {
         assert!(session.pid > 0 && session.backend_type.is_some(), "{session:?}");
     }
 }
+
+/// A server may keep up to a megabyte of each session's query (`track_activity_query_size`, a restart setting):
+/// a poll fetches at most `QUERY_BYTES` of it, marked as cut, so a poll's size and a fleet's memory do not follow
+/// the server's setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_query_text_is_fetched_cut_and_marked() {
+    use pgtls::lab::{Lab, LabOptions};
+    let lab = Lab::start(LabOptions {
+        settings: vec![("track_activity_query_size".into(), "65536".into())],
+        ..LabOptions::default()
+    })
+    .await
+    .expect("lab");
+    let home = tempfile::tempdir().unwrap();
+    let conninfo = lab.conninfo(SUPERUSER);
+    let (client, connection) = tokio_postgres::connect(&format!("{conninfo} sslmode=disable"), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    // 50,000 bytes of query with a two-byte character across the cut: its first byte is the limit's last.
+    let limit = pgtls::collect::sql::QUERY_BYTES;
+    let head = "SELECT pg_sleep(60) /* long-query ";
+    let long = format!("{head}{}é{} */", "x".repeat(limit - 1 - head.len()), "y".repeat(50_000));
+    let running = tokio::spawn(async move { client.simple_query(&long).await.map(|_| ()) });
+
+    let monitor = format!("{} sslmode=require", lab.conninfo(SUPERUSER));
+    let query = common::wait_until("the long query's session", Duration::from_secs(30), async || {
+        let out = common::pgtls(&["snapshot", &monitor, "--format", "json"], home.path());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        json["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|s| {
+                s["query"]
+                    .as_str()
+                    .filter(|q| q.contains("long-query"))
+                    .map(str::to_string)
+            })
+            .ok_or("not yet")
+    })
+    .await;
+    assert!(
+        query.starts_with("SELECT pg_sleep(60) /* long-query xxx"),
+        "{query:.80}"
+    );
+    assert!(
+        query.ends_with("x…"),
+        "cut and marked: ...{}",
+        &query[query.len() - 20..]
+    );
+    assert_eq!(
+        query.len(),
+        limit - 1 + "…".len(),
+        "the whole characters within the limit (the split 'é' left out), then the mark"
+    );
+    running.abort();
+}

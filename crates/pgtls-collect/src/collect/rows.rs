@@ -74,6 +74,35 @@ impl<'r> Columns<'r> {
     }
 }
 
+/// A `bytea` column's bytes (the poll's bounded query text, see [`super::sql::QUERY_BYTES`]).
+struct RawBytes(Vec<u8>);
+
+impl<'a> FromSql<'a> for RawBytes {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(RawBytes(raw.to_vec()))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::BYTEA
+    }
+}
+
+/// A query's text, decoded lossily (see [`LossyText`]); one the poll cut at `limit` bytes ends with "…", so nobody
+/// reads it as whole, without the character the cut split.
+fn bounded_query(raw: &[u8], limit: usize) -> String {
+    if raw.len() < limit {
+        return String::from_utf8_lossy(raw).into_owned();
+    }
+    let whole = match std::str::from_utf8(raw) {
+        // Only an incomplete sequence at the very end is the cut's doing; other invalid bytes are the text's own.
+        Err(e) if e.error_len().is_none() => &raw[..e.valid_up_to()],
+        _ => raw,
+    };
+    let mut text = String::from_utf8_lossy(whole).into_owned();
+    text.push('…');
+    text
+}
+
 pub fn session_from_row(row: &Row) -> Session {
     let mut c = Columns {
         row,
@@ -121,7 +150,9 @@ pub fn session_from_row(row: &Row) -> Session {
         state_change: c.get(col::STATE_CHANGE, "state_change"),
         wait_event_type: c.text(col::WAIT_EVENT_TYPE, "wait_event_type"),
         wait_event: c.text(col::WAIT_EVENT, "wait_event"),
-        query: c.text(col::QUERY, "query"),
+        query: c
+            .get::<RawBytes>(col::QUERY, "query")
+            .map(|q| bounded_query(&q.0, super::sql::QUERY_BYTES)),
         query_id: c.get(col::QUERY_ID, "query_id"),
         tls,
         gss,
@@ -172,6 +203,18 @@ pub fn settings_from(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_query_cut_at_the_limit_says_so_without_the_split_character() {
+        assert_eq!(bounded_query(b"SELECT 1", 16), "SELECT 1");
+        // 'é' is two bytes in UTF-8; the cut at 16 keeps its first only.
+        let cut = "SELECT 'caf\u{e9}".as_bytes()[..12].to_vec();
+        assert_eq!(bounded_query(&cut, 12), "SELECT 'caf…");
+        // A LATIN1 byte is the text's own, replaced as everywhere; the end is kept.
+        assert_eq!(bounded_query(b"caf\xe9 xxxxxxxx", 12), "caf\u{FFFD} xxxxxxxx…");
+        // Text shorter than the limit is never marked, whatever its bytes.
+        assert_eq!(bounded_query(b"caf\xe9", 12), "caf\u{FFFD}");
+    }
 
     #[test]
     fn classification_follows_the_facts() {

@@ -120,6 +120,10 @@ pub mod col {
     pub const CONF_LOAD_TIME: usize = 35;
 }
 
+/// The most bytes of a session's query text a poll fetches: four times PostgreSQL's default
+/// `track_activity_query_size`, enough to tell one application's statement from another's.
+pub const QUERY_BYTES: usize = 4096;
+
 /// One statement, one round trip: a meta row (kind 0: server clock, TLS settings, the monitor's
 /// sslinfo answer) followed by one row per session (kind 1). pg_settings is a function that builds every
 /// setting each time it is read, so the TLS settings come from a single scan of it.
@@ -134,6 +138,10 @@ pub mod col {
 /// sessions are kept on purpose: idle pooled connections are where TLS 1.2 holdouts live. `$1` lists the backends of
 /// this process's other connections to the server (see [`crate::collect::own_backends`]), left out here so that N
 /// targets on one server cost N polls of its real sessions, not N².
+///
+/// A query's text comes as at most [`QUERY_BYTES`] raw bytes (`textsend`, so no encoding is checked): a server with
+/// `track_activity_query_size` raised to its 1 MB maximum would otherwise send up to a megabyte per session on
+/// every poll, and a fleet would hold it per target.
 pub fn poll_statement(shape: &PollShape) -> String {
     let v = shape.version_num;
     let leader_pid = if v >= 130_000 {
@@ -151,6 +159,7 @@ pub fn poll_statement(shape: &PollShape) -> String {
     } else {
         "NULL::pg_catalog.bool"
     };
+    let query_bytes = QUERY_BYTES;
     let ssl_is_used = match &shape.sslinfo_schema {
         Some(schema) => format!("{schema}.ssl_is_used()"),
         None => "NULL::pg_catalog.bool".to_string(),
@@ -161,7 +170,7 @@ SELECT 0::pg_catalog.int2 AS kind, NULL::pg_catalog.int4, NULL::pg_catalog.int4,
        NULL::pg_catalog.text, NULL::pg_catalog.text, NULL::pg_catalog.text, NULL::pg_catalog.text,
        NULL::pg_catalog.int4, NULL::pg_catalog.text, NULL::pg_catalog.text, NULL::pg_catalog.timestamptz,
        NULL::pg_catalog.timestamptz, NULL::pg_catalog.timestamptz, NULL::pg_catalog.timestamptz,
-       NULL::pg_catalog.text, NULL::pg_catalog.text, NULL::pg_catalog.text, NULL::pg_catalog.int8,
+       NULL::pg_catalog.text, NULL::pg_catalog.text, NULL::pg_catalog.bytea, NULL::pg_catalog.int8,
        NULL::pg_catalog.bool, NULL::pg_catalog.text, NULL::pg_catalog.text, NULL::pg_catalog.int4,
        NULL::pg_catalog.text, NULL::pg_catalog.text, NULL::pg_catalog.text, NULL::pg_catalog.bool,
        NULL::pg_catalog.text, NULL::pg_catalog.bool, NULL::pg_catalog.bool,
@@ -179,7 +188,7 @@ SELECT 1::pg_catalog.int2, a.pid, {leader_pid}, d.datname::pg_catalog.text,
        a.application_name,
        pg_catalog.host(a.client_addr), a.client_hostname, a.client_port, a.backend_type, a.state,
        a.backend_start, a.xact_start, a.query_start, a.state_change, a.wait_event_type, a.wait_event,
-       a.query, {query_id},
+       pg_catalog.substring(pg_catalog.textsend(a.query), 1, {query_bytes}), {query_id},
        CASE WHEN a.client_port IS NOT NULL THEN a.ssl END, a.sslversion, a.sslcipher, a.sslbits, a.ssl_client_dn,
        a.ssl_client_serial::pg_catalog.text, a.ssl_issuer_dn,
        CASE WHEN a.client_port IS NOT NULL THEN a.gss_auth END, a.gss_princ, a.gss_enc, {delegated},
