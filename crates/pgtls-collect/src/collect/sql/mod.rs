@@ -434,7 +434,7 @@ mod tests {
         });
         assert!(old.contains("a.leader_pid"));
         assert!(
-            old.contains("a.query, NULL::pg_catalog.int8,"),
+            old.contains("pg_catalog.textsend(a.query), 1, 4096), NULL::pg_catalog.int8,"),
             "query_id must be NULL before 14"
         );
         assert!(!old.contains("gss_delegation"));
