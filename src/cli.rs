@@ -107,6 +107,18 @@ pub struct ConfigArgs {
 }
 
 impl Cli {
+    /// Worker threads of the async runtime. One server's dashboard draws on the main thread (the runtime's
+    /// `block_on`), so one worker is enough for its poller, its connection and its history service; with one
+    /// worker these wake each other through its local queue instead of waking a second thread, which profiling at
+    /// 200 sessions found to be a good part of the per-refresh cost (docs/performance.md, "Side by side").
+    /// A fleet and `serve` poll many servers at once and keep two.
+    pub fn runtime_workers(&self) -> usize {
+        match &self.command {
+            None if !self.dashboard.is_fleet() => 1,
+            _ => 2,
+        }
+    }
+
     /// What clap cannot say: the psql flags need a single server. One line, for stderr.
     // A String: the CLI edge, where the error is the usage line itself and nothing branches on it.
     pub fn check(&self) -> Result<(), String> {
@@ -755,4 +767,25 @@ fn flag_cell(arg: &clap::Arg) -> String {
 /// Help text as one table cell: its lines joined.
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod runtime_tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    fn workers(args: &[&str]) -> usize {
+        Cli::try_parse_from(args).expect("arguments parse").runtime_workers()
+    }
+
+    /// One server's dashboard runs on one worker beside its drawing thread; a fleet and serve keep two.
+    #[test]
+    fn one_worker_only_for_one_servers_dashboard() {
+        assert_eq!(workers(&["pgtls", "host=db1"]), 1);
+        assert_eq!(workers(&["pgtls"]), 1);
+        assert_eq!(workers(&["pgtls", "host=db1", "host=db2"]), 2);
+        assert_eq!(workers(&["pgtls", "serve", "host=db1"]), 2);
+        assert_eq!(workers(&["pgtls", "snapshot", "host=db1"]), 2);
+    }
 }

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
         pgtls::cmd::warn(&e.to_string());
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(cli.runtime_workers())
         .enable_all()
         .build()
     {

@@ -340,9 +340,12 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
 }
 
 fn draw(terminal: &mut DefaultTerminal, state: &mut AppState) -> Result<()> {
-    let size = terminal.size()?;
-    view::prepare(state, Rect::new(0, 0, size.width, size.height));
-    terminal.draw(|frame| view::draw(frame, state))?;
+    // The frame's area is the size ratatui has just read to resize its buffers: asking the terminal again here
+    // would be one more open of /dev/tty and ioctl per frame.
+    terminal.draw(|frame| {
+        view::prepare(state, frame.area());
+        view::draw(frame, state);
+    })?;
     Ok(())
 }
 
