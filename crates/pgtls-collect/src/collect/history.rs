@@ -148,6 +148,9 @@ pub enum HistoryInput {
         /// This connection's place among the process's own backends on the server: log lines of the others are
         /// pgtls's own connections, never clients. Weak: the listing ends with the connection, not with this service.
         own: Option<std::sync::Weak<super::own_backends::Registration>>,
+        /// The server's TCP address, to tell log lines about this process's other connections to it by their two
+        /// ends before their pids are registered (see [`crate::conn::own_sockets`]).
+        server: Option<std::net::SocketAddr>,
     },
     /// A poll's snapshot, already sent to the dashboard.
     Snapshot(Arc<Snapshot>),
@@ -240,6 +243,8 @@ struct Service {
     client: Option<Arc<Client>>,
     /// See [`HistoryInput::Connected`].
     own: Option<std::sync::Weak<super::own_backends::Registration>>,
+    /// See [`HistoryInput::Connected`].
+    server: Option<std::net::SocketAddr>,
     logs: Option<LogSources>,
     /// The poolers' own logs, read whether or not the server is connected.
     pooler_logs: crate::pooler_logs::PoolerLogs,
@@ -300,6 +305,7 @@ pub async fn run(
         journal_off,
         client: None,
         own: None,
+        server: None,
         logs: None,
         pooler_logs,
         pooler_log_error,
@@ -336,8 +342,14 @@ pub async fn run(
             }
         };
         let sent = match input {
-            HistoryInput::Connected { client, hba, own } => {
+            HistoryInput::Connected {
+                client,
+                hba,
+                own,
+                server,
+            } => {
                 service.own = own;
+                service.server = server;
                 Box::pin(service.on_connect(client, hba)).await;
                 Ok(())
             }
@@ -439,9 +451,10 @@ impl Service {
             .and_then(std::sync::Weak::upgrade)
             .map(|own| own.others())
             .unwrap_or_default();
+        let server = self.server;
         let mut entries: Vec<_> = events
             .iter()
-            .filter(|e| !ours.contains(&e.pid))
+            .filter(|e| !ours.contains(&e.pid) && !own_connection(e, server))
             .filter_map(|e| self.setup.ledger.observe_log(e))
             .collect();
         drop(events);
@@ -592,6 +605,23 @@ impl Service {
     }
 }
 
+/// A logged connection from a TCP connection this process holds to `server`: another target's monitor, whose
+/// "authorized" line may be read before its pid is registered (the pid comes only at the end of its start-up).
+fn own_connection(event: &crate::logsource::ConnectionEvent, server: Option<std::net::SocketAddr>) -> bool {
+    let (Some(server), Some(port)) = (server, event.client_port) else {
+        return false;
+    };
+    // A host name (`log_hostname`) cannot be matched; the pid check still applies to it.
+    let Some(ip) = event
+        .client_addr
+        .as_deref()
+        .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+    else {
+        return false;
+    };
+    crate::conn::own_sockets::is_ours(std::net::SocketAddr::new(ip, port), server)
+}
+
 /// `(how many were the probe's, the others)`: a refused attempt from the address and port of one of pgtls's own probe
 /// connections, near its time, is the probe's.
 pub fn split_probe_lines(
@@ -610,4 +640,57 @@ pub fn split_probe_lines(
         })
         .collect();
     (before - kept.len(), kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logsource::ConnectionEvent;
+
+    fn logged(addr: Option<&str>, port: Option<u16>) -> ConnectionEvent {
+        ConnectionEvent {
+            at: chrono::Utc::now(),
+            pid: 4242,
+            user: "postgres".into(),
+            database: "template1".into(),
+            application_name: Some("pgtls-serve-monitor".into()),
+            client_addr: addr.map(str::to_string),
+            client_port: port,
+            local_socket: false,
+            tls: None,
+            gss_encrypted: false,
+            replication: false,
+            hba_line: None,
+        }
+    }
+
+    /// Another target's monitor connection, logged before its pid is registered, is told by its two ends while
+    /// this process holds the connection; the same port to another server, or once closed, is a client's.
+    #[test]
+    fn a_logged_connection_of_ours_is_told_by_its_ends() {
+        let server: std::net::SocketAddr = "127.0.0.1:55432".parse().unwrap();
+        let other: std::net::SocketAddr = "127.0.0.1:55433".parse().unwrap();
+        let local: std::net::SocketAddr = "127.0.0.1:40123".parse().unwrap();
+        let held = crate::conn::own_sockets::Held::new(local, server);
+        let event = logged(Some("127.0.0.1"), Some(40123));
+        assert!(own_connection(&event, Some(server)));
+        assert!(!own_connection(&event, Some(other)), "the pair, not the port alone");
+        assert!(
+            !own_connection(&event, None),
+            "over a Unix socket there is no pair to match"
+        );
+        assert!(
+            !own_connection(&logged(Some("db.example"), Some(40123)), Some(server)),
+            "a host name"
+        );
+        assert!(
+            !own_connection(&logged(Some("127.0.0.1"), None), Some(server)),
+            "no port logged"
+        );
+        drop(held);
+        assert!(
+            !own_connection(&event, Some(server)),
+            "closed: a client may have the port now"
+        );
+    }
 }

@@ -619,4 +619,9 @@ impl Collector {
     pub fn shared_client(&self) -> Arc<tokio_postgres::Client> {
         Arc::clone(&self.connected.client)
     }
+
+    /// The server's address this connection reached over TCP (`None` over a Unix socket).
+    pub fn server_addr(&self) -> Option<std::net::SocketAddr> {
+        self.connected.report.addr
+    }
 }

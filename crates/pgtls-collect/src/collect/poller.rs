@@ -378,6 +378,7 @@ async fn run(
                         client: collector.shared_client(),
                         hba,
                         own: collector.own_backends().as_ref().map(std::sync::Arc::downgrade),
+                        server: collector.server_addr(),
                     })
                     .await;
                 let ended = poll_loop(&mut collector, &mut schedule, &links, feed.as_ref(), &mut commands).await;

@@ -98,6 +98,9 @@ pub struct ConnectionEvent {
     /// From the matching "connection received" line of the same pid (or the line's own metadata when that
     /// was not seen); `None` for a Unix socket or when unknown. A host name when `log_hostname` is on.
     pub client_addr: Option<String>,
+    /// The client's port from the same "connection received" line; `None` for a Unix socket or when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_port: Option<u16>,
     pub local_socket: bool,
     pub tls: Option<TlsSeen>,
     pub gss_encrypted: bool,
@@ -497,6 +500,7 @@ mod tests {
     #[test]
     fn events_round_trip_through_json() {
         let event = ConnectionEvent {
+            client_port: None,
             at: DateTime::from_timestamp(1_795_801_474, 0).unwrap(),
             pid: 7,
             user: "u".into(),

@@ -588,9 +588,13 @@ impl Pairer {
                 }
                 let authorized = authorized.clone();
                 let hba_line = pending.as_ref().and_then(|p| p.hba_line);
-                let host = pending.map(|p| p.host).or(line.remote_host);
+                let (host, port) = match pending {
+                    Some(p) => (Some(p.host), p.port),
+                    None => (line.remote_host, line.remote_port),
+                };
                 let local_socket = host.as_deref() == Some("[local]");
                 Some(Ok(Found::Connection(ConnectionEvent {
+                    client_port: port.filter(|_| !local_socket),
                     at: line.at,
                     pid: line.pid.unwrap_or(0),
                     user: authorized.user,
@@ -682,9 +686,11 @@ mod tests {
         assert_eq!(events[0].pid, 22547);
         assert!(events[0].local_socket);
         assert_eq!(events[0].client_addr, None);
+        assert_eq!(events[0].client_port, None);
         assert_eq!(events[0].tls, None);
         assert_eq!(events[1].pid, 22545);
         assert_eq!(events[1].client_addr.as_deref(), Some("127.0.0.1"));
+        assert_eq!(events[1].client_port, Some(47078), "from its received line");
         assert!(!events[1].local_socket);
         assert_eq!(events[1].application_name.as_deref(), Some("tls12app"));
         assert_eq!(events[1].tls.as_ref().map(|t| t.bits), Some(Some(256)));

@@ -35,6 +35,7 @@ fn with_payroll(at: DateTime<Utc>, start: DateTime<Utc>) -> Snapshot {
 /// The "connection authorized" line of the same backend: written a moment after its start.
 fn logged(at: DateTime<Utc>) -> ConnectionEvent {
     ConnectionEvent {
+        client_port: None,
         at,
         pid: PID,
         user: "payroll".into(),

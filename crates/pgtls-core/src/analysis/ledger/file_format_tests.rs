@@ -28,6 +28,7 @@ fn ledger() -> Ledger {
 
 fn event(at: DateTime<Utc>, pid: i32, app: &str, address: &str, tls: Option<(&str, &str)>) -> ConnectionEvent {
     ConnectionEvent {
+        client_port: None,
         at,
         pid,
         user: "batch".into(),

@@ -1560,6 +1560,7 @@ mod tests {
         assert_eq!(counted(&ledger, "pgtls-lab-admin"), 0);
         assert_eq!(ledger.total_sessions(), snap.class_counts().total() as u64);
         let line = |pid: i32| crate::logsource::ConnectionEvent {
+            client_port: None,
             at: snap.taken_at,
             pid,
             user: "postgres".into(),
@@ -1585,6 +1586,7 @@ mod tests {
         let snap = fixtures::snapshot();
         ledger.observe_snapshot(&snap, true);
         let event = |pid: i32, at: DateTime<Utc>| crate::logsource::ConnectionEvent {
+            client_port: None,
             at,
             pid,
             user: "u".into(),

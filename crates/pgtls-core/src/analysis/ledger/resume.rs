@@ -303,6 +303,7 @@ mod tests {
         let mut s = fixtures::session(4400, crate::model::ConnClass::Tls12);
         s.backend_start = Some(snap.taken_at + Duration::seconds(1));
         let event = crate::logsource::ConnectionEvent {
+            client_port: None,
             at: snap.taken_at + Duration::seconds(1),
             pid: 4400,
             user: s.user.clone().unwrap_or_default(),
