@@ -608,18 +608,7 @@ impl Service {
 /// A logged connection from a TCP connection this process holds to `server`: another target's monitor, whose
 /// "authorized" line may be read before its pid is registered (the pid comes only at the end of its start-up).
 fn own_connection(event: &crate::logsource::ConnectionEvent, server: Option<std::net::SocketAddr>) -> bool {
-    let (Some(server), Some(port)) = (server, event.client_port) else {
-        return false;
-    };
-    // A host name (`log_hostname`) cannot be matched; the pid check still applies to it.
-    let Some(ip) = event
-        .client_addr
-        .as_deref()
-        .and_then(|a| a.parse::<std::net::IpAddr>().ok())
-    else {
-        return false;
-    };
-    crate::conn::own_sockets::is_ours(std::net::SocketAddr::new(ip, port), server)
+    server.is_some_and(|server| super::own_client(event.client_addr.as_deref(), event.client_port, server))
 }
 
 /// `(how many were the probe's, the others)`: a refused attempt from the address and port of one of pgtls's own probe

@@ -127,20 +127,20 @@ fn ours_by_address(snapshot: &Snapshot, server: std::net::SocketAddr) -> Vec<i32
         .iter()
         .filter(|s| s.pid != snapshot.monitor.pid)
         .filter(|s| {
-            let ip = s
-                .client_addr
-                .as_deref()
-                .and_then(|a| a.parse::<std::net::IpAddr>().ok());
             let port = s.client_port.and_then(|p| u16::try_from(p).ok());
-            match (ip, port) {
-                (Some(ip), Some(port)) => {
-                    crate::conn::own_sockets::is_ours(std::net::SocketAddr::new(ip, port), server)
-                }
-                _ => false,
-            }
+            own_client(s.client_addr.as_deref(), port, server)
         })
         .map(|s| s.pid)
         .collect()
+}
+
+/// Is the client at `addr` and `port`, as the server reports it, a TCP connection this process holds to `server`?
+/// A host name (`log_hostname`) or a missing port cannot be matched: the pid checks still apply to those.
+pub(crate) fn own_client(addr: Option<&str>, port: Option<u16>, server: std::net::SocketAddr) -> bool {
+    match (addr.and_then(|a| a.parse::<std::net::IpAddr>().ok()), port) {
+        (Some(ip), Some(port)) => crate::conn::own_sockets::is_ours(std::net::SocketAddr::new(ip, port), server),
+        _ => false,
+    }
 }
 
 /// Pin the search path and check that the server took it: a proxy that swallowed the statement must not leave us

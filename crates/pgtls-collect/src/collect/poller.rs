@@ -522,8 +522,7 @@ async fn poll_loop(
             }
             // Commands still count while a poll is pending: `r` gives up on a slow poll and reconnects now.
             let polled = {
-                let poll = Box::pin(collector.poll());
-                tokio::pin!(poll);
+                let mut poll = Box::pin(collector.poll());
                 loop {
                     tokio::select! {
                         result = &mut poll => break Some(result),
